@@ -1,0 +1,41 @@
+//! # mfubench-core: the data and the math, nothing else
+//!
+//! Every other crate of mfubench depends on this one, and this one depends on
+//! nothing that touches the outside world: no file or network I/O, no MPI, no
+//! CUDA. That keeps the numbers mfubench prints testable on known answers.
+//!
+//! What lives here:
+//! - [`config`]: the TOML configuration (`[model]`, `[run]`, `[acceptance]`),
+//!   parsing from a string (the caller reads the file) and validation with
+//!   errors that name the file, line, field and rule.
+//! - [`preset`]: the model shapes mfubench knows by name.
+//! - [`plan`]: the [`plan::StepPlan`], the ordered GEMMs of one data-parallel
+//!   training step (forward, then backward in reverse layer order) and the
+//!   DDP-style gradient buckets. The worker executes exactly this list and the
+//!   FLOP counter sums exactly this list, so the two cannot disagree.
+//! - [`flops`]: exact FLOPs (Σ 2·M·N·K over the plan), the 6N estimate and
+//!   PaLM's attention term, training-time and MFU-from-a-log calculators.
+//! - [`peak`]: the dense peak TFLOP/s table, looked up by device name and SM
+//!   count.
+//! - [`metrics`]: the metric formulas of DESIGN.md as pure functions.
+//! - [`stats`]: median / percentile helpers.
+//! - [`check`]: the known-sum pattern used to verify all-reduce results.
+//! - [`result`]: the `run.json` schema and [`result::summarize`], which turns
+//!   per-rank records into the cluster-wide summary.
+//!
+//! Conventions: times are seconds (`f64`), sizes are bytes or elements
+//! (`u64`), FLOPs are `f64` (they overflow `u64` for whole training runs),
+//! bandwidths are GB/s with GB = 10⁹ bytes (the nccl-tests convention).
+
+pub mod check;
+pub mod config;
+pub mod flops;
+pub mod metrics;
+pub mod peak;
+pub mod plan;
+pub mod preset;
+pub mod result;
+pub mod stats;
+
+/// Version of this tool, recorded in every result file.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

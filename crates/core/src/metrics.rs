@@ -1,0 +1,160 @@
+//! The metric formulas of DESIGN.md, as pure functions. Symbols: `T_c`
+//! compute-mode step, `T_a` comm-mode step, `T_s` serialized step, `T_o`
+//! overlapped step, all cluster step times (max over ranks, median over
+//! iterations) in seconds.
+
+/// Achieved TFLOP/s per device: FLOPs per step / step time / 10¹².
+pub fn tflops(flops: f64, step_time_s: f64) -> f64 {
+    flops / step_time_s / 1e12
+}
+
+/// Model FLOPs utilisation: F / (T · peak).
+pub fn mfu(flops: f64, step_time_s: f64, peak_tflops: f64) -> f64 {
+    flops / (step_time_s * peak_tflops * 1e12)
+}
+
+/// All-reduce algorithm bandwidth in GB/s: bytes / t.
+pub fn algbw_gbps(bytes: f64, time_s: f64) -> f64 {
+    bytes / time_s / 1e9
+}
+
+/// All-reduce bus bandwidth (nccl-tests): algbw · 2(n−1)/n.
+pub fn busbw_gbps(algbw_gbps: f64, ranks: u64) -> f64 {
+    if ranks == 0 {
+        return 0.0;
+    }
+    algbw_gbps * 2.0 * (ranks as f64 - 1.0) / ranks as f64
+}
+
+/// Exposed communication: T_o − T_c (seconds of the overlapped step not
+/// explained by compute).
+pub fn exposed_comm_s(t_o: f64, t_c: f64) -> f64 {
+    t_o - t_c
+}
+
+/// Exposed communication as a fraction of the overlapped step: (T_o − T_c) / T_o.
+pub fn exposed_comm_fraction(t_o: f64, t_c: f64) -> f64 {
+    (t_o - t_c) / t_o
+}
+
+/// Serialized overhead: (T_s − T_c) / T_s.
+pub fn serialized_overhead(t_s: f64, t_c: f64) -> f64 {
+    (t_s - t_c) / t_s
+}
+
+/// Hidden fraction of the communication: (T_c + T_a − T_o) / T_a; 1 means all
+/// of it hidden, 0 none, below 0 that overlapping made things worse.
+pub fn hidden_fraction(t_c: f64, t_a: f64, t_o: f64) -> f64 {
+    (t_c + t_a - t_o) / t_a
+}
+
+/// Overlap speedup: T_s / T_o.
+pub fn overlap_speedup(t_s: f64, t_o: f64) -> f64 {
+    t_s / t_o
+}
+
+/// Efficiency against ideal overlap: (T_s − T_o) / (T_s − max(T_c, T_a)).
+/// `None` when the ideal gain is not positive (nothing to hide).
+pub fn overlap_efficiency(t_s: f64, t_o: f64, t_c: f64, t_a: f64) -> Option<f64> {
+    let ideal_gain = t_s - t_c.max(t_a);
+    (ideal_gain > 0.0).then(|| (t_s - t_o) / ideal_gain)
+}
+
+/// Contention: time of the same ops when overlapped divided by their time
+/// when run alone (GEMMs: overlapped / compute mode; all-reduces:
+/// overlapped / comm mode). 1 = no slowdown.
+pub fn contention(time_overlapped_s: f64, time_alone_s: f64) -> f64 {
+    time_overlapped_s / time_alone_s
+}
+
+/// Relative deviation of a value from a reference: (value − reference) / reference.
+pub fn relative_deviation(value: f64, reference: f64) -> f64 {
+    (value - reference) / reference
+}
+
+/// Indices of the values whose relative deviation from the median exceeds
+/// `tolerance` in the bad direction (`higher_is_worse` for times, not for
+/// rates). Non-finite values are always flagged.
+pub fn outliers(values: &[f64], tolerance: f64, higher_is_worse: bool) -> Vec<usize> {
+    let Some(med) = crate::stats::median(values) else {
+        return Vec::new();
+    };
+    values
+        .iter()
+        .enumerate()
+        .filter(|(_, &v)| {
+            if !v.is_finite() {
+                return true;
+            }
+            let dev = relative_deviation(v, med);
+            if higher_is_worse {
+                dev > tolerance
+            } else {
+                -dev > tolerance
+            }
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn mfu_and_tflops() {
+        // 989 TFLOP in 2 s on a 989 TFLOP/s device: 494.5 TFLOP/s, 50 %.
+        assert!(close(tflops(989e12, 2.0), 494.5));
+        assert!(close(mfu(989e12, 2.0, 989.0), 0.5));
+    }
+
+    #[test]
+    fn bandwidths_follow_nccl_tests() {
+        // 1 GB in 0.1 s = 10 GB/s algbw; busbw on 8 ranks = 10 · 14/8 = 17.5.
+        assert!(close(algbw_gbps(1e9, 0.1), 10.0));
+        assert!(close(busbw_gbps(10.0, 8), 17.5));
+        assert!(close(busbw_gbps(10.0, 2), 10.0));
+        assert!(close(busbw_gbps(10.0, 1), 0.0));
+        assert_eq!(busbw_gbps(10.0, 0), 0.0);
+    }
+
+    #[test]
+    fn overlap_metrics_known_answers() {
+        // T_c = 10, T_a = 4, T_s = 14, T_o = 11: 1 s exposed of 11, 3 of 4
+        // hidden, speedup 14/11, efficiency (14 − 11)/(14 − 10) = 0.75.
+        let (tc, ta, ts, to) = (10.0, 4.0, 14.0, 11.0);
+        assert!(close(exposed_comm_s(to, tc), 1.0));
+        assert!(close(exposed_comm_fraction(to, tc), 1.0 / 11.0));
+        assert!(close(serialized_overhead(ts, tc), 4.0 / 14.0));
+        assert!(close(hidden_fraction(tc, ta, to), 0.75));
+        assert!(close(overlap_speedup(ts, to), 14.0 / 11.0));
+        assert!(close(overlap_efficiency(ts, to, tc, ta).unwrap(), 0.75));
+        // Perfect overlap: T_o = max(T_c, T_a).
+        assert!(close(hidden_fraction(tc, ta, 10.0), 1.0));
+        assert!(close(overlap_efficiency(ts, 10.0, tc, ta).unwrap(), 1.0));
+        // No overlap at all: T_o = T_s.
+        assert!(close(hidden_fraction(tc, ta, 14.0), 0.0));
+        assert!(close(overlap_efficiency(ts, 14.0, tc, ta).unwrap(), 0.0));
+        assert_eq!(overlap_efficiency(10.0, 10.0, 10.0, 0.0), None);
+    }
+
+    #[test]
+    fn contention_ratio() {
+        assert!(close(contention(1.2, 1.0), 1.2));
+    }
+
+    #[test]
+    fn straggler_test() {
+        let steps = [1.00, 1.01, 0.99, 1.081, 1.00];
+        assert_eq!(outliers(&steps, 0.05, true), vec![3]);
+        assert_eq!(outliers(&steps, 0.10, true), Vec::<usize>::new());
+        let rates = [100.0, 101.0, 90.0, 99.0];
+        assert_eq!(outliers(&rates, 0.05, false), vec![2]);
+        assert_eq!(outliers(&[1.0, f64::NAN, 1.0], 0.05, true), vec![1]);
+        assert!(outliers(&[], 0.05, true).is_empty());
+    }
+}
