@@ -1,0 +1,57 @@
+//! Exit codes of `mfubench` (documented in the README) and errors that carry
+//! one. Any error without a code is a run failure (3).
+
+use std::fmt;
+
+/// Everything passed (or the command had nothing to judge).
+pub const OK: u8 = 0;
+/// The run completed but an acceptance rule (or a comparison) failed.
+pub const ACCEPTANCE_FAILED: u8 = 1;
+/// Bad command line, config or input file.
+pub const USAGE: u8 = 2;
+/// The run failed or timed out.
+pub const RUN_FAILED: u8 = 3;
+/// Interrupted (Ctrl-C / SIGTERM).
+pub const INTERRUPTED: u8 = 130;
+
+/// An error with the exit code it should produce.
+#[derive(Debug)]
+pub struct Coded {
+    /// Process exit code.
+    pub code: u8,
+    /// One-line message.
+    pub message: String,
+}
+
+impl fmt::Display for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+/// A usage / config error (exit 2).
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    Coded {
+        code: USAGE,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// A run failure (exit 3).
+pub fn run_failed(message: impl Into<String>) -> anyhow::Error {
+    Coded {
+        code: RUN_FAILED,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// The exit code an error should produce.
+pub fn code_of(e: &anyhow::Error) -> u8 {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<Coded>().map(|c| c.code))
+        .unwrap_or(RUN_FAILED)
+}
