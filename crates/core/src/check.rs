@@ -14,7 +14,8 @@ const PERIOD: u64 = 5;
 /// Value rank `rank` puts in element `index` of bucket `bucket`: one of
 /// −2, −1, 0, 1, 2.
 pub fn pattern(rank: u64, bucket: u64, index: u64) -> f64 {
-    let v = (index.wrapping_mul(31) ^ bucket.wrapping_mul(7)).wrapping_add(rank.wrapping_mul(17)) % PERIOD;
+    let v = (index.wrapping_mul(31) ^ bucket.wrapping_mul(7)).wrapping_add(rank.wrapping_mul(17))
+        % PERIOD;
     v as f64 - 2.0
 }
 
@@ -46,7 +47,13 @@ pub fn tolerance(ranks: u64, mantissa_bits: u32) -> f64 {
 
 /// Counts elements of `values` (bucket `bucket`, starting at element
 /// `offset`) that differ from the expected sum over `ranks` by more than `tol`.
-pub fn count_wrong(values: impl IntoIterator<Item = f64>, ranks: u64, bucket: u64, offset: u64, tol: f64) -> u64 {
+pub fn count_wrong(
+    values: impl IntoIterator<Item = f64>,
+    ranks: u64,
+    bucket: u64,
+    offset: u64,
+    tol: f64,
+) -> u64 {
     values
         .into_iter()
         .enumerate()

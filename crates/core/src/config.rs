@@ -205,7 +205,12 @@ pub enum Mode {
 
 impl Mode {
     /// All modes, in execution order.
-    pub const ALL: [Mode; 4] = [Mode::Compute, Mode::Comm, Mode::Serialized, Mode::Overlapped];
+    pub const ALL: [Mode; 4] = [
+        Mode::Compute,
+        Mode::Comm,
+        Mode::Serialized,
+        Mode::Overlapped,
+    ];
 
     /// The name used in configs and output.
     pub fn name(self) -> &'static str {
@@ -467,8 +472,15 @@ pub struct Config {
 
 /// Parses and validates TOML text. `file` names the source in errors.
 pub fn parse_config(text: &str, file: &str) -> Result<Config, ConfigError> {
-    let raw: ConfigFile = toml::from_str(text).map_err(|e| syntax_error(text, file, &e))?;
-    raw.resolve(file)
+    parse_config_file(text, file)?.resolve(file)
+}
+
+/// Parses TOML text into the file's structure without resolving it (syntax,
+/// types and unknown keys are checked; rules are checked by
+/// [`ConfigFile::resolve`]). Lets a caller settle `run.backend` first, since
+/// defaults such as the dtype depend on it.
+pub fn parse_config_file(text: &str, file: &str) -> Result<ConfigFile, ConfigError> {
+    toml::from_str(text).map_err(|e| syntax_error(text, file, &e))
 }
 
 fn syntax_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
@@ -583,7 +595,9 @@ impl ConfigFile {
             val.or(from_preset).ok_or_else(|| {
                 v.err(
                     field,
-                    format!("{field} is missing: set it, or set model.preset (see `mfubench presets`)"),
+                    format!(
+                        "{field} is missing: set it, or set model.preset (see `mfubench presets`)"
+                    ),
                 )
             })
         };
@@ -594,10 +608,7 @@ impl ConfigFile {
         let layers = need("model.layers", m.layers, preset.map(|p| p.layers))?;
         let seq = need("model.seq", m.seq, preset.map(|p| p.seq))?;
         let vocab = m.vocab.or(preset.map(|p| p.vocab)).unwrap_or(32_000);
-        let gated_mlp = m
-            .gated_mlp
-            .or(preset.map(|p| p.gated_mlp))
-            .unwrap_or(false);
+        let gated_mlp = m.gated_mlp.or(preset.map(|p| p.gated_mlp)).unwrap_or(false);
         let lm_head = m.lm_head.unwrap_or(false);
 
         v.range_u64("model.hidden", hidden, 1, MAX_HIDDEN)?;
@@ -619,10 +630,13 @@ impl ConfigFile {
                 format!("model.kv_heads = {kv_heads} does not divide model.heads = {heads}"),
             ));
         }
-        let name = match (&m.preset, m == &ModelSection {
-            preset: m.preset.clone(),
-            ..Default::default()
-        }) {
+        let name = match (
+            &m.preset,
+            m == &ModelSection {
+                preset: m.preset.clone(),
+                ..Default::default()
+            },
+        ) {
             (Some(p), true) => p.clone(),
             (Some(p), false) => format!("{p} (modified)"),
             (None, _) => "custom".to_string(),
@@ -690,11 +704,21 @@ impl ConfigFile {
                 format!("run.grad_dtype = \"{grad_dtype}\" is not a storage type for gradients; use f32, bf16 or fp16"),
             ));
         }
-        let bucket_mb = v.range_f64("run.bucket_mb", r.bucket_mb.unwrap_or(25.0), 0.0, MAX_BUCKET_MB)?;
+        let bucket_mb = v.range_f64(
+            "run.bucket_mb",
+            r.bucket_mb.unwrap_or(25.0),
+            0.0,
+            MAX_BUCKET_MB,
+        )?;
         let warmup = r.warmup.unwrap_or(2);
         v.range_u64("run.warmup", warmup as u64, 0, MAX_ITERATIONS as u64)?;
         let iterations = r.iterations.unwrap_or(10);
-        v.range_u64("run.iterations", iterations as u64, 1, MAX_ITERATIONS as u64)?;
+        v.range_u64(
+            "run.iterations",
+            iterations as u64,
+            1,
+            MAX_ITERATIONS as u64,
+        )?;
         let modes = r.modes.clone().unwrap_or_else(|| Mode::ALL.to_vec());
         if modes.is_empty() {
             return Err(v.err(
@@ -751,11 +775,16 @@ impl ConfigFile {
             .ok_or_else(|| {
                 v.err(
                     "run.micro_batch",
-                    format!("run.micro_batch = {micro_batch} × model.seq = {seq} tokens is too large"),
+                    format!(
+                        "run.micro_batch = {micro_batch} × model.seq = {seq} tokens is too large"
+                    ),
                 )
             })?;
         let biggest = [
-            tokens.checked_mul(ffn.max(model.qkv_out()).max(if lm_head { vocab } else { 0 })),
+            tokens.checked_mul(
+                ffn.max(model.qkv_out())
+                    .max(if lm_head { vocab } else { 0 }),
+            ),
             micro_batch
                 .checked_mul(heads)
                 .and_then(|x| x.checked_mul(seq))
@@ -838,7 +867,9 @@ mod tests {
     fn syntax_error_has_file_line_col() {
         let e = err("[model]\npreset = \"tiny\"\nhidden = = 3\n");
         match &e {
-            ConfigError::Syntax { file, line, col, .. } => {
+            ConfigError::Syntax {
+                file, line, col, ..
+            } => {
                 assert_eq!(file, "test.toml");
                 assert_eq!(*line, 3);
                 assert!(*col >= 8, "col {col}");
@@ -853,7 +884,10 @@ mod tests {
         let e = err("[model]\npreset = \"tiny\"\nhiden = 4096\n").to_string();
         assert!(e.contains("test.toml:3:1"), "{e}");
         assert!(e.contains("[model]"), "{e}");
-        assert!(e.contains("hiden") && e.contains("`hidden`") && e.contains("`kv_heads`"), "{e}");
+        assert!(
+            e.contains("hiden") && e.contains("`hidden`") && e.contains("`kv_heads`"),
+            "{e}"
+        );
         let e = err("[runn]\nlayers = 1\n").to_string();
         assert!(e.contains("`run`") && e.contains("`acceptance`"), "{e}");
     }
@@ -913,9 +947,13 @@ mod tests {
         let e = err("[model]\npreset = \"tiny\"\nhidden = 4194304\n");
         assert_eq!(e.field(), Some("model.hidden"));
         // Each size within its own limit, but the attention scores matrix is huge.
-        let e = err("[model]\npreset = \"llama3-405b\"\nseq = 4194304\n[run]\nmicro_batch = 4096\n");
+        let e =
+            err("[model]\npreset = \"llama3-405b\"\nseq = 4194304\n[run]\nmicro_batch = 4096\n");
         assert!(e.field().is_some(), "{e}");
-        assert!(e.to_string().contains("too large") || e.to_string().contains("2^40"), "{e}");
+        assert!(
+            e.to_string().contains("too large") || e.to_string().contains("2^40"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -928,7 +966,10 @@ mod tests {
     #[test]
     fn unknown_preset_lists_known() {
         let e = err("[model]\npreset = \"llama9\"\n").to_string();
-        assert!(e.contains("model.preset") && e.contains("llama3-70b"), "{e}");
+        assert!(
+            e.contains("model.preset") && e.contains("llama3-70b"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -944,7 +985,11 @@ mod tests {
         assert_eq!(e.field(), Some("run.dtype"));
         let e = err("[model]\npreset = \"tiny\"\n[run]\ndtype = \"bf17\"\n").to_string();
         assert!(e.contains("bf16") && e.contains("test.toml:4:"), "{e}");
-        let c = parse_config("[model]\npreset = \"tiny\"\n[run]\nbackend = \"cuda\"\n", "x").unwrap();
+        let c = parse_config(
+            "[model]\npreset = \"tiny\"\n[run]\nbackend = \"cuda\"\n",
+            "x",
+        )
+        .unwrap();
         assert_eq!(c.run.dtype, Dtype::Bf16);
         assert_eq!(c.run.grad_dtype, Dtype::Bf16);
     }

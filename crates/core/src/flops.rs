@@ -164,7 +164,11 @@ mod tests {
             let m = shape(p.name);
             let f = model_flops(&m);
             assert!(
-                close(f.flops_per_token.exact, f.flops_per_token.six_n_attention, 1e-12),
+                close(
+                    f.flops_per_token.exact,
+                    f.flops_per_token.six_n_attention,
+                    1e-12
+                ),
                 "{}: exact {} vs 6N+attn {}",
                 p.name,
                 f.flops_per_token.exact,
@@ -179,7 +183,11 @@ mod tests {
     fn backward_is_twice_forward() {
         let f = model_flops(&shape("llama3-70b"));
         for k in &f.by_kind {
-            assert!(close(k.dgrad + k.wgrad, 2.0 * k.forward, 1e-12), "{:?}", k.kind);
+            assert!(
+                close(k.dgrad + k.wgrad, 2.0 * k.forward, 1e-12),
+                "{:?}",
+                k.kind
+            );
         }
     }
 
@@ -189,19 +197,31 @@ mod tests {
         let f = model_flops(&shape("gpt3-175b"));
         let total = training_flops(f.flops_per_token.six_n, 300e9);
         assert!(close(total, 3.14e23, 0.01), "{total}");
-        assert!(close(training_flops(six_n(175_000_000_000), 300e9), 3.15e23, 1e-9));
+        assert!(close(
+            training_flops(six_n(175_000_000_000), 300e9),
+            3.15e23,
+            1e-9
+        ));
     }
 
     #[test]
     fn primer_7b_on_1t_tokens() {
-        assert!(close(training_flops(six_n(7_000_000_000), 1e12), 4.2e22, 1e-12));
+        assert!(close(
+            training_flops(six_n(7_000_000_000), 1e12),
+            4.2e22,
+            1e-12
+        ));
     }
 
     #[test]
     fn primer_8xh100_mfu_from_log() {
         let r = mfu_from_log(7e9, 8.0, 4096.0, 1.2, 8.0, 989.0);
         assert_eq!(r.tokens_per_second.round(), 27_307.0);
-        assert!(close(r.achieved_flops, 1.147e15, 1e-3), "{}", r.achieved_flops);
+        assert!(
+            close(r.achieved_flops, 1.147e15, 1e-3),
+            "{}",
+            r.achieved_flops
+        );
         assert!(close(r.peak_flops, 7.912e15, 1e-12));
         assert!((r.mfu - 0.145).abs() < 0.0005, "{}", r.mfu);
     }

@@ -185,12 +185,20 @@ pub fn by_device(name: &str, sm_count: Option<u32>) -> Option<&'static DeviceSpe
         list.into_iter().find(|(_, s)| *s == top).map(|(d, _)| d)
     };
     if let Some(sm) = sm_count {
-        let same_sm: Vec<_> = candidates.iter().copied().filter(|(d, _)| d.sm_count == sm).collect();
+        let same_sm: Vec<_> = candidates
+            .iter()
+            .copied()
+            .filter(|(d, _)| d.sm_count == sm)
+            .collect();
         if !same_sm.is_empty() {
             return best(same_sm);
         }
     }
-    let strong: Vec<_> = candidates.iter().copied().filter(|(_, s)| *s == 2).collect();
+    let strong: Vec<_> = candidates
+        .iter()
+        .copied()
+        .filter(|(_, s)| *s == 2)
+        .collect();
     match (strong.as_slice(), candidates.as_slice()) {
         ([(d, _)], _) => Some(d),
         (_, [(d, _)]) => Some(d),
@@ -207,30 +215,54 @@ mod tests {
         let sxm = by_key("h100-sxm").unwrap();
         assert_eq!((sxm.bf16, sxm.fp8, sxm.tf32), (989.0, Some(1979.0), 495.0));
         let pcie = by_key("h100-pcie").unwrap();
-        assert_eq!((pcie.bf16, pcie.fp8, pcie.tf32), (756.0, Some(1513.0), 378.0));
+        assert_eq!(
+            (pcie.bf16, pcie.fp8, pcie.tf32),
+            (756.0, Some(1513.0), 378.0)
+        );
         let a100 = by_key("a100").unwrap();
         assert_eq!((a100.bf16, a100.fp8, a100.tf32), (312.0, None, 156.0));
         let b200 = by_key("b200").unwrap();
-        assert_eq!((b200.bf16, b200.fp8, b200.tf32), (2250.0, Some(4500.0), 1100.0));
+        assert_eq!(
+            (b200.bf16, b200.fp8, b200.tf32),
+            (2250.0, Some(4500.0), 1100.0)
+        );
         assert_eq!(by_key("H200").unwrap().peak(Dtype::Bf16), Some(989.0));
         assert_eq!(a100.peak(Dtype::Fp8), None);
     }
 
     #[test]
     fn lookup_by_driver_name_and_sm_count() {
-        assert_eq!(by_device("NVIDIA H100 80GB HBM3", Some(132)).unwrap().key, "h100-sxm");
-        assert_eq!(by_device("NVIDIA H100 PCIe", Some(114)).unwrap().key, "h100-pcie");
+        assert_eq!(
+            by_device("NVIDIA H100 80GB HBM3", Some(132)).unwrap().key,
+            "h100-sxm"
+        );
+        assert_eq!(
+            by_device("NVIDIA H100 PCIe", Some(114)).unwrap().key,
+            "h100-pcie"
+        );
         // The name alone does not say which H100: the SM count decides.
-        assert_eq!(by_device("NVIDIA H100", Some(114)).unwrap().key, "h100-pcie");
+        assert_eq!(
+            by_device("NVIDIA H100", Some(114)).unwrap().key,
+            "h100-pcie"
+        );
         assert_eq!(by_device("NVIDIA H100", Some(132)).unwrap().key, "h100-sxm");
         assert!(by_device("NVIDIA H100", None).is_none());
         assert_eq!(by_device("NVIDIA H200", Some(132)).unwrap().key, "h200");
         assert_eq!(by_device("NVIDIA H200 NVL", None).unwrap().key, "h200");
-        assert_eq!(by_device("NVIDIA GH200 480GB", Some(132)).unwrap().key, "gh200");
-        assert_eq!(by_device("NVIDIA A100-SXM4-80GB", Some(108)).unwrap().key, "a100");
+        assert_eq!(
+            by_device("NVIDIA GH200 480GB", Some(132)).unwrap().key,
+            "gh200"
+        );
+        assert_eq!(
+            by_device("NVIDIA A100-SXM4-80GB", Some(108)).unwrap().key,
+            "a100"
+        );
         assert_eq!(by_device("NVIDIA B200", Some(148)).unwrap().key, "b200");
         assert_eq!(by_device("NVIDIA L40S", Some(142)).unwrap().key, "l40s");
-        assert_eq!(by_device("NVIDIA H100 NVL", Some(132)).unwrap().key, "h100-nvl");
+        assert_eq!(
+            by_device("NVIDIA H100 NVL", Some(132)).unwrap().key,
+            "h100-nvl"
+        );
         assert!(by_device("NVIDIA GeForce RTX 4090", Some(128)).is_none());
     }
 }

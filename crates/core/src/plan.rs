@@ -312,7 +312,13 @@ impl StepPlan {
             forward_block(layer, Pass::Forward, &mut ops);
         }
         if model.lm_head {
-            ops.push(linear(None, GemmKind::LmHead, d, model.vocab, Pass::Forward));
+            ops.push(linear(
+                None,
+                GemmKind::LmHead,
+                d,
+                model.vocab,
+                Pass::Forward,
+            ));
             backward_linear(None, GemmKind::LmHead, d, model.vocab, &mut ops);
         }
         for layer in (0..p.layers as u32).rev() {
@@ -327,10 +333,46 @@ impl StepPlan {
                 }
                 if kind == GemmKind::OutProj {
                     // O = P·V: dP = dO·Vᵀ, dV = Pᵀ·dO; S = Q·Kᵀ: dQ = dS·K, dK = dSᵀ·Q.
-                    ops.push(attn(l, GemmKind::AttnValues, Pass::Dgrad, s, s, hd, false, true));
-                    ops.push(attn(l, GemmKind::AttnValues, Pass::Wgrad, s, hd, s, true, false));
-                    ops.push(attn(l, GemmKind::AttnScores, Pass::Dgrad, s, hd, s, false, false));
-                    ops.push(attn(l, GemmKind::AttnScores, Pass::Wgrad, s, hd, s, true, false));
+                    ops.push(attn(
+                        l,
+                        GemmKind::AttnValues,
+                        Pass::Dgrad,
+                        s,
+                        s,
+                        hd,
+                        false,
+                        true,
+                    ));
+                    ops.push(attn(
+                        l,
+                        GemmKind::AttnValues,
+                        Pass::Wgrad,
+                        s,
+                        hd,
+                        s,
+                        true,
+                        false,
+                    ));
+                    ops.push(attn(
+                        l,
+                        GemmKind::AttnScores,
+                        Pass::Dgrad,
+                        s,
+                        hd,
+                        s,
+                        false,
+                        false,
+                    ));
+                    ops.push(attn(
+                        l,
+                        GemmKind::AttnScores,
+                        Pass::Wgrad,
+                        s,
+                        hd,
+                        s,
+                        true,
+                        false,
+                    ));
                 }
             }
         }
@@ -435,8 +477,14 @@ mod tests {
         assert_eq!(up.len(), 3);
         let (f, b, w) = (up[0], up[1], up[2]);
         assert_eq!((f.pass, f.m, f.n, f.k), (Pass::Forward, t, 512, 1536));
-        assert_eq!((b.pass, b.m, b.n, b.k, b.trans_b), (Pass::Dgrad, t, 1536, 512, true));
-        assert_eq!((w.pass, w.m, w.n, w.k, w.trans_a), (Pass::Wgrad, 1536, 512, t, true));
+        assert_eq!(
+            (b.pass, b.m, b.n, b.k, b.trans_b),
+            (Pass::Dgrad, t, 1536, 512, true)
+        );
+        assert_eq!(
+            (w.pass, w.m, w.n, w.k, w.trans_a),
+            (Pass::Wgrad, 1536, 512, t, true)
+        );
     }
 
     #[test]
@@ -491,7 +539,12 @@ mod tests {
         let a = StepPlan::for_config(&cfg("[run]\nlayers = 2\n"));
         let b = StepPlan::for_config(&cfg("[run]\nlayers = 2\nrecompute = true\n"));
         assert_eq!(a.model_flops(), b.model_flops());
-        let fwd: f64 = a.ops.iter().filter(|o| o.pass == Pass::Forward).map(GemmOp::flops).sum();
+        let fwd: f64 = a
+            .ops
+            .iter()
+            .filter(|o| o.pass == Pass::Forward)
+            .map(GemmOp::flops)
+            .sum();
         assert_eq!(b.hardware_flops(), a.hardware_flops() + fwd);
     }
 
@@ -500,11 +553,21 @@ mod tests {
         let a = StepPlan::for_config(&cfg(""));
         assert!(a.ops.iter().all(|o| o.kind != GemmKind::LmHead));
         let b = StepPlan::for_config(&cfg("lm_head = true\n"));
-        let lm: Vec<_> = b.ops.iter().filter(|o| o.kind == GemmKind::LmHead).collect();
+        let lm: Vec<_> = b
+            .ops
+            .iter()
+            .filter(|o| o.kind == GemmKind::LmHead)
+            .collect();
         assert_eq!(lm.len(), 3);
         assert_eq!(lm[0].n, 32_000);
         // Its gradient is produced first, so it opens the first bucket.
-        assert_eq!(b.buckets[0].grads[0], b.ops.iter().position(|o| o.kind == GemmKind::LmHead && o.pass == Pass::Wgrad).unwrap());
+        assert_eq!(
+            b.buckets[0].grads[0],
+            b.ops
+                .iter()
+                .position(|o| o.kind == GemmKind::LmHead && o.pass == Pass::Wgrad)
+                .unwrap()
+        );
     }
 
     #[test]

@@ -460,7 +460,12 @@ pub fn cluster_step_times(ranks: &[RankRecord], mode: Mode) -> Vec<f64> {
     }
     let iters = per_rank.iter().map(|v| v.len()).min().unwrap_or(0);
     (0..iters)
-        .map(|i| per_rank.iter().map(|v| v[i]).fold(f64::NEG_INFINITY, f64::max))
+        .map(|i| {
+            per_rank
+                .iter()
+                .map(|v| v[i])
+                .fold(f64::NEG_INFINITY, f64::max)
+        })
         .collect()
 }
 
@@ -487,7 +492,8 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     let f = inp.plan.flops;
     let peak = inp.peak_tflops;
     let compute_modes = |v: Option<f64>, m: Mode| v.filter(|_| m.has_compute());
-    let mfu = PerMode::from_fn(|m| compute_modes(t.get(m), m).map(|t| metrics::mfu(f.model, t, peak)));
+    let mfu =
+        PerMode::from_fn(|m| compute_modes(t.get(m), m).map(|t| metrics::mfu(f.model, t, peak)));
     let hfu = inp.recompute.then(|| {
         PerMode::from_fn(|m| compute_modes(t.get(m), m).map(|t| metrics::mfu(f.hardware, t, peak)))
     });
@@ -562,9 +568,14 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
 /// The mode whose per-rank step time identifies stragglers: compute if it
 /// ran, else the first mode with GEMMs, else comm.
 fn straggler_mode(ranks: &[RankRecord]) -> Option<Mode> {
-    [Mode::Compute, Mode::Overlapped, Mode::Serialized, Mode::Comm]
-        .into_iter()
-        .find(|m| ranks.iter().all(|r| r.modes.contains_key(m)))
+    [
+        Mode::Compute,
+        Mode::Overlapped,
+        Mode::Serialized,
+        Mode::Comm,
+    ]
+    .into_iter()
+    .find(|m| ranks.iter().all(|r| r.modes.contains_key(m)))
 }
 
 /// Ranks whose median step in the straggler mode is slower than the median
@@ -638,10 +649,19 @@ mod tests {
         use StreamKind::*;
         let mut modes = BTreeMap::new();
         let s = |v: &[f64]| v.iter().map(|x| x * scale).collect::<Vec<_>>();
-        modes.insert(Mode::Compute, mode(&s(&[10.0, 10.0, 10.0]), &[(Compute, 10.0)]));
+        modes.insert(
+            Mode::Compute,
+            mode(&s(&[10.0, 10.0, 10.0]), &[(Compute, 10.0)]),
+        );
         modes.insert(Mode::Comm, mode(&[4.0, 4.0, 4.0], &[(Comm, 4.0)]));
-        modes.insert(Mode::Serialized, mode(&s(&[14.0, 14.0, 14.0]), &[(Compute, 10.0), (Comm, 4.0)]));
-        modes.insert(Mode::Overlapped, mode(&s(&[11.0, 12.0, 11.0]), &[(Compute, 11.0), (Comm, 5.0)]));
+        modes.insert(
+            Mode::Serialized,
+            mode(&s(&[14.0, 14.0, 14.0]), &[(Compute, 10.0), (Comm, 4.0)]),
+        );
+        modes.insert(
+            Mode::Overlapped,
+            mode(&s(&[11.0, 12.0, 11.0]), &[(Compute, 11.0), (Comm, 5.0)]),
+        );
         RankRecord {
             rank: r,
             host: host.into(),
@@ -678,7 +698,12 @@ mod tests {
 
     #[test]
     fn summary_known_answers() {
-        let ranks = vec![rank(0, "a", 1.0), rank(1, "a", 1.0), rank(2, "b", 1.0), rank(3, "b", 1.0)];
+        let ranks = vec![
+            rank(0, "a", 1.0),
+            rank(1, "a", 1.0),
+            rank(2, "b", 1.0),
+            rank(3, "b", 1.0),
+        ];
         let p = plan();
         let s = summarize(
             &ranks,
@@ -713,18 +738,26 @@ mod tests {
     #[test]
     fn cluster_step_is_max_over_ranks() {
         let ranks = vec![rank(0, "a", 1.0), rank(1, "b", 1.2)];
-        assert_eq!(cluster_step_times(&ranks, Mode::Compute), vec![12.0, 12.0, 12.0]);
+        assert_eq!(
+            cluster_step_times(&ranks, Mode::Compute),
+            vec![12.0, 12.0, 12.0]
+        );
     }
 
     #[test]
     fn straggler_named_with_host_and_device() {
-        let mut ranks: Vec<RankRecord> = (0..8).map(|r| rank(r, if r < 4 { "node-a" } else { "node-b" }, 1.0)).collect();
+        let mut ranks: Vec<RankRecord> = (0..8)
+            .map(|r| rank(r, if r < 4 { "node-a" } else { "node-b" }, 1.0))
+            .collect();
         ranks[5] = rank(5, "node-b", 1.081);
         let (s, hosts) = find_stragglers(&ranks, 0.05);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].rank, 5);
         assert_eq!(hosts, vec!["node-b".to_string()]);
-        assert_eq!(s[0].reason, "rank 5 (node-b, GPU 5): compute step 8.1 % slower than the median");
+        assert_eq!(
+            s[0].reason,
+            "rank 5 (node-b, GPU 5): compute step 8.1 % slower than the median"
+        );
     }
 
     #[test]

@@ -1,0 +1,101 @@
+//! The execution model every backend implements: two streams, events, GEMMs
+//! and all-reduces.
+//!
+//! The schedule ([`crate::schedule`]) is written once against these traits.
+//! A **stream** runs the ops queued on it in order; an **event** recorded on
+//! a stream completes when everything queued before it has run; a stream can
+//! **wait** on an event recorded on another stream; two completed events give
+//! an elapsed time. Overlapped and serialized modes then differ only in the
+//! waits the schedule declares, never in backend code.
+//!
+//! Every call only *enqueues* work and returns; [`Streams::sync_event`] is
+//! the one blocking call, with a timeout, so that the schedule's watchdog can
+//! name an op that never completes instead of hanging.
+
+use std::time::Duration;
+
+use mfubench_core::plan::StepPlan;
+
+/// The two streams of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamId {
+    /// Runs GEMMs.
+    Compute,
+    /// Runs all-reduces.
+    Comm,
+}
+
+/// Errors from a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend cannot run here (library missing, no device…). Usage-class:
+    /// the worker exits 2.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Not enough memory for the plan's buffers. Usage-class: exit 2.
+    #[error("{0}")]
+    OutOfMemory(String),
+    /// A call into the device, math or communication library failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Streams and events.
+pub trait Streams {
+    /// An event: a marker in a stream with a completion timestamp.
+    type Event;
+
+    /// Creates an event that can be recorded and timed.
+    fn new_event(&self) -> Result<Self::Event, BackendError>;
+
+    /// Enqueues `event` on `stream`: it completes when all work queued on the
+    /// stream before it has run.
+    fn record(&self, stream: StreamId, event: &Self::Event) -> Result<(), BackendError>;
+
+    /// Makes `stream` wait (without blocking the caller) until `event` completes.
+    fn wait(&self, stream: StreamId, event: &Self::Event) -> Result<(), BackendError>;
+
+    /// Blocks the caller until `event` completes or `timeout` passes;
+    /// `Ok(false)` on timeout.
+    fn sync_event(&self, event: &Self::Event, timeout: Duration) -> Result<bool, BackendError>;
+
+    /// Seconds from `from` to `to`, both completed.
+    fn elapsed_s(&self, from: &Self::Event, to: &Self::Event) -> Result<f64, BackendError>;
+}
+
+/// GEMMs of the plan on the compute stream.
+pub trait Compute: Streams {
+    /// Allocates operand buffers for every op of `plan`, filled with non-zero
+    /// pseudo-random data.
+    fn allocate_gemms(&mut self, plan: &StepPlan) -> Result<(), BackendError>;
+
+    /// Enqueues op `op` of the plan on `stream`.
+    fn gemm(&self, stream: StreamId, op: usize) -> Result<(), BackendError>;
+}
+
+/// Gradient all-reduces of the plan's buckets.
+pub trait Communicator: Streams {
+    /// Allocates the bucket buffers, filled with the check pattern
+    /// ([`mfubench_core::check::pattern`]).
+    fn allocate_buckets(&mut self, plan: &StepPlan) -> Result<(), BackendError>;
+
+    /// Enqueues the sum all-reduce of bucket `bucket` on `stream`.
+    fn all_reduce(&self, stream: StreamId, bucket: usize) -> Result<(), BackendError>;
+
+    /// Called with both streams idle before an iteration: makes results of a
+    /// previous iteration unable to pass the check.
+    fn prepare_check(&self) -> Result<(), BackendError>;
+
+    /// Called with both streams idle after an iteration: elements of the
+    /// reduced buckets that differ from the known sum.
+    fn count_wrong(&self) -> Result<u64, BackendError>;
+
+    /// Test hook: corrupts one reduced element, as a faulty link would.
+    fn corrupt_one_element(&self) -> Result<(), BackendError>;
+}
+
+/// A complete backend.
+pub trait Backend: Compute + Communicator {
+    /// Backend name for run.json (`cpu`, `cuda`).
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,27 @@
+//! # mfubench-worker: the MPI program
+//!
+//! One process per device, started by mpirun or srun. Each rank:
+//! 1. takes its identity from MPI (never from `SLURM_PROCID`, which is 0 on
+//!    every rank under mpirun inside sbatch), its host name, and its local
+//!    rank among the ranks of its host (MPI's shared-memory split);
+//! 2. builds the [`mfubench_core::plan::StepPlan`] from the config rank 0
+//!    read and broadcast;
+//! 3. runs each mode (compute, comm, serialized, overlapped) through the
+//!    [`schedule`] on a [`backend::Backend`], with an MPI barrier before
+//!    every iteration and the watchdog on every op;
+//! 4. verifies every all-reduce result against the known sum
+//!    ([`mfubench_core::check`]);
+//! 5. sends its [`mfubench_core::result::RankRecord`] to rank 0, which
+//!    computes the summary with core's formulas and writes
+//!    `OUT/<run-id>/run.json` atomically.
+//!
+//! Backends implement only streams, events, GEMM and all-reduce
+//! ([`backend`]); the schedule is written once. The CPU backend is [`cpu`].
+
+pub mod backend;
+pub mod cpu;
+pub mod mpi_comm;
+pub mod output;
+pub mod progress;
+pub mod record;
+pub mod schedule;

@@ -1,0 +1,340 @@
+//! The schedule of one training step, written once for every backend.
+//!
+//! Each mode enqueues the same ops; only the waits differ:
+//!
+//! | mode | compute stream | comm stream |
+//! |---|---|---|
+//! | compute | every GEMM | — |
+//! | comm | — | every bucket's all-reduce |
+//! | serialized | every GEMM | waits for the last GEMM, then every all-reduce |
+//! | overlapped | every GEMM | bucket b waits for its last wgrad, then its all-reduce |
+//!
+//! A `start` event on the compute stream opens the step (the comm stream
+//! waits on it, so both streams start together); an `end` event on the
+//! compute stream, after it waited for the last all-reduce, closes it. Every
+//! GEMM is followed by an event, so GEMM `i` spans from the event before it
+//! to its own; every all-reduce is bracketed by two events. The step time is
+//! `elapsed(start, end)`.
+//!
+//! The watchdog: the caller's thread waits for the events in the order the
+//! ops were planned, each with `run.op_timeout_s`; an event that does not
+//! complete in time names the op that is stuck.
+
+use std::time::Duration;
+
+use mfubench_core::config::Mode;
+use mfubench_core::plan::StepPlan;
+use mfubench_core::result::{Span, StreamKind};
+
+use crate::backend::{Backend, BackendError, StreamId};
+
+/// Why a step did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// An op did not complete within the watchdog limit.
+    #[error("op {op} on the {stream} stream{bucket} did not complete within {timeout_s} s")]
+    Stuck {
+        /// Op label.
+        op: String,
+        /// Stream name.
+        stream: &'static str,
+        /// ", bucket N" when the op is an all-reduce.
+        bucket: String,
+        /// The limit.
+        timeout_s: f64,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// Timings of one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTiming {
+    /// elapsed(start, end), seconds.
+    pub step_s: f64,
+    /// Every op, in plan order (GEMMs) then bucket order (all-reduces).
+    pub spans: Vec<Span>,
+}
+
+/// Label of a bucket's all-reduce.
+pub fn allreduce_label(bucket: usize) -> String {
+    format!("allreduce.b{bucket}")
+}
+
+struct Pending<'a, E> {
+    event: &'a E,
+    order: f64,
+    label: String,
+    stream: &'static str,
+    bucket: Option<usize>,
+}
+
+/// Enqueues one step of `mode` on the backend, waits for it under the
+/// watchdog, and returns its timings.
+pub fn run_step<B: Backend>(
+    backend: &B,
+    plan: &StepPlan,
+    mode: Mode,
+    op_timeout: Duration,
+) -> Result<StepTiming, StepError> {
+    let n_ops = if mode.has_compute() {
+        plan.ops.len()
+    } else {
+        0
+    };
+    let n_buckets = if mode.has_comm() {
+        plan.buckets.len()
+    } else {
+        0
+    };
+    let start = backend.new_event()?;
+    let end = backend.new_event()?;
+    let gemm_end = (0..n_ops)
+        .map(|_| backend.new_event())
+        .collect::<Result<Vec<_>, _>>()?;
+    let ar_start = (0..n_buckets)
+        .map(|_| backend.new_event())
+        .collect::<Result<Vec<_>, _>>()?;
+    let ar_end = (0..n_buckets)
+        .map(|_| backend.new_event())
+        .collect::<Result<Vec<_>, _>>()?;
+
+    backend.record(StreamId::Compute, &start)?;
+    if n_buckets > 0 {
+        backend.wait(StreamId::Comm, &start)?;
+    }
+    for (i, ev) in gemm_end.iter().enumerate() {
+        backend.gemm(StreamId::Compute, i)?;
+        backend.record(StreamId::Compute, ev)?;
+    }
+    for b in 0..n_buckets {
+        match mode {
+            Mode::Overlapped => {
+                backend.wait(StreamId::Comm, &gemm_end[plan.buckets[b].ready_after])?
+            }
+            Mode::Serialized if b == 0 => {
+                if let Some(last) = gemm_end.last() {
+                    backend.wait(StreamId::Comm, last)?;
+                }
+            }
+            _ => {}
+        }
+        backend.record(StreamId::Comm, &ar_start[b])?;
+        backend.all_reduce(StreamId::Comm, b)?;
+        backend.record(StreamId::Comm, &ar_end[b])?;
+    }
+    if let Some(last) = ar_end.last() {
+        backend.wait(StreamId::Compute, last)?;
+    }
+    backend.record(StreamId::Compute, &end)?;
+
+    // Watchdog: wait in the order the ops can complete.
+    let mut pending: Vec<Pending<'_, B::Event>> = Vec::with_capacity(n_ops + n_buckets + 1);
+    for (i, ev) in gemm_end.iter().enumerate() {
+        pending.push(Pending {
+            event: ev,
+            order: i as f64,
+            label: plan.ops[i].label(),
+            stream: "compute",
+            bucket: None,
+        });
+    }
+    for (b, ev) in ar_end.iter().enumerate() {
+        let order = match mode {
+            Mode::Overlapped => plan.buckets[b].ready_after as f64 + 0.5,
+            _ => n_ops as f64 + b as f64,
+        };
+        pending.push(Pending {
+            event: ev,
+            order,
+            label: allreduce_label(b),
+            stream: "comm",
+            bucket: Some(b),
+        });
+    }
+    pending.sort_by(|a, b| a.order.total_cmp(&b.order));
+    pending.push(Pending {
+        event: &end,
+        order: f64::INFINITY,
+        label: "step end".into(),
+        stream: "compute",
+        bucket: None,
+    });
+    for p in &pending {
+        if !backend.sync_event(p.event, op_timeout)? {
+            return Err(StepError::Stuck {
+                op: p.label.clone(),
+                stream: p.stream,
+                bucket: p
+                    .bucket
+                    .map(|b| format!(", bucket {b}"))
+                    .unwrap_or_default(),
+                timeout_s: op_timeout.as_secs_f64(),
+            });
+        }
+    }
+
+    let mut spans = Vec::with_capacity(n_ops + n_buckets);
+    let mut prev = &start;
+    for (i, ev) in gemm_end.iter().enumerate() {
+        spans.push(Span {
+            name: plan.ops[i].label(),
+            stream: StreamKind::Compute,
+            op: Some(i),
+            bucket: None,
+            start_s: backend.elapsed_s(&start, prev)?,
+            end_s: backend.elapsed_s(&start, ev)?,
+        });
+        prev = ev;
+    }
+    for b in 0..n_buckets {
+        spans.push(Span {
+            name: allreduce_label(b),
+            stream: StreamKind::Comm,
+            op: None,
+            bucket: Some(b),
+            start_s: backend.elapsed_s(&start, &ar_start[b])?,
+            end_s: backend.elapsed_s(&start, &ar_end[b])?,
+        });
+    }
+    Ok(StepTiming {
+        step_s: backend.elapsed_s(&start, &end)?,
+        spans,
+    })
+}
+
+/// Best rate of the plan's largest GEMM over `reps` runs, TFLOP/s: the CPU
+/// backend's calibrated peak.
+pub fn calibrate<B: Backend>(
+    backend: &B,
+    plan: &StepPlan,
+    reps: usize,
+    op_timeout: Duration,
+) -> Result<f64, StepError> {
+    let (idx, op) = plan
+        .ops
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.flops().total_cmp(&b.1.flops()))
+        .ok_or_else(|| BackendError::Failed("the plan has no GEMM".into()))?;
+    let mut best = f64::INFINITY;
+    // One untimed run warms caches and the thread pool.
+    for rep in 0..=reps {
+        let (a, b) = (backend.new_event()?, backend.new_event()?);
+        backend.record(StreamId::Compute, &a)?;
+        backend.gemm(StreamId::Compute, idx)?;
+        backend.record(StreamId::Compute, &b)?;
+        if !backend.sync_event(&b, op_timeout)? {
+            return Err(StepError::Stuck {
+                op: format!("calibration GEMM {}", op.label()),
+                stream: "compute",
+                bucket: String::new(),
+                timeout_s: op_timeout.as_secs_f64(),
+            });
+        }
+        if rep > 0 {
+            best = best.min(backend.elapsed_s(&a, &b)?);
+        }
+    }
+    Ok(op.flops() / best / 1e12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Communicator;
+    use crate::cpu::{CpuBackend, LocalAllReduce};
+    use mfubench_core::config::parse_config;
+    use std::sync::Arc;
+
+    fn backend(extra: &str) -> (CpuBackend, Arc<StepPlan>) {
+        let c = parse_config(
+            &format!("[model]\npreset = \"tiny\"\nseq = 64\nhidden = 128\nffn = 256\nheads = 4\nkv_heads = 2\n[run]\nbackend = \"cpu\"\nbucket_mb = 0.1\n{extra}"),
+            "t",
+        )
+        .unwrap();
+        let plan = Arc::new(StepPlan::for_config(&c));
+        let mut b = CpuBackend::new(
+            plan.clone(),
+            c.run.dtype,
+            c.run.grad_dtype,
+            1,
+            Arc::new(LocalAllReduce),
+        )
+        .unwrap();
+        use crate::backend::Compute;
+        b.allocate_gemms(&plan).unwrap();
+        b.allocate_buckets(&plan).unwrap();
+        (b, plan)
+    }
+
+    const T: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn compute_mode_has_no_allreduce() {
+        let (b, plan) = backend("");
+        let t = run_step(&b, &plan, Mode::Compute, T).unwrap();
+        assert!(t.spans.iter().all(|s| s.stream == StreamKind::Compute));
+        assert_eq!(t.spans.len(), plan.ops.len());
+        assert!(t.step_s > 0.0);
+        // GEMMs are back to back and inside the step.
+        for w in t.spans.windows(2) {
+            assert!(w[1].start_s >= w[0].end_s - 1e-12);
+        }
+        assert!(t.spans.last().unwrap().end_s <= t.step_s + 1e-9);
+    }
+
+    #[test]
+    fn comm_mode_has_no_gemm_and_checks_pass() {
+        let (b, plan) = backend("");
+        b.prepare_check().unwrap();
+        assert!(
+            b.count_wrong().unwrap() > 0,
+            "stale buffers must fail the check"
+        );
+        let t = run_step(&b, &plan, Mode::Comm, T).unwrap();
+        assert_eq!(t.spans.len(), plan.buckets.len());
+        assert!(t.spans.iter().all(|s| s.stream == StreamKind::Comm));
+        assert_eq!(b.count_wrong().unwrap(), 0);
+        b.corrupt_one_element().unwrap();
+        assert_eq!(b.count_wrong().unwrap(), 1);
+    }
+
+    #[test]
+    fn overlapped_allreduce_starts_after_its_bucket_is_ready() {
+        let (b, plan) = backend("");
+        assert!(plan.buckets.len() > 2);
+        let t = run_step(&b, &plan, Mode::Overlapped, T).unwrap();
+        for s in t.spans.iter().filter(|s| s.stream == StreamKind::Comm) {
+            let ready = &t.spans[plan.buckets[s.bucket.unwrap()].ready_after];
+            assert!(
+                s.start_s >= ready.end_s,
+                "{} starts {} before ready {}",
+                s.name,
+                s.start_s,
+                ready.end_s
+            );
+        }
+        assert_eq!(b.count_wrong().unwrap(), 0);
+    }
+
+    #[test]
+    fn serialized_allreduces_start_after_the_last_gemm() {
+        let (b, plan) = backend("");
+        let t = run_step(&b, &plan, Mode::Serialized, T).unwrap();
+        let last_gemm = t.spans[plan.ops.len() - 1].end_s;
+        for s in t.spans.iter().filter(|s| s.stream == StreamKind::Comm) {
+            assert!(s.start_s >= last_gemm);
+        }
+        let last_ar = t.spans.last().unwrap().end_s;
+        assert!(t.step_s >= last_ar);
+    }
+
+    #[test]
+    fn calibration_gives_a_positive_rate() {
+        let (b, plan) = backend("");
+        let r = calibrate(&b, &plan, 2, T).unwrap();
+        assert!(r > 0.0 && r.is_finite());
+    }
+}
