@@ -1023,6 +1023,19 @@ mod tests {
     }
 
     #[test]
+    fn integers_accepted_for_float_fields() {
+        let c = parse_config(
+            "[model]\npreset = \"tiny\"\n[run]\nbucket_mb = 25\npeak_tflops = 989\nop_timeout_s = 60\n",
+            "x",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.run.bucket_mb, c.run.peak_tflops, c.run.op_timeout_s),
+            (25.0, Some(989.0), 60.0)
+        );
+    }
+
+    #[test]
     fn line_col_handles_multibyte() {
         assert_eq!(line_col("ä\nbé x", 6), (2, 3));
         assert_eq!(line_col("ä\nbé x", 7), (2, 4));

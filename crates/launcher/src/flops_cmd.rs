@@ -13,6 +13,7 @@ use crate::exit::{self, usage};
 
 /// Arguments of `mfubench flops`.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct FlopsArgs {
     /// Model preset (see `mfubench presets`).
     #[arg(long, conflicts_with = "config")]
@@ -65,9 +66,9 @@ pub struct PresetsArgs {
 
 fn positive(flag: &str, v: Option<f64>) -> Result<Option<f64>> {
     match v {
-        Some(x) if !(x.is_finite() && x > 0.0) => Err(usage(format!(
-            "--{flag} = {x} must be a positive number"
-        ))),
+        Some(x) if !(x.is_finite() && x > 0.0) => {
+            Err(usage(format!("--{flag} = {x} must be a positive number")))
+        }
         _ => Ok(v),
     }
 }
@@ -76,13 +77,18 @@ fn load_model(args: &FlopsArgs) -> Result<Option<Config>> {
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| usage(format!("{path}: cannot read config: {e}")))?;
-        return parse_config(&text, path).map(Some).map_err(|e| usage(e.to_string()));
+        return parse_config(&text, path)
+            .map(Some)
+            .map_err(|e| usage(e.to_string()));
     }
     if let Some(p) = &args.preset {
         let text = format!("[model]\npreset = {}\n", toml_string(p));
-        return parse_config(&text, "--preset")
-            .map(Some)
-            .map_err(|e| usage(e.to_string().replace("--preset: model.preset: ", "--preset: ")));
+        return parse_config(&text, "--preset").map(Some).map_err(|e| {
+            usage(
+                e.to_string()
+                    .replace("--preset: model.preset: ", "--preset: "),
+            )
+        });
     }
     Ok(None)
 }
@@ -96,7 +102,9 @@ fn peak_tflops(args: &FlopsArgs) -> Result<Option<(f64, String)>> {
     if let Some(p) = positive("peak-tflops", args.peak_tflops)? {
         return Ok(Some((p, "--peak-tflops".into())));
     }
-    let Some(key) = &args.gpu else { return Ok(None) };
+    let Some(key) = &args.gpu else {
+        return Ok(None);
+    };
     let dev = peak::by_key(key).ok_or_else(|| {
         usage(format!(
             "--gpu {key}: unknown device; known: {}",
@@ -110,7 +118,9 @@ fn peak_tflops(args: &FlopsArgs) -> Result<Option<(f64, String)>> {
         ))
     })?;
     let p = dev.peak(dtype).ok_or_else(|| {
-        usage(format!("--gpu {key} has no {dtype} tensor cores; choose another --dtype"))
+        usage(format!(
+            "--gpu {key} has no {dtype} tensor cores; choose another --dtype"
+        ))
     })?;
     Ok(Some((p, format!("{} {dtype} dense", dev.name))))
 }
@@ -123,7 +133,9 @@ pub fn run_flops(args: &FlopsArgs) -> Result<u8> {
     let mfu = positive("mfu", args.mfu)?;
     if let Some(m) = mfu {
         if m > 1.0 {
-            return Err(usage(format!("--mfu = {m} must be between 0 and 1 (e.g. 0.40)")));
+            return Err(usage(format!(
+                "--mfu = {m} must be between 0 and 1 (e.g. 0.40)"
+            )));
         }
     }
     let params = positive("params", args.params)?;
@@ -139,7 +151,10 @@ pub fn run_flops(args: &FlopsArgs) -> Result<u8> {
     if let (Some(c), Some(f)) = (&config, &model_flops) {
         out.insert("model".into(), serde_json::to_value(&c.model)?);
         out.insert("params_non_embedding".into(), json!(f.params_non_embedding));
-        out.insert("flops_per_token".into(), serde_json::to_value(&f.flops_per_token)?);
+        out.insert(
+            "flops_per_token".into(),
+            serde_json::to_value(&f.flops_per_token)?,
+        );
         out.insert("by_kind".into(), serde_json::to_value(&f.by_kind)?);
         out.insert(
             "note".into(),
@@ -170,7 +185,10 @@ pub fn run_flops(args: &FlopsArgs) -> Result<u8> {
         if let Some(f) = &model_flops {
             let exact = flops::training_flops(f.flops_per_token.exact, tok);
             out.insert("training_flops_exact".into(), json!(exact));
-            text.push_str(&format!("  exact GEMM count:               {} FLOPs\n", sci(exact)));
+            text.push_str(&format!(
+                "  exact GEMM count:               {} FLOPs\n",
+                sci(exact)
+            ));
         }
         match (gpus, &peak, mfu) {
             (Some(g), Some((p, src)), Some(m)) => {
@@ -218,7 +236,9 @@ pub fn run_flops(args: &FlopsArgs) -> Result<u8> {
             r.mfu * 100.0
         ));
     } else if batch.is_some() || seq.is_some() {
-        return Err(usage("--batch and --seq are for MFU from a log: add --step-time"));
+        return Err(usage(
+            "--batch and --seq are for MFU from a log: add --step-time",
+        ));
     }
 
     if out.is_empty() {
@@ -294,7 +314,9 @@ fn model_table(m: &ModelShape, f: &ModelFlops) -> String {
         sci(f.flops_per_token.six_n_attention),
         (f.flops_per_token.six_n_attention / exact - 1.0) * 100.0
     ));
-    s.push_str("Attention is counted as executed: full s×s scores, not halved for the causal mask.\n");
+    s.push_str(
+        "Attention is counted as executed: full s×s scores, not halved for the causal mask.\n",
+    );
     s
 }
 
@@ -333,7 +355,16 @@ pub fn run_presets(args: &PresetsArgs) -> Result<u8> {
     }
     println!(
         "{:<12} {:>6} {:>6} {:>5} {:>8} {:>6} {:>5} {:>7} {:>5} {:>17}  description",
-        "preset", "hidden", "ffn", "heads", "kv_heads", "layers", "seq", "vocab", "gated", "params (non-emb)"
+        "preset",
+        "hidden",
+        "ffn",
+        "heads",
+        "kv_heads",
+        "layers",
+        "seq",
+        "vocab",
+        "gated",
+        "params (non-emb)"
     );
     for (p, n) in rows {
         println!(

@@ -320,7 +320,7 @@ fn run_with_backend<B: Backend>(
         Some(p) => (p, PeakSource::Config, None),
         None => {
             r.world.barrier();
-            let mine = schedule::calibrate(&backend, &plan, 3, timeout)
+            let mine = schedule::calibrate(&backend, &plan, 5, Duration::from_millis(300), timeout)
                 .unwrap_or_else(|e| fail(r, e, "calibration"));
             (
                 mpi_comm::max_f64(&r.world, mine),

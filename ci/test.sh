@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what the build needs, then
+# formatting, lints and every test of the workspace (real MPI ranks, a real
+# Slurm, hosts as network namespaces — the latter two need root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ci/install-deps.sh
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace

@@ -1,0 +1,187 @@
+//! `mfubench flops` and `mfubench presets` as a user runs them: the primer's
+//! worked examples as known answers, and usage errors with exit 2.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn mfubench(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_mfubench"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn json(args: &[&str]) -> Value {
+    let (code, out, err) = mfubench(args);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    ((a - b) / b).abs() <= rel
+}
+
+#[test]
+fn llama3_70b_json() {
+    let v = json(&["flops", "--preset", "llama3-70b", "--json"]);
+    assert_eq!(v["params_non_embedding"], 68_451_041_280u64);
+    let f = &v["flops_per_token"];
+    let six_n = 6.0 * 68_451_041_280.0;
+    assert_eq!(f["six_n"].as_f64().unwrap(), six_n);
+    // 12·L·d·s = 12 · 80 · 8192 · 8192.
+    let attn = 12.0 * 80.0 * 8192.0 * 8192.0;
+    assert!(close(
+        f["six_n_attention"].as_f64().unwrap(),
+        six_n + attn,
+        1e-12
+    ));
+    assert!(close(f["exact"].as_f64().unwrap(), six_n + attn, 1e-12));
+}
+
+#[test]
+fn primer_gpt3_training_flops_and_days() {
+    let v = json(&[
+        "flops",
+        "--preset",
+        "gpt3-175b",
+        "--tokens",
+        "300e9",
+        "--json",
+    ]);
+    assert!(close(v["training_flops"].as_f64().unwrap(), 3.14e23, 0.01));
+    let v = json(&[
+        "flops",
+        "--preset",
+        "gpt3-175b",
+        "--tokens",
+        "300e9",
+        "--gpus",
+        "1024",
+        "--gpu",
+        "a100",
+        "--mfu",
+        "0.5",
+        "--json",
+    ]);
+    let total = v["training_flops"].as_f64().unwrap();
+    let days = total / (1024.0 * 312e12 * 0.5) / 86_400.0;
+    assert!(close(v["days"].as_f64().unwrap(), days, 1e-12));
+}
+
+#[test]
+fn primer_7b_on_1t_tokens() {
+    let v = json(&["flops", "--params", "7e9", "--tokens", "1e12", "--json"]);
+    assert!(close(v["training_flops"].as_f64().unwrap(), 4.2e22, 1e-12));
+}
+
+#[test]
+fn primer_mfu_from_log() {
+    let args = [
+        "flops",
+        "--params",
+        "7e9",
+        "--batch",
+        "8",
+        "--seq",
+        "4096",
+        "--step-time",
+        "1.2",
+        "--gpus",
+        "8",
+        "--gpu",
+        "h100-sxm",
+    ];
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let v = json(&with_json);
+    assert_eq!(v["tokens_per_second"].as_f64().unwrap().round(), 27_307.0);
+    assert!(close(v["achieved_flops"].as_f64().unwrap(), 1.147e15, 1e-3));
+    assert!((v["mfu"].as_f64().unwrap() - 0.145).abs() < 5e-4);
+    let (code, out, _) = mfubench(&args);
+    assert_eq!(code, 0);
+    assert!(out.contains("27307") && out.contains("14.5 %"), "{out}");
+}
+
+#[test]
+fn table_lists_every_gemm_kind() {
+    let (code, out, _) = mfubench(&["flops", "--preset", "llama3-8b"]);
+    assert_eq!(code, 0);
+    for k in [
+        "qkv",
+        "attn_scores",
+        "attn_values",
+        "out_proj",
+        "ffn_up",
+        "ffn_gate",
+        "ffn_down",
+        "6N + 12·L·d·s",
+        "causal mask",
+    ] {
+        assert!(out.contains(k), "missing {k}:\n{out}");
+    }
+}
+
+#[test]
+fn presets_list() {
+    let (code, out, _) = mfubench(&["presets"]);
+    assert_eq!(code, 0);
+    for p in [
+        "tiny",
+        "llama3-8b",
+        "llama3-70b",
+        "llama3-405b",
+        "gpt3-175b",
+        "401,646,551,040",
+    ] {
+        assert!(out.contains(p), "{out}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_and_name_the_flag() {
+    let cases: [(&[&str], &str); 6] = [
+        (&["flops", "--preset", "llama9"], "llama3-70b"),
+        (&["flops", "--preset", "tiny", "--tokens", "-5"], "--tokens"),
+        (
+            &[
+                "flops", "--params", "7e9", "--tokens", "1e12", "--gpus", "8",
+            ],
+            "--mfu",
+        ),
+        (
+            &[
+                "flops",
+                "--params",
+                "7e9",
+                "--batch",
+                "8",
+                "--seq",
+                "4096",
+                "--step-time",
+                "1.2",
+                "--gpus",
+                "8",
+                "--gpu",
+                "h900",
+            ],
+            "--gpu h900",
+        ),
+        (&["flops"], "nothing to compute"),
+        (
+            &["flops", "--config", "/nonexistent.toml"],
+            "/nonexistent.toml",
+        ),
+    ];
+    for (args, needle) in cases {
+        let (code, _, err) = mfubench(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -1,0 +1,355 @@
+//! A small NCCL binding of our own over `libloading`.
+//!
+//! Why not cudarc's: its loader tries only `libnccl.so` (runtime-only
+//! installs ship `libnccl.so.2`), its `Comm` is `!Send`, hides the raw
+//! handle and aborts on drop. This one loads `libnccl.so.2` first (see
+//! [`super::discovery`]), binds only GetVersion, GetUniqueId, CommInitRank,
+//! AllReduce, GroupStart/End, CommGetAsyncError, CommAbort, CommDestroy and
+//! GetErrorString, and lets the watchdog abort a hung communicator.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::Arc;
+
+use mfubench_core::config::Dtype;
+
+use super::discovery::{self, DiscoveryError};
+
+/// Bytes of `ncclUniqueId`.
+pub const UNIQUE_ID_BYTES: usize = 128;
+
+/// `ncclUniqueId`: passed by value to `ncclCommInitRank`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct UniqueId {
+    /// The opaque bytes (broadcast from rank 0 over MPI).
+    pub internal: [c_char; UNIQUE_ID_BYTES],
+}
+
+impl UniqueId {
+    /// The id as bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.internal.iter().map(|c| *c as u8).collect()
+    }
+
+    /// An id from 128 broadcast bytes.
+    pub fn from_bytes(b: &[u8]) -> Option<UniqueId> {
+        if b.len() != UNIQUE_ID_BYTES {
+            return None;
+        }
+        let mut internal = [0 as c_char; UNIQUE_ID_BYTES];
+        for (d, s) in internal.iter_mut().zip(b) {
+            *d = *s as c_char;
+        }
+        Some(UniqueId { internal })
+    }
+}
+
+/// `ncclResult_t` values.
+pub mod result {
+    /// `ncclSuccess`.
+    pub const SUCCESS: i32 = 0;
+    /// `ncclInProgress` (non-blocking communicators only).
+    pub const IN_PROGRESS: i32 = 7;
+}
+
+/// `ncclDataType_t` of a gradient dtype.
+pub fn nccl_dtype(d: Dtype) -> Option<i32> {
+    match d {
+        Dtype::Fp16 => Some(6),
+        Dtype::F32 => Some(7),
+        Dtype::F64 => Some(8),
+        Dtype::Bf16 => Some(9),
+        Dtype::Tf32 | Dtype::Fp8 => None,
+    }
+}
+
+/// `ncclSum`.
+pub const SUM: i32 = 0;
+
+/// An NCCL call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("NCCL {call} failed: {text} (ncclResult_t {code})")]
+pub struct NcclError {
+    /// The function.
+    pub call: &'static str,
+    /// `ncclResult_t`.
+    pub code: i32,
+    /// `ncclGetErrorString`.
+    pub text: String,
+}
+
+type Comm = *mut c_void;
+
+/// The NCCL entry points.
+pub struct NcclLib {
+    get_version: unsafe extern "C" fn(*mut c_int) -> i32,
+    get_unique_id: unsafe extern "C" fn(*mut UniqueId) -> i32,
+    comm_init_rank: unsafe extern "C" fn(*mut Comm, c_int, UniqueId, c_int) -> i32,
+    all_reduce: unsafe extern "C" fn(
+        *const c_void,
+        *mut c_void,
+        usize,
+        i32,
+        i32,
+        Comm,
+        *mut c_void,
+    ) -> i32,
+    group_start: unsafe extern "C" fn() -> i32,
+    group_end: unsafe extern "C" fn() -> i32,
+    get_async_error: unsafe extern "C" fn(Comm, *mut i32) -> i32,
+    comm_abort: unsafe extern "C" fn(Comm) -> i32,
+    comm_destroy: unsafe extern "C" fn(Comm) -> i32,
+    error_string: unsafe extern "C" fn(i32) -> *const c_char,
+    /// What was loaded (path or soname).
+    pub what: String,
+    _lib: libloading::Library,
+}
+
+impl NcclLib {
+    /// Finds and opens NCCL.
+    pub fn open() -> Result<NcclLib, DiscoveryError> {
+        let opened = discovery::open(&discovery::NCCL, None)?;
+        let (lib, what) = (opened.lib, opened.what);
+        macro_rules! sym {
+            ($name:literal) => {{
+                // SAFETY: looked up by its C name and cast to the signature
+                // of nccl.h (stable since NCCL 2.x); used only while `lib`
+                // lives (stored in the same struct).
+                match unsafe { lib.get(concat!($name, "\0").as_bytes()) } {
+                    Ok(s) => *s,
+                    Err(e) => {
+                        return Err(DiscoveryError::Symbol {
+                            name: "NCCL",
+                            path: what.clone(),
+                            symbol: $name,
+                            reason: e.to_string(),
+                        })
+                    }
+                }
+            }};
+        }
+        Ok(NcclLib {
+            get_version: sym!("ncclGetVersion"),
+            get_unique_id: sym!("ncclGetUniqueId"),
+            comm_init_rank: sym!("ncclCommInitRank"),
+            all_reduce: sym!("ncclAllReduce"),
+            group_start: sym!("ncclGroupStart"),
+            group_end: sym!("ncclGroupEnd"),
+            get_async_error: sym!("ncclCommGetAsyncError"),
+            comm_abort: sym!("ncclCommAbort"),
+            comm_destroy: sym!("ncclCommDestroy"),
+            error_string: sym!("ncclGetErrorString"),
+            what,
+            _lib: lib,
+        })
+    }
+
+    fn check(&self, call: &'static str, code: i32) -> Result<(), NcclError> {
+        if code == result::SUCCESS {
+            return Ok(());
+        }
+        Err(NcclError {
+            call,
+            code,
+            text: self.error_text(code),
+        })
+    }
+
+    /// `ncclGetErrorString`.
+    pub fn error_text(&self, code: i32) -> String {
+        // SAFETY: returns a static NUL-terminated string (or null) for any
+        // value.
+        let p = unsafe { (self.error_string)(code) };
+        if p.is_null() {
+            return format!("error {code}");
+        }
+        // SAFETY: non-null, NUL-terminated, static.
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// `ncclGetVersion`, e.g. 22105 for 2.21.5.
+    pub fn version(&self) -> Result<i32, NcclError> {
+        let mut v = 0;
+        // SAFETY: valid out-pointer.
+        self.check("ncclGetVersion", unsafe { (self.get_version)(&mut v) })?;
+        Ok(v)
+    }
+
+    /// `ncclGetUniqueId` (rank 0).
+    pub fn unique_id(&self) -> Result<UniqueId, NcclError> {
+        let mut id = UniqueId {
+            internal: [0; UNIQUE_ID_BYTES],
+        };
+        // SAFETY: valid out-pointer to a 128-byte ncclUniqueId.
+        self.check("ncclGetUniqueId", unsafe { (self.get_unique_id)(&mut id) })?;
+        Ok(id)
+    }
+
+    /// `ncclGroupStart`.
+    pub fn group_start(&self) -> Result<(), NcclError> {
+        // SAFETY: no arguments.
+        self.check("ncclGroupStart", unsafe { (self.group_start)() })
+    }
+
+    /// `ncclGroupEnd`.
+    pub fn group_end(&self) -> Result<(), NcclError> {
+        // SAFETY: no arguments.
+        self.check("ncclGroupEnd", unsafe { (self.group_end)() })
+    }
+}
+
+/// "2.21.5" from `ncclGetVersion`'s integer (2.9+: major·10000 + minor·100
+/// + patch; before: major·1000 + minor·100 + patch).
+pub fn version_string(v: i32) -> String {
+    if v >= 10000 {
+        format!("{}.{}.{}", v / 10000, (v % 10000) / 100, v % 100)
+    } else {
+        format!("{}.{}.{}", v / 1000, (v % 1000) / 100, v % 100)
+    }
+}
+
+/// A communicator; destroyed on drop, or aborted when [`NcclComm::abort`]
+/// was called or an asynchronous error is pending.
+pub struct NcclComm {
+    lib: Arc<NcclLib>,
+    raw: Comm,
+    aborted: std::cell::Cell<bool>,
+}
+
+impl NcclComm {
+    /// `ncclCommInitRank`: collective over all `nranks` ranks; the device's
+    /// context must be current on this thread.
+    pub fn init_rank(
+        lib: Arc<NcclLib>,
+        nranks: usize,
+        id: UniqueId,
+        rank: usize,
+    ) -> Result<NcclComm, NcclError> {
+        let mut raw: Comm = std::ptr::null_mut();
+        // SAFETY: valid out-pointer; `id` is passed by value as the C ABI
+        // expects for the 128-byte struct.
+        lib.check("ncclCommInitRank", unsafe {
+            (lib.comm_init_rank)(&mut raw, nranks as c_int, id, rank as c_int)
+        })?;
+        Ok(NcclComm {
+            lib,
+            raw,
+            aborted: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Enqueues a sum all-reduce of `count` elements of `dtype` on `stream`.
+    ///
+    /// # Safety
+    /// `send` and `recv` must be device buffers of at least `count`
+    /// elements of `dtype` in this communicator's device context, alive
+    /// until the stream has run the operation; `stream` a live stream of
+    /// that context.
+    pub unsafe fn all_reduce_sum(
+        &self,
+        send: u64,
+        recv: u64,
+        count: usize,
+        dtype: i32,
+        stream: *mut c_void,
+    ) -> Result<(), NcclError> {
+        if self.aborted.get() {
+            return Err(NcclError {
+                call: "ncclAllReduce",
+                code: -1,
+                text: "the communicator was aborted".into(),
+            });
+        }
+        self.lib.check(
+            "ncclAllReduce",
+            (self.lib.all_reduce)(
+                send as *const c_void,
+                recv as *mut c_void,
+                count,
+                dtype,
+                SUM,
+                self.raw,
+                stream,
+            ),
+        )
+    }
+
+    /// `ncclCommGetAsyncError`: `Err` when the communicator has failed
+    /// (a peer died, a network error).
+    pub fn async_error(&self) -> Result<(), NcclError> {
+        if self.aborted.get() {
+            return Ok(());
+        }
+        let mut e = 0;
+        // SAFETY: live communicator, valid out-pointer.
+        self.lib.check("ncclCommGetAsyncError", unsafe {
+            (self.lib.get_async_error)(self.raw, &mut e)
+        })?;
+        if e == result::SUCCESS || e == result::IN_PROGRESS {
+            Ok(())
+        } else {
+            Err(NcclError {
+                call: "asynchronous operation",
+                code: e,
+                text: self.lib.error_text(e),
+            })
+        }
+    }
+
+    /// `ncclCommAbort`: stops every operation of the communicator (kernels
+    /// spinning on a dead peer return) so that a watchdog can end the job.
+    /// Idempotent.
+    pub fn abort(&self) {
+        if !self.aborted.replace(true) {
+            // SAFETY: live communicator, aborted once; afterwards it is
+            // never used again (every entry point checks `aborted`).
+            unsafe { (self.lib.comm_abort)(self.raw) };
+        }
+    }
+
+    /// Whether [`NcclComm::abort`] was called.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.get()
+    }
+}
+
+impl Drop for NcclComm {
+    fn drop(&mut self) {
+        if self.aborted.get() {
+            return;
+        }
+        if self.async_error().is_err() {
+            self.abort();
+            return;
+        }
+        // SAFETY: live communicator, destroyed once; the owner synchronised
+        // its streams before dropping it.
+        unsafe { (self.lib.comm_destroy)(self.raw) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_id_round_trips_through_bytes() {
+        let b: Vec<u8> = (0..128u32).map(|i| (i * 7 % 256) as u8).collect();
+        let id = UniqueId::from_bytes(&b).unwrap();
+        assert_eq!(id.to_bytes(), b);
+        assert!(UniqueId::from_bytes(&b[..127]).is_none());
+        assert_eq!(std::mem::size_of::<UniqueId>(), 128);
+    }
+
+    #[test]
+    fn dtypes_and_versions() {
+        assert_eq!(nccl_dtype(Dtype::Bf16), Some(9));
+        assert_eq!(nccl_dtype(Dtype::Fp16), Some(6));
+        assert_eq!(nccl_dtype(Dtype::F32), Some(7));
+        assert_eq!(nccl_dtype(Dtype::Fp8), None);
+        assert_eq!(version_string(22105), "2.21.5");
+        assert_eq!(version_string(2708), "2.7.8");
+    }
+}

@@ -1,0 +1,127 @@
+//! GPU telemetry through NVML (nvml-wrapper), optional at run time: SM
+//! clock, temperature, power and throttle reasons at the start and end of
+//! every mode, so that a slow GPU is explained, not just flagged.
+//!
+//! NVML numbers devices without regard to `CUDA_VISIBLE_DEVICES`, so the
+//! device is found by the UUID the CUDA driver reports for our ordinal.
+
+use mfubench_core::config::Mode;
+use mfubench_core::result::TelemetrySample;
+use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+use nvml_wrapper::Nvml;
+
+/// NVML clock-event ("throttle") reason bits, from nvml.h.
+const THROTTLE_BITS: &[(u64, &str)] = &[
+    (0x1, "gpu_idle"),
+    (0x2, "applications_clocks_setting"),
+    (0x4, "sw_power_cap"),
+    (0x8, "hw_slowdown"),
+    (0x10, "sync_boost"),
+    (0x20, "sw_thermal_slowdown"),
+    (0x40, "hw_thermal_slowdown"),
+    (0x80, "hw_power_brake_slowdown"),
+    (0x100, "display_clock_setting"),
+];
+
+/// Names of the reasons set in an NVML throttle-reason mask; unknown bits
+/// as hex.
+pub fn throttle_names(bits: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = bits;
+    for (b, name) in THROTTLE_BITS {
+        if bits & b != 0 {
+            out.push((*name).to_string());
+            rest &= !b;
+        }
+    }
+    if rest != 0 {
+        out.push(format!("other({rest:#x})"));
+    }
+    out
+}
+
+/// NVML's UUID string ("GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx") of the
+/// 16 bytes the CUDA driver reports.
+pub fn nvml_uuid(bytes: &[u8; 16]) -> String {
+    let h: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        h[0..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..16].concat()
+    )
+}
+
+/// NVML handle for one device.
+pub struct Telemetry {
+    nvml: Nvml,
+    uuid: String,
+}
+
+impl Telemetry {
+    /// Opens NVML (`libnvidia-ml.so.1`) and checks the device is visible to
+    /// it; `Err` with the reason when NVML is absent.
+    pub fn open(uuid: String) -> Result<Telemetry, String> {
+        let nvml = Nvml::init().map_err(|e| format!("NVML unavailable: {e}"))?;
+        nvml.device_by_uuid(uuid.as_str())
+            .map_err(|e| format!("NVML does not know {uuid}: {e}"))?;
+        Ok(Telemetry { nvml, uuid })
+    }
+
+    /// The driver version NVML reports, e.g. "570.124.06".
+    pub fn driver_version(&self) -> Option<String> {
+        self.nvml.sys_driver_version().ok()
+    }
+
+    /// One sample; fields NVML cannot read stay empty.
+    pub fn sample(&self, mode: Mode, at: &str) -> TelemetrySample {
+        let mut s = TelemetrySample {
+            mode,
+            at: at.to_string(),
+            sm_clock_mhz: None,
+            temperature_c: None,
+            power_w: None,
+            throttle_reasons: Vec::new(),
+        };
+        if let Ok(d) = self.nvml.device_by_uuid(self.uuid.as_str()) {
+            s.sm_clock_mhz = d.clock_info(Clock::SM).ok();
+            s.temperature_c = d.temperature(TemperatureSensor::Gpu).ok();
+            s.power_w = d.power_usage().ok().map(|mw| mw as f64 / 1000.0);
+            if let Ok(r) = d.current_throttle_reasons() {
+                s.throttle_reasons = throttle_names(r.bits());
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_reason_names() {
+        assert!(throttle_names(0).is_empty());
+        assert_eq!(throttle_names(0x4 | 0x40), vec!["sw_power_cap", "hw_thermal_slowdown"]);
+        assert_eq!(throttle_names(0x1000), vec!["other(0x1000)"]);
+    }
+
+    #[test]
+    fn uuid_format_matches_nvml() {
+        let b: [u8; 16] = [
+            0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+            0xcd, 0xef,
+        ];
+        assert_eq!(nvml_uuid(&b), "GPU-12345678-9abc-def0-0123-456789abcdef");
+    }
+
+    #[test]
+    fn missing_nvml_is_an_error_not_a_panic() {
+        // No GPU driver on CI machines: opening must fail cleanly. On a GPU
+        // machine a made-up UUID is unknown to NVML.
+        let r = Telemetry::open("GPU-00000000-0000-0000-0000-000000000000".into());
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,335 @@
+//! End-to-end runs of `mfubench-worker` with real MPI ranks (mpirun).
+//!
+//! These are the Worker issue's required tests: 2- and 3-rank runs whose
+//! run.json is checked against the metric definitions and the schedule's
+//! ordering rules, the all-reduce check catching a planted error, and bad
+//! input failing with exit 2 before any compute.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use mfubench_core::config::Mode;
+use mfubench_core::result::{RunRecord, StreamKind};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_mfubench-worker");
+
+/// A small, fast config: tiny shapes, one layer, all modes.
+fn small_config(dir: &Path, extra_run: &str) -> PathBuf {
+    let p = dir.join("small.toml");
+    let timeout = if extra_run.contains("op_timeout_s") {
+        ""
+    } else {
+        "op_timeout_s = 120.0\n"
+    };
+    std::fs::write(
+        &p,
+        format!(
+            "[model]\npreset = \"tiny\"\nseq = 128\n[run]\nbackend = \"cpu\"\nlayers = 2\nbucket_mb = 0.5\nwarmup = 1\niterations = 3\n{timeout}{extra_run}\n"
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn mpirun(np: usize, args: &[&str]) -> Output {
+    let out = Command::new("mpirun")
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+        ])
+        .args(["--mca", "mpi_yield_when_idle", "1"])
+        .args(["-np", &np.to_string(), WORKER])
+        .args(args)
+        .output()
+        .expect("mpirun must be installed (ci/install-deps.sh installs openmpi-bin)");
+    out
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn run_ok(np: usize, extra_run: &str, extra_args: &[&str]) -> (RunRecord, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(dir.path(), extra_run);
+    let out = dir.path().join("results");
+    let mut args = vec![
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--run-id",
+        "r",
+    ];
+    let expect = np.to_string();
+    args.extend(["--expect-world", &expect]);
+    args.extend_from_slice(extra_args);
+    let o = mpirun(np, &args);
+    let t = text(&o);
+    assert!(o.status.success(), "worker failed:\n{t}");
+    assert!(!t.contains("panicked"), "{t}");
+    let json = std::fs::read(out.join("r/run.json")).unwrap();
+    (
+        serde_json::from_slice(&json).expect("run.json parses as RunRecord"),
+        t,
+    )
+}
+
+fn check_run(run: &RunRecord, np: u64) {
+    assert_eq!(run.world_size, np);
+    assert_eq!(run.ranks.len(), np as usize);
+    let s = &run.summary;
+    for (i, r) in run.ranks.iter().enumerate() {
+        assert_eq!(r.rank, i as u64);
+        assert_eq!(r.wrong, 0);
+        for m in Mode::ALL {
+            let rec = &r.modes[&m];
+            assert_eq!(rec.step_time_s.len(), 3);
+            assert!(
+                rec.step_time_s.iter().all(|t| *t > 0.0 && t.is_finite()),
+                "{m}: {:?}",
+                rec.step_time_s
+            );
+        }
+    }
+    for m in Mode::ALL {
+        assert!(s.step_time_s.get(m).unwrap() > 0.0);
+    }
+    for m in [Mode::Compute, Mode::Serialized, Mode::Overlapped] {
+        let mfu = s.mfu.get(m).unwrap();
+        assert!(mfu > 0.0 && mfu <= 1.0, "MFU {m} = {mfu}");
+    }
+    // Serialized = compute + communication, so it cannot be faster than
+    // compute alone (medians of independent samples: allow 2 % noise).
+    assert!(
+        s.step_time_s.serialized.unwrap() >= 0.98 * s.step_time_s.compute.unwrap(),
+        "T_s {:?} < T_c {:?}",
+        s.step_time_s.serialized,
+        s.step_time_s.compute
+    );
+    let ar = s.allreduce;
+    let algbw = ar.algbw_gbps.unwrap();
+    let want = algbw * 2.0 * (np as f64 - 1.0) / np as f64;
+    assert!((ar.busbw_gbps.unwrap() - want).abs() <= 1e-12 * want.max(1.0));
+    assert!((algbw - ar.bytes as f64 / s.step_time_s.comm.unwrap() / 1e9).abs() < 1e-9 * algbw);
+    assert_eq!(s.wrong, 0);
+    // MFU is F / (T · peak) with F from the plan.
+    let f = run.plan.flops.model;
+    let mfu_c = f / (s.step_time_s.compute.unwrap() * s.peak_tflops * 1e12);
+    assert!((mfu_c - s.mfu.compute.unwrap()).abs() < 1e-12);
+
+    // Ordering rules, from the recorded timelines of every rank.
+    let plan = mfubench_core::plan::StepPlan::for_config(&run.config);
+    for r in &run.ranks {
+        let ov = &r.modes[&Mode::Overlapped].timeline;
+        for span in ov.iter().filter(|s| s.stream == StreamKind::Comm) {
+            let b = span.bucket.unwrap();
+            let ready = ov
+                .iter()
+                .find(|g| g.op == Some(plan.buckets[b].ready_after))
+                .expect("the bucket's last wgrad is in the timeline");
+            assert!(
+                span.start_s >= ready.end_s,
+                "rank {} overlapped: {} starts before its bucket is ready",
+                r.rank,
+                span.name
+            );
+        }
+        let se = &r.modes[&Mode::Serialized].timeline;
+        let last_gemm = se
+            .iter()
+            .filter(|g| g.stream == StreamKind::Compute)
+            .map(|g| g.end_s)
+            .fold(0.0, f64::max);
+        for span in se.iter().filter(|s| s.stream == StreamKind::Comm) {
+            assert!(
+                span.start_s >= last_gemm,
+                "rank {} serialized: {} starts before the last GEMM ends",
+                r.rank,
+                span.name
+            );
+        }
+        assert!(r.modes[&Mode::Compute]
+            .timeline
+            .iter()
+            .all(|s| s.stream == StreamKind::Compute));
+        assert!(r.modes[&Mode::Comm]
+            .timeline
+            .iter()
+            .all(|s| s.stream == StreamKind::Comm));
+        assert_eq!(
+            r.modes[&Mode::Overlapped]
+                .timeline
+                .iter()
+                .filter(|s| s.stream == StreamKind::Comm)
+                .count(),
+            plan.buckets.len()
+        );
+    }
+}
+
+#[test]
+fn two_ranks_all_modes() {
+    let (run, out) = run_ok(2, "", &[]);
+    check_run(&run, 2);
+    assert_eq!(run.backend, mfubench_core::config::BackendKind::Cpu);
+    assert_eq!(
+        run.summary.peak_source,
+        mfubench_core::result::PeakSource::Calibrated
+    );
+    assert!(out.contains("\"event\":\"done\""), "{out}");
+    // Local ranks on one host are 0 and 1.
+    let mut local: Vec<u64> = run.ranks.iter().map(|r| r.local_rank).collect();
+    local.sort();
+    assert_eq!(local, vec![0, 1]);
+    assert_eq!(run.hosts.len(), 1);
+}
+
+#[test]
+fn three_ranks_all_modes() {
+    let (run, _) = run_ok(3, "peak_tflops = 5.0\n", &[]);
+    check_run(&run, 3);
+    assert_eq!(
+        run.summary.peak_source,
+        mfubench_core::result::PeakSource::Config
+    );
+    assert_eq!(run.summary.peak_tflops, 5.0);
+}
+
+#[test]
+fn planted_corruption_is_reported() {
+    let (run, out) = run_ok(2, "modes = [\"comm\"]\n", &["--inject-wrong-rank", "1"]);
+    assert_eq!(run.ranks[1].wrong, 1, "{out}");
+    assert_eq!(run.ranks[0].wrong, 0);
+    assert_eq!(run.summary.wrong, 1);
+    assert!(out.contains("1 wrong element"), "{out}");
+}
+
+#[test]
+fn missing_config_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = mpirun(
+        2,
+        &[
+            "--config",
+            "/nonexistent/x.toml",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("/nonexistent/x.toml") && t.contains("cannot read"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn invalid_config_exits_2_with_cores_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(&p, "[model]\npreset = \"llama3-8b\"\nheads = 48\n").unwrap();
+    let o = mpirun(
+        2,
+        &[
+            "--config",
+            p.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("model.heads = 48 does not divide model.hidden = 4096"),
+        "{t}"
+    );
+    // Only rank 0 reports it.
+    assert_eq!(t.matches("does not divide").count(), 1, "{t}");
+}
+
+#[test]
+fn unwritable_out_fails_before_compute() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(dir.path(), "");
+    // A regular file where the results folder should be.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    let o = mpirun(
+        2,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            blocker.to_str().unwrap(),
+        ],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("--out"), "{t}");
+    assert!(
+        !t.contains("\"event\":\"iteration\""),
+        "no compute may start: {t}"
+    );
+}
+
+#[test]
+fn wrong_world_size_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(dir.path(), "");
+    let o = mpirun(
+        1,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--expect-world",
+            "4",
+        ],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("--expect-world is 4") && t.contains("world of 1"),
+        "{t}"
+    );
+}
+
+#[test]
+fn watchdog_names_the_stuck_op_and_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every GEMM takes far longer than 20 µs: the first one trips the watchdog.
+    let cfg = small_config(
+        dir.path(),
+        "peak_tflops = 1.0\nop_timeout_s = 0.00002\nmodes = [\"compute\"]\n",
+    );
+    let started = std::time::Instant::now();
+    let o = mpirun(
+        2,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains(
+            "watchdog: mode compute, warmup iteration 1: op L0.qkv.fwd on the compute stream"
+        ),
+        "{t}"
+    );
+    assert!(t.contains("aborting the job"), "{t}");
+    assert!(started.elapsed().as_secs() < 60, "the abort must not hang");
+}
