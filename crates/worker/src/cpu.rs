@@ -320,8 +320,10 @@ thread_local! {
     static POOL: Mutex<Option<rayon::ThreadPool>> = const { Mutex::new(None) };
 }
 
-/// Runs `C = op(A)·op(B)` for every batch entry of an op, row-major.
-fn run_gemm<T: 'static + Copy + Default>(
+/// Runs `C = op(A)·op(B)` for every batch entry of an op, row-major, with
+/// `threads` threads of the current rayon pool (1 = on the calling thread).
+/// Public so that the benchmark's bare loop makes exactly the same calls.
+pub fn run_gemm<T: 'static + Copy + Default>(
     op: &mfubench_core::plan::GemmOp,
     a: &[T],
     b: &[T],

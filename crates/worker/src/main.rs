@@ -26,6 +26,7 @@ use mfubench_core::result::{
 use mfubench_core::stats;
 use mfubench_worker::backend::{Backend, BackendError};
 use mfubench_worker::cpu::CpuBackend;
+use mfubench_worker::cuda::{self, CudaBackend};
 use mfubench_worker::mpi_comm::{self, MpiAllReduce};
 use mfubench_worker::output;
 use mfubench_worker::progress::emit;
@@ -155,12 +156,21 @@ fn load_config(args: &Args, r: &Rank) -> Result<(Config, String), i32> {
         BackendKind::Cpu => BackendKind::Cpu,
         BackendKind::Cuda => BackendKind::Cuda,
         BackendKind::Auto => {
-            if r.is_root() {
-                eprintln!(
-                    "mfubench-worker: backend auto: this build has no CUDA backend; using the CPU backend"
-                );
+            // CUDA when every rank sees a driver and a GPU (agreed over MPI,
+            // so that all ranks pick the same backend).
+            let mine = cuda::probe();
+            let without = mpi_comm::sum_u64(&r.world, u64::from(mine.is_err()));
+            if without == 0 {
+                BackendKind::Cuda
+            } else {
+                if r.is_root() {
+                    let why = mine.err().unwrap_or_else(|| {
+                        format!("{without} rank(s) have no usable CUDA driver or GPU")
+                    });
+                    eprintln!("mfubench-worker: backend auto: using the CPU backend ({why})");
+                }
+                BackendKind::Cpu
             }
-            BackendKind::Cpu
         }
     };
     raw.run.backend = Some(concrete);
@@ -175,10 +185,6 @@ fn load_config(args: &Args, r: &Rank) -> Result<(Config, String), i32> {
 
 /// Runs the whole benchmark on this rank; returns the exit code.
 fn run(args: &Args, r: &Rank) -> i32 {
-    emit(
-        json!({"event": "hello", "rank": r.rank, "host": r.host, "local_rank": r.local_rank,
-                "pid": std::process::id(), "device": "cpu"}),
-    );
     if let Some(n) = args.expect_world {
         if n != r.size {
             r.error(format!(
@@ -192,6 +198,17 @@ fn run(args: &Args, r: &Rank) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let device = match config.run.backend {
+        BackendKind::Cpu => "cpu".to_string(),
+        BackendKind::Cuda | BackendKind::Auto => cuda::probe()
+            .and_then(|n| cuda::select_ordinal(r.local_rank, r.ranks_on_host, n))
+            .map(|o| format!("GPU {o}"))
+            .unwrap_or_else(|_| "GPU ?".to_string()),
+    };
+    emit(
+        json!({"event": "hello", "rank": r.rank, "host": r.host, "local_rank": r.local_rank,
+                "pid": std::process::id(), "device": device}),
+    );
 
     // The run directory exists and is writable before any compute.
     let run_id = args.run_id.clone().unwrap_or_else(output::default_run_id);
@@ -262,13 +279,98 @@ fn run(args: &Args, r: &Rank) -> i32 {
                 "cpu".into(),
                 output::cpu_model(),
                 device_info,
+                None,
             )
         }
         BackendKind::Cuda | BackendKind::Auto => {
-            r.error("--backend cuda: this build of mfubench-worker has no CUDA backend yet; use --backend cpu");
-            EXIT_USAGE
+            run_cuda(args, r, &config, plan, &run_id, &run_dir)
         }
     }
+}
+
+/// Opens the CUDA backend on every rank, makes the NCCL communicator (unique
+/// id from rank 0 over MPI), runs the GEMM spot check and the benchmark.
+fn run_cuda(
+    args: &Args,
+    r: &Rank,
+    config: &Config,
+    plan: Arc<StepPlan>,
+    run_id: &str,
+    run_dir: &std::path::Path,
+) -> i32 {
+    let opened = cuda::probe()
+        .and_then(|n| cuda::select_ordinal(r.local_rank, r.ranks_on_host, n))
+        .map_err(BackendError::Unavailable)
+        .and_then(|ordinal| {
+            CudaBackend::open(
+                ordinal,
+                plan.clone(),
+                config.run.dtype,
+                config.run.grad_dtype,
+                r.rank,
+                r.size,
+            )
+        });
+    // Every rank must be able to run before the collective NCCL init.
+    let failed = opened.as_ref().err().map(|e| backend_exit(r, e));
+    if mpi_comm::sum_u64(&r.world, u64::from(failed.is_some())) > 0 {
+        return failed.unwrap_or(EXIT_USAGE);
+    }
+    let Ok(mut backend) = opened else {
+        return EXIT_USAGE;
+    };
+    let id = if r.is_root() {
+        backend.nccl_unique_id().unwrap_or_else(|e| {
+            r.error(&e);
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
+    let id = mpi_comm::broadcast_bytes(&r.world, &id);
+    let init = backend.init_comm(&id);
+    let mut device_info = backend.device_info_map();
+    if config.run.check && init.is_ok() {
+        for (dtype, res) in backend.spot_check() {
+            let line = match res {
+                Ok(c) => {
+                    if !c.passed() {
+                        r.error(format!("GEMM spot check {dtype}: {}", c.summary()));
+                    }
+                    c.summary()
+                }
+                Err(e) => {
+                    r.error(format!("GEMM spot check {dtype}: {e}"));
+                    format!("error: {e}")
+                }
+            };
+            device_info.insert(format!("gemm_check_{dtype}"), line);
+        }
+    }
+    let spec_peak = backend.spec_peak_tflops();
+    if spec_peak.is_none() && config.run.peak_tflops.is_none() && r.is_root() {
+        eprintln!(
+            "mfubench-worker: {} with {} SMs is not in the peak table for {}; using a calibration GEMM as the peak (set run.peak_tflops for a datasheet value)",
+            backend.info().name,
+            backend.info().sm_count,
+            config.run.dtype
+        );
+    }
+    let device = format!("GPU {}", backend.info().ordinal);
+    let name = backend.info().name.clone();
+    run_with_backend(
+        args,
+        r,
+        config,
+        plan,
+        init.map(|_| backend),
+        run_id,
+        run_dir,
+        device,
+        name,
+        device_info,
+        spec_peak,
+    )
 }
 
 fn backend_exit(r: &Rank, e: &BackendError) -> i32 {
@@ -291,6 +393,7 @@ fn run_with_backend<B: Backend>(
     device: String,
     device_name: String,
     device_info: BTreeMap<String, String>,
+    spec_peak: Option<f64>,
 ) -> i32 {
     let started_at = output::rfc3339_now();
     let mut backend = match backend {
@@ -315,10 +418,12 @@ fn run_with_backend<B: Backend>(
         r.world.abort(EXIT_RUN_FAILED)
     };
 
-    // Peak: the config wins; else the CPU calibration, max over ranks.
-    let (peak_tflops, peak_source, calibrated) = match config.run.peak_tflops {
-        Some(p) => (p, PeakSource::Config, None),
-        None => {
+    // Peak: the config wins; then the datasheet table (GPUs); else the
+    // calibration GEMM, max over ranks.
+    let (peak_tflops, peak_source, calibrated) = match (config.run.peak_tflops, spec_peak) {
+        (Some(p), _) => (p, PeakSource::Config, None),
+        (None, Some(p)) => (p, PeakSource::Spec, None),
+        (None, None) => {
             r.world.barrier();
             let mine = schedule::calibrate(&backend, &plan, 5, Duration::from_millis(300), timeout)
                 .unwrap_or_else(|e| fail(r, e, "calibration"));
@@ -339,12 +444,14 @@ fn run_with_backend<B: Backend>(
     }
 
     let mut modes = BTreeMap::new();
+    let mut telemetry = Vec::new();
     let mut total_wrong = 0u64;
     let mut injected = false;
     let (warmup, iters) = (config.run.warmup as usize, config.run.iterations as usize);
     for &mode in &config.run.modes {
         let mut timed = Vec::with_capacity(iters);
         let mut mode_wrong = 0u64;
+        telemetry.extend(backend.telemetry(mode, "start"));
         for it in 0..warmup + iters {
             let checking = config.run.check && mode.has_comm();
             if checking {
@@ -395,6 +502,7 @@ fn run_with_backend<B: Backend>(
                 timed.push(t);
             }
         }
+        telemetry.extend(backend.telemetry(mode, "end"));
         total_wrong += mode_wrong;
         let rec = mode_record(&timed, mode_wrong);
         if r.is_root() {
@@ -417,7 +525,7 @@ fn run_with_backend<B: Backend>(
         calibrated_tflops: calibrated,
         modes,
         wrong: total_wrong,
-        telemetry: Vec::new(),
+        telemetry,
     };
     let bytes = match serde_json::to_vec(&record) {
         Ok(b) => b,
@@ -520,6 +628,17 @@ fn write_run_json(
         "mfubench".to_string(),
         mfubench_core::TOOL_VERSION.to_string(),
     );
+    // Device library versions (CUDA backend: driver, cuda, cublaslt, nccl),
+    // as rank 0 reports them in its device_info.
+    if let Some(r0) = ranks.first() {
+        for (k, v) in &r0.device_info {
+            if let Some(name) = k.strip_suffix("_version") {
+                versions
+                    .entry(name.to_string())
+                    .or_insert_with(|| v.clone());
+            }
+        }
+    }
     let run = RunRecord {
         schema_version: SCHEMA_VERSION,
         tool_version: mfubench_core::TOOL_VERSION.to_string(),
@@ -538,7 +657,7 @@ fn write_run_json(
         summary,
     };
     let path = run_dir.join("run.json");
-    let written = serde_json::to_vec_pretty(&run)
+    let written = serde_json::to_vec(&run)
         .map_err(|e| e.to_string())
         .and_then(|b| output::write_atomic(&path, &b).map_err(|e| e.to_string()));
     match written {

@@ -1,0 +1,304 @@
+//! Acceptance: the `[acceptance]` thresholds of the config, overridden by
+//! command-line flags, turned into one PASS/FAIL line per rule.
+//!
+//! A rule whose figure was not measured (its mode did not run, the
+//! correctness check was off) FAILS with the reason: an acceptance run that
+//! skipped what a rule checks has not shown that the cluster meets it.
+
+use mfubench_core::config::{Acceptance, Mode};
+use mfubench_core::result::Summary;
+use serde::Serialize;
+
+use crate::analysis::Report;
+use crate::error::ReportError;
+
+/// Thresholds given on the command line; `Some` replaces the config's value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AcceptanceOverrides {
+    /// Lowest overlapped-mode MFU (0–1).
+    pub min_mfu: Option<f64>,
+    /// Highest exposed communication fraction (0–1).
+    pub max_exposed_comm_fraction: Option<f64>,
+    /// Lowest comm-mode bus bandwidth, GB/s.
+    pub min_busbw_gbps: Option<f64>,
+    /// Straggler tolerance (relative, e.g. 0.05).
+    pub straggler_tolerance: Option<f64>,
+    /// Most wrong all-reduce elements tolerated.
+    pub max_wrong: Option<u64>,
+}
+
+impl AcceptanceOverrides {
+    /// The config's thresholds with these overrides applied, after checking
+    /// every value is in range.
+    pub fn apply(&self, base: &Acceptance) -> Result<Acceptance, ReportError> {
+        let bad = |option: &str, message: String| ReportError::BadOption {
+            option: option.to_string(),
+            message,
+        };
+        let frac = |option: &str, v: Option<f64>| -> Result<Option<f64>, ReportError> {
+            match v {
+                Some(x) if !(x.is_finite() && (0.0..=1.0).contains(&x)) => Err(bad(
+                    option,
+                    format!("{x} is out of range: give a fraction between 0 and 1 (or a percentage such as 40%)"),
+                )),
+                _ => Ok(v),
+            }
+        };
+        let min_mfu = frac("min_mfu", self.min_mfu.or(base.min_mfu))?;
+        let max_exposed = frac(
+            "max_exposed_comm_fraction",
+            self.max_exposed_comm_fraction
+                .or(base.max_exposed_comm_fraction),
+        )?;
+        let busbw = self.min_busbw_gbps.or(base.min_busbw_gbps);
+        if let Some(b) = busbw.filter(|b| !(b.is_finite() && *b >= 0.0)) {
+            return Err(bad(
+                "min_busbw_gbps",
+                format!("{b} must be a non-negative number of GB/s"),
+            ));
+        }
+        let tol = self.straggler_tolerance.unwrap_or(base.straggler_tolerance);
+        if !(tol.is_finite() && tol >= 0.0) {
+            return Err(bad(
+                "straggler_tolerance",
+                format!("{tol} must be a non-negative fraction (0.05 = 5 %)"),
+            ));
+        }
+        Ok(Acceptance {
+            min_mfu,
+            max_exposed_comm_fraction: max_exposed,
+            min_busbw_gbps: busbw,
+            straggler_tolerance: tol,
+            max_wrong: self.max_wrong.unwrap_or(base.max_wrong),
+        })
+    }
+}
+
+/// Result of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    /// The measured value meets the limit.
+    Pass,
+    /// It does not, or it was not measured.
+    Fail,
+}
+
+/// One acceptance rule, evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleResult {
+    /// Rule name as in `[acceptance]`, e.g. `min_mfu`.
+    pub rule: String,
+    /// PASS or FAIL.
+    pub status: Status,
+    /// The measured figure (None when it was not measured).
+    pub measured: Option<f64>,
+    /// The limit.
+    pub limit: f64,
+    /// `>=` or `<=`: how measured must relate to limit.
+    pub op: String,
+    /// One line for people: what was measured against what.
+    pub detail: String,
+}
+
+/// All rules of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Every rule, in `[acceptance]` order.
+    pub rules: Vec<RuleResult>,
+    /// True when every rule passed.
+    pub passed: bool,
+}
+
+impl Verdict {
+    /// Rules that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &RuleResult> {
+        self.rules.iter().filter(|r| r.status == Status::Fail)
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1} %", x * 100.0)
+}
+
+fn rule(
+    name: &str,
+    measured: Result<f64, String>,
+    limit: f64,
+    at_least: bool,
+    show: impl Fn(f64) -> String,
+    what: &str,
+) -> RuleResult {
+    let op = if at_least { ">=" } else { "<=" };
+    match measured {
+        Ok(v) => {
+            let ok = if at_least { v >= limit } else { v <= limit };
+            let sym = match (ok, at_least) {
+                (true, true) => "≥",
+                (true, false) => "≤",
+                (false, true) => "<",
+                (false, false) => ">",
+            };
+            RuleResult {
+                rule: name.to_string(),
+                status: if ok { Status::Pass } else { Status::Fail },
+                measured: Some(v),
+                limit,
+                op: op.to_string(),
+                detail: format!("{what} {} {sym} {}", show(v), show(limit)),
+            }
+        }
+        Err(reason) => RuleResult {
+            rule: name.to_string(),
+            status: Status::Fail,
+            measured: None,
+            limit,
+            op: op.to_string(),
+            detail: format!("{what} not measured: {reason} (limit {})", show(limit)),
+        },
+    }
+}
+
+fn missing_mode(report: &Report, modes: &[Mode]) -> String {
+    let ran: Vec<&str> = report.run.modes.iter().map(|m| m.name()).collect();
+    let need: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+    format!(
+        "needs the {} mode{}, the run had {}",
+        need.join(" and "),
+        if need.len() == 1 { "" } else { "s" },
+        if ran.is_empty() {
+            "none".to_string()
+        } else {
+            ran.join(", ")
+        }
+    )
+}
+
+/// Evaluates every rule of `report.acceptance` on the report's figures.
+pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
+    let a = &report.acceptance;
+    let mut rules = Vec::new();
+    if let Some(limit) = a.min_mfu {
+        let v = s
+            .mfu
+            .overlapped
+            .ok_or_else(|| missing_mode(report, &[Mode::Overlapped]));
+        rules.push(rule("min_mfu", v, limit, true, pct, "overlapped MFU"));
+    }
+    if let Some(limit) = a.max_exposed_comm_fraction {
+        let v = s
+            .exposed_comm_fraction
+            .ok_or_else(|| missing_mode(report, &[Mode::Compute, Mode::Overlapped]));
+        rules.push(rule(
+            "max_exposed_comm_fraction",
+            v,
+            limit,
+            false,
+            pct,
+            "exposed communication",
+        ));
+    }
+    if let Some(limit) = a.min_busbw_gbps {
+        let v = s
+            .allreduce
+            .busbw_gbps
+            .ok_or_else(|| missing_mode(report, &[Mode::Comm]));
+        rules.push(rule(
+            "min_busbw_gbps",
+            v,
+            limit,
+            true,
+            |x| format!("{x:.2} GB/s"),
+            "all-reduce busbw",
+        ));
+    }
+    // Stragglers: the figure is the worst rank's deviation from the median.
+    let tol = a.straggler_tolerance;
+    let worst =
+        report
+            .ranks
+            .iter()
+            .filter_map(|r| r.deviation)
+            .fold(None, |acc: Option<f64>, d| {
+                Some(match acc {
+                    // NaN marks a rank with no usable step; it must fail the rule.
+                    Some(x) if x.is_nan() => x,
+                    Some(x) => {
+                        if d.is_nan() {
+                            d
+                        } else {
+                            x.max(d)
+                        }
+                    }
+                    None => d,
+                })
+            });
+    let v = match (report.straggler_mode, worst) {
+        (None, _) => Err("no mode was run by every rank".to_string()),
+        (Some(_), None) => Err("no rank has a step time".to_string()),
+        (Some(_), Some(w)) => Ok(w),
+    };
+    let mut r = rule(
+        "straggler_tolerance",
+        v,
+        tol,
+        false,
+        |x| format!("{:+.1} %", x * 100.0),
+        &format!(
+            "slowest rank vs median ({} step)",
+            report.straggler_mode.map(Mode::name).unwrap_or("no")
+        ),
+    );
+    // core flags by the same test; keep its list authoritative for PASS.
+    if r.measured.is_some() {
+        let n = report.stragglers.len();
+        r.status = if n == 0 && r.status == Status::Pass {
+            Status::Pass
+        } else {
+            Status::Fail
+        };
+        if n > 0 {
+            let names: Vec<String> = report
+                .stragglers
+                .iter()
+                .take(3)
+                .map(|s| s.rank.to_string())
+                .collect();
+            r.detail.push_str(&format!(
+                "; {n} straggler{}: rank{} {}{}",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "" } else { "s" },
+                names.join(", "),
+                if n > 3 { ", …" } else { "" }
+            ));
+        }
+    }
+    rules.push(r);
+
+    let v = if !report.run.check {
+        Err("the correctness check was off (run.check = false)".to_string())
+    } else if !report.run.modes.iter().any(|m| m.has_comm()) {
+        Err(format!(
+            "no all-reduce ran (modes: {})",
+            report
+                .run
+                .modes
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    } else {
+        Ok(s.wrong as f64)
+    };
+    rules.push(rule(
+        "max_wrong",
+        v,
+        a.max_wrong as f64,
+        false,
+        |x| format!("{x:.0}"),
+        "wrong all-reduce elements",
+    ));
+    let passed = rules.iter().all(|r| r.status == Status::Pass);
+    Verdict { rules, passed }
+}

@@ -1,0 +1,637 @@
+//! From a [`RunRecord`] to a [`Report`]: every figure the exporters print.
+//!
+//! The cluster summary is recomputed from the raw per-rank records with
+//! core's [`summarize`] (the same function the worker uses), so the report
+//! never trusts a number it cannot derive, and a different straggler
+//! tolerance can be applied after the fact. When the stored summary
+//! disagrees with the recomputed one, the report says so in `warnings`.
+
+use std::collections::HashMap;
+
+use mfubench_core::config::{Acceptance, Mode};
+use mfubench_core::metrics;
+use mfubench_core::result::{
+    find_stragglers, summarize, AllreduceSummary, Contention, FlopsPerStep, PeakSource, RankRecord,
+    RunRecord, Straggler, StreamKind, Summary, SummaryInputs,
+};
+use mfubench_core::stats::{self, Stats};
+use serde::Serialize;
+
+use crate::acceptance::{self, Verdict};
+
+/// Headline figures of one mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModeHeadline {
+    /// The mode.
+    pub mode: Mode,
+    /// Timed iterations (cluster steps).
+    pub iterations: usize,
+    /// Median cluster step time, seconds.
+    pub step_median_s: f64,
+    /// 95th percentile of the cluster step times, seconds.
+    pub step_p95_s: f64,
+    /// Fastest cluster step, seconds.
+    pub step_min_s: f64,
+    /// Achieved model TFLOP/s per device (modes with GEMMs).
+    pub tflops_per_device: Option<f64>,
+    /// Model FLOPs utilisation (modes with GEMMs).
+    pub mfu: Option<f64>,
+    /// Hardware FLOPs utilisation (when recomputing).
+    pub hfu: Option<f64>,
+    /// Tokens per second, whole cluster (modes with GEMMs).
+    pub tokens_per_second: Option<f64>,
+}
+
+/// Overlap figures (need the modes named in their formulas).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct OverlapFigures {
+    /// T_o − T_c, seconds.
+    pub exposed_comm_s: Option<f64>,
+    /// (T_o − T_c) / T_o.
+    pub exposed_comm_fraction: Option<f64>,
+    /// (T_s − T_c) / T_s.
+    pub serialized_overhead: Option<f64>,
+    /// (T_c + T_a − T_o) / T_a.
+    pub hidden_fraction: Option<f64>,
+    /// T_s / T_o.
+    pub overlap_speedup: Option<f64>,
+    /// (T_s − T_o) / (T_s − max(T_c, T_a)).
+    pub overlap_efficiency: Option<f64>,
+    /// GEMM and all-reduce slowdown under overlap.
+    pub contention: Contention,
+}
+
+/// One rank in one mode (a row of summary.csv).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankModeRow {
+    /// MPI rank.
+    pub rank: u64,
+    /// Host name.
+    pub host: String,
+    /// Rank on its host.
+    pub local_rank: u64,
+    /// Device, e.g. `GPU 3`.
+    pub device: String,
+    /// The mode.
+    pub mode: Mode,
+    /// Timed iterations.
+    pub iterations: usize,
+    /// Median step, seconds.
+    pub step_median_s: f64,
+    /// p95 step, seconds.
+    pub step_p95_s: f64,
+    /// Fastest step, seconds.
+    pub step_min_s: f64,
+    /// Slowest step, seconds.
+    pub step_max_s: f64,
+    /// p95 / median.
+    pub jitter: f64,
+    /// This rank's model TFLOP/s at its median step (modes with GEMMs).
+    pub tflops: Option<f64>,
+    /// This rank's MFU at its median step (modes with GEMMs).
+    pub mfu: Option<f64>,
+    /// Σ per-op medians on the compute stream, seconds.
+    pub gemm_time_s: f64,
+    /// Σ per-op medians on the comm stream, seconds.
+    pub allreduce_time_s: f64,
+    /// Wrong all-reduce elements in this mode.
+    pub wrong: u64,
+}
+
+/// One rank across modes (the per-rank table).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankRow {
+    /// MPI rank.
+    pub rank: u64,
+    /// Host name.
+    pub host: String,
+    /// Rank on its host.
+    pub local_rank: u64,
+    /// Device.
+    pub device: String,
+    /// Median step in the straggler mode, seconds.
+    pub step_median_s: Option<f64>,
+    /// Model TFLOP/s at that step (when the straggler mode has GEMMs).
+    pub rate_tflops: Option<f64>,
+    /// (step − median over ranks) / median over ranks.
+    pub deviation: Option<f64>,
+    /// p95 / median of this rank's steps in the straggler mode.
+    pub jitter: Option<f64>,
+    /// Wrong all-reduce elements, all modes.
+    pub wrong: u64,
+    /// Slower than the median by more than the straggler tolerance.
+    pub straggler: bool,
+    /// Why this rank is flagged (empty when it is not).
+    pub flags: Vec<String>,
+}
+
+/// One host (the per-node table).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeRow {
+    /// Host name.
+    pub host: String,
+    /// Ranks on the host.
+    pub ranks: usize,
+    /// Median of its ranks' rates, TFLOP/s.
+    pub rate_median_tflops: Option<f64>,
+    /// Slowest rank's rate, TFLOP/s.
+    pub rate_min_tflops: Option<f64>,
+    /// Fastest rank's rate, TFLOP/s.
+    pub rate_max_tflops: Option<f64>,
+    /// Slowest rank's median step in the straggler mode, seconds.
+    pub step_max_s: Option<f64>,
+    /// Largest jitter (p95/median) of its ranks.
+    pub jitter_max: Option<f64>,
+    /// Stragglers on the host.
+    pub stragglers: usize,
+    /// Wrong elements on the host.
+    pub wrong: u64,
+    /// Why the host is flagged (empty when it is not).
+    pub flags: Vec<String>,
+}
+
+/// One bucket's all-reduce in one mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BucketRow {
+    /// Comm or overlapped.
+    pub mode: Mode,
+    /// Bucket index.
+    pub index: usize,
+    /// Bytes all-reduced.
+    pub bytes: u64,
+    /// Median over ranks of the rank's median all-reduce time, seconds.
+    pub time_s: Option<f64>,
+    /// bytes / time, GB/s.
+    pub algbw_gbps: Option<f64>,
+    /// algbw · 2(n−1)/n, GB/s.
+    pub busbw_gbps: Option<f64>,
+}
+
+/// Facts about the run shown above the figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunInfo {
+    /// The run.json the report was made from.
+    pub source: String,
+    /// Run identifier.
+    pub run_id: String,
+    /// Version of mfubench that wrote the run.
+    pub tool_version: String,
+    /// run.json layout version.
+    pub schema_version: u32,
+    /// Start time.
+    pub started_at: String,
+    /// End time.
+    pub finished_at: String,
+    /// Backend that ran.
+    pub backend: String,
+    /// Number of ranks.
+    pub world_size: u64,
+    /// Number of hosts.
+    pub hosts: usize,
+    /// Model (preset name or `custom`).
+    pub model: String,
+    /// Blocks per step.
+    pub layers: u64,
+    /// Tokens per rank per step.
+    pub tokens: u64,
+    /// GEMM dtype.
+    pub dtype: String,
+    /// Gradient dtype.
+    pub grad_dtype: String,
+    /// Device models seen, most common first.
+    pub devices: Vec<String>,
+    /// Whether all-reduce results were verified.
+    pub check: bool,
+    /// Whether recomputation was on.
+    pub recompute: bool,
+    /// Modes that ran.
+    pub modes: Vec<Mode>,
+}
+
+/// Everything a report shows; `summary.json` is this, serialized.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// About the run.
+    pub run: RunInfo,
+    /// Peak TFLOP/s per device used for MFU.
+    pub peak_tflops: f64,
+    /// Where the peak came from.
+    pub peak_source: PeakSource,
+    /// FLOPs per rank per step.
+    pub flops_per_step: FlopsPerStep,
+    /// Per mode that ran.
+    pub headline: Vec<ModeHeadline>,
+    /// Overlap figures.
+    pub overlap: OverlapFigures,
+    /// All-reduce size and bandwidth (comm mode).
+    pub allreduce: AllreduceSummary,
+    /// Wrong all-reduce elements, all ranks and modes.
+    pub wrong: u64,
+    /// The acceptance thresholds applied.
+    pub acceptance: Acceptance,
+    /// Mode whose per-rank step identifies stragglers.
+    pub straggler_mode: Option<Mode>,
+    /// Ranks slower than the median by more than the tolerance.
+    pub stragglers: Vec<Straggler>,
+    /// Hosts with a straggler.
+    pub slow_hosts: Vec<String>,
+    /// Per host, in host order.
+    pub nodes: Vec<NodeRow>,
+    /// Per rank, in rank order.
+    pub ranks: Vec<RankRow>,
+    /// Per bucket, comm mode then overlapped mode.
+    pub buckets: Vec<BucketRow>,
+    /// Per rank and mode (summary.csv); left out of summary.json, whose
+    /// size would otherwise grow with ranks × modes.
+    #[serde(skip)]
+    pub rank_modes: Vec<RankModeRow>,
+    /// The PASS/FAIL result of every rule.
+    pub verdict: Verdict,
+    /// Things a reader should know (e.g. a stored summary that disagrees).
+    pub warnings: Vec<String>,
+}
+
+/// The mode whose per-rank step identifies stragglers. This mirrors core's
+/// private choice in `find_stragglers` (compute if every rank ran it, else
+/// overlapped, serialized, comm); `tests` check the two agree.
+pub fn straggler_mode(ranks: &[RankRecord]) -> Option<Mode> {
+    [
+        Mode::Compute,
+        Mode::Overlapped,
+        Mode::Serialized,
+        Mode::Comm,
+    ]
+    .into_iter()
+    .find(|m| ranks.iter().all(|r| r.modes.contains_key(m)))
+}
+
+/// Builds the report of a run with the given acceptance thresholds.
+pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
+    let ranks = &run.ranks;
+    let world = ranks.len() as u64;
+    let flops = run.plan.flops;
+    let peak = run.summary.peak_tflops;
+    let s = summarize(
+        ranks,
+        SummaryInputs {
+            plan: &run.plan,
+            peak_tflops: peak,
+            peak_source: run.summary.peak_source,
+            straggler_tolerance: acc.straggler_tolerance,
+            recompute: run.config.run.recompute,
+        },
+    );
+    let warnings = compare_stored(&run.summary, &s);
+
+    let headline = Mode::ALL
+        .into_iter()
+        .filter_map(|m| {
+            let st: Stats = s.step_time_stats.get(m)?;
+            Some(ModeHeadline {
+                mode: m,
+                iterations: st.count,
+                step_median_s: st.median,
+                step_p95_s: st.p95,
+                step_min_s: st.min,
+                tflops_per_device: s.tflops_per_device.get(m),
+                mfu: s.mfu.get(m),
+                hfu: s.hfu.and_then(|h| h.get(m)),
+                tokens_per_second: s.tokens_per_second.get(m),
+            })
+        })
+        .collect();
+
+    let smode = straggler_mode(ranks);
+    let (rank_rows, rank_modes) = rank_tables(run, smode, &s.stragglers);
+    let nodes = node_table(&rank_rows);
+    let buckets = bucket_table(run, world);
+
+    let mut modes: Vec<Mode> = run.config.run.modes.clone();
+    modes.retain(|m| s.step_time_stats.get(*m).is_some());
+
+    let mut report = Report {
+        run: RunInfo {
+            source: source.to_string(),
+            run_id: run.run_id.clone(),
+            tool_version: run.tool_version.clone(),
+            schema_version: run.schema_version,
+            started_at: run.started_at.clone(),
+            finished_at: run.finished_at.clone(),
+            backend: run.backend.to_string(),
+            world_size: run.world_size,
+            hosts: count_hosts(ranks),
+            model: run.config.model.name.clone(),
+            layers: run.plan.layers,
+            tokens: run.plan.tokens,
+            dtype: run.config.run.dtype.to_string(),
+            grad_dtype: run.config.run.grad_dtype.to_string(),
+            devices: device_names(ranks),
+            check: run.config.run.check,
+            recompute: run.config.run.recompute,
+            modes,
+        },
+        peak_tflops: peak,
+        peak_source: s.peak_source,
+        flops_per_step: flops,
+        headline,
+        overlap: OverlapFigures {
+            exposed_comm_s: s.exposed_comm_s,
+            exposed_comm_fraction: s.exposed_comm_fraction,
+            serialized_overhead: s.serialized_overhead,
+            hidden_fraction: s.hidden_fraction,
+            overlap_speedup: s.overlap_speedup,
+            overlap_efficiency: s.overlap_efficiency,
+            contention: s.contention,
+        },
+        allreduce: s.allreduce,
+        wrong: s.wrong,
+        acceptance: acc.clone(),
+        straggler_mode: smode,
+        stragglers: s.stragglers.clone(),
+        slow_hosts: s.slow_hosts.clone(),
+        nodes,
+        ranks: rank_rows,
+        buckets,
+        rank_modes,
+        verdict: Verdict::default(),
+        warnings,
+    };
+    report.verdict = acceptance::evaluate(&report, &s);
+    report
+}
+
+fn count_hosts(ranks: &[RankRecord]) -> usize {
+    let mut seen: HashMap<&str, ()> = HashMap::new();
+    for r in ranks {
+        seen.insert(&r.host, ());
+    }
+    seen.len()
+}
+
+/// Device models with their count, most common first (`H100 ×16`).
+fn device_names(ranks: &[RankRecord]) -> Vec<String> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for r in ranks {
+        let name = if r.device_name.is_empty() {
+            "unknown"
+        } else {
+            r.device_name.as_str()
+        };
+        match index.get(name) {
+            Some(&i) => counts[i].1 += 1,
+            None => {
+                index.insert(name, counts.len());
+                counts.push((name, 1));
+            }
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    counts
+        .into_iter()
+        .map(|(n, c)| format!("{n} ×{c}"))
+        .collect()
+}
+
+/// Warnings when the summary stored by the worker disagrees with the one
+/// recomputed here (a worker bug, or a hand-edited file).
+fn compare_stored(stored: &Summary, fresh: &Summary) -> Vec<String> {
+    let mut w = Vec::new();
+    let differs = |a: f64, b: f64| (a - b).abs() > 1e-9 * a.abs().max(b.abs()).max(1e-300);
+    for m in Mode::ALL {
+        let pairs = [
+            (
+                "step time",
+                stored.step_time_s.get(m),
+                fresh.step_time_s.get(m),
+            ),
+            ("MFU", stored.mfu.get(m), fresh.mfu.get(m)),
+        ];
+        for (what, a, b) in pairs {
+            match (a, b) {
+                (Some(a), Some(b)) if differs(a, b) => w.push(format!(
+                    "{m} {what} stored in run.json ({a}) differs from the value recomputed from the rank records ({b}); the report uses the recomputed value"
+                )),
+                (Some(_), None) | (None, Some(_)) => w.push(format!(
+                    "{m} {what} is {} in the stored summary but {} from the rank records; the report uses the rank records",
+                    if a.is_some() { "present" } else { "absent" },
+                    if b.is_some() { "present" } else { "absent" },
+                )),
+                _ => {}
+            }
+        }
+    }
+    if stored.wrong != fresh.wrong {
+        w.push(format!(
+            "wrong elements stored in the summary ({}) differ from the sum over ranks ({}); the report uses the sum over ranks",
+            stored.wrong, fresh.wrong
+        ));
+    }
+    w
+}
+
+fn rank_tables(
+    run: &RunRecord,
+    smode: Option<Mode>,
+    stragglers: &[Straggler],
+) -> (Vec<RankRow>, Vec<RankModeRow>) {
+    let flops = run.plan.flops.model;
+    let peak = run.summary.peak_tflops;
+    let ranks = &run.ranks;
+    let mut rank_modes = Vec::with_capacity(ranks.len() * 4);
+    let mut rows = Vec::with_capacity(ranks.len());
+    let mut smode_median: Vec<Option<f64>> = Vec::with_capacity(ranks.len());
+    let mut smode_jitter: Vec<Option<f64>> = Vec::with_capacity(ranks.len());
+    for r in ranks {
+        let mut sm = None;
+        let mut sj = None;
+        for (&mode, m) in &r.modes {
+            let Some(st) = Stats::of(&m.step_time_s) else {
+                continue;
+            };
+            let jitter = st.p95 / st.median;
+            let has_gemm = mode.has_compute();
+            rank_modes.push(RankModeRow {
+                rank: r.rank,
+                host: r.host.clone(),
+                local_rank: r.local_rank,
+                device: r.device.clone(),
+                mode,
+                iterations: st.count,
+                step_median_s: st.median,
+                step_p95_s: st.p95,
+                step_min_s: st.min,
+                step_max_s: st.max,
+                jitter,
+                tflops: has_gemm.then(|| metrics::tflops(flops, st.median)),
+                mfu: has_gemm.then(|| metrics::mfu(flops, st.median, peak)),
+                gemm_time_s: m.stream_time_s(StreamKind::Compute),
+                allreduce_time_s: m.stream_time_s(StreamKind::Comm),
+                wrong: m.wrong,
+            });
+            if Some(mode) == smode {
+                sm = Some(st.median);
+                sj = Some(jitter);
+            }
+        }
+        smode_median.push(sm);
+        smode_jitter.push(sj);
+    }
+    let present: Vec<f64> = smode_median.iter().flatten().copied().collect();
+    let med = stats::median(&present);
+    let has_gemm = smode.is_some_and(Mode::has_compute);
+    let mut reasons: HashMap<u64, &str> = HashMap::new();
+    for s in stragglers {
+        reasons.insert(s.rank, &s.reason);
+    }
+    for (i, r) in ranks.iter().enumerate() {
+        let step = smode_median[i];
+        let mut flags = Vec::new();
+        if let Some(reason) = reasons.get(&r.rank) {
+            flags.push((*reason).to_string());
+        }
+        if r.wrong > 0 {
+            flags.push(format!(
+                "rank {} ({}, {}): {} wrong all-reduce element{}",
+                r.rank,
+                r.host,
+                r.device,
+                r.wrong,
+                if r.wrong == 1 { "" } else { "s" }
+            ));
+        }
+        rows.push(RankRow {
+            rank: r.rank,
+            host: r.host.clone(),
+            local_rank: r.local_rank,
+            device: r.device.clone(),
+            step_median_s: step,
+            rate_tflops: step.filter(|_| has_gemm).map(|t| metrics::tflops(flops, t)),
+            deviation: step
+                .zip(med)
+                .map(|(t, m)| metrics::relative_deviation(t, m)),
+            jitter: smode_jitter[i],
+            wrong: r.wrong,
+            straggler: reasons.contains_key(&r.rank),
+            flags,
+        });
+    }
+    (rows, rank_modes)
+}
+
+fn node_table(rows: &[RankRow]) -> Vec<NodeRow> {
+    // Hosts in order of their first rank (run.hosts may be absent or stale).
+    let mut order: Vec<&str> = Vec::new();
+    let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        members
+            .entry(r.host.as_str())
+            .or_insert_with(|| {
+                order.push(r.host.as_str());
+                Vec::new()
+            })
+            .push(i);
+    }
+    order
+        .into_iter()
+        .map(|host| {
+            let idx = &members[host];
+            let rates: Vec<f64> = idx.iter().filter_map(|&i| rows[i].rate_tflops).collect();
+            let steps: Vec<f64> = idx.iter().filter_map(|&i| rows[i].step_median_s).collect();
+            let jit: Vec<f64> = idx.iter().filter_map(|&i| rows[i].jitter).collect();
+            let flagged: Vec<&RankRow> = idx
+                .iter()
+                .map(|&i| &rows[i])
+                .filter(|r| !r.flags.is_empty())
+                .collect();
+            let stragglers = idx.iter().filter(|&&i| rows[i].straggler).count();
+            let wrong: u64 = idx.iter().map(|&i| rows[i].wrong).sum();
+            let mut flags = Vec::new();
+            if !flagged.is_empty() {
+                let list: Vec<String> = flagged.iter().map(|r| r.rank.to_string()).collect();
+                flags.push(format!(
+                    "{host}: flagged rank{} {}",
+                    if list.len() == 1 { "" } else { "s" },
+                    list.join(", ")
+                ));
+            }
+            NodeRow {
+                host: host.to_string(),
+                ranks: idx.len(),
+                rate_median_tflops: stats::median(&rates),
+                rate_min_tflops: rates.iter().copied().reduce(f64::min),
+                rate_max_tflops: rates.iter().copied().reduce(f64::max),
+                step_max_s: steps.iter().copied().reduce(f64::max),
+                jitter_max: jit.iter().copied().reduce(f64::max),
+                stragglers,
+                wrong,
+                flags,
+            }
+        })
+        .collect()
+}
+
+fn bucket_table(run: &RunRecord, world: u64) -> Vec<BucketRow> {
+    let buckets = &run.plan.buckets;
+    let nb = buckets.len();
+    let mut out = Vec::new();
+    for mode in [Mode::Comm, Mode::Overlapped] {
+        if !run.ranks.iter().any(|r| r.modes.contains_key(&mode)) {
+            continue;
+        }
+        let mut per_bucket: Vec<Vec<f64>> = vec![Vec::with_capacity(run.ranks.len()); nb];
+        let mut tmp: Vec<Option<f64>> = vec![None; nb];
+        for r in &run.ranks {
+            let Some(m) = r.modes.get(&mode) else {
+                continue;
+            };
+            tmp.iter_mut().for_each(|t| *t = None);
+            for op in &m.ops {
+                if op.stream != StreamKind::Comm {
+                    continue;
+                }
+                // A bucket all-reduced in several pieces counts as their sum.
+                if let Some(slot) = op.bucket.and_then(|b| tmp.get_mut(b)) {
+                    *slot = Some(slot.unwrap_or(0.0) + op.median_s);
+                }
+            }
+            for (b, t) in tmp.iter().enumerate() {
+                if let Some(t) = t {
+                    per_bucket[b].push(*t);
+                }
+            }
+        }
+        for (b, info) in buckets.iter().enumerate() {
+            let time = stats::median(&per_bucket[b]);
+            let alg = time
+                .filter(|t| *t > 0.0)
+                .map(|t| metrics::algbw_gbps(info.bytes as f64, t));
+            out.push(BucketRow {
+                mode,
+                index: info.index,
+                bytes: info.bytes,
+                time_s: time,
+                algbw_gbps: alg,
+                busbw_gbps: alg.map(|a| metrics::busbw_gbps(a, world)),
+            });
+        }
+    }
+    out
+}
+
+/// Straggler list at a given tolerance (core's test, re-exported for callers
+/// that want the list without a whole report).
+pub fn stragglers_at(run: &RunRecord, tolerance: f64) -> (Vec<Straggler>, Vec<String>) {
+    find_stragglers(&run.ranks, tolerance)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn straggler_mode_prefers_compute() {
+        assert_eq!(
+            super::straggler_mode(&[]),
+            Some(mfubench_core::config::Mode::Compute)
+        );
+    }
+}

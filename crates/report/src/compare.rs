@@ -1,0 +1,425 @@
+//! `mfubench compare BASELINE NEW`: the headline figures side by side with
+//! direction-aware deltas, and a regression verdict.
+//!
+//! Judged figures (those that can fail the comparison) are ratios of
+//! like-for-like rates and times: step times, TFLOP/s, MFU, bandwidths and
+//! the overlap speedup, plus any rise of the wrong-element count. Figures
+//! that are differences near zero (exposed communication, hidden fraction)
+//! are shown with their change in percentage points but not judged: a
+//! relative change of a number near zero says nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mfubench_core::config::Mode;
+use serde::Serialize;
+use tabled::builder::Builder;
+use tabled::settings::object::Columns;
+use tabled::settings::{Alignment, Style};
+
+use crate::analysis::{analyze, Report};
+use crate::error::ReportError;
+use crate::fmt as f;
+use crate::read::{read_run, LoadedRun};
+
+/// Options of a comparison.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompareOptions {
+    /// Largest tolerated worsening of a judged figure, as a fraction (0.05 = 5 %).
+    pub max_regression: f64,
+    /// Compare even when the configurations differ.
+    pub force: bool,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            max_regression: 0.05,
+            force: false,
+        }
+    }
+}
+
+/// Which direction of change is an improvement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    /// Lower is better (times).
+    Lower,
+    /// Higher is better (rates, MFU, bandwidth).
+    Higher,
+}
+
+/// How a figure is printed and compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Seconds; relative delta.
+    Time,
+    /// TFLOP/s; relative delta.
+    Tflops,
+    /// A fraction judged by its relative change (MFU).
+    Utilisation,
+    /// A fraction compared in percentage points, not judged.
+    Points,
+    /// GB/s; relative delta.
+    Bandwidth,
+    /// A ratio such as a speedup; relative delta.
+    Ratio,
+    /// A count; any rise is a regression.
+    Count,
+}
+
+/// One figure of both runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompareRow {
+    /// What is compared, e.g. `overlapped MFU`.
+    pub figure: String,
+    /// How it is printed and compared.
+    pub kind: Kind,
+    /// Direction of improvement.
+    pub better: Better,
+    /// Baseline value.
+    pub baseline: Option<f64>,
+    /// New value.
+    pub new: Option<f64>,
+    /// (new − baseline) / |baseline| (percentage points for [`Kind::Points`]).
+    pub delta: Option<f64>,
+    /// Whether this figure can fail the comparison.
+    pub judged: bool,
+    /// Worse than the limit.
+    pub regressed: bool,
+}
+
+/// The result of a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// Baseline run.json.
+    pub baseline: PathBuf,
+    /// New run.json.
+    pub new: PathBuf,
+    /// Baseline run id.
+    pub baseline_id: String,
+    /// New run id.
+    pub new_id: String,
+    /// Largest tolerated worsening (fraction).
+    pub max_regression: f64,
+    /// Config fields that differ (only non-empty with `force`).
+    pub config_differences: Vec<String>,
+    /// Every figure.
+    pub rows: Vec<CompareRow>,
+}
+
+impl Comparison {
+    /// Rows that regressed past the limit.
+    pub fn regressions(&self) -> impl Iterator<Item = &CompareRow> {
+        self.rows.iter().filter(|r| r.regressed)
+    }
+
+    /// True when at least one judged figure regressed past the limit.
+    pub fn regressed(&self) -> bool {
+        self.regressions().next().is_some()
+    }
+
+    /// The side-by-side table and the verdict, for a terminal.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "mfubench compare: baseline {} ({}) vs new {} ({})\n",
+            self.baseline_id,
+            self.baseline.display(),
+            self.new_id,
+            self.new.display()
+        );
+        if !self.config_differences.is_empty() {
+            out.push_str(&format!(
+                "warning: the configurations differ (compared because of --force): {}\n",
+                self.config_differences.join(", ")
+            ));
+        }
+        let mut b = Builder::default();
+        b.push_record(["figure", "baseline", "new", "delta", "better", ""].map(String::from));
+        for r in &self.rows {
+            let show = |v: Option<f64>| match r.kind {
+                Kind::Time => f::opt(v, f::time),
+                Kind::Tflops => f::opt(v, f::tflops),
+                Kind::Utilisation | Kind::Points => f::opt(v, f::pct),
+                Kind::Bandwidth => f::opt(v, f::gbps),
+                Kind::Ratio => f::opt(v, f::ratio),
+                Kind::Count => f::opt(v, |x| format!("{x:.0}")),
+            };
+            let delta = match (r.kind, r.delta) {
+                (_, None) => "n/a".to_string(),
+                (Kind::Points, Some(d)) => format!("{:+.1} pp", d * 100.0),
+                (Kind::Count, Some(d)) => format!("{d:+.0}"),
+                (_, Some(d)) => f::delta_pct(d),
+            };
+            let verdict = if r.regressed {
+                "REGRESSED".to_string()
+            } else if !r.judged {
+                "(not judged)".to_string()
+            } else {
+                match improvement(r) {
+                    Some(x) if x > 0.0 => "better".into(),
+                    Some(x) if x < 0.0 => "worse".into(),
+                    Some(_) => "same".into(),
+                    None => String::new(),
+                }
+            };
+            b.push_record([
+                r.figure.clone(),
+                show(r.baseline),
+                show(r.new),
+                delta,
+                match r.better {
+                    Better::Lower => "lower".into(),
+                    Better::Higher => "higher".into(),
+                },
+                verdict,
+            ]);
+        }
+        let mut t = b.build();
+        t.with(Style::psql());
+        t.modify(Columns::new(1..4), Alignment::right());
+        out.push_str(&t.to_string());
+        out.push('\n');
+        let regs: Vec<&CompareRow> = self.regressions().collect();
+        if regs.is_empty() {
+            out.push_str(&format!(
+                "verdict: PASS: no figure regressed by more than {}\n",
+                f::pct(self.max_regression)
+            ));
+        } else {
+            let names: Vec<String> = regs
+                .iter()
+                .map(|r| match (r.kind, r.delta) {
+                    (Kind::Count, Some(d)) => format!("{} ({d:+.0})", r.figure),
+                    (_, Some(d)) => format!("{} ({})", r.figure, f::delta_pct(d)),
+                    _ => r.figure.clone(),
+                })
+                .collect();
+            out.push_str(&format!(
+                "verdict: FAIL: {} regressed past {}: {}\n",
+                regs.len(),
+                f::pct(self.max_regression),
+                names.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// Worsening > 0 means worse; returns the improvement (positive = better).
+fn improvement(r: &CompareRow) -> Option<f64> {
+    let d = r.delta?;
+    Some(match r.better {
+        Better::Lower => -d,
+        Better::Higher => d,
+    })
+}
+
+/// Flattens a JSON value into `a.b.c → value` leaves.
+fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&p, x, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// Fields of the configuration (and world size, backend) that differ, as
+/// `field: baseline → new`. Acceptance thresholds are not part of what was
+/// measured and are ignored.
+pub fn config_differences(a: &LoadedRun, b: &LoadedRun) -> Vec<String> {
+    let leaves = |r: &LoadedRun| {
+        let mut m = BTreeMap::new();
+        let mut cfg = serde_json::to_value(&r.record.config).unwrap_or(serde_json::Value::Null);
+        if let Some(o) = cfg.as_object_mut() {
+            o.remove("acceptance");
+        }
+        flatten("config", &cfg, &mut m);
+        m.insert("world_size".into(), r.record.world_size.to_string());
+        m.insert("backend".into(), r.record.backend.to_string());
+        m
+    };
+    let (la, lb) = (leaves(a), leaves(b));
+    let mut keys: Vec<&String> = la.keys().chain(lb.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let absent = "(absent)".to_string();
+    keys.into_iter()
+        .filter_map(|k| {
+            let x = la.get(k).unwrap_or(&absent);
+            let y = lb.get(k).unwrap_or(&absent);
+            (x != y).then(|| format!("{k}: {x} → {y}"))
+        })
+        .collect()
+}
+
+/// Reads both runs and compares them.
+pub fn compare_runs(
+    baseline: &Path,
+    new: &Path,
+    opts: CompareOptions,
+) -> Result<Comparison, ReportError> {
+    let a = read_run(baseline)?;
+    let b = read_run(new)?;
+    compare_loaded(&a, &b, opts)
+}
+
+/// Compares two runs already read.
+pub fn compare_loaded(
+    a: &LoadedRun,
+    b: &LoadedRun,
+    opts: CompareOptions,
+) -> Result<Comparison, ReportError> {
+    if !(opts.max_regression.is_finite() && opts.max_regression >= 0.0) {
+        return Err(ReportError::BadOption {
+            option: "--max-regression".into(),
+            message: format!(
+                "{} must be a non-negative percentage such as 5%",
+                opts.max_regression
+            ),
+        });
+    }
+    let diffs = config_differences(a, b);
+    if !diffs.is_empty() && !opts.force {
+        return Err(ReportError::ConfigMismatch {
+            baseline: a.path.clone(),
+            new: b.path.clone(),
+            fields: diffs,
+        });
+    }
+    let ra = analyze(
+        &a.record,
+        &a.path.display().to_string(),
+        &a.record.config.acceptance,
+    );
+    let rb = analyze(
+        &b.record,
+        &b.path.display().to_string(),
+        &b.record.config.acceptance,
+    );
+    let rows = rows(&ra, &rb, opts.max_regression);
+    Ok(Comparison {
+        baseline: a.path.clone(),
+        new: b.path.clone(),
+        baseline_id: a.record.run_id.clone(),
+        new_id: b.record.run_id.clone(),
+        max_regression: opts.max_regression,
+        config_differences: diffs,
+        rows,
+    })
+}
+
+fn rows(a: &Report, b: &Report, limit: f64) -> Vec<CompareRow> {
+    let mut rows = Vec::new();
+    let mut push = |figure: String, kind: Kind, better: Better, x: Option<f64>, y: Option<f64>| {
+        let judged = !matches!(kind, Kind::Points);
+        let delta = match (kind, x, y) {
+            (Kind::Points | Kind::Count, Some(x), Some(y)) => Some(y - x),
+            (_, Some(x), Some(y)) if x != 0.0 => Some((y - x) / x.abs()),
+            _ => None,
+        };
+        let worsening = delta.map(|d| if better == Better::Lower { d } else { -d });
+        let regressed = judged
+            && match (kind, worsening) {
+                (Kind::Count, Some(w)) => w > 0.0,
+                (_, Some(w)) => w > limit,
+                _ => false,
+            };
+        rows.push(CompareRow {
+            figure,
+            kind,
+            better,
+            baseline: x,
+            new: y,
+            delta,
+            judged,
+            regressed,
+        });
+    };
+    let head = |r: &Report, m: Mode| r.headline.iter().find(|h| h.mode == m).cloned();
+    for m in Mode::ALL {
+        let (ha, hb) = (head(a, m), head(b, m));
+        if ha.is_none() && hb.is_none() {
+            continue;
+        }
+        push(
+            format!("{m} step (median)"),
+            Kind::Time,
+            Better::Lower,
+            ha.as_ref().map(|h| h.step_median_s),
+            hb.as_ref().map(|h| h.step_median_s),
+        );
+        if m.has_compute() {
+            push(
+                format!("{m} TFLOP/s per device"),
+                Kind::Tflops,
+                Better::Higher,
+                ha.as_ref().and_then(|h| h.tflops_per_device),
+                hb.as_ref().and_then(|h| h.tflops_per_device),
+            );
+            push(
+                format!("{m} MFU"),
+                Kind::Utilisation,
+                Better::Higher,
+                ha.as_ref().and_then(|h| h.mfu),
+                hb.as_ref().and_then(|h| h.mfu),
+            );
+        }
+    }
+    let (oa, ob) = (&a.overlap, &b.overlap);
+    push(
+        "exposed communication".into(),
+        Kind::Points,
+        Better::Lower,
+        oa.exposed_comm_fraction,
+        ob.exposed_comm_fraction,
+    );
+    push(
+        "hidden fraction".into(),
+        Kind::Points,
+        Better::Higher,
+        oa.hidden_fraction,
+        ob.hidden_fraction,
+    );
+    push(
+        "overlap speedup".into(),
+        Kind::Ratio,
+        Better::Higher,
+        oa.overlap_speedup,
+        ob.overlap_speedup,
+    );
+    push(
+        "all-reduce algbw".into(),
+        Kind::Bandwidth,
+        Better::Higher,
+        a.allreduce.algbw_gbps,
+        b.allreduce.algbw_gbps,
+    );
+    push(
+        "all-reduce busbw".into(),
+        Kind::Bandwidth,
+        Better::Higher,
+        a.allreduce.busbw_gbps,
+        b.allreduce.busbw_gbps,
+    );
+    push(
+        "wrong elements".into(),
+        Kind::Count,
+        Better::Lower,
+        Some(a.wrong as f64),
+        Some(b.wrong as f64),
+    );
+    rows
+}

@@ -1,0 +1,114 @@
+//! Number formatting shared by the exporters, so that the terminal table,
+//! the Markdown file and the comparison print a figure the same way.
+
+/// Seconds with a unit that keeps 3–4 significant digits: `1.234 s`,
+/// `12.34 ms`, `567.8 µs`.
+pub fn time(s: f64) -> String {
+    let a = s.abs();
+    if !s.is_finite() {
+        format!("{s}")
+    } else if a >= 1.0 {
+        format!("{s:.3} s")
+    } else if a >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{:.1} µs", s * 1e6)
+    }
+}
+
+/// A fraction as a percentage with one decimal: `41.2 %`.
+pub fn pct(x: f64) -> String {
+    format!("{:.1} %", x * 100.0)
+}
+
+/// A signed relative change as a percentage: `+3.4 %`.
+pub fn delta_pct(x: f64) -> String {
+    format!("{:+.1} %", x * 100.0)
+}
+
+/// Decimal bytes (GB = 10⁹, matching GB/s): `872.4 MB`.
+pub fn bytes(b: u64) -> String {
+    let x = b as f64;
+    if x >= 1e12 {
+        format!("{:.2} TB", x / 1e12)
+    } else if x >= 1e9 {
+        format!("{:.2} GB", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.1} MB", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} kB", x / 1e3)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// TFLOP/s with one decimal, or three below 10 (CPU backends).
+pub fn tflops(x: f64) -> String {
+    if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// GB/s with two decimals.
+pub fn gbps(x: f64) -> String {
+    format!("{x:.2} GB/s")
+}
+
+/// A ratio such as a speedup or a slowdown: `1.120×`.
+pub fn ratio(x: f64) -> String {
+    format!("{x:.3}×")
+}
+
+/// Scientific notation with four significant digits: `1.234e14`.
+pub fn sci(x: f64) -> String {
+    format!("{x:.3e}")
+}
+
+/// An integer with thousands separators: `1,234,567`.
+pub fn count(x: f64) -> String {
+    let neg = x < 0.0;
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if neg {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// `n/a` for a missing figure.
+pub fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "n/a".to_string())
+}
+
+/// A float for machine-readable outputs: shortest round-trip form, empty
+/// for a missing value.
+pub fn raw(v: Option<f64>) -> String {
+    v.map(|x| format!("{x}")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(time(1.5), "1.500 s");
+        assert_eq!(time(0.01234), "12.34 ms");
+        assert_eq!(time(0.0000456), "45.6 µs");
+        assert_eq!(pct(0.4123), "41.2 %");
+        assert_eq!(bytes(872_400_000), "872.4 MB");
+        assert_eq!(bytes(12), "12 B");
+        assert_eq!(count(1234567.0), "1,234,567");
+        assert_eq!(count(12.0), "12");
+        assert_eq!(delta_pct(-0.051), "-5.1 %");
+    }
+}

@@ -1,0 +1,198 @@
+//! Reading run.json: one pass of serde in the common case, and one clear
+//! [`ReportError`] naming the file otherwise — never a panic, whatever the
+//! bytes are (a proptest in `tests/reader.rs` feeds it random and mutated
+//! files).
+//!
+//! The schema version is checked after a successful parse (a newer file can
+//! happen to parse) and, when parsing fails on the data, by a second cheap
+//! look at `schema_version` alone, so that a newer layout is reported as
+//! "written by a newer mfubench" rather than as a confusing missing field.
+
+use std::path::{Path, PathBuf};
+
+use mfubench_core::result::{RunRecord, SCHEMA_VERSION};
+use serde::Deserialize;
+use serde_json::error::Category;
+
+use crate::error::ReportError;
+
+/// A run file that was read and checked.
+#[derive(Debug, Clone)]
+pub struct LoadedRun {
+    /// The run.json path (a directory argument is resolved to its run.json).
+    pub path: PathBuf,
+    /// Its content.
+    pub record: RunRecord,
+}
+
+/// Resolves a run directory or a run.json path to the run.json file.
+pub fn resolve_run_path(path: &Path) -> Result<PathBuf, ReportError> {
+    let meta = std::fs::metadata(path).map_err(|source| ReportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_dir() {
+        let file = path.join("run.json");
+        if !file.is_file() {
+            return Err(ReportError::NoRunFile {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(file)
+    } else {
+        Ok(path.to_path_buf())
+    }
+}
+
+/// Reads and checks a run directory or run.json file.
+pub fn read_run(path: &Path) -> Result<LoadedRun, ReportError> {
+    let file = resolve_run_path(path)?;
+    let bytes = std::fs::read(&file).map_err(|source| ReportError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    let record = parse_run(&bytes, &file)?;
+    Ok(LoadedRun { path: file, record })
+}
+
+/// Only the version, for diagnosing files that do not parse in full.
+#[derive(Deserialize)]
+struct Head {
+    schema_version: Option<serde_json::Value>,
+}
+
+/// Parses and checks run.json bytes; `path` names the file in errors.
+pub fn parse_run(bytes: &[u8], path: &Path) -> Result<RunRecord, ReportError> {
+    let path_buf = || path.to_path_buf();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ReportError::Syntax {
+            path: path_buf(),
+            line: 1,
+            column: 0,
+            message: "the file is empty".into(),
+        });
+    }
+    let record: RunRecord = match serde_json::from_slice(bytes) {
+        Ok(r) => r,
+        Err(e) => return Err(classify(bytes, path, &e)),
+    };
+    if record.schema_version > SCHEMA_VERSION {
+        return Err(ReportError::FutureSchema {
+            path: path_buf(),
+            found: record.schema_version.into(),
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if record.schema_version == 0 {
+        return Err(ReportError::Inconsistent {
+            path: path_buf(),
+            message: "schema_version = 0 is not a version mfubench ever wrote".into(),
+        });
+    }
+    validate(&record).map_err(|message| ReportError::Inconsistent {
+        path: path_buf(),
+        message,
+    })?;
+    Ok(record)
+}
+
+fn classify(bytes: &[u8], path: &Path, e: &serde_json::Error) -> ReportError {
+    let path_buf = path.to_path_buf();
+    match e.classify() {
+        Category::Eof => ReportError::Truncated {
+            path: path_buf,
+            line: e.line(),
+            column: e.column(),
+        },
+        Category::Syntax | Category::Io => ReportError::Syntax {
+            path: path_buf,
+            line: e.line(),
+            column: e.column(),
+            message: strip_position(&e.to_string()),
+        },
+        Category::Data => {
+            // The document is well-formed JSON: say first whether it is a
+            // newer layout, which explains any mismatch.
+            let version = serde_json::from_slice::<Head>(bytes)
+                .ok()
+                .and_then(|h| h.schema_version);
+            match version.as_ref().and_then(serde_json::Value::as_u64) {
+                Some(v) if v > u64::from(SCHEMA_VERSION) => ReportError::FutureSchema {
+                    path: path_buf,
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                },
+                v => ReportError::Schema {
+                    path: path_buf,
+                    schema: v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+                    line: e.line(),
+                    column: e.column(),
+                    message: strip_position(&e.to_string()),
+                },
+            }
+        }
+    }
+}
+
+/// serde_json appends " at line L column C"; the error variants carry both.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Checks the relations the report relies on; the message says what is wrong.
+fn validate(r: &RunRecord) -> Result<(), String> {
+    if r.ranks.is_empty() {
+        return Err("ranks is empty: the run recorded no rank".into());
+    }
+    if r.world_size != r.ranks.len() as u64 {
+        return Err(format!(
+            "world_size = {} but the file holds {} rank records",
+            r.world_size,
+            r.ranks.len()
+        ));
+    }
+    let f = r.plan.flops;
+    for (name, v) in [
+        ("plan.flops.model", f.model),
+        ("plan.flops.hardware", f.hardware),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(format!("{name} = {v} must be a non-negative number"));
+        }
+    }
+    let peak = r.summary.peak_tflops;
+    if !peak.is_finite() || peak <= 0.0 {
+        return Err(format!("summary.peak_tflops = {peak} must be positive"));
+    }
+    for rank in &r.ranks {
+        for (mode, m) in &rank.modes {
+            // A zero or negative step time would turn into an infinite or
+            // negative MFU further down; refuse it here, with its place.
+            if let Some((i, t)) = m
+                .step_time_s
+                .iter()
+                .enumerate()
+                .find(|(_, t)| !(t.is_finite() && **t > 0.0))
+            {
+                return Err(format!(
+                    "rank {} {mode} step_time_s[{i}] = {t}: step times must be positive",
+                    rank.rank
+                ));
+            }
+            if let Some(o) = m
+                .ops
+                .iter()
+                .find(|o| !(o.median_s.is_finite() && o.median_s >= 0.0))
+            {
+                return Err(format!(
+                    "rank {} {mode} op {} median_s = {}: op times must be non-negative",
+                    rank.rank, o.name, o.median_s
+                ));
+            }
+        }
+    }
+    Ok(())
+}

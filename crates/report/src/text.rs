@@ -1,0 +1,501 @@
+//! The human-readable report, as terminal tables or Markdown. One function
+//! builds both so that the two cannot drift apart; only the table style and
+//! the section headers differ.
+
+use std::fmt::Write as _;
+
+use mfubench_core::config::Mode;
+use tabled::builder::Builder;
+use tabled::settings::object::Columns;
+use tabled::settings::{Alignment, Style};
+
+use crate::acceptance::Status;
+use crate::analysis::Report;
+use crate::fmt as f;
+
+/// Per-rank and per-node tables list every row up to this many; past it only
+/// the flagged rows and the slowest few, the rest being in summary.csv.
+pub const MAX_TABLE_ROWS: usize = 64;
+/// Slowest rows shown when a table is cut.
+const SLOWEST_SHOWN: usize = 10;
+
+/// Terminal tables or Markdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// Plain-text tables for a terminal or a log.
+    Terminal,
+    /// GitHub-flavoured Markdown.
+    Markdown,
+}
+
+struct Doc {
+    flavor: Flavor,
+    out: String,
+}
+
+impl Doc {
+    fn heading(&mut self, title: &str) {
+        match self.flavor {
+            Flavor::Terminal => {
+                let _ = writeln!(self.out, "\n{title}");
+            }
+            Flavor::Markdown => {
+                let _ = writeln!(self.out, "\n## {title}\n");
+            }
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        match self.flavor {
+            Flavor::Terminal => {
+                let _ = writeln!(self.out, "{text}");
+            }
+            // Two trailing spaces would be a hard break; a list keeps lines
+            // apart without depending on whitespace.
+            Flavor::Markdown => {
+                let _ = writeln!(self.out, "- {}", md_escape(text));
+            }
+        }
+    }
+
+    /// A table; the columns in `right` (numbers) are right-aligned.
+    fn table(&mut self, header: &[&str], rows: Vec<Vec<String>>, right: std::ops::Range<usize>) {
+        let mut b = Builder::default();
+        b.push_record(header.iter().map(|h| h.to_string()));
+        for r in rows {
+            match self.flavor {
+                Flavor::Terminal => b.push_record(r),
+                Flavor::Markdown => b.push_record(r.into_iter().map(|c| md_escape(&c))),
+            }
+        }
+        let mut t = b.build();
+        match self.flavor {
+            Flavor::Terminal => {
+                t.with(Style::psql());
+            }
+            Flavor::Markdown => {
+                t.with(Style::markdown());
+            }
+        }
+        t.modify(Columns::new(right), Alignment::right());
+        let _ = writeln!(self.out, "{t}");
+    }
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// Renders the report.
+pub fn render(r: &Report, flavor: Flavor) -> String {
+    let mut d = Doc {
+        flavor,
+        out: String::new(),
+    };
+    let title = format!("mfubench report: run {}", r.run.run_id);
+    match flavor {
+        Flavor::Terminal => {
+            let _ = writeln!(d.out, "{title}");
+        }
+        Flavor::Markdown => {
+            let _ = writeln!(d.out, "# {}\n", md_escape(&title));
+        }
+    }
+    let run = &r.run;
+    d.line(&format!(
+        "model {}, {} layer{}, {} tokens per rank per step, {} GEMMs / {} gradients",
+        run.model,
+        run.layers,
+        if run.layers == 1 { "" } else { "s" },
+        f::count(run.tokens as f64),
+        run.dtype,
+        run.grad_dtype
+    ));
+    d.line(&format!(
+        "{} backend, {} rank{} on {} host{}: {}",
+        run.backend,
+        run.world_size,
+        if run.world_size == 1 { "" } else { "s" },
+        run.hosts,
+        if run.hosts == 1 { "" } else { "s" },
+        run.devices.join(", ")
+    ));
+    d.line(&format!(
+        "peak {} TFLOP/s per device ({}); model FLOPs per rank per step {} (6N {}, 6N + attention {})",
+        f::tflops(r.peak_tflops),
+        peak_source_text(r),
+        f::sci(r.flops_per_step.model),
+        f::sci(r.flops_per_step.six_n),
+        f::sci(r.flops_per_step.six_n_attention)
+    ));
+    d.line(&format!(
+        "mfubench {} (schema {}), {} → {}, from {}",
+        run.tool_version, run.schema_version, run.started_at, run.finished_at, run.source
+    ));
+
+    headline(&mut d, r);
+    overlap(&mut d, r);
+    stragglers(&mut d, r);
+    nodes(&mut d, r);
+    ranks(&mut d, r);
+    buckets(&mut d, r);
+    verdict(&mut d, r);
+    if !r.warnings.is_empty() {
+        d.heading("Warnings");
+        for w in &r.warnings {
+            d.line(&format!("warning: {w}"));
+        }
+    }
+    d.out
+}
+
+fn peak_source_text(r: &Report) -> &'static str {
+    use mfubench_core::result::PeakSource;
+    match r.peak_source {
+        PeakSource::Spec => "datasheet",
+        PeakSource::Config => "from the config",
+        PeakSource::Calibrated => "calibrated by a GEMM at start",
+    }
+}
+
+fn headline(d: &mut Doc, r: &Report) {
+    d.heading("Headline (cluster step = slowest rank per iteration; median over iterations)");
+    let with_hfu = r.headline.iter().any(|h| h.hfu.is_some());
+    let mut header = vec![
+        "mode",
+        "iters",
+        "step median",
+        "p95",
+        "min",
+        "TFLOP/s/device",
+        "MFU",
+    ];
+    if with_hfu {
+        header.push("HFU");
+    }
+    header.push("tokens/s");
+    let rows = r
+        .headline
+        .iter()
+        .map(|h| {
+            let mut row = vec![
+                h.mode.to_string(),
+                h.iterations.to_string(),
+                f::time(h.step_median_s),
+                f::time(h.step_p95_s),
+                f::time(h.step_min_s),
+                f::opt(h.tflops_per_device, f::tflops),
+                f::opt(h.mfu, f::pct),
+            ];
+            if with_hfu {
+                row.push(f::opt(h.hfu, f::pct));
+            }
+            row.push(f::opt(h.tokens_per_second, f::count));
+            row
+        })
+        .collect();
+    let n = header.len();
+    d.table(&header, rows, 1..n);
+}
+
+fn needs(r: &Report, modes: &[Mode]) -> String {
+    let missing: Vec<&str> = modes
+        .iter()
+        .filter(|m| !r.run.modes.contains(m))
+        .map(|m| m.name())
+        .collect();
+    if missing.is_empty() {
+        "n/a".to_string()
+    } else {
+        format!("n/a (needs the {} mode)", missing.join(" and "))
+    }
+}
+
+fn overlap(d: &mut Doc, r: &Report) {
+    use Mode::*;
+    d.heading("Overlap and communication");
+    let o = &r.overlap;
+    let a = &r.allreduce;
+    let or = |v: Option<String>, modes: &[Mode]| v.unwrap_or_else(|| needs(r, modes));
+    let rows = vec![
+        vec![
+            "exposed communication (T_o − T_c)".to_string(),
+            or(
+                o.exposed_comm_s
+                    .zip(o.exposed_comm_fraction)
+                    .map(|(s, fr)| {
+                        format!("{} ({} of the overlapped step)", f::time(s), f::pct(fr))
+                    }),
+                &[Compute, Overlapped],
+            ),
+        ],
+        vec![
+            "serialized overhead (T_s − T_c)/T_s".to_string(),
+            or(o.serialized_overhead.map(f::pct), &[Compute, Serialized]),
+        ],
+        vec![
+            "hidden fraction (T_c + T_a − T_o)/T_a".to_string(),
+            or(o.hidden_fraction.map(f::pct), &[Compute, Comm, Overlapped]),
+        ],
+        vec![
+            "overlap speedup T_s/T_o".to_string(),
+            or(o.overlap_speedup.map(f::ratio), &[Serialized, Overlapped]),
+        ],
+        vec![
+            "efficiency vs ideal overlap".to_string(),
+            or(
+                o.overlap_efficiency.map(f::pct),
+                &[Compute, Comm, Serialized, Overlapped],
+            ),
+        ],
+        vec![
+            "GEMM slowdown under overlap".to_string(),
+            or(o.contention.gemm.map(f::ratio), &[Compute, Overlapped]),
+        ],
+        vec![
+            "all-reduce slowdown under overlap".to_string(),
+            or(o.contention.allreduce.map(f::ratio), &[Comm, Overlapped]),
+        ],
+        vec![
+            "all-reduced per step".to_string(),
+            format!(
+                "{} in {} bucket{}",
+                f::bytes(a.bytes),
+                a.buckets,
+                if a.buckets == 1 { "" } else { "s" }
+            ),
+        ],
+        vec![
+            "all-reduce algbw / busbw (comm mode)".to_string(),
+            or(
+                a.algbw_gbps.zip(a.busbw_gbps).map(|(x, y)| {
+                    format!("{} / {} (n = {})", f::gbps(x), f::gbps(y), r.run.world_size)
+                }),
+                &[Comm],
+            ),
+        ],
+        vec![
+            "wrong all-reduce elements (#wrong)".to_string(),
+            if r.run.check {
+                r.wrong.to_string()
+            } else {
+                format!("{} (not checked: run.check = false)", r.wrong)
+            },
+        ],
+    ];
+    d.table(&["figure", "value"], rows, 0..0);
+}
+
+fn stragglers(d: &mut Doc, r: &Report) {
+    let tol = f::pct(r.acceptance.straggler_tolerance);
+    match r.straggler_mode {
+        None => {
+            d.heading("Stragglers");
+            d.line("none computed: no mode was run by every rank");
+        }
+        Some(m) => {
+            d.heading(&format!(
+                "Stragglers ({m} step more than {tol} slower than the median rank)"
+            ));
+            if r.stragglers.is_empty() {
+                d.line("none");
+            }
+            for s in r.stragglers.iter().take(MAX_TABLE_ROWS) {
+                d.line(&s.reason);
+            }
+            if r.stragglers.len() > MAX_TABLE_ROWS {
+                d.line(&format!(
+                    "… and {} more (see summary.json)",
+                    r.stragglers.len() - MAX_TABLE_ROWS
+                ));
+            }
+            if !r.slow_hosts.is_empty() {
+                let shown: Vec<&str> = r
+                    .slow_hosts
+                    .iter()
+                    .take(MAX_TABLE_ROWS)
+                    .map(String::as_str)
+                    .collect();
+                d.line(&format!(
+                    "hosts with a straggler: {}{}",
+                    shown.join(", "),
+                    if r.slow_hosts.len() > shown.len() {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+    }
+}
+
+/// Indices to show of a table sorted by "slowness": all when small, else
+/// the flagged ones plus the slowest few, in original order.
+fn pick(n: usize, flagged: impl Fn(usize) -> bool, slowness: impl Fn(usize) -> f64) -> Vec<usize> {
+    if n <= MAX_TABLE_ROWS {
+        return (0..n).collect();
+    }
+    let mut keep: Vec<usize> = (0..n)
+        .filter(|&i| flagged(i))
+        .take(MAX_TABLE_ROWS)
+        .collect();
+    let mut by_slow: Vec<usize> = (0..n).collect();
+    by_slow.sort_by(|&a, &b| slowness(b).total_cmp(&slowness(a)));
+    for i in by_slow.into_iter().take(SLOWEST_SHOWN) {
+        if !keep.contains(&i) {
+            keep.push(i);
+        }
+    }
+    keep.sort_unstable();
+    keep
+}
+
+fn nodes(d: &mut Doc, r: &Report) {
+    let mode = r.straggler_mode.map(Mode::name).unwrap_or("-");
+    d.heading(&format!("Per node ({mode} mode)"));
+    let idx = pick(
+        r.nodes.len(),
+        |i| !r.nodes[i].flags.is_empty(),
+        |i| r.nodes[i].step_max_s.unwrap_or(f64::INFINITY),
+    );
+    if idx.len() < r.nodes.len() {
+        d.line(&format!(
+            "{} hosts: showing the {} flagged or slowest; every host is in summary.json",
+            r.nodes.len(),
+            idx.len()
+        ));
+    }
+    let rows = idx
+        .iter()
+        .map(|&i| {
+            let n = &r.nodes[i];
+            vec![
+                n.host.clone(),
+                n.ranks.to_string(),
+                f::opt(n.rate_median_tflops, f::tflops),
+                f::opt(n.rate_min_tflops, f::tflops),
+                f::opt(n.step_max_s, f::time),
+                f::opt(n.jitter_max, |x| format!("{x:.3}")),
+                n.stragglers.to_string(),
+                n.wrong.to_string(),
+                n.flags.join("; "),
+            ]
+        })
+        .collect();
+    d.table(
+        &[
+            "host",
+            "ranks",
+            "median TFLOP/s",
+            "min TFLOP/s",
+            "slowest step",
+            "max jitter p95/med",
+            "stragglers",
+            "wrong",
+            "flags",
+        ],
+        rows,
+        1..8,
+    );
+}
+
+fn ranks(d: &mut Doc, r: &Report) {
+    let mode = r.straggler_mode.map(Mode::name).unwrap_or("-");
+    d.heading(&format!("Per rank ({mode} mode)"));
+    let idx = pick(
+        r.ranks.len(),
+        |i| !r.ranks[i].flags.is_empty(),
+        |i| r.ranks[i].step_median_s.unwrap_or(f64::INFINITY),
+    );
+    if idx.len() < r.ranks.len() {
+        d.line(&format!(
+            "{} ranks: showing the {} flagged or slowest; every rank and mode is in summary.csv",
+            r.ranks.len(),
+            idx.len()
+        ));
+    }
+    let rows = idx
+        .iter()
+        .map(|&i| {
+            let k = &r.ranks[i];
+            vec![
+                k.rank.to_string(),
+                k.host.clone(),
+                k.device.clone(),
+                f::opt(k.step_median_s, f::time),
+                f::opt(k.rate_tflops, f::tflops),
+                f::opt(k.deviation, f::delta_pct),
+                f::opt(k.jitter, |x| format!("{x:.3}")),
+                k.wrong.to_string(),
+                k.flags.join("; "),
+            ]
+        })
+        .collect();
+    d.table(
+        &[
+            "rank",
+            "host",
+            "device",
+            "step median",
+            "TFLOP/s",
+            "vs median",
+            "jitter p95/med",
+            "wrong",
+            "flags",
+        ],
+        rows,
+        3..8,
+    );
+}
+
+fn buckets(d: &mut Doc, r: &Report) {
+    d.heading("Per bucket all-reduce (median over ranks of each rank's median)");
+    if r.buckets.is_empty() {
+        d.line("none: neither the comm nor the overlapped mode ran");
+        return;
+    }
+    let rows = r
+        .buckets
+        .iter()
+        .map(|b| {
+            vec![
+                b.mode.to_string(),
+                b.index.to_string(),
+                f::bytes(b.bytes),
+                f::opt(b.time_s, f::time),
+                f::opt(b.algbw_gbps, f::gbps),
+                f::opt(b.busbw_gbps, f::gbps),
+            ]
+        })
+        .collect();
+    d.table(
+        &["mode", "bucket", "bytes", "time", "algbw", "busbw"],
+        rows,
+        1..6,
+    );
+}
+
+fn verdict(d: &mut Doc, r: &Report) {
+    d.heading("Acceptance");
+    for rule in &r.verdict.rules {
+        let status = match rule.status {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+        };
+        d.line(&format!("{status}  {:<26} {}", rule.rule, rule.detail));
+    }
+    let failed = r.verdict.failures().count();
+    d.line(&if r.verdict.passed {
+        format!(
+            "verdict: PASS ({} of {} rules)",
+            r.verdict.rules.len(),
+            r.verdict.rules.len()
+        )
+    } else {
+        format!(
+            "verdict: FAIL ({failed} of {} rules failed)",
+            r.verdict.rules.len()
+        )
+    });
+}

@@ -1,0 +1,166 @@
+//! `compare`: a planted regression, an improvement, direction awareness and
+//! the refusal of different configs.
+
+mod common;
+
+use common::{build, write_run, Gen};
+use mfubench_report::compare::Kind;
+use mfubench_report::{compare_runs, CompareOptions, ReportError};
+
+fn pair(base: &Gen, new: &Gen) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let a = write_run(&t.path().join("a"), &build(base));
+    let b = write_run(&t.path().join("b"), &build(new));
+    (t, a, b)
+}
+
+fn opts(max: f64) -> CompareOptions {
+    CompareOptions {
+        max_regression: max,
+        force: false,
+    }
+}
+
+#[test]
+fn identical_runs_do_not_regress() {
+    let (_t, a, b) = pair(&Gen::default(), &Gen::default());
+    let c = compare_runs(&a, &b, opts(0.05)).unwrap();
+    assert!(!c.regressed());
+    assert!(c
+        .rows
+        .iter()
+        .filter(|r| r.kind != Kind::Count)
+        .all(|r| r.delta == Some(0.0) || r.delta.is_none()));
+    assert!(c.render().contains("verdict: PASS"));
+}
+
+#[test]
+fn planted_regression_is_caught_and_named() {
+    // GEMMs 10 % slower: step times up ~10 %, MFU down ~9 %.
+    let slow = Gen {
+        gemm_efficiency: 0.55 / 1.10,
+        ..Gen::default()
+    };
+    let (_t, a, b) = pair(&Gen::default(), &slow);
+    let c = compare_runs(&a, &b, opts(0.05)).unwrap();
+    assert!(c.regressed());
+    let names: Vec<&str> = c.regressions().map(|r| r.figure.as_str()).collect();
+    for f in [
+        "compute step (median)",
+        "compute MFU",
+        "compute TFLOP/s per device",
+        "overlapped MFU",
+    ] {
+        assert!(names.contains(&f), "{f} not in {names:?}");
+    }
+    // Comm-mode figures did not change, so they are not regressions.
+    assert!(!names
+        .iter()
+        .any(|n| n.contains("busbw") || n.starts_with("comm")));
+    let step = c
+        .rows
+        .iter()
+        .find(|r| r.figure == "compute step (median)")
+        .unwrap();
+    assert!(
+        (step.delta.unwrap() - 0.10).abs() < 0.02,
+        "{:?}",
+        step.delta
+    );
+    let text = c.render();
+    assert!(
+        text.contains("REGRESSED") && text.contains("verdict: FAIL"),
+        "{text}"
+    );
+    // A looser limit accepts the same change.
+    assert!(!compare_runs(&a, &b, opts(0.20)).unwrap().regressed());
+}
+
+#[test]
+fn improvements_are_not_regressions_in_either_direction() {
+    let fast = Gen {
+        gemm_efficiency: 0.65,
+        algbw_gbps: 80.0,
+        ..Gen::default()
+    };
+    let (_t, a, b) = pair(&Gen::default(), &fast);
+    // The overlap speedup falls 1.8 % (less to hide when comm is faster):
+    // within a 5 % limit, so the comparison passes.
+    let c = compare_runs(&a, &b, opts(0.05)).unwrap();
+    assert!(!c.regressed(), "{}", c.render());
+    let step = c
+        .rows
+        .iter()
+        .find(|r| r.figure == "compute step (median)")
+        .unwrap();
+    assert!(step.delta.unwrap() < -0.1);
+    let bw = c
+        .rows
+        .iter()
+        .find(|r| r.figure == "all-reduce busbw")
+        .unwrap();
+    assert!(bw.delta.unwrap() > 0.2);
+    // Swapped, the same figures regress.
+    let c = compare_runs(&b, &a, opts(0.01)).unwrap();
+    assert!(c.regressions().any(|r| r.figure == "all-reduce busbw"));
+    assert!(c.regressions().any(|r| r.figure == "compute step (median)"));
+}
+
+#[test]
+fn wrong_elements_rising_is_a_regression() {
+    let bad = Gen {
+        wrong: vec![(1, 1)],
+        ..Gen::default()
+    };
+    let (_t, a, b) = pair(&Gen::default(), &bad);
+    let c = compare_runs(&a, &b, opts(0.5)).unwrap();
+    let names: Vec<&str> = c.regressions().map(|r| r.figure.as_str()).collect();
+    assert_eq!(names, ["wrong elements"]);
+}
+
+#[test]
+fn different_configs_are_refused_unless_forced() {
+    let other = Gen {
+        toml: common::FIXTURE_TOML.replace("bucket_mb = 100", "bucket_mb = 50"),
+        ..Gen::default()
+    };
+    let (_t, a, b) = pair(&Gen::default(), &other);
+    let e = compare_runs(&a, &b, opts(0.05)).unwrap_err();
+    match &e {
+        ReportError::ConfigMismatch { fields, .. } => {
+            assert_eq!(fields, &["config.run.bucket_mb: 100.0 → 50.0".to_string()]);
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains("--force"));
+    let c = compare_runs(
+        &a,
+        &b,
+        CompareOptions {
+            force: true,
+            ..opts(0.05)
+        },
+    )
+    .unwrap();
+    assert_eq!(c.config_differences.len(), 1);
+    assert!(c.render().contains("configurations differ"));
+}
+
+#[test]
+fn acceptance_thresholds_do_not_make_configs_different() {
+    let other = Gen {
+        toml: common::FIXTURE_TOML.replace("min_mfu = 0.30", "min_mfu = 0.50"),
+        ..Gen::default()
+    };
+    let (_t, a, b) = pair(&Gen::default(), &other);
+    assert!(compare_runs(&a, &b, opts(0.05)).is_ok());
+}
+
+#[test]
+fn negative_limit_is_a_bad_option() {
+    let (_t, a, b) = pair(&Gen::default(), &Gen::default());
+    assert!(matches!(
+        compare_runs(&a, &b, opts(-1.0)),
+        Err(ReportError::BadOption { .. })
+    ));
+}

@@ -1,0 +1,213 @@
+//! Reader robustness: every bad input gives one error naming the file and
+//! the problem, never a panic. Property tests feed random bytes and random
+//! truncations and mutations of a valid file through the whole pipeline.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{build, Gen};
+use mfubench_report::read::parse_run;
+use mfubench_report::{report_loaded, Format, LoadedRun, ReportError, ReportOptions};
+use proptest::prelude::*;
+
+fn small_json() -> Vec<u8> {
+    let g = Gen {
+        hosts: 1,
+        per_host: 2,
+        slow: vec![],
+        toml: common::FIXTURE_TOML.replace("iterations = 5", "iterations = 2"),
+        ..Gen::default()
+    };
+    serde_json::to_vec(&build(&g)).unwrap()
+}
+
+fn path() -> PathBuf {
+    PathBuf::from("/results/x/run.json")
+}
+
+fn err(bytes: &[u8]) -> ReportError {
+    let e = parse_run(bytes, &path()).expect_err("must be refused");
+    assert!(e.to_string().starts_with("/results/x/run.json: "), "{e}");
+    e
+}
+
+/// After a successful parse, the whole report (every format, both plots)
+/// must be produced without a panic.
+fn full_pipeline(bytes: &[u8], out: &Path) {
+    if let Ok(record) = parse_run(bytes, &path()) {
+        let loaded = LoadedRun {
+            path: path(),
+            record,
+        };
+        for format in Format::ALL {
+            let o = ReportOptions {
+                format,
+                out_dir: Some(out.to_path_buf()),
+                write_files: format == Format::Table,
+                ..ReportOptions::default()
+            };
+            let _ = report_loaded(&loaded, &o);
+        }
+    }
+}
+
+#[test]
+fn truncated_file_says_truncated() {
+    let j = small_json();
+    let e = err(&j[..j.len() / 2]);
+    assert!(matches!(e, ReportError::Truncated { .. }), "{e}");
+    assert!(e.to_string().contains("truncated"));
+}
+
+#[test]
+fn malformed_file_says_where() {
+    let e = err(b"{\"schema_version\": 1,,}");
+    assert!(matches!(e, ReportError::Syntax { line: 1, .. }), "{e}");
+    let e = err(b"   \n");
+    assert!(e.to_string().contains("empty"), "{e}");
+    let e = err(b"[1, 2, 3]");
+    assert!(matches!(e, ReportError::Schema { .. }), "{e}");
+}
+
+#[test]
+fn future_schema_is_refused_by_version() {
+    let mut v: serde_json::Value = serde_json::from_slice(&small_json()).unwrap();
+    v["schema_version"] = 2.into();
+    let e = err(&serde_json::to_vec(&v).unwrap());
+    assert!(
+        matches!(
+            e,
+            ReportError::FutureSchema {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A newer layout that no longer parses is still reported by its version.
+    v["schema_version"] = 7.into();
+    v.as_object_mut().unwrap().remove("ranks");
+    let e = err(&serde_json::to_vec(&v).unwrap());
+    assert!(
+        matches!(e, ReportError::FutureSchema { found: 7, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("newer"));
+    v["schema_version"] = serde_json::json!(1u64 << 40);
+    assert!(matches!(
+        err(&serde_json::to_vec(&v).unwrap()),
+        ReportError::FutureSchema { .. }
+    ));
+}
+
+#[test]
+fn schema_mismatch_names_the_field() {
+    let mut v: serde_json::Value = serde_json::from_slice(&small_json()).unwrap();
+    v.as_object_mut().unwrap().remove("plan");
+    let e = err(&serde_json::to_vec(&v).unwrap());
+    assert!(e.to_string().contains("missing field `plan`"), "{e}");
+    let mut v: serde_json::Value = serde_json::from_slice(&small_json()).unwrap();
+    v.as_object_mut().unwrap().remove("schema_version");
+    let e = err(&serde_json::to_vec(&v).unwrap());
+    assert!(e.to_string().contains("schema_version"), "{e}");
+}
+
+#[test]
+fn inconsistent_content_is_refused() {
+    let mut v: serde_json::Value = serde_json::from_slice(&small_json()).unwrap();
+    v["world_size"] = 3.into();
+    let e = err(&serde_json::to_vec(&v).unwrap());
+    assert!(
+        e.to_string()
+            .contains("world_size = 3 but the file holds 2 rank records"),
+        "{e}"
+    );
+    let mut v: serde_json::Value = serde_json::from_slice(&small_json()).unwrap();
+    v["ranks"][1]["modes"]["compute"]["step_time_s"][0] = (-1.0).into();
+    let e = err(&serde_json::to_vec(&v).unwrap());
+    assert!(
+        e.to_string().contains("rank 1 compute step_time_s[0] = -1"),
+        "{e}"
+    );
+    let mut v: serde_json::Value = serde_json::from_slice(&small_json()).unwrap();
+    v["ranks"] = serde_json::json!([]);
+    v["world_size"] = 0.into();
+    assert!(err(&serde_json::to_vec(&v).unwrap())
+        .to_string()
+        .contains("no rank"));
+}
+
+#[test]
+fn paths_that_are_not_run_files() {
+    let t = tempfile::tempdir().unwrap();
+    let e = mfubench_report::read_run(t.path()).unwrap_err();
+    assert!(matches!(e, ReportError::NoRunFile { .. }), "{e}");
+    let e = mfubench_report::read_run(&t.path().join("nope")).unwrap_err();
+    assert!(matches!(e, ReportError::Read { .. }), "{e}");
+    // A directory holding run.json is accepted.
+    common::write_run(t.path(), &build(&Gen::default()));
+    assert!(mfubench_report::read_run(t.path()).is_ok());
+}
+
+#[test]
+fn unwritable_output_is_an_error_not_a_panic() {
+    let t = tempfile::tempdir().unwrap();
+    let run = common::write_run(t.path(), &build(&Gen::default()));
+    let file = t.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let o = ReportOptions {
+        out_dir: Some(file.join("sub")),
+        ..ReportOptions::default()
+    };
+    let e = mfubench_report::report_run_dir(&run, &o).unwrap_err();
+    assert!(matches!(e, ReportError::Write { .. }), "{e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = parse_run(&bytes, &path());
+    }
+
+    #[test]
+    fn truncations_are_errors(cut in 0.0f64..1.0) {
+        let j = small_json();
+        let n = ((j.len() as f64) * cut) as usize;
+        prop_assume!(n < j.len());
+        let e = parse_run(&j[..n], &path()).expect_err("a truncated file must be refused");
+        prop_assert!(e.to_string().starts_with("/results/x/run.json: "));
+    }
+
+    #[test]
+    fn mutations_never_panic(
+        edits in proptest::collection::vec((0.0f64..1.0, any::<u8>()), 1..8),
+    ) {
+        let mut j = small_json();
+        for (at, byte) in edits {
+            let i = ((j.len() as f64) * at) as usize % j.len();
+            j[i] = byte;
+        }
+        let t = tempfile::tempdir().unwrap();
+        full_pipeline(&j, t.path());
+    }
+
+    #[test]
+    fn digit_mutations_run_the_whole_pipeline(
+        edits in proptest::collection::vec((0.0f64..1.0, 0u8..10), 1..6),
+    ) {
+        // Replacing digits by digits keeps the JSON valid, so this reaches
+        // the summary, tables and plots with odd but parseable values.
+        let mut j = small_json();
+        let digits: Vec<usize> = j.iter().enumerate().filter(|(_, b)| b.is_ascii_digit()).map(|(i, _)| i).collect();
+        for (at, d) in edits {
+            let i = digits[((digits.len() as f64) * at) as usize % digits.len()];
+            j[i] = b'0' + d;
+        }
+        let t = tempfile::tempdir().unwrap();
+        full_pipeline(&j, t.path());
+    }
+}
