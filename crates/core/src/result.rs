@@ -565,9 +565,9 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     }
 }
 
-/// The mode whose per-rank step time identifies stragglers: compute if it
-/// ran, else the first mode with GEMMs, else comm.
-fn straggler_mode(ranks: &[RankRecord]) -> Option<Mode> {
+/// The mode whose per-rank step time identifies stragglers: compute if
+/// every rank ran it, else overlapped, serialized, comm.
+pub fn straggler_mode(ranks: &[RankRecord]) -> Option<Mode> {
     [
         Mode::Compute,
         Mode::Overlapped,

@@ -251,19 +251,7 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-/// The mode whose per-rank step identifies stragglers. This mirrors core's
-/// private choice in `find_stragglers` (compute if every rank ran it, else
-/// overlapped, serialized, comm); `tests` check the two agree.
-pub fn straggler_mode(ranks: &[RankRecord]) -> Option<Mode> {
-    [
-        Mode::Compute,
-        Mode::Overlapped,
-        Mode::Serialized,
-        Mode::Comm,
-    ]
-    .into_iter()
-    .find(|m| ranks.iter().all(|r| r.modes.contains_key(m)))
-}
+pub use mfubench_core::result::straggler_mode;
 
 /// Builds the report of a run with the given acceptance thresholds.
 pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {

@@ -14,7 +14,9 @@
 
 use std::time::Duration;
 
+use mfubench_core::config::Mode;
 use mfubench_core::plan::StepPlan;
+use mfubench_core::result::TelemetrySample;
 
 /// The two streams of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,4 +100,11 @@ pub trait Communicator: Streams {
 pub trait Backend: Compute + Communicator {
     /// Backend name for run.json (`cpu`, `cuda`).
     fn name(&self) -> &'static str;
+
+    /// A device telemetry sample (clock, temperature, power, throttling),
+    /// taken at the `start` or `end` of a mode; None where the device has
+    /// none (the CPU backend).
+    fn telemetry(&self, _mode: Mode, _at: &str) -> Option<TelemetrySample> {
+        None
+    }
 }

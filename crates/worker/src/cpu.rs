@@ -490,7 +490,7 @@ impl Communicator for CpuBackend {
                     // A failed collective leaves the rank unable to continue
                     // in step with the others: report and let the watchdog
                     // or MPI's own error handler end the job.
-                    eprintln!("mfubench-worker: all-reduce of bucket {bucket} failed: {e}");
+                    crate::say!("mfubench-worker: all-reduce of bucket {bucket} failed: {e}");
                 }
             }
         }))

@@ -16,10 +16,11 @@
 //!    `OUT/<run-id>/run.json` atomically.
 //!
 //! Backends implement only streams, events, GEMM and all-reduce
-//! ([`backend`]); the schedule is written once. The CPU backend is [`cpu`].
+//! ([`backend`]); the schedule is written once. The CPU backend is [`cpu`], the GPU backend [`cuda`].
 
 pub mod backend;
 pub mod cpu;
+pub mod cuda;
 pub mod mpi_comm;
 pub mod output;
 pub mod progress;

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use mpi::topology::{Communicator, SimpleCommunicator};
-use mpi::traits::*;
 use mpi::Threading;
 use serde_json::json;
 
@@ -74,9 +73,10 @@ struct Rank {
 
 impl Rank {
     fn error(&self, msg: impl std::fmt::Display) {
-        eprintln!(
+        mfubench_worker::say!(
             "mfubench-worker: rank {} on {}: error: {msg}",
-            self.rank, self.host
+            self.rank,
+            self.host
         );
     }
 
@@ -88,7 +88,7 @@ impl Rank {
 fn main() {
     let args = Args::parse();
     let Some((universe, threading)) = mpi::initialize_with_threading(Threading::Multiple) else {
-        eprintln!("mfubench-worker: error: MPI could not be initialised");
+        mfubench_worker::say!("mfubench-worker: error: MPI could not be initialised");
         std::process::exit(EXIT_RUN_FAILED);
     };
     let code = {
@@ -167,7 +167,9 @@ fn load_config(args: &Args, r: &Rank) -> Result<(Config, String), i32> {
                     let why = mine.err().unwrap_or_else(|| {
                         format!("{without} rank(s) have no usable CUDA driver or GPU")
                     });
-                    eprintln!("mfubench-worker: backend auto: using the CPU backend ({why})");
+                    mfubench_worker::say!(
+                        "mfubench-worker: backend auto: using the CPU backend ({why})"
+                    );
                 }
                 BackendKind::Cpu
             }
@@ -349,7 +351,7 @@ fn run_cuda(
     }
     let spec_peak = backend.spec_peak_tflops();
     if spec_peak.is_none() && config.run.peak_tflops.is_none() && r.is_root() {
-        eprintln!(
+        mfubench_worker::say!(
             "mfubench-worker: {} with {} SMs is not in the peak table for {}; using a calibration GEMM as the peak (set run.peak_tflops for a datasheet value)",
             backend.info().name,
             backend.info().sm_count,
@@ -424,7 +426,7 @@ fn run_with_backend<B: Backend>(
         (Some(p), _) => (p, PeakSource::Config, None),
         (None, Some(p)) => (p, PeakSource::Spec, None),
         (None, None) => {
-            r.world.barrier();
+            mpi_comm::quiet_barrier(&r.world);
             let mine = schedule::calibrate(&backend, &plan, 5, Duration::from_millis(300), timeout)
                 .unwrap_or_else(|e| fail(r, e, "calibration"));
             (
@@ -459,7 +461,7 @@ fn run_with_backend<B: Backend>(
                     fail(r, StepError::Backend(e), "check preparation");
                 }
             }
-            r.world.barrier();
+            mpi_comm::quiet_barrier(&r.world);
             let t = schedule::run_step(&backend, &plan, mode, timeout).unwrap_or_else(|e| {
                 let phase = if it < warmup { "warmup" } else { "timed" };
                 fail(
@@ -480,14 +482,15 @@ fn run_with_backend<B: Backend>(
                     .count_wrong()
                     .unwrap_or_else(|e| fail(r, StepError::Backend(e), "check"));
                 if wrong > 0 {
-                    eprintln!(
+                    mfubench_worker::say!(
                         "mfubench-worker: rank {} on {}: check: {wrong} wrong element(s) after the all-reduces of mode {mode}, iteration {}",
                         r.rank, r.host, it + 1
                     );
                 }
                 mode_wrong += wrong;
             }
-            let cluster_step = mpi_comm::max_f64(&r.world, t.step_s);
+            // Rank 0's own step (a collective here would add a spinning
+            // wait to every iteration); the cluster figures come at the end.
             if r.is_root() {
                 let (phase, k, n) = if it < warmup {
                     ("warmup", it + 1, warmup)
@@ -495,7 +498,7 @@ fn run_with_backend<B: Backend>(
                     ("timed", it - warmup + 1, iters)
                 };
                 emit(
-                    json!({"event": "iteration", "mode": mode, "phase": phase, "iter": k, "of": n, "step_s": cluster_step}),
+                    json!({"event": "iteration", "mode": mode, "phase": phase, "iter": k, "of": n, "step_s": t.step_s}),
                 );
             }
             if it >= warmup {
@@ -667,7 +670,7 @@ fn write_run_json(
                 x.map(|v| format!("{:.1} %", v * 100.0))
                     .unwrap_or_else(|| "-".into())
             };
-            eprintln!(
+            mfubench_worker::say!(
                 "mfubench-worker: {} ranks, MFU compute {} / overlapped {}, wrong {}; wrote {}",
                 r.size,
                 pct(s.mfu.compute),

@@ -132,3 +132,21 @@ pub fn sum_u64(world: &SimpleCommunicator, v: u64) -> u64 {
     world.all_reduce_into(&v, &mut out, SystemOperation::sum());
     out
 }
+
+/// A barrier that waits without spinning: MPI_Ibarrier, then MPI_Test with a
+/// short sleep between tests. A blocking MPI_Barrier busy-polls, and on a
+/// host with as many busy threads as cores the rank that arrives first would
+/// steal cycles from the GEMMs of the ranks still computing — a measurement
+/// artifact, not a property of the cluster.
+pub fn quiet_barrier(world: &SimpleCommunicator) {
+    let mut req = world.immediate_barrier();
+    loop {
+        match req.test() {
+            Ok(_) => return,
+            Err(r) => {
+                req = r;
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+        }
+    }
+}

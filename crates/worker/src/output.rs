@@ -151,6 +151,24 @@ pub fn captured_env(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMa
         .collect()
 }
 
+/// Writes one line to stderr with a single write, so that lines of ranks
+/// sharing mpirun's output forwarding never interleave mid-line (`eprintln!`
+/// may split a formatted line into several writes).
+pub fn write_stderr_line(line: &str) {
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    let _ = std::io::stderr().lock().write_all(buf.as_bytes());
+}
+
+/// `eprintln!` as one write: see [`write_stderr_line`].
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::write_stderr_line(&format!($($arg)*))
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

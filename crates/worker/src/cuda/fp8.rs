@@ -225,8 +225,12 @@ mod tests {
     fn quantized_gemm_stays_within_the_bound() {
         // A small dot-product "GEMM": error of the quantised product vs the
         // exact one against the bound.
-        let a: Vec<f64> = (0..64).map(|i| ((i * 37 % 23) as f64 - 11.0) / 7.0).collect();
-        let b: Vec<f64> = (0..64).map(|i| ((i * 11 % 19) as f64 - 9.0) / 5.0).collect();
+        let a: Vec<f64> = (0..64)
+            .map(|i| ((i * 37 % 23) as f64 - 11.0) / 7.0)
+            .collect();
+        let b: Vec<f64> = (0..64)
+            .map(|i| ((i * 11 % 19) as f64 - 9.0) / 5.0)
+            .collect();
         let (qa, qb) = (quantize(&a), quantize(&b));
         assert!(qa.codes.iter().all(|c| *c & 0x7f != 0x7f));
         let (da, db) = (qa.dequantized(), qb.dequantized());

@@ -309,7 +309,14 @@ pub fn gemm_types(dtype: Dtype) -> Option<GemmTypes> {
     match dtype {
         Dtype::Bf16 => Some(t(CUDA_R_16BF, CUDA_R_16BF, COMPUTE_32F, 2, 2, false)),
         Dtype::Fp16 => Some(t(CUDA_R_16F, CUDA_R_16F, COMPUTE_32F, 2, 2, false)),
-        Dtype::Tf32 => Some(t(CUDA_R_32F, CUDA_R_32F, COMPUTE_32F_FAST_TF32, 4, 4, false)),
+        Dtype::Tf32 => Some(t(
+            CUDA_R_32F,
+            CUDA_R_32F,
+            COMPUTE_32F_FAST_TF32,
+            4,
+            4,
+            false,
+        )),
         Dtype::F32 => Some(t(CUDA_R_32F, CUDA_R_32F, COMPUTE_32F, 4, 4, false)),
         Dtype::Fp8 => Some(t(CUDA_R_8F_E4M3, CUDA_R_16BF, COMPUTE_32F, 1, 2, true)),
         Dtype::F64 => None,
@@ -617,8 +624,22 @@ impl Matmul {
         })?;
         let op = |t: bool| if t { OP_T } else { OP_N };
         let call = "cublasLtMatmulDescSetAttribute";
-        set(lib, lib.desc_set, mm.desc, DESC_TRANSA, &op(g.trans_first), call)?;
-        set(lib, lib.desc_set, mm.desc, DESC_TRANSB, &op(g.trans_second), call)?;
+        set(
+            lib,
+            lib.desc_set,
+            mm.desc,
+            DESC_TRANSA,
+            &op(g.trans_first),
+            call,
+        )?;
+        set(
+            lib,
+            lib.desc_set,
+            mm.desc,
+            DESC_TRANSB,
+            &op(g.trans_second),
+            call,
+        )?;
         if types.fp8 {
             let fa: i8 = i8::from(fast_accum);
             set(lib, lib.desc_set, mm.desc, DESC_FAST_ACCUM, &fa, call)?;
@@ -642,7 +663,14 @@ impl Matmul {
                 let count = g.batch as i32;
                 let stride = l.stride as i64;
                 let call = "cublasLtMatrixLayoutSetAttribute";
-                set(lib, lib.layout_set, mm.layouts[i], LAYOUT_BATCH_COUNT, &count, call)?;
+                set(
+                    lib,
+                    lib.layout_set,
+                    mm.layouts[i],
+                    LAYOUT_BATCH_COUNT,
+                    &count,
+                    call,
+                )?;
                 set(
                     lib,
                     lib.layout_set,
@@ -697,7 +725,10 @@ impl Matmul {
             return Err(CublasError {
                 call: "cublasLtMatmulAlgoGetHeuristic",
                 status: 15, // CUBLAS_STATUS_NOT_SUPPORTED
-                text: format!("no algorithm for {}×{}×{} (batch {})", g.m, g.n, g.k, g.batch),
+                text: format!(
+                    "no algorithm for {}×{}×{} (batch {})",
+                    g.m, g.n, g.k, g.batch
+                ),
             });
         }
         Ok(mm)
@@ -778,8 +809,16 @@ mod tests {
                 for j in 0..n {
                     let mut s = 0.0;
                     for p in 0..k {
-                        let av = if o.trans_a { a[p * m + i] } else { a[i * k + p] };
-                        let bv = if o.trans_b { b[j * k + p] } else { b[p * n + j] };
+                        let av = if o.trans_a {
+                            a[p * m + i]
+                        } else {
+                            a[i * k + p]
+                        };
+                        let bv = if o.trans_b {
+                            b[j * k + p]
+                        } else {
+                            b[p * n + j]
+                        };
                         s += av * bv;
                     }
                     c[e * m * n + i * n + j] = s;
@@ -816,11 +855,21 @@ mod tests {
         let f = col_major(&op(8192, 14336, 4096, 1, false, false), 1, false);
         assert_eq!(
             f.first,
-            MatLayout { rows: 14336, cols: 4096, ld: 14336, stride: 4096 * 14336 }
+            MatLayout {
+                rows: 14336,
+                cols: 4096,
+                ld: 14336,
+                stride: 4096 * 14336
+            }
         );
         assert_eq!(
             f.second,
-            MatLayout { rows: 4096, cols: 8192, ld: 4096, stride: 8192 * 4096 }
+            MatLayout {
+                rows: 4096,
+                cols: 8192,
+                ld: 4096,
+                stride: 8192 * 4096
+            }
         );
         assert_eq!(f.out.ld, 14336);
         // dgrad dX = dY·Wᵀ: trans_b → first operand transposed ("TN").
@@ -852,13 +901,25 @@ mod tests {
     fn dtype_selection() {
         use consts::*;
         let bf = gemm_types(Dtype::Bf16).unwrap();
-        assert_eq!((bf.input, bf.output, bf.compute), (CUDA_R_16BF, CUDA_R_16BF, COMPUTE_32F));
+        assert_eq!(
+            (bf.input, bf.output, bf.compute),
+            (CUDA_R_16BF, CUDA_R_16BF, COMPUTE_32F)
+        );
         let h = gemm_types(Dtype::Fp16).unwrap();
-        assert_eq!((h.input, h.compute, h.scale), (CUDA_R_16F, COMPUTE_32F, CUDA_R_32F));
+        assert_eq!(
+            (h.input, h.compute, h.scale),
+            (CUDA_R_16F, COMPUTE_32F, CUDA_R_32F)
+        );
         let t = gemm_types(Dtype::Tf32).unwrap();
-        assert_eq!((t.input, t.compute, t.in_bytes), (CUDA_R_32F, COMPUTE_32F_FAST_TF32, 4));
+        assert_eq!(
+            (t.input, t.compute, t.in_bytes),
+            (CUDA_R_32F, COMPUTE_32F_FAST_TF32, 4)
+        );
         let f8 = gemm_types(Dtype::Fp8).unwrap();
-        assert_eq!((f8.input, f8.output, f8.in_bytes, f8.out_bytes), (CUDA_R_8F_E4M3, CUDA_R_16BF, 1, 2));
+        assert_eq!(
+            (f8.input, f8.output, f8.in_bytes, f8.out_bytes),
+            (CUDA_R_8F_E4M3, CUDA_R_16BF, 1, 2)
+        );
         assert!(f8.fp8 && !bf.fp8);
         assert!(gemm_types(Dtype::F64).is_none());
     }
@@ -877,9 +938,15 @@ mod tests {
         // Scores: 32 × 8192² bf16 = 4 GiB of C.
         assert_eq!(big.c_bytes, 32 * 8192 * 8192 * 2);
         let small = plan_memory(&plan, &ty, 2, 6 << 30, 1 << 30).unwrap();
-        assert!(small.batch_chunk < 32 && small.total <= 5 << 30, "{small:?}");
+        assert!(
+            small.batch_chunk < 32 && small.total <= 5 << 30,
+            "{small:?}"
+        );
         let e = plan_memory(&plan, &ty, 2, 1 << 30, 1 << 29).unwrap_err();
-        assert!(e.contains("model.seq") && e.contains("run.micro_batch"), "{e}");
+        assert!(
+            e.contains("model.seq") && e.contains("run.micro_batch"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -85,15 +85,8 @@ pub struct NcclLib {
     get_version: unsafe extern "C" fn(*mut c_int) -> i32,
     get_unique_id: unsafe extern "C" fn(*mut UniqueId) -> i32,
     comm_init_rank: unsafe extern "C" fn(*mut Comm, c_int, UniqueId, c_int) -> i32,
-    all_reduce: unsafe extern "C" fn(
-        *const c_void,
-        *mut c_void,
-        usize,
-        i32,
-        i32,
-        Comm,
-        *mut c_void,
-    ) -> i32,
+    all_reduce:
+        unsafe extern "C" fn(*const c_void, *mut c_void, usize, i32, i32, Comm, *mut c_void) -> i32,
     group_start: unsafe extern "C" fn() -> i32,
     group_end: unsafe extern "C" fn() -> i32,
     get_async_error: unsafe extern "C" fn(Comm, *mut i32) -> i32,

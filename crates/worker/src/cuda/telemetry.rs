@@ -104,7 +104,10 @@ mod tests {
     #[test]
     fn throttle_reason_names() {
         assert!(throttle_names(0).is_empty());
-        assert_eq!(throttle_names(0x4 | 0x40), vec!["sw_power_cap", "hw_thermal_slowdown"]);
+        assert_eq!(
+            throttle_names(0x4 | 0x40),
+            vec!["sw_power_cap", "hw_thermal_slowdown"]
+        );
         assert_eq!(throttle_names(0x1000), vec!["other(0x1000)"]);
     }
 

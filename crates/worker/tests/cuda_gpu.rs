@@ -1,0 +1,208 @@
+//! GPU tests of the CUDA backend. Compiled everywhere; on a machine without
+//! a CUDA driver and GPU each prints "skipped: no CUDA driver" and passes.
+//! Where the libraries live: see `mfubench_worker::cuda::discovery`
+//! (`MFUBENCH_CUDA_LIB_DIR` for pip's nvidia-* wheels).
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mfubench_core::config::{parse_config, Dtype, Mode};
+use mfubench_core::plan::StepPlan;
+use mfubench_worker::backend::{Backend, Communicator, Compute, StreamId, Streams};
+use mfubench_worker::cuda::{self, CudaBackend};
+use mfubench_worker::schedule;
+
+/// Prints a skip note that libtest does not capture (a direct write to
+/// stderr), so that it is visible in every test run.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {why}");
+}
+
+const T: Duration = Duration::from_secs(120);
+
+/// The number of visible GPUs, or None after printing why the test skips.
+fn gpus() -> Option<usize> {
+    if !cuda::driver_present() {
+        skipped("no CUDA driver");
+        return None;
+    }
+    match cuda::probe() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            skipped(&format!("no usable GPU: {e}"));
+            None
+        }
+    }
+}
+
+fn plan(dtype: &str) -> (Arc<StepPlan>, Dtype, Dtype) {
+    let c = parse_config(
+        &format!("[model]\npreset = \"tiny\"\n[run]\nbackend = \"cuda\"\nlayers = 2\nbucket_mb = 1.0\ndtype = \"{dtype}\"\n"),
+        "t",
+    )
+    .unwrap();
+    (
+        Arc::new(StepPlan::for_config(&c)),
+        c.run.dtype,
+        c.run.grad_dtype,
+    )
+}
+
+fn backend(dtype: &str) -> CudaBackend {
+    let (p, d, g) = plan(dtype);
+    let mut b = CudaBackend::open(0, p.clone(), d, g, 0, 1).unwrap_or_else(|e| panic!("{e}"));
+    let id = b.nccl_unique_id().unwrap();
+    b.init_comm(&id).unwrap();
+    b.allocate_gemms(&p).unwrap();
+    b.allocate_buckets(&p).unwrap();
+    b
+}
+
+#[test]
+fn every_mode_runs_and_the_allreduce_check_passes() {
+    if gpus().is_none() {
+        return;
+    }
+    let b = backend("bf16");
+    let (p, _, _) = plan("bf16");
+    for mode in [
+        Mode::Compute,
+        Mode::Comm,
+        Mode::Serialized,
+        Mode::Overlapped,
+    ] {
+        b.prepare_check().unwrap();
+        let t = schedule::run_step(&b, &p, mode, T).unwrap();
+        assert!(t.step_s > 0.0, "{mode}");
+        if mode.has_comm() {
+            assert_eq!(b.count_wrong().unwrap(), 0, "{mode}");
+        }
+        if mode == Mode::Overlapped {
+            for s in t.spans.iter().filter(|s| s.bucket.is_some()) {
+                let ready = &t.spans[p.buckets[s.bucket.unwrap()].ready_after];
+                assert!(s.start_s >= ready.end_s - 1e-6, "{}", s.name);
+            }
+        }
+    }
+    b.prepare_check().unwrap();
+    assert!(b.count_wrong().unwrap() > 0, "stale buffers must fail");
+    schedule::run_step(&b, &p, Mode::Comm, T).unwrap();
+    b.corrupt_one_element().unwrap();
+    assert_eq!(b.count_wrong().unwrap(), 1);
+    assert_eq!(b.name(), "cuda");
+    let info = b.device_info_map();
+    for k in [
+        "gpu_name",
+        "sm_count",
+        "compute_capability",
+        "cublaslt_version",
+        "nccl_version",
+    ] {
+        assert!(info.contains_key(k), "{k}: {info:?}");
+    }
+    if let Some(s) = b.telemetry(Mode::Compute, "start") {
+        assert!(s.sm_clock_mhz.is_some());
+    }
+}
+
+#[test]
+fn gemm_spot_checks_pass_for_every_dtype() {
+    if gpus().is_none() {
+        return;
+    }
+    let b = backend("bf16");
+    for (d, r) in b.spot_check() {
+        let c = r.unwrap_or_else(|e| panic!("{d}: {e}"));
+        assert!(c.passed(), "{d}: {}", c.summary());
+    }
+}
+
+#[test]
+fn other_dtypes_run_a_compute_step() {
+    if gpus().is_none() {
+        return;
+    }
+    for d in ["fp16", "tf32", "f32", "fp8"] {
+        let (p, dt, g) = plan(d);
+        let mut b = match CudaBackend::open(0, p.clone(), dt, g, 0, 1) {
+            Ok(b) => b,
+            Err(e) if d == "fp8" => {
+                println!("fp8 not available here: {e}");
+                continue;
+            }
+            Err(e) => panic!("{d}: {e}"),
+        };
+        b.allocate_gemms(&p).unwrap();
+        let t = schedule::run_step(&b, &p, Mode::Compute, T).unwrap();
+        assert!(t.step_s > 0.0, "{d}");
+    }
+}
+
+#[test]
+fn sync_event_times_out_instead_of_hanging() {
+    if gpus().is_none() {
+        return;
+    }
+    let b = backend("bf16");
+    let (p, _, _) = plan("bf16");
+    let e = b.new_event().unwrap();
+    for _ in 0..50 {
+        for i in 0..p.ops.len() {
+            b.gemm(StreamId::Compute, i).unwrap();
+        }
+    }
+    b.record(StreamId::Compute, &e).unwrap();
+    // Either it already finished (a very fast GPU) or the poll gives up.
+    let _ = b.sync_event(&e, Duration::from_micros(1)).unwrap();
+    assert!(b.sync_event(&e, T).unwrap());
+}
+
+#[test]
+fn one_rank_worker_run_writes_gpu_details() {
+    if gpus().is_none() {
+        return;
+    }
+    if Command::new("mpirun").arg("--version").output().is_err() {
+        skipped("mpirun not found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[model]\npreset = \"tiny\"\n[run]\nbackend = \"cuda\"\nlayers = 2\nwarmup = 1\niterations = 2\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new("mpirun")
+        .args(["--allow-run-as-root", "-np", "1"])
+        .arg(env!("CARGO_BIN_EXE_mfubench-worker"))
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--run-id", "g"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("g/run.json")).unwrap()).unwrap();
+    assert_eq!(run["backend"], "cuda");
+    assert_eq!(run["ranks"][0]["device"], "GPU 0");
+    assert_eq!(run["ranks"][0]["wrong"], 0);
+    assert!(
+        run["versions"]["cublaslt"].is_string(),
+        "{}",
+        run["versions"]
+    );
+    let info = &run["ranks"][0]["device_info"];
+    assert!(
+        info["gemm_check_bf16"].as_str().unwrap().starts_with("ok"),
+        "{info}"
+    );
+}

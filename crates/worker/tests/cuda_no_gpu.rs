@@ -1,0 +1,159 @@
+//! The CUDA backend on a machine without a GPU: a clear message and exit 2,
+//! never a panic; `--backend auto` falls back to the CPU backend.
+//!
+//! On a machine with a CUDA driver these tests print "skipped: CUDA driver
+//! present" (the GPU paths are in `cuda_gpu.rs`).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Prints a skip note that libtest does not capture (a direct write to
+/// stderr), so that it is visible in every test run.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {why}");
+}
+
+fn mpirun_available() -> bool {
+    Command::new("mpirun").arg("--version").output().is_ok()
+}
+
+fn worker(np: u32, args: &[&str]) -> Output {
+    Command::new("mpirun")
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+        ])
+        .args(["--mca", "mpi_yield_when_idle", "1", "-np", &np.to_string()])
+        .arg(env!("CARGO_BIN_EXE_mfubench-worker"))
+        .args(args)
+        .output()
+        .expect("mpirun runs")
+}
+
+fn skip() -> bool {
+    if mfubench_worker::cuda::driver_present() {
+        skipped("CUDA driver present (see cuda_gpu.rs)");
+        return true;
+    }
+    if !mpirun_available() {
+        skipped("mpirun not found");
+        return true;
+    }
+    false
+}
+
+fn quickstart() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../configs/quickstart.toml")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn backend_cuda_without_a_driver_exits_2_naming_the_library() {
+    if skip() {
+        return;
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let o = worker(
+        1,
+        &[
+            "--config",
+            &quickstart(),
+            "--backend",
+            "cuda",
+            "--out",
+            out_dir.path().to_str().unwrap(),
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(text.contains("libcuda.so.1"), "{text}");
+    assert!(text.contains("LD_LIBRARY_PATH"), "{text}");
+    assert!(text.contains("--backend cpu"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    // Nothing was written: the run failed before any compute.
+    let written: Vec<_> = walk(out_dir.path());
+    assert!(
+        !written.iter().any(|p| p.ends_with("run.json")),
+        "{written:?}"
+    );
+}
+
+#[test]
+fn backend_cuda_on_two_ranks_fails_on_both_without_hanging() {
+    if skip() {
+        return;
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let o = worker(
+        2,
+        &[
+            "--config",
+            &quickstart(),
+            "--backend",
+            "cuda",
+            "--out",
+            out_dir.path().to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("rank 1"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn backend_auto_without_a_driver_uses_the_cpu() {
+    if skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[model]\npreset = \"tiny\"\n[run]\nbackend = \"auto\"\nlayers = 1\nwarmup = 0\niterations = 1\nmodes = [\"compute\", \"comm\"]\npeak_tflops = 1.0\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = worker(
+        1,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--run-id",
+            "r",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("backend auto: using the CPU backend"), "{err}");
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("r/run.json")).unwrap()).unwrap();
+    assert_eq!(run["backend"], "cpu");
+    assert_eq!(run["ranks"][0]["device"], "cpu");
+}
+
+fn walk(p: &Path) -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                v.extend(walk(&path));
+            } else {
+                v.push(path);
+            }
+        }
+    }
+    v
+}
