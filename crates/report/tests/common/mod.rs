@@ -251,11 +251,12 @@ pub fn build(g: &Gen) -> RunRecord {
     }
 }
 
-/// Writes a run record as `dir/run.json` and returns the path.
+/// Writes a run record as `dir/run.json` (compact, as the worker writes it)
+/// and returns the path.
 pub fn write_run(dir: &std::path::Path, run: &RunRecord) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let p = dir.join("run.json");
-    std::fs::write(&p, serde_json::to_vec_pretty(run).unwrap()).unwrap();
+    std::fs::write(&p, serde_json::to_vec(run).unwrap()).unwrap();
     p
 }
 
