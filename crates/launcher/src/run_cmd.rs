@@ -1,18 +1,390 @@
-//! `mfubench run` (filled by the Launcher issue).
+//! `mfubench run`: plan the launch, start the ranks, supervise, report.
+//!
+//! Design:
+//! - **One command, as a vector.** [`command::build_argv`] turns the request
+//!   into `mpirun …` or `srun --mpi=pmix …` followed by the worker and its
+//!   arguments. It is never passed through a shell, so paths and ids with
+//!   spaces or quotes are safe; `--dry-run` shows it shell-quoted for display.
+//! - **Launcher choice.** `auto` is srun inside a Slurm allocation
+//!   (`SLURM_JOB_ID` set) unless hosts are given, mpirun otherwise. mpirun
+//!   gets what the worker needs: `--tag-output` (rank of every line),
+//!   `--bind-to none` (per-core binding would serialise a rank's threads),
+//!   `--allow-run-as-root` as root, `--oversubscribe` + yield when ranks
+//!   outnumber local cores, `-x MFUBENCH_LAUNCH_JSON` (remote ranks only see
+//!   forwarded variables). The worker always gets `--expect-world N`, which
+//!   catches a binary started by a foreign MPI's mpirun.
+//! - **Supervision** ([`supervise`]): tokio reads both pipes, strips rank
+//!   tags, consumes `@@mfubench` events (progress bar on a TTY, plain lines
+//!   otherwise) and re-prints human text as `[rank R] …`; timeout and
+//!   Ctrl-C stop the job's process group; dead ranks are named with their
+//!   host from mpirun/srun reports and hello events.
+//! - **Verdict.** After a clean exit the report crate reads run.json
+//!   (`mfubench_report::report_run_dir`: the same text and files as
+//!   `mfubench report`), and its acceptance verdict decides between exit 0
+//!   and 1.
 
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, ValueEnum};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::exit::usage;
+use mfubench_core::config::{parse_config, BackendKind};
+use mfubench_core::result::LaunchInfo;
+
+use crate::exit::{run_failed, usage, ACCEPTANCE_FAILED, INTERRUPTED, OK, USAGE};
+
+pub mod command;
+pub mod events;
+pub mod supervise;
+
+use command::{LaunchSpec, LauncherKind, Placement};
+use supervise::{Job, StopReason};
+
+/// Environment variable carrying [`LaunchInfo`] as JSON to every rank.
+pub const LAUNCH_ENV: &str = "MFUBENCH_LAUNCH_JSON";
+
+/// `--launcher` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LauncherChoice {
+    /// srun inside a Slurm allocation (unless hosts are given), else mpirun.
+    Auto,
+    /// Open MPI's mpirun.
+    Mpirun,
+    /// Slurm's srun (`--mpi=pmix`).
+    Srun,
+}
+
+/// `--backend` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// CUDA when a GPU is present, else CPU.
+    Auto,
+    /// CPU GEMMs and MPI all-reduces.
+    Cpu,
+    /// cuBLAS GEMMs and NCCL all-reduces.
+    Cuda,
+}
+
+impl From<BackendChoice> for BackendKind {
+    fn from(b: BackendChoice) -> BackendKind {
+        match b {
+            BackendChoice::Auto => BackendKind::Auto,
+            BackendChoice::Cpu => BackendKind::Cpu,
+            BackendChoice::Cuda => BackendKind::Cuda,
+        }
+    }
+}
 
 /// Arguments of `mfubench run`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 acceptance failed, 2 usage or config error, \
+                        3 run failed or timed out, 130 interrupted."
+)]
 pub struct RunArgs {
-    /// Config file.
+    /// Config file (TOML).
     pub config: String,
+    /// Number of ranks (default: run.ranks of the config, else SLURM_NTASKS, else 1).
+    #[arg(long)]
+    pub np: Option<u32>,
+    /// Hosts and their slots for mpirun, e.g. node1:8,node2:8.
+    #[arg(long, conflicts_with = "hostfile")]
+    pub hosts: Option<String>,
+    /// Open MPI hostfile (`host slots=N` per line).
+    #[arg(long)]
+    pub hostfile: Option<PathBuf>,
+    /// Backend, overriding run.backend of the config.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// Results folder; the run is written to OUT/<run-id>/.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Run id (default: the Slurm job id, else a UTC timestamp).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Stop the job after this many seconds (exit 3).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// Which program starts the ranks.
+    #[arg(long, value_enum, default_value_t = LauncherChoice::Auto)]
+    pub launcher: LauncherChoice,
+    /// Print the launch command and exit.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Extra arguments for mpirun / srun (after `--`).
+    #[arg(last = true)]
+    pub extra: Vec<String>,
 }
 
-/// Runs `mfubench run`.
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Everything decided before anything is started.
+struct Plan {
+    kind: LauncherKind,
+    argv: Vec<String>,
+    np: u32,
+    run_id: String,
+    out_dir: PathBuf,
+    run_dir: PathBuf,
+    timeout: Option<Duration>,
+    launch_json: String,
+}
+
+fn plan(args: &RunArgs) -> Result<Plan> {
+    let text = std::fs::read_to_string(&args.config)
+        .map_err(|e| usage(format!("{}: cannot read the config: {e}", args.config)))?;
+    let config = parse_config(&text, &args.config).map_err(|e| usage(e.to_string()))?;
+
+    let slurm_job = env_nonempty("SLURM_JOB_ID");
+    let np = match args.np {
+        Some(0) => return Err(usage("--np must be at least 1")),
+        Some(n) => n,
+        None => config
+            .run
+            .ranks
+            .or_else(|| env_nonempty("SLURM_NTASKS").and_then(|n| n.parse().ok()))
+            .unwrap_or(1),
+    };
+    let timeout = match args.timeout {
+        None => None,
+        Some(t) => Some(
+            Duration::try_from_secs_f64(t)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    usage(format!(
+                        "--timeout {t}: must be a positive, finite number of seconds"
+                    ))
+                })?,
+        ),
+    };
+
+    let placement = match (&args.hosts, &args.hostfile) {
+        (Some(h), _) => Placement::Hosts(command::parse_hosts(h)?),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                usage(format!(
+                    "--hostfile {}: cannot read the hostfile: {e}",
+                    f.display()
+                ))
+            })?;
+            let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+            Placement::Hostfile(
+                abs,
+                command::parse_hostfile(&text, &f.display().to_string())?,
+            )
+        }
+        (None, None) => Placement::Local,
+    };
+    let kind = match args.launcher {
+        LauncherChoice::Mpirun => LauncherKind::Mpirun,
+        LauncherChoice::Srun => LauncherKind::Srun,
+        LauncherChoice::Auto if slurm_job.is_some() && placement == Placement::Local => {
+            LauncherKind::Srun
+        }
+        LauncherChoice::Auto => LauncherKind::Mpirun,
+    };
+
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    let worker = command::find_worker(
+        std::env::var_os("MFUBENCH_WORKER").as_deref(),
+        exe_dir.as_deref(),
+        std::env::var_os("PATH").as_deref(),
+    )?;
+
+    // Absolute paths: remote ranks may start in another directory.
+    let config_abs =
+        std::path::absolute(&args.config).map_err(|e| usage(format!("{}: {e}", args.config)))?;
+    let out_abs = std::path::absolute(&args.out)
+        .map_err(|e| usage(format!("--out {}: {e}", args.out.display())))?;
+    let run_id = command::choose_run_id(args.run_id.as_deref(), slurm_job.as_deref(), &out_abs)?;
+
+    let mut worker_args = vec![
+        "--config".to_string(),
+        config_abs.display().to_string(),
+        "--out".to_string(),
+        out_abs.display().to_string(),
+        "--run-id".to_string(),
+        run_id.clone(),
+        "--expect-world".to_string(),
+        np.to_string(),
+    ];
+    if let Some(b) = args.backend {
+        worker_args.extend(["--backend".to_string(), BackendKind::from(b).to_string()]);
+    }
+
+    let spec = LaunchSpec {
+        launcher: kind,
+        np,
+        placement,
+        worker,
+        worker_args,
+        extra: args.extra.clone(),
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        as_root: unsafe { libc::geteuid() } == 0,
+        local_cores: command::local_cores(),
+        in_slurm: slurm_job.is_some(),
+    };
+    let argv = command::build_argv(&spec)?;
+    let info = LaunchInfo {
+        command: argv.clone(),
+        launcher: kind.program().to_string(),
+        slurm_job_id: slurm_job,
+        slurm_nodelist: env_nonempty("SLURM_JOB_NODELIST"),
+    };
+    let launch_json = serde_json::to_string(&info)?;
+    Ok(Plan {
+        kind,
+        argv,
+        np,
+        run_dir: out_abs.join(&run_id),
+        out_dir: out_abs,
+        timeout,
+        run_id,
+        launch_json,
+    })
+}
+
+/// Runs `mfubench run`: returns the exit code, or an error carrying one.
 pub fn run(args: &RunArgs) -> Result<u8> {
-    Err(usage(format!("{}: `mfubench run` is not built yet", args.config)))
+    let p = plan(args)?;
+    if args.dry_run {
+        println!("{}", command::shell_join(&p.argv));
+        return Ok(OK);
+    }
+    // Fail before starting anything when the results folder cannot exist
+    // (the worker would find out only after MPI start-up on every rank).
+    std::fs::create_dir_all(&p.out_dir).map_err(|e| {
+        usage(format!(
+            "--out {}: cannot create the results folder: {e}",
+            args.out.display()
+        ))
+    })?;
+    let program = p.kind.program();
+    if command::find_on_path(program, std::env::var_os("PATH").as_deref()).is_none() {
+        return Err(usage(format!(
+            "{program} not found on PATH: {}",
+            p.kind.install_hint()
+        )));
+    }
+
+    eprintln!(
+        "mfubench: run {} with {} rank(s): {}",
+        p.run_id,
+        p.np,
+        command::shell_join(&p.argv)
+    );
+    let job = Job {
+        kind: p.kind,
+        argv: p.argv.clone(),
+        env: vec![(LAUNCH_ENV.to_string(), p.launch_json.clone())],
+        np: p.np,
+        run_id: p.run_id.clone(),
+        timeout: p.timeout,
+        tty: std::io::stderr().is_terminal(),
+    };
+    let o = supervise::supervise(&job)?;
+
+    if !o.survivors.is_empty() {
+        eprintln!(
+            "mfubench: warning: worker process(es) {:?} survived SIGKILL",
+            o.survivors
+        );
+    }
+    let kept = if p.run_dir.exists() {
+        format!("; what was written is in {}", p.run_dir.display())
+    } else {
+        String::new()
+    };
+    let unfinished = o.unfinished(p.np);
+    let deaths: Vec<String> = o.deaths.iter().map(|d| o.describe_death(d)).collect();
+    match o.stopped {
+        Some(StopReason::Interrupted) => {
+            eprintln!(
+                "mfubench: interrupted after {:.1} s{kept}",
+                o.elapsed.as_secs_f64()
+            );
+            return Ok(INTERRUPTED);
+        }
+        Some(StopReason::Timeout) => {
+            let who = if unfinished.is_empty() {
+                String::new()
+            } else {
+                format!("; ranks that had not finished: {}", unfinished.join(", "))
+            };
+            return Err(run_failed(format!(
+                "timed out after {} s{who}{kept}",
+                args.timeout.unwrap_or_default()
+            )));
+        }
+        None => {}
+    }
+    if !o.status.success() {
+        let how = match (
+            o.status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&o.status),
+        ) {
+            (Some(c), _) => format!("exited with code {c}"),
+            (None, Some(s)) => format!("was killed by signal {s}"),
+            _ => "failed".to_string(),
+        };
+        let mut msg = format!("the run failed: {program} {how}");
+        if !deaths.is_empty() {
+            msg.push_str(&format!("; {}", deaths.join("; ")));
+        }
+        if !unfinished.is_empty() {
+            let other = if deaths.is_empty() { "" } else { "other " };
+            msg.push_str(&format!(
+                "; {other}ranks that had not finished: {}",
+                unfinished.join(", ")
+            ));
+        }
+        msg.push_str(&kept);
+        // The worker exits 2 for bad input it detects before any compute;
+        // a rank killed by a signal is a run failure whatever mpirun returns.
+        let bad_input = o.status.code() == Some(i32::from(USAGE))
+            && o.deaths.iter().all(|d| d.code == Some(i32::from(USAGE)));
+        return Err(if bad_input {
+            usage(msg)
+        } else {
+            run_failed(msg)
+        });
+    }
+
+    let run_json = o
+        .run_json
+        .map(PathBuf::from)
+        .unwrap_or_else(|| p.run_dir.join("run.json"));
+    if !run_json.is_file() {
+        return Err(run_failed(format!(
+            "{program} exited 0 but {} was not written",
+            run_json.display()
+        )));
+    }
+    report(&run_json, &p.run_dir)
+}
+
+/// Prints the report of a finished run (and writes summary.md, summary.csv,
+/// summary.json and the plots beside run.json), then the results folder;
+/// returns the verdict's exit code.
+fn report(run_json: &Path, run_dir: &Path) -> Result<u8> {
+    let out = mfubench_report::report_run_dir(run_json, &mfubench_report::ReportOptions::default())
+        .map_err(|e| run_failed(format!("the run finished but cannot be reported: {e}")))?;
+    print!("{}", out.text);
+    if !out.text.ends_with('\n') {
+        println!();
+    }
+    let dir = run_json.parent().unwrap_or(run_dir);
+    println!("results: {}", dir.display());
+    // The report's text already lists every rule with PASS / FAIL.
+    Ok(if out.verdict.passed {
+        OK
+    } else {
+        ACCEPTANCE_FAILED
+    })
 }

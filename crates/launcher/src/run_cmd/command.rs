@@ -1,0 +1,544 @@
+//! The launch command as an argument vector: host lists, slot counting,
+//! the mpirun and srun forms, worker lookup and run ids.
+//!
+//! Everything here is pure or reads only what it is given (files, the
+//! environment through [`LaunchEnv`]), so the exact command can be printed by
+//! `--dry-run` and checked by golden tests without starting anything.
+
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use crate::exit::usage;
+
+/// Which program starts the ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LauncherKind {
+    /// Open MPI's `mpirun` (any machine, host lists, rsh/ssh agents).
+    Mpirun,
+    /// Slurm's `srun --mpi=pmix` (inside an allocation, or creating one).
+    Srun,
+}
+
+impl LauncherKind {
+    /// Program name, as looked up on PATH and recorded in run.json.
+    pub fn program(self) -> &'static str {
+        match self {
+            LauncherKind::Mpirun => "mpirun",
+            LauncherKind::Srun => "srun",
+        }
+    }
+
+    /// What to install when the program is missing.
+    pub fn install_hint(self) -> &'static str {
+        match self {
+            LauncherKind::Mpirun => {
+                "install Open MPI (Debian/Ubuntu: apt-get install openmpi-bin libopenmpi-dev)"
+            }
+            LauncherKind::Srun => {
+                "install the Slurm client (Debian/Ubuntu: apt-get install slurm-client)"
+            }
+        }
+    }
+}
+
+/// One host and its slot count (ranks it may take without oversubscribing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostSlots {
+    /// Host name or address.
+    pub host: String,
+    /// Slots; `None` when a hostfile line does not say (Open MPI then
+    /// decides from the remote machine, so we cannot check `--np`).
+    pub slots: Option<u32>,
+}
+
+/// Where the ranks go (mpirun only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// This machine (or, under Slurm, the allocation mpirun discovers).
+    Local,
+    /// `--hosts h1:8,h2:8`: passed to mpirun as `--host` verbatim.
+    Hosts(Vec<HostSlots>),
+    /// `--hostfile F`: passed as `--hostfile ABS_PATH`, parsed for slots.
+    Hostfile(PathBuf, Vec<HostSlots>),
+}
+
+impl Placement {
+    /// Total slots when every host says how many it has.
+    pub fn slots(&self) -> Option<u32> {
+        match self {
+            Placement::Local => None,
+            Placement::Hosts(h) | Placement::Hostfile(_, h) => {
+                h.iter().map(|h| h.slots).sum::<Option<u32>>()
+            }
+        }
+    }
+}
+
+/// Parses `--hosts h1:8,h2:8` (a host without `:N` has one slot, as with
+/// mpirun's `--host`).
+pub fn parse_hosts(spec: &str) -> Result<Vec<HostSlots>> {
+    let mut out = Vec::new();
+    for item in spec.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(usage(format!(
+                "--hosts {spec:?}: empty host name (expected e.g. node1:8,node2:8)"
+            )));
+        }
+        let (host, slots) = match item.rsplit_once(':') {
+            Some((h, n)) => {
+                let n: u32 = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    usage(format!(
+                        "--hosts {spec:?}: {item:?}: the slot count after ':' must be a positive integer"
+                    ))
+                })?;
+                (h, n)
+            }
+            None => (item, 1),
+        };
+        if host.is_empty() {
+            return Err(usage(format!(
+                "--hosts {spec:?}: {item:?} has no host name"
+            )));
+        }
+        out.push(HostSlots {
+            host: host.to_string(),
+            slots: Some(slots),
+        });
+    }
+    Ok(out)
+}
+
+/// Parses an Open MPI hostfile: `host [slots=N] [max_slots=M]` per line,
+/// `#` comments. Lines without `slots=` give `slots: None`.
+pub fn parse_hostfile(text: &str, path: &str) -> Result<Vec<HostSlots>> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let host = words.next().unwrap_or_default().to_string();
+        let mut slots = None;
+        for w in words {
+            if let Some(v) = w.strip_prefix("slots=") {
+                let n: u32 = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    usage(format!(
+                        "{path}:{}: slots={v:?} must be a positive integer",
+                        i + 1
+                    ))
+                })?;
+                slots = Some(n);
+            }
+        }
+        out.push(HostSlots { host, slots });
+    }
+    if out.is_empty() {
+        return Err(usage(format!("{path}: the hostfile lists no hosts")));
+    }
+    Ok(out)
+}
+
+/// Whether the extra launcher arguments already ask for oversubscription.
+pub fn extra_oversubscribes(extra: &[String]) -> bool {
+    extra.iter().any(|a| {
+        a == "--oversubscribe"
+            || a == "-oversubscribe"
+            || a.to_ascii_uppercase().contains(":OVERSUBSCRIBE")
+    })
+}
+
+/// Everything the command line depends on.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// mpirun or srun.
+    pub launcher: LauncherKind,
+    /// Number of ranks.
+    pub np: u32,
+    /// Hosts (mpirun).
+    pub placement: Placement,
+    /// Absolute path of `mfubench-worker`.
+    pub worker: PathBuf,
+    /// Arguments of the worker.
+    pub worker_args: Vec<String>,
+    /// Extra launcher arguments (after `--`), inserted before the worker.
+    pub extra: Vec<String>,
+    /// Running as root (Open MPI refuses without `--allow-run-as-root`).
+    pub as_root: bool,
+    /// Cores of this machine, for local mpirun runs (oversubscription).
+    pub local_cores: Option<u32>,
+    /// Inside a Slurm allocation: mpirun takes its slots from Slurm.
+    pub in_slurm: bool,
+}
+
+/// The launch command, program first.
+pub fn build_argv(spec: &LaunchSpec) -> Result<Vec<String>> {
+    let mut v: Vec<String> = Vec::new();
+    let s = |x: &str| x.to_string();
+    let user_oversub = extra_oversubscribes(&spec.extra);
+    match spec.launcher {
+        LauncherKind::Mpirun => {
+            v.extend([s("mpirun"), s("-np"), spec.np.to_string()]);
+            match &spec.placement {
+                Placement::Local => {}
+                Placement::Hosts(h) => {
+                    let list: Vec<String> = h
+                        .iter()
+                        .map(|h| format!("{}:{}", h.host, h.slots.unwrap_or(1)))
+                        .collect();
+                    v.extend([s("--host"), list.join(",")]);
+                }
+                Placement::Hostfile(p, _) => v.extend([s("--hostfile"), p.display().to_string()]),
+            }
+            // Rank-tagged output lets the supervisor name the rank of every line.
+            v.push(s("--tag-output"));
+            if spec.as_root {
+                v.push(s("--allow-run-as-root"));
+            }
+            // Each rank runs two stream threads (and GEMM threads on the CPU
+            // backend); Open MPI's default per-core binding would serialise them.
+            if !spec
+                .extra
+                .iter()
+                .any(|a| a.starts_with("--bind-to") || a == "-bind-to")
+            {
+                v.extend([s("--bind-to"), s("none")]);
+            }
+            let oversubscribed = match (spec.placement.slots(), &spec.placement) {
+                (Some(slots), _) => {
+                    if spec.np > slots && !user_oversub {
+                        return Err(usage(format!(
+                            "--np {} is larger than the {slots} slot(s) of the hosts given; \
+                             give more slots (host:N) or pass `-- --oversubscribe`",
+                            spec.np
+                        )));
+                    }
+                    spec.np > slots
+                }
+                (None, Placement::Local) if !spec.in_slurm => {
+                    let over = spec.local_cores.is_some_and(|c| spec.np > c);
+                    if over && !user_oversub {
+                        v.push(s("--oversubscribe"));
+                    }
+                    over
+                }
+                _ => user_oversub,
+            };
+            // Ranks waiting in MPI would otherwise spin on the cores others compute on.
+            if oversubscribed {
+                v.extend([s("--mca"), s("mpi_yield_when_idle"), s("1")]);
+            }
+            // Remote ranks only see the variables mpirun is told to forward.
+            v.extend([s("-x"), s(super::LAUNCH_ENV)]);
+        }
+        LauncherKind::Srun => {
+            if spec.placement != Placement::Local {
+                return Err(usage(
+                    "--hosts/--hostfile apply to mpirun; under srun the Slurm allocation decides \
+                     where ranks run (use --launcher mpirun, or srun options after `--`)",
+                ));
+            }
+            // pmi2 fails with Debian's Open MPI; srun forwards the environment itself.
+            v.extend([
+                s("srun"),
+                s("--mpi=pmix"),
+                format!("--ntasks={}", spec.np),
+                s("--label"),
+                s("--cpu-bind=none"),
+            ]);
+        }
+    }
+    v.extend(spec.extra.iter().cloned());
+    v.push(spec.worker.display().to_string());
+    v.extend(spec.worker_args.iter().cloned());
+    Ok(v)
+}
+
+/// Quotes one word for display in a POSIX shell.
+pub fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// A command line for display (copy-pasteable into a shell).
+pub fn shell_join(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Finds an executable on a PATH-like list.
+pub fn find_on_path(name: &str, path_var: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    let path_var = path_var?;
+    std::env::split_paths(path_var)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Name of the worker executable.
+pub const WORKER_NAME: &str = "mfubench-worker";
+
+/// Locates `mfubench-worker`: `$MFUBENCH_WORKER`, else next to the running
+/// `mfubench` (the way `cargo build` and an install lay them out), else PATH.
+pub fn find_worker(
+    override_var: Option<&std::ffi::OsStr>,
+    exe_dir: Option<&Path>,
+    path_var: Option<&std::ffi::OsStr>,
+) -> Result<PathBuf> {
+    if let Some(o) = override_var.filter(|o| !o.is_empty()) {
+        let p = PathBuf::from(o);
+        if !is_executable(&p) {
+            return Err(usage(format!(
+                "MFUBENCH_WORKER={}: not an executable file",
+                p.display()
+            )));
+        }
+        return Ok(std::path::absolute(&p).unwrap_or(p));
+    }
+    if let Some(p) = exe_dir
+        .map(|d| d.join(WORKER_NAME))
+        .filter(|p| is_executable(p))
+    {
+        return Ok(p);
+    }
+    if let Some(p) = find_on_path(WORKER_NAME, path_var) {
+        return Ok(std::path::absolute(&p).unwrap_or(p));
+    }
+    Err(usage(format!(
+        "{WORKER_NAME} not found (looked next to mfubench{}, and on PATH): build it with \
+         `cargo build --release` (it is placed next to mfubench in target/release/), \
+         or point MFUBENCH_WORKER at it",
+        exe_dir
+            .map(|d| format!(" in {}", d.display()))
+            .unwrap_or_default()
+    )))
+}
+
+/// Physical cores of this machine (distinct package/core pairs), falling
+/// back to the CPUs this process may use. Open MPI counts cores, not
+/// hardware threads, as slots.
+pub fn local_cores() -> Option<u32> {
+    let mut cores = std::collections::BTreeSet::new();
+    if let Ok(dir) = std::fs::read_dir("/sys/devices/system/cpu") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name
+                .strip_prefix("cpu")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                continue;
+            }
+            let t = e.path().join("topology");
+            let read = |f: &str| {
+                std::fs::read_to_string(t.join(f))
+                    .ok()
+                    .map(|s| s.trim().to_string())
+            };
+            if let (Some(p), Some(c)) = (read("physical_package_id"), read("core_id")) {
+                cores.insert((p, c));
+            }
+        }
+    }
+    let n = if cores.is_empty() {
+        std::thread::available_parallelism().ok()?.get()
+    } else {
+        cores.len()
+    };
+    u32::try_from(n).ok()
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// `YYYYmmdd-HHMMSS` (UTC) for seconds since the epoch.
+pub fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// A short random suffix so that two runs started in the same second (or
+/// on two machines sharing a results folder) never collide.
+fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    format!("{:04x}", h.finish() & 0xffff)
+}
+
+/// The run id: `--run-id` as given, else the Slurm job id (with `-2`, `-3`…
+/// when `OUT/<job id>` exists already: several runs in one job), else a UTC
+/// timestamp plus a random suffix.
+pub fn choose_run_id(
+    given: Option<&str>,
+    slurm_job_id: Option<&str>,
+    out: &Path,
+) -> Result<String> {
+    if let Some(id) = given {
+        validate_run_id(id)?;
+        return Ok(id.to_string());
+    }
+    if let Some(job) = slurm_job_id.filter(|j| validate_run_id(j).is_ok()) {
+        if !out.join(job).exists() {
+            return Ok(job.to_string());
+        }
+        for k in 2..10_000 {
+            let id = format!("{job}-{k}");
+            if !out.join(&id).exists() {
+                return Ok(id);
+            }
+        }
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    Ok(format!("{}-{}", utc_stamp(secs), random_suffix()))
+}
+
+/// A run id becomes a directory name: no separators, nothing hidden.
+pub fn validate_run_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && !id.starts_with('.')
+        && id.len() <= 200
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "--run-id {id:?}: use letters, digits and - _ . + only (it names a directory)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(launcher: LauncherKind, np: u32, placement: Placement) -> LaunchSpec {
+        LaunchSpec {
+            launcher,
+            np,
+            placement,
+            worker: PathBuf::from("/opt/w/mfubench-worker"),
+            worker_args: vec!["--config".into(), "/c.toml".into()],
+            extra: vec![],
+            as_root: false,
+            local_cores: Some(2),
+            in_slurm: false,
+        }
+    }
+
+    #[test]
+    fn hosts_parse_and_slots() {
+        let h = parse_hosts("a:8,b:8,c").unwrap();
+        assert_eq!(h.len(), 3);
+        assert_eq!(Placement::Hosts(h).slots(), Some(17));
+        assert!(parse_hosts("a:0").is_err());
+        assert!(parse_hosts("a,,b").is_err());
+        assert!(parse_hosts(":4").is_err());
+    }
+
+    #[test]
+    fn hostfile_parse() {
+        let h = parse_hostfile("# c\nn1 slots=4\n\nn2 slots=2 max_slots=4 # x\n", "hf").unwrap();
+        assert_eq!(Placement::Hostfile("hf".into(), h).slots(), Some(6));
+        let h = parse_hostfile("n1\nn2 slots=2\n", "hf").unwrap();
+        assert_eq!(Placement::Hostfile("hf".into(), h).slots(), None);
+        assert!(parse_hostfile("n1 slots=x\n", "hf").is_err());
+        assert!(parse_hostfile("# nothing\n", "hf").is_err());
+    }
+
+    #[test]
+    fn np_over_slots_is_an_error_unless_asked() {
+        let p = Placement::Hosts(parse_hosts("a:1,b:1").unwrap());
+        let e = build_argv(&spec(LauncherKind::Mpirun, 3, p.clone())).unwrap_err();
+        assert!(e.to_string().contains("larger than the 2 slot"), "{e}");
+        let mut s = spec(LauncherKind::Mpirun, 3, p);
+        s.extra = vec!["--oversubscribe".into()];
+        let v = build_argv(&s).unwrap();
+        assert!(v
+            .windows(3)
+            .any(|w| w == ["--mca", "mpi_yield_when_idle", "1"]));
+    }
+
+    #[test]
+    fn local_oversubscribes_beyond_cores() {
+        let v = build_argv(&spec(LauncherKind::Mpirun, 4, Placement::Local)).unwrap();
+        assert!(v.contains(&"--oversubscribe".to_string()));
+        let v = build_argv(&spec(LauncherKind::Mpirun, 2, Placement::Local)).unwrap();
+        assert!(!v.contains(&"--oversubscribe".to_string()));
+        assert!(!v.contains(&"mpi_yield_when_idle".to_string()));
+    }
+
+    #[test]
+    fn srun_refuses_host_lists() {
+        let p = Placement::Hosts(parse_hosts("a:1").unwrap());
+        assert!(build_argv(&spec(LauncherKind::Srun, 1, p)).is_err());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("a/b-c.d"), "a/b-c.d");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+    }
+
+    #[test]
+    fn stamps() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        // 2024-02-29 12:34:56 UTC
+        assert_eq!(utc_stamp(1_709_210_096), "20240229-123456");
+    }
+
+    #[test]
+    fn run_ids() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(choose_run_id(None, Some("42"), d.path()).unwrap(), "42");
+        std::fs::create_dir(d.path().join("42")).unwrap();
+        assert_eq!(choose_run_id(None, Some("42"), d.path()).unwrap(), "42-2");
+        let t = choose_run_id(None, None, d.path()).unwrap();
+        assert_eq!(t.len(), "20240229-123456-abcd".len(), "{t}");
+        assert!(choose_run_id(Some("../x"), None, d.path()).is_err());
+        assert!(validate_run_id("a/b").is_err());
+    }
+}

@@ -1,0 +1,583 @@
+//! Supervising a running job: live output by rank, progress, timeout,
+//! Ctrl-C / SIGTERM, dead ranks, and leaving nothing behind.
+//!
+//! The launcher program (mpirun / srun) is started in a process group of
+//! its own. That does two things: Ctrl-C at the terminal reaches only
+//! `mfubench` (which then stops the job in order instead of racing it), and
+//! the whole local job — launcher program, local ranks, rsh agents — can be
+//! signalled at once with `killpg`. Stopping is SIGTERM to the group (mpirun
+//! and srun then tear down remote ranks too), then SIGKILL after a grace
+//! period, then a last sweep over the PIDs the ranks announced in their
+//! hello events, restricted to processes whose command line carries this
+//! run's id so that a recycled PID is never hit.
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+use super::command::LauncherKind;
+use super::events::{parse_event, split_tag, DeathParser, Event, RankDeath, Stream};
+
+/// Time between SIGTERM and SIGKILL when stopping a job.
+const GRACE: Duration = Duration::from_secs(3);
+/// How long to keep reading output after the launcher program exited
+/// (orphaned ranks may hold the pipes open).
+const DRAIN: Duration = Duration::from_secs(2);
+/// Interval of the plain progress lines on a non-TTY.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// What to run and how.
+#[derive(Debug)]
+pub struct Job {
+    /// mpirun or srun (decides how output lines are tagged).
+    pub kind: LauncherKind,
+    /// The command, program first.
+    pub argv: Vec<String>,
+    /// Extra environment for the launcher program.
+    pub env: Vec<(String, String)>,
+    /// Ranks expected.
+    pub np: u32,
+    /// Run id (used to recognise our own worker processes).
+    pub run_id: String,
+    /// Stop the job after this long.
+    pub timeout: Option<Duration>,
+    /// Draw an indicatif progress bar (stderr is a terminal).
+    pub tty: bool,
+}
+
+/// Why the job was stopped by us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// `--timeout` expired.
+    Timeout,
+    /// SIGINT or SIGTERM reached `mfubench`.
+    Interrupted,
+}
+
+/// What a rank told us about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankInfo {
+    /// Host name.
+    pub host: String,
+    /// Process id on that host.
+    pub pid: u32,
+}
+
+/// How the job ended and what was seen on the way.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Exit status of the launcher program.
+    pub status: ExitStatus,
+    /// Set when we stopped the job.
+    pub stopped: Option<StopReason>,
+    /// Ranks that said hello.
+    pub ranks: BTreeMap<u64, RankInfo>,
+    /// Ranks that said rank_done.
+    pub finished: BTreeSet<u64>,
+    /// Dead ranks reported by mpirun / srun.
+    pub deaths: Vec<RankDeath>,
+    /// run.json announced by rank 0's done event.
+    pub run_json: Option<String>,
+    /// Worker processes still alive after the final sweep (should be none).
+    pub survivors: Vec<u32>,
+    /// Wall time of the job.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// "rank 1 (host X, pid P)" for every expected rank that had not said
+    /// rank_done and is not reported dead; ranks that never said hello are
+    /// named as such.
+    pub fn unfinished(&self, np: u32) -> Vec<String> {
+        (0..u64::from(np))
+            .filter(|r| !self.finished.contains(r) && !self.deaths.iter().any(|d| d.rank == *r))
+            .map(|r| match self.ranks.get(&r) {
+                Some(i) => format!("rank {r} (host {}, pid {})", i.host, i.pid),
+                None => format!("rank {r} (never started)"),
+            })
+            .collect()
+    }
+
+    /// A dead rank with its host, from the launcher's report or else from
+    /// the rank's hello.
+    pub fn describe_death(&self, d: &RankDeath) -> String {
+        let host = d
+            .host
+            .clone()
+            .or_else(|| self.ranks.get(&d.rank).map(|i| i.host.clone()))
+            .unwrap_or_else(|| "unknown host".to_string());
+        let pid = self
+            .ranks
+            .get(&d.rank)
+            .map(|i| format!(", pid {}", i.pid))
+            .unwrap_or_default();
+        format!("rank {} (host {host}{pid}) {}", d.rank, d.what)
+    }
+}
+
+/// Progress display: a bar on a terminal, plain lines elsewhere.
+struct Progress {
+    bar: Option<ProgressBar>,
+    started: Instant,
+    total: u64,
+    done: u64,
+    first_iter_at: Option<Instant>,
+    last_plain: Option<Instant>,
+    current: String,
+    np: u32,
+    hellos: usize,
+}
+
+impl Progress {
+    fn new(tty: bool, np: u32) -> Progress {
+        let bar = tty.then(|| {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.set_message(format!("starting {np} rank(s)…"));
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Progress {
+            bar,
+            started: Instant::now(),
+            total: 0,
+            done: 0,
+            first_iter_at: None,
+            last_plain: None,
+            current: String::new(),
+            np,
+            hellos: 0,
+        }
+    }
+
+    /// Prints a line without tearing the bar.
+    fn out(&self, err: bool, line: &str) {
+        let print = || {
+            if err {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            } else {
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            }
+        };
+        match &self.bar {
+            Some(b) => b.suspend(print),
+            None => print(),
+        }
+    }
+
+    fn hello(&mut self) {
+        self.hellos += 1;
+        if self.hellos == self.np as usize {
+            self.note(&format!("all {} rank(s) started", self.np));
+        }
+    }
+
+    fn note(&self, line: &str) {
+        self.out(true, &format!("mfubench: {line}"));
+    }
+
+    fn start(&mut self, modes: usize, warmup: u32, iterations: u32) {
+        self.total = modes as u64 * u64::from(warmup + iterations);
+        if let Some(b) = &self.bar {
+            b.set_length(self.total);
+            b.set_position(0);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:20.cyan/blue} {pos}/{len} {wide_msg} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+        }
+    }
+
+    /// Seconds left, from the mean iteration time so far.
+    fn eta(&self) -> Option<f64> {
+        let t0 = self.first_iter_at?;
+        if self.done < 2 || self.total == 0 {
+            return None;
+        }
+        let per = t0.elapsed().as_secs_f64() / (self.done - 1) as f64;
+        Some(per * self.total.saturating_sub(self.done) as f64)
+    }
+
+    fn iteration(&mut self, mode: &str, phase: &str, iter: u32, of: u32, step_s: f64) {
+        self.done += 1;
+        if self.first_iter_at.is_none() {
+            self.first_iter_at = Some(Instant::now());
+        }
+        let key = format!("{mode} {phase}");
+        let changed = key != self.current;
+        self.current = key;
+        let msg = format!("{mode} {phase} {iter}/{of} step {step_s:.4} s");
+        match &self.bar {
+            Some(b) => {
+                b.set_position(self.done);
+                b.set_message(msg);
+            }
+            None => {
+                let due = self.last_plain.is_none_or(|t| t.elapsed() >= PLAIN_EVERY);
+                if changed || due || iter == of {
+                    self.last_plain = Some(Instant::now());
+                    let eta = self
+                        .eta()
+                        .map(|e| format!(", ETA {e:.0} s"))
+                        .unwrap_or_default();
+                    self.note(&format!(
+                        "progress: {msg} ({}/{} steps, {:.0} s elapsed{eta})",
+                        self.done,
+                        self.total,
+                        self.started.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+        }
+    }
+
+    fn mode_done(&self, mode: &str, median: f64) {
+        self.note(&format!("{mode}: done, median step {median:.4} s (rank 0)"));
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Line from one of the launcher program's pipes.
+type Line = (Stream, String);
+
+async fn read_lines<R: AsyncRead + Unpin>(r: R, stream: Stream, tx: mpsc::UnboundedSender<Line>) {
+    let mut r = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match r.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let s = String::from_utf8_lossy(&buf);
+                let s = s.trim_end_matches(['\n', '\r']).to_string();
+                if tx.send((stream, s)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Mutable state of the supervision loop.
+struct State {
+    kind: LauncherKind,
+    progress: Progress,
+    ranks: BTreeMap<u64, RankInfo>,
+    finished: BTreeSet<u64>,
+    deaths: Vec<RankDeath>,
+    death_parser: DeathParser,
+    run_json: Option<String>,
+    bad_events: usize,
+}
+
+impl State {
+    fn line(&mut self, read_from: Stream, line: &str) {
+        let t = split_tag(self.kind, read_from, line);
+        let Some(rank) = t.rank else {
+            if let Some(d) = self.death_parser.feed(&t.text) {
+                self.deaths.push(d);
+            }
+            self.progress.out(read_from == Stream::Err, &t.text);
+            return;
+        };
+        match parse_event(&t.text) {
+            Some(Ok(ev)) => self.event(ev),
+            Some(Err(e)) => {
+                // A truncated or garbled event is worth seeing, once in a while.
+                self.bad_events += 1;
+                if self.bad_events <= 3 {
+                    self.progress.note(&format!(
+                        "rank {rank}: unreadable progress event ({e}): {}",
+                        t.text
+                    ));
+                }
+            }
+            None => self.progress.out(
+                t.stream == Stream::Err,
+                &format!("[rank {rank}] {}", t.text),
+            ),
+        }
+    }
+
+    fn event(&mut self, ev: Event) {
+        match ev {
+            Event::Hello {
+                rank, host, pid, ..
+            } => {
+                self.ranks.insert(rank, RankInfo { host, pid });
+                self.progress.hello();
+            }
+            Event::Start {
+                modes,
+                warmup,
+                iterations,
+                world_size,
+                run_dir,
+                ..
+            } => {
+                self.progress.note(&format!(
+                    "run started: {world_size} rank(s), modes {}, {warmup} warmup + {iterations} timed iterations each, writing {run_dir}",
+                    modes.join(", ")
+                ));
+                self.progress.start(modes.len(), warmup, iterations);
+            }
+            Event::Iteration {
+                mode,
+                phase,
+                iter,
+                of,
+                step_s,
+            } => self.progress.iteration(&mode, &phase, iter, of, step_s),
+            Event::ModeDone {
+                mode,
+                median_step_s,
+            } => self.progress.mode_done(&mode, median_step_s),
+            Event::Done { run_json, .. } => self.run_json = Some(run_json),
+            Event::RankDone { rank } => {
+                self.finished.insert(rank);
+            }
+            Event::Unknown => {}
+        }
+    }
+}
+
+fn killpg(pgid: i32, sig: i32) {
+    if pgid > 0 {
+        // SAFETY: plain syscall; a stale group id only yields ESRCH.
+        unsafe {
+            libc::killpg(pgid, sig);
+        }
+    }
+}
+
+/// Whether `pid` is alive and is a worker of this run (its command line
+/// carries `--run-id ID`), so that recycled PIDs are never touched.
+pub fn is_our_worker(pid: u32, run_id: &str) -> bool {
+    let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+    args.windows(2)
+        .any(|w| w[0] == b"--run-id" && w[1] == run_id.as_bytes())
+}
+
+/// SIGKILLs announced worker PIDs that are still ours; returns those that
+/// survive (after a short wait for the kernel to reap them).
+fn sweep(ranks: &BTreeMap<u64, RankInfo>, run_id: &str) -> Vec<u32> {
+    let alive = || -> Vec<u32> {
+        ranks
+            .values()
+            .map(|i| i.pid)
+            .filter(|p| *p > 0 && is_our_worker(*p, run_id))
+            .filter(|p| {
+                // A zombie awaiting its parent is gone for our purposes.
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .map(|s| {
+                        !s.rsplit(')')
+                            .next()
+                            .unwrap_or("")
+                            .trim_start()
+                            .starts_with('Z')
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
+    };
+    let pids = alive();
+    for p in &pids {
+        if let Ok(p) = i32::try_from(*p) {
+            // SAFETY: plain syscall on a PID verified to be our worker.
+            unsafe {
+                libc::kill(p, libc::SIGKILL);
+            }
+        }
+    }
+    if pids.is_empty() {
+        return pids;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = alive();
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Reaps children that were re-parented to us (see `PR_SET_CHILD_SUBREAPER`
+/// in [`supervise_async`]) until none is left or the deadline passes.
+fn reap_orphans(deadline: Instant) {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on any child; our own tokio child was reaped already.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r > 0 {
+            continue;
+        }
+        if r < 0 || Instant::now() >= deadline {
+            return; // ECHILD: nothing left
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the job to completion (or until stopped) and reports what happened.
+pub fn supervise(job: &Job) -> Result<Outcome> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(supervise_async(job))
+}
+
+async fn supervise_async(job: &Job) -> Result<Outcome> {
+    // Handlers first, so a Ctrl-C during start-up is not lost.
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+
+    // Ranks orphaned by a dying mpirun become our children instead of
+    // init's, so the clean-up below can reap them: no zombie outlives us.
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+    let (program, args) = job.argv.split_first().context("empty launch command")?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .envs(job.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Line>();
+    if let Some(o) = child.stdout.take() {
+        tokio::spawn(read_lines(o, Stream::Out, tx.clone()));
+    }
+    if let Some(e) = child.stderr.take() {
+        tokio::spawn(read_lines(e, Stream::Err, tx.clone()));
+    }
+    drop(tx);
+
+    let mut st = State {
+        kind: job.kind,
+        progress: Progress::new(job.tty, job.np),
+        ranks: BTreeMap::new(),
+        finished: BTreeSet::new(),
+        deaths: Vec::new(),
+        death_parser: DeathParser::default(),
+        run_json: None,
+        bad_events: 0,
+    };
+
+    let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400);
+    // A timeout past the far future (or one that overflows) is no timeout.
+    let timeout_at = job
+        .timeout
+        .and_then(|t| tokio::time::Instant::now().checked_add(t))
+        .map_or(far, |t| t.min(far));
+    let mut kill_at = far;
+    let mut stopped: Option<StopReason> = None;
+    let mut lines_open = true;
+
+    let status = loop {
+        tokio::select! {
+            biased;
+            line = rx.recv(), if lines_open => match line {
+                Some((s, l)) => st.line(s, &l),
+                None => lines_open = false,
+            },
+            status = child.wait() => break status.context("waiting for the launcher program")?,
+            _ = tokio::time::sleep_until(timeout_at), if stopped.is_none() => {
+                stopped = Some(StopReason::Timeout);
+                st.progress.note(&format!(
+                    "timeout of {} s reached: stopping the job",
+                    job.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0)
+                ));
+                killpg(pgid, libc::SIGTERM);
+                kill_at = tokio::time::Instant::now() + GRACE;
+            }
+            _ = sigint.recv() => {
+                if stopped.is_some() {
+                    // A second Ctrl-C: no more patience.
+                    killpg(pgid, libc::SIGKILL);
+                } else {
+                    stopped = Some(StopReason::Interrupted);
+                    st.progress.note("interrupted: stopping the job (Ctrl-C again to kill it at once)");
+                    killpg(pgid, libc::SIGTERM);
+                    kill_at = tokio::time::Instant::now() + GRACE;
+                }
+            }
+            _ = sigterm.recv() => {
+                if stopped.is_none() {
+                    stopped = Some(StopReason::Interrupted);
+                    st.progress.note("terminated: stopping the job");
+                    killpg(pgid, libc::SIGTERM);
+                    kill_at = tokio::time::Instant::now() + GRACE;
+                }
+            }
+            _ = tokio::time::sleep_until(kill_at), if stopped.is_some() => {
+                st.progress.note("the job did not stop in time: killing it");
+                killpg(pgid, libc::SIGKILL);
+                kill_at = far;
+            }
+        }
+    };
+
+    // Take what is still in the pipes (the final error lines, rank_done),
+    // but do not wait on ranks orphaned by a dead launcher program.
+    let drain_until = tokio::time::Instant::now() + DRAIN;
+    while lines_open {
+        match tokio::time::timeout_at(drain_until, rx.recv()).await {
+            Ok(Some((s, l))) => st.line(s, &l),
+            Ok(None) | Err(_) => lines_open = false,
+        }
+    }
+    st.progress.finish();
+
+    let failed = stopped.is_some() || !status.success();
+    let survivors = if failed {
+        // Whatever is left of the local job (ranks of a killed mpirun, rsh
+        // agents), then the announced worker PIDs.
+        killpg(pgid, libc::SIGKILL);
+        reap_orphans(Instant::now() + Duration::from_secs(2));
+        sweep(&st.ranks, &job.run_id)
+    } else {
+        Vec::new()
+    };
+
+    Ok(Outcome {
+        status,
+        stopped,
+        ranks: st.ranks,
+        finished: st.finished,
+        deaths: st.deaths,
+        run_json: st.run_json,
+        survivors,
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,328 @@
+//! Shared helpers of the launcher's integration tests: paths, the test
+//! lock, skips, and running `mfubench` with a deadline while watching its
+//! output.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The `mfubench` binary under test.
+pub fn mfubench() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mfubench"))
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// A config under crates/launcher/tests/configs/.
+pub fn test_config(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/configs")
+        .join(name)
+}
+
+/// The worker next to `mfubench` (cargo builds every binary of the
+/// workspace into the same folder). Its absence is a broken build, not a
+/// missing facility: fail loudly.
+pub fn require_worker() -> PathBuf {
+    let w = mfubench().with_file_name("mfubench-worker");
+    assert!(
+        w.is_file(),
+        "{} is missing: build the workspace (cargo test --workspace builds it; \
+         or cargo build -p mfubench-worker)",
+        w.display()
+    );
+    w
+}
+
+/// configs/quickstart.toml with fewer iterations, written into `dir`: the
+/// real quickstart shape, short enough for a loaded 2-core machine.
+pub fn short_quickstart(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(root().join("configs/quickstart.toml"))
+        .expect("configs/quickstart.toml");
+    let mut t: toml::Table = text.parse().expect("quickstart.toml parses");
+    let run = t
+        .entry("run")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .expect("[run] is a table");
+    run.insert("warmup".into(), toml::Value::Integer(1));
+    run.insert("iterations".into(), toml::Value::Integer(2));
+    // Tests assert that the run works, not how evenly a loaded 2-core
+    // machine shares its cores: no straggler verdict.
+    let acc = t
+        .entry("acceptance")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+        .expect("[acceptance] is a table");
+    acc.insert("straggler_tolerance".into(), toml::Value::Float(10.0));
+    let p = dir.join("quickstart-short.toml");
+    std::fs::write(&p, toml::to_string(&t).expect("serialise")).expect("write config");
+    p
+}
+
+/// Whether we run as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// This machine's host name (what mpirun and the worker report).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Finds a program on PATH or in the sbin folders (root's tools).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Prints a visible skip notice (the test then returns). Written to the
+/// stderr handle directly: the test harness captures `println!`/`eprintln!`
+/// of passing tests, and a skip must show in the CI log.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "skipped: {test}: {reason}");
+}
+
+/// An exclusive lock shared by the tests that start real jobs (MPI ranks,
+/// network namespaces, Slurm), across test binaries and threads: they must
+/// not share the machine's two cores, nor the fixed names of the testbed.
+pub struct TestLock(File);
+
+impl TestLock {
+    /// Blocks until the lock is ours.
+    pub fn acquire() -> TestLock {
+        let f = File::options()
+            .create(true)
+            .append(true)
+            .open(std::env::temp_dir().join("mfubench-launcher-tests.lock"))
+            .expect("open the lock file");
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor we own; released on close.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(r, 0, "flock failed");
+        TestLock(f)
+    }
+}
+
+/// A running command whose stdout and stderr are collected as they come.
+pub struct Running {
+    /// The child.
+    pub child: Child,
+    /// When it was started.
+    pub started: Instant,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// What a finished command left.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Everything on stdout.
+    pub stdout: String,
+    /// Everything on stderr.
+    pub stderr: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    /// The exit code (panics on death by signal).
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal: {self:?}"))
+    }
+}
+
+fn collect<R: Read + Send + 'static>(mut r: R, into: Arc<Mutex<String>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => into
+                    .lock()
+                    .expect("lock")
+                    .push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+    })
+}
+
+impl Running {
+    /// Starts `cmd` with piped output.
+    pub fn start(cmd: &mut Command) -> Running {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
+        let out = Arc::new(Mutex::new(String::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            collect(child.stdout.take().expect("stdout"), out.clone()),
+            collect(child.stderr.take().expect("stderr"), err.clone()),
+        ];
+        Running {
+            child,
+            started: Instant::now(),
+            out,
+            err,
+            readers,
+        }
+    }
+
+    /// stdout and stderr so far.
+    pub fn output(&self) -> String {
+        format!(
+            "{}{}",
+            self.out.lock().expect("lock"),
+            self.err.lock().expect("lock")
+        )
+    }
+
+    /// Waits for the exit; kills the child and panics past `limit`.
+    pub fn wait(mut self, limit: Duration) -> Finished {
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                return Finished {
+                    status,
+                    stdout: self.out.lock().expect("lock").clone(),
+                    stderr: self.err.lock().expect("lock").clone(),
+                    elapsed: self.started.elapsed(),
+                };
+            }
+            if self.started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "still running after {limit:?}; output so far:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Runs a command to completion within `limit`.
+pub fn run(cmd: &mut Command, limit: Duration) -> Finished {
+    Running::start(cmd).wait(limit)
+}
+
+/// `mfubench` with an environment free of the caller's Slurm job and
+/// worker override, so that tests do not depend on where they run.
+pub fn mfubench_cmd() -> Command {
+    let mut c = Command::new(mfubench());
+    for v in [
+        "SLURM_JOB_ID",
+        "SLURM_NTASKS",
+        "SLURM_JOB_NODELIST",
+        "MFUBENCH_WORKER",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// Whether `pid` is alive and not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// PIDs of `mfubench-worker` processes started with `--run-id ID`.
+pub fn worker_pids(run_id: &str) -> Vec<u32> {
+    let mut v = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return v;
+    };
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let is_worker = args
+            .first()
+            .is_some_and(|a| a.ends_with(b"mfubench-worker"));
+        let ours = args
+            .windows(2)
+            .any(|w| w[0] == b"--run-id" && w[1] == run_id.as_bytes());
+        if is_worker && ours && alive(pid) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// A variable from a process's environment.
+pub fn proc_env(pid: u32, name: &str) -> Option<String> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{name}=");
+    env.split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Waits until none of `pids` is alive; returns those still alive.
+pub fn wait_gone(pids: &[u32], limit: Duration) -> Vec<u32> {
+    let t = Instant::now();
+    loop {
+        let left: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if left.is_empty() || t.elapsed() > limit {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The `(pid N` numbers in a text (the launcher names ranks as
+/// `rank R (host H, pid N)`).
+pub fn pids_named(text: &str) -> Vec<u32> {
+    text.split("pid ")
+        .skip(1)
+        .filter_map(|s| {
+            let d: String = s.chars().take_while(char::is_ascii_digit).collect();
+            d.parse().ok()
+        })
+        .collect()
+}
+
+/// Reads a run.json as JSON.
+pub fn read_json(p: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).expect("run.json is JSON")
+}

@@ -1,0 +1,326 @@
+//! `mfubench run --dry-run` golden tests (mpirun and srun forms) and the
+//! errors raised before anything is started. These need no MPI, no Slurm
+//! and no built worker: a stand-in executable plays the worker.
+
+mod common;
+
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A temp dir with a stand-in worker in bin/ and the quick test config.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("bin")).expect("mkdir");
+        let w = dir.path().join("bin/mfubench-worker");
+        std::fs::write(&w, "#!/bin/sh\nexit 0\n").expect("write");
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::copy(test_config("quick.toml"), dir.path().join("quick.toml")).expect("copy");
+        Sandbox { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn worker(&self) -> PathBuf {
+        self.path().join("bin/mfubench-worker")
+    }
+
+    /// `mfubench run` in the sandbox with the stand-in worker.
+    fn cmd(&self) -> std::process::Command {
+        let mut c = mfubench_cmd();
+        c.current_dir(self.path())
+            .env("MFUBENCH_WORKER", self.worker())
+            .arg("run");
+        c
+    }
+
+    /// Replaces the sandbox path with `<TMP>`.
+    fn norm(&self, s: &str) -> String {
+        s.replace(&self.path().display().to_string(), "<TMP>")
+    }
+}
+
+fn root_flag() -> &'static str {
+    if is_root() {
+        " --allow-run-as-root"
+    } else {
+        ""
+    }
+}
+
+#[test]
+fn golden_mpirun_hosts() {
+    let s = Sandbox::new();
+    let f = run(
+        s.cmd().args([
+            "quick.toml",
+            "--np",
+            "4",
+            "--hosts",
+            "node1:2,node2:2",
+            "--backend",
+            "cpu",
+            "--run-id",
+            "golden",
+            "--dry-run",
+            "--",
+            "--mca",
+            "btl",
+            "tcp,self",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    let expected = format!(
+        "mpirun -np 4 --host node1:2,node2:2 --tag-output{} --bind-to none -x MFUBENCH_LAUNCH_JSON \
+         --mca btl tcp,self <TMP>/bin/mfubench-worker --config <TMP>/quick.toml \
+         --out <TMP>/results --run-id golden --expect-world 4 --backend cpu\n",
+        root_flag()
+    );
+    assert_eq!(s.norm(&f.stdout), expected);
+}
+
+#[test]
+fn golden_mpirun_hostfile_quoted_and_oversubscribed() {
+    let s = Sandbox::new();
+    let hf = s.path().join("my hosts");
+    std::fs::write(
+        &hf,
+        "# two nodes\nnode1 slots=1\nnode2 slots=1 max_slots=4\n",
+    )
+    .expect("write");
+    let f = run(
+        s.cmd().args([
+            "quick.toml",
+            "--np",
+            "3",
+            "--hostfile",
+            "my hosts",
+            "--out",
+            "out dir",
+            "--run-id",
+            "g2",
+            "--dry-run",
+            "--",
+            "--oversubscribe",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    let expected = format!(
+        "mpirun -np 3 --hostfile '<TMP>/my hosts' --tag-output{} --bind-to none \
+         --mca mpi_yield_when_idle 1 -x MFUBENCH_LAUNCH_JSON --oversubscribe \
+         <TMP>/bin/mfubench-worker --config <TMP>/quick.toml --out '<TMP>/out dir' \
+         --run-id g2 --expect-world 3\n",
+        root_flag()
+    );
+    assert_eq!(s.norm(&f.stdout), expected);
+}
+
+#[test]
+fn golden_srun_inside_allocation() {
+    let s = Sandbox::new();
+    // No run.ranks: the rank count comes from the allocation.
+    let text = std::fs::read_to_string(s.path().join("quick.toml")).expect("read");
+    let noranks: String = text
+        .lines()
+        .filter(|l| !l.starts_with("ranks"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(s.path().join("noranks.toml"), noranks).expect("write");
+    std::fs::create_dir_all(s.path().join("results/4242")).expect("mkdir");
+
+    let f = run(
+        s.cmd()
+            .env("SLURM_JOB_ID", "4242")
+            .env("SLURM_NTASKS", "6")
+            .env("SLURM_JOB_NODELIST", "gpu[01-03]")
+            .args(["noranks.toml", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    // results/4242 exists already (an earlier run in the same job): -2.
+    assert_eq!(
+        s.norm(&f.stdout),
+        "srun --mpi=pmix --ntasks=6 --label --cpu-bind=none <TMP>/bin/mfubench-worker \
+         --config <TMP>/noranks.toml --out <TMP>/results --run-id 4242-2 --expect-world 6\n"
+    );
+
+    // Hosts given inside an allocation: mpirun (it reads the allocation).
+    let f = run(
+        s.cmd().env("SLURM_JOB_ID", "4242").args([
+            "quick.toml",
+            "--hosts",
+            "a:2",
+            "--run-id",
+            "x",
+            "--dry-run",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(
+        f.stdout.starts_with("mpirun -np 2 --host a:2 "),
+        "{}",
+        f.stdout
+    );
+}
+
+#[test]
+fn run_id_defaults_to_a_utc_timestamp() {
+    let s = Sandbox::new();
+    let f = run(s.cmd().args(["quick.toml", "--dry-run"]), LIMIT);
+    assert_eq!(f.code(), 0, "{f:?}");
+    let id = f
+        .stdout
+        .split("--run-id ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a run id");
+    // YYYYmmdd-HHMMSS-xxxx
+    let parts: Vec<&str> = id.split('-').collect();
+    assert_eq!(parts.len(), 3, "{id}");
+    assert_eq!(
+        (parts[0].len(), parts[1].len(), parts[2].len()),
+        (8, 6, 4),
+        "{id}"
+    );
+    assert!(parts[0].starts_with("20"), "{id}");
+}
+
+fn assert_usage(f: &Finished, needles: &[&str]) {
+    assert_eq!(f.code(), 2, "{f:?}");
+    for n in needles {
+        assert!(f.stderr.contains(n), "stderr lacks {n:?}: {}", f.stderr);
+    }
+}
+
+#[test]
+fn unreadable_hostfile_is_a_usage_error() {
+    let s = Sandbox::new();
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--hostfile", "nope.txt", "--dry-run"]),
+        LIMIT,
+    );
+    assert_usage(&f, &["--hostfile nope.txt", "cannot read the hostfile"]);
+}
+
+#[test]
+fn np_beyond_slots_is_a_usage_error() {
+    let s = Sandbox::new();
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--np", "5", "--hosts", "a:2,b:2", "--dry-run"]),
+        LIMIT,
+    );
+    assert_usage(
+        &f,
+        &["--np 5 is larger than the 4 slot(s)", "--oversubscribe"],
+    );
+}
+
+#[test]
+fn missing_worker_says_how_to_build_it() {
+    let s = Sandbox::new();
+    // A copy of mfubench with no worker beside it and none on PATH.
+    let lone = s.path().join("lone");
+    std::fs::create_dir(&lone).expect("mkdir");
+    let exe = lone.join("mfubench");
+    std::fs::copy(mfubench(), &exe).expect("copy mfubench");
+    let mut c = std::process::Command::new(&exe);
+    c.env_remove("MFUBENCH_WORKER")
+        .env("PATH", "/nonexistent")
+        .current_dir(s.path())
+        .args(["run", "quick.toml", "--dry-run"]);
+    let f = run(&mut c, LIMIT);
+    assert_usage(&f, &["mfubench-worker not found", "cargo build --release"]);
+
+    let f = run(
+        s.cmd()
+            .env("MFUBENCH_WORKER", s.path().join("no-such-worker"))
+            .args(["quick.toml", "--dry-run"]),
+        LIMIT,
+    );
+    assert_usage(&f, &["MFUBENCH_WORKER", "not an executable file"]);
+}
+
+#[test]
+fn missing_mpirun_or_srun_says_what_to_install() {
+    let s = Sandbox::new();
+    let f = run(
+        s.cmd()
+            .env("PATH", "/nonexistent")
+            .args(["quick.toml", "--run-id", "m"]),
+        LIMIT,
+    );
+    assert_usage(&f, &["mpirun not found on PATH", "openmpi-bin"]);
+    let f = run(
+        s.cmd().env("PATH", "/nonexistent").args([
+            "quick.toml",
+            "--launcher",
+            "srun",
+            "--run-id",
+            "m",
+        ]),
+        LIMIT,
+    );
+    assert_usage(&f, &["srun not found on PATH", "slurm-client"]);
+}
+
+#[test]
+fn bad_input_is_a_usage_error() {
+    let s = Sandbox::new();
+    std::fs::write(s.path().join("bad.toml"), "[run]\niterations = \"many\"\n").expect("write");
+    let f = run(s.cmd().args(["bad.toml", "--dry-run"]), LIMIT);
+    // core's message: file:line:col
+    assert_usage(&f, &["bad.toml:2:"]);
+    let f = run(s.cmd().args(["missing.toml", "--dry-run"]), LIMIT);
+    assert_usage(&f, &["missing.toml", "cannot read the config"]);
+    let f = run(
+        s.cmd().args(["quick.toml", "--timeout", "0", "--dry-run"]),
+        LIMIT,
+    );
+    assert_usage(&f, &["--timeout"]);
+    // An impossible results folder fails before anything is started.
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--out", "/proc/no/such/dir", "--run-id", "x"]),
+        LIMIT,
+    );
+    assert_usage(
+        &f,
+        &[
+            "--out /proc/no/such/dir",
+            "cannot create the results folder",
+        ],
+    );
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--run-id", "../x", "--dry-run"]),
+        LIMIT,
+    );
+    assert_usage(&f, &["--run-id"]);
+    let f = run(
+        s.cmd().args([
+            "quick.toml",
+            "--launcher",
+            "srun",
+            "--hosts",
+            "a:1",
+            "--dry-run",
+        ]),
+        LIMIT,
+    );
+    assert_usage(&f, &["under srun"]);
+}

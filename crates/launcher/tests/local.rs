@@ -1,0 +1,295 @@
+//! `mfubench run` with real MPI ranks on this machine: the quickstart end
+//! to end, the acceptance verdict, `--timeout`, a rank killed mid-run, and
+//! SIGTERM.
+//! Needs mpirun and the worker built next to `mfubench` (cargo test
+//! --workspace builds it). Timing assertions are only those the issue asks
+//! for, with room for a loaded 2-core machine.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+/// Upper bound for a short run on a loaded machine.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+fn have_mpirun(test: &str) -> bool {
+    if find_program("mpirun").is_none() {
+        skip(
+            test,
+            "mpirun is not installed (apt-get install openmpi-bin)",
+        );
+        return false;
+    }
+    true
+}
+
+#[test]
+fn quickstart_two_ranks_end_to_end() {
+    if !have_mpirun("quickstart_two_ranks_end_to_end") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = short_quickstart(tmp.path());
+    let out = tmp.path().join("results");
+    let f = run(
+        mfubench_cmd().args([
+            "run",
+            config.to_str().expect("utf-8 path"),
+            "--np",
+            "2",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+            "--run-id",
+            "e2e",
+        ]),
+        RUN_LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    let run_dir = out.join("e2e");
+    assert!(
+        f.stdout
+            .contains(&format!("results: {}", run_dir.display())),
+        "{}",
+        f.stdout
+    );
+    // Events are consumed, not echoed; progress shows as plain lines here.
+    assert!(
+        !f.stdout.contains("@@mfubench") && !f.stderr.contains("@@mfubench"),
+        "{f:?}"
+    );
+    assert!(f.stderr.contains("mfubench: progress: "), "{}", f.stderr);
+    // The compact summary.
+    for m in [
+        "compute",
+        "comm",
+        "serialized",
+        "overlapped",
+        "busbw",
+        "hidden fraction",
+        "verdict: PASS",
+    ] {
+        assert!(f.stdout.contains(m), "summary lacks {m}: {}", f.stdout);
+    }
+
+    let j = read_json(&run_dir.join("run.json"));
+    assert_eq!(j["world_size"], 2);
+    assert_eq!(j["ranks"].as_array().map(Vec::len), Some(2));
+    assert_eq!(j["launch"]["launcher"], "mpirun");
+    let cmd: Vec<&str> = j["launch"]["command"]
+        .as_array()
+        .expect("launch.command")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(cmd.first(), Some(&"mpirun"), "{cmd:?}");
+    assert!(
+        cmd.windows(2).any(|w| w == ["--expect-world", "2"]),
+        "{cmd:?}"
+    );
+    assert!(
+        cmd.windows(2).any(|w| w == ["--bind-to", "none"]),
+        "{cmd:?}"
+    );
+    assert_eq!(j["summary"]["wrong"], 0);
+}
+
+#[test]
+fn failed_acceptance_exits_1() {
+    if !have_mpirun("failed_acceptance_exits_1") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(test_config("quick.toml")).expect("read");
+    // No CPU reaches 99.9 % of its configured peak.
+    let config = tmp.path().join("strict.toml");
+    let strict = text.replace("[acceptance]\n", "[acceptance]\nmin_mfu = 0.999\n");
+    assert_ne!(strict, text, "quick.toml has an [acceptance] table");
+    std::fs::write(&config, strict).expect("write");
+    let f = run(
+        mfubench_cmd().args([
+            "run",
+            config.to_str().expect("utf-8"),
+            "--out",
+            tmp.path().join("r").to_str().expect("utf-8"),
+            "--run-id",
+            "strict",
+        ]),
+        RUN_LIMIT,
+    );
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(f.stdout.contains("verdict: FAIL"), "{}", f.stdout);
+    assert!(
+        f.stdout
+            .lines()
+            .any(|l| l.starts_with("FAIL") && l.contains("min_mfu")),
+        "{}",
+        f.stdout
+    );
+    assert!(tmp.path().join("r/strict/run.json").is_file());
+}
+
+#[test]
+fn timeout_stops_the_job_and_leaves_no_worker() {
+    if !have_mpirun("timeout_stops_the_job_and_leaves_no_worker") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run_id = format!("timeout-{}", std::process::id());
+    let running = Running::start(mfubench_cmd().args([
+        "run",
+        test_config("long.toml").to_str().expect("utf-8"),
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        &run_id,
+        "--timeout",
+        "3",
+    ]));
+    // Watch the workers while they run, independently of what mfubench says.
+    let mut seen: Vec<u32> = Vec::new();
+    while running.started.elapsed() < Duration::from_secs(3) {
+        for p in worker_pids(&run_id) {
+            if !seen.contains(&p) {
+                seen.push(p);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let f = running.wait(Duration::from_secs(60));
+    assert_eq!(f.code(), 3, "{f:?}");
+    // "within a few seconds of the limit", with slack for a loaded machine.
+    assert!(
+        f.elapsed < Duration::from_secs(3 + 12),
+        "took {:?}",
+        f.elapsed
+    );
+    assert!(f.stderr.contains("timed out after 3 s"), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("ranks that had not finished"),
+        "{}",
+        f.stderr
+    );
+    // Ranks named with the PIDs of their hello events: none may survive.
+    let named = pids_named(&f.stderr);
+    assert!(
+        f.stderr.contains("rank 0 (") && f.stderr.contains("rank 1 ("),
+        "{}",
+        f.stderr
+    );
+    let mut all = seen.clone();
+    all.extend(&named);
+    assert!(!all.is_empty(), "no worker was ever seen: {f:?}");
+    let left = wait_gone(&all, Duration::from_secs(5));
+    assert!(left.is_empty(), "workers left behind: {left:?}\n{f:?}");
+    assert!(worker_pids(&run_id).is_empty());
+}
+
+#[test]
+fn killed_rank_is_named_with_its_host() {
+    if !have_mpirun("killed_rank_is_named_with_its_host") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run_id = format!("killed-{}", std::process::id());
+    let timeout = 240u64;
+    let running = Running::start(mfubench_cmd().args([
+        "run",
+        test_config("long.toml").to_str().expect("utf-8"),
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        &run_id,
+        "--timeout",
+        &timeout.to_string(),
+    ]));
+    // Find rank 1 (Open MPI tells each process its rank in the environment)
+    // and wait until the run is under way before killing it.
+    let t = Instant::now();
+    let victim = loop {
+        let r1 = worker_pids(&run_id)
+            .into_iter()
+            .find(|p| proc_env(*p, "OMPI_COMM_WORLD_RANK").as_deref() == Some("1"));
+        if let (Some(p), true) = (r1, running.output().contains("mfubench: progress:")) {
+            break p;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the run never got under way:\n{}",
+            running.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let all = worker_pids(&run_id);
+    // SAFETY: plain syscall on a PID we just found to be our worker.
+    unsafe {
+        libc::kill(victim as i32, libc::SIGKILL);
+    }
+    let f = running.wait(Duration::from_secs(timeout + 60));
+    assert_ne!(f.code(), 0, "{f:?}");
+    assert!(
+        !f.stderr.contains("timed out"),
+        "ended by the timeout: {}",
+        f.stderr
+    );
+    assert!(f.elapsed < Duration::from_secs(timeout), "{:?}", f.elapsed);
+    let host = hostname();
+    assert!(
+        f.stderr.contains(&format!("rank 1 (host {host}")),
+        "rank 1 and host {host} not named: {}",
+        f.stderr
+    );
+    assert!(f.stderr.contains("signal 9"), "{}", f.stderr);
+    let left = wait_gone(&all, Duration::from_secs(10));
+    assert!(left.is_empty(), "workers left behind: {left:?}\n{f:?}");
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_130() {
+    if !have_mpirun("sigterm_stops_cleanly_with_130") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run_id = format!("sigterm-{}", std::process::id());
+    let running = Running::start(mfubench_cmd().args([
+        "run",
+        test_config("long.toml").to_str().expect("utf-8"),
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        &run_id,
+        "--timeout",
+        "240",
+    ]));
+    let t = Instant::now();
+    while !running.output().contains("mfubench: progress:") {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the run never got under way:\n{}",
+            running.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let all = worker_pids(&run_id);
+    assert!(!all.is_empty());
+    // What a batch system or `kill` sends; Ctrl-C (SIGINT) takes the same path.
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(running.child.id() as i32, libc::SIGTERM);
+    }
+    let f = running.wait(Duration::from_secs(60));
+    assert_eq!(f.code(), 130, "{f:?}");
+    assert!(f.stderr.contains("interrupted"), "{}", f.stderr);
+    let left = wait_gone(&all, Duration::from_secs(10));
+    assert!(left.is_empty(), "workers left behind: {left:?}\n{f:?}");
+}

@@ -1,0 +1,106 @@
+//! Three "hosts" on one machine: network namespaces hostA, hostB, hostC on
+//! a bridge (10.77.0.0/24, addresses only inside the namespaces), set up by
+//! ci/netns-up.sh. mpirun starts one rank per host through the rsh agent
+//! ci/nsexec.sh, which enters the namespace under the host's own name; the
+//! run must record three distinct hosts. Needs root and iproute2.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+/// Tears the fake hosts down however the test ends.
+struct Netns;
+
+impl Netns {
+    fn up(hosts: u32) -> Netns {
+        let down = root().join("ci/netns-down.sh");
+        // Leftovers of an interrupted earlier run would make netns-up fail.
+        let _ = Command::new(&down).status();
+        let guard = Netns;
+        let f = run(
+            Command::new(root().join("ci/netns-up.sh")).arg(hosts.to_string()),
+            Duration::from_secs(60),
+        );
+        assert_eq!(f.code(), 0, "ci/netns-up.sh failed: {f:?}");
+        guard
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("ci/netns-down.sh")).status();
+    }
+}
+
+#[test]
+fn three_hosts_in_network_namespaces() {
+    let test = "three_hosts_in_network_namespaces";
+    if !is_root() {
+        return skip(test, "needs root (network namespaces)");
+    }
+    for p in ["ip", "nsenter", "unshare", "mpirun"] {
+        if find_program(p).is_none() {
+            return skip(test, &format!("{p} is not installed"));
+        }
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let _hosts = Netns::up(3);
+
+    // The options ci/mpirun-ns.sh adds: rsh agent, TCP over the bridge only.
+    let f = run(
+        Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    let extra: Vec<&str> = f.stdout.lines().collect();
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("results");
+    let mut cmd = mfubench_cmd();
+    cmd.args([
+        "run",
+        test_config("quick.toml").to_str().expect("utf-8"),
+        "--np",
+        "3",
+        "--hosts",
+        "hostA:1,hostB:1,hostC:1",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--run-id",
+        "netns",
+        "--timeout",
+        "240",
+        "--",
+    ])
+    .args(&extra);
+    let f = run(&mut cmd, Duration::from_secs(300));
+    assert_eq!(f.code(), 0, "{f:?}");
+
+    let j = read_json(&out.join("netns/run.json"));
+    let mut hosts: Vec<String> = j["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .filter_map(|h| h.as_str().map(str::to_string))
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["hostA", "hostB", "hostC"], "{j:#}");
+    let rank_hosts: Vec<&str> = j["ranks"]
+        .as_array()
+        .expect("ranks")
+        .iter()
+        .filter_map(|r| r["host"].as_str())
+        .collect();
+    assert_eq!(rank_hosts.len(), 3);
+    // The launch metadata reached rank 0 on its remote "host" via -x.
+    assert_eq!(j["launch"]["launcher"], "mpirun");
+    assert!(
+        j["launch"]["command"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|a| a == "plm_rsh_agent")),
+        "{j:#}"
+    );
+}

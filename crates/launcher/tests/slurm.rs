@@ -1,0 +1,138 @@
+//! A real one-node Slurm (munged, slurmctld, slurmd) started by
+//! ci/slurm-up.sh: `sbatch launch/mfubench.sbatch` with the quickstart
+//! config must complete and leave run.json under results/<job id>/.
+//! Needs root and slurm-wlm + munge.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Stops the test Slurm however the test ends.
+struct Slurm {
+    dir: PathBuf,
+}
+
+impl Slurm {
+    fn up(dir: &Path) -> Slurm {
+        let _ = Command::new(root().join("ci/slurm-down.sh"))
+            .arg(dir)
+            .status();
+        let guard = Slurm {
+            dir: dir.to_path_buf(),
+        };
+        let f = run(
+            Command::new(root().join("ci/slurm-up.sh")).arg(dir),
+            Duration::from_secs(120),
+        );
+        assert_eq!(f.code(), 0, "ci/slurm-up.sh failed: {f:?}");
+        guard
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.dir.join("slurm.conf")
+    }
+}
+
+impl Drop for Slurm {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("ci/slurm-down.sh"))
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+#[test]
+fn sbatch_template_runs_the_quickstart() {
+    let test = "sbatch_template_runs_the_quickstart";
+    if !is_root() {
+        return skip(test, "needs root (starts munged, slurmctld, slurmd)");
+    }
+    for p in ["slurmctld", "slurmd", "munged", "sbatch", "srun"] {
+        if find_program(p).is_none() {
+            return skip(
+                test,
+                &format!("{p} is not installed (apt-get install slurm-wlm munge)"),
+            );
+        }
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // slurm-down.sh removes the state folder; keep it apart from our files.
+    let slurm = Slurm::up(
+        &std::env::temp_dir().join(format!("mfubench-slurm-test-{}", std::process::id())),
+    );
+
+    let config = short_quickstart(tmp.path());
+    let results = tmp.path().join("results");
+    let log = tmp.path().join("job-%j.out");
+    let export = format!(
+        "ALL,MFUBENCH={},MFUBENCH_OUT={},MFUBENCH_CONFIG={},MFUBENCH_TIMEOUT=600",
+        mfubench().display(),
+        results.display(),
+        config.display()
+    );
+    // Command-line options override the template's GPU-cluster defaults
+    // (2 nodes x 8 GPUs) for this one-node, CPU-only cluster.
+    let mut cmd = Command::new("sbatch");
+    cmd.env("SLURM_CONF", slurm.conf())
+        .current_dir(root())
+        .args([
+            "--parsable",
+            "--wait",
+            "--nodes=1",
+            "--ntasks-per-node=2",
+            "--gpus-per-node=0",
+        ])
+        .arg(format!("--output={}", log.display()))
+        .arg(format!("--export={export}"))
+        .arg("launch/mfubench.sbatch");
+    let running = Running::start(&mut cmd);
+    let t = Instant::now();
+    // --parsable prints the job id at submission; --wait then blocks.
+    let job_id = loop {
+        let o = running.output();
+        if let Some(id) = o
+            .lines()
+            .next()
+            .filter(|l| o.contains('\n') && !l.is_empty())
+        {
+            break id.trim().split(';').next().unwrap_or_default().to_string();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "sbatch printed no job id: {o}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        job_id.bytes().all(|b| b.is_ascii_digit()),
+        "job id {job_id:?}"
+    );
+    let f = running.wait(Duration::from_secs(600));
+    let job_log = std::fs::read_to_string(tmp.path().join(format!("job-{job_id}.out")))
+        .unwrap_or_else(|e| format!("(no job log: {e})"));
+    assert_eq!(
+        f.code(),
+        0,
+        "sbatch --wait failed: {f:?}\njob log:\n{job_log}"
+    );
+
+    let run_json = results.join(&job_id).join("run.json");
+    assert!(
+        run_json.is_file(),
+        "no {}; job log:\n{job_log}",
+        run_json.display()
+    );
+    let j = read_json(&run_json);
+    assert_eq!(j["world_size"], 2, "{job_log}");
+    assert_eq!(j["launch"]["launcher"], "srun");
+    assert_eq!(j["launch"]["slurm_job_id"], job_id.as_str());
+    assert!(
+        job_log.contains(&format!("results: {}", results.join(&job_id).display())),
+        "{job_log}"
+    );
+}
