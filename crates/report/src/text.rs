@@ -154,7 +154,7 @@ fn peak_source_text(r: &Report) -> &'static str {
     match r.peak_source {
         PeakSource::Spec => "datasheet",
         PeakSource::Config => "from the config",
-        PeakSource::Calibrated => "calibrated by a GEMM at start",
+        PeakSource::Calibrated => "calibrated: best GEMM rate of the plan's shapes at start",
     }
 }
 

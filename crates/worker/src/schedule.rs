@@ -204,10 +204,14 @@ pub fn run_step<B: Backend>(
     })
 }
 
-/// Best rate of the plan's largest GEMM, TFLOP/s: the CPU backend's
-/// calibrated peak. Runs at least `min_reps` timed repetitions and keeps
-/// going until `min_time` has passed (at most 200), so that a transient
-/// stall on a shared machine cannot lower the peak (the best run counts).
+/// The calibrated peak of the CPU backend, TFLOP/s: the best rate of any
+/// GEMM shape of the plan. Every distinct shape (dimensions, batch and
+/// transposes: the layout matters to the kernels) runs at least `min_reps`
+/// timed repetitions after an untimed one, and rounds continue until
+/// `min_time` has passed, so that a transient stall on a shared machine
+/// cannot lower the peak — the best run of each shape counts. A step's rate
+/// is a weighted mean of its GEMMs' rates, so it cannot exceed this peak
+/// except by noise.
 pub fn calibrate<B: Backend>(
     backend: &B,
     plan: &StepPlan,
@@ -215,38 +219,48 @@ pub fn calibrate<B: Backend>(
     min_time: Duration,
     op_timeout: Duration,
 ) -> Result<f64, StepError> {
-    let (idx, op) = plan
-        .ops
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.flops().total_cmp(&b.1.flops()))
-        .ok_or_else(|| BackendError::Failed("the plan has no GEMM".into()))?;
-    let mut best = f64::INFINITY;
-    let mut spent = 0.0;
-    // Rep 0 is untimed: it warms caches and the thread pool.
-    for rep in 0..=200 {
-        let (a, b) = (backend.new_event()?, backend.new_event()?);
-        backend.record(StreamId::Compute, &a)?;
-        backend.gemm(StreamId::Compute, idx)?;
-        backend.record(StreamId::Compute, &b)?;
-        if !backend.sync_event(&b, op_timeout)? {
-            return Err(StepError::Stuck {
-                op: format!("calibration GEMM {}", op.label()),
-                stream: "compute",
-                bucket: String::new(),
-                timeout_s: op_timeout.as_secs_f64(),
-            });
-        }
-        if rep > 0 {
-            let t = backend.elapsed_s(&a, &b)?;
-            best = best.min(t);
-            spent += t;
-            if rep >= min_reps && spent >= min_time.as_secs_f64() {
-                break;
-            }
+    let mut shapes: Vec<usize> = Vec::new();
+    for (i, op) in plan.ops.iter().enumerate() {
+        let key = |o: &mfubench_core::plan::GemmOp| (o.m, o.n, o.k, o.batch, o.trans_a, o.trans_b);
+        if !shapes.iter().any(|&j| key(&plan.ops[j]) == key(op)) {
+            shapes.push(i);
         }
     }
-    Ok(op.flops() / best / 1e12)
+    if shapes.is_empty() {
+        return Err(BackendError::Failed("the plan has no GEMM".into()).into());
+    }
+    let mut best = vec![f64::INFINITY; shapes.len()];
+    let mut spent = 0.0;
+    // Round 0 is untimed: it warms caches and the thread pool.
+    for round in 0..=1000 {
+        for (slot, &idx) in shapes.iter().enumerate() {
+            let (a, b) = (backend.new_event()?, backend.new_event()?);
+            backend.record(StreamId::Compute, &a)?;
+            backend.gemm(StreamId::Compute, idx)?;
+            backend.record(StreamId::Compute, &b)?;
+            if !backend.sync_event(&b, op_timeout)? {
+                return Err(StepError::Stuck {
+                    op: format!("calibration GEMM {}", plan.ops[idx].label()),
+                    stream: "compute",
+                    bucket: String::new(),
+                    timeout_s: op_timeout.as_secs_f64(),
+                });
+            }
+            if round > 0 {
+                let t = backend.elapsed_s(&a, &b)?;
+                best[slot] = best[slot].min(t);
+                spent += t;
+            }
+        }
+        if round >= min_reps && spent >= min_time.as_secs_f64() {
+            break;
+        }
+    }
+    Ok(shapes
+        .iter()
+        .zip(&best)
+        .map(|(&i, t)| plan.ops[i].flops() / t / 1e12)
+        .fold(0.0, f64::max))
 }
 
 #[cfg(test)]
