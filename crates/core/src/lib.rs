@@ -20,6 +20,7 @@
 //! - [`metrics`]: the metric formulas of DESIGN.md as pure functions.
 //! - [`stats`]: median / percentile helpers.
 //! - [`check`]: the known-sum pattern used to verify all-reduce results.
+//! - [`time`]: calendar arithmetic for UTC timestamps.
 //! - [`result`]: the `run.json` schema and [`result::summarize`], which turns
 //!   per-rank records into the cluster-wide summary.
 //!
@@ -36,6 +37,7 @@ pub mod plan;
 pub mod preset;
 pub mod result;
 pub mod stats;
+pub mod time;
 
 /// Version of this tool, recorded in every result file.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -163,6 +163,36 @@ impl GemmOp {
         }
     }
 
+    /// The op's definition in plain loops over row-major `f64` operands
+    /// (every batch entry): the known answer backends are tested against.
+    pub fn reference(&self, a: &[f64], b: &[f64]) -> Vec<f64> {
+        let (m, n, k) = (self.m as usize, self.n as usize, self.k as usize);
+        let mut c = vec![0.0; m * n * self.batch as usize];
+        for e in 0..self.batch as usize {
+            let (a, b) = (&a[e * m * k..], &b[e * k * n..]);
+            for i in 0..m {
+                for j in 0..n {
+                    let mut s = 0.0;
+                    for p in 0..k {
+                        let av = if self.trans_a {
+                            a[p * m + i]
+                        } else {
+                            a[i * k + p]
+                        };
+                        let bv = if self.trans_b {
+                            b[j * k + p]
+                        } else {
+                            b[p * n + j]
+                        };
+                        s += av * bv;
+                    }
+                    c[e * m * n + i * n + j] = s;
+                }
+            }
+        }
+        c
+    }
+
     /// Elements of A, B and C of one batch entry.
     pub fn operand_elements(&self) -> (u64, u64, u64) {
         (self.m * self.k, self.k * self.n, self.m * self.n)

@@ -573,35 +573,6 @@ mod tests {
         }
     }
 
-    /// Reference row-major GEMM honouring the transpose flags.
-    fn reference(o: &GemmOp, a: &[f64], b: &[f64]) -> Vec<f64> {
-        let (m, n, k) = (o.m as usize, o.n as usize, o.k as usize);
-        let mut c = vec![0.0; m * n * o.batch as usize];
-        for e in 0..o.batch as usize {
-            let (a, b) = (&a[e * m * k..], &b[e * k * n..]);
-            for i in 0..m {
-                for j in 0..n {
-                    let mut s = 0.0;
-                    for p in 0..k {
-                        let av = if o.trans_a {
-                            a[p * m + i]
-                        } else {
-                            a[i * k + p]
-                        };
-                        let bv = if o.trans_b {
-                            b[j * k + p]
-                        } else {
-                            b[p * n + j]
-                        };
-                        s += av * bv;
-                    }
-                    c[e * m * n + i * n + j] = s;
-                }
-            }
-        }
-        c
-    }
-
     #[test]
     fn gemm_matches_reference_for_every_transpose() {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -611,7 +582,7 @@ mod tests {
             let b: Vec<f64> = (0..2 * 15).map(&mut f).collect();
             let mut c = vec![0.0; 2 * 35];
             run_gemm(&o, &a, &b, &mut c, 1.0, 1);
-            let want = reference(&o, &a, &b);
+            let want = o.reference(&a, &b);
             for (x, y) in c.iter().zip(&want) {
                 assert!((x - y).abs() < 1e-12, "ta {ta} tb {tb}: {x} vs {y}");
             }
