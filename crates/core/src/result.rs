@@ -443,10 +443,18 @@ pub struct RunRecord {
     pub env: BTreeMap<String, String>,
     /// The plan as executed.
     pub plan: PlanInfo,
+    /// False while the run is still going (or if it stopped early): the file
+    /// then holds the modes completed so far; true once every mode ran.
+    #[serde(default = "yes")]
+    pub complete: bool,
     /// Per-rank records, ordered by rank.
     pub ranks: Vec<RankRecord>,
     /// Cluster-wide figures.
     pub summary: Summary,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Cluster step times of a mode: per iteration, the max over ranks.

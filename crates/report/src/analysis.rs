@@ -269,7 +269,17 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
             recompute: run.config.run.recompute,
         },
     );
-    let warnings = compare_stored(&run.summary, &s);
+    let mut warnings = compare_stored(&run.summary, &s);
+    if !run.complete {
+        warnings.insert(
+            0,
+            format!(
+                "partial run: the worker stopped (or is still running) before every configured mode ran; this file holds {} of {} mode(s)",
+                run.ranks.first().map(|r| r.modes.len()).unwrap_or(0),
+                run.config.run.modes.len()
+            ),
+        );
+    }
 
     let headline = Mode::ALL
         .into_iter()

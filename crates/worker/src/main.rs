@@ -445,12 +445,63 @@ fn run_with_backend<B: Backend>(
         );
     }
 
+    // Gathers every rank's record so far on rank 0, which writes run.json;
+    // returns the same exit code on every rank.
+    let save =
+        |modes: &BTreeMap<mfubench_core::config::Mode, mfubench_core::result::ModeRecord>,
+         telemetry: &Vec<mfubench_core::result::TelemetrySample>,
+         wrong: u64,
+         complete: bool|
+         -> i32 {
+            let record = RankRecord {
+                rank: r.rank,
+                host: r.host.clone(),
+                local_rank: r.local_rank,
+                device: device.clone(),
+                device_name: device_name.clone(),
+                device_info: device_info.clone(),
+                calibrated_tflops: calibrated,
+                modes: modes.clone(),
+                wrong,
+                telemetry: telemetry.clone(),
+            };
+            let bytes = match serde_json::to_vec(&record) {
+                Ok(b) => b,
+                Err(e) => {
+                    r.error(format!("cannot encode the rank record: {e}"));
+                    r.world.abort(EXIT_RUN_FAILED)
+                }
+            };
+            let gathered = match mpi_comm::gather_bytes(&r.world, &bytes) {
+                Ok(g) => g,
+                Err(e) => {
+                    r.error(e);
+                    r.world.abort(EXIT_RUN_FAILED)
+                }
+            };
+            let code = match gathered {
+                Some(all) => write_run_json(
+                    r,
+                    config,
+                    &plan,
+                    all,
+                    run_id,
+                    run_dir,
+                    started_at.clone(),
+                    peak_tflops,
+                    peak_source,
+                    complete,
+                ),
+                None => 0,
+            };
+            mpi_comm::broadcast_code(&r.world, code)
+        };
     let mut modes = BTreeMap::new();
     let mut telemetry = Vec::new();
     let mut total_wrong = 0u64;
     let mut injected = false;
     let (warmup, iters) = (config.run.warmup as usize, config.run.iterations as usize);
-    for &mode in &config.run.modes {
+    for (mode_index, &mode) in config.run.modes.iter().enumerate() {
         let mut timed = Vec::with_capacity(iters);
         let mut mode_wrong = 0u64;
         telemetry.extend(backend.telemetry(mode, "start"));
@@ -515,50 +566,18 @@ fn run_with_backend<B: Backend>(
             );
         }
         modes.insert(mode, rec);
+        // Results are written as soon as they exist: after every mode but
+        // the last, a partial run.json (complete = false) that a later
+        // crash or timeout cannot take away.
+        if mode_index + 1 < config.run.modes.len() {
+            let code = save(&modes, &telemetry, total_wrong, false);
+            if code != 0 {
+                return code;
+            }
+        }
     }
     drop(backend);
-
-    let record = RankRecord {
-        rank: r.rank,
-        host: r.host.clone(),
-        local_rank: r.local_rank,
-        device,
-        device_name,
-        device_info,
-        calibrated_tflops: calibrated,
-        modes,
-        wrong: total_wrong,
-        telemetry,
-    };
-    let bytes = match serde_json::to_vec(&record) {
-        Ok(b) => b,
-        Err(e) => {
-            r.error(format!("cannot encode the rank record: {e}"));
-            r.world.abort(EXIT_RUN_FAILED)
-        }
-    };
-    let gathered = match mpi_comm::gather_bytes(&r.world, &bytes) {
-        Ok(g) => g,
-        Err(e) => {
-            r.error(e);
-            r.world.abort(EXIT_RUN_FAILED)
-        }
-    };
-    let code = match gathered {
-        Some(all) => write_run_json(
-            r,
-            config,
-            &plan,
-            all,
-            run_id,
-            run_dir,
-            started_at,
-            peak_tflops,
-            peak_source,
-        ),
-        None => 0,
-    };
-    let code = mpi_comm::broadcast_code(&r.world, code);
+    let code = save(&modes, &telemetry, total_wrong, true);
     if code == 0 {
         emit(json!({"event": "rank_done", "rank": r.rank}));
     }
@@ -576,6 +595,7 @@ fn write_run_json(
     started_at: String,
     peak_tflops: f64,
     peak_source: PeakSource,
+    complete: bool,
 ) -> i32 {
     let mut ranks = Vec::with_capacity(all.len());
     for (i, b) in all.iter().enumerate() {
@@ -656,6 +676,7 @@ fn write_run_json(
         versions,
         env: output::captured_env(std::env::vars()),
         plan: plan_info,
+        complete,
         ranks,
         summary,
     };
@@ -664,6 +685,7 @@ fn write_run_json(
         .map_err(|e| e.to_string())
         .and_then(|b| output::write_atomic(&path, &b).map_err(|e| e.to_string()));
     match written {
+        Ok(()) if !complete => 0,
         Ok(()) => {
             let s = &run.summary;
             let pct = |x: Option<f64>| {

@@ -16,22 +16,28 @@ const WORKER: &str = env!("CARGO_BIN_EXE_mfubench-worker");
 /// A small, fast config: tiny shapes, one layer, all modes.
 fn small_config(dir: &Path, extra_run: &str) -> PathBuf {
     let p = dir.join("small.toml");
-    let timeout = if extra_run.contains("op_timeout_s") {
-        ""
-    } else {
-        "op_timeout_s = 120.0\n"
-    };
+    // Defaults the caller's lines may replace (TOML forbids a key twice).
+    let defaults: String = [("op_timeout_s", "120.0"), ("iterations", "5")]
+        .iter()
+        .filter(|(k, _)| !extra_run.contains(&format!("{k} =")))
+        .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect();
     std::fs::write(
         &p,
         format!(
-            "[model]\npreset = \"tiny\"\nseq = 128\n[run]\nbackend = \"cpu\"\nlayers = 2\nbucket_mb = 0.5\nwarmup = 1\niterations = 3\n{timeout}{extra_run}\n"
+            "[model]\npreset = \"tiny\"\nseq = 128\n[run]\nbackend = \"cpu\"\nlayers = 2\nbucket_mb = 0.5\nwarmup = 1\n{defaults}{extra_run}\n"
         ),
     )
     .unwrap();
     p
 }
 
+/// MPI tests run one at a time: concurrent jobs on a 2-core machine would
+/// distort each other's timings.
+static MPI_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn mpirun(np: usize, args: &[&str]) -> Output {
+    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new("mpirun")
         .args([
             "--allow-run-as-root",
@@ -90,7 +96,7 @@ fn check_run(run: &RunRecord, np: u64) {
         assert_eq!(r.wrong, 0);
         for m in Mode::ALL {
             let rec = &r.modes[&m];
-            assert_eq!(rec.step_time_s.len(), 3);
+            assert_eq!(rec.step_time_s.len(), 5);
             assert!(
                 rec.step_time_s.iter().all(|t| *t > 0.0 && t.is_finite()),
                 "{m}: {:?}",
@@ -106,13 +112,14 @@ fn check_run(run: &RunRecord, np: u64) {
         assert!(mfu > 0.0 && mfu <= 1.0, "MFU {m} = {mfu}");
     }
     // Serialized = compute + communication, so it cannot be faster than
-    // compute alone (medians of independent samples: allow 2 % noise).
-    assert!(
-        s.step_time_s.serialized.unwrap() >= 0.98 * s.step_time_s.compute.unwrap(),
-        "T_s {:?} < T_c {:?}",
-        s.step_time_s.serialized,
-        s.step_time_s.compute
+    // compute alone. The two modes run at different moments of a shared
+    // machine; noise only ever adds time, so the fastest iterations are
+    // compared (with 3 % slack for timer and scheduling jitter).
+    let (ts, tc) = (
+        s.step_time_stats.serialized.unwrap().min,
+        s.step_time_stats.compute.unwrap().min,
     );
+    assert!(ts >= 0.97 * tc, "min T_s {ts} < min T_c {tc}");
     let ar = s.allreduce;
     let algbw = ar.algbw_gbps.unwrap();
     let want = algbw * 2.0 * (np as f64 - 1.0) / np as f64;
@@ -332,4 +339,67 @@ fn watchdog_names_the_stuck_op_and_aborts() {
     );
     assert!(t.contains("aborting the job"), "{t}");
     assert!(started.elapsed().as_secs() < 60, "the abort must not hang");
+}
+
+#[test]
+fn finished_modes_are_saved_before_the_run_ends() {
+    // The job is killed during the second mode: the first one's results
+    // must already be on disk, marked incomplete.
+    use std::io::{BufRead, BufReader};
+    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // Many iterations so that compute outlasts the kill; no check, so that
+    // comm mode (checked on the host, slow in debug builds) stays short.
+    let cfg = small_config(
+        dir.path(),
+        "peak_tflops = 1.0\nmodes = [\"comm\", \"compute\"]\niterations = 400\ncheck = false\n",
+    );
+    let out = dir.path().join("results");
+    let mut child = Command::new("mpirun")
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+            "2",
+            WORKER,
+        ])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--run-id",
+            "p",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut saw_comm_done = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.contains("\"event\":\"mode_done\"") && line.contains("\"mode\":\"comm\"") {
+            saw_comm_done = true;
+        }
+        // Once compute has started, the comm checkpoint is written.
+        if saw_comm_done && line.contains("\"mode\":\"compute\"") {
+            break;
+        }
+    }
+    assert!(saw_comm_done);
+    // Stop the mpirun we started, by its PID.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let run: RunRecord =
+        serde_json::from_slice(&std::fs::read(out.join("p/run.json")).unwrap()).unwrap();
+    assert!(!run.complete);
+    assert!(run
+        .ranks
+        .iter()
+        .all(|r| r.modes.len() == 1 && r.modes.contains_key(&Mode::Comm)));
+    assert!(run.summary.allreduce.busbw_gbps.unwrap() > 0.0);
+    assert!(run.summary.step_time_s.compute.is_none());
 }

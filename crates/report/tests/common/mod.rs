@@ -246,6 +246,7 @@ pub fn build(g: &Gen) -> RunRecord {
         versions: BTreeMap::from([("nccl".to_string(), "2.21.5".to_string())]),
         env: BTreeMap::new(),
         plan: info,
+        complete: true,
         ranks,
         summary,
     }

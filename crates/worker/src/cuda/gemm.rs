@@ -162,8 +162,10 @@ pub struct LtLib {
     status_string: Option<unsafe extern "C" fn(i32) -> *const c_char>,
     /// What was loaded (path or soname).
     pub what: String,
-    // Last: the function pointers above are valid while this lives.
-    _lib: libloading::Library,
+    // The function pointers above are valid while this lives. Never
+    // unloaded (as cudarc keeps its libraries in statics): the CUDA runtime
+    // linked into cuBLASLt keeps per-process state tied to the context.
+    _lib: std::mem::ManuallyDrop<libloading::Library>,
 }
 
 /// The library spec searched for.
@@ -180,7 +182,7 @@ impl LtLib {
                 // SAFETY: the symbol is looked up by its C name and cast to
                 // the signature of the cuBLASLt header (cublasLt.h, CUDA 12
                 // and 13 alike); the pointer is only used while `lib` lives
-                // (it is stored in the same struct, dropped last).
+                // (it is stored in the same struct and never unloaded).
                 match unsafe { lib.get(concat!($name, "\0").as_bytes()) } {
                     Ok(s) => *s,
                     Err(e) => {
@@ -217,7 +219,7 @@ impl LtLib {
             matmul: sym!("cublasLtMatmul"),
             status_string,
             what,
-            _lib: lib,
+            _lib: std::mem::ManuallyDrop::new(lib),
         })
     }
 
@@ -866,6 +868,75 @@ mod tests {
             // TN: both operands have K as their leading dimension.
             assert_eq!((g.first.ld, g.second.ld), (32, 32));
         }
+    }
+
+    /// Our hand-written header values and struct layouts against cudarc's
+    /// bindgen output of cublasLt.h / library_types.h (the cuda-12080
+    /// bindings this crate is built with).
+    #[test]
+    fn header_values_match_the_generated_bindings() {
+        use cudarc::cublas::sys::cublasOperation_t as Op;
+        use cudarc::cublaslt::sys as lt;
+        use lt::cublasLtMatmulDescAttributes_t as D;
+        use lt::cublasLtMatmulPreferenceAttributes_t as P;
+        use lt::cublasLtMatrixLayoutAttribute_t as L;
+        use lt::cudaDataType_t as T;
+        assert_eq!(consts::CUDA_R_32F, T::CUDA_R_32F as i32);
+        assert_eq!(consts::CUDA_R_16F, T::CUDA_R_16F as i32);
+        assert_eq!(consts::CUDA_R_16BF, T::CUDA_R_16BF as i32);
+        assert_eq!(consts::CUDA_R_8F_E4M3, T::CUDA_R_8F_E4M3 as i32);
+        assert_eq!(
+            consts::COMPUTE_32F,
+            lt::cublasComputeType_t::CUBLAS_COMPUTE_32F as i32
+        );
+        assert_eq!(
+            consts::COMPUTE_32F_FAST_TF32,
+            lt::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32 as i32
+        );
+        assert_eq!(consts::OP_N, Op::CUBLAS_OP_N as i32);
+        assert_eq!(consts::OP_T, Op::CUBLAS_OP_T as i32);
+        assert_eq!(consts::DESC_TRANSA, D::CUBLASLT_MATMUL_DESC_TRANSA as i32);
+        assert_eq!(consts::DESC_TRANSB, D::CUBLASLT_MATMUL_DESC_TRANSB as i32);
+        assert_eq!(
+            consts::DESC_A_SCALE_POINTER,
+            D::CUBLASLT_MATMUL_DESC_A_SCALE_POINTER as i32
+        );
+        assert_eq!(
+            consts::DESC_B_SCALE_POINTER,
+            D::CUBLASLT_MATMUL_DESC_B_SCALE_POINTER as i32
+        );
+        assert_eq!(
+            consts::DESC_FAST_ACCUM,
+            D::CUBLASLT_MATMUL_DESC_FAST_ACCUM as i32
+        );
+        assert_eq!(
+            consts::LAYOUT_BATCH_COUNT,
+            L::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT as i32
+        );
+        assert_eq!(
+            consts::LAYOUT_STRIDED_BATCH_OFFSET,
+            L::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET as i32
+        );
+        assert_eq!(
+            consts::PREF_MAX_WORKSPACE_BYTES,
+            P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES as i32
+        );
+        assert_eq!(
+            consts::STATUS_SUCCESS,
+            lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS as i32
+        );
+        assert_eq!(
+            std::mem::size_of::<Algo>(),
+            std::mem::size_of::<lt::cublasLtMatmulAlgo_t>()
+        );
+        assert_eq!(
+            std::mem::size_of::<HeuristicResult>(),
+            std::mem::size_of::<lt::cublasLtMatmulHeuristicResult_t>()
+        );
+        assert_eq!(std::mem::size_of::<HeuristicResult>(), 96);
+        assert_eq!(std::mem::offset_of!(HeuristicResult, workspace_size), 64);
+        assert_eq!(std::mem::offset_of!(HeuristicResult, state), 72);
+        assert_eq!(std::mem::offset_of!(HeuristicResult, waves_count), 76);
     }
 
     #[test]

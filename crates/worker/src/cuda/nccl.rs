@@ -95,7 +95,11 @@ pub struct NcclLib {
     error_string: unsafe extern "C" fn(i32) -> *const c_char,
     /// What was loaded (path or soname).
     pub what: String,
-    _lib: libloading::Library,
+    // Never unloaded (as cudarc keeps its libraries in statics): NCCL starts
+    // process-wide threads that are never joined (e.g. the per-port IB
+    // async-event thread, detached in net_ib), and dlclose would unmap the
+    // code they run.
+    _lib: std::mem::ManuallyDrop<libloading::Library>,
 }
 
 impl NcclLib {
@@ -107,7 +111,7 @@ impl NcclLib {
             ($name:literal) => {{
                 // SAFETY: looked up by its C name and cast to the signature
                 // of nccl.h (stable since NCCL 2.x); used only while `lib`
-                // lives (stored in the same struct).
+                // lives (stored in the same struct, never unloaded).
                 match unsafe { lib.get(concat!($name, "\0").as_bytes()) } {
                     Ok(s) => *s,
                     Err(e) => {
@@ -133,7 +137,7 @@ impl NcclLib {
             comm_destroy: sym!("ncclCommDestroy"),
             error_string: sym!("ncclGetErrorString"),
             what,
-            _lib: lib,
+            _lib: std::mem::ManuallyDrop::new(lib),
         })
     }
 
