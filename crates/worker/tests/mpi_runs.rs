@@ -311,10 +311,22 @@ fn wrong_world_size_is_named() {
     );
 }
 
+/// Finds "watchdog: mode compute, warmup iteration 1: op L<n>.<kind>.<pass>
+/// on the compute stream did not complete within" in the output.
+fn names_stuck_gemm(t: &str) -> bool {
+    t.lines().any(|l| {
+        l.split_once("watchdog: mode compute, warmup iteration 1: op L")
+            .and_then(|(_, rest)| {
+                rest.split_once(" on the compute stream did not complete within ")
+            })
+            .is_some_and(|(op, _)| op.split('.').count() == 3)
+    })
+}
+
 #[test]
 fn watchdog_names_the_stuck_op_and_aborts() {
     let dir = tempfile::tempdir().unwrap();
-    // Every GEMM takes far longer than 20 µs: the first one trips the watchdog.
+    // Every GEMM takes far longer than 20 µs: one of them trips the watchdog.
     let cfg = small_config(
         dir.path(),
         "peak_tflops = 1.0\nop_timeout_s = 0.00002\nmodes = [\"compute\"]\n",
@@ -331,12 +343,9 @@ fn watchdog_names_the_stuck_op_and_aborts() {
     );
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
-    assert!(
-        t.contains(
-            "watchdog: mode compute, warmup iteration 1: op L0.qkv.fwd on the compute stream"
-        ),
-        "{t}"
-    );
+    // Which GEMM trips it depends on how far the stream got while the ops
+    // were being enqueued; the message must name mode, iteration, op and stream.
+    assert!(names_stuck_gemm(&t), "{t}");
     assert!(t.contains("aborting the job"), "{t}");
     assert!(started.elapsed().as_secs() < 60, "the abort must not hang");
 }
