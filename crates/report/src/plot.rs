@@ -316,6 +316,15 @@ pub fn ranks_svg(report: &Report, path: &Path) -> Result<Option<String>, ReportE
                 "rank"
             })
             .y_desc(ylabel)
+            // Ranks and nodes are whole numbers: label only integer ticks.
+            .x_labels((x_max as usize + 1).min(21))
+            .x_label_formatter(&|x: &f64| {
+                if x.fract().abs() < 1e-9 && *x >= 0.0 {
+                    format!("{}", x.round() as i64)
+                } else {
+                    String::new()
+                }
+            })
             .draw()
             .map_err(|e| err(e.to_string()))?;
         chart
