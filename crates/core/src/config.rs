@@ -789,7 +789,7 @@ impl ConfigFile {
                 .checked_mul(heads)
                 .and_then(|x| x.checked_mul(seq))
                 .and_then(|x| x.checked_mul(seq)),
-            hidden.checked_mul(ffn.max(vocab)),
+            hidden.checked_mul(ffn.max(vocab).max(model.qkv_out())),
         ];
         for (i, b) in biggest.iter().enumerate() {
             let field = ["model.seq", "model.seq", "model.hidden"][i];
@@ -806,22 +806,28 @@ impl ConfigFile {
             }
         }
 
+        // Thresholds may be 0 (as `mfubench report`'s flags allow).
         let a = &self.acceptance;
+        let within = |field: &str, x: f64, lo: f64, hi: f64| {
+            if x.is_finite() && (lo..=hi).contains(&x) {
+                Ok(())
+            } else {
+                Err(v.err(
+                    field,
+                    format!("{field} = {x} must be between {lo} and {hi}"),
+                ))
+            }
+        };
         if let Some(x) = a.min_mfu {
-            v.range_f64("acceptance.min_mfu", x, 0.0, 1.0)?;
+            within("acceptance.min_mfu", x, 0.0, 1.0)?;
         }
         if let Some(x) = a.max_exposed_comm_fraction {
-            if !(0.0..=1.0).contains(&x) {
-                return Err(v.err(
-                    "acceptance.max_exposed_comm_fraction",
-                    format!("acceptance.max_exposed_comm_fraction = {x} must be between 0 and 1"),
-                ));
-            }
+            within("acceptance.max_exposed_comm_fraction", x, 0.0, 1.0)?;
         }
         if let Some(x) = a.min_busbw_gbps {
-            v.range_f64("acceptance.min_busbw_gbps", x, 0.0, 1.0e6)?;
+            within("acceptance.min_busbw_gbps", x, 0.0, 1.0e6)?;
         }
-        v.range_f64(
+        within(
             "acceptance.straggler_tolerance",
             a.straggler_tolerance,
             0.0,
@@ -1010,7 +1016,7 @@ mod tests {
         assert_eq!(e.field(), Some("acceptance.min_mfu"));
         let e = err("[model]\npreset = \"tiny\"\n[acceptance]\nmax_exposed_comm_fraction = -0.1\n");
         assert_eq!(e.field(), Some("acceptance.max_exposed_comm_fraction"));
-        let e = err("[model]\npreset = \"tiny\"\n[acceptance]\nstraggler_tolerance = 0\n");
+        let e = err("[model]\npreset = \"tiny\"\n[acceptance]\nstraggler_tolerance = -0.1\n");
         assert_eq!(e.field(), Some("acceptance.straggler_tolerance"));
     }
 

@@ -63,6 +63,18 @@ pub const DEVICES: &[DeviceSpec] = &[
         fp64: 67.0,
     },
     DeviceSpec {
+        key: "h200-nvl",
+        name: "NVIDIA H200 NVL",
+        name_patterns: &["h200 nvl"],
+        sm_count: 132,
+        bf16: 835.0,
+        fp16: 835.0,
+        fp8: Some(1671.0),
+        tf32: 418.0,
+        fp32: 60.0,
+        fp64: 30.0,
+    },
+    DeviceSpec {
         key: "h200",
         name: "NVIDIA H200 SXM",
         name_patterns: &["h200"],
@@ -161,46 +173,39 @@ pub fn keys() -> Vec<&'static str> {
 /// Looks a device up by the name the driver reports and its SM count.
 ///
 /// A device matches strongly when the name contains its first (specific)
-/// pattern, weakly through a generic one (a bare "H100"). With an SM count,
-/// the strongest match of that count wins. Without one, a single strong
-/// match or a single candidate wins; an ambiguous name is not guessed.
+/// pattern — the longer that pattern, the stronger ("h200 nvl" beats
+/// "h200") — and weakly through a generic one (a bare "H100"). With an SM
+/// count, the strongest match of that count wins, and a count that matches
+/// no candidate (a MIG slice, an unknown variant) gives `None`: the table's
+/// peak would be wrong. Without one, a unique strongest match or a single
+/// candidate wins; an ambiguous name is not guessed.
 pub fn by_device(name: &str, sm_count: Option<u32>) -> Option<&'static DeviceSpec> {
+    const STRONG: usize = 1000;
     let lower = name.to_ascii_lowercase();
     let score = |d: &DeviceSpec| {
         if lower.contains(d.name_patterns[0]) {
-            2
+            STRONG + d.name_patterns[0].len()
         } else if d.name_patterns.iter().any(|p| lower.contains(p)) {
             1
         } else {
             0
         }
     };
-    let candidates: Vec<(&'static DeviceSpec, u8)> = DEVICES
+    let candidates: Vec<(&'static DeviceSpec, usize)> = DEVICES
         .iter()
         .map(|d| (d, score(d)))
         .filter(|(_, s)| *s > 0)
         .collect();
-    let best = |list: Vec<(&'static DeviceSpec, u8)>| {
-        let top = list.iter().map(|(_, s)| *s).max()?;
-        list.into_iter().find(|(_, s)| *s == top).map(|(d, _)| d)
-    };
     if let Some(sm) = sm_count {
-        let same_sm: Vec<_> = candidates
-            .iter()
-            .copied()
-            .filter(|(d, _)| d.sm_count == sm)
-            .collect();
-        if !same_sm.is_empty() {
-            return best(same_sm);
-        }
+        let same_sm = candidates.iter().filter(|(d, _)| d.sm_count == sm);
+        // Ties go to the earlier table entry.
+        let top = same_sm.clone().map(|(_, s)| *s).max()?;
+        return same_sm.clone().find(|(_, s)| *s == top).map(|(d, _)| *d);
     }
-    let strong: Vec<_> = candidates
-        .iter()
-        .copied()
-        .filter(|(_, s)| *s == 2)
-        .collect();
-    match (strong.as_slice(), candidates.as_slice()) {
-        ([(d, _)], _) => Some(d),
+    let top = candidates.iter().map(|(_, s)| *s).max()?;
+    let at_top: Vec<_> = candidates.iter().filter(|(_, s)| *s == top).collect();
+    match (at_top.as_slice(), candidates.as_slice()) {
+        ([(d, s)], _) if *s >= STRONG => Some(d),
         (_, [(d, _)]) => Some(d),
         _ => None,
     }
@@ -248,7 +253,14 @@ mod tests {
         assert_eq!(by_device("NVIDIA H100", Some(132)).unwrap().key, "h100-sxm");
         assert!(by_device("NVIDIA H100", None).is_none());
         assert_eq!(by_device("NVIDIA H200", Some(132)).unwrap().key, "h200");
-        assert_eq!(by_device("NVIDIA H200 NVL", None).unwrap().key, "h200");
+        assert_eq!(by_device("NVIDIA H200 NVL", None).unwrap().key, "h200-nvl");
+        assert_eq!(
+            by_device("NVIDIA H200 NVL", Some(132)).unwrap().key,
+            "h200-nvl"
+        );
+        assert_eq!(by_device("NVIDIA H200", None).unwrap().key, "h200");
+        // A MIG slice reports the part's name with fewer SMs: not the full peak.
+        assert!(by_device("NVIDIA H100 80GB HBM3 MIG 1g.10gb", Some(16)).is_none());
         assert_eq!(
             by_device("NVIDIA GH200 480GB", Some(132)).unwrap().key,
             "gh200"

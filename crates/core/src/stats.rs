@@ -19,8 +19,10 @@ pub struct Stats {
 }
 
 fn sorted(values: &[f64]) -> Vec<f64> {
-    let mut v = values.to_vec();
+    // total_cmp alone would put negative NaNs first; NaNs of either sign go last.
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
     v.sort_by(|a, b| a.total_cmp(b));
+    v.extend(values.iter().copied().filter(|x| x.is_nan()));
     v
 }
 
@@ -73,5 +75,10 @@ mod tests {
         let s = Stats::of(&[5.0, 1.0, 3.0]).unwrap();
         assert_eq!((s.median, s.min, s.max, s.count), (3.0, 1.0, 5.0, 3));
         assert!((s.p95 - 4.8).abs() < 1e-12);
+        // NaNs of either sign sort last, so they cannot hide the minimum.
+        let v = sorted(&[-f64::NAN, 2.0, 1.0, f64::NAN]);
+        assert_eq!(&v[..2], &[1.0, 2.0]);
+        assert!(v[2].is_nan() && v[3].is_nan());
+        assert_eq!(Stats::of(&[-f64::NAN, 2.0, 1.0]).unwrap().min, 1.0);
     }
 }

@@ -293,3 +293,87 @@ fn sigterm_stops_cleanly_with_130() {
     let left = wait_gone(&all, Duration::from_secs(10));
     assert!(left.is_empty(), "workers left behind: {left:?}\n{f:?}");
 }
+
+#[test]
+fn sighup_stops_the_job_too() {
+    if !have_mpirun("sighup_stops_the_job_too") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run_id = format!("sighup-{}", std::process::id());
+    let running = Running::start(mfubench_cmd().args([
+        "run",
+        test_config("long.toml").to_str().expect("utf-8"),
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        &run_id,
+        "--timeout",
+        "240",
+    ]));
+    let t = Instant::now();
+    while !running.output().contains("mfubench: progress:") {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the run never got under way:\n{}",
+            running.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let all = worker_pids(&run_id);
+    assert!(!all.is_empty());
+    // A closed terminal / ssh session: mpirun, in its own process group,
+    // does not get the hang-up itself; mfubench must stop the job.
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(running.child.id() as i32, libc::SIGHUP);
+    }
+    let f = running.wait(Duration::from_secs(60));
+    assert_eq!(f.code(), 130, "{f:?}");
+    let left = wait_gone(&all, Duration::from_secs(10));
+    assert!(left.is_empty(), "workers left behind: {left:?}\n{f:?}");
+}
+
+#[test]
+fn killing_mfubench_outright_stops_the_job() {
+    if !have_mpirun("killing_mfubench_outright_stops_the_job") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run_id = format!("sigkill-{}", std::process::id());
+    let running = Running::start(mfubench_cmd().args([
+        "run",
+        test_config("long.toml").to_str().expect("utf-8"),
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        &run_id,
+        "--timeout",
+        "240",
+    ]));
+    let t = Instant::now();
+    while !running.output().contains("mfubench: progress:") {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the run never got under way:\n{}",
+            running.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let all = worker_pids(&run_id);
+    assert!(!all.is_empty());
+    // SIGKILL (or the OOM killer) leaves mfubench no chance to clean up:
+    // mpirun must stop by itself (its parent-death signal, or its output
+    // pipes closing).
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(running.child.id() as i32, libc::SIGKILL);
+    }
+    let _ = running.wait(Duration::from_secs(30));
+    let left = wait_gone(&all, Duration::from_secs(30));
+    assert!(left.is_empty(), "workers left behind: {left:?}");
+}

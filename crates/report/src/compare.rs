@@ -323,19 +323,30 @@ pub fn compare_loaded(
 
 fn rows(a: &Report, b: &Report, limit: f64) -> Vec<CompareRow> {
     let mut rows = Vec::new();
+    // MFU of runs with different peaks (e.g. two CPU calibrations) measures
+    // different things: show it, but judge the TFLOP/s rows instead.
+    let same_peak = (a.peak_tflops - b.peak_tflops).abs() <= 1e-9 * a.peak_tflops.abs();
     let mut push = |figure: String, kind: Kind, better: Better, x: Option<f64>, y: Option<f64>| {
-        let judged = !matches!(kind, Kind::Points);
+        let mfu_incomparable = kind == Kind::Utilisation && !same_peak;
+        let judged = !matches!(kind, Kind::Points) && !mfu_incomparable;
+        let figure = if mfu_incomparable {
+            format!("{figure} (peaks differ)")
+        } else {
+            figure
+        };
         let delta = match (kind, x, y) {
             (Kind::Points | Kind::Count, Some(x), Some(y)) => Some(y - x),
             (_, Some(x), Some(y)) if x != 0.0 => Some((y - x) / x.abs()),
             _ => None,
         };
         let worsening = delta.map(|d| if better == Better::Lower { d } else { -d });
+        // A figure the baseline measured and the new run did not (a partial
+        // run, a mode that failed) is a regression, not a pass.
         let regressed = judged
             && match (kind, worsening) {
                 (Kind::Count, Some(w)) => w > 0.0,
                 (_, Some(w)) => w > limit,
-                _ => false,
+                _ => x.is_some() && y.is_none(),
             };
         rows.push(CompareRow {
             figure,

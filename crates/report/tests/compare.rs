@@ -164,3 +164,41 @@ fn negative_limit_is_a_bad_option() {
         Err(ReportError::BadOption { .. })
     ));
 }
+
+#[test]
+fn a_figure_missing_from_the_new_run_is_a_regression() {
+    // Same config, but the new run stopped before its last two modes.
+    use mfubench_core::config::Mode;
+    let t = tempfile::tempdir().unwrap();
+    let a = write_run(&t.path().join("a"), &build(&Gen::default()));
+    let mut partial = build(&Gen::default());
+    partial.complete = false;
+    for r in &mut partial.ranks {
+        r.modes
+            .retain(|m, _| matches!(m, Mode::Compute | Mode::Comm));
+    }
+    let b = write_run(&t.path().join("b"), &partial);
+    let c = compare_runs(&a, &b, opts(0.05)).unwrap();
+    assert!(c.regressed());
+    let names: Vec<&str> = c.regressions().map(|r| r.figure.as_str()).collect();
+    assert!(names.contains(&"overlapped step (median)"), "{names:?}");
+    assert!(!names.contains(&"compute step (median)"), "{names:?}");
+}
+
+#[test]
+fn mfu_is_not_judged_when_the_peaks_differ() {
+    // Two CPU calibrations, say: same measurements, different peaks.
+    let t = tempfile::tempdir().unwrap();
+    let a = write_run(&t.path().join("a"), &build(&Gen::default()));
+    let mut other_peak = build(&Gen::default());
+    other_peak.summary.peak_tflops *= 0.5;
+    let b = write_run(&t.path().join("b"), &other_peak);
+    let c = compare_runs(&a, &b, opts(0.05)).unwrap();
+    let mfu: Vec<_> = c.rows.iter().filter(|r| r.figure.contains("MFU")).collect();
+    assert!(!mfu.is_empty());
+    assert!(mfu
+        .iter()
+        .all(|r| !r.judged && !r.regressed && r.figure.ends_with("(peaks differ)")));
+    // Same measurements otherwise: nothing regressed.
+    assert!(!c.regressed());
+}

@@ -225,6 +225,8 @@ pub struct CpuBackend {
     gemm: Arc<Mutex<Option<GemmBuffers>>>,
     buckets: Arc<Mutex<Option<BucketBuffers>>>,
     reducer: Arc<dyn HostAllReduce>,
+    /// First failure of a queued op; raised by the next `sync_event`.
+    failure: Arc<Mutex<Option<String>>>,
 }
 
 /// xorshift64*: reproducible, cheap, non-zero pseudo-random data.
@@ -292,6 +294,7 @@ impl CpuBackend {
             gemm: Arc::new(Mutex::new(None)),
             buckets: Arc::new(Mutex::new(None)),
             reducer,
+            failure: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -405,7 +408,16 @@ impl Streams for CpuBackend {
     }
 
     fn sync_event(&self, event: &CpuEvent, timeout: Duration) -> Result<bool, BackendError> {
-        Ok(event.wait(Some(timeout)).is_some())
+        let done = event.wait(Some(timeout)).is_some();
+        if let Some(e) = self
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(BackendError::Failed(e));
+        }
+        Ok(done)
     }
 
     fn elapsed_s(&self, from: &CpuEvent, to: &CpuEvent) -> Result<f64, BackendError> {
@@ -482,15 +494,16 @@ impl Communicator for CpuBackend {
     fn all_reduce(&self, stream: StreamId, bucket: usize) -> Result<(), BackendError> {
         let bufs = self.buckets.clone();
         let reducer = self.reducer.clone();
+        let failure = self.failure.clone();
         self.stream(stream).push(Box::new(move || {
             let mut guard = bufs.lock().unwrap_or_else(|e| e.into_inner());
             let Some(b) = guard.as_mut() else { return };
             if let (Some(send), Some(recv)) = (b.send.get(bucket), b.recv.get_mut(bucket)) {
                 if let Err(e) = reducer.all_reduce_sum(send, recv) {
-                    // A failed collective leaves the rank unable to continue
-                    // in step with the others: report and let the watchdog
-                    // or MPI's own error handler end the job.
-                    crate::say!("mfubench-worker: all-reduce of bucket {bucket} failed: {e}");
+                    // The events after it still complete; the failure is
+                    // raised by the next sync so the step is not recorded.
+                    let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
+                    f.get_or_insert(format!("all-reduce of bucket {bucket} failed: {e}"));
                 }
             }
         }))
@@ -588,6 +601,45 @@ mod tests {
             }
             assert!(c.iter().all(|x| *x != 0.0));
         }
+    }
+
+    /// A reducer that always fails, as a broken communicator would.
+    struct FailingAllReduce;
+
+    impl HostAllReduce for FailingAllReduce {
+        fn all_reduce_sum(&self, _: &HostBuf, _: &mut HostBuf) -> Result<(), String> {
+            Err("link down".into())
+        }
+        fn rank(&self) -> u64 {
+            0
+        }
+        fn ranks(&self) -> u64 {
+            1
+        }
+    }
+
+    #[test]
+    fn failed_allreduce_fails_the_step() {
+        use crate::schedule::run_step;
+        use mfubench_core::config::{parse_config, Mode};
+        let c = parse_config(
+            "[model]\npreset = \"tiny\"\nseq = 32\nhidden = 64\nffn = 128\nheads = 2\nkv_heads = 2\n[run]\nbackend = \"cpu\"\ncheck = false\n",
+            "t",
+        )
+        .unwrap();
+        let plan = Arc::new(StepPlan::for_config(&c));
+        let mut b = CpuBackend::new(
+            plan.clone(),
+            Dtype::F32,
+            Dtype::F32,
+            1,
+            Arc::new(FailingAllReduce),
+        )
+        .unwrap();
+        b.allocate_gemms(&plan).unwrap();
+        b.allocate_buckets(&plan).unwrap();
+        let e = run_step(&b, &plan, Mode::Comm, Duration::from_secs(30)).unwrap_err();
+        assert!(e.to_string().contains("link down"), "{e}");
     }
 
     #[test]

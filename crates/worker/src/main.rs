@@ -420,12 +420,27 @@ fn run_with_backend<B: Backend>(
         r.world.abort(EXIT_RUN_FAILED)
     };
 
-    // Peak: the config wins; then the datasheet table (GPUs); else the
-    // calibration GEMM, max over ranks.
+    // Peak: the config wins; then the datasheet table (GPUs) when every
+    // rank found its device there; else the calibration, max over ranks.
+    // The choice is made collectively: ranks that took different branches
+    // would enter different collectives and hang (a mixed or MIG cluster).
+    let spec_everywhere = config.run.peak_tflops.is_none()
+        && mpi_comm::sum_u64(&r.world, u64::from(spec_peak.is_none())) == 0;
     let (peak_tflops, peak_source, calibrated) = match (config.run.peak_tflops, spec_peak) {
         (Some(p), _) => (p, PeakSource::Config, None),
-        (None, Some(p)) => (p, PeakSource::Spec, None),
-        (None, None) => {
+        (None, Some(mine)) if spec_everywhere => {
+            let (hi, lo) = (
+                mpi_comm::max_f64(&r.world, mine),
+                -mpi_comm::max_f64(&r.world, -mine),
+            );
+            if hi != lo && r.is_root() {
+                mfubench_worker::say!(
+                    "mfubench-worker: warning: the devices of this run have different peaks ({lo} to {hi} TFLOP/s); MFU uses the highest"
+                );
+            }
+            (hi, PeakSource::Spec, None)
+        }
+        (None, _) => {
             mpi_comm::quiet_barrier(&r.world);
             let mine = schedule::calibrate(&backend, &plan, 5, Duration::from_millis(300), timeout)
                 .unwrap_or_else(|e| fail(r, e, "calibration"));

@@ -68,7 +68,9 @@ impl Placement {
         match self {
             Placement::Local => None,
             Placement::Hosts(h) | Placement::Hostfile(_, h) => {
-                h.iter().map(|h| h.slots).sum::<Option<u32>>()
+                // Saturating: slot counts near u32::MAX must not overflow.
+                h.iter()
+                    .try_fold(0u32, |acc, h| h.slots.map(|s| acc.saturating_add(s)))
             }
         }
     }
@@ -452,6 +454,13 @@ mod tests {
         assert!(parse_hosts("a:0").is_err());
         assert!(parse_hosts("a,,b").is_err());
         assert!(parse_hosts(":4").is_err());
+    }
+
+    #[test]
+    fn huge_slot_counts_do_not_overflow() {
+        let p = Placement::Hosts(parse_hosts("a:4294967295,b:2").unwrap());
+        assert_eq!(p.slots(), Some(u32::MAX));
+        assert!(build_argv(&spec(LauncherKind::Mpirun, 4, p)).is_ok());
     }
 
     #[test]

@@ -453,6 +453,9 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
     let mut sigterm =
         signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+    // A closed terminal or ssh session: the launcher program sits in its own
+    // process group, so it would not get the hang-up and would outlive us.
+    let mut sighup = signal(SignalKind::hangup()).context("cannot install a SIGHUP handler")?;
 
     // Ranks orphaned by a dying mpirun become our children instead of
     // init's, so the clean-up below can reap them: no zombie outlives us.
@@ -468,6 +471,18 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    // If mfubench itself is killed outright (SIGKILL, the OOM killer), the
+    // kernel sends mpirun SIGTERM, so the job does not run on orphaned.
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls prctl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let started = Instant::now();
     let mut child = cmd
         .spawn()
@@ -536,6 +551,14 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
                 if stopped.is_none() {
                     stopped = Some(StopReason::Interrupted);
                     st.progress.note("terminated: stopping the job");
+                    killpg(pgid, libc::SIGTERM);
+                    kill_at = tokio::time::Instant::now() + GRACE;
+                }
+            }
+            _ = sighup.recv() => {
+                if stopped.is_none() {
+                    stopped = Some(StopReason::Interrupted);
+                    st.progress.note("hung up: stopping the job");
                     killpg(pgid, libc::SIGTERM);
                     kill_at = tokio::time::Instant::now() + GRACE;
                 }
