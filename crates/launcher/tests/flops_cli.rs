@@ -55,6 +55,13 @@ fn primer_gpt3_training_flops_and_days() {
         "--json",
     ]);
     assert!(close(v["training_flops"].as_f64().unwrap(), 3.14e23, 0.01));
+    // The exact count: per-token exact FLOPs (6N + 12·L·d·s) × tokens.
+    let exact = 6.0 * 173_946_175_488.0 + 12.0 * 96.0 * 12288.0 * 2048.0;
+    assert!(close(
+        v["training_flops_exact"].as_f64().unwrap(),
+        exact * 300e9,
+        1e-12
+    ));
     let v = json(&[
         "flops",
         "--preset",

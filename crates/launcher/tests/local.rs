@@ -252,15 +252,17 @@ fn killed_rank_is_named_with_its_host() {
     assert!(left.is_empty(), "workers left behind: {left:?}\n{f:?}");
 }
 
-#[test]
-fn sigterm_stops_cleanly_with_130() {
-    if !have_mpirun("sigterm_stops_cleanly_with_130") {
-        return;
+/// Starts the long run, waits until it is under way, sends `sig` to
+/// mfubench itself, and returns how mfubench ended and the worker PIDs still
+/// alive afterwards (None when mpirun is missing).
+fn signal_mid_run(test: &str, sig: i32) -> Option<(Finished, Vec<u32>)> {
+    if !have_mpirun(test) {
+        return None;
     }
     require_worker();
     let _lock = TestLock::acquire();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let run_id = format!("sigterm-{}", std::process::id());
+    let run_id = format!("{test}-{}", std::process::id());
     let running = Running::start(mfubench_cmd().args([
         "run",
         test_config("long.toml").to_str().expect("utf-8"),
@@ -282,98 +284,45 @@ fn sigterm_stops_cleanly_with_130() {
     }
     let all = worker_pids(&run_id);
     assert!(!all.is_empty());
-    // What a batch system or `kill` sends; Ctrl-C (SIGINT) takes the same path.
     // SAFETY: plain syscall on our own child.
     unsafe {
-        libc::kill(running.child.id() as i32, libc::SIGTERM);
+        libc::kill(running.child.id() as i32, sig);
     }
     let f = running.wait(Duration::from_secs(60));
+    let left = wait_gone(&all, Duration::from_secs(30));
+    Some((f, left))
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_130() {
+    // What a batch system or `kill` sends; Ctrl-C (SIGINT) takes the same path.
+    let Some((f, left)) = signal_mid_run("sigterm_stops_cleanly_with_130", libc::SIGTERM) else {
+        return;
+    };
     assert_eq!(f.code(), 130, "{f:?}");
     assert!(f.stderr.contains("interrupted"), "{}", f.stderr);
-    let left = wait_gone(&all, Duration::from_secs(10));
     assert!(left.is_empty(), "workers left behind: {left:?}\n{f:?}");
 }
 
 #[test]
 fn sighup_stops_the_job_too() {
-    if !have_mpirun("sighup_stops_the_job_too") {
-        return;
-    }
-    require_worker();
-    let _lock = TestLock::acquire();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run_id = format!("sighup-{}", std::process::id());
-    let running = Running::start(mfubench_cmd().args([
-        "run",
-        test_config("long.toml").to_str().expect("utf-8"),
-        "--out",
-        tmp.path().to_str().expect("utf-8"),
-        "--run-id",
-        &run_id,
-        "--timeout",
-        "240",
-    ]));
-    let t = Instant::now();
-    while !running.output().contains("mfubench: progress:") {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the run never got under way:\n{}",
-            running.output()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let all = worker_pids(&run_id);
-    assert!(!all.is_empty());
     // A closed terminal / ssh session: mpirun, in its own process group,
     // does not get the hang-up itself; mfubench must stop the job.
-    // SAFETY: plain syscall on our own child.
-    unsafe {
-        libc::kill(running.child.id() as i32, libc::SIGHUP);
-    }
-    let f = running.wait(Duration::from_secs(60));
+    let Some((f, left)) = signal_mid_run("sighup_stops_the_job_too", libc::SIGHUP) else {
+        return;
+    };
     assert_eq!(f.code(), 130, "{f:?}");
-    let left = wait_gone(&all, Duration::from_secs(10));
     assert!(left.is_empty(), "workers left behind: {left:?}\n{f:?}");
 }
 
 #[test]
 fn killing_mfubench_outright_stops_the_job() {
-    if !have_mpirun("killing_mfubench_outright_stops_the_job") {
-        return;
-    }
-    require_worker();
-    let _lock = TestLock::acquire();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let run_id = format!("sigkill-{}", std::process::id());
-    let running = Running::start(mfubench_cmd().args([
-        "run",
-        test_config("long.toml").to_str().expect("utf-8"),
-        "--out",
-        tmp.path().to_str().expect("utf-8"),
-        "--run-id",
-        &run_id,
-        "--timeout",
-        "240",
-    ]));
-    let t = Instant::now();
-    while !running.output().contains("mfubench: progress:") {
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the run never got under way:\n{}",
-            running.output()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let all = worker_pids(&run_id);
-    assert!(!all.is_empty());
     // SIGKILL (or the OOM killer) leaves mfubench no chance to clean up:
     // mpirun must stop by itself (its parent-death signal, or its output
     // pipes closing).
-    // SAFETY: plain syscall on our own child.
-    unsafe {
-        libc::kill(running.child.id() as i32, libc::SIGKILL);
-    }
-    let _ = running.wait(Duration::from_secs(30));
-    let left = wait_gone(&all, Duration::from_secs(30));
+    let Some((_, left)) = signal_mid_run("killing_mfubench_outright_stops_the_job", libc::SIGKILL)
+    else {
+        return;
+    };
     assert!(left.is_empty(), "workers left behind: {left:?}");
 }
