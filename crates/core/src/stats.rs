@@ -47,6 +47,71 @@ pub fn median(values: &[f64]) -> Option<f64> {
     percentile(values, 0.5)
 }
 
+/// A distribution-free 95 % confidence interval for the median: the order
+/// statistics `x(k)` and `x(n+1−k)` of the sorted samples, with `k` the
+/// largest rank such that a Binomial(n, ½) variable falls below `k` with
+/// probability at most 2.5 % (the textbook sign-test interval; no
+/// assumption about the shape of the distribution, exact coverage below).
+/// With fewer than 6 samples no such `k` exists: the interval is then
+/// [min, max], whose coverage 1 − 2^(1−n) is below 95 % and reported.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MedianCi {
+    /// Lower bound.
+    pub lo: f64,
+    /// Upper bound.
+    pub hi: f64,
+    /// The interval's exact coverage probability (≥ 0.95 from 6 samples on).
+    pub coverage: f64,
+}
+
+/// Smallest sample count for which [`median_ci95`] reaches 95 % coverage.
+pub const MIN_SAMPLES_CI95: usize = 6;
+
+/// The 95 % order-statistic interval of the median ([`MedianCi`]); `None`
+/// without samples. NaNs are ignored.
+pub fn median_ci95(values: &[f64]) -> Option<MedianCi> {
+    let v: Vec<f64> = sorted(values).into_iter().filter(|x| !x.is_nan()).collect();
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    // P(B ≤ j) for B ~ Binomial(n, ½), accumulated from the pmf in log space
+    // (2^−n underflows for long runs).
+    let ln_half_n = -(n as f64) * std::f64::consts::LN_2;
+    let mut ln_pmf = ln_half_n; // j = 0
+    let mut cdf = 0.0;
+    let mut k = 0usize; // 1-based order statistic; 0 = none found
+    for j in 0..n / 2 {
+        cdf += ln_pmf.exp();
+        if cdf > 0.025 {
+            break;
+        }
+        // B ≤ j has probability ≤ 2.5 %: x(j+1) can be the lower bound.
+        k = j + 1;
+        ln_pmf += ((n - j) as f64).ln() - ((j + 1) as f64).ln();
+    }
+    if k == 0 {
+        let coverage = 1.0 - 2f64.powi(1 - n as i32);
+        return Some(MedianCi {
+            lo: v[0],
+            hi: v[n - 1],
+            coverage: coverage.max(0.0),
+        });
+    }
+    // Coverage = 1 − 2·P(B ≤ k−1).
+    let mut tail = 0.0;
+    let mut ln_pmf = ln_half_n;
+    for j in 0..k {
+        tail += ln_pmf.exp();
+        ln_pmf += ((n - j) as f64).ln() - ((j + 1) as f64).ln();
+    }
+    Some(MedianCi {
+        lo: v[k - 1],
+        hi: v[n - k],
+        coverage: 1.0 - 2.0 * tail,
+    })
+}
+
 impl Stats {
     /// Statistics of the samples, `None` when there are none.
     pub fn of(values: &[f64]) -> Option<Stats> {
@@ -80,5 +145,38 @@ mod tests {
         assert_eq!(&v[..2], &[1.0, 2.0]);
         assert!(v[2].is_nan() && v[3].is_nan());
         assert_eq!(Stats::of(&[-f64::NAN, 2.0, 1.0]).unwrap().min, 1.0);
+    }
+
+    #[test]
+    fn median_ci_known_answers() {
+        // n = 10: P(B ≤ 1) = 11/1024 ≤ 2.5 % < P(B ≤ 2) = 56/1024, so the
+        // interval is [x(2), x(9)] with coverage 1 − 22/1024.
+        let v: Vec<f64> = (1..=10).rev().map(f64::from).collect();
+        let c = median_ci95(&v).unwrap();
+        assert_eq!((c.lo, c.hi), (2.0, 9.0));
+        assert!((c.coverage - (1.0 - 22.0 / 1024.0)).abs() < 1e-12);
+        // n = 6: [x(1), x(6)], coverage 1 − 2/64.
+        let c = median_ci95(&[6.0, 5.0, 4.0, 3.0, 2.0, 1.0]).unwrap();
+        assert_eq!((c.lo, c.hi), (1.0, 6.0));
+        assert!((c.coverage - (1.0 - 2.0 / 64.0)).abs() < 1e-12);
+        // n = 5: too few for 95 %: [min, max] at 1 − 2/32 = 93.75 %.
+        let c = median_ci95(&[5.0, 1.0, 3.0, 2.0, 4.0]).unwrap();
+        assert_eq!((c.lo, c.hi, c.coverage), (1.0, 5.0, 0.9375));
+        // n = 1: a point, coverage 0.
+        let c = median_ci95(&[7.0]).unwrap();
+        assert_eq!((c.lo, c.hi, c.coverage), (7.0, 7.0, 0.0));
+        assert_eq!(median_ci95(&[]), None);
+        // n = 100: the textbook ranks 40 and 61 (coverage 96.5 %).
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let c = median_ci95(&v).unwrap();
+        assert_eq!((c.lo, c.hi), (40.0, 61.0));
+        assert!((c.coverage - 0.9648).abs() < 1e-3, "{}", c.coverage);
+        // Long runs do not underflow.
+        let v: Vec<f64> = (0..100_000).map(f64::from).collect();
+        let c = median_ci95(&v).unwrap();
+        assert!(c.lo < 50_000.0 && c.hi > 50_000.0 && c.coverage >= 0.95);
+        // NaNs are ignored.
+        let c = median_ci95(&[f64::NAN, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        assert_eq!((c.lo, c.hi), (1.0, 6.0));
     }
 }

@@ -475,14 +475,14 @@ impl Compute for CpuBackend {
 
 impl Communicator for CpuBackend {
     fn allocate_buckets(&mut self, plan: &StepPlan) -> Result<(), BackendError> {
-        let rank = self.reducer.rank();
+        let (rank, ranks) = (self.reducer.rank(), self.reducer.ranks());
         let mut send = Vec::with_capacity(plan.buckets.len());
         let mut recv = Vec::with_capacity(plan.buckets.len());
         for b in &plan.buckets {
             let n = b.elements as usize;
             let bi = b.index as u64;
             send.push(HostBuf::filled(self.grad_dtype, n, |i| {
-                check::pattern(rank, bi, i as u64)
+                check::pattern(ranks, rank, bi, i as u64)
             })?);
             recv.push(HostBuf::filled(self.grad_dtype, n, |_| f64::NAN)?);
         }
@@ -527,19 +527,11 @@ impl Communicator for CpuBackend {
             return Ok(0);
         };
         let ranks = self.reducer.ranks();
-        let tol = check::tolerance(
-            ranks,
-            if self.grad_dtype == Dtype::F64 {
-                52
-            } else {
-                23
-            },
-        );
         Ok(b.recv
             .iter()
             .enumerate()
             .map(|(bi, r)| {
-                check::count_wrong((0..r.len()).map(|i| r.get(i)), ranks, bi as u64, 0, tol)
+                check::count_wrong((0..r.len()).map(|i| r.get(i)), ranks, bi as u64, 0)
             })
             .sum())
     }
