@@ -183,9 +183,7 @@ mod tests {
                     assert!(nonzero <= MAX_CONTRIBUTORS.min(ranks));
                     let want = expected_sum(ranks, bucket, index);
                     for (name, bits) in DTYPES {
-                        let ring = vals
-                            .iter()
-                            .fold(0.0, |acc, v| round_to_bits(acc + v, bits));
+                        let ring = vals.iter().fold(0.0, |acc, v| round_to_bits(acc + v, bits));
                         let back = vals
                             .iter()
                             .rev()

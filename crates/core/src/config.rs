@@ -239,6 +239,50 @@ impl fmt::Display for Mode {
     }
 }
 
+/// How the timed steps of the modes are ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Timed iteration i runs one step of every mode, in an order that
+    /// rotates with i (a Latin square over the modes), so that outside load
+    /// hits every mode alike and differences of modes are paired.
+    #[default]
+    Interleaved,
+    /// Every mode runs all its iterations before the next mode starts (the
+    /// behaviour before 0.2, kept for comparison: a burst of outside load
+    /// lands on one mode and reads as an overlap gain or loss).
+    Blocked,
+}
+
+impl Schedule {
+    /// The name used in configs and output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Interleaved => "interleaved",
+            Schedule::Blocked => "blocked",
+        }
+    }
+
+    /// The modes of timed round `round` in the order they run. Interleaved:
+    /// `modes` rotated left by `round` (every mode takes every position
+    /// equally often over `modes.len()` rounds). Blocked has no rounds; it
+    /// returns `modes` unchanged.
+    pub fn round_order(self, modes: &[Mode], round: usize) -> Vec<Mode> {
+        let mut v = modes.to_vec();
+        if self == Schedule::Interleaved && !v.is_empty() {
+            let k = round % v.len();
+            v.rotate_left(k);
+        }
+        v
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// `[model]` as written in the file: a preset and/or explicit shapes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -292,6 +336,9 @@ pub struct RunSection {
     pub iterations: Option<u32>,
     /// Modes to run, in order (default all four).
     pub modes: Option<Vec<Mode>>,
+    /// `interleaved` (default): each timed iteration runs every mode once,
+    /// in rotating order; `blocked`: each mode's iterations back to back.
+    pub schedule: Option<Schedule>,
     /// Verify every all-reduce result against the known sum (default true).
     pub check: Option<bool>,
     /// Seconds an op may take before the watchdog aborts the job (default 300).
@@ -438,6 +485,9 @@ pub struct RunSettings {
     pub iterations: u32,
     /// Modes in execution order.
     pub modes: Vec<Mode>,
+    /// Order of the timed steps (files written before 0.2 have none: blocked).
+    #[serde(default = "blocked")]
+    pub schedule: Schedule,
     /// All-reduce result verification on.
     pub check: bool,
     /// Watchdog limit per op, seconds.
@@ -450,6 +500,10 @@ pub struct RunSettings {
     pub recompute: bool,
     /// Default number of ranks for `mfubench run`.
     pub ranks: Option<u32>,
+}
+
+fn blocked() -> Schedule {
+    Schedule::Blocked
 }
 
 impl RunSettings {
@@ -760,6 +814,7 @@ impl ConfigFile {
             warmup,
             iterations,
             modes,
+            schedule: r.schedule.unwrap_or_default(),
             check: r.check.unwrap_or(true),
             op_timeout_s,
             peak_tflops,
@@ -1054,5 +1109,33 @@ mod tests {
         let j = serde_json::to_string(&c).unwrap();
         let back: Config = serde_json::from_str(&j).unwrap();
         assert_eq!(c, back);
+    }
+
+    #[test]
+    fn schedule_rounds_form_a_latin_square() {
+        use Mode::*;
+        let modes = [Compute, Comm, Serialized, Overlapped];
+        let s = Schedule::Interleaved;
+        assert_eq!(
+            s.round_order(&modes, 1),
+            vec![Comm, Serialized, Overlapped, Compute]
+        );
+        // Over 4 rounds every mode takes every position once.
+        for pos in 0..4 {
+            let mut seen: Vec<Mode> = (0..4).map(|r| s.round_order(&modes, r)[pos]).collect();
+            seen.sort_by_key(|m| m.name());
+            let mut all = modes.to_vec();
+            all.sort_by_key(|m| m.name());
+            assert_eq!(seen, all);
+        }
+        assert_eq!(Schedule::Blocked.round_order(&modes, 3), modes.to_vec());
+        let c = parse_config("[model]\npreset = \"tiny\"\n", "t").unwrap();
+        assert_eq!(c.run.schedule, Schedule::Interleaved);
+        let c = parse_config(
+            "[model]\npreset = \"tiny\"\n[run]\nschedule = \"blocked\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.run.schedule, Schedule::Blocked);
     }
 }

@@ -131,8 +131,22 @@ pub fn mfu_from_log(
     gpus: f64,
     peak_tflops: f64,
 ) -> LogMfu {
+    mfu_from_log_per_token(6.0 * params, batch, seq, step_time_s, gpus, peak_tflops)
+}
+
+/// MFU from a training log with any per-token FLOP count (the exact GEMM
+/// count of [`model_flops`], or 6N): the benchmark's MFU for the same
+/// shape and step time.
+pub fn mfu_from_log_per_token(
+    flops_per_token: f64,
+    batch: f64,
+    seq: f64,
+    step_time_s: f64,
+    gpus: f64,
+    peak_tflops: f64,
+) -> LogMfu {
     let tokens_per_second = batch * seq / step_time_s;
-    let achieved_flops = 6.0 * params * tokens_per_second;
+    let achieved_flops = flops_per_token * tokens_per_second;
     let peak_flops = gpus * peak_tflops * 1e12;
     LogMfu {
         tokens_per_second,

@@ -21,6 +21,8 @@
 //! - [`stats`]: median / percentile helpers.
 //! - [`check`]: the known-sum pattern used to verify all-reduce results.
 //! - [`time`]: calendar arithmetic for UTC timestamps.
+//! - [`protocol`]: the launcher–worker contract: progress events, their
+//!   line prefix, the launch environment variable, exit codes, run-id rules.
 //! - [`result`]: the `run.json` schema and [`result::summarize`], which turns
 //!   per-rank records into the cluster-wide summary.
 //!
@@ -35,6 +37,7 @@ pub mod metrics;
 pub mod peak;
 pub mod plan;
 pub mod preset;
+pub mod protocol;
 pub mod result;
 pub mod stats;
 pub mod time;

@@ -50,6 +50,7 @@ impl DeviceSpec {
 
 /// The table. Order matters for name matching: more specific patterns first.
 pub const DEVICES: &[DeviceSpec] = &[
+    // Source: https://resources.nvidia.com/en-us-grace-cpu/grace-hopper-superchip (GH200 datasheet: H100 tensor figures)
     DeviceSpec {
         key: "gh200",
         name: "NVIDIA GH200 (H100 96/144 GB)",
@@ -58,10 +59,11 @@ pub const DEVICES: &[DeviceSpec] = &[
         bf16: 989.0,
         fp16: 989.0,
         fp8: Some(1979.0),
-        tf32: 494.0,
+        tf32: 495.0,
         fp32: 67.0,
         fp64: 67.0,
     },
+    // Source: https://www.nvidia.com/en-us/data-center/h200/ (H200 NVL column)
     DeviceSpec {
         key: "h200-nvl",
         name: "NVIDIA H200 NVL",
@@ -69,11 +71,12 @@ pub const DEVICES: &[DeviceSpec] = &[
         sm_count: 132,
         bf16: 835.0,
         fp16: 835.0,
-        fp8: Some(1671.0),
+        fp8: Some(1670.5),
         tf32: 418.0,
         fp32: 60.0,
-        fp64: 30.0,
+        fp64: 60.0,
     },
+    // Source: https://www.nvidia.com/en-us/data-center/h200/ (H200 SXM column)
     DeviceSpec {
         key: "h200",
         name: "NVIDIA H200 SXM",
@@ -86,6 +89,7 @@ pub const DEVICES: &[DeviceSpec] = &[
         fp32: 67.0,
         fp64: 67.0,
     },
+    // Source: https://www.nvidia.com/en-us/data-center/h100/ (H100 NVL column; fp8 3,341 sparse / 2)
     DeviceSpec {
         key: "h100-nvl",
         name: "NVIDIA H100 NVL",
@@ -93,11 +97,12 @@ pub const DEVICES: &[DeviceSpec] = &[
         sm_count: 132,
         bf16: 835.0,
         fp16: 835.0,
-        fp8: Some(1670.0),
+        fp8: Some(1670.5),
         tf32: 417.0,
         fp32: 60.0,
         fp64: 60.0,
     },
+    // Source: https://www.nvidia.com/en-us/data-center/h100/ (H100 SXM column)
     DeviceSpec {
         key: "h100-sxm",
         name: "NVIDIA H100 SXM",
@@ -110,6 +115,7 @@ pub const DEVICES: &[DeviceSpec] = &[
         fp32: 67.0,
         fp64: 67.0,
     },
+    // Source: https://www.nvidia.com/en-us/data-center/h100/ (H100 PCIe column)
     DeviceSpec {
         key: "h100-pcie",
         name: "NVIDIA H100 PCIe",
@@ -122,6 +128,7 @@ pub const DEVICES: &[DeviceSpec] = &[
         fp32: 51.0,
         fp64: 51.0,
     },
+    // Source: https://www.nvidia.com/en-us/data-center/hgx/ (HGX B200, per GPU)
     DeviceSpec {
         key: "b200",
         name: "NVIDIA B200",
@@ -134,6 +141,7 @@ pub const DEVICES: &[DeviceSpec] = &[
         fp32: 75.0,
         fp64: 37.0,
     },
+    // Source: https://www.nvidia.com/en-us/data-center/a100/
     DeviceSpec {
         key: "a100",
         name: "NVIDIA A100 (SXM4 / PCIe)",
@@ -146,6 +154,7 @@ pub const DEVICES: &[DeviceSpec] = &[
         fp32: 19.5,
         fp64: 19.5,
     },
+    // Source: https://www.nvidia.com/en-us/data-center/l40s/
     DeviceSpec {
         key: "l40s",
         name: "NVIDIA L40S",
@@ -233,6 +242,11 @@ mod tests {
         );
         assert_eq!(by_key("H200").unwrap().peak(Dtype::Bf16), Some(989.0));
         assert_eq!(a100.peak(Dtype::Fp8), None);
+        // Datasheet rows corrected in 0.2.
+        assert_eq!(by_key("gh200").unwrap().tf32, 495.0);
+        let h200nvl = by_key("h200-nvl").unwrap();
+        assert_eq!((h200nvl.fp64, h200nvl.fp8), (60.0, Some(1670.5)));
+        assert_eq!(by_key("h100-nvl").unwrap().fp8, Some(1670.5));
     }
 
     #[test]

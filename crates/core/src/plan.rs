@@ -269,6 +269,15 @@ impl PlanParams {
     }
 }
 
+/// Columns of the LM head in a step of `layers` of a model's `model_layers`
+/// blocks: vocab · layers / model_layers, rounded up, at least 1.
+pub fn lm_head_columns(vocab: u64, layers: u64, model_layers: u64) -> u64 {
+    if layers >= model_layers || model_layers == 0 {
+        return vocab;
+    }
+    ((vocab as u128 * layers as u128).div_ceil(model_layers as u128) as u64).max(1)
+}
+
 impl StepPlan {
     /// Builds the plan of one step for a model shape.
     pub fn build(model: &ModelShape, p: PlanParams) -> StepPlan {
@@ -342,14 +351,14 @@ impl StepPlan {
             forward_block(layer, Pass::Forward, &mut ops);
         }
         if model.lm_head {
-            ops.push(linear(
-                None,
-                GemmKind::LmHead,
-                d,
-                model.vocab,
-                Pass::Forward,
-            ));
-            backward_linear(None, GemmKind::LmHead, d, model.vocab, &mut ops);
+            // A step of `layers` of the model's blocks carries the same share
+            // of the LM head: its vocabulary is scaled by layers /
+            // model.layers (rounded up to a whole column), so that MFU and
+            // tokens/s of the slice scale to the whole model with the head
+            // counted once. At full depth it is the whole head.
+            let vocab = lm_head_columns(model.vocab, p.layers, model.layers);
+            ops.push(linear(None, GemmKind::LmHead, d, vocab, Pass::Forward));
+            backward_linear(None, GemmKind::LmHead, d, vocab, &mut ops);
         }
         for layer in (0..p.layers as u32).rev() {
             if p.recompute {
@@ -589,7 +598,13 @@ mod tests {
             .filter(|o| o.kind == GemmKind::LmHead)
             .collect();
         assert_eq!(lm.len(), 3);
-        assert_eq!(lm[0].n, 32_000);
+        // tiny: 2 of 4 layers run, so half of the 32,000-column head.
+        assert_eq!(lm[0].n, 16_000);
+        let full = StepPlan::for_config(&cfg("lm_head = true\n[run]\nlayers = 4\n"));
+        assert!(full
+            .ops
+            .iter()
+            .any(|o| o.kind == GemmKind::LmHead && o.n == 32_000));
         // Its gradient is produced first, so it opens the first bucket.
         assert_eq!(
             b.buckets[0].grads[0],
@@ -597,6 +612,29 @@ mod tests {
                 .iter()
                 .position(|o| o.kind == GemmKind::LmHead && o.pass == Pass::Wgrad)
                 .unwrap()
+        );
+    }
+
+    #[test]
+    fn lm_head_share_scales_to_the_whole_model() {
+        // llama3-8b, 2 of 32 layers: 128,256 · 2/32 = 8,016 columns, and the
+        // slice's FLOPs × 16 are the whole model's (head counted once).
+        assert_eq!(lm_head_columns(128_256, 2, 32), 8_016);
+        assert_eq!(lm_head_columns(128_256, 32, 32), 128_256);
+        assert_eq!(lm_head_columns(5, 1, 3), 2);
+        assert_eq!(lm_head_columns(1, 1, 1000), 1);
+        let c = |layers: u64| {
+            parse_config(
+                &format!("[model]\npreset = \"llama3-8b\"\nlm_head = true\nseq = 64\n[run]\nlayers = {layers}\n"),
+                "t",
+            )
+            .unwrap()
+        };
+        let slice = StepPlan::for_config(&c(2)).model_flops();
+        let whole = StepPlan::for_config(&c(32)).model_flops();
+        assert!(
+            (slice * 16.0 - whole).abs() < 1e-12 * whole,
+            "{slice} × 16 vs {whole}"
         );
     }
 

@@ -11,13 +11,15 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::config::{BackendKind, Config, Mode};
+use crate::config::{BackendKind, Config, Mode, Schedule};
 use crate::metrics;
 use crate::plan::StepPlan;
-use crate::stats::{self, Stats};
+use crate::stats::{self, MedianCi, Stats};
 
-/// Version of the run.json layout written by this build.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the run.json layout written by this build. 2: interleaved
+/// schedule (`step_start_s`, per-iteration busy times), paired figures with
+/// `summary.ci95` and `summary.flags`, the peak as a run input.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Where the peak used for MFU came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,14 +72,14 @@ impl<T> Default for PerMode<T> {
     }
 }
 
-impl<T: Copy> PerMode<T> {
-    /// The value of one mode.
-    pub fn get(&self, mode: Mode) -> Option<T> {
+impl<T> PerMode<T> {
+    /// A reference to the value of one mode.
+    pub fn get_ref(&self, mode: Mode) -> Option<&T> {
         match mode {
-            Mode::Compute => self.compute,
-            Mode::Comm => self.comm,
-            Mode::Serialized => self.serialized,
-            Mode::Overlapped => self.overlapped,
+            Mode::Compute => self.compute.as_ref(),
+            Mode::Comm => self.comm.as_ref(),
+            Mode::Serialized => self.serialized.as_ref(),
+            Mode::Overlapped => self.overlapped.as_ref(),
         }
     }
 
@@ -98,6 +100,18 @@ impl<T: Copy> PerMode<T> {
             p.set(m, f(m));
         }
         p
+    }
+}
+
+impl<T: Copy> PerMode<T> {
+    /// The value of one mode.
+    pub fn get(&self, mode: Mode) -> Option<T> {
+        match mode {
+            Mode::Compute => self.compute,
+            Mode::Comm => self.comm,
+            Mode::Serialized => self.serialized,
+            Mode::Overlapped => self.overlapped,
+        }
     }
 }
 
@@ -142,6 +156,19 @@ pub struct Span {
 pub struct ModeRecord {
     /// Step time of every timed iteration, seconds.
     pub step_time_s: Vec<f64>,
+    /// When each timed step started, seconds since the rank's first timed
+    /// step of the run (same length as `step_time_s`): shows the
+    /// interleaving of the modes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_start_s: Vec<f64>,
+    /// Per timed iteration, the summed duration of the GEMMs (compute
+    /// stream), seconds; pairs the contention figures per iteration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gemm_busy_s: Vec<f64>,
+    /// Per timed iteration, the summed duration of the all-reduces (comm
+    /// stream), seconds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allreduce_busy_s: Vec<f64>,
     /// Per-op median durations.
     pub ops: Vec<OpStat>,
     /// The ops of one iteration (the one with the median step time).
@@ -358,9 +385,74 @@ pub struct Straggler {
     pub reason: String,
 }
 
+/// 95 % confidence intervals `[lo, hi]` of the summary's figures (see
+/// [`crate::stats::median_ci95`]): of the step times per mode, and of every
+/// figure that compares modes, computed per iteration from that
+/// iteration's steps (paired) and summarised by its median.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ci95 {
+    /// Cluster step time per mode.
+    #[serde(default)]
+    pub step_time_s: PerMode<[f64; 2]>,
+    /// MFU per mode (from the step-time interval).
+    #[serde(default)]
+    pub mfu: PerMode<[f64; 2]>,
+    /// T_o − T_c.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_comm_s: Option<[f64; 2]>,
+    /// (T_o − T_c) / T_o.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_comm_fraction: Option<[f64; 2]>,
+    /// (T_s − T_c) / T_s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serialized_overhead: Option<[f64; 2]>,
+    /// (T_c + T_a − T_o) / T_a.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_fraction: Option<[f64; 2]>,
+    /// T_s / T_o.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_speedup: Option<[f64; 2]>,
+    /// (T_s − T_o) / (T_s − T_ideal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap_efficiency: Option<[f64; 2]>,
+    /// GEMM slowdown under overlap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contention_gemm: Option<[f64; 2]>,
+    /// All-reduce slowdown under overlap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contention_allreduce: Option<[f64; 2]>,
+    /// Paired iterations behind the mode-comparing intervals.
+    #[serde(default)]
+    pub paired_iterations: usize,
+    /// Exact coverage of those intervals (below 0.95 with fewer than 6
+    /// iterations).
+    #[serde(default)]
+    pub coverage: f64,
+}
+
+/// Something about a figure a reader must know before trusting it: its
+/// interval spans "no effect", or the modes are in an impossible order.
+/// Acceptance rules on a flagged figure are INCONCLUSIVE.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flag {
+    /// Stable name, e.g. `overlap_gain_within_noise`.
+    pub name: String,
+    /// The summary field it concerns, e.g. `overlap_speedup`.
+    pub figure: String,
+    /// One line for people.
+    pub message: String,
+    /// Timed iterations that would make the interval narrow enough to
+    /// decide, estimated from the observed spread (half-width ∝ 1/√n).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggested_iterations: Option<u64>,
+}
+
 /// The cluster-wide figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// How the timed steps of the modes were ordered.
+    #[serde(default = "blocked")]
+    pub schedule: Schedule,
     /// Median cluster step time per mode, seconds (cluster step of an
     /// iteration = max over ranks).
     pub step_time_s: PerMode<f64>,
@@ -373,8 +465,13 @@ pub struct Summary {
     pub hfu: Option<PerMode<f64>>,
     /// Achieved model TFLOP/s per device.
     pub tflops_per_device: PerMode<f64>,
-    /// Tokens per second, whole cluster.
+    /// Tokens per second, whole cluster, of the executed slice
+    /// (`run.layers` blocks): a step of the whole model takes longer.
     pub tokens_per_second: PerMode<f64>,
+    /// Tokens per second of the whole model (`model.layers` blocks, the LM
+    /// head once): the slice's rate × run.layers / model.layers.
+    #[serde(default)]
+    pub full_model_tokens_per_second: PerMode<f64>,
     /// T_o − T_c, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposed_comm_s: Option<f64>,
@@ -390,9 +487,15 @@ pub struct Summary {
     /// T_s / T_o.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap_speedup: Option<f64>,
-    /// (T_s − T_o) / (T_s − max(T_c, T_a)).
+    /// (T_s − T_o) / (T_s − T_ideal), T_ideal = max(T_c + tail, T_a), the
+    /// tail being the part of the last bucket's all-reduce no schedule can
+    /// hide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap_efficiency: Option<f64>,
+    /// The last bucket's exposed tail, seconds (median over ranks of its
+    /// comm-mode time minus the compute after its last gradient).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_bucket_tail_s: Option<f64>,
     /// Slowdown of GEMMs and all-reduces under overlap.
     pub contention: Contention,
     /// All-reduce size and bandwidth.
@@ -409,6 +512,16 @@ pub struct Summary {
     pub stragglers: Vec<Straggler>,
     /// Hosts with at least one straggler.
     pub slow_hosts: Vec<String>,
+    /// 95 % confidence intervals of the figures above.
+    #[serde(default)]
+    pub ci95: Ci95,
+    /// Figures not to be trusted as they stand, and why.
+    #[serde(default)]
+    pub flags: Vec<Flag>,
+}
+
+fn blocked() -> Schedule {
+    Schedule::Blocked
 }
 
 /// A whole run: what `run.json` holds.
@@ -443,6 +556,9 @@ pub struct RunRecord {
     pub env: BTreeMap<String, String>,
     /// The plan as executed.
     pub plan: PlanInfo,
+    /// The peak MFU is computed against (an input of the summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<PeakChoice>,
     /// False while the run is still going (or if it stopped early): the file
     /// then holds the modes completed so far; true once every mode ran.
     #[serde(default = "yes")]
@@ -455,6 +571,135 @@ pub struct RunRecord {
 
 fn yes() -> bool {
     true
+}
+
+/// The peak chosen for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PeakChoice {
+    /// Dense peak TFLOP/s per device.
+    pub tflops: f64,
+    /// Where it came from.
+    pub source: PeakSource,
+}
+
+/// What a run record is made of, apart from the measurements.
+#[derive(Debug, Clone)]
+pub struct RunMeta {
+    /// Run identifier.
+    pub run_id: String,
+    /// Start time, RFC 3339 UTC.
+    pub started_at: String,
+    /// End time, RFC 3339 UTC.
+    pub finished_at: String,
+    /// How the run was launched.
+    pub launch: LaunchInfo,
+    /// Library and driver versions.
+    pub versions: BTreeMap<String, String>,
+    /// Allow-listed environment.
+    pub env: BTreeMap<String, String>,
+    /// Whether every mode ran.
+    pub complete: bool,
+}
+
+impl RunRecord {
+    /// Assembles a run record and computes its summary (pure: the caller
+    /// gathered the rank records and the metadata).
+    pub fn new(
+        config: &Config,
+        plan: &StepPlan,
+        peak: PeakChoice,
+        meta: RunMeta,
+        ranks: Vec<RankRecord>,
+    ) -> RunRecord {
+        let mut hosts: Vec<String> = Vec::new();
+        for rec in &ranks {
+            if !hosts.contains(&rec.host) {
+                hosts.push(rec.host.clone());
+            }
+        }
+        let plan_info = PlanInfo::of(plan, config);
+        let mut run = RunRecord {
+            schema_version: SCHEMA_VERSION,
+            tool_version: crate::TOOL_VERSION.to_string(),
+            run_id: meta.run_id,
+            started_at: meta.started_at,
+            finished_at: meta.finished_at,
+            config: config.clone(),
+            backend: config.run.backend,
+            world_size: ranks.len() as u64,
+            hosts,
+            launch: meta.launch,
+            versions: meta.versions,
+            env: meta.env,
+            plan: plan_info,
+            peak: Some(peak),
+            complete: meta.complete,
+            ranks,
+            summary: Summary::empty(peak),
+        };
+        run.summary = summarize(
+            &run.ranks,
+            run.summary_inputs(config.acceptance.straggler_tolerance),
+        );
+        run
+    }
+
+    /// The inputs of [`summarize`] this record holds, with a straggler
+    /// tolerance (the config's, or a report's override). The peak comes
+    /// from `peak`; files written before schema 2 only have it in the
+    /// stored summary.
+    pub fn summary_inputs(&self, straggler_tolerance: f64) -> SummaryInputs<'_> {
+        let peak = self.peak.unwrap_or(PeakChoice {
+            tflops: self.summary.peak_tflops,
+            source: self.summary.peak_source,
+        });
+        SummaryInputs {
+            plan: &self.plan,
+            peak_tflops: peak.tflops,
+            peak_source: peak.source,
+            straggler_tolerance,
+            recompute: self.config.run.recompute,
+            schedule: self.config.run.schedule,
+            model_layers: self.config.model.layers,
+        }
+    }
+}
+
+impl Summary {
+    fn empty(peak: PeakChoice) -> Summary {
+        Summary {
+            schedule: Schedule::default(),
+            step_time_s: PerMode::default(),
+            step_time_stats: PerMode::default(),
+            mfu: PerMode::default(),
+            hfu: None,
+            tflops_per_device: PerMode::default(),
+            tokens_per_second: PerMode::default(),
+            full_model_tokens_per_second: PerMode::default(),
+            exposed_comm_s: None,
+            exposed_comm_fraction: None,
+            serialized_overhead: None,
+            hidden_fraction: None,
+            overlap_speedup: None,
+            overlap_efficiency: None,
+            last_bucket_tail_s: None,
+            contention: Contention::default(),
+            allreduce: AllreduceSummary::default(),
+            flops_per_step: FlopsPerStep {
+                model: 0.0,
+                hardware: 0.0,
+                six_n: 0.0,
+                six_n_attention: 0.0,
+            },
+            peak_tflops: peak.tflops,
+            peak_source: peak.source,
+            wrong: 0,
+            stragglers: Vec::new(),
+            slow_hosts: Vec::new(),
+            ci95: Ci95::default(),
+            flags: Vec::new(),
+        }
+    }
 }
 
 /// Cluster step times of a mode: per iteration, the max over ranks.
@@ -490,12 +735,110 @@ pub struct SummaryInputs<'a> {
     pub straggler_tolerance: f64,
     /// Whether recomputation was on (HFU reported).
     pub recompute: bool,
+    /// How the timed steps were ordered.
+    pub schedule: Schedule,
+    /// Blocks of the whole model (for the full-model token rate).
+    pub model_layers: u64,
+}
+
+/// One timed iteration's cluster step of every mode (None: not run).
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    c: Option<f64>,
+    a: Option<f64>,
+    s: Option<f64>,
+    o: Option<f64>,
+}
+
+/// A figure computed per iteration and summarised: median and interval.
+fn paired(values: Vec<f64>) -> (Option<f64>, Option<MedianCi>) {
+    (stats::median(&values), stats::median_ci95(&values))
+}
+
+fn bounds(ci: Option<MedianCi>) -> Option<[f64; 2]> {
+    ci.map(|c| [c.lo, c.hi])
+}
+
+/// Per rank and iteration, ratio of a stream's busy time in overlapped
+/// steps to the same stream's in the mode that runs it alone; the median
+/// over ranks per iteration.
+fn contention_per_iteration(ranks: &[RankRecord], stream: StreamKind, alone: Mode) -> Vec<f64> {
+    let busy = |m: &ModeRecord| match stream {
+        StreamKind::Compute => m.gemm_busy_s.clone(),
+        StreamKind::Comm => m.allreduce_busy_s.clone(),
+    };
+    let per_rank: Vec<(Vec<f64>, Vec<f64>)> = ranks
+        .iter()
+        .filter_map(|r| {
+            Some((
+                busy(r.modes.get(&Mode::Overlapped)?),
+                busy(r.modes.get(&alone)?),
+            ))
+        })
+        .collect();
+    if per_rank.is_empty() || per_rank.len() < ranks.len() {
+        return Vec::new();
+    }
+    let iters = per_rank
+        .iter()
+        .map(|(o, a)| o.len().min(a.len()))
+        .min()
+        .unwrap_or(0);
+    (0..iters)
+        .filter_map(|i| {
+            let r: Vec<f64> = per_rank
+                .iter()
+                .filter(|(_, a)| a[i] > 0.0)
+                .map(|(o, a)| metrics::contention(o[i], a[i]))
+                .collect();
+            stats::median(&r)
+        })
+        .collect()
+}
+
+/// The last bucket's exposed tail (see [`metrics::exposed_tail_s`]), median
+/// over ranks, from the per-op medians of the comm and compute modes.
+fn last_bucket_tail(ranks: &[RankRecord], plan: &PlanInfo) -> Option<f64> {
+    let last = plan.buckets.last()?;
+    let per_rank: Vec<f64> = ranks
+        .iter()
+        .filter_map(|r| {
+            let a_last = r
+                .modes
+                .get(&Mode::Comm)?
+                .ops
+                .iter()
+                .find(|o| o.bucket == Some(last.index))?
+                .median_s;
+            let gemms: Vec<&OpStat> = r
+                .modes
+                .get(&Mode::Compute)?
+                .ops
+                .iter()
+                .filter(|o| o.stream == StreamKind::Compute)
+                .collect();
+            let ready = gemms.iter().position(|o| o.name == last.ready_after)?;
+            let after: f64 = gemms[ready + 1..].iter().map(|o| o.median_s).sum();
+            Some(metrics::exposed_tail_s(a_last, after))
+        })
+        .collect();
+    stats::median(&per_rank)
 }
 
 /// Computes the cluster-wide summary from per-rank records.
+///
+/// Step times: per iteration the max over ranks, then median, p95, min and
+/// the median's 95 % interval. Every figure that compares modes is computed
+/// per iteration from that iteration's cluster steps (paired: with the
+/// interleaved schedule they ran back to back), then summarised by its
+/// median and interval; flags say which figures cannot be trusted.
 pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     let world = ranks.len() as u64;
-    let step_stats = PerMode::from_fn(|m| Stats::of(&cluster_step_times(ranks, m)));
+    let steps = PerMode::from_fn(|m| {
+        let v = cluster_step_times(ranks, m);
+        (!v.is_empty()).then_some(v)
+    });
+    let step_stats = PerMode::from_fn(|m| steps.get_ref(m).and_then(|v| Stats::of(v)));
     let t = PerMode::from_fn(|m| step_stats.get(m).map(|s: Stats| s.median));
     let f = inp.plan.flops;
     let peak = inp.peak_tflops;
@@ -510,12 +853,43 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     let tokens_per_second = PerMode::from_fn(|m| {
         compute_modes(t.get(m), m).map(|t| (world * inp.plan.tokens) as f64 / t)
     });
+    let depth = inp.plan.layers as f64 / inp.model_layers.max(1) as f64;
+    let full_model_tokens_per_second =
+        PerMode::from_fn(|m| tokens_per_second.get(m).map(|x| x * depth));
 
-    let (tc, ta, ts, to) = (t.compute, t.comm, t.serialized, t.overlapped);
-    let both = |a: Option<f64>, b: Option<f64>| a.zip(b);
+    // Paired rounds: iteration i of every mode.
+    let n_rounds = Mode::ALL
+        .iter()
+        .filter_map(|&m| steps.get_ref(m).map(|v| v.len()))
+        .min()
+        .unwrap_or(0);
+    let at = |m: Mode, i: usize| steps.get_ref(m).map(|v| v[i]);
+    let rounds: Vec<Round> = (0..n_rounds)
+        .map(|i| Round {
+            c: at(Mode::Compute, i),
+            a: at(Mode::Comm, i),
+            s: at(Mode::Serialized, i),
+            o: at(Mode::Overlapped, i),
+        })
+        .collect();
+    let per_iter =
+        |f: &dyn Fn(&Round) -> Option<f64>| paired(rounds.iter().filter_map(f).collect());
 
-    // Contention, per rank from per-op medians, then the median over ranks.
-    let ratio = |stream: StreamKind, alone: Mode| {
+    let tail = last_bucket_tail(ranks, inp.plan);
+    let (exposed, exposed_ci) = per_iter(&|r| Some(metrics::exposed_comm_s(r.o?, r.c?)));
+    let (exposed_frac, exposed_frac_ci) =
+        per_iter(&|r| Some(metrics::exposed_comm_fraction(r.o?, r.c?)));
+    let (ser_over, ser_over_ci) = per_iter(&|r| Some(metrics::serialized_overhead(r.s?, r.c?)));
+    let (hidden, hidden_ci) = per_iter(&|r| Some(metrics::hidden_fraction(r.c?, r.a?, r.o?)));
+    let (speedup, speedup_ci) = per_iter(&|r| Some(metrics::overlap_speedup(r.s?, r.o?)));
+    let (efficiency, efficiency_ci) = per_iter(&|r| {
+        let ideal = metrics::achievable_overlapped_s(r.c?, r.a?, tail?);
+        metrics::overlap_efficiency(r.s?, r.o?, ideal)
+    });
+
+    // Contention: paired per iteration where the records have busy times
+    // (schema 2), else from the per-op medians (no interval).
+    let ratio_of_medians = |stream: StreamKind, alone: Mode| {
         let r: Vec<f64> = ranks
             .iter()
             .filter_map(|r| {
@@ -526,11 +900,22 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
             .collect();
         stats::median(&r)
     };
+    let contention_of = |stream: StreamKind, alone: Mode| {
+        let v = contention_per_iteration(ranks, stream, alone);
+        if v.is_empty() {
+            (ratio_of_medians(stream, alone), None)
+        } else {
+            paired(v)
+        }
+    };
+    let (gemm_cont, gemm_cont_ci) = contention_of(StreamKind::Compute, Mode::Compute);
+    let (ar_cont, ar_cont_ci) = contention_of(StreamKind::Comm, Mode::Comm);
     let contention = Contention {
-        gemm: ratio(StreamKind::Compute, Mode::Compute),
-        allreduce: ratio(StreamKind::Comm, Mode::Comm),
+        gemm: gemm_cont,
+        allreduce: ar_cont,
     };
 
+    let ta = t.comm;
     let bytes = inp.plan.allreduce_bytes();
     let algbw = ta.map(|ta| metrics::algbw_gbps(bytes as f64, ta));
     let allreduce = AllreduceSummary {
@@ -541,27 +926,48 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         busbw_gbps: algbw.map(|a| metrics::busbw_gbps(a, world)),
     };
 
+    let step_ci = PerMode::from_fn(|m| steps.get_ref(m).and_then(|v| stats::median_ci95(v)));
+    let ci95 = Ci95 {
+        step_time_s: PerMode::from_fn(|m| bounds(step_ci.get(m))),
+        mfu: PerMode::from_fn(|m| {
+            let c = step_ci.get(m).filter(|_| m.has_compute())?;
+            Some([
+                metrics::mfu(f.model, c.hi, peak),
+                metrics::mfu(f.model, c.lo, peak),
+            ])
+        }),
+        exposed_comm_s: bounds(exposed_ci),
+        exposed_comm_fraction: bounds(exposed_frac_ci),
+        serialized_overhead: bounds(ser_over_ci),
+        hidden_fraction: bounds(hidden_ci),
+        overlap_speedup: bounds(speedup_ci),
+        overlap_efficiency: bounds(efficiency_ci),
+        contention_gemm: bounds(gemm_cont_ci),
+        contention_allreduce: bounds(ar_cont_ci),
+        paired_iterations: n_rounds,
+        coverage: stats::median_ci95(&vec![0.0; n_rounds])
+            .map(|c| c.coverage)
+            .unwrap_or(0.0),
+    };
+
     let (stragglers, slow_hosts) = find_stragglers(ranks, inp.straggler_tolerance);
 
-    Summary {
+    let mut summary = Summary {
+        schedule: inp.schedule,
         step_time_s: t,
         step_time_stats: step_stats,
         mfu,
         hfu,
         tflops_per_device,
         tokens_per_second,
-        exposed_comm_s: both(to, tc).map(|(o, c)| metrics::exposed_comm_s(o, c)),
-        exposed_comm_fraction: both(to, tc).map(|(o, c)| metrics::exposed_comm_fraction(o, c)),
-        serialized_overhead: both(ts, tc).map(|(s, c)| metrics::serialized_overhead(s, c)),
-        hidden_fraction: tc
-            .zip(ta)
-            .zip(to)
-            .map(|((c, a), o)| metrics::hidden_fraction(c, a, o)),
-        overlap_speedup: both(ts, to).map(|(s, o)| metrics::overlap_speedup(s, o)),
-        overlap_efficiency: ts
-            .zip(to)
-            .zip(tc.zip(ta))
-            .and_then(|((s, o), (c, a))| metrics::overlap_efficiency(s, o, c, a)),
+        full_model_tokens_per_second,
+        exposed_comm_s: exposed,
+        exposed_comm_fraction: exposed_frac,
+        serialized_overhead: ser_over,
+        hidden_fraction: hidden,
+        overlap_speedup: speedup,
+        overlap_efficiency: efficiency,
+        last_bucket_tail_s: tail,
         contention,
         allreduce,
         flops_per_step: f,
@@ -570,6 +976,140 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         wrong: ranks.iter().map(|r| r.wrong).sum(),
         stragglers,
         slow_hosts,
+        ci95,
+        flags: Vec::new(),
+    };
+    summary.flags = flags(&summary);
+    summary
+}
+
+/// Timed iterations after which an interval of half-width `half` around
+/// `value` (measured over `n` iterations) would exclude `no_effect`, if the
+/// spread stays as observed (half-width ∝ 1/√n); None when the value is the
+/// no-effect value itself.
+pub fn iterations_to_resolve(n: usize, value: f64, half: f64, no_effect: f64) -> Option<u64> {
+    let gap = (value - no_effect).abs();
+    if gap == 0.0 || !gap.is_finite() || !half.is_finite() || n == 0 {
+        return None;
+    }
+    let want = (n as f64 * (half / gap).powi(2) * 1.1).ceil();
+    let want = want
+        .max(crate::stats::MIN_SAMPLES_CI95 as f64)
+        .max(n as f64 + 1.0);
+    Some(want.min(crate::config::limits::MAX_ITERATIONS as f64) as u64)
+}
+
+/// The plausibility flags of a summary (see [`Flag`]). Pure: the same
+/// summary always gives the same flags.
+pub fn flags(s: &Summary) -> Vec<Flag> {
+    let mut out = Vec::new();
+    let n = s.ci95.paired_iterations;
+    let any_pair = s.ci95.overlap_speedup.is_some()
+        || s.ci95.exposed_comm_s.is_some()
+        || s.ci95.serialized_overhead.is_some();
+    if any_pair && n < crate::stats::MIN_SAMPLES_CI95 {
+        out.push(Flag {
+            name: "too_few_iterations".into(),
+            figure: "ci95".into(),
+            message: format!(
+                "{n} paired iteration(s): the intervals cover the median with only {:.1} % probability; run.iterations ≥ {} gives 95 %",
+                s.ci95.coverage * 100.0,
+                crate::stats::MIN_SAMPLES_CI95
+            ),
+            suggested_iterations: Some(crate::stats::MIN_SAMPLES_CI95 as u64),
+        });
+    }
+    // A figure whose interval spans its no-effect value.
+    let mut within =
+        |name: &str, figure: &str, what: &str, v: Option<f64>, ci: Option<[f64; 2]>, none: f64| {
+            let (Some(v), Some([lo, hi])) = (v, ci) else {
+                return;
+            };
+            if lo <= none && none <= hi {
+                let half = if v >= none { v - lo } else { hi - v };
+                let sugg = iterations_to_resolve(n, v, half, none);
+                out.push(Flag {
+                    name: name.into(),
+                    figure: figure.into(),
+                    message: format!(
+                        "{what} {v:.3} [{lo:.3}, {hi:.3}] spans {none}: within noise{}",
+                        sugg.map(|k| format!(
+                            " (≈ {k} iterations would resolve an effect of this size)"
+                        ))
+                        .unwrap_or_default()
+                    ),
+                    suggested_iterations: sugg,
+                });
+            }
+        };
+    within(
+        "overlap_gain_within_noise",
+        "overlap_speedup",
+        "overlap speedup",
+        s.overlap_speedup,
+        s.ci95.overlap_speedup,
+        1.0,
+    );
+    within(
+        "hidden_fraction_within_noise",
+        "hidden_fraction",
+        "hidden fraction",
+        s.hidden_fraction,
+        s.ci95.hidden_fraction,
+        0.0,
+    );
+    // Impossible orderings, beyond noise (the whole interval on the wrong side).
+    let mut impossible = |name: &str, figure: &str, message: String| {
+        out.push(Flag {
+            name: name.into(),
+            figure: figure.into(),
+            message,
+            suggested_iterations: None,
+        });
+    };
+    if let Some([lo, hi]) = s.ci95.serialized_overhead {
+        if hi < 0.0 {
+            impossible(
+                "serialized_faster_than_compute",
+                "serialized_overhead",
+                format!("the serialized step (compute + all-reduces) is shorter than the compute-only step beyond noise (overhead [{lo:.3}, {hi:.3}]): outside load or clock changes, not communication, drive these figures"),
+            );
+        }
+    }
+    if let Some([lo, hi]) = s.ci95.exposed_comm_s {
+        if hi < 0.0 {
+            impossible(
+                "overlapped_faster_than_compute",
+                "exposed_comm_s",
+                format!("the overlapped step is shorter than the compute-only step beyond noise (exposed comm [{lo:.4}, {hi:.4}] s)"),
+            );
+        }
+    }
+    if let Some([lo, hi]) = s.ci95.hidden_fraction {
+        if lo > 1.0 || hi < 0.0 {
+            impossible(
+                "hidden_fraction_out_of_range",
+                "hidden_fraction",
+                format!("the hidden fraction [{lo:.3}, {hi:.3}] lies outside [0, 1] beyond noise: overlap cannot hide more than all or less than none of the communication"),
+            );
+        }
+    }
+    out
+}
+
+impl Summary {
+    /// The flags that concern a summary field (e.g. `exposed_comm_fraction`
+    /// is concerned by flags on `exposed_comm_s` too).
+    pub fn flags_on(&self, figure: &str) -> Vec<&Flag> {
+        let family = |f: &str| {
+            f.trim_end_matches("_fraction")
+                .trim_end_matches("_s")
+                .to_string()
+        };
+        self.flags
+            .iter()
+            .filter(|f| f.figure == figure || family(&f.figure) == family(figure))
+            .collect()
     }
 }
 
@@ -634,8 +1174,19 @@ mod tests {
     use super::*;
 
     fn mode(steps: &[f64], ops: &[(StreamKind, f64)]) -> ModeRecord {
+        let busy = |k: StreamKind| {
+            let total: f64 = ops.iter().filter(|o| o.0 == k).map(|o| o.1).sum();
+            if total > 0.0 {
+                vec![total; steps.len()]
+            } else {
+                Vec::new()
+            }
+        };
         ModeRecord {
             step_time_s: steps.to_vec(),
+            step_start_s: Vec::new(),
+            gemm_busy_s: busy(StreamKind::Compute),
+            allreduce_busy_s: busy(StreamKind::Comm),
             ops: ops
                 .iter()
                 .enumerate()
@@ -643,7 +1194,7 @@ mod tests {
                     name: format!("op{i}"),
                     stream: *s,
                     op: None,
-                    bucket: None,
+                    bucket: (*s == StreamKind::Comm).then_some(0),
                     median_s: *t,
                 })
                 .collect(),
@@ -699,7 +1250,7 @@ mod tests {
                 index: 0,
                 elements: 2e9 as u64,
                 bytes: 4e9 as u64,
-                ready_after: "x".into(),
+                ready_after: "op0".into(),
             }],
         }
     }
@@ -721,6 +1272,8 @@ mod tests {
                 peak_source: PeakSource::Spec,
                 straggler_tolerance: 0.05,
                 recompute: true,
+                schedule: Schedule::Interleaved,
+                model_layers: 4,
             },
         );
         assert_eq!(s.step_time_s.compute, Some(10.0));
@@ -732,8 +1285,24 @@ mod tests {
         assert!((s.hfu.unwrap().compute.unwrap() - 0.6).abs() < 1e-12);
         assert_eq!(s.tokens_per_second.compute, Some(400.0));
         assert_eq!(s.exposed_comm_s, Some(1.0));
+        assert_eq!(s.full_model_tokens_per_second.compute, Some(100.0));
         assert_eq!(s.hidden_fraction, Some(0.75));
-        assert_eq!(s.overlap_efficiency, Some(0.75));
+        // The one bucket is ready after the last GEMM: its whole 4 s
+        // all-reduce is the exposed tail, the achievable step is T_s itself
+        // and there is nothing to hide.
+        assert_eq!(s.last_bucket_tail_s, Some(4.0));
+        assert_eq!(s.overlap_efficiency, None);
+        // Constant per-iteration figures: point intervals (3 iterations:
+        // [min, max], coverage 1 − 2/8).
+        assert_eq!(s.ci95.step_time_s.compute, Some([10.0, 10.0]));
+        assert_eq!(s.ci95.step_time_s.overlapped, Some([11.0, 12.0]));
+        assert_eq!(s.ci95.exposed_comm_s, Some([1.0, 2.0]));
+        assert_eq!(s.ci95.mfu.compute, Some([0.5, 0.5]));
+        assert_eq!(s.ci95.paired_iterations, 3);
+        assert_eq!(s.ci95.coverage, 0.75);
+        assert_eq!(s.schedule, Schedule::Interleaved);
+        assert_eq!(s.flags.len(), 1);
+        assert_eq!(s.flags[0].name, "too_few_iterations");
         assert!((s.overlap_speedup.unwrap() - 14.0 / 11.0).abs() < 1e-12);
         assert_eq!(s.contention.gemm, Some(1.1));
         assert_eq!(s.contention.allreduce, Some(1.25));
@@ -773,5 +1342,101 @@ mod tests {
         let r = rank(0, "a", 1.0);
         let j = serde_json::to_value(&r).unwrap();
         assert!(j["modes"]["overlapped"]["step_time_s"].is_array());
+    }
+
+    /// One rank whose modes have these per-iteration step times.
+    fn synthetic(c: &[f64], a: &[f64], s: &[f64], o: &[f64]) -> Summary {
+        use StreamKind::*;
+        let mut r = rank(0, "a", 1.0);
+        r.modes.insert(Mode::Compute, mode(c, &[(Compute, 1.0)]));
+        r.modes.insert(Mode::Comm, mode(a, &[(Comm, 1.0)]));
+        r.modes
+            .insert(Mode::Serialized, mode(s, &[(Compute, 1.0), (Comm, 1.0)]));
+        r.modes
+            .insert(Mode::Overlapped, mode(o, &[(Compute, 1.0), (Comm, 1.0)]));
+        let p = plan();
+        summarize(
+            &[r],
+            SummaryInputs {
+                plan: &p,
+                peak_tflops: 1000.0,
+                peak_source: PeakSource::Spec,
+                straggler_tolerance: 0.05,
+                recompute: false,
+                schedule: Schedule::Interleaved,
+                model_layers: 1,
+            },
+        )
+    }
+
+    fn names(s: &Summary) -> Vec<&str> {
+        s.flags.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    /// Noise of ±`amp` around `v`, alternating, 10 iterations.
+    fn noisy(v: f64, amp: f64) -> Vec<f64> {
+        (0..10)
+            .map(|i| v + if i % 2 == 0 { amp } else { -amp } * (1.0 + i as f64 / 10.0))
+            .collect()
+    }
+
+    #[test]
+    fn each_flag_on_both_sides_of_its_condition() {
+        let c = vec![10.0; 10];
+        let a = vec![4.0; 10];
+        // Clear, consistent overlap gain: no flag at all.
+        let ok = synthetic(&c, &a, &[14.0; 10], &noisy(11.0, 0.1));
+        assert!(ok.flags.is_empty(), "{:?}", ok.flags);
+        assert!(ok.overlap_speedup.unwrap() > 1.2);
+
+        // Overlapped ≈ serialized with noise: the gain is within noise, and
+        // the flag suggests more iterations.
+        let s = noisy(14.0, 1.0);
+        let o: Vec<f64> = noisy(14.0, 1.0).into_iter().rev().collect();
+        let f = synthetic(&c, &a, &s, &o);
+        assert!(
+            names(&f).contains(&"overlap_gain_within_noise"),
+            "{:?}",
+            f.flags
+        );
+        let flag = &f.flags_on("overlap_speedup")[0];
+        assert_eq!(flag.figure, "overlap_speedup");
+
+        // Hidden fraction around 0 (T_o ≈ T_c + T_a) vs clearly 0.75.
+        let f = synthetic(&c, &a, &[14.0; 10], &noisy(14.0, 0.5));
+        assert!(names(&f).contains(&"hidden_fraction_within_noise"));
+        assert!(!names(&ok).contains(&"hidden_fraction_within_noise"));
+
+        // Serialized shorter than compute in every iteration: impossible.
+        let f = synthetic(&c, &a, &noisy(9.0, 0.1), &noisy(11.0, 0.1));
+        assert!(names(&f).contains(&"serialized_faster_than_compute"));
+        assert_eq!(f.flags_on("serialized_overhead").len(), 1);
+        // Serialized ≈ compute within noise: not beyond noise, no flag.
+        let f = synthetic(&c, &a, &noisy(10.0, 0.5), &noisy(11.0, 0.1));
+        assert!(!names(&f).contains(&"serialized_faster_than_compute"));
+
+        // Overlapped shorter than compute: impossible, and then the hidden
+        // fraction is above 1 beyond noise.
+        let f = synthetic(&c, &a, &[14.0; 10], &noisy(9.0, 0.1));
+        assert!(names(&f).contains(&"overlapped_faster_than_compute"));
+        assert!(names(&f).contains(&"hidden_fraction_out_of_range"));
+        // exposed_comm_fraction is concerned by the exposed_comm_s flag.
+        assert_eq!(f.flags_on("exposed_comm_fraction").len(), 1);
+        let f = synthetic(&c, &a, &[14.0; 10], &noisy(10.2, 0.1));
+        assert!(!names(&f).contains(&"overlapped_faster_than_compute"));
+        assert!(!names(&f).contains(&"hidden_fraction_out_of_range"));
+
+        // Too few iterations for a 95 % interval.
+        let f = synthetic(&c[..5], &a[..5], &[14.0; 5], &[11.0; 5]);
+        assert_eq!(names(&f), vec!["too_few_iterations"]);
+    }
+
+    #[test]
+    fn iterations_to_resolve_known_answers() {
+        // Half-width 0.2 at 10 iterations around a gap of 0.1: the width
+        // must halve, so 4× the iterations (+10 % margin).
+        assert_eq!(iterations_to_resolve(10, 1.1, 0.2, 1.0), Some(44));
+        assert_eq!(iterations_to_resolve(10, 1.0, 0.2, 1.0), None);
+        assert_eq!(iterations_to_resolve(10, 1.5, 0.01, 1.0), Some(11));
     }
 }

@@ -3,16 +3,7 @@
 
 use std::fmt;
 
-/// Everything passed (or the command had nothing to judge).
-pub const OK: u8 = 0;
-/// The run completed but an acceptance rule (or a comparison) failed.
-pub const ACCEPTANCE_FAILED: u8 = 1;
-/// Bad command line, config or input file.
-pub const USAGE: u8 = 2;
-/// The run failed or timed out.
-pub const RUN_FAILED: u8 = 3;
-/// Interrupted (Ctrl-C / SIGTERM).
-pub const INTERRUPTED: u8 = 130;
+pub use mfubench_core::protocol::exit::*;
 
 /// An error with the exit code it should produce.
 #[derive(Debug)]

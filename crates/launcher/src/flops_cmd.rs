@@ -163,11 +163,15 @@ pub fn run_flops(args: &FlopsArgs) -> Result<u8> {
         text.push_str(&model_table(&c.model, f));
     }
 
-    // Total training FLOPs and days.
+    // Total training FLOPs and days: the exact GEMM count when the model
+    // is known (as the benchmark counts), 6N beside it.
     if let Some(tok) = tokens {
-        let per_token = match (&model_flops, params) {
-            (Some(f), _) => f.flops_per_token.six_n,
-            (None, Some(p)) => flops::six_n(p.round() as u64),
+        let (per_token, rule) = match (&model_flops, params) {
+            (Some(f), _) => (f.flops_per_token.exact, "exact GEMM count"),
+            (None, Some(p)) => (
+                flops::six_n(p.round() as u64),
+                "6N rule: only --params given",
+            ),
             (None, None) => {
                 return Err(usage(
                     "--tokens needs a model: give --preset, --config or --params",
@@ -177,17 +181,18 @@ pub fn run_flops(args: &FlopsArgs) -> Result<u8> {
         let total = flops::training_flops(per_token, tok);
         out.insert("tokens".into(), json!(tok));
         out.insert("training_flops".into(), json!(total));
+        out.insert("training_flops_rule".into(), json!(rule));
         text.push_str(&format!(
-            "\nTraining on {} tokens (6N rule): {} FLOPs\n",
+            "\nTraining on {} tokens ({rule}): {} FLOPs\n",
             sci(tok),
             sci(total)
         ));
         if let Some(f) = &model_flops {
-            let exact = flops::training_flops(f.flops_per_token.exact, tok);
-            out.insert("training_flops_exact".into(), json!(exact));
+            let six_n = flops::training_flops(f.flops_per_token.six_n, tok);
+            out.insert("training_flops_6n".into(), json!(six_n));
             text.push_str(&format!(
-                "  exact GEMM count:               {} FLOPs\n",
-                sci(exact)
+                "  6N rule:                        {} FLOPs\n",
+                sci(six_n)
             ));
         }
         match (gpus, &peak, mfu) {
@@ -216,24 +221,37 @@ pub fn run_flops(args: &FlopsArgs) -> Result<u8> {
                 "MFU from a log needs --params (or a model), --batch, --seq, --step-time, --gpus and --gpu (or --peak-tflops)",
             ));
         };
-        let n = match (params, &model_flops) {
-            (Some(p), _) => p,
-            (None, Some(f)) => f.params_non_embedding as f64,
+        // The exact count of the model at the log's sequence length (the
+        // attention term depends on it), as the benchmark's MFU counts;
+        // 6N beside it. With --params alone only 6N is known.
+        let exact = config.as_ref().map(|c| {
+            let mut m = c.model.clone();
+            m.seq = s.round() as u64;
+            flops::model_flops(&m).flops_per_token
+        });
+        let (per_token, rule, six_n) = match (&exact, params) {
+            (Some(f), Some(p)) => (f.exact, "exact GEMM count", 6.0 * p),
+            (Some(f), None) => (f.exact, "exact GEMM count", f.six_n),
+            (None, Some(p)) => (6.0 * p, "6N rule: only --params given", 6.0 * p),
             (None, None) => {
                 return Err(usage("MFU from a log needs --params, --preset or --config"))
             }
         };
-        let r = flops::mfu_from_log(n, b, s, st, g, *p);
+        let r = flops::mfu_from_log_per_token(per_token, b, s, st, g, *p);
+        let r6 = flops::mfu_from_log_per_token(six_n, b, s, st, g, *p);
         out.insert("tokens_per_second".into(), json!(r.tokens_per_second));
         out.insert("achieved_flops".into(), json!(r.achieved_flops));
         out.insert("peak_flops".into(), json!(r.peak_flops));
         out.insert("mfu".into(), json!(r.mfu));
+        out.insert("mfu_rule".into(), json!(rule));
+        out.insert("mfu_6n".into(), json!(r6.mfu));
         text.push_str(&format!(
-            "\nMFU from the training log (6N rule)\n  tokens/s        {:.0}\n  achieved        {} FLOP/s\n  peak            {} FLOP/s ({g} × {p} TFLOP/s, {src})\n  MFU             {:.1} %\n",
+            "\nMFU from the training log ({rule})\n  tokens/s        {:.0}\n  achieved        {} FLOP/s\n  peak            {} FLOP/s ({g} × {p} TFLOP/s, {src})\n  MFU             {:.1} %   (6N rule: {:.1} %)\n",
             r.tokens_per_second,
             sci(r.achieved_flops),
             sci(r.peak_flops),
-            r.mfu * 100.0
+            r.mfu * 100.0,
+            r6.mfu * 100.0
         ));
     } else if batch.is_some() || seq.is_some() {
         return Err(usage(

@@ -53,6 +53,10 @@ pub struct ReportArgs {
     /// Most wrong all-reduce elements tolerated.
     #[arg(long, value_name = "N")]
     pub max_wrong: Option<u64>,
+    /// Accept acceptance rules that are INCONCLUSIVE (within noise) instead
+    /// of exiting 1.
+    #[arg(long)]
+    pub allow_inconclusive: bool,
 }
 
 /// Arguments of `mfubench compare`.
@@ -137,7 +141,7 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
             eprintln!("mfubench: acceptance FAILED ({failed} rule(s)); see --format table");
         }
     }
-    Ok(if out.verdict.passed {
+    Ok(if out.verdict.accepted(args.allow_inconclusive) {
         OK
     } else {
         ACCEPTANCE_FAILED

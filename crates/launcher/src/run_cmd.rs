@@ -42,7 +42,7 @@ use command::{LaunchSpec, LauncherKind, Placement};
 use supervise::{Job, StopReason};
 
 /// Environment variable carrying [`LaunchInfo`] as JSON to every rank.
-pub const LAUNCH_ENV: &str = "MFUBENCH_LAUNCH_JSON";
+pub use mfubench_core::protocol::LAUNCH_ENV;
 
 /// `--launcher` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -112,6 +112,10 @@ pub struct RunArgs {
     /// Print the launch command and exit.
     #[arg(long)]
     pub dry_run: bool,
+    /// Accept acceptance rules that are INCONCLUSIVE (within noise) instead
+    /// of exiting 1.
+    #[arg(long)]
+    pub allow_inconclusive: bool,
     /// Extra arguments for mpirun / srun (after `--`).
     #[arg(last = true)]
     pub extra: Vec<String>,
@@ -366,13 +370,13 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             run_json.display()
         )));
     }
-    report(&run_json, &p.run_dir)
+    report(&run_json, &p.run_dir, args.allow_inconclusive)
 }
 
 /// Prints the report of a finished run (and writes summary.md, summary.csv,
 /// summary.json and the plots beside run.json), then the results folder;
 /// returns the verdict's exit code.
-fn report(run_json: &Path, run_dir: &Path) -> Result<u8> {
+fn report(run_json: &Path, run_dir: &Path, allow_inconclusive: bool) -> Result<u8> {
     let out = mfubench_report::report_run_dir(run_json, &mfubench_report::ReportOptions::default())
         .map_err(|e| run_failed(format!("the run finished but cannot be reported: {e}")))?;
     print!("{}", out.text);
@@ -381,8 +385,8 @@ fn report(run_json: &Path, run_dir: &Path) -> Result<u8> {
     }
     let dir = run_json.parent().unwrap_or(run_dir);
     println!("results: {}", dir.display());
-    // The report's text already lists every rule with PASS / FAIL.
-    Ok(if out.verdict.passed {
+    // The report's text already lists every rule with its status.
+    Ok(if out.verdict.accepted(allow_inconclusive) {
         OK
     } else {
         ACCEPTANCE_FAILED

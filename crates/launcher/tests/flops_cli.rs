@@ -54,14 +54,20 @@ fn primer_gpt3_training_flops_and_days() {
         "300e9",
         "--json",
     ]);
-    assert!(close(v["training_flops"].as_f64().unwrap(), 3.14e23, 0.01));
-    // The exact count: per-token exact FLOPs (6N + 12·L·d·s) × tokens.
+    // The primer's 6N figure, beside the exact count the benchmark uses:
+    // per-token exact FLOPs (6N + 12·L·d·s) × tokens.
+    assert!(close(
+        v["training_flops_6n"].as_f64().unwrap(),
+        3.14e23,
+        0.01
+    ));
     let exact = 6.0 * 173_946_175_488.0 + 12.0 * 96.0 * 12288.0 * 2048.0;
     assert!(close(
-        v["training_flops_exact"].as_f64().unwrap(),
+        v["training_flops"].as_f64().unwrap(),
         exact * 300e9,
         1e-12
     ));
+    assert_eq!(v["training_flops_rule"], "exact GEMM count");
     let v = json(&[
         "flops",
         "--preset",
@@ -113,6 +119,47 @@ fn primer_mfu_from_log() {
     let (code, out, _) = mfubench(&args);
     assert_eq!(code, 0);
     assert!(out.contains("27307") && out.contains("14.5 %"), "{out}");
+}
+
+/// `flops --step-time` gives the MFU the benchmark reports for the same
+/// shape and step time: both count the executed GEMMs exactly.
+#[test]
+fn mfu_from_log_equals_the_benchmarks_mfu() {
+    use mfubench_core::config::parse_config;
+    use mfubench_core::plan::StepPlan;
+    // A full-depth benchmark step of llama3-8b at seq 2048, micro-batch 2
+    // per rank, 4 ranks: global batch 8.
+    let cfg = parse_config(
+        "[model]\npreset = \"llama3-8b\"\nseq = 2048\n[run]\nbackend = \"cuda\"\nlayers = 32\nmicro_batch = 2\n",
+        "t",
+    )
+    .unwrap();
+    let f = StepPlan::for_config(&cfg).model_flops();
+    let (step, peak) = (0.9, 989.0);
+    let benchmark_mfu = mfubench_core::metrics::mfu(f, step, peak);
+    let v = json(&[
+        "flops",
+        "--preset",
+        "llama3-8b",
+        "--batch",
+        "8",
+        "--seq",
+        "2048",
+        "--step-time",
+        "0.9",
+        "--gpus",
+        "4",
+        "--peak-tflops",
+        "989",
+        "--json",
+    ]);
+    assert!(
+        close(v["mfu"].as_f64().unwrap(), benchmark_mfu, 1e-12),
+        "{v}"
+    );
+    assert_eq!(v["mfu_rule"], "exact GEMM count");
+    // 6N alone is lower (it leaves out attention).
+    assert!(v["mfu_6n"].as_f64().unwrap() < benchmark_mfu);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! skipped what a rule checks has not shown that the cluster meets it.
 
 use mfubench_core::config::{Acceptance, Mode};
-use mfubench_core::result::Summary;
+use mfubench_core::result::{Flag, Summary};
 use serde::Serialize;
 
 use crate::analysis::Report;
@@ -82,6 +82,21 @@ pub enum Status {
     Pass,
     /// It does not, or it was not measured.
     Fail,
+    /// The measurement cannot decide: the limit lies inside the figure's
+    /// 95 % interval, or the figure is flagged (within noise, impossible
+    /// ordering of the modes). Exit 1 unless `--allow-inconclusive`.
+    Inconclusive,
+}
+
+impl Status {
+    /// The word printed for people and written to JUnit/Prometheus.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Inconclusive => "INCONCLUSIVE",
+        }
+    }
 }
 
 /// One acceptance rule, evaluated.
@@ -115,6 +130,51 @@ impl Verdict {
     pub fn failures(&self) -> impl Iterator<Item = &RuleResult> {
         self.rules.iter().filter(|r| r.status == Status::Fail)
     }
+
+    /// Rules the measurement could not decide.
+    pub fn inconclusive(&self) -> impl Iterator<Item = &RuleResult> {
+        self.rules
+            .iter()
+            .filter(|r| r.status == Status::Inconclusive)
+    }
+
+    /// Whether the run is accepted: every rule passed, or (when allowed)
+    /// passed or was inconclusive.
+    pub fn accepted(&self, allow_inconclusive: bool) -> bool {
+        self.rules.iter().all(|r| {
+            r.status == Status::Pass || (allow_inconclusive && r.status == Status::Inconclusive)
+        })
+    }
+}
+
+/// Turns a PASS or FAIL into INCONCLUSIVE when the measurement cannot
+/// decide: the limit lies strictly inside the figure's 95 % interval, or
+/// flags concern the figure.
+fn judge_noise(
+    mut r: RuleResult,
+    ci: Option<[f64; 2]>,
+    flags: &[&Flag],
+    show: impl Fn(f64) -> String,
+) -> RuleResult {
+    if r.measured.is_none() {
+        return r;
+    }
+    if !flags.is_empty() {
+        let names: Vec<&str> = flags.iter().map(|f| f.name.as_str()).collect();
+        r.status = Status::Inconclusive;
+        r.detail
+            .push_str(&format!("; inconclusive: flagged {}", names.join(", ")));
+    } else if let Some([lo, hi]) = ci {
+        if lo < r.limit && r.limit < hi {
+            r.status = Status::Inconclusive;
+            r.detail.push_str(&format!(
+                "; inconclusive: the limit lies inside the 95 % interval [{}, {}] (more iterations narrow it)",
+                show(lo),
+                show(hi)
+            ));
+        }
+    }
+    r
 }
 
 fn pct(x: f64) -> String {
@@ -183,19 +243,26 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
             .mfu
             .overlapped
             .ok_or_else(|| missing_mode(report, &[Mode::Overlapped]));
-        rules.push(rule("min_mfu", v, limit, true, pct, "overlapped MFU"));
+        let r = rule("min_mfu", v, limit, true, pct, "overlapped MFU");
+        rules.push(judge_noise(r, s.ci95.mfu.overlapped, &[], pct));
     }
     if let Some(limit) = a.max_exposed_comm_fraction {
         let v = s
             .exposed_comm_fraction
             .ok_or_else(|| missing_mode(report, &[Mode::Compute, Mode::Overlapped]));
-        rules.push(rule(
+        let r = rule(
             "max_exposed_comm_fraction",
             v,
             limit,
             false,
             pct,
             "exposed communication",
+        );
+        rules.push(judge_noise(
+            r,
+            s.ci95.exposed_comm_fraction,
+            &s.flags_on("exposed_comm_fraction"),
+            pct,
         ));
     }
     if let Some(limit) = a.min_busbw_gbps {
@@ -203,14 +270,14 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
             .allreduce
             .busbw_gbps
             .ok_or_else(|| missing_mode(report, &[Mode::Comm]));
-        rules.push(rule(
-            "min_busbw_gbps",
-            v,
-            limit,
-            true,
-            |x| format!("{x:.2} GB/s"),
-            "all-reduce busbw",
-        ));
+        let gbps = |x: f64| format!("{x:.2} GB/s");
+        let r = rule("min_busbw_gbps", v, limit, true, gbps, "all-reduce busbw");
+        // busbw ∝ 1/T_a: the comm step's interval, inverted.
+        let ci = s.ci95.step_time_s.comm.and_then(|[lo, hi]| {
+            let per_s = s.allreduce.busbw_gbps? * s.allreduce.time_s?;
+            Some([per_s / hi, per_s / lo])
+        });
+        rules.push(judge_noise(r, ci, &[], gbps));
     }
     // Stragglers: the figure is the worst rank's deviation from the median.
     let tol = a.straggler_tolerance;

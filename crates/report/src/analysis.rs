@@ -12,7 +12,7 @@ use mfubench_core::config::{Acceptance, Mode};
 use mfubench_core::metrics;
 use mfubench_core::result::{
     find_stragglers, summarize, AllreduceSummary, Contention, FlopsPerStep, PeakSource, RankRecord,
-    RunRecord, Straggler, StreamKind, Summary, SummaryInputs,
+    RunRecord, Straggler, StreamKind, Summary,
 };
 use mfubench_core::stats::{self, Stats};
 use serde::Serialize;
@@ -38,8 +38,12 @@ pub struct ModeHeadline {
     pub mfu: Option<f64>,
     /// Hardware FLOPs utilisation (when recomputing).
     pub hfu: Option<f64>,
-    /// Tokens per second, whole cluster (modes with GEMMs).
+    /// Tokens per second of the executed slice, whole cluster (modes with
+    /// GEMMs).
     pub tokens_per_second: Option<f64>,
+    /// Tokens per second of the whole model (slice rate × run.layers /
+    /// model.layers).
+    pub full_model_tokens_per_second: Option<f64>,
 }
 
 /// Overlap figures (need the modes named in their formulas).
@@ -55,8 +59,10 @@ pub struct OverlapFigures {
     pub hidden_fraction: Option<f64>,
     /// T_s / T_o.
     pub overlap_speedup: Option<f64>,
-    /// (T_s − T_o) / (T_s − max(T_c, T_a)).
+    /// (T_s − T_o) / (T_s − T_ideal), T_ideal = max(T_c + tail, T_a).
     pub overlap_efficiency: Option<f64>,
+    /// The last bucket's exposed tail (in T_ideal), seconds.
+    pub last_bucket_tail_s: Option<f64>,
     /// GEMM and all-reduce slowdown under overlap.
     pub contention: Contention,
 }
@@ -223,6 +229,12 @@ pub struct Report {
     pub headline: Vec<ModeHeadline>,
     /// Overlap figures.
     pub overlap: OverlapFigures,
+    /// How the timed steps were ordered (`interleaved` pairs the modes).
+    pub schedule: mfubench_core::config::Schedule,
+    /// 95 % confidence intervals of the headline and overlap figures.
+    pub ci95: mfubench_core::result::Ci95,
+    /// Figures not to be trusted as they stand, and why.
+    pub flags: Vec<mfubench_core::result::Flag>,
     /// All-reduce size and bandwidth (comm mode).
     pub allreduce: AllreduceSummary,
     /// Wrong all-reduce elements, all ranks and modes.
@@ -258,17 +270,11 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
     let ranks = &run.ranks;
     let world = ranks.len() as u64;
     let flops = run.plan.flops;
-    let peak = run.summary.peak_tflops;
-    let s = summarize(
-        ranks,
-        SummaryInputs {
-            plan: &run.plan,
-            peak_tflops: peak,
-            peak_source: run.summary.peak_source,
-            straggler_tolerance: acc.straggler_tolerance,
-            recompute: run.config.run.recompute,
-        },
-    );
+    // Recomputed from the records and the run's inputs only; the stored
+    // summary is read just to verify it (compare_stored).
+    let inputs = run.summary_inputs(acc.straggler_tolerance);
+    let peak = inputs.peak_tflops;
+    let s = summarize(ranks, inputs);
     let mut warnings = compare_stored(&run.summary, &s);
     if !run.complete {
         warnings.insert(
@@ -295,6 +301,7 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
                 mfu: s.mfu.get(m),
                 hfu: s.hfu.and_then(|h| h.get(m)),
                 tokens_per_second: s.tokens_per_second.get(m),
+                full_model_tokens_per_second: s.full_model_tokens_per_second.get(m),
             })
         })
         .collect();
@@ -339,8 +346,12 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
             hidden_fraction: s.hidden_fraction,
             overlap_speedup: s.overlap_speedup,
             overlap_efficiency: s.overlap_efficiency,
+            last_bucket_tail_s: s.last_bucket_tail_s,
             contention: s.contention,
         },
+        schedule: s.schedule,
+        ci95: s.ci95.clone(),
+        flags: s.flags.clone(),
         allreduce: s.allreduce,
         wrong: s.wrong,
         acceptance: acc.clone(),

@@ -248,11 +248,13 @@ pub fn junit(report: &Report) -> String {
                     xml_escape(&r.detail)
                 );
             }
-            Status::Fail => {
-                let _ = writeln!(
+            Status::Fail | Status::Inconclusive => {
+                let _ =
+                    writeln!(
                     o,
-                    ">\n      <failure message=\"{}\" type=\"acceptance\">{}</failure>\n    </testcase>",
+                    ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
                     xml_escape(&r.detail),
+                    if r.status == Status::Fail { "acceptance" } else { "inconclusive" },
                     xml_escape(&format!("{} {}: {}", r.rule, r.op, r.detail))
                 );
             }

@@ -84,6 +84,15 @@ pub fn count(x: f64) -> String {
     }
 }
 
+/// A value with its 95 % interval: `value [lo, hi]` (the value alone when
+/// there is no interval).
+pub fn with_ci(v: f64, ci: Option<[f64; 2]>, f: impl Fn(f64) -> String) -> String {
+    match ci {
+        Some([lo, hi]) => format!("{} [{}, {}]", f(v), f(lo), f(hi)),
+        None => f(v),
+    }
+}
+
 /// `n/a` for a missing figure.
 pub fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.map(f).unwrap_or_else(|| "n/a".to_string())

@@ -9,7 +9,6 @@ use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
 
-use crate::acceptance::Status;
 use crate::analysis::Report;
 use crate::fmt as f;
 
@@ -164,7 +163,7 @@ fn headline(d: &mut Doc, r: &Report) {
     let mut header = vec![
         "mode",
         "iters",
-        "step median",
+        "step median [95 % CI]",
         "p95",
         "min",
         "TFLOP/s/device",
@@ -173,7 +172,8 @@ fn headline(d: &mut Doc, r: &Report) {
     if with_hfu {
         header.push("HFU");
     }
-    header.push("tokens/s");
+    header.push("tokens/s (slice)");
+    header.push("tokens/s (full model)");
     let rows = r
         .headline
         .iter()
@@ -181,16 +181,19 @@ fn headline(d: &mut Doc, r: &Report) {
             let mut row = vec![
                 h.mode.to_string(),
                 h.iterations.to_string(),
-                f::time(h.step_median_s),
+                f::with_ci(h.step_median_s, r.ci95.step_time_s.get(h.mode), f::time),
                 f::time(h.step_p95_s),
                 f::time(h.step_min_s),
                 f::opt(h.tflops_per_device, f::tflops),
-                f::opt(h.mfu, f::pct),
+                h.mfu
+                    .map(|m| f::with_ci(m, r.ci95.mfu.get(h.mode), f::pct))
+                    .unwrap_or_else(|| "-".into()),
             ];
             if with_hfu {
                 row.push(f::opt(h.hfu, f::pct));
             }
             row.push(f::opt(h.tokens_per_second, f::count));
+            row.push(f::opt(h.full_model_tokens_per_second, f::count));
             row
         })
         .collect();
@@ -217,44 +220,126 @@ fn overlap(d: &mut Doc, r: &Report) {
     let o = &r.overlap;
     let a = &r.allreduce;
     let or = |v: Option<String>, modes: &[Mode]| v.unwrap_or_else(|| needs(r, modes));
+    let c = &r.ci95;
+    // A figure with its interval and the names of the flags on it.
+    let fig = |v: Option<f64>, ci: Option<[f64; 2]>, name: &str, fmt: fn(f64) -> String| {
+        v.map(|v| {
+            let flags: Vec<&str> = r
+                .flags
+                .iter()
+                .filter(|fl| {
+                    fl.figure == name
+                        || (name.starts_with("exposed_comm")
+                            && fl.figure.starts_with("exposed_comm"))
+                })
+                .map(|fl| fl.name.as_str())
+                .collect();
+            let mut out = f::with_ci(v, ci, fmt);
+            if !flags.is_empty() {
+                out.push_str(&format!("  ⚑ {}", flags.join(", ")));
+            }
+            out
+        })
+    };
     let rows = vec![
         vec![
             "exposed communication (T_o − T_c)".to_string(),
             or(
-                o.exposed_comm_s
-                    .zip(o.exposed_comm_fraction)
-                    .map(|(s, fr)| {
-                        format!("{} ({} of the overlapped step)", f::time(s), f::pct(fr))
-                    }),
+                fig(
+                    o.exposed_comm_s,
+                    c.exposed_comm_s,
+                    "exposed_comm_s",
+                    f::time,
+                )
+                .zip(fig(
+                    o.exposed_comm_fraction,
+                    c.exposed_comm_fraction,
+                    "exposed_comm_fraction",
+                    f::pct,
+                ))
+                .map(|(s, fr)| format!("{s}; {fr} of the overlapped step")),
                 &[Compute, Overlapped],
             ),
         ],
         vec![
             "serialized overhead (T_s − T_c)/T_s".to_string(),
-            or(o.serialized_overhead.map(f::pct), &[Compute, Serialized]),
-        ],
-        vec![
-            "hidden fraction (T_c + T_a − T_o)/T_a".to_string(),
-            or(o.hidden_fraction.map(f::pct), &[Compute, Comm, Overlapped]),
-        ],
-        vec![
-            "overlap speedup T_s/T_o".to_string(),
-            or(o.overlap_speedup.map(f::ratio), &[Serialized, Overlapped]),
-        ],
-        vec![
-            "efficiency vs ideal overlap".to_string(),
             or(
-                o.overlap_efficiency.map(f::pct),
-                &[Compute, Comm, Serialized, Overlapped],
+                fig(
+                    o.serialized_overhead,
+                    c.serialized_overhead,
+                    "serialized_overhead",
+                    f::pct,
+                ),
+                &[Compute, Serialized],
             ),
         ],
         vec![
+            "hidden fraction (T_c + T_a − T_o)/T_a".to_string(),
+            or(
+                fig(
+                    o.hidden_fraction,
+                    c.hidden_fraction,
+                    "hidden_fraction",
+                    f::pct,
+                ),
+                &[Compute, Comm, Overlapped],
+            ),
+        ],
+        vec![
+            "overlap speedup T_s/T_o".to_string(),
+            or(
+                fig(
+                    o.overlap_speedup,
+                    c.overlap_speedup,
+                    "overlap_speedup",
+                    f::ratio,
+                ),
+                &[Serialized, Overlapped],
+            ),
+        ],
+        vec![
+            "efficiency vs achievable overlap (T_s − T_o)/(T_s − max(T_c + tail, T_a))".to_string(),
+            match (o.overlap_efficiency, o.last_bucket_tail_s) {
+                (Some(_), Some(tail)) => format!(
+                    "{} (last bucket's exposed tail {})",
+                    fig(
+                        o.overlap_efficiency,
+                        c.overlap_efficiency,
+                        "overlap_efficiency",
+                        f::pct
+                    )
+                    .unwrap_or_default(),
+                    f::time(tail)
+                ),
+                (None, Some(_)) => {
+                    "n/a (nothing to hide: the achievable step is the serialized one)".into()
+                }
+                _ => needs(r, &[Compute, Comm, Serialized, Overlapped]),
+            },
+        ],
+        vec![
             "GEMM slowdown under overlap".to_string(),
-            or(o.contention.gemm.map(f::ratio), &[Compute, Overlapped]),
+            or(
+                fig(
+                    o.contention.gemm,
+                    c.contention_gemm,
+                    "contention_gemm",
+                    f::ratio,
+                ),
+                &[Compute, Overlapped],
+            ),
         ],
         vec![
             "all-reduce slowdown under overlap".to_string(),
-            or(o.contention.allreduce.map(f::ratio), &[Comm, Overlapped]),
+            or(
+                fig(
+                    o.contention.allreduce,
+                    c.contention_allreduce,
+                    "contention_allreduce",
+                    f::ratio,
+                ),
+                &[Comm, Overlapped],
+            ),
         ],
         vec![
             "all-reduced per step".to_string(),
@@ -283,7 +368,18 @@ fn overlap(d: &mut Doc, r: &Report) {
             },
         ],
     ];
-    d.table(&["figure", "value"], rows, 0..0);
+    d.table(&["figure", "value [95 % CI]"], rows, 0..0);
+    if c.paired_iterations > 0 {
+        d.line(&format!(
+            "Intervals: distribution-free 95 % CI of the median (order statistics); figures comparing modes are paired per iteration over {} iteration(s), {} schedule, coverage {}.",
+            c.paired_iterations,
+            r.schedule,
+            f::pct(c.coverage)
+        ));
+    }
+    for fl in &r.flags {
+        d.line(&format!("⚑ {} ({}): {}", fl.name, fl.figure, fl.message));
+    }
 }
 
 fn stragglers(d: &mut Doc, r: &Report) {
@@ -479,23 +575,23 @@ fn buckets(d: &mut Doc, r: &Report) {
 fn verdict(d: &mut Doc, r: &Report) {
     d.heading("Acceptance");
     for rule in &r.verdict.rules {
-        let status = match rule.status {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-        };
-        d.line(&format!("{status}  {:<26} {}", rule.rule, rule.detail));
+        d.line(&format!(
+            "{:<12} {:<26} {}",
+            rule.status.label(),
+            rule.rule,
+            rule.detail
+        ));
     }
     let failed = r.verdict.failures().count();
+    let undecided = r.verdict.inconclusive().count();
+    let n = r.verdict.rules.len();
     d.line(&if r.verdict.passed {
-        format!(
-            "verdict: PASS ({} of {} rules)",
-            r.verdict.rules.len(),
-            r.verdict.rules.len()
-        )
+        format!("verdict: PASS ({n} of {n} rules)")
+    } else if failed > 0 {
+        format!("verdict: FAIL ({failed} of {n} rules failed)")
     } else {
         format!(
-            "verdict: FAIL ({failed} of {} rules failed)",
-            r.verdict.rules.len()
+            "verdict: INCONCLUSIVE ({undecided} of {n} rules could not be decided within noise; --allow-inconclusive accepts them)"
         )
     });
 }

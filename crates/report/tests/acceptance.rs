@@ -40,20 +40,36 @@ fn min_mfu_both_sides() {
         .unwrap()
         .mfu
         .unwrap();
+    // Limits well outside the 95 % interval decide; one inside it cannot.
+    let [lo, hi] = base.ci95.mfu.overlapped.unwrap();
+    assert!(lo < mfu && mfu < hi, "{lo} {mfu} {hi}");
     let pass = with(
         Acceptance {
-            min_mfu: Some(mfu * 0.99),
+            min_mfu: Some(lo * 0.99),
             ..lenient()
         },
         &g,
     );
     let fail = with(
         Acceptance {
-            min_mfu: Some(mfu * 1.01),
+            min_mfu: Some(hi * 1.01),
             ..lenient()
         },
         &g,
     );
+    let undecided = with(
+        Acceptance {
+            min_mfu: Some(mfu),
+            ..lenient()
+        },
+        &g,
+    );
+    assert_eq!(rule(&undecided, "min_mfu").status, Status::Inconclusive);
+    assert!(!undecided.verdict.passed);
+    assert!(!undecided.verdict.accepted(false) && undecided.verdict.accepted(true));
+    assert!(rule(&undecided, "min_mfu")
+        .detail
+        .contains("inside the 95 % interval"));
     assert_eq!(rule(&pass, "min_mfu").status, Status::Pass);
     assert_eq!(rule(&pass, "min_mfu").measured, Some(mfu));
     assert!(pass.verdict.passed);
@@ -72,19 +88,31 @@ fn max_exposed_comm_fraction_both_sides() {
     let base = with(lenient(), &g);
     let x = base.overlap.exposed_comm_fraction.unwrap();
     assert!(x > 0.0);
+    let [lo, hi] = base.ci95.exposed_comm_fraction.unwrap();
     let pass = with(
         Acceptance {
-            max_exposed_comm_fraction: Some(x * 1.01),
+            max_exposed_comm_fraction: Some(hi * 1.01),
             ..lenient()
         },
         &g,
     );
     let fail = with(
         Acceptance {
-            max_exposed_comm_fraction: Some(x * 0.99),
+            max_exposed_comm_fraction: Some(lo * 0.99),
             ..lenient()
         },
         &g,
+    );
+    let undecided = with(
+        Acceptance {
+            max_exposed_comm_fraction: Some(x),
+            ..lenient()
+        },
+        &g,
+    );
+    assert_eq!(
+        rule(&undecided, "max_exposed_comm_fraction").status,
+        Status::Inconclusive
     );
     assert_eq!(
         rule(&pass, "max_exposed_comm_fraction").status,

@@ -192,6 +192,9 @@ fn mfu_is_not_judged_when_the_peaks_differ() {
     let a = write_run(&t.path().join("a"), &build(&Gen::default()));
     let mut other_peak = build(&Gen::default());
     other_peak.summary.peak_tflops *= 0.5;
+    if let Some(p) = other_peak.peak.as_mut() {
+        p.tflops *= 0.5;
+    }
     let b = write_run(&t.path().join("b"), &other_peak);
     let c = compare_runs(&a, &b, opts(0.05)).unwrap();
     let mfu: Vec<_> = c.rows.iter().filter(|r| r.figure.contains("MFU")).collect();

@@ -12,11 +12,15 @@
 //! the one blocking call, with a timeout, so that the schedule's watchdog can
 //! name an op that never completes instead of hanging.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use mfubench_core::config::Mode;
+use mfubench_core::config::{Config, Mode};
 use mfubench_core::plan::StepPlan;
 use mfubench_core::result::TelemetrySample;
+
+use crate::rank::{Exit, Rank};
 
 /// The two streams of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,8 +100,34 @@ pub trait Communicator: Streams {
     fn corrupt_one_element(&self) -> Result<(), BackendError>;
 }
 
+/// What a backend knows about its device, typed (for the rank record and
+/// run.json's versions).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceRecord {
+    /// Device, e.g. `cpu` or `GPU 3`.
+    pub device: String,
+    /// Model name (CPU model, GPU name).
+    pub name: String,
+    /// Details (SM count, threads, spot checks…).
+    pub info: BTreeMap<String, String>,
+    /// Library and driver versions (`driver`, `cuda`, `cublaslt`, `nccl`).
+    pub versions: BTreeMap<String, String>,
+    /// Dense peak TFLOP/s of the device for the run's dtype from the
+    /// datasheet table, when the device is in it.
+    pub spec_peak_tflops: Option<f64>,
+}
+
 /// A complete backend.
-pub trait Backend: Compute + Communicator {
+pub trait Backend: Compute + Communicator + Sized {
+    /// Opens the backend on every rank for `plan`: device, libraries,
+    /// communicator, and the check that the plan fits. Collective: every
+    /// rank calls it, and every rank learns (through [`Rank::agree`]) if
+    /// any could not open.
+    fn open(config: &Config, rank: &Rank, plan: Arc<StepPlan>) -> Result<Self, Exit>;
+
+    /// The device, typed.
+    fn device(&self) -> DeviceRecord;
+
     /// Backend name for run.json (`cpu`, `cuda`).
     fn name(&self) -> &'static str;
 

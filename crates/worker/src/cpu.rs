@@ -530,9 +530,7 @@ impl Communicator for CpuBackend {
         Ok(b.recv
             .iter()
             .enumerate()
-            .map(|(bi, r)| {
-                check::count_wrong((0..r.len()).map(|i| r.get(i)), ranks, bi as u64, 0)
-            })
+            .map(|(bi, r)| check::count_wrong((0..r.len()).map(|i| r.get(i)), ranks, bi as u64, 0))
             .sum())
     }
 
@@ -553,6 +551,60 @@ impl Communicator for CpuBackend {
 }
 
 impl Backend for CpuBackend {
+    /// GEMM threads: `run.gemm_threads`, else the host's cores divided
+    /// among the ranks on it. The plan must fit in the host's available
+    /// memory for all of its ranks, and the comm thread needs
+    /// `MPI_THREAD_MULTIPLE` (it calls MPI while the main thread waits in
+    /// MPI too); both are agreed by every rank before anything is allocated.
+    fn open(
+        config: &mfubench_core::config::Config,
+        rank: &crate::rank::Rank,
+        plan: Arc<StepPlan>,
+    ) -> Result<Self, crate::rank::Exit> {
+        let threads = config
+            .run
+            .gemm_threads
+            .map(|t| t as usize)
+            .unwrap_or_else(|| {
+                let cores = std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1);
+                (cores / rank.ranks_on_host.max(1) as usize).max(1)
+            });
+        let (dtype, grad) = (config.run.dtype, config.run.grad_dtype);
+        let need = CpuBackend::memory_bytes(&plan, dtype, grad);
+        let ready = if rank.threading < mpi::Threading::Multiple {
+            Err(BackendError::Unavailable("the MPI library does not provide MPI_THREAD_MULTIPLE, which the CPU backend's comm thread needs; use an MPI built with thread support (Debian's OpenMPI has it)".into()))
+        } else if crate::output::mem_available_bytes()
+            .is_some_and(|avail| need.saturating_mul(rank.ranks_on_host) >= avail)
+        {
+            Err(BackendError::OutOfMemory(format!(
+                "the plan needs {:.1} GiB per rank × {} ranks on this host, more than the memory available; reduce run.layers, run.micro_batch or model.seq",
+                need as f64 / (1u64 << 30) as f64,
+                rank.ranks_on_host
+            )))
+        } else {
+            Ok(())
+        };
+        rank.agree(ready)?;
+        use mpi::topology::Communicator;
+        let reducer = Arc::new(crate::mpi_comm::MpiAllReduce::new(rank.world.duplicate()));
+        rank.agree(CpuBackend::new(plan, dtype, grad, threads, reducer))
+    }
+
+    fn device(&self) -> crate::backend::DeviceRecord {
+        crate::backend::DeviceRecord {
+            device: "cpu".into(),
+            name: crate::output::cpu_model(),
+            info: std::collections::BTreeMap::from([(
+                "gemm_threads".to_string(),
+                self.threads.to_string(),
+            )]),
+            versions: Default::default(),
+            spec_peak_tflops: None,
+        }
+    }
+
     fn name(&self) -> &'static str {
         "cpu"
     }

@@ -19,10 +19,13 @@
 //! ([`backend`]); the schedule is written once. The CPU backend is [`cpu`], the GPU backend [`cuda`].
 
 pub mod backend;
+pub mod benchmark;
 pub mod cpu;
 pub mod cuda;
 pub mod mpi_comm;
 pub mod output;
 pub mod progress;
+pub mod rank;
 pub mod record;
 pub mod schedule;
+pub mod setup;

@@ -31,47 +31,55 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Creates `out/run_id` and proves it is writable, before any compute.
-pub fn prepare_run_dir(out: &Path, run_id: &str) -> Result<PathBuf, String> {
-    if run_id.is_empty() || run_id.contains('/') || run_id.starts_with('.') {
-        return Err(format!(
-            "--run-id \"{run_id}\": use a plain directory name (no '/', not starting with '.')"
-        ));
+/// Why the run directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RunDirError {
+    /// The run id is not a plain directory name.
+    #[error(transparent)]
+    BadId(#[from] mfubench_core::protocol::BadRunId),
+    /// The directory cannot be created or written.
+    #[error("--out {out}: {what} {dir}: {source}")]
+    Io {
+        /// The results folder.
+        out: String,
+        /// What failed.
+        what: &'static str,
+        /// The run directory.
+        dir: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl From<&RunDirError> for crate::rank::Exit {
+    fn from(_: &RunDirError) -> crate::rank::Exit {
+        crate::rank::Exit::Usage
     }
+}
+
+/// Creates `out/run_id` and proves it is writable, before any compute.
+pub fn prepare_run_dir(out: &Path, run_id: &str) -> Result<PathBuf, RunDirError> {
+    mfubench_core::protocol::validate_run_id(run_id)?;
     let dir = out.join(run_id);
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        format!(
-            "--out {}: cannot create {}: {e}",
-            out.display(),
-            dir.display()
-        )
-    })?;
+    let io = |what, source| RunDirError::Io {
+        out: out.display().to_string(),
+        what,
+        dir: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", e))?;
     let probe = dir.join(".write-test");
-    write_atomic(&probe, b"ok").map_err(|e| {
-        format!(
-            "--out {}: {} is not writable: {e}",
-            out.display(),
-            dir.display()
-        )
-    })?;
+    write_atomic(&probe, b"ok").map_err(|e| io("cannot write in", e))?;
     let _ = std::fs::remove_file(&probe);
     Ok(dir)
 }
 
-fn epoch_secs() -> i64 {
+/// Seconds since the Unix epoch.
+pub fn epoch_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// A default run id: UTC time plus the process id, e.g. `20261128-134501-1a2b`.
-pub fn default_run_id() -> String {
-    format!(
-        "{}-{:04x}",
-        mfubench_core::time::utc_stamp(epoch_secs()),
-        std::process::id() & 0xffff
-    )
 }
 
 /// Now as RFC 3339 UTC, e.g. `2026-11-28T13:45:01Z`.

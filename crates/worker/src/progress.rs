@@ -1,17 +1,12 @@
-//! Machine-readable lines for the launcher: `@@mfubench ` followed by one
-//! JSON object on stdout. Every rank prints `hello` at start and
-//! `rank_done` before a normal exit; rank 0 prints `start`, `iteration`,
-//! `mode_done` and `done`. Everything else on stdout/stderr is for people.
+//! Prints the worker's progress events ([`mfubench_core::protocol::Event`])
+//! for the launcher: one line each on stdout, flushed at once.
 
-use serde_json::Value;
+use mfubench_core::protocol::Event;
 use std::io::Write;
 
-/// The prefix the launcher looks for.
-pub const PREFIX: &str = "@@mfubench ";
-
 /// Prints one event line and flushes, so the launcher sees it at once.
-pub fn emit(event: Value) {
+pub fn emit(event: &Event) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{PREFIX}{event}");
+    let _ = writeln!(out, "{}", event.to_line());
     let _ = out.flush();
 }

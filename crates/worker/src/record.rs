@@ -2,14 +2,27 @@
 //! [`ModeRecord`]: per-iteration step times, per-op medians, and the
 //! timeline of the iteration with the median step time.
 
-use mfubench_core::result::{ModeRecord, OpStat};
+use mfubench_core::result::{ModeRecord, OpStat, StreamKind};
 use mfubench_core::stats;
 
 use crate::schedule::StepTiming;
 
-/// Builds the record of one mode from its timed iterations (at least one).
-pub fn mode_record(iterations: &[StepTiming], wrong: u64) -> ModeRecord {
+/// Builds the record of one mode from its timed iterations (at least one)
+/// and when each started (seconds since the first timed step of the run).
+pub fn mode_record(iterations: &[StepTiming], step_start_s: &[f64], wrong: u64) -> ModeRecord {
     let step_time_s: Vec<f64> = iterations.iter().map(|t| t.step_s).collect();
+    let busy = |stream: StreamKind| -> Vec<f64> {
+        iterations
+            .iter()
+            .map(|t| {
+                t.spans
+                    .iter()
+                    .filter(|s| s.stream == stream)
+                    .map(|s| s.end_s - s.start_s)
+                    .sum()
+            })
+            .collect()
+    };
     let first = iterations.first();
     let ops = first
         .map(|f| {
@@ -42,6 +55,9 @@ pub fn mode_record(iterations: &[StepTiming], wrong: u64) -> ModeRecord {
         .unwrap_or(0);
     ModeRecord {
         step_time_s,
+        step_start_s: step_start_s.to_vec(),
+        gemm_busy_s: busy(StreamKind::Compute),
+        allreduce_busy_s: busy(StreamKind::Comm),
         ops,
         timeline: iterations
             .get(timeline_iteration)
@@ -55,7 +71,7 @@ pub fn mode_record(iterations: &[StepTiming], wrong: u64) -> ModeRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mfubench_core::result::{Span, StreamKind};
+    use mfubench_core::result::Span;
 
     fn step(s: f64, d: f64) -> StepTiming {
         StepTiming {
@@ -73,8 +89,15 @@ mod tests {
 
     #[test]
     fn medians_and_timeline_choice() {
-        let r = mode_record(&[step(3.0, 1.0), step(1.0, 3.0), step(2.0, 2.5)], 0);
+        let r = mode_record(
+            &[step(3.0, 1.0), step(1.0, 3.0), step(2.0, 2.5)],
+            &[0.0, 10.0, 20.0],
+            0,
+        );
         assert_eq!(r.step_time_s, vec![3.0, 1.0, 2.0]);
+        assert_eq!(r.step_start_s, vec![0.0, 10.0, 20.0]);
+        assert_eq!(r.gemm_busy_s, vec![1.0, 3.0, 2.5]);
+        assert_eq!(r.allreduce_busy_s, vec![0.0, 0.0, 0.0]);
         assert_eq!(r.ops[0].median_s, 2.5);
         assert_eq!(r.timeline_iteration, 2);
         assert_eq!(r.timeline[0].end_s, 2.5);

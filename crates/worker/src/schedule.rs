@@ -104,11 +104,8 @@ pub fn run_step<B: Backend>(
     if n_buckets > 0 {
         backend.wait(StreamId::Comm, &start)?;
     }
-    for (i, ev) in gemm_end.iter().enumerate() {
-        backend.gemm(StreamId::Compute, i)?;
-        backend.record(StreamId::Compute, ev)?;
-    }
-    for b in 0..n_buckets {
+    // Enqueues bucket b's all-reduce on the comm stream behind its wait.
+    let enqueue_allreduce = |b: usize| -> Result<(), BackendError> {
         match mode {
             Mode::Overlapped => {
                 backend.wait(StreamId::Comm, &gemm_end[plan.buckets[b].ready_after])?
@@ -122,7 +119,24 @@ pub fn run_step<B: Backend>(
         }
         backend.record(StreamId::Comm, &ar_start[b])?;
         backend.all_reduce(StreamId::Comm, b)?;
-        backend.record(StreamId::Comm, &ar_end[b])?;
+        backend.record(StreamId::Comm, &ar_end[b])
+    };
+    // Overlapped: each all-reduce is enqueued right after the GEMM it waits
+    // for, as DDP's hooks do, so a deep plan cannot fill the launch queue
+    // with GEMMs while the all-reduces wait to be issued.
+    let mut next_bucket = 0;
+    for (i, ev) in gemm_end.iter().enumerate() {
+        backend.gemm(StreamId::Compute, i)?;
+        backend.record(StreamId::Compute, ev)?;
+        if mode == Mode::Overlapped {
+            while next_bucket < n_buckets && plan.buckets[next_bucket].ready_after <= i {
+                enqueue_allreduce(next_bucket)?;
+                next_bucket += 1;
+            }
+        }
+    }
+    for b in next_bucket..n_buckets {
+        enqueue_allreduce(b)?;
     }
     if let Some(last) = ar_end.last() {
         backend.wait(StreamId::Compute, last)?;
@@ -340,6 +354,25 @@ mod tests {
             );
         }
         assert_eq!(b.count_wrong().unwrap(), 0);
+    }
+
+    /// With each all-reduce enqueued right after its GEMM, the first
+    /// bucket's all-reduce runs while backward still computes.
+    #[test]
+    fn overlapped_allreduce_runs_during_backward() {
+        let (b, plan) = backend("");
+        let t = run_step(&b, &plan, Mode::Overlapped, T).unwrap();
+        let first_ar = t
+            .spans
+            .iter()
+            .filter(|s| s.stream == StreamKind::Comm)
+            .map(|s| s.start_s)
+            .fold(f64::INFINITY, f64::min);
+        let last_gemm_end = t.spans[plan.ops.len() - 1].end_s;
+        assert!(
+            first_ar < last_gemm_end,
+            "the first all-reduce ({first_ar}) must start before backward ends ({last_gemm_end})"
+        );
     }
 
     #[test]

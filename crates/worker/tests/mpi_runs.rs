@@ -207,6 +207,62 @@ fn three_ranks_all_modes() {
         mfubench_core::result::PeakSource::Config
     );
     assert_eq!(run.summary.peak_tflops, 5.0);
+    // Every paired figure has an interval around its point value.
+    let s = &run.summary;
+    let c = &s.ci95;
+    assert_eq!(s.schedule, mfubench_core::config::Schedule::Interleaved);
+    assert_eq!(c.paired_iterations, 5);
+    let figures = [
+        ("exposed_comm_s", s.exposed_comm_s, c.exposed_comm_s),
+        (
+            "exposed_comm_fraction",
+            s.exposed_comm_fraction,
+            c.exposed_comm_fraction,
+        ),
+        (
+            "serialized_overhead",
+            s.serialized_overhead,
+            c.serialized_overhead,
+        ),
+        ("hidden_fraction", s.hidden_fraction, c.hidden_fraction),
+        ("overlap_speedup", s.overlap_speedup, c.overlap_speedup),
+        ("contention_gemm", s.contention.gemm, c.contention_gemm),
+        (
+            "contention_allreduce",
+            s.contention.allreduce,
+            c.contention_allreduce,
+        ),
+    ];
+    for (name, v, ci) in figures {
+        let (v, [lo, hi]) = (
+            v.unwrap(),
+            ci.unwrap_or_else(|| panic!("no interval for {name}")),
+        );
+        assert!(lo <= v && v <= hi, "{name}: {v} not in [{lo}, {hi}]");
+    }
+    if let (Some(v), Some([lo, hi])) = (s.overlap_efficiency, c.overlap_efficiency) {
+        assert!(lo <= v && v <= hi, "efficiency {v} not in [{lo}, {hi}]");
+    }
+    for m in Mode::ALL {
+        let [lo, hi] = c.step_time_s.get(m).unwrap();
+        let v = s.step_time_s.get(m).unwrap();
+        assert!(lo <= v && v <= hi, "{m}: {v} not in [{lo}, {hi}]");
+    }
+    // Interleaving: in every round each mode ran once, so between two
+    // consecutive steps of one mode every other mode ran exactly once.
+    for r in &run.ranks {
+        let mut all: Vec<(f64, Mode)> = Mode::ALL
+            .iter()
+            .flat_map(|&m| r.modes[&m].step_start_s.iter().map(move |&t| (t, m)))
+            .collect();
+        assert_eq!(all.len(), 20);
+        all.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (round, chunk) in all.chunks(4).enumerate() {
+            let modes: Vec<Mode> = chunk.iter().map(|x| x.1).collect();
+            let want = s.schedule.round_order(&Mode::ALL, round);
+            assert_eq!(modes, want, "round {round} of rank {}", r.rank);
+        }
+    }
 }
 
 #[test]
@@ -351,14 +407,13 @@ fn watchdog_names_the_stuck_op_and_aborts() {
 }
 
 #[test]
-fn finished_modes_are_saved_before_the_run_ends() {
-    // The job is killed during the second mode: the first one's results
-    // must already be on disk, marked incomplete.
+fn measured_steps_are_saved_before_the_run_ends() {
+    // The job is killed after a few timed rounds: the steps measured so far
+    // must already be on disk (saved after 1, 2, 4, … rounds), marked
+    // incomplete, both modes with the same number of steps.
     use std::io::{BufRead, BufReader};
     let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    // Many iterations so that compute outlasts the kill; no check, so that
-    // comm mode (checked on the host, slow in debug builds) stays short.
     let cfg = small_config(
         dir.path(),
         "peak_tflops = 1.0\nmodes = [\"comm\", \"compute\"]\niterations = 400\ncheck = false\n",
@@ -387,28 +442,26 @@ fn finished_modes_are_saved_before_the_run_ends() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let mut saw_comm_done = false;
+    let mut seen = false;
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
-        if line.contains("\"event\":\"mode_done\"") && line.contains("\"mode\":\"comm\"") {
-            saw_comm_done = true;
-        }
-        // Once compute has started, the comm checkpoint is written.
-        if saw_comm_done && line.contains("\"mode\":\"compute\"") {
+        // Round 6 has started: the save after round 4 is on disk.
+        if line.contains("\"phase\":\"timed\"") && line.contains("\"iter\":6,") {
+            seen = true;
             break;
         }
     }
-    assert!(saw_comm_done);
-    // Stop the mpirun we started, by its PID.
+    assert!(seen);
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let _ = child.wait();
     let run: RunRecord =
         serde_json::from_slice(&std::fs::read(out.join("p/run.json")).unwrap()).unwrap();
     assert!(!run.complete);
-    assert!(run
-        .ranks
-        .iter()
-        .all(|r| r.modes.len() == 1 && r.modes.contains_key(&Mode::Comm)));
+    for r in &run.ranks {
+        let (c, a) = (&r.modes[&Mode::Compute], &r.modes[&Mode::Comm]);
+        assert_eq!(c.step_time_s.len(), a.step_time_s.len());
+        assert!(c.step_time_s.len() >= 4 && c.step_time_s.len().is_power_of_two());
+    }
     assert!(run.summary.allreduce.busbw_gbps.unwrap() > 0.0);
-    assert!(run.summary.step_time_s.compute.is_none());
+    assert!(run.summary.step_time_s.compute.is_some());
 }

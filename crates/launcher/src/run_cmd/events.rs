@@ -2,13 +2,9 @@
 //! the worker's `@@mfubench {json}` progress events, and the launcher
 //! program's own reports of ranks that died.
 
-use serde::Deserialize;
 use std::borrow::Cow;
 
 use super::command::LauncherKind;
-
-/// Prefix of a machine-readable worker line.
-pub const EVENT_PREFIX: &str = "@@mfubench ";
 
 /// Which of the worker's streams a tagged line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,95 +96,12 @@ pub fn split_tag(kind: LauncherKind, read_from: Stream, line: &str) -> Tagged<'_
     }
 }
 
-/// A progress event of the worker (see the worker contract).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// Every rank at start.
-    Hello {
-        /// MPI rank.
-        rank: u64,
-        /// Host name.
-        #[serde(default)]
-        host: String,
-        /// Rank on its host.
-        #[serde(default)]
-        local_rank: u64,
-        /// Process id (on its host).
-        #[serde(default)]
-        pid: u32,
-        /// Device, e.g. `cpu`, `GPU 3`.
-        #[serde(default)]
-        device: String,
-    },
-    /// Rank 0: the run begins.
-    Start {
-        /// Run id.
-        #[serde(default)]
-        run_id: String,
-        /// Run directory.
-        #[serde(default)]
-        run_dir: String,
-        /// Ranks.
-        #[serde(default)]
-        world_size: u64,
-        /// Modes in execution order.
-        #[serde(default)]
-        modes: Vec<String>,
-        /// Warmup iterations per mode.
-        #[serde(default)]
-        warmup: u32,
-        /// Timed iterations per mode.
-        #[serde(default)]
-        iterations: u32,
-    },
-    /// Rank 0 after each iteration.
-    Iteration {
-        /// Mode name.
-        mode: String,
-        /// `warmup` or `timed`.
-        #[serde(default)]
-        phase: String,
-        /// 1-based within the phase.
-        iter: u32,
-        /// Iterations in the phase.
-        of: u32,
-        /// This iteration's step time on rank 0.
-        #[serde(default)]
-        step_s: f64,
-    },
-    /// Rank 0: a mode finished.
-    ModeDone {
-        /// Mode name.
-        mode: String,
-        /// Median step time of rank 0.
-        #[serde(default)]
-        median_step_s: f64,
-    },
-    /// Rank 0: run.json written.
-    Done {
-        /// Run directory.
-        #[serde(default)]
-        run_dir: String,
-        /// Path of run.json.
-        #[serde(default)]
-        run_json: String,
-    },
-    /// Every rank just before exiting normally.
-    RankDone {
-        /// MPI rank.
-        rank: u64,
-    },
-    /// An event this launcher does not know (a newer worker): ignored.
-    #[serde(other)]
-    Unknown,
-}
+pub use mfubench_core::protocol::Event;
 
 /// Parses the text of a worker line: `Some(Ok)` for an event, `Some(Err)`
 /// for a malformed one, `None` for human text.
 pub fn parse_event(text: &str) -> Option<Result<Event, serde_json::Error>> {
-    let json = text.trim_end_matches('\r').strip_prefix(EVENT_PREFIX)?;
-    Some(serde_json::from_str(json))
+    Event::parse_line(text)
 }
 
 /// How a rank ended abnormally, as reported by mpirun or srun.

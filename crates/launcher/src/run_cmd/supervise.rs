@@ -215,7 +215,9 @@ impl Progress {
         if self.first_iter_at.is_none() {
             self.first_iter_at = Some(Instant::now());
         }
-        let key = format!("{mode} {phase}");
+        // The interleaved schedule changes mode every step: a new plain
+        // line per phase, not per mode.
+        let key = phase.to_string();
         let changed = key != self.current;
         self.current = key;
         let msg = format!("{mode} {phase} {iter}/{of} step {step_s:.4} s");

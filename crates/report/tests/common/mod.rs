@@ -200,6 +200,9 @@ pub fn build(g: &Gen) -> RunRecord {
                     mode,
                     ModeRecord {
                         step_time_s: step,
+                        step_start_s: Vec::new(),
+                        gemm_busy_s: Vec::new(),
+                        allreduce_busy_s: Vec::new(),
                         ops,
                         timeline: spans,
                         timeline_iteration: 0,
@@ -230,6 +233,8 @@ pub fn build(g: &Gen) -> RunRecord {
             peak_source: PeakSource::Spec,
             straggler_tolerance: cfg.acceptance.straggler_tolerance,
             recompute: cfg.run.recompute,
+            schedule: cfg.run.schedule,
+            model_layers: cfg.model.layers,
         },
     );
     RunRecord {
@@ -246,6 +251,10 @@ pub fn build(g: &Gen) -> RunRecord {
         versions: BTreeMap::from([("nccl".to_string(), "2.21.5".to_string())]),
         env: BTreeMap::new(),
         plan: info,
+        peak: Some(mfubench_core::result::PeakChoice {
+            tflops: PEAK,
+            source: PeakSource::Spec,
+        }),
         complete: true,
         ranks,
         summary,

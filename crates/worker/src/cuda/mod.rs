@@ -581,6 +581,24 @@ impl CudaBackend {
         Ok(())
     }
 
+    /// Sizes the buffers against the memory free now. Called again once the
+    /// NCCL communicator exists: its buffers (NVLS on NVSwitch systems) take
+    /// GBs that the first sizing, before NCCL init, could not see.
+    pub fn replan_memory(&mut self) -> Result<(), BackendError> {
+        drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
+        let (free, total) = drv("cuMemGetInfo", self.ctx.mem_get_info())?;
+        let reserve = (total as u64 / 32).max(2 << 30);
+        self.mem = gemm::plan_memory(
+            &self.plan,
+            &self.types,
+            self.grad_dtype.size_bytes(),
+            free as u64,
+            reserve,
+        )
+        .map_err(BackendError::OutOfMemory)?;
+        Ok(())
+    }
+
     /// The device.
     pub fn info(&self) -> &DeviceInfo {
         &self.info
@@ -1069,7 +1087,9 @@ impl Communicator for CudaBackend {
                 .flat_map_iter(|c| {
                     let lo = c * CHUNK;
                     let hi = (lo + CHUNK).min(b.elements);
-                    let vals: Vec<f64> = (lo..hi).map(|i| check::pattern(ranks, rank, bi, i)).collect();
+                    let vals: Vec<f64> = (lo..hi)
+                        .map(|i| check::pattern(ranks, rank, bi, i))
+                        .collect();
                     encode(gd, &vals)
                 })
                 .collect();
@@ -1162,6 +1182,81 @@ impl Communicator for CudaBackend {
 }
 
 impl Backend for CudaBackend {
+    /// Device = local rank (respecting `CUDA_VISIBLE_DEVICES`); opens the
+    /// device and libraries on every rank (agreed), then the NCCL
+    /// communicator with rank 0's unique id broadcast over MPI (agreed),
+    /// then sizes the buffers with NCCL's memory already taken, and runs
+    /// the GEMM spot check when `run.check` is on.
+    fn open(
+        config: &mfubench_core::config::Config,
+        rank: &crate::rank::Rank,
+        plan: Arc<StepPlan>,
+    ) -> Result<Self, crate::rank::Exit> {
+        let opened = probe()
+            .and_then(|n| select_ordinal(rank.local_rank, rank.ranks_on_host, n))
+            .map_err(BackendError::Unavailable)
+            .and_then(|ordinal| {
+                CudaBackend::open(
+                    ordinal,
+                    plan,
+                    config.run.dtype,
+                    config.run.grad_dtype,
+                    rank.rank,
+                    rank.size,
+                )
+            });
+        let mut backend = rank.agree(opened)?;
+        let id = if rank.is_root() {
+            backend.nccl_unique_id()
+        } else {
+            Ok(Vec::new())
+        };
+        let id = rank.agree(id)?;
+        let id = crate::mpi_comm::broadcast_bytes(&rank.world, &id);
+        let init = backend.init_comm(&id);
+        rank.agree(init.and_then(|_| backend.replan_memory()))?;
+        if config.run.check {
+            for (dtype, res) in backend.spot_check() {
+                let line = match res {
+                    Ok(c) => {
+                        if !c.passed() {
+                            rank.error(format!("GEMM spot check {dtype}: {}", c.summary()));
+                        }
+                        c.summary()
+                    }
+                    Err(e) => {
+                        rank.error(format!("GEMM spot check {dtype}: {e}"));
+                        format!("error: {e}")
+                    }
+                };
+                backend.notes.insert(format!("gemm_check_{dtype}"), line);
+            }
+        }
+        Ok(backend)
+    }
+
+    fn device(&self) -> crate::backend::DeviceRecord {
+        let mut info = self.device_info_map();
+        let mut versions = BTreeMap::new();
+        for key in [
+            "driver_version",
+            "cuda_version",
+            "cublaslt_version",
+            "nccl_version",
+        ] {
+            if let Some(v) = info.remove(key) {
+                versions.insert(key.trim_end_matches("_version").to_string(), v);
+            }
+        }
+        crate::backend::DeviceRecord {
+            device: format!("GPU {}", self.info.ordinal),
+            name: self.info.name.clone(),
+            info,
+            versions,
+            spec_peak_tflops: self.spec_peak_tflops(),
+        }
+    }
+
     fn name(&self) -> &'static str {
         "cuda"
     }

@@ -1,0 +1,428 @@
+//! One benchmark run on one rank, as a flow of four steps that every rank
+//! takes together: [`Benchmark::open`] (backend, buffers),
+//! [`Benchmark::choose_peak`], [`Benchmark::run_modes`] and
+//! [`Benchmark::save`].
+//!
+//! How the modes are timed (the measurement design):
+//! - **Warmup** is shared: `run.warmup` rounds in which every mode runs one
+//!   step, in the rotating order of the interleaved schedule.
+//! - **Timed steps.** Interleaved (default): timed round i runs one step of
+//!   every mode, in `modes` rotated by i (a Latin square), so that outside
+//!   load lands on all modes alike and round i's steps form a pair for
+//!   every figure that compares modes. Blocked: each mode's steps back to
+//!   back (for comparison). Every step starts after a barrier; its start
+//!   (seconds since the first timed step) is recorded.
+//! - **Checks on untimed steps only.** The all-reduce results are verified
+//!   on the warmup steps and on one extra untimed step per mode with
+//!   all-reduces after the timed ones. Timed steps of every mode are then
+//!   preceded by the same thing — a barrier — and the host work of the
+//!   check (a second on large GPU buckets, enough for clocks to drop)
+//!   never sits before some modes' timed steps and not others'. `wrong`
+//!   counts the mismatches of those checked steps.
+//! - **Results as soon as they exist.** run.json is written (complete =
+//!   false) after 1, 2, 4, 8, … rounds' worth of timed steps, so a crash or
+//!   a timeout keeps what was measured, and once more at the end.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mfubench_core::config::{Config, Mode, Schedule};
+use mfubench_core::plan::StepPlan;
+use mfubench_core::protocol::{Event, LAUNCH_ENV};
+use mfubench_core::result::{
+    LaunchInfo, PeakChoice, PeakSource, RankRecord, RunMeta, RunRecord, TelemetrySample,
+};
+use mfubench_core::stats;
+
+use crate::backend::{Backend, DeviceRecord};
+use crate::mpi_comm;
+use crate::output;
+use crate::progress::emit;
+use crate::rank::{Exit, Rank, RunError};
+use crate::record::mode_record;
+use crate::schedule::{self, StepTiming};
+
+/// Test hooks of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hooks {
+    /// This rank corrupts one reduced element once, to show the check
+    /// reports it.
+    pub inject_wrong_rank: Option<u64>,
+}
+
+/// The timed steps of one mode so far.
+#[derive(Default)]
+struct ModeSteps {
+    timings: Vec<StepTiming>,
+    starts: Vec<f64>,
+    wrong: u64,
+}
+
+/// A benchmark on one rank.
+pub struct Benchmark<'r, B: Backend> {
+    rank: &'r Rank,
+    config: Config,
+    plan: Arc<StepPlan>,
+    backend: B,
+    device: DeviceRecord,
+    run_id: String,
+    run_dir: PathBuf,
+    started_at: String,
+    op_timeout: Duration,
+    peak: PeakChoice,
+    calibrated: Option<f64>,
+    steps: BTreeMap<Mode, ModeSteps>,
+    telemetry: Vec<TelemetrySample>,
+    hooks: Hooks,
+    injected: bool,
+}
+
+impl<'r, B: Backend> Benchmark<'r, B> {
+    /// Opens the backend on every rank and allocates the plan's buffers.
+    pub fn open(
+        rank: &'r Rank,
+        config: Config,
+        plan: Arc<StepPlan>,
+        run_id: String,
+        run_dir: PathBuf,
+        hooks: Hooks,
+    ) -> Result<Self, Exit> {
+        let started_at = output::rfc3339_now();
+        let mut backend = B::open(&config, rank, plan.clone())?;
+        let alloc = backend
+            .allocate_gemms(&plan)
+            .and_then(|_| backend.allocate_buckets(&plan));
+        rank.agree(alloc)?;
+        let device = backend.device();
+        Ok(Benchmark {
+            rank,
+            op_timeout: Duration::from_secs_f64(config.run.op_timeout_s),
+            config,
+            plan,
+            backend,
+            device,
+            run_id,
+            run_dir,
+            started_at,
+            peak: PeakChoice {
+                tflops: 0.0,
+                source: PeakSource::Config,
+            },
+            calibrated: None,
+            steps: BTreeMap::new(),
+            telemetry: Vec::new(),
+            hooks,
+            injected: false,
+        })
+    }
+
+    /// The peak MFU is computed against: `run.peak_tflops` if set; else the
+    /// datasheet table when every rank found its device there (the highest,
+    /// with a warning if they differ); else a calibration on every rank,
+    /// max over ranks. Taken collectively: ranks that took different
+    /// branches would enter different collectives (a mixed or MIG cluster).
+    pub fn choose_peak(&mut self) -> Result<(), Exit> {
+        let r = self.rank;
+        let spec = self.device.spec_peak_tflops;
+        let spec_everywhere = self.config.run.peak_tflops.is_none()
+            && mpi_comm::sum_u64(&r.world, u64::from(spec.is_none())) == 0;
+        self.peak = match (self.config.run.peak_tflops, spec) {
+            (Some(p), _) => PeakChoice {
+                tflops: p,
+                source: PeakSource::Config,
+            },
+            (None, Some(mine)) if spec_everywhere => {
+                let (hi, lo) = (
+                    mpi_comm::max_f64(&r.world, mine),
+                    -mpi_comm::max_f64(&r.world, -mine),
+                );
+                if hi != lo && r.is_root() {
+                    crate::say!(
+                        "mfubench-worker: warning: the devices of this run have different peaks ({lo} to {hi} TFLOP/s); MFU uses the highest"
+                    );
+                }
+                PeakChoice {
+                    tflops: hi,
+                    source: PeakSource::Spec,
+                }
+            }
+            (None, _) => {
+                if r.is_root() && self.backend.name() != "cpu" {
+                    crate::say!(
+                        "mfubench-worker: {} is not in the peak table for {}; using a calibration GEMM as the peak (set run.peak_tflops for a datasheet value)",
+                        self.device.name,
+                        self.config.run.dtype
+                    );
+                }
+                mpi_comm::quiet_barrier(&r.world);
+                let mine = schedule::calibrate(
+                    &self.backend,
+                    &self.plan,
+                    5,
+                    Duration::from_millis(300),
+                    self.op_timeout,
+                )
+                .unwrap_or_else(|e| r.abort(format!("watchdog: calibration: {e}")));
+                self.calibrated = Some(mine);
+                PeakChoice {
+                    tflops: mpi_comm::max_f64(&r.world, mine),
+                    source: PeakSource::Calibrated,
+                }
+            }
+        };
+        Ok(())
+    }
+
+    /// One step of `mode` after a barrier, under the watchdog; returns when
+    /// it started and its timings.
+    fn step(&self, mode: Mode, what: &str) -> (Instant, StepTiming) {
+        mpi_comm::quiet_barrier(&self.rank.world);
+        let t0 = Instant::now();
+        let t = schedule::run_step(&self.backend, &self.plan, mode, self.op_timeout)
+            .unwrap_or_else(|e| {
+                self.rank
+                    .abort(format!("watchdog: mode {mode}, {what}: {e}"))
+            });
+        (t0, t)
+    }
+
+    /// An untimed step whose all-reduce results are verified (when
+    /// `run.check` is on and the mode has all-reduces).
+    fn checked_step(&mut self, mode: Mode, what: &str) -> StepTiming {
+        let checking = self.config.run.check && mode.has_comm();
+        if checking {
+            if let Err(e) = self.backend.prepare_check() {
+                self.rank.abort(format!("check preparation: {e}"));
+            }
+        }
+        let (_, t) = self.step(mode, what);
+        if checking {
+            if !self.injected && self.hooks.inject_wrong_rank == Some(self.rank.rank) {
+                self.injected = true;
+                let _ = self.backend.corrupt_one_element();
+            }
+            let wrong = self
+                .backend
+                .count_wrong()
+                .unwrap_or_else(|e| self.rank.abort(format!("check: {e}")));
+            if wrong > 0 {
+                crate::say!(
+                    "mfubench-worker: rank {} on {}: check: {wrong} wrong element(s) after the all-reduces of mode {mode}, {what}",
+                    self.rank.rank,
+                    self.rank.host
+                );
+            }
+            self.steps.entry(mode).or_default().wrong += wrong;
+        }
+        t
+    }
+
+    /// The timed steps in the order they run.
+    fn timed_order(&self) -> Vec<Mode> {
+        let r = &self.config.run;
+        let iters = r.iterations as usize;
+        match r.schedule {
+            Schedule::Interleaved => (0..iters)
+                .flat_map(|i| r.schedule.round_order(&r.modes, i))
+                .collect(),
+            Schedule::Blocked => r
+                .modes
+                .iter()
+                .flat_map(|&m| std::iter::repeat_n(m, iters))
+                .collect(),
+        }
+    }
+
+    /// Runs the warmup, the timed steps and the check steps of every mode.
+    pub fn run_modes(&mut self) -> Result<(), Exit> {
+        let r = self.rank;
+        let run = self.config.run.clone();
+        if r.is_root() {
+            emit(&Event::Start {
+                run_id: self.run_id.clone(),
+                run_dir: self.run_dir.display().to_string(),
+                world_size: r.size,
+                modes: run.modes.iter().map(|m| m.to_string()).collect(),
+                schedule: run.schedule.to_string(),
+                warmup: run.warmup,
+                iterations: run.iterations,
+                peak_tflops: self.peak.tflops,
+                peak_source: format!("{:?}", self.peak.source).to_lowercase(),
+            });
+        }
+        for w in 0..run.warmup {
+            for mode in Schedule::Interleaved.round_order(&run.modes, w as usize) {
+                let t = self.checked_step(mode, &format!("warmup iteration {}", w + 1));
+                self.progress(mode, "warmup", w + 1, run.warmup, t.step_s);
+            }
+        }
+        for &mode in &run.modes {
+            self.steps.entry(mode).or_default();
+            self.telemetry.extend(self.backend.telemetry(mode, "start"));
+        }
+        let order = self.timed_order();
+        let mut first: Option<Instant> = None;
+        let mut save_after = run.modes.len();
+        for (k, &mode) in order.iter().enumerate() {
+            let n = self.steps[&mode].timings.len() as u32 + 1;
+            let (t0, t) = self.step(mode, &format!("timed iteration {n}"));
+            let since = t0.duration_since(*first.get_or_insert(t0)).as_secs_f64();
+            self.progress(mode, "timed", n, run.iterations, t.step_s);
+            let s = self.steps.entry(mode).or_default();
+            s.timings.push(t);
+            s.starts.push(since);
+            if n == run.iterations && r.is_root() {
+                let med = stats::median(&s.timings.iter().map(|t| t.step_s).collect::<Vec<_>>())
+                    .unwrap_or(0.0);
+                emit(&Event::ModeDone {
+                    mode: mode.to_string(),
+                    median_step_s: med,
+                });
+            }
+            if k + 1 == save_after && k + 1 < order.len() {
+                self.save(false)?;
+                save_after *= 2;
+            }
+        }
+        for &mode in &run.modes {
+            self.telemetry.extend(self.backend.telemetry(mode, "end"));
+        }
+        if run.check {
+            for &mode in run.modes.iter().filter(|m| m.has_comm()) {
+                self.checked_step(mode, "check step");
+            }
+        }
+        Ok(())
+    }
+
+    /// Rank 0's own step, shown live (a collective here would add a
+    /// spinning wait to every step; cluster figures come at the end).
+    fn progress(&self, mode: Mode, phase: &str, iter: u32, of: u32, step_s: f64) {
+        if self.rank.is_root() {
+            emit(&Event::Iteration {
+                mode: mode.to_string(),
+                phase: phase.into(),
+                iter,
+                of,
+                step_s,
+            });
+        }
+    }
+
+    /// Gathers every rank's record on rank 0, which writes run.json
+    /// atomically; every rank learns whether it was written.
+    pub fn save(&self, complete: bool) -> Result<(), Exit> {
+        let r = self.rank;
+        let modes = self
+            .steps
+            .iter()
+            .filter(|(_, s)| !s.timings.is_empty())
+            .map(|(m, s)| (*m, mode_record(&s.timings, &s.starts, s.wrong)))
+            .collect::<BTreeMap<_, _>>();
+        let record = RankRecord {
+            rank: r.rank,
+            host: r.host.clone(),
+            local_rank: r.local_rank,
+            device: self.device.device.clone(),
+            device_name: self.device.name.clone(),
+            device_info: self.device.info.clone(),
+            calibrated_tflops: self.calibrated,
+            wrong: self.steps.values().map(|s| s.wrong).sum(),
+            modes,
+            telemetry: self.telemetry.clone(),
+        };
+        let bytes = serde_json::to_vec(&record)
+            .unwrap_or_else(|e| r.abort(format!("cannot encode the rank record: {e}")));
+        let gathered = mpi_comm::gather_bytes(&r.world, &bytes).unwrap_or_else(|e| r.abort(e));
+        let written = match gathered {
+            Some(all) => self.write_run_json(all, complete),
+            None => Ok(()),
+        };
+        let code = mpi_comm::broadcast_code(&r.world, i32::from(written.is_err()));
+        if let Err(e) = written {
+            r.error(e);
+        }
+        if code != 0 {
+            return Err(Exit::RunFailed);
+        }
+        if complete {
+            emit(&Event::RankDone { rank: r.rank });
+        }
+        Ok(())
+    }
+
+    /// Rank 0: builds the run record from the gathered rank records and
+    /// writes it.
+    fn write_run_json(&self, all: Vec<Vec<u8>>, complete: bool) -> Result<(), RunError> {
+        let mut ranks = Vec::with_capacity(all.len());
+        for (i, b) in all.iter().enumerate() {
+            ranks.push(
+                serde_json::from_slice::<RankRecord>(b)
+                    .map_err(|e| RunError(format!("the record of rank {i} is unreadable: {e}")))?,
+            );
+        }
+        let mut launch: LaunchInfo = std::env::var(LAUNCH_ENV)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_else(|| LaunchInfo {
+                command: std::env::args().collect(),
+                launcher: "manual".into(),
+                ..Default::default()
+            });
+        launch.slurm_job_id = launch
+            .slurm_job_id
+            .or_else(|| std::env::var("SLURM_JOB_ID").ok());
+        launch.slurm_nodelist = launch.slurm_nodelist.or_else(|| {
+            std::env::var("SLURM_JOB_NODELIST")
+                .or_else(|_| std::env::var("SLURM_NODELIST"))
+                .ok()
+        });
+        let mut versions = self.device.versions.clone();
+        if let Ok(v) = mpi::environment::library_version() {
+            versions.insert(
+                "mpi".to_string(),
+                v.lines().next().unwrap_or("").trim().to_string(),
+            );
+        }
+        versions.insert(
+            "mfubench".to_string(),
+            mfubench_core::TOOL_VERSION.to_string(),
+        );
+        let meta = RunMeta {
+            run_id: self.run_id.clone(),
+            started_at: self.started_at.clone(),
+            finished_at: output::rfc3339_now(),
+            launch,
+            versions,
+            env: output::captured_env(std::env::vars()),
+            complete,
+        };
+        let run = RunRecord::new(&self.config, &self.plan, self.peak, meta, ranks);
+        let path = self.run_dir.join("run.json");
+        let bytes = serde_json::to_vec(&run).map_err(|e| RunError(e.to_string()))?;
+        output::write_atomic(&path, &bytes)
+            .map_err(|e| RunError(format!("cannot write {}: {e}", path.display())))?;
+        if complete {
+            let s = &run.summary;
+            let pct = |x: Option<f64>| {
+                x.map(|v| format!("{:.1} %", v * 100.0))
+                    .unwrap_or_else(|| "-".into())
+            };
+            crate::say!(
+                "mfubench-worker: {} ranks, MFU compute {} / overlapped {}, wrong {}; wrote {}",
+                self.rank.size,
+                pct(s.mfu.compute),
+                pct(s.mfu.overlapped),
+                s.wrong,
+                path.display()
+            );
+            emit(&Event::Done {
+                run_dir: self.run_dir.display().to_string(),
+                run_json: path.display().to_string(),
+            });
+        }
+        Ok(())
+    }
+}

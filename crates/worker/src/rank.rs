@@ -1,0 +1,163 @@
+//! Who this process is in the job, and how the ranks take decisions
+//! together.
+//!
+//! Every decision that changes what a rank does next (stop on an error,
+//! which backend, which peak) must be taken by every rank alike, or the
+//! ranks enter different collectives and hang. [`Rank::agree`] is the only
+//! way to do that: each rank brings its own result, all learn whether any
+//! failed, and all stop with the same exit code.
+
+use std::fmt::Display;
+
+use mpi::collective::SystemOperation;
+use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::traits::*;
+use mpi::Threading;
+
+use mfubench_core::protocol::exit;
+
+use crate::backend::BackendError;
+
+/// How a rank ends when it does not complete the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
+    /// Usage, config or environment error found before any compute (exit 2).
+    Usage,
+    /// The run failed (exit 3).
+    RunFailed,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Usage => exit::USAGE,
+            Exit::RunFailed => exit::RUN_FAILED,
+        }
+    }
+
+    fn from_code(code: u64) -> Exit {
+        if code == u64::from(exit::USAGE) {
+            Exit::Usage
+        } else {
+            Exit::RunFailed
+        }
+    }
+}
+
+impl From<&BackendError> for Exit {
+    fn from(e: &BackendError) -> Exit {
+        match e {
+            BackendError::Unavailable(_) | BackendError::OutOfMemory(_) => Exit::Usage,
+            BackendError::Failed(_) => Exit::RunFailed,
+        }
+    }
+}
+
+impl From<BackendError> for Exit {
+    fn from(e: BackendError) -> Exit {
+        Exit::from(&e)
+    }
+}
+
+/// A usage-class error message (config, flags, files).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl From<&UsageError> for Exit {
+    fn from(_: &UsageError) -> Exit {
+        Exit::Usage
+    }
+}
+
+/// A run-class error message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RunError(pub String);
+
+impl From<&RunError> for Exit {
+    fn from(_: &RunError) -> Exit {
+        Exit::RunFailed
+    }
+}
+
+/// Identity of this rank.
+pub struct Rank {
+    /// The world communicator.
+    pub world: SimpleCommunicator,
+    /// MPI rank in the world.
+    pub rank: u64,
+    /// World size.
+    pub size: u64,
+    /// Host name.
+    pub host: String,
+    /// Rank among the ranks of this host (MPI's shared-memory split).
+    pub local_rank: u64,
+    /// Ranks on this host.
+    pub ranks_on_host: u64,
+    /// The thread support MPI granted.
+    pub threading: Threading,
+}
+
+impl Rank {
+    /// This process's identity, from MPI (never from `SLURM_PROCID`).
+    pub fn new(world: SimpleCommunicator, threading: Threading) -> Rank {
+        let local = world.split_shared(world.rank());
+        Rank {
+            rank: world.rank() as u64,
+            size: world.size() as u64,
+            host: crate::output::hostname(),
+            local_rank: local.rank() as u64,
+            ranks_on_host: local.size() as u64,
+            world,
+            threading,
+        }
+    }
+
+    /// Prints an error of this rank, naming it and its host.
+    pub fn error(&self, msg: impl Display) {
+        crate::say!(
+            "mfubench-worker: rank {} on {}: error: {msg}",
+            self.rank,
+            self.host
+        );
+    }
+
+    /// Whether this is rank 0, which reads the config and writes run.json.
+    pub fn is_root(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// Takes a decision together: every rank calls it with its own result;
+    /// a rank that failed prints its error; if any rank failed, every rank
+    /// gets the most severe exit of them all, else its own value.
+    /// Collective: every rank must call it at the same point.
+    pub fn agree<T, E>(&self, result: Result<T, E>) -> Result<T, Exit>
+    where
+        E: Display,
+        for<'a> Exit: From<&'a E>,
+    {
+        let mine = match &result {
+            Ok(_) => 0u64,
+            Err(e) => {
+                self.error(e);
+                u64::from(Exit::from(e).code())
+            }
+        };
+        let mut worst = 0u64;
+        self.world
+            .all_reduce_into(&mine, &mut worst, SystemOperation::max());
+        match result {
+            Ok(v) if worst == 0 => Ok(v),
+            _ => Err(Exit::from_code(worst)),
+        }
+    }
+
+    /// Ends the whole job from one rank (the watchdog): no other rank can be
+    /// relied on to reach a collective.
+    pub fn abort(&self, e: impl Display) -> ! {
+        self.error(format!("{e}; aborting the job"));
+        self.world.abort(i32::from(exit::RUN_FAILED))
+    }
+}

@@ -1,0 +1,114 @@
+//! What a rank does before the benchmark proper, each step agreed by every
+//! rank: the world size check, the config (read by rank 0, broadcast,
+//! resolved for the backend every rank can run), the hello event and the
+//! run directory.
+
+use std::path::{Path, PathBuf};
+
+use mfubench_core::config::{parse_config_file, BackendKind, Config};
+use mfubench_core::protocol::{self, Event};
+
+use crate::cuda;
+use crate::mpi_comm;
+use crate::output;
+use crate::progress::emit;
+use crate::rank::{Exit, Rank, UsageError};
+
+/// Fails (exit 2) unless MPI reports `expect` ranks.
+pub fn check_world(rank: &Rank, expect: Option<u64>) -> Result<(), Exit> {
+    match expect {
+        Some(n) if n != rank.size => {
+            rank.error(format!(
+                "MPI reports a world of {} rank(s) but --expect-world is {n}: the worker was probably started by an mpirun from a different MPI installation than the one it was built with (check `which mpirun` and `mpirun --version`)",
+                rank.size
+            ));
+            Err(Exit::Usage)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reads and validates the config on rank 0 and broadcasts it; returns the
+/// config resolved for the concrete backend.
+pub fn load_config(rank: &Rank, path: &Path, backend: Option<&str>) -> Result<Config, Exit> {
+    let file = path.display().to_string();
+    let text = if rank.is_root() {
+        std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("{file}: cannot read the config: {e}")))
+    } else {
+        Ok(String::new())
+    };
+    let text = rank.agree(text)?;
+    let text = String::from_utf8_lossy(&mpi_comm::broadcast_bytes(&rank.world, text.as_bytes()))
+        .into_owned();
+    // Every rank parses the same text to the same result: no collective
+    // is needed, and only rank 0 says why.
+    let usage = |e: &dyn std::fmt::Display| {
+        if rank.is_root() {
+            rank.error(e);
+        }
+        Exit::Usage
+    };
+    let mut raw = parse_config_file(&text, &file).map_err(|e| usage(&e))?;
+    let requested = match backend {
+        None => raw.run.backend.unwrap_or_default(),
+        Some("auto") => BackendKind::Auto,
+        Some("cpu") => BackendKind::Cpu,
+        Some("cuda") => BackendKind::Cuda,
+        Some(other) => return Err(usage(&format!("--backend {other}: use auto, cpu or cuda"))),
+    };
+    raw.run.backend = Some(match requested {
+        BackendKind::Auto => {
+            // CUDA when every rank sees a driver and a GPU, so that all
+            // ranks pick the same backend.
+            let mine = cuda::probe();
+            let without = mpi_comm::sum_u64(&rank.world, u64::from(mine.is_err()));
+            if without == 0 {
+                BackendKind::Cuda
+            } else {
+                if rank.is_root() {
+                    let why = mine.err().unwrap_or_else(|| {
+                        format!("{without} rank(s) have no usable CUDA driver or GPU")
+                    });
+                    crate::say!("mfubench-worker: backend auto: using the CPU backend ({why})");
+                }
+                BackendKind::Cpu
+            }
+        }
+        other => other,
+    });
+    raw.resolve(&file).map_err(|e| usage(&e))
+}
+
+/// Every rank announces itself to the launcher.
+pub fn hello(rank: &Rank, config: &Config) {
+    let device = match config.run.backend {
+        BackendKind::Cpu => "cpu".to_string(),
+        BackendKind::Cuda | BackendKind::Auto => cuda::probe()
+            .and_then(|n| cuda::select_ordinal(rank.local_rank, rank.ranks_on_host, n))
+            .map(|o| format!("GPU {o}"))
+            .unwrap_or_else(|_| "GPU ?".to_string()),
+    };
+    emit(&Event::Hello {
+        rank: rank.rank,
+        host: rank.host.clone(),
+        local_rank: rank.local_rank,
+        pid: std::process::id(),
+        device,
+    });
+}
+
+/// The run id (rank 0's, broadcast) and its directory, created and proven
+/// writable before any compute.
+pub fn run_dir(rank: &Rank, out: &Path, run_id: Option<String>) -> Result<(String, PathBuf), Exit> {
+    let id = run_id
+        .unwrap_or_else(|| protocol::default_run_id(output::epoch_secs(), std::process::id()));
+    let id = String::from_utf8_lossy(&mpi_comm::broadcast_bytes(&rank.world, id.as_bytes()))
+        .into_owned();
+    let dir = if rank.is_root() {
+        output::prepare_run_dir(out, &id)
+    } else {
+        Ok(PathBuf::new())
+    };
+    Ok((id, rank.agree(dir)?))
+}
