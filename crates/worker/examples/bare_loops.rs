@@ -6,6 +6,9 @@
 //! `mpirun -np N bare_loops gemm|allreduce CONFIG ITERATIONS`: every rank
 //! runs the loop after a barrier per iteration; rank 0 prints one JSON line
 //! with the median over iterations of the max over ranks.
+//!
+//! `bare_loops plan CONFIG 0` prints the plan's GEMMs and buckets as JSON
+//! (no MPI), for the independent peers of `ci/bench_peers.py`.
 
 use std::time::Instant;
 
@@ -38,6 +41,27 @@ fn main() {
     });
     let iterations: usize = args[3].parse().unwrap_or(10);
     let plan = StepPlan::for_config(&config);
+    if args[1] == "plan" {
+        let ops: Vec<String> = plan
+            .ops
+            .iter()
+            .map(|o| {
+                format!(
+                    "{{\"m\":{},\"n\":{},\"k\":{},\"batch\":{},\"trans_a\":{},\"trans_b\":{}}}",
+                    o.m, o.n, o.k, o.batch, o.trans_a, o.trans_b
+                )
+            })
+            .collect();
+        let buckets: Vec<String> = plan.buckets.iter().map(|b| b.elements.to_string()).collect();
+        println!(
+            "{{\"ops\":[{}],\"buckets\":[{}],\"flops\":{},\"warmup\":{}}}",
+            ops.join(","),
+            buckets.join(","),
+            plan.model_flops(),
+            config.run.warmup
+        );
+        return;
+    }
     if config.run.dtype != Dtype::F32 || config.run.grad_dtype != Dtype::F32 {
         eprintln!("bare_loops measures f32 only");
         std::process::exit(2);

@@ -465,3 +465,130 @@ fn measured_steps_are_saved_before_the_run_ends() {
     assert!(run.summary.allreduce.busbw_gbps.unwrap() > 0.0);
     assert!(run.summary.step_time_s.compute.is_some());
 }
+
+/// The overlap verdict a user reads off a run: a gain or a loss when the
+/// speedup's interval excludes 1, else inconclusive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum OverlapVerdict {
+    Gain,
+    Loss,
+    Inconclusive,
+}
+
+fn overlap_verdict(run: &RunRecord) -> OverlapVerdict {
+    let [lo, hi] = run.summary.ci95.overlap_speedup.expect("speedup interval");
+    if lo > 1.0 {
+        OverlapVerdict::Gain
+    } else if hi < 1.0 {
+        OverlapVerdict::Loss
+    } else {
+        OverlapVerdict::Inconclusive
+    }
+}
+
+/// Runs 2 ranks with `schedule`; `hog_on(mode, iter)` is asked after every
+/// timed step event of rank 0 and says whether a CPU hog (two busy real
+/// processes, one per core) should run from then on.
+fn run_with_hog(schedule: &str, hog_on: impl Fn(&str, u64) -> bool) -> RunRecord {
+    use std::io::{BufRead, BufReader};
+    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(
+        dir.path(),
+        &format!("peak_tflops = 1.0\niterations = 30\ncheck = false\nschedule = \"{schedule}\"\n"),
+    );
+    let out = dir.path().join("results");
+    let mut child = Command::new("mpirun")
+        .args(["--allow-run-as-root", "--oversubscribe", "--bind-to", "none"])
+        .args(["--mca", "mpi_yield_when_idle", "1", "-np", "2", WORKER])
+        .args(["--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args(["--run-id", "h"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut hogs: Vec<std::process::Child> = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let Some(Ok(mfubench_core::protocol::Event::Iteration {
+            mode, phase, iter, ..
+        })) = mfubench_core::protocol::Event::parse_line(&line)
+        else {
+            continue;
+        };
+        if phase != "timed" {
+            continue;
+        }
+        let want = hog_on(&mode, u64::from(iter));
+        if want && hogs.is_empty() {
+            for _ in 0..2 {
+                hogs.push(
+                    Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .spawn()
+                        .unwrap(),
+                );
+            }
+        } else if !want && !hogs.is_empty() {
+            for mut h in hogs.drain(..) {
+                let _ = h.kill();
+                let _ = h.wait();
+            }
+        }
+    }
+    for mut h in hogs {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    assert!(child.wait().unwrap().success());
+    serde_json::from_slice(&std::fs::read(out.join("h/run.json")).unwrap()).unwrap()
+}
+
+fn ci_width(run: &RunRecord, m: Mode) -> f64 {
+    let [lo, hi] = run.summary.ci95.step_time_s.get(m).unwrap();
+    hi - lo
+}
+
+/// A CPU hog started mid-run, real processes on a real 2-rank run: with the
+/// interleaved schedule it hits every mode alike, so it widens the
+/// intervals but does not flip the overlap verdict; with the blocked
+/// schedule, landing on one mode, it biases the overlap figure.
+#[test]
+fn cpu_hog_mid_run_widens_intervals_without_flipping_the_verdict() {
+    let quiet = run_with_hog("interleaved", |_, _| false);
+    // Hog during timed rounds 10 to 20 (of 30).
+    let hog = run_with_hog("interleaved", |m, i| m == "compute" && (10..20).contains(&i));
+    let (vq, vh) = (overlap_verdict(&quiet), overlap_verdict(&hog));
+    let s = |r: &RunRecord| {
+        let c = r.summary.ci95.overlap_speedup.unwrap();
+        format!("{:.3} [{:.3}, {:.3}]", r.summary.overlap_speedup.unwrap(), c[0], c[1])
+    };
+    println!("interleaved, quiet: speedup {} → {vq:?}", s(&quiet));
+    println!("interleaved, hog:   speedup {} → {vh:?}", s(&hog));
+    // A flip is a gain read as a loss or the reverse; an interval that
+    // widens into "inconclusive" (or narrows out of it) is not.
+    use OverlapVerdict::*;
+    assert!(
+        !matches!((vq, vh), (Gain, Loss) | (Loss, Gain)),
+        "the hog flipped the interleaved verdict: {vq:?} → {vh:?}"
+    );
+    assert!(
+        ci_width(&hog, Mode::Compute) > ci_width(&quiet, Mode::Compute),
+        "the hog must widen the compute step's interval: {} vs {}",
+        ci_width(&hog, Mode::Compute),
+        ci_width(&quiet, Mode::Compute)
+    );
+
+    // Blocked: the hog lands on the serialized mode alone, which makes the
+    // overlapped step look like a gain it is not.
+    let bq = run_with_hog("blocked", |_, _| false);
+    let bh = run_with_hog("blocked", |m, i| {
+        (m == "comm" && i == 30) || (m == "serialized" && i < 30)
+    });
+    println!("blocked, quiet:     speedup {} → {:?}", s(&bq), overlap_verdict(&bq));
+    println!("blocked, hog:       speedup {} → {:?}", s(&bh), overlap_verdict(&bh));
+    assert!(
+        bh.summary.overlap_speedup.unwrap() > bq.summary.overlap_speedup.unwrap() * 1.2,
+        "a hog on the serialized mode alone inflates the blocked overlap speedup"
+    );
+}
