@@ -52,7 +52,11 @@ fn main() {
                 )
             })
             .collect();
-        let buckets: Vec<String> = plan.buckets.iter().map(|b| b.elements.to_string()).collect();
+        let buckets: Vec<String> = plan
+            .buckets
+            .iter()
+            .map(|b| b.elements.to_string())
+            .collect();
         println!(
             "{{\"ops\":[{}],\"buckets\":[{}],\"flops\":{},\"warmup\":{}}}",
             ops.join(","),

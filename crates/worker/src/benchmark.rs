@@ -126,8 +126,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
     pub fn choose_peak(&mut self) -> Result<(), Exit> {
         let r = self.rank;
         let spec = self.device.spec_peak_tflops;
-        let spec_everywhere = self.config.run.peak_tflops.is_none()
-            && mpi_comm::sum_u64(&r.world, u64::from(spec.is_none())) == 0;
+        let spec_everywhere = self.config.run.peak_tflops.is_none() && r.all(spec.is_some());
         self.peak = match (self.config.run.peak_tflops, spec) {
             (Some(p), _) => PeakChoice {
                 tflops: p,
@@ -402,8 +401,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         let run = RunRecord::new(&self.config, &self.plan, self.peak, meta, ranks);
         let path = self.run_dir.join("run.json");
         let bytes = serde_json::to_vec(&run).map_err(|e| RunError(e.to_string()))?;
-        output::write_atomic(&path, &bytes)
-            .map_err(|e| RunError(format!("cannot write {}: {e}", path.display())))?;
+        output::write_atomic(&path, &bytes).map_err(|e| RunError(e.to_string()))?;
         if complete {
             let s = &run.summary;
             let pct = |x: Option<f64>| {

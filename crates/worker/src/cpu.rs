@@ -85,7 +85,7 @@ impl HostBuf {
 /// A sum all-reduce over host buffers, run on the comm stream's thread.
 pub trait HostAllReduce: Send + Sync + 'static {
     /// `recv = Σ over ranks of send`; both the same dtype and length.
-    fn all_reduce_sum(&self, send: &HostBuf, recv: &mut HostBuf) -> Result<(), String>;
+    fn all_reduce_sum(&self, send: &HostBuf, recv: &mut HostBuf) -> Result<(), BackendError>;
     /// This process's rank.
     fn rank(&self) -> u64;
     /// Number of ranks.
@@ -97,7 +97,7 @@ pub trait HostAllReduce: Send + Sync + 'static {
 pub struct LocalAllReduce;
 
 impl HostAllReduce for LocalAllReduce {
-    fn all_reduce_sum(&self, send: &HostBuf, recv: &mut HostBuf) -> Result<(), String> {
+    fn all_reduce_sum(&self, send: &HostBuf, recv: &mut HostBuf) -> Result<(), BackendError> {
         recv.clone_from(send);
         Ok(())
     }
@@ -651,8 +651,8 @@ mod tests {
     struct FailingAllReduce;
 
     impl HostAllReduce for FailingAllReduce {
-        fn all_reduce_sum(&self, _: &HostBuf, _: &mut HostBuf) -> Result<(), String> {
-            Err("link down".into())
+        fn all_reduce_sum(&self, _: &HostBuf, _: &mut HostBuf) -> Result<(), BackendError> {
+            Err(BackendError::Failed("link down".into()))
         }
         fn rank(&self) -> u64 {
             0

@@ -6,6 +6,7 @@ use mpi::datatype::PartitionMut;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
+use crate::backend::BackendError;
 use crate::cpu::{HostAllReduce, HostBuf};
 
 /// Largest element count handed to one MPI call (counts are C ints).
@@ -34,7 +35,7 @@ impl MpiAllReduce {
 }
 
 impl HostAllReduce for MpiAllReduce {
-    fn all_reduce_sum(&self, send: &HostBuf, recv: &mut HostBuf) -> Result<(), String> {
+    fn all_reduce_sum(&self, send: &HostBuf, recv: &mut HostBuf) -> Result<(), BackendError> {
         match (send, recv) {
             (HostBuf::F32(s), HostBuf::F32(r)) if s.len() == r.len() => {
                 for (sc, rc) in s.chunks(MAX_CHUNK).zip(r.chunks_mut(MAX_CHUNK)) {
@@ -48,7 +49,9 @@ impl HostAllReduce for MpiAllReduce {
                 }
                 Ok(())
             }
-            _ => Err("send and receive buffers differ in dtype or length".into()),
+            _ => Err(BackendError::Failed(
+                "send and receive buffers differ in dtype or length".into(),
+            )),
         }
     }
 

@@ -6,30 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory, fsync, then rename, so a reader never sees a partial file and
-/// a crash never destroys a previous complete one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable (best effort: not every file
-        // system lets a directory be opened for syncing).
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use mfubench_report::fsutil::write_atomic;
 
 /// Why the run directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +46,7 @@ pub fn prepare_run_dir(out: &Path, run_id: &str) -> Result<PathBuf, RunDirError>
     };
     std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", e))?;
     let probe = dir.join(".write-test");
-    write_atomic(&probe, b"ok").map_err(|e| io("cannot write in", e))?;
+    std::fs::File::create(&probe).map_err(|e| io("cannot write in", e))?;
     let _ = std::fs::remove_file(&probe);
     Ok(dir)
 }

@@ -5,7 +5,8 @@
 //! which backend, which peak) must be taken by every rank alike, or the
 //! ranks enter different collectives and hang. [`Rank::agree`] is the only
 //! way to do that: each rank brings its own result, all learn whether any
-//! failed, and all stop with the same exit code.
+//! failed, and all stop with the same exit code. [`Rank::all`] is its form
+//! for choices that are not errors.
 
 use std::fmt::Display;
 
@@ -152,6 +153,17 @@ impl Rank {
             Ok(v) if worst == 0 => Ok(v),
             _ => Err(Exit::from_code(worst)),
         }
+    }
+
+    /// Whether `mine` holds on every rank: the same answer everywhere, for
+    /// choices that are not errors (which backend `auto` picks, whether the
+    /// datasheet peak is known on every device). Collective.
+    pub fn all(&self, mine: bool) -> bool {
+        let failing = u64::from(!mine);
+        let mut any = 0u64;
+        self.world
+            .all_reduce_into(&failing, &mut any, SystemOperation::max());
+        any == 0
     }
 
     /// Ends the whole job from one rank (the watchdog): no other rank can be

@@ -62,14 +62,13 @@ pub fn load_config(rank: &Rank, path: &Path, backend: Option<&str>) -> Result<Co
             // CUDA when every rank sees a driver and a GPU, so that all
             // ranks pick the same backend.
             let mine = cuda::probe();
-            let without = mpi_comm::sum_u64(&rank.world, u64::from(mine.is_err()));
-            if without == 0 {
+            if rank.all(mine.is_ok()) {
                 BackendKind::Cuda
             } else {
                 if rank.is_root() {
-                    let why = mine.err().unwrap_or_else(|| {
-                        format!("{without} rank(s) have no usable CUDA driver or GPU")
-                    });
+                    let why = mine
+                        .err()
+                        .unwrap_or_else(|| "some ranks have no usable CUDA driver or GPU".into());
                     crate::say!("mfubench-worker: backend auto: using the CPU backend ({why})");
                 }
                 BackendKind::Cpu

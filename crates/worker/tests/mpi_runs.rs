@@ -499,9 +499,19 @@ fn run_with_hog(schedule: &str, hog_on: impl Fn(&str, u64) -> bool) -> RunRecord
     );
     let out = dir.path().join("results");
     let mut child = Command::new("mpirun")
-        .args(["--allow-run-as-root", "--oversubscribe", "--bind-to", "none"])
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+        ])
         .args(["--mca", "mpi_yield_when_idle", "1", "-np", "2", WORKER])
-        .args(["--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .args(["--run-id", "h"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -557,11 +567,18 @@ fn ci_width(run: &RunRecord, m: Mode) -> f64 {
 fn cpu_hog_mid_run_widens_intervals_without_flipping_the_verdict() {
     let quiet = run_with_hog("interleaved", |_, _| false);
     // Hog during timed rounds 10 to 20 (of 30).
-    let hog = run_with_hog("interleaved", |m, i| m == "compute" && (10..20).contains(&i));
+    let hog = run_with_hog("interleaved", |m, i| {
+        m == "compute" && (10..20).contains(&i)
+    });
     let (vq, vh) = (overlap_verdict(&quiet), overlap_verdict(&hog));
     let s = |r: &RunRecord| {
         let c = r.summary.ci95.overlap_speedup.unwrap();
-        format!("{:.3} [{:.3}, {:.3}]", r.summary.overlap_speedup.unwrap(), c[0], c[1])
+        format!(
+            "{:.3} [{:.3}, {:.3}]",
+            r.summary.overlap_speedup.unwrap(),
+            c[0],
+            c[1]
+        )
     };
     println!("interleaved, quiet: speedup {} → {vq:?}", s(&quiet));
     println!("interleaved, hog:   speedup {} → {vh:?}", s(&hog));
@@ -585,8 +602,16 @@ fn cpu_hog_mid_run_widens_intervals_without_flipping_the_verdict() {
     let bh = run_with_hog("blocked", |m, i| {
         (m == "comm" && i == 30) || (m == "serialized" && i < 30)
     });
-    println!("blocked, quiet:     speedup {} → {:?}", s(&bq), overlap_verdict(&bq));
-    println!("blocked, hog:       speedup {} → {:?}", s(&bh), overlap_verdict(&bh));
+    println!(
+        "blocked, quiet:     speedup {} → {:?}",
+        s(&bq),
+        overlap_verdict(&bq)
+    );
+    println!(
+        "blocked, hog:       speedup {} → {:?}",
+        s(&bh),
+        overlap_verdict(&bh)
+    );
     assert!(
         bh.summary.overlap_speedup.unwrap() > bq.summary.overlap_speedup.unwrap() * 1.2,
         "a hog on the serialized mode alone inflates the blocked overlap speedup"
