@@ -339,13 +339,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             Some(all) => self.write_run_json(all, complete),
             None => Ok(()),
         };
-        let code = mpi_comm::broadcast_code(&r.world, i32::from(written.is_err()));
-        if let Err(e) = written {
-            r.error(e);
-        }
-        if code != 0 {
-            return Err(Exit::RunFailed);
-        }
+        r.agree(written)?;
         if complete {
             emit(&Event::RankDone { rank: r.rank });
         }

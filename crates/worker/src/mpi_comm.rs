@@ -80,13 +80,6 @@ pub fn broadcast_bytes(world: &SimpleCommunicator, bytes: &[u8]) -> Vec<u8> {
     buf
 }
 
-/// Broadcasts a status code from rank 0.
-pub fn broadcast_code(world: &SimpleCommunicator, code: i32) -> i32 {
-    let mut c = code;
-    world.process_at_rank(0).broadcast_into(&mut c);
-    c
-}
-
 /// Gathers every rank's bytes on rank 0 (None on other ranks).
 pub fn gather_bytes(
     world: &SimpleCommunicator,
@@ -126,13 +119,6 @@ pub fn gather_bytes(
 pub fn max_f64(world: &SimpleCommunicator, v: f64) -> f64 {
     let mut out = 0.0f64;
     world.all_reduce_into(&v, &mut out, SystemOperation::max());
-    out
-}
-
-/// Sum of a value over all ranks.
-pub fn sum_u64(world: &SimpleCommunicator, v: u64) -> u64 {
-    let mut out = 0u64;
-    world.all_reduce_into(&v, &mut out, SystemOperation::sum());
     out
 }
 
