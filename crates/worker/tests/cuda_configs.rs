@@ -29,7 +29,7 @@ fn gpu_configs_fit_an_80_gb_gpu() {
         let plan = StepPlan::for_config(&c);
         let ty = gemm_types(c.run.dtype).unwrap();
         let max_batch = plan.ops.iter().map(|o| o.batch).max().unwrap();
-        let mem = plan_memory(&plan, &ty, 2, 79 << 30, 3 << 30).unwrap();
+        let mem = plan_memory(&plan, &ty, 2, 79 << 30, 3 << 30, 0).unwrap();
         assert_eq!(mem.batch_chunk, max_batch, "{name}: {mem:?}");
         eprintln!(
             "{name}: {:.1} TFLOP/step, {} buckets, {:.2} GB grads, {:.1} GiB device memory",

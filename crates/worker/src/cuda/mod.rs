@@ -41,7 +41,10 @@
 //! algorithm once; when the heuristic offers several, each is timed once
 //! and the fastest kept (`MFUBENCH_CUBLASLT_AUTOTUNE=0`: the heuristic's
 //! first). Batched attention GEMMs whose operands would not fit in free
-//! memory run in batch chunks ([`gemm::plan_memory`]).
+//! memory run in batch chunks ([`gemm::plan_memory`]). Operands rotate
+//! through buffers of at least twice the L2 size ([`gemm::rotation_bytes`],
+//! [`gemm::next_operand_offset`]): each launch reads its inputs where no
+//! recent launch left them, so small shapes are not timed from L2.
 //!
 //! **Checks.** All-reduces use the known-sum pattern of the CPU backend
 //! (`mfubench_core::check`), counted on the host; a GEMM spot check per
@@ -396,6 +399,8 @@ pub struct DeviceInfo {
     pub compute_capability: (i32, i32),
     /// Device memory, bytes.
     pub total_mem: u64,
+    /// L2 cache, bytes.
+    pub l2_bytes: u64,
     /// `cuDriverGetVersion`, e.g. 12080.
     pub driver_cuda_version: i32,
     /// UUID bytes.
@@ -407,6 +412,9 @@ pub struct DeviceInfo {
 struct Launch {
     matmul: usize,
     count: u64,
+    /// Bytes of its first operand, second operand and output
+    /// ([`gemm::launch_bytes`]), for the rotating offsets.
+    bytes: [u64; 3],
 }
 
 /// Device buffers of the GEMMs.
@@ -475,6 +483,9 @@ pub struct CudaBackend {
     comm_stream: Arc<CudaStream>,
     telemetry: Option<telemetry::Telemetry>,
     ops: Vec<Vec<Launch>>,
+    /// Where the last launch's first operand, second operand and output
+    /// ended in the B, A and C buffers ([`gemm::next_operand_offset`]).
+    operand_cursors: std::cell::Cell<[u64; 3]>,
     lt: Arc<LtLib>,
     nccl: Arc<NcclLib>,
     plan: Arc<StepPlan>,
@@ -550,8 +561,15 @@ impl CudaBackend {
         let (free, total) = drv("cuMemGetInfo", ctx.mem_get_info())?;
         // Keep room for NCCL's buffers and the libraries' own allocations.
         let reserve = (total as u64 / 32).max(2 << 30);
-        let mem = gemm::plan_memory(&plan, &types, grad_dtype.size_bytes(), free as u64, reserve)
-            .map_err(BackendError::OutOfMemory)?;
+        let mem = gemm::plan_memory(
+            &plan,
+            &types,
+            grad_dtype.size_bytes(),
+            free as u64,
+            reserve,
+            gemm::rotation_bytes(info.l2_bytes),
+        )
+        .map_err(BackendError::OutOfMemory)?;
         let mut notes = BTreeMap::new();
         let telemetry = match telemetry::Telemetry::open(telemetry::nvml_uuid(&info.uuid)) {
             Ok(t) => {
@@ -575,6 +593,7 @@ impl CudaBackend {
             comm_stream,
             telemetry,
             ops: Vec::new(),
+            operand_cursors: std::cell::Cell::new([0; 3]),
             lt,
             nccl,
             plan,
@@ -653,6 +672,14 @@ impl CudaBackend {
         }
         m.insert("nccl_lib".into(), self.nccl.what.clone());
         m.insert("gemm_batch_chunk".into(), self.mem.batch_chunk.to_string());
+        m.insert(
+            "l2_mib".into(),
+            format!("{:.1}", i.l2_bytes as f64 / (1u64 << 20) as f64),
+        );
+        m.insert(
+            "operand_rotation_mib".into(),
+            (gemm::rotation_bytes(i.l2_bytes) >> 20).to_string(),
+        );
         if let Ok(v) = std::env::var("CUDA_VISIBLE_DEVICES") {
             m.insert("cuda_visible_devices".into(), v);
         }
@@ -677,9 +704,29 @@ impl CudaBackend {
         CudaError::Driver { call, err }.into()
     }
 
+    /// Device pointers of the first operand, second operand and output of
+    /// the next launch of `bytes` ([`gemm::launch_bytes`]): each the next
+    /// slot of its buffer's ring, so that no GEMM finds its inputs in L2.
+    fn next_operands(&self, bufs: &GemmBuffers, bytes: [u64; 3]) -> [u64; 3] {
+        let mut cursors = self.operand_cursors.get();
+        let mut ptrs = [0; 3];
+        for (i, buf) in [&bufs.b, &bufs.a, &bufs.c].into_iter().enumerate() {
+            let (at, next) = gemm::next_operand_offset(cursors[i], bytes[i], buf.len() as u64);
+            cursors[i] = next;
+            ptrs[i] = buf.ptr() + at;
+        }
+        self.operand_cursors.set(cursors);
+        ptrs
+    }
+
     /// Times the candidate algorithms of `matmuls[idx]` on the compute
-    /// stream and keeps the fastest.
-    fn autotune(&mut self, idx: usize, g: &ColMajorGemm) -> Result<(), BackendError> {
+    /// stream, with rotating operands as in the run, and keeps the fastest.
+    fn autotune(
+        &mut self,
+        idx: usize,
+        g: &ColMajorGemm,
+        bytes: [u64; 3],
+    ) -> Result<(), BackendError> {
         let n = self.matmuls[idx].algos.len();
         if n < 2 || std::env::var(AUTOTUNE_VAR).is_ok_and(|v| v == "0") {
             return Ok(());
@@ -695,17 +742,19 @@ impl CudaBackend {
         for algo in 0..n {
             let mm = &self.matmuls[idx];
             let run = || -> Result<(), BackendError> {
+                let [first, second, out] = self.next_operands(bufs, bytes);
                 // SAFETY: the buffers were sized by plan_memory for every op
-                // and batch chunk of the plan, `g` is one of them; the
+                // and batch chunk of the plan, `g` is one of them, and
+                // next_operands keeps each operand inside its buffer; the
                 // workspace holds WORKSPACE_BYTES; all live until the
                 // backend is dropped, after synchronisation.
                 unsafe {
                     mm.launch(
                         &self.handle,
                         algo,
-                        bufs.b.ptr(),
-                        bufs.a.ptr(),
-                        bufs.c.ptr(),
+                        first,
+                        second,
+                        out,
                         bufs.workspace.ptr(),
                         self.compute.cu_stream() as _,
                     )
@@ -907,6 +956,11 @@ fn device_info(ctx: &Arc<CudaContext>, ordinal: usize) -> Result<DeviceInfo, Cud
     )? as u32;
     let compute_capability = drv("cuDeviceGetAttribute", ctx.compute_capability())?;
     let total_mem = drv("cuDeviceTotalMem", ctx.total_mem())? as u64;
+    let l2_bytes = drv(
+        "cuDeviceGetAttribute",
+        ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE),
+    )?
+    .max(0) as u64;
     let mut v: std::ffi::c_int = 0;
     // SAFETY: valid out-pointer; the driver library is loaded (checked by
     // driver_present before the context was made).
@@ -925,6 +979,7 @@ fn device_info(ctx: &Arc<CudaContext>, ordinal: usize) -> Result<DeviceInfo, Cud
         sm_count,
         compute_capability,
         total_mem,
+        l2_bytes,
         driver_cuda_version: v,
         uuid,
     })
@@ -1021,6 +1076,7 @@ impl Compute for CudaBackend {
             let mut launches = Vec::new();
             for (batch, count) in gemm::launches(op.batch, mem.batch_chunk) {
                 let g = gemm::col_major(op, batch, ty.fp8);
+                let bytes = gemm::launch_bytes(&g, &ty);
                 let idx = match index.get(&(g, fast)) {
                     Some(i) => *i,
                     None => {
@@ -1042,13 +1098,18 @@ impl Compute for CudaBackend {
                         self.matmuls.len() - 1
                     }
                 };
-                launches.push(Launch { matmul: idx, count });
+                launches.push(Launch {
+                    matmul: idx,
+                    count,
+                    bytes,
+                });
             }
             ops.push(launches);
         }
         self.ops = ops;
         for (i, g) in shapes.iter().enumerate() {
-            self.autotune(i, g)?;
+            let bytes = gemm::launch_bytes(g, &ty);
+            self.autotune(i, g, bytes)?;
         }
         drv("cuStreamSynchronize", self.compute.synchronize())?;
         self.notes
@@ -1066,18 +1127,20 @@ impl Compute for CudaBackend {
         for l in launches {
             let mm = &self.matmuls[l.matmul];
             for _ in 0..l.count {
+                let [first, second, out] = self.next_operands(bufs, l.bytes);
                 // SAFETY: the buffers were sized by plan_memory for every op
-                // and batch chunk of the plan (chunks reuse offset 0, their
-                // results overwrite each other as intended), the workspace
-                // holds WORKSPACE_BYTES, and they live until the backend is
-                // dropped after draining its streams.
+                // and batch chunk of the plan, and next_operands places
+                // each operand wholly inside its buffer (outputs of
+                // different launches may overwrite each other, as intended);
+                // the workspace holds WORKSPACE_BYTES, and they live until
+                // the backend is dropped after draining its streams.
                 unsafe {
                     mm.launch(
                         &self.handle,
                         mm.chosen,
-                        bufs.b.ptr(),
-                        bufs.a.ptr(),
-                        bufs.c.ptr(),
+                        first,
+                        second,
+                        out,
                         bufs.workspace.ptr(),
                         s as _,
                     )
