@@ -32,7 +32,12 @@
 //! `cuEventQuery` with a short sleep until the watchdog's timeout, checking
 //! `ncclCommGetAsyncError` on the way; on a timeout or an NCCL error it
 //! aborts the communicator (`ncclCommAbort`), so kernels spinning on a dead
-//! peer return and the job can end.
+//! peer return and the job can end. Communicator creation runs under an
+//! [`nccl::InitWatchdog`] (a rank that never arrives would block it
+//! forever), and a backend dropped on an error path aborts its
+//! communicator rather than destroying it: `ncclCommDestroy` is collective
+//! in recent NCCL and would stall the rank on peers that may never come
+//! ([`nccl::teardown`]; [`CudaBackend::finish_comm`] marks a normal end).
 //!
 //! **GEMMs.** bf16 / fp16 with f32 accumulation, tf32, f32 and FP8 E4M3
 //! (A/B scale pointers, bf16 output, TN layout) through cuBLASLt; the
@@ -615,21 +620,55 @@ impl CudaBackend {
         Ok(self.nccl.unique_id().map_err(CudaError::from)?.to_bytes())
     }
 
-    /// `ncclCommInitRank` with the id rank 0 broadcast: collective.
+    /// `ncclCommInitRank` with the id rank 0 broadcast: collective, under
+    /// the default watchdog ([`nccl::INIT_LIMIT`]); see
+    /// [`CudaBackend::init_comm_within`].
     pub fn init_comm(&mut self, id: &[u8]) -> Result<(), BackendError> {
+        self.init_comm_within(id, nccl::INIT_LIMIT, nccl::WATCHDOG_EXIT_CODE)
+    }
+
+    /// `ncclCommInitRank` with the id rank 0 broadcast: collective. It
+    /// returns only when every rank has called it, so it runs under an
+    /// [`nccl::InitWatchdog`]: past `limit` the rank ends with `exit_code`
+    /// after naming the step, instead of waiting forever for a rank that
+    /// died before its init.
+    pub fn init_comm_within(
+        &mut self,
+        id: &[u8],
+        limit: Duration,
+        exit_code: i32,
+    ) -> Result<(), BackendError> {
         let id = nccl::UniqueId::from_bytes(id).ok_or_else(|| {
             BackendError::Failed("rank 0 could not make an NCCL unique id".into())
         })?;
         drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
+        let watchdog = nccl::InitWatchdog::arm(
+            format!(
+                "rank {} of {}: NCCL communicator init (ncclCommInitRank)",
+                self.rank, self.ranks
+            ),
+            limit,
+            exit_code,
+        );
         let comm = NcclComm::init_rank(
             self.nccl.clone(),
             self.ranks as usize,
             id,
             self.rank as usize,
-        )
-        .map_err(CudaError::from)?;
-        self.comm = Some(comm);
+        );
+        drop(watchdog);
+        self.comm = Some(comm.map_err(CudaError::from)?);
         Ok(())
+    }
+
+    /// Declares a normal end after the run's last collective: every rank
+    /// tears down too, so the communicator may be destroyed (a collective
+    /// call) rather than aborted. Without it, dropping the backend aborts
+    /// the communicator, which never waits for peers ([`nccl::teardown`]).
+    pub fn finish_comm(&self) {
+        if let Some(c) = &self.comm {
+            c.mark_finished();
+        }
     }
 
     /// The device.
@@ -874,7 +913,7 @@ impl CudaBackend {
         })
     }
 
-    /// Aborts the NCCL communicator (watchdog path); idempotent.
+    /// Aborts the NCCL communicator (watchdog and error paths); idempotent.
     pub fn abort_comm(&self) {
         if let Some(c) = &self.comm {
             c.abort();
@@ -987,6 +1026,12 @@ fn device_info(ctx: &Arc<CudaContext>, ordinal: usize) -> Result<DeviceInfo, Cud
 
 impl Drop for CudaBackend {
     fn drop(&mut self) {
+        // A rank leaving early (an error path) aborts its collectives at
+        // once: its peers may never join the ones still queued, and waiting
+        // for them would stall this rank and its node-mates.
+        if self.comm.as_ref().is_some_and(|c| !c.is_finished()) {
+            self.abort_comm();
+        }
         // Let queued work finish before the buffers go; a hung collective
         // is aborted instead of waited for.
         if !self.drain(Duration::from_secs(30)) {
