@@ -10,13 +10,24 @@ our per-op medians from compute mode, times the same shapes (same transposes,
 same dtype) with torch.matmul (torch._scaled_mm for fp8, 2-D shapes only),
 and prints one table per run: per shape our TFLOP/s, PyTorch's and the
 ratio; then MFU per mode and the check results. Exit 1 when a check failed.
+
+Robust by design (the GPU session it runs in is short and scarce): each
+shape's tensors are made inside its own try, so an out-of-memory or an
+unsupported dtype costs that shape's PyTorch column, not the comparison; a
+run whose report fails is named and the others still print; without
+PyTorch the table still shows our figures.
 """
 import json
 import os
 import statistics
 import sys
+import traceback
 
-import torch
+try:
+    import torch
+except Exception as e:  # no PyTorch: our figures still print
+    torch = None
+    print(f"PyTorch unavailable ({type(e).__name__}: {e}): the torch columns stay empty")
 
 TARGET_RATIO = 0.97
 TARGET_MFU = 0.65
@@ -64,7 +75,9 @@ def plan_ops(cfg):
     return ops
 
 
-def torch_time(m, n, k, batch, ta, tb, dtype, reps=10):
+def torch_matmul(m, n, k, batch, ta, tb, dtype):
+    """A function running PyTorch's product of the shape, or None when
+    PyTorch has no such kernel (fp8 batches). Allocates the operands."""
     dev = "cuda"
     if dtype == "fp8":
         if batch != 1 or not hasattr(torch, "_scaled_mm"):
@@ -73,18 +86,30 @@ def torch_time(m, n, k, batch, ta, tb, dtype, reps=10):
         a = torch.randn(m, k, device=dev).to(torch.float8_e4m3fn)
         bt = torch.randn(n, k, device=dev).to(torch.float8_e4m3fn)
         one = torch.ones((), device=dev)
-        f = lambda: torch._scaled_mm(a, bt.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
-    else:
-        td = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32,
-              "f32": torch.float32}[dtype]
-        torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
-        shape = lambda r, c: (batch, r, c) if batch > 1 else (r, c)
-        a = torch.randn(*shape(k, m) if ta else shape(m, k), device=dev, dtype=td)
-        b = torch.randn(*shape(n, k) if tb else shape(k, n), device=dev, dtype=td)
-        a = a.transpose(-1, -2) if ta else a
-        b = b.transpose(-1, -2) if tb else b
-        f = lambda: torch.matmul(a, b)
+        return lambda: torch._scaled_mm(a, bt.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+    td = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32,
+          "f32": torch.float32}[dtype]
+    torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+    shape = lambda r, c: (batch, r, c) if batch > 1 else (r, c)
+    a = torch.randn(*shape(k, m) if ta else shape(m, k), device=dev, dtype=td)
+    b = torch.randn(*shape(n, k) if tb else shape(k, n), device=dev, dtype=td)
+    a = a.transpose(-1, -2) if ta else a
+    b = b.transpose(-1, -2) if tb else b
+    return lambda: torch.matmul(a, b)
+
+
+def torch_time(m, n, k, batch, ta, tb, dtype, reps=10):
+    """Median seconds of PyTorch's product of the shape, or None (no
+    PyTorch, no kernel, or any error, e.g. out of memory: printed)."""
+    if torch is None:
+        return None
+    f = None
     try:
+        # Allocation inside the try: an OOM or an unsupported dtype costs
+        # this shape only.
+        f = torch_matmul(m, n, k, batch, ta, tb, dtype)
+        if f is None:
+            return None
         for _ in range(3):
             f()
         times = []
@@ -96,12 +121,15 @@ def torch_time(m, n, k, batch, ta, tb, dtype, reps=10):
             e1.synchronize()
             times.append(e0.elapsed_time(e1) / 1e3)
         return statistics.median(times)
-    except Exception as e:  # an unsupported shape or dtype
-        print(f"  torch: {m}x{n}x{k} b{batch}: {e}")
+    except Exception as e:  # out of memory, an unsupported shape or dtype
+        print(f"  torch: {m}x{n}x{k} b{batch} {dtype}: {type(e).__name__}: {str(e)[:200]}")
         return None
     finally:
-        del f
-        torch.cuda.empty_cache()
+        f = None  # frees the operands the closure holds
+        try:
+            torch.cuda.empty_cache()
+        except Exception:
+            pass
 
 
 def pct(x):
@@ -179,9 +207,19 @@ def main():
         return 1
     for name in names:
         p = os.path.join(results, name, "run.json")
-        if os.path.exists(p):
+        if not os.path.exists(p):
+            continue
+        try:
             with open(p) as f:
                 ok &= report(json.load(f), out)
+        except Exception:  # one broken run must not hide the others
+            print(f"\n### {name}: the report failed:")
+            traceback.print_exc(file=sys.stdout)
+            out[name] = dict(passed=False, error=traceback.format_exc(limit=3))
+            ok = False
+    if not out:
+        print("no run.json under", results)
+        ok = False
     with open(out_json, "w") as f:
         json.dump(out, f, indent=1)
     return 0 if ok else 1

@@ -330,7 +330,12 @@ pub fn candidates(
     }
     let mut too_new = Vec::new();
     let pip_dirs = pip_nvidia_lib_dirs(&env.site_packages);
-    for dir in env.lib_dirs.iter().chain(&env.ld_library_path).chain(&pip_dirs) {
+    for dir in env
+        .lib_dirs
+        .iter()
+        .chain(&env.ld_library_path)
+        .chain(&pip_dirs)
+    {
         for f in files_in_dir(dir, spec, driver_major) {
             let c = Candidate::Path(f);
             if !out.contains(&c) {

@@ -1083,7 +1083,10 @@ mod tests {
             cursor = c;
         }
         assert!(!reread_after.is_empty());
-        assert!(reread_after.iter().all(|t| *t >= 60 * MIB), "{reread_after:?}");
+        assert!(
+            reread_after.iter().all(|t| *t >= 60 * MIB),
+            "{reread_after:?}"
+        );
     }
 
     #[test]
