@@ -134,23 +134,24 @@ pub fn prefix_site_packages(prefix: &Path) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(prefix.join(lib)) else {
             continue;
         };
-        let mut versions: Vec<(u32, u32, PathBuf)> = entries
+        // (minor version, folder); "python3" itself (Debian's
+        // lib/python3/dist-packages) counts as minor 0 and sorts last.
+        let mut versions: Vec<(u32, PathBuf)> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
                 let ver = name.strip_prefix("python3")?;
-                // "python3" itself (Debian's lib/python3/dist-packages) sorts last.
                 let minor = match ver.strip_prefix('.') {
                     Some(m) => m.parse().ok()?,
                     None if ver.is_empty() => 0,
                     None => return None,
                 };
-                Some((3, minor, e.path().join(leaf)))
+                Some((minor, e.path().join(leaf)))
             })
-            .filter(|(_, _, p)| p.is_dir())
+            .filter(|(_, p)| p.is_dir())
             .collect();
-        versions.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
-        out.extend(versions.into_iter().map(|(_, _, p)| p));
+        versions.sort_by_key(|(minor, _)| std::cmp::Reverse(*minor));
+        out.extend(versions.into_iter().map(|(_, p)| p));
     }
     out
 }
