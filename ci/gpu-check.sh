@@ -176,7 +176,7 @@ say "GPU tests (tests/cuda_gpu.rs, the worker's own library discovery)"
 if [ -x "$GPU_TESTS" ]; then
     MFUBENCH_WORKER_BIN=$WORKER step 12 15 "$GPU_TESTS" --test-threads=1 > "$OUT/cuda_gpu.log" 2>&1
     rc=$?
-    grep -E '^test |test result|panicked|skipped' "$OUT/cuda_gpu.log" | tail -15
+    grep -E '^test |test result|panicked|skipped|error' "$OUT/cuda_gpu.log" | tail -20
     echo "exit $rc"
     [ $rc -eq 0 ] || FAILED=1
 else
