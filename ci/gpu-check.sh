@@ -31,7 +31,7 @@
 # reported, not enforced), 1 otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 START=$(date +%s)
 BUDGET=${GPU_CHECK_BUDGET_S:-290}
 DEADLINE=$((START + BUDGET))
