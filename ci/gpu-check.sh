@@ -168,8 +168,10 @@ if [ "$BF16" -eq 124 ]; then
     say "fp8 skipped: the bf16 run timed out"
 elif [ "${CC:-0}" -ge 89 ] 2>/dev/null; then
     run_config llama3-8b-fp8 configs/llama3-8b-fp8.toml 20 27
+elif [ -z "${CC:-}" ]; then
+    say "fp8 skipped: PyTorch did not report the compute capability"
 else
-    say "fp8 skipped: compute capability ${CC:-unknown} < 8.9"
+    say "fp8 skipped: compute capability $CC < 8.9"
 fi
 
 say "GPU tests (tests/cuda_gpu.rs, the worker's own library discovery)"
