@@ -17,6 +17,7 @@ unsupported dtype costs that shape's PyTorch column, not the comparison; a
 run whose report fails is named and the others still print; without
 PyTorch the table still shows our figures.
 """
+import itertools
 import json
 import os
 import statistics
@@ -75,27 +76,54 @@ def plan_ops(cfg):
     return ops
 
 
+def l2_bytes():
+    """The GPU's L2 size (50 MiB when PyTorch cannot say)."""
+    try:
+        return int(torch.cuda.get_device_properties(0).L2_cache_size)
+    except Exception:
+        return 50 << 20
+
+
+def rotating(make_pair):
+    """Enough operand pairs from make_pair() to span twice the L2, cycled:
+    each call reads operands no recent call left in L2, as the worker's
+    rotating offsets do (crates/worker/src/cuda/gemm.rs, rotation_bytes)."""
+    first = make_pair()
+    per = sum(t.numel() * t.element_size() for t in first)
+    copies = max(1, min(64, -(-2 * l2_bytes() // max(per, 1))))
+    pairs = [first] + [make_pair() for _ in range(copies - 1)]
+    it = itertools.cycle(pairs)
+    return lambda: next(it)
+
+
 def torch_matmul(m, n, k, batch, ta, tb, dtype):
-    """A function running PyTorch's product of the shape, or None when
-    PyTorch has no such kernel (fp8 batches). Allocates the operands."""
+    """A function running PyTorch's product of the shape on rotating
+    operands, or None when PyTorch has no such kernel (fp8 batches).
+    Allocates the operands."""
     dev = "cuda"
     if dtype == "fp8":
         if batch != 1 or not hasattr(torch, "_scaled_mm"):
             return None
         # _scaled_mm wants A row-major and B column-major (TN), as we run it.
-        a = torch.randn(m, k, device=dev).to(torch.float8_e4m3fn)
-        bt = torch.randn(n, k, device=dev).to(torch.float8_e4m3fn)
         one = torch.ones((), device=dev)
-        return lambda: torch._scaled_mm(a, bt.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+        pair = rotating(lambda: (torch.randn(m, k, device=dev).to(torch.float8_e4m3fn),
+                                 torch.randn(n, k, device=dev).to(torch.float8_e4m3fn)))
+
+        def fp8():
+            a, bt = pair()
+            return torch._scaled_mm(a, bt.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+        return fp8
     td = {"bf16": torch.bfloat16, "fp16": torch.float16, "tf32": torch.float32,
           "f32": torch.float32}[dtype]
     torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
     shape = lambda r, c: (batch, r, c) if batch > 1 else (r, c)
-    a = torch.randn(*shape(k, m) if ta else shape(m, k), device=dev, dtype=td)
-    b = torch.randn(*shape(n, k) if tb else shape(k, n), device=dev, dtype=td)
-    a = a.transpose(-1, -2) if ta else a
-    b = b.transpose(-1, -2) if tb else b
-    return lambda: torch.matmul(a, b)
+
+    def make():
+        a = torch.randn(*shape(k, m) if ta else shape(m, k), device=dev, dtype=td)
+        b = torch.randn(*shape(n, k) if tb else shape(k, n), device=dev, dtype=td)
+        return (a.transpose(-1, -2) if ta else a, b.transpose(-1, -2) if tb else b)
+    pair = rotating(make)
+    return lambda: torch.matmul(*pair())
 
 
 def torch_time(m, n, k, batch, ta, tb, dtype, reps=10):

@@ -118,9 +118,12 @@ exec "{WORKER}" --backend cpu "${{args[@]}}""#,
         .status()
         .unwrap();
     assert!(zipped.success());
+    // A `torch` whose 2-D products take exactly 1 ms by its events (so its
+    // TFLOP/s equal the shape's GFLOP: a known answer) and whose batched
+    // allocations fail with an out-of-memory error.
     std::fs::write(
         py.join("__init__.py"),
-        r#"import os, time
+        r#"import os, time, types
 if os.environ.get("STUB_MODE") == "hang_all":
     time.sleep(600)
 __version__ = "0.0+stand-in"
@@ -130,23 +133,58 @@ class _Nccl:
     @staticmethod
     def version():
         return (2, 27, 7)
+class _Tensor:
+    def __init__(self, *shape):
+        self.shape = shape
+    def numel(self):
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+    def element_size(self):
+        return 2
+    def transpose(self, a, b):
+        return self
+    def t(self):
+        return self
+    def to(self, dtype):
+        return self
 class cuda:
     nccl = _Nccl
     @staticmethod
     def get_device_capability():
         return (9, 0)
     @staticmethod
+    def get_device_properties(i):
+        return types.SimpleNamespace(L2_cache_size=60 << 20)
+    @staticmethod
     def empty_cache():
         pass
+    class Event:
+        def __init__(self, enable_timing=False):
+            pass
+        def record(self):
+            pass
+        def synchronize(self):
+            pass
+        def elapsed_time(self, other):
+            return 1.0
 class _Flags:
     allow_tf32 = False
 class backends:
     class cuda:
         matmul = _Flags()
 bfloat16 = float16 = float32 = float8_e4m3fn = object()
-def randn(*a, **k):
-    raise RuntimeError("CUDA out of memory. Tried to allocate 4.00 GiB (stand-in)")
-ones = randn
+def randn(*shape, **kw):
+    if len(shape) == 3:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 4.00 GiB (stand-in)")
+    return _Tensor(*shape)
+def ones(*shape, **kw):
+    return _Tensor(*shape)
+def matmul(a, b):
+    return None
+def _scaled_mm(*a, **kw):
+    return None
 "#,
     )
     .unwrap();
@@ -266,14 +304,67 @@ fn a_healthy_run_leaves_seven_flat_files_and_survives_torch_errors() {
         assert_eq!(run["run_id"], id);
     }
     assert_eq!(log.matches("plan FLOPs match").count(), 2, "{log}");
-    // PyTorch's allocations failed for every shape: each is named, the
-    // table still prints our figures, and the comparison carries on.
-    assert!(log.contains("RuntimeError: CUDA out of memory"), "{log}");
+    // PyTorch's batched allocations failed: each is named, and the
+    // comparison carries on with the other shapes.
+    assert!(
+        log.contains("b8 f32: RuntimeError: CUDA out of memory"),
+        "{log}"
+    );
     assert!(log.contains("MFU: compute"), "{log}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(o.out.join("gpu-check.json")).unwrap()).unwrap();
     assert_eq!(json["llama3-8b"]["passed"], true, "{json}");
-    assert!(json["llama3-8b"]["shapes"].as_array().unwrap().len() > 3);
+    // Known answers per shape: PyTorch took 1 ms (so its TFLOP/s are the
+    // shape's GFLOP), ours is GFLOP over the median of our ops' medians in
+    // run.json, the ratio is their quotient; batched shapes have no torch
+    // figure.
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(o.out.join("llama3-8b.run.json")).unwrap()).unwrap();
+    let medians: std::collections::HashMap<String, f64> = run["ranks"][0]["modes"]["compute"]
+        ["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| {
+            (
+                op["name"].as_str().unwrap().to_string(),
+                op["median_s"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let shapes = json["llama3-8b"]["shapes"].as_array().unwrap();
+    assert!(shapes.len() > 3, "{json}");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1e-30);
+    let (mut with_torch, mut batched) = (0, 0);
+    for row in shapes {
+        let f = |k: &str| row[k].as_f64().unwrap();
+        let gflop = 2.0 * f("m") * f("n") * f("k") * f("batch") / 1e9;
+        assert!(close(f("gflop"), gflop), "{row}");
+        let mut ours: Vec<f64> = row["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| medians[l.as_str().unwrap()])
+            .collect();
+        ours.sort_by(f64::total_cmp);
+        let n = ours.len();
+        let median = if n % 2 == 1 {
+            ours[n / 2]
+        } else {
+            (ours[n / 2 - 1] + ours[n / 2]) / 2.0
+        };
+        assert!(close(f("ours_tflops"), gflop / 1e3 / median), "{row}");
+        if f("batch") > 1.0 {
+            batched += 1;
+            assert!(row["torch_tflops"].is_null(), "{row}");
+            assert!(row["ratio"].is_null(), "{row}");
+        } else {
+            with_torch += 1;
+            assert!(close(f("torch_tflops"), gflop), "{row}");
+            assert!(close(f("ratio"), f("ours_tflops") / gflop), "{row}");
+        }
+    }
+    assert!(with_torch > 0 && batched > 0, "{json}");
     // The carried GPU tests got the carried worker and no library folder
     // (they check the worker's own discovery).
     let tests = std::fs::read_to_string(o.out.join("cuda_gpu.log")).unwrap();
