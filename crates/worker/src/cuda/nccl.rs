@@ -106,7 +106,17 @@ pub struct NcclLib {
 impl NcclLib {
     /// Finds and opens NCCL.
     pub fn open() -> Result<NcclLib, DiscoveryError> {
-        let opened = discovery::open(&discovery::NCCL, None)?;
+        Self::bind(discovery::open(&discovery::NCCL, None)?)
+    }
+
+    /// Opens the NCCL build in one file (tests use a stand-in library).
+    pub fn open_file(path: &std::path::Path) -> Result<NcclLib, DiscoveryError> {
+        let cand = [discovery::Candidate::Path(path.to_path_buf())];
+        Self::bind(discovery::open_first(&discovery::NCCL, &cand)?)
+    }
+
+    /// Looks up every entry point in an opened library.
+    fn bind(opened: discovery::Opened) -> Result<NcclLib, DiscoveryError> {
         let (lib, what) = (opened.lib, opened.what);
         macro_rules! sym {
             ($name:literal) => {{
