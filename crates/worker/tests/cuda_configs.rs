@@ -3,7 +3,7 @@
 
 use mfubench_core::config::{parse_config, BackendKind, Dtype};
 use mfubench_core::plan::StepPlan;
-use mfubench_worker::cuda::gemm::{gemm_types, plan_memory};
+use mfubench_worker::cuda::gemm::{gemm_types, plan_memory, rotation_bytes};
 
 fn load(name: &str) -> mfubench_core::config::Config {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -29,7 +29,8 @@ fn gpu_configs_fit_an_80_gb_gpu() {
         let plan = StepPlan::for_config(&c);
         let ty = gemm_types(c.run.dtype).unwrap();
         let max_batch = plan.ops.iter().map(|o| o.batch).max().unwrap();
-        let mem = plan_memory(&plan, &ty, 2, 79 << 30, 3 << 30).unwrap();
+        // An H100's 50 MiB L2: operand buffers span at least 100 MiB.
+        let mem = plan_memory(&plan, &ty, 2, 79 << 30, 3 << 30, rotation_bytes(50 << 20)).unwrap();
         assert_eq!(mem.batch_chunk, max_batch, "{name}: {mem:?}");
         eprintln!(
             "{name}: {:.1} TFLOP/step, {} buckets, {:.2} GB grads, {:.1} GiB device memory",

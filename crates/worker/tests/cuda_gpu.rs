@@ -1,7 +1,12 @@
 //! GPU tests of the CUDA backend. Compiled everywhere; on a machine without
 //! a CUDA driver and GPU each prints "skipped: no CUDA driver" and passes.
 //! Where the libraries live: see `mfubench_worker::cuda::discovery`
-//! (`MFUBENCH_CUDA_LIB_DIR` for pip's nvidia-* wheels).
+//! (pip's nvidia-* wheels are found without any variable).
+//!
+//! `ci/gpu-check.sh` runs this binary on the GPU machine, carried there by
+//! `ci/gpu-prepare.sh` (`cargo test --no-run`): the worker binary it starts
+//! is then `MFUBENCH_WORKER_BIN`, since the path cargo compiled in does not
+//! exist there.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -21,6 +26,15 @@ fn skipped(why: &str) {
 }
 
 const T: Duration = Duration::from_secs(120);
+
+/// The worker binary: `MFUBENCH_WORKER_BIN` when set (a carried test
+/// binary), else the one cargo built beside this test.
+fn worker_bin() -> std::path::PathBuf {
+    std::env::var_os("MFUBENCH_WORKER_BIN")
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_mfubench-worker").into())
+}
 
 /// The number of visible GPUs, or None after printing why the test skips.
 fn gpus() -> Option<usize> {
@@ -178,7 +192,7 @@ fn one_rank_worker_run_writes_gpu_details() {
     let out = dir.path().join("out");
     let o = Command::new("mpirun")
         .args(["--allow-run-as-root", "-np", "1"])
-        .arg(env!("CARGO_BIN_EXE_mfubench-worker"))
+        .arg(worker_bin())
         .args([
             "--config",
             cfg.to_str().unwrap(),

@@ -487,8 +487,8 @@ fn overlap_verdict(run: &RunRecord) -> OverlapVerdict {
 }
 
 /// Runs 2 ranks with `schedule`; `hog_on(mode, iter)` is asked after every
-/// timed step event of rank 0 and says whether a CPU hog (two busy real
-/// processes, one per core) should run from then on.
+/// timed step event of rank 0 and says whether a CPU hog (four busy real
+/// processes, two per core) should run from then on.
 fn run_with_hog(schedule: &str, hog_on: impl Fn(&str, u64) -> bool) -> RunRecord {
     use std::io::{BufRead, BufReader};
     let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -531,7 +531,7 @@ fn run_with_hog(schedule: &str, hog_on: impl Fn(&str, u64) -> bool) -> RunRecord
         }
         let want = hog_on(&mode, u64::from(iter));
         if want && hogs.is_empty() {
-            for _ in 0..2 {
+            for _ in 0..4 {
                 hogs.push(
                     Command::new("sh")
                         .args(["-c", "while :; do :; done"])
@@ -589,6 +589,14 @@ fn cpu_hog_mid_run_widens_intervals_without_flipping_the_verdict() {
         !matches!((vq, vh), (Gain, Loss) | (Loss, Gain)),
         "the hog flipped the interleaved verdict: {vq:?} → {vh:?}"
     );
+    // The hog really slowed the rounds it ran in (within the run, so
+    // independent of other load on the machine)…
+    let steps = &hog.ranks[0].modes[&Mode::Compute].step_time_s;
+    let during = mfubench_core::stats::median(&steps[10..19]).unwrap();
+    let outside: Vec<f64> = steps[..9].iter().chain(&steps[21..]).copied().collect();
+    let outside = mfubench_core::stats::median(&outside).unwrap();
+    assert!(during > 1.3 * outside, "hog rounds {during} vs others {outside}");
+    // …and so widened the interval of the step time.
     assert!(
         ci_width(&hog, Mode::Compute) > ci_width(&quiet, Mode::Compute),
         "the hog must widen the compute step's interval: {} vs {}",

@@ -7,7 +7,11 @@
 //!    `site-packages/nvidia/cublas/lib:site-packages/nvidia/nccl/lib`), in
 //!    order, each scanned for the versioned names, newest usable major first;
 //! 3. the folders of `LD_LIBRARY_PATH`, scanned the same way;
-//! 4. the system loader with bare names (ld.so.cache, `/etc/ld.so.conf.d`),
+//! 4. pip's NVIDIA wheels: `nvidia/{cu13,cu12,cublas,nccl,cuda_runtime}/lib`
+//!    under the Python package folders of `$VIRTUAL_ENV`, `$CONDA_PREFIX`
+//!    and the `python3` first on `PATH` (a PyTorch-only machine has its
+//!    CUDA libraries nowhere else), see [`site_package_dirs`];
+//! 5. the system loader with bare names (ld.so.cache, `/etc/ld.so.conf.d`),
 //!    newest usable major first, then the unversioned development name.
 //!
 //! "Usable": cuBLAS 13 needs a CUDA 13 driver, so a driver that reports
@@ -62,6 +66,12 @@ pub const NCCL: LibSpec = LibSpec {
     install_hint: "the libnccl2 package, or pip's nvidia-nccl-cu12 / nvidia-nccl-cu13 under site-packages/nvidia/nccl/lib",
 };
 
+/// Sub-folders of `site-packages/nvidia` that pip's CUDA wheels install
+/// their libraries into: `cu13` (CUDA 13 wheels: nvidia-cublas 13,
+/// nvidia-cuda-runtime 13, ...), `cu12`, and the per-library folders of the
+/// `-cu12` wheels and of nvidia-nccl-cu13 (`nccl`).
+pub const PIP_NVIDIA_SUBDIRS: &[&str] = &["cu13", "cu12", "cublas", "nccl", "cuda_runtime"];
+
 /// The environment the search reads, captured so tests can fake it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LibEnv {
@@ -71,6 +81,127 @@ pub struct LibEnv {
     pub lib_dirs: Vec<PathBuf>,
     /// `LD_LIBRARY_PATH`, split.
     pub ld_library_path: Vec<PathBuf>,
+    /// Python package folders (`site-packages`, `dist-packages`) whose
+    /// `nvidia/*/lib` folders are scanned after `LD_LIBRARY_PATH`.
+    pub site_packages: Vec<PathBuf>,
+}
+
+/// Where Python environments live, as read from the process environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PythonEnv {
+    /// `$VIRTUAL_ENV`.
+    pub virtual_env: Option<PathBuf>,
+    /// `$CONDA_PREFIX`.
+    pub conda_prefix: Option<PathBuf>,
+    /// `$PATH`, split.
+    pub path: Vec<PathBuf>,
+    /// `$HOME` (for pip's `--user` folder).
+    pub home: Option<PathBuf>,
+}
+
+impl PythonEnv {
+    /// Reads the process environment.
+    pub fn from_process() -> PythonEnv {
+        let var = |n: &str| {
+            std::env::var_os(n)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        };
+        PythonEnv {
+            virtual_env: var("VIRTUAL_ENV"),
+            conda_prefix: var("CONDA_PREFIX"),
+            path: std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).collect())
+                .unwrap_or_default(),
+            home: var("HOME"),
+        }
+    }
+}
+
+/// Python package folders of an installation prefix, as CPython's
+/// `site.getsitepackages()` lists them: `lib/pythonX.Y/site-packages`
+/// (venv, conda, python.org builds; `lib64` too), and Debian's
+/// `local/lib/pythonX.Y/dist-packages` and `lib/python3/dist-packages`.
+/// Only folders that exist, `pythonX.Y` newest first.
+pub fn prefix_site_packages(prefix: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (lib, leaf) in [
+        ("lib", "site-packages"),
+        ("lib64", "site-packages"),
+        ("local/lib", "dist-packages"),
+        ("lib", "dist-packages"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(prefix.join(lib)) else {
+            continue;
+        };
+        // (minor version, folder); "python3" itself (Debian's
+        // lib/python3/dist-packages) counts as minor 0 and sorts last.
+        let mut versions: Vec<(u32, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let ver = name.strip_prefix("python3")?;
+                let minor = match ver.strip_prefix('.') {
+                    Some(m) => m.parse().ok()?,
+                    None if ver.is_empty() => 0,
+                    None => return None,
+                };
+                Some((minor, e.path().join(leaf)))
+            })
+            .filter(|(_, p)| p.is_dir())
+            .collect();
+        versions.sort_by_key(|(minor, _)| std::cmp::Reverse(*minor));
+        out.extend(versions.into_iter().map(|(_, p)| p));
+    }
+    out
+}
+
+/// Python package folders that may hold pip's NVIDIA wheels, in search
+/// order: `$VIRTUAL_ENV`'s, `$CONDA_PREFIX`'s, those of the prefix of the
+/// first `python3` on `PATH` (`<prefix>/bin/python3`; a venv's prefix is
+/// its own folder, so its symlinked interpreter is not followed), then
+/// pip's `--user` folder (`~/.local`).
+///
+/// This mirrors `site.getsitepackages()` from the file system instead of
+/// running `python3`: the search runs inside MPI ranks, where starting a
+/// child process (fork) is unsafe with some interconnects' registered memory.
+pub fn site_package_dirs(py: &PythonEnv) -> Vec<PathBuf> {
+    let mut prefixes: Vec<PathBuf> = Vec::new();
+    prefixes.extend(py.virtual_env.iter().cloned());
+    prefixes.extend(py.conda_prefix.iter().cloned());
+    if let Some(bin) = py
+        .path
+        .iter()
+        .find(|d| !d.as_os_str().is_empty() && d.join("python3").is_file())
+    {
+        if let Some(prefix) = bin.parent() {
+            prefixes.push(prefix.to_path_buf());
+        }
+    }
+    prefixes.extend(py.home.iter().map(|h| h.join(".local")));
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in prefixes {
+        for d in prefix_site_packages(&p) {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// The `nvidia/*/lib` folders of pip's wheels under `site_packages`, in
+/// [`PIP_NVIDIA_SUBDIRS`] order per package folder; only existing ones.
+pub fn pip_nvidia_lib_dirs(site_packages: &[PathBuf]) -> Vec<PathBuf> {
+    site_packages
+        .iter()
+        .flat_map(|sp| {
+            PIP_NVIDIA_SUBDIRS
+                .iter()
+                .map(move |sub| sp.join("nvidia").join(sub).join("lib"))
+        })
+        .filter(|d| d.is_dir())
+        .collect()
 }
 
 impl LibEnv {
@@ -90,6 +221,7 @@ impl LibEnv {
                 .map(PathBuf::from),
             lib_dirs: split(std::env::var_os(LIB_DIR_VAR)),
             ld_library_path: split(std::env::var_os("LD_LIBRARY_PATH")),
+            site_packages: site_package_dirs(&PythonEnv::from_process()),
         }
     }
 }
@@ -198,7 +330,13 @@ pub fn candidates(
         out.push(Candidate::Path(f.clone()));
     }
     let mut too_new = Vec::new();
-    for dir in env.lib_dirs.iter().chain(&env.ld_library_path) {
+    let pip_dirs = pip_nvidia_lib_dirs(&env.site_packages);
+    for dir in env
+        .lib_dirs
+        .iter()
+        .chain(&env.ld_library_path)
+        .chain(&pip_dirs)
+    {
         for f in files_in_dir(dir, spec, driver_major) {
             let c = Candidate::Path(f);
             if !out.contains(&c) {
@@ -237,7 +375,7 @@ pub fn candidates(
 /// The message telling the user what to set.
 pub fn hint(spec: &LibSpec) -> String {
     format!(
-        "Install {} ({}) or, if it is installed, set {}=<folder holding {}> (colon-separated, several allowed), {}=<file>, or LD_LIBRARY_PATH",
+        "Install {} ({}) or, if it is installed, set {}=<folder holding {}> (colon-separated, several allowed), {}=<file>, or LD_LIBRARY_PATH (pip's nvidia/*/lib folders of $VIRTUAL_ENV, $CONDA_PREFIX and the python3 on PATH were searched)",
         spec.name,
         spec.install_hint,
         LIB_DIR_VAR,
@@ -306,6 +444,7 @@ mod tests {
             explicit_file: None,
             lib_dirs: dirs.iter().map(|d| d.to_path_buf()).collect(),
             ld_library_path: vec![],
+            site_packages: vec![],
         }
     }
 
@@ -407,5 +546,183 @@ mod tests {
         assert_eq!(usable_majors(&CUBLASLT, None), vec![13, 12]);
         assert_eq!(usable_majors(&CUBLASLT, Some(12)), vec![12]);
         assert_eq!(usable_majors(&NCCL, Some(11)), vec![2]);
+    }
+
+    /// A fake Python installation: `<root>/<rel>/nvidia/<sub>/lib/<file>`
+    /// for each `(sub, file)`; returns the package folder.
+    fn fake_site(root: &Path, rel: &str, libs: &[(&str, &str)]) -> PathBuf {
+        let sp = root.join(rel);
+        for (sub, file) in libs {
+            let d = sp.join("nvidia").join(sub).join("lib");
+            std::fs::create_dir_all(&d).unwrap();
+            touch(&d, file);
+        }
+        std::fs::create_dir_all(&sp).unwrap();
+        sp
+    }
+
+    /// A `bin/python3` under `prefix` (a file is all the search looks for).
+    fn fake_python(prefix: &Path) -> PathBuf {
+        let bin = prefix.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        touch(&bin, "python3");
+        bin
+    }
+
+    #[test]
+    fn pytorch_cuda13_venv_on_path_is_found_without_any_variable() {
+        // The layout of a PyTorch cu130 venv: nvidia-cublas 13 in
+        // nvidia/cu13/lib, nvidia-nccl-cu13 in nvidia/nccl/lib; found via
+        // the python3 first on PATH, no VIRTUAL_ENV set.
+        let root = tempfile::tempdir().unwrap();
+        let venv = root.path().join("opt/torch/.venv");
+        let sp = fake_site(
+            &venv,
+            "lib/python3.12/site-packages",
+            &[
+                ("cu13", "libcublasLt.so.13"),
+                ("cu13", "libcudart.so.13"),
+                ("nccl", "libnccl.so.2"),
+            ],
+        );
+        let empty_bin = root.path().join("usr/bin");
+        std::fs::create_dir_all(&empty_bin).unwrap();
+        let py = PythonEnv {
+            path: vec![empty_bin, fake_python(&venv), "/usr/bin".into()],
+            ..Default::default()
+        };
+        let dirs = site_package_dirs(&py);
+        assert_eq!(dirs, vec![sp.clone()]);
+        let e = LibEnv {
+            site_packages: dirs,
+            ..Default::default()
+        };
+        let lt = candidates(&CUBLASLT, &e, Some(13)).unwrap();
+        assert_eq!(
+            lt[0],
+            Candidate::Path(sp.join("nvidia/cu13/lib/libcublasLt.so.13"))
+        );
+        let nccl = candidates(&NCCL, &e, Some(13)).unwrap();
+        assert_eq!(
+            nccl[0],
+            Candidate::Path(sp.join("nvidia/nccl/lib/libnccl.so.2"))
+        );
+        // With a CUDA 12 driver the .so.13 wheel is unusable: a clear error.
+        let err = candidates(&CUBLASLT, &e, Some(12)).unwrap_err().to_string();
+        assert!(err.contains("nvidia/cu13/lib/libcublasLt.so.13"), "{err}");
+    }
+
+    #[test]
+    fn cuda12_wheels_in_virtual_env_and_conda_are_found_in_that_order() {
+        let root = tempfile::tempdir().unwrap();
+        let venv = root.path().join("venv");
+        let conda = root.path().join("conda");
+        let v = fake_site(
+            &venv,
+            "lib/python3.11/site-packages",
+            &[("cublas", "libcublasLt.so.12")],
+        );
+        let c = fake_site(
+            &conda,
+            "lib/python3.10/site-packages",
+            &[("cublas", "libcublasLt.so.12"), ("nccl", "libnccl.so.2")],
+        );
+        let py = PythonEnv {
+            virtual_env: Some(venv),
+            conda_prefix: Some(conda),
+            ..Default::default()
+        };
+        let e = LibEnv {
+            site_packages: site_package_dirs(&py),
+            ..Default::default()
+        };
+        let lt = candidates(&CUBLASLT, &e, Some(12)).unwrap();
+        assert_eq!(
+            lt[..2],
+            [
+                Candidate::Path(v.join("nvidia/cublas/lib/libcublasLt.so.12")),
+                Candidate::Path(c.join("nvidia/cublas/lib/libcublasLt.so.12")),
+            ]
+        );
+        // Then the system loader.
+        assert_eq!(lt[2], Candidate::Name("libcublasLt.so.12".into()));
+        let nccl = candidates(&NCCL, &e, None).unwrap();
+        assert_eq!(
+            nccl[0],
+            Candidate::Path(c.join("nvidia/nccl/lib/libnccl.so.2"))
+        );
+    }
+
+    #[test]
+    fn explicit_folders_come_before_pip_wheels() {
+        let root = tempfile::tempdir().unwrap();
+        let sp = fake_site(
+            root.path(),
+            "venv/lib/python3.12/site-packages",
+            &[("cu13", "libcublasLt.so.13")],
+        );
+        let mine = root.path().join("mine");
+        std::fs::create_dir_all(&mine).unwrap();
+        touch(&mine, "libcublasLt.so.13");
+        let e = LibEnv {
+            lib_dirs: vec![mine.clone()],
+            site_packages: vec![sp.clone()],
+            ..Default::default()
+        };
+        let c = candidates(&CUBLASLT, &e, Some(13)).unwrap();
+        assert_eq!(c[0], Candidate::Path(mine.join("libcublasLt.so.13")));
+        assert_eq!(
+            c[1],
+            Candidate::Path(sp.join("nvidia/cu13/lib/libcublasLt.so.13"))
+        );
+    }
+
+    #[test]
+    fn debian_dist_packages_and_user_site_are_searched() {
+        let root = tempfile::tempdir().unwrap();
+        let usr = root.path().join("usr");
+        let local = fake_site(
+            &usr,
+            "local/lib/python3.11/dist-packages",
+            &[("nccl", "libnccl.so.2")],
+        );
+        let home = root.path().join("home");
+        let user = fake_site(
+            &home,
+            ".local/lib/python3.11/site-packages",
+            &[("cublas", "libcublasLt.so.12")],
+        );
+        let py = PythonEnv {
+            path: vec![fake_python(&usr)],
+            home: Some(home),
+            ..Default::default()
+        };
+        assert_eq!(site_package_dirs(&py), vec![local, user]);
+    }
+
+    #[test]
+    fn newer_python_versions_come_first_and_missing_folders_are_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        let p = root.path();
+        for v in ["python3.9", "python3.12", "python3.10"] {
+            std::fs::create_dir_all(p.join("lib").join(v).join("site-packages")).unwrap();
+        }
+        // A pythonX.Y folder without site-packages, and an unrelated one.
+        std::fs::create_dir_all(p.join("lib/python3.13")).unwrap();
+        std::fs::create_dir_all(p.join("lib/perl5/site-packages")).unwrap();
+        let got: Vec<String> = prefix_site_packages(p)
+            .iter()
+            .map(|d| d.strip_prefix(p).unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "lib/python3.12/site-packages",
+                "lib/python3.10/site-packages",
+                "lib/python3.9/site-packages"
+            ]
+        );
+        assert!(prefix_site_packages(&p.join("nowhere")).is_empty());
+        assert!(pip_nvidia_lib_dirs(&[p.join("lib/python3.12/site-packages")]).is_empty());
     }
 }

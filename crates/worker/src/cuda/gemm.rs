@@ -457,13 +457,56 @@ pub fn reference_col_major(g: &ColMajorGemm, first: &[f64], second: &[f64]) -> V
     out
 }
 
+/// Alignment of every operand offset inside its buffer. cuBLASLt's
+/// heuristic assumes 256-byte aligned pointers unless told otherwise
+/// (`CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES`), and `cuMemAlloc` returns
+/// 256-byte aligned bases.
+pub const OPERAND_ALIGN: u64 = 256;
+
+/// Bytes each operand buffer spans at least so that rotating offsets
+/// ([`next_operand_offset`]) keep operands out of L2: twice the L2 size.
+/// Without it every GEMM would read its operands at offset 0, where the
+/// previous GEMM left them, and small shapes would run from L2 (as
+/// nccl-tests and cuBLAS benchmarks avoid with rotating buffers).
+pub fn rotation_bytes(l2_bytes: u64) -> u64 {
+    2 * l2_bytes
+}
+
+/// Ring placement of operands in a buffer of `region` bytes: the launch
+/// after the one that ended at `cursor` reads its `bytes` right after it,
+/// or from offset 0 when they would run past the end. Returns `(offset,
+/// new cursor)`. A byte is therefore read again only after about `region`
+/// bytes of other operands of that buffer; with `region` ≥ 2·L2 and
+/// operands ≤ L2 that is at least one L2 of traffic, enough to evict it.
+/// `bytes` must not exceed `region` (the memory plan sizes buffers so).
+pub fn next_operand_offset(cursor: u64, bytes: u64, region: u64) -> (u64, u64) {
+    let span = bytes.div_ceil(OPERAND_ALIGN).max(1) * OPERAND_ALIGN;
+    let at = if cursor.saturating_add(span) <= region {
+        cursor
+    } else {
+        0
+    };
+    (at, at + span)
+}
+
+/// Bytes of the first operand, the second operand and the output of one
+/// launch of `g` (all batch entries).
+pub fn launch_bytes(g: &ColMajorGemm, types: &GemmTypes) -> [u64; 3] {
+    [
+        g.first.stride * g.batch * types.in_bytes,
+        g.second.stride * g.batch * types.in_bytes,
+        g.out.stride * g.batch * types.out_bytes,
+    ]
+}
+
 /// Device memory the plan needs, and how batched ops are split to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryPlan {
     /// Most batch entries per launch (batched attention GEMMs are run in
     /// chunks of this many when the whole batch does not fit).
     pub batch_chunk: u64,
-    /// Bytes of the A, B and C scratch buffers.
+    /// Bytes of the A, B and C scratch buffers: the largest operand of the
+    /// plan, and at least the rotation region ([`rotation_bytes`]).
     pub a_bytes: u64,
     /// See `a_bytes`.
     pub b_bytes: u64,
@@ -477,12 +520,14 @@ pub struct MemoryPlan {
 
 /// Sizes the buffers for `plan` within `free` bytes (minus `reserve` for
 /// the libraries), halving the batch chunk of batched ops until they fit.
+/// Each operand buffer spans at least `rotation` bytes.
 pub fn plan_memory(
     plan: &StepPlan,
     types: &GemmTypes,
     grad_bytes: u64,
     free: u64,
     reserve: u64,
+    rotation: u64,
 ) -> Result<MemoryPlan, String> {
     let bucket_bytes = 2 * plan
         .buckets
@@ -501,13 +546,18 @@ pub fn plan_memory(
             b = b.max(eb * n);
             c = c.max(ec * n);
         }
+        let (a_bytes, b_bytes, c_bytes) = (
+            (a * types.in_bytes).max(rotation),
+            (b * types.in_bytes).max(rotation),
+            (c * types.out_bytes).max(rotation),
+        );
         let mp = MemoryPlan {
             batch_chunk: chunk,
-            a_bytes: a * types.in_bytes,
-            b_bytes: b * types.in_bytes,
-            c_bytes: c * types.out_bytes,
+            a_bytes,
+            b_bytes,
+            c_bytes,
             bucket_bytes,
-            total: (a + b) * types.in_bytes + c * types.out_bytes + bucket_bytes + WORKSPACE_BYTES,
+            total: a_bytes + b_bytes + c_bytes + bucket_bytes + WORKSPACE_BYTES,
         };
         if mp.total <= budget {
             return Ok(mp);
@@ -975,20 +1025,97 @@ mod tests {
         .unwrap();
         let plan = StepPlan::for_config(&c);
         let ty = gemm_types(Dtype::Bf16).unwrap();
-        let big = plan_memory(&plan, &ty, 2, 141 << 30, 2 << 30).unwrap();
+        let big = plan_memory(&plan, &ty, 2, 141 << 30, 2 << 30, 0).unwrap();
         assert_eq!(big.batch_chunk, 32, "one sequence × 32 heads fits an H200");
         // Scores: 32 × 8192² bf16 = 4 GiB of C.
         assert_eq!(big.c_bytes, 32 * 8192 * 8192 * 2);
-        let small = plan_memory(&plan, &ty, 2, 6 << 30, 1 << 30).unwrap();
+        let small = plan_memory(&plan, &ty, 2, 6 << 30, 1 << 30, 0).unwrap();
         assert!(
             small.batch_chunk < 32 && small.total <= 5 << 30,
             "{small:?}"
         );
-        let e = plan_memory(&plan, &ty, 2, 1 << 30, 1 << 29).unwrap_err();
+        let e = plan_memory(&plan, &ty, 2, 1 << 30, 1 << 29, 0).unwrap_err();
         assert!(
             e.contains("model.seq") && e.contains("run.micro_batch"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn operand_offsets_rotate_through_the_region() {
+        const MIB: u64 = 1 << 20;
+        // 3 MiB operands in a 10 MiB region: 0, 3, 6, then back to 0.
+        let mut cursor = 0;
+        let mut at = Vec::new();
+        for _ in 0..5 {
+            let (o, c) = next_operand_offset(cursor, 3 * MIB, 10 * MIB);
+            at.push(o / MIB);
+            cursor = c;
+        }
+        assert_eq!(at, [0, 3, 6, 0, 3]);
+        // Sizes are rounded up to 256 bytes: offsets stay aligned.
+        assert_eq!(next_operand_offset(0, 100, 4096), (0, 256));
+        assert_eq!(next_operand_offset(256, 257, 4096), (256, 768));
+        assert_eq!(next_operand_offset(0, 0, 4096), (0, 256));
+        // An operand as large as the region always starts at 0.
+        assert_eq!(next_operand_offset(0, 10 * MIB, 10 * MIB), (0, 10 * MIB));
+        assert_eq!(
+            next_operand_offset(10 * MIB, 10 * MIB, 10 * MIB),
+            (0, 10 * MIB)
+        );
+        // Mixed sizes: the cursor wraps only when the next one does not fit,
+        // and nothing ever runs past the end.
+        let (region, mut cursor) = (2 * 60 * MIB, 0);
+        let mut reread_after = Vec::new();
+        let mut last_read = std::collections::HashMap::new();
+        let mut traffic = 0u64;
+        for i in 0..1000u64 {
+            let bytes = [5 * MIB, 32 * MIB + 100, 7 * MIB, 60 * MIB][(i % 4) as usize];
+            let (o, c) = next_operand_offset(cursor, bytes, region);
+            assert!(o % OPERAND_ALIGN == 0 && o + bytes <= region, "{i}: {o}");
+            // Bytes read since this offset was last read: with operands no
+            // larger than the L2 (60 MiB) and a region of twice it, at least
+            // one L2's worth.
+            if let Some(t) = last_read.insert(o, traffic) {
+                reread_after.push(traffic - t);
+            }
+            traffic += bytes;
+            cursor = c;
+        }
+        assert!(!reread_after.is_empty());
+        assert!(
+            reread_after.iter().all(|t| *t >= 60 * MIB),
+            "{reread_after:?}"
+        );
+    }
+
+    #[test]
+    fn memory_plan_buffers_span_the_rotation_region() {
+        let c = mfubench_core::config::parse_config(
+            "[model]\npreset = \"tiny\"\n[run]\nbackend = \"cuda\"\nlayers = 1\n",
+            "t",
+        )
+        .unwrap();
+        let plan = StepPlan::for_config(&c);
+        let ty = gemm_types(Dtype::Bf16).unwrap();
+        let plain = plan_memory(&plan, &ty, 2, 80 << 30, 2 << 30, 0).unwrap();
+        let rot = rotation_bytes(50 << 20);
+        assert_eq!(rot, 100 << 20);
+        let m = plan_memory(&plan, &ty, 2, 80 << 30, 2 << 30, rot).unwrap();
+        assert!(plain.a_bytes < rot && plain.b_bytes < rot, "{plain:?}");
+        assert_eq!((m.a_bytes, m.b_bytes, m.c_bytes), (rot, rot, rot));
+        assert_eq!(
+            m.total,
+            3 * rot + m.bucket_bytes + WORKSPACE_BYTES,
+            "the rotation region is counted"
+        );
+        // Every launch's operands fit their buffers.
+        for op in &plan.ops {
+            for (batch, _) in launches(op.batch, m.batch_chunk) {
+                let [f, s, o] = launch_bytes(&col_major(op, batch, false), &ty);
+                assert!(f <= m.b_bytes && s <= m.a_bytes && o <= m.c_bytes);
+            }
+        }
     }
 
     #[test]

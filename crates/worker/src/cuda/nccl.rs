@@ -8,7 +8,8 @@
 //! GetErrorString, and lets the watchdog abort a hung communicator.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use mfubench_core::config::Dtype;
 
@@ -105,7 +106,17 @@ pub struct NcclLib {
 impl NcclLib {
     /// Finds and opens NCCL.
     pub fn open() -> Result<NcclLib, DiscoveryError> {
-        let opened = discovery::open(&discovery::NCCL, None)?;
+        Self::bind(discovery::open(&discovery::NCCL, None)?)
+    }
+
+    /// Opens the NCCL build in one file (tests use a stand-in library).
+    pub fn open_file(path: &std::path::Path) -> Result<NcclLib, DiscoveryError> {
+        let cand = [discovery::Candidate::Path(path.to_path_buf())];
+        Self::bind(discovery::open_first(&discovery::NCCL, &cand)?)
+    }
+
+    /// Looks up every entry point in an opened library.
+    fn bind(opened: discovery::Opened) -> Result<NcclLib, DiscoveryError> {
         let (lib, what) = (opened.lib, opened.what);
         macro_rules! sym {
             ($name:literal) => {{
@@ -207,12 +218,105 @@ pub fn version_string(v: i32) -> String {
     }
 }
 
-/// A communicator; destroyed on drop, or aborted when [`NcclComm::abort`]
-/// was called or an asynchronous error is pending.
+/// How a communicator is let go when its owner drops it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Teardown {
+    /// It was aborted already: nothing is left to free.
+    Nothing,
+    /// `ncclCommDestroy`. Collective in recent NCCL (it finalizes the
+    /// communicator, which waits for the peers' proxies), so only when
+    /// every rank is known to be tearing down too.
+    Destroy,
+    /// `ncclCommAbort`: frees this rank's resources without waiting for
+    /// anyone.
+    Abort,
+}
+
+/// The teardown of a communicator. `finished`: the owner declared, after
+/// the run's last collective, that every rank ends normally
+/// ([`NcclComm::mark_finished`]); anything else is an error path (a rank
+/// leaving early, a panic unwinding, a failed step), where destroying would
+/// stall this rank, and its node-mates behind it, on peers that may never
+/// come. `async_error`: `ncclCommGetAsyncError` reports a failure.
+pub fn teardown(aborted: bool, finished: bool, async_error: bool) -> Teardown {
+    if aborted {
+        Teardown::Nothing
+    } else if finished && !async_error {
+        Teardown::Destroy
+    } else {
+        Teardown::Abort
+    }
+}
+
+/// The exit code of a rank the init watchdog ends (run failed, as the
+/// schedule's watchdog): [`mfubench_core::protocol::exit::RUN_FAILED`].
+pub const WATCHDOG_EXIT_CODE: i32 = mfubench_core::protocol::exit::RUN_FAILED as i32;
+
+/// How long communicator creation may take by default before
+/// [`InitWatchdog`] ends the rank: NCCL's bootstrap on thousands of ranks
+/// takes tens of seconds; a rank that never arrives would block forever.
+pub const INIT_LIMIT: Duration = Duration::from_secs(300);
+
+/// Ends the process when a blocking collective step (communicator
+/// creation: `ncclCommInitRank` returns only once every rank has called it,
+/// and there is no communicator to abort yet) has not returned within its
+/// limit. The operation cannot be interrupted, so the rank writes one line
+/// naming the step and leaves with `_exit(exit_code)`: no atexit handlers
+/// that could block on the CUDA context the stuck call holds. mpirun and
+/// srun then end the other ranks.
+pub struct InitWatchdog {
+    done: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InitWatchdog {
+    /// Starts the clock for `what` (e.g. "rank 3: NCCL communicator
+    /// init").
+    pub fn arm(what: String, limit: Duration, exit_code: i32) -> InitWatchdog {
+        let done = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || {
+            let (lock, cv) = &*flag;
+            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (guard, _) = cv
+                .wait_timeout_while(guard, limit, |done| !*done)
+                .unwrap_or_else(|e| e.into_inner());
+            if !*guard {
+                crate::say!(
+                    "mfubench-worker: watchdog: {what} did not complete within {:.0} s (a rank did not join: it failed, hangs, or cannot reach the others); ending this rank with exit {exit_code} so that the launcher stops the job",
+                    limit.as_secs_f64()
+                );
+                // SAFETY: _exit ends the process at once; it is
+                // async-signal-safe and touches no state the stuck thread holds.
+                unsafe { libc::_exit(exit_code) };
+            }
+        });
+        InitWatchdog {
+            done,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for InitWatchdog {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.done;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A communicator. Dropped, it is destroyed only after
+/// [`NcclComm::mark_finished`] and without a pending error; otherwise
+/// aborted ([`teardown`]).
 pub struct NcclComm {
     lib: Arc<NcclLib>,
     raw: Comm,
     aborted: std::cell::Cell<bool>,
+    finished: std::cell::Cell<bool>,
 }
 
 impl NcclComm {
@@ -234,6 +338,7 @@ impl NcclComm {
             lib,
             raw,
             aborted: std::cell::Cell::new(false),
+            finished: std::cell::Cell::new(false),
         })
     }
 
@@ -310,20 +415,36 @@ impl NcclComm {
     pub fn is_aborted(&self) -> bool {
         self.aborted.get()
     }
+
+    /// Declares a normal end: every rank finished its collectives and
+    /// tears down too, so dropping may use the collective
+    /// `ncclCommDestroy`. Call it only after the run's last collective
+    /// (e.g. after the final exit-code broadcast).
+    pub fn mark_finished(&self) {
+        self.finished.set(true);
+    }
+
+    /// Whether [`NcclComm::mark_finished`] was called.
+    pub fn is_finished(&self) -> bool {
+        self.finished.get()
+    }
 }
 
 impl Drop for NcclComm {
     fn drop(&mut self) {
-        if self.aborted.get() {
-            return;
+        let (aborted, finished) = (self.aborted.get(), self.finished.get());
+        // Asking for the error only matters (and is only safe) on a live,
+        // finished communicator.
+        let async_error = !aborted && finished && self.async_error().is_err();
+        match teardown(aborted, finished, async_error) {
+            Teardown::Nothing => {}
+            Teardown::Abort => self.abort(),
+            // SAFETY: live communicator, destroyed once; the owner
+            // synchronised its streams before dropping it.
+            Teardown::Destroy => unsafe {
+                (self.lib.comm_destroy)(self.raw);
+            },
         }
-        if self.async_error().is_err() {
-            self.abort();
-            return;
-        }
-        // SAFETY: live communicator, destroyed once; the owner synchronised
-        // its streams before dropping it.
-        unsafe { (self.lib.comm_destroy)(self.raw) };
     }
 }
 
@@ -338,6 +459,30 @@ mod tests {
         assert_eq!(id.to_bytes(), b);
         assert!(UniqueId::from_bytes(&b[..127]).is_none());
         assert_eq!(std::mem::size_of::<UniqueId>(), 128);
+    }
+
+    #[test]
+    fn only_a_declared_normal_end_destroys_collectively() {
+        // A rank leaving early (not finished) aborts, with or without an
+        // error; a finished run with a failed peer aborts; only a finished,
+        // healthy communicator is destroyed; an aborted one is left alone.
+        assert_eq!(teardown(false, false, false), Teardown::Abort);
+        assert_eq!(teardown(false, false, true), Teardown::Abort);
+        assert_eq!(teardown(false, true, true), Teardown::Abort);
+        assert_eq!(teardown(false, true, false), Teardown::Destroy);
+        assert_eq!(teardown(true, false, false), Teardown::Nothing);
+        assert_eq!(teardown(true, true, false), Teardown::Nothing);
+    }
+
+    #[test]
+    fn a_disarmed_init_watchdog_lets_the_process_live() {
+        // Returning before the limit disarms it (the firing path ends the
+        // process: tests/comm_teardown.rs runs it in real MPI ranks).
+        let t = std::time::Instant::now();
+        let w = InitWatchdog::arm("test".into(), Duration::from_millis(200), 3);
+        drop(w);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(t.elapsed() >= Duration::from_millis(300));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 
 use mfubench_core::config::Mode;
 use mfubench_core::result::TelemetrySample;
+use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+use nvml_wrapper::error::{Bits, NvmlError};
 use nvml_wrapper::Nvml;
 
 /// NVML clock-event ("throttle") reason bits, from nvml.h.
@@ -38,6 +40,22 @@ pub fn throttle_names(bits: u64) -> Vec<String> {
         out.push(format!("other({rest:#x})"));
     }
     out
+}
+
+/// The raw throttle-reason mask from nvml-wrapper's `_strict` query.
+///
+/// The plain `current_throttle_reasons` drops bits the wrapper does not
+/// know (`from_bits_truncate`): a reason added by a newer driver would read
+/// as "no throttling". The strict variant returns those masks as
+/// `IncorrectBits`, which still carries every bit, so they are kept and
+/// reported by [`throttle_names`] as `other(…)`. `None`: NVML could not say.
+pub fn throttle_bits(strict: Result<ThrottleReasons, NvmlError>) -> Option<u64> {
+    match strict {
+        Ok(r) => Some(r.bits()),
+        Err(NvmlError::IncorrectBits(Bits::U64(b))) => Some(b),
+        Err(NvmlError::IncorrectBits(Bits::U32(b))) => Some(u64::from(b)),
+        Err(_) => None,
+    }
 }
 
 /// NVML's UUID string ("GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx") of the
@@ -89,8 +107,8 @@ impl Telemetry {
             s.sm_clock_mhz = d.clock_info(Clock::SM).ok();
             s.temperature_c = d.temperature(TemperatureSensor::Gpu).ok();
             s.power_w = d.power_usage().ok().map(|mw| mw as f64 / 1000.0);
-            if let Ok(r) = d.current_throttle_reasons() {
-                s.throttle_reasons = throttle_names(r.bits());
+            if let Some(bits) = throttle_bits(d.current_throttle_reasons_strict()) {
+                s.throttle_reasons = throttle_names(bits);
             }
         }
         s
@@ -109,6 +127,29 @@ mod tests {
             vec!["sw_power_cap", "hw_thermal_slowdown"]
         );
         assert_eq!(throttle_names(0x1000), vec!["other(0x1000)"]);
+    }
+
+    #[test]
+    fn unknown_throttle_bits_are_kept() {
+        // sw_power_cap plus a bit nvml-wrapper does not know: the strict
+        // query reports the whole mask as IncorrectBits.
+        let raw = 0x4 | 0x8000_0000_0000;
+        let got = throttle_bits(Err(NvmlError::IncorrectBits(Bits::U64(raw))));
+        assert_eq!(got, Some(raw));
+        assert_eq!(
+            throttle_names(got.unwrap()),
+            vec!["sw_power_cap", "other(0x800000000000)"]
+        );
+        let known = ThrottleReasons::SW_POWER_CAP | ThrottleReasons::HW_SLOWDOWN;
+        assert_eq!(throttle_bits(Ok(known)), Some(0x4 | 0x8));
+        assert_eq!(throttle_bits(Err(NvmlError::NotSupported)), None);
+        // The names table agrees with nvml-wrapper's flag values.
+        for (bit, name) in THROTTLE_BITS {
+            assert!(
+                ThrottleReasons::from_bits(*bit).is_some(),
+                "{name} {bit:#x}"
+            );
+        }
     }
 
     #[test]
