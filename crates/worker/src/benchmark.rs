@@ -155,7 +155,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
                         self.config.run.dtype
                     );
                 }
-                mpi_comm::quiet_barrier(&r.world);
+                self.barrier("calibration");
                 let mine = schedule::calibrate(
                     &self.backend,
                     &self.plan,
@@ -174,10 +174,22 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         Ok(())
     }
 
+    /// The barrier before a step, under the watchdog: a rank that does not
+    /// arrive within `run.op_timeout_s` (stopped, dead, stuck in an op)
+    /// ends the job instead of hanging it.
+    fn barrier(&self, before: &str) {
+        if !mpi_comm::quiet_barrier(&self.rank.world, self.op_timeout) {
+            self.rank.abort(format!(
+                "watchdog: waited {} s at the barrier before {before} for a rank that never arrived (stopped, dead or stuck)",
+                self.op_timeout.as_secs_f64()
+            ));
+        }
+    }
+
     /// One step of `mode` after a barrier, under the watchdog; returns when
     /// it started and its timings.
     fn step(&self, mode: Mode, what: &str) -> (Instant, StepTiming) {
-        mpi_comm::quiet_barrier(&self.rank.world);
+        self.barrier(&format!("mode {mode}, {what}"));
         let t0 = Instant::now();
         let t = schedule::run_step(&self.backend, &self.plan, mode, self.op_timeout)
             .unwrap_or_else(|e| {

@@ -127,12 +127,23 @@ pub fn max_f64(world: &SimpleCommunicator, v: f64) -> f64 {
 /// host with as many busy threads as cores the rank that arrives first would
 /// steal cycles from the GEMMs of the ranks still computing — a measurement
 /// artifact, not a property of the cluster.
-pub fn quiet_barrier(world: &SimpleCommunicator) {
+///
+/// Returns `false` if the other ranks have not all arrived within `limit`
+/// (a rank is stuck, stopped or dead): the caller ends the job rather than
+/// wait forever. The pending barrier is left behind — the job is ending.
+pub fn quiet_barrier(world: &SimpleCommunicator, limit: std::time::Duration) -> bool {
+    let t0 = std::time::Instant::now();
     let mut req = world.immediate_barrier();
     loop {
         match req.test() {
-            Ok(_) => return,
+            Ok(_) => return true,
             Err(r) => {
+                if t0.elapsed() > limit {
+                    // The request must not be dropped while pending (rsmpi
+                    // panics on that); the job is about to abort anyway.
+                    std::mem::forget(r);
+                    return false;
+                }
                 req = r;
                 std::thread::sleep(std::time::Duration::from_micros(50));
             }
