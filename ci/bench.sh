@@ -21,7 +21,7 @@ CFG=ci/bench.toml
 VENV=target/bench-venv
 if [ ! -x "$VENV/bin/python" ]; then
   # Debian's python3 needs python3-venv for `python3 -m venv`.
-  if ! python3 -m venv --help >/dev/null 2>&1; then
+  if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q python3-venv
   fi
