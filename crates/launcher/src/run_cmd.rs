@@ -85,7 +85,8 @@ impl From<BackendChoice> for BackendKind {
 pub struct RunArgs {
     /// Config file (TOML).
     pub config: String,
-    /// Number of ranks (default: run.ranks of the config, else SLURM_NTASKS, else 1).
+    /// Number of ranks (default: SLURM_NTASKS inside Slurm, else the sum of
+    /// the slots of --hosts/--hostfile, else run.ranks of the config, else 1).
     #[arg(long)]
     pub np: Option<u32>,
     /// Hosts and their slots for mpirun, e.g. node1:8,node2:8.
@@ -126,6 +127,7 @@ struct Plan {
     kind: LauncherKind,
     argv: Vec<String>,
     np: u32,
+    np_rule: command::RankRule,
     run_id: String,
     out_dir: PathBuf,
     run_dir: PathBuf,
@@ -139,15 +141,6 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     let config = parse_config(&text, &args.config).map_err(|e| usage(e.to_string()))?;
 
     let slurm_job = env_nonempty("SLURM_JOB_ID");
-    let np = match args.np {
-        Some(0) => return Err(usage("--np must be at least 1")),
-        Some(n) => n,
-        None => config
-            .run
-            .ranks
-            .or_else(|| env_nonempty("SLURM_NTASKS").and_then(|n| n.parse().ok()))
-            .unwrap_or(1),
-    };
     let timeout = match args.timeout {
         None => None,
         Some(t) => Some(
@@ -179,6 +172,15 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         }
         (None, None) => Placement::Local,
     };
+    let slurm_ntasks = slurm_job
+        .as_ref()
+        .and_then(|_| env_nonempty("SLURM_NTASKS"));
+    let (np, np_rule) = command::choose_np(
+        args.np,
+        slurm_ntasks.as_deref(),
+        &placement,
+        config.run.ranks,
+    )?;
     let kind = match args.launcher {
         LauncherChoice::Mpirun => LauncherKind::Mpirun,
         LauncherChoice::Srun => LauncherKind::Srun,
@@ -242,6 +244,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         kind,
         argv,
         np,
+        np_rule,
         run_dir: out_abs.join(&run_id),
         out_dir: out_abs,
         timeout,
@@ -253,6 +256,18 @@ fn plan(args: &RunArgs) -> Result<Plan> {
 /// Runs `mfubench run`: returns the exit code, or an error carrying one.
 pub fn run(args: &RunArgs) -> Result<u8> {
     let p = plan(args)?;
+    eprintln!(
+        "mfubench: {} rank(s), from {}",
+        p.np,
+        p.np_rule.describe()
+    );
+    if p.np == 1 {
+        eprintln!(
+            "mfubench: warning: 1 rank: nothing is communicated, so all-reduce bandwidth, \
+             exposed communication and the hidden fraction are not measured \
+             (their rules report SKIPPED); give --np, --hosts or run.ranks for more"
+        );
+    }
     if args.dry_run {
         println!("{}", command::shell_join(&p.argv));
         return Ok(OK);

@@ -4,6 +4,10 @@
 //! A rule whose figure was not measured (its mode did not run, the
 //! correctness check was off) FAILS with the reason: an acceptance run that
 //! skipped what a rule checks has not shown that the cluster meets it.
+//! Never green by omission: on a 1-rank run the communication rules are
+//! SKIPPED (nothing is communicated), and in a run that stopped early
+//! (timeout, dead rank, Ctrl-C) a rule whose mode never ran is INCOMPLETE
+//! and so is the whole verdict. Neither is PASS.
 
 use mfubench_core::config::{Acceptance, Mode};
 use mfubench_core::result::Summary;
@@ -82,6 +86,22 @@ pub enum Status {
     Pass,
     /// It does not, or it was not measured.
     Fail,
+    /// Not judged: the run cannot measure it (1 rank: nothing is communicated).
+    Skipped,
+    /// Not judged: the run stopped (timeout, dead rank, Ctrl-C) before the mode it needs ran.
+    Incomplete,
+}
+
+impl Status {
+    /// The word printed in reports and used in summary.json.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Skipped => "SKIPPED",
+            Status::Incomplete => "INCOMPLETE",
+        }
+    }
 }
 
 /// One acceptance rule, evaluated.
@@ -89,7 +109,7 @@ pub enum Status {
 pub struct RuleResult {
     /// Rule name as in `[acceptance]`, e.g. `min_mfu`.
     pub rule: String,
-    /// PASS or FAIL.
+    /// PASS, FAIL, SKIPPED or INCOMPLETE.
     pub status: Status,
     /// The measured figure (None when it was not measured).
     pub measured: Option<f64>,
@@ -102,18 +122,46 @@ pub struct RuleResult {
 }
 
 /// All rules of a run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
     /// Every rule, in `[acceptance]` order.
     pub rules: Vec<RuleResult>,
-    /// True when every rule passed.
+    /// True when the run completed and every rule passed.
     pub passed: bool,
+    /// The verdict in one word: INCOMPLETE when the run stopped before every
+    /// mode ran, else FAIL when a rule failed, else SKIPPED when a rule could
+    /// not be judged, else PASS.
+    pub status: Status,
 }
 
 impl Verdict {
     /// Rules that failed.
     pub fn failures(&self) -> impl Iterator<Item = &RuleResult> {
         self.rules.iter().filter(|r| r.status == Status::Fail)
+    }
+
+    /// Rules with the given status.
+    pub fn count(&self, status: Status) -> usize {
+        self.rules.iter().filter(|r| r.status == status).count()
+    }
+
+    /// Whether this verdict accepts the run: every rule passed and the run
+    /// completed; with `allow_partial`, rules left INCOMPLETE by a partial
+    /// run are not held against it (every measured rule must still pass).
+    pub fn accepted(&self, allow_partial: bool) -> bool {
+        self.rules.iter().all(|r| {
+            r.status == Status::Pass || (allow_partial && r.status == Status::Incomplete)
+        }) && (self.status != Status::Incomplete || allow_partial)
+    }
+}
+
+impl Default for Verdict {
+    fn default() -> Self {
+        Verdict {
+            rules: Vec::new(),
+            passed: false,
+            status: Status::Skipped,
+        }
     }
 }
 
@@ -159,6 +207,81 @@ fn rule(
     }
 }
 
+/// A rule that was not judged, with the reason.
+fn not_judged(
+    name: &str,
+    status: Status,
+    limit: f64,
+    at_least: bool,
+    show: impl Fn(f64) -> String,
+    what: &str,
+    reason: &str,
+) -> RuleResult {
+    RuleResult {
+        rule: name.to_string(),
+        status,
+        measured: None,
+        limit,
+        op: if at_least { ">=" } else { "<=" }.to_string(),
+        detail: format!(
+            "{what} not judged: {} ({reason}; limit {})",
+            status.word(),
+            show(limit)
+        ),
+    }
+}
+
+/// Why a communication rule cannot be judged on this run, if it cannot.
+fn comm_skip_reason(report: &Report) -> Option<String> {
+    (report.run.world_size <= 1).then(|| {
+        format!(
+            "{} rank: nothing is communicated",
+            report.run.world_size
+        )
+    })
+}
+
+/// A figure missing from a run that stopped early is INCOMPLETE (the mode
+/// may simply not have had its turn); from a complete run it is a FAIL.
+fn missing(
+    report: &Report,
+    modes: &[Mode],
+    name: &str,
+    limit: f64,
+    at_least: bool,
+    show: impl Fn(f64) -> String + Copy,
+    what: &str,
+) -> RuleResult {
+    let reason = missing_mode(report, modes);
+    if report.complete {
+        rule(name, Err(reason), limit, at_least, show, what)
+    } else {
+        not_judged(
+            name,
+            Status::Incomplete,
+            limit,
+            at_least,
+            show,
+            what,
+            &format!("the run stopped early and {reason}"),
+        )
+    }
+}
+
+/// A rule that failed only because its figure was not measured, in a run
+/// that stopped early, is INCOMPLETE rather than FAIL.
+fn incomplete_if_partial(report: &Report, mut r: RuleResult) -> RuleResult {
+    if !report.complete && r.status == Status::Fail && r.measured.is_none() {
+        r.status = Status::Incomplete;
+        r.detail = r.detail.replacen(
+            " not measured: ",
+            " not judged: INCOMPLETE (the run stopped early): ",
+            1,
+        );
+    }
+    r
+}
+
 fn missing_mode(report: &Report, modes: &[Mode]) -> String {
     let ran: Vec<&str> = report.run.modes.iter().map(|m| m.name()).collect();
     let need: Vec<&str> = modes.iter().map(|m| m.name()).collect();
@@ -178,39 +301,38 @@ fn missing_mode(report: &Report, modes: &[Mode]) -> String {
 pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
     let a = &report.acceptance;
     let mut rules = Vec::new();
+    let skip = comm_skip_reason(report);
     if let Some(limit) = a.min_mfu {
-        let v = s
-            .mfu
-            .overlapped
-            .ok_or_else(|| missing_mode(report, &[Mode::Overlapped]));
-        rules.push(rule("min_mfu", v, limit, true, pct, "overlapped MFU"));
+        let (name, what) = ("min_mfu", "overlapped MFU");
+        rules.push(match s.mfu.overlapped {
+            Some(v) => rule(name, Ok(v), limit, true, pct, what),
+            None => missing(report, &[Mode::Overlapped], name, limit, true, pct, what),
+        });
     }
     if let Some(limit) = a.max_exposed_comm_fraction {
-        let v = s
-            .exposed_comm_fraction
-            .ok_or_else(|| missing_mode(report, &[Mode::Compute, Mode::Overlapped]));
-        rules.push(rule(
-            "max_exposed_comm_fraction",
-            v,
-            limit,
-            false,
-            pct,
-            "exposed communication",
-        ));
+        let (name, what) = ("max_exposed_comm_fraction", "exposed communication");
+        rules.push(match (&skip, s.exposed_comm_fraction) {
+            (Some(why), _) => not_judged(name, Status::Skipped, limit, false, pct, what, why),
+            (None, Some(v)) => rule(name, Ok(v), limit, false, pct, what),
+            (None, None) => missing(
+                report,
+                &[Mode::Compute, Mode::Overlapped],
+                name,
+                limit,
+                false,
+                pct,
+                what,
+            ),
+        });
     }
     if let Some(limit) = a.min_busbw_gbps {
-        let v = s
-            .allreduce
-            .busbw_gbps
-            .ok_or_else(|| missing_mode(report, &[Mode::Comm]));
-        rules.push(rule(
-            "min_busbw_gbps",
-            v,
-            limit,
-            true,
-            |x| format!("{x:.2} GB/s"),
-            "all-reduce busbw",
-        ));
+        let (name, what) = ("min_busbw_gbps", "all-reduce busbw");
+        let gbps = |x: f64| format!("{x:.2} GB/s");
+        rules.push(match (&skip, s.allreduce.busbw_gbps) {
+            (Some(why), _) => not_judged(name, Status::Skipped, limit, true, gbps, what, why),
+            (None, Some(v)) => rule(name, Ok(v), limit, true, gbps, what),
+            (None, None) => missing(report, &[Mode::Comm], name, limit, true, gbps, what),
+        });
     }
     // Stragglers: the figure is the worst rank's deviation from the median.
     let tol = a.straggler_tolerance;
@@ -273,7 +395,7 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
             ));
         }
     }
-    rules.push(r);
+    rules.push(incomplete_if_partial(report, r));
 
     let v = if !report.run.check {
         Err("the correctness check was off (run.check = false)".to_string())
@@ -291,14 +413,33 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
     } else {
         Ok(s.wrong as f64)
     };
-    rules.push(rule(
+    let r = rule(
         "max_wrong",
         v,
         a.max_wrong as f64,
         false,
         |x| format!("{x:.0}"),
         "wrong all-reduce elements",
-    ));
-    let passed = rules.iter().all(|r| r.status == Status::Pass);
-    Verdict { rules, passed }
+    );
+    // With the check off the figure can never exist: that FAILs whatever
+    // happened to the run.
+    rules.push(if report.run.check {
+        incomplete_if_partial(report, r)
+    } else {
+        r
+    });
+    let status = if !report.complete {
+        Status::Incomplete
+    } else if rules.iter().any(|r| r.status == Status::Fail) {
+        Status::Fail
+    } else if rules.iter().any(|r| r.status != Status::Pass) {
+        Status::Skipped
+    } else {
+        Status::Pass
+    };
+    Verdict {
+        passed: status == Status::Pass,
+        rules,
+        status,
+    }
 }

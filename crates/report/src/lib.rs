@@ -139,7 +139,7 @@ pub fn report_loaded(
         files = write_outputs(&loaded.record, &report, &dir)?;
     }
     if let Some(p) = &opts.junit {
-        fsutil::write_atomic(p, export::junit(&report).as_bytes())?;
+        fsutil::write_atomic(p, export::junit(&report)?.as_bytes())?;
         files.push(p.clone());
     }
     if let Some(p) = &opts.prom {

@@ -268,8 +268,13 @@ fn overlap(d: &mut Doc, r: &Report) {
         vec![
             "all-reduce algbw / busbw (comm mode)".to_string(),
             or(
-                a.algbw_gbps.zip(a.busbw_gbps).map(|(x, y)| {
-                    format!("{} / {} (n = {})", f::gbps(x), f::gbps(y), r.run.world_size)
+                a.algbw_gbps.map(|x| match a.busbw_gbps {
+                    Some(y) => format!("{} / {} (n = {})", f::gbps(x), f::gbps(y), r.run.world_size),
+                    None => format!(
+                        "{} / n/a (n = {}: nothing crosses a link)",
+                        f::gbps(x),
+                        r.run.world_size
+                    ),
                 }),
                 &[Comm],
             ),
@@ -479,23 +484,26 @@ fn buckets(d: &mut Doc, r: &Report) {
 fn verdict(d: &mut Doc, r: &Report) {
     d.heading("Acceptance");
     for rule in &r.verdict.rules {
-        let status = match rule.status {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-        };
-        d.line(&format!("{status}  {:<26} {}", rule.rule, rule.detail));
+        d.line(&format!("{:<10} {:<26} {}", rule.status.word(), rule.rule, rule.detail));
     }
-    let failed = r.verdict.failures().count();
-    d.line(&if r.verdict.passed {
-        format!(
-            "verdict: PASS ({} of {} rules)",
-            r.verdict.rules.len(),
-            r.verdict.rules.len()
-        )
-    } else {
-        format!(
-            "verdict: FAIL ({failed} of {} rules failed)",
-            r.verdict.rules.len()
-        )
+    let v = &r.verdict;
+    let n = v.rules.len();
+    d.line(&match v.status {
+        Status::Pass => format!("verdict: PASS ({n} of {n} rules)"),
+        Status::Fail => format!(
+            "verdict: FAIL ({} of {n} rules failed)",
+            v.count(Status::Fail)
+        ),
+        Status::Skipped => format!(
+            "verdict: SKIPPED ({} of {n} rules could not be judged on this run; not a PASS)",
+            v.count(Status::Skipped)
+        ),
+        Status::Incomplete => format!(
+            "verdict: INCOMPLETE (the run stopped before every mode ran; {} of {n} rules passed, \
+             {} failed, {} not judged)",
+            v.count(Status::Pass),
+            v.count(Status::Fail),
+            n - v.count(Status::Pass) - v.count(Status::Fail)
+        ),
     });
 }

@@ -76,6 +76,73 @@ impl Placement {
     }
 }
 
+/// Which rule chose the number of ranks (shown by `--dry-run` and at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RankRule {
+    /// `--np N` on the command line.
+    NpFlag,
+    /// `SLURM_NTASKS` of the surrounding Slurm allocation.
+    SlurmNtasks,
+    /// The sum of the slots of `--hosts`.
+    HostsSlots,
+    /// The sum of the `slots=` of `--hostfile`.
+    HostfileSlots,
+    /// `run.ranks` of the config.
+    ConfigRanks,
+    /// Nothing said how many: one rank.
+    Default,
+}
+
+impl RankRule {
+    /// What the rule is, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RankRule::NpFlag => "--np",
+            RankRule::SlurmNtasks => "SLURM_NTASKS of the Slurm allocation",
+            RankRule::HostsSlots => "the sum of the slots of --hosts",
+            RankRule::HostfileSlots => "the sum of the slots= of --hostfile",
+            RankRule::ConfigRanks => "run.ranks of the config",
+            RankRule::Default => "the default (no --np, Slurm allocation, host slots or run.ranks)",
+        }
+    }
+}
+
+/// The number of ranks: `--np` if given; else, inside Slurm, `SLURM_NTASKS`;
+/// else the sum of the slots of `--hosts`/`--hostfile` (when every host
+/// says how many); else `run.ranks`; else 1.
+pub fn choose_np(
+    np_flag: Option<u32>,
+    slurm_ntasks: Option<&str>,
+    placement: &Placement,
+    config_ranks: Option<u32>,
+) -> Result<(u32, RankRule)> {
+    if let Some(n) = np_flag {
+        if n == 0 {
+            return Err(usage("--np must be at least 1"));
+        }
+        return Ok((n, RankRule::NpFlag));
+    }
+    if let Some(t) = slurm_ntasks {
+        let n: u32 = t.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            usage(format!(
+                "SLURM_NTASKS={t:?} is not a positive integer: give --np N"
+            ))
+        })?;
+        return Ok((n, RankRule::SlurmNtasks));
+    }
+    if let Some(n) = placement.slots() {
+        let rule = match placement {
+            Placement::Hostfile(..) => RankRule::HostfileSlots,
+            _ => RankRule::HostsSlots,
+        };
+        return Ok((n, rule));
+    }
+    Ok(match config_ranks {
+        Some(n) => (n, RankRule::ConfigRanks),
+        None => (1, RankRule::Default),
+    })
+}
+
 /// Parses `--hosts h1:8,h2:8` (a host without `:N` has one slot, as with
 /// mpirun's `--host`).
 pub fn parse_hosts(spec: &str) -> Result<Vec<HostSlots>> {
