@@ -149,9 +149,10 @@ impl Verdict {
     /// completed; with `allow_partial`, rules left INCOMPLETE by a partial
     /// run are not held against it (every measured rule must still pass).
     pub fn accepted(&self, allow_partial: bool) -> bool {
-        self.rules.iter().all(|r| {
-            r.status == Status::Pass || (allow_partial && r.status == Status::Incomplete)
-        }) && (self.status != Status::Incomplete || allow_partial)
+        self.rules
+            .iter()
+            .all(|r| r.status == Status::Pass || (allow_partial && r.status == Status::Incomplete))
+            && (self.status != Status::Incomplete || allow_partial)
     }
 }
 
@@ -233,12 +234,8 @@ fn not_judged(
 
 /// Why a communication rule cannot be judged on this run, if it cannot.
 fn comm_skip_reason(report: &Report) -> Option<String> {
-    (report.run.world_size <= 1).then(|| {
-        format!(
-            "{} rank: nothing is communicated",
-            report.run.world_size
-        )
-    })
+    (report.run.world_size <= 1)
+        .then(|| format!("{} rank: nothing is communicated", report.run.world_size))
 }
 
 /// A figure missing from a run that stopped early is INCOMPLETE (the mode

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use mfubench_core::config::{Acceptance, Mode};
 use mfubench_core::metrics;
 use mfubench_core::result::{
-    cluster_step_times, find_stragglers, summarize, AllreduceSummary, Contention, FlopsPerStep, PeakSource, RankRecord,
-    RunRecord, Straggler, StreamKind, Summary, SummaryInputs,
+    cluster_step_times, find_stragglers, summarize, AllreduceSummary, Contention, FlopsPerStep,
+    PeakSource, RankRecord, RunRecord, Straggler, StreamKind, Summary, SummaryInputs,
 };
 use mfubench_core::stats::{self, Stats};
 use serde::Serialize;

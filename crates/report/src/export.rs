@@ -238,7 +238,9 @@ pub fn junit(report: &Report) -> Result<String, ReportError> {
         suite.set_time(std::time::Duration::from_secs_f64(total));
     }
     if let Some(host) = report.nodes.first() {
-        suite.extra.insert("hostname".into(), host.host.as_str().into());
+        suite
+            .extra
+            .insert("hostname".into(), host.host.as_str().into());
     }
     for (k, v) in [
         ("run_id", report.run.run_id.clone()),
@@ -307,7 +309,11 @@ pub fn junit(report: &Report) -> Result<String, ReportError> {
     } else {
         let msg = format!(
             "INCOMPLETE: the run stopped before every configured mode ran (finished: {})",
-            if modes_ran.is_empty() { "none" } else { &modes_ran }
+            if modes_ran.is_empty() {
+                "none"
+            } else {
+                &modes_ran
+            }
         );
         failure("incomplete", &msg, msg.clone())
     };
@@ -545,7 +551,10 @@ pub fn prometheus(report: &Report) -> String {
         Some(report.stragglers.len() as f64),
     );
     let host_rows: Vec<_> = report.nodes.iter().collect();
-    let per_host = |p: &mut Prom, name: &str, help: &str, get: &dyn Fn(&crate::analysis::NodeRow) -> Option<f64>| {
+    let per_host = |p: &mut Prom,
+                    name: &str,
+                    help: &str,
+                    get: &dyn Fn(&crate::analysis::NodeRow) -> Option<f64>| {
         let vals: Vec<(&str, f64)> = host_rows
             .iter()
             .filter_map(|n| get(n).map(|v| (n.host.as_str(), v)))
@@ -582,7 +591,10 @@ pub fn prometheus(report: &Report) -> String {
         "Wrong all-reduce elements on the host.",
         &|n| Some(n.wrong as f64),
     );
-    let per_rank = |p: &mut Prom, name: &str, help: &str, get: &dyn Fn(&crate::analysis::RankRow) -> Option<f64>| {
+    let per_rank = |p: &mut Prom,
+                    name: &str,
+                    help: &str,
+                    get: &dyn Fn(&crate::analysis::RankRow) -> Option<f64>| {
         let vals: Vec<(String, &str, f64)> = report
             .ranks
             .iter()

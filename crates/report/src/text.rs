@@ -269,7 +269,9 @@ fn overlap(d: &mut Doc, r: &Report) {
             "all-reduce algbw / busbw (comm mode)".to_string(),
             or(
                 a.algbw_gbps.map(|x| match a.busbw_gbps {
-                    Some(y) => format!("{} / {} (n = {})", f::gbps(x), f::gbps(y), r.run.world_size),
+                    Some(y) => {
+                        format!("{} / {} (n = {})", f::gbps(x), f::gbps(y), r.run.world_size)
+                    }
                     None => format!(
                         "{} / n/a (n = {}: nothing crosses a link)",
                         f::gbps(x),
@@ -484,7 +486,12 @@ fn buckets(d: &mut Doc, r: &Report) {
 fn verdict(d: &mut Doc, r: &Report) {
     d.heading("Acceptance");
     for rule in &r.verdict.rules {
-        d.line(&format!("{:<10} {:<26} {}", rule.status.word(), rule.rule, rule.detail));
+        d.line(&format!(
+            "{:<10} {:<26} {}",
+            rule.status.word(),
+            rule.rule,
+            rule.detail
+        ));
     }
     let v = &r.verdict;
     let n = v.rules.len();

@@ -324,7 +324,11 @@ fn junit_has_one_testcase_per_rule_and_failures_counted() {
         .find(|h| h.mode == Mode::Overlapped)
         .unwrap();
     // JUnit times are written in milliseconds.
-    assert!((t - h.step_total_s).abs() < 1e-3, "{t} vs {}", h.step_total_s);
+    assert!(
+        (t - h.step_total_s).abs() < 1e-3,
+        "{t} vs {}",
+        h.step_total_s
+    );
     assert!(h.step_total_s >= h.step_min_s * h.iterations as f64);
     assert_eq!(
         suite.extra.get("hostname").map(|s| s.as_str()),
@@ -379,7 +383,10 @@ fn partial_run_is_incomplete_everywhere() {
     );
     assert_eq!(rule(&r, "min_busbw_gbps").status, Status::Pass);
     assert!(!r.verdict.accepted(false));
-    assert!(r.verdict.accepted(true), "--allow-partial judges what finished");
+    assert!(
+        r.verdict.accepted(true),
+        "--allow-partial judges what finished"
+    );
     // A measured rule that fails still fails with --allow-partial.
     let bad = partial(Acceptance {
         min_busbw_gbps: Some(1e9),
@@ -395,7 +402,13 @@ fn partial_run_is_incomplete_everywhere() {
     // JUnit: a failing run_complete testcase, the INCOMPLETE rule a failure.
     let j = parse_junit(&export::junit(&r).unwrap());
     let suite = &j.test_suites[0];
-    let case = |n: &str| suite.test_cases.iter().find(|c| c.name.as_str() == n).unwrap();
+    let case = |n: &str| {
+        suite
+            .test_cases
+            .iter()
+            .find(|c| c.name.as_str() == n)
+            .unwrap()
+    };
     assert!(failed(case("run_complete")));
     assert!(failed(case("min_mfu")));
     assert!(ok(case("min_busbw_gbps")));
@@ -436,7 +449,9 @@ fn one_rank_skips_the_communication_rules() {
         Status::Skipped
     );
     assert!(
-        rule(&r, "min_busbw_gbps").detail.contains("SKIPPED (1 rank"),
+        rule(&r, "min_busbw_gbps")
+            .detail
+            .contains("SKIPPED (1 rank"),
         "{:?}",
         rule(&r, "min_busbw_gbps")
     );

@@ -32,6 +32,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Creates `out/run_id` and proves it is writable, before any compute.
+/// A run is never overwritten: an existing `out/run_id` is accepted only
+/// when it is empty (`mfubench run` reserves the folder by creating it).
 pub fn prepare_run_dir(out: &Path, run_id: &str) -> Result<PathBuf, String> {
     if run_id.is_empty() || run_id.contains('/') || run_id.starts_with('.') {
         return Err(format!(
@@ -39,13 +41,29 @@ pub fn prepare_run_dir(out: &Path, run_id: &str) -> Result<PathBuf, String> {
         ));
     }
     let dir = out.join(run_id);
-    std::fs::create_dir_all(&dir).map_err(|e| {
-        format!(
-            "--out {}: cannot create {}: {e}",
-            out.display(),
-            dir.display()
-        )
-    })?;
+    let created = std::fs::create_dir_all(out).and_then(|()| std::fs::create_dir(&dir));
+    match created {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {
+            let empty = std::fs::read_dir(&dir)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+            if !empty {
+                return Err(format!(
+                    "--run-id {run_id}: {} already holds a run, which is never overwritten; \
+                     choose another run id (or `mfubench run --force` to replace it)",
+                    dir.display()
+                ));
+            }
+        }
+        Err(e) => {
+            return Err(format!(
+                "--out {}: cannot create {}: {e}",
+                out.display(),
+                dir.display()
+            ))
+        }
+    }
     let probe = dir.join(".write-test");
     write_atomic(&probe, b"ok").map_err(|e| {
         format!(
@@ -187,5 +205,10 @@ mod tests {
             "no temp files left"
         );
         assert!(prepare_run_dir(d.path(), "../x").is_err());
+        // A folder holding a run is never reused; an empty (reserved) one is.
+        let e = prepare_run_dir(d.path(), "r1").unwrap_err();
+        assert!(e.contains("never overwritten"), "{e}");
+        std::fs::create_dir(d.path().join("r2")).unwrap();
+        assert!(prepare_run_dir(d.path(), "r2").is_ok());
     }
 }

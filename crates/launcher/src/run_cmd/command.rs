@@ -208,6 +208,51 @@ pub fn parse_hostfile(text: &str, path: &str) -> Result<Vec<HostSlots>> {
     Ok(out)
 }
 
+/// Prefixes of the variables forwarded to every rank: the libraries' own
+/// settings (NCCL, CUDA, UCX) and ours. Open MPI forwards `OMPI_MCA_*` itself.
+pub const FORWARD_PREFIXES: [&str; 4] = ["NCCL_", "CUDA_", "UCX_", "MFUBENCH_"];
+/// Variables forwarded by exact name (library discovery on remote hosts).
+pub const FORWARD_NAMES: [&str; 2] = ["LD_LIBRARY_PATH", "PATH"];
+
+/// The names to forward to every rank: those of `present` (the launcher's
+/// environment) on the allow-list, plus each `--env NAME` (which must be
+/// set), sorted and without duplicates. Names only: values are read by
+/// mpirun from its own environment and never written by us.
+pub fn forwarded_env(
+    present: impl IntoIterator<Item = std::ffi::OsString>,
+    extra: &[String],
+) -> Result<Vec<String>> {
+    let present: std::collections::BTreeSet<String> = present
+        .into_iter()
+        .filter_map(|k| k.into_string().ok())
+        .collect();
+    let mut out: std::collections::BTreeSet<String> = present
+        .iter()
+        .filter(|k| {
+            FORWARD_PREFIXES.iter().any(|p| k.starts_with(p)) || FORWARD_NAMES.contains(&k.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in extra {
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(usage(format!(
+                "--env {name:?}: give the name of an environment variable (letters, digits, _), \
+                 not NAME=VALUE: set it in the environment first"
+            )));
+        }
+        if !present.contains(name) {
+            return Err(usage(format!(
+                "--env {name}: {name} is not set in this environment, so there is nothing to forward"
+            )));
+        }
+        out.insert(name.clone());
+    }
+    Ok(out.into_iter().collect())
+}
+
 /// Whether the extra launcher arguments already ask for oversubscription.
 pub fn extra_oversubscribes(extra: &[String]) -> bool {
     extra.iter().any(|a| {
@@ -238,6 +283,9 @@ pub struct LaunchSpec {
     pub local_cores: Option<u32>,
     /// Inside a Slurm allocation: mpirun takes its slots from Slurm.
     pub in_slurm: bool,
+    /// Environment variables mpirun forwards to every rank (`-x NAME`),
+    /// besides the launch description.
+    pub forward_env: Vec<String>,
 }
 
 /// The launch command, program first.
@@ -297,8 +345,12 @@ pub fn build_argv(spec: &LaunchSpec) -> Result<Vec<String>> {
             if oversubscribed {
                 v.extend([s("--mca"), s("mpi_yield_when_idle"), s("1")]);
             }
-            // Remote ranks only see the variables mpirun is told to forward.
+            // Remote ranks only see the variables mpirun is told to forward
+            // (by name: values never appear on the command line).
             v.extend([s("-x"), s(super::LAUNCH_ENV)]);
+            for name in spec.forward_env.iter().filter(|n| *n != super::LAUNCH_ENV) {
+                v.extend([s("-x"), name.clone()]);
+            }
         }
         LauncherKind::Srun => {
             if spec.placement != Placement::Local {
@@ -510,6 +562,7 @@ mod tests {
             as_root: false,
             local_cores: Some(2),
             in_slurm: false,
+            forward_env: vec![],
         }
     }
 
@@ -528,6 +581,70 @@ mod tests {
         let p = Placement::Hosts(parse_hosts("a:4294967295,b:2").unwrap());
         assert_eq!(p.slots(), Some(u32::MAX));
         assert!(build_argv(&spec(LauncherKind::Mpirun, 4, p)).is_ok());
+    }
+
+    #[test]
+    fn rank_count_rules_in_order() {
+        let hosts = Placement::Hosts(parse_hosts("a:2,b:3").unwrap());
+        let c = |np, slurm, p: &Placement, cfg| choose_np(np, slurm, p, cfg).unwrap();
+        assert_eq!(
+            c(Some(4), Some("6"), &hosts, Some(2)),
+            (4, RankRule::NpFlag)
+        );
+        assert_eq!(
+            c(None, Some("6"), &hosts, Some(2)),
+            (6, RankRule::SlurmNtasks)
+        );
+        assert_eq!(c(None, None, &hosts, Some(2)), (5, RankRule::HostsSlots));
+        let hf = Placement::Hostfile(
+            "hf".into(),
+            parse_hostfile("a slots=8\nb slots=8\n", "hf").unwrap(),
+        );
+        assert_eq!(c(None, None, &hf, Some(2)), (16, RankRule::HostfileSlots));
+        let unknown = Placement::Hostfile("hf".into(), parse_hostfile("a\n", "hf").unwrap());
+        assert_eq!(c(None, None, &unknown, Some(2)), (2, RankRule::ConfigRanks));
+        assert_eq!(
+            c(None, None, &Placement::Local, None),
+            (1, RankRule::Default)
+        );
+        assert!(choose_np(Some(0), None, &hosts, None).is_err());
+        assert!(choose_np(None, Some("x"), &hosts, None).is_err());
+    }
+
+    #[test]
+    fn forwarded_env_allow_list() {
+        let present = [
+            "NCCL_IB_HCA",
+            "CUDA_HOME",
+            "UCX_TLS",
+            "MFUBENCH_NCCL_LIB",
+            "PATH",
+            "LD_LIBRARY_PATH",
+            "HOME",
+            "OMPI_MCA_btl",
+            "MY_VAR",
+            "PATHX",
+        ]
+        .map(std::ffi::OsString::from);
+        let v = forwarded_env(present.clone(), &["MY_VAR".to_string()]).unwrap();
+        assert_eq!(
+            v,
+            [
+                "CUDA_HOME",
+                "LD_LIBRARY_PATH",
+                "MFUBENCH_NCCL_LIB",
+                "MY_VAR",
+                "NCCL_IB_HCA",
+                "PATH",
+                "UCX_TLS"
+            ]
+        );
+        assert!(forwarded_env(present.clone(), &["NOPE".to_string()]).is_err());
+        assert!(forwarded_env(present, &["A=1".to_string()]).is_err());
+        let mut s = spec(LauncherKind::Mpirun, 2, Placement::Local);
+        s.forward_env = vec!["NCCL_IB_HCA".into(), "PATH".into()];
+        let argv = build_argv(&s).unwrap();
+        assert!(shell_join(&argv).contains("-x MFUBENCH_LAUNCH_JSON -x NCCL_IB_HCA -x PATH "));
     }
 
     #[test]
