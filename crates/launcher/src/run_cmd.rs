@@ -37,6 +37,7 @@ use crate::report_cmd::{ExportArgs, ThresholdArgs};
 
 pub mod command;
 pub mod events;
+pub mod hostlist;
 pub mod supervise;
 
 use command::{LaunchSpec, LauncherKind, Placement};
@@ -173,10 +174,10 @@ fn plan(args: &RunArgs) -> Result<Plan> {
                 ))
             })?;
             let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
-            Placement::Hostfile(
-                abs,
-                command::parse_hostfile(&text, &f.display().to_string())?,
-            )
+            match command::parse_hostfile(&text, &f.display().to_string())? {
+                (hosts, true) => Placement::HostfileExpanded(abs, hosts),
+                (hosts, false) => Placement::Hostfile(abs, hosts),
+            }
         }
         (None, None) => Placement::Local,
     };

@@ -136,3 +136,99 @@ fn sbatch_template_runs_the_quickstart() {
         "{job_log}"
     );
 }
+
+/// The hosts `mfubench run --hosts EXPR:1 --dry-run` passes to mpirun.
+fn our_expansion(expr: &str, dir: &Path) -> Result<Vec<String>, String> {
+    let f = run(
+        mfubench_cmd()
+            .env("MFUBENCH_WORKER", "/bin/true")
+            .current_dir(dir)
+            .args([
+                "run",
+                test_config("quick.toml").to_str().expect("utf-8"),
+                "--hosts",
+                &format!("{expr}:1"),
+                "--dry-run",
+            ]),
+        Duration::from_secs(60),
+    );
+    if f.code() != 0 {
+        return Err(f.stderr);
+    }
+    let list = f
+        .stdout
+        .split("--host ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("a --host list")
+        .to_string();
+    Ok(list
+        .split(',')
+        .map(|h| h.trim_end_matches(":1").to_string())
+        .collect())
+}
+
+#[test]
+fn hostlists_expand_as_scontrol_does() {
+    let test = "hostlists_expand_as_scontrol_does";
+    let Some(scontrol) = find_program("scontrol") else {
+        return skip(
+            test,
+            "scontrol is not installed (apt-get install slurm-client)",
+        );
+    };
+    // `scontrol show hostnames` only needs a config to read, no daemon.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = tmp.path().join("slurm.conf");
+    std::fs::write(
+        &conf,
+        "ClusterName=hostlist-test\nSlurmctldHost=localhost\n",
+    )
+    .expect("write");
+    let valid = [
+        "node[01-04,07]",
+        "gpu-node-[01-02]",
+        "n[08-11]",
+        "n[1-02]",
+        "n[9-11]",
+        "b[009-011]",
+        "n[5]",
+        "c[1,03,5-6]",
+        "a[1-2]b[3-4]",
+        "rack[1-2]-n[08-10]",
+        "a[1-2]b[1-3]c[1-2]",
+        "x[1-2]y[1-2]z[1-2]w[1-2]",
+        "login1,node[1-3],gpu[10-12]",
+    ];
+    for expr in valid {
+        let out = Command::new(&scontrol)
+            .env("SLURM_CONF", &conf)
+            .args(["show", "hostnames", expr])
+            .output()
+            .expect("run scontrol");
+        assert!(
+            out.status.success(),
+            "scontrol show hostnames {expr}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let ours = our_expansion(expr, tmp.path()).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        assert_eq!(ours, theirs, "{expr}");
+    }
+    // What scontrol refuses, we refuse too (exit 2 naming --hosts).
+    for expr in ["n[3-1]", "n[]", "n[1-2]x", "n[010-9]"] {
+        let out = Command::new(&scontrol)
+            .env("SLURM_CONF", &conf)
+            .args(["show", "hostnames", expr])
+            .output()
+            .expect("run scontrol");
+        let theirs = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(theirs.contains("Invalid hostlist"), "{expr}: {theirs}");
+        let err = our_expansion(expr, tmp.path()).expect_err(expr);
+        assert!(err.contains("--hosts"), "{expr}: {err}");
+    }
+}

@@ -8,6 +8,7 @@
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
+use super::hostlist;
 use crate::exit::usage;
 
 /// Which program starts the ranks.
@@ -60,6 +61,9 @@ pub enum Placement {
     Hosts(Vec<HostSlots>),
     /// `--hostfile F`: passed as `--hostfile ABS_PATH`, parsed for slots.
     Hostfile(PathBuf, Vec<HostSlots>),
+    /// `--hostfile F` with Slurm hostlist ranges (`node[01-04] slots=8`),
+    /// which mpirun cannot read: the expanded hosts go on `--host`.
+    HostfileExpanded(PathBuf, Vec<HostSlots>),
 }
 
 impl Placement {
@@ -67,7 +71,7 @@ impl Placement {
     pub fn slots(&self) -> Option<u32> {
         match self {
             Placement::Local => None,
-            Placement::Hosts(h) | Placement::Hostfile(_, h) => {
+            Placement::Hosts(h) | Placement::Hostfile(_, h) | Placement::HostfileExpanded(_, h) => {
                 // Saturating: slot counts near u32::MAX must not overflow.
                 h.iter()
                     .try_fold(0u32, |acc, h| h.slots.map(|s| acc.saturating_add(s)))
@@ -132,7 +136,7 @@ pub fn choose_np(
     }
     if let Some(n) = placement.slots() {
         let rule = match placement {
-            Placement::Hostfile(..) => RankRule::HostfileSlots,
+            Placement::Hostfile(..) | Placement::HostfileExpanded(..) => RankRule::HostfileSlots,
             _ => RankRule::HostsSlots,
         };
         return Ok((n, rule));
@@ -144,23 +148,26 @@ pub fn choose_np(
 }
 
 /// Parses `--hosts h1:8,h2:8` (a host without `:N` has one slot, as with
-/// mpirun's `--host`).
+/// mpirun's `--host`). Host names may be Slurm hostlists, e.g.
+/// `gpu-node-[01-04,07]:8` (every host of the range gets the slots).
 pub fn parse_hosts(spec: &str) -> Result<Vec<HostSlots>> {
     let mut out = Vec::new();
-    for item in spec.split(',').map(str::trim) {
+    for item in hostlist::split_top_level(spec).into_iter().map(str::trim) {
         if item.is_empty() {
             return Err(usage(format!(
-                "--hosts {spec:?}: empty host name (expected e.g. node1:8,node2:8)"
+                "--hosts {spec:?}: empty host name (expected e.g. node1:8,node2:8 or node[1-2]:8)"
             )));
         }
-        let (host, slots) = match item.rsplit_once(':') {
+        // `:N` after the last `]` only: a colon inside brackets is not ours.
+        let after_brackets = item.rfind(']').map(|i| i + 1).unwrap_or(0);
+        let (host, slots) = match item[after_brackets..].rsplit_once(':') {
             Some((h, n)) => {
                 let n: u32 = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                     usage(format!(
                         "--hosts {spec:?}: {item:?}: the slot count after ':' must be a positive integer"
                     ))
                 })?;
-                (h, n)
+                (&item[..after_brackets + h.len()], n)
             }
             None => (item, 1),
         };
@@ -169,25 +176,29 @@ pub fn parse_hosts(spec: &str) -> Result<Vec<HostSlots>> {
                 "--hosts {spec:?}: {item:?} has no host name"
             )));
         }
-        out.push(HostSlots {
-            host: host.to_string(),
+        let names = hostlist::expand(host).map_err(|e| usage(format!("--hosts: {e}")))?;
+        out.extend(names.into_iter().map(|host| HostSlots {
+            host,
             slots: Some(slots),
-        });
+        }));
     }
     Ok(out)
 }
 
 /// Parses an Open MPI hostfile: `host [slots=N] [max_slots=M]` per line,
-/// `#` comments. Lines without `slots=` give `slots: None`.
-pub fn parse_hostfile(text: &str, path: &str) -> Result<Vec<HostSlots>> {
+/// `#` comments. Lines without `slots=` give `slots: None`. A host may be a
+/// Slurm hostlist (`node[01-04] slots=8`); the second value says whether
+/// one was (mpirun cannot read those: see [`Placement::HostfileExpanded`]).
+pub fn parse_hostfile(text: &str, path: &str) -> Result<(Vec<HostSlots>, bool)> {
     let mut out = Vec::new();
+    let mut ranges = false;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
         }
         let mut words = line.split_whitespace();
-        let host = words.next().unwrap_or_default().to_string();
+        let host = words.next().unwrap_or_default();
         let mut slots = None;
         for w in words {
             if let Some(v) = w.strip_prefix("slots=") {
@@ -200,12 +211,22 @@ pub fn parse_hostfile(text: &str, path: &str) -> Result<Vec<HostSlots>> {
                 slots = Some(n);
             }
         }
-        out.push(HostSlots { host, slots });
+        let names = hostlist::expand(host).map_err(|e| usage(format!("{path}:{}: {e}", i + 1)))?;
+        if host.contains('[') {
+            ranges = true;
+            if slots.is_none() {
+                return Err(usage(format!(
+                    "{path}:{}: {host} is a host range: give its slots (e.g. `{host} slots=8`)",
+                    i + 1
+                )));
+            }
+        }
+        out.extend(names.into_iter().map(|host| HostSlots { host, slots }));
     }
     if out.is_empty() {
         return Err(usage(format!("{path}: the hostfile lists no hosts")));
     }
-    Ok(out)
+    Ok((out, ranges))
 }
 
 /// Prefixes of the variables forwarded to every rank: the libraries' own
@@ -298,7 +319,7 @@ pub fn build_argv(spec: &LaunchSpec) -> Result<Vec<String>> {
             v.extend([s("mpirun"), s("-np"), spec.np.to_string()]);
             match &spec.placement {
                 Placement::Local => {}
-                Placement::Hosts(h) => {
+                Placement::Hosts(h) | Placement::HostfileExpanded(_, h) => {
                     let list: Vec<String> = h
                         .iter()
                         .map(|h| format!("{}:{}", h.host, h.slots.unwrap_or(1)))
@@ -574,6 +595,39 @@ mod tests {
         assert!(parse_hosts("a:0").is_err());
         assert!(parse_hosts("a,,b").is_err());
         assert!(parse_hosts(":4").is_err());
+        // Slurm hostlists, with the slots applying to every host of a range.
+        let h = parse_hosts("gpu-node-[01-02]:8,login,n[1,3]:2").unwrap();
+        let names: Vec<(&str, Option<u32>)> =
+            h.iter().map(|h| (h.host.as_str(), h.slots)).collect();
+        assert_eq!(
+            names,
+            [
+                ("gpu-node-01", Some(8)),
+                ("gpu-node-02", Some(8)),
+                ("login", Some(1)),
+                ("n1", Some(2)),
+                ("n3", Some(2))
+            ]
+        );
+        assert!(parse_hosts("n[1-2:4").is_err());
+        assert!(parse_hosts("n[2-1]:4").is_err());
+        let argv = build_argv(&spec(
+            LauncherKind::Mpirun,
+            4,
+            Placement::Hosts(parse_hosts("n[1-2]:2").unwrap()),
+        ))
+        .unwrap();
+        assert!(shell_join(&argv).contains("--host n1:2,n2:2 "));
+        let argv = build_argv(&spec(
+            LauncherKind::Mpirun,
+            4,
+            Placement::HostfileExpanded(
+                "hf".into(),
+                parse_hostfile("n[1-2] slots=2\n", "hf").unwrap().0,
+            ),
+        ))
+        .unwrap();
+        assert!(shell_join(&argv).contains("--host n1:2,n2:2 "), "{argv:?}");
     }
 
     #[test]
@@ -598,10 +652,10 @@ mod tests {
         assert_eq!(c(None, None, &hosts, Some(2)), (5, RankRule::HostsSlots));
         let hf = Placement::Hostfile(
             "hf".into(),
-            parse_hostfile("a slots=8\nb slots=8\n", "hf").unwrap(),
+            parse_hostfile("a slots=8\nb slots=8\n", "hf").unwrap().0,
         );
         assert_eq!(c(None, None, &hf, Some(2)), (16, RankRule::HostfileSlots));
-        let unknown = Placement::Hostfile("hf".into(), parse_hostfile("a\n", "hf").unwrap());
+        let unknown = Placement::Hostfile("hf".into(), parse_hostfile("a\n", "hf").unwrap().0);
         assert_eq!(c(None, None, &unknown, Some(2)), (2, RankRule::ConfigRanks));
         assert_eq!(
             c(None, None, &Placement::Local, None),
@@ -649,12 +703,24 @@ mod tests {
 
     #[test]
     fn hostfile_parse() {
-        let h = parse_hostfile("# c\nn1 slots=4\n\nn2 slots=2 max_slots=4 # x\n", "hf").unwrap();
+        let (h, ranges) =
+            parse_hostfile("# c\nn1 slots=4\n\nn2 slots=2 max_slots=4 # x\n", "hf").unwrap();
+        assert!(!ranges);
         assert_eq!(Placement::Hostfile("hf".into(), h).slots(), Some(6));
-        let h = parse_hostfile("n1\nn2 slots=2\n", "hf").unwrap();
+        let (h, _) = parse_hostfile("n1\nn2 slots=2\n", "hf").unwrap();
         assert_eq!(Placement::Hostfile("hf".into(), h).slots(), None);
         assert!(parse_hostfile("n1 slots=x\n", "hf").is_err());
         assert!(parse_hostfile("# nothing\n", "hf").is_err());
+        let (h, ranges) = parse_hostfile("gpu[01-02] slots=8\nlogin slots=1\n", "hf").unwrap();
+        assert!(ranges);
+        let names: Vec<&str> = h.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(names, ["gpu01", "gpu02", "login"]);
+        assert_eq!(Placement::Hostfile("hf".into(), h).slots(), Some(17));
+        assert!(
+            parse_hostfile("gpu[01-02]\n", "hf").is_err(),
+            "a range needs slots="
+        );
+        assert!(parse_hostfile("gpu[02-01] slots=1\n", "hf").is_err());
     }
 
     #[test]
