@@ -69,11 +69,15 @@ fn sbatch_template_runs_the_quickstart() {
     let config = short_quickstart(tmp.path());
     let results = tmp.path().join("results");
     let log = tmp.path().join("job-%j.out");
+    let junit = tmp.path().join("job.junit.xml");
+    let prom = tmp.path().join("job.prom");
     let export = format!(
-        "ALL,MFUBENCH={},MFUBENCH_OUT={},MFUBENCH_CONFIG={},MFUBENCH_TIMEOUT=600",
+        "ALL,MFUBENCH={},MFUBENCH_OUT={},MFUBENCH_CONFIG={},MFUBENCH_TIMEOUT=10m,MFUBENCH_JUNIT={},MFUBENCH_PROM={}",
         mfubench().display(),
         results.display(),
-        config.display()
+        config.display(),
+        junit.display(),
+        prom.display()
     );
     // Command-line options override the template's GPU-cluster defaults
     // (2 nodes x 8 GPUs) for this one-node, CPU-only cluster.
@@ -134,6 +138,28 @@ fn sbatch_template_runs_the_quickstart() {
     assert!(
         job_log.contains(&format!("results: {}", results.join(&job_id).display())),
         "{job_log}"
+    );
+    // One command wrote the CI and monitoring files too.
+    let x = std::fs::read_to_string(&junit).expect("the JUnit file");
+    let jr = quick_junit::Report::deserialize_from_str(&x).expect("JUnit parses");
+    assert_eq!(jr.failures, 0, "{x}");
+    let p = std::fs::read_to_string(&prom).expect("the Prometheus file");
+    assert!(p.contains("\nmfubench_run_complete 1\n"), "{p}");
+}
+
+#[test]
+fn sbatch_script_outside_slurm_exits_2() {
+    let f = run(
+        Command::new("bash")
+            .arg(root().join("launch/mfubench.sbatch"))
+            .env_remove("SLURM_JOB_ID"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(f.code(), 2, "{f:?}");
+    assert!(
+        f.stderr.contains("not inside a Slurm job") && f.stderr.contains("sbatch"),
+        "{}",
+        f.stderr
     );
 }
 
