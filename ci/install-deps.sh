@@ -3,9 +3,10 @@
 # when one is missing (so a prepared machine pays nothing):
 #   build:  libopenmpi-dev openmpi-bin (rsmpi links MPI), libclang-dev (bindgen)
 #   tests:  slurm-wlm munge (a real one-node Slurm), iproute2 util-linux
-#           (hosts as network namespaces), procps (pgrep/ps in tests)
+#           (hosts as network namespaces), procps (pgrep/ps in tests),
+#           prometheus (promtool checks the exported metrics)
 set -euo pipefail
-PKGS=(libopenmpi-dev openmpi-bin libclang-dev pkg-config slurm-wlm munge iproute2 util-linux procps)
+PKGS=(libopenmpi-dev openmpi-bin libclang-dev pkg-config slurm-wlm munge iproute2 util-linux procps prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

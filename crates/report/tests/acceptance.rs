@@ -525,3 +525,80 @@ fn prometheus_text_format_is_well_formed() {
         2
     );
 }
+
+/// `promtool check metrics` (Debian package prometheus) on the file: its
+/// complaints, or None when promtool is not installed.
+fn promtool(text: &str) -> Option<String> {
+    use std::io::Write;
+    let mut child = match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(_) => {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "skipped: promtool is not installed (ci/install-deps.sh installs prometheus)"
+            );
+            return None;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool");
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    Some(if out.status.success() && said.trim().is_empty() {
+        String::new()
+    } else {
+        format!("exit {:?}: {said}", out.status.code())
+    })
+}
+
+#[test]
+fn promtool_accepts_every_metrics_file() {
+    let mut hostile = build(&Gen::default());
+    // Label values that need escaping.
+    hostile.ranks[0].host = "node \"a\"\\b\nc".to_string();
+    hostile.run_id = "id-with-\"quote\"".to_string();
+    let cases = [
+        ("complete", with(Acceptance::default(), &Gen::default())),
+        (
+            "partial",
+            partial(Acceptance {
+                min_mfu: Some(0.3),
+                ..lenient()
+            }),
+        ),
+        (
+            "one rank",
+            with(
+                Acceptance {
+                    min_busbw_gbps: Some(1.0),
+                    ..lenient()
+                },
+                &Gen {
+                    hosts: 1,
+                    per_host: 1,
+                    slow: Vec::new(),
+                    ..Gen::default()
+                },
+            ),
+        ),
+        ("hostile labels", analyze(&hostile, "run.json", &lenient())),
+    ];
+    for (name, report) in cases {
+        let text = export::prometheus(&report);
+        let Some(problems) = promtool(&text) else {
+            return;
+        };
+        assert!(problems.is_empty(), "{name}: promtool: {problems}\n{text}");
+    }
+}
