@@ -60,22 +60,30 @@ fn three_hosts_in_network_namespaces() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("results");
     let mut cmd = mfubench_cmd();
-    cmd.args([
-        "run",
-        test_config("quick.toml").to_str().expect("utf-8"),
-        "--np",
-        "3",
-        "--hosts",
-        "hostA:1,hostB:1,hostC:1",
-        "--out",
-        out.to_str().expect("utf-8"),
-        "--run-id",
-        "netns",
-        "--timeout",
-        "240",
-        "--",
-    ])
-    .args(&extra);
+    // ci/nsexec.sh gives the remote ranks a fresh environment, as ssh
+    // does: NCCL_* reaches them only because mfubench forwards it (-x), and
+    // SLURM_* (recorded, not forwarded) must not.
+    cmd.env("NCCL_MFUBENCH_TEST_MARKER", "forwarded-4711")
+        .env("SLURM_MFUBENCH_TEST_MARKER", "not-forwarded")
+        .env("MY_TEST_SETTING", "by-env-flag")
+        .args([
+            "run",
+            test_config("quick.toml").to_str().expect("utf-8"),
+            "--np",
+            "3",
+            "--hosts",
+            "hostA:1,hostB:1,hostC:1",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--run-id",
+            "netns",
+            "--timeout",
+            "240",
+            "--env",
+            "MY_TEST_SETTING",
+            "--",
+        ])
+        .args(&extra);
     let f = run(&mut cmd, Duration::from_secs(300));
     assert_eq!(f.code(), 0, "{f:?}");
 
@@ -95,6 +103,25 @@ fn three_hosts_in_network_namespaces() {
         .filter_map(|r| r["host"].as_str())
         .collect();
     assert_eq!(rank_hosts.len(), 3);
+    // Rank 0 (on hostA) saw the forwarded variable and not the other.
+    assert_eq!(
+        j["env"]["NCCL_MFUBENCH_TEST_MARKER"], "forwarded-4711",
+        "{j:#}"
+    );
+    assert!(
+        j["env"].get("SLURM_MFUBENCH_TEST_MARKER").is_none(),
+        "{j:#}"
+    );
+    let forwarded: Vec<&str> = j["launch"]["forwarded_env"]
+        .as_array()
+        .expect("launch.forwarded_env")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for n in ["NCCL_MFUBENCH_TEST_MARKER", "MY_TEST_SETTING", "PATH"] {
+        assert!(forwarded.contains(&n), "{n}: {forwarded:?}");
+    }
+    assert!(!forwarded.contains(&"SLURM_MFUBENCH_TEST_MARKER"));
     // The launch metadata reached rank 0 on its remote "host" via -x.
     assert_eq!(j["launch"]["launcher"], "mpirun");
     assert!(
