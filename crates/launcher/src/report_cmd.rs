@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use mfubench_report::{
-    compare_runs, report_run_dir, AcceptanceOverrides, CompareOptions, Format, ReportError,
-    ReportOptions, Status,
+    compare_runs, report_run_dir, AcceptanceOverrides, BaselineFile, CompareOptions, Format,
+    ReportError, ReportOptions, Status, Tolerance,
 };
 
 use crate::exit::{usage, verdict_code, ACCEPTANCE_FAILED, OK};
@@ -94,17 +94,29 @@ impl ThresholdArgs {
 /// Arguments of `mfubench compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Baseline run directory or run.json.
-    pub baseline: PathBuf,
-    /// New run directory or run.json.
-    pub new: PathBuf,
+    /// BASELINE NEW (two run directories or run.json files), or only NEW
+    /// with --baseline FILE.
+    #[arg(num_args = 1..=2, value_name = "RUN", required = true)]
+    pub runs: Vec<PathBuf>,
+    /// A committed baseline file (TOML): `run = "PATH"` (the reference run,
+    /// relative to the file) and a [tolerances] table, e.g.
+    /// `"overlapped MFU" = "3%"`, `"exposed communication" = "2pp"`,
+    /// `default = "5%"`.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
     /// Largest tolerated worsening of a headline figure, in percent
-    /// (`5%` or `5`).
+    /// (`5%` or `5`); a baseline file's `default` replaces it.
     #[arg(long, default_value = "5%", value_parser = parse_percent)]
     pub max_regression: f64,
     /// Compare runs of different configurations anyway.
     #[arg(long)]
     pub force: bool,
+    /// What to print: table or json.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Also write a JUnit XML file: one testcase per judged figure.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -182,16 +194,50 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
 
 /// Runs `mfubench compare`.
 pub fn run_compare(args: &CompareArgs) -> Result<u8> {
-    let c = compare_runs(
-        &args.baseline,
-        &args.new,
-        CompareOptions {
-            max_regression: args.max_regression,
-            force: args.force,
-        },
-    )
-    .map_err(coded)?;
-    print!("{}", c.render());
+    let mut opts = CompareOptions {
+        max_regression: args.max_regression,
+        force: args.force,
+        ..Default::default()
+    };
+    let (baseline, new) = match (&args.baseline, args.runs.as_slice()) {
+        (Some(file), [new]) => {
+            let b = BaselineFile::read(file).map_err(coded)?;
+            match b.default {
+                Some(Tolerance::Relative(t)) => opts.max_regression = t,
+                Some(Tolerance::Points(_)) => {
+                    return Err(usage(format!(
+                        "--baseline {}: tolerances.default must be a percentage such as \"5%\"",
+                        file.display()
+                    )))
+                }
+                None => {}
+            }
+            opts.tolerances = b.tolerances;
+            (b.run, new.clone())
+        }
+        (Some(_), _) => {
+            return Err(usage(
+                "with --baseline FILE give only the new run: mfubench compare --baseline FILE NEW",
+            ))
+        }
+        (None, [baseline, new]) => (baseline.clone(), new.clone()),
+        (None, _) => {
+            return Err(usage(
+                "give two runs (mfubench compare BASELINE NEW) or a baseline file (--baseline FILE NEW)",
+            ))
+        }
+    };
+    let c = compare_runs(&baseline, &new, opts).map_err(coded)?;
+    if args.format == "json" {
+        print!("{}", c.to_json());
+    } else {
+        print!("{}", c.render());
+    }
+    if let Some(p) = &args.junit {
+        let xml = c.junit().map_err(coded)?;
+        mfubench_report::fsutil::write_atomic(p, xml.as_bytes()).map_err(coded)?;
+        eprintln!("mfubench: wrote {}", p.display());
+    }
     Ok(if c.regressed() { ACCEPTANCE_FAILED } else { OK })
 }
 
