@@ -525,3 +525,47 @@ fn partial_run_is_incomplete_in_every_output() {
     // not held against the run; the compute-mode rules pass.
     assert_eq!(f.code(), 0, "{f:?}");
 }
+
+#[test]
+fn one_rank_run_skips_the_communication_rules() {
+    if !have_mpirun("one_rank_run_skips_the_communication_rules") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = short_quickstart(tmp.path());
+    let f = run(
+        mfubench_cmd().args([
+            "run",
+            config.to_str().expect("utf-8"),
+            "--np",
+            "1",
+            "--out",
+            tmp.path().to_str().expect("utf-8"),
+            "--run-id",
+            "one",
+            // Threshold flags on `run`, as on `report`.
+            "--min-busbw-gbps",
+            "0",
+            "--max-exposed-comm-fraction",
+            "100%",
+        ]),
+        RUN_LIMIT,
+    );
+    // Not green: SKIPPED is not a pass.
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(f.stderr.contains("warning: 1 rank"), "{}", f.stderr);
+    for rule in ["min_busbw_gbps", "max_exposed_comm_fraction"] {
+        assert!(
+            f.stdout
+                .lines()
+                .any(|l| l.starts_with("SKIPPED") && l.contains(rule) && l.contains("1 rank")),
+            "{rule}: {}",
+            f.stdout
+        );
+    }
+    assert!(f.stdout.contains("verdict: SKIPPED"), "{}", f.stdout);
+    assert!(!f.stdout.contains("verdict: PASS"), "{}", f.stdout);
+    assert!(f.stdout.contains("/ n/a (n = 1"), "{}", f.stdout);
+}

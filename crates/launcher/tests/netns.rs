@@ -69,8 +69,7 @@ fn three_hosts_in_network_namespaces() {
         .args([
             "run",
             test_config("quick.toml").to_str().expect("utf-8"),
-            "--np",
-            "3",
+            // No --np: the rank count is the sum of the slots (3), not run.ranks (2).
             "--hosts",
             "hostA:1,hostB:1,hostC:1",
             "--out",
@@ -86,6 +85,12 @@ fn three_hosts_in_network_namespaces() {
         .args(&extra);
     let f = run(&mut cmd, Duration::from_secs(300));
     assert_eq!(f.code(), 0, "{f:?}");
+    assert!(
+        f.stderr
+            .contains("3 rank(s), from the sum of the slots of --hosts"),
+        "{}",
+        f.stderr
+    );
 
     let j = read_json(&out.join("netns/run.json"));
     let mut hosts: Vec<String> = j["hosts"]
@@ -129,5 +134,56 @@ fn three_hosts_in_network_namespaces() {
             .as_array()
             .is_some_and(|c| c.iter().any(|a| a == "plm_rsh_agent")),
         "{j:#}"
+    );
+}
+
+#[test]
+fn host_slots_decide_the_rank_count() {
+    let test = "host_slots_decide_the_rank_count";
+    if !is_root() {
+        return skip(test, "needs root (network namespaces)");
+    }
+    for p in ["ip", "nsenter", "unshare", "mpirun"] {
+        if find_program(p).is_none() {
+            return skip(test, &format!("{p} is not installed"));
+        }
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let _hosts = Netns::up(2);
+    let f = run(
+        Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
+        Duration::from_secs(30),
+    );
+    let extra: Vec<&str> = f.stdout.lines().collect();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cmd = mfubench_cmd();
+    cmd.args([
+        "run",
+        test_config("quick.toml").to_str().expect("utf-8"),
+        "--hosts",
+        "hostA:2,hostB:3",
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        "slots",
+        "--timeout",
+        "4m",
+        "--",
+    ])
+    .args(&extra);
+    let f = run(&mut cmd, Duration::from_secs(300));
+    assert_eq!(f.code(), 0, "{f:?}");
+    let j = read_json(&tmp.path().join("slots/run.json"));
+    assert_eq!(j["world_size"], 5, "{j:#}");
+    let mut per_host = std::collections::BTreeMap::new();
+    for r in j["ranks"].as_array().expect("ranks") {
+        *per_host
+            .entry(r["host"].as_str().unwrap_or_default().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        per_host.into_iter().collect::<Vec<_>>(),
+        [("hostA".to_string(), 2), ("hostB".to_string(), 3)]
     );
 }

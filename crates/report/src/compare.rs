@@ -142,7 +142,7 @@ impl BaselineFile {
                     for (name, v) in t {
                         let tol = match v {
                             toml::Value::String(s) => Tolerance::parse(s),
-                            _ => Err(format!("give a string such as \"5%\" or \"2pp\"")),
+                            _ => Err("give a string such as \"5%\" or \"2pp\"".to_string()),
                         }
                         .map_err(|e| bad(format!("tolerances.{name:?}: {e}")))?;
                         if name == "default" {
