@@ -10,18 +10,25 @@
 //!   gets what the worker needs: `--tag-output` (rank of every line),
 //!   `--bind-to none` (per-core binding would serialise a rank's threads),
 //!   `--allow-run-as-root` as root, `--oversubscribe` + yield when ranks
-//!   outnumber local cores, `-x MFUBENCH_LAUNCH_JSON` (remote ranks only see
-//!   forwarded variables). The worker always gets `--expect-world N`, which
-//!   catches a binary started by a foreign MPI's mpirun.
+//!   outnumber local cores, `-x MFUBENCH_LAUNCH_JSON` and `-x NAME` for the
+//!   allow-listed environment (remote ranks only see forwarded variables).
+//!   The worker always gets `--expect-world N`, which catches a binary
+//!   started by a foreign MPI's mpirun.
+//! - **Rank count** ([`command::choose_np`]): `--np`, else `SLURM_NTASKS`
+//!   inside Slurm, else the host slots, else `run.ranks`; the rule is shown.
+//! - **Run folder.** `OUT/<run-id>/` is reserved by creating it before the
+//!   launch, so two runs never share one and an existing run is never
+//!   overwritten (`--force` replaces it).
 //! - **Supervision** ([`supervise`]): tokio reads both pipes, strips rank
 //!   tags, consumes `@@mfubench` events (progress bar on a TTY, plain lines
 //!   otherwise) and re-prints human text as `[rank R] …`; timeout and
 //!   Ctrl-C stop the job's process group; dead ranks are named with their
 //!   host from mpirun/srun reports and hello events.
-//! - **Verdict.** After a clean exit the report crate reads run.json
+//! - **Verdict.** The report crate reads run.json
 //!   (`mfubench_report::report_run_dir`: the same text and files as
-//!   `mfubench report`), and its acceptance verdict decides between exit 0
-//!   and 1.
+//!   `mfubench report`, plus `--junit` / `--prom`), also after a timeout, a
+//!   dead rank or Ctrl-C when some modes finished (verdict INCOMPLETE); its
+//!   verdict decides between exit 0 and 1 for a completed run.
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -135,6 +142,15 @@ pub struct RunArgs {
     pub extra: Vec<String>,
 }
 
+/// The error for a `--run-id` whose folder exists (exit 2).
+fn run_id_taken(run_id: &str, dir: &Path) -> anyhow::Error {
+    usage(format!(
+        "--run-id {run_id}: {} exists already and a run is never overwritten; \
+         choose another --run-id, or pass --force to replace it",
+        dir.display()
+    ))
+}
+
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     mfubench_core::time::parse_duration(s)
 }
@@ -215,11 +231,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         .map_err(|e| usage(format!("--out {}: {e}", args.out.display())))?;
     let run_id = command::choose_run_id(args.run_id.as_deref(), slurm_job.as_deref(), &out_abs)?;
     if args.run_id.is_some() && !args.force && out_abs.join(&run_id).exists() {
-        return Err(usage(format!(
-            "--run-id {run_id}: {} exists already and a run is never overwritten; \
-             choose another --run-id, or pass --force to replace it",
-            out_abs.join(&run_id).display()
-        )));
+        return Err(run_id_taken(&run_id, &out_abs.join(&run_id)));
     }
     let forward_env = command::forwarded_env(std::env::vars_os().map(|(k, _)| k), &args.env)?;
 
@@ -321,12 +333,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 attempts += 1;
                 if args.run_id.is_some() && !args.force {
-                    return Err(usage(format!(
-                        "--run-id {}: {} exists already and a run is never overwritten; \
-                         choose another --run-id, or pass --force to replace it",
-                        p.run_id,
-                        p.run_dir.display()
-                    )));
+                    return Err(run_id_taken(&p.run_id, &p.run_dir));
                 }
                 if attempts > 100 {
                     return Err(usage(format!(
