@@ -5,7 +5,10 @@
 # namespace whose host name is the node name. All state under DIR. Root only.
 #   ci/netns-up.sh 3 && ci/slurm-multi-up.sh [DIR]    (default /tmp/mfubench-slurm-multi)
 #   export SLURM_CONF=DIR/slurm.conf; sbatch -N 3 ...; ci/slurm-multi-down.sh [DIR]; ci/netns-down.sh
-# Needs: slurm-wlm and munge; MPI steps use pmix (srun --mpi=pmix).
+# Needs: slurm-wlm and munge; MPI steps use pmix (srun --mpi=pmix). Open MPI
+# must use the bridge between the nodes (each namespace also has a loopback
+# it would otherwise offer its peers): export
+# OMPI_MCA_btl_tcp_if_include=10.77.0.0/24 before sbatch (srun passes it on).
 set -euo pipefail
 D=${1:-/tmp/mfubench-slurm-multi}
 NODES="hostA hostB hostC"
@@ -64,7 +67,8 @@ for n in $NODES; do
 done
 export SLURM_CONF=$D/slurm.conf
 for _ in $(seq 1 120); do
-  [ "$(sinfo -h -o %T 2>/dev/null | sort -u)" = idle ] && { echo "export SLURM_CONF=$D/slurm.conf"; exit 0; }
+  [ "$(sinfo -h -o %T 2>/dev/null | sort -u)" = idle ] && {
+    echo "export SLURM_CONF=$D/slurm.conf OMPI_MCA_btl_tcp_if_include=10.77.0.0/24"; exit 0; }
   sleep 0.5
 done
 echo "slurm-multi-up: Slurm did not come up" >&2; sinfo >&2 || true; tail -n 20 "$D"/*.log >&2; exit 1

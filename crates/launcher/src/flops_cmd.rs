@@ -109,8 +109,13 @@ fn peak_tflops(args: &FlopsArgs) -> Result<Option<(f64, String)>> {
     };
     let dev = peak::by_key(key).ok_or_else(|| {
         usage(format!(
-            "--gpu {key}: unknown device; known: {}",
-            peak::keys().join(", ")
+            "--gpu {key}: unknown device; known: {} (aliases: {})",
+            peak::keys().join(", "),
+            peak::ALIASES
+                .iter()
+                .map(|(a, k)| format!("{a} = {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     let dtype = Dtype::parse(&args.dtype).ok_or_else(|| {
