@@ -4,8 +4,9 @@
 //! A rule whose figure was not measured (its mode did not run, the
 //! correctness check was off) FAILS with the reason: an acceptance run that
 //! skipped what a rule checks has not shown that the cluster meets it.
-//! Never green by omission: on a 1-rank run the communication rules are
-//! SKIPPED (nothing is communicated), and in a run that stopped early
+//! Never green by omission: on a 1-rank run the communication rules
+//! (`min_busbw_gbps`, `max_exposed_comm_fraction`, and `max_wrong` unless
+//! it fails) are SKIPPED (nothing is communicated), and in a run that stopped early
 //! (timeout, dead rank, Ctrl-C) a rule whose mode never ran is INCOMPLETE
 //! and so is the whole verdict. Neither is PASS.
 
@@ -420,11 +421,18 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
     );
     // With the check off the figure can never exist: that FAILs whatever
     // happened to the run.
-    rules.push(if report.run.check {
+    let mut r = if report.run.check {
         incomplete_if_partial(report, r)
     } else {
         r
-    });
+    };
+    // One rank reduces nothing: no wrong element there shows nothing about
+    // communication (a wrong one still fails).
+    if let (Some(why), Status::Pass) = (&skip, r.status) {
+        r.status = Status::Skipped;
+        r.detail = format!("{}: SKIPPED ({why})", r.detail);
+    }
+    rules.push(r);
     let status = if !report.complete {
         Status::Incomplete
     } else if rules.iter().any(|r| r.status == Status::Fail) {

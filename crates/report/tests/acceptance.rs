@@ -455,6 +455,7 @@ fn one_rank_skips_the_communication_rules() {
         "{:?}",
         rule(&r, "min_busbw_gbps")
     );
+    assert_eq!(rule(&r, "max_wrong").status, Status::Skipped);
     assert_eq!(r.verdict.status, Status::Skipped);
     assert!(!r.verdict.passed, "a skipped rule is not a pass");
     assert!(!r.verdict.accepted(true));
@@ -465,7 +466,19 @@ fn one_rank_skips_the_communication_rules() {
     assert!(text.contains("verdict: SKIPPED"), "{text}");
     assert!(text.contains("/ n/a (n = 1"), "{text}");
     let j = parse_junit(&export::junit(&r).unwrap());
-    assert_eq!(j.test_suites[0].skipped, 2);
+    assert_eq!(j.test_suites[0].skipped, 3);
+    // A wrong element on one rank is still a failure.
+    let broken = with(
+        lenient(),
+        &Gen {
+            hosts: 1,
+            per_host: 1,
+            slow: Vec::new(),
+            wrong: vec![(0, 3)],
+            ..Gen::default()
+        },
+    );
+    assert_eq!(rule(&broken, "max_wrong").status, Status::Fail);
     // The same run with 2 ranks judges them.
     let two = with(
         Acceptance {
