@@ -569,3 +569,77 @@ fn one_rank_run_skips_the_communication_rules() {
     assert!(!f.stdout.contains("verdict: PASS"), "{}", f.stdout);
     assert!(f.stdout.contains("/ n/a (n = 1"), "{}", f.stdout);
 }
+
+#[test]
+fn timed_out_run_is_reported_incomplete() {
+    if !have_mpirun("timed_out_run_is_reported_incomplete") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(test_config("quick.toml")).expect("read");
+    let config = tmp.path().join("two-modes.toml");
+    // Long enough that the second mode is still running when rank 1 stops.
+    std::fs::write(
+        &config,
+        text.replace(
+            "iterations = 3",
+            "iterations = 150\nmodes = [\"compute\", \"overlapped\"]",
+        ),
+    )
+    .expect("write");
+    let run_id = format!("timedout-{}", std::process::id());
+    let run_dir = tmp.path().join(&run_id);
+    let prom = tmp.path().join("metrics.prom");
+    let running = Running::start(mfubench_cmd().args([
+        "run",
+        config.to_str().expect("utf-8"),
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        &run_id,
+        "--timeout",
+        "30s",
+        "--prom",
+        prom.to_str().expect("utf-8"),
+    ]));
+    // After the first mode (its partial run.json), stop rank 1: the other
+    // rank waits for it until the timeout ends the job.
+    let t = Instant::now();
+    while !run_dir.join("run.json").is_file() {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "no partial run.json:\n{}",
+            running.output()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let victim = worker_pids(&run_id)
+        .into_iter()
+        .find(|p| proc_env(*p, "OMPI_COMM_WORLD_RANK").as_deref() == Some("1"));
+    let Some(victim) = victim else {
+        return skip(
+            "timed_out_run_is_reported_incomplete",
+            "the run ended before rank 1 could be stopped",
+        );
+    };
+    // SAFETY: plain syscall on a PID we just found to be our worker.
+    unsafe {
+        libc::kill(victim as i32, libc::SIGSTOP);
+    }
+    let f = running.wait(RUN_LIMIT);
+    assert_eq!(f.code(), 3, "{f:?}");
+    let j = read_json(&run_dir.join("run.json"));
+    assert_eq!(j["complete"], false, "{f:?}");
+    assert!(f.stderr.contains("timed out after 30s"), "{}", f.stderr);
+    assert!(f.stdout.contains("verdict: INCOMPLETE"), "{}", f.stdout);
+    assert!(!f.stdout.contains("verdict: PASS"), "{}", f.stdout);
+    let p = std::fs::read_to_string(&prom).expect("metrics.prom");
+    assert!(p.contains("\nmfubench_run_complete 0\n"), "{p}");
+    let f = run(
+        mfubench_cmd().args(["report", run_dir.to_str().expect("utf-8"), "--no-files"]),
+        RUN_LIMIT,
+    );
+    assert_eq!(f.code(), 3, "{f:?}");
+}
