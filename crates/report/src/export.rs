@@ -405,8 +405,9 @@ pub fn prometheus(report: &Report) -> String {
     );
     p.single(
         "run_timestamp_seconds",
-        "When the run (or its last finished mode) ended, Unix time.",
+        "When the run (or its last finished mode) ended, Unix time (its start when no end was recorded).",
         chrono::DateTime::parse_from_rfc3339(&report.run.finished_at)
+            .or_else(|_| chrono::DateTime::parse_from_rfc3339(&report.run.started_at))
             .ok()
             .map(|t| t.timestamp() as f64),
     );
