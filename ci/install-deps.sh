@@ -5,9 +5,10 @@
 #   tests:  slurm-wlm munge (a real one-node Slurm), iproute2 util-linux
 #           (hosts as network namespaces), procps (pgrep/ps in tests),
 #           python3 (tests run ci/gpu-check.sh and ci/gpu_compare.py),
-#           gcc (tests compile a stand-in libnccl.so.2)
+#           gcc (tests compile a stand-in libnccl.so.2),
+#           prometheus (promtool checks the exported metrics)
 set -euo pipefail
-PKGS=(libopenmpi-dev openmpi-bin libclang-dev pkg-config slurm-wlm munge iproute2 util-linux procps python3 gcc)
+PKGS=(libopenmpi-dev openmpi-bin libclang-dev pkg-config slurm-wlm munge iproute2 util-linux procps python3 gcc prometheus)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

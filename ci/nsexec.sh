@@ -11,4 +11,8 @@ case "$h" in
 esac
 [ -e "/run/netns/$ns" ] || { echo "nsexec: no namespace for host $h" >&2; exit 255; }
 # nsenter, not "ip netns exec": the latter remounts /sys, which is not needed here.
-exec nsenter --net="/run/netns/$ns" unshare --uts sh -c "hostname $ns && $*"
+# env -i: a fresh login environment, as ssh gives on a real remote host, so
+# that only what mpirun forwards (-x NAME) reaches the ranks.
+exec env -i HOME="${HOME:-/root}" USER="${USER:-root}" LOGNAME="${LOGNAME:-root}" \
+  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  nsenter --net="/run/netns/$ns" unshare --uts sh -c "hostname $ns && $*"

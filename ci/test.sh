@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what the build needs, then
 # formatting, lints and every test of the workspace (real MPI ranks, a real
-# Slurm, hosts as network namespaces — the latter two need root).
+# one-node Slurm, a 3-node Slurm and hosts as network namespaces (ci/slurm-multi-up.sh,
+# ci/netns-up.sh) — the latter need root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/install-deps.sh

@@ -15,13 +15,23 @@ say() { printf 'quickstart: %s\n' "$*" >&2; }
 
 # Build and run requirements: mpirun + MPI headers (the worker links Open
 # MPI through bindgen, which needs libclang), a C compiler and pkg-config.
+# Checked by package, as ci/install-deps.sh does: a file test would be
+# fooled by e.g. libclang-cpp.so.14, which is not the libclang bindgen loads.
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 need=()
-command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
-[ -e /usr/include/x86_64-linux-gnu/openmpi/mpi.h ] || [ -e /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h ] \
-  || command -v mpicc >/dev/null 2>&1 || need+=(libopenmpi-dev)
-ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
-command -v cc >/dev/null 2>&1 || need+=(build-essential)
-command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in openmpi-bin libopenmpi-dev libclang-dev build-essential pkg-config; do
+    installed "$p" || need+=("$p")
+  done
+else
+  command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
+  command -v mpicc >/dev/null 2>&1 || need+=(libopenmpi-dev)
+  command -v cc >/dev/null 2>&1 || need+=(build-essential)
+  command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+  # libclang.so*, not libclang-cpp.so* (a different library).
+  ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib*/libclang.so* /usr/lib/*/libclang.so* \
+    >/dev/null 2>&1 || need+=(libclang-dev)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     say "missing: ${need[*]} — install them with your package manager, then rerun"; exit 2

@@ -310,6 +310,23 @@ pub struct ModelSection {
     pub lm_head: Option<bool>,
 }
 
+/// A number of seconds, or a humantime duration string (`"10m"`).
+fn seconds_or_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Secs {
+        Number(f64),
+        Text(String),
+    }
+    match Option::<Secs>::deserialize(d)? {
+        None => Ok(None),
+        Some(Secs::Number(x)) => Ok(Some(x)),
+        Some(Secs::Text(t)) => crate::time::parse_duration(&t)
+            .map(|d| Some(d.as_secs_f64()))
+            .map_err(serde::de::Error::custom),
+    }
+}
+
 /// `[run]` as written in the file; every field has a default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -341,7 +358,9 @@ pub struct RunSection {
     pub schedule: Option<Schedule>,
     /// Verify every all-reduce result against the known sum (default true).
     pub check: Option<bool>,
-    /// Seconds an op may take before the watchdog aborts the job (default 300).
+    /// Seconds an op may take before the watchdog aborts the job (default
+    /// 300); a number of seconds or a duration such as `90s`, `10m`, `1h`.
+    #[serde(default, deserialize_with = "seconds_or_duration")]
     pub op_timeout_s: Option<f64>,
     /// Dense peak TFLOP/s per device; overrides the table and the CPU
     /// calibration.
@@ -1094,6 +1113,24 @@ mod tests {
             (c.run.bucket_mb, c.run.peak_tflops, c.run.op_timeout_s),
             (25.0, Some(989.0), 60.0)
         );
+    }
+
+    #[test]
+    fn op_timeout_accepts_durations() {
+        let t = |v: &str| {
+            parse_config(
+                &format!("[model]\npreset = \"tiny\"\n[run]\nop_timeout_s = {v}\n"),
+                "x",
+            )
+            .map(|c| c.run.op_timeout_s)
+        };
+        assert_eq!(t("\"10m\"").unwrap(), 600.0);
+        assert_eq!(t("\"90s\"").unwrap(), 90.0);
+        assert_eq!(t("\"1h\"").unwrap(), 3600.0);
+        assert_eq!(t("45").unwrap(), 45.0);
+        assert_eq!(t("2.5").unwrap(), 2.5);
+        let e = t("\"10 parsecs\"").unwrap_err().to_string();
+        assert!(e.contains("x:4:") && e.contains("10m"), "{e}");
     }
 
     #[test]

@@ -170,8 +170,27 @@ pub const DEVICES: &[DeviceSpec] = &[
 ];
 
 /// Looks a device up by its `--gpu` key (e.g. `h100-sxm`).
+/// Short names people use for a device, and the key they mean: a bare
+/// "H100" is the SXM part (what clusters are built from); the PCIe and NVL
+/// parts have their own keys.
+pub const ALIASES: [(&str, &str); 1] = [("h100", "h100-sxm")];
+
+/// Looks a device up by key (`h100-sxm`), ignoring case and `-`/`_`/space
+/// (`H100_SXM`, `h100sxm`), or by an alias of [`ALIASES`] (`h100`).
 pub fn by_key(key: &str) -> Option<&'static DeviceSpec> {
-    DEVICES.iter().find(|d| d.key.eq_ignore_ascii_case(key))
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| !matches!(c, '-' | '_' | ' '))
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let k = norm(key);
+    let k = ALIASES
+        .iter()
+        .find(|(alias, _)| norm(alias) == k)
+        .map(|(_, target)| norm(target))
+        .unwrap_or(k);
+    DEVICES.iter().find(|d| norm(d.key) == k)
 }
 
 /// Keys of all devices.
@@ -223,6 +242,19 @@ pub fn by_device(name: &str, sm_count: Option<u32>) -> Option<&'static DeviceSpe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_aliases_and_spellings() {
+        for k in [
+            "h100", "H100", "h100-sxm", "H100_SXM", "h100sxm", "H100 SXM",
+        ] {
+            assert_eq!(by_key(k).map(|d| d.key), Some("h100-sxm"), "{k}");
+        }
+        assert_eq!(by_key("h100-pcie").map(|d| d.key), Some("h100-pcie"));
+        assert_eq!(by_key("H200_NVL").map(|d| d.key), Some("h200-nvl"));
+        assert!(by_key("h1000").is_none());
+        assert!(by_key("").is_none());
+    }
 
     #[test]
     fn design_table_values() {

@@ -255,6 +255,12 @@ pub struct LaunchInfo {
     /// Slurm node list, when inside a Slurm allocation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm_nodelist: Option<String>,
+    /// Names (never values) of the environment variables passed to every
+    /// rank: mpirun's `-x NAME` (the allow-list NCCL_*, CUDA_*, UCX_*,
+    /// MFUBENCH_*, LD_LIBRARY_PATH, PATH, plus `--env NAME`); under srun the
+    /// same names, which srun propagates itself.
+    #[serde(default)]
+    pub forwarded_env: Vec<String>,
 }
 
 /// One gradient bucket, as all-reduced.

@@ -1,6 +1,6 @@
 //! Calendar arithmetic for timestamps in run ids and run.json (UTC). Pure
 //! functions of seconds since the Unix epoch; reading the clock is the
-//! caller's job.
+//! caller's job. Also durations as people write them (`90s`, `10m`, `1h`).
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
 /// (Howard Hinnant's `civil_from_days`).
@@ -35,9 +35,43 @@ pub fn rfc3339(secs: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
+/// A duration as people write it: a bare number of seconds (`90`, `0.5`)
+/// or a humantime duration (`90s`, `10m`, `1h30m`, `250ms`). Zero,
+/// negative and non-finite values are refused; the error says what to give.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let d = match t.parse::<f64>() {
+        Ok(secs) => std::time::Duration::try_from_secs_f64(secs).map_err(|_| {
+            format!("{text:?} must be a positive, finite number of seconds (or e.g. 90s, 10m, 1h)")
+        })?,
+        Err(_) => humantime::parse_duration(t).map_err(|e| {
+            format!("{text:?} is not a duration ({e}): give seconds, or e.g. 90s, 10m, 1h")
+        })?,
+    };
+    if d.is_zero() {
+        return Err(format!("{text:?} must be longer than zero"));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        let secs = |t: &str| parse_duration(t).map(|d| d.as_secs_f64());
+        assert_eq!(secs("90"), Ok(90.0));
+        assert_eq!(secs("0.5"), Ok(0.5));
+        assert_eq!(secs("90s"), Ok(90.0));
+        assert_eq!(secs("10m"), Ok(600.0));
+        assert_eq!(secs("1h"), Ok(3600.0));
+        assert_eq!(secs("1h30m"), Ok(5400.0));
+        assert_eq!(secs("250ms"), Ok(0.25));
+        for bad in ["0", "0s", "-1", "inf", "NaN", "10x", "", "m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn known_dates() {

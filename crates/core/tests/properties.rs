@@ -51,9 +51,16 @@ proptest! {
         let one = p(1, 1).model_flops();
         let rel = |a: f64, b: f64| ((a - b) / b).abs();
         prop_assert!(rel(p(1, batch).model_flops(), batch as f64 * one) < 1e-12);
-        // Linear in layers, except for the LM head which is added once.
-        let lm_flops: f64 = p(1, 1).ops.iter().filter(|o| o.layer.is_none()).map(|o| o.flops()).sum();
-        prop_assert!(rel(p(layers, 1).model_flops() - lm_flops, layers as f64 * (one - lm_flops)) < 1e-12);
+        // Linear in layers, except for the LM head, whose share of the
+        // model's head follows the step's share of the layers (rounded up).
+        let head = |plan: &StepPlan| -> f64 { plan.ops.iter().filter(|o| o.layer.is_none()).map(|o| o.flops()).sum() };
+        let (p1, pl) = (p(1, 1), p(layers, 1));
+        prop_assert!(rel(pl.model_flops() - head(&pl), layers as f64 * (one - head(&p1))) < 1e-12);
+        if lm {
+            let cols = mfubench_core::plan::lm_head_columns(m.vocab, layers, m.layers);
+            // Three GEMMs (forward, dgrad, wgrad) of 2·T·d·cols each.
+            prop_assert!(rel(head(&pl), 3.0 * 2.0 * (m.seq * m.hidden * cols) as f64) < 1e-12);
+        }
         // Without the LM head, exact = 6N + 12·L·d·s per token.
         if !lm {
             prop_assert!(rel(f.flops_per_token.exact, f.flops_per_token.six_n_attention) < 1e-12);
@@ -61,7 +68,8 @@ proptest! {
         // Every weight lands in exactly one bucket.
         let plan = p(layers, 1);
         let in_buckets: u64 = plan.buckets.iter().map(|b| b.elements).sum();
-        let weights = layers * m.params_per_layer() + if lm { m.lm_head_params() } else { 0 };
+        let head_cols = mfubench_core::plan::lm_head_columns(m.vocab, layers, m.layers);
+        let weights = layers * m.params_per_layer() + if lm { head_cols * m.hidden } else { 0 };
         prop_assert_eq!(in_buckets, weights);
     }
 

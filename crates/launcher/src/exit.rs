@@ -46,3 +46,22 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         .find_map(|c| c.downcast_ref::<Coded>().map(|c| c.code))
         .unwrap_or(RUN_FAILED)
 }
+
+/// The exit code of a report's verdict: 3 for an INCOMPLETE run (unless
+/// `allow_partial`, which judges the rules of the modes that finished),
+/// 0 when the run is accepted, else 1 (a rule FAILED, or could not be
+/// judged: SKIPPED is not a pass; INCONCLUSIVE neither, unless
+/// `allow_inconclusive`).
+pub fn verdict_code(
+    v: &mfubench_report::Verdict,
+    allow_partial: bool,
+    allow_inconclusive: bool,
+) -> u8 {
+    if v.status == mfubench_report::Status::Incomplete && !allow_partial {
+        RUN_FAILED
+    } else if v.accepted(allow_partial, allow_inconclusive) {
+        OK
+    } else {
+        ACCEPTANCE_FAILED
+    }
+}

@@ -10,6 +10,7 @@ use mfubench_core::peak;
 use mfubench_core::preset::PRESETS;
 
 use crate::exit::{self, usage};
+use mfubench_report::fmt::group;
 
 /// Arguments of `mfubench flops`.
 #[derive(Debug, Args)]
@@ -27,7 +28,8 @@ pub struct FlopsArgs {
     /// Devices in the job (with --tokens: days to train; with --step-time: MFU).
     #[arg(long)]
     pub gpus: Option<f64>,
-    /// Device model for the peak (e.g. h100-sxm; see the README's peak table).
+    /// Device model for the peak (e.g. h100-sxm, or h100 for the SXM part;
+    /// see the README's peak table).
     #[arg(long)]
     pub gpu: Option<String>,
     /// Dtype of the peak (bf16, fp16, fp8, tf32, f32).
@@ -36,8 +38,8 @@ pub struct FlopsArgs {
     /// Peak TFLOP/s per device, instead of --gpu.
     #[arg(long)]
     pub peak_tflops: Option<f64>,
-    /// Assumed MFU for days-to-train (0–1).
-    #[arg(long)]
+    /// Assumed MFU for days-to-train: a fraction or a percentage (0.4 or 40%).
+    #[arg(long, value_parser = crate::report_cmd::parse_fraction)]
     pub mfu: Option<f64>,
     /// Parameters N, for MFU from a training log (e.g. 7e9).
     #[arg(long)]
@@ -107,8 +109,13 @@ fn peak_tflops(args: &FlopsArgs) -> Result<Option<(f64, String)>> {
     };
     let dev = peak::by_key(key).ok_or_else(|| {
         usage(format!(
-            "--gpu {key}: unknown device; known: {}",
-            peak::keys().join(", ")
+            "--gpu {key}: unknown device; known: {} (aliases: {})",
+            peak::keys().join(", "),
+            peak::ALIASES
+                .iter()
+                .map(|(a, k)| format!("{a} = {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     let dtype = Dtype::parse(&args.dtype).ok_or_else(|| {
@@ -338,19 +345,6 @@ fn model_table(m: &ModelShape, f: &ModelFlops) -> String {
     s
 }
 
-/// 6979321856 → 6,979,321,856.
-pub fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Runs `mfubench presets`.
 pub fn run_presets(args: &PresetsArgs) -> Result<u8> {
     let mut rows = Vec::new();
@@ -401,16 +395,4 @@ pub fn run_presets(args: &PresetsArgs) -> Result<u8> {
         );
     }
     Ok(exit::OK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn group_digits() {
-        assert_eq!(group(6_979_321_856), "6,979,321,856");
-        assert_eq!(group(12), "12");
-        assert_eq!(group(123_456), "123,456");
-    }
 }

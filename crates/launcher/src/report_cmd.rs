@@ -1,6 +1,7 @@
 //! `mfubench report` and `mfubench compare`: thin command-line layers over
 //! `mfubench-report`. Exit codes: 0 all rules passed / no regression,
-//! 1 a rule failed / a figure regressed, 2 bad input (unreadable, truncated,
+//! 1 a rule failed or was SKIPPED / a figure regressed, 3 the run is
+//! INCOMPLETE (unless `--allow-partial`), 2 bad input (unreadable, truncated,
 //! malformed or future-schema run.json, bad option, configs that differ
 //! without `--force`).
 
@@ -9,11 +10,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use mfubench_report::{
-    compare_runs, report_run_dir, AcceptanceOverrides, CompareOptions, Format, ReportError,
-    ReportOptions,
+    compare_runs, report_run_dir, AcceptanceOverrides, BaselineFile, CompareOptions, Format,
+    ReportError, ReportOptions, Status, Tolerance,
 };
 
-use crate::exit::{usage, ACCEPTANCE_FAILED, OK};
+use crate::exit::{usage, verdict_code, ACCEPTANCE_FAILED, OK};
 
 /// Arguments of `mfubench report`.
 #[derive(Debug, Args)]
@@ -30,13 +31,35 @@ pub struct ReportArgs {
     /// Do not write any file beside run.json (print only).
     #[arg(long)]
     pub no_files: bool,
-    /// Also write a JUnit XML file with one testcase per acceptance rule.
+    /// CI and monitoring files.
+    #[command(flatten)]
+    pub exports: ExportArgs,
+    /// Acceptance thresholds.
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
+    /// Judge a partial run (timeout, dead rank, Ctrl-C) on the modes that
+    /// finished instead of exiting 3 with verdict INCOMPLETE.
+    #[arg(long)]
+    pub allow_partial: bool,
+}
+
+/// `--junit` / `--prom`: shared by `report` and `run`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ExportArgs {
+    /// Also write a JUnit XML file: one testcase per acceptance rule, plus
+    /// run_complete.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
-    /// Also write the headline figures in the Prometheus text format (for
+    /// Also write the figures in the Prometheus text format (for
     /// node_exporter's textfile collector; name it *.prom).
     #[arg(long, value_name = "FILE")]
     pub prom: Option<PathBuf>,
+}
+
+/// Acceptance threshold flags: shared by `report` and `run`; each replaces
+/// the config's `[acceptance]` value.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ThresholdArgs {
     /// Lowest acceptable overlapped MFU, e.g. 0.4 or 40% (overrides
     /// [acceptance] min_mfu).
     #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
@@ -59,20 +82,45 @@ pub struct ReportArgs {
     pub allow_inconclusive: bool,
 }
 
+impl ThresholdArgs {
+    /// The overrides these flags give.
+    pub fn overrides(&self) -> AcceptanceOverrides {
+        AcceptanceOverrides {
+            min_mfu: self.min_mfu,
+            max_exposed_comm_fraction: self.max_exposed_comm_fraction,
+            min_busbw_gbps: self.min_busbw_gbps,
+            straggler_tolerance: self.straggler_tolerance,
+            max_wrong: self.max_wrong,
+        }
+    }
+}
+
 /// Arguments of `mfubench compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Baseline run directory or run.json.
-    pub baseline: PathBuf,
-    /// New run directory or run.json.
-    pub new: PathBuf,
+    /// BASELINE NEW (two run directories or run.json files), or only NEW
+    /// with --baseline FILE.
+    #[arg(num_args = 1..=2, value_name = "RUN", required = true)]
+    pub runs: Vec<PathBuf>,
+    /// A committed baseline file (TOML): `run = "PATH"` (the reference run,
+    /// relative to the file) and a [tolerances] table, e.g.
+    /// `"overlapped MFU" = "3%"`, `"exposed communication" = "2pp"`,
+    /// `default = "5%"`.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
     /// Largest tolerated worsening of a headline figure, in percent
-    /// (`5%` or `5`).
+    /// (`5%` or `5`); a baseline file's `default` replaces it.
     #[arg(long, default_value = "5%", value_parser = parse_percent)]
     pub max_regression: f64,
     /// Compare runs of different configurations anyway.
     #[arg(long)]
     pub force: bool,
+    /// What to print: table or json.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    pub format: String,
+    /// Also write a JUnit XML file: one testcase per judged figure.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -80,7 +128,7 @@ fn parse_format(s: &str) -> Result<Format, String> {
 }
 
 /// `0.4` or `40%` → 0.4.
-fn parse_fraction(s: &str) -> Result<f64, String> {
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
     let (num, scale) = match s.trim().strip_suffix('%') {
         Some(n) => (n.trim(), 0.01),
         None => (s.trim(), 1.0),
@@ -118,15 +166,9 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
         format: args.format,
         out_dir: args.out.clone(),
         write_files: !args.no_files,
-        junit: args.junit.clone(),
-        prom: args.prom.clone(),
-        overrides: AcceptanceOverrides {
-            min_mfu: args.min_mfu,
-            max_exposed_comm_fraction: args.max_exposed_comm_fraction,
-            min_busbw_gbps: args.min_busbw_gbps,
-            straggler_tolerance: args.straggler_tolerance,
-            max_wrong: args.max_wrong,
-        },
+        junit: args.exports.junit.clone(),
+        prom: args.exports.prom.clone(),
+        overrides: args.thresholds.overrides(),
     };
     let out = report_run_dir(&args.run, &opts).map_err(coded)?;
     print!("{}", out.text);
@@ -135,31 +177,75 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
         let names: Vec<String> = out.files.iter().map(|p| p.display().to_string()).collect();
         eprintln!("mfubench: wrote {}", names.join(", "));
     }
-    if args.format != Format::Table {
-        let failed = out.verdict.failures().count();
-        if failed > 0 {
-            eprintln!("mfubench: acceptance FAILED ({failed} rule(s)); see --format table");
-        }
+    if args.format != Format::Table && out.verdict.status != Status::Pass {
+        eprintln!(
+            "mfubench: verdict {}; see --format table",
+            out.verdict.status.word()
+        );
     }
-    Ok(if out.verdict.accepted(args.allow_inconclusive) {
-        OK
-    } else {
-        ACCEPTANCE_FAILED
-    })
+    if out.verdict.status == Status::Incomplete {
+        eprintln!(
+            "mfubench: the run is INCOMPLETE (it stopped before every mode ran){}",
+            if args.allow_partial {
+                "; --allow-partial: judged on the modes that finished"
+            } else {
+                "; exit 3 (pass --allow-partial to judge the modes that finished)"
+            }
+        );
+    }
+    Ok(verdict_code(
+        &out.verdict,
+        args.allow_partial,
+        args.thresholds.allow_inconclusive,
+    ))
 }
 
 /// Runs `mfubench compare`.
 pub fn run_compare(args: &CompareArgs) -> Result<u8> {
-    let c = compare_runs(
-        &args.baseline,
-        &args.new,
-        CompareOptions {
-            max_regression: args.max_regression,
-            force: args.force,
-        },
-    )
-    .map_err(coded)?;
-    print!("{}", c.render());
+    let mut opts = CompareOptions {
+        max_regression: args.max_regression,
+        force: args.force,
+        ..Default::default()
+    };
+    let (baseline, new) = match (&args.baseline, args.runs.as_slice()) {
+        (Some(file), [new]) => {
+            let b = BaselineFile::read(file).map_err(coded)?;
+            match b.default {
+                Some(Tolerance::Relative(t)) => opts.max_regression = t,
+                Some(Tolerance::Points(_)) => {
+                    return Err(usage(format!(
+                        "--baseline {}: tolerances.default must be a percentage such as \"5%\"",
+                        file.display()
+                    )))
+                }
+                None => {}
+            }
+            opts.tolerances = b.tolerances;
+            (b.run, new.clone())
+        }
+        (Some(_), _) => {
+            return Err(usage(
+                "with --baseline FILE give only the new run: mfubench compare --baseline FILE NEW",
+            ))
+        }
+        (None, [baseline, new]) => (baseline.clone(), new.clone()),
+        (None, _) => {
+            return Err(usage(
+                "give two runs (mfubench compare BASELINE NEW) or a baseline file (--baseline FILE NEW)",
+            ))
+        }
+    };
+    let c = compare_runs(&baseline, &new, opts).map_err(coded)?;
+    if args.format == "json" {
+        print!("{}", c.to_json());
+    } else {
+        print!("{}", c.render());
+    }
+    if let Some(p) = &args.junit {
+        let xml = c.junit().map_err(coded)?;
+        mfubench_report::fsutil::write_atomic(p, xml.as_bytes()).map_err(coded)?;
+        eprintln!("mfubench: wrote {}", p.display());
+    }
     Ok(if c.regressed() { ACCEPTANCE_FAILED } else { OK })
 }
 

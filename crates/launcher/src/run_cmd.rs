@@ -10,18 +10,25 @@
 //!   gets what the worker needs: `--tag-output` (rank of every line),
 //!   `--bind-to none` (per-core binding would serialise a rank's threads),
 //!   `--allow-run-as-root` as root, `--oversubscribe` + yield when ranks
-//!   outnumber local cores, `-x MFUBENCH_LAUNCH_JSON` (remote ranks only see
-//!   forwarded variables). The worker always gets `--expect-world N`, which
-//!   catches a binary started by a foreign MPI's mpirun.
+//!   outnumber local cores, `-x MFUBENCH_LAUNCH_JSON` and `-x NAME` for the
+//!   allow-listed environment (remote ranks only see forwarded variables).
+//!   The worker always gets `--expect-world N`, which catches a binary
+//!   started by a foreign MPI's mpirun.
+//! - **Rank count** ([`command::choose_np`]): `--np`, else `SLURM_NTASKS`
+//!   inside Slurm, else the host slots, else `run.ranks`; the rule is shown.
+//! - **Run folder.** `OUT/<run-id>/` is reserved by creating it before the
+//!   launch, so two runs never share one and an existing run is never
+//!   overwritten (`--force` replaces it).
 //! - **Supervision** ([`supervise`]): tokio reads both pipes, strips rank
 //!   tags, consumes `@@mfubench` events (progress bar on a TTY, plain lines
 //!   otherwise) and re-prints human text as `[rank R] …`; timeout and
 //!   Ctrl-C stop the job's process group; dead ranks are named with their
 //!   host from mpirun/srun reports and hello events.
-//! - **Verdict.** After a clean exit the report crate reads run.json
+//! - **Verdict.** The report crate reads run.json
 //!   (`mfubench_report::report_run_dir`: the same text and files as
-//!   `mfubench report`), and its acceptance verdict decides between exit 0
-//!   and 1.
+//!   `mfubench report`, plus `--junit` / `--prom`), also after a timeout, a
+//!   dead rank or Ctrl-C when some modes finished (verdict INCOMPLETE); its
+//!   verdict decides between exit 0 and 1 for a completed run.
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -32,10 +39,12 @@ use std::time::Duration;
 use mfubench_core::config::{parse_config, BackendKind};
 use mfubench_core::result::LaunchInfo;
 
-use crate::exit::{run_failed, usage, ACCEPTANCE_FAILED, INTERRUPTED, OK, USAGE};
+use crate::exit::{run_failed, usage, verdict_code, INTERRUPTED, OK, USAGE};
+use crate::report_cmd::{ExportArgs, ThresholdArgs};
 
 pub mod command;
 pub mod events;
+pub mod hostlist;
 pub mod supervise;
 
 use command::{LaunchSpec, LauncherKind, Placement};
@@ -85,7 +94,8 @@ impl From<BackendChoice> for BackendKind {
 pub struct RunArgs {
     /// Config file (TOML).
     pub config: String,
-    /// Number of ranks (default: run.ranks of the config, else SLURM_NTASKS, else 1).
+    /// Number of ranks (default: SLURM_NTASKS inside Slurm, else the sum of
+    /// the slots of --hosts/--hostfile, else run.ranks of the config, else 1).
     #[arg(long)]
     pub np: Option<u32>,
     /// Hosts and their slots for mpirun, e.g. node1:8,node2:8.
@@ -100,25 +110,49 @@ pub struct RunArgs {
     /// Results folder; the run is written to OUT/<run-id>/.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
-    /// Run id (default: the Slurm job id, else a UTC timestamp).
+    /// Run id (default: the Slurm job id, else a UTC timestamp). An existing
+    /// OUT/<run-id>/ is never overwritten: exit 2 unless --force.
     #[arg(long)]
     pub run_id: Option<String>,
-    /// Stop the job after this many seconds (exit 3).
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
+    /// Replace an existing OUT/<run-id>/ (its files are deleted first).
+    #[arg(long)]
+    pub force: bool,
+    /// Stop the job after this long (exit 3): seconds, or e.g. 90s, 10m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<Duration>,
+    /// Forward this environment variable to every rank (mpirun `-x NAME`),
+    /// in addition to the allow-list (NCCL_*, CUDA_*, UCX_*, MFUBENCH_*,
+    /// LD_LIBRARY_PATH, PATH). Repeatable.
+    #[arg(long = "env", value_name = "NAME")]
+    pub env: Vec<String>,
+    /// CI and monitoring files, written at the end (also for a partial run).
+    #[command(flatten)]
+    pub exports: ExportArgs,
+    /// Acceptance thresholds (as for `mfubench report`).
+    #[command(flatten)]
+    pub thresholds: ThresholdArgs,
     /// Which program starts the ranks.
     #[arg(long, value_enum, default_value_t = LauncherChoice::Auto)]
     pub launcher: LauncherChoice,
     /// Print the launch command and exit.
     #[arg(long)]
     pub dry_run: bool,
-    /// Accept acceptance rules that are INCONCLUSIVE (within noise) instead
-    /// of exiting 1.
-    #[arg(long)]
-    pub allow_inconclusive: bool,
     /// Extra arguments for mpirun / srun (after `--`).
     #[arg(last = true)]
     pub extra: Vec<String>,
+}
+
+/// The error for a `--run-id` whose folder exists (exit 2).
+fn run_id_taken(run_id: &str, dir: &Path) -> anyhow::Error {
+    usage(format!(
+        "--run-id {run_id}: {} exists already and a run is never overwritten; \
+         choose another --run-id, or pass --force to replace it",
+        dir.display()
+    ))
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    mfubench_core::time::parse_duration(s)
 }
 
 fn env_nonempty(name: &str) -> Option<String> {
@@ -130,6 +164,7 @@ struct Plan {
     kind: LauncherKind,
     argv: Vec<String>,
     np: u32,
+    np_rule: command::RankRule,
     run_id: String,
     out_dir: PathBuf,
     run_dir: PathBuf,
@@ -143,28 +178,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     let config = parse_config(&text, &args.config).map_err(|e| usage(e.to_string()))?;
 
     let slurm_job = env_nonempty("SLURM_JOB_ID");
-    let np = match args.np {
-        Some(0) => return Err(usage("--np must be at least 1")),
-        Some(n) => n,
-        None => config
-            .run
-            .ranks
-            .or_else(|| env_nonempty("SLURM_NTASKS").and_then(|n| n.parse().ok()))
-            .unwrap_or(1),
-    };
-    let timeout = match args.timeout {
-        None => None,
-        Some(t) => Some(
-            Duration::try_from_secs_f64(t)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    usage(format!(
-                        "--timeout {t}: must be a positive, finite number of seconds"
-                    ))
-                })?,
-        ),
-    };
+    let timeout = args.timeout;
 
     let placement = match (&args.hosts, &args.hostfile) {
         (Some(h), _) => Placement::Hosts(command::parse_hosts(h)?),
@@ -176,13 +190,22 @@ fn plan(args: &RunArgs) -> Result<Plan> {
                 ))
             })?;
             let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
-            Placement::Hostfile(
-                abs,
-                command::parse_hostfile(&text, &f.display().to_string())?,
-            )
+            match command::parse_hostfile(&text, &f.display().to_string())? {
+                (hosts, true) => Placement::HostfileExpanded(abs, hosts),
+                (hosts, false) => Placement::Hostfile(abs, hosts),
+            }
         }
         (None, None) => Placement::Local,
     };
+    let slurm_ntasks = slurm_job
+        .as_ref()
+        .and_then(|_| env_nonempty("SLURM_NTASKS"));
+    let (np, np_rule) = command::choose_np(
+        args.np,
+        slurm_ntasks.as_deref(),
+        &placement,
+        config.run.ranks,
+    )?;
     let kind = match args.launcher {
         LauncherChoice::Mpirun => LauncherKind::Mpirun,
         LauncherChoice::Srun => LauncherKind::Srun,
@@ -207,6 +230,10 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     let out_abs = std::path::absolute(&args.out)
         .map_err(|e| usage(format!("--out {}: {e}", args.out.display())))?;
     let run_id = command::choose_run_id(args.run_id.as_deref(), slurm_job.as_deref(), &out_abs)?;
+    if args.run_id.is_some() && !args.force && out_abs.join(&run_id).exists() {
+        return Err(run_id_taken(&run_id, &out_abs.join(&run_id)));
+    }
+    let forward_env = command::forwarded_env(std::env::vars_os().map(|(k, _)| k), &args.env)?;
 
     let mut worker_args = vec![
         "--config".to_string(),
@@ -233,6 +260,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         as_root: unsafe { libc::geteuid() } == 0,
         local_cores: command::local_cores(),
         in_slurm: slurm_job.is_some(),
+        forward_env: forward_env.clone(),
     };
     let argv = command::build_argv(&spec)?;
     let info = LaunchInfo {
@@ -240,12 +268,14 @@ fn plan(args: &RunArgs) -> Result<Plan> {
         launcher: kind.program().to_string(),
         slurm_job_id: slurm_job,
         slurm_nodelist: env_nonempty("SLURM_JOB_NODELIST"),
+        forwarded_env: forward_env,
     };
     let launch_json = serde_json::to_string(&info)?;
     Ok(Plan {
         kind,
         argv,
         np,
+        np_rule,
         run_dir: out_abs.join(&run_id),
         out_dir: out_abs,
         timeout,
@@ -256,7 +286,15 @@ fn plan(args: &RunArgs) -> Result<Plan> {
 
 /// Runs `mfubench run`: returns the exit code, or an error carrying one.
 pub fn run(args: &RunArgs) -> Result<u8> {
-    let p = plan(args)?;
+    let mut p = plan(args)?;
+    eprintln!("mfubench: {} rank(s), from {}", p.np, p.np_rule.describe());
+    if p.np == 1 {
+        eprintln!(
+            "mfubench: warning: 1 rank: nothing is communicated, so all-reduce bandwidth, \
+             exposed communication and the hidden fraction are not measured \
+             (their rules report SKIPPED); give --np, --hosts or run.ranks for more"
+        );
+    }
     if args.dry_run {
         println!("{}", command::shell_join(&p.argv));
         return Ok(OK);
@@ -275,6 +313,44 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             "{program} not found on PATH: {}",
             p.kind.install_hint()
         )));
+    }
+    // Reserve OUT/<run-id>/ by creating it: of two runs that chose the same
+    // id, exactly one creates it. An automatic id that lost the race is
+    // chosen again; a given one is an error (or replaced with --force).
+    let mut attempts = 0;
+    loop {
+        if args.force && args.run_id.is_some() && p.run_dir.exists() {
+            eprintln!("mfubench: --force: replacing {}", p.run_dir.display());
+            std::fs::remove_dir_all(&p.run_dir).map_err(|e| {
+                usage(format!(
+                    "--force: cannot remove {}: {e}",
+                    p.run_dir.display()
+                ))
+            })?;
+        }
+        match std::fs::create_dir(&p.run_dir) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                attempts += 1;
+                if args.run_id.is_some() && !args.force {
+                    return Err(run_id_taken(&p.run_id, &p.run_dir));
+                }
+                if attempts > 100 {
+                    return Err(usage(format!(
+                        "cannot find a free run id in {}: give --run-id",
+                        p.out_dir.display()
+                    )));
+                }
+                p = plan(args)?;
+            }
+            Err(e) => {
+                return Err(usage(format!(
+                    "--out {}: cannot create {}: {e}",
+                    args.out.display(),
+                    p.run_dir.display()
+                )))
+            }
+        }
     }
 
     eprintln!(
@@ -300,13 +376,29 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             o.survivors
         );
     }
-    let kept = if p.run_dir.exists() {
+    // A reservation nothing was written into is not a run: leave no empty
+    // folder behind (remove_dir only removes an empty one).
+    let _ = std::fs::remove_dir(&p.run_dir);
+    let run_json = o
+        .run_json
+        .clone()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| p.run_dir.join("run.json"));
+    let kept = if run_json.is_file() {
         format!("; what was written is in {}", p.run_dir.display())
     } else {
         String::new()
     };
     let unfinished = o.unfinished(p.np);
     let deaths: Vec<String> = o.deaths.iter().map(|d| o.describe_death(d)).collect();
+    let stopped_early = o.stopped.is_some() || !o.status.success();
+    if stopped_early && run_json.is_file() {
+        // The modes that finished are reported (verdict INCOMPLETE), and the
+        // JUnit / Prometheus files say so, before the failure is.
+        if let Err(e) = report(&run_json, &p.run_dir, args) {
+            eprintln!("mfubench: the partial results cannot be reported: {e:#}");
+        }
+    }
     match o.stopped {
         Some(StopReason::Interrupted) => {
             eprintln!(
@@ -322,8 +414,8 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 format!("; ranks that had not finished: {}", unfinished.join(", "))
             };
             return Err(run_failed(format!(
-                "timed out after {} s{who}{kept}",
-                args.timeout.unwrap_or_default()
+                "timed out after {}{who}{kept}",
+                humantime::format_duration(args.timeout.unwrap_or_default())
             )));
         }
         None => {}
@@ -360,24 +452,31 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         });
     }
 
-    let run_json = o
-        .run_json
-        .map(PathBuf::from)
-        .unwrap_or_else(|| p.run_dir.join("run.json"));
     if !run_json.is_file() {
         return Err(run_failed(format!(
             "{program} exited 0 but {} was not written",
             run_json.display()
         )));
     }
-    report(&run_json, &p.run_dir, args.allow_inconclusive)
+    let verdict = report(&run_json, &p.run_dir, args)?;
+    Ok(verdict_code(
+        &verdict,
+        false,
+        args.thresholds.allow_inconclusive,
+    ))
 }
 
-/// Prints the report of a finished run (and writes summary.md, summary.csv,
-/// summary.json and the plots beside run.json), then the results folder;
-/// returns the verdict's exit code.
-fn report(run_json: &Path, run_dir: &Path, allow_inconclusive: bool) -> Result<u8> {
-    let out = mfubench_report::report_run_dir(run_json, &mfubench_report::ReportOptions::default())
+/// Prints the report of a run (and writes summary.md, summary.csv,
+/// summary.json and the plots beside run.json, plus `--junit` / `--prom`),
+/// then the results folder; returns the verdict.
+fn report(run_json: &Path, run_dir: &Path, args: &RunArgs) -> Result<mfubench_report::Verdict> {
+    let opts = mfubench_report::ReportOptions {
+        junit: args.exports.junit.clone(),
+        prom: args.exports.prom.clone(),
+        overrides: args.thresholds.overrides(),
+        ..Default::default()
+    };
+    let out = mfubench_report::report_run_dir(run_json, &opts)
         .map_err(|e| run_failed(format!("the run finished but cannot be reported: {e}")))?;
     print!("{}", out.text);
     if !out.text.ends_with('\n') {
@@ -385,10 +484,12 @@ fn report(run_json: &Path, run_dir: &Path, allow_inconclusive: bool) -> Result<u
     }
     let dir = run_json.parent().unwrap_or(run_dir);
     println!("results: {}", dir.display());
+    for f in [&args.exports.junit, &args.exports.prom]
+        .into_iter()
+        .flatten()
+    {
+        println!("wrote {}", f.display());
+    }
     // The report's text already lists every rule with its status.
-    Ok(if out.verdict.accepted(allow_inconclusive) {
-        OK
-    } else {
-        ACCEPTANCE_FAILED
-    })
+    Ok(out.verdict)
 }

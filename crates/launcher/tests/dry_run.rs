@@ -35,9 +35,21 @@ impl Sandbox {
         self.path().join("bin/mfubench-worker")
     }
 
-    /// `mfubench run` in the sandbox with the stand-in worker.
+    /// `mfubench run` in the sandbox with the stand-in worker, with no
+    /// forwardable variable but PATH (and MFUBENCH_WORKER) set, so that the
+    /// `-x` list is known.
     fn cmd(&self) -> std::process::Command {
         let mut c = mfubench_cmd();
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if ["NCCL_", "CUDA_", "UCX_", "MFUBENCH_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+                || k == "LD_LIBRARY_PATH"
+            {
+                c.env_remove(&k);
+            }
+        }
         c.current_dir(self.path())
             .env("MFUBENCH_WORKER", self.worker())
             .arg("run");
@@ -83,7 +95,7 @@ fn golden_mpirun_hosts() {
     assert_eq!(f.code(), 0, "{f:?}");
     let expected = format!(
         "mpirun -np 4 --host node1:2,node2:2 --tag-output{} --bind-to none -x MFUBENCH_LAUNCH_JSON \
-         --mca btl tcp,self <TMP>/bin/mfubench-worker --config <TMP>/quick.toml \
+         -x MFUBENCH_WORKER -x PATH --mca btl tcp,self <TMP>/bin/mfubench-worker --config <TMP>/quick.toml \
          --out <TMP>/results --run-id golden --expect-world 4 --backend cpu\n",
         root_flag()
     );
@@ -119,7 +131,8 @@ fn golden_mpirun_hostfile_quoted_and_oversubscribed() {
     assert_eq!(f.code(), 0, "{f:?}");
     let expected = format!(
         "mpirun -np 3 --hostfile '<TMP>/my hosts' --tag-output{} --bind-to none \
-         --mca mpi_yield_when_idle 1 -x MFUBENCH_LAUNCH_JSON --oversubscribe \
+         --mca mpi_yield_when_idle 1 -x MFUBENCH_LAUNCH_JSON -x MFUBENCH_WORKER -x PATH \
+         --oversubscribe \
          <TMP>/bin/mfubench-worker --config <TMP>/quick.toml --out '<TMP>/out dir' \
          --run-id g2 --expect-world 3\n",
         root_flag()
@@ -323,4 +336,164 @@ fn bad_input_is_a_usage_error() {
         LIMIT,
     );
     assert_usage(&f, &["under srun"]);
+}
+
+#[test]
+fn rank_count_rules_shown_by_dry_run() {
+    let s = Sandbox::new();
+    // quick.toml says run.ranks = 2: host slots win over it.
+    let np_of = |f: &Finished| -> String {
+        f.stdout
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--hosts", "a:2,b:3", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert_eq!(np_of(&f), "5", "{}", f.stdout);
+    assert!(
+        f.stderr
+            .contains("5 rank(s), from the sum of the slots of --hosts"),
+        "{}",
+        f.stderr
+    );
+    std::fs::write(s.path().join("hf"), "a slots=8\nb slots=8\n").expect("write");
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--hostfile", "hf", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(np_of(&f), "16", "{}", f.stdout);
+    assert!(f.stderr.contains("slots= of --hostfile"), "{}", f.stderr);
+    // A hostfile line without slots=: the config decides.
+    std::fs::write(s.path().join("hf2"), "a slots=8\nb\n").expect("write");
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--hostfile", "hf2", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(np_of(&f), "2", "{}", f.stdout);
+    assert!(f.stderr.contains("run.ranks of the config"), "{}", f.stderr);
+    // --np wins over everything.
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--hosts", "a:2,b:3", "--np", "3", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(np_of(&f), "3", "{}", f.stdout);
+    assert!(f.stderr.contains("3 rank(s), from --np"), "{}", f.stderr);
+    // Inside Slurm, SLURM_NTASKS wins over run.ranks.
+    let f = run(
+        s.cmd()
+            .env("SLURM_JOB_ID", "77")
+            .env("SLURM_NTASKS", "6")
+            .args(["quick.toml", "--dry-run"]),
+        LIMIT,
+    );
+    assert!(f.stdout.contains("--ntasks=6 "), "{}", f.stdout);
+    assert!(f.stderr.contains("from SLURM_NTASKS"), "{}", f.stderr);
+    // One rank: a warning that communication is not measured.
+    let f = run(
+        s.cmd().args(["quick.toml", "--np", "1", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(
+        f.stderr.contains("warning: 1 rank") && f.stderr.contains("SKIPPED"),
+        "{}",
+        f.stderr
+    );
+}
+
+#[test]
+fn environment_is_forwarded_by_name() {
+    let s = Sandbox::new();
+    let f = run(
+        s.cmd()
+            .env("NCCL_DEBUG", "INFO")
+            .env("CUDA_VISIBLE_DEVICES", "0,1")
+            .env("UCX_TLS", "tcp")
+            .env("LD_LIBRARY_PATH", "/opt/nccl/lib")
+            .env("MY_SETTING", "secret-value-123")
+            .env("HOME_NOT_FORWARDED", "x")
+            .args(["quick.toml", "--env", "MY_SETTING", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    for name in [
+        "MFUBENCH_LAUNCH_JSON",
+        "NCCL_DEBUG",
+        "CUDA_VISIBLE_DEVICES",
+        "UCX_TLS",
+        "LD_LIBRARY_PATH",
+        "PATH",
+        "MY_SETTING",
+    ] {
+        assert!(
+            f.stdout.contains(&format!(" -x {name} ")),
+            "{name}: {}",
+            f.stdout
+        );
+    }
+    assert!(!f.stdout.contains("HOME_NOT_FORWARDED"), "{}", f.stdout);
+    // Names only: no value reaches the command line.
+    assert!(!f.stdout.contains("secret-value-123"), "{}", f.stdout);
+    assert!(!f.stdout.contains("INFO"), "{}", f.stdout);
+
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--env", "NOT_SET_ANYWHERE", "--dry-run"]),
+        LIMIT,
+    );
+    assert_usage(&f, &["--env NOT_SET_ANYWHERE", "not set"]);
+    let f = run(
+        s.cmd().args(["quick.toml", "--env", "A=b", "--dry-run"]),
+        LIMIT,
+    );
+    assert_usage(&f, &["--env \"A=b\"", "not NAME=VALUE"]);
+}
+
+#[test]
+fn run_id_collision_is_refused_unless_forced() {
+    let s = Sandbox::new();
+    std::fs::create_dir_all(s.path().join("results/taken")).expect("mkdir");
+    std::fs::write(s.path().join("results/taken/run.json"), "{}").expect("write");
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--run-id", "taken", "--dry-run"]),
+        LIMIT,
+    );
+    assert_usage(&f, &["--run-id taken", "never overwritten", "--force"]);
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--run-id", "taken", "--force", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    // A dry run touches nothing.
+    assert!(s.path().join("results/taken/run.json").is_file());
+}
+
+#[test]
+fn timeouts_take_human_durations() {
+    let s = Sandbox::new();
+    for t in ["90", "90s", "10m", "1h", "1h30m"] {
+        let f = run(
+            s.cmd().args(["quick.toml", "--timeout", t, "--dry-run"]),
+            LIMIT,
+        );
+        assert_eq!(f.code(), 0, "--timeout {t}: {f:?}");
+    }
+    for t in ["0", "10x", "0s", "soon"] {
+        let f = run(
+            s.cmd().args(["quick.toml", "--timeout", t, "--dry-run"]),
+            LIMIT,
+        );
+        assert_usage(&f, &["--timeout"]);
+    }
 }

@@ -239,3 +239,36 @@ fn usage_errors_exit_2_and_name_the_flag() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn gpu_alias_and_percent_mfu() {
+    // `--gpu h100` is the SXM part; `--mfu 40%` is 0.40, as in `report --min-mfu 40%`.
+    let base = [
+        "flops",
+        "--preset",
+        "llama3-405b",
+        "--tokens",
+        "15e12",
+        "--gpus",
+        "16384",
+        "--json",
+    ];
+    let with = |gpu: &str, mfu: &str| {
+        let mut a = base.to_vec();
+        a.extend(["--gpu", gpu, "--mfu", mfu]);
+        json(&a)
+    };
+    let canonical = with("h100-sxm", "0.40");
+    assert_eq!(with("h100", "40%"), canonical);
+    assert_eq!(with("H100_SXM", "40 %"), canonical);
+    let days = canonical["days"].as_f64().unwrap();
+    let expect =
+        canonical["training_flops"].as_f64().unwrap() / (16384.0 * 989e12 * 0.40) / 86_400.0;
+    assert!(close(days, expect, 1e-12), "{days} vs {expect}");
+    let (code, _, err) = mfubench(&[
+        "flops", "--params", "7e9", "--tokens", "1e12", "--gpus", "8", "--gpu", "h100", "--mfu",
+        "forty",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--mfu"), "{err}");
+}

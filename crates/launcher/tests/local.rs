@@ -170,7 +170,7 @@ fn timeout_stops_the_job_and_leaves_no_worker() {
         "took {:?}",
         f.elapsed
     );
-    assert!(f.stderr.contains("timed out after 3 s"), "{}", f.stderr);
+    assert!(f.stderr.contains("timed out after 3s"), "{}", f.stderr);
     assert!(
         f.stderr.contains("ranks that had not finished"),
         "{}",
@@ -325,4 +325,321 @@ fn killing_mfubench_outright_stops_the_job() {
         return;
     };
     assert!(left.is_empty(), "workers left behind: {left:?}");
+}
+
+#[test]
+fn two_concurrent_runs_keep_both_results_and_forward_env_names() {
+    if !have_mpirun("two_concurrent_runs_keep_both_results_and_forward_env_names") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = short_quickstart(tmp.path());
+    let out = tmp.path().join("results");
+    let start = || {
+        let mut c = mfubench_cmd();
+        c.env("MFUBENCH_TEST_SETTING", "not-a-secret-but-a-value-4711")
+            .env("MY_EXTRA_VAR", "extra-value-0815")
+            .args([
+                "run",
+                config.to_str().expect("utf-8"),
+                "--np",
+                "2",
+                "--out",
+                out.to_str().expect("utf-8"),
+                "--env",
+                "MY_EXTRA_VAR",
+            ]);
+        Running::start(&mut c)
+    };
+    // Same second, same --out, automatic ids.
+    let a = start();
+    let b = start();
+    let fa = a.wait(RUN_LIMIT);
+    let fb = b.wait(RUN_LIMIT);
+    assert_eq!(fa.code(), 0, "{fa:?}");
+    assert_eq!(fb.code(), 0, "{fb:?}");
+    let dirs: Vec<_> = std::fs::read_dir(&out)
+        .expect("results")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    for d in &dirs {
+        let j = read_json(&d.join("run.json"));
+        assert_eq!(j["complete"], true);
+        let names: Vec<&str> = j["launch"]["forwarded_env"]
+            .as_array()
+            .expect("launch.forwarded_env")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        for n in ["MFUBENCH_TEST_SETTING", "MY_EXTRA_VAR", "PATH"] {
+            assert!(names.contains(&n), "{n} not in {names:?}");
+        }
+        let cmd = j["launch"]["command"].to_string();
+        assert!(cmd.contains("\"-x\",\"MY_EXTRA_VAR\""), "{cmd}");
+        // Names only: the values are written nowhere in the run folder.
+        for e in std::fs::read_dir(d).expect("run dir").flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            assert!(
+                !text.contains("extra-value-0815") && !text.contains("a-value-4711"),
+                "{} holds a forwarded value",
+                e.path().display()
+            );
+        }
+    }
+
+    // A given run id that exists: exit 2, and the first run is untouched.
+    let first = dirs[0].file_name().unwrap().to_str().unwrap().to_string();
+    let before = std::fs::read(dirs[0].join("run.json")).expect("run.json");
+    let f = run(
+        mfubench_cmd().args([
+            "run",
+            config.to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--run-id",
+            &first,
+        ]),
+        RUN_LIMIT,
+    );
+    assert_eq!(f.code(), 2, "{f:?}");
+    assert!(f.stderr.contains("never overwritten"), "{}", f.stderr);
+    assert_eq!(
+        std::fs::read(dirs[0].join("run.json")).expect("run.json"),
+        before
+    );
+}
+
+#[test]
+fn partial_run_is_incomplete_in_every_output() {
+    if !have_mpirun("partial_run_is_incomplete_in_every_output") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Compute mode short, then a comm mode that outlasts the test: the
+    // first partial run.json appears after compute.
+    let text = std::fs::read_to_string(test_config("quick.toml")).expect("read");
+    let config = tmp.path().join("partial.toml");
+    std::fs::write(
+        &config,
+        text.replace(
+            "iterations = 3",
+            "iterations = 3\nmodes = [\"compute\", \"overlapped\"]",
+        )
+        .replace("[acceptance]\n", "[acceptance]\nmin_mfu = 0.0\n"),
+    )
+    .expect("write");
+    let run_id = format!("partial-{}", std::process::id());
+    let run_dir = tmp.path().join(&run_id);
+    let junit = tmp.path().join("junit.xml");
+    let prom = tmp.path().join("metrics.prom");
+    // The worker writes a partial run.json after the first mode and then
+    // we stop a rank: the run stops before its last mode.
+    let running = Running::start(mfubench_cmd().args([
+        "run",
+        config.to_str().expect("utf-8"),
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        &run_id,
+        "--timeout",
+        "4m",
+        "--junit",
+        junit.to_str().expect("utf-8"),
+        "--prom",
+        prom.to_str().expect("utf-8"),
+    ]));
+    let t = Instant::now();
+    while !run_dir.join("run.json").is_file() {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "no partial run.json:\n{}",
+            running.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let victim = worker_pids(&run_id)
+        .into_iter()
+        .find(|p| proc_env(*p, "OMPI_COMM_WORLD_RANK").as_deref() == Some("1"));
+    if let Some(v) = victim {
+        // SAFETY: plain syscall on a PID we just found to be our worker.
+        unsafe {
+            libc::kill(v as i32, libc::SIGKILL);
+        }
+    }
+    let f = running.wait(RUN_LIMIT);
+    let j = read_json(&run_dir.join("run.json"));
+    if j["complete"] == true {
+        // The last mode finished before the kill landed: nothing to test.
+        skip(
+            "partial_run_is_incomplete_in_every_output",
+            "the run completed before a rank could be stopped",
+        );
+        return;
+    }
+    assert_eq!(f.code(), 3, "{f:?}");
+    // The modes that finished are reported, with verdict INCOMPLETE.
+    assert!(f.stdout.contains("verdict: INCOMPLETE"), "{}", f.stdout);
+    assert!(!f.stdout.contains("verdict: PASS"), "{}", f.stdout);
+    let summary = read_json(&run_dir.join("summary.json"));
+    assert_eq!(summary["complete"], false);
+    assert_eq!(summary["verdict"]["status"], "INCOMPLETE");
+    let p = std::fs::read_to_string(&prom).expect("metrics.prom");
+    assert!(p.contains("\nmfubench_run_complete 0\n"), "{p}");
+    let x = std::fs::read_to_string(&junit).expect("junit.xml");
+    let jr = quick_junit::Report::deserialize_from_str(&x).expect("JUnit parses");
+    let rc = jr.test_suites[0]
+        .test_cases
+        .iter()
+        .find(|c| c.name.as_str() == "run_complete")
+        .expect("run_complete testcase");
+    assert!(
+        matches!(rc.status, quick_junit::TestCaseStatus::NonSuccess { .. }),
+        "{x}"
+    );
+    assert!(jr.failures >= 1, "{x}");
+
+    // `mfubench report` on it: exit 3, or judged with --allow-partial.
+    let f = run(
+        mfubench_cmd().args(["report", run_dir.to_str().expect("utf-8"), "--no-files"]),
+        RUN_LIMIT,
+    );
+    assert_eq!(f.code(), 3, "{f:?}");
+    assert!(f.stdout.contains("verdict: INCOMPLETE"), "{}", f.stdout);
+    assert!(f.stderr.contains("--allow-partial"), "{}", f.stderr);
+    let f = run(
+        mfubench_cmd().args([
+            "report",
+            run_dir.to_str().expect("utf-8"),
+            "--no-files",
+            "--allow-partial",
+        ]),
+        RUN_LIMIT,
+    );
+    // min_mfu needs the overlapped mode, which never finished: INCOMPLETE,
+    // not held against the run; the compute-mode rules pass.
+    assert_eq!(f.code(), 0, "{f:?}");
+}
+
+#[test]
+fn one_rank_run_skips_the_communication_rules() {
+    if !have_mpirun("one_rank_run_skips_the_communication_rules") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = short_quickstart(tmp.path());
+    let f = run(
+        mfubench_cmd().args([
+            "run",
+            config.to_str().expect("utf-8"),
+            "--np",
+            "1",
+            "--out",
+            tmp.path().to_str().expect("utf-8"),
+            "--run-id",
+            "one",
+            // Threshold flags on `run`, as on `report`.
+            "--min-busbw-gbps",
+            "0",
+            "--max-exposed-comm-fraction",
+            "100%",
+        ]),
+        RUN_LIMIT,
+    );
+    // Not green: SKIPPED is not a pass.
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(f.stderr.contains("warning: 1 rank"), "{}", f.stderr);
+    for rule in ["min_busbw_gbps", "max_exposed_comm_fraction"] {
+        assert!(
+            f.stdout
+                .lines()
+                .any(|l| l.starts_with("SKIPPED") && l.contains(rule) && l.contains("1 rank")),
+            "{rule}: {}",
+            f.stdout
+        );
+    }
+    assert!(f.stdout.contains("verdict: SKIPPED"), "{}", f.stdout);
+    assert!(!f.stdout.contains("verdict: PASS"), "{}", f.stdout);
+    assert!(f.stdout.contains("/ n/a (n = 1"), "{}", f.stdout);
+}
+
+#[test]
+fn timed_out_run_is_reported_incomplete() {
+    if !have_mpirun("timed_out_run_is_reported_incomplete") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(test_config("quick.toml")).expect("read");
+    let config = tmp.path().join("two-modes.toml");
+    // Long enough that the second mode is still running when rank 1 stops.
+    std::fs::write(
+        &config,
+        text.replace(
+            "iterations = 3",
+            "iterations = 150\nmodes = [\"compute\", \"overlapped\"]",
+        ),
+    )
+    .expect("write");
+    let run_id = format!("timedout-{}", std::process::id());
+    let run_dir = tmp.path().join(&run_id);
+    let prom = tmp.path().join("metrics.prom");
+    let running = Running::start(mfubench_cmd().args([
+        "run",
+        config.to_str().expect("utf-8"),
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        &run_id,
+        "--timeout",
+        "30s",
+        "--prom",
+        prom.to_str().expect("utf-8"),
+    ]));
+    // After the first mode (its partial run.json), stop rank 1: the other
+    // rank waits for it until the timeout ends the job.
+    let t = Instant::now();
+    while !run_dir.join("run.json").is_file() {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "no partial run.json:\n{}",
+            running.output()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let victim = worker_pids(&run_id)
+        .into_iter()
+        .find(|p| proc_env(*p, "OMPI_COMM_WORLD_RANK").as_deref() == Some("1"));
+    let Some(victim) = victim else {
+        return skip(
+            "timed_out_run_is_reported_incomplete",
+            "the run ended before rank 1 could be stopped",
+        );
+    };
+    // SAFETY: plain syscall on a PID we just found to be our worker.
+    unsafe {
+        libc::kill(victim as i32, libc::SIGSTOP);
+    }
+    let f = running.wait(RUN_LIMIT);
+    assert_eq!(f.code(), 3, "{f:?}");
+    let j = read_json(&run_dir.join("run.json"));
+    assert_eq!(j["complete"], false, "{f:?}");
+    assert!(f.stderr.contains("timed out after 30s"), "{}", f.stderr);
+    assert!(f.stdout.contains("verdict: INCOMPLETE"), "{}", f.stdout);
+    assert!(!f.stdout.contains("verdict: PASS"), "{}", f.stdout);
+    let p = std::fs::read_to_string(&prom).expect("metrics.prom");
+    assert!(p.contains("\nmfubench_run_complete 0\n"), "{p}");
+    let f = run(
+        mfubench_cmd().args(["report", run_dir.to_str().expect("utf-8"), "--no-files"]),
+        RUN_LIMIT,
+    );
+    assert_eq!(f.code(), 3, "{f:?}");
 }

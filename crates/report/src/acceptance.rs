@@ -4,6 +4,11 @@
 //! A rule whose figure was not measured (its mode did not run, the
 //! correctness check was off) FAILS with the reason: an acceptance run that
 //! skipped what a rule checks has not shown that the cluster meets it.
+//! Never green by omission: on a 1-rank run the communication rules
+//! (`min_busbw_gbps`, `max_exposed_comm_fraction`, and `max_wrong` unless
+//! it fails) are SKIPPED (nothing is communicated), and in a run that stopped early
+//! (timeout, dead rank, Ctrl-C) a rule whose mode never ran is INCOMPLETE
+//! and so is the whole verdict. Neither is PASS.
 
 use mfubench_core::config::{Acceptance, Mode};
 use mfubench_core::result::{Flag, Summary};
@@ -82,6 +87,10 @@ pub enum Status {
     Pass,
     /// It does not, or it was not measured.
     Fail,
+    /// Not judged: the run cannot measure it (1 rank: nothing is communicated).
+    Skipped,
+    /// Not judged: the run stopped (timeout, dead rank, Ctrl-C) before the mode it needs ran.
+    Incomplete,
     /// The measurement cannot decide: the limit lies inside the figure's
     /// 95 % interval, or the figure is flagged (within noise, impossible
     /// ordering of the modes). Exit 1 unless `--allow-inconclusive`.
@@ -89,11 +98,13 @@ pub enum Status {
 }
 
 impl Status {
-    /// The word printed for people and written to JUnit/Prometheus.
-    pub fn label(self) -> &'static str {
+    /// The word printed in reports and used in summary.json.
+    pub fn word(self) -> &'static str {
         match self {
             Status::Pass => "PASS",
             Status::Fail => "FAIL",
+            Status::Skipped => "SKIPPED",
+            Status::Incomplete => "INCOMPLETE",
             Status::Inconclusive => "INCONCLUSIVE",
         }
     }
@@ -104,7 +115,7 @@ impl Status {
 pub struct RuleResult {
     /// Rule name as in `[acceptance]`, e.g. `min_mfu`.
     pub rule: String,
-    /// PASS or FAIL.
+    /// PASS, FAIL, SKIPPED, INCOMPLETE or INCONCLUSIVE.
     pub status: Status,
     /// The measured figure (None when it was not measured).
     pub measured: Option<f64>,
@@ -117,12 +128,17 @@ pub struct RuleResult {
 }
 
 /// All rules of a run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
     /// Every rule, in `[acceptance]` order.
     pub rules: Vec<RuleResult>,
-    /// True when every rule passed.
+    /// True when the run completed and every rule passed.
     pub passed: bool,
+    /// The verdict in one word: INCOMPLETE when the run stopped before every
+    /// mode ran, else FAIL when a rule failed, else INCONCLUSIVE when a rule
+    /// could not be decided within noise, else SKIPPED when a rule could not
+    /// be judged, else PASS.
+    pub status: Status,
 }
 
 impl Verdict {
@@ -131,19 +147,32 @@ impl Verdict {
         self.rules.iter().filter(|r| r.status == Status::Fail)
     }
 
-    /// Rules the measurement could not decide.
-    pub fn inconclusive(&self) -> impl Iterator<Item = &RuleResult> {
-        self.rules
-            .iter()
-            .filter(|r| r.status == Status::Inconclusive)
+    /// Rules with the given status.
+    pub fn count(&self, status: Status) -> usize {
+        self.rules.iter().filter(|r| r.status == status).count()
     }
 
-    /// Whether the run is accepted: every rule passed, or (when allowed)
-    /// passed or was inconclusive.
-    pub fn accepted(&self, allow_inconclusive: bool) -> bool {
-        self.rules.iter().all(|r| {
-            r.status == Status::Pass || (allow_inconclusive && r.status == Status::Inconclusive)
-        })
+    /// Whether this verdict accepts the run: every rule passed and the run
+    /// completed; with `allow_partial`, rules left INCOMPLETE by a partial
+    /// run are not held against it (every measured rule must still pass);
+    /// with `allow_inconclusive`, rules within noise are not either.
+    pub fn accepted(&self, allow_partial: bool, allow_inconclusive: bool) -> bool {
+        self.rules.iter().all(|r| match r.status {
+            Status::Pass => true,
+            Status::Incomplete => allow_partial,
+            Status::Inconclusive => allow_inconclusive,
+            Status::Fail | Status::Skipped => false,
+        }) && (self.status != Status::Incomplete || allow_partial)
+    }
+}
+
+impl Default for Verdict {
+    fn default() -> Self {
+        Verdict {
+            rules: Vec::new(),
+            passed: false,
+            status: Status::Skipped,
+        }
     }
 }
 
@@ -156,7 +185,7 @@ fn judge_noise(
     flags: &[&Flag],
     show: impl Fn(f64) -> String,
 ) -> RuleResult {
-    if r.measured.is_none() {
+    if r.measured.is_none() || !matches!(r.status, Status::Pass | Status::Fail) {
         return r;
     }
     if !flags.is_empty() {
@@ -219,6 +248,77 @@ fn rule(
     }
 }
 
+/// A rule that was not judged, with the reason.
+fn not_judged(
+    name: &str,
+    status: Status,
+    limit: f64,
+    at_least: bool,
+    show: impl Fn(f64) -> String,
+    what: &str,
+    reason: &str,
+) -> RuleResult {
+    RuleResult {
+        rule: name.to_string(),
+        status,
+        measured: None,
+        limit,
+        op: if at_least { ">=" } else { "<=" }.to_string(),
+        detail: format!(
+            "{what} not judged: {} ({reason}; limit {})",
+            status.word(),
+            show(limit)
+        ),
+    }
+}
+
+/// Why a communication rule cannot be judged on this run, if it cannot.
+fn comm_skip_reason(report: &Report) -> Option<String> {
+    (report.run.world_size <= 1)
+        .then(|| format!("{} rank: nothing is communicated", report.run.world_size))
+}
+
+/// A figure missing from a run that stopped early is INCOMPLETE (the mode
+/// may simply not have had its turn); from a complete run it is a FAIL.
+fn missing(
+    report: &Report,
+    modes: &[Mode],
+    name: &str,
+    limit: f64,
+    at_least: bool,
+    show: impl Fn(f64) -> String + Copy,
+    what: &str,
+) -> RuleResult {
+    let reason = missing_mode(report, modes);
+    if report.complete {
+        rule(name, Err(reason), limit, at_least, show, what)
+    } else {
+        not_judged(
+            name,
+            Status::Incomplete,
+            limit,
+            at_least,
+            show,
+            what,
+            &format!("the run stopped early and {reason}"),
+        )
+    }
+}
+
+/// A rule that failed only because its figure was not measured, in a run
+/// that stopped early, is INCOMPLETE rather than FAIL.
+fn incomplete_if_partial(report: &Report, mut r: RuleResult) -> RuleResult {
+    if !report.complete && r.status == Status::Fail && r.measured.is_none() {
+        r.status = Status::Incomplete;
+        r.detail = r.detail.replacen(
+            " not measured: ",
+            " not judged: INCOMPLETE (the run stopped early): ",
+            1,
+        );
+    }
+    r
+}
+
 fn missing_mode(report: &Report, modes: &[Mode]) -> String {
     let ran: Vec<&str> = report.run.modes.iter().map(|m| m.name()).collect();
     let need: Vec<&str> = modes.iter().map(|m| m.name()).collect();
@@ -238,46 +338,55 @@ fn missing_mode(report: &Report, modes: &[Mode]) -> String {
 pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
     let a = &report.acceptance;
     let mut rules = Vec::new();
+    let skip = comm_skip_reason(report);
     if let Some(limit) = a.min_mfu {
-        let v = s
-            .mfu
-            .overlapped
-            .ok_or_else(|| missing_mode(report, &[Mode::Overlapped]));
-        let r = rule("min_mfu", v, limit, true, pct, "overlapped MFU");
-        rules.push(judge_noise(r, s.ci95.mfu.overlapped, &[], pct));
+        let (name, what) = ("min_mfu", "overlapped MFU");
+        rules.push(match s.mfu.overlapped {
+            Some(v) => judge_noise(
+                rule(name, Ok(v), limit, true, pct, what),
+                s.ci95.mfu.overlapped,
+                &[],
+                pct,
+            ),
+            None => missing(report, &[Mode::Overlapped], name, limit, true, pct, what),
+        });
     }
     if let Some(limit) = a.max_exposed_comm_fraction {
-        let v = s
-            .exposed_comm_fraction
-            .ok_or_else(|| missing_mode(report, &[Mode::Compute, Mode::Overlapped]));
-        let r = rule(
-            "max_exposed_comm_fraction",
-            v,
-            limit,
-            false,
-            pct,
-            "exposed communication",
-        );
-        rules.push(judge_noise(
-            r,
-            s.ci95.exposed_comm_fraction,
-            &s.flags_on("exposed_comm_fraction"),
-            pct,
-        ));
+        let (name, what) = ("max_exposed_comm_fraction", "exposed communication");
+        rules.push(match (&skip, s.exposed_comm_fraction) {
+            (Some(why), _) => not_judged(name, Status::Skipped, limit, false, pct, what, why),
+            (None, Some(v)) => judge_noise(
+                rule(name, Ok(v), limit, false, pct, what),
+                s.ci95.exposed_comm_fraction,
+                &s.flags_on("exposed_comm_fraction"),
+                pct,
+            ),
+            (None, None) => missing(
+                report,
+                &[Mode::Compute, Mode::Overlapped],
+                name,
+                limit,
+                false,
+                pct,
+                what,
+            ),
+        });
     }
     if let Some(limit) = a.min_busbw_gbps {
-        let v = s
-            .allreduce
-            .busbw_gbps
-            .ok_or_else(|| missing_mode(report, &[Mode::Comm]));
+        let (name, what) = ("min_busbw_gbps", "all-reduce busbw");
         let gbps = |x: f64| format!("{x:.2} GB/s");
-        let r = rule("min_busbw_gbps", v, limit, true, gbps, "all-reduce busbw");
-        // busbw ∝ 1/T_a: the comm step's interval, inverted.
-        let ci = s.ci95.step_time_s.comm.and_then(|[lo, hi]| {
-            let per_s = s.allreduce.busbw_gbps? * s.allreduce.time_s?;
-            Some([per_s / hi, per_s / lo])
+        rules.push(match (&skip, s.allreduce.busbw_gbps) {
+            (Some(why), _) => not_judged(name, Status::Skipped, limit, true, gbps, what, why),
+            (None, Some(v)) => {
+                // busbw ∝ 1/T_a: the comm step's interval, inverted.
+                let ci = s.ci95.step_time_s.comm.and_then(|[lo, hi]| {
+                    let per_s = v * s.allreduce.time_s?;
+                    Some([per_s / hi, per_s / lo])
+                });
+                judge_noise(rule(name, Ok(v), limit, true, gbps, what), ci, &[], gbps)
+            }
+            (None, None) => missing(report, &[Mode::Comm], name, limit, true, gbps, what),
         });
-        rules.push(judge_noise(r, ci, &[], gbps));
     }
     // Stragglers: the figure is the worst rank's deviation from the median.
     let tol = a.straggler_tolerance;
@@ -340,7 +449,7 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
             ));
         }
     }
-    rules.push(r);
+    rules.push(incomplete_if_partial(report, r));
 
     let v = if !report.run.check {
         Err("the correctness check was off (run.check = false)".to_string())
@@ -358,14 +467,42 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
     } else {
         Ok(s.wrong as f64)
     };
-    rules.push(rule(
+    let r = rule(
         "max_wrong",
         v,
         a.max_wrong as f64,
         false,
         |x| format!("{x:.0}"),
         "wrong all-reduce elements",
-    ));
-    let passed = rules.iter().all(|r| r.status == Status::Pass);
-    Verdict { rules, passed }
+    );
+    // With the check off the figure can never exist: that FAILs whatever
+    // happened to the run.
+    let mut r = if report.run.check {
+        incomplete_if_partial(report, r)
+    } else {
+        r
+    };
+    // One rank reduces nothing: no wrong element there shows nothing about
+    // communication (a wrong one still fails).
+    if let (Some(why), Status::Pass) = (&skip, r.status) {
+        r.status = Status::Skipped;
+        r.detail = format!("{}: SKIPPED ({why})", r.detail);
+    }
+    rules.push(r);
+    let status = if !report.complete {
+        Status::Incomplete
+    } else if rules.iter().any(|r| r.status == Status::Fail) {
+        Status::Fail
+    } else if rules.iter().any(|r| r.status == Status::Inconclusive) {
+        Status::Inconclusive
+    } else if rules.iter().any(|r| r.status != Status::Pass) {
+        Status::Skipped
+    } else {
+        Status::Pass
+    };
+    Verdict {
+        passed: status == Status::Pass,
+        rules,
+        status,
+    }
 }

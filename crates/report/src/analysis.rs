@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use mfubench_core::config::{Acceptance, Mode};
 use mfubench_core::metrics;
 use mfubench_core::result::{
-    find_stragglers, summarize, AllreduceSummary, Contention, FlopsPerStep, PeakSource, RankRecord,
-    RunRecord, Straggler, StreamKind, Summary,
+    cluster_step_times, find_stragglers, summarize, AllreduceSummary, Contention, FlopsPerStep,
+    PeakSource, RankRecord, RunRecord, Straggler, StreamKind, Summary,
 };
 use mfubench_core::stats::{self, Stats};
 use serde::Serialize;
@@ -32,6 +32,8 @@ pub struct ModeHeadline {
     pub step_p95_s: f64,
     /// Fastest cluster step, seconds.
     pub step_min_s: f64,
+    /// Sum of the cluster step times of the timed iterations, seconds.
+    pub step_total_s: f64,
     /// Achieved model TFLOP/s per device (modes with GEMMs).
     pub tflops_per_device: Option<f64>,
     /// Model FLOPs utilisation (modes with GEMMs).
@@ -196,6 +198,9 @@ pub struct RunInfo {
     pub hosts: usize,
     /// Model (preset name or `custom`).
     pub model: String,
+    /// FNV-1a 64 hash of the resolved config as JSON (hex): runs with the
+    /// same hash ran the same configuration.
+    pub config_hash: String,
     /// Blocks per step.
     pub layers: u64,
     /// Tokens per rank per step.
@@ -219,6 +224,10 @@ pub struct RunInfo {
 pub struct Report {
     /// About the run.
     pub run: RunInfo,
+    /// False when the run stopped (timeout, dead rank, Ctrl-C) before every
+    /// configured mode ran: the figures cover the modes that finished and
+    /// the verdict is INCOMPLETE.
+    pub complete: bool,
     /// Peak TFLOP/s per device used for MFU.
     pub peak_tflops: f64,
     /// Where the peak came from.
@@ -297,6 +306,7 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
                 step_median_s: st.median,
                 step_p95_s: st.p95,
                 step_min_s: st.min,
+                step_total_s: cluster_step_times(ranks, m).iter().sum(),
                 tflops_per_device: s.tflops_per_device.get(m),
                 mfu: s.mfu.get(m),
                 hfu: s.hfu.and_then(|h| h.get(m)),
@@ -314,7 +324,18 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
     let mut modes: Vec<Mode> = run.config.run.modes.clone();
     modes.retain(|m| s.step_time_stats.get(*m).is_some());
 
+    let mut allreduce = s.allreduce;
+    if world <= 1 {
+        // busbw = algbw·2(n−1)/n is 0 on one rank: not a bandwidth of anything.
+        allreduce.busbw_gbps = None;
+        warnings.push(format!(
+            "{world} rank: nothing is communicated, so all-reduce bandwidth, exposed \
+             communication and the hidden fraction say nothing about a network; \
+             their acceptance rules are SKIPPED"
+        ));
+    }
     let mut report = Report {
+        complete: run.complete,
         run: RunInfo {
             source: source.to_string(),
             run_id: run.run_id.clone(),
@@ -326,6 +347,7 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
             world_size: run.world_size,
             hosts: count_hosts(ranks),
             model: run.config.model.name.clone(),
+            config_hash: config_hash(&run.config),
             layers: run.plan.layers,
             tokens: run.plan.tokens,
             dtype: run.config.run.dtype.to_string(),
@@ -352,7 +374,7 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
         schedule: s.schedule,
         ci95: s.ci95.clone(),
         flags: s.flags.clone(),
-        allreduce: s.allreduce,
+        allreduce,
         wrong: s.wrong,
         acceptance: acc.clone(),
         straggler_mode: smode,
@@ -367,6 +389,25 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
     };
     report.verdict = acceptance::evaluate(&report, &s);
     report
+}
+
+/// FNV-1a 64 over the config serialised as JSON (field order is fixed by
+/// the struct, so equal configs hash equally), as 16 hex digits.
+pub fn config_hash(config: &mfubench_core::config::Config) -> String {
+    format!(
+        "{:016x}",
+        fnv1a64(&serde_json::to_vec(config).unwrap_or_default())
+    )
+}
+
+/// The 64-bit FNV-1a hash.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 fn count_hosts(ranks: &[RankRecord]) -> usize {
@@ -621,7 +662,9 @@ fn bucket_table(run: &RunRecord, world: u64) -> Vec<BucketRow> {
                 bytes: info.bytes,
                 time_s: time,
                 algbw_gbps: alg,
-                busbw_gbps: alg.map(|a| metrics::busbw_gbps(a, world)),
+                busbw_gbps: alg
+                    .filter(|_| world > 1)
+                    .map(|a| metrics::busbw_gbps(a, world)),
             });
         }
     }

@@ -6,7 +6,17 @@
 //! the overlap speedup, plus any rise of the wrong-element count. Figures
 //! that are differences near zero (exposed communication, hidden fraction)
 //! are shown with their change in percentage points but not judged: a
-//! relative change of a number near zero says nothing.
+//! relative change of a number near zero says nothing — unless a baseline
+//! file gives them a tolerance in percentage points.
+//!
+//! A **baseline file** (`mfubench compare --baseline FILE NEW`) is a TOML
+//! file committed next to the reference run: `run = "PATH"` (the reference
+//! run.json or run directory, relative to the file) and a `[tolerances]`
+//! table of figure name → `"5%"` (relative) or `"2pp"` (percentage points),
+//! with `default` for the judged figures not listed. See [`BaselineFile`].
+//!
+//! Runs that differ only in iteration counts, warmup or the watchdog
+//! timeout measured the same thing and are compared without `--force`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,12 +33,16 @@ use crate::fmt as f;
 use crate::read::{read_run, LoadedRun};
 
 /// Options of a comparison.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CompareOptions {
     /// Largest tolerated worsening of a judged figure, as a fraction (0.05 = 5 %).
     pub max_regression: f64,
     /// Compare even when the configurations differ.
     pub force: bool,
+    /// Per-figure tolerances (figure name as in the table, e.g.
+    /// `overlapped MFU`), replacing `max_regression` for that figure; a
+    /// figure in percentage points is judged only when it has one.
+    pub tolerances: BTreeMap<String, Tolerance>,
 }
 
 impl Default for CompareOptions {
@@ -36,7 +50,123 @@ impl Default for CompareOptions {
         CompareOptions {
             max_regression: 0.05,
             force: false,
+            tolerances: BTreeMap::new(),
         }
+    }
+}
+
+/// How far a figure may worsen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tolerance {
+    /// A fraction of the baseline value (`"5%"` = 0.05).
+    Relative(f64),
+    /// Percentage points of a fraction (`"2pp"` = 0.02).
+    Points(f64),
+}
+
+impl Tolerance {
+    /// Parses `"5%"` or `"2pp"` (spaces allowed, non-negative, finite).
+    pub fn parse(text: &str) -> Result<Tolerance, String> {
+        let t = text.trim();
+        let (num, points) = if let Some(n) = t.strip_suffix("pp") {
+            (n.trim(), true)
+        } else if let Some(n) = t.strip_suffix('%') {
+            (n.trim(), false)
+        } else {
+            return Err(format!(
+                "{text:?}: give a percentage (\"5%\") or percentage points (\"2pp\")"
+            ));
+        };
+        let v: f64 = num
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("{text:?}: {num:?} is not a non-negative number"))?;
+        Ok(if points {
+            Tolerance::Points(v / 100.0)
+        } else {
+            Tolerance::Relative(v / 100.0)
+        })
+    }
+
+    fn show(self) -> String {
+        match self {
+            Tolerance::Relative(x) => f::pct(x),
+            Tolerance::Points(x) => format!("{:.1} pp", x * 100.0),
+        }
+    }
+}
+
+/// A committed baseline: the reference run and per-figure tolerances.
+///
+/// ```toml
+/// run = "h100x16-reference/run.json"   # relative to this file
+/// [tolerances]
+/// default = "5%"                       # judged figures not listed below
+/// "overlapped MFU" = "3%"
+/// "all-reduce busbw" = "10%"
+/// "exposed communication" = "2pp"      # now judged, in percentage points
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaselineFile {
+    /// The reference run (resolved against the file's folder).
+    pub run: PathBuf,
+    /// `default`, if given.
+    pub default: Option<Tolerance>,
+    /// Every other tolerance, by figure name.
+    pub tolerances: BTreeMap<String, Tolerance>,
+}
+
+impl BaselineFile {
+    /// Reads and checks a baseline file.
+    pub fn read(path: &Path) -> Result<BaselineFile, ReportError> {
+        let bad = |message: String| ReportError::BadOption {
+            option: format!("--baseline {}", path.display()),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| bad(e.to_string()))?;
+        let mut run = None;
+        let mut tolerances = BTreeMap::new();
+        let mut default = None;
+        for (k, v) in &table {
+            match (k.as_str(), v) {
+                ("run", toml::Value::String(r)) => run = Some(r.clone()),
+                ("tolerances", toml::Value::Table(t)) => {
+                    for (name, v) in t {
+                        let tol = match v {
+                            toml::Value::String(s) => Tolerance::parse(s),
+                            _ => Err("give a string such as \"5%\" or \"2pp\"".to_string()),
+                        }
+                        .map_err(|e| bad(format!("tolerances.{name:?}: {e}")))?;
+                        if name == "default" {
+                            default = Some(tol);
+                        } else {
+                            tolerances.insert(name.clone(), tol);
+                        }
+                    }
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "unknown or mistyped key {k:?}: a baseline file has `run = \"PATH\"` and a [tolerances] table"
+                    )))
+                }
+            }
+        }
+        let run =
+            run.ok_or_else(|| bad("no `run = \"PATH\"`: name the reference run.json".into()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Ok(BaselineFile {
+            run: dir.join(run),
+            default,
+            tolerances,
+        })
     }
 }
 
@@ -87,6 +217,8 @@ pub struct CompareRow {
     pub delta: Option<f64>,
     /// Whether this figure can fail the comparison.
     pub judged: bool,
+    /// The tolerance it was judged with (None when not judged).
+    pub tolerance: Option<Tolerance>,
     /// Worse than the limit.
     pub regressed: bool,
 }
@@ -137,7 +269,18 @@ impl Comparison {
             ));
         }
         let mut b = Builder::default();
-        b.push_record(["figure", "baseline", "new", "delta", "better", ""].map(String::from));
+        b.push_record(
+            [
+                "figure",
+                "baseline",
+                "new",
+                "delta",
+                "better",
+                "tolerance",
+                "",
+            ]
+            .map(String::from),
+        );
         for r in &self.rows {
             let show = |v: Option<f64>| match r.kind {
                 Kind::Time => f::opt(v, f::time),
@@ -174,6 +317,10 @@ impl Comparison {
                     Better::Lower => "lower".into(),
                     Better::Higher => "higher".into(),
                 },
+                match (r.kind, r.tolerance) {
+                    (Kind::Count, Some(_)) => "any rise".to_string(),
+                    (_, t) => t.map(Tolerance::show).unwrap_or_default(),
+                },
                 verdict,
             ]);
         }
@@ -185,7 +332,7 @@ impl Comparison {
         let regs: Vec<&CompareRow> = self.regressions().collect();
         if regs.is_empty() {
             out.push_str(&format!(
-                "verdict: PASS: no figure regressed by more than {}\n",
+                "verdict: PASS: no figure regressed past its tolerance (default {})\n",
                 f::pct(self.max_regression)
             ));
         } else {
@@ -200,11 +347,73 @@ impl Comparison {
             out.push_str(&format!(
                 "verdict: FAIL: {} regressed past {}: {}\n",
                 regs.len(),
-                f::pct(self.max_regression),
+                if self.rows.iter().any(|r| r
+                    .tolerance
+                    .is_some_and(|t| t != Tolerance::Relative(self.max_regression)))
+                {
+                    "its tolerance".to_string()
+                } else {
+                    f::pct(self.max_regression)
+                },
                 names.join(", ")
             ));
         }
         out
+    }
+}
+
+impl Comparison {
+    /// The comparison as JSON (every row, the verdict).
+    pub fn to_json(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "verdict".into(),
+                serde_json::Value::from(if self.regressed() { "FAIL" } else { "PASS" }),
+            );
+        }
+        let mut s = serde_json::to_string_pretty(&v).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// JUnit XML (quick-junit): one testcase per judged figure, a failure
+    /// when it regressed past its tolerance.
+    pub fn junit(&self) -> Result<String, ReportError> {
+        use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
+        let name = format!("mfubench.compare.{}", self.new_id);
+        let mut suite = TestSuite::new(name.as_str());
+        suite.add_property(Property::new("baseline", self.baseline_id.as_str()));
+        suite.add_property(Property::new("new", self.new_id.as_str()));
+        for r in self.rows.iter().filter(|r| r.judged) {
+            let line = format!(
+                "{}: baseline {:?}, new {:?}, delta {:?}, tolerance {}",
+                r.figure,
+                r.baseline,
+                r.new,
+                r.delta,
+                r.tolerance.map(Tolerance::show).unwrap_or_default()
+            );
+            let status = if r.regressed {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(line.as_str()).set_type("regression");
+                s
+            } else {
+                TestCaseStatus::success()
+            };
+            let mut c = TestCase::new(r.figure.as_str(), status);
+            c.set_classname(name.as_str());
+            if !r.regressed {
+                c.set_system_out(line.as_str());
+            }
+            suite.add_test_case(c);
+        }
+        let mut report = quick_junit::Report::new("mfubench-compare");
+        report.add_test_suite(suite);
+        report.to_string().map_err(|e| ReportError::BadOption {
+            option: "--junit".into(),
+            message: format!("cannot write the JUnit XML: {e}"),
+        })
     }
 }
 
@@ -236,6 +445,10 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
     }
 }
 
+/// `[run]` keys that change how long or how often a run measures, not what:
+/// runs differing only in these are comparable without `--force`.
+pub const COMPARABLE_RUN_KEYS: [&str; 3] = ["iterations", "warmup", "op_timeout_s"];
+
 /// Fields of the configuration (and world size, backend) that differ, as
 /// `field: baseline → new`. Acceptance thresholds are not part of what was
 /// measured and are ignored.
@@ -245,6 +458,12 @@ pub fn config_differences(a: &LoadedRun, b: &LoadedRun) -> Vec<String> {
         let mut cfg = serde_json::to_value(&r.record.config).unwrap_or(serde_json::Value::Null);
         if let Some(o) = cfg.as_object_mut() {
             o.remove("acceptance");
+            // How long or how often it was measured, not what.
+            if let Some(run) = o.get_mut("run").and_then(|r| r.as_object_mut()) {
+                for k in COMPARABLE_RUN_KEYS {
+                    run.remove(k);
+                }
+            }
         }
         flatten("config", &cfg, &mut m);
         m.insert("world_size".into(), r.record.world_size.to_string());
@@ -291,6 +510,17 @@ pub fn compare_loaded(
             ),
         });
     }
+    for (name, t) in &opts.tolerances {
+        let v = match t {
+            Tolerance::Relative(v) | Tolerance::Points(v) => *v,
+        };
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(ReportError::BadOption {
+                option: format!("tolerance of {name:?}"),
+                message: format!("{v} must be non-negative"),
+            });
+        }
+    }
     let diffs = config_differences(a, b);
     if !diffs.is_empty() && !opts.force {
         return Err(ReportError::ConfigMismatch {
@@ -309,7 +539,47 @@ pub fn compare_loaded(
         &b.path.display().to_string(),
         &b.record.config.acceptance,
     );
-    let rows = rows(&ra, &rb, opts.max_regression);
+    let rows = rows(&ra, &rb, opts.max_regression, &opts.tolerances);
+    let figure_kind = |name: &str| {
+        rows.iter()
+            .find(|r| r.figure.trim_end_matches(" (peaks differ)") == name)
+            .map(|r| r.kind)
+    };
+    for (name, t) in &opts.tolerances {
+        let bad = |message: String| ReportError::BadOption {
+            option: format!("tolerance of {name:?}"),
+            message,
+        };
+        match (figure_kind(name), t) {
+            (None, _) => {
+                let known: Vec<&str> = rows
+                    .iter()
+                    .map(|r| r.figure.trim_end_matches(" (peaks differ)"))
+                    .collect();
+                return Err(bad(format!(
+                    "no such figure in these runs; figures: {}",
+                    known.join(", ")
+                )));
+            }
+            (Some(Kind::Points), Tolerance::Relative(_)) => {
+                return Err(bad(
+                    "this figure is a fraction compared in percentage points: give e.g. \"2pp\""
+                        .into(),
+                ))
+            }
+            (Some(Kind::Count), _) => {
+                return Err(bad(
+                    "any rise of a count is a regression: no tolerance applies".into(),
+                ))
+            }
+            (Some(k), Tolerance::Points(_)) if k != Kind::Points => {
+                return Err(bad(
+                    "this figure is compared by its relative change: give e.g. \"5%\"".into(),
+                ))
+            }
+            _ => {}
+        }
+    }
     Ok(Comparison {
         baseline: a.path.clone(),
         new: b.path.clone(),
@@ -321,14 +591,26 @@ pub fn compare_loaded(
     })
 }
 
-fn rows(a: &Report, b: &Report, limit: f64) -> Vec<CompareRow> {
+fn rows(
+    a: &Report,
+    b: &Report,
+    limit: f64,
+    tolerances: &BTreeMap<String, Tolerance>,
+) -> Vec<CompareRow> {
     let mut rows = Vec::new();
     // MFU of runs with different peaks (e.g. two CPU calibrations) measures
     // different things: show it, but judge the TFLOP/s rows instead.
     let same_peak = (a.peak_tflops - b.peak_tflops).abs() <= 1e-9 * a.peak_tflops.abs();
     let mut push = |figure: String, kind: Kind, better: Better, x: Option<f64>, y: Option<f64>| {
         let mfu_incomparable = kind == Kind::Utilisation && !same_peak;
-        let judged = !matches!(kind, Kind::Points) && !mfu_incomparable;
+        let given = tolerances.get(&figure).copied();
+        // Percentage-point figures are judged only with a tolerance of their own.
+        let judged = !mfu_incomparable && (!matches!(kind, Kind::Points) || given.is_some());
+        let tolerance = judged.then(|| match kind {
+            Kind::Points => given.unwrap_or(Tolerance::Points(0.0)),
+            Kind::Count => Tolerance::Relative(0.0),
+            _ => given.unwrap_or(Tolerance::Relative(limit)),
+        });
         let figure = if mfu_incomparable {
             format!("{figure} (peaks differ)")
         } else {
@@ -343,9 +625,12 @@ fn rows(a: &Report, b: &Report, limit: f64) -> Vec<CompareRow> {
         // A figure the baseline measured and the new run did not (a partial
         // run, a mode that failed) is a regression, not a pass.
         let regressed = judged
-            && match (kind, worsening) {
-                (Kind::Count, Some(w)) => w > 0.0,
-                (_, Some(w)) => w > limit,
+            && match (kind, worsening, tolerance) {
+                (Kind::Count, Some(w), _) => w > 0.0,
+                // Relative change against a relative tolerance; points
+                // against points (a relative tolerance on a points figure
+                // is read as points of the fraction).
+                (_, Some(w), Some(Tolerance::Relative(t) | Tolerance::Points(t))) => w > t,
                 _ => x.is_some() && y.is_none(),
             };
         rows.push(CompareRow {
@@ -356,6 +641,7 @@ fn rows(a: &Report, b: &Report, limit: f64) -> Vec<CompareRow> {
             new: y,
             delta,
             judged,
+            tolerance,
             regressed,
         });
     };

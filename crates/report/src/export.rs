@@ -138,8 +138,8 @@ pub const CSV_HEADER: &[&str] = &[
     "step_min_s",
     "step_max_s",
     "jitter_p95_over_median",
-    "tflops",
-    "mfu",
+    "tflops_per_device",
+    "mfu_fraction",
     "gemm_time_s",
     "allreduce_time_s",
     "wrong",
@@ -181,15 +181,15 @@ impl Exporter for CsvExporter {
                 csv_field(&row.device),
                 row.mode,
                 row.iterations,
-                row.step_median_s,
-                row.step_p95_s,
-                row.step_min_s,
-                row.step_max_s,
-                row.jitter,
+                f::num(row.step_median_s),
+                f::num(row.step_p95_s),
+                f::num(row.step_min_s),
+                f::num(row.step_max_s),
+                f::num(row.jitter),
                 f::raw(row.tflops),
                 f::raw(row.mfu),
-                row.gemm_time_s,
-                row.allreduce_time_s,
+                f::num(row.gemm_time_s),
+                f::num(row.allreduce_time_s),
                 row.wrong,
                 straggler
             );
@@ -198,94 +198,162 @@ impl Exporter for CsvExporter {
     }
 }
 
-fn xml_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => {}
-            c => o.push(c),
-        }
-    }
-    o
+/// Seconds of timed steps behind a set of modes: Σ of the cluster step
+/// times (slowest rank per iteration) of each mode that ran.
+fn timed_seconds(report: &Report, modes: &[Mode]) -> f64 {
+    report
+        .headline
+        .iter()
+        .filter(|h| modes.contains(&h.mode))
+        .map(|h| h.step_total_s)
+        .sum()
 }
 
-/// JUnit XML with one testcase per acceptance rule (for CI dashboards).
-pub fn junit(report: &Report) -> String {
-    let v = &report.verdict;
-    let failures = v.failures().count();
-    let suite = format!("mfubench.acceptance.{}", report.run.run_id);
-    let mut o = String::new();
-    o.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        o,
-        "<testsuites name=\"mfubench\" tests=\"{}\" failures=\"{failures}\">",
-        v.rules.len()
-    );
-    let _ = writeln!(
-        o,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" timestamp=\"{}\">",
-        xml_escape(&suite),
-        v.rules.len(),
-        xml_escape(&report.run.finished_at)
-    );
-    for r in &v.rules {
-        let _ = write!(
-            o,
-            "    <testcase classname=\"{}\" name=\"{}\"",
-            xml_escape(&suite),
-            xml_escape(&r.rule)
+/// The modes whose figures a rule judges (all modes for run-wide rules).
+fn rule_modes(rule: &str, report: &Report) -> Vec<Mode> {
+    match rule {
+        "min_mfu" => vec![Mode::Overlapped],
+        "max_exposed_comm_fraction" => vec![Mode::Compute, Mode::Overlapped],
+        "min_busbw_gbps" => vec![Mode::Comm],
+        "straggler_tolerance" => report.straggler_mode.into_iter().collect(),
+        _ => report.run.modes.clone(),
+    }
+}
+
+/// JUnit XML (through the `quick-junit` writer) for CI dashboards: one
+/// testcase per acceptance rule plus `run_complete`, which fails when the
+/// run stopped before every mode ran. A SKIPPED rule is a `<skipped>`
+/// testcase, an INCOMPLETE or FAILED one a `<failure>`. `time` is the timed
+/// steps behind the rule's figure; the suite carries the `hostname` (first
+/// host of the run) and `properties` (run id, config hash, world size, ...).
+pub fn junit(report: &Report) -> Result<String, ReportError> {
+    use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
+    let suite_name = format!("mfubench.acceptance.{}", report.run.run_id);
+    let mut suite = TestSuite::new(suite_name.as_str());
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&report.run.started_at) {
+        suite.set_timestamp(t);
+    }
+    let total = timed_seconds(report, &Mode::ALL);
+    if total.is_finite() && total >= 0.0 {
+        suite.set_time(std::time::Duration::from_secs_f64(total));
+    }
+    if let Some(host) = report.nodes.first() {
+        suite
+            .extra
+            .insert("hostname".into(), host.host.as_str().into());
+    }
+    for (k, v) in [
+        ("run_id", report.run.run_id.clone()),
+        ("config_hash", report.run.config_hash.clone()),
+        ("world_size", report.run.world_size.to_string()),
+        ("hosts", report.run.hosts.to_string()),
+        ("backend", report.run.backend.clone()),
+        ("model", report.run.model.clone()),
+        ("complete", report.complete.to_string()),
+        ("verdict", report.verdict.status.word().to_string()),
+    ] {
+        suite.add_property(Property::new(k, v));
+    }
+    let case = |name: &str, status: TestCaseStatus, secs: f64, out: &str| {
+        let mut c = TestCase::new(name, status);
+        c.set_classname(suite_name.as_str());
+        if secs.is_finite() && secs >= 0.0 {
+            c.set_time(std::time::Duration::from_secs_f64(secs));
+        }
+        if !out.is_empty() {
+            c.set_system_out(out);
+        }
+        c
+    };
+    let failure = |kind: &str, message: &str, text: String| {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        s.set_message(message).set_type(kind).set_description(text);
+        s
+    };
+    for r in &report.verdict.rules {
+        let secs = timed_seconds(report, &rule_modes(&r.rule, report));
+        let status = match r.status {
+            Status::Pass => TestCaseStatus::success(),
+            Status::Fail => failure(
+                "acceptance",
+                &r.detail,
+                format!("{} {}: {}", r.rule, r.op, r.detail),
+            ),
+            Status::Incomplete => failure(
+                "incomplete",
+                &r.detail,
+                format!("{} {}: {}", r.rule, r.op, r.detail),
+            ),
+            Status::Inconclusive => failure(
+                "inconclusive",
+                &r.detail,
+                format!("{} {}: {}", r.rule, r.op, r.detail),
+            ),
+            Status::Skipped => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(r.detail.as_str());
+                s
+            }
+        };
+        let out = if r.status == Status::Pass {
+            r.detail.as_str()
+        } else {
+            ""
+        };
+        suite.add_test_case(case(&r.rule, status, secs, out));
+    }
+    let modes_ran = report
+        .run
+        .modes
+        .iter()
+        .map(|m| m.name())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let status = if report.complete {
+        TestCaseStatus::success()
+    } else {
+        let msg = format!(
+            "INCOMPLETE: the run stopped before every configured mode ran (finished: {})",
+            if modes_ran.is_empty() {
+                "none"
+            } else {
+                &modes_ran
+            }
         );
-        match r.status {
-            Status::Pass => {
-                let _ = writeln!(
-                    o,
-                    ">\n      <system-out>{}</system-out>\n    </testcase>",
-                    xml_escape(&r.detail)
-                );
-            }
-            Status::Fail | Status::Inconclusive => {
-                let _ =
-                    writeln!(
-                    o,
-                    ">\n      <failure message=\"{}\" type=\"{}\">{}</failure>\n    </testcase>",
-                    xml_escape(&r.detail),
-                    if r.status == Status::Fail { "acceptance" } else { "inconclusive" },
-                    xml_escape(&format!("{} {}: {}", r.rule, r.op, r.detail))
-                );
-            }
-        }
-    }
-    o.push_str("  </testsuite>\n</testsuites>\n");
-    o
+        failure("incomplete", &msg, msg.clone())
+    };
+    suite.add_test_case(case("run_complete", status, total, ""));
+    let mut junit = quick_junit::Report::new("mfubench");
+    junit.add_test_suite(suite);
+    junit.to_string().map_err(|e| ReportError::BadOption {
+        option: "--junit".into(),
+        message: format!("cannot write the JUnit XML: {e}"),
+    })
 }
 
+/// Escapes a label value (backslash, quote, line feed: the exposition
+/// format's three escapes).
 fn prom_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-struct Prom<'a> {
+struct Prom {
     out: String,
-    base: &'a str,
 }
 
-impl Prom<'_> {
+impl Prom {
     fn family(&mut self, name: &str, help: &str) {
         let _ = writeln!(self.out, "# HELP mfubench_{name} {help}");
         let _ = writeln!(self.out, "# TYPE mfubench_{name} gauge");
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
-        let mut l = self.base.to_string();
-        for (k, val) in labels {
-            let _ = write!(l, ",{k}=\"{}\"", prom_label(val));
-        }
+        let l: Vec<String> = labels
+            .iter()
+            .map(|(k, val)| format!("{k}=\"{}\"", prom_label(val)))
+            .collect();
         // Prometheus spells non-finite values NaN, +Inf, -Inf.
         let value = if v.is_nan() {
             "NaN".to_string()
@@ -294,7 +362,11 @@ impl Prom<'_> {
         } else {
             format!("{v}")
         };
-        let _ = writeln!(self.out, "mfubench_{name}{{{l}}} {value}");
+        if l.is_empty() {
+            let _ = writeln!(self.out, "mfubench_{name} {value}");
+        } else {
+            let _ = writeln!(self.out, "mfubench_{name}{{{}}} {value}", l.join(","));
+        }
     }
 
     fn single(&mut self, name: &str, help: &str, v: Option<f64>) {
@@ -305,22 +377,50 @@ impl Prom<'_> {
     }
 }
 
-/// The headline figures in the Prometheus text exposition format, for
-/// node_exporter's textfile collector. Units are base units (seconds,
-/// bytes/s, FLOP/s, ratios 0–1); every sample carries `run_id`, `model`,
-/// `backend` and `world_size` labels.
+/// The figures in the Prometheus text exposition format, for
+/// node_exporter's textfile collector (clean under `promtool check
+/// metrics`). Units are base units (seconds, bytes/s, FLOP/s, ratios 0–1).
+/// What identifies the run (run id, model, backend, world size, config
+/// hash) is one `mfubench_run_info` sample with value 1, joined on demand,
+/// rather than labels on every series; per-host and per-rank gauges carry
+/// `host` / `rank` labels.
 pub fn prometheus(report: &Report) -> String {
-    let base = format!(
-        "run_id=\"{}\",model=\"{}\",backend=\"{}\",world_size=\"{}\"",
-        prom_label(&report.run.run_id),
-        prom_label(&report.run.model),
-        prom_label(&report.run.backend),
-        report.run.world_size
+    let mut p = Prom { out: String::new() };
+    let world = report.run.world_size.to_string();
+    p.family(
+        "run_info",
+        "The run this file describes (value 1; identifying facts as labels).",
     );
-    let mut p = Prom {
-        out: String::new(),
-        base: &base,
-    };
+    p.sample(
+        "run_info",
+        &[
+            ("run_id", &report.run.run_id),
+            ("model", &report.run.model),
+            ("backend", &report.run.backend),
+            ("world_size", &world),
+            ("config_hash", &report.run.config_hash),
+            ("tool_version", &report.run.tool_version),
+        ],
+        1.0,
+    );
+    p.single(
+        "run_complete",
+        "1 when every configured mode ran, 0 for a partial run (timeout, dead rank, Ctrl-C).",
+        Some(if report.complete { 1.0 } else { 0.0 }),
+    );
+    p.single(
+        "run_timestamp_seconds",
+        "When the run (or its last finished mode) ended, Unix time (its start when no end was recorded).",
+        chrono::DateTime::parse_from_rfc3339(&report.run.finished_at)
+            .or_else(|_| chrono::DateTime::parse_from_rfc3339(&report.run.started_at))
+            .ok()
+            .map(|t| t.timestamp() as f64),
+    );
+    p.single(
+        "world_size",
+        "Ranks (devices) in the run.",
+        Some(report.run.world_size as f64),
+    );
     p.family(
         "step_time_seconds",
         "Cluster step time (slowest rank per iteration) over iterations.",
@@ -456,6 +556,88 @@ pub fn prometheus(report: &Report) -> String {
         "Ranks slower than the median by more than the tolerance.",
         Some(report.stragglers.len() as f64),
     );
+    let host_rows: Vec<_> = report.nodes.iter().collect();
+    let per_host = |p: &mut Prom,
+                    name: &str,
+                    help: &str,
+                    get: &dyn Fn(&crate::analysis::NodeRow) -> Option<f64>| {
+        let vals: Vec<(&str, f64)> = host_rows
+            .iter()
+            .filter_map(|n| get(n).map(|v| (n.host.as_str(), v)))
+            .collect();
+        if vals.is_empty() {
+            return;
+        }
+        p.family(name, help);
+        for (h, v) in vals {
+            p.sample(name, &[("host", h)], v);
+        }
+    };
+    per_host(
+        &mut p,
+        "host_flops_per_device",
+        "Median over the host's ranks of the model FLOP/s per device (straggler mode).",
+        &|n| n.rate_median_tflops.map(|t| t * 1e12),
+    );
+    per_host(
+        &mut p,
+        "host_step_time_seconds",
+        "Slowest rank's median step time on the host (straggler mode).",
+        &|n| n.step_max_s,
+    );
+    per_host(
+        &mut p,
+        "host_stragglers",
+        "Straggler ranks on the host.",
+        &|n| Some(n.stragglers as f64),
+    );
+    per_host(
+        &mut p,
+        "host_wrong_elements",
+        "Wrong all-reduce elements on the host.",
+        &|n| Some(n.wrong as f64),
+    );
+    let per_rank = |p: &mut Prom,
+                    name: &str,
+                    help: &str,
+                    get: &dyn Fn(&crate::analysis::RankRow) -> Option<f64>| {
+        let vals: Vec<(String, &str, f64)> = report
+            .ranks
+            .iter()
+            .filter_map(|r| get(r).map(|v| (r.rank.to_string(), r.host.as_str(), v)))
+            .collect();
+        if vals.is_empty() {
+            return;
+        }
+        p.family(name, help);
+        for (rank, host, v) in vals {
+            p.sample(name, &[("rank", &rank), ("host", host)], v);
+        }
+    };
+    per_rank(
+        &mut p,
+        "rank_flops",
+        "The rank's model FLOP/s at its median step (straggler mode).",
+        &|r| r.rate_tflops.map(|t| t * 1e12),
+    );
+    per_rank(
+        &mut p,
+        "rank_step_time_seconds",
+        "The rank's median step time (straggler mode).",
+        &|r| r.step_median_s,
+    );
+    per_rank(
+        &mut p,
+        "rank_straggler",
+        "1 when the rank is slower than the median by more than the tolerance.",
+        &|r| Some(if r.straggler { 1.0 } else { 0.0 }),
+    );
+    per_rank(
+        &mut p,
+        "rank_wrong_elements",
+        "Wrong all-reduce elements of the rank, all modes.",
+        &|r| Some(r.wrong as f64),
+    );
     p.family(
         "acceptance_rule_passed",
         "1 when the acceptance rule passed, 0 when it failed.",
@@ -463,13 +645,13 @@ pub fn prometheus(report: &Report) -> String {
     for r in &report.verdict.rules {
         p.sample(
             "acceptance_rule_passed",
-            &[("rule", &r.rule)],
+            &[("rule", &r.rule), ("status", r.status.word())],
             if r.status == Status::Pass { 1.0 } else { 0.0 },
         );
     }
     p.single(
         "acceptance_passed",
-        "1 when every acceptance rule passed.",
+        "1 when the run completed and every acceptance rule passed (SKIPPED and INCOMPLETE are not passes).",
         Some(if report.verdict.passed { 1.0 } else { 0.0 }),
     );
     p.out

@@ -66,22 +66,33 @@ pub fn sci(x: f64) -> String {
     format!("{x:.3e}")
 }
 
-/// An integer with thousands separators: `1,234,567`.
+/// A number rounded to an integer, with thousands separators: `1,234,567`
+/// (never `-0`).
 pub fn count(x: f64) -> String {
-    let neg = x < 0.0;
     let digits = format!("{:.0}", x.abs());
-    let mut out = String::new();
+    let out = group_digits(&digits);
+    if x < 0.0 && digits.bytes().any(|b| b != b'0') {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// An exact integer with thousands separators: `6,979,321,856` (the one
+/// digit-grouping formatter of the project; `count` for floats).
+pub fn group(n: u64) -> String {
+    group_digits(&n.to_string())
+}
+
+fn group_digits(digits: &str) -> String {
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i) % 3 == 0 {
             out.push(',');
         }
         out.push(c);
     }
-    if neg {
-        format!("-{out}")
-    } else {
-        out
-    }
+    out
 }
 
 /// A value with its 95 % interval: `value [lo, hi]` (the value alone when
@@ -101,7 +112,18 @@ pub fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 /// A float for machine-readable outputs: shortest round-trip form, empty
 /// for a missing value.
 pub fn raw(v: Option<f64>) -> String {
-    v.map(|x| format!("{x}")).unwrap_or_default()
+    v.map(num).unwrap_or_default()
+}
+
+/// A float for machine-readable outputs: shortest round-trip form, and
+/// `0` for negative zero (spreadsheets and diff tools show `-0` as a
+/// different value).
+pub fn num(x: f64) -> String {
+    if x == 0.0 {
+        "0".to_string()
+    } else {
+        format!("{x}")
+    }
 }
 
 #[cfg(test)]
@@ -119,5 +141,13 @@ mod tests {
         assert_eq!(count(1234567.0), "1,234,567");
         assert_eq!(count(12.0), "12");
         assert_eq!(delta_pct(-0.051), "-5.1 %");
+        assert_eq!(count(-0.4), "0");
+        assert_eq!(count(-1234.0), "-1,234");
+        assert_eq!(group(6_979_321_856), "6,979,321,856");
+        assert_eq!(group(u64::MAX), "18,446,744,073,709,551,615");
+        assert_eq!(group(0), "0");
+        assert_eq!(num(-0.0), "0");
+        assert_eq!(num(0.25), "0.25");
+        assert_eq!(raw(Some(-0.0)), "0");
     }
 }

@@ -61,7 +61,9 @@ use std::path::{Path, PathBuf};
 
 pub use acceptance::{AcceptanceOverrides, RuleResult, Status, Verdict};
 pub use analysis::{analyze, Report};
-pub use compare::{compare_loaded, compare_runs, CompareOptions, Comparison};
+pub use compare::{
+    compare_loaded, compare_runs, BaselineFile, CompareOptions, Comparison, Tolerance,
+};
 pub use error::ReportError;
 pub use export::{Exporter, Format};
 pub use read::{read_run, LoadedRun};
@@ -139,7 +141,7 @@ pub fn report_loaded(
         files = write_outputs(&loaded.record, &report, &dir)?;
     }
     if let Some(p) = &opts.junit {
-        fsutil::write_atomic(p, export::junit(&report).as_bytes())?;
+        fsutil::write_atomic(p, export::junit(&report)?.as_bytes())?;
         files.push(p.clone());
     }
     if let Some(p) = &opts.prom {

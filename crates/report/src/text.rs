@@ -9,6 +9,7 @@ use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
 
+use crate::acceptance::Status;
 use crate::analysis::Report;
 use crate::fmt as f;
 
@@ -353,8 +354,15 @@ fn overlap(d: &mut Doc, r: &Report) {
         vec![
             "all-reduce algbw / busbw (comm mode)".to_string(),
             or(
-                a.algbw_gbps.zip(a.busbw_gbps).map(|(x, y)| {
-                    format!("{} / {} (n = {})", f::gbps(x), f::gbps(y), r.run.world_size)
+                a.algbw_gbps.map(|x| match a.busbw_gbps {
+                    Some(y) => {
+                        format!("{} / {} (n = {})", f::gbps(x), f::gbps(y), r.run.world_size)
+                    }
+                    None => format!(
+                        "{} / n/a (n = {}: nothing crosses a link)",
+                        f::gbps(x),
+                        r.run.world_size
+                    ),
                 }),
                 &[Comm],
             ),
@@ -577,21 +585,33 @@ fn verdict(d: &mut Doc, r: &Report) {
     for rule in &r.verdict.rules {
         d.line(&format!(
             "{:<12} {:<26} {}",
-            rule.status.label(),
+            rule.status.word(),
             rule.rule,
             rule.detail
         ));
     }
-    let failed = r.verdict.failures().count();
-    let undecided = r.verdict.inconclusive().count();
-    let n = r.verdict.rules.len();
-    d.line(&if r.verdict.passed {
-        format!("verdict: PASS ({n} of {n} rules)")
-    } else if failed > 0 {
-        format!("verdict: FAIL ({failed} of {n} rules failed)")
-    } else {
-        format!(
-            "verdict: INCONCLUSIVE ({undecided} of {n} rules could not be decided within noise; --allow-inconclusive accepts them)"
-        )
+    let v = &r.verdict;
+    let n = v.rules.len();
+    d.line(&match v.status {
+        Status::Pass => format!("verdict: PASS ({n} of {n} rules)"),
+        Status::Fail => format!(
+            "verdict: FAIL ({} of {n} rules failed)",
+            v.count(Status::Fail)
+        ),
+        Status::Inconclusive => format!(
+            "verdict: INCONCLUSIVE ({} of {n} rules could not be decided within noise; --allow-inconclusive accepts them)",
+            v.count(Status::Inconclusive)
+        ),
+        Status::Skipped => format!(
+            "verdict: SKIPPED ({} of {n} rules could not be judged on this run; not a PASS)",
+            v.count(Status::Skipped)
+        ),
+        Status::Incomplete => format!(
+            "verdict: INCOMPLETE (the run stopped before every mode ran; {} of {n} rules passed, \
+             {} failed, {} not judged)",
+            v.count(Status::Pass),
+            v.count(Status::Fail),
+            n - v.count(Status::Pass) - v.count(Status::Fail)
+        ),
     });
 }

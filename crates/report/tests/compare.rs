@@ -5,7 +5,7 @@ mod common;
 
 use common::{build, write_run, Gen};
 use mfubench_report::compare::Kind;
-use mfubench_report::{compare_runs, CompareOptions, ReportError};
+use mfubench_report::{compare_runs, BaselineFile, CompareOptions, ReportError, Tolerance};
 
 fn pair(base: &Gen, new: &Gen) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let t = tempfile::tempdir().unwrap();
@@ -18,6 +18,7 @@ fn opts(max: f64) -> CompareOptions {
     CompareOptions {
         max_regression: max,
         force: false,
+        ..Default::default()
     }
 }
 
@@ -204,4 +205,150 @@ fn mfu_is_not_judged_when_the_peaks_differ() {
         .all(|r| !r.judged && !r.regressed && r.figure.ends_with("(peaks differ)")));
     // Same measurements otherwise: nothing regressed.
     assert!(!c.regressed());
+}
+
+/// Writes a baseline file in `dir` naming `run` and returns its path.
+fn baseline_file(
+    dir: &std::path::Path,
+    run: &std::path::Path,
+    tolerances: &str,
+) -> std::path::PathBuf {
+    let rel = run.strip_prefix(dir).unwrap();
+    let p = dir.join("baseline.toml");
+    std::fs::write(
+        &p,
+        format!("run = \"{}\"\n[tolerances]\n{tolerances}", rel.display()),
+    )
+    .unwrap();
+    p
+}
+
+/// What `mfubench compare --baseline FILE NEW` does with the file.
+fn compare_with_file(
+    file: &std::path::Path,
+    new: &std::path::Path,
+) -> Result<mfubench_report::Comparison, ReportError> {
+    let b = BaselineFile::read(file)?;
+    let mut o = opts(0.05);
+    if let Some(Tolerance::Relative(t)) = b.default {
+        o.max_regression = t;
+    }
+    o.tolerances = b.tolerances;
+    compare_runs(&b.run, new, o)
+}
+
+#[test]
+fn baseline_file_with_per_figure_tolerances() {
+    // GEMMs 10 % slower.
+    let slow = Gen {
+        gemm_efficiency: 0.55 / 1.10,
+        ..Gen::default()
+    };
+    let (t, a, b) = pair(&Gen::default(), &slow);
+    // A loose default, one strict figure: only that one regresses.
+    let f = baseline_file(
+        t.path(),
+        &a,
+        "default = \"20%\"\n\"overlapped MFU\" = \"3%\"\n",
+    );
+    let c = compare_with_file(&f, &b).unwrap();
+    let names: Vec<&str> = c.regressions().map(|r| r.figure.as_str()).collect();
+    assert_eq!(names, ["overlapped MFU"]);
+    let row = c
+        .rows
+        .iter()
+        .find(|r| r.figure == "overlapped MFU")
+        .unwrap();
+    assert_eq!(row.tolerance, Some(Tolerance::Relative(0.03)));
+    assert!(c.render().contains("tolerance"), "{}", c.render());
+
+    // JSON and JUnit (read back with quick-junit's parser).
+    let json: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+    assert_eq!(json["verdict"], "FAIL");
+    let j = quick_junit::Report::deserialize_from_str(&c.junit().unwrap()).unwrap();
+    assert_eq!(j.failures, 1);
+    assert_eq!(
+        j.test_suites[0].test_cases.len(),
+        c.rows.iter().filter(|r| r.judged).count()
+    );
+}
+
+#[test]
+fn exposed_communication_is_judged_in_points_when_given() {
+    // All-reduces 3x slower: more of them stays exposed.
+    let slow_net = Gen {
+        algbw_gbps: 20.0,
+        ..Gen::default()
+    };
+    let (t, a, b) = pair(&Gen::default(), &slow_net);
+    let row = |c: &mfubench_report::Comparison| {
+        c.rows
+            .iter()
+            .find(|r| r.figure == "exposed communication")
+            .cloned()
+            .unwrap()
+    };
+    // Without a tolerance of its own it is shown, not judged.
+    let plain = compare_runs(&a, &b, opts(10.0)).unwrap();
+    assert!(!row(&plain).judged);
+    let rise = row(&plain).delta.unwrap();
+    assert!(rise > 0.01, "exposed communication rose by {rise}");
+    let f = baseline_file(
+        t.path(),
+        &a,
+        &format!(
+            "default = \"1000%\"\n\"exposed communication\" = \"{}pp\"\n",
+            rise * 100.0 / 2.0
+        ),
+    );
+    let c = compare_with_file(&f, &b).unwrap();
+    assert!(row(&c).judged && row(&c).regressed, "{:?}", row(&c));
+    let f = baseline_file(
+        t.path(),
+        &a,
+        &format!(
+            "default = \"1000%\"\n\"exposed communication\" = \"{}pp\"\n",
+            rise * 100.0 * 2.0
+        ),
+    );
+    let c = compare_with_file(&f, &b).unwrap();
+    assert!(row(&c).judged && !row(&c).regressed, "{:?}", row(&c));
+}
+
+#[test]
+fn baseline_file_mistakes_are_named() {
+    let (t, a, b) = pair(&Gen::default(), &Gen::default());
+    for (tol, needle) in [
+        ("\"exposed communication\" = \"5%\"\n", "percentage points"),
+        ("\"compute MFU\" = \"2pp\"\n", "relative change"),
+        ("\"overlaped MFU\" = \"2%\"\n", "no such figure"),
+        ("\"compute MFU\" = \"lots\"\n", "percentage"),
+        ("\"wrong elements\" = \"5%\"\n", "count"),
+    ] {
+        let f = baseline_file(t.path(), &a, tol);
+        let e = compare_with_file(&f, &b).unwrap_err().to_string();
+        assert!(e.contains(needle), "{tol}: {e}");
+    }
+    std::fs::write(t.path().join("norun.toml"), "[tolerances]\n").unwrap();
+    let e = BaselineFile::read(&t.path().join("norun.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("run = "), "{e}");
+}
+
+#[test]
+fn iteration_counts_and_timeouts_do_not_make_configs_different() {
+    let other = Gen {
+        toml: common::FIXTURE_TOML
+            .replace("iterations = 5", "iterations = 7\nop_timeout_s = 60")
+            .replace("warmup = 1", "warmup = 3"),
+        ..Gen::default()
+    };
+    let (_t, a, b) = pair(&Gen::default(), &other);
+    let c = compare_runs(&a, &b, opts(0.05)).unwrap();
+    assert!(
+        c.config_differences.is_empty(),
+        "{:?}",
+        c.config_differences
+    );
 }

@@ -126,7 +126,7 @@ fn junit_and_prometheus_match_golden_files() {
     check("junit.xml", &std::fs::read_to_string(&junit).unwrap());
     check("metrics.prom", &std::fs::read_to_string(&prom).unwrap());
     assert_eq!(
-        export::junit(&out.report),
+        export::junit(&out.report).unwrap(),
         std::fs::read_to_string(&junit).unwrap()
     );
 }

@@ -14,6 +14,14 @@ pub enum RunDirError {
     /// The run id is not a plain directory name.
     #[error(transparent)]
     BadId(#[from] mfubench_core::protocol::BadRunId),
+    /// The run folder already holds a run.
+    #[error("--run-id {run_id}: {dir} already holds a run, which is never overwritten; choose another run id (or `mfubench run --force` to replace it)")]
+    Taken {
+        /// The run id.
+        run_id: String,
+        /// The run folder.
+        dir: String,
+    },
     /// The directory cannot be created or written.
     #[error("--out {out}: {what} {dir}: {source}")]
     Io {
@@ -35,6 +43,8 @@ impl From<&RunDirError> for crate::rank::Exit {
 }
 
 /// Creates `out/run_id` and proves it is writable, before any compute.
+/// A run is never overwritten: an existing `out/run_id` is accepted only
+/// when it is empty (`mfubench run` reserves the folder by creating it).
 pub fn prepare_run_dir(out: &Path, run_id: &str) -> Result<PathBuf, RunDirError> {
     mfubench_core::protocol::validate_run_id(run_id)?;
     let dir = out.join(run_id);
@@ -44,7 +54,21 @@ pub fn prepare_run_dir(out: &Path, run_id: &str) -> Result<PathBuf, RunDirError>
         dir: dir.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", e))?;
+    match std::fs::create_dir_all(out).and_then(|()| std::fs::create_dir(&dir)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {
+            let empty = std::fs::read_dir(&dir)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+            if !empty {
+                return Err(RunDirError::Taken {
+                    run_id: run_id.to_string(),
+                    dir: dir.display().to_string(),
+                });
+            }
+        }
+        Err(e) => return Err(io("cannot create", e)),
+    }
     let probe = dir.join(".write-test");
     std::fs::File::create(&probe).map_err(|e| io("cannot write in", e))?;
     let _ = std::fs::remove_file(&probe);
@@ -172,5 +196,10 @@ mod tests {
             "no temp files left"
         );
         assert!(prepare_run_dir(d.path(), "../x").is_err());
+        // A folder holding a run is never reused; an empty (reserved) one is.
+        let e = prepare_run_dir(d.path(), "r1").unwrap_err();
+        assert!(e.to_string().contains("never overwritten"), "{e}");
+        std::fs::create_dir(d.path().join("r2")).unwrap();
+        assert!(prepare_run_dir(d.path(), "r2").is_ok());
     }
 }

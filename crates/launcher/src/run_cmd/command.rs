@@ -8,6 +8,7 @@
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
+use super::hostlist;
 use crate::exit::usage;
 
 /// Which program starts the ranks.
@@ -60,6 +61,9 @@ pub enum Placement {
     Hosts(Vec<HostSlots>),
     /// `--hostfile F`: passed as `--hostfile ABS_PATH`, parsed for slots.
     Hostfile(PathBuf, Vec<HostSlots>),
+    /// `--hostfile F` with Slurm hostlist ranges (`node[01-04] slots=8`),
+    /// which mpirun cannot read: the expanded hosts go on `--host`.
+    HostfileExpanded(PathBuf, Vec<HostSlots>),
 }
 
 impl Placement {
@@ -67,7 +71,7 @@ impl Placement {
     pub fn slots(&self) -> Option<u32> {
         match self {
             Placement::Local => None,
-            Placement::Hosts(h) | Placement::Hostfile(_, h) => {
+            Placement::Hosts(h) | Placement::Hostfile(_, h) | Placement::HostfileExpanded(_, h) => {
                 // Saturating: slot counts near u32::MAX must not overflow.
                 h.iter()
                     .try_fold(0u32, |acc, h| h.slots.map(|s| acc.saturating_add(s)))
@@ -76,24 +80,94 @@ impl Placement {
     }
 }
 
+/// Which rule chose the number of ranks (shown by `--dry-run` and at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RankRule {
+    /// `--np N` on the command line.
+    NpFlag,
+    /// `SLURM_NTASKS` of the surrounding Slurm allocation.
+    SlurmNtasks,
+    /// The sum of the slots of `--hosts`.
+    HostsSlots,
+    /// The sum of the `slots=` of `--hostfile`.
+    HostfileSlots,
+    /// `run.ranks` of the config.
+    ConfigRanks,
+    /// Nothing said how many: one rank.
+    Default,
+}
+
+impl RankRule {
+    /// What the rule is, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RankRule::NpFlag => "--np",
+            RankRule::SlurmNtasks => "SLURM_NTASKS of the Slurm allocation",
+            RankRule::HostsSlots => "the sum of the slots of --hosts",
+            RankRule::HostfileSlots => "the sum of the slots= of --hostfile",
+            RankRule::ConfigRanks => "run.ranks of the config",
+            RankRule::Default => "the default (no --np, Slurm allocation, host slots or run.ranks)",
+        }
+    }
+}
+
+/// The number of ranks: `--np` if given; else, inside Slurm, `SLURM_NTASKS`;
+/// else the sum of the slots of `--hosts`/`--hostfile` (when every host
+/// says how many); else `run.ranks`; else 1.
+pub fn choose_np(
+    np_flag: Option<u32>,
+    slurm_ntasks: Option<&str>,
+    placement: &Placement,
+    config_ranks: Option<u32>,
+) -> Result<(u32, RankRule)> {
+    if let Some(n) = np_flag {
+        if n == 0 {
+            return Err(usage("--np must be at least 1"));
+        }
+        return Ok((n, RankRule::NpFlag));
+    }
+    if let Some(t) = slurm_ntasks {
+        let n: u32 = t.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            usage(format!(
+                "SLURM_NTASKS={t:?} is not a positive integer: give --np N"
+            ))
+        })?;
+        return Ok((n, RankRule::SlurmNtasks));
+    }
+    if let Some(n) = placement.slots() {
+        let rule = match placement {
+            Placement::Hostfile(..) | Placement::HostfileExpanded(..) => RankRule::HostfileSlots,
+            _ => RankRule::HostsSlots,
+        };
+        return Ok((n, rule));
+    }
+    Ok(match config_ranks {
+        Some(n) => (n, RankRule::ConfigRanks),
+        None => (1, RankRule::Default),
+    })
+}
+
 /// Parses `--hosts h1:8,h2:8` (a host without `:N` has one slot, as with
-/// mpirun's `--host`).
+/// mpirun's `--host`). Host names may be Slurm hostlists, e.g.
+/// `gpu-node-[01-04,07]:8` (every host of the range gets the slots).
 pub fn parse_hosts(spec: &str) -> Result<Vec<HostSlots>> {
     let mut out = Vec::new();
-    for item in spec.split(',').map(str::trim) {
+    for item in hostlist::split_top_level(spec).into_iter().map(str::trim) {
         if item.is_empty() {
             return Err(usage(format!(
-                "--hosts {spec:?}: empty host name (expected e.g. node1:8,node2:8)"
+                "--hosts {spec:?}: empty host name (expected e.g. node1:8,node2:8 or node[1-2]:8)"
             )));
         }
-        let (host, slots) = match item.rsplit_once(':') {
+        // `:N` after the last `]` only: a colon inside brackets is not ours.
+        let after_brackets = item.rfind(']').map(|i| i + 1).unwrap_or(0);
+        let (host, slots) = match item[after_brackets..].rsplit_once(':') {
             Some((h, n)) => {
                 let n: u32 = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                     usage(format!(
                         "--hosts {spec:?}: {item:?}: the slot count after ':' must be a positive integer"
                     ))
                 })?;
-                (h, n)
+                (&item[..after_brackets + h.len()], n)
             }
             None => (item, 1),
         };
@@ -102,25 +176,29 @@ pub fn parse_hosts(spec: &str) -> Result<Vec<HostSlots>> {
                 "--hosts {spec:?}: {item:?} has no host name"
             )));
         }
-        out.push(HostSlots {
-            host: host.to_string(),
+        let names = hostlist::expand(host).map_err(|e| usage(format!("--hosts: {e}")))?;
+        out.extend(names.into_iter().map(|host| HostSlots {
+            host,
             slots: Some(slots),
-        });
+        }));
     }
     Ok(out)
 }
 
 /// Parses an Open MPI hostfile: `host [slots=N] [max_slots=M]` per line,
-/// `#` comments. Lines without `slots=` give `slots: None`.
-pub fn parse_hostfile(text: &str, path: &str) -> Result<Vec<HostSlots>> {
+/// `#` comments. Lines without `slots=` give `slots: None`. A host may be a
+/// Slurm hostlist (`node[01-04] slots=8`); the second value says whether
+/// one was (mpirun cannot read those: see [`Placement::HostfileExpanded`]).
+pub fn parse_hostfile(text: &str, path: &str) -> Result<(Vec<HostSlots>, bool)> {
     let mut out = Vec::new();
+    let mut ranges = false;
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
         }
         let mut words = line.split_whitespace();
-        let host = words.next().unwrap_or_default().to_string();
+        let host = words.next().unwrap_or_default();
         let mut slots = None;
         for w in words {
             if let Some(v) = w.strip_prefix("slots=") {
@@ -133,12 +211,67 @@ pub fn parse_hostfile(text: &str, path: &str) -> Result<Vec<HostSlots>> {
                 slots = Some(n);
             }
         }
-        out.push(HostSlots { host, slots });
+        let names = hostlist::expand(host).map_err(|e| usage(format!("{path}:{}: {e}", i + 1)))?;
+        if host.contains('[') {
+            ranges = true;
+            if slots.is_none() {
+                return Err(usage(format!(
+                    "{path}:{}: {host} is a host range: give its slots (e.g. `{host} slots=8`)",
+                    i + 1
+                )));
+            }
+        }
+        out.extend(names.into_iter().map(|host| HostSlots { host, slots }));
     }
     if out.is_empty() {
         return Err(usage(format!("{path}: the hostfile lists no hosts")));
     }
-    Ok(out)
+    Ok((out, ranges))
+}
+
+/// Prefixes of the variables forwarded to every rank: the libraries' own
+/// settings (NCCL, CUDA, UCX) and ours. Open MPI forwards `OMPI_MCA_*` itself.
+pub const FORWARD_PREFIXES: [&str; 4] = ["NCCL_", "CUDA_", "UCX_", "MFUBENCH_"];
+/// Variables forwarded by exact name (library discovery on remote hosts).
+pub const FORWARD_NAMES: [&str; 2] = ["LD_LIBRARY_PATH", "PATH"];
+
+/// The names to forward to every rank: those of `present` (the launcher's
+/// environment) on the allow-list, plus each `--env NAME` (which must be
+/// set), sorted and without duplicates. Names only: values are read by
+/// mpirun from its own environment and never written by us.
+pub fn forwarded_env(
+    present: impl IntoIterator<Item = std::ffi::OsString>,
+    extra: &[String],
+) -> Result<Vec<String>> {
+    let present: std::collections::BTreeSet<String> = present
+        .into_iter()
+        .filter_map(|k| k.into_string().ok())
+        .collect();
+    let mut out: std::collections::BTreeSet<String> = present
+        .iter()
+        .filter(|k| {
+            FORWARD_PREFIXES.iter().any(|p| k.starts_with(p)) || FORWARD_NAMES.contains(&k.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in extra {
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(usage(format!(
+                "--env {name:?}: give the name of an environment variable (letters, digits, _), \
+                 not NAME=VALUE: set it in the environment first"
+            )));
+        }
+        if !present.contains(name) {
+            return Err(usage(format!(
+                "--env {name}: {name} is not set in this environment, so there is nothing to forward"
+            )));
+        }
+        out.insert(name.clone());
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// Whether the extra launcher arguments already ask for oversubscription.
@@ -171,6 +304,9 @@ pub struct LaunchSpec {
     pub local_cores: Option<u32>,
     /// Inside a Slurm allocation: mpirun takes its slots from Slurm.
     pub in_slurm: bool,
+    /// Environment variables mpirun forwards to every rank (`-x NAME`),
+    /// besides the launch description.
+    pub forward_env: Vec<String>,
 }
 
 /// The launch command, program first.
@@ -183,7 +319,7 @@ pub fn build_argv(spec: &LaunchSpec) -> Result<Vec<String>> {
             v.extend([s("mpirun"), s("-np"), spec.np.to_string()]);
             match &spec.placement {
                 Placement::Local => {}
-                Placement::Hosts(h) => {
+                Placement::Hosts(h) | Placement::HostfileExpanded(_, h) => {
                     let list: Vec<String> = h
                         .iter()
                         .map(|h| format!("{}:{}", h.host, h.slots.unwrap_or(1)))
@@ -230,8 +366,12 @@ pub fn build_argv(spec: &LaunchSpec) -> Result<Vec<String>> {
             if oversubscribed {
                 v.extend([s("--mca"), s("mpi_yield_when_idle"), s("1")]);
             }
-            // Remote ranks only see the variables mpirun is told to forward.
+            // Remote ranks only see the variables mpirun is told to forward
+            // (by name: values never appear on the command line).
             v.extend([s("-x"), s(super::LAUNCH_ENV)]);
+            for name in spec.forward_env.iter().filter(|n| *n != super::LAUNCH_ENV) {
+                v.extend([s("-x"), name.clone()]);
+            }
         }
         LauncherKind::Srun => {
             if spec.placement != Placement::Local {
@@ -443,6 +583,7 @@ mod tests {
             as_root: false,
             local_cores: Some(2),
             in_slurm: false,
+            forward_env: vec![],
         }
     }
 
@@ -454,6 +595,39 @@ mod tests {
         assert!(parse_hosts("a:0").is_err());
         assert!(parse_hosts("a,,b").is_err());
         assert!(parse_hosts(":4").is_err());
+        // Slurm hostlists, with the slots applying to every host of a range.
+        let h = parse_hosts("gpu-node-[01-02]:8,login,n[1,3]:2").unwrap();
+        let names: Vec<(&str, Option<u32>)> =
+            h.iter().map(|h| (h.host.as_str(), h.slots)).collect();
+        assert_eq!(
+            names,
+            [
+                ("gpu-node-01", Some(8)),
+                ("gpu-node-02", Some(8)),
+                ("login", Some(1)),
+                ("n1", Some(2)),
+                ("n3", Some(2))
+            ]
+        );
+        assert!(parse_hosts("n[1-2:4").is_err());
+        assert!(parse_hosts("n[2-1]:4").is_err());
+        let argv = build_argv(&spec(
+            LauncherKind::Mpirun,
+            4,
+            Placement::Hosts(parse_hosts("n[1-2]:2").unwrap()),
+        ))
+        .unwrap();
+        assert!(shell_join(&argv).contains("--host n1:2,n2:2 "));
+        let argv = build_argv(&spec(
+            LauncherKind::Mpirun,
+            4,
+            Placement::HostfileExpanded(
+                "hf".into(),
+                parse_hostfile("n[1-2] slots=2\n", "hf").unwrap().0,
+            ),
+        ))
+        .unwrap();
+        assert!(shell_join(&argv).contains("--host n1:2,n2:2 "), "{argv:?}");
     }
 
     #[test]
@@ -464,13 +638,89 @@ mod tests {
     }
 
     #[test]
+    fn rank_count_rules_in_order() {
+        let hosts = Placement::Hosts(parse_hosts("a:2,b:3").unwrap());
+        let c = |np, slurm, p: &Placement, cfg| choose_np(np, slurm, p, cfg).unwrap();
+        assert_eq!(
+            c(Some(4), Some("6"), &hosts, Some(2)),
+            (4, RankRule::NpFlag)
+        );
+        assert_eq!(
+            c(None, Some("6"), &hosts, Some(2)),
+            (6, RankRule::SlurmNtasks)
+        );
+        assert_eq!(c(None, None, &hosts, Some(2)), (5, RankRule::HostsSlots));
+        let hf = Placement::Hostfile(
+            "hf".into(),
+            parse_hostfile("a slots=8\nb slots=8\n", "hf").unwrap().0,
+        );
+        assert_eq!(c(None, None, &hf, Some(2)), (16, RankRule::HostfileSlots));
+        let unknown = Placement::Hostfile("hf".into(), parse_hostfile("a\n", "hf").unwrap().0);
+        assert_eq!(c(None, None, &unknown, Some(2)), (2, RankRule::ConfigRanks));
+        assert_eq!(
+            c(None, None, &Placement::Local, None),
+            (1, RankRule::Default)
+        );
+        assert!(choose_np(Some(0), None, &hosts, None).is_err());
+        assert!(choose_np(None, Some("x"), &hosts, None).is_err());
+    }
+
+    #[test]
+    fn forwarded_env_allow_list() {
+        let present = [
+            "NCCL_IB_HCA",
+            "CUDA_HOME",
+            "UCX_TLS",
+            "MFUBENCH_NCCL_LIB",
+            "PATH",
+            "LD_LIBRARY_PATH",
+            "HOME",
+            "OMPI_MCA_btl",
+            "MY_VAR",
+            "PATHX",
+        ]
+        .map(std::ffi::OsString::from);
+        let v = forwarded_env(present.clone(), &["MY_VAR".to_string()]).unwrap();
+        assert_eq!(
+            v,
+            [
+                "CUDA_HOME",
+                "LD_LIBRARY_PATH",
+                "MFUBENCH_NCCL_LIB",
+                "MY_VAR",
+                "NCCL_IB_HCA",
+                "PATH",
+                "UCX_TLS"
+            ]
+        );
+        assert!(forwarded_env(present.clone(), &["NOPE".to_string()]).is_err());
+        assert!(forwarded_env(present, &["A=1".to_string()]).is_err());
+        let mut s = spec(LauncherKind::Mpirun, 2, Placement::Local);
+        s.forward_env = vec!["NCCL_IB_HCA".into(), "PATH".into()];
+        let argv = build_argv(&s).unwrap();
+        assert!(shell_join(&argv).contains("-x MFUBENCH_LAUNCH_JSON -x NCCL_IB_HCA -x PATH "));
+    }
+
+    #[test]
     fn hostfile_parse() {
-        let h = parse_hostfile("# c\nn1 slots=4\n\nn2 slots=2 max_slots=4 # x\n", "hf").unwrap();
+        let (h, ranges) =
+            parse_hostfile("# c\nn1 slots=4\n\nn2 slots=2 max_slots=4 # x\n", "hf").unwrap();
+        assert!(!ranges);
         assert_eq!(Placement::Hostfile("hf".into(), h).slots(), Some(6));
-        let h = parse_hostfile("n1\nn2 slots=2\n", "hf").unwrap();
+        let (h, _) = parse_hostfile("n1\nn2 slots=2\n", "hf").unwrap();
         assert_eq!(Placement::Hostfile("hf".into(), h).slots(), None);
         assert!(parse_hostfile("n1 slots=x\n", "hf").is_err());
         assert!(parse_hostfile("# nothing\n", "hf").is_err());
+        let (h, ranges) = parse_hostfile("gpu[01-02] slots=8\nlogin slots=1\n", "hf").unwrap();
+        assert!(ranges);
+        let names: Vec<&str> = h.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(names, ["gpu01", "gpu02", "login"]);
+        assert_eq!(Placement::Hostfile("hf".into(), h).slots(), Some(17));
+        assert!(
+            parse_hostfile("gpu[01-02]\n", "hf").is_err(),
+            "a range needs slots="
+        );
+        assert!(parse_hostfile("gpu[02-01] slots=1\n", "hf").is_err());
     }
 
     #[test]
