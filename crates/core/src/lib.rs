@@ -21,6 +21,8 @@
 //! - [`stats`]: median / percentile helpers.
 //! - [`check`]: the known-sum pattern used to verify all-reduce results.
 //! - [`time`]: calendar arithmetic for UTC timestamps.
+//! - [`redact`]: what of the environment and command lines may be
+//!   written down (allow-list, redaction of values and URL credentials).
 //! - [`protocol`]: the launcher–worker contract: progress events, their
 //!   line prefix, the launch environment variable, exit codes, run-id rules.
 //! - [`result`]: the `run.json` schema and [`result::summarize`], which turns
@@ -38,6 +40,7 @@ pub mod peak;
 pub mod plan;
 pub mod preset;
 pub mod protocol;
+pub mod redact;
 pub mod result;
 pub mod stats;
 pub mod time;

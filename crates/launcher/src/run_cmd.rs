@@ -264,7 +264,9 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     };
     let argv = command::build_argv(&spec)?;
     let info = LaunchInfo {
-        command: argv.clone(),
+        // Stored and printed redacted: `-x NAME=VALUE` values and URL
+        // credentials never reach run.json or a terminal.
+        command: mfubench_core::redact::redact_command(&argv),
         launcher: kind.program().to_string(),
         slurm_job_id: slurm_job,
         slurm_nodelist: env_nonempty("SLURM_JOB_NODELIST"),
@@ -296,7 +298,10 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         );
     }
     if args.dry_run {
-        println!("{}", command::shell_join(&p.argv));
+        println!(
+            "{}",
+            command::shell_join(&mfubench_core::redact::redact_command(&p.argv))
+        );
         return Ok(OK);
     }
     // Fail before starting anything when the results folder cannot exist
@@ -357,7 +362,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         "mfubench: run {} with {} rank(s): {}",
         p.run_id,
         p.np,
-        command::shell_join(&p.argv)
+        command::shell_join(&mfubench_core::redact::redact_command(&p.argv))
     );
     let job = Job {
         kind: p.kind,

@@ -643,3 +643,65 @@ fn timed_out_run_is_reported_incomplete() {
     );
     assert_eq!(f.code(), 3, "{f:?}");
 }
+
+/// Secrets never written: variables that look like credentials, a URL with
+/// a password, Open MPI's job key and `-x NAME=VALUE` on the command line
+/// appear in no output file, no stdout and no stderr of a real 2-rank run.
+#[test]
+fn secrets_are_never_written() {
+    if !have_mpirun("secrets_are_never_written") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = short_quickstart(tmp.path());
+    let out = tmp.path().join("results");
+    let secret = "hunter2-Zq8";
+    let f = run(
+        mfubench_cmd()
+            .env("NCCL_PASSWD", secret)
+            .env("NCCL_AUTH_PW", secret)
+            .env("SLURM_PASS", secret)
+            .env("UCX_CREDENTIAL", secret)
+            .env("OMPI_MCA_conn", format!("postgres://u:{secret}@db:5432/x"))
+            .env("NCCL_DEBUG_FILE", format!("https://u:{secret}@logs/x"))
+            .args([
+                "run",
+                config.to_str().expect("utf-8 path"),
+                "--np",
+                "2",
+                "--out",
+                out.to_str().expect("utf-8 path"),
+                "--run-id",
+                "sec",
+                "--junit",
+                tmp.path().join("j.xml").to_str().unwrap(),
+                "--prom",
+                tmp.path().join("m.prom").to_str().unwrap(),
+                "--",
+                "-x",
+                &format!("MY_API_TOKEN={secret}"),
+            ]),
+        RUN_LIMIT,
+    );
+    assert!(f.code() == 0 || f.code() == 1, "{f:?}");
+    assert!(!f.stdout.contains(secret), "stdout: {}", f.stdout);
+    assert!(!f.stderr.contains(secret), "stderr: {}", f.stderr);
+    let mut files = vec![tmp.path().join("j.xml"), tmp.path().join("m.prom")];
+    for e in std::fs::read_dir(out.join("sec")).expect("run dir") {
+        files.push(e.expect("entry").path());
+    }
+    assert!(files.len() > 5, "{files:?}");
+    for p in files {
+        let text = String::from_utf8_lossy(&std::fs::read(&p).expect("read")).into_owned();
+        assert!(!text.contains(secret), "{} holds the secret", p.display());
+    }
+    let run = read_json(&out.join("sec/run.json"));
+    assert_eq!(run["env"]["NCCL_PASSWD"], "<redacted>");
+    assert!(run["launch"]["command"]
+        .as_array()
+        .expect("command")
+        .iter()
+        .any(|a| a == "MY_API_TOKEN=<redacted>"));
+}

@@ -1,7 +1,6 @@
 //! Files and metadata: atomic writes, the run directory, timestamps, host
 //! facts and the allow-listed environment.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -122,23 +121,7 @@ pub fn mem_available_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Prefixes of the environment variables recorded in run.json.
-pub const ENV_PREFIXES: [&str; 5] = ["NCCL_", "CUDA_", "SLURM_", "OMPI_", "UCX_"];
-
-/// Name fragments that mark a secret: never recorded.
-pub const SECRET_MARKERS: [&str; 4] = ["TOKEN", "KEY", "SECRET", "PASSWORD"];
-
-/// The allow-listed environment: NCCL_*, CUDA_*, SLURM_*, OMPI_*, UCX_*,
-/// minus anything whose name contains TOKEN, KEY, SECRET or PASSWORD.
-pub fn captured_env(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
-    vars.into_iter()
-        .filter(|(k, _)| ENV_PREFIXES.iter().any(|p| k.starts_with(p)))
-        .filter(|(k, _)| {
-            let up = k.to_ascii_uppercase();
-            !SECRET_MARKERS.iter().any(|m| up.contains(m))
-        })
-        .collect()
-}
+pub use mfubench_core::redact::captured_env;
 
 /// Writes one line to stderr with a single write, so that lines of ranks
 /// sharing mpirun's output forwarding never interleave mid-line (`eprintln!`
@@ -161,27 +144,6 @@ macro_rules! say {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_allow_list_drops_secrets() {
-        let v = captured_env(
-            [
-                ("NCCL_DEBUG", "INFO"),
-                ("SLURM_JOB_ID", "42"),
-                ("NCCL_API_KEY", "x"),
-                ("UCX_PASSWORD_FILE", "y"),
-                ("CUDA_VISIBLE_DEVICES", "0,1"),
-                ("HOME", "/root"),
-                ("OMPI_MCA_token", "z"),
-            ]
-            .map(|(a, b)| (a.to_string(), b.to_string())),
-        );
-        let keys: Vec<&str> = v.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            vec!["CUDA_VISIBLE_DEVICES", "NCCL_DEBUG", "SLURM_JOB_ID"]
-        );
-    }
 
     #[test]
     fn atomic_write_and_run_dir() {
