@@ -40,6 +40,8 @@ pub mod limits {
     pub const MAX_OP_TIMEOUT_S: f64 = 7.0 * 86_400.0;
     /// Largest peak accepted, TFLOP/s per device.
     pub const MAX_PEAK_TFLOPS: f64 = 1.0e6;
+    /// `run.peak_tflops` must be greater than this (1 MFLOP/s).
+    pub const MIN_PEAK_TFLOPS: f64 = 1.0e-6;
     /// Most GEMM threads per rank.
     pub const MAX_GEMM_THREADS: u32 = 4096;
     /// Largest single matrix a plan may contain, in elements (2^40).
@@ -814,7 +816,9 @@ impl ConfigFile {
             MAX_OP_TIMEOUT_S,
         )?;
         let peak_tflops = match r.peak_tflops {
-            Some(p) => Some(v.range_f64("run.peak_tflops", p, 0.0, MAX_PEAK_TFLOPS)?),
+            // Below a MFLOP/s no device is benchmarked: such a value is a
+            // unit mistake, and MFU against it would be a 300-digit number.
+            Some(p) => Some(v.range_f64("run.peak_tflops", p, MIN_PEAK_TFLOPS, MAX_PEAK_TFLOPS)?),
             None => None,
         };
         if let Some(t) = r.gemm_threads {

@@ -1064,6 +1064,23 @@ pub fn flags(s: &Summary) -> Vec<Flag> {
         s.ci95.hidden_fraction,
         0.0,
     );
+    // MFU above 100 % cannot be measured: the peak is wrong for the device.
+    for m in Mode::ALL {
+        if let Some(v) = s.mfu.get(m).filter(|v| *v > 1.0) {
+            out.push(Flag {
+                name: "mfu_above_peak".into(),
+                figure: "mfu".into(),
+                message: format!(
+                    "{m} MFU {:.1} % exceeds 100 %: the peak of {} TFLOP/s ({:?}) is wrong for this device; set run.peak_tflops to its dense datasheet value",
+                    v * 100.0,
+                    s.peak_tflops,
+                    s.peak_source
+                ),
+                suggested_iterations: None,
+            });
+            break;
+        }
+    }
     // Impossible orderings, beyond noise (the whole interval on the wrong side).
     let mut impossible = |name: &str, figure: &str, message: String| {
         out.push(Flag {
@@ -1438,6 +1455,17 @@ mod tests {
         assert!(!names(&f).contains(&"overlapped_faster_than_compute"));
         assert!(!names(&f).contains(&"hidden_fraction_out_of_range"));
 
+        // A peak below what was achieved: MFU above 100 % is flagged.
+        let mut p = synthetic(&c, &a, &[14.0; 10], &noisy(11.0, 0.1));
+        p.mfu.compute = Some(1.7);
+        assert_eq!(
+            flags(&p)
+                .iter()
+                .filter(|f| f.name == "mfu_above_peak")
+                .count(),
+            1
+        );
+        assert!(!names(&ok).contains(&"mfu_above_peak"));
         // Too few iterations for a 95 % interval.
         let f = synthetic(&c[..5], &a[..5], &[14.0; 5], &[11.0; 5]);
         assert_eq!(names(&f), vec!["too_few_iterations"]);

@@ -183,6 +183,25 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     let placement = match (&args.hosts, &args.hostfile) {
         (Some(h), _) => Placement::Hosts(command::parse_hosts(h)?),
         (None, Some(f)) => {
+            // A regular file of bounded size: /dev/zero or a huge file is
+            // not a hostfile, and reading it would not end.
+            match std::fs::metadata(f) {
+                Ok(m) if !m.is_file() => {
+                    return Err(usage(format!(
+                        "--hostfile {}: not a regular file",
+                        f.display()
+                    )))
+                }
+                Ok(m) if m.len() > command::MAX_HOSTFILE_BYTES => {
+                    return Err(usage(format!(
+                        "--hostfile {}: {} bytes, more than a hostfile's {} MiB",
+                        f.display(),
+                        m.len(),
+                        command::MAX_HOSTFILE_BYTES >> 20
+                    )))
+                }
+                _ => {}
+            }
             let text = std::fs::read_to_string(f).map_err(|e| {
                 usage(format!(
                     "--hostfile {}: cannot read the hostfile: {e}",

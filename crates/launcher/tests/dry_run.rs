@@ -229,6 +229,36 @@ fn unreadable_hostfile_is_a_usage_error() {
     assert_usage(&f, &["--hostfile nope.txt", "cannot read the hostfile"]);
 }
 
+/// Hostile input stays inert: an option-looking or overlong host name and a
+/// hostfile that never ends are refused at once with exit 2, naming them.
+#[test]
+fn hostile_hosts_and_hostfiles_are_refused() {
+    let s = Sandbox::new();
+    let f = run(
+        s.cmd().args([
+            "quick.toml",
+            "--hosts=-oProxyCommand=touch /tmp/pwned:2",
+            "--dry-run",
+        ]),
+        LIMIT,
+    );
+    assert_usage(&f, &["--hosts: host name", "not a DNS name"]);
+    let long = format!("{}:2", "h".repeat(5000));
+    let f = run(
+        s.cmd().args(["quick.toml", "--hosts", &long, "--dry-run"]),
+        LIMIT,
+    );
+    assert_usage(&f, &["5000 characters"]);
+    let started = std::time::Instant::now();
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--hostfile", "/dev/zero", "--dry-run"]),
+        LIMIT,
+    );
+    assert_usage(&f, &["--hostfile /dev/zero: not a regular file"]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
 #[test]
 fn np_beyond_slots_is_a_usage_error() {
     let s = Sandbox::new();

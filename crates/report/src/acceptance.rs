@@ -345,7 +345,7 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
             Some(v) => judge_noise(
                 rule(name, Ok(v), limit, true, pct, what),
                 s.ci95.mfu.overlapped,
-                &[],
+                &s.flags_on("mfu"),
                 pct,
             ),
             None => missing(report, &[Mode::Overlapped], name, limit, true, pct, what),

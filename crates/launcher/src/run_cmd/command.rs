@@ -177,12 +177,53 @@ pub fn parse_hosts(spec: &str) -> Result<Vec<HostSlots>> {
             )));
         }
         let names = hostlist::expand(host).map_err(|e| usage(format!("--hosts: {e}")))?;
+        for n in &names {
+            check_host_name(n).map_err(|e| usage(format!("--hosts: {e}")))?;
+        }
         out.extend(names.into_iter().map(|host| HostSlots {
             host,
             slots: Some(slots),
         }));
     }
     Ok(out)
+}
+
+/// Longest host name accepted (DNS: 253 characters).
+pub const MAX_HOST_NAME: usize = 253;
+
+/// Largest hostfile read (a regular file): more is not a hostfile.
+pub const MAX_HOSTFILE_BYTES: u64 = 16 << 20;
+
+/// Checks that a host name is inert: a DNS name, IPv4 or IPv6 address of at
+/// most [`MAX_HOST_NAME`] characters that cannot be read as an option by
+/// mpirun or ssh (no leading `-`) nor carry shell or control characters.
+pub fn check_host_name(name: &str) -> std::result::Result<(), String> {
+    let shown: String = name
+        .chars()
+        .take(40)
+        .flat_map(char::escape_default)
+        .collect();
+    if name.len() > MAX_HOST_NAME {
+        return Err(format!(
+            "host name \"{shown}…\" is {} characters long; a host name has at most {MAX_HOST_NAME}",
+            name.len()
+        ));
+    }
+    if name.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(());
+    }
+    let ok = !name.is_empty()
+        && !name.starts_with(['-', '.'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "host name \"{shown}\" is not a DNS name or IP address (letters, digits, '-', '.', '_'; not starting with '-' or '.')"
+        ))
+    }
 }
 
 /// Parses an Open MPI hostfile: `host [slots=N] [max_slots=M]` per line,
@@ -212,6 +253,9 @@ pub fn parse_hostfile(text: &str, path: &str) -> Result<(Vec<HostSlots>, bool)> 
             }
         }
         let names = hostlist::expand(host).map_err(|e| usage(format!("{path}:{}: {e}", i + 1)))?;
+        for n in &names {
+            check_host_name(n).map_err(|e| usage(format!("{path}:{}: {e}", i + 1)))?;
+        }
         if host.contains('[') {
             ranges = true;
             if slots.is_none() {
@@ -776,5 +820,32 @@ mod tests {
         assert_eq!(t.len(), "20240229-123456-abcd".len(), "{t}");
         assert!(choose_run_id(Some("../x"), None, d.path()).is_err());
         assert!(validate_run_id("a/b").is_err());
+    }
+
+    #[test]
+    fn hostile_host_names_are_refused() {
+        for bad in [
+            "-oProxyCommand=touch /tmp/x",
+            "a;b",
+            "a b",
+            "$(id)",
+            "host\u{1b}[31m",
+            ".hidden",
+            "",
+        ] {
+            assert!(check_host_name(bad).is_err(), "{bad:?}");
+        }
+        let long = "a".repeat(5000);
+        let e = check_host_name(&long).unwrap_err();
+        assert!(e.contains("5000 characters") && e.len() < 200, "{e}");
+        for good in ["node1", "gpu-node-01.cluster", "10.0.0.1", "fe80::1", "n_1"] {
+            assert!(check_host_name(good).is_ok(), "{good}");
+        }
+        let e = parse_hosts("-oProxyCommand=x:2").unwrap_err().to_string();
+        assert!(e.starts_with("--hosts: host name"), "{e}");
+        assert!(parse_hostfile("ok slots=2\n-x slots=1\n", "hf")
+            .unwrap_err()
+            .to_string()
+            .starts_with("hf:2: "));
     }
 }
