@@ -147,12 +147,21 @@ pub const CSV_HEADER: &[&str] = &[
 ];
 
 /// Quotes a CSV field when it holds a separator, a quote or a line break
-/// (RFC 4180).
+/// (RFC 4180). A text cell that a spreadsheet would run as a formula (it
+/// starts with `=`, `+`, `-`, `@`, a tab or a carriage return) is prefixed
+/// with `'` (OWASP's CSV-injection rule); numbers, negative ones too, stay
+/// numbers.
 pub fn csv_field(s: &str) -> String {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err();
+    let s = if formula {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -332,11 +341,15 @@ pub fn junit(report: &Report) -> Result<String, ReportError> {
 }
 
 /// Escapes a label value (backslash, quote, line feed: the exposition
-/// format's three escapes).
+/// format's three escapes); other control characters, which the format
+/// cannot escape and a terminal would run, become `?`.
 fn prom_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 struct Prom {

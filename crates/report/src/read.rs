@@ -44,13 +44,43 @@ pub fn resolve_run_path(path: &Path) -> Result<PathBuf, ReportError> {
     }
 }
 
+/// Largest run.json read by default (1 GiB: a 16,384-rank run of a deep
+/// plan is a few hundred MB). `MFUBENCH_MAX_RUN_JSON_MB` raises or lowers it.
+pub const MAX_RUN_JSON_BYTES: u64 = 1 << 30;
+
+/// The size limit in force (see [`MAX_RUN_JSON_BYTES`]).
+pub fn max_run_json_bytes() -> u64 {
+    std::env::var("MFUBENCH_MAX_RUN_JSON_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|mb| mb.saturating_mul(1 << 20))
+        .unwrap_or(MAX_RUN_JSON_BYTES)
+}
+
 /// Reads and checks a run directory or run.json file.
 pub fn read_run(path: &Path) -> Result<LoadedRun, ReportError> {
     let file = resolve_run_path(path)?;
-    let bytes = std::fs::read(&file).map_err(|source| ReportError::Read {
+    let read_err = |source| ReportError::Read {
         path: file.clone(),
         source,
-    })?;
+    };
+    let meta = std::fs::metadata(&file).map_err(read_err)?;
+    let limit = max_run_json_bytes();
+    if !meta.is_file() || meta.len() > limit {
+        return Err(ReportError::Inconsistent {
+            path: file.clone(),
+            message: if meta.is_file() {
+                format!(
+                    "{} bytes, more than the {} MiB a run.json may have (set MFUBENCH_MAX_RUN_JSON_MB to read it anyway)",
+                    meta.len(),
+                    limit >> 20
+                )
+            } else {
+                "not a regular file".into()
+            },
+        });
+    }
+    let bytes = std::fs::read(&file).map_err(read_err)?;
     let record = parse_run(&bytes, &file)?;
     Ok(LoadedRun { path: file, record })
 }
@@ -153,6 +183,43 @@ fn validate(r: &RunRecord) -> Result<(), String> {
             r.world_size,
             r.ranks.len()
         ));
+    }
+    // Rank records in rank order, each rank once: the report indexes them.
+    if let Some((i, rank)) = r
+        .ranks
+        .iter()
+        .enumerate()
+        .find(|(i, rank)| rank.rank != *i as u64)
+    {
+        return Err(format!(
+            "ranks[{i}] has rank id {}: rank records must be ranks 0 to {} in order, each once",
+            rank.rank,
+            r.ranks.len() - 1
+        ));
+    }
+    let iters = r.config.run.iterations as usize;
+    for rank in &r.ranks {
+        for (mode, m) in &rank.modes {
+            let n = m.step_time_s.len();
+            if n > iters {
+                return Err(format!(
+                    "rank {} {mode} has {n} step times but run.iterations = {iters}",
+                    rank.rank
+                ));
+            }
+            for (what, len) in [
+                ("step_start_s", m.step_start_s.len()),
+                ("gemm_busy_s", m.gemm_busy_s.len()),
+                ("allreduce_busy_s", m.allreduce_busy_s.len()),
+            ] {
+                if len != 0 && len != n {
+                    return Err(format!(
+                        "rank {} {mode} {what} has {len} entries for {n} step times",
+                        rank.rank
+                    ));
+                }
+            }
+        }
     }
     let f = r.plan.flops;
     for (name, v) in [

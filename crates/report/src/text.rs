@@ -82,8 +82,23 @@ impl Doc {
     }
 }
 
+/// Markdown cells and lines: a `|` would split a table cell, and HTML in a
+/// run.json string (a host or model name) must stay text.
 fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace('`', "\\`")
+}
+
+/// Text for a terminal or a file: every control character but the line
+/// break (an ANSI escape from a hostile run.json, a carriage return that
+/// would overwrite a line) becomes `?`.
+pub fn strip_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
+        .collect()
 }
 
 /// Renders the report.
@@ -146,7 +161,7 @@ pub fn render(r: &Report, flavor: Flavor) -> String {
             d.line(&format!("warning: {w}"));
         }
     }
-    d.out
+    strip_controls(&d.out)
 }
 
 fn peak_source_text(r: &Report) -> &'static str {

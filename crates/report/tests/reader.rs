@@ -211,3 +211,39 @@ proptest! {
         full_pipeline(&j, t.path());
     }
 }
+
+/// Hostile run.json content is refused with a message naming the place:
+/// duplicate or out-of-order rank ids, more step times than iterations,
+/// per-step arrays that disagree in length.
+#[test]
+fn inconsistent_ranks_and_arrays_are_refused() {
+    let v0: serde_json::Value = serde_json::from_slice(&small_json()).unwrap();
+    let mut v = v0.clone();
+    v["ranks"][1]["rank"] = 0.into();
+    let e = err(&serde_json::to_vec(&v).unwrap()).to_string();
+    assert!(e.contains("ranks[1] has rank id 0"), "{e}");
+    let mut v = v0.clone();
+    let many: Vec<f64> = vec![0.01; 1000];
+    v["ranks"][0]["modes"]["compute"]["step_time_s"] = serde_json::json!(many);
+    let e = err(&serde_json::to_vec(&v).unwrap()).to_string();
+    assert!(e.contains("1000 step times but run.iterations = 2"), "{e}");
+    let mut v = v0;
+    v["ranks"][0]["modes"]["comm"]["step_start_s"] = serde_json::json!([0.0]);
+    let e = err(&serde_json::to_vec(&v).unwrap()).to_string();
+    assert!(
+        e.contains("step_start_s has 1 entries for 2 step times"),
+        "{e}"
+    );
+}
+
+/// A run.json above the size limit is refused before it is read.
+#[test]
+fn oversized_run_json_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("run.json");
+    std::fs::write(&p, vec![b' '; 3 << 20]).unwrap();
+    std::env::set_var("MFUBENCH_MAX_RUN_JSON_MB", "2");
+    let e = mfubench_report::read::read_run(&p).unwrap_err().to_string();
+    std::env::remove_var("MFUBENCH_MAX_RUN_JSON_MB");
+    assert!(e.contains("more than the 2 MiB"), "{e}");
+}
