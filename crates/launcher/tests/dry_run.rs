@@ -165,7 +165,7 @@ fn golden_srun_inside_allocation() {
     // results/4242 exists already (an earlier run in the same job): -2.
     assert_eq!(
         s.norm(&f.stdout),
-        "srun --mpi=pmix --ntasks=6 --label --cpu-bind=none <TMP>/bin/mfubench-worker \
+        "srun --mpi=pmix --ntasks=6 --kill-on-bad-exit=1 --label --cpu-bind=none <TMP>/bin/mfubench-worker \
          --config <TMP>/noranks.toml --out <TMP>/results --run-id 4242-2 --expect-world 6\n"
     );
 

@@ -424,11 +424,15 @@ pub fn build_argv(spec: &LaunchSpec) -> Result<Vec<String>> {
                      where ranks run (use --launcher mpirun, or srun options after `--`)",
                 ));
             }
-            // pmi2 fails with Debian's Open MPI; srun forwards the environment itself.
+            // pmi2 fails with Debian's Open MPI; srun forwards the environment
+            // itself. --kill-on-bad-exit: a rank that dies ends the step at
+            // once, instead of leaving the others in a collective until the
+            // job's time limit.
             v.extend([
                 s("srun"),
                 s("--mpi=pmix"),
                 format!("--ntasks={}", spec.np),
+                s("--kill-on-bad-exit=1"),
                 s("--label"),
                 s("--cpu-bind=none"),
             ]);
