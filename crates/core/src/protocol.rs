@@ -6,8 +6,9 @@
 //!
 //! Progress events are single lines on stdout: [`EVENT_PREFIX`] followed by
 //! one JSON object tagged by `"event"` ([`Event`]). Every rank prints
-//! `hello` at start and `rank_done` before a normal exit; rank 0 prints
-//! `start`, `iteration`, `mode_done` and `done`. Everything else on
+//! `hello` at start, `waiting` when it has waited more than a second for
+//! the others, and `rank_done` before a normal exit; rank 0 prints `start`,
+//! `iteration`, `mode_done` and `done`. Everything else on
 //! stdout/stderr is for people. A launcher ignores events it does not know
 //! (`Unknown`), so a newer worker can add events.
 
@@ -118,6 +119,17 @@ pub enum Event {
         /// Path of run.json.
         #[serde(default)]
         run_json: String,
+    },
+    /// A rank that has waited more than a second for the other ranks (at
+    /// the barrier before a step, or in a collective): it is healthy and
+    /// waiting, so when the job fails the launcher names the ranks that did
+    /// not say this as the ones that fell behind. Sent once per wait.
+    Waiting {
+        /// MPI rank.
+        rank: u64,
+        /// Where it waits, e.g. `barrier before mode comm, timed iteration 3`.
+        #[serde(default)]
+        at: String,
     },
     /// Every rank just before exiting normally.
     RankDone {

@@ -39,7 +39,9 @@ use std::time::Duration;
 use mfubench_core::config::{parse_config, BackendKind};
 use mfubench_core::result::LaunchInfo;
 
-use crate::exit::{run_failed, usage, verdict_code, INTERRUPTED, OK, USAGE};
+use crate::exit::{
+    run_failed, usage, verdict_code, INTERRUPTED, OK, RUN_FAILED as RUN_FAILED_CODE, USAGE,
+};
 use crate::report_cmd::{ExportArgs, ThresholdArgs};
 
 pub mod command;
@@ -414,7 +416,21 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         String::new()
     };
     let unfinished = o.unfinished(p.np);
-    let deaths: Vec<String> = o.deaths.iter().map(|d| o.describe_death(d)).collect();
+    let (behind, waiting) = o.culprits(p.np);
+    // Named as waiting when others fell behind: not deaths of their own.
+    let deaths: Vec<String> = o
+        .deaths
+        .iter()
+        .filter(|d| behind.is_empty() || d.code != Some(i32::from(RUN_FAILED_CODE)))
+        .map(|d| o.describe_death(d))
+        .collect();
+    let culprit_text = |behind: &[String], waiting: &[String]| {
+        let mut t = format!("; fell behind: {}", behind.join(", "));
+        if !waiting.is_empty() {
+            t.push_str(&format!("; waiting for them: {}", waiting.join(", ")));
+        }
+        t
+    };
     let stopped_early = o.stopped.is_some() || !o.status.success();
     if stopped_early && run_json.is_file() {
         // The modes that finished are reported (verdict INCOMPLETE), and the
@@ -432,7 +448,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             return Ok(INTERRUPTED);
         }
         Some(StopReason::Timeout) => {
-            let who = if unfinished.is_empty() {
+            let who = if !behind.is_empty() {
+                culprit_text(&behind, &waiting)
+            } else if unfinished.is_empty() {
                 String::new()
             } else {
                 format!("; ranks that had not finished: {}", unfinished.join(", "))
@@ -457,7 +475,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         if !deaths.is_empty() {
             msg.push_str(&format!("; {}", deaths.join("; ")));
         }
-        if !unfinished.is_empty() {
+        if !behind.is_empty() {
+            msg.push_str(&culprit_text(&behind, &waiting));
+        } else if !unfinished.is_empty() {
             let other = if deaths.is_empty() { "" } else { "other " };
             msg.push_str(&format!(
                 "; {other}ranks that had not finished: {}",

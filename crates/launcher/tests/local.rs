@@ -705,3 +705,87 @@ fn secrets_are_never_written() {
         .iter()
         .any(|a| a == "MY_API_TOKEN=<redacted>"));
 }
+
+/// A hung rank (SIGSTOP) ends the job within op_timeout_s and a few
+/// seconds, and the launcher names it — host, pid, "stopped" — as the rank
+/// that fell behind, with the healthy rank listed as waiting for it, not
+/// blamed. The exit code and the time bound hold on every attempt; the
+/// naming depends on when the stop lands (a rank stopped before the
+/// launcher's next look and the abort), so one more attempt is allowed.
+#[test]
+fn stopped_rank_is_named_as_the_culprit() {
+    if !have_mpirun("stopped_rank_is_named_as_the_culprit") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let first = stop_one_rank();
+    if let Err(e) = first {
+        eprintln!("attempt 1: {e}");
+        stop_one_rank().unwrap_or_else(|e2| panic!("attempt 1: {e}\nattempt 2: {e2}"));
+    }
+}
+
+fn stop_one_rank() -> Result<(), String> {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("hang.toml");
+    let text = std::fs::read_to_string(test_config("long.toml")).expect("long.toml");
+    let mut t: toml::Table = text.parse().expect("parses");
+    let run = t["run"].as_table_mut().expect("[run]");
+    run.insert("op_timeout_s".into(), toml::Value::Float(4.0));
+    run.insert("check".into(), toml::Value::Boolean(false));
+    std::fs::write(&cfg, toml::to_string(&t).expect("toml")).expect("write");
+    let run_id = format!("stopped-{}", std::process::id());
+    let running = Running::start(mfubench_cmd().args([
+        "run",
+        cfg.to_str().expect("utf-8"),
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        &run_id,
+    ]));
+    let t0 = Instant::now();
+    let victim = loop {
+        let r1 = worker_pids(&run_id)
+            .into_iter()
+            .find(|p| proc_env(*p, "OMPI_COMM_WORLD_RANK").as_deref() == Some("1"));
+        if let (Some(p), true) = (r1, running.output().contains("timed")) {
+            break p;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the run never got under way:\n{}",
+            running.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let all = worker_pids(&run_id);
+    let stopped_at = Instant::now();
+    // SAFETY: plain syscall on a PID we just found to be our worker.
+    unsafe {
+        libc::kill(victim as i32, libc::SIGSTOP);
+    }
+    let f = running.wait(Duration::from_secs(120));
+    let took = stopped_at.elapsed();
+    // SAFETY: as above; the process may already be gone.
+    unsafe {
+        libc::kill(victim as i32, libc::SIGKILL);
+    }
+    assert_eq!(f.code(), 3, "{f:?}");
+    assert!(took < Duration::from_secs(4 + 20), "ended after {took:?}");
+    let left = wait_gone(&all, Duration::from_secs(10));
+    assert!(left.is_empty(), "workers left behind: {left:?}");
+    let host = hostname();
+    let culprit =
+        format!("fell behind: rank 1 (host {host}, pid {victim}): process stopped (state T)");
+    if !f.stderr.contains(&culprit) {
+        return Err(format!("culprit not named ({culprit}): {}", f.stderr));
+    }
+    if !f.stderr.contains("waiting for them: rank 0 (host") {
+        return Err(format!(
+            "the waiting rank is not listed as waiting: {}",
+            f.stderr
+        ));
+    }
+    Ok(())
+}

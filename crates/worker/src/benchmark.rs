@@ -178,12 +178,21 @@ impl<'r, B: Backend> Benchmark<'r, B> {
     /// arrive within `run.op_timeout_s` (stopped, dead, stuck in an op)
     /// ends the job instead of hanging it.
     fn barrier(&self, before: &str) {
-        if !mpi_comm::quiet_barrier(&self.rank.world, self.op_timeout) {
+        let mut say_waiting = || self.waiting(&format!("barrier before {before}"));
+        if !mpi_comm::quiet_barrier(&self.rank.world, self.op_timeout, &mut say_waiting) {
             self.rank.abort(format!(
-                "watchdog: waited {} s at the barrier before {before} for a rank that never arrived (stopped, dead or stuck)",
+                "watchdog: this rank waited {} s at the barrier before {before} for a rank that never arrived (stopped, dead or stuck; the launcher names it)",
                 self.op_timeout.as_secs_f64()
             ));
         }
+    }
+
+    /// Tells the launcher this rank is healthy and waiting for others.
+    fn waiting(&self, at: &str) {
+        emit(&Event::Waiting {
+            rank: self.rank.rank,
+            at: at.to_string(),
+        });
     }
 
     /// One step of `mode` after a barrier, under the watchdog; returns when
@@ -191,11 +200,18 @@ impl<'r, B: Backend> Benchmark<'r, B> {
     fn step(&self, mode: Mode, what: &str) -> (Instant, StepTiming) {
         self.barrier(&format!("mode {mode}, {what}"));
         let t0 = Instant::now();
-        let t = schedule::run_step(&self.backend, &self.plan, mode, self.op_timeout)
-            .unwrap_or_else(|e| {
-                self.rank
-                    .abort(format!("watchdog: mode {mode}, {what}: {e}"))
-            });
+        let mut say_waiting = |op: &str| self.waiting(&format!("{op} in mode {mode}, {what}"));
+        let t = schedule::run_step_noticing(
+            &self.backend,
+            &self.plan,
+            mode,
+            self.op_timeout,
+            &mut say_waiting,
+        )
+        .unwrap_or_else(|e| {
+            self.rank
+                .abort(format!("watchdog: mode {mode}, {what}: {e}"))
+        });
         (t0, t)
     }
 
@@ -332,6 +348,13 @@ impl<'r, B: Backend> Benchmark<'r, B> {
     /// atomically; every rank learns whether it was written.
     pub fn save(&self, complete: bool) -> Result<(), Exit> {
         let r = self.rank;
+        // The gather and the agreement wait for every rank: under a
+        // deadline, so that a rank stopped or gone ends the job.
+        let _deadline = crate::watchdog::Watchdog::arm(
+            format!("rank {} on {}: gathering the rank records", r.rank, r.host),
+            self.op_timeout,
+            i32::from(mfubench_core::protocol::exit::RUN_FAILED),
+        );
         let modes = self
             .steps
             .iter()

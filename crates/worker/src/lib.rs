@@ -29,3 +29,4 @@ pub mod rank;
 pub mod record;
 pub mod schedule;
 pub mod setup;
+pub mod watchdog;

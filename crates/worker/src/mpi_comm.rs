@@ -122,6 +122,10 @@ pub fn max_f64(world: &SimpleCommunicator, v: f64) -> f64 {
     out
 }
 
+/// How long a rank waits for the others before it says so (a `waiting`
+/// progress event).
+pub const NOTICE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A barrier that waits without spinning: MPI_Ibarrier, then MPI_Test with a
 /// short sleep between tests. A blocking MPI_Barrier busy-polls, and on a
 /// host with as many busy threads as cores the rank that arrives first would
@@ -131,13 +135,25 @@ pub fn max_f64(world: &SimpleCommunicator, v: f64) -> f64 {
 /// Returns `false` if the other ranks have not all arrived within `limit`
 /// (a rank is stuck, stopped or dead): the caller ends the job rather than
 /// wait forever. The pending barrier is left behind — the job is ending.
-pub fn quiet_barrier(world: &SimpleCommunicator, limit: std::time::Duration) -> bool {
+///
+/// `on_wait` is called once if the wait passes [`NOTICE_AFTER`]: this rank
+/// is healthy and waiting for others.
+pub fn quiet_barrier(
+    world: &SimpleCommunicator,
+    limit: std::time::Duration,
+    on_wait: &mut dyn FnMut(),
+) -> bool {
     let t0 = std::time::Instant::now();
+    let mut noticed = false;
     let mut req = world.immediate_barrier();
     loop {
         match req.test() {
             Ok(_) => return true,
             Err(r) => {
+                if !noticed && t0.elapsed() > NOTICE_AFTER {
+                    noticed = true;
+                    on_wait();
+                }
                 if t0.elapsed() > limit {
                     // The request must not be dropped while pending (rsmpi
                     // panics on that); the job is about to abort anyway.

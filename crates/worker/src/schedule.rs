@@ -78,6 +78,19 @@ pub fn run_step<B: Backend>(
     mode: Mode,
     op_timeout: Duration,
 ) -> Result<StepTiming, StepError> {
+    run_step_noticing(backend, plan, mode, op_timeout, &mut |_| {})
+}
+
+/// [`run_step`], calling `on_wait(op)` once when a collective has not
+/// completed after [`crate::mpi_comm::NOTICE_AFTER`]: this rank is waiting
+/// for others (a slow GEMM is this rank's own and is not reported).
+pub fn run_step_noticing<B: Backend>(
+    backend: &B,
+    plan: &StepPlan,
+    mode: Mode,
+    op_timeout: Duration,
+    on_wait: &mut dyn FnMut(&str),
+) -> Result<StepTiming, StepError> {
     let n_ops = if mode.has_compute() {
         plan.ops.len()
     } else {
@@ -175,18 +188,31 @@ pub fn run_step<B: Backend>(
         stream: "compute",
         bucket: None,
     });
+    let notice = crate::mpi_comm::NOTICE_AFTER.min(op_timeout);
+    let mut noticed = false;
     for p in &pending {
-        if !backend.sync_event(p.event, op_timeout)? {
-            return Err(StepError::Stuck {
-                op: p.label.clone(),
-                stream: p.stream,
-                bucket: p
-                    .bucket
-                    .map(|b| format!(", bucket {b}"))
-                    .unwrap_or_default(),
-                timeout_s: op_timeout.as_secs_f64(),
-            });
+        let waits_for_others = p.stream == "comm" || p.label == "step end";
+        if waits_for_others && !noticed && n_buckets > 0 {
+            if backend.sync_event(p.event, notice)? {
+                continue;
+            }
+            noticed = true;
+            on_wait(&p.label);
+            if backend.sync_event(p.event, op_timeout.saturating_sub(notice))? {
+                continue;
+            }
+        } else if backend.sync_event(p.event, op_timeout)? {
+            continue;
         }
+        return Err(StepError::Stuck {
+            op: p.label.clone(),
+            stream: p.stream,
+            bucket: p
+                .bucket
+                .map(|b| format!(", bucket {b}"))
+                .unwrap_or_default(),
+            timeout_s: op_timeout.as_secs_f64(),
+        });
     }
 
     let mut spans = Vec::with_capacity(n_ops + n_buckets);

@@ -80,6 +80,12 @@ pub struct Outcome {
     pub ranks: BTreeMap<u64, RankInfo>,
     /// Ranks that said rank_done.
     pub finished: BTreeSet<u64>,
+    /// Ranks that said they were waiting for others, and where (the last
+    /// such event of each).
+    pub waiting: BTreeMap<u64, String>,
+    /// Process states (`/proc/PID/stat`) of local ranks that were not
+    /// waiting, noted when another rank said it waited.
+    pub states: BTreeMap<u64, char>,
     /// Dead ranks reported by mpirun / srun.
     pub deaths: Vec<RankDeath>,
     /// run.json announced by rank 0's done event.
@@ -104,6 +110,58 @@ impl Outcome {
             .collect()
     }
 
+    /// The ranks that held the job up, when it failed or timed out: the
+    /// unfinished ranks (not reported dead) seen stopped (state T) or gone,
+    /// and — when other ranks said they were waiting — every rank that
+    /// never said so; and, separately, the ranks that were waiting for
+    /// them. Both empty of culprits when no rank can be told from another.
+    pub fn culprits(&self, np: u32) -> (Vec<String>, Vec<String>) {
+        let mut behind = Vec::new();
+        let mut others = Vec::new();
+        let mut waiting = Vec::new();
+        for r in 0..u64::from(np) {
+            if self.finished.contains(&r) {
+                continue;
+            }
+            if let Some(d) = self.deaths.iter().find(|d| d.rank == r) {
+                // A rank that ended itself with the run-failed code was its
+                // watchdog giving up on the others: it waited.
+                if d.code == Some(i32::from(crate::exit::RUN_FAILED)) {
+                    waiting.push(format!("{} (its watchdog gave up)", self.describe_death(d)));
+                }
+                continue;
+            }
+            let who = match self.ranks.get(&r) {
+                Some(i) => format!("rank {r} (host {}, pid {})", i.host, i.pid),
+                None => format!("rank {r} (never started)"),
+            };
+            if let Some(at) = self.waiting.get(&r) {
+                waiting.push(format!("{who} waiting at {at}"));
+                continue;
+            }
+            match self.states.get(&r) {
+                Some('T') | Some('t') => {
+                    behind.push(format!("{who}: process stopped (state T)"));
+                }
+                Some('Z') => behind.push(format!("{who}: process gone")),
+                // Running or sleeping, and it never said it waited: stuck in
+                // its own work, or silent; named only if others waited.
+                _ => others.push(who),
+            }
+        }
+        if waiting.is_empty() && behind.is_empty() {
+            // Nobody said it waited and none was seen stopped: no rank can
+            // be told from another.
+            return (Vec::new(), others);
+        }
+        if waiting.is_empty() {
+            // A stopped rank, and the others (not seen waiting yet).
+            return (behind, others);
+        }
+        behind.extend(others);
+        (behind, waiting)
+    }
+
     /// A dead rank with its host, from the launcher's report or else from
     /// the rank's hello.
     pub fn describe_death(&self, d: &RankDeath) -> String {
@@ -119,6 +177,20 @@ impl Outcome {
             .unwrap_or_default();
         format!("rank {} (host {host}{pid}) {}", d.rank, d.what)
     }
+}
+
+/// This host's name, as the ranks report theirs.
+fn local_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The state letter of a local process (`R`, `S`, `T`, `Z`…), None if gone.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command may hold spaces or parentheses: the state follows the last ')'.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 
 /// Progress display: a bar on a terminal, plain lines elsewhere.
@@ -283,6 +355,8 @@ struct State {
     progress: Progress,
     ranks: BTreeMap<u64, RankInfo>,
     finished: BTreeSet<u64>,
+    waiting: BTreeMap<u64, String>,
+    states: BTreeMap<u64, char>,
     deaths: Vec<RankDeath>,
     death_parser: DeathParser,
     run_json: Option<String>,
@@ -290,6 +364,25 @@ struct State {
 }
 
 impl State {
+    /// Notes the process state of the local ranks that have not finished
+    /// (while they exist: after a failure they are gone). A state is kept
+    /// until a newer one is read; "stopped" is kept for good.
+    fn note_states(&mut self) {
+        let local = local_hostname();
+        for (r, i) in &self.ranks {
+            if !self.finished.contains(r) && Some(i.host.as_str()) == local.as_deref() {
+                if let Some(c) = process_state(i.pid) {
+                    // A rank once seen stopped stays "stopped": the abort
+                    // that follows continues and kills it (SIGCONT, then a
+                    // zombie), which is no news.
+                    if !matches!(self.states.get(r), Some('T' | 't')) {
+                        self.states.insert(*r, c);
+                    }
+                }
+            }
+        }
+    }
+
     fn line(&mut self, read_from: Stream, line: &str) {
         let t = split_tag(self.kind, read_from, line);
         let Some(rank) = t.rank else {
@@ -354,6 +447,10 @@ impl State {
             Event::Done { run_json, .. } => self.run_json = Some(run_json),
             Event::RankDone { rank } => {
                 self.finished.insert(rank);
+            }
+            Event::Waiting { rank, at } => {
+                self.waiting.insert(rank, at);
+                self.note_states();
             }
             Event::Unknown => {}
         }
@@ -505,6 +602,8 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         progress: Progress::new(job.tty, job.np),
         ranks: BTreeMap::new(),
         finished: BTreeSet::new(),
+        waiting: BTreeMap::new(),
+        states: BTreeMap::new(),
         deaths: Vec::new(),
         death_parser: DeathParser::default(),
         run_json: None,
@@ -521,6 +620,9 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
     let mut stopped: Option<StopReason> = None;
     let mut lines_open = true;
 
+    // Local ranks' process states, read twice a second: a rank that was
+    // stopped (state T) is named as such when the job fails.
+    let mut states_every = tokio::time::interval(Duration::from_millis(500));
     let status = loop {
         tokio::select! {
             biased;
@@ -528,6 +630,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
                 Some((s, l)) => st.line(s, &l),
                 None => lines_open = false,
             },
+            _ = states_every.tick(), if stopped.is_none() => st.note_states(),
             status = child.wait() => break status.context("waiting for the launcher program")?,
             _ = tokio::time::sleep_until(timeout_at), if stopped.is_none() => {
                 stopped = Some(StopReason::Timeout);
@@ -600,6 +703,8 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         stopped,
         ranks: st.ranks,
         finished: st.finished,
+        waiting: st.waiting,
+        states: st.states,
         deaths: st.deaths,
         run_json: st.run_json,
         survivors,

@@ -8,7 +8,7 @@
 //! GetErrorString, and lets the watchdog abort a hung communicator.
 
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mfubench_core::config::Dtype;
@@ -257,57 +257,8 @@ pub const WATCHDOG_EXIT_CODE: i32 = mfubench_core::protocol::exit::RUN_FAILED as
 /// takes tens of seconds; a rank that never arrives would block forever.
 pub const INIT_LIMIT: Duration = Duration::from_secs(300);
 
-/// Ends the process when a blocking collective step (communicator
-/// creation: `ncclCommInitRank` returns only once every rank has called it,
-/// and there is no communicator to abort yet) has not returned within its
-/// limit. The operation cannot be interrupted, so the rank writes one line
-/// naming the step and leaves with `_exit(exit_code)`: no atexit handlers
-/// that could block on the CUDA context the stuck call holds. mpirun and
-/// srun then end the other ranks.
-pub struct InitWatchdog {
-    done: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl InitWatchdog {
-    /// Starts the clock for `what` (e.g. "rank 3: NCCL communicator
-    /// init").
-    pub fn arm(what: String, limit: Duration, exit_code: i32) -> InitWatchdog {
-        let done = Arc::new((Mutex::new(false), Condvar::new()));
-        let flag = done.clone();
-        let thread = std::thread::spawn(move || {
-            let (lock, cv) = &*flag;
-            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let (guard, _) = cv
-                .wait_timeout_while(guard, limit, |done| !*done)
-                .unwrap_or_else(|e| e.into_inner());
-            if !*guard {
-                crate::say!(
-                    "mfubench-worker: watchdog: {what} did not complete within {:.0} s (a rank did not join: it failed, hangs, or cannot reach the others); ending this rank with exit {exit_code} so that the launcher stops the job",
-                    limit.as_secs_f64()
-                );
-                // SAFETY: _exit ends the process at once; it is
-                // async-signal-safe and touches no state the stuck thread holds.
-                unsafe { libc::_exit(exit_code) };
-            }
-        });
-        InitWatchdog {
-            done,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for InitWatchdog {
-    fn drop(&mut self) {
-        let (lock, cv) = &*self.done;
-        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        cv.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+/// The init watchdog is the worker's generic one.
+pub use crate::watchdog::Watchdog as InitWatchdog;
 
 /// A communicator. Dropped, it is destroyed only after
 /// [`NcclComm::mark_finished`] and without a pending error; otherwise
