@@ -408,6 +408,9 @@ pub struct ConfigFile {
     /// Pass/fail thresholds.
     #[serde(default)]
     pub acceptance: Acceptance,
+    /// The acceptance suite (`mfubench accept`): stages and thresholds.
+    #[serde(default)]
+    pub accept: crate::accept::AcceptSettings,
 }
 
 /// A resolved model shape: every field present and validated.
@@ -522,6 +525,8 @@ pub struct Config {
     pub run: RunSettings,
     /// Pass/fail thresholds.
     pub acceptance: Acceptance,
+    /// The acceptance suite (`mfubench accept`).
+    pub accept: crate::accept::AcceptSettings,
 }
 
 /// Parses and validates TOML text. `file` names the source in errors.
@@ -889,10 +894,13 @@ impl ConfigFile {
             10.0,
         )?;
 
+        self.accept.validate(file)?;
+
         Ok(Config {
             model,
             run,
             acceptance: a.clone(),
+            accept: self.accept.clone(),
         })
     }
 }
