@@ -263,6 +263,88 @@ impl AcceptSettings {
     }
 }
 
+/// Settings given on the command line (`mfubench accept` and the worker's
+/// `--accept` mode); `Some` replaces the config's `[accept]` value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AcceptOverrides {
+    /// `--stages device,link`.
+    pub stages: Option<Vec<Stage>>,
+    /// `--min-device-fraction`.
+    pub min_device_fraction: Option<f64>,
+    /// `--min-node-fraction`.
+    pub min_node_fraction: Option<f64>,
+    /// `--min-link-fraction`.
+    pub min_link_fraction: Option<f64>,
+    /// `--sweep-begin` / `-b`, bytes.
+    pub sweep_begin: Option<u64>,
+    /// `--sweep-end` / `-e`, bytes.
+    pub sweep_end: Option<u64>,
+    /// `--sweep-factor` / `-f`.
+    pub sweep_factor: Option<u64>,
+}
+
+impl AcceptOverrides {
+    /// `base` with these overrides applied, validated (errors name the
+    /// `accept.` field).
+    pub fn apply(&self, base: &AcceptSettings, file: &str) -> Result<AcceptSettings, ConfigError> {
+        let mut s = base.clone();
+        if let Some(v) = &self.stages {
+            s.stages = v.clone();
+        }
+        if let Some(v) = self.min_device_fraction {
+            s.min_device_fraction = v;
+        }
+        if let Some(v) = self.min_node_fraction {
+            s.min_node_fraction = v;
+        }
+        if let Some(v) = self.min_link_fraction {
+            s.min_link_fraction = v;
+        }
+        if let Some(v) = self.sweep_begin {
+            s.sweep_begin = v;
+        }
+        if let Some(v) = self.sweep_end {
+            s.sweep_end = v;
+        }
+        if let Some(v) = self.sweep_factor {
+            s.sweep_factor = v;
+        }
+        s.validate(file)?;
+        Ok(s)
+    }
+
+    /// The same overrides as worker arguments (what the launcher forwards).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(v) = &self.stages {
+            a.push("--stages".into());
+            a.push(v.iter().map(|s| s.name()).collect::<Vec<_>>().join(","));
+        }
+        let mut f = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                a.push(flag.to_string());
+                a.push(v);
+            }
+        };
+        f(
+            "--min-device-fraction",
+            self.min_device_fraction.map(|x| x.to_string()),
+        );
+        f(
+            "--min-node-fraction",
+            self.min_node_fraction.map(|x| x.to_string()),
+        );
+        f(
+            "--min-link-fraction",
+            self.min_link_fraction.map(|x| x.to_string()),
+        );
+        f("--sweep-begin", self.sweep_begin.map(|x| x.to_string()));
+        f("--sweep-end", self.sweep_end.map(|x| x.to_string()));
+        f("--sweep-factor", self.sweep_factor.map(|x| x.to_string()));
+        a
+    }
+}
+
 /// Parses a byte size: a number with an optional K, M or G suffix (powers
 /// of 1024, as nccl-tests' `-b 8 -e 1G`), e.g. `8`, `64K`, `1G`.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
