@@ -137,7 +137,7 @@ struct Plan {
     launch_json: String,
 }
 
-fn plan(args: &RunArgs) -> Result<Plan> {
+fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| usage(format!("{}: cannot read the config: {e}", args.config)))?;
     let config = parse_config(&text, &args.config).map_err(|e| usage(e.to_string()))?;
@@ -221,6 +221,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     if let Some(b) = args.backend {
         worker_args.extend(["--backend".to_string(), BackendKind::from(b).to_string()]);
     }
+    worker_args.extend(extra_worker_args.iter().cloned());
 
     let spec = LaunchSpec {
         launcher: kind,
@@ -254,12 +255,47 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     })
 }
 
+/// How a launched job ended, when it did not fail.
+pub(crate) enum Launched {
+    /// `--dry-run`: the command was printed.
+    DryRun,
+    /// Ctrl-C: the job was stopped (exit 130).
+    Interrupted,
+    /// Every rank exited 0.
+    Finished {
+        /// OUT/<run-id>.
+        run_dir: PathBuf,
+        /// run.json as announced by the worker's `done` event, if any.
+        run_json: Option<PathBuf>,
+    },
+}
+
 /// Runs `mfubench run`: returns the exit code, or an error carrying one.
 pub fn run(args: &RunArgs) -> Result<u8> {
-    let p = plan(args)?;
+    let (run_dir, run_json) = match launch(args, &[])? {
+        Launched::DryRun => return Ok(OK),
+        Launched::Interrupted => return Ok(INTERRUPTED),
+        Launched::Finished { run_dir, run_json } => (run_dir, run_json),
+    };
+    let run_json = run_json.unwrap_or_else(|| run_dir.join("run.json"));
+    if !run_json.is_file() {
+        return Err(run_failed(format!(
+            "the job exited 0 but {} was not written",
+            run_json.display()
+        )));
+    }
+    report(&run_json, &run_dir, args.allow_inconclusive)
+}
+
+/// Plans, starts and supervises the worker ranks (with `extra_worker_args`
+/// after the usual ones); a failed, timed-out or usage-error job is an
+/// error carrying its exit code. Shared by `mfubench run` and
+/// `mfubench accept`.
+pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Launched> {
+    let p = plan(args, extra_worker_args)?;
     if args.dry_run {
         println!("{}", command::shell_join(&p.argv));
-        return Ok(OK);
+        return Ok(Launched::DryRun);
     }
     // Fail before starting anything when the results folder cannot exist
     // (the worker would find out only after MPI start-up on every rank).
@@ -313,7 +349,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 "mfubench: interrupted after {:.1} s{kept}",
                 o.elapsed.as_secs_f64()
             );
-            return Ok(INTERRUPTED);
+            return Ok(Launched::Interrupted);
         }
         Some(StopReason::Timeout) => {
             let who = if unfinished.is_empty() {
@@ -360,23 +396,16 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         });
     }
 
-    let run_json = o
-        .run_json
-        .map(PathBuf::from)
-        .unwrap_or_else(|| p.run_dir.join("run.json"));
-    if !run_json.is_file() {
-        return Err(run_failed(format!(
-            "{program} exited 0 but {} was not written",
-            run_json.display()
-        )));
-    }
-    report(&run_json, &p.run_dir, args.allow_inconclusive)
+    Ok(Launched::Finished {
+        run_dir: p.run_dir,
+        run_json: o.run_json.map(PathBuf::from),
+    })
 }
 
 /// Prints the report of a finished run (and writes summary.md, summary.csv,
 /// summary.json and the plots beside run.json), then the results folder;
 /// returns the verdict's exit code.
-fn report(run_json: &Path, run_dir: &Path, allow_inconclusive: bool) -> Result<u8> {
+pub(crate) fn report(run_json: &Path, run_dir: &Path, allow_inconclusive: bool) -> Result<u8> {
     let out = mfubench_report::report_run_dir(run_json, &mfubench_report::ReportOptions::default())
         .map_err(|e| run_failed(format!("the run finished but cannot be reported: {e}")))?;
     print!("{}", out.text);

@@ -153,10 +153,11 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
     if let Some(l) = &rec.link {
         let _ = writeln!(
             t,
-            "\nLink stage: {} schedule, {} round(s), {} per exchange each way, GB/s",
+            "\nLink stage: {} schedule, {} round(s), {} per exchange each way, GB/s (fastest of {} exchanges)",
             l.schedule,
             l.rounds.len(),
-            size(l.bytes)
+            size(l.bytes),
+            l.iterations
         );
         let w = l.hosts.iter().map(|h| h.len()).max().unwrap_or(4).max(8);
         let mut head = format!("{:<w$}", "");
@@ -262,6 +263,7 @@ mod tests {
             b,
             round: 0,
             time_s: 1.0 / g,
+            best_time_s: 1.0 / g,
             gbps: g,
         };
         let rec = AcceptRecord {

@@ -10,7 +10,10 @@
 //! - **link**: the first rank of every node; in each round of the pair
 //!   schedule (tournament, or sampled above `accept.max_pair_nodes`) every
 //!   pair exchanges `accept.link_bytes` with `MPI_Sendrecv`, all pairs of a
-//!   round at once.
+//!   round at once. The schedule runs `accept.iterations` times after an
+//!   untimed pass, so each pair's samples are spread over the stage; a
+//!   link's bandwidth is its fastest exchange (see
+//!   [`mfubench_core::accept::PairResult::gbps`]).
 //! - **sweep**: the whole world all-reduces f32 sums over the size range;
 //!   an untimed all-reduce of every size is checked against the known sums
 //!   ([`mfubench_core::check`]) for `#wrong`.
@@ -334,38 +337,49 @@ impl<'r> Accept<'r> {
         let len = s.link_bytes as usize;
         let send = vec![0x5au8; len];
         let mut recv = vec![0u8; len];
-        let mut mine: Vec<PairResult> = Vec::new();
-        for (ri, round) in rounds.iter().enumerate() {
-            mpi_comm::quiet_barrier(leaders);
-            let Some(&(a, b)) = round.iter().find(|(a, b)| *a == me || *b == me) else {
-                continue;
-            };
-            let peer = leaders.process_at_rank(if a == me { b } else { a } as i32);
-            let mut exchange = || {
+        // This node's partner in every round (None: a bye, or not paired).
+        let partner: Vec<Option<(usize, usize)>> = rounds
+            .iter()
+            .map(|round| round.iter().copied().find(|(a, b)| *a == me || *b == me))
+            .collect();
+        // Passes over the whole schedule, one exchange per pair and round
+        // each: a pair's samples are spread over the stage, so a burst of
+        // load on a shared host cannot land on one pair's samples only.
+        // Pass 0 is untimed (connection set-up, first touch of buffers).
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); rounds.len()];
+        for pass in 0..=s.iterations {
+            for (ri, p) in partner.iter().enumerate() {
+                mpi_comm::quiet_barrier(leaders);
+                let Some((a, b)) = *p else { continue };
+                let peer = leaders.process_at_rank(if a == me { b } else { a } as i32);
+                let t0 = Instant::now();
                 for (sc, rc) in send.chunks(MAX_CHUNK).zip(recv.chunks_mut(MAX_CHUNK)) {
                     mpi::point_to_point::send_receive_into(sc, &peer, rc, &peer);
                 }
-            };
-            exchange();
-            let mut times = Vec::with_capacity(s.iterations as usize);
-            for _ in 0..s.iterations {
-                let t0 = Instant::now();
-                exchange();
-                times.push(t0.elapsed().as_secs_f64());
+                if pass > 0 {
+                    times[ri].push(t0.elapsed().as_secs_f64());
+                }
             }
-            let med = stats::median(&times).unwrap_or(f64::NAN);
-            // Each side timed its own exchange; the pair is as slow as the
+        }
+        let mut mine: Vec<PairResult> = Vec::new();
+        for (ri, p) in partner.iter().enumerate() {
+            let Some((a, b)) = *p else { continue };
+            let peer = leaders.process_at_rank(if a == me { b } else { a } as i32);
+            let med = stats::median(&times[ri]).unwrap_or(f64::NAN);
+            let best = times[ri].iter().copied().fold(f64::INFINITY, f64::min);
+            // Each side timed its own exchanges; the pair is as slow as the
             // slower side.
-            let mut theirs = 0.0f64;
-            mpi::point_to_point::send_receive_into(&med, &peer, &mut theirs, &peer);
-            let t = med.max(theirs);
+            let mut theirs = [0.0f64; 2];
+            mpi::point_to_point::send_receive_into(&[med, best][..], &peer, &mut theirs[..], &peer);
+            let (t, tb) = (med.max(theirs[0]), best.max(theirs[1]));
             if a == me {
                 mine.push(PairResult {
                     a,
                     b,
                     round: ri,
                     time_s: t,
-                    gbps: metrics::algbw_gbps(len as f64, t),
+                    best_time_s: tb,
+                    gbps: metrics::algbw_gbps(len as f64, tb),
                 });
             }
         }
