@@ -386,7 +386,7 @@ impl<'r> Accept<'r> {
         let gathered = gather_json(self.rank, leaders, Some(&mine));
         if let Some(all) = gathered {
             let mut pairs: Vec<PairResult> = all.into_iter().flatten().collect();
-            pairs.sort_by_key(|p| (p.round, p.a, p.b));
+            pairs.sort_by_key(|p| (p.a, p.b));
             self.record.link = Some(LinkStage {
                 hosts: self.record.hosts.clone(),
                 schedule: name.to_string(),

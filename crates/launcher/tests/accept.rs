@@ -1,0 +1,300 @@
+//! `mfubench accept` on real components: real MPI ranks on this machine
+//! (every stage, the step's run.json beside accept.json, a kill mid-stage
+//! leaving an INCOMPLETE accept.json), and three "hosts" as network
+//! namespaces (ci/netns-up.sh) with a `tc tbf` rate limit on one host's
+//! link: the link stage names exactly that host's links, then the host,
+//! and exits 1; without the limit it passes.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+fn have(test: &str, programs: &[&str]) -> bool {
+    for p in programs {
+        if find_program(p).is_none() {
+            skip(test, &format!("{p} is not installed"));
+            return false;
+        }
+    }
+    true
+}
+
+fn findings(j: &serde_json::Value) -> Vec<(String, String, String)> {
+    j["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            let who = match f["component"]["kind"].as_str() {
+                Some("link") => format!(
+                    "link {} {}",
+                    f["component"]["a"].as_str().unwrap_or(""),
+                    f["component"]["b"].as_str().unwrap_or("")
+                ),
+                Some("node") => format!("node {}", f["component"]["host"].as_str().unwrap_or("")),
+                Some("device") => format!("device {}", f["component"]["rank"]),
+                _ => String::new(),
+            };
+            (
+                f["stage"].as_str().unwrap_or("").to_string(),
+                f["status"].as_str().unwrap_or("").to_string(),
+                who,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn accept_every_stage_on_one_host() {
+    let test = "accept_every_stage_on_one_host";
+    if !have(test, &["mpirun"]) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("results");
+    let f = run(
+        mfubench_cmd().args([
+            "accept",
+            test_config("accept.toml").to_str().expect("utf-8"),
+            "--np",
+            "2",
+            "-b",
+            "8",
+            "-e",
+            "64K",
+            "-f",
+            "4",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--run-id",
+            "all",
+            "--timeout",
+            "240",
+        ]),
+        LIMIT,
+    );
+    // One node: the node stage cannot compare nodes and the link stage has
+    // no pair, so the verdict is INCONCLUSIVE, never PASS: exit 1.
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(f.stdout.contains("accept: INCONCLUSIVE"), "{}", f.stdout);
+    let j = read_json(&out.join("all/accept.json"));
+    assert_eq!(j["complete"], true);
+    assert_eq!(j["schema_version"], 1);
+    assert_eq!(j["device"]["devices"].as_array().map(Vec::len), Some(2));
+    assert!(j["device"]["devices"][0]["tflops"].as_f64().unwrap() > 0.0);
+    assert_eq!(j["node"]["nodes"][0]["ranks"], 2);
+    assert!(j["node"]["nodes"][0]["busbw_gbps"][1].as_f64().unwrap() > 0.0);
+    assert_eq!(j["link"]["pairs"].as_array().map(Vec::len), Some(0));
+    // -b 8 -e 64K -f 4: 8, 32, …, 32768 bytes; every row checked.
+    let rows = j["sweep"]["rows"].as_array().expect("rows");
+    let sizes: Vec<u64> = rows
+        .iter()
+        .filter_map(|r| r["size_bytes"].as_u64())
+        .collect();
+    assert_eq!(sizes, [8, 32, 128, 512, 2048, 8192, 32768]);
+    for r in rows {
+        assert_eq!(r["wrong"], 0);
+        // busbw = algbw · 2(n−1)/n = algbw for 2 ranks.
+        let (a, b) = (
+            r["algbw_gbps"].as_f64().unwrap(),
+            r["busbw_gbps"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() <= 1e-12 * a.max(1.0), "{r}");
+    }
+    assert!(
+        out.join("all/run.json").is_file(),
+        "the step stage writes run.json"
+    );
+    assert!(j["step"]["mfu_overlapped"].as_f64().is_some(), "{j:#}");
+    // --allow-inconclusive accepts it; the report command renders it again.
+    let f = run(
+        mfubench_cmd().args([
+            "report",
+            out.join("all").to_str().expect("utf-8"),
+            "--allow-inconclusive",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(f.stdout.contains("# Avg bus bandwidth"), "{}", f.stdout);
+    assert!(f.stdout.contains("Device stage"), "{}", f.stdout);
+}
+
+#[test]
+fn accept_killed_mid_stage_keeps_finished_stages() {
+    let test = "accept_killed_mid_stage_keeps_finished_stages";
+    if !have(test, &["mpirun"]) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A step stage far longer than the timeout: the device stage finishes,
+    // the step is killed.
+    let cfg = tmp.path().join("long.toml");
+    let text = std::fs::read_to_string(test_config("accept.toml"))
+        .expect("config")
+        .replace("iterations = 3", "iterations = 100000");
+    std::fs::write(&cfg, text).expect("write config");
+    let out = tmp.path().join("results");
+    let f = run(
+        mfubench_cmd().args([
+            "accept",
+            cfg.to_str().expect("utf-8"),
+            "--np",
+            "2",
+            "--stages",
+            "device,step",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--run-id",
+            "killed",
+            "--timeout",
+            "40",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 3, "{f:?}");
+    let j = read_json(&out.join("killed/accept.json"));
+    assert_eq!(j["complete"], false, "{j:#}");
+    assert_eq!(j["device"]["devices"].as_array().map(Vec::len), Some(2));
+    assert!(j["step"].is_null());
+    let f = run(
+        mfubench_cmd().args([
+            "report",
+            out.join("killed/accept.json").to_str().expect("utf-8"),
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(f.stdout.contains("INCOMPLETE"), "{}", f.stdout);
+    assert!(
+        f.stdout.contains("FAIL         step   stage_complete"),
+        "{}",
+        f.stdout
+    );
+}
+
+/// Tears the fake hosts down however the test ends.
+struct Netns;
+
+impl Netns {
+    fn up(hosts: u32) -> Netns {
+        let down = root().join("ci/netns-down.sh");
+        let _ = Command::new(&down).status();
+        let guard = Netns;
+        let f = run(
+            Command::new(root().join("ci/netns-up.sh")).arg(hosts.to_string()),
+            Duration::from_secs(60),
+        );
+        assert_eq!(f.code(), 0, "ci/netns-up.sh failed: {f:?}");
+        guard
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("ci/netns-down.sh")).status();
+    }
+}
+
+fn accept_on_three_hosts(run_id: &str, out: &std::path::Path) -> Finished {
+    let f = run(
+        Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    let extra: Vec<String> = f.stdout.lines().map(str::to_string).collect();
+    let mut cmd = mfubench_cmd();
+    cmd.args([
+        "accept",
+        test_config("accept.toml").to_str().expect("utf-8"),
+        "--stages",
+        "link,sweep",
+        "--np",
+        "3",
+        "--hosts",
+        "hostA:1,hostB:1,hostC:1",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--run-id",
+        run_id,
+        "--timeout",
+        "240",
+        "--",
+    ])
+    .args(&extra);
+    run(&mut cmd, LIMIT)
+}
+
+#[test]
+fn link_stage_names_the_rate_limited_host() {
+    let test = "link_stage_names_the_rate_limited_host";
+    if !is_root() {
+        return skip(test, "needs root (network namespaces)");
+    }
+    if !have(test, &["ip", "tc", "nsenter", "unshare", "mpirun"]) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let _hosts = Netns::up(3);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("results");
+
+    // Healthy: PASS.
+    let f = accept_on_three_hosts("healthy", &out);
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(f.stdout.contains("accept: PASS"), "{}", f.stdout);
+    let j = read_json(&out.join("healthy/accept.json"));
+    assert_eq!(j["link"]["schedule"], "tournament");
+    assert_eq!(j["link"]["pairs"].as_array().map(Vec::len), Some(3));
+
+    // hostC's link rate-limited to 100 Mbit/s (egress of its eth0).
+    let tc = run(
+        Command::new("ip").args([
+            "netns", "exec", "hostC", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate",
+            "100mbit", "burst", "64kb", "latency", "100ms",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(tc.code(), 0, "{tc:?}");
+    let f = accept_on_three_hosts("slow", &out);
+    assert_eq!(f.code(), 1, "{f:?}");
+    let j = read_json(&out.join("slow/accept.json"));
+    let mut failed: Vec<String> = findings(&j)
+        .into_iter()
+        .filter(|(_, status, _)| status == "FAIL")
+        .map(|(_, _, who)| who)
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        ["link hostA hostC", "link hostB hostC", "node hostC"],
+        "{}",
+        f.stdout
+    );
+    assert!(
+        f.stdout
+            .contains("accept: FAIL — bad: link hostA <-> hostC, link hostB <-> hostC, node hostC"),
+        "{}",
+        f.stdout
+    );
+    // The matrix: hostC's row is ~100 Mbit/s = 0.0125 GB/s.
+    let m: Vec<f64> = j["link"]["pairs"]
+        .as_array()
+        .expect("pairs")
+        .iter()
+        .filter(|p| p["b"] == 2)
+        .filter_map(|p| p["gbps"].as_f64())
+        .collect();
+    assert_eq!(m.len(), 2);
+    assert!(m.iter().all(|g| *g < 0.0135), "{m:?}");
+    assert!(f.stdout.contains("Link stage: tournament"), "{}", f.stdout);
+}
