@@ -911,6 +911,12 @@ pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
     out
 }
 
+/// Whether a measured value is below a limit; NaN (not measured) counts as
+/// below, so that a missing number can never pass.
+fn below(x: f64, limit: f64) -> bool {
+    x.is_nan() || x < limit
+}
+
 fn device_rule(d: &DeviceStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
     let rates: Vec<f64> = d.devices.iter().map(|x| x.tflops).collect();
     let Some(med) = stats::median(&rates) else {
@@ -936,7 +942,7 @@ fn device_rule(d: &DeviceStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
     let limit = s.min_device_fraction * med;
     let mut bad = 0;
     for x in &d.devices {
-        if !(x.tflops >= limit) {
+        if below(x.tflops, limit) {
             bad += 1;
             out.push(Finding {
                 stage: Stage::Device,
@@ -1018,7 +1024,7 @@ fn node_rule(n: &NodeStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
     let limit = s.min_node_fraction * med;
     let mut bad = 0;
     for (x, b) in multi.iter().zip(&bw) {
-        if !(*b >= limit) {
+        if below(*b, limit) {
             bad += 1;
             out.push(Finding {
                 stage: Stage::Node,
@@ -1091,7 +1097,7 @@ fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
         return;
     }
     let limit = s.min_link_fraction * reference;
-    let slow = |p: &PairResult| !(p.gbps >= limit);
+    let slow = |p: &PairResult| below(p.gbps, limit);
     let mut bad = 0;
     for p in l.pairs.iter().filter(|p| slow(p)) {
         bad += 1;

@@ -1,4 +1,4 @@
-//! The benchmark configuration: a TOML file with `[model]`, `[run]` and
+//! The benchmark configuration: a TOML file with `[model]`, `[run]`, `[accept]` and
 //! `[acceptance]` tables.
 //!
 //! Parsing happens in two steps. [`ConfigFile`] mirrors the file exactly
