@@ -674,7 +674,12 @@ pub struct NodeResult {
     /// Median all-reduce time per size (slowest rank of the node per
     /// iteration), seconds; parallel to [`NodeStage::sizes_bytes`].
     pub time_s: Vec<f64>,
-    /// algbw per size, GB/s.
+    /// Fastest iteration per size (slowest rank of the node), seconds.
+    #[serde(default)]
+    pub best_time_s: Vec<f64>,
+    /// algbw per size from the fastest iteration, GB/s: the node's
+    /// capacity, as for links ([`PairResult::gbps`]); intermittent slowness
+    /// shows in `time_s`.
     pub algbw_gbps: Vec<f64>,
     /// busbw per size (2(n−1)/n · algbw), GB/s.
     pub busbw_gbps: Vec<f64>,
@@ -1475,6 +1480,7 @@ mod tests {
             host: h.into(),
             ranks,
             time_s: vec![1.0, 1.0],
+            best_time_s: vec![1.0, 1.0],
             algbw_gbps: vec![bw, bw],
             busbw_gbps: vec![0.001, bw],
         };

@@ -133,7 +133,7 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
     if let Some(n) = &rec.node {
         let _ = writeln!(
             t,
-            "\nNode stage: all-reduce inside each node, busbw GB/s ({} iterations)",
+            "\nNode stage: all-reduce inside each node, busbw GB/s (fastest of {} iterations)",
             n.iterations
         );
         let mut head = format!("{:<16} {:>5}", "host", "ranks");
