@@ -157,6 +157,11 @@ impl Default for AcceptSettings {
 pub const MAX_ACCEPT_BYTES: u64 = 16 << 30;
 
 impl AcceptSettings {
+    /// Whether every setting is the default (run.json then omits them).
+    pub fn is_default(&self) -> bool {
+        *self == AcceptSettings::default()
+    }
+
     /// Checks every value; the error names the field (`accept.…`) and the rule.
     pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
         let err = |field: &str, message: String| ConfigError::Invalid {

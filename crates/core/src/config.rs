@@ -525,7 +525,13 @@ pub struct Config {
     pub run: RunSettings,
     /// Pass/fail thresholds.
     pub acceptance: Acceptance,
-    /// The acceptance suite (`mfubench accept`).
+    /// The acceptance suite (`mfubench accept`); defaults when absent (run
+    /// files written before it existed), and not written when default
+    /// (it does not change what a run measures).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::accept::AcceptSettings::is_default"
+    )]
     pub accept: crate::accept::AcceptSettings,
 }
 

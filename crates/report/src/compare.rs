@@ -237,14 +237,16 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
 }
 
 /// Fields of the configuration (and world size, backend) that differ, as
-/// `field: baseline → new`. Acceptance thresholds are not part of what was
-/// measured and are ignored.
+/// `field: baseline → new`. Acceptance thresholds and the acceptance
+/// suite's `[accept]` settings are not part of what a run measured and are
+/// ignored.
 pub fn config_differences(a: &LoadedRun, b: &LoadedRun) -> Vec<String> {
     let leaves = |r: &LoadedRun| {
         let mut m = BTreeMap::new();
         let mut cfg = serde_json::to_value(&r.record.config).unwrap_or(serde_json::Value::Null);
         if let Some(o) = cfg.as_object_mut() {
             o.remove("acceptance");
+            o.remove("accept");
         }
         flatten("config", &cfg, &mut m);
         m.insert("world_size".into(), r.record.world_size.to_string());
