@@ -608,12 +608,20 @@ pub struct CpuTelemetry {
     /// 1-minute load average of the host.
     #[serde(default)]
     pub load1: Option<f64>,
+    /// CPU time the rank got during the stage / (wall time × its GEMM
+    /// threads): 1 = it ran whenever it wanted to; well below 1 = other
+    /// work took its cores (contention, a CPU hog, throttled cgroup).
+    #[serde(default)]
+    pub cpu_share: Option<f64>,
 }
 
 impl CpuTelemetry {
     /// The reason text shown beside a flagged device.
     pub fn reason(&self) -> String {
         let mut parts = Vec::new();
+        if let Some(c) = self.cpu_share {
+            parts.push(format!("got {:.0} % of its threads' CPU time", c * 100.0));
+        }
         if let Some(m) = self.mhz {
             parts.push(format!("cpu clock {m:.0} MHz"));
         }
@@ -1465,6 +1473,7 @@ mod tests {
                 mhz: Some(1000.0),
                 temp_c: None,
                 load1: None,
+                cpu_share: None,
             },
         };
         let mut r = record();

@@ -3,7 +3,9 @@
 //! leaving an INCOMPLETE accept.json), and three "hosts" as network
 //! namespaces (ci/netns-up.sh) with a `tc tbf` rate limit on one host's
 //! link: the link stage names exactly that host's links, then the host,
-//! and exits 1; without the limit it passes.
+//! and exits 1; without the limit it passes; and a CPU hog sharing one
+//! host's core: the device stage names that host's rank, with the CPU share
+//! it got as the reason.
 
 mod common;
 
@@ -202,6 +204,108 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new(root().join("ci/netns-down.sh")).status();
     }
+}
+
+/// A busy loop pinned to one core, killed however the test ends.
+struct Hog(std::process::Child);
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn device_stage_names_the_host_with_a_cpu_hog() {
+    let test = "device_stage_names_the_host_with_a_cpu_hog";
+    if !is_root() {
+        return skip(test, "needs root (network namespaces)");
+    }
+    if !have(
+        test,
+        &["ip", "nsenter", "unshare", "mpirun", "taskset", "hostname"],
+    ) {
+        return;
+    }
+    if std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        < 2
+    {
+        return skip(test, "needs two cores");
+    }
+    let worker = require_worker();
+    let _lock = TestLock::acquire();
+    let _hosts = Netns::up(2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The ranks start through a wrapper that pins hostA's rank to core 0
+    // and hostB's to core 1, where the hog runs: hostB's rank gets about
+    // half a core, hostA's a whole one (less what other processes take).
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let wrapper = bin.join("mfubench-worker");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$(hostname)\" in hostB) c=1 ;; *) c=0 ;; esac\nexec taskset -c $c {} \"$@\"\n",
+            worker.display()
+        ),
+    )
+    .expect("write wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let _hog = Hog(Command::new("taskset")
+        .args(["-c", "1", "sh", "-c", "while :; do :; done"])
+        .spawn()
+        .expect("start the hog"));
+    let f = run(
+        Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
+        Duration::from_secs(30),
+    );
+    let extra: Vec<String> = f.stdout.lines().map(str::to_string).collect();
+    let out = tmp.path().join("results");
+    let mut cmd = mfubench_cmd();
+    cmd.env("MFUBENCH_WORKER", &wrapper)
+        .args([
+            "accept",
+            test_config("accept.toml").to_str().expect("utf-8"),
+            "--stages",
+            "device",
+            "--min-device-fraction",
+            "0.8",
+            "--np",
+            "2",
+            "--hosts",
+            "hostA:1,hostB:1",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--run-id",
+            "hog",
+            "--timeout",
+            "240",
+            "--",
+        ])
+        .args(&extra);
+    let f = run(&mut cmd, LIMIT);
+    assert_eq!(f.code(), 1, "{f:?}");
+    let j = read_json(&out.join("hog/accept.json"));
+    let failed: Vec<String> = findings(&j)
+        .into_iter()
+        .filter(|(_, status, _)| status == "FAIL")
+        .map(|(_, _, who)| who)
+        .collect();
+    assert_eq!(failed, ["device 1"], "{}", f.stdout);
+    let d = &j["device"]["devices"];
+    assert_eq!(d[1]["host"], "hostB");
+    let share = |i: usize| d[i]["telemetry"]["cpu_share"].as_f64().expect("cpu_share");
+    assert!(share(1) < share(0), "{j:#}");
+    assert!(
+        f.stdout.contains("device rank 1 (hostB, local rank 0)")
+            && f.stdout.contains("% of its threads' CPU time"),
+        "{}",
+        f.stdout
+    );
 }
 
 fn accept_on_three_hosts(run_id: &str, out: &std::path::Path) -> Finished {

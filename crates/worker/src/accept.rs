@@ -116,7 +116,27 @@ pub fn cpu_telemetry() -> CpuTelemetry {
     let load1 = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok());
-    CpuTelemetry { mhz, temp_c, load1 }
+    CpuTelemetry {
+        mhz,
+        temp_c,
+        load1,
+        cpu_share: None,
+    }
+}
+
+/// CPU time (user + system) this process has used, seconds.
+fn process_cpu_s() -> Option<f64> {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage writes one rusage into the buffer we own; it is
+    // read only when the call succeeds.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: the call succeeded, so the struct is initialised.
+    let u = unsafe { u.assume_init() };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    Some(s(u.ru_utime) + s(u.ru_stime))
 }
 
 /// Gathers every rank's serialisable value on rank 0 (None elsewhere);
@@ -265,16 +285,28 @@ impl<'r> Accept<'r> {
         r.agree(backend.allocate_gemms(&self.plan))?;
         let timeout = Duration::from_secs_f64(self.config.run.op_timeout_s);
         let mut times = Vec::with_capacity(iterations as usize);
+        // CPU time is taken around the steps only: time in the barrier
+        // (sleeping while slower ranks finish) is not contention.
+        let (mut cpu, mut wall, mut cpu_known) = (0.0, 0.0, true);
         for i in 0..=iterations {
             mpi_comm::quiet_barrier(&r.world);
+            let c0 = process_cpu_s();
             let t = schedule::run_step(&backend, &self.plan, Mode::Compute, timeout)
                 .unwrap_or_else(|e| r.abort(format!("watchdog: accept device stage: {e}")));
             if i > 0 {
+                match (c0, process_cpu_s()) {
+                    (Some(a), Some(b)) => cpu += b - a,
+                    _ => cpu_known = false,
+                }
+                wall += t.step_s;
                 times.push(t.step_s);
             }
         }
         let dev = backend.device();
+        let threads = backend.threads().max(1) as f64;
         drop(backend);
+        let mut telemetry = cpu_telemetry();
+        telemetry.cpu_share = (cpu_known && wall > 0.0).then(|| cpu / (wall * threads));
         let step_s = stats::median(&times).unwrap_or(f64::NAN);
         let flops = self.plan.model_flops();
         let mine = DeviceResult {
@@ -287,7 +319,7 @@ impl<'r> Accept<'r> {
             step_time_s: times,
             tflops: metrics::tflops(flops, step_s),
             spec_peak_tflops: dev.spec_peak_tflops,
-            telemetry: cpu_telemetry(),
+            telemetry,
         };
         if let Some(devices) = gather_json(r, &r.world, Some(&mine)) {
             self.record.device = Some(DeviceStage {
