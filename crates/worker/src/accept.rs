@@ -61,14 +61,16 @@ use crate::schedule;
 /// Largest element count handed to one MPI call (counts are C ints).
 const MAX_CHUNK: usize = 1 << 30;
 
-/// Lines the ranks of `comm` up before a timed call: the quiet barrier
-/// first (no rank spins while others still work), then a blocking one,
-/// which returns on every rank within microseconds once all have arrived
-/// (the quiet barrier's sleeps let ranks leave it up to ~100 µs apart, and
-/// that skew would count in a small collective's time: measured, 1 KiB
-/// all-reduces took 120 µs instead of 1–2 µs).
+/// Lines the ranks of `comm` up before a timed collective: a blocking
+/// barrier, which returns on every rank within microseconds of the last
+/// arrival. (Not the quiet barrier of the step: its sleeps let ranks leave
+/// up to ~100 µs apart, which counted in small collectives — 1 KiB
+/// all-reduces took 120 µs instead of 1–2 µs — and a rank that sleeps on a
+/// busy host can lose its core and wait a scheduler slice to get it back;
+/// nccl-tests and mpi4py loops spin too. Every rank of `comm` runs the
+/// same collective next, so spinning here takes no core from work that
+/// is being timed.)
 fn align(comm: &SimpleCommunicator) {
-    mpi_comm::quiet_barrier(comm);
     comm.barrier();
 }
 
