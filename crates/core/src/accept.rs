@@ -1567,6 +1567,59 @@ mod tests {
     }
 
     #[test]
+    fn accept_table_in_the_config() {
+        use crate::config::{parse_config, ConfigError};
+        let base = "[model]\npreset = \"tiny\"\n[run]\nbackend = \"cpu\"\n";
+        let c = parse_config(base, "c.toml").unwrap();
+        assert!(c.accept.is_default());
+        let c = parse_config(
+            &format!("{base}[accept]\nstages = [\"link\", \"device\"]\nlink_bytes = 1024\n"),
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(c.accept.stages, vec![Stage::Link, Stage::Device]);
+        assert_eq!(c.accept.link_bytes, 1024);
+        assert_eq!(c.accept.min_device_fraction, 0.92);
+        let e = parse_config(
+            &format!("{base}[accept]\nmin_node_fraction = 2.0\n"),
+            "c.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("accept.min_node_fraction"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("c.toml: accept.min_node_fraction"),
+            "{e}"
+        );
+        let e = parse_config(&format!("{base}[accept]\nlink_mb = 2\n"), "c.toml").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+        assert!(e.to_string().contains("link_mb"), "{e}");
+        let e =
+            parse_config(&format!("{base}[accept]\nstages = [\"gpu\"]\n"), "c.toml").unwrap_err();
+        assert!(e.to_string().contains("gpu"), "{e}");
+        // Overrides replace and are validated.
+        let o = AcceptOverrides {
+            sweep_factor: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            o.apply(&c.accept, "c.toml").unwrap_err().field(),
+            Some("accept.sweep_factor")
+        );
+        let o = AcceptOverrides {
+            stages: Some(vec![Stage::Sweep]),
+            sweep_end: Some(1 << 20),
+            ..Default::default()
+        };
+        let s = o.apply(&c.accept, "c.toml").unwrap();
+        assert_eq!(
+            (s.stages.clone(), s.sweep_end),
+            (vec![Stage::Sweep], 1 << 20)
+        );
+        assert_eq!(o.to_args(), ["--stages", "sweep", "--sweep-end", "1048576"]);
+    }
+
+    #[test]
     fn record_round_trips() {
         let mut r = record();
         r.link = Some(link(&[(0, 1, 1.0)], 2));

@@ -51,6 +51,57 @@ fn findings(j: &serde_json::Value) -> Vec<(String, String, String)> {
 }
 
 #[test]
+fn accept_options_are_checked_before_launch() {
+    require_worker();
+    let cfg = test_config("accept.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let f = run(
+        mfubench_cmd().args(["accept", cfg, "--stages", "gpu", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 2, "{f:?}");
+    assert!(
+        f.stderr.contains("--stages gpu: unknown stage \"gpu\""),
+        "{f:?}"
+    );
+    let f = run(
+        mfubench_cmd().args(["accept", cfg, "--min-link-fraction", "1.5", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 2, "{f:?}");
+    assert!(f.stderr.contains("accept.min_link_fraction"), "{f:?}");
+    let f = run(
+        mfubench_cmd().args(["accept", cfg, "-e", "1x", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 2, "{f:?}");
+    // The worker gets --accept and the overrides.
+    let f = run(
+        mfubench_cmd().args([
+            "accept",
+            cfg,
+            "--np",
+            "2",
+            "--stages",
+            "link,device",
+            "-b",
+            "1K",
+            "-e",
+            "1G",
+            "--dry-run",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(
+        f.stdout
+            .contains("--accept --stages device,link --sweep-begin 1024 --sweep-end 1073741824"),
+        "{}",
+        f.stdout
+    );
+}
+
+#[test]
 fn accept_every_stage_on_one_host() {
     let test = "accept_every_stage_on_one_host";
     if !have(test, &["mpirun"]) {
