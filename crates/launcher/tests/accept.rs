@@ -359,7 +359,11 @@ fn device_stage_names_the_host_with_a_cpu_hog() {
     );
 }
 
-fn accept_on_three_hosts(run_id: &str, out: &std::path::Path) -> Finished {
+fn accept_on_three_hosts(
+    run_id: &str,
+    out: &std::path::Path,
+    config: &std::path::Path,
+) -> Finished {
     let f = run(
         Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
         Duration::from_secs(30),
@@ -369,7 +373,7 @@ fn accept_on_three_hosts(run_id: &str, out: &std::path::Path) -> Finished {
     let mut cmd = mfubench_cmd();
     cmd.args([
         "accept",
-        test_config("accept.toml").to_str().expect("utf-8"),
+        config.to_str().expect("utf-8"),
         "--stages",
         "link,sweep",
         "--np",
@@ -404,7 +408,8 @@ fn link_stage_names_the_rate_limited_host() {
     let out = tmp.path().join("results");
 
     // Healthy: PASS.
-    let f = accept_on_three_hosts("healthy", &out);
+    let cfg = test_config("accept.toml");
+    let f = accept_on_three_hosts("healthy", &out, &cfg);
     assert_eq!(f.code(), 0, "{f:?}");
     assert!(f.stdout.contains("accept: PASS"), "{}", f.stdout);
     let j = read_json(&out.join("healthy/accept.json"));
@@ -420,7 +425,7 @@ fn link_stage_names_the_rate_limited_host() {
         Duration::from_secs(30),
     );
     assert_eq!(tc.code(), 0, "{tc:?}");
-    let f = accept_on_three_hosts("slow", &out);
+    let f = accept_on_three_hosts("slow", &out, &cfg);
     assert_eq!(f.code(), 1, "{f:?}");
     let j = read_json(&out.join("slow/accept.json"));
     let mut failed: Vec<String> = findings(&j)
@@ -452,4 +457,29 @@ fn link_stage_names_the_rate_limited_host() {
     assert_eq!(m.len(), 2);
     assert!(m.iter().all(|g| *g < 0.0135), "{m:?}");
     assert!(f.stdout.contains("Link stage: tournament"), "{}", f.stdout);
+
+    // The sampled schedule (forced with max_pair_nodes = 2): the ring
+    // covers every node twice, so the same links and host are named.
+    let sampled = tmp.path().join("sampled.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config").replace(
+        "[accept]\n",
+        "[accept]\nmax_pair_nodes = 2\nsampled_rounds = 2\n",
+    );
+    std::fs::write(&sampled, text).expect("write config");
+    let f = accept_on_three_hosts("sampled", &out, &sampled);
+    assert_eq!(f.code(), 1, "{f:?}");
+    let j = read_json(&out.join("sampled/accept.json"));
+    assert_eq!(j["link"]["schedule"], "sampled");
+    let mut failed: Vec<String> = findings(&j)
+        .into_iter()
+        .filter(|(_, status, _)| status == "FAIL")
+        .map(|(_, _, who)| who)
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        ["link hostA hostC", "link hostB hostC", "node hostC"],
+        "{}",
+        f.stdout
+    );
 }
