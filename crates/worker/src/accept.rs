@@ -258,7 +258,15 @@ impl<'r> Accept<'r> {
             self.save()?;
         }
         self.record.complete = true;
-        self.save()
+        self.save()?;
+        // The protocol's last word of every rank (the step stage's
+        // benchmark has said it already).
+        if !self.record.stages.contains(&Stage::Step) {
+            crate::progress::emit(&mfubench_core::protocol::Event::RankDone {
+                rank: self.rank.rank,
+            });
+        }
+        Ok(())
     }
 
     /// Rank 0 evaluates the rules and writes accept.json atomically; every
