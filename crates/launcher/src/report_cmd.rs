@@ -57,6 +57,16 @@ pub struct ReportArgs {
     /// of exiting 1.
     #[arg(long)]
     pub allow_inconclusive: bool,
+    /// accept.json: re-judge devices with this fraction of the median
+    /// (overrides the run's accept.min_device_fraction).
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub min_device_fraction: Option<f64>,
+    /// accept.json: re-judge nodes with this fraction of the median.
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub min_node_fraction: Option<f64>,
+    /// accept.json: re-judge links with this fraction of the reference.
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub min_link_fraction: Option<f64>,
 }
 
 /// Arguments of `mfubench compare`.
@@ -118,7 +128,15 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
     let mut suite_ok = true;
     if let Some(file) = mfubench_report::suite::accept_path(&args.run) {
         let rec = mfubench_report::suite::read_accept(&file).map_err(coded)?;
-        let out = mfubench_report::suite::render(&rec, None);
+        let settings = mfubench_core::accept::AcceptOverrides {
+            min_device_fraction: args.min_device_fraction,
+            min_node_fraction: args.min_node_fraction,
+            min_link_fraction: args.min_link_fraction,
+            ..Default::default()
+        }
+        .apply(&rec.settings, &file.display().to_string())
+        .map_err(|e| usage(e.to_string()))?;
+        let out = mfubench_report::suite::render(&rec, Some(&settings));
         print!("{}", out.text);
         suite_ok = match out.overall {
             mfubench_core::accept::Status::Pass => true,
