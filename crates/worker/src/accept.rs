@@ -431,6 +431,11 @@ impl<'r> Accept<'r> {
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); rounds.len()];
         for pass in 0..=s.iterations {
             for (ri, p) in partner.iter().enumerate() {
+                // Quiet first: a node without a partner this round (or
+                // whose pair finished early) must sleep, not spin on a
+                // core the exchanging nodes' network stacks need; then a
+                // blocking barrier lines the exchanges up.
+                mpi_comm::quiet_barrier(leaders);
                 align(leaders);
                 let Some((a, b)) = *p else { continue };
                 let peer = leaders.process_at_rank(if a == me { b } else { a } as i32);
