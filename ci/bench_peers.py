@@ -3,6 +3,8 @@
 Run under mpirun, one process per rank, like the worker:
     bench_peers.py compute PLAN_JSON ITERATIONS   # numpy (OpenBLAS) matmuls
     bench_peers.py comm    PLAN_JSON ITERATIONS   # mpi4py Allreduce per bucket
+    bench_peers.py sweep   SIZES_JSON ITERATIONS  # mpi4py Allreduce per size
+                                                  # (vs `mfubench accept`'s sweep)
 
 PLAN_JSON comes from `bare_loops plan CONFIG 0`: the GEMMs of one training
 step (m, n, k, batch, transposes) and the gradient bucket sizes. Each
@@ -18,8 +20,32 @@ import numpy as np
 from mpi4py import MPI
 
 
+def sweep(sizes_path, iters):
+    """The accept sweep's measurement: per size one untimed Allreduce, then
+    ITERATIONS timed ones, each after a barrier; an iteration's time is the
+    max over ranks; rank 0 prints one JSON line per size (median)."""
+    comm = MPI.COMM_WORLD
+    for size in json.load(open(sizes_path)):
+        n = max(size // 4, 1)
+        send = np.ones(n, dtype=np.float32)
+        recv = np.empty(n, dtype=np.float32)
+        comm.Allreduce(send, recv, op=MPI.SUM)
+        times = []
+        for _ in range(iters):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            comm.Allreduce(send, recv, op=MPI.SUM)
+            times.append(time.perf_counter() - t0)
+        cluster = np.empty(len(times))
+        comm.Allreduce(np.array(times), cluster, op=MPI.MAX)
+        if comm.rank == 0:
+            print(json.dumps({"mode": "sweep", "size_bytes": size, "median_s": float(np.median(cluster))}))
+
+
 def main():
     mode, plan_path, iters = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if mode == "sweep":
+        return sweep(plan_path, iters)
     plan = json.load(open(plan_path))
     comm = MPI.COMM_WORLD
     rng = np.random.default_rng(1234 + comm.rank)
@@ -51,7 +77,7 @@ def main():
             for s, r in bufs:
                 comm.Allreduce(s, r, op=MPI.SUM)
     else:
-        sys.exit(f"unknown mode {mode}: use compute or comm")
+        sys.exit(f"unknown mode {mode}: use compute, comm or sweep")
 
     times = []
     for it in range(plan["warmup"] + iters):

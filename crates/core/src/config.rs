@@ -1,4 +1,4 @@
-//! The benchmark configuration: a TOML file with `[model]`, `[run]` and
+//! The benchmark configuration: a TOML file with `[model]`, `[run]`, `[accept]` and
 //! `[acceptance]` tables.
 //!
 //! Parsing happens in two steps. [`ConfigFile`] mirrors the file exactly
@@ -429,6 +429,9 @@ pub struct ConfigFile {
     /// Pass/fail thresholds.
     #[serde(default)]
     pub acceptance: Acceptance,
+    /// The acceptance suite (`mfubench accept`): stages and thresholds.
+    #[serde(default)]
+    pub accept: crate::accept::AcceptSettings,
 }
 
 /// A resolved model shape: every field present and validated.
@@ -543,6 +546,14 @@ pub struct Config {
     pub run: RunSettings,
     /// Pass/fail thresholds.
     pub acceptance: Acceptance,
+    /// The acceptance suite (`mfubench accept`); defaults when absent (run
+    /// files written before it existed), and not written when default
+    /// (it does not change what a run measures).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::accept::AcceptSettings::is_default"
+    )]
+    pub accept: crate::accept::AcceptSettings,
 }
 
 /// Parses and validates TOML text. `file` names the source in errors.
@@ -912,10 +923,13 @@ impl ConfigFile {
             10.0,
         )?;
 
+        self.accept.validate(file)?;
+
         Ok(Config {
             model,
             run,
             acceptance: a.clone(),
+            accept: self.accept.clone(),
         })
     }
 }

@@ -25,6 +25,9 @@
 //!   written down (allow-list, redaction of values and URL credentials).
 //! - [`protocol`]: the launcher–worker contract: progress events, their
 //!   line prefix, the launch environment variable, exit codes, run-id rules.
+//! - [`accept`]: the acceptance suite (`mfubench accept`): `[accept]`
+//!   settings, the link stage's pair schedules, the `accept.json` schema and
+//!   the rules that name a bad device, node or link.
 //! - [`result`]: the `run.json` schema and [`result::summarize`], which turns
 //!   per-rank records into the cluster-wide summary.
 //!
@@ -32,6 +35,7 @@
 //! (`u64`), FLOPs are `f64` (they overflow `u64` for whole training runs),
 //! bandwidths are GB/s with GB = 10⁹ bytes (the nccl-tests convention).
 
+pub mod accept;
 pub mod check;
 pub mod config;
 pub mod flops;

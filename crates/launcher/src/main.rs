@@ -4,6 +4,8 @@
 //! benchmarks. Subcommands:
 //! - `run`: start `mfubench-worker` ranks with mpirun or srun, supervise them
 //!   (progress, timeout, Ctrl-C), then report ([`run_cmd`]);
+//! - `accept`: the staged acceptance suite ([`accept_cmd`]), launched and
+//!   supervised as `run`, ending with one verdict line per finding;
 //! - `report` / `compare`: summaries, exports, verdicts and run-to-run
 //!   comparison from `run.json` files ([`report_cmd`], over `mfubench-report`);
 //! - `flops` / `presets`: the FLOP calculator ([`flops_cmd`]).
@@ -14,6 +16,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod accept_cmd;
 mod exit;
 mod flops_cmd;
 mod report_cmd;
@@ -31,6 +34,9 @@ struct Cli {
 enum Command {
     /// Run a benchmark: launch the worker ranks, supervise them, report.
     Run(run_cmd::RunArgs),
+    /// Acceptance suite: device, node, link, sweep and step stages; names the
+    /// bad GPU, node or link; exit 1 on any FAIL.
+    Accept(accept_cmd::AcceptArgs),
     /// Summarise a run directory or run.json (tables, exports, verdict).
     Report(report_cmd::ReportArgs),
     /// Compare two runs side by side; exit 1 on a regression.
@@ -51,6 +57,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(a) => run_cmd::run(a),
+        Command::Accept(a) => accept_cmd::run_accept(a),
         Command::Report(a) => report_cmd::run_report(a),
         Command::Compare(a) => report_cmd::run_compare(a),
         Command::Flops(a) => flops_cmd::run_flops(a),

@@ -41,6 +41,16 @@ pub struct ReportArgs {
     /// finished instead of exiting 3 with verdict INCOMPLETE.
     #[arg(long)]
     pub allow_partial: bool,
+    /// accept.json: re-judge devices with this fraction of the median
+    /// (overrides the run's accept.min_device_fraction).
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub min_device_fraction: Option<f64>,
+    /// accept.json: re-judge nodes with this fraction of the median.
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub min_node_fraction: Option<f64>,
+    /// accept.json: re-judge links with this fraction of the reference.
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub min_link_fraction: Option<f64>,
 }
 
 /// `--junit` / `--prom`: shared by `report` and `run`.
@@ -160,8 +170,33 @@ fn coded(e: ReportError) -> anyhow::Error {
     usage(e.to_string())
 }
 
-/// Runs `mfubench report`.
+/// Runs `mfubench report`: accept.json (from `mfubench accept`) when the
+/// directory has one or it is named, and run.json when there is one.
 pub fn run_report(args: &ReportArgs) -> Result<u8> {
+    let mut suite_ok = true;
+    if let Some(file) = mfubench_report::suite::accept_path(&args.run) {
+        let rec = mfubench_report::suite::read_accept(&file).map_err(coded)?;
+        let settings = mfubench_core::accept::AcceptOverrides {
+            min_device_fraction: args.min_device_fraction,
+            min_node_fraction: args.min_node_fraction,
+            min_link_fraction: args.min_link_fraction,
+            ..Default::default()
+        }
+        .apply(&rec.settings, &file.display().to_string())
+        .map_err(|e| usage(e.to_string()))?;
+        let out = mfubench_report::suite::render(&rec, Some(&settings));
+        print!("{}", out.text);
+        suite_ok = match out.overall {
+            mfubench_core::accept::Status::Pass => true,
+            mfubench_core::accept::Status::Fail => false,
+            _ => args.thresholds.allow_inconclusive,
+        };
+        let has_run = args.run.is_dir() && args.run.join("run.json").is_file();
+        if !has_run {
+            return Ok(if suite_ok { OK } else { ACCEPTANCE_FAILED });
+        }
+        println!();
+    }
     let opts = ReportOptions {
         format: args.format,
         out_dir: args.out.clone(),
@@ -193,11 +228,16 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
             }
         );
     }
-    Ok(verdict_code(
+    let code = verdict_code(
         &out.verdict,
         args.allow_partial,
         args.thresholds.allow_inconclusive,
-    ))
+    );
+    Ok(if code == OK && !suite_ok {
+        ACCEPTANCE_FAILED
+    } else {
+        code
+    })
 }
 
 /// Runs `mfubench compare`.

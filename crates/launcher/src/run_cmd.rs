@@ -174,7 +174,7 @@ struct Plan {
     launch_json: String,
 }
 
-fn plan(args: &RunArgs) -> Result<Plan> {
+fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| usage(format!("{}: cannot read the config: {e}", args.config)))?;
     let config = parse_config(&text, &args.config).map_err(|e| usage(e.to_string()))?;
@@ -269,6 +269,7 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     if let Some(b) = args.backend {
         worker_args.extend(["--backend".to_string(), BackendKind::from(b).to_string()]);
     }
+    worker_args.extend(extra_worker_args.iter().cloned());
 
     let spec = LaunchSpec {
         launcher: kind,
@@ -307,9 +308,49 @@ fn plan(args: &RunArgs) -> Result<Plan> {
     })
 }
 
+/// How a launched job ended, when it did not fail.
+pub(crate) enum Launched {
+    /// `--dry-run`: the command was printed.
+    DryRun,
+    /// Ctrl-C: the job was stopped (exit 130).
+    Interrupted,
+    /// Every rank exited 0.
+    Finished {
+        /// OUT/<run-id>.
+        run_dir: PathBuf,
+        /// run.json (as announced by the worker's `done` event, else the
+        /// run folder's).
+        run_json: PathBuf,
+    },
+}
+
 /// Runs `mfubench run`: returns the exit code, or an error carrying one.
 pub fn run(args: &RunArgs) -> Result<u8> {
-    let mut p = plan(args)?;
+    let (run_dir, run_json) = match launch(args, &[])? {
+        Launched::DryRun => return Ok(OK),
+        Launched::Interrupted => return Ok(INTERRUPTED),
+        Launched::Finished { run_dir, run_json } => (run_dir, run_json),
+    };
+    if !run_json.is_file() {
+        return Err(run_failed(format!(
+            "the job exited 0 but {} was not written",
+            run_json.display()
+        )));
+    }
+    let verdict = report(&run_json, &run_dir, args)?;
+    Ok(verdict_code(
+        &verdict,
+        false,
+        args.thresholds.allow_inconclusive,
+    ))
+}
+
+/// Plans, starts and supervises the worker ranks (with `extra_worker_args`
+/// after the usual ones); a failed, timed-out or usage-error job is an
+/// error carrying its exit code (its partial results reported first).
+/// Shared by `mfubench run` and `mfubench accept`.
+pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Launched> {
+    let mut p = plan(args, extra_worker_args)?;
     eprintln!("mfubench: {} rank(s), from {}", p.np, p.np_rule.describe());
     if p.np == 1 {
         eprintln!(
@@ -323,7 +364,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
             "{}",
             command::shell_join(&mfubench_core::redact::redact_command(&p.argv))
         );
-        return Ok(OK);
+        return Ok(Launched::DryRun);
     }
     // Fail before starting anything when the results folder cannot exist
     // (the worker would find out only after MPI start-up on every rank).
@@ -367,7 +408,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                         p.out_dir.display()
                     )));
                 }
-                p = plan(args)?;
+                p = plan(args, extra_worker_args)?;
             }
             Err(e) => {
                 return Err(usage(format!(
@@ -445,7 +486,7 @@ pub fn run(args: &RunArgs) -> Result<u8> {
                 "mfubench: interrupted after {:.1} s{kept}",
                 o.elapsed.as_secs_f64()
             );
-            return Ok(INTERRUPTED);
+            return Ok(Launched::Interrupted);
         }
         Some(StopReason::Timeout) => {
             let who = if !behind.is_empty() {
@@ -496,24 +537,20 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         });
     }
 
-    if !run_json.is_file() {
-        return Err(run_failed(format!(
-            "{program} exited 0 but {} was not written",
-            run_json.display()
-        )));
-    }
-    let verdict = report(&run_json, &p.run_dir, args)?;
-    Ok(verdict_code(
-        &verdict,
-        false,
-        args.thresholds.allow_inconclusive,
-    ))
+    Ok(Launched::Finished {
+        run_dir: p.run_dir,
+        run_json,
+    })
 }
 
 /// Prints the report of a run (and writes summary.md, summary.csv,
 /// summary.json and the plots beside run.json, plus `--junit` / `--prom`),
 /// then the results folder; returns the verdict.
-fn report(run_json: &Path, run_dir: &Path, args: &RunArgs) -> Result<mfubench_report::Verdict> {
+pub(crate) fn report(
+    run_json: &Path,
+    run_dir: &Path,
+    args: &RunArgs,
+) -> Result<mfubench_report::Verdict> {
     let opts = mfubench_report::ReportOptions {
         junit: args.exports.junit.clone(),
         prom: args.exports.prom.clone(),

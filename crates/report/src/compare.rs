@@ -450,8 +450,9 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
 pub const COMPARABLE_RUN_KEYS: [&str; 3] = ["iterations", "warmup", "op_timeout_s"];
 
 /// Fields of the configuration (and world size, backend) that differ, as
-/// `field: baseline → new`. Acceptance thresholds are not part of what was
-/// measured and are ignored.
+/// `field: baseline → new`. Acceptance thresholds and the acceptance
+/// suite's `[accept]` settings are not part of what a run measured and are
+/// ignored.
 pub fn config_differences(a: &LoadedRun, b: &LoadedRun) -> Vec<String> {
     let leaves = |r: &LoadedRun| {
         let mut m = BTreeMap::new();
@@ -464,6 +465,7 @@ pub fn config_differences(a: &LoadedRun, b: &LoadedRun) -> Vec<String> {
                     run.remove(k);
                 }
             }
+            o.remove("accept");
         }
         flatten("config", &cfg, &mut m);
         m.insert("world_size".into(), r.record.world_size.to_string());

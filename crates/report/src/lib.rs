@@ -20,6 +20,8 @@
 //!   let exit_code = if out.verdict.passed { 0 } else { 1 };
 //!   # Ok::<(), ReportError>(())
 //!   ```
+//! - [`suite::render`]: the acceptance suite's `accept.json` (`mfubench
+//!   accept`) as tables, the link matrix, the sweep table and verdict lines.
 //! - [`compare_runs`]`(baseline, new, CompareOptions)`: the side-by-side
 //!   comparison behind `mfubench compare`.
 //!
@@ -55,6 +57,7 @@ pub mod fmt;
 pub mod fsutil;
 pub mod plot;
 pub mod read;
+pub mod suite;
 pub mod text;
 
 use std::path::{Path, PathBuf};

@@ -15,9 +15,12 @@
 //!    computes the summary with core's formulas and writes
 //!    `OUT/<run-id>/run.json` atomically.
 //!
+//! With `--accept` the rank runs the acceptance suite instead ([`accept`]).
+//!
 //! Backends implement only streams, events, GEMM and all-reduce
 //! ([`backend`]); the schedule is written once. The CPU backend is [`cpu`], the GPU backend [`cuda`].
 
+pub mod accept;
 pub mod backend;
 pub mod benchmark;
 pub mod cpu;

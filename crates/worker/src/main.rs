@@ -17,6 +17,7 @@ use mpi::Threading;
 use mfubench_core::config::BackendKind;
 use mfubench_core::plan::StepPlan;
 use mfubench_core::protocol::exit;
+use mfubench_worker::accept::Accept;
 use mfubench_worker::backend::Backend;
 use mfubench_worker::benchmark::{Benchmark, Hooks};
 use mfubench_worker::cpu::CpuBackend;
@@ -48,6 +49,32 @@ struct Args {
     /// check reports it.
     #[arg(long, hide = true)]
     inject_wrong_rank: Option<u64>,
+    /// Run the acceptance suite (`mfubench accept`) instead of the
+    /// benchmark: writes OUT/<run-id>/accept.json (and run.json for the
+    /// step stage).
+    #[arg(long)]
+    accept: bool,
+    /// Accept: stages to run, e.g. device,link (default: accept.stages).
+    #[arg(long)]
+    stages: Option<String>,
+    /// Accept: accept.min_device_fraction.
+    #[arg(long)]
+    min_device_fraction: Option<f64>,
+    /// Accept: accept.min_node_fraction.
+    #[arg(long)]
+    min_node_fraction: Option<f64>,
+    /// Accept: accept.min_link_fraction.
+    #[arg(long)]
+    min_link_fraction: Option<f64>,
+    /// Accept: smallest sweep size (bytes, K/M/G suffixes).
+    #[arg(long, value_parser = mfubench_core::accept::parse_bytes)]
+    sweep_begin: Option<u64>,
+    /// Accept: largest sweep size (bytes, K/M/G suffixes).
+    #[arg(long, value_parser = mfubench_core::accept::parse_bytes)]
+    sweep_end: Option<u64>,
+    /// Accept: factor between sweep sizes.
+    #[arg(long)]
+    sweep_factor: Option<u64>,
 }
 
 fn main() {
@@ -70,6 +97,36 @@ fn try_main(args: &Args, rank: &Rank) -> Result<(), Exit> {
     let config = setup::load_config(rank, &args.config, args.backend.as_deref())?;
     setup::hello(rank, &config);
     let (run_id, run_dir) = setup::run_dir(rank, &args.out, args.run_id.clone())?;
+    if args.accept {
+        let usage = |e: &dyn std::fmt::Display| {
+            if rank.is_root() {
+                rank.error(e);
+            }
+            Exit::Usage
+        };
+        let stages = match &args.stages {
+            Some(list) => Some(
+                mfubench_core::accept::parse_stages(list)
+                    .map_err(|e| usage(&format!("--stages {list}: {e}")))?,
+            ),
+            None => None,
+        };
+        let overrides = mfubench_core::accept::AcceptOverrides {
+            stages,
+            min_device_fraction: args.min_device_fraction,
+            min_node_fraction: args.min_node_fraction,
+            min_link_fraction: args.min_link_fraction,
+            sweep_begin: args.sweep_begin,
+            sweep_end: args.sweep_end,
+            sweep_factor: args.sweep_factor,
+        };
+        // Every rank applies the same overrides to the same config: no
+        // collective is needed, and only rank 0 says why.
+        let settings = overrides
+            .apply(&config.accept, &args.config.display().to_string())
+            .map_err(|e| usage(&e))?;
+        return Accept::open(rank, config, settings, run_id, run_dir)?.run();
+    }
     let plan = Arc::new(StepPlan::for_config(&config));
     let hooks = Hooks {
         inject_wrong_rank: args.inject_wrong_rank,

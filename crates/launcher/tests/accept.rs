@@ -1,0 +1,498 @@
+//! `mfubench accept` on real components: real MPI ranks on this machine
+//! (every stage, the step's run.json beside accept.json, a kill mid-stage
+//! leaving an INCOMPLETE accept.json), and three "hosts" as network
+//! namespaces (ci/netns-up.sh) with a `tc tbf` rate limit on one host's
+//! link: the link stage names exactly that host's links, then the host,
+//! and exits 1; without the limit it passes; and a CPU hog sharing one
+//! host's core: the device stage names that host's rank, with the CPU share
+//! it got as the reason.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+fn have(test: &str, programs: &[&str]) -> bool {
+    for p in programs {
+        if find_program(p).is_none() {
+            skip(test, &format!("{p} is not installed"));
+            return false;
+        }
+    }
+    true
+}
+
+fn findings(j: &serde_json::Value) -> Vec<(String, String, String)> {
+    j["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            let who = match f["component"]["kind"].as_str() {
+                Some("link") => format!(
+                    "link {} {}",
+                    f["component"]["a"].as_str().unwrap_or(""),
+                    f["component"]["b"].as_str().unwrap_or("")
+                ),
+                Some("node") => format!("node {}", f["component"]["host"].as_str().unwrap_or("")),
+                Some("device") => format!("device {}", f["component"]["rank"]),
+                _ => String::new(),
+            };
+            (
+                f["stage"].as_str().unwrap_or("").to_string(),
+                f["status"].as_str().unwrap_or("").to_string(),
+                who,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn accept_options_are_checked_before_launch() {
+    require_worker();
+    let cfg = test_config("accept.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let f = run(
+        mfubench_cmd().args(["accept", cfg, "--stages", "gpu", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 2, "{f:?}");
+    assert!(
+        f.stderr.contains("--stages gpu: unknown stage \"gpu\""),
+        "{f:?}"
+    );
+    let f = run(
+        mfubench_cmd().args(["accept", cfg, "--min-link-fraction", "1.5", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 2, "{f:?}");
+    assert!(f.stderr.contains("accept.min_link_fraction"), "{f:?}");
+    let f = run(
+        mfubench_cmd().args(["accept", cfg, "-e", "1x", "--dry-run"]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 2, "{f:?}");
+    // The worker gets --accept and the overrides.
+    let f = run(
+        mfubench_cmd().args([
+            "accept",
+            cfg,
+            "--np",
+            "2",
+            "--stages",
+            "link,device",
+            "-b",
+            "1K",
+            "-e",
+            "1G",
+            "--dry-run",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(
+        f.stdout
+            .contains("--accept --stages device,link --sweep-begin 1024 --sweep-end 1073741824"),
+        "{}",
+        f.stdout
+    );
+}
+
+#[test]
+fn accept_every_stage_on_one_host() {
+    let test = "accept_every_stage_on_one_host";
+    if !have(test, &["mpirun"]) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("results");
+    let f = run(
+        mfubench_cmd().args([
+            "accept",
+            test_config("accept.toml").to_str().expect("utf-8"),
+            "--np",
+            "2",
+            "-b",
+            "8",
+            "-e",
+            "64K",
+            "-f",
+            "4",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--run-id",
+            "all",
+            "--timeout",
+            "240",
+        ]),
+        LIMIT,
+    );
+    // One node: the node stage cannot compare nodes and the link stage has
+    // no pair, so the verdict is INCONCLUSIVE, never PASS: exit 1.
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(f.stdout.contains("accept: INCONCLUSIVE"), "{}", f.stdout);
+    let j = read_json(&out.join("all/accept.json"));
+    assert_eq!(j["complete"], true);
+    assert_eq!(j["schema_version"], 1);
+    assert_eq!(j["device"]["devices"].as_array().map(Vec::len), Some(2));
+    assert!(j["device"]["devices"][0]["tflops"].as_f64().unwrap() > 0.0);
+    assert_eq!(j["node"]["nodes"][0]["ranks"], 2);
+    assert!(j["node"]["nodes"][0]["busbw_gbps"][1].as_f64().unwrap() > 0.0);
+    assert_eq!(j["link"]["pairs"].as_array().map(Vec::len), Some(0));
+    // -b 8 -e 64K -f 4: 8, 32, …, 32768 bytes; every row checked.
+    let rows = j["sweep"]["rows"].as_array().expect("rows");
+    let sizes: Vec<u64> = rows
+        .iter()
+        .filter_map(|r| r["size_bytes"].as_u64())
+        .collect();
+    assert_eq!(sizes, [8, 32, 128, 512, 2048, 8192, 32768]);
+    for r in rows {
+        assert_eq!(r["wrong"], 0);
+        // busbw = algbw · 2(n−1)/n = algbw for 2 ranks.
+        let (a, b) = (
+            r["algbw_gbps"].as_f64().unwrap(),
+            r["busbw_gbps"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() <= 1e-12 * a.max(1.0), "{r}");
+    }
+    assert!(
+        out.join("all/run.json").is_file(),
+        "the step stage writes run.json"
+    );
+    assert!(j["step"]["mfu_overlapped"].as_f64().is_some(), "{j:#}");
+    // --allow-inconclusive accepts it; the report command renders it again.
+    let f = run(
+        mfubench_cmd().args([
+            "report",
+            out.join("all").to_str().expect("utf-8"),
+            "--allow-inconclusive",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(f.stdout.contains("# Avg bus bandwidth"), "{}", f.stdout);
+    assert!(f.stdout.contains("Device stage"), "{}", f.stdout);
+}
+
+#[test]
+fn accept_killed_mid_stage_keeps_finished_stages() {
+    let test = "accept_killed_mid_stage_keeps_finished_stages";
+    if !have(test, &["mpirun"]) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A step stage far longer than the timeout: the device stage finishes,
+    // the step is killed.
+    let cfg = tmp.path().join("long.toml");
+    let text = std::fs::read_to_string(test_config("accept.toml"))
+        .expect("config")
+        .replace("iterations = 3", "iterations = 100000");
+    std::fs::write(&cfg, text).expect("write config");
+    let out = tmp.path().join("results");
+    let f = run(
+        mfubench_cmd().args([
+            "accept",
+            cfg.to_str().expect("utf-8"),
+            "--np",
+            "2",
+            "--stages",
+            "device,step",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--run-id",
+            "killed",
+            "--timeout",
+            "40",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 3, "{f:?}");
+    let j = read_json(&out.join("killed/accept.json"));
+    assert_eq!(j["complete"], false, "{j:#}");
+    assert_eq!(j["device"]["devices"].as_array().map(Vec::len), Some(2));
+    assert!(j["step"].is_null());
+    let f = run(
+        mfubench_cmd().args([
+            "report",
+            out.join("killed/accept.json").to_str().expect("utf-8"),
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(f.stdout.contains("INCOMPLETE"), "{}", f.stdout);
+    assert!(
+        f.stdout.contains("FAIL         step   stage_complete"),
+        "{}",
+        f.stdout
+    );
+}
+
+/// Tears the fake hosts down however the test ends.
+struct Netns;
+
+impl Netns {
+    fn up(hosts: u32) -> Netns {
+        let down = root().join("ci/netns-down.sh");
+        let _ = Command::new(&down).status();
+        let guard = Netns;
+        let f = run(
+            Command::new(root().join("ci/netns-up.sh")).arg(hosts.to_string()),
+            Duration::from_secs(60),
+        );
+        assert_eq!(f.code(), 0, "ci/netns-up.sh failed: {f:?}");
+        guard
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("ci/netns-down.sh")).status();
+    }
+}
+
+/// A busy loop pinned to one core, killed however the test ends.
+struct Hog(std::process::Child);
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn device_stage_names_the_host_with_a_cpu_hog() {
+    let test = "device_stage_names_the_host_with_a_cpu_hog";
+    if !is_root() {
+        return skip(test, "needs root (network namespaces)");
+    }
+    if !have(
+        test,
+        &["ip", "nsenter", "unshare", "mpirun", "taskset", "hostname"],
+    ) {
+        return;
+    }
+    if std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        < 2
+    {
+        return skip(test, "needs two cores");
+    }
+    let worker = require_worker();
+    let _lock = TestLock::acquire();
+    let _hosts = Netns::up(2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The ranks start through a wrapper that pins hostA's rank to core 0
+    // and hostB's to core 1, where the hog runs: hostB's rank gets about
+    // half a core, hostA's a whole one (less what other processes take).
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let wrapper = bin.join("mfubench-worker");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$(hostname)\" in hostB) c=1 ;; *) c=0 ;; esac\nexec taskset -c $c {} \"$@\"\n",
+            worker.display()
+        ),
+    )
+    .expect("write wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let _hog = Hog(Command::new("taskset")
+        .args(["-c", "1", "sh", "-c", "while :; do :; done"])
+        .spawn()
+        .expect("start the hog"));
+    let f = run(
+        Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
+        Duration::from_secs(30),
+    );
+    let extra: Vec<String> = f.stdout.lines().map(str::to_string).collect();
+    let out = tmp.path().join("results");
+    let mut cmd = mfubench_cmd();
+    cmd.env("MFUBENCH_WORKER", &wrapper)
+        .args([
+            "accept",
+            test_config("accept.toml").to_str().expect("utf-8"),
+            "--stages",
+            "device",
+            "--min-device-fraction",
+            "0.8",
+            "--np",
+            "2",
+            "--hosts",
+            "hostA:1,hostB:1",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--run-id",
+            "hog",
+            "--timeout",
+            "240",
+            "--",
+        ])
+        .args(&extra);
+    let f = run(&mut cmd, LIMIT);
+    assert_eq!(f.code(), 1, "{f:?}");
+    let j = read_json(&out.join("hog/accept.json"));
+    let failed: Vec<String> = findings(&j)
+        .into_iter()
+        .filter(|(_, status, _)| status == "FAIL")
+        .map(|(_, _, who)| who)
+        .collect();
+    assert_eq!(failed, ["device 1"], "{}", f.stdout);
+    let d = &j["device"]["devices"];
+    assert_eq!(d[1]["host"], "hostB");
+    let share = |i: usize| d[i]["telemetry"]["cpu_share"].as_f64().expect("cpu_share");
+    assert!(share(1) < share(0), "{j:#}");
+    assert!(
+        f.stdout.contains("device rank 1 (hostB, local rank 0)")
+            && f.stdout.contains("% of its threads' CPU time"),
+        "{}",
+        f.stdout
+    );
+}
+
+fn accept_on_three_hosts(
+    run_id: &str,
+    out: &std::path::Path,
+    config: &std::path::Path,
+) -> Finished {
+    let f = run(
+        Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    let extra: Vec<String> = f.stdout.lines().map(str::to_string).collect();
+    let mut cmd = mfubench_cmd();
+    cmd.args([
+        "accept",
+        config.to_str().expect("utf-8"),
+        "--stages",
+        "link,sweep",
+        "--np",
+        "3",
+        "--hosts",
+        "hostA:1,hostB:1,hostC:1",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--run-id",
+        run_id,
+        "--timeout",
+        "240",
+        "--",
+    ])
+    .args(&extra);
+    run(&mut cmd, LIMIT)
+}
+
+#[test]
+fn link_stage_names_the_rate_limited_host() {
+    let test = "link_stage_names_the_rate_limited_host";
+    if !is_root() {
+        return skip(test, "needs root (network namespaces)");
+    }
+    if !have(test, &["ip", "tc", "nsenter", "unshare", "mpirun"]) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let _hosts = Netns::up(3);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("results");
+
+    // Healthy: PASS.
+    let cfg = test_config("accept.toml");
+    let f = accept_on_three_hosts("healthy", &out, &cfg);
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(f.stdout.contains("accept: PASS"), "{}", f.stdout);
+    let j = read_json(&out.join("healthy/accept.json"));
+    assert_eq!(j["link"]["schedule"], "tournament");
+    assert_eq!(j["link"]["pairs"].as_array().map(Vec::len), Some(3));
+
+    // hostC's link rate-limited to 100 Mbit/s (egress of its eth0).
+    let tc = run(
+        Command::new("ip").args([
+            "netns", "exec", "hostC", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate",
+            "100mbit", "burst", "64kb", "latency", "100ms",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(tc.code(), 0, "{tc:?}");
+    let f = accept_on_three_hosts("slow", &out, &cfg);
+    assert_eq!(f.code(), 1, "{f:?}");
+    // The report re-judges with other thresholds: 1 % of the reference
+    // passes even the limited links.
+    let f2 = run(
+        mfubench_cmd().args([
+            "report",
+            out.join("slow").to_str().expect("utf-8"),
+            "--min-link-fraction",
+            "1%",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f2.code(), 0, "{f2:?}");
+    assert!(f2.stdout.contains("accept: PASS"), "{}", f2.stdout);
+    let j = read_json(&out.join("slow/accept.json"));
+    let mut failed: Vec<String> = findings(&j)
+        .into_iter()
+        .filter(|(_, status, _)| status == "FAIL")
+        .map(|(_, _, who)| who)
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        ["link hostA hostC", "link hostB hostC", "node hostC"],
+        "{}",
+        f.stdout
+    );
+    assert!(
+        f.stdout
+            .contains("accept: FAIL — bad: link hostA <-> hostC, link hostB <-> hostC, node hostC"),
+        "{}",
+        f.stdout
+    );
+    // The matrix: hostC's row is ~100 Mbit/s = 0.0125 GB/s.
+    let m: Vec<f64> = j["link"]["pairs"]
+        .as_array()
+        .expect("pairs")
+        .iter()
+        .filter(|p| p["b"] == 2)
+        .filter_map(|p| p["gbps"].as_f64())
+        .collect();
+    assert_eq!(m.len(), 2);
+    assert!(m.iter().all(|g| *g < 0.0135), "{m:?}");
+    assert!(f.stdout.contains("Link stage: tournament"), "{}", f.stdout);
+
+    // The sampled schedule (forced with max_pair_nodes = 2): the ring
+    // covers every node twice, so the same links and host are named.
+    let sampled = tmp.path().join("sampled.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config").replace(
+        "[accept]\n",
+        "[accept]\nmax_pair_nodes = 2\nsampled_rounds = 2\n",
+    );
+    std::fs::write(&sampled, text).expect("write config");
+    let f = accept_on_three_hosts("sampled", &out, &sampled);
+    assert_eq!(f.code(), 1, "{f:?}");
+    let j = read_json(&out.join("sampled/accept.json"));
+    assert_eq!(j["link"]["schedule"], "sampled");
+    let mut failed: Vec<String> = findings(&j)
+        .into_iter()
+        .filter(|(_, status, _)| status == "FAIL")
+        .map(|(_, _, who)| who)
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        ["link hostA hostC", "link hostB hostC", "node hostC"],
+        "{}",
+        f.stdout
+    );
+}

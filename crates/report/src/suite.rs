@@ -1,0 +1,332 @@
+//! The acceptance suite's report: `accept.json` (written by
+//! `mfubench-worker --accept`) as text — the device and node tables, the
+//! link matrix, the nccl-tests-style sweep table, one verdict line per
+//! finding and a last line naming every bad component.
+//!
+//! The findings are recomputed from the stage results with core's rules
+//! ([`mfubench_core::accept::evaluate`]) and the settings stored in the
+//! file (or given ones), never copied from it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use mfubench_core::accept::{
+    bad_components, evaluate, overall, AcceptRecord, AcceptSettings, Finding, Status,
+    ACCEPT_SCHEMA_VERSION,
+};
+use mfubench_core::stats;
+
+use crate::error::ReportError;
+
+/// File name of the suite's results in a run directory.
+pub const ACCEPT_FILE: &str = "accept.json";
+
+/// Resolves a run directory or an accept.json path to accept.json, if there
+/// is one (None for a directory without it).
+pub fn accept_path(path: &Path) -> Option<PathBuf> {
+    if path.is_dir() {
+        let p = path.join(ACCEPT_FILE);
+        p.is_file().then_some(p)
+    } else {
+        (path.file_name().and_then(|n| n.to_str()) == Some(ACCEPT_FILE)).then(|| path.to_path_buf())
+    }
+}
+
+/// Reads and checks accept.json.
+pub fn read_accept(file: &Path) -> Result<AcceptRecord, ReportError> {
+    let bytes = std::fs::read(file).map_err(|source| ReportError::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let rec: AcceptRecord = serde_json::from_slice(&bytes).map_err(|e| ReportError::Syntax {
+        path: file.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: format!("not a readable accept.json: {e}"),
+    })?;
+    if rec.schema_version > ACCEPT_SCHEMA_VERSION {
+        return Err(ReportError::FutureSchema {
+            path: file.to_path_buf(),
+            found: u64::from(rec.schema_version),
+            supported: ACCEPT_SCHEMA_VERSION,
+        });
+    }
+    Ok(rec)
+}
+
+/// The suite's report: text and verdict.
+#[derive(Debug, Clone)]
+pub struct SuiteReport {
+    /// Printable text (tables, matrix, verdict lines, final line).
+    pub text: String,
+    /// Findings under the settings used.
+    pub findings: Vec<Finding>,
+    /// Overall status: FAIL if any finding failed, INCONCLUSIVE if any was
+    /// or the file is incomplete, else PASS.
+    pub overall: Status,
+}
+
+fn gbps(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "-".into()
+    }
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{}G", b >> 30),
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}M", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}K", b >> 10),
+        b => b.to_string(),
+    }
+}
+
+/// Renders a record; `settings` replaces the file's thresholds when given.
+pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteReport {
+    let s = settings.unwrap_or(&rec.settings);
+    let findings = evaluate(rec, s);
+    let status = overall(&findings, rec.complete);
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "mfubench accept {}: {} rank(s) on {} node(s), backend {}{}",
+        rec.run_id,
+        rec.world_size,
+        rec.hosts.len(),
+        rec.backend,
+        if rec.complete {
+            String::new()
+        } else {
+            " — INCOMPLETE (the run stopped; finished stages are shown)".into()
+        }
+    );
+    if let Some(d) = &rec.device {
+        let med = stats::median(&d.devices.iter().map(|x| x.tflops).collect::<Vec<_>>())
+            .unwrap_or(f64::NAN);
+        let _ = writeln!(
+            t,
+            "\nDevice stage: GEMMs alone, {} iterations, {:.3} GFLOP per step",
+            d.iterations,
+            d.flops_per_step / 1e9
+        );
+        let _ = writeln!(
+            t,
+            "{:>5}  {:<16} {:>5}  {:<8} {:>10} {:>9}  telemetry",
+            "rank", "host", "local", "device", "TFLOP/s", "vs median"
+        );
+        for x in &d.devices {
+            let _ = writeln!(
+                t,
+                "{:>5}  {:<16} {:>5}  {:<8} {:>10.4} {:>8.1}%  {}",
+                x.rank,
+                x.host,
+                x.local_rank,
+                x.device,
+                x.tflops,
+                x.tflops / med * 100.0,
+                x.telemetry.reason()
+            );
+        }
+    }
+    if let Some(n) = &rec.node {
+        let _ = writeln!(
+            t,
+            "\nNode stage: all-reduce inside each node, busbw GB/s (fastest of {} iterations)",
+            n.iterations
+        );
+        let mut head = format!("{:<16} {:>5}", "host", "ranks");
+        for b in &n.sizes_bytes {
+            let _ = write!(head, " {:>12}", size(*b));
+        }
+        let _ = writeln!(t, "{head}");
+        for x in &n.nodes {
+            let mut line = format!("{:<16} {:>5}", x.host, x.ranks);
+            for i in 0..n.sizes_bytes.len() {
+                let v = x.busbw_gbps.get(i).copied().unwrap_or(f64::NAN);
+                let _ = write!(line, " {:>12}", gbps(v));
+            }
+            let _ = writeln!(t, "{line}");
+        }
+    }
+    if let Some(l) = &rec.link {
+        let _ = writeln!(
+            t,
+            "\nLink stage: {} schedule, {} round(s), {} per exchange each way, GB/s (fastest of {} exchanges)",
+            l.schedule,
+            l.rounds.len(),
+            size(l.bytes),
+            l.iterations
+        );
+        let w = l.hosts.iter().map(|h| h.len()).max().unwrap_or(4).max(8);
+        let mut head = format!("{:<w$}", "");
+        for h in &l.hosts {
+            let _ = write!(head, " {h:>w$}");
+        }
+        let _ = writeln!(t, "{head}");
+        for (i, row) in l.matrix().iter().enumerate() {
+            let mut line = format!("{:<w$}", l.hosts[i]);
+            for v in row {
+                let cell = v.map(gbps).unwrap_or_else(|| "-".into());
+                let _ = write!(line, " {cell:>w$}");
+            }
+            let _ = writeln!(t, "{line}");
+        }
+    }
+    if let Some(w) = &rec.sweep {
+        let _ = writeln!(
+            t,
+            "\nSweep stage: all-reduce over {} ranks ({} iterations per size)",
+            w.ranks, w.iterations
+        );
+        let _ = writeln!(
+            t,
+            "{:>12} {:>12} {:>6} {:>6} {:>12} {:>8} {:>8} {:>7}",
+            "size", "count", "type", "redop", "time(us)", "algbw", "busbw", "#wrong"
+        );
+        for r in &w.rows {
+            let _ = writeln!(
+                t,
+                "{:>12} {:>12} {:>6} {:>6} {:>12.1} {:>8.3} {:>8.3} {:>7}",
+                r.size_bytes,
+                r.count,
+                w.dtype,
+                w.redop,
+                r.time_us,
+                r.algbw_gbps,
+                r.busbw_gbps,
+                r.wrong
+            );
+        }
+        let _ = writeln!(t, "# Avg bus bandwidth    : {:.3} GB/s", w.avg_busbw_gbps);
+    }
+    if let Some(st) = &rec.step {
+        let pct = |x: Option<f64>| {
+            x.map(|v| format!("{:.1} %", v * 100.0))
+                .unwrap_or_else(|| "-".into())
+        };
+        let _ = writeln!(
+            t,
+            "\nStep stage: MFU compute {}, overlapped {} (full report: {})",
+            pct(st.mfu_compute),
+            pct(st.mfu_overlapped),
+            st.run_json
+        );
+    }
+    let _ = writeln!(t, "\nVerdict:");
+    for f in &findings {
+        let who = f
+            .component
+            .as_ref()
+            .map(|c| format!("{c}: "))
+            .unwrap_or_default();
+        let _ = writeln!(
+            t,
+            "{:<12} {:<6} {:<15} {who}{}",
+            f.status.word(),
+            f.stage.name(),
+            f.rule,
+            f.message
+        );
+    }
+    let bad = bad_components(&findings);
+    let _ = writeln!(
+        t,
+        "accept: {}{}",
+        status.word(),
+        if bad.is_empty() {
+            String::new()
+        } else {
+            format!(" — bad: {}", bad.join(", "))
+        }
+    );
+    SuiteReport {
+        text: t,
+        findings,
+        overall: status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mfubench_core::accept::{
+        tournament, Collective, LinkStage, PairResult, Stage, SweepRow, SweepStage,
+    };
+
+    #[test]
+    fn renders_matrix_sweep_and_verdict() {
+        let hosts: Vec<String> = ["hostA", "hostB", "hostC"].map(String::from).to_vec();
+        let pair = |a, b, g: f64| PairResult {
+            a,
+            b,
+            round: 0,
+            time_s: 1.0 / g,
+            best_time_s: 1.0 / g,
+            gbps: g,
+        };
+        let rec = AcceptRecord {
+            schema_version: ACCEPT_SCHEMA_VERSION,
+            tool_version: "t".into(),
+            run_id: "r1".into(),
+            started_at: String::new(),
+            written_at: String::new(),
+            complete: true,
+            backend: "cpu".into(),
+            world_size: 3,
+            hosts: hosts.clone(),
+            settings: AcceptSettings::default(),
+            stages: vec![Stage::Link, Stage::Sweep],
+            device: None,
+            node: None,
+            link: Some(LinkStage {
+                hosts,
+                schedule: "tournament".into(),
+                rounds: tournament(3),
+                bytes: 64 << 20,
+                iterations: 3,
+                pairs: vec![pair(0, 1, 2.0), pair(0, 2, 0.1), pair(1, 2, 0.1)],
+            }),
+            sweep: Some(SweepStage {
+                collective: Collective::AllReduce,
+                dtype: "float".into(),
+                redop: "sum".into(),
+                ranks: 3,
+                iterations: 3,
+                rows: vec![SweepRow {
+                    size_bytes: 8,
+                    count: 2,
+                    time_us: 10.0,
+                    algbw_gbps: 0.0008,
+                    busbw_gbps: 0.00107,
+                    wrong: 0,
+                }],
+                avg_busbw_gbps: 0.00107,
+            }),
+            step: None,
+            findings: Vec::new(),
+        };
+        let r = render(&rec, None);
+        assert_eq!(r.overall, Status::Fail);
+        assert!(
+            r.text.contains("hostA           -    2.000    0.100"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("# Avg bus bandwidth"), "{}", r.text);
+        assert!(
+            r.text.contains(
+                "accept: FAIL — bad: link hostA <-> hostC, link hostB <-> hostC, node hostC"
+            ),
+            "{}",
+            r.text
+        );
+        // Looser threshold given: PASS.
+        let loose = AcceptSettings {
+            min_link_fraction: 0.01,
+            ..Default::default()
+        };
+        assert_eq!(render(&rec, Some(&loose)).overall, Status::Pass);
+    }
+}
