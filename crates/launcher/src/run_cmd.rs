@@ -511,8 +511,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
 }
 
 /// Prints the report of a run (and writes summary.md, summary.csv,
-/// summary.json and the plots beside run.json, plus `--junit` / `--prom`),
-/// then the results folder; returns the verdict.
+/// summary.json, report.html and the plots beside run.json, plus `--junit`
+/// / `--prom`), then the results folder and last the path of report.html;
+/// returns the verdict.
 fn report(run_json: &Path, run_dir: &Path, args: &RunArgs) -> Result<mfubench_report::Verdict> {
     let opts = mfubench_report::ReportOptions {
         junit: args.exports.junit.clone(),
@@ -533,6 +534,9 @@ fn report(run_json: &Path, run_dir: &Path, args: &RunArgs) -> Result<mfubench_re
         .flatten()
     {
         println!("wrote {}", f.display());
+    }
+    if let Some(html) = crate::report_cmd::html_path(&out.files) {
+        println!("report: {}", html.display());
     }
     // The report's text already lists every rule with its status.
     Ok(out.verdict)

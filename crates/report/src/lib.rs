@@ -49,10 +49,12 @@
 pub mod acceptance;
 pub mod analysis;
 pub mod compare;
+pub mod definitions;
 pub mod error;
 pub mod export;
 pub mod fmt;
 pub mod fsutil;
+pub mod html;
 pub mod plot;
 pub mod read;
 pub mod text;
@@ -66,6 +68,7 @@ pub use compare::{
 };
 pub use error::ReportError;
 pub use export::{Exporter, Format};
+pub use plot::SvgTarget;
 pub use read::{read_run, LoadedRun};
 
 /// What [`report_run_dir`] should produce.
@@ -138,7 +141,7 @@ pub fn report_loaded(
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| PathBuf::from(".")),
         };
-        files = write_outputs(&loaded.record, &report, &dir)?;
+        files = write_outputs(&report, &dir)?;
     }
     if let Some(p) = &opts.junit {
         fsutil::write_atomic(p, export::junit(&report)?.as_bytes())?;
@@ -157,19 +160,16 @@ pub fn report_loaded(
     })
 }
 
-/// Writes summary.md, summary.csv, summary.json, timeline.svg (when the run
-/// has an overlapped timeline) and ranks.svg into `dir`, creating it.
-pub fn write_outputs(
-    run: &mfubench_core::result::RunRecord,
-    report: &Report,
-    dir: &Path,
-) -> Result<Vec<PathBuf>, ReportError> {
+/// Writes summary.md, summary.csv, summary.json, report.html, timeline.svg
+/// (the slowest rank's steps, when the run recorded timelines) and
+/// ranks.svg into `dir`, creating it.
+pub fn write_outputs(report: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Write {
         path: dir.to_path_buf(),
         source,
     })?;
     let mut files = Vec::new();
-    for format in [Format::Markdown, Format::Csv, Format::Json] {
+    for format in [Format::Markdown, Format::Csv, Format::Json, Format::Html] {
         let e = format.exporter();
         if let Some(name) = e.file_name() {
             let p = dir.join(name);
@@ -177,15 +177,19 @@ pub fn write_outputs(
             files.push(p);
         }
     }
-    let p = dir.join("timeline.svg");
-    if let Some(svg) = plot::timeline_svg(run, &p)? {
-        fsutil::write_atomic(&p, svg.as_bytes())?;
-        files.push(p);
-    }
-    let p = dir.join("ranks.svg");
-    if let Some(svg) = plot::ranks_svg(report, &p)? {
-        fsutil::write_atomic(&p, svg.as_bytes())?;
-        files.push(p);
+    let plots = [
+        (
+            "timeline.svg",
+            plot::timeline_svg(report, 0, SvgTarget::File),
+        ),
+        ("ranks.svg", plot::ranks_svg(report, SvgTarget::File)),
+    ];
+    for (name, svg) in plots {
+        if let Some(svg) = svg {
+            let p = dir.join(name);
+            fsutil::write_atomic(&p, svg.as_bytes())?;
+            files.push(p);
+        }
     }
     Ok(files)
 }
