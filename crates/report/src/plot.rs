@@ -440,7 +440,11 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
         );
         let _ = write!(
             o,
-            "<text x=\"{LEFT}\" y=\"{:.1}\" font-size=\"13\" font-weight=\"bold\">{}</text>",
+            "<g><title>{}</title><text x=\"{LEFT}\" y=\"{:.1}\" font-size=\"13\" font-weight=\"bold\">{}</text></g>",
+            esc(&format!(
+                "exposed communication here: {}",
+                crate::definitions::text("exposed_in_timeline")
+            )),
             b.y + 13.0,
             esc(&heading)
         );
@@ -700,9 +704,10 @@ pub fn ranks_svg(report: &Report, target: SvgTarget) -> Option<String> {
         )
     } else {
         format!(
-            "Per rank ({} ranks on {} nodes), grouped and coloured by node; tolerance {}",
+            "Per rank ({} ranks on {} node{}), grouped and coloured by node; tolerance {}",
             report.ranks.len(),
             report.nodes.len(),
+            if report.nodes.len() == 1 { "" } else { "s" },
             f::pct(tol)
         )
     };
@@ -1015,11 +1020,19 @@ pub fn ranks_svg(report: &Report, target: SvgTarget) -> Option<String> {
                 )
             }
         },
-        if aggregate {
-            "node with a straggler"
-        } else {
-            "straggler"
-        },
+        &format!(
+            "{}{}",
+            if aggregate {
+                "node with a straggler"
+            } else {
+                "straggler"
+            },
+            if report.stragglers.is_empty() {
+                " (none)"
+            } else {
+                ""
+            }
+        ),
     );
     item(
         &mut o,
@@ -1028,7 +1041,11 @@ pub fn ranks_svg(report: &Report, target: SvgTarget) -> Option<String> {
             cross(&mut c, sx, y, "wrong all-reduce elements");
             c
         },
-        "wrong all-reduce elements (#wrong > 0)",
+        if report.wrong == 0 {
+            "wrong all-reduce elements (none)"
+        } else {
+            "wrong all-reduce elements (#wrong > 0)"
+        },
     );
     if aggregate {
         item(
