@@ -49,8 +49,13 @@ pub const DEFINITIONS: &[Definition] = &[
     },
     Definition {
         key: "tokens_per_second",
-        name: "tokens/s",
-        text: "tokens per rank per step × ranks / T_mode, for the whole cluster.",
+        name: "tokens/s (slice)",
+        text: "tokens per rank per step × ranks / T_mode for the whole cluster, running the executed slice (run.layers blocks).",
+    },
+    Definition {
+        key: "full_model_tokens_per_second",
+        name: "tokens/s (full model)",
+        text: "the slice's tokens/s × run.layers / model.layers: the rate of a step of the whole model (model.layers blocks, the LM head once).",
     },
     Definition {
         key: "peak",
@@ -79,8 +84,8 @@ pub const DEFINITIONS: &[Definition] = &[
     },
     Definition {
         key: "overlap_efficiency",
-        name: "efficiency vs ideal",
-        text: "(T_s − T_o) / (T_s − max(T_c, T_a)): the overlap gain as a fraction of the largest possible gain.",
+        name: "efficiency vs achievable overlap",
+        text: "(T_s − T_o) / (T_s − max(T_c + tail, T_a)), the tail being the last bucket's exposed tail (its comm-mode time minus the compute after its last gradient, which no schedule can hide): the overlap gain as a fraction of the largest achievable gain.",
     },
     Definition {
         key: "contention_gemm",
@@ -115,7 +120,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "ci95",
         name: "95 % confidence interval",
-        text: "the interval [lo, hi] that holds the median of a per-iteration figure with 95 % confidence; a figure whose interval spans no effect is flagged.",
+        text: "a distribution-free 95 % interval [lo, hi] of the median (order statistics); figures that compare modes are first computed per iteration from that iteration's steps (paired). A figure whose interval spans no effect, or whose modes are in an impossible order, is flagged (⚑), and a rule on it is INCONCLUSIVE.",
     },
     Definition {
         key: "straggler",

@@ -398,21 +398,25 @@ fn verdict(p: &mut Page, r: &Report) {
 
 fn headline(p: &mut Page, r: &Report) {
     p.open_section("headline", title_of("headline"));
-    p.note("cluster step = slowest rank per iteration; median over iterations");
+    p.note("cluster step = slowest rank per iteration; median over iterations, with its 95 % interval [lo, hi] when the run has one");
     let with_hfu = r.headline.iter().any(|h| h.hfu.is_some());
     let mut header = vec![
         th("mode", None),
         th("iters", Some("iterations")),
-        th("step median", Some("step_time")),
+        th("step median [95 % CI]", Some("step_time")),
         th("p95", Some("step_time")),
         th("min", Some("step_time")),
         th("TFLOP/s/device", Some("tflops")),
-        th("MFU", Some("mfu")),
+        th("MFU [95 % CI]", Some("mfu")),
     ];
     if with_hfu {
         header.push(th("HFU", Some("hfu")));
     }
-    header.push(th("tokens/s", Some("tokens_per_second")));
+    header.push(th("tokens/s (slice)", Some("tokens_per_second")));
+    header.push(th(
+        "tokens/s (full model)",
+        Some("full_model_tokens_per_second"),
+    ));
     let rows: Vec<(bool, Vec<String>)> = r
         .headline
         .iter()
@@ -425,7 +429,7 @@ fn headline(p: &mut Page, r: &Report) {
                     "iterations",
                 ),
                 num(
-                    &f::time(h.step_median_s),
+                    &f::with_ci(h.step_median_s, r.ci95.step_time_s.get(h.mode), f::time),
                     Some(h.step_median_s),
                     "step_time",
                 ),
@@ -436,7 +440,13 @@ fn headline(p: &mut Page, r: &Report) {
                     h.tflops_per_device,
                     "tflops",
                 ),
-                num(&f::opt(h.mfu, f::pct), h.mfu, "mfu"),
+                num(
+                    &h.mfu
+                        .map(|m| f::with_ci(m, r.ci95.mfu.get(h.mode), f::pct))
+                        .unwrap_or_else(|| "n/a".into()),
+                    h.mfu,
+                    "mfu",
+                ),
             ];
             if with_hfu {
                 c.push(num(&f::opt(h.hfu, f::pct), h.hfu, "hfu"));
@@ -445,6 +455,11 @@ fn headline(p: &mut Page, r: &Report) {
                 &f::opt(h.tokens_per_second, f::count),
                 h.tokens_per_second,
                 "tokens_per_second",
+            ));
+            c.push(num(
+                &f::opt(h.full_model_tokens_per_second, f::count),
+                h.full_model_tokens_per_second,
+                "full_model_tokens_per_second",
             ));
             (false, c)
         })
@@ -463,16 +478,33 @@ fn overlap(p: &mut Page, r: &Report) {
         .into_iter()
         .map(|fig| {
             let def = definitions::text(fig.definition);
+            let flags: Vec<String> = fig
+                .flags
+                .iter()
+                .map(|m| format!("<div class=\"flag\">⚑ {}</div>", esc(m)))
+                .collect();
             (
-                false,
+                !fig.flags.is_empty(),
                 vec![
                     format!("<td title=\"{}\">{}</td>", esc(def), esc(fig.label)),
                     num(&fig.value, fig.raw, fig.definition),
+                    format!("<td class=\"text\">{}</td>", flags.concat()),
                 ],
             )
         })
         .collect();
-    p.table(false, &[th("figure", None), th("value", None)], &rows);
+    p.table(
+        false,
+        &[
+            th("figure", None),
+            th("value [95 % CI]", Some("ci95")),
+            th("flags", None),
+        ],
+        &rows,
+    );
+    if let Some(note) = text::interval_note(r) {
+        p.note(&note);
+    }
     p.close_section();
 }
 
