@@ -144,9 +144,9 @@ struct Page {
 
 impl Page {
     fn open_section(&mut self, id: &str, title: &str) {
-        let _ = write!(
+        let _ = writeln!(
             self.out,
-            "<details open id=\"{id}\"><summary><h2>{}</h2></summary>\n",
+            "<details open id=\"{id}\"><summary><h2>{}</h2></summary>",
             esc(title)
         );
     }
@@ -158,9 +158,9 @@ impl Page {
     }
     /// A table; `sortable` adds click-to-sort headers.
     fn table(&mut self, sortable: bool, header: &[String], rows: &[(bool, Vec<String>)]) {
-        let _ = write!(
+        let _ = writeln!(
             self.out,
-            "<table{}><thead><tr>{}</tr></thead><tbody>\n",
+            "<table{}><thead><tr>{}</tr></thead><tbody>",
             if sortable { " class=\"sortable\"" } else { "" },
             header.concat()
         );
@@ -704,7 +704,7 @@ fn ranks_plot(p: &mut Page, r: &Report) {
     p.open_section("ranks-plot", title_of("ranks-plot"));
     match plot::ranks_svg(r, SvgTarget::Inline) {
         Some(svg) => {
-            let _ = write!(p.out, "<div class=\"plot\">{svg}</div>\n");
+            let _ = writeln!(p.out, "<div class=\"plot\">{svg}</div>");
         }
         None => p.note("no mode was run by every rank"),
     }
