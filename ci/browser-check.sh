@@ -91,3 +91,19 @@ echo "mfubench run printed: report: $html"
 render "file://$html" "$shot" "$tmp/report.netlog.json"
 python3 ci/check_page.py "$shot" "$tmp/report.netlog.json"
 echo "ok: report.html renders offline; screenshot: $shot"
+
+echo "== browser check: sorting the per-rank table"
+for dir in asc desc; do
+  clicks=1
+  [ "$dir" = desc ] && clicks=2
+  # The page plus a script that clicks the "vs median" header like a reader.
+  sed "s|</body></html>|<script>var th=Array.prototype.find.call(document.querySelectorAll('#ranks th'),function(h){return h.textContent==='vs median'});for(var i=0;i<$clicks;i++)th.click();</script></body></html>|" \
+    "$html" >"$(dirname "$html")/sorted-$dir.html"
+  profile=$(mktemp -d -p "$tmp")
+  timeout 120 "${ns[@]}" "$chromium" --headless --no-sandbox --disable-gpu --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$profile" --host-resolver-rules="MAP * ~NOTFOUND" \
+    --dump-dom "file://$(dirname "$html")/sorted-$dir.html" >"$tmp/sorted-$dir.dom.html" 2>"$tmp/chromium.log"
+  python3 ci/check_page.py --sorted "$dir" "$tmp/sorted-$dir.dom.html"
+done
+echo "ok: the per-rank table sorts both ways"

@@ -2,6 +2,8 @@
 """Checks what headless Chromium made of a page (used by ci/browser-check.sh).
 
     check_page.py SCREENSHOT.png NETLOG.json
+    check_page.py --sorted asc|desc DOM.html
+
 
 - the screenshot is not blank: enough pixels differ from the background
   colour and enough distinct colours appear (text, tables and plots);
@@ -10,7 +12,11 @@
   page's origin; Chromium's own background requests have none) for anything
   but file:, data:, blob:, about: or chrome: URLs.
 
-Exit 0 when both hold, 1 with one line per problem otherwise. Standard
+With --sorted: DOM.html is Chromium's --dump-dom of report.html after a
+script clicked the "vs median" header of the per-rank table once (asc) or
+twice (desc); the rows must then be in that order of the column's values.
+
+Exit 0 when all hold, 1 with one line per problem otherwise. Standard
 library only (the PNG is decoded with zlib).
 """
 
@@ -112,7 +118,60 @@ def page_requests(netlog_path):
     return out
 
 
+def check_sorted(direction, dom_path):
+    """The per-rank table's "vs median" column, in row order, is sorted."""
+    from html.parser import HTMLParser
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.section = None
+            self.header = []
+            self.rows = []
+            self.in_th = False
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "details":
+                self.section = a.get("id")
+            if self.section != "ranks":
+                return
+            if tag == "th":
+                self.in_th = True
+                self.header.append("")
+            elif tag == "tr":
+                self.rows.append([])
+            elif tag == "td" and self.rows:
+                self.rows[-1].append(a.get("data-v"))
+
+        def handle_endtag(self, tag):
+            if tag == "th":
+                self.in_th = False
+
+        def handle_data(self, data):
+            if self.in_th and self.section == "ranks":
+                self.header[-1] += data
+
+    p = Rows()
+    with open(dom_path) as f:
+        p.feed(f.read())
+    col = p.header.index("vs median")
+    values = [float(r[col]) for r in p.rows if len(r) > col and r[col]]
+    want = sorted(values, reverse=(direction == "desc"))
+    print(f"per-rank table after sorting {direction} by 'vs median': {values}")
+    if len(values) < 2:
+        return [f"{dom_path}: fewer than two ranks to sort"]
+    if values != want:
+        return [f"{dom_path}: the rows are not sorted {direction}: {values}"]
+    return []
+
+
 def main(argv):
+    if len(argv) == 4 and argv[1] == "--sorted":
+        problems = check_sorted(argv[2], argv[3])
+        for p in problems:
+            print(f"FAIL: {p}")
+        return 1 if problems else 0
     if len(argv) != 3:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2

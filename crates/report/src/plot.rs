@@ -954,7 +954,7 @@ pub fn ranks_svg(report: &Report, target: SvgTarget) -> Option<String> {
         };
         let _ = write!(
             o,
-            "<text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" font-size=\"11\" font-weight=\"bold\" fill=\"{color}\">{}</text>",
+            "<text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" font-size=\"11\" font-weight=\"bold\" fill=\"{color}\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
             ly + 4.0,
             esc(text)
         );
