@@ -182,8 +182,10 @@ pub struct BucketRow {
 pub struct StepTimeline {
     /// The mode of the step.
     pub mode: Mode,
-    /// Which timed iteration it is.
+    /// Which timed iteration it is (0-based).
     pub iteration: usize,
+    /// Timed iterations of the mode on this rank.
+    pub iterations: usize,
     /// That iteration's step time on this rank, seconds.
     pub step_s: Option<f64>,
     /// Its ops with finite, ordered start and end, in recorded order.
@@ -532,6 +534,7 @@ fn timelines(ranks: &[RankRecord]) -> Vec<RankTimeline> {
                     Some(StepTimeline {
                         mode: *m,
                         iteration: rec.timeline_iteration,
+                        iterations: rec.step_time_s.len(),
                         step_s: rec.step_time_s.get(rec.timeline_iteration).copied(),
                         spans: rec
                             .timeline

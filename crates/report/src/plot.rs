@@ -435,7 +435,11 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
             step.step_s
                 .map(|s| format!(" {}", f::time(s)))
                 .unwrap_or_default(),
-            format_args!(" (iteration {})", step.iteration),
+            format_args!(
+                " (timed iteration {} of {})",
+                step.iteration + 1,
+                step.iterations
+            ),
             f::time(exposed_s)
         );
         let _ = write!(
