@@ -474,34 +474,33 @@ fn headline(p: &mut Page, r: &Report) {
 
 fn overlap(p: &mut Page, r: &Report) {
     p.open_section("overlap", title_of("overlap"));
-    let rows: Vec<(bool, Vec<String>)> = text::overlap_figures(r)
+    let figures = text::overlap_figures(r);
+    // A column for the flags' messages only when the run has some.
+    let any_flag = figures.iter().any(|fig| !fig.flags.is_empty());
+    let rows: Vec<(bool, Vec<String>)> = figures
         .into_iter()
         .map(|fig| {
             let def = definitions::text(fig.definition);
-            let flags: Vec<String> = fig
-                .flags
-                .iter()
-                .map(|m| format!("<div class=\"flag\">⚑ {}</div>", esc(m)))
-                .collect();
-            (
-                !fig.flags.is_empty(),
-                vec![
-                    format!("<td title=\"{}\">{}</td>", esc(def), esc(fig.label)),
-                    num(&fig.value, fig.raw, fig.definition),
-                    format!("<td class=\"text\">{}</td>", flags.concat()),
-                ],
-            )
+            let mut cells = vec![
+                format!("<td title=\"{}\">{}</td>", esc(def), esc(fig.label)),
+                num(&fig.value, fig.raw, fig.definition),
+            ];
+            if any_flag {
+                let flags: Vec<String> = fig
+                    .flags
+                    .iter()
+                    .map(|m| format!("<div class=\"flag\">⚑ {}</div>", esc(m)))
+                    .collect();
+                cells.push(format!("<td class=\"text\">{}</td>", flags.concat()));
+            }
+            (!fig.flags.is_empty(), cells)
         })
         .collect();
-    p.table(
-        false,
-        &[
-            th("figure", None),
-            th("value [95 % CI]", Some("ci95")),
-            th("flags", None),
-        ],
-        &rows,
-    );
+    let mut header = vec![th("figure", None), th("value [95 % CI]", Some("ci95"))];
+    if any_flag {
+        header.push(th("flags", None));
+    }
+    p.table(false, &header, &rows);
     if let Some(note) = text::interval_note(r) {
         p.note(&note);
     }
