@@ -94,6 +94,44 @@ fn outline(html: &str) -> String {
     o
 }
 
+/// Checks that every element of the page is closed in order (void and
+/// self-closed elements aside); returns the first problem.
+fn balanced(html: &str) -> Result<(), String> {
+    const VOID: &[&str] = &["meta", "input", "br", "img", "link", "hr"];
+    let body = html.trim_start_matches("<!DOCTYPE html>");
+    let mut stack: Vec<&str> = Vec::new();
+    let mut rest = body;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i + 1..];
+        let end = rest.find('>').ok_or("unterminated tag")?;
+        let tag = &rest[..end];
+        rest = &rest[end + 1..];
+        if tag == "script" || tag == "style" || tag.starts_with("style") {
+            // Skip to the closing tag: CSS and JS hold '<' and '>'.
+            let close = format!("</{}>", tag.split_whitespace().next().unwrap_or(tag));
+            let j = rest.find(&close).ok_or(format!("no {close}"))?;
+            rest = &rest[j + close.len()..];
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            match stack.pop() {
+                Some(open) if open == name => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        } else if !tag.ends_with('/') {
+            let name = tag.split_whitespace().next().unwrap_or("");
+            if !VOID.contains(&name) {
+                stack.push(name);
+            }
+        }
+    }
+    if stack.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unclosed {stack:?}"))
+    }
+}
+
 fn fixture() -> PathBuf {
     let run = common::build(&common::Gen::default());
     let text = serde_json::to_string_pretty(&run).unwrap() + "\n";
@@ -271,6 +309,8 @@ fn html_is_one_self_contained_page() {
     let tmp = tempfile::tempdir().unwrap();
     report_run_dir(&run, &opts(Format::Table, tmp.path())).unwrap();
     let html = std::fs::read_to_string(tmp.path().join("report.html")).unwrap();
+    balanced(&html).unwrap();
+    assert!(balanced("<p><b>x</p></b>").is_err(), "the checker can fail");
     // Nothing to fetch: no URL, no external resource of any kind.
     assert!(!html.contains("http"), "a URL in report.html");
     for needle in [" src=", "<link", "url(", "@import", "<iframe", "<object"] {
