@@ -330,6 +330,8 @@ fn verdict_badge(r: &Report) -> (&'static str, String) {
             None => counts.push((n, 1)),
         }
     }
+    // The worst first: FAIL, then the others by name.
+    counts.sort_by(|a, b| (a.0 != "FAIL", &a.0).cmp(&(b.0 != "FAIL", &b.0)));
     let class = if counts.iter().any(|c| c.0 == "FAIL") || counts.is_empty() {
         "v-fail"
     } else {
@@ -475,6 +477,8 @@ fn headline(p: &mut Page, r: &Report) {
 fn overlap(p: &mut Page, r: &Report) {
     p.open_section("overlap", title_of("overlap"));
     let figures = text::overlap_figures(r);
+    let shown: Vec<mfubench_core::result::Flag> =
+        figures.iter().flat_map(|fig| fig.flags.clone()).collect();
     // A column for the flags' messages only when the run has some.
     let any_flag = figures.iter().any(|fig| !fig.flags.is_empty());
     let rows: Vec<(bool, Vec<String>)> = figures
@@ -489,7 +493,13 @@ fn overlap(p: &mut Page, r: &Report) {
                 let flags: Vec<String> = fig
                     .flags
                     .iter()
-                    .map(|m| format!("<div class=\"flag\">⚑ {}</div>", esc(m)))
+                    .map(|fl| {
+                        format!(
+                            "<div class=\"flag\">⚑ {}: {}</div>",
+                            esc(&fl.name),
+                            esc(&fl.message)
+                        )
+                    })
                     .collect();
                 cells.push(format!("<td class=\"text\">{}</td>", flags.concat()));
             }
@@ -503,6 +513,18 @@ fn overlap(p: &mut Page, r: &Report) {
     p.table(false, &header, &rows);
     if let Some(note) = text::interval_note(r) {
         p.note(&note);
+    }
+    // Flags on no row of the table (e.g. on the intervals as a whole).
+    let unattached: Vec<&mfubench_core::result::Flag> =
+        r.flags.iter().filter(|fl| !shown.contains(fl)).collect();
+    for fl in unattached {
+        let _ = writeln!(
+            p.out,
+            "<p class=\"flag\">⚑ {} ({}): {}</p>",
+            esc(&fl.name),
+            esc(&fl.figure),
+            esc(&fl.message)
+        );
     }
     p.close_section();
 }

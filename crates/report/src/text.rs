@@ -270,8 +270,8 @@ pub struct Figure {
     pub raw: Option<f64>,
     /// Key into [`crate::definitions::DEFINITIONS`].
     pub definition: &'static str,
-    /// The summary's flags on this figure, `name: message` each.
-    pub flags: Vec<String>,
+    /// The summary's flags on this figure.
+    pub flags: Vec<mfubench_core::result::Flag>,
 }
 
 /// Whether a summary flag on `flag_figure` concerns the row of the summary
@@ -314,7 +314,7 @@ pub fn overlap_figures(r: &Report) -> Vec<Figure> {
             .flags
             .iter()
             .filter(|fl| flag_on(&fl.figure, field))
-            .map(|fl| format!("{}: {}", fl.name, fl.message))
+            .cloned()
             .collect(),
     };
     vec![

@@ -110,7 +110,72 @@ fn compute_and_comm_only_run_has_no_empty_lanes() {
     assert!(t.contains(">compute · compute</text>"), "{t}");
     assert!(t.contains(">comm · comm</text>"));
     assert!(!t.contains("compute · comm") && !t.contains("comm · compute"));
-    assert!(!t.contains("serialized") && !t.contains("overlapped ·"));
+    assert!(!t.contains("serialized ·") && !t.contains("overlapped ·"));
     // Figures that need the missing modes say which.
     assert!(section(&html, "overlap").contains("n/a (needs the serialized mode)"));
+}
+
+#[test]
+fn flags_sit_beside_their_figure_and_statuses_render_generically() {
+    let mut run = common::build(&common::Gen::default());
+    // Serialized steps shorter than compute steps in every iteration: an
+    // impossible ordering, flagged on the serialized overhead.
+    for r in &mut run.ranks {
+        let compute = r.modes[&Mode::Compute].step_time_s.clone();
+        let ser = r.modes.get_mut(&Mode::Serialized).unwrap();
+        ser.step_time_s = compute.iter().map(|t| t * 0.7).collect();
+    }
+    // A limit inside the overlapped MFU's interval: INCONCLUSIVE.
+    run.config.acceptance.min_mfu = run.summary.mfu.overlapped;
+    let html = page(&run);
+    assert!(
+        html.contains("FAIL: 1 of 5 rules, INCONCLUSIVE: 1 of 5 rules"),
+        "{}",
+        section(&html, "verdict")
+    );
+    let o = section(&html, "overlap");
+    let row = o
+        .split("<tr")
+        .find(|row| row.contains("serialized overhead"))
+        .unwrap();
+    assert!(row.starts_with(" class=\"flagged\">"), "{row}");
+    assert!(row.contains("⚑ serialized_faster_than_compute"), "{row}");
+    assert!(
+        row.contains("<div class=\"flag\">⚑ serialized_faster_than_compute: the serialized step"),
+        "{row}"
+    );
+    // A flag on no row (the intervals as a whole) is listed under the table.
+    assert!(o.contains("<p class=\"flag\">⚑ too_few_iterations (ci95): "));
+    // Every rule's status as summary.json spells it, whatever it is.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = report_run_dir(
+        &common::write_run(tmp.path(), &run),
+        &ReportOptions {
+            write_files: false,
+            ..ReportOptions::default()
+        },
+    )
+    .unwrap();
+    let v = section(&html, "verdict");
+    let statuses: Vec<String> = out
+        .report
+        .verdict
+        .rules
+        .iter()
+        .map(|r| format!("{:?}", r.status))
+        .collect();
+    assert!(statuses.iter().any(|s| s == "Inconclusive"), "{statuses:?}");
+    for rule in &out.report.verdict.rules {
+        let status = serde_json::to_value(rule.status).unwrap();
+        let status = status.as_str().unwrap();
+        assert!(
+            v.contains(&format!(
+                "<span class=\"st st-{}\">{status}</span></td><td>{}</td>",
+                status.to_lowercase(),
+                rule.rule
+            )),
+            "{status} {}",
+            rule.rule
+        );
+    }
 }
