@@ -292,7 +292,17 @@ fn header(p: &mut Page, r: &Report) {
             if run.hosts == 1 { "" } else { "s" },
             run.devices.join(", ")
         ),
-        format!("{} → {}", run.started_at, run.finished_at),
+        format!(
+            "{} → {}; {} schedule{}",
+            run.started_at,
+            run.finished_at,
+            r.schedule,
+            if r.schedule == mfubench_core::config::Schedule::Interleaved {
+                " (the modes' steps alternate, so figures comparing modes are paired per iteration)"
+            } else {
+                " (each mode's steps back to back)"
+            }
+        ),
     ];
     p.out.push_str("<ul class=\"facts\">");
     for fact in facts {
