@@ -489,38 +489,44 @@ fn overlap(p: &mut Page, r: &Report) {
     let figures = text::overlap_figures(r);
     let shown: Vec<mfubench_core::result::Flag> =
         figures.iter().flat_map(|fig| fig.flags.clone()).collect();
-    // A column for the flags' messages only when the run has some.
-    let any_flag = figures.iter().any(|fig| !fig.flags.is_empty());
-    let rows: Vec<(bool, Vec<String>)> = figures
-        .into_iter()
-        .map(|fig| {
-            let def = definitions::text(fig.definition);
-            let mut cells = vec![
+    let mut rows: Vec<(bool, Vec<String>)> = Vec::new();
+    for fig in figures {
+        let def = definitions::text(fig.definition);
+        let flagged = !fig.flags.is_empty();
+        rows.push((
+            flagged,
+            vec![
                 format!("<td title=\"{}\">{}</td>", esc(def), esc(fig.label)),
                 num(&fig.value, fig.raw, fig.definition),
-            ];
-            if any_flag {
-                let flags: Vec<String> = fig
-                    .flags
-                    .iter()
-                    .map(|fl| {
-                        format!(
-                            "<div class=\"flag\">⚑ {}: {}</div>",
-                            esc(&fl.name),
-                            esc(&fl.message)
-                        )
-                    })
-                    .collect();
-                cells.push(format!("<td class=\"text\">{}</td>", flags.concat()));
-            }
-            (!fig.flags.is_empty(), cells)
-        })
-        .collect();
-    let mut header = vec![th("figure", None), th("value [95 % CI]", Some("ci95"))];
-    if any_flag {
-        header.push(th("flags", None));
+            ],
+        ));
+        // The flags' messages right under their figure, across the table.
+        if flagged {
+            let msgs: Vec<String> = fig
+                .flags
+                .iter()
+                .map(|fl| {
+                    format!(
+                        "<div class=\"flag\">⚑ {}: {}</div>",
+                        esc(&fl.name),
+                        esc(&fl.message)
+                    )
+                })
+                .collect();
+            rows.push((
+                true,
+                vec![format!(
+                    "<td colspan=\"2\" class=\"text\">{}</td>",
+                    msgs.concat()
+                )],
+            ));
+        }
     }
-    p.table(false, &header, &rows);
+    p.table(
+        false,
+        &[th("figure", None), th("value [95 % CI]", Some("ci95"))],
+        &rows,
+    );
     if let Some(note) = text::interval_note(r) {
         p.note(&note);
     }

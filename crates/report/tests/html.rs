@@ -140,9 +140,15 @@ fn flags_sit_beside_their_figure_and_statuses_render_generically() {
         .unwrap();
     assert!(row.starts_with(" class=\"flagged\">"), "{row}");
     assert!(row.contains("⚑ serialized_faster_than_compute"), "{row}");
+    // Its message on the row right under it.
+    let next = o
+        .split("<tr")
+        .skip_while(|r| !r.contains("serialized overhead"))
+        .nth(1)
+        .unwrap();
     assert!(
-        row.contains("<div class=\"flag\">⚑ serialized_faster_than_compute: the serialized step"),
-        "{row}"
+        next.starts_with(" class=\"flagged\"><td colspan=\"2\" class=\"text\"><div class=\"flag\">⚑ serialized_faster_than_compute: the serialized step"),
+        "{next}"
     );
     // A flag on no row (the intervals as a whole) is listed under the table.
     assert!(o.contains("<p class=\"flag\">⚑ too_few_iterations (ci95): "));
