@@ -51,7 +51,6 @@ table.sortable th{cursor:pointer;user-select:none}
 table.sortable th[data-dir=asc]::after{content:" ▲"}
 table.sortable th[data-dir=desc]::after{content:" ▼"}
 tr.flagged td{background:#fdecea}
-.ci{color:var(--muted);white-space:nowrap}
 .flag{color:var(--bad);font-weight:bold}
 .note{color:var(--muted);font-size:.9em}
 .plot{overflow-x:auto}
