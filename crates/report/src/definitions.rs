@@ -90,12 +90,12 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "contention_gemm",
         name: "GEMM contention",
-        text: "GEMM time inside overlapped steps / inside compute steps (sums of per-op medians, median over ranks).",
+        text: "per iteration and rank, GEMM busy time inside the overlapped step / inside the compute step; median over ranks per iteration, then over iterations (1 = no slowdown).",
     },
     Definition {
         key: "contention_allreduce",
         name: "all-reduce contention",
-        text: "all-reduce time inside overlapped steps / inside comm steps (sums of per-op medians, median over ranks).",
+        text: "per iteration and rank, all-reduce busy time inside the overlapped step / inside the comm step; median over ranks per iteration, then over iterations (1 = no slowdown).",
     },
     Definition {
         key: "algbw",
@@ -120,7 +120,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "ci95",
         name: "95 % confidence interval",
-        text: "a distribution-free 95 % interval [lo, hi] of the median (order statistics); figures that compare modes are first computed per iteration from that iteration's steps (paired). A figure whose interval spans no effect, or whose modes are in an impossible order, is flagged (⚑), and a rule on it is INCONCLUSIVE.",
+        text: "a distribution-free 95 % interval [lo, hi] of the median (order statistics; [min, max], flagged too_few_iterations, below 6 iterations); figures that compare modes are first computed per iteration from that iteration's steps (paired). A figure whose interval spans no effect, or whose modes are in an impossible order, is flagged (⚑), and a rule on it is INCONCLUSIVE.",
     },
     Definition {
         key: "straggler",
@@ -140,7 +140,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "wrong",
         name: "wrong",
-        text: "all-reduced elements that differ from their known exact sum (every rank fills its buckets with small integers that depend on rank and element), like nccl-tests' #wrong.",
+        text: "all-reduced elements that differ from their known exact sum (every rank fills its buckets with small integers that depend on rank and element, exact in every dtype at any rank count), like nccl-tests' #wrong.",
     },
     Definition {
         key: "exposed_in_timeline",
