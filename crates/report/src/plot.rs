@@ -191,36 +191,66 @@ fn bar_label(s: &Span) -> String {
 const LANE_H: f64 = 24.0;
 const LABEL_ROW_H: f64 = 13.0;
 const MAX_LABEL_ROWS: usize = 3;
+const MAX_LABEL_SHIFT: f64 = 90.0;
 
 /// Lays out all-reduce labels that do not fit inside their bar on up to
-/// [`MAX_LABEL_ROWS`] rows above the lane; returns (row per span or None
-/// when inside the bar or left out, rows used).
-fn label_rows(bars: &[(f64, f64, String)]) -> (Vec<Option<usize>>, usize) {
-    let mut row_end: Vec<f64> = Vec::new();
-    let mut rows = Vec::with_capacity(bars.len());
+/// [`MAX_LABEL_ROWS`] rows above the lane, each as close to its bar as the
+/// labels already placed allow (shifted sideways by at most
+/// [`MAX_LABEL_SHIFT`] px, a leader line then joins it to its bar); returns
+/// per bar `None` (label inside the bar, or no room) or `(row, centre x)`,
+/// and the rows used.
+fn label_rows(
+    bars: &[(f64, f64, String)],
+    x_min: f64,
+    x_max: f64,
+) -> (Vec<Option<(usize, f64)>>, usize) {
+    // Per row, the [left, right] extents of the labels placed on it.
+    let mut rows: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut out = Vec::with_capacity(bars.len());
     for (x0, x1, label) in bars {
         let w = text_width(label, 10.0) + 4.0;
         if x1 - x0 >= w {
-            rows.push(None);
+            out.push(None);
             continue;
         }
-        let mid = (x0 + x1) / 2.0;
-        let (a, b) = (mid - w / 2.0, mid + w / 2.0);
-        let slot = row_end.iter().position(|&e| e <= a);
-        let slot = match slot {
-            Some(r) => Some(r),
-            None if row_end.len() < MAX_LABEL_ROWS => {
-                row_end.push(f64::NEG_INFINITY);
-                Some(row_end.len() - 1)
-            }
-            None => None,
+        let want = (x0 + x1) / 2.0 - w / 2.0;
+        let free = |row: &[(f64, f64)], left: f64| {
+            left >= x_min
+                && left + w <= x_max
+                && (left - want).abs() <= MAX_LABEL_SHIFT
+                && row
+                    .iter()
+                    .all(|&(l, r)| left + w + 2.0 <= l || left >= r + 2.0)
         };
-        if let Some(r) = slot {
-            row_end[r] = b;
+        // The free left edge nearest `want` in a row: `want` itself (kept
+        // inside the plot), or just beside one of the row's labels.
+        let nearest = |row: &[(f64, f64)]| {
+            std::iter::once(want.clamp(x_min, (x_max - w).max(x_min)))
+                .chain(row.iter().flat_map(|&(l, r)| [r + 2.0, l - 2.0 - w]))
+                .filter(|&left| free(row, left))
+                .min_by(|a, b| (a - want).abs().total_cmp(&(b - want).abs()))
+        };
+        let mut best: Option<(usize, f64)> = None;
+        for (r, row) in rows.iter().enumerate() {
+            if let Some(left) = nearest(row) {
+                if best.is_none_or(|(_, l)| (left - want).abs() < (l - want).abs() - 1e-9) {
+                    best = Some((r, left));
+                }
+            }
         }
-        rows.push(slot);
+        if best.is_none_or(|(_, l)| (l - want).abs() > 0.5) && rows.len() < MAX_LABEL_ROWS {
+            if let Some(left) = nearest(&[]) {
+                rows.push(Vec::new());
+                best = Some((rows.len() - 1, left));
+            }
+        }
+        out.push(best.map(|(r, left)| {
+            rows[r].push((left, left + w));
+            (r, left + w / 2.0)
+        }));
     }
-    (rows, row_end.len())
+    let used = rows.len();
+    (out, used)
 }
 
 /// The timeline of one chosen rank (`report.timelines[which]`) as SVG;
@@ -278,7 +308,7 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
         y: f64,
         compute_y: Option<f64>,
         comm_y: Option<f64>,
-        label_rows: Vec<Option<usize>>,
+        label_rows: Vec<Option<(usize, f64)>>,
         comm: Vec<&'a Span>,
         exposed: Vec<(f64, f64)>,
     }
@@ -305,7 +335,7 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
             .iter()
             .map(|s| (x(s.start_s * 1e3), x(s.end_s * 1e3), bar_label(s)))
             .collect();
-        let (rows, n_rows) = label_rows(&bars);
+        let (rows, n_rows) = label_rows(&bars, LEFT, LEFT + plot_w);
         let comm_y = (!comm.is_empty()).then(|| {
             y += n_rows as f64 * LABEL_ROW_H;
             let v = y;
@@ -513,12 +543,20 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
                         );
                     }
                     None => {}
-                    Some(row) => {
+                    Some((row, cx)) => {
+                        let ty = cy - 3.0 - row as f64 * LABEL_ROW_H;
+                        let mid = (x0 + x1) / 2.0;
+                        if (cx - mid).abs() > 1.0 || row > 0 {
+                            // A leader from the bar's top to its label.
+                            let _ = write!(
+                                o,
+                                "<line x1=\"{mid:.1}\" y1=\"{cy:.1}\" x2=\"{cx:.1}\" y2=\"{:.1}\" stroke=\"#00564d\" stroke-width=\"0.6\"/>",
+                                ty + 2.0
+                            );
+                        }
                         let _ = write!(
                             o,
-                            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\" fill=\"#00564d\">{}</text>",
-                            (x0 + x1) / 2.0,
-                            cy - 3.0 - row as f64 * LABEL_ROW_H,
+                            "<text x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\" font-size=\"10\" fill=\"#00564d\" stroke=\"#fff\" stroke-width=\"2.5\" paint-order=\"stroke\">{}</text>",
                             esc(&label)
                         );
                     }
@@ -1165,14 +1203,37 @@ mod tests {
     }
 
     #[test]
-    fn labels_that_do_not_fit_go_on_rows() {
+    fn labels_that_do_not_fit_go_on_rows_near_their_bar() {
         let bars = vec![
             (0.0, 100.0, "b0".to_string()),
             (100.0, 101.0, "b1".to_string()),
             (101.0, 102.0, "b2".to_string()),
         ];
-        let (rows, n) = label_rows(&bars);
-        assert_eq!(rows, vec![None, Some(0), Some(1)]);
+        let (rows, n) = label_rows(&bars, 0.0, 1000.0);
+        assert_eq!(rows, vec![None, Some((0, 100.5)), Some((1, 101.5))]);
         assert_eq!(n, 2);
+        // Six narrow bars side by side: three rows, then labels move aside
+        // (never overlapping in a row, never past the right edge).
+        let bars: Vec<(f64, f64, String)> = (0..6)
+            .map(|i| (500.0 + i as f64, 501.0 + i as f64, format!("b{i}")))
+            .collect();
+        let (rows, n) = label_rows(&bars, 0.0, 506.0);
+        assert_eq!(n, MAX_LABEL_ROWS);
+        let w = text_width("b0", 10.0) + 4.0;
+        for r in 0..n {
+            let mut xs: Vec<f64> = rows
+                .iter()
+                .flatten()
+                .filter(|p| p.0 == r)
+                .map(|p| p.1)
+                .collect();
+            xs.sort_by(f64::total_cmp);
+            assert!(xs.windows(2).all(|p| p[1] - p[0] >= w), "row {r}: {xs:?}");
+            assert!(xs.iter().all(|x| x + w / 2.0 <= 506.0 + 1e-9));
+        }
+        assert!(
+            rows.iter().all(Option::is_some),
+            "every bar labelled: {rows:?}"
+        );
     }
 }
