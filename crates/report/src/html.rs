@@ -43,7 +43,7 @@ nav a{margin-right:.9em;color:#1a56a8;text-decoration:none}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid var(--line);padding:3px 8px;text-align:left;vertical-align:top;white-space:nowrap}
 td.text{white-space:normal;min-width:16em}
-th{background:#f3f3f3}
+th{background:#f3f3f3;white-space:normal;vertical-align:bottom}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 [title]{text-decoration:underline dotted #999;text-underline-offset:3px}
 td.num[title],th[title]{text-decoration:none}
