@@ -321,39 +321,39 @@ fn header(p: &mut Page, r: &Report) {
     p.out.push_str("</ul>\n");
 }
 
-/// The badge at the top: PASS when every rule passed, else the statuses
-/// that are not PASS with their counts (e.g. `FAIL: 1 of 5 rules`).
+/// The badge at the top: the verdict's status with the count of every
+/// rule status that is not PASS, the worst first (`FAIL: 1 of 5 rules,
+/// INCONCLUSIVE: 1 of 5 rules`); the verdict's own word leads when no rule
+/// carries it (a partial run whose measured rules passed is INCOMPLETE).
 fn verdict_badge(r: &Report) -> (&'static str, String) {
     let v = &r.verdict;
-    if v.passed {
-        return (
-            "v-pass",
-            format!("PASS: {} of {} rules", v.rules.len(), v.rules.len()),
-        );
-    }
+    let overall = status_name(v.status);
+    let n = v.rules.len();
+    let class = match v.status {
+        Status::Pass => "v-pass",
+        Status::Fail => "v-fail",
+        _ => "v-other",
+    };
     let mut counts: Vec<(String, usize)> = Vec::new();
     for rule in v.rules.iter().filter(|x| x.status != Status::Pass) {
-        let n = status_name(rule.status);
-        match counts.iter_mut().find(|c| c.0 == n) {
+        let name = status_name(rule.status);
+        match counts.iter_mut().find(|c| c.0 == name) {
             Some(c) => c.1 += 1,
-            None => counts.push((n, 1)),
+            None => counts.push((name, 1)),
         }
     }
     // The worst first: FAIL, then the others by name.
     counts.sort_by(|a, b| (a.0 != "FAIL", &a.0).cmp(&(b.0 != "FAIL", &b.0)));
-    let class = if counts.iter().any(|c| c.0 == "FAIL") || counts.is_empty() {
-        "v-fail"
-    } else {
-        "v-other"
-    };
     let parts: Vec<String> = counts
         .iter()
-        .map(|(n, c)| format!("{n}: {c} of {} rules", v.rules.len()))
+        .map(|(name, c)| format!("{name}: {c} of {n} rules"))
         .collect();
     let label = if parts.is_empty() {
-        "FAIL".to_string()
-    } else {
+        format!("{overall}: {n} of {n} rules passed")
+    } else if counts.iter().any(|c| c.0 == overall) {
         parts.join(", ")
+    } else {
+        format!("{overall} ({})", parts.join(", "))
     };
     (class, label)
 }

@@ -95,6 +95,14 @@ fn partial_run_says_so_on_the_page() {
     let html = page(&run);
     let w = section(&html, "warnings");
     assert!(w.contains("partial run"), "{w}");
+    // The badge leads with the verdict's own word.
+    let badge = html
+        .split("id=\"verdict-badge\">")
+        .nth(1)
+        .and_then(|b| b.split("</div>").next())
+        .unwrap();
+    assert!(badge.starts_with("INCOMPLETE"), "{badge}");
+    assert!(html.contains("<div class=\"verdict v-other\" id=\"verdict-badge\">"));
     assert!(html.contains("<a href=\"#warnings\">Warnings</a>"));
 }
 
