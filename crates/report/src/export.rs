@@ -245,7 +245,7 @@ fn timed_seconds(report: &Report, modes: &[Mode]) -> f64 {
 }
 
 /// Escapes text for XML, HTML and SVG (text and attribute values); drops
-/// control characters XML cannot hold.
+/// control characters (C0 and C1) but line breaks and tabs.
 pub fn xml_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -255,7 +255,7 @@ pub fn xml_escape(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&apos;"),
-            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => {}
+            c if c.is_control() && !matches!(c, '\n' | '\t' | '\r') => {}
             c => o.push(c),
         }
     }
