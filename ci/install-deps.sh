@@ -4,21 +4,36 @@
 #   build:  libopenmpi-dev openmpi-bin (rsmpi links MPI), libclang-dev (bindgen)
 #   tests:  slurm-wlm munge (a real one-node Slurm), iproute2 util-linux
 #           (hosts as network namespaces), procps (pgrep/ps in tests),
-#           python3 (tests run ci/gpu-check.sh and ci/gpu_compare.py),
-#           gcc (tests compile a stand-in libnccl.so.2),
+#           python3 (tests run ci/gpu-check.sh and ci/gpu_compare.py;
+#           ci/check_page.py), gcc (tests compile a stand-in libnccl.so.2),
 #           prometheus (promtool checks the exported metrics)
+#   browser check (ci/browser-check.sh): chromium and a font; installed
+#           separately and allowed to fail, in which case the check says
+#           SKIPPED (Ubuntu ships chromium only as a snap)
 set -euo pipefail
 PKGS=(libopenmpi-dev openmpi-bin libclang-dev pkg-config slurm-wlm munge iproute2 util-linux procps python3 gcc prometheus)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -eq 0 ]; then
+BROWSER_PKGS=(chromium fonts-dejavu-core)
+missing_of() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+mapfile -t missing < <(missing_of "${PKGS[@]}")
+mapfile -t missing_browser < <(missing_of "${BROWSER_PKGS[@]}")
+if [ ${#missing[@]} -eq 0 ] && [ ${#missing_browser[@]} -eq 0 ]; then
   exit 0
 fi
-echo "ci/install-deps.sh: installing ${missing[*]}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "ci/install-deps.sh: installing ${missing[*]}"
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ ${#missing_browser[@]} -gt 0 ]; then
+  echo "ci/install-deps.sh: installing ${missing_browser[*]} (for ci/browser-check.sh)"
+  $SUDO apt-get install -y -q --no-install-recommends "${missing_browser[@]}" ||
+    echo "ci/install-deps.sh: WARNING: could not install ${missing_browser[*]}; the browser check will be SKIPPED"
+fi

@@ -2,7 +2,8 @@
 # The test command of the README: installs what the build needs, then
 # formatting, lints and every test of the workspace (real MPI ranks, a real
 # one-node Slurm, a 3-node Slurm and hosts as network namespaces (ci/slurm-multi-up.sh,
-# ci/netns-up.sh) — the latter need root).
+# ci/netns-up.sh) — the latter need root), then report.html of a real run in
+# headless Chromium (ci/browser-check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/install-deps.sh
@@ -13,3 +14,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== browser check (report.html in headless Chromium, no network)"
+ci/browser-check.sh

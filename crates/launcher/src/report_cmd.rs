@@ -21,11 +21,12 @@ use crate::exit::{usage, verdict_code, ACCEPTANCE_FAILED, OK};
 pub struct ReportArgs {
     /// A run directory or its run.json.
     pub run: PathBuf,
-    /// What to print: table, json, csv (a row per rank and mode) or md.
+    /// What to print: table, json, csv (a row per rank and mode), md, or
+    /// html (prints the path of report.html; with --no-files, the page).
     #[arg(long, default_value = "table", value_parser = parse_format)]
     pub format: Format,
-    /// Write summary.md/csv/json, timeline.svg and ranks.svg here instead of
-    /// beside run.json.
+    /// Write summary.md/csv/json, report.html, timeline.svg and ranks.svg
+    /// here instead of beside run.json.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Do not write any file beside run.json (print only).
@@ -134,7 +135,8 @@ pub struct CompareArgs {
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
-    Format::parse(s).ok_or_else(|| format!("unknown format {s:?}: use table, json, csv or md"))
+    Format::parse(s)
+        .ok_or_else(|| format!("unknown format {s:?}: use table, json, csv, md or html"))
 }
 
 /// `0.4` or `40%` → 0.4.
@@ -206,7 +208,15 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
         overrides: args.thresholds.overrides(),
     };
     let out = report_run_dir(&args.run, &opts).map_err(coded)?;
-    print!("{}", out.text);
+    // A page is opened, not read on a terminal: print where it is (the
+    // page itself only when no file was written).
+    let html_file = (args.format == Format::Html)
+        .then(|| html_path(&out.files))
+        .flatten();
+    match html_file {
+        Some(p) => println!("{}", p.display()),
+        None => print!("{}", out.text),
+    }
     // Machine-readable formats go to stdout alone; the file list to stderr.
     if !out.files.is_empty() {
         let names: Vec<String> = out.files.iter().map(|p| p.display().to_string()).collect();
@@ -238,6 +248,14 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
     } else {
         code
     })
+}
+
+/// The report.html among the files a report wrote.
+pub fn html_path(files: &[PathBuf]) -> Option<&PathBuf> {
+    let name = Format::Html.exporter().file_name()?;
+    files
+        .iter()
+        .find(|p| p.file_name().is_some_and(|n| n == name))
 }
 
 /// Runs `mfubench compare`.
@@ -303,6 +321,7 @@ mod tests {
         assert_eq!(parse_percent("5"), Ok(0.05));
         assert!(parse_percent("x%").is_err());
         assert_eq!(parse_format("md"), Ok(Format::Markdown));
+        assert_eq!(parse_format("html"), Ok(Format::Html));
         assert!(parse_format("xml").is_err());
     }
 }

@@ -544,8 +544,9 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
 }
 
 /// Prints the report of a run (and writes summary.md, summary.csv,
-/// summary.json and the plots beside run.json, plus `--junit` / `--prom`),
-/// then the results folder; returns the verdict.
+/// summary.json, report.html and the plots beside run.json, plus `--junit`
+/// / `--prom`), then the results folder and last the path of report.html;
+/// returns the verdict.
 pub(crate) fn report(
     run_json: &Path,
     run_dir: &Path,
@@ -570,6 +571,9 @@ pub(crate) fn report(
         .flatten()
     {
         println!("wrote {}", f.display());
+    }
+    if let Some(html) = crate::report_cmd::html_path(&out.files) {
+        println!("report: {}", html.display());
     }
     // The report's text already lists every rule with its status.
     Ok(out.verdict)

@@ -94,6 +94,46 @@ fn quickstart_two_ranks_end_to_end() {
         "{cmd:?}"
     );
     assert_eq!(j["summary"]["wrong"], 0);
+
+    // The run ends with the path of its one-page report.
+    let html = run_dir.join("report.html");
+    assert_eq!(
+        f.stdout.lines().last(),
+        Some(format!("report: {}", html.display()).as_str()),
+        "{}",
+        f.stdout
+    );
+    let page = std::fs::read_to_string(&html).expect("report.html");
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains("serialized · comm") && page.contains("overlapped · comm"));
+    // `report --format html` prints the path; with --no-files, the page.
+    let r = run(
+        mfubench_cmd().args([
+            "report",
+            run_dir.to_str().expect("utf-8 path"),
+            "--format",
+            "html",
+        ]),
+        RUN_LIMIT,
+    );
+    assert_eq!(r.code(), 0, "{r:?}");
+    assert_eq!(r.stdout, format!("{}\n", html.display()));
+    let r = run(
+        mfubench_cmd().args([
+            "report",
+            run_dir.to_str().expect("utf-8 path"),
+            "--format",
+            "html",
+            "--no-files",
+        ]),
+        RUN_LIMIT,
+    );
+    assert_eq!(r.code(), 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("<!DOCTYPE html>"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
 }
 
 #[test]

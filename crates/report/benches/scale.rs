@@ -53,12 +53,15 @@ fn report_phase(path: &Path) {
     let _ = export::prometheus(&report);
     let t_tab = t2.elapsed();
     let t3 = Instant::now();
-    let tl = plot::timeline_svg(&loaded.record, &out.join("timeline.svg")).expect("timeline");
-    let rk = plot::ranks_svg(&report, &out.join("ranks.svg")).expect("ranks");
+    let tl = plot::timeline_svg(&report, 0, plot::SvgTarget::File);
+    let rk = plot::ranks_svg(&report, plot::SvgTarget::File);
     fsutil::write_atomic(&out.join("timeline.svg"), tl.unwrap_or_default().as_bytes())
         .expect("write");
     fsutil::write_atomic(&out.join("ranks.svg"), rk.unwrap_or_default().as_bytes()).expect("write");
     let t_plot = t3.elapsed();
+    let html_bytes = std::fs::metadata(out.join("report.html"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     let total = t0.elapsed();
     println!(
         "ranks {} on {} hosts, {} stragglers",
@@ -73,6 +76,10 @@ fn report_phase(path: &Path) {
     println!(
         "total                {:>8.3} s   (target < 2 s)",
         total.as_secs_f64()
+    );
+    println!(
+        "report.html          {:>8.2} MB  (target < 5 MB)",
+        html_bytes as f64 / 1e6
     );
     println!(
         "peak RSS (VmHWM)     {:>8.0} MiB (target < 1024 MiB)",

@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use mfubench_core::config::{Acceptance, Mode};
 use mfubench_core::metrics;
 use mfubench_core::result::{
-    cluster_step_times, find_stragglers, summarize, AllreduceSummary, Contention, FlopsPerStep,
-    PeakSource, RankRecord, RunRecord, Straggler, StreamKind, Summary,
+    cluster_step_times, find_stragglers, summarize, AllreduceSummary, BucketInfo, Contention,
+    FlopsPerStep, PeakSource, RankRecord, RunRecord, Span, Straggler, StreamKind, Summary,
+    TelemetrySample,
 };
 use mfubench_core::stats::{self, Stats};
 use serde::Serialize;
@@ -175,6 +176,53 @@ pub struct BucketRow {
     pub busbw_gbps: Option<f64>,
 }
 
+/// One step of one rank as it ran (the iteration with that rank's median
+/// step time), for the timeline plot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepTimeline {
+    /// The mode of the step.
+    pub mode: Mode,
+    /// Which timed iteration it is (0-based).
+    pub iteration: usize,
+    /// Timed iterations of the mode on this rank.
+    pub iterations: usize,
+    /// That iteration's step time on this rank, seconds.
+    pub step_s: Option<f64>,
+    /// Its ops with finite, ordered start and end, in recorded order.
+    pub spans: Vec<Span>,
+}
+
+/// The recorded steps of one rank chosen for the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RankTimeline {
+    /// Why this rank is shown: `slowest` or `median`.
+    pub role: String,
+    /// The mode whose median step time chose the rank.
+    pub chosen_by: Mode,
+    /// MPI rank.
+    pub rank: u64,
+    /// Host name.
+    pub host: String,
+    /// Device.
+    pub device: String,
+    /// Its serialized and overlapped steps (or, when neither ran, its
+    /// compute and comm steps), in that order.
+    pub steps: Vec<StepTimeline>,
+}
+
+/// One telemetry sample of one rank.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TelemetryRow {
+    /// MPI rank.
+    pub rank: u64,
+    /// Host name.
+    pub host: String,
+    /// Device.
+    pub device: String,
+    /// The sample.
+    pub sample: TelemetrySample,
+}
+
 /// Facts about the run shown above the figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunInfo {
@@ -266,6 +314,16 @@ pub struct Report {
     /// size would otherwise grow with ranks × modes.
     #[serde(skip)]
     pub rank_modes: Vec<RankModeRow>,
+    /// The steps of the slowest and the median rank (timeline plots); left
+    /// out of summary.json, which holds figures, not raw spans.
+    #[serde(skip)]
+    pub timelines: Vec<RankTimeline>,
+    /// The plan's buckets (sizes and when each is ready, for the timeline).
+    #[serde(skip)]
+    pub plan_buckets: Vec<BucketInfo>,
+    /// Every telemetry sample of every rank (empty without GPU telemetry).
+    #[serde(skip)]
+    pub telemetry: Vec<TelemetryRow>,
     /// The PASS/FAIL result of every rule.
     pub verdict: Verdict,
     /// Things a reader should know (e.g. a stored summary that disagrees).
@@ -384,6 +442,19 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
         ranks: rank_rows,
         buckets,
         rank_modes,
+        timelines: timelines(ranks),
+        plan_buckets: run.plan.buckets.clone(),
+        telemetry: ranks
+            .iter()
+            .flat_map(|r| {
+                r.telemetry.iter().map(|t| TelemetryRow {
+                    rank: r.rank,
+                    host: r.host.clone(),
+                    device: r.device.clone(),
+                    sample: t.clone(),
+                })
+            })
+            .collect(),
         verdict: Verdict::default(),
         warnings,
     };
@@ -408,6 +479,81 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// The slowest and the median rank by their median step in the first of
+/// overlapped, serialized, compute, comm that has recorded timelines, with
+/// their recorded steps. The median rank is left out when it is the
+/// slowest (one rank, or ties).
+fn timelines(ranks: &[RankRecord]) -> Vec<RankTimeline> {
+    let has_timeline =
+        |r: &RankRecord, m: Mode| r.modes.get(&m).is_some_and(|m| !m.timeline.is_empty());
+    let Some(chosen_by) = [
+        Mode::Overlapped,
+        Mode::Serialized,
+        Mode::Compute,
+        Mode::Comm,
+    ]
+    .into_iter()
+    .find(|&m| ranks.iter().any(|r| has_timeline(r, m))) else {
+        return Vec::new();
+    };
+    let mut by_step: Vec<(usize, f64)> = ranks
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| has_timeline(r, chosen_by))
+        .filter_map(|(i, r)| Some((i, stats::median(&r.modes[&chosen_by].step_time_s)?)))
+        .collect();
+    by_step.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let (Some(&(slowest, _)), Some(&(median, _))) = (
+        by_step.last(),
+        by_step.get(by_step.len().saturating_sub(1) / 2),
+    ) else {
+        return Vec::new();
+    };
+    let shown: &[Mode] = if ranks
+        .iter()
+        .any(|r| has_timeline(r, Mode::Serialized) || has_timeline(r, Mode::Overlapped))
+    {
+        &[Mode::Serialized, Mode::Overlapped]
+    } else {
+        &[Mode::Compute, Mode::Comm]
+    };
+    let view = |i: usize, role: &str| {
+        let r = &ranks[i];
+        RankTimeline {
+            role: role.to_string(),
+            chosen_by,
+            rank: r.rank,
+            host: r.host.clone(),
+            device: r.device.clone(),
+            steps: shown
+                .iter()
+                .filter_map(|m| {
+                    let rec = r.modes.get(m).filter(|rec| !rec.timeline.is_empty())?;
+                    Some(StepTimeline {
+                        mode: *m,
+                        iteration: rec.timeline_iteration,
+                        iterations: rec.step_time_s.len(),
+                        step_s: rec.step_time_s.get(rec.timeline_iteration).copied(),
+                        spans: rec
+                            .timeline
+                            .iter()
+                            .filter(|s| {
+                                s.start_s.is_finite() && s.end_s.is_finite() && s.end_s >= s.start_s
+                            })
+                            .cloned()
+                            .collect(),
+                    })
+                })
+                .collect(),
+        }
+    };
+    let mut out = vec![view(slowest, "slowest")];
+    if median != slowest {
+        out.push(view(median, "median"));
+    }
+    out
 }
 
 fn count_hosts(ranks: &[RankRecord]) -> usize {

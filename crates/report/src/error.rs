@@ -85,14 +85,6 @@ pub enum ReportError {
         /// The operating-system error.
         source: std::io::Error,
     },
-    /// A plot could not be drawn.
-    #[error("{}: cannot draw the plot: {message}", path.display())]
-    Plot {
-        /// The plot file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
     /// `compare` on runs of different configurations without `--force`.
     #[error("{} and {} ran different configurations; differing fields: {}; pass --force to compare anyway", baseline.display(), new.display(), fields.join(", "))]
     ConfigMismatch {

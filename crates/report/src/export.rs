@@ -22,11 +22,19 @@ pub enum Format {
     Csv,
     /// summary.md.
     Markdown,
+    /// report.html: one self-contained page with the plots inlined.
+    Html,
 }
 
 impl Format {
     /// Every format.
-    pub const ALL: [Format; 4] = [Format::Table, Format::Json, Format::Csv, Format::Markdown];
+    pub const ALL: [Format; 5] = [
+        Format::Table,
+        Format::Json,
+        Format::Csv,
+        Format::Markdown,
+        Format::Html,
+    ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -35,6 +43,7 @@ impl Format {
             Format::Json => "json",
             Format::Csv => "csv",
             Format::Markdown => "md",
+            Format::Html => "html",
         }
     }
 
@@ -53,6 +62,7 @@ impl Format {
             Format::Json => Box::new(JsonExporter),
             Format::Csv => Box::new(CsvExporter),
             Format::Markdown => Box::new(MarkdownExporter),
+            Format::Html => Box::new(HtmlExporter),
         }
     }
 }
@@ -96,6 +106,22 @@ impl Exporter for MarkdownExporter {
     }
     fn render(&self, report: &Report) -> Result<String, ReportError> {
         Ok(text::render(report, Flavor::Markdown))
+    }
+}
+
+/// report.html.
+#[derive(Debug, Clone, Copy)]
+pub struct HtmlExporter;
+
+impl Exporter for HtmlExporter {
+    fn format(&self) -> Format {
+        Format::Html
+    }
+    fn file_name(&self) -> Option<&'static str> {
+        Some("report.html")
+    }
+    fn render(&self, report: &Report) -> Result<String, ReportError> {
+        Ok(crate::html::render(report))
     }
 }
 
@@ -216,6 +242,24 @@ fn timed_seconds(report: &Report, modes: &[Mode]) -> f64 {
         .filter(|h| modes.contains(&h.mode))
         .map(|h| h.step_total_s)
         .sum()
+}
+
+/// Escapes text for XML, HTML and SVG (text and attribute values); drops
+/// control characters (C0 and C1) but line breaks and tabs.
+pub fn xml_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c if c.is_control() && !matches!(c, '\n' | '\t' | '\r') => {}
+            c => o.push(c),
+        }
+    }
+    o
 }
 
 /// The modes whose figures a rule judges (all modes for run-wide rules).

@@ -1,58 +1,123 @@
-//! The two plots, drawn with plotters' SVG backend (no fonts needed: the
-//! backend writes `<text>` elements and the viewer renders them).
+//! The two plots, written as SVG by hand (no plotting library): every bar
+//! and point carries a `<title>` (hover text), colours and labels are ours,
+//! and the same markup is saved as timeline.svg / ranks.svg and inlined in
+//! report.html.
 //!
-//! - `timeline.svg`: one overlapped step of the slowest rank, GEMMs on the
-//!   compute lane and all-reduces on the comm lane, with a mark where each
-//!   bucket became ready (the end of its last wgrad). The gap between a
-//!   mark and the start of its all-reduce, and comm bars past the last GEMM,
-//!   are what overlap failed to hide.
-//! - `ranks.svg`: the per-rank compute rate against the median and the
-//!   straggler tolerance band, outliers in red. Past [`RANK_PLOT_LIMIT`]
-//!   ranks it draws one min–median–max bar per node instead, so that
-//!   thousands of ranks stay readable.
+//! - **Timeline**: the serialized and the overlapped step of one rank, one
+//!   above the other on the same time axis: GEMMs on the compute lane
+//!   (coloured by kind), all-reduces on the comm lane (labelled with their
+//!   bucket), the exposed part of communication (an all-reduce running while
+//!   no GEMM does) shaded, and in the overlapped step a mark where each
+//!   bucket became ready. Drawn for the slowest rank and for the median rank
+//!   ([`Report::timelines`]); lanes without ops are left out.
+//! - **Ranks**: each rank's rate (or step time, comm-only runs) grouped and
+//!   coloured by node, against the median and the straggler band;
+//!   stragglers ringed in red and ranks with wrong all-reduce elements
+//!   crossed, both labelled; the legend beside the data. Past
+//!   [`RANK_PLOT_LIMIT`] ranks, one min–median–max bar per node instead, so
+//!   that thousands of ranks stay readable and small.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::fmt::Write as _;
 
 use mfubench_core::config::Mode;
-use mfubench_core::result::{RunRecord, Span, StreamKind};
+use mfubench_core::result::{Span, StreamKind};
 use mfubench_core::stats;
-use plotters::coord::ranged1d::SegmentValue;
-use plotters::prelude::*;
 
-use crate::analysis::Report;
-use crate::error::ReportError;
+use crate::analysis::{RankTimeline, Report, StepTimeline};
+use crate::export::xml_escape as esc;
+use crate::fmt as f;
 
-/// Above this many ranks, ranks.svg aggregates per node.
+/// Above this many ranks, the ranks plot aggregates per node.
 pub const RANK_PLOT_LIMIT: usize = 512;
-/// Bucket marks are labelled only up to this many buckets.
-const LABELLED_BUCKETS: usize = 40;
 
-fn plot_err(path: &Path) -> impl Fn(String) -> ReportError + '_ {
-    move |message| ReportError::Plot {
-        path: path.to_path_buf(),
-        message,
+/// Whether the SVG is a file of its own (needs the XML namespace) or
+/// inlined in HTML (where the namespace is implied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SvgTarget {
+    /// timeline.svg, ranks.svg.
+    File,
+    /// Inside report.html.
+    Inline,
+}
+
+fn svg_open(out: &mut String, target: SvgTarget, w: f64, h: f64, label: &str) {
+    let ns = match target {
+        // The one URL of the project's outputs: SVG's namespace name, an
+        // identifier that is never fetched.
+        SvgTarget::File => " xmlns=\"http://www.w3.org/2000/svg\"",
+        SvgTarget::Inline => "",
+    };
+    let _ = write!(
+        out,
+        "<svg{ns} viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\" font-family=\"sans-serif\" font-size=\"12\">",
+        esc(label)
+    );
+    let _ = write!(
+        out,
+        "<rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#fff\"/>"
+    );
+}
+
+/// Round tick positions covering `[lo, hi]`: steps of 1, 2 or 5 × 10ᵏ,
+/// about `target` of them.
+pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, f64) {
+    let span = (hi - lo).abs().max(1e-12);
+    let raw = span / target.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let first = (lo / step).ceil() * step;
+    let mut ticks = Vec::new();
+    let mut i = 0;
+    loop {
+        let t = first + i as f64 * step;
+        if t > hi + step * 1e-9 || i > 1000 {
+            break;
+        }
+        ticks.push(t);
+        i += 1;
+    }
+    (ticks, step)
+}
+
+/// A tick label with as many decimals as the step needs.
+fn tick_label(v: f64, step: f64) -> String {
+    let decimals = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10().floor()) as usize
+    };
+    let s = format!("{v:.decimals$}");
+    if s.starts_with('-') && s.trim_start_matches(['-', '0', '.']).is_empty() {
+        s[1..].to_string()
+    } else {
+        s
     }
 }
 
-/// The rank whose overlapped median step is the slowest, with its timeline.
-/// `None` when no rank has an overlapped timeline.
-pub fn slowest_overlapped(run: &RunRecord) -> Option<(usize, &[Span])> {
-    run.ranks
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let m = r.modes.get(&Mode::Overlapped)?;
-            if m.timeline.is_empty() {
-                return None;
-            }
-            Some((i, stats::median(&m.step_time_s)?, m.timeline.as_slice()))
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(i, _, t)| (i, t))
+/// Approximate width of a string in the SVG's sans-serif at `size` px.
+fn text_width(s: &str, size: f64) -> f64 {
+    s.chars().count() as f64 * size * 0.62
 }
 
-fn category(span: &Span) -> usize {
+// ---------------------------------------------------------------- timeline
+
+/// Kinds of bars on the timeline, with their colours.
+const KINDS: [(&str, &str); 6] = [
+    ("forward GEMM", "#4285f4"),
+    ("recompute GEMM", "#9c6ade"),
+    ("dgrad GEMM", "#f59300"),
+    ("wgrad GEMM", "#43a047"),
+    ("all-reduce", "#00796b"),
+    ("other", "#787878"),
+];
+const EXPOSED_FILL: &str = "#e53935";
+
+fn kind(span: &Span) -> usize {
     if span.stream == StreamKind::Comm {
         return 4;
     }
@@ -70,166 +135,527 @@ fn category(span: &Span) -> usize {
     }
 }
 
-const CATEGORIES: [(&str, RGBColor); 6] = [
-    ("forward GEMM", RGBColor(66, 133, 244)),
-    ("recompute GEMM", RGBColor(156, 106, 222)),
-    ("dgrad GEMM", RGBColor(251, 140, 0)),
-    ("wgrad GEMM", RGBColor(67, 160, 71)),
-    ("all-reduce", RGBColor(211, 47, 47)),
-    ("other", RGBColor(120, 120, 120)),
-];
-
-/// Draws timeline.svg; returns the SVG text, or `None` when the run has no
-/// overlapped timeline.
-pub fn timeline_svg(run: &RunRecord, path: &Path) -> Result<Option<String>, ReportError> {
-    let Some((ri, spans)) = slowest_overlapped(run) else {
-        return Ok(None);
-    };
-    let err = plot_err(path);
-    let rank = &run.ranks[ri];
-    let finite: Vec<&Span> = spans
-        .iter()
-        .filter(|s| s.start_s.is_finite() && s.end_s.is_finite() && s.end_s >= s.start_s)
-        .collect();
-    let end_ms = finite.iter().map(|s| s.end_s * 1e3).fold(0.0_f64, f64::max);
-    let start_ms = finite
-        .iter()
-        .map(|s| s.start_s * 1e3)
-        .fold(0.0_f64, f64::min);
-    let x_max = if end_ms > start_ms {
-        end_ms
-    } else {
-        start_ms + 1.0
-    };
-    let step = run.ranks[ri]
-        .modes
-        .get(&Mode::Overlapped)
-        .and_then(|m| m.step_time_s.get(m.timeline_iteration))
-        .copied();
-
-    // Bucket ready = end of the compute span named like the bucket's
-    // `ready_after` label (its last wgrad).
-    let mut gemm_end: HashMap<&str, f64> = HashMap::new();
-    for s in finite.iter().filter(|s| s.stream == StreamKind::Compute) {
-        gemm_end.insert(s.name.as_str(), s.end_s * 1e3);
-    }
-    let ready: Vec<(usize, f64)> = run
-        .plan
-        .buckets
-        .iter()
-        .filter_map(|b| gemm_end.get(b.ready_after.as_str()).map(|&t| (b.index, t)))
-        .collect();
-
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (1400, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let title = format!(
-            "One overlapped step of rank {} ({}, {}), the slowest{}",
-            rank.rank,
-            rank.host,
-            rank.device,
-            step.map(|s| format!(": {:.2} ms", s * 1e3))
-                .unwrap_or_default()
-        );
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(90)
-            .build_cartesian_2d(start_ms..x_max * 1.01, (0..2).into_segmented())
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .x_desc("time since the step's start (ms)")
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(0) => "comm".to_string(),
-                SegmentValue::CenterOf(1) => "compute".to_string(),
-                _ => String::new(),
-            })
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-
-        for (ci, (label, color)) in CATEGORIES.iter().enumerate() {
-            let bars: Vec<&&Span> = finite.iter().filter(|s| category(s) == ci).collect();
-            if bars.is_empty() {
-                continue;
-            }
-            let lane = |s: &Span| if s.stream == StreamKind::Comm { 0 } else { 1 };
-            let color = *color;
-            chart
-                .draw_series(bars.iter().map(|s| {
-                    Rectangle::new(
-                        [
-                            (s.start_s * 1e3, SegmentValue::Exact(lane(s))),
-                            (s.end_s * 1e3, SegmentValue::Exact(lane(s) + 1)),
-                        ],
-                        color.filled(),
-                    )
-                }))
-                .map_err(|e| err(e.to_string()))?
-                .label(*label)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
-                });
-            // A white outline separates back-to-back ops of one colour.
-            chart
-                .draw_series(bars.iter().map(|s| {
-                    Rectangle::new(
-                        [
-                            (s.start_s * 1e3, SegmentValue::Exact(lane(s))),
-                            (s.end_s * 1e3, SegmentValue::Exact(lane(s) + 1)),
-                        ],
-                        WHITE.stroke_width(1),
-                    )
-                }))
-                .map_err(|e| err(e.to_string()))?;
+/// Union of intervals, sorted and merged.
+fn union(mut v: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(v.len());
+    for (a, b) in v {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
         }
-        if !ready.is_empty() {
-            chart
-                .draw_series(ready.iter().map(|&(_, t)| {
-                    PathElement::new(
-                        vec![(t, SegmentValue::Exact(0)), (t, SegmentValue::Exact(2))],
-                        BLACK.stroke_width(1),
-                    )
-                }))
-                .map_err(|e| err(e.to_string()))?
-                .label("bucket ready")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x + 6, y - 6), (x + 6, y + 6)], BLACK.stroke_width(1))
-                });
-            if ready.len() <= LABELLED_BUCKETS {
-                chart
-                    .draw_series(ready.iter().map(|&(b, t)| {
-                        Text::new(
-                            format!("b{b}"),
-                            (t, SegmentValue::Exact(2)),
-                            ("sans-serif", 11).into_font(),
-                        )
-                    }))
-                    .map_err(|e| err(e.to_string()))?;
-            }
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
     }
-    Ok(Some(svg))
+    out
 }
 
-/// Draws ranks.svg from the report's per-rank rows; `None` when no rank has
-/// a step time in the straggler mode.
-pub fn ranks_svg(report: &Report, path: &Path) -> Result<Option<String>, ReportError> {
-    let Some(mode) = report.straggler_mode else {
-        return Ok(None);
+/// The exposed part of communication in one step: the intervals where an
+/// all-reduce runs and no GEMM does (comm ∖ compute), in seconds.
+pub fn exposed_intervals(spans: &[Span]) -> Vec<(f64, f64)> {
+    let of = |k: StreamKind| {
+        union(
+            spans
+                .iter()
+                .filter(|s| s.stream == k && s.end_s > s.start_s)
+                .map(|s| (s.start_s, s.end_s))
+                .collect(),
+        )
     };
-    let err = plot_err(path);
+    let comm = of(StreamKind::Comm);
+    let compute = of(StreamKind::Compute);
+    let mut out = Vec::new();
+    for (a, b) in comm {
+        let mut start = a;
+        for &(c0, c1) in compute.iter().filter(|c| c.1 > a && c.0 < b) {
+            if c0 > start {
+                out.push((start, c0.min(b)));
+            }
+            start = start.max(c1);
+            if start >= b {
+                break;
+            }
+        }
+        if start < b {
+            out.push((start, b));
+        }
+    }
+    out
+}
+
+fn bar_label(s: &Span) -> String {
+    match s.bucket {
+        Some(b) => format!("b{b}"),
+        None => s.name.rsplit('.').next().unwrap_or(&s.name).to_string(),
+    }
+}
+
+const LANE_H: f64 = 24.0;
+const LABEL_ROW_H: f64 = 13.0;
+const MAX_LABEL_ROWS: usize = 3;
+const MAX_LABEL_SHIFT: f64 = 90.0;
+
+/// Lays out all-reduce labels that do not fit inside their bar on up to
+/// [`MAX_LABEL_ROWS`] rows above the lane, each as close to its bar as the
+/// labels already placed allow (shifted sideways by at most
+/// [`MAX_LABEL_SHIFT`] px, a leader line then joins it to its bar); returns
+/// per bar `None` (label inside the bar, or no room) or `(row, centre x)`,
+/// and the rows used.
+fn label_rows(
+    bars: &[(f64, f64, String)],
+    x_min: f64,
+    x_max: f64,
+) -> (Vec<Option<(usize, f64)>>, usize) {
+    // Per row, the [left, right] extents of the labels placed on it.
+    let mut rows: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut out = Vec::with_capacity(bars.len());
+    for (x0, x1, label) in bars {
+        let w = text_width(label, 10.0) + 4.0;
+        if x1 - x0 >= w {
+            out.push(None);
+            continue;
+        }
+        let want = (x0 + x1) / 2.0 - w / 2.0;
+        let free = |row: &[(f64, f64)], left: f64| {
+            left >= x_min
+                && left + w <= x_max
+                && (left - want).abs() <= MAX_LABEL_SHIFT
+                && row
+                    .iter()
+                    .all(|&(l, r)| left + w + 2.0 <= l || left >= r + 2.0)
+        };
+        // The free left edge nearest `want` in a row: `want` itself (kept
+        // inside the plot), or just beside one of the row's labels.
+        let nearest = |row: &[(f64, f64)]| {
+            std::iter::once(want.clamp(x_min, (x_max - w).max(x_min)))
+                .chain(row.iter().flat_map(|&(l, r)| [r + 2.0, l - 2.0 - w]))
+                .filter(|&left| free(row, left))
+                .min_by(|a, b| (a - want).abs().total_cmp(&(b - want).abs()))
+        };
+        let mut best: Option<(usize, f64)> = None;
+        for (r, row) in rows.iter().enumerate() {
+            if let Some(left) = nearest(row) {
+                if best.is_none_or(|(_, l)| (left - want).abs() < (l - want).abs() - 1e-9) {
+                    best = Some((r, left));
+                }
+            }
+        }
+        if best.is_none_or(|(_, l)| (l - want).abs() > 0.5) && rows.len() < MAX_LABEL_ROWS {
+            if let Some(left) = nearest(&[]) {
+                rows.push(Vec::new());
+                best = Some((rows.len() - 1, left));
+            }
+        }
+        out.push(best.map(|(r, left)| {
+            rows[r].push((left, left + w));
+            (r, left + w / 2.0)
+        }));
+    }
+    let used = rows.len();
+    (out, used)
+}
+
+/// The timeline of one chosen rank (`report.timelines[which]`) as SVG;
+/// `None` when there is no such timeline.
+pub fn timeline_svg(report: &Report, which: usize, target: SvgTarget) -> Option<String> {
+    let tl = report.timelines.get(which)?;
+    if tl.steps.iter().all(|s| s.spans.is_empty()) {
+        return None;
+    }
+    Some(draw_timeline(report, tl, target))
+}
+
+fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> String {
+    const W: f64 = 1200.0;
+    const LEFT: f64 = 150.0;
+    const RIGHT: f64 = 24.0;
+    let plot_w = W - LEFT - RIGHT;
+    let end_s = tl
+        .steps
+        .iter()
+        .flat_map(|s| s.spans.iter().map(|x| x.end_s).chain(s.step_s))
+        .fold(0.0_f64, f64::max);
+    let start_s = tl
+        .steps
+        .iter()
+        .flat_map(|s| s.spans.iter().map(|x| x.start_s))
+        .fold(0.0_f64, f64::min);
+    let x_max_ms = if end_s > start_s {
+        end_s * 1e3
+    } else {
+        start_s * 1e3 + 1.0
+    };
+    let x_min_ms = start_s * 1e3;
+    let (ticks, tick_step) = nice_ticks(x_min_ms, x_max_ms, 10);
+    let x_hi = ticks
+        .last()
+        .copied()
+        .filter(|t| *t >= x_max_ms)
+        .unwrap_or(x_max_ms);
+    let x = |ms: f64| LEFT + (ms - x_min_ms) / (x_hi - x_min_ms).max(1e-12) * plot_w;
+
+    let bytes: HashMap<usize, u64> = report
+        .plan_buckets
+        .iter()
+        .map(|b| (b.index, b.bytes))
+        .collect();
+
+    // Which kinds appear (legend), then the layout of each step's block.
+    let mut present = [false; KINDS.len()];
+    for s in tl.steps.iter().flat_map(|s| &s.spans) {
+        present[kind(s)] = true;
+    }
+    struct Block<'a> {
+        step: &'a StepTimeline,
+        y: f64,
+        compute_y: Option<f64>,
+        comm_y: Option<f64>,
+        label_rows: Vec<Option<(usize, f64)>>,
+        comm: Vec<&'a Span>,
+        exposed: Vec<(f64, f64)>,
+    }
+    let mut y = 70.0;
+    let mut blocks = Vec::new();
+    for step in &tl.steps {
+        if step.spans.is_empty() {
+            continue;
+        }
+        let top = y;
+        y += 18.0; // the block's heading
+        let has_compute = step.spans.iter().any(|s| s.stream == StreamKind::Compute);
+        let comm: Vec<&Span> = step
+            .spans
+            .iter()
+            .filter(|s| s.stream == StreamKind::Comm)
+            .collect();
+        let compute_y = has_compute.then(|| {
+            let v = y;
+            y += LANE_H + 4.0;
+            v
+        });
+        let bars: Vec<(f64, f64, String)> = comm
+            .iter()
+            .map(|s| (x(s.start_s * 1e3), x(s.end_s * 1e3), bar_label(s)))
+            .collect();
+        let (rows, n_rows) = label_rows(&bars, LEFT, LEFT + plot_w);
+        let comm_y = (!comm.is_empty()).then(|| {
+            y += n_rows as f64 * LABEL_ROW_H;
+            let v = y;
+            y += LANE_H;
+            v
+        });
+        y += 8.0;
+        blocks.push(Block {
+            step,
+            y: top,
+            compute_y,
+            comm_y,
+            label_rows: rows,
+            comm,
+            exposed: exposed_intervals(&step.spans),
+        });
+        y += 14.0;
+    }
+    let axis_y = y;
+    let h = axis_y + 44.0;
+
+    let mut o = String::with_capacity(64 * 1024);
+    let title = format!(
+        "Rank {} ({}, {}), the {} rank by {} step",
+        tl.rank, tl.host, tl.device, tl.role, tl.chosen_by
+    );
+    svg_open(&mut o, target, W, h, &title);
+    let _ = write!(
+        o,
+        "<text x=\"{LEFT}\" y=\"22\" font-size=\"16\" font-weight=\"bold\">{}</text>",
+        esc(&format!(
+            "{title}: {} on one time axis",
+            tl.steps
+                .iter()
+                .map(|s| s.mode.name())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ))
+    );
+    // Legend above the data, left to right.
+    let mut lx = LEFT;
+    let ly = 42.0;
+    let mut legend = |o: &mut String, swatch: &dyn Fn(f64) -> String, label: &str, tip: &str| {
+        let _ = write!(
+            o,
+            "<g><title>{}</title>{}<text x=\"{:.1}\" y=\"{:.1}\">{}</text></g>",
+            esc(tip),
+            swatch(lx),
+            lx + 16.0,
+            ly + 10.0,
+            esc(label)
+        );
+        lx += 26.0 + text_width(label, 12.0);
+    };
+    for (k, (label, color)) in KINDS.iter().enumerate() {
+        if present[k] {
+            let sw = |x: f64| {
+                format!(
+                    "<rect x=\"{x:.1}\" y=\"{ly}\" width=\"12\" height=\"12\" fill=\"{color}\"/>"
+                )
+            };
+            legend(&mut o, &sw, label, label);
+        }
+    }
+    let sw = |x: f64| {
+        format!(
+            "<rect x=\"{x:.1}\" y=\"{ly}\" width=\"12\" height=\"12\" fill=\"{EXPOSED_FILL}\" fill-opacity=\"0.25\" stroke=\"{EXPOSED_FILL}\"/>"
+        )
+    };
+    legend(
+        &mut o,
+        &sw,
+        "exposed communication",
+        crate::definitions::text("exposed_in_timeline"),
+    );
+    if tl.steps.iter().any(|s| s.mode == Mode::Overlapped) && !report.plan_buckets.is_empty() {
+        let sw = |x: f64| {
+            format!(
+                "<path d=\"M{:.1} {ly} l7 0 l-3.5 6 z\" fill=\"#000\"/><line x1=\"{:.1}\" y1=\"{ly}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#000\" stroke-width=\"0.8\"/>",
+                x + 2.5,
+                x + 6.0,
+                x + 6.0,
+                ly + 12.0
+            )
+        };
+        legend(
+            &mut o,
+            &sw,
+            "bucket ready",
+            "the end of the bucket's last wgrad: its all-reduce may start",
+        );
+    }
+
+    // Grid and time axis.
+    let grid_top = blocks.first().map(|b| b.y).unwrap_or(axis_y);
+    for t in &ticks {
+        let gx = x(*t);
+        let _ = write!(
+            o,
+            "<line x1=\"{gx:.1}\" y1=\"{grid_top}\" x2=\"{gx:.1}\" y2=\"{axis_y}\" stroke=\"#e6e6e6\"/>"
+        );
+        let _ = write!(
+            o,
+            "<text x=\"{gx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            axis_y + 16.0,
+            tick_label(*t, tick_step)
+        );
+    }
+    let _ = write!(
+        o,
+        "<line x1=\"{LEFT}\" y1=\"{axis_y}\" x2=\"{:.1}\" y2=\"{axis_y}\" stroke=\"#444\"/>",
+        LEFT + plot_w
+    );
+    let _ = write!(
+        o,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">time since the step's start (ms)</text>",
+        LEFT + plot_w / 2.0,
+        axis_y + 36.0
+    );
+
+    for b in &blocks {
+        let step = b.step;
+        let exposed_s: f64 = b.exposed.iter().map(|(a, z)| z - a).sum();
+        let heading = format!(
+            "{} step{}{}; exposed communication {}",
+            step.mode,
+            step.step_s
+                .map(|s| format!(" {}", f::time(s)))
+                .unwrap_or_default(),
+            format_args!(
+                " (timed iteration {} of {})",
+                step.iteration + 1,
+                step.iterations
+            ),
+            f::time(exposed_s)
+        );
+        let _ = write!(
+            o,
+            "<g><title>{}</title><text x=\"{LEFT}\" y=\"{:.1}\" font-size=\"13\" font-weight=\"bold\">{}</text></g>",
+            esc(&format!(
+                "exposed communication here: {}",
+                crate::definitions::text("exposed_in_timeline")
+            )),
+            b.y + 13.0,
+            esc(&heading)
+        );
+        let lanes_top = b.compute_y.or(b.comm_y).unwrap_or(b.y);
+        let lanes_bottom = b.comm_y.or(b.compute_y).unwrap_or(b.y) + LANE_H;
+        // Exposed communication: shaded across the block, underlined on the comm lane.
+        for &(a, z) in &b.exposed {
+            let (x0, x1) = (x(a * 1e3), x(z * 1e3));
+            let _ = write!(
+                o,
+                "<rect x=\"{x0:.2}\" y=\"{lanes_top:.1}\" width=\"{:.2}\" height=\"{:.1}\" fill=\"{EXPOSED_FILL}\" fill-opacity=\"0.16\"><title>{}</title></rect>",
+                (x1 - x0).max(0.5),
+                lanes_bottom - lanes_top,
+                esc(&format!(
+                    "exposed communication: {} ({}–{} ms): an all-reduce runs and no GEMM does",
+                    f::time(z - a),
+                    tick_label(a * 1e3, 0.001),
+                    tick_label(z * 1e3, 0.001)
+                ))
+            );
+            let _ = write!(
+                o,
+                "<rect x=\"{x0:.2}\" y=\"{:.1}\" width=\"{:.2}\" height=\"3\" fill=\"{EXPOSED_FILL}\"/>",
+                lanes_bottom + 1.0,
+                (x1 - x0).max(0.5)
+            );
+        }
+        let lane_label = |o: &mut String, ly: f64, text: &str| {
+            let _ = write!(
+                o,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+                LEFT - 8.0,
+                ly + LANE_H / 2.0 + 4.0,
+                esc(text)
+            );
+        };
+        if let Some(cy) = b.compute_y {
+            lane_label(&mut o, cy, &format!("{} · compute", step.mode));
+            for s in step
+                .spans
+                .iter()
+                .filter(|s| s.stream == StreamKind::Compute)
+            {
+                bar(&mut o, s, x(s.start_s * 1e3), x(s.end_s * 1e3), cy, None);
+            }
+        }
+        if let Some(cy) = b.comm_y {
+            lane_label(&mut o, cy, &format!("{} · comm", step.mode));
+            for (i, s) in b.comm.iter().enumerate() {
+                let (x0, x1) = (x(s.start_s * 1e3), x(s.end_s * 1e3));
+                let size = s.bucket.and_then(|k| bytes.get(&k)).copied();
+                bar(&mut o, s, x0, x1, cy, size);
+                let label = bar_label(s);
+                match b.label_rows.get(i).copied().flatten() {
+                    None if x1 - x0 >= text_width(&label, 10.0) + 4.0 => {
+                        let _ = write!(
+                            o,
+                            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\" fill=\"#fff\" pointer-events=\"none\">{}</text>",
+                            (x0 + x1) / 2.0,
+                            cy + LANE_H / 2.0 + 3.5,
+                            esc(&label)
+                        );
+                    }
+                    None => {}
+                    Some((row, cx)) => {
+                        let ty = cy - 3.0 - row as f64 * LABEL_ROW_H;
+                        let mid = (x0 + x1) / 2.0;
+                        if (cx - mid).abs() > 1.0 || row > 0 {
+                            // A leader from the bar's top to its label.
+                            let _ = write!(
+                                o,
+                                "<line x1=\"{mid:.1}\" y1=\"{cy:.1}\" x2=\"{cx:.1}\" y2=\"{:.1}\" stroke=\"#00564d\" stroke-width=\"0.6\"/>",
+                                ty + 2.0
+                            );
+                        }
+                        let _ = write!(
+                            o,
+                            "<text x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\" font-size=\"10\" fill=\"#00564d\" stroke=\"#fff\" stroke-width=\"2.5\" paint-order=\"stroke\">{}</text>",
+                            esc(&label)
+                        );
+                    }
+                }
+            }
+            if step.mode == Mode::Overlapped {
+                ready_marks(&mut o, report, step, cy, &x);
+            }
+        }
+    }
+    o.push_str("</svg>\n");
+    o
+}
+
+/// One bar with its hover text.
+fn bar(o: &mut String, s: &Span, x0: f64, x1: f64, y: f64, bytes: Option<u64>) {
+    let (_, color) = KINDS[kind(s)];
+    let dur = s.end_s - s.start_s;
+    let mut tip = format!(
+        "{}: {} ({}–{} ms)",
+        s.name,
+        f::time(dur),
+        tick_label(s.start_s * 1e3, 0.001),
+        tick_label(s.end_s * 1e3, 0.001)
+    );
+    if let Some(b) = bytes {
+        let _ = write!(
+            tip,
+            "; {} all-reduced, {}",
+            f::bytes(b),
+            if dur > 0.0 {
+                format!(
+                    "algbw {}",
+                    f::gbps(mfubench_core::metrics::algbw_gbps(b as f64, dur))
+                )
+            } else {
+                "no measurable time".to_string()
+            }
+        );
+    }
+    let _ = write!(
+        o,
+        "<rect x=\"{x0:.2}\" y=\"{y:.1}\" width=\"{:.2}\" height=\"{LANE_H}\" fill=\"{color}\" stroke=\"#fff\" stroke-width=\"0.5\"><title>{}</title></rect>",
+        (x1 - x0).max(0.6),
+        esc(&tip)
+    );
+}
+
+/// Bucket-ready marks: a small triangle above the comm lane at the end of
+/// each bucket's last wgrad.
+fn ready_marks(
+    o: &mut String,
+    report: &Report,
+    step: &StepTimeline,
+    comm_y: f64,
+    x: &dyn Fn(f64) -> f64,
+) {
+    let gemm_end: HashMap<&str, f64> = step
+        .spans
+        .iter()
+        .filter(|s| s.stream == StreamKind::Compute)
+        .map(|s| (s.name.as_str(), s.end_s))
+        .collect();
+    for b in &report.plan_buckets {
+        let Some(&t) = gemm_end.get(b.ready_after.as_str()) else {
+            continue;
+        };
+        let mx = x(t * 1e3);
+        let _ = write!(
+            o,
+            "<path d=\"M{:.1} {:.1} l7 0 l-3.5 6 z\" fill=\"#000\"><title>{}</title></path><line x1=\"{mx:.1}\" y1=\"{:.1}\" x2=\"{mx:.1}\" y2=\"{:.1}\" stroke=\"#000\" stroke-width=\"0.8\"/>",
+            mx - 3.5,
+            comm_y - 6.0,
+            esc(&format!(
+                "bucket b{} ready at {} ms (after {}), {}",
+                b.index,
+                tick_label(t * 1e3, 0.001),
+                b.ready_after,
+                f::bytes(b.bytes)
+            )),
+            comm_y,
+            comm_y + LANE_H
+        );
+    }
+}
+
+// ------------------------------------------------------------------- ranks
+
+/// Node colours, cycled (Tableau 10, red left out: red marks stragglers).
+const NODE_COLORS: [&str; 9] = [
+    "#4e79a7", "#f28e2b", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+    "#bab0ac",
+];
+const STRAGGLER: &str = "#d62728";
+
+/// The ranks plot from the report's per-rank rows; `None` when no rank has
+/// a step time in the straggler mode.
+pub fn ranks_svg(report: &Report, target: SvgTarget) -> Option<String> {
+    let mode = report.straggler_mode?;
     let rate = mode.has_compute();
     // Higher is better for a rate, lower for a step time (comm-only runs).
     let value = |r: &crate::analysis::RankRow| -> Option<f64> {
@@ -238,25 +664,28 @@ pub fn ranks_svg(report: &Report, path: &Path) -> Result<Option<String>, ReportE
         } else {
             r.step_median_s.map(|s| s * 1e3)
         }
-    };
-    let values: Vec<f64> = report
-        .ranks
-        .iter()
-        .filter_map(value)
         .filter(|v| v.is_finite())
-        .collect();
+    };
+    let values: Vec<f64> = report.ranks.iter().filter_map(value).collect();
     let steps: Vec<f64> = report
         .ranks
         .iter()
         .filter_map(|r| r.step_median_s)
         .collect();
-    let (Some(med_step), false) = (stats::median(&steps), values.is_empty()) else {
-        return Ok(None);
-    };
+    let med_step = stats::median(&steps)?;
+    if values.is_empty() {
+        return None;
+    }
     let tol = report.acceptance.straggler_tolerance;
-    let f = report.flops_per_step.model;
+    let flops = report.flops_per_step.model;
     // The straggler test is on the step time: step > median·(1 + tol).
-    let to_value = |step: f64| if rate { f / step / 1e12 } else { step * 1e3 };
+    let to_value = |step: f64| {
+        if rate {
+            flops / step / 1e12
+        } else {
+            step * 1e3
+        }
+    };
     let centre = to_value(med_step);
     let threshold = to_value(med_step * (1.0 + tol));
     let other = if tol < 1.0 {
@@ -268,198 +697,543 @@ pub fn ranks_svg(report: &Report, path: &Path) -> Result<Option<String>, ReportE
     let lo = values.iter().copied().fold(band_lo, f64::min);
     let hi = values.iter().copied().fold(band_hi, f64::max);
     let pad = ((hi - lo) * 0.08).max(hi.abs() * 0.01).max(1e-12);
-    let (y0, y1) = (lo - pad, hi + pad);
+    let (ticks, tick_step) = nice_ticks(lo - pad, hi + pad, 6);
+    let y0 = ticks.first().copied().unwrap_or(lo - pad).min(lo - pad);
+    let y1 = ticks.last().copied().unwrap_or(hi + pad).max(hi + pad);
 
+    const W: f64 = 1200.0;
+    const H: f64 = 500.0;
+    const LEFT: f64 = 78.0;
+    const LEGEND_W: f64 = 270.0;
+    const TOP: f64 = 44.0;
+    const BOTTOM: f64 = 70.0;
+    let plot_r = W - LEGEND_W - 10.0;
+    let plot_b = H - BOTTOM;
     let aggregate = report.ranks.len() > RANK_PLOT_LIMIT;
-    let n_x = if aggregate {
+    let node_index: HashMap<&str, usize> = report
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.host.as_str(), i))
+        .collect();
+    // Slots on the x axis: ranks grouped by node (host order), or one per node.
+    let mut order: Vec<usize> = (0..report.ranks.len()).collect();
+    order.sort_by_key(|&i| {
+        (
+            node_index
+                .get(report.ranks[i].host.as_str())
+                .copied()
+                .unwrap_or(usize::MAX),
+            report.ranks[i].rank,
+        )
+    });
+    let slots = if aggregate {
         report.nodes.len()
     } else {
-        report.ranks.len()
+        order.len()
+    }
+    .max(1);
+    let xs = |slot: f64| LEFT + (slot + 0.5) / slots as f64 * (plot_r - LEFT);
+    let ys = |v: f64| plot_b - (v - y0) / (y1 - y0).max(1e-300) * (plot_b - TOP);
+
+    let mut o = String::with_capacity(if aggregate { 700 * 1024 } else { 64 * 1024 });
+    let title = if aggregate {
+        format!(
+            "Per node ({} hosts, {} ranks): min–median–max of each node's ranks; tolerance {}",
+            report.nodes.len(),
+            report.ranks.len(),
+            f::pct(tol)
+        )
+    } else {
+        format!(
+            "Per rank ({} ranks on {} node{}), grouped and coloured by node; tolerance {}",
+            report.ranks.len(),
+            report.nodes.len(),
+            if report.nodes.len() == 1 { "" } else { "s" },
+            f::pct(tol)
+        )
     };
-    let x_max = n_x.max(1) as f64;
+    svg_open(&mut o, target, W, H, &title);
+    let _ = write!(
+        o,
+        "<text x=\"{LEFT}\" y=\"24\" font-size=\"16\" font-weight=\"bold\">{}</text>",
+        esc(&title)
+    );
     let ylabel = if rate {
         format!("{mode}-mode model TFLOP/s per device")
     } else {
         format!("{mode}-mode step time (ms)")
     };
+    let _ = write!(
+        o,
+        "<text transform=\"translate(18 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
+        (TOP + plot_b) / 2.0,
+        esc(&ylabel)
+    );
 
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (1400, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-        let title = if aggregate {
-            format!(
-                "Per node ({} hosts, {} ranks): min–median–max of the ranks; tolerance {:.1} %",
-                report.nodes.len(),
-                report.ranks.len(),
-                tol * 100.0
-            )
+    // Node groups: alternating background bands (per rank only).
+    if !aggregate {
+        let mut start = 0usize;
+        let mut group = 0usize;
+        while start < order.len() {
+            let host = &report.ranks[order[start]].host;
+            let end = order[start..]
+                .iter()
+                .position(|&i| &report.ranks[i].host != host)
+                .map(|p| start + p)
+                .unwrap_or(order.len());
+            let (gx0, gx1) = (xs(start as f64 - 0.5), xs(end as f64 - 0.5));
+            if group % 2 == 1 {
+                let _ = write!(
+                    o,
+                    "<rect x=\"{gx0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#f4f4f4\"/>",
+                    gx1 - gx0,
+                    plot_b - TOP
+                );
+            }
+            let label = host.as_str();
+            if gx1 - gx0 >= text_width(label, 11.0) + 4.0 {
+                let _ = write!(
+                    o,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\" fill=\"{}\">{}</text>",
+                    (gx0 + gx1) / 2.0,
+                    plot_b + 32.0,
+                    NODE_COLORS[node_index.get(label).copied().unwrap_or(0) % NODE_COLORS.len()],
+                    esc(label)
+                );
+            }
+            start = end;
+            group += 1;
+        }
+    }
+    // Light grid and y ticks.
+    for t in &ticks {
+        let gy = ys(*t);
+        let _ = write!(
+            o,
+            "<line x1=\"{LEFT}\" y1=\"{gy:.1}\" x2=\"{plot_r}\" y2=\"{gy:.1}\" stroke=\"#e8e8e8\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            LEFT - 6.0,
+            gy + 4.0,
+            tick_label(*t, tick_step)
+        );
+    }
+    let _ = write!(
+        o,
+        "<path d=\"M{LEFT} {TOP} L{LEFT} {plot_b} L{plot_r} {plot_b}\" fill=\"none\" stroke=\"#444\"/>"
+    );
+    // X ticks: rank numbers (or node indices), at most about 20.
+    let (xt, _) = nice_ticks(0.0, (slots - 1) as f64, 20);
+    for t in xt.iter().filter(|t| t.fract() == 0.0) {
+        let slot = *t as usize;
+        let label = if aggregate {
+            slot.to_string()
         } else {
-            format!(
-                "Per rank ({} ranks); tolerance {:.1} %",
-                report.ranks.len(),
-                tol * 100.0
-            )
+            order
+                .get(slot)
+                .map(|&i| report.ranks[i].rank.to_string())
+                .unwrap_or_default()
         };
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d(-0.5..x_max - 0.5, y0..y1)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc(if aggregate {
-                "node (host order)"
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"11\">{label}</text>",
+            xs(*t),
+            plot_b + 15.0
+        );
+    }
+    let _ = write!(
+        o,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+        (LEFT + plot_r) / 2.0,
+        H - 12.0,
+        if aggregate {
+            "node (host order)"
+        } else {
+            "rank, grouped by node"
+        }
+    );
+    // Tolerance band, median, threshold.
+    let _ = write!(
+        o,
+        "<rect x=\"{LEFT}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#4caf50\" fill-opacity=\"0.14\"><title>{}</title></rect>",
+        ys(band_hi),
+        plot_r - LEFT,
+        (ys(band_lo) - ys(band_hi)).max(0.5),
+        esc(&format!(
+            "median ± {} step-time tolerance",
+            f::pct(tol)
+        ))
+    );
+    let _ = write!(
+        o,
+        "<line x1=\"{LEFT}\" y1=\"{0:.1}\" x2=\"{plot_r}\" y2=\"{0:.1}\" stroke=\"#000\"><title>median rank: {1}</title></line>",
+        ys(centre),
+        esc(&value_text(rate, centre))
+    );
+    let _ = write!(
+        o,
+        "<line x1=\"{LEFT}\" y1=\"{0:.1}\" x2=\"{plot_r}\" y2=\"{0:.1}\" stroke=\"{STRAGGLER}\" stroke-dasharray=\"6 3\"><title>straggler threshold: {1}</title></line>",
+        ys(threshold),
+        esc(&value_text(rate, threshold))
+    );
+
+    let mut labels: Vec<(f64, f64, String, &str)> = Vec::new();
+    if aggregate {
+        let mut per_node: Vec<Vec<f64>> = vec![Vec::new(); report.nodes.len()];
+        for r in &report.ranks {
+            if let (Some(&i), Some(v)) = (node_index.get(r.host.as_str()), value(r)) {
+                per_node[i].push(v);
+            }
+        }
+        for (i, v) in per_node.iter().enumerate() {
+            let (Some(mn), Some(mx), Some(md)) = (
+                v.iter().copied().reduce(f64::min),
+                v.iter().copied().reduce(f64::max),
+                stats::median(v),
+            ) else {
+                continue;
+            };
+            let n = &report.nodes[i];
+            let c = if n.stragglers > 0 {
+                STRAGGLER
             } else {
-                "rank"
-            })
-            .y_desc(ylabel)
-            // Ranks and nodes are whole numbers: label only integer ticks.
-            .x_labels((x_max as usize + 1).min(21))
-            .x_label_formatter(&|x: &f64| {
-                if x.fract().abs() < 1e-9 && *x >= 0.0 {
-                    format!("{}", x.round() as i64)
+                "#2166ac"
+            };
+            let cx = xs(i as f64);
+            let _ = write!(
+                o,
+                "<g stroke=\"{c}\" fill=\"{c}\"><title>{}</title><line x1=\"{cx:.2}\" y1=\"{:.1}\" x2=\"{cx:.2}\" y2=\"{:.1}\"/><circle cx=\"{cx:.2}\" cy=\"{:.1}\" r=\"1.6\"/></g>",
+                esc(&format!(
+                    "{}: {} ranks; median {}, min {}, max {}; {} straggler(s), {} wrong",
+                    n.host,
+                    n.ranks,
+                    value_text(rate, md),
+                    value_text(rate, mn),
+                    value_text(rate, mx),
+                    n.stragglers,
+                    n.wrong
+                )),
+                ys(mx),
+                ys(mn),
+                ys(md)
+            );
+            if n.wrong > 0 {
+                cross(
+                    &mut o,
+                    cx,
+                    ys(md),
+                    &format!("{}: {} wrong", n.host, n.wrong),
+                );
+            }
+            if (n.stragglers > 0 || n.wrong > 0) && labels.len() < 12 {
+                let what = if n.wrong > 0 {
+                    format!("{} ({} wrong)", n.host, n.wrong)
+                } else {
+                    n.host.clone()
+                };
+                let worst = if rate { mn } else { mx };
+                labels.push((
+                    cx,
+                    ys(worst),
+                    what,
+                    if n.stragglers > 0 { STRAGGLER } else { "#000" },
+                ));
+            }
+        }
+    } else {
+        for (slot, &i) in order.iter().enumerate() {
+            let r = &report.ranks[i];
+            let Some(v) = value(r) else { continue };
+            let ni = node_index.get(r.host.as_str()).copied().unwrap_or(0);
+            let (cx, cy) = (xs(slot as f64), ys(v));
+            let tip = format!(
+                "rank {} ({}, {}): {}{}{}{}",
+                r.rank,
+                r.host,
+                r.device,
+                value_text(rate, v),
+                r.deviation
+                    .map(|d| format!(", {} vs median step", f::delta_pct(d)))
+                    .unwrap_or_default(),
+                if r.straggler { "; straggler" } else { "" },
+                if r.wrong > 0 {
+                    format!("; {} wrong all-reduce elements", r.wrong)
                 } else {
                     String::new()
                 }
-            })
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(-0.5, band_lo), (x_max - 0.5, band_hi)],
-                RGBColor(76, 175, 80).mix(0.15).filled(),
-            )))
-            .map_err(|e| err(e.to_string()))?
-            .label(format!("median ± {:.1} % step-time tolerance", tol * 100.0))
-            .legend(|(x, y)| {
-                Rectangle::new(
-                    [(x, y - 5), (x + 12, y + 5)],
-                    RGBColor(76, 175, 80).mix(0.3).filled(),
-                )
-            });
-        chart
-            .draw_series(LineSeries::new(
-                vec![(-0.5, centre), (x_max - 0.5, centre)],
-                BLACK.stroke_width(1),
-            ))
-            .map_err(|e| err(e.to_string()))?
-            .label("median rank")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], BLACK.stroke_width(1)));
-        chart
-            .draw_series(LineSeries::new(
-                vec![(-0.5, threshold), (x_max - 0.5, threshold)],
-                RED.stroke_width(1),
-            ))
-            .map_err(|e| err(e.to_string()))?
-            .label("straggler threshold")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], RED.stroke_width(1)));
-
-        let blue = RGBColor(33, 102, 172);
-        if aggregate {
-            // Per node: a bar from the worst to the best rank, a dot at the median.
-            let mut per_node: Vec<Vec<f64>> = vec![Vec::new(); report.nodes.len()];
-            let index: HashMap<&str, usize> = report
-                .nodes
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.host.as_str(), i))
-                .collect();
-            for r in &report.ranks {
-                if let (Some(&i), Some(v)) = (index.get(r.host.as_str()), value(r)) {
-                    per_node[i].push(v);
-                }
+            );
+            let _ = write!(
+                o,
+                "<circle cx=\"{cx:.2}\" cy=\"{cy:.1}\" r=\"4\" fill=\"{}\" stroke=\"#333\" stroke-width=\"0.5\"><title>{}</title></circle>",
+                NODE_COLORS[ni % NODE_COLORS.len()],
+                esc(&tip)
+            );
+            if r.straggler {
+                let _ = write!(
+                    o,
+                    "<circle cx=\"{cx:.2}\" cy=\"{cy:.1}\" r=\"8\" fill=\"none\" stroke=\"{STRAGGLER}\" stroke-width=\"2\"><title>{}</title></circle>",
+                    esc(&tip)
+                );
             }
-            let flagged: Vec<bool> = report.nodes.iter().map(|n| n.stragglers > 0).collect();
-            let bars: Vec<(usize, f64, f64, f64)> = per_node
-                .iter()
-                .enumerate()
-                .filter_map(|(i, v)| {
-                    let min = v.iter().copied().reduce(f64::min)?;
-                    let max = v.iter().copied().reduce(f64::max)?;
-                    Some((i, min, stats::median(v)?, max))
-                })
-                .collect();
-            chart
-                .draw_series(bars.iter().map(|&(i, lo, _, hi)| {
-                    let c = if flagged[i] { RED } else { blue };
-                    PathElement::new(vec![(i as f64, lo), (i as f64, hi)], c.stroke_width(1))
-                }))
-                .map_err(|e| err(e.to_string()))?;
-            chart
-                .draw_series(bars.iter().map(|&(i, _, m, _)| {
-                    let c = if flagged[i] { RED } else { blue };
-                    Circle::new((i as f64, m), 2, c.filled())
-                }))
-                .map_err(|e| err(e.to_string()))?
-                .label("node median (bar: slowest to fastest rank)")
-                .legend(move |(x, y)| Circle::new((x + 6, y), 3, blue.filled()));
-            let named: Vec<(usize, &str)> = report
-                .nodes
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.stragglers > 0)
-                .take(10)
-                .map(|(i, n)| (i, n.host.as_str()))
-                .collect();
-            chart
-                .draw_series(named.iter().filter_map(|&(i, host)| {
-                    let (_, lo, _, _) = bars.iter().find(|b| b.0 == i)?;
-                    Some(Text::new(
-                        host.to_string(),
-                        (i as f64, *lo),
-                        ("sans-serif", 11).into_font().color(&RED),
-                    ))
-                }))
-                .map_err(|e| err(e.to_string()))?;
-        } else {
-            let pts: Vec<(f64, f64, bool, u64)> = report
-                .ranks
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| Some((i as f64, value(r)?, r.straggler, r.rank)))
-                .filter(|p| p.1.is_finite())
-                .collect();
-            chart
-                .draw_series(
-                    pts.iter()
-                        .filter(|p| !p.2)
-                        .map(|p| Circle::new((p.0, p.1), 3, blue.filled())),
-                )
-                .map_err(|e| err(e.to_string()))?
-                .label("rank")
-                .legend(move |(x, y)| Circle::new((x + 6, y), 3, blue.filled()));
-            let outl: Vec<&(f64, f64, bool, u64)> = pts.iter().filter(|p| p.2).collect();
-            if !outl.is_empty() {
-                chart
-                    .draw_series(
-                        outl.iter()
-                            .map(|p| Circle::new((p.0, p.1), 5, RED.filled())),
-                    )
-                    .map_err(|e| err(e.to_string()))?
-                    .label("straggler")
-                    .legend(|(x, y)| Circle::new((x + 6, y), 4, RED.filled()));
-                chart
-                    .draw_series(outl.iter().take(20).map(|p| {
-                        Text::new(
-                            format!(" rank {}", p.3),
-                            (p.0, p.1),
-                            ("sans-serif", 11).into_font().color(&RED),
-                        )
-                    }))
-                    .map_err(|e| err(e.to_string()))?;
+            if r.wrong > 0 {
+                cross(&mut o, cx, cy, &tip);
+            }
+            if (r.straggler || r.wrong > 0) && labels.len() < 20 {
+                let what = match (r.straggler, r.wrong) {
+                    (true, 0) => format!("rank {}", r.rank),
+                    (_, w) => format!("rank {}: {w} wrong", r.rank),
+                };
+                labels.push((cx, cy, what, if r.straggler { STRAGGLER } else { "#000" }));
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        root.present().map_err(|e| err(e.to_string()))?;
     }
-    Ok(Some(svg))
+    for (lx, ly, text, color) in &labels {
+        // Inside the plot: to the right of the mark, or to its left near the edge.
+        let w = text_width(text, 11.0);
+        let (tx, anchor) = if lx + 12.0 + w < plot_r {
+            (lx + 11.0, "start")
+        } else {
+            (lx - 11.0, "end")
+        };
+        let _ = write!(
+            o,
+            "<text x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" font-size=\"11\" font-weight=\"bold\" fill=\"{color}\" stroke=\"#fff\" stroke-width=\"3\" paint-order=\"stroke\">{}</text>",
+            ly + 4.0,
+            esc(text)
+        );
+    }
+
+    // Legend, outside the data.
+    let lx = plot_r + 20.0;
+    let sx = lx + 8.0;
+    let mut ly = TOP + 4.0;
+    let mut item = |o: &mut String, swatch: &dyn Fn(f64) -> String, label: &str| {
+        let _ = write!(
+            o,
+            "{}<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{}</text>",
+            swatch(ly),
+            lx + 22.0,
+            ly + 4.0,
+            esc(label)
+        );
+        ly += 18.0;
+    };
+    item(
+        &mut o,
+        &|y| {
+            format!(
+                "<rect x=\"{lx}\" y=\"{:.1}\" width=\"16\" height=\"10\" fill=\"#4caf50\" fill-opacity=\"0.3\"/>",
+                y - 5.0
+            )
+        },
+        &format!("median ± {} step-time tolerance", f::pct(tol)),
+    );
+    item(
+        &mut o,
+        &|y| {
+            format!(
+                "<line x1=\"{lx}\" y1=\"{y}\" x2=\"{:.1}\" y2=\"{y}\" stroke=\"#000\"/>",
+                lx + 16.0
+            )
+        },
+        "median rank",
+    );
+    item(
+        &mut o,
+        &|y| {
+            format!(
+                "<line x1=\"{lx}\" y1=\"{y}\" x2=\"{:.1}\" y2=\"{y}\" stroke=\"{STRAGGLER}\" stroke-dasharray=\"6 3\"/>",
+                lx + 16.0
+            )
+        },
+        "straggler threshold",
+    );
+    item(
+        &mut o,
+        &|y| {
+            if aggregate {
+                format!(
+                    "<line x1=\"{sx}\" y1=\"{:.1}\" x2=\"{sx}\" y2=\"{:.1}\" stroke=\"{STRAGGLER}\"/>",
+                    y - 6.0,
+                    y + 6.0
+                )
+            } else {
+                format!(
+                    "<circle cx=\"{sx}\" cy=\"{y}\" r=\"6\" fill=\"none\" stroke=\"{STRAGGLER}\" stroke-width=\"2\"/>"
+                )
+            }
+        },
+        &format!(
+            "{}{}",
+            if aggregate {
+                "node with a straggler"
+            } else {
+                "straggler"
+            },
+            if report.stragglers.is_empty() {
+                " (none)"
+            } else {
+                ""
+            }
+        ),
+    );
+    item(
+        &mut o,
+        &|y| {
+            let mut c = String::new();
+            cross(&mut c, sx, y, "wrong all-reduce elements");
+            c
+        },
+        if report.wrong == 0 {
+            "wrong all-reduce elements (none)"
+        } else {
+            "wrong all-reduce elements (#wrong > 0)"
+        },
+    );
+    if aggregate {
+        item(
+            &mut o,
+            &|y| {
+                format!(
+                    "<line x1=\"{sx}\" y1=\"{:.1}\" x2=\"{sx}\" y2=\"{:.1}\" stroke=\"#2166ac\"/><circle cx=\"{sx}\" cy=\"{y}\" r=\"2\" fill=\"#2166ac\"/>",
+                    y - 6.0,
+                    y + 6.0
+                )
+            },
+            "node: slowest–fastest rank, dot at median",
+        );
+    } else {
+        item(&mut o, &|_| String::new(), "");
+        const SHOWN: usize = 12;
+        for (i, n) in report.nodes.iter().enumerate().take(SHOWN) {
+            let color = NODE_COLORS[i % NODE_COLORS.len()];
+            item(
+                &mut o,
+                &|y| {
+                    format!(
+                        "<circle cx=\"{sx}\" cy=\"{y}\" r=\"5\" fill=\"{color}\" stroke=\"#333\" stroke-width=\"0.5\"/>"
+                    )
+                },
+                &format!(
+                    "node {} ({} rank{})",
+                    n.host,
+                    n.ranks,
+                    if n.ranks == 1 { "" } else { "s" }
+                ),
+            );
+        }
+        if report.nodes.len() > SHOWN {
+            item(
+                &mut o,
+                &|_| String::new(),
+                &format!(
+                    "… {} more nodes (colours repeat)",
+                    report.nodes.len() - SHOWN
+                ),
+            );
+        }
+    }
+    o.push_str("</svg>\n");
+    Some(o)
+}
+
+fn value_text(rate: bool, v: f64) -> String {
+    if rate {
+        format!("{} TFLOP/s", f::tflops(v))
+    } else {
+        format!("{v:.3} ms")
+    }
+}
+
+/// A black × over a mark (ranks with wrong all-reduce elements).
+fn cross(o: &mut String, x: f64, y: f64, tip: &str) {
+    let _ = write!(
+        o,
+        "<path d=\"M{:.1} {:.1} l10 10 m0 -10 l-10 10\" stroke=\"#000\" stroke-width=\"2\"><title>{}</title></path>",
+        x - 5.0,
+        y - 5.0,
+        esc(tip)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(stream: StreamKind, a: f64, b: f64) -> Span {
+        Span {
+            name: "x".into(),
+            stream,
+            op: None,
+            bucket: None,
+            start_s: a,
+            end_s: b,
+        }
+    }
+
+    #[test]
+    fn exposed_is_comm_minus_compute() {
+        use StreamKind::*;
+        // Compute 0–4 and 6–8; comm 3–7 and 9–10: exposed 4–6 and 9–10.
+        let s = vec![
+            span(Compute, 0.0, 4.0),
+            span(Compute, 6.0, 8.0),
+            span(Comm, 3.0, 5.0),
+            span(Comm, 5.0, 7.0),
+            span(Comm, 9.0, 10.0),
+        ];
+        assert_eq!(exposed_intervals(&s), vec![(4.0, 6.0), (9.0, 10.0)]);
+        // Serialized: no overlap, all communication exposed.
+        let s = vec![span(Compute, 0.0, 4.0), span(Comm, 4.0, 6.0)];
+        assert_eq!(exposed_intervals(&s), vec![(4.0, 6.0)]);
+        // Fully hidden.
+        let s = vec![span(Compute, 0.0, 4.0), span(Comm, 1.0, 2.0)];
+        assert!(exposed_intervals(&s).is_empty());
+    }
+
+    #[test]
+    fn ticks_are_round() {
+        let (t, step) = nice_ticks(0.0, 12.3, 10);
+        assert_eq!(step, 2.0);
+        assert_eq!(t, vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0]);
+        let (t, step) = nice_ticks(0.31, 0.78, 5);
+        assert_eq!(step, 0.1);
+        assert_eq!(t.len(), 4); // 0.4 … 0.7
+        assert_eq!(tick_label(0.4, step), "0.4");
+        assert_eq!(tick_label(-0.0, 1.0), "0");
+    }
+
+    #[test]
+    fn labels_that_do_not_fit_go_on_rows_near_their_bar() {
+        let bars = vec![
+            (0.0, 100.0, "b0".to_string()),
+            (100.0, 101.0, "b1".to_string()),
+            (101.0, 102.0, "b2".to_string()),
+        ];
+        let (rows, n) = label_rows(&bars, 0.0, 1000.0);
+        assert_eq!(rows, vec![None, Some((0, 100.5)), Some((1, 101.5))]);
+        assert_eq!(n, 2);
+        // Six narrow bars side by side: three rows, then labels move aside
+        // (never overlapping in a row, never past the right edge).
+        let bars: Vec<(f64, f64, String)> = (0..6)
+            .map(|i| (500.0 + i as f64, 501.0 + i as f64, format!("b{i}")))
+            .collect();
+        let (rows, n) = label_rows(&bars, 0.0, 506.0);
+        assert_eq!(n, MAX_LABEL_ROWS);
+        let w = text_width("b0", 10.0) + 4.0;
+        for r in 0..n {
+            let mut xs: Vec<f64> = rows
+                .iter()
+                .flatten()
+                .filter(|p| p.0 == r)
+                .map(|p| p.1)
+                .collect();
+            xs.sort_by(f64::total_cmp);
+            assert!(xs.windows(2).all(|p| p[1] - p[0] >= w), "row {r}: {xs:?}");
+            assert!(xs.iter().all(|x| x + w / 2.0 <= 506.0 + 1e-9));
+        }
+        assert!(
+            rows.iter().all(Option::is_some),
+            "every bar labelled: {rows:?}"
+        );
+    }
 }

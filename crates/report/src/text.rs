@@ -161,10 +161,36 @@ pub fn render(r: &Report, flavor: Flavor) -> String {
             d.line(&format!("warning: {w}"));
         }
     }
+    if flavor == Flavor::Markdown {
+        plots(&mut d, r);
+    }
     strip_controls(&d.out)
 }
 
-fn peak_source_text(r: &Report) -> &'static str {
+/// Markdown only: the plots, embedded as images from the files written
+/// beside summary.md, and a link to report.html.
+fn plots(d: &mut Doc, r: &Report) {
+    use crate::plot::{ranks_svg, timeline_svg, SvgTarget};
+    d.heading("Plots");
+    if timeline_svg(r, 0, SvgTarget::File).is_some() {
+        let _ = writeln!(
+            d.out,
+            "![Timeline: serialized and overlapped steps of the slowest rank](timeline.svg)\n"
+        );
+    }
+    if ranks_svg(r, SvgTarget::File).is_some() {
+        let _ = writeln!(
+            d.out,
+            "![Per-rank rates, grouped and coloured by node](ranks.svg)\n"
+        );
+    }
+    let _ = writeln!(
+        d.out,
+        "Everything in one page, with the median rank's timeline and sortable tables: [report.html](report.html)"
+    );
+}
+
+pub(crate) fn peak_source_text(r: &Report) -> &'static str {
     use mfubench_core::result::PeakSource;
     match r.peak_source {
         PeakSource::Spec => "datasheet",
@@ -217,7 +243,7 @@ fn headline(d: &mut Doc, r: &Report) {
     d.table(&header, rows, 1..n);
 }
 
-fn needs(r: &Report, modes: &[Mode]) -> String {
+pub(crate) fn needs(r: &Report, modes: &[Mode]) -> String {
     let missing: Vec<&str> = modes
         .iter()
         .filter(|m| !r.run.modes.contains(m))
@@ -230,9 +256,34 @@ fn needs(r: &Report, modes: &[Mode]) -> String {
     }
 }
 
-fn overlap(d: &mut Doc, r: &Report) {
+/// One row of the overlap and communication table: what people read, and
+/// the key of its definition ([`crate::definitions`]). The terminal,
+/// Markdown and HTML reports all print these rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// The figure's name with its formula.
+    pub label: &'static str,
+    /// The formatted value with its 95 % interval (`value [lo, hi]`) and
+    /// the names of the flags on it, or why there is no value.
+    pub value: String,
+    /// The measured value in base units, for sorting and machine use.
+    pub raw: Option<f64>,
+    /// Key into [`crate::definitions::DEFINITIONS`].
+    pub definition: &'static str,
+    /// The summary's flags on this figure.
+    pub flags: Vec<mfubench_core::result::Flag>,
+}
+
+/// Whether a summary flag on `flag_figure` concerns the row of the summary
+/// field `name`; the exposed-communication row shows both of its fields.
+fn flag_on(flag_figure: &str, name: &str) -> bool {
+    flag_figure == name
+        || (name.starts_with("exposed_comm") && flag_figure.starts_with("exposed_comm"))
+}
+
+/// The overlap and communication figures of a report, in table order.
+pub fn overlap_figures(r: &Report) -> Vec<Figure> {
     use Mode::*;
-    d.heading("Overlap and communication");
     let o = &r.overlap;
     let a = &r.allreduce;
     let or = |v: Option<String>, modes: &[Mode]| v.unwrap_or_else(|| needs(r, modes));
@@ -243,11 +294,7 @@ fn overlap(d: &mut Doc, r: &Report) {
             let flags: Vec<&str> = r
                 .flags
                 .iter()
-                .filter(|fl| {
-                    fl.figure == name
-                        || (name.starts_with("exposed_comm")
-                            && fl.figure.starts_with("exposed_comm"))
-                })
+                .filter(|fl| flag_on(&fl.figure, name))
                 .map(|fl| fl.name.as_str())
                 .collect();
             let mut out = f::with_ci(v, ci, fmt);
@@ -257,9 +304,22 @@ fn overlap(d: &mut Doc, r: &Report) {
             out
         })
     };
-    let rows = vec![
-        vec![
-            "exposed communication (T_o − T_c)".to_string(),
+    // `field`: the summary field whose flags the row carries.
+    let row = |label, value, raw, definition, field: &str| Figure {
+        label,
+        value,
+        raw,
+        definition,
+        flags: r
+            .flags
+            .iter()
+            .filter(|fl| flag_on(&fl.figure, field))
+            .cloned()
+            .collect(),
+    };
+    vec![
+        row(
+            "exposed communication (T_o − T_c)",
             or(
                 fig(
                     o.exposed_comm_s,
@@ -276,9 +336,12 @@ fn overlap(d: &mut Doc, r: &Report) {
                 .map(|(s, fr)| format!("{s}; {fr} of the overlapped step")),
                 &[Compute, Overlapped],
             ),
-        ],
-        vec![
-            "serialized overhead (T_s − T_c)/T_s".to_string(),
+            o.exposed_comm_s,
+            "exposed_comm",
+            "exposed_comm_s",
+        ),
+        row(
+            "serialized overhead (T_s − T_c)/T_s",
             or(
                 fig(
                     o.serialized_overhead,
@@ -288,9 +351,12 @@ fn overlap(d: &mut Doc, r: &Report) {
                 ),
                 &[Compute, Serialized],
             ),
-        ],
-        vec![
-            "hidden fraction (T_c + T_a − T_o)/T_a".to_string(),
+            o.serialized_overhead,
+            "serialized_overhead",
+            "serialized_overhead",
+        ),
+        row(
+            "hidden fraction (T_c + T_a − T_o)/T_a",
             or(
                 fig(
                     o.hidden_fraction,
@@ -300,9 +366,12 @@ fn overlap(d: &mut Doc, r: &Report) {
                 ),
                 &[Compute, Comm, Overlapped],
             ),
-        ],
-        vec![
-            "overlap speedup T_s/T_o".to_string(),
+            o.hidden_fraction,
+            "hidden_fraction",
+            "hidden_fraction",
+        ),
+        row(
+            "overlap speedup T_s/T_o",
             or(
                 fig(
                     o.overlap_speedup,
@@ -312,9 +381,12 @@ fn overlap(d: &mut Doc, r: &Report) {
                 ),
                 &[Serialized, Overlapped],
             ),
-        ],
-        vec![
-            "efficiency vs achievable overlap (T_s − T_o)/(T_s − max(T_c + tail, T_a))".to_string(),
+            o.overlap_speedup,
+            "overlap_speedup",
+            "overlap_speedup",
+        ),
+        row(
+            "efficiency vs achievable overlap (T_s − T_o)/(T_s − max(T_c + tail, T_a))",
             match (o.overlap_efficiency, o.last_bucket_tail_s) {
                 (Some(_), Some(tail)) => format!(
                     "{} (last bucket's exposed tail {})",
@@ -332,9 +404,12 @@ fn overlap(d: &mut Doc, r: &Report) {
                 }
                 _ => needs(r, &[Compute, Comm, Serialized, Overlapped]),
             },
-        ],
-        vec![
-            "GEMM slowdown under overlap".to_string(),
+            o.overlap_efficiency,
+            "overlap_efficiency",
+            "overlap_efficiency",
+        ),
+        row(
+            "GEMM slowdown under overlap",
             or(
                 fig(
                     o.contention.gemm,
@@ -344,9 +419,12 @@ fn overlap(d: &mut Doc, r: &Report) {
                 ),
                 &[Compute, Overlapped],
             ),
-        ],
-        vec![
-            "all-reduce slowdown under overlap".to_string(),
+            o.contention.gemm,
+            "contention_gemm",
+            "contention_gemm",
+        ),
+        row(
+            "all-reduce slowdown under overlap",
             or(
                 fig(
                     o.contention.allreduce,
@@ -356,18 +434,24 @@ fn overlap(d: &mut Doc, r: &Report) {
                 ),
                 &[Comm, Overlapped],
             ),
-        ],
-        vec![
-            "all-reduced per step".to_string(),
+            o.contention.allreduce,
+            "contention_allreduce",
+            "contention_allreduce",
+        ),
+        row(
+            "all-reduced per step",
             format!(
                 "{} in {} bucket{}",
                 f::bytes(a.bytes),
                 a.buckets,
                 if a.buckets == 1 { "" } else { "s" }
             ),
-        ],
-        vec![
-            "all-reduce algbw / busbw (comm mode)".to_string(),
+            Some(a.bytes as f64),
+            "algbw",
+            "allreduce_bytes",
+        ),
+        row(
+            "all-reduce algbw / busbw (comm mode)",
             or(
                 a.algbw_gbps.map(|x| match a.busbw_gbps {
                     Some(y) => {
@@ -381,24 +465,46 @@ fn overlap(d: &mut Doc, r: &Report) {
                 }),
                 &[Comm],
             ),
-        ],
-        vec![
-            "wrong all-reduce elements (#wrong)".to_string(),
+            a.busbw_gbps,
+            "busbw",
+            "busbw_gbps",
+        ),
+        row(
+            "wrong all-reduce elements (#wrong)",
             if r.run.check {
                 r.wrong.to_string()
             } else {
                 format!("{} (not checked: run.check = false)", r.wrong)
             },
-        ],
-    ];
-    d.table(&["figure", "value [95 % CI]"], rows, 0..0);
-    if c.paired_iterations > 0 {
-        d.line(&format!(
+            Some(r.wrong as f64),
+            "wrong",
+            "wrong",
+        ),
+    ]
+}
+
+/// The line under the overlap table that says how the intervals were made.
+pub(crate) fn interval_note(r: &Report) -> Option<String> {
+    let c = &r.ci95;
+    (c.paired_iterations > 0).then(|| {
+        format!(
             "Intervals: distribution-free 95 % CI of the median (order statistics); figures comparing modes are paired per iteration over {} iteration(s), {} schedule, coverage {}.",
             c.paired_iterations,
             r.schedule,
             f::pct(c.coverage)
-        ));
+        )
+    })
+}
+
+fn overlap(d: &mut Doc, r: &Report) {
+    d.heading("Overlap and communication");
+    let rows = overlap_figures(r)
+        .into_iter()
+        .map(|fig| vec![fig.label.to_string(), fig.value])
+        .collect();
+    d.table(&["figure", "value [95 % CI]"], rows, 0..0);
+    if let Some(note) = interval_note(r) {
+        d.line(&note);
     }
     for fl in &r.flags {
         d.line(&format!("⚑ {} ({}): {}", fl.name, fl.figure, fl.message));
@@ -451,7 +557,11 @@ fn stragglers(d: &mut Doc, r: &Report) {
 
 /// Indices to show of a table sorted by "slowness": all when small, else
 /// the flagged ones plus the slowest few, in original order.
-fn pick(n: usize, flagged: impl Fn(usize) -> bool, slowness: impl Fn(usize) -> f64) -> Vec<usize> {
+pub(crate) fn pick(
+    n: usize,
+    flagged: impl Fn(usize) -> bool,
+    slowness: impl Fn(usize) -> f64,
+) -> Vec<usize> {
     if n <= MAX_TABLE_ROWS {
         return (0..n).collect();
     }

@@ -47,6 +47,91 @@ fn check(name: &str, actual: &str) {
     }
 }
 
+/// The text between `open` and `close` after each occurrence of `open`.
+fn between<'a>(s: &'a str, open: &str, close: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(open) {
+        rest = &rest[i + open.len()..];
+        let Some(j) = rest.find(close) else { break };
+        out.push(&rest[..j]);
+        rest = &rest[j..];
+    }
+    out
+}
+
+/// report.html reduced to its structure: section ids and titles, each
+/// table's header row, each plot's label, the timeline tabs. Numbers in
+/// cells, tooltips and styles are left out (the other goldens pin the
+/// numbers); a missing section, column or plot changes the outline.
+fn outline(html: &str) -> String {
+    let mut o = String::new();
+    for h1 in between(html, "<h1>", "</h1>") {
+        o.push_str(&format!("h1 {h1}\n"));
+    }
+    for sec in between(html, "<details open id=\"", "</details>") {
+        let id = sec.split('"').next().unwrap_or("");
+        let title = between(sec, "<h2>", "</h2>").concat();
+        o.push_str(&format!("section {id}: {title}\n"));
+        for head in between(sec, "<thead><tr>", "</tr></thead>") {
+            let cols: Vec<&str> = head
+                .split("</th>")
+                .filter_map(|c| c.rsplit('>').next())
+                .filter(|c| !c.is_empty())
+                .collect();
+            o.push_str(&format!("  table: {}\n", cols.join(" | ")));
+        }
+        for label in between(sec, "<label for=\"", "</label>") {
+            o.push_str(&format!(
+                "  tab: {}\n",
+                label.split("\">").nth(1).unwrap_or("")
+            ));
+        }
+        for svg in between(sec, "aria-label=\"", "\"") {
+            o.push_str(&format!("  plot: {svg}\n"));
+        }
+    }
+    o
+}
+
+/// Checks that every element of the page is closed in order (void and
+/// self-closed elements aside); returns the first problem.
+fn balanced(html: &str) -> Result<(), String> {
+    const VOID: &[&str] = &["meta", "input", "br", "img", "link", "hr"];
+    let body = html.trim_start_matches("<!DOCTYPE html>");
+    let mut stack: Vec<&str> = Vec::new();
+    let mut rest = body;
+    while let Some(i) = rest.find('<') {
+        rest = &rest[i + 1..];
+        let end = rest.find('>').ok_or("unterminated tag")?;
+        let tag = &rest[..end];
+        rest = &rest[end + 1..];
+        if tag == "script" || tag == "style" || tag.starts_with("style") {
+            // Skip to the closing tag: CSS and JS hold '<' and '>'.
+            let close = format!("</{}>", tag.split_whitespace().next().unwrap_or(tag));
+            let j = rest.find(&close).ok_or(format!("no {close}"))?;
+            rest = &rest[j + close.len()..];
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            match stack.pop() {
+                Some(open) if open == name => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        } else if !tag.ends_with('/') {
+            let name = tag.split_whitespace().next().unwrap_or("");
+            if !VOID.contains(&name) {
+                stack.push(name);
+            }
+        }
+    }
+    if stack.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("unclosed {stack:?}"))
+    }
+}
+
 fn fixture() -> PathBuf {
     let run = common::build(&common::Gen::default());
     let text = serde_json::to_string_pretty(&run).unwrap() + "\n";
@@ -74,8 +159,15 @@ fn every_format_matches_its_golden_file() {
             Format::Json => "summary.json",
             Format::Csv => "summary.csv",
             Format::Markdown => "summary.md",
+            Format::Html => "report.outline",
         };
-        check(name, &out.text);
+        // The page is checked by its structure (an outline of sections,
+        // table headers, plots and tabs), not byte for byte.
+        if format == Format::Html {
+            check(name, &outline(&out.text));
+        } else {
+            check(name, &out.text);
+        }
         if format == Format::Table {
             table_written = Some(out.files.clone());
         }
@@ -98,6 +190,7 @@ fn every_format_matches_its_golden_file() {
             "summary.md",
             "summary.csv",
             "summary.json",
+            "report.html",
             "timeline.svg",
             "ranks.svg"
         ]
@@ -132,31 +225,140 @@ fn junit_and_prometheus_match_golden_files() {
 }
 
 #[test]
-fn plots_show_lanes_bars_and_marks() {
+fn plots_show_both_steps_buckets_exposed_and_nodes() {
     let run = fixture();
     let tmp = tempfile::tempdir().unwrap();
     report_run_dir(&run, &opts(Format::Table, tmp.path())).unwrap();
     let t = std::fs::read_to_string(tmp.path().join("timeline.svg")).unwrap();
-    assert!(t.starts_with("<svg"), "{}", &t[..100.min(t.len())]);
+    assert!(t.starts_with("<svg xmlns="), "{}", &t[..100.min(t.len())]);
     // The slowest rank (5, planted 8.1 % slower) is the one drawn.
     assert!(
-        t.contains("rank 5 (node-0001, GPU 1)"),
+        t.contains("Rank 5 (node-0001, GPU 1), the slowest rank"),
         "title names the slowest rank"
     );
-    for label in [
-        "compute",
-        "comm",
-        "bucket ready",
-        "all-reduce",
-        "wgrad GEMM",
-        "b0",
+    // Both steps on one axis, each with its two lanes and no empty lane.
+    for lane in [
+        "serialized · compute",
+        "serialized · comm",
+        "overlapped · compute",
+        "overlapped · comm",
     ] {
-        assert!(t.contains(label), "timeline.svg lacks {label:?}");
+        assert_eq!(t.matches(&format!(">{lane}<")).count(), 1, "{lane}");
     }
+    assert!(!t.contains("recompute GEMM"), "no legend for absent kinds");
+    // Every bar has hover text; the 4 buckets are labelled in both steps.
+    let rects_with_title = t.matches("</title></rect>").count();
+    let spans: usize = common::build(&common::Gen::default()).ranks[5]
+        .modes
+        .iter()
+        .filter(|(m, _)| {
+            matches!(
+                m,
+                mfubench_core::config::Mode::Serialized | mfubench_core::config::Mode::Overlapped
+            )
+        })
+        .map(|(_, r)| r.timeline.len())
+        .sum();
+    assert!(rects_with_title >= spans, "{rects_with_title} < {spans}");
+    for b in ["b0", "b1", "b2", "b3"] {
+        assert_eq!(t.matches(&format!(">{b}</text>")).count(), 2, "{b}");
+        assert!(t.contains(&format!("<title>bucket {b} ready at ")), "{b}");
+    }
+    assert!(t.contains("117.4 MB all-reduced, algbw"));
+    // The exposed part is shaded, with its duration in the hover text.
+    assert!(t.contains("<title>exposed communication: "));
+    assert!(t.contains("exposed communication</text>"), "legend entry");
+
     let r = std::fs::read_to_string(tmp.path().join("ranks.svg")).unwrap();
-    for label in ["straggler", "rank 5", "median rank", "tolerance"] {
+    for label in [
+        "straggler threshold",
+        ">rank 5</text>",
+        "median rank",
+        "tolerance",
+        "node node-0000 (4 ranks)",
+        "node node-0001 (4 ranks)",
+    ] {
         assert!(r.contains(label), "ranks.svg lacks {label:?}");
     }
-    // 8 ranks: one circle per rank, plus legend marks.
-    assert!(r.matches("<circle").count() >= 8);
+    // One point per rank, coloured by its node: 4 of each colour.
+    assert_eq!(r.matches("r=\"4\" fill=\"#4e79a7\"").count(), 4);
+    assert_eq!(r.matches("r=\"4\" fill=\"#f28e2b\"").count(), 4);
+}
+
+#[test]
+fn wrong_ranks_are_crossed_and_labelled() {
+    let g = common::Gen {
+        wrong: vec![(3, 12)],
+        ..common::Gen::default()
+    };
+    let run = common::build(&g);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = common::write_run(tmp.path(), &run);
+    report_run_dir(&path, &opts(Format::Table, tmp.path())).unwrap();
+    let r = std::fs::read_to_string(tmp.path().join("ranks.svg")).unwrap();
+    assert!(r.contains(">rank 3: 12 wrong</text>"), "label");
+    assert!(
+        r.contains("; 12 wrong all-reduce elements</title></path>"),
+        "cross"
+    );
+}
+
+#[test]
+fn html_is_one_self_contained_page() {
+    let run = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    report_run_dir(&run, &opts(Format::Table, tmp.path())).unwrap();
+    let html = std::fs::read_to_string(tmp.path().join("report.html")).unwrap();
+    balanced(&html).unwrap();
+    assert!(balanced("<p><b>x</p></b>").is_err(), "the checker can fail");
+    // Nothing to fetch: no URL, no external resource of any kind.
+    assert!(!html.contains("http"), "a URL in report.html");
+    for needle in [" src=", "<link", "url(", "@import", "<iframe", "<object"] {
+        assert!(!html.contains(needle), "report.html holds {needle:?}");
+    }
+    // Every section, in order.
+    let mut at = 0;
+    for (id, _) in mfubench_report::html::SECTIONS {
+        if *id == "warnings" {
+            continue; // only when there are warnings
+        }
+        let needle = format!("<details open id=\"{id}\">");
+        let pos = html[at..]
+            .find(&needle)
+            .unwrap_or_else(|| panic!("section {id} missing or out of order"));
+        at += pos;
+    }
+    // The plots are inline, and both timelines are selectable.
+    assert_eq!(html.matches("<svg ").count(), 3);
+    assert!(html.contains("slowest rank: 5 (node-0001)"));
+    assert!(html.contains("median rank: 2 (node-0000)"));
+    // Every definition is on the page, as tooltip and in the list.
+    for d in mfubench_report::definitions::DEFINITIONS {
+        let text = mfubench_report::export::xml_escape(d.text);
+        assert!(html.contains(&text), "definition {} missing", d.key);
+    }
+    assert!(html.contains(&format!(
+        "title=\"{}\">51.1 % [50.4 %, 51.3 %]</td>",
+        mfubench_report::export::xml_escape(mfubench_report::definitions::text("mfu"))
+    )));
+    // The verdict, with its status as summary.json spells it.
+    assert!(html.contains("<span class=\"st st-fail\">FAIL</span>"));
+    assert!(html.contains("FAIL: 1 of 5 rules"));
+}
+
+#[test]
+fn readme_holds_every_definition() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let readme = flat(&readme);
+    for d in mfubench_report::definitions::DEFINITIONS {
+        let line = flat(&format!("**{}**: {}", d.name, d.text));
+        assert!(
+            readme.contains(&line),
+            "README.md lacks the definition of {}: {line}",
+            d.key
+        );
+    }
 }

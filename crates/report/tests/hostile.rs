@@ -1,7 +1,7 @@
 //! Hostile strings in run.json (host, device and model names, as another
 //! program or a person could put there) through every exporter: no panic,
-//! no terminal escape reaches the table, no HTML reaches the Markdown, no
-//! CSV cell runs as a formula, JUnit stays parseable XML.
+//! no terminal escape reaches the table, no HTML reaches the Markdown or
+//! report.html, no CSV cell runs as a formula, JUnit stays parseable XML.
 
 mod common;
 
@@ -46,6 +46,17 @@ fn render_all(hosts: &[String], device: &str) {
         );
     }
     let _ = Format::Json.exporter().render(&report).unwrap();
+    // report.html (with its inline SVG plots): every string escaped, so the
+    // page's own script is the only one and no markup comes from the data.
+    let html = Format::Html.exporter().render(&report).unwrap();
+    assert_eq!(html.matches("<script").count(), 1, "a script from the data");
+    assert!(!html.contains("<b>"), "markup from the data");
+    assert!(
+        !html
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')),
+        "a control character in report.html"
+    );
     let junit = export::junit(&report).unwrap();
     assert!(!junit.contains("<script>"));
     let prom = export::prometheus(&report);

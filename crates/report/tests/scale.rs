@@ -1,6 +1,6 @@
 //! The 16,384-rank run (2,048 hosts × 8): generated, written, read back and
 //! reported; the summary must match the generator's, the tables must stay
-//! short and ranks.svg must aggregate per node. Timing is measured by
+//! short, ranks.svg must aggregate per node and report.html stay under 5 MB. Timing is measured by
 //! `cargo bench -p mfubench-report` (benches/scale.rs), not asserted here.
 
 mod common;
@@ -65,7 +65,17 @@ fn sixteen_thousand_ranks_round_trip() {
     let svg = std::fs::read_to_string(t.path().join("ranks.svg")).unwrap();
     assert!(svg.contains("Per node (2048 hosts, 16384 ranks)"));
     let timeline = std::fs::read_to_string(t.path().join("timeline.svg")).unwrap();
-    assert!(timeline.contains("rank 9000 (node-1125, GPU 0)"));
+    assert!(timeline.contains("Rank 9000 (node-1125, GPU 0), the slowest rank"));
+    // One page for 16,384 ranks stays small: tables cut, ranks plot per node.
+    let html = std::fs::read_to_string(t.path().join("report.html")).unwrap();
+    assert!(
+        html.len() < 5_000_000,
+        "report.html is {} bytes",
+        html.len()
+    );
+    assert!(html.contains("Per node (2048 hosts, 16384 ranks)"));
+    assert!(html.contains("16384 ranks: showing the"));
+    assert!(html.contains("2048 hosts: showing the"));
     let csv = std::fs::read_to_string(t.path().join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 16_384 * 4);
 }

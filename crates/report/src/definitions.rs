@@ -1,0 +1,185 @@
+//! The definition of every figure the report prints, written once.
+//!
+//! report.html shows these texts as the tooltip of each number and lists
+//! them at the end (a printed page has no tooltips); README.md's "Metric
+//! definitions" list holds the same sentences, which a test checks.
+
+/// One figure's definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Definition {
+    /// Stable key used by the renderers, e.g. `mfu`.
+    pub key: &'static str,
+    /// The figure's name as printed.
+    pub name: &'static str,
+    /// What it is and how it is derived (one or two sentences).
+    pub text: &'static str,
+}
+
+/// Every definition, in the order the README lists them.
+pub const DEFINITIONS: &[Definition] = &[
+    Definition {
+        key: "step_time",
+        name: "cluster step time",
+        text: "the time of one training step of a mode; per iteration the max over ranks (synchronous training waits for the slowest rank), reported as the median over iterations with p95 and min beside it.",
+    },
+    Definition {
+        key: "iterations",
+        name: "iterations",
+        text: "timed iterations of a mode (cluster steps), after the untimed warmup.",
+    },
+    Definition {
+        key: "flops",
+        name: "FLOPs per step",
+        text: "F = Σ 2·M·N·K over every executed forward and backward GEMM of one rank's step (recomputation excluded); the 6N estimate 6·N·T and 6N + 12·L·d·s·T are reported beside it.",
+    },
+    Definition {
+        key: "tflops",
+        name: "TFLOP/s per device",
+        text: "F / T_mode: model FLOPs per rank per step over the step time.",
+    },
+    Definition {
+        key: "mfu",
+        name: "MFU",
+        text: "model FLOPs utilisation, F / (T_mode · peak), with peak the dense per-device peak for the dtype.",
+    },
+    Definition {
+        key: "hfu",
+        name: "HFU",
+        text: "hardware FLOPs utilisation: MFU with recomputed forward FLOPs counted too.",
+    },
+    Definition {
+        key: "tokens_per_second",
+        name: "tokens/s (slice)",
+        text: "tokens per rank per step × ranks / T_mode for the whole cluster, running the executed slice (run.layers blocks).",
+    },
+    Definition {
+        key: "full_model_tokens_per_second",
+        name: "tokens/s (full model)",
+        text: "the slice's tokens/s × run.layers / model.layers: the rate of a step of the whole model (model.layers blocks, the LM head once).",
+    },
+    Definition {
+        key: "peak",
+        name: "peak",
+        text: "dense TFLOP/s per device from the datasheet table (by device name and SM count), from run.peak_tflops, or calibrated at start on the CPU backend.",
+    },
+    Definition {
+        key: "exposed_comm",
+        name: "exposed communication",
+        text: "T_o − T_c, and (T_o − T_c) / T_o: the part of the overlapped step that communication adds to compute.",
+    },
+    Definition {
+        key: "serialized_overhead",
+        name: "serialized overhead",
+        text: "(T_s − T_c) / T_s: the share of the serialized step spent all-reducing.",
+    },
+    Definition {
+        key: "hidden_fraction",
+        name: "hidden fraction",
+        text: "(T_c + T_a − T_o) / T_a: the share of the all-reduce time that overlap hides (1 = all communication hidden).",
+    },
+    Definition {
+        key: "overlap_speedup",
+        name: "overlap speedup",
+        text: "T_s / T_o.",
+    },
+    Definition {
+        key: "overlap_efficiency",
+        name: "efficiency vs achievable overlap",
+        text: "(T_s − T_o) / (T_s − max(T_c + tail, T_a)), the tail being the last bucket's exposed tail (its comm-mode time minus the compute after its last gradient, which no schedule can hide): the overlap gain as a fraction of the largest achievable gain.",
+    },
+    Definition {
+        key: "contention_gemm",
+        name: "GEMM contention",
+        text: "per iteration and rank, GEMM busy time inside the overlapped step / inside the compute step; median over ranks per iteration, then over iterations (1 = no slowdown).",
+    },
+    Definition {
+        key: "contention_allreduce",
+        name: "all-reduce contention",
+        text: "per iteration and rank, all-reduce busy time inside the overlapped step / inside the comm step; median over ranks per iteration, then over iterations (1 = no slowdown).",
+    },
+    Definition {
+        key: "algbw",
+        name: "algbw",
+        text: "bytes all-reduced / time, GB/s with GB = 10⁹ B (T_a for the whole step, a bucket's median time per bucket).",
+    },
+    Definition {
+        key: "busbw",
+        name: "busbw",
+        text: "algbw · 2(n−1)/n with n = ranks (the nccl-tests convention).",
+    },
+    Definition {
+        key: "bucket_bytes",
+        name: "bucket bytes",
+        text: "gradient bytes in a bucket: weight gradients fill buckets of bucket_mb in the order backward produces them (PyTorch DDP's bucket_cap_mb).",
+    },
+    Definition {
+        key: "bucket_time",
+        name: "bucket time",
+        text: "a bucket's all-reduce time: the median over ranks of each rank's median over iterations.",
+    },
+    Definition {
+        key: "ci95",
+        name: "95 % confidence interval",
+        text: "a distribution-free 95 % interval [lo, hi] of the median (order statistics; [min, max], flagged too_few_iterations, below 6 iterations); figures that compare modes are first computed per iteration from that iteration's steps (paired). A figure whose interval spans no effect, or whose modes are in an impossible order, is flagged (⚑), and a rule on it is INCONCLUSIVE.",
+    },
+    Definition {
+        key: "straggler",
+        name: "straggler",
+        text: "a rank whose median step in the straggler mode (compute when every rank ran it) is slower than the median rank by more than straggler_tolerance; a node is flagged when one of its ranks is.",
+    },
+    Definition {
+        key: "deviation",
+        name: "vs median",
+        text: "(this rank's median step − the median rank's) / the median rank's, in the straggler mode.",
+    },
+    Definition {
+        key: "jitter",
+        name: "jitter",
+        text: "p95 / median of one rank's step times in the straggler mode (1 = every step alike).",
+    },
+    Definition {
+        key: "wrong",
+        name: "wrong",
+        text: "all-reduced elements that differ from their known exact sum (every rank fills its buckets with small integers that depend on rank and element, exact in every dtype at any rank count), like nccl-tests' #wrong.",
+    },
+    Definition {
+        key: "exposed_in_timeline",
+        name: "exposed (timeline)",
+        text: "in one rank's step, the time when an all-reduce runs and no GEMM does: communication nothing hides.",
+    },
+    Definition {
+        key: "telemetry",
+        name: "telemetry",
+        text: "device samples taken at the start and end of every mode (NVML on GPUs): SM clock, temperature, power draw and active throttle reasons.",
+    },
+];
+
+/// The definition text of `key`; an unknown key is a programming error
+/// caught by the tests, and reads as an empty tooltip.
+pub fn text(key: &str) -> &'static str {
+    DEFINITIONS
+        .iter()
+        .find(|d| d.key == key)
+        .map(|d| d.text)
+        .unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_unique_and_texts_end_with_a_full_stop() {
+        for (i, d) in DEFINITIONS.iter().enumerate() {
+            assert!(
+                DEFINITIONS[..i].iter().all(|e| e.key != d.key),
+                "duplicate key {}",
+                d.key
+            );
+            assert!(d.text.ends_with('.'), "{}", d.key);
+            assert!(!d.text.contains("http"), "{}", d.key);
+        }
+        assert!(text("mfu").starts_with("model FLOPs utilisation"));
+        assert_eq!(text("no such key"), "");
+    }
+}
