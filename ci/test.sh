@@ -13,6 +13,6 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 echo "== browser check (report.html in headless Chromium, no network)"
 ci/browser-check.sh
