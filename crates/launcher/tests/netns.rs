@@ -111,10 +111,7 @@ fn three_hosts_in_network_namespaces() {
     // Rank 0 (on hostA, a fresh environment) saw the forwarded variable
     // and not the other; run.json records it by name, its value redacted
     // (not on the allow-list of harmless settings).
-    assert_eq!(
-        j["env"]["NCCL_MFUBENCH_TEST_MARKER"], "<redacted>",
-        "{j:#}"
-    );
+    assert_eq!(j["env"]["NCCL_MFUBENCH_TEST_MARKER"], "<redacted>", "{j:#}");
     assert!(
         j["env"].get("SLURM_MFUBENCH_TEST_MARKER").is_none(),
         "{j:#}"
