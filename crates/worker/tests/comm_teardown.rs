@@ -25,7 +25,7 @@ static MPI_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Child entry point: one MPI rank of a scenario. Ignored in normal runs;
 /// the tests below start it with `--ignored` under mpirun.
 #[test]
-#[ignore]
+#[ignore = "the child rank of the tests below, started by them under mpirun; alone it does nothing"]
 fn rank() {
     use mpi::traits::*;
     let Ok(scenario) = std::env::var(SCENARIO_VAR) else {

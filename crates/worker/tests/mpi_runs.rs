@@ -53,6 +53,29 @@ fn mpirun(np: usize, args: &[&str]) -> Output {
     out
 }
 
+/// Starts 2 worker ranks under mpirun in the background (stdout piped for
+/// the progress events; stderr piped or discarded), for tests that act on
+/// the job while it runs. The caller holds `MPI_LOCK`.
+fn spawn_two_ranks(args: &[&str], keep_stderr: bool) -> std::process::Child {
+    Command::new("mpirun")
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+        ])
+        .args(["--mca", "mpi_yield_when_idle", "1", "-np", "2", WORKER])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(if keep_stderr {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .spawn()
+        .unwrap()
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -419,28 +442,17 @@ fn measured_steps_are_saved_before_the_run_ends() {
         "peak_tflops = 1.0\nmodes = [\"comm\", \"compute\"]\niterations = 400\ncheck = false\n",
     );
     let out = dir.path().join("results");
-    let mut child = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-np",
-            "2",
-            WORKER,
-        ])
-        .args([
+    let mut child = spawn_two_ranks(
+        &[
             "--config",
             cfg.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
             "--run-id",
             "p",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        false,
+    );
     let stdout = child.stdout.take().unwrap();
     let mut seen = false;
     for line in BufReader::new(stdout).lines() {
@@ -498,25 +510,17 @@ fn run_with_hog(schedule: &str, hog_on: impl Fn(&str, u64) -> Option<bool>) -> R
         &format!("peak_tflops = 1.0\niterations = 30\ncheck = false\nschedule = \"{schedule}\"\n"),
     );
     let out = dir.path().join("results");
-    let mut child = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["--mca", "mpi_yield_when_idle", "1", "-np", "2", WORKER])
-        .args([
+    let mut child = spawn_two_ranks(
+        &[
             "--config",
             cfg.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
-        ])
-        .args(["--run-id", "h"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+            "--run-id",
+            "h",
+        ],
+        false,
+    );
     let mut hogs: Vec<std::process::Child> = Vec::new();
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line.unwrap();
@@ -673,24 +677,15 @@ fn stopped_rank_ends_the_job_within_the_op_timeout() {
         dir.path(),
         "peak_tflops = 1.0\niterations = 1000\ncheck = false\nop_timeout_s = 3.0\n",
     );
-    let mut child = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["--mca", "mpi_yield_when_idle", "1", "-np", "2", WORKER])
-        .args([
+    let mut child = spawn_two_ranks(
+        &[
             "--config",
             cfg.to_str().unwrap(),
             "--out",
             dir.path().to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        true,
+    );
     let mut stderr = child.stderr.take().unwrap();
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();
