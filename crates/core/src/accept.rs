@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::config::ConfigError;
+pub use crate::metrics::{busbw_factor, Collective};
 use crate::stats;
 
 /// Layout version of `accept.json`; bumped on any change an older reader
@@ -369,35 +370,6 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
                 "\"{s}\" is not a size: give bytes, optionally with K, M or G (e.g. 8, 64K, 1G)"
             )
         })
-}
-
-/// Bus-bandwidth factor of a collective over `n` ranks (nccl-tests'
-/// PERFORMANCE.md): busbw = algbw × factor. All-reduce 2(n−1)/n;
-/// reduce-scatter and all-gather (n−1)/n; point-to-point (send/recv) 1.
-pub fn busbw_factor(kind: Collective, n: u64) -> f64 {
-    if n == 0 {
-        return 0.0;
-    }
-    let n = n as f64;
-    match kind {
-        Collective::AllReduce => 2.0 * (n - 1.0) / n,
-        Collective::ReduceScatter | Collective::AllGather => (n - 1.0) / n,
-        Collective::SendRecv => 1.0,
-    }
-}
-
-/// The collectives whose bus bandwidth the suite reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Collective {
-    /// Sum all-reduce.
-    AllReduce,
-    /// Reduce-scatter.
-    ReduceScatter,
-    /// All-gather.
-    AllGather,
-    /// Point-to-point exchange.
-    SendRecv,
 }
 
 /// A pair of nodes (indices into the node list), `a < b`.

@@ -3,6 +3,8 @@
 //! overlapped step, all cluster step times (max over ranks, median over
 //! iterations) in seconds.
 
+use serde::{Deserialize, Serialize};
+
 /// Achieved TFLOP/s per device: FLOPs per step / step time / 10¹².
 pub fn tflops(flops: f64, step_time_s: f64) -> f64 {
     flops / step_time_s / 1e12
@@ -20,10 +22,39 @@ pub fn algbw_gbps(bytes: f64, time_s: f64) -> f64 {
 
 /// All-reduce bus bandwidth (nccl-tests): algbw · 2(n−1)/n.
 pub fn busbw_gbps(algbw_gbps: f64, ranks: u64) -> f64 {
-    if ranks == 0 {
+    algbw_gbps * busbw_factor(Collective::AllReduce, ranks)
+}
+
+/// Bus-bandwidth factor of a collective over `n` ranks (nccl-tests'
+/// PERFORMANCE.md): busbw = algbw × factor. All-reduce 2(n−1)/n;
+/// reduce-scatter and all-gather (n−1)/n; point-to-point (send/recv) 1.
+pub fn busbw_factor(kind: Collective, n: u64) -> f64 {
+    if n == 0 {
         return 0.0;
     }
-    algbw_gbps * 2.0 * (ranks as f64 - 1.0) / ranks as f64
+    let n = n as f64;
+    match kind {
+        Collective::AllReduce => 2.0 * (n - 1.0) / n,
+        Collective::ReduceScatter | Collective::AllGather => (n - 1.0) / n,
+        Collective::SendRecv => 1.0,
+    }
+}
+
+/// The collectives mfubench times: the gradient all-reduce of DDP, the
+/// all-gather and reduce-scatter of sharded data parallelism, and the
+/// point-to-point exchange of the acceptance suite's link stage. One enum
+/// for the plan, the results and the acceptance suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Collective {
+    /// Sum all-reduce.
+    AllReduce,
+    /// Reduce-scatter.
+    ReduceScatter,
+    /// All-gather.
+    AllGather,
+    /// Point-to-point exchange.
+    SendRecv,
 }
 
 /// Exposed communication: T_o − T_c (seconds of the overlapped step not
