@@ -28,6 +28,8 @@
 //! - [`accept`]: the acceptance suite (`mfubench accept`): `[accept]`
 //!   settings, the link stage's pair schedules, the `accept.json` schema and
 //!   the rules that name a bad device, node or link.
+//! - [`vary`]: `mfubench run --vary`: config overrides, the variant list,
+//!   the paired comparison of variants and the `vary.json` schema.
 //! - [`result`]: the `run.json` schema and [`result::summarize`], which turns
 //!   per-rank records into the cluster-wide summary.
 //!
@@ -48,6 +50,7 @@ pub mod redact;
 pub mod result;
 pub mod stats;
 pub mod time;
+pub mod vary;
 
 /// Version of this tool, recorded in every result file.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -21,6 +21,13 @@ use crate::stats::{self, MedianCi, Stats};
 /// `summary.ci95` and `summary.flags`, the peak as a run input.
 pub const SCHEMA_VERSION: u32 = 2;
 
+/// The `vary.json` schema of `mfubench run --vary` (a run of several
+/// variants, each an ordinary run.json): defined with the comparison it
+/// holds, in [`crate::vary`].
+pub use crate::vary::{
+    VariantEntry, VariantStatus, VariantVerdict, VaryRecord, WithCi, VARY_SCHEMA_VERSION,
+};
+
 /// Where the peak used for MFU came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
