@@ -125,6 +125,16 @@ pub trait Backend: Compute + Communicator + Sized {
     /// any could not open.
     fn open(config: &Config, rank: &Rank, plan: Arc<StepPlan>) -> Result<Self, Exit>;
 
+    /// Whether `plan`'s buffers fit in this rank's memory now, beside what
+    /// is allocated already (the check [`Backend::open`] makes), without
+    /// opening anything: `Err` says how much is needed and available. Not
+    /// collective. `--vary` asks it per variant, so that a variant that
+    /// does not fit is reported and the others still run. The default
+    /// answers yes and leaves the check to `open`.
+    fn fits(_config: &Config, _rank: &Rank, _plan: &StepPlan) -> Result<(), String> {
+        Ok(())
+    }
+
     /// The device, typed.
     fn device(&self) -> DeviceRecord;
 

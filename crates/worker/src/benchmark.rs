@@ -459,3 +459,72 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         Ok(())
     }
 }
+
+/// The pieces of the flow that `--vary` ([`crate::vary`]) drives itself: it
+/// interleaves the steps of several benchmarks (one per variant) round by
+/// round instead of calling [`Benchmark::run_modes`] on each.
+impl<B: Backend> Benchmark<'_, B> {
+    /// The peak chosen by [`Benchmark::choose_peak`].
+    pub fn peak(&self) -> PeakChoice {
+        self.peak
+    }
+
+    /// Replaces the peak (the variants of one job share one, so that their
+    /// MFUs compare).
+    pub fn set_peak(&mut self, peak: PeakChoice) {
+        self.peak = peak;
+    }
+
+    /// One untimed warmup step of `mode` (checked), shown as progress.
+    pub fn warmup_step(&mut self, mode: Mode, what: &str, iter: u32, of: u32) {
+        let t = self.checked_step(mode, &format!("{what}warmup iteration {iter}"));
+        self.progress(mode, "warmup", iter, of, t.step_s);
+    }
+
+    /// Samples the device telemetry of every mode (`start` or `end`).
+    pub fn sample_telemetry(&mut self, at: &str) {
+        for mode in self.config.run.modes.clone() {
+            self.steps.entry(mode).or_default();
+            self.telemetry.extend(self.backend.telemetry(mode, at));
+        }
+    }
+
+    /// One timed step of `mode`; `first` is the start of the job's first
+    /// timed step (shared by the variants, so that `step_start_s` shows
+    /// their interleaving).
+    pub fn timed_step(&mut self, mode: Mode, what: &str, first: &mut Option<Instant>) {
+        let of = self.config.run.iterations;
+        let n = self.steps.get(&mode).map_or(0, |s| s.timings.len()) as u32 + 1;
+        let (t0, t) = self.step(mode, &format!("{what}timed iteration {n}"));
+        let since = t0.duration_since(*first.get_or_insert(t0)).as_secs_f64();
+        self.progress(mode, "timed", n, of, t.step_s);
+        let s = self.steps.entry(mode).or_default();
+        s.timings.push(t);
+        s.starts.push(since);
+        if n == of && self.rank.is_root() {
+            let med = stats::median(&s.timings.iter().map(|t| t.step_s).collect::<Vec<_>>())
+                .unwrap_or(0.0);
+            emit(&Event::ModeDone {
+                mode: mode.to_string(),
+                median_step_s: med,
+            });
+        }
+    }
+
+    /// The untimed, checked step of every mode with all-reduces (when
+    /// `run.check` is on), after the timed ones.
+    pub fn check_steps(&mut self, what: &str) {
+        if self.config.run.check {
+            for mode in self.config.run.modes.clone() {
+                if mode.has_comm() {
+                    self.checked_step(mode, &format!("{what}check step"));
+                }
+            }
+        }
+    }
+
+    /// Where run.json is written.
+    pub fn run_json_path(&self) -> PathBuf {
+        self.run_dir.join("run.json")
+    }
+}

@@ -572,24 +572,36 @@ impl Backend for CpuBackend {
                 (cores / rank.ranks_on_host.max(1) as usize).max(1)
             });
         let (dtype, grad) = (config.run.dtype, config.run.grad_dtype);
-        let need = CpuBackend::memory_bytes(&plan, dtype, grad);
         let ready = if rank.threading < mpi::Threading::Multiple {
             Err(BackendError::Unavailable("the MPI library does not provide MPI_THREAD_MULTIPLE, which the CPU backend's comm thread needs; use an MPI built with thread support (Debian's OpenMPI has it)".into()))
-        } else if crate::output::mem_available_bytes()
-            .is_some_and(|avail| need.saturating_mul(rank.ranks_on_host) >= avail)
-        {
-            Err(BackendError::OutOfMemory(format!(
-                "the plan needs {:.1} GiB per rank × {} ranks on this host, more than the memory available; reduce run.layers, run.micro_batch or model.seq",
-                need as f64 / (1u64 << 30) as f64,
-                rank.ranks_on_host
-            )))
         } else {
-            Ok(())
+            CpuBackend::fits(config, rank, &plan).map_err(BackendError::OutOfMemory)
         };
         rank.agree(ready)?;
         use mpi::topology::Communicator;
         let reducer = Arc::new(crate::mpi_comm::MpiAllReduce::new(rank.world.duplicate()));
         rank.agree(CpuBackend::new(plan, dtype, grad, threads, reducer))
+    }
+
+    /// The plan's buffers for every rank on this host must fit in the
+    /// memory available now (`MemAvailable`, which already excludes the
+    /// buffers of backends opened before).
+    fn fits(
+        config: &mfubench_core::config::Config,
+        rank: &crate::rank::Rank,
+        plan: &StepPlan,
+    ) -> Result<(), String> {
+        let need = CpuBackend::memory_bytes(plan, config.run.dtype, config.run.grad_dtype);
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        match crate::output::mem_available_bytes() {
+            Some(avail) if need.saturating_mul(rank.ranks_on_host) >= avail => Err(format!(
+                "the plan needs {:.1} GiB per rank × {} ranks on this host, more than the {:.1} GiB available; reduce run.layers, run.micro_batch or model.seq",
+                gib(need),
+                rank.ranks_on_host,
+                gib(avail)
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn device(&self) -> crate::backend::DeviceRecord {

@@ -15,7 +15,8 @@
 //!    computes the summary with core's formulas and writes
 //!    `OUT/<run-id>/run.json` atomically.
 //!
-//! With `--accept` the rank runs the acceptance suite instead ([`accept`]).
+//! With `--accept` the rank runs the acceptance suite instead ([`accept`]);
+//! with `--vary` every variant of the config, interleaved per round ([`vary`]).
 //!
 //! Backends implement only streams, events, GEMM and all-reduce
 //! ([`backend`]); the schedule is written once. The CPU backend is [`cpu`], the GPU backend [`cuda`].
@@ -32,4 +33,5 @@ pub mod rank;
 pub mod record;
 pub mod schedule;
 pub mod setup;
+pub mod vary;
 pub mod watchdog;

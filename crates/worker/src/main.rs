@@ -1,5 +1,5 @@
 //! `mfubench-worker --config FILE --out DIR [--run-id ID] [--expect-world N]
-//! [--backend auto|cpu|cuda]`: one rank of a benchmark, started by mpirun or
+//! [--backend auto|cpu|cuda] [--vary KEY=V1,V2,…]`: one rank of a benchmark, started by mpirun or
 //! srun. See the crate documentation (lib.rs) for what a rank does; the
 //! flow itself is [`mfubench_worker::benchmark::Benchmark`].
 //!
@@ -49,6 +49,12 @@ struct Args {
     /// check reports it.
     #[arg(long, hide = true)]
     inject_wrong_rank: Option<u64>,
+    /// Run every variant of the config with KEY set to each value (e.g.
+    /// run.bucket_mb=1,4,16), interleaved per round: writes
+    /// OUT/<run-id>/variants/<k>/run.json and OUT/<run-id>/vary.json.
+    /// Given twice: every combination.
+    #[arg(long, value_name = "KEY=V1,V2,…")]
+    vary: Vec<String>,
     /// Run the acceptance suite (`mfubench accept`) instead of the
     /// benchmark: writes OUT/<run-id>/accept.json (and run.json for the
     /// step stage).
@@ -94,6 +100,21 @@ fn main() {
 
 fn try_main(args: &Args, rank: &Rank) -> Result<(), Exit> {
     setup::check_world(rank, args.expect_world)?;
+    if !args.vary.is_empty() && !args.accept {
+        return mfubench_worker::vary::main(
+            rank,
+            mfubench_worker::vary::VaryJob {
+                config: &args.config,
+                backend: args.backend.as_deref(),
+                vary: &args.vary,
+                out: &args.out,
+                run_id: args.run_id.clone(),
+                hooks: Hooks {
+                    inject_wrong_rank: args.inject_wrong_rank,
+                },
+            },
+        );
+    }
     let config = setup::load_config(rank, &args.config, args.backend.as_deref())?;
     setup::hello(rank, &config);
     let (run_id, run_dir) = setup::run_dir(rank, &args.out, args.run_id.clone())?;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mfubench_core::config::{parse_config_file, BackendKind, Config};
+use mfubench_core::config::{parse_config_file, BackendKind, Config, ConfigFile};
 use mfubench_core::protocol::{self, Event};
 
 use crate::cuda;
@@ -32,6 +32,14 @@ pub fn check_world(rank: &Rank, expect: Option<u64>) -> Result<(), Exit> {
 /// config resolved for the concrete backend.
 pub fn load_config(rank: &Rank, path: &Path, backend: Option<&str>) -> Result<Config, Exit> {
     let file = path.display().to_string();
+    let text = load_text(rank, path)?;
+    let raw = parse_with_backend(rank, &text, &file, backend)?;
+    raw.resolve(&file).map_err(|e| usage(rank, &e))
+}
+
+/// Rank 0 reads the config file and broadcasts its text.
+pub fn load_text(rank: &Rank, path: &Path) -> Result<String, Exit> {
+    let file = path.display().to_string();
     let text = if rank.is_root() {
         std::fs::read_to_string(path)
             .map_err(|e| UsageError(format!("{file}: cannot read the config: {e}")))
@@ -39,23 +47,42 @@ pub fn load_config(rank: &Rank, path: &Path, backend: Option<&str>) -> Result<Co
         Ok(String::new())
     };
     let text = rank.agree(text)?;
-    let text = String::from_utf8_lossy(&mpi_comm::broadcast_bytes(&rank.world, text.as_bytes()))
-        .into_owned();
-    // Every rank parses the same text to the same result: no collective
-    // is needed, and only rank 0 says why.
-    let usage = |e: &dyn std::fmt::Display| {
-        if rank.is_root() {
-            rank.error(e);
-        }
-        Exit::Usage
-    };
-    let mut raw = parse_config_file(&text, &file).map_err(|e| usage(&e))?;
+    Ok(
+        String::from_utf8_lossy(&mpi_comm::broadcast_bytes(&rank.world, text.as_bytes()))
+            .into_owned(),
+    )
+}
+
+/// A usage error every rank finds alike (same text, same parse): no
+/// collective is needed, and only rank 0 says why.
+pub fn usage(rank: &Rank, e: &dyn std::fmt::Display) -> Exit {
+    if rank.is_root() {
+        rank.error(e);
+    }
+    Exit::Usage
+}
+
+/// Parses the config text and settles `run.backend` (`--backend`, else the
+/// file's; `auto` becomes CUDA when every rank sees a driver and a GPU).
+/// Collective.
+pub fn parse_with_backend(
+    rank: &Rank,
+    text: &str,
+    file: &str,
+    backend: Option<&str>,
+) -> Result<ConfigFile, Exit> {
+    let mut raw = parse_config_file(text, file).map_err(|e| usage(rank, &e))?;
     let requested = match backend {
         None => raw.run.backend.unwrap_or_default(),
         Some("auto") => BackendKind::Auto,
         Some("cpu") => BackendKind::Cpu,
         Some("cuda") => BackendKind::Cuda,
-        Some(other) => return Err(usage(&format!("--backend {other}: use auto, cpu or cuda"))),
+        Some(other) => {
+            return Err(usage(
+                rank,
+                &format!("--backend {other}: use auto, cpu or cuda"),
+            ))
+        }
     };
     raw.run.backend = Some(match requested {
         BackendKind::Auto => {
@@ -76,7 +103,7 @@ pub fn load_config(rank: &Rank, path: &Path, backend: Option<&str>) -> Result<Co
         }
         other => other,
     });
-    raw.resolve(&file).map_err(|e| usage(&e))
+    Ok(raw)
 }
 
 /// Every rank announces itself to the launcher.
