@@ -839,41 +839,71 @@ impl VariantVerdict {
     }
 }
 
-/// Builds the variant table from each variant's run record (`None`: not
-/// run, with its status) — pure, so the worker writes and the report
-/// recomputes the same table.
-pub fn vary_record(
-    run_id: &str,
-    vary: &[String],
-    variants: &[(Variant, VariantStatus, Option<&crate::result::RunRecord>)],
-) -> VaryRecord {
+/// One variant as [`vary_record`] needs it.
+#[derive(Debug, Clone)]
+pub struct VariantRow<'a> {
+    /// 0-based index.
+    pub index: usize,
+    /// `key=value` pairs.
+    pub label: String,
+    /// The settings, key → value.
+    pub settings: BTreeMap<String, String>,
+    /// Ran or did not fit.
+    pub status: VariantStatus,
+    /// Its run record as written so far (None: not run, or nothing
+    /// written yet).
+    pub record: Option<&'a crate::result::RunRecord>,
+}
+
+impl Variant {
+    /// The row of this variant for [`vary_record`].
+    pub fn row<'a>(
+        &self,
+        status: VariantStatus,
+        record: Option<&'a crate::result::RunRecord>,
+    ) -> VariantRow<'a> {
+        VariantRow {
+            index: self.index,
+            label: self.label(),
+            settings: self.settings.iter().cloned().collect(),
+            status,
+            record,
+        }
+    }
+}
+
+/// Builds the variant table from each variant's run record — pure, so the
+/// worker writes and the report recomputes the same table from the
+/// run.json files.
+pub fn vary_record(run_id: &str, vary: &[String], rows: &[VariantRow<'_>]) -> VaryRecord {
     use crate::config::Mode;
     use crate::result::cluster_step_times;
-    let labels: Vec<String> = variants.iter().map(|(v, _, _)| v.label()).collect();
-    let steps: Vec<Option<Vec<f64>>> = variants
+    let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
+    let steps: Vec<Option<Vec<f64>>> = rows
         .iter()
-        .map(|(_, st, r)| match st {
+        .map(|r| match r.status {
             VariantStatus::DoesNotFit { .. } => None,
             VariantStatus::Ran => Some(
-                r.map(|r| cluster_step_times(&r.ranks, Mode::Overlapped))
+                r.record
+                    .map(|r| cluster_step_times(&r.ranks, Mode::Overlapped))
                     .unwrap_or_default(),
             ),
         })
         .collect();
     let cmp = compare(&steps);
-    let entries = variants
+    let entries = rows
         .iter()
         .enumerate()
-        .map(|(i, (v, st, r))| {
-            let s = r.map(|r| &r.summary);
+        .map(|(i, row)| {
+            let s = row.record.map(|r| &r.summary);
             let fig =
                 |v: Option<f64>, ci: Option<[f64; 2]>| v.map(|value| WithCi { value, ci95: ci });
             VariantEntry {
-                index: v.index,
-                label: labels[i].clone(),
-                settings: v.settings.iter().cloned().collect(),
-                dir: format!("variants/{}", v.index),
-                status: st.clone(),
+                index: row.index,
+                label: row.label.clone(),
+                settings: row.settings.clone(),
+                dir: format!("variants/{}", row.index),
+                status: row.status.clone(),
                 mfu_overlapped: s.and_then(|s| fig(s.mfu.overlapped, s.ci95.mfu.overlapped)),
                 exposed_comm_s: s.and_then(|s| fig(s.exposed_comm_s, s.ci95.exposed_comm_s)),
                 exposed_comm_fraction: s
@@ -891,8 +921,9 @@ pub fn vary_record(
         tool_version: crate::TOOL_VERSION.to_string(),
         run_id: run_id.to_string(),
         vary: vary.to_vec(),
-        complete: variants.iter().all(|(_, st, r)| {
-            matches!(st, VariantStatus::DoesNotFit { .. }) || r.is_some_and(|r| r.complete)
+        complete: rows.iter().all(|r| {
+            matches!(r.status, VariantStatus::DoesNotFit { .. })
+                || r.record.is_some_and(|r| r.complete)
         }),
         rounds: cmp.rounds,
         leader: cmp.leader,
@@ -1137,9 +1168,8 @@ mod tests {
     fn vary_record_round_trips() {
         let v = variants(BASE, "q", &args(&["run.bucket_mb=1,16"])).unwrap();
         let rows = vec![
-            (v[0].clone(), VariantStatus::Ran, None),
-            (
-                v[1].clone(),
+            v[0].row(VariantStatus::Ran, None),
+            v[1].row(
                 VariantStatus::DoesNotFit {
                     reason: "needs 40 GiB".into(),
                 },

@@ -167,6 +167,33 @@ fn parse_percent(s: &str) -> Result<f64, String> {
     Ok(v / 100.0)
 }
 
+/// The variant table of a `--vary` run (`vary.json`): table or json; exit
+/// 0, or 3 for a run that stopped before every variant finished (unless
+/// `--allow-partial`). Each variant is reported on its own with
+/// `mfubench report DIR/variants/<k>`.
+fn report_vary(file: &std::path::Path, args: &ReportArgs) -> Result<u8> {
+    let (rec, problems) = mfubench_report::vary::read_vary(file).map_err(coded)?;
+    match args.format {
+        Format::Table => print!("{}", mfubench_report::vary::render(&rec)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rec)?),
+        _ => {
+            return Err(usage(format!(
+                "{}: a --vary run's table prints as --format table or json; report a variant with `mfubench report {}/variants/<k>`",
+                file.display(),
+                file.parent().unwrap_or(std::path::Path::new(".")).display()
+            )))
+        }
+    }
+    for p in &problems {
+        eprintln!("mfubench: warning: {p}");
+    }
+    if !rec.complete && !args.allow_partial {
+        eprintln!("mfubench: the run is INCOMPLETE (it stopped before every variant finished); exit 3 (pass --allow-partial to accept it)");
+        return Ok(crate::exit::RUN_FAILED);
+    }
+    Ok(OK)
+}
+
 /// Every report error is about the input or the options: exit 2.
 fn coded(e: ReportError) -> anyhow::Error {
     usage(e.to_string())
@@ -175,6 +202,12 @@ fn coded(e: ReportError) -> anyhow::Error {
 /// Runs `mfubench report`: accept.json (from `mfubench accept`) when the
 /// directory has one or it is named, and run.json when there is one.
 pub fn run_report(args: &ReportArgs) -> Result<u8> {
+    if let Some(file) = mfubench_report::vary::vary_file(&args.run) {
+        let dir = file.parent().map(|d| d.join("run.json"));
+        if !dir.is_some_and(|r| r.is_file()) {
+            return report_vary(&file, args);
+        }
+    }
     let mut suite_ok = true;
     if let Some(file) = mfubench_report::suite::accept_path(&args.run) {
         let rec = mfubench_report::suite::read_accept(&file).map_err(coded)?;

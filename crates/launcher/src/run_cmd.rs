@@ -136,6 +136,12 @@ pub struct RunArgs {
     /// Which program starts the ranks.
     #[arg(long, value_enum, default_value_t = LauncherChoice::Auto)]
     pub launcher: LauncherChoice,
+    /// Run every variant of the config with KEY set to each value in one
+    /// job, interleaved per round (e.g. run.bucket_mb=1,4,16,64); given
+    /// twice, every combination. Each variant is a run.json in
+    /// OUT/<run-id>/variants/<k>/, the table is OUT/<run-id>/vary.json.
+    #[arg(long, value_name = "KEY=V1,V2,…")]
+    pub vary: Vec<String>,
     /// Print the launch command and exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -178,6 +184,7 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| usage(format!("{}: cannot read the config: {e}", args.config)))?;
     let config = parse_config(&text, &args.config).map_err(|e| usage(e.to_string()))?;
+    check_vary(&text, args, extra_worker_args)?;
 
     let slurm_job = env_nonempty("SLURM_JOB_ID");
     let timeout = args.timeout;
@@ -269,6 +276,9 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     if let Some(b) = args.backend {
         worker_args.extend(["--backend".to_string(), BackendKind::from(b).to_string()]);
     }
+    for v in &args.vary {
+        worker_args.extend(["--vary".to_string(), v.clone()]);
+    }
     worker_args.extend(extra_worker_args.iter().cloned());
 
     let spec = LaunchSpec {
@@ -308,6 +318,92 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     })
 }
 
+/// `--vary`: every variant must parse and validate before anything starts
+/// (exit 2 with the one-line error naming the flag and the key).
+fn check_vary(text: &str, args: &RunArgs, extra_worker_args: &[String]) -> Result<()> {
+    if args.vary.is_empty() {
+        return Ok(());
+    }
+    if extra_worker_args.iter().any(|a| a == "--accept") {
+        return Err(usage(
+            "--vary: only for `mfubench run`, not `mfubench accept`",
+        ));
+    }
+    if args.exports.junit.is_some() || args.exports.prom.is_some() {
+        return Err(usage(
+            "--junit/--prom: not with --vary (one file per variant: `mfubench report OUT/<run-id>/variants/<k> --junit F`)",
+        ));
+    }
+    let parsed = args
+        .vary
+        .iter()
+        .map(|a| mfubench_core::vary::parse_vary_arg(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| usage(e.to_string()))?;
+    let list = mfubench_core::vary::variants(text, &args.config, &parsed)
+        .map_err(|e| usage(e.to_string()))?;
+    for mut v in list {
+        if let Some(b) = args.backend {
+            v.file.run.backend = Some(BackendKind::from(b));
+        }
+        let c = v.resolve(&args.config).map_err(|e| usage(e.to_string()))?;
+        if c.run.schedule != mfubench_core::config::Schedule::Interleaved {
+            return Err(usage(format!(
+                "--vary interleaves the variants per round: it needs run.schedule = \"interleaved\" ({} says \"{}\")",
+                args.config, c.run.schedule
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The end of a `--vary` run: each variant's report files (written beside
+/// its run.json, its text not printed), one line per variant, the variant
+/// table; the exit code is the worst of the variants' verdicts.
+fn report_vary(run_dir: &Path, args: &RunArgs) -> Result<u8> {
+    let file = run_dir.join("vary.json");
+    let (rec, problems) = mfubench_report::vary::read_vary(&file)
+        .map_err(|e| run_failed(format!("the run finished but cannot be reported: {e}")))?;
+    let opts = mfubench_report::ReportOptions {
+        overrides: args.thresholds.overrides(),
+        ..Default::default()
+    };
+    let mut code = OK;
+    for v in &rec.variants {
+        let dir = run_dir.join(&v.dir);
+        if !dir.join("run.json").is_file() {
+            continue;
+        }
+        let out = mfubench_report::report_run_dir(&dir.join("run.json"), &opts).map_err(|e| {
+            run_failed(format!(
+                "variant {} ({}) cannot be reported: {e}",
+                v.index, v.label
+            ))
+        })?;
+        code = code.max(verdict_code(
+            &out.verdict,
+            false,
+            args.thresholds.allow_inconclusive,
+        ));
+        let html = crate::report_cmd::html_path(&out.files)
+            .map(|p| format!("; report: {}", p.display()))
+            .unwrap_or_default();
+        println!(
+            "variant {} ({}): verdict {}{html}",
+            v.index,
+            mfubench_report::text::strip_controls(&v.label),
+            out.verdict.status.word()
+        );
+    }
+    print!("{}", mfubench_report::vary::render(&rec));
+    for p in &problems {
+        eprintln!("mfubench: warning: {p}");
+    }
+    println!("results: {}", run_dir.display());
+    println!("variants: {}", file.display());
+    Ok(code)
+}
+
 /// How a launched job ended, when it did not fail.
 pub(crate) enum Launched {
     /// `--dry-run`: the command was printed.
@@ -331,6 +427,9 @@ pub fn run(args: &RunArgs) -> Result<u8> {
         Launched::Interrupted => return Ok(INTERRUPTED),
         Launched::Finished { run_dir, run_json } => (run_dir, run_json),
     };
+    if !args.vary.is_empty() {
+        return report_vary(&run_dir, args);
+    }
     if !run_json.is_file() {
         return Err(run_failed(format!(
             "the job exited 0 but {} was not written",
@@ -478,6 +577,14 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
         // JUnit / Prometheus files say so, before the failure is.
         if let Err(e) = report(&run_json, &p.run_dir, args) {
             eprintln!("mfubench: the partial results cannot be reported: {e:#}");
+        }
+    } else if stopped_early {
+        // A --vary run: the variant table of the rounds written so far.
+        if let Some(f) = mfubench_report::vary::vary_file(&p.run_dir) {
+            match mfubench_report::vary::read_vary(&f) {
+                Ok((rec, _)) => print!("{}", mfubench_report::vary::render(&rec)),
+                Err(e) => eprintln!("mfubench: the partial results cannot be reported: {e}"),
+            }
         }
     }
     match o.stopped {

@@ -23,6 +23,9 @@
 //!   ```
 //! - [`suite::render`]: the acceptance suite's `accept.json` (`mfubench
 //!   accept`) as tables, the link matrix, the sweep table and verdict lines.
+//! - [`vary::read_vary`] and [`vary::render`]: the variant table of a
+//!   `mfubench run --vary` run (`vary.json`, recomputed from the variants'
+//!   run.json files).
 //! - [`compare_runs`]`(baseline, new, CompareOptions)`: the side-by-side
 //!   comparison behind `mfubench compare`.
 //!
@@ -66,6 +69,7 @@ pub mod plot;
 pub mod read;
 pub mod suite;
 pub mod text;
+pub mod vary;
 
 use std::path::{Path, PathBuf};
 

@@ -352,7 +352,7 @@ fn write_vary_json<B: Backend>(
         .iter()
         .zip(statuses)
         .zip(&records)
-        .map(|(((v, _), st), r)| (v.clone(), st, r.as_ref()))
+        .map(|(((v, _), st), r)| v.row(st, r.as_ref()))
         .collect();
     let record = vary::vary_record(run_id, vary_args, &rows);
     let path = run_dir.join("vary.json");
