@@ -527,3 +527,78 @@ fn timeouts_take_human_durations() {
         assert_usage(&f, &["--timeout"]);
     }
 }
+
+/// `--vary` reaches the worker as one `--vary KEY=V1,…` pair per flag, in
+/// the order given.
+#[test]
+fn golden_vary() {
+    let s = Sandbox::new();
+    let f = run(
+        s.cmd().args([
+            "quick.toml",
+            "--np",
+            "2",
+            "--run-id",
+            "gv",
+            "--vary",
+            "run.bucket_mb=1,16",
+            "--vary",
+            "model.seq=64,128",
+            "--dry-run",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    let expected = format!(
+        "mpirun -np 2 --tag-output{} --bind-to none -x MFUBENCH_LAUNCH_JSON -x MFUBENCH_WORKER -x PATH \
+         <TMP>/bin/mfubench-worker --config <TMP>/quick.toml --out <TMP>/results --run-id gv \
+         --expect-world 2 --vary run.bucket_mb=1,16 --vary model.seq=64,128\n",
+        root_flag()
+    );
+    assert_eq!(s.norm(&f.stdout), expected);
+}
+
+/// Bad `--vary` keys and values: exit 2 before anything starts, with one
+/// line naming the flag, the key and the fix.
+#[test]
+fn bad_vary_is_a_one_line_usage_error() {
+    let s = Sandbox::new();
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "run.bukket_mb=1,16",
+            &[
+                "--vary run.bukket_mb=1,16: unknown key run.bukket_mb; known keys: ",
+                "run.bucket_mb",
+            ],
+        ),
+        (
+            "run.bucket_mb=1,big",
+            &["--vary run.bucket_mb=1,big: run.bucket_mb: big is not a number"],
+        ),
+        (
+            "run.bucket_mb=0,4",
+            &["--vary run.bucket_mb=0: run.bucket_mb: run.bucket_mb = 0 is out of range"],
+        ),
+        (
+            "run.iterations=3,6",
+            &["--vary run.iterations=3,6: run.iterations cannot vary"],
+        ),
+        (
+            "run.dtype=bf17",
+            &["--vary run.dtype=bf17: run.dtype: bf17 is not one of"],
+        ),
+        (
+            "run.bucket_mb",
+            &["--vary run.bucket_mb: expected KEY=V1,V2"],
+        ),
+    ];
+    for (arg, needles) in cases {
+        let f = run(
+            s.cmd().args(["quick.toml", "--vary", arg, "--dry-run"]),
+            LIMIT,
+        );
+        assert_usage(&f, needles);
+        let errors: Vec<&str> = f.stderr.lines().filter(|l| l.contains("--vary")).collect();
+        assert_eq!(errors.len(), 1, "{}", f.stderr);
+    }
+}
