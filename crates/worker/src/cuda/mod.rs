@@ -554,8 +554,7 @@ impl CudaBackend {
         let comm_stream = drv("cuStreamCreate", ctx.new_stream_with_priority(greatest))?;
         let handle = LtHandle::new(lt.clone()).map_err(CudaError::from)?;
         let (free, total) = drv("cuMemGetInfo", ctx.mem_get_info())?;
-        // Keep room for NCCL's buffers and the libraries' own allocations.
-        let reserve = (total as u64 / 32).max(2 << 30);
+        let reserve = memory_reserve(total as u64);
         let mem = gemm::plan_memory(
             &plan,
             &types,
@@ -657,7 +656,7 @@ impl CudaBackend {
     pub fn replan_memory(&mut self) -> Result<(), BackendError> {
         drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
         let (free, total) = drv("cuMemGetInfo", self.ctx.mem_get_info())?;
-        let reserve = (total as u64 / 32).max(2 << 30);
+        let reserve = memory_reserve(total as u64);
         self.mem = gemm::plan_memory(
             &self.plan,
             &self.types,
@@ -994,6 +993,12 @@ fn quantize_for(dtype: Dtype, vals: &[f64]) -> (Vec<u8>, Vec<f64>, f32) {
         }
         (bytes, seen, 1.0)
     }
+}
+
+/// Bytes of device memory left free when the buffers are sized: room for
+/// NCCL's buffers and the libraries' own allocations.
+fn memory_reserve(total: u64) -> u64 {
+    (total / 32).max(2 << 30)
 }
 
 fn device_info(ctx: &Arc<CudaContext>, ordinal: usize) -> Result<DeviceInfo, CudaError> {
@@ -1373,6 +1378,44 @@ impl Backend for CudaBackend {
             }
         }
         Ok(backend)
+    }
+
+    /// The plan's buffers must fit in the device memory free now (which
+    /// excludes what backends opened before took), sized as `open` sizes
+    /// them. A device or library that cannot be opened is left for `open`
+    /// to report.
+    fn fits(
+        config: &mfubench_core::config::Config,
+        rank: &crate::rank::Rank,
+        plan: &StepPlan,
+    ) -> Result<(), String> {
+        let Some(types) = gemm::gemm_types(config.run.dtype) else {
+            return Ok(());
+        };
+        let Ok(ordinal) =
+            probe().and_then(|n| select_ordinal(rank.local_rank, rank.ranks_on_host, n))
+        else {
+            return Ok(());
+        };
+        let Ok(ctx) = CudaContext::new(ordinal) else {
+            return Ok(());
+        };
+        let (Ok(info), Ok(()), Ok((free, total))) = (
+            device_info(&ctx, ordinal),
+            ctx.bind_to_thread(),
+            ctx.mem_get_info(),
+        ) else {
+            return Ok(());
+        };
+        gemm::plan_memory(
+            plan,
+            &types,
+            config.run.grad_dtype.size_bytes(),
+            free as u64,
+            memory_reserve(total as u64),
+            gemm::rotation_bytes(info.l2_bytes),
+        )
+        .map(|_| ())
     }
 
     fn device(&self) -> crate::backend::DeviceRecord {
