@@ -658,7 +658,8 @@ pub struct VaryRecord {
     pub complete: bool,
     /// Paired rounds behind the comparison (fewest over the variants).
     pub rounds: usize,
-    /// Index of the leading variant (shortest median overlapped step).
+    /// Index of the leading variant (shortest overlapped step relative to
+    /// each round's geometric mean, median over rounds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<usize>,
     /// One line: the best variant, or whom the leader is indistinguishable
@@ -690,10 +691,10 @@ fn with_ci(values: &[f64]) -> Option<WithCi> {
 
 /// Judges variants on their overlapped cluster step times per round
 /// (`None`: did not fit). Rounds are paired by index (the first `n` of
-/// every measured variant, `n` the fewest). The leader is the variant with
-/// the shortest median step; if another variant is faster than it beyond
-/// noise (possible when per-round ratios and medians disagree), that one
-/// leads instead. The leader is [`VariantVerdict::Best`] when its ratio
+/// every measured variant, `n` the fewest). The leader is the variant
+/// whose step, relative to each round's geometric mean over the variants,
+/// has the smallest median; if another variant is faster than it beyond
+/// noise (the paired ratio's interval below 1), that one leads instead. The leader is [`VariantVerdict::Best`] when its ratio
 /// interval against every other measured variant excludes 1 with at least
 /// [`stats::MIN_SAMPLES_CI95`] rounds (95 % coverage); else
 /// [`VariantVerdict::Indistinguishable`].
@@ -730,15 +731,26 @@ pub fn compare(steps: &[Option<Vec<f64>>]) -> Comparison {
             .map(|(a, b)| a / b)
             .collect()
     };
+    // Each round's steps relative to that round's geometric mean over the
+    // variants: paired, so a load burst that slows one round does not
+    // decide who leads.
+    let round_mean: Vec<f64> = (0..rounds)
+        .map(|i| {
+            let logs: f64 = measured.iter().map(|&v| series(v)[i].ln()).sum();
+            (logs / measured.len() as f64).exp()
+        })
+        .collect();
+    let relative = |v: usize| -> f64 {
+        let r: Vec<f64> = series(v)
+            .iter()
+            .zip(&round_mean)
+            .map(|(t, m)| t / m)
+            .collect();
+        stats::median(&r).unwrap_or(f64::INFINITY)
+    };
     let mut leader = *measured
         .iter()
-        .min_by(|&&a, &&b| {
-            let (ma, mb) = (
-                stats::median(series(a)).unwrap_or(f64::INFINITY),
-                stats::median(series(b)).unwrap_or(f64::INFINITY),
-            );
-            ma.total_cmp(&mb)
-        })
+        .min_by(|&&a, &&b| relative(a).total_cmp(&relative(b)))
         .expect("non-empty");
     let mut seen = vec![leader];
     loop {
