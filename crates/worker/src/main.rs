@@ -1,7 +1,9 @@
 //! `mfubench-worker --config FILE --out DIR [--run-id ID] [--expect-world N]
-//! [--backend auto|cpu|cuda] [--vary KEY=V1,V2,…]`: one rank of a benchmark, started by mpirun or
-//! srun. See the crate documentation (lib.rs) for what a rank does; the
-//! flow itself is [`mfubench_worker::benchmark::Benchmark`].
+//! [--backend auto|cpu|cuda] [--vary KEY=V1,V2,…]`: one rank of a
+//! benchmark, started by mpirun or srun. See the crate documentation
+//! (lib.rs) for what a rank does; the flow itself is
+//! [`mfubench_worker::benchmark::Benchmark`] (with `--vary`,
+//! [`mfubench_worker::vary`]).
 //!
 //! Exit codes ([`mfubench_core::protocol::exit`]): 0 ok; 2 usage or config
 //! error, unwritable `--out`, a backend that cannot run here, not enough
