@@ -196,7 +196,7 @@ macro_rules! probe_leaf {
 }
 
 struct Fields {
-    fields: std::vec::IntoIter<&'static str>,
+    fields: std::slice::Iter<'static, &'static str>,
     path: String,
     keys: Keys,
     current: Option<&'static str>,
@@ -208,7 +208,7 @@ impl<'de> MapAccess<'de> for Fields {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Self::Error> {
-        match self.fields.next() {
+        match self.fields.next().copied() {
             Some(f) => {
                 self.current = Some(f);
                 seed.deserialize(f.into_deserializer()).map(Some)
@@ -312,7 +312,7 @@ impl<'de> de::Deserializer<'de> for Probe {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         visitor.visit_map(Fields {
-            fields: fields.to_vec().into_iter(),
+            fields: fields.iter(),
             path: self.path,
             keys: self.keys,
             current: None,
