@@ -297,6 +297,52 @@ fn planted_corruption_is_reported() {
     assert!(out.contains("1 wrong element"), "{out}");
 }
 
+/// `--vary`: each variant checks its own all-reduces (`#wrong` per
+/// variant, as in a plain run), and its run.json is an ordinary run of its
+/// own value.
+#[test]
+fn vary_checks_every_variant_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_config(dir.path(), "modes = [\"compute\", \"overlapped\"]\n");
+    let out = dir.path().join("results");
+    let o = mpirun(
+        2,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--run-id",
+            "v",
+            "--expect-world",
+            "2",
+            "--vary",
+            "run.bucket_mb=0.25,1",
+            "--inject-wrong-rank",
+            "1",
+        ],
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "worker failed:\n{t}");
+    for (k, mb) in [(0, 0.25), (1, 1.0)] {
+        let json = std::fs::read(out.join(format!("v/variants/{k}/run.json"))).unwrap();
+        let run: RunRecord = serde_json::from_slice(&json).expect("a variant is a run.json");
+        assert_eq!(run.config.run.bucket_mb, mb);
+        assert!(run.complete);
+        assert_eq!(run.ranks[1].wrong, 1, "variant {k}: {t}");
+        assert_eq!(run.ranks[0].wrong, 0, "variant {k}");
+        assert_eq!(run.ranks[0].modes[&Mode::Overlapped].step_time_s.len(), 5);
+    }
+    let v: mfubench_core::vary::VaryRecord =
+        serde_json::from_slice(&std::fs::read(out.join("v/vary.json")).unwrap()).unwrap();
+    assert!(v.complete);
+    assert_eq!(v.rounds, 5);
+    assert_eq!(
+        v.variants.iter().map(|e| e.wrong).collect::<Vec<_>>(),
+        vec![1, 1]
+    );
+}
+
 #[test]
 fn missing_config_exits_2() {
     let dir = tempfile::tempdir().unwrap();
