@@ -462,7 +462,8 @@ impl<'r, B: Backend> Benchmark<'r, B> {
 
 /// The pieces of the flow that `--vary` ([`crate::vary`]) drives itself: it
 /// interleaves the steps of several benchmarks (one per variant) round by
-/// round instead of calling [`Benchmark::run_modes`] on each.
+/// round instead of calling [`Benchmark::run_modes`] on each. `variant`
+/// names the variant (`run.bucket_mb=4`) in progress and watchdog messages.
 impl<B: Backend> Benchmark<'_, B> {
     /// The peak chosen by [`Benchmark::choose_peak`].
     pub fn peak(&self) -> PeakChoice {
@@ -475,10 +476,31 @@ impl<B: Backend> Benchmark<'_, B> {
         self.peak = peak;
     }
 
+    /// Rank 0's step of a variant, shown live.
+    fn variant_progress(
+        &self,
+        mode: Mode,
+        variant: &str,
+        phase: &str,
+        iter: u32,
+        of: u32,
+        step_s: f64,
+    ) {
+        if self.rank.is_root() {
+            emit(&Event::Iteration {
+                mode: format!("{mode} [{variant}]"),
+                phase: phase.into(),
+                iter,
+                of,
+                step_s,
+            });
+        }
+    }
+
     /// One untimed warmup step of `mode` (checked), shown as progress.
-    pub fn warmup_step(&mut self, mode: Mode, what: &str, iter: u32, of: u32) {
-        let t = self.checked_step(mode, &format!("{what}warmup iteration {iter}"));
-        self.progress(mode, "warmup", iter, of, t.step_s);
+    pub fn warmup_step(&mut self, mode: Mode, variant: &str, iter: u32, of: u32) {
+        let t = self.checked_step(mode, &format!("variant {variant}, warmup iteration {iter}"));
+        self.variant_progress(mode, variant, "warmup", iter, of, t.step_s);
     }
 
     /// Samples the device telemetry of every mode (`start` or `end`).
@@ -492,12 +514,12 @@ impl<B: Backend> Benchmark<'_, B> {
     /// One timed step of `mode`; `first` is the start of the job's first
     /// timed step (shared by the variants, so that `step_start_s` shows
     /// their interleaving).
-    pub fn timed_step(&mut self, mode: Mode, what: &str, first: &mut Option<Instant>) {
+    pub fn timed_step(&mut self, mode: Mode, variant: &str, first: &mut Option<Instant>) {
         let of = self.config.run.iterations;
         let n = self.steps.get(&mode).map_or(0, |s| s.timings.len()) as u32 + 1;
-        let (t0, t) = self.step(mode, &format!("{what}timed iteration {n}"));
+        let (t0, t) = self.step(mode, &format!("variant {variant}, timed iteration {n}"));
         let since = t0.duration_since(*first.get_or_insert(t0)).as_secs_f64();
-        self.progress(mode, "timed", n, of, t.step_s);
+        self.variant_progress(mode, variant, "timed", n, of, t.step_s);
         let s = self.steps.entry(mode).or_default();
         s.timings.push(t);
         s.starts.push(since);
@@ -505,7 +527,7 @@ impl<B: Backend> Benchmark<'_, B> {
             let med = stats::median(&s.timings.iter().map(|t| t.step_s).collect::<Vec<_>>())
                 .unwrap_or(0.0);
             emit(&Event::ModeDone {
-                mode: mode.to_string(),
+                mode: format!("{mode} [{variant}]"),
                 median_step_s: med,
             });
         }
@@ -513,11 +535,11 @@ impl<B: Backend> Benchmark<'_, B> {
 
     /// The untimed, checked step of every mode with all-reduces (when
     /// `run.check` is on), after the timed ones.
-    pub fn check_steps(&mut self, what: &str) {
+    pub fn check_steps(&mut self, variant: &str) {
         if self.config.run.check {
             for mode in self.config.run.modes.clone() {
                 if mode.has_comm() {
-                    self.checked_step(mode, &format!("{what}check step"));
+                    self.checked_step(mode, &format!("variant {variant}, check step"));
                 }
             }
         }

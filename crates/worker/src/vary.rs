@@ -217,7 +217,7 @@ pub fn run<B: Backend>(
             peak_source: format!("{:?}", peak.source).to_lowercase(),
         });
     }
-    let what = |k: usize| format!("variant {k} ({}), ", labels[k]);
+    let what = |k: usize| labels[k].clone();
     for w in 0..run.warmup {
         for (k, mode) in rotated(&pairs, w as usize) {
             if let Slot::Runs(b) = &mut slots[k] {
