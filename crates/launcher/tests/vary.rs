@@ -177,3 +177,56 @@ fn a_variant_that_does_not_fit_is_reported_and_the_other_runs() {
         f.stdout
     );
 }
+
+/// A --vary run stopped by --timeout keeps what was measured: every
+/// variant's run.json and vary.json hold the rounds written so far
+/// (`complete: false`), the table is printed, INCOMPLETE, exit 3.
+#[test]
+fn a_stopped_vary_run_keeps_its_rounds() {
+    if !have_mpirun("a_stopped_vary_run_keeps_its_rounds") {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let p = short_quickstart(tmp.path());
+    let text = std::fs::read_to_string(&p).expect("read");
+    let mut t: toml::Table = text.parse().expect("parse");
+    t["run"]
+        .as_table_mut()
+        .expect("[run]")
+        .insert("iterations".into(), toml::Value::Integer(100_000));
+    std::fs::write(&p, toml::to_string(&t).expect("toml")).expect("write");
+    let out = tmp.path().join("results");
+    let f = run(
+        mfubench_cmd()
+            .args(["run", p.to_str().expect("utf-8"), "--np", "2", "--out"])
+            .arg(&out)
+            .args(["--run-id", "stop", "--timeout", "40s"])
+            .args(["--vary", "run.bucket_mb=1,16"]),
+        RUN_LIMIT,
+    );
+    assert_eq!(f.code(), 3, "{f:?}");
+    let j = read_json(&out.join("stop/vary.json"));
+    assert_eq!(j["complete"], false, "{j}");
+    assert!(j["rounds"].as_u64().unwrap_or(0) >= 1, "{j}");
+    for k in 0..2 {
+        let r = read_json(&out.join(format!("stop/variants/{k}/run.json")));
+        assert_eq!(r["complete"], false);
+    }
+    assert!(f.stdout.contains("INCOMPLETE"), "{}", f.stdout);
+    assert!(f.stdout.contains("run.bucket_mb=16 "), "{}", f.stdout);
+    let r = run(
+        mfubench_cmd().arg("report").arg(out.join("stop")),
+        RUN_LIMIT,
+    );
+    assert_eq!(r.code(), 3, "{r:?}");
+    let r = run(
+        mfubench_cmd()
+            .arg("report")
+            .arg(out.join("stop"))
+            .arg("--allow-partial"),
+        RUN_LIMIT,
+    );
+    assert_eq!(r.code(), 0, "{r:?}");
+}
