@@ -89,7 +89,9 @@ pub fn read_vary(file: &Path) -> Result<(VaryRecord, Vec<String>), ReportError> 
         .iter()
         .map(|v| match v.status {
             VariantStatus::DoesNotFit { .. } => None,
-            VariantStatus::Ran => match read_run(&dir.join(&v.dir)) {
+            // The folder follows from the index (never a path from the
+            // file: a hostile `dir` could point anywhere).
+            VariantStatus::Ran => match read_run(&dir.join(format!("variants/{}", v.index))) {
                 Ok(r) => Some(r.record),
                 Err(e) => {
                     problems.push(format!("variant {} ({}): {e}", v.index, v.label));
