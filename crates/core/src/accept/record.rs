@@ -1,0 +1,393 @@
+//! The `accept.json` schema: one result type per stage, the findings, and
+//! the record that holds them (schema-versioned).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use super::{AcceptSettings, Pair, Stage};
+use crate::metrics::Collective;
+
+/// Layout version of `accept.json`; bumped on any change an older reader
+/// would misread.
+pub const ACCEPT_SCHEMA_VERSION: u32 = 1;
+
+/// The outcome of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    /// Measured and within the threshold.
+    Pass,
+    /// Measured, and the measurement cannot tell (too few devices, nodes
+    /// or links to compare).
+    Inconclusive,
+    /// The stage did not run, or there was nothing to measure.
+    Skipped,
+    /// Measured and outside the threshold.
+    Fail,
+}
+
+impl Status {
+    /// The upper-case word printed in verdict lines.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Inconclusive => "INCONCLUSIVE",
+            Status::Skipped => "SKIPPED",
+        }
+    }
+}
+
+/// What a finding is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Component {
+    /// A device: one rank.
+    Device {
+        /// MPI rank.
+        rank: u64,
+        /// Its host.
+        host: String,
+        /// Rank on the host.
+        local_rank: u64,
+    },
+    /// A node (host).
+    Node {
+        /// Host name.
+        host: String,
+    },
+    /// A link between two nodes.
+    Link {
+        /// One host.
+        a: String,
+        /// The other host.
+        b: String,
+    },
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Component::Device {
+                rank,
+                host,
+                local_rank,
+            } => write!(f, "device rank {rank} ({host}, local rank {local_rank})"),
+            Component::Node { host } => write!(f, "node {host}"),
+            Component::Link { a, b } => write!(f, "link {a} <-> {b}"),
+        }
+    }
+}
+
+/// One verdict line: a rule's outcome, for the whole stage or for one
+/// component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stage the rule belongs to.
+    pub stage: Stage,
+    /// Rule name (`device_rate`, `node_busbw`, `link_bandwidth`,
+    /// `node_links`, `sweep_wrong`, `stage_complete`).
+    pub rule: String,
+    /// Outcome.
+    pub status: Status,
+    /// The device, node or link named; None for a stage-wide line.
+    #[serde(default)]
+    pub component: Option<Component>,
+    /// The numbers behind the outcome, or why it could not be decided.
+    pub message: String,
+}
+
+/// One CPU telemetry reading of a rank (the CPU backend's "telemetry with
+/// reasons"): clock and temperature where the host exposes them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuTelemetry {
+    /// Mean of the `cpu MHz` lines of /proc/cpuinfo.
+    #[serde(default)]
+    pub mhz: Option<f64>,
+    /// Highest /sys/class/thermal zone temperature, °C.
+    #[serde(default)]
+    pub temp_c: Option<f64>,
+    /// 1-minute load average of the host.
+    #[serde(default)]
+    pub load1: Option<f64>,
+    /// CPU time the rank got during the stage / (wall time × its GEMM
+    /// threads): 1 = it ran whenever it wanted to; well below 1 = other
+    /// work took its cores (contention, a CPU hog, throttled cgroup).
+    #[serde(default)]
+    pub cpu_share: Option<f64>,
+}
+
+impl CpuTelemetry {
+    /// The reason text shown beside a flagged device.
+    pub fn reason(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(c) = self.cpu_share {
+            parts.push(format!("got {:.0} % of its threads' CPU time", c * 100.0));
+        }
+        if let Some(m) = self.mhz {
+            parts.push(format!("cpu clock {m:.0} MHz"));
+        }
+        if let Some(t) = self.temp_c {
+            parts.push(format!("{t:.0} °C"));
+        }
+        if let Some(l) = self.load1 {
+            parts.push(format!("load {l:.2}"));
+        }
+        if parts.is_empty() {
+            "no telemetry on this host".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// Device stage: one entry per rank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceResult {
+    /// MPI rank.
+    pub rank: u64,
+    /// Host name.
+    pub host: String,
+    /// Rank on its host.
+    pub local_rank: u64,
+    /// Device (`cpu`, `GPU 3`).
+    pub device: String,
+    /// Device model name.
+    pub device_name: String,
+    /// Median over iterations of the compute-only step, seconds.
+    pub step_s: f64,
+    /// Every timed compute-only step, seconds.
+    pub step_time_s: Vec<f64>,
+    /// FLOPs per step / median step, TFLOP/s.
+    pub tflops: f64,
+    /// Datasheet peak of the device, when known.
+    #[serde(default)]
+    pub spec_peak_tflops: Option<f64>,
+    /// Telemetry sampled right after the stage.
+    #[serde(default)]
+    pub telemetry: CpuTelemetry,
+}
+
+/// Device stage results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceStage {
+    /// Model FLOPs of one compute-only step (the plan's GEMMs).
+    pub flops_per_step: f64,
+    /// Timed steps per device.
+    pub iterations: u32,
+    /// One entry per rank, by rank.
+    pub devices: Vec<DeviceResult>,
+}
+
+/// Node stage: one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeResult {
+    /// Host name.
+    pub host: String,
+    /// Ranks on the node.
+    pub ranks: u64,
+    /// Median all-reduce time per size (slowest rank of the node per
+    /// iteration), seconds; parallel to [`NodeStage::sizes_bytes`].
+    pub time_s: Vec<f64>,
+    /// Fastest iteration per size (slowest rank of the node), seconds.
+    #[serde(default)]
+    pub best_time_s: Vec<f64>,
+    /// algbw per size from the fastest iteration, GB/s: the node's
+    /// capacity, as for links ([`PairResult::gbps`]); intermittent slowness
+    /// shows in `time_s`.
+    pub algbw_gbps: Vec<f64>,
+    /// busbw per size (2(n−1)/n · algbw), GB/s.
+    pub busbw_gbps: Vec<f64>,
+}
+
+/// Node stage results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStage {
+    /// Message sizes: latency-bound, then bandwidth-bound.
+    pub sizes_bytes: Vec<u64>,
+    /// Timed all-reduces per size.
+    pub iterations: u32,
+    /// One entry per node, in node order.
+    pub nodes: Vec<NodeResult>,
+}
+
+/// Link stage: one measured pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairResult {
+    /// Index of one node in [`LinkStage::hosts`].
+    pub a: usize,
+    /// Index of the other node.
+    pub b: usize,
+    /// Round the pair ran in (0-based).
+    pub round: usize,
+    /// Median exchange time (each side sends `bytes` and receives `bytes`
+    /// at once; the slower side's median), seconds.
+    pub time_s: f64,
+    /// Fastest exchange (the slower side's fastest), seconds.
+    #[serde(default)]
+    pub best_time_s: f64,
+    /// bytes / best_time_s in each direction, GB/s: the link's capacity. A
+    /// link cannot run faster than it is, while CPU contention on a shared
+    /// host only slows exchanges down, so the fastest exchange is the
+    /// robust estimate (the median is kept beside it).
+    pub gbps: f64,
+}
+
+/// Link stage results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkStage {
+    /// Nodes, in node order (the host of each node's first rank).
+    pub hosts: Vec<String>,
+    /// `tournament` or `sampled`.
+    pub schedule: String,
+    /// Rounds of the schedule (pairs of node indices).
+    pub rounds: Vec<Vec<Pair>>,
+    /// Bytes each side sends per exchange.
+    pub bytes: u64,
+    /// Timed exchanges per pair.
+    pub iterations: u32,
+    /// Every measured pair.
+    pub pairs: Vec<PairResult>,
+}
+
+impl LinkStage {
+    /// Every measured link once: a pair the schedule ran in several rounds
+    /// (the sampled schedule can repeat one) keeps its fastest result.
+    pub fn links(&self) -> Vec<PairResult> {
+        let mut best: std::collections::BTreeMap<(usize, usize), PairResult> =
+            std::collections::BTreeMap::new();
+        for p in &self.pairs {
+            let e = best.entry((p.a, p.b)).or_insert_with(|| p.clone());
+            if p.gbps > e.gbps {
+                *e = p.clone();
+            }
+        }
+        best.into_values().collect()
+    }
+
+    /// The bandwidth matrix, GB/s (symmetric, None on the diagonal and for
+    /// pairs the schedule did not measure).
+    pub fn matrix(&self) -> Vec<Vec<Option<f64>>> {
+        let n = self.hosts.len();
+        let mut m = vec![vec![None; n]; n];
+        for p in &self.links() {
+            if p.a < n && p.b < n {
+                m[p.a][p.b] = Some(p.gbps);
+                m[p.b][p.a] = Some(p.gbps);
+            }
+        }
+        m
+    }
+}
+
+/// Sweep stage: one size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRow {
+    /// Message size, bytes.
+    pub size_bytes: u64,
+    /// Elements.
+    pub count: u64,
+    /// Median over iterations of the slowest rank's time, microseconds.
+    pub time_us: f64,
+    /// size / time, GB/s.
+    pub algbw_gbps: f64,
+    /// algbw · 2(n−1)/n, GB/s.
+    pub busbw_gbps: f64,
+    /// Elements that differ from the known sum, over all ranks (untimed
+    /// checked all-reduce).
+    pub wrong: u64,
+}
+
+/// Sweep stage results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepStage {
+    /// Collective (`all_reduce`).
+    pub collective: Collective,
+    /// Element type (`float`).
+    #[serde(rename = "type")]
+    pub dtype: String,
+    /// Reduction (`sum`).
+    pub redop: String,
+    /// Ranks taking part.
+    pub ranks: u64,
+    /// Timed repetitions per size.
+    pub iterations: u32,
+    /// One row per size.
+    pub rows: Vec<SweepRow>,
+    /// Mean busbw over the rows (nccl-tests' "Avg bus bandwidth"), GB/s.
+    pub avg_busbw_gbps: f64,
+}
+
+/// Step stage: where the training-step run is and its headline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStage {
+    /// run.json of the step, relative to the run directory.
+    pub run_json: String,
+    /// Overlapped-mode MFU, when measured.
+    #[serde(default)]
+    pub mfu_overlapped: Option<f64>,
+    /// Compute-mode MFU, when measured.
+    #[serde(default)]
+    pub mfu_compute: Option<f64>,
+}
+
+/// `accept.json`: the acceptance suite's results, written after every stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptRecord {
+    /// Layout version ([`ACCEPT_SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// mfubench version that wrote it.
+    pub tool_version: String,
+    /// Run id (directory name).
+    pub run_id: String,
+    /// When the suite started, RFC 3339 UTC.
+    pub started_at: String,
+    /// When this file was written, RFC 3339 UTC.
+    pub written_at: String,
+    /// False until every requested stage has run: a file left by a crash
+    /// or a kill holds the finished stages and is INCOMPLETE.
+    pub complete: bool,
+    /// Backend (`cpu`, `cuda`).
+    pub backend: String,
+    /// World size.
+    pub world_size: u64,
+    /// Nodes in node order.
+    pub hosts: Vec<String>,
+    /// The settings in force (config `[accept]` with flags applied).
+    pub settings: AcceptSettings,
+    /// Stages requested, in run order.
+    pub stages: Vec<Stage>,
+    /// Device stage, once it ran.
+    #[serde(default)]
+    pub device: Option<DeviceStage>,
+    /// Node stage, once it ran.
+    #[serde(default)]
+    pub node: Option<NodeStage>,
+    /// Link stage, once it ran.
+    #[serde(default)]
+    pub link: Option<LinkStage>,
+    /// Sweep stage, once it ran.
+    #[serde(default)]
+    pub sweep: Option<SweepStage>,
+    /// Step stage, once it ran.
+    #[serde(default)]
+    pub step: Option<StepStage>,
+    /// The findings of [`evaluate`](super::evaluate) with `settings`.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accept::test_support::{link, record};
+
+    #[test]
+    fn record_round_trips() {
+        let mut r = record();
+        r.link = Some(link(&[(0, 1, 1.0)], 2));
+        let j = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<AcceptRecord>(&j).unwrap(), r);
+        assert!(j.contains("\"schema_version\":1"));
+    }
+}

@@ -1,0 +1,555 @@
+//! The rules: stage results in, findings out (PASS / FAIL / INCONCLUSIVE /
+//! SKIPPED), each naming the device, node or link it is about.
+
+use super::*;
+use crate::stats;
+
+fn fmt_gbps(x: f64) -> String {
+    format!("{x:.3} GB/s")
+}
+
+/// Applies the rules to the record's stages with `s`'s thresholds: one
+/// finding per rule and stage, plus one per named device, node or link.
+/// Requested stages that have no results (a kill, a crash) are FAIL
+/// (`stage_complete`): an acceptance run that did not measure something
+/// has not shown it is fine. Stages not requested are SKIPPED.
+pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for stage in Stage::ALL {
+        let requested = r.stages.contains(&stage);
+        let present = match stage {
+            Stage::Device => r.device.is_some(),
+            Stage::Node => r.node.is_some(),
+            Stage::Link => r.link.is_some(),
+            Stage::Sweep => r.sweep.is_some(),
+            Stage::Step => r.step.is_some(),
+        };
+        if !requested {
+            out.push(Finding {
+                stage,
+                rule: "stage_complete".into(),
+                status: Status::Skipped,
+                component: None,
+                message: "not requested".into(),
+            });
+            continue;
+        }
+        if !present {
+            out.push(Finding {
+                stage,
+                rule: "stage_complete".into(),
+                status: Status::Fail,
+                component: None,
+                message:
+                    "requested but has no results (the run stopped before it finished: INCOMPLETE)"
+                        .into(),
+            });
+            continue;
+        }
+        match stage {
+            Stage::Device => device_rule(r.device.as_ref().expect("present"), s, &mut out),
+            Stage::Node => node_rule(r.node.as_ref().expect("present"), s, &mut out),
+            Stage::Link => link_rules(r.link.as_ref().expect("present"), s, &mut out),
+            Stage::Sweep => sweep_rule(r.sweep.as_ref().expect("present"), &mut out),
+            Stage::Step => {
+                let st = r.step.as_ref().expect("present");
+                out.push(Finding {
+                    stage,
+                    rule: "step_ran".into(),
+                    status: Status::Pass,
+                    component: None,
+                    message: format!(
+                        "training step measured (MFU overlapped {}); its [acceptance] rules are in the report of {}",
+                        st.mfu_overlapped
+                            .map(|m| format!("{:.1} %", m * 100.0))
+                            .unwrap_or_else(|| "-".into()),
+                        st.run_json
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Whether a measured value is below a limit; NaN (not measured) counts as
+/// below, so that a missing number can never pass.
+fn below(x: f64, limit: f64) -> bool {
+    x.is_nan() || x < limit
+}
+
+fn device_rule(d: &DeviceStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
+    let rates: Vec<f64> = d.devices.iter().map(|x| x.tflops).collect();
+    let Some(med) = stats::median(&rates) else {
+        out.push(Finding {
+            stage: Stage::Device,
+            rule: "device_rate".into(),
+            status: Status::Skipped,
+            component: None,
+            message: "no device measured".into(),
+        });
+        return;
+    };
+    if d.devices.len() < 2 {
+        out.push(Finding {
+            stage: Stage::Device,
+            rule: "device_rate".into(),
+            status: Status::Inconclusive,
+            component: None,
+            message: format!("one device ({med:.3} TFLOP/s): no other device to compare it with"),
+        });
+        return;
+    }
+    let limit = s.min_device_fraction * med;
+    let mut bad = 0;
+    for x in &d.devices {
+        if below(x.tflops, limit) {
+            bad += 1;
+            out.push(Finding {
+                stage: Stage::Device,
+                rule: "device_rate".into(),
+                status: Status::Fail,
+                component: Some(Component::Device {
+                    rank: x.rank,
+                    host: x.host.clone(),
+                    local_rank: x.local_rank,
+                }),
+                message: format!(
+                    "{:.3} TFLOP/s < {} × median {:.3} TFLOP/s ({})",
+                    x.tflops,
+                    s.min_device_fraction,
+                    med,
+                    x.telemetry.reason()
+                ),
+            });
+        }
+    }
+    if bad == 0 {
+        out.push(Finding {
+            stage: Stage::Device,
+            rule: "device_rate".into(),
+            status: Status::Pass,
+            component: None,
+            message: format!(
+                "{} devices, every one ≥ {} × median {:.3} TFLOP/s (lowest {:.3})",
+                d.devices.len(),
+                s.min_device_fraction,
+                med,
+                rates.iter().copied().fold(f64::INFINITY, f64::min)
+            ),
+        });
+    }
+}
+
+fn node_rule(n: &NodeStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
+    let large = n.sizes_bytes.len().saturating_sub(1);
+    let multi: Vec<&NodeResult> = n.nodes.iter().filter(|x| x.ranks >= 2).collect();
+    for x in n.nodes.iter().filter(|x| x.ranks < 2) {
+        out.push(Finding {
+            stage: Stage::Node,
+            rule: "node_busbw".into(),
+            status: Status::Skipped,
+            component: Some(Component::Node {
+                host: x.host.clone(),
+            }),
+            message: "one rank on the node: no intra-node all-reduce to measure".into(),
+        });
+    }
+    let bw: Vec<f64> = multi
+        .iter()
+        .map(|x| x.busbw_gbps.get(large).copied().unwrap_or(f64::NAN))
+        .collect();
+    let Some(med) = stats::median(&bw) else {
+        out.push(Finding {
+            stage: Stage::Node,
+            rule: "node_busbw".into(),
+            status: Status::Skipped,
+            component: None,
+            message: "no node has two or more ranks".into(),
+        });
+        return;
+    };
+    if multi.len() < 2 {
+        out.push(Finding {
+            stage: Stage::Node,
+            rule: "node_busbw".into(),
+            status: Status::Inconclusive,
+            component: None,
+            message: format!(
+                "one node measured ({}): no other node to compare it with",
+                fmt_gbps(med)
+            ),
+        });
+        return;
+    }
+    let limit = s.min_node_fraction * med;
+    let mut bad = 0;
+    for (x, b) in multi.iter().zip(&bw) {
+        if below(*b, limit) {
+            bad += 1;
+            out.push(Finding {
+                stage: Stage::Node,
+                rule: "node_busbw".into(),
+                status: Status::Fail,
+                component: Some(Component::Node {
+                    host: x.host.clone(),
+                }),
+                message: format!(
+                    "intra-node busbw {} < {} × median {}",
+                    fmt_gbps(*b),
+                    s.min_node_fraction,
+                    fmt_gbps(med)
+                ),
+            });
+        }
+    }
+    if bad == 0 {
+        out.push(Finding {
+            stage: Stage::Node,
+            rule: "node_busbw".into(),
+            status: Status::Pass,
+            component: None,
+            message: format!(
+                "{} nodes, every one ≥ {} × median busbw {}",
+                multi.len(),
+                s.min_node_fraction,
+                fmt_gbps(med)
+            ),
+        });
+    }
+}
+
+/// The link rule's reference bandwidth: the median over nodes of each
+/// node's fastest measured link. (The median over pairs fails on small
+/// clusters: with 3 nodes one bad node is in 2 of the 3 pairs, and the
+/// median pair is then a slow one.) None without measured pairs.
+pub fn link_reference(l: &LinkStage) -> Option<f64> {
+    let best: Vec<f64> = l
+        .matrix()
+        .iter()
+        .filter_map(|row| row.iter().flatten().copied().reduce(f64::max))
+        .collect();
+    stats::median(&best)
+}
+
+fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
+    let n = l.hosts.len();
+    let Some(reference) = link_reference(l) else {
+        out.push(Finding {
+            stage: Stage::Link,
+            rule: "link_bandwidth".into(),
+            status: Status::Skipped,
+            component: None,
+            message: format!("{n} node(s): no pair of nodes to measure"),
+        });
+        return;
+    };
+    if n < 3 {
+        out.push(Finding {
+            stage: Stage::Link,
+            rule: "link_bandwidth".into(),
+            status: Status::Inconclusive,
+            component: None,
+            message: format!(
+                "two nodes, one link ({}): no other link to compare it with",
+                fmt_gbps(reference)
+            ),
+        });
+        return;
+    }
+    let limit = s.min_link_fraction * reference;
+    let slow = |p: &PairResult| below(p.gbps, limit);
+    let mut bad = 0;
+    let links = l.links();
+    for p in links.iter().filter(|p| slow(p)) {
+        bad += 1;
+        out.push(Finding {
+            stage: Stage::Link,
+            rule: "link_bandwidth".into(),
+            status: Status::Fail,
+            component: Some(Component::Link {
+                a: l.hosts[p.a].clone(),
+                b: l.hosts[p.b].clone(),
+            }),
+            message: format!(
+                "{} < {} × reference {} (median over nodes of their fastest link)",
+                fmt_gbps(p.gbps),
+                s.min_link_fraction,
+                fmt_gbps(reference)
+            ),
+        });
+    }
+    // A node every one of whose (two or more) measured links is slow is the
+    // likelier culprit than each of its links.
+    for (i, host) in l.hosts.iter().enumerate() {
+        let mine: Vec<&PairResult> = links.iter().filter(|p| p.a == i || p.b == i).collect();
+        if mine.len() >= 2 && mine.iter().all(|p| slow(p)) {
+            let best = mine.iter().map(|p| p.gbps).fold(0.0, f64::max);
+            out.push(Finding {
+                stage: Stage::Link,
+                rule: "node_links".into(),
+                status: Status::Fail,
+                component: Some(Component::Node { host: host.clone() }),
+                message: format!(
+                    "all {} of its links are slow (fastest {} < {} × reference {})",
+                    mine.len(),
+                    fmt_gbps(best),
+                    s.min_link_fraction,
+                    fmt_gbps(reference)
+                ),
+            });
+        }
+    }
+    if bad == 0 {
+        out.push(Finding {
+            stage: Stage::Link,
+            rule: "link_bandwidth".into(),
+            status: Status::Pass,
+            component: None,
+            message: format!(
+                "{} links ({} schedule), every one ≥ {} × reference {}",
+                links.len(),
+                l.schedule,
+                s.min_link_fraction,
+                fmt_gbps(reference)
+            ),
+        });
+    }
+}
+
+fn sweep_rule(w: &SweepStage, out: &mut Vec<Finding>) {
+    let wrong: u64 = w.rows.iter().map(|r| r.wrong).sum();
+    let (status, message) = if w.rows.is_empty() {
+        (Status::Skipped, "no size in the sweep".to_string())
+    } else if wrong > 0 {
+        let sizes: Vec<String> = w
+            .rows
+            .iter()
+            .filter(|r| r.wrong > 0)
+            .map(|r| r.size_bytes.to_string())
+            .collect();
+        (
+            Status::Fail,
+            format!(
+                "{wrong} wrong element(s), at size(s) {} bytes",
+                sizes.join(", ")
+            ),
+        )
+    } else if w.ranks < 2 {
+        (
+            Status::Inconclusive,
+            "one rank: the all-reduce is a copy".to_string(),
+        )
+    } else {
+        (
+            Status::Pass,
+            format!(
+                "{} sizes on {} ranks, #wrong 0, avg busbw {}",
+                w.rows.len(),
+                w.ranks,
+                fmt_gbps(w.avg_busbw_gbps)
+            ),
+        )
+    };
+    out.push(Finding {
+        stage: Stage::Sweep,
+        rule: "sweep_wrong".into(),
+        status,
+        component: None,
+        message,
+    });
+}
+
+/// The overall verdict of a set of findings: FAIL if any failed, else
+/// INCONCLUSIVE if any was, else PASS (SKIPPED lines do not count; all
+/// skipped is INCONCLUSIVE: nothing was shown).
+pub fn overall(findings: &[Finding], complete: bool) -> Status {
+    if findings.iter().any(|f| f.status == Status::Fail) {
+        Status::Fail
+    } else if !complete
+        || findings.iter().any(|f| f.status == Status::Inconclusive)
+        || findings.iter().all(|f| f.status == Status::Skipped)
+    {
+        Status::Inconclusive
+    } else {
+        Status::Pass
+    }
+}
+
+/// The components named by failed findings, each once, in finding order.
+pub fn bad_components(findings: &[Finding]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in findings.iter().filter(|f| f.status == Status::Fail) {
+        if let Some(c) = &f.component {
+            let name = c.to_string();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accept::test_support::{link, record};
+
+    #[test]
+    fn slow_host_names_its_links_then_the_host() {
+        // Three nodes, h2 throttled: its two links at 0.1, the other at 1.
+        let mut r = record();
+        r.link = Some(link(&[(0, 1, 1.0), (0, 2, 0.1), (1, 2, 0.1)], 3));
+        assert_eq!(link_reference(r.link.as_ref().unwrap()), Some(1.0));
+        let f = evaluate(&r, &r.settings);
+        let fails: Vec<String> = f
+            .iter()
+            .filter(|x| x.status == Status::Fail)
+            .map(|x| x.component.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            fails,
+            ["link h0 <-> h2", "link h1 <-> h2", "node h2"],
+            "{f:#?}"
+        );
+        assert_eq!(overall(&f, true), Status::Fail);
+        assert_eq!(bad_components(&f).len(), 3);
+        // Healthy: PASS, and the other stages SKIPPED.
+        r.link = Some(link(&[(0, 1, 1.0), (0, 2, 0.95), (1, 2, 0.9)], 3));
+        let f = evaluate(&r, &r.settings);
+        assert_eq!(overall(&f, true), Status::Pass, "{f:#?}");
+        assert_eq!(f.iter().filter(|x| x.status == Status::Skipped).count(), 4);
+        // 0.79 of the reference fails at 0.8, a single link: no node named.
+        r.link = Some(link(&[(0, 1, 1.0), (0, 2, 0.79), (1, 2, 1.0)], 3));
+        let f = evaluate(&r, &r.settings);
+        let fails: Vec<_> = f.iter().filter(|x| x.status == Status::Fail).collect();
+        assert_eq!(fails.len(), 1);
+        assert_eq!(
+            fails[0].component.as_ref().unwrap().to_string(),
+            "link h0 <-> h2"
+        );
+        // A pair measured in two rounds (the sampled schedule can repeat
+        // one) counts once, with its faster result.
+        r.link = Some(link(
+            &[(0, 1, 1.0), (0, 2, 0.95), (0, 1, 0.1), (1, 2, 0.9)],
+            3,
+        ));
+        let f = evaluate(&r, &r.settings);
+        assert_eq!(overall(&f, true), Status::Pass, "{f:#?}");
+        assert_eq!(r.link.as_ref().unwrap().links().len(), 3);
+        assert!(f.iter().any(|x| x.message.starts_with("3 links")));
+        // Two nodes: one link, nothing to compare: INCONCLUSIVE.
+        r.link = Some(link(&[(0, 1, 0.01)], 2));
+        let f = evaluate(&r, &r.settings);
+        assert_eq!(overall(&f, true), Status::Inconclusive);
+    }
+
+    #[test]
+    fn device_and_node_rules() {
+        let dev = |rank: u64, t: f64| DeviceResult {
+            rank,
+            host: format!("h{}", rank / 2),
+            local_rank: rank % 2,
+            device: "cpu".into(),
+            device_name: "x".into(),
+            step_s: 1.0 / t,
+            step_time_s: vec![1.0 / t],
+            tflops: t,
+            spec_peak_tflops: None,
+            telemetry: CpuTelemetry {
+                mhz: Some(1000.0),
+                temp_c: None,
+                load1: None,
+                cpu_share: None,
+            },
+        };
+        let mut r = record();
+        r.stages = vec![Stage::Device, Stage::Node];
+        r.device = Some(DeviceStage {
+            flops_per_step: 1.0,
+            iterations: 1,
+            // Median 1.0; 0.92 × 1.0: 0.91 fails, 0.93 passes.
+            devices: vec![
+                dev(0, 1.0),
+                dev(1, 0.91),
+                dev(2, 1.1),
+                dev(3, 0.93),
+                dev(4, 1.0),
+            ],
+        });
+        let node = |h: &str, ranks: u64, bw: f64| NodeResult {
+            host: h.into(),
+            ranks,
+            time_s: vec![1.0, 1.0],
+            best_time_s: vec![1.0, 1.0],
+            algbw_gbps: vec![bw, bw],
+            busbw_gbps: vec![0.001, bw],
+        };
+        r.node = Some(NodeStage {
+            sizes_bytes: vec![8, 1 << 20],
+            iterations: 1,
+            nodes: vec![
+                node("h0", 2, 10.0),
+                node("h1", 2, 8.0),
+                node("h2", 2, 10.5),
+                node("h3", 1, 0.0),
+            ],
+        });
+        let f = evaluate(&r, &r.settings);
+        let fails: Vec<String> = f
+            .iter()
+            .filter(|x| x.status == Status::Fail)
+            .map(|x| format!("{} {}", x.component.as_ref().unwrap(), x.message))
+            .collect();
+        assert_eq!(fails.len(), 2, "{fails:#?}");
+        assert!(fails[0].starts_with("device rank 1 (h0, local rank 1)"));
+        assert!(fails[0].contains("cpu clock 1000 MHz"));
+        assert!(fails[1].starts_with("node h1 intra-node busbw 8.000 GB/s"));
+        assert!(f.iter().any(|x| x.status == Status::Skipped
+            && x.component == Some(Component::Node { host: "h3".into() })));
+        // One device only: INCONCLUSIVE, never PASS.
+        r.device.as_mut().unwrap().devices.truncate(1);
+        r.node = None;
+        r.stages = vec![Stage::Device, Stage::Node];
+        let f = evaluate(&r, &r.settings);
+        assert!(f
+            .iter()
+            .any(|x| x.stage == Stage::Device && x.status == Status::Inconclusive));
+        // The node stage was requested but has no results: FAIL (incomplete).
+        assert!(f.iter().any(|x| x.stage == Stage::Node
+            && x.rule == "stage_complete"
+            && x.status == Status::Fail));
+        assert_eq!(overall(&f, false), Status::Fail);
+    }
+
+    #[test]
+    fn sweep_rule_counts_wrong() {
+        let mut r = record();
+        r.stages = vec![Stage::Sweep];
+        let row = |w: u64| SweepRow {
+            size_bytes: 8,
+            count: 2,
+            time_us: 1.0,
+            algbw_gbps: 1.0,
+            busbw_gbps: 1.0,
+            wrong: w,
+        };
+        r.sweep = Some(SweepStage {
+            collective: Collective::AllReduce,
+            dtype: "float".into(),
+            redop: "sum".into(),
+            ranks: 3,
+            iterations: 1,
+            rows: vec![row(0), row(2)],
+            avg_busbw_gbps: 1.0,
+        });
+        let f = evaluate(&r, &r.settings);
+        assert_eq!(overall(&f, true), Status::Fail);
+        r.sweep.as_mut().unwrap().rows[1].wrong = 0;
+        assert_eq!(overall(&evaluate(&r, &r.settings), true), Status::Pass);
+        assert_eq!(
+            overall(&evaluate(&r, &r.settings), false),
+            Status::Inconclusive
+        );
+    }
+}
