@@ -175,31 +175,36 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
         }
     }
     if let Some(w) = &rec.sweep {
-        let _ = writeln!(
-            t,
-            "\nSweep stage: all-reduce over {} ranks ({} iterations per size)",
-            w.ranks, w.iterations
-        );
-        let _ = writeln!(
-            t,
-            "{:>12} {:>12} {:>6} {:>6} {:>12} {:>8} {:>8} {:>7}",
-            "size", "count", "type", "redop", "time(us)", "algbw", "busbw", "#wrong"
-        );
-        for r in &w.rows {
+        // One table per collective, as nccl-tests' binaries print them.
+        for tb in &w.tables {
             let _ = writeln!(
                 t,
-                "{:>12} {:>12} {:>6} {:>6} {:>12.1} {:>8.3} {:>8.3} {:>7}",
-                r.size_bytes,
-                r.count,
-                w.dtype,
-                w.redop,
-                r.time_us,
-                r.algbw_gbps,
-                r.busbw_gbps,
-                r.wrong
+                "\nSweep stage: {} over {} ranks ({} iterations per size)",
+                tb.collective.name(),
+                w.ranks,
+                w.iterations
             );
+            let _ = writeln!(
+                t,
+                "{:>12} {:>12} {:>6} {:>6} {:>12} {:>8} {:>8} {:>7}",
+                "size", "count", "type", "redop", "time(us)", "algbw", "busbw", "#wrong"
+            );
+            for r in &tb.rows {
+                let _ = writeln!(
+                    t,
+                    "{:>12} {:>12} {:>6} {:>6} {:>12.1} {:>8.3} {:>8.3} {:>7}",
+                    r.size_bytes,
+                    r.count,
+                    w.dtype,
+                    tb.redop,
+                    r.time_us,
+                    r.algbw_gbps,
+                    r.busbw_gbps,
+                    r.wrong
+                );
+            }
+            let _ = writeln!(t, "# Avg bus bandwidth    : {:.3} GB/s", tb.avg_busbw_gbps);
         }
-        let _ = writeln!(t, "# Avg bus bandwidth    : {:.3} GB/s", w.avg_busbw_gbps);
     }
     if let Some(st) = &rec.step {
         let pct = |x: Option<f64>| {
@@ -252,7 +257,7 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
 mod tests {
     use super::*;
     use mfubench_core::accept::{
-        tournament, Collective, LinkStage, PairResult, Stage, SweepRow, SweepStage,
+        tournament, Collective, LinkStage, PairResult, Stage, SweepRow, SweepStage, SweepTable,
     };
 
     #[test]
@@ -289,20 +294,19 @@ mod tests {
                 pairs: vec![pair(0, 1, 2.0), pair(0, 2, 0.1), pair(1, 2, 0.1)],
             }),
             sweep: Some(SweepStage {
-                collective: Collective::AllReduce,
                 dtype: "float".into(),
-                redop: "sum".into(),
                 ranks: 3,
                 iterations: 3,
-                rows: vec![SweepRow {
-                    size_bytes: 8,
-                    count: 2,
-                    time_us: 10.0,
-                    algbw_gbps: 0.0008,
-                    busbw_gbps: 0.00107,
-                    wrong: 0,
-                }],
-                avg_busbw_gbps: 0.00107,
+                tables: vec![
+                    SweepTable::new(
+                        Collective::AllReduce,
+                        vec![SweepRow::new(Collective::AllReduce, 3, 8, 2, 10e-6, 0)],
+                    ),
+                    SweepTable::new(
+                        Collective::AllGather,
+                        vec![SweepRow::new(Collective::AllGather, 3, 12, 1, 10e-6, 0)],
+                    ),
+                ],
             }),
             step: None,
             findings: Vec::new(),
@@ -314,7 +318,39 @@ mod tests {
             "{}",
             r.text
         );
-        assert!(r.text.contains("# Avg bus bandwidth"), "{}", r.text);
+        // Both tables, each with its redop and average; busbw by the
+        // collective's factor: 8 B / 10 µs = 0.0008 GB/s · 4/3, and
+        // 12 B / 10 µs = 0.0012 GB/s · 2/3.
+        assert!(
+            r.text.contains("Sweep stage: all_reduce over 3 ranks"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains("Sweep stage: all_gather over 3 ranks"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains(
+                "           8            2  float    sum         10.0    0.001    0.001       0"
+            ),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains(
+                "          12            1  float   none         10.0    0.001    0.001       0"
+            ),
+            "{}",
+            r.text
+        );
+        assert_eq!(
+            r.text.matches("# Avg bus bandwidth").count(),
+            2,
+            "{}",
+            r.text
+        );
         assert!(
             r.text.contains(
                 "accept: FAIL — bad: link hostA <-> hostC, link hostB <-> hostC, node hostC"

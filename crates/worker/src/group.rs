@@ -82,6 +82,28 @@ pub trait GroupComm: Send + Sync + Sized {
     fn synchronize(&self) -> Result<(), BackendError>;
 }
 
+/// Host access to a group's buffers, for calls with known answers (the
+/// acceptance sweep's `#wrong`): values go in and come out as `f64`, and
+/// must be exact in the group's dtype (the check patterns are small
+/// integers). Ranges are in elements; the group's calls must have
+/// completed ([`GroupComm::synchronize`]) before a buffer is read or
+/// written.
+pub trait BufferIo: GroupComm {
+    /// A buffer of `len` elements of the group's dtype, contents
+    /// unspecified.
+    fn alloc(&self, len: usize) -> Result<Self::Buf, BackendError>;
+
+    /// Writes `values` at element `at` of `buf`.
+    fn write(&self, buf: &mut Self::Buf, at: usize, values: &[f64]) -> Result<(), BackendError>;
+
+    /// Fills every element with NaN, so that a result that was never
+    /// written cannot pass a check.
+    fn poison(&self, buf: &mut Self::Buf) -> Result<(), BackendError>;
+
+    /// Reads `len` elements from element `at`.
+    fn read(&self, buf: &Self::Buf, at: usize, len: usize) -> Result<Vec<f64>, BackendError>;
+}
+
 /// Checks that buffers of `send_len` and `recv_len` elements hold a call's
 /// `send_need` and `recv_need`; the error names the call.
 pub fn check_lengths(

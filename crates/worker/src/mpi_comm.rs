@@ -9,7 +9,7 @@ use mpi::traits::*;
 
 use crate::backend::BackendError;
 use crate::cpu::HostBuf;
-use crate::group::{check_lengths, GroupComm};
+use crate::group::{check_lengths, BufferIo, GroupComm};
 
 /// Largest element count handed to one MPI call (counts are C ints).
 pub const MAX_CHUNK: usize = 1 << 30;
@@ -231,6 +231,67 @@ impl GroupComm for MpiGroup {
     /// MPI's blocking calls have completed when they return.
     fn synchronize(&self) -> Result<(), BackendError> {
         Ok(())
+    }
+}
+
+/// A zeroed buffer of `len` elements, with `madvise(MADV_HUGEPAGE)` on its
+/// pages before their first touch, as numpy does for large arrays: with
+/// the common THP setting `defrag = madvise` only advised memory gets huge
+/// pages on a fragmented host, and the large collectives, memory-bound,
+/// are then measured on the same footing as a numpy-based peer.
+pub fn big_buffer<T: Copy + Default>(len: usize) -> Vec<T> {
+    let mut v = vec![T::default(); len];
+    let bytes = std::mem::size_of_val(v.as_slice());
+    let start = v.as_mut_ptr() as usize;
+    let aligned = start.div_ceil(4096) * 4096;
+    if bytes >= 1 << 21 && aligned < start + bytes {
+        // SAFETY: [aligned, start + bytes) lies inside the allocation we
+        // own; madvise only advises how to back those pages and does not
+        // change their contents. A failure is harmless and ignored.
+        unsafe {
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                start + bytes - aligned,
+                libc::MADV_HUGEPAGE,
+            );
+        }
+    }
+    v
+}
+
+/// Buffers of the MPI group are f32 host vectors (the sweep's dtype,
+/// nccl-tests' `float`).
+impl BufferIo for MpiGroup {
+    fn alloc(&self, len: usize) -> Result<HostBuf, BackendError> {
+        Ok(HostBuf::F32(big_buffer(len)))
+    }
+
+    fn write(&self, buf: &mut HostBuf, at: usize, values: &[f64]) -> Result<(), BackendError> {
+        check_lengths("write", values.len(), 0, buf.len(), at + values.len())?;
+        match buf {
+            HostBuf::F32(v) => v[at..at + values.len()]
+                .iter_mut()
+                .zip(values)
+                .for_each(|(d, s)| *d = *s as f32),
+            HostBuf::F64(v) => v[at..at + values.len()].copy_from_slice(values),
+        }
+        Ok(())
+    }
+
+    fn poison(&self, buf: &mut HostBuf) -> Result<(), BackendError> {
+        match buf {
+            HostBuf::F32(v) => v.fill(f32::NAN),
+            HostBuf::F64(v) => v.fill(f64::NAN),
+        }
+        Ok(())
+    }
+
+    fn read(&self, buf: &HostBuf, at: usize, len: usize) -> Result<Vec<f64>, BackendError> {
+        check_lengths("read", 0, 0, buf.len(), at + len)?;
+        Ok(match buf {
+            HostBuf::F32(v) => v[at..at + len].iter().map(|x| *x as f64).collect(),
+            HostBuf::F64(v) => v[at..at + len].to_vec(),
+        })
     }
 }
 

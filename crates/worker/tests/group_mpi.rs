@@ -1,13 +1,19 @@
 //! The MPI [`GroupComm`] (`mpi_comm::MpiGroup`) with real MPI ranks, at 2, 3
 //! and 4 ranks: every collective against its known answer, the split's
-//! membership and order, send/recv around a ring. This test binary runs
+//! membership and order, send/recv with a partner; the acceptance sweep's
+//! tables (`accept::sweep_table`) with `#wrong` from the known answers,
+//! 0 on a healthy group and exactly the corrupted elements on a group that
+//! corrupts one element per call. This test binary runs
 //! itself under `mpirun` (the `#[ignore]`d `rank` entry point below); a
 //! rank whose check fails panics, and the job's exit code says so.
 
 use std::process::{Command, Stdio};
 
+use mfubench_core::metrics::Collective;
+use mfubench_worker::accept::{sweep_table, Team};
+use mfubench_worker::backend::BackendError;
 use mfubench_worker::cpu::HostBuf;
-use mfubench_worker::group::GroupComm;
+use mfubench_worker::group::{BufferIo, GroupComm};
 use mfubench_worker::mpi_comm::MpiGroup;
 
 /// Set in the child ranks' environment.
@@ -85,6 +91,116 @@ fn check_group(g: &MpiGroup, label: &str) {
     }
 }
 
+/// An MPI group whose rank 0 finds one element of every result off by one,
+/// as a faulty link would leave it.
+struct Corrupting(MpiGroup);
+
+impl Corrupting {
+    fn corrupt(&self, recv: &mut HostBuf) -> Result<(), BackendError> {
+        if self.0.rank() == 0 {
+            let v = self.0.read(recv, 0, 1)?[0];
+            self.0.write(recv, 0, &[v + 1.0])?;
+        }
+        Ok(())
+    }
+}
+
+impl GroupComm for Corrupting {
+    type Buf = HostBuf;
+    fn rank(&self) -> usize {
+        self.0.rank()
+    }
+    fn size(&self) -> usize {
+        self.0.size()
+    }
+    fn split(&self, c: Option<u32>, k: u32) -> Result<Option<Self>, BackendError> {
+        Ok(self.0.split(c, k)?.map(Corrupting))
+    }
+    fn all_reduce_sum(&self, s: &HostBuf, r: &mut HostBuf, n: usize) -> Result<(), BackendError> {
+        self.0.all_reduce_sum(s, r, n)?;
+        self.corrupt(r)
+    }
+    fn all_gather(&self, s: &HostBuf, r: &mut HostBuf, n: usize) -> Result<(), BackendError> {
+        self.0.all_gather(s, r, n)?;
+        self.corrupt(r)
+    }
+    fn reduce_scatter_sum(
+        &self,
+        s: &HostBuf,
+        r: &mut HostBuf,
+        n: usize,
+    ) -> Result<(), BackendError> {
+        self.0.reduce_scatter_sum(s, r, n)?;
+        self.corrupt(r)
+    }
+    fn send_recv(
+        &self,
+        p: usize,
+        s: &HostBuf,
+        r: &mut HostBuf,
+        n: usize,
+    ) -> Result<(), BackendError> {
+        self.0.send_recv(p, s, r, n)
+    }
+    fn synchronize(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+impl BufferIo for Corrupting {
+    fn alloc(&self, len: usize) -> Result<HostBuf, BackendError> {
+        self.0.alloc(len)
+    }
+    fn write(&self, b: &mut HostBuf, at: usize, v: &[f64]) -> Result<(), BackendError> {
+        self.0.write(b, at, v)
+    }
+    fn poison(&self, b: &mut HostBuf) -> Result<(), BackendError> {
+        self.0.poison(b)
+    }
+    fn read(&self, b: &HostBuf, at: usize, len: usize) -> Result<Vec<f64>, BackendError> {
+        self.0.read(b, at, len)
+    }
+}
+
+/// The sweep's tables on the world: every size's geometry, `#wrong` 0 on
+/// the healthy group, 1 per row on the corrupting one.
+fn check_sweep(world: &mpi::topology::SimpleCommunicator) {
+    use mpi::traits::*;
+    let n = world.size() as u64;
+    // 4 … 4096 bytes, × 4; at 4 bytes (one float) reduce-scatter and
+    // all-gather have no element per rank and leave the size out.
+    let sizes = [4u64, 16, 64, 256, 1024, 4096];
+    for corrupt in [false, true] {
+        for c in [
+            Collective::AllReduce,
+            Collective::ReduceScatter,
+            Collective::AllGather,
+        ] {
+            let t = if corrupt {
+                let team = Team::new(
+                    world.duplicate(),
+                    Corrupting(MpiGroup::new(world.duplicate())),
+                )
+                .unwrap();
+                sweep_table(&team, c, &sizes, 2).unwrap()
+            } else {
+                let team = Team::new(world.duplicate(), MpiGroup::new(world.duplicate())).unwrap();
+                sweep_table(&team, c, &sizes, 2).unwrap()
+            };
+            let want: Vec<(u64, u64)> = sizes
+                .iter()
+                .filter_map(|&b| mfubench_core::accept::sweep_geometry(c, b, 4, n))
+                .collect();
+            let got: Vec<(u64, u64)> = t.rows.iter().map(|r| (r.count, r.size_bytes)).collect();
+            assert_eq!(got, want, "{c:?} on {n} ranks");
+            for r in &t.rows {
+                assert_eq!(r.wrong, u64::from(corrupt), "{c:?} on {n} ranks: {r:?}");
+                assert!(r.time_us > 0.0 && r.busbw_gbps > 0.0, "{r:?}");
+            }
+        }
+    }
+}
+
 /// Child entry point: one MPI rank. Ignored in normal runs; the tests
 /// below start it with `--ignored` under mpirun.
 #[test]
@@ -99,6 +215,7 @@ fn rank() {
     let g = MpiGroup::new(world.duplicate());
     let (me, n) = (g.rank(), g.size());
     check_group(&g, "world");
+    check_sweep(&world);
     // Split by parity, ordered by descending world rank; the last rank
     // joins no group.
     let color = (me + 1 < n || n == 1).then_some((me % 2) as u32);
@@ -153,16 +270,16 @@ fn run(ranks: usize) {
 }
 
 #[test]
-fn collectives_split_and_send_recv_on_2_ranks() {
+fn collectives_split_send_recv_and_sweeps_on_2_ranks() {
     run(2);
 }
 
 #[test]
-fn collectives_split_and_send_recv_on_3_ranks() {
+fn collectives_split_send_recv_and_sweeps_on_3_ranks() {
     run(3);
 }
 
 #[test]
-fn collectives_split_and_send_recv_on_4_ranks() {
+fn collectives_split_send_recv_and_sweeps_on_4_ranks() {
     run(4);
 }

@@ -5,11 +5,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::{AcceptSettings, Pair, Stage};
-use crate::metrics::Collective;
+use crate::metrics::{busbw_factor, Collective};
 
 /// Layout version of `accept.json`; bumped on any change an older reader
 /// would misread.
-pub const ACCEPT_SCHEMA_VERSION: u32 = 1;
+pub const ACCEPT_SCHEMA_VERSION: u32 = 2;
 
 /// The outcome of one rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -280,42 +280,122 @@ impl LinkStage {
     }
 }
 
-/// Sweep stage: one size.
+/// Sweep stage: one size of one collective, in nccl-tests' columns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepRow {
-    /// Message size, bytes.
+    /// Bytes of the whole collective (nccl-tests' `size`): the all-reduced
+    /// buffer, the gathered buffer, the buffer reduce-scattered.
     pub size_bytes: u64,
-    /// Elements.
+    /// Elements (nccl-tests' `count`): of the buffer for all-reduce, of one
+    /// rank's block for reduce-scatter and all-gather.
     pub count: u64,
     /// Median over iterations of the slowest rank's time, microseconds.
     pub time_us: f64,
     /// size / time, GB/s.
     pub algbw_gbps: f64,
-    /// algbw · 2(n−1)/n, GB/s.
+    /// algbw · the collective's bus factor ([`busbw_factor`]), GB/s.
     pub busbw_gbps: f64,
-    /// Elements that differ from the known sum, over all ranks (untimed
-    /// checked all-reduce).
+    /// Elements that differ from the known answer, over all ranks (an
+    /// untimed checked call per size): the sums for all-reduce, this rank's
+    /// shard of the sums for reduce-scatter, every rank's block for
+    /// all-gather.
     pub wrong: u64,
+}
+
+/// The message geometry of one sweep size: what is sent for a requested
+/// `size_bytes` of `collective` over `ranks` ranks with elements of
+/// `elem_bytes`. Returns (nccl-tests' `count`, the bytes of the whole
+/// collective): for all-reduce the whole buffer; for reduce-scatter and
+/// all-gather `size / ranks` elements per rank, rounded down, and the
+/// whole collective `ranks` such blocks (nccl-tests rounds the same way).
+/// None when that is no element at all (the size is left out).
+pub fn sweep_geometry(
+    collective: Collective,
+    size_bytes: u64,
+    elem_bytes: u64,
+    ranks: u64,
+) -> Option<(u64, u64)> {
+    let elements = size_bytes / elem_bytes.max(1);
+    let (count, total) = match collective {
+        Collective::AllReduce | Collective::SendRecv => (elements, elements),
+        Collective::ReduceScatter | Collective::AllGather => {
+            let per = elements / ranks.max(1);
+            (per, per * ranks.max(1))
+        }
+    };
+    (count > 0).then_some((count, total * elem_bytes))
+}
+
+impl SweepRow {
+    /// A row from its measured time: algbw = size / time, busbw = algbw ·
+    /// the bus factor of `collective` over `ranks` (nccl-tests'
+    /// PERFORMANCE.md).
+    pub fn new(
+        collective: Collective,
+        ranks: u64,
+        size_bytes: u64,
+        count: u64,
+        time_s: f64,
+        wrong: u64,
+    ) -> SweepRow {
+        let algbw = crate::metrics::algbw_gbps(size_bytes as f64, time_s);
+        SweepRow {
+            size_bytes,
+            count,
+            time_us: time_s * 1e6,
+            algbw_gbps: algbw,
+            busbw_gbps: algbw * busbw_factor(collective, ranks),
+            wrong,
+        }
+    }
+}
+
+/// Sweep stage: the table of one collective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepTable {
+    /// Collective (`all_reduce`, `reduce_scatter`, `all_gather`).
+    pub collective: Collective,
+    /// Reduction (`sum`; `none` for all-gather, as nccl-tests prints it).
+    pub redop: String,
+    /// One row per size.
+    pub rows: Vec<SweepRow>,
+    /// Mean busbw over the rows (nccl-tests' "Avg bus bandwidth"), GB/s.
+    pub avg_busbw_gbps: f64,
+}
+
+impl SweepTable {
+    /// The table of `rows`, with its redop and average busbw.
+    pub fn new(collective: Collective, rows: Vec<SweepRow>) -> SweepTable {
+        let avg = if rows.is_empty() {
+            0.0
+        } else {
+            rows.iter().map(|x| x.busbw_gbps).sum::<f64>() / rows.len() as f64
+        };
+        SweepTable {
+            collective,
+            redop: match collective {
+                Collective::AllGather | Collective::SendRecv => "none",
+                Collective::AllReduce | Collective::ReduceScatter => "sum",
+            }
+            .into(),
+            rows,
+            avg_busbw_gbps: avg,
+        }
+    }
 }
 
 /// Sweep stage results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SweepStage {
-    /// Collective (`all_reduce`).
-    pub collective: Collective,
     /// Element type (`float`).
     #[serde(rename = "type")]
     pub dtype: String,
-    /// Reduction (`sum`).
-    pub redop: String,
     /// Ranks taking part.
     pub ranks: u64,
     /// Timed repetitions per size.
     pub iterations: u32,
-    /// One row per size.
-    pub rows: Vec<SweepRow>,
-    /// Mean busbw over the rows (nccl-tests' "Avg bus bandwidth"), GB/s.
-    pub avg_busbw_gbps: f64,
+    /// One table per collective of `accept.sweep_collectives`, in that order.
+    pub tables: Vec<SweepTable>,
 }
 
 /// Step stage: where the training-step run is and its headline.
@@ -383,11 +463,63 @@ mod tests {
     use crate::accept::test_support::{link, record};
 
     #[test]
+    fn sweep_rows_follow_nccl_tests_at_2_3_4_ranks() {
+        // 1 MiB requested, f32, every collective at n = 2, 3, 4: count,
+        // size, algbw and busbw by nccl-tests' formulas (all-reduce
+        // 2(n−1)/n, reduce-scatter and all-gather (n−1)/n of algbw).
+        let mib = 1u64 << 20;
+        for n in [2u64, 3, 4] {
+            assert_eq!(
+                sweep_geometry(Collective::AllReduce, mib, 4, n),
+                Some((mib / 4, mib))
+            );
+            let per = mib / 4 / n;
+            for c in [Collective::ReduceScatter, Collective::AllGather] {
+                assert_eq!(sweep_geometry(c, mib, 4, n), Some((per, per * n * 4)));
+            }
+            // 1 ms per call: algbw = bytes / 1e-3 s / 1e9.
+            let ar = SweepRow::new(Collective::AllReduce, n, mib, mib / 4, 1e-3, 0);
+            let alg = mib as f64 / 1e-3 / 1e9;
+            assert!((ar.algbw_gbps - alg).abs() < 1e-12);
+            let nf = n as f64;
+            assert!((ar.busbw_gbps - alg * 2.0 * (nf - 1.0) / nf).abs() < 1e-12);
+            assert_eq!(ar.time_us, 1000.0);
+            let bytes = per * n * 4;
+            for c in [Collective::ReduceScatter, Collective::AllGather] {
+                let r = SweepRow::new(c, n, bytes, per, 1e-3, 0);
+                let alg = bytes as f64 / 1e-3 / 1e9;
+                assert!((r.busbw_gbps - alg * (nf - 1.0) / nf).abs() < 1e-12);
+            }
+        }
+        // 3 ranks, 8 bytes = 2 floats: no whole element per rank.
+        assert_eq!(sweep_geometry(Collective::AllGather, 8, 4, 3), None);
+        assert_eq!(sweep_geometry(Collective::AllReduce, 8, 4, 3), Some((2, 8)));
+        // 3 ranks, 20 bytes = 5 floats: one per rank, 12 bytes in all.
+        assert_eq!(
+            sweep_geometry(Collective::ReduceScatter, 20, 4, 3),
+            Some((1, 12))
+        );
+        let t = SweepTable::new(
+            Collective::AllGather,
+            vec![
+                SweepRow::new(Collective::AllGather, 2, 8, 1, 1e-6, 0),
+                SweepRow::new(Collective::AllGather, 2, 16, 2, 1e-6, 0),
+            ],
+        );
+        assert_eq!(t.redop, "none");
+        assert!((t.avg_busbw_gbps - (0.004 + 0.008) / 2.0).abs() < 1e-12);
+        assert_eq!(
+            SweepTable::new(Collective::ReduceScatter, vec![]).redop,
+            "sum"
+        );
+    }
+
+    #[test]
     fn record_round_trips() {
         let mut r = record();
         r.link = Some(link(&[(0, 1, 1.0)], 2));
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<AcceptRecord>(&j).unwrap(), r);
-        assert!(j.contains("\"schema_version\":1"));
+        assert!(j.contains("\"schema_version\":2"));
     }
 }

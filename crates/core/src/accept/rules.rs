@@ -318,46 +318,58 @@ fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
 }
 
 fn sweep_rule(w: &SweepStage, out: &mut Vec<Finding>) {
-    let wrong: u64 = w.rows.iter().map(|r| r.wrong).sum();
-    let (status, message) = if w.rows.is_empty() {
-        (Status::Skipped, "no size in the sweep".to_string())
-    } else if wrong > 0 {
-        let sizes: Vec<String> = w
-            .rows
-            .iter()
-            .filter(|r| r.wrong > 0)
-            .map(|r| r.size_bytes.to_string())
-            .collect();
-        (
-            Status::Fail,
-            format!(
-                "{wrong} wrong element(s), at size(s) {} bytes",
-                sizes.join(", ")
-            ),
-        )
-    } else if w.ranks < 2 {
-        (
-            Status::Inconclusive,
-            "one rank: the all-reduce is a copy".to_string(),
-        )
-    } else {
-        (
-            Status::Pass,
-            format!(
-                "{} sizes on {} ranks, #wrong 0, avg busbw {}",
-                w.rows.len(),
-                w.ranks,
-                fmt_gbps(w.avg_busbw_gbps)
-            ),
-        )
-    };
-    out.push(Finding {
-        stage: Stage::Sweep,
-        rule: "sweep_wrong".into(),
-        status,
-        component: None,
-        message,
-    });
+    if w.tables.is_empty() {
+        out.push(Finding {
+            stage: Stage::Sweep,
+            rule: "sweep_wrong".into(),
+            status: Status::Skipped,
+            component: None,
+            message: "no collective in the sweep".into(),
+        });
+    }
+    for t in &w.tables {
+        let name = t.collective.name();
+        let wrong: u64 = t.rows.iter().map(|r| r.wrong).sum();
+        let (status, message) = if t.rows.is_empty() {
+            (Status::Skipped, format!("{name}: no size in the sweep"))
+        } else if wrong > 0 {
+            let sizes: Vec<String> = t
+                .rows
+                .iter()
+                .filter(|r| r.wrong > 0)
+                .map(|r| r.size_bytes.to_string())
+                .collect();
+            (
+                Status::Fail,
+                format!(
+                    "{name}: {wrong} wrong element(s), at size(s) {} bytes",
+                    sizes.join(", ")
+                ),
+            )
+        } else if w.ranks < 2 {
+            (
+                Status::Inconclusive,
+                format!("{name}: one rank: the collective is a copy"),
+            )
+        } else {
+            (
+                Status::Pass,
+                format!(
+                    "{name}: {} sizes on {} ranks, #wrong 0, avg busbw {}",
+                    t.rows.len(),
+                    w.ranks,
+                    fmt_gbps(t.avg_busbw_gbps)
+                ),
+            )
+        };
+        out.push(Finding {
+            stage: Stage::Sweep,
+            rule: "sweep_wrong".into(),
+            status,
+            component: None,
+            message,
+        });
+    }
 }
 
 /// The overall verdict of a set of findings: FAIL if any failed, else
@@ -535,17 +547,30 @@ mod tests {
             wrong: w,
         };
         r.sweep = Some(SweepStage {
-            collective: Collective::AllReduce,
             dtype: "float".into(),
-            redop: "sum".into(),
             ranks: 3,
             iterations: 1,
-            rows: vec![row(0), row(2)],
-            avg_busbw_gbps: 1.0,
+            tables: vec![
+                SweepTable::new(Collective::AllReduce, vec![row(0), row(0)]),
+                SweepTable::new(Collective::AllGather, vec![row(0), row(2)]),
+            ],
         });
         let f = evaluate(&r, &r.settings);
         assert_eq!(overall(&f, true), Status::Fail);
-        r.sweep.as_mut().unwrap().rows[1].wrong = 0;
+        // One finding per collective; the failing one names itself and the
+        // size.
+        let sweep: Vec<&Finding> = f.iter().filter(|x| x.stage == Stage::Sweep).collect();
+        assert_eq!(sweep.len(), 2);
+        assert_eq!(sweep[0].status, Status::Pass);
+        assert_eq!(sweep[1].status, Status::Fail);
+        assert!(
+            sweep[1]
+                .message
+                .starts_with("all_gather: 2 wrong element(s), at size(s) 8 bytes"),
+            "{}",
+            sweep[1].message
+        );
+        r.sweep.as_mut().unwrap().tables[1].rows[1].wrong = 0;
         assert_eq!(overall(&evaluate(&r, &r.settings), true), Status::Pass);
         assert_eq!(
             overall(&evaluate(&r, &r.settings), false),

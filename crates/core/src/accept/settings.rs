@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::config::ConfigError;
+use crate::metrics::Collective;
 
 /// A stage of the suite, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -113,6 +114,9 @@ pub struct AcceptSettings {
     pub sweep_end: u64,
     /// Sweep stage: factor between sizes (default 2).
     pub sweep_factor: u64,
+    /// Sweep stage: the collectives swept, each a table (default
+    /// `all_reduce`, `reduce_scatter`, `all_gather`).
+    pub sweep_collectives: Vec<Collective>,
 }
 
 impl Default for AcceptSettings {
@@ -131,9 +135,17 @@ impl Default for AcceptSettings {
             sweep_begin: 8,
             sweep_end: 128 << 20,
             sweep_factor: 2,
+            sweep_collectives: SWEEP_COLLECTIVES.to_vec(),
         }
     }
 }
+
+/// The collectives the sweep stage can time, in their default order.
+pub const SWEEP_COLLECTIVES: [Collective; 3] = [
+    Collective::AllReduce,
+    Collective::ReduceScatter,
+    Collective::AllGather,
+];
 
 /// Largest message any accept stage sends, bytes (16 GiB).
 pub const MAX_ACCEPT_BYTES: u64 = 16 << 30;
@@ -227,6 +239,30 @@ impl AcceptSettings {
                     self.sweep_factor
                 ),
             ));
+        }
+        let known = "list one or more of \"all_reduce\", \"reduce_scatter\", \"all_gather\"";
+        if self.sweep_collectives.is_empty() {
+            return Err(err(
+                "sweep_collectives",
+                format!("accept.sweep_collectives is empty; {known}"),
+            ));
+        }
+        for (i, c) in self.sweep_collectives.iter().enumerate() {
+            if !SWEEP_COLLECTIVES.contains(c) {
+                return Err(err(
+                    "sweep_collectives",
+                    format!(
+                        "accept.sweep_collectives: \"{}\" is not swept; {known}",
+                        c.name()
+                    ),
+                ));
+            }
+            if self.sweep_collectives[..i].contains(c) {
+                return Err(err(
+                    "sweep_collectives",
+                    format!("accept.sweep_collectives lists \"{}\" twice", c.name()),
+                ));
+            }
         }
         Ok(())
     }
@@ -420,6 +456,21 @@ mod tests {
         assert_eq!(c.accept.stages, vec![Stage::Link, Stage::Device]);
         assert_eq!(c.accept.link_bytes, 1024);
         assert_eq!(c.accept.min_device_fraction, 0.92);
+        assert_eq!(c.accept.sweep_collectives, SWEEP_COLLECTIVES);
+        let c2 = parse_config(
+            &format!("{base}[accept]\nsweep_collectives = [\"all_gather\"]\n"),
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(c2.accept.sweep_collectives, [Collective::AllGather]);
+        for bad in ["[]", "[\"send_recv\"]", "[\"all_gather\", \"all_gather\"]"] {
+            let e = parse_config(
+                &format!("{base}[accept]\nsweep_collectives = {bad}\n"),
+                "c.toml",
+            )
+            .unwrap_err();
+            assert_eq!(e.field(), Some("accept.sweep_collectives"), "{bad}: {e}");
+        }
         let e = parse_config(
             &format!("{base}[accept]\nmin_node_fraction = 2.0\n"),
             "c.toml",

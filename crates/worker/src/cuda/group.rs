@@ -17,9 +17,9 @@ use cudarc::driver::sys;
 use mfubench_core::config::Dtype;
 
 use super::nccl::{self, NcclComm};
-use super::{drv, CudaError, DeviceBuf};
+use super::{decode, drv, encode, CudaError, DeviceBuf};
 use crate::backend::BackendError;
-use crate::group::{check_lengths, GroupComm};
+use crate::group::{check_lengths, BufferIo, GroupComm};
 
 /// A group of ranks over an NCCL communicator.
 pub struct NcclGroup {
@@ -260,5 +260,41 @@ impl GroupComm for NcclGroup {
             std::thread::sleep(nap);
             nap = (nap * 2).min(Duration::from_millis(1));
         }
+    }
+}
+
+/// Device buffers of the group's dtype; reads and writes are synchronous
+/// copies (the group's calls must have completed).
+impl BufferIo for NcclGroup {
+    fn alloc(&self, len: usize) -> Result<DeviceBuf, BackendError> {
+        Ok(DeviceBuf::new(
+            &self.ctx,
+            len as u64 * self.dtype.size_bytes(),
+        )?)
+    }
+
+    fn write(&self, buf: &mut DeviceBuf, at: usize, values: &[f64]) -> Result<(), BackendError> {
+        check_lengths(
+            "write",
+            values.len(),
+            0,
+            self.elements(buf),
+            at + values.len(),
+        )?;
+        let e = self.dtype.size_bytes() as usize;
+        Ok(buf.upload(at * e, &encode(self.dtype, values))?)
+    }
+
+    fn poison(&self, buf: &mut DeviceBuf) -> Result<(), BackendError> {
+        // 0xff… is NaN in bf16, fp16, f32 and f64.
+        Ok(buf.memset(0xff)?)
+    }
+
+    fn read(&self, buf: &DeviceBuf, at: usize, len: usize) -> Result<Vec<f64>, BackendError> {
+        check_lengths("read", 0, 0, self.elements(buf), at + len)?;
+        let e = self.dtype.size_bytes() as usize;
+        let mut host = vec![0u8; len * e];
+        buf.download(at * e, &mut host)?;
+        Ok(decode(self.dtype, &host))
     }
 }
