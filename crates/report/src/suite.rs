@@ -113,20 +113,29 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
         );
         let _ = writeln!(
             t,
-            "{:>5}  {:<16} {:>5}  {:<8} {:>10} {:>9}  telemetry",
-            "rank", "host", "local", "device", "TFLOP/s", "vs median"
+            "{:>5}  {:<16} {:>5}  {:<8} {:>10} {:>9} {:>8}  telemetry",
+            "rank", "host", "local", "device", "TFLOP/s", "vs median", "vs peak"
         );
         for x in &d.devices {
             let _ = writeln!(
                 t,
-                "{:>5}  {:<16} {:>5}  {:<8} {:>10.4} {:>8.1}%  {}",
+                "{:>5}  {:<16} {:>5}  {:<8} {:>10.4} {:>8.1}% {:>8}  {}",
                 x.rank,
                 x.host,
                 x.local_rank,
                 x.device,
                 x.tflops,
                 x.tflops / med * 100.0,
+                x.peak_fraction()
+                    .map(|f| format!("{:.1}%", f * 100.0))
+                    .unwrap_or_else(|| "-".into()),
                 x.telemetry.reason()
+            );
+        }
+        if d.devices.iter().all(|x| x.peak_tflops.is_none()) {
+            let _ = writeln!(
+                t,
+                "vs peak: no datasheet peak for these devices (run.peak_tflops gives one)"
             );
         }
     }
@@ -259,6 +268,75 @@ mod tests {
     use mfubench_core::accept::{
         tournament, Collective, LinkStage, PairResult, Stage, SweepRow, SweepStage, SweepTable,
     };
+
+    #[test]
+    fn device_table_shows_the_peak_fraction_or_says_there_is_none() {
+        use mfubench_core::accept::{CpuTelemetry, DeviceResult, DeviceStage};
+        use mfubench_core::result::PeakSource;
+        let dev = |rank: u64, tflops: f64, peak: Option<f64>| DeviceResult {
+            rank,
+            host: format!("h{rank}"),
+            local_rank: 0,
+            device: "GPU 0".into(),
+            device_name: "g".into(),
+            step_s: 1.0,
+            step_time_s: vec![1.0],
+            tflops,
+            spec_peak_tflops: peak,
+            peak_tflops: peak,
+            peak_source: peak.map(|_| PeakSource::Spec),
+            telemetry: CpuTelemetry::default(),
+        };
+        let mut rec = AcceptRecord {
+            schema_version: ACCEPT_SCHEMA_VERSION,
+            tool_version: "t".into(),
+            run_id: "r".into(),
+            started_at: String::new(),
+            written_at: String::new(),
+            complete: true,
+            backend: "cuda".into(),
+            world_size: 2,
+            hosts: vec!["h0".into(), "h1".into()],
+            settings: AcceptSettings::default(),
+            stages: vec![Stage::Device],
+            device: Some(DeviceStage {
+                flops_per_step: 1e12,
+                iterations: 1,
+                devices: vec![dev(0, 400.0, Some(1000.0)), dev(1, 500.0, Some(1000.0))],
+            }),
+            node: None,
+            link: None,
+            sweep: None,
+            step: None,
+            findings: Vec::new(),
+        };
+        let r = render(&rec, None);
+        assert!(r.text.contains("vs peak"), "{}", r.text);
+        assert!(r.text.contains("  88.9%    40.0%"), "{}", r.text);
+        assert!(r.text.contains(" 111.1%    50.0%"), "{}", r.text);
+        assert!(!r.text.contains("no datasheet peak"), "{}", r.text);
+        // The slower device fails (0.889 < 0.92) and its line gives the
+        // fraction of its peak.
+        assert!(
+            r.text.contains("400.000 TFLOP/s < 0.92 × median 450.000 TFLOP/s, 40.0 % of the datasheet's 1000.0 TFLOP/s"),
+            "{}",
+            r.text
+        );
+        for d in &mut rec.device.as_mut().unwrap().devices {
+            (d.peak_tflops, d.peak_source) = (None, None);
+        }
+        let r = render(&rec, None);
+        assert!(
+            r.text.contains("no datasheet peak for these devices"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains("median 450.000 TFLOP/s, no datasheet peak"),
+            "{}",
+            r.text
+        );
+    }
 
     #[test]
     fn renders_matrix_sweep_and_verdict() {

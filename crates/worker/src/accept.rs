@@ -591,6 +591,8 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         drop(backend);
         let step_s = stats::median(&times).unwrap_or(f64::NAN);
         let flops = self.plan.model_flops();
+        let peak =
+            mfubench_core::accept::device_peak(self.config.run.peak_tflops, dev.spec_peak_tflops);
         let mine = DeviceResult {
             rank: r.rank,
             host: r.host.clone(),
@@ -601,6 +603,8 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             step_time_s: times,
             tflops: metrics::tflops(flops, step_s),
             spec_peak_tflops: dev.spec_peak_tflops,
+            peak_tflops: peak.map(|p| p.0),
+            peak_source: peak.map(|p| p.1),
             telemetry,
         };
         if let Some(devices) = gather_json(r, &r.world, Some(&mine)) {

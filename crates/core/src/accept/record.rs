@@ -6,6 +6,7 @@ use std::fmt;
 
 use super::{AcceptSettings, Pair, Stage};
 use crate::metrics::{busbw_factor, Collective};
+use crate::result::PeakSource;
 
 /// Layout version of `accept.json`; bumped on any change an older reader
 /// would misread.
@@ -163,9 +164,56 @@ pub struct DeviceResult {
     /// Datasheet peak of the device, when known.
     #[serde(default)]
     pub spec_peak_tflops: Option<f64>,
+    /// The peak the device's rate is set against ([`device_peak`]):
+    /// `run.peak_tflops` when set, else the datasheet's; None when neither
+    /// is known (never a calibrated or made-up number).
+    #[serde(default)]
+    pub peak_tflops: Option<f64>,
+    /// Where `peak_tflops` comes from (`config` or `spec`).
+    #[serde(default)]
+    pub peak_source: Option<PeakSource>,
     /// Telemetry sampled right after the stage.
     #[serde(default)]
     pub telemetry: CpuTelemetry,
+}
+
+/// The peak a device's rate is set against and where it comes from:
+/// `run.peak_tflops` when the config sets it (the user's statement of the
+/// device's peak), else the datasheet entry of core's table
+/// ([`crate::peak`]); None when neither is known. A calibrated rate is not
+/// a peak to judge a device against: the device stage then says "no
+/// datasheet peak".
+pub fn device_peak(config: Option<f64>, spec: Option<f64>) -> Option<(f64, PeakSource)> {
+    let valid = |p: f64| p.is_finite() && p > 0.0;
+    match (config.filter(|p| valid(*p)), spec.filter(|p| valid(*p))) {
+        (Some(p), _) => Some((p, PeakSource::Config)),
+        (None, Some(p)) => Some((p, PeakSource::Spec)),
+        (None, None) => None,
+    }
+}
+
+impl DeviceResult {
+    /// TFLOP/s over the peak, when there is one.
+    pub fn peak_fraction(&self) -> Option<f64> {
+        self.peak_tflops
+            .filter(|p| *p > 0.0)
+            .map(|p| self.tflops / p)
+    }
+
+    /// "62.1 % of the datasheet's 989.0 TFLOP/s", or "no datasheet peak".
+    pub fn peak_text(&self) -> String {
+        match (self.peak_fraction(), self.peak_tflops, self.peak_source) {
+            (Some(f), Some(p), src) => format!(
+                "{:.1} % of {} {p:.1} TFLOP/s",
+                f * 100.0,
+                match src {
+                    Some(PeakSource::Config) => "run.peak_tflops",
+                    _ => "the datasheet's",
+                }
+            ),
+            _ => "no datasheet peak".into(),
+        }
+    }
 }
 
 /// Device stage results.
@@ -461,6 +509,41 @@ pub struct AcceptRecord {
 mod tests {
     use super::*;
     use crate::accept::test_support::{link, record};
+
+    #[test]
+    fn the_device_peak_is_the_config_s_then_the_datasheet_s_never_made_up() {
+        assert_eq!(
+            device_peak(Some(100.0), Some(989.0)),
+            Some((100.0, PeakSource::Config))
+        );
+        assert_eq!(
+            device_peak(None, Some(989.0)),
+            Some((989.0, PeakSource::Spec))
+        );
+        assert_eq!(device_peak(None, None), None);
+        assert_eq!(device_peak(Some(f64::NAN), None), None);
+        let mut d = DeviceResult {
+            rank: 0,
+            host: "h".into(),
+            local_rank: 0,
+            device: "GPU 0".into(),
+            device_name: "NVIDIA H100 80GB HBM3".into(),
+            step_s: 1.0,
+            step_time_s: vec![1.0],
+            tflops: 494.5,
+            spec_peak_tflops: Some(989.0),
+            peak_tflops: Some(989.0),
+            peak_source: Some(PeakSource::Spec),
+            telemetry: CpuTelemetry::default(),
+        };
+        assert_eq!(d.peak_fraction(), Some(0.5));
+        assert_eq!(d.peak_text(), "50.0 % of the datasheet's 989.0 TFLOP/s");
+        (d.peak_tflops, d.peak_source) = (Some(618.25), Some(PeakSource::Config));
+        assert_eq!(d.peak_text(), "80.0 % of run.peak_tflops 618.2 TFLOP/s");
+        (d.peak_tflops, d.peak_source) = (None, None);
+        assert_eq!(d.peak_fraction(), None);
+        assert_eq!(d.peak_text(), "no datasheet peak");
+    }
 
     #[test]
     fn sweep_rows_follow_nccl_tests_at_2_3_4_ranks() {

@@ -115,10 +115,11 @@ fn device_rule(d: &DeviceStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
                     local_rank: x.local_rank,
                 }),
                 message: format!(
-                    "{:.3} TFLOP/s < {} × median {:.3} TFLOP/s ({})",
+                    "{:.3} TFLOP/s < {} × median {:.3} TFLOP/s, {} ({})",
                     x.tflops,
                     s.min_device_fraction,
                     med,
+                    x.peak_text(),
                     x.telemetry.reason()
                 ),
             });
@@ -131,11 +132,15 @@ fn device_rule(d: &DeviceStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
             status: Status::Pass,
             component: None,
             message: format!(
-                "{} devices, every one ≥ {} × median {:.3} TFLOP/s (lowest {:.3})",
+                "{} devices, every one ≥ {} × median {:.3} TFLOP/s (lowest {})",
                 d.devices.len(),
                 s.min_device_fraction,
                 med,
-                rates.iter().copied().fold(f64::INFINITY, f64::min)
+                d.devices
+                    .iter()
+                    .min_by(|a, b| a.tflops.total_cmp(&b.tflops))
+                    .map(|x| format!("{:.3}, {}", x.tflops, x.peak_text()))
+                    .unwrap_or_default()
             ),
         });
     }
@@ -468,6 +473,8 @@ mod tests {
             step_time_s: vec![1.0 / t],
             tflops: t,
             spec_peak_tflops: None,
+            peak_tflops: None,
+            peak_source: None,
             telemetry: CpuTelemetry {
                 mhz: Some(1000.0),
                 temp_c: None,
@@ -516,6 +523,12 @@ mod tests {
         assert_eq!(fails.len(), 2, "{fails:#?}");
         assert!(fails[0].starts_with("device rank 1 (h0, local rank 1)"));
         assert!(fails[0].contains("cpu clock 1000 MHz"));
+        // No peak known on a CPU: said, never made up.
+        assert!(
+            fails[0].contains("0.910 TFLOP/s < 0.92 × median 1.000 TFLOP/s, no datasheet peak"),
+            "{}",
+            fails[0]
+        );
         assert!(fails[1].starts_with("node h1 intra-node busbw 8.000 GB/s"));
         assert!(f.iter().any(|x| x.status == Status::Skipped
             && x.component == Some(Component::Node { host: "h3".into() })));
