@@ -129,7 +129,7 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
                 x.peak_fraction()
                     .map(|f| format!("{:.1}%", f * 100.0))
                     .unwrap_or_else(|| "-".into()),
-                x.telemetry.reason()
+                x.reason()
             );
         }
         if d.devices.iter().all(|x| x.peak_tflops.is_none()) {
@@ -215,6 +215,27 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
             let _ = writeln!(t, "# Avg bus bandwidth    : {:.3} GB/s", tb.avg_busbw_gbps);
         }
     }
+    if !rec.gpus.is_empty() {
+        let _ = writeln!(t, "\nGPU telemetry (NVML, after each stage)");
+        for g in &rec.gpus {
+            let _ = writeln!(
+                t,
+                "rank {} ({}, local rank {}): {}",
+                g.rank,
+                g.host,
+                g.local_rank,
+                g.gpu.identity()
+            );
+            for r in &g.gpu.readings {
+                let _ = writeln!(
+                    t,
+                    "  after {:<7} {}",
+                    r.stage.map(|s| s.to_string()).unwrap_or_default(),
+                    r.reason()
+                );
+            }
+        }
+    }
     if let Some(st) = &rec.step {
         let pct = |x: Option<f64>| {
             x.map(|v| format!("{:.1} %", v * 100.0))
@@ -286,6 +307,7 @@ mod tests {
             peak_tflops: peak,
             peak_source: peak.map(|_| PeakSource::Spec),
             telemetry: CpuTelemetry::default(),
+            gpu: None,
         };
         let mut rec = AcceptRecord {
             schema_version: ACCEPT_SCHEMA_VERSION,
@@ -308,6 +330,7 @@ mod tests {
             link: None,
             sweep: None,
             step: None,
+            gpus: Vec::new(),
             findings: Vec::new(),
         };
         let r = render(&rec, None);
@@ -387,6 +410,7 @@ mod tests {
                 ],
             }),
             step: None,
+            gpus: Vec::new(),
             findings: Vec::new(),
         };
         let r = render(&rec, None);

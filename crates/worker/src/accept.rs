@@ -3,14 +3,18 @@
 //! communicator, with `accept.json` written by rank 0 after every stage.
 //!
 //! - **device**: every rank runs the plan's GEMMs alone (compute-mode steps
-//!   through the schedule) at the same time; per-rank TFLOP/s.
-//! - **node**: the world split by host (MPI's shared-memory split, as
-//!   [`Rank::local_rank`]); a sum all-reduce inside each node at a
+//!   through the schedule, on the run's backend) at the same time;
+//!   per-rank TFLOP/s, against the median and the device's peak.
+//! - **node**: the world split by host (the colour is the first world rank
+//!   of the host, from MPI's shared-memory split as [`Rank::local_rank`]);
+//!   a sum all-reduce inside each node at a
 //!   latency-bound and a bandwidth-bound size; busbw from the fastest
 //!   iteration (the node's capacity), the median kept beside it.
 //! - **link**: the first rank of every node; in each round of the pair
 //!   schedule (tournament, or sampled above `accept.max_pair_nodes`) every
-//!   pair exchanges `accept.link_bytes` with `MPI_Sendrecv`, all pairs of a
+//!   pair exchanges `accept.link_bytes` both ways at once
+//!   ([`GroupComm::send_recv`]: `MPI_Sendrecv` on the CPU backend,
+//!   `ncclSend` + `ncclRecv` in one NCCL group on CUDA), all pairs of a
 //!   round at once. The schedule runs `accept.iterations` times after an
 //!   untimed pass, so each pair's samples are spread over the stage; a
 //!   link's bandwidth is its fastest exchange (see
@@ -46,8 +50,8 @@ use mpi::traits::*;
 
 use mfubench_core::accept::{
     evaluate, link_schedule, AcceptRecord, AcceptSettings, Collective, CpuTelemetry, DeviceResult,
-    DeviceStage, LinkStage, NodeResult, NodeStage, PairResult, Stage, StepStage, SweepRow,
-    SweepStage, SweepTable, ACCEPT_SCHEMA_VERSION,
+    DeviceStage, GpuTelemetry, LinkStage, NodeResult, NodeStage, PairResult, RankGpu, Stage,
+    StepStage, SweepRow, SweepStage, SweepTable, ACCEPT_SCHEMA_VERSION,
 };
 use mfubench_core::check;
 use mfubench_core::config::{BackendKind, Config, Mode};
@@ -59,6 +63,9 @@ use mfubench_core::stats;
 use crate::backend::{Backend, BackendError, Compute};
 use crate::benchmark::{Benchmark, Hooks};
 use crate::cpu::{CpuBackend, HostGroup};
+use crate::cuda::group::NcclGroup;
+use crate::cuda::telemetry::Telemetry;
+use crate::cuda::CudaBackend;
 use crate::group::{BufferIo, GroupComm};
 use crate::mpi_comm::{self, MpiGroup};
 use crate::output;
@@ -349,6 +356,17 @@ pub trait SuiteBackend {
     /// The group of every rank. Collective over the world.
     fn world_group(rank: &Rank, config: &Config) -> Result<Self::Group, Exit>;
 
+    /// Declares the normal end of a group after the suite's last
+    /// collective, so that its teardown may be collective (NCCL's destroy)
+    /// rather than an abort.
+    fn finish(_group: &Self::Group) {}
+
+    /// This rank's GPU telemetry (NVML), where the backend has GPUs and
+    /// NVML is there; the reason it is not otherwise.
+    fn gpu_telemetry(_world: &Self::Group) -> Result<Telemetry, String> {
+        Err("no GPU".into())
+    }
+
     /// Telemetry of this rank's device right after the device stage;
     /// `cpu_share` is the process's CPU time over the stage's wall time.
     fn telemetry(backend: &Self::Backend, cpu_s: Option<f64>, wall_s: f64) -> CpuTelemetry;
@@ -378,14 +396,48 @@ impl SuiteBackend for OnCpu {
     }
 }
 
-/// The suite on one rank.
+/// The CUDA backend: NCCL groups (splits by `ncclCommSplit`, the link
+/// stage's exchanges by `ncclSend`/`ncclRecv` in one group).
+pub struct OnCuda;
+
+impl SuiteBackend for OnCuda {
+    type Backend = CudaBackend;
+    type Group = NcclGroup;
+
+    fn world_group(rank: &Rank, config: &Config) -> Result<NcclGroup, Exit> {
+        let limit = Duration::from_secs_f64(config.run.op_timeout_s);
+        crate::cuda::group::open_world(rank, mfubench_core::config::Dtype::F32, limit)
+    }
+
+    fn finish(group: &NcclGroup) {
+        group.mark_finished();
+    }
+
+    fn gpu_telemetry(world: &NcclGroup) -> Result<Telemetry, String> {
+        world.telemetry()
+    }
+
+    /// The host's readings (the GPU's come with the device record).
+    fn telemetry(_: &CudaBackend, _: Option<f64>, _: f64) -> CpuTelemetry {
+        cpu_telemetry()
+    }
+}
+
+/// The suite on one rank, on the run's backend.
 pub struct Accept<'r> {
-    suite: Suite<'r, OnCpu>,
+    suite: Either<'r>,
+}
+
+enum Either<'r> {
+    Cpu(Suite<'r, OnCpu>),
+    Cuda(Suite<'r, OnCuda>),
 }
 
 impl<'r> Accept<'r> {
-    /// Builds the teams and the (empty) record; refuses backends other
-    /// than the CPU's with exit 2, before any compute.
+    /// Builds the teams and the (empty) record on the run's backend
+    /// (`auto` has been resolved by now; it counts as CUDA here, as in the
+    /// benchmark). On CUDA without a GPU every rank ends with the no-driver
+    /// message, exit 2, before any compute.
     pub fn open(
         rank: &'r Rank,
         config: Config,
@@ -393,23 +445,21 @@ impl<'r> Accept<'r> {
         run_id: String,
         run_dir: PathBuf,
     ) -> Result<Self, Exit> {
-        if config.run.backend != BackendKind::Cpu {
-            if rank.is_root() {
-                rank.error(format!(
-                    "mfubench accept: the {} backend does not run the acceptance stages yet; use --backend cpu",
-                    config.run.backend
-                ));
+        let suite = match config.run.backend {
+            BackendKind::Cpu => Either::Cpu(Suite::open(rank, config, settings, run_id, run_dir)?),
+            BackendKind::Cuda | BackendKind::Auto => {
+                Either::Cuda(Suite::open(rank, config, settings, run_id, run_dir)?)
             }
-            return Err(Exit::Usage);
-        }
-        Ok(Accept {
-            suite: Suite::open(rank, config, settings, run_id, run_dir)?,
-        })
+        };
+        Ok(Accept { suite })
     }
 
     /// Runs every requested stage, saving accept.json after each.
     pub fn run(self) -> Result<(), Exit> {
-        self.suite.run()
+        match self.suite {
+            Either::Cpu(s) => s.run(),
+            Either::Cuda(s) => s.run(),
+        }
     }
 }
 
@@ -426,6 +476,9 @@ pub struct Suite<'r, K: SuiteBackend> {
     host: Team<K::Group>,
     /// The first rank of every node (key = world rank), on those ranks only.
     leaders: Option<Team<K::Group>>,
+    /// This rank's GPU: NVML, and its identity with a reading after every
+    /// stage (None on CPUs and without NVML).
+    gpu: Option<(Telemetry, GpuTelemetry)>,
     record: AcceptRecord,
 }
 
@@ -457,6 +510,22 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         let hosts = gather_json(rank, &rank.world, leaders.as_ref().map(|_| &rank.host))
             .unwrap_or_default();
         let plan = Arc::new(StepPlan::for_config(&config));
+        let gpu = match K::gpu_telemetry(&world.group) {
+            Ok(t) => {
+                let id = t.identity();
+                Some((t, id))
+            }
+            Err(e) => {
+                if config.run.backend != BackendKind::Cpu {
+                    crate::say!(
+                        "mfubench-worker: rank {} on {}: warning: no GPU telemetry in the acceptance suite: {e}",
+                        rank.rank,
+                        rank.host
+                    );
+                }
+                None
+            }
+        };
         let record = AcceptRecord {
             schema_version: ACCEPT_SCHEMA_VERSION,
             tool_version: mfubench_core::TOOL_VERSION.to_string(),
@@ -474,6 +543,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             link: None,
             sweep: None,
             step: None,
+            gpus: Vec::new(),
             findings: Vec::new(),
         };
         Ok(Suite {
@@ -485,6 +555,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             world,
             host,
             leaders,
+            gpu,
             record,
         })
     }
@@ -528,10 +599,19 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             if let Err(e) = done {
                 self.rank.abort(format!("accept {stage} stage: {e}"));
             }
+            self.read_gpus(stage);
             self.save()?;
         }
         self.record.complete = true;
         self.save()?;
+        // Every rank is past the last collective on the teams (the save
+        // above is agreed by all).
+        for t in [Some(&self.world), Some(&self.host), self.leaders.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            K::finish(&t.group);
+        }
         // The protocol's last word of every rank (the step stage's
         // benchmark has said it already).
         if !self.record.stages.contains(&Stage::Step) {
@@ -540,6 +620,26 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             });
         }
         Ok(())
+    }
+
+    /// Takes this rank's GPU reading after `stage` and gathers every rank's
+    /// GPU telemetry on rank 0 (collective; ranks without one send none).
+    fn read_gpus(&mut self, stage: Stage) {
+        let r = self.rank;
+        let mine = self.gpu.as_mut().map(|(t, g)| {
+            let reading = t.reading(stage);
+            g.readings.retain(|x| x.stage != Some(stage));
+            g.readings.push(reading);
+            RankGpu {
+                rank: r.rank,
+                host: r.host.clone(),
+                local_rank: r.local_rank,
+                gpu: g.clone(),
+            }
+        });
+        if let Some(all) = gather_json(r, &r.world, mine.as_ref()) {
+            self.record.gpus = all;
+        }
     }
 
     /// Rank 0 evaluates the rules and writes accept.json atomically; every
@@ -585,6 +685,8 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
                 times.push(t.step_s);
             }
         }
+        // Read right after the GEMMs, before the clocks fall back to idle.
+        let gpu_reading = self.gpu.as_ref().map(|(t, _)| t.reading(Stage::Device));
         let dev = backend.device();
         let telemetry = K::telemetry(&backend, cpu_known.then_some(cpu), wall);
         backend.finish();
@@ -606,6 +708,10 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             peak_tflops: peak.map(|p| p.0),
             peak_source: peak.map(|p| p.1),
             telemetry,
+            gpu: self.gpu.as_ref().map(|(_, id)| GpuTelemetry {
+                readings: gpu_reading.into_iter().collect(),
+                ..id.clone()
+            }),
         };
         if let Some(devices) = gather_json(r, &r.world, Some(&mine)) {
             self.record.device = Some(DeviceStage {

@@ -209,6 +209,7 @@ fn split_gather_scatter_and_grouped_send_recv_pass_their_arguments() {
     let path = build(dir.path(), "libnccl.so.2", &[]);
     let lib = Arc::new(NcclLib::open_file(&path).unwrap_or_else(|e| panic!("{e}")));
     let probe = Probe::open(&path);
+    assert_eq!(lib.split_missing(), None);
     let comm = NcclComm::init_rank(lib.clone(), 1, lib.unique_id().unwrap(), 0).unwrap();
     assert_eq!((comm.rank(), comm.size()), (0, 1));
     probe.clear();
@@ -282,6 +283,7 @@ fn a_split_on_nccl_before_2_18_names_the_version_needed() {
     let lib = Arc::new(NcclLib::open_file(&path).unwrap_or_else(|e| panic!("{e}")));
     let comm = NcclComm::init_rank(lib.clone(), 1, lib.unique_id().unwrap(), 0).unwrap();
     // ...and a split says which version it found and which it needs.
+    assert!(lib.split_missing().is_some());
     let e = match comm.split(Some(0), 0) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("NCCL 2.17 has no ncclCommSplit"),

@@ -48,6 +48,7 @@ pub(crate) mod test_support {
             link: None,
             sweep: None,
             step: None,
+            gpus: Vec::new(),
             findings: Vec::new(),
         }
     }

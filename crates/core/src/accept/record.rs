@@ -142,6 +142,170 @@ impl CpuTelemetry {
     }
 }
 
+/// One NVML reading of a GPU, taken after a stage's measurements. Fields
+/// NVML could not read are empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuReading {
+    /// The stage it was taken after.
+    pub stage: Option<Stage>,
+    /// SM clock, MHz.
+    #[serde(default)]
+    pub sm_clock_mhz: Option<u32>,
+    /// Highest SM clock the GPU supports, MHz.
+    #[serde(default)]
+    pub max_sm_clock_mhz: Option<u32>,
+    /// Power draw, W.
+    #[serde(default)]
+    pub power_w: Option<f64>,
+    /// Enforced power limit, W.
+    #[serde(default)]
+    pub power_limit_w: Option<f64>,
+    /// GPU temperature, °C.
+    #[serde(default)]
+    pub temperature_c: Option<u32>,
+    /// The raw NVML clock-event ("throttle") reason mask, unknown bits
+    /// kept.
+    #[serde(default)]
+    pub throttle_bits: Option<u64>,
+    /// Names of the reasons in `throttle_bits` (`hw_thermal_slowdown`;
+    /// unknown bits as `other(0x…)`).
+    #[serde(default)]
+    pub throttle_reasons: Vec<String>,
+    /// Corrected ECC errors since the driver loaded (volatile counter).
+    #[serde(default)]
+    pub ecc_corrected: Option<u64>,
+    /// Uncorrected ECC errors since the driver loaded (volatile counter).
+    #[serde(default)]
+    pub ecc_uncorrected: Option<u64>,
+    /// Current PCIe link generation.
+    #[serde(default)]
+    pub pcie_gen: Option<u32>,
+    /// Highest PCIe link generation of the GPU and the slot.
+    #[serde(default)]
+    pub pcie_max_gen: Option<u32>,
+    /// Current PCIe link width (lanes).
+    #[serde(default)]
+    pub pcie_width: Option<u32>,
+    /// Widest PCIe link of the GPU and the slot (lanes).
+    #[serde(default)]
+    pub pcie_max_width: Option<u32>,
+}
+
+/// What a throttle reason name means, in the words a verdict line uses.
+pub fn throttle_phrase(name: &str) -> String {
+    match name {
+        "gpu_idle" => "idle".into(),
+        "applications_clocks_setting" => "application clocks set".into(),
+        "sw_power_cap" => "power cap".into(),
+        "hw_slowdown" => "hardware slowdown".into(),
+        "sync_boost" => "sync boost".into(),
+        "sw_thermal_slowdown" => "thermal slowdown (software)".into(),
+        "hw_thermal_slowdown" => "thermal slowdown".into(),
+        "hw_power_brake_slowdown" => "power brake".into(),
+        "display_clock_setting" => "display clock".into(),
+        other => format!("throttle reason {other}"),
+    }
+}
+
+impl GpuReading {
+    /// The reason text shown beside a flagged GPU: what is off, first;
+    /// "sm clock 1410 MHz, thermal slowdown".
+    pub fn reason(&self) -> String {
+        let mut parts = Vec::new();
+        match (self.sm_clock_mhz, self.max_sm_clock_mhz) {
+            (Some(c), Some(m)) if m > 0 && c < m => {
+                parts.push(format!("sm clock {c} MHz (max {m})"))
+            }
+            (Some(c), _) => parts.push(format!("sm clock {c} MHz")),
+            _ => {}
+        }
+        parts.extend(
+            self.throttle_reasons
+                .iter()
+                .filter(|r| r.as_str() != "gpu_idle")
+                .map(|r| throttle_phrase(r)),
+        );
+        if let Some(t) = self.temperature_c {
+            parts.push(format!("{t} °C"));
+        }
+        match (self.power_w, self.power_limit_w) {
+            (Some(p), Some(l)) => parts.push(format!("{p:.0} W of {l:.0} W")),
+            (Some(p), None) => parts.push(format!("{p:.0} W")),
+            _ => {}
+        }
+        if let Some(u) = self.ecc_uncorrected.filter(|u| *u > 0) {
+            parts.push(format!("{u} uncorrected ECC error(s)"));
+        }
+        if let Some(c) = self.ecc_corrected.filter(|c| *c > 0) {
+            parts.push(format!("{c} corrected ECC error(s)"));
+        }
+        match (
+            self.pcie_gen,
+            self.pcie_max_gen,
+            self.pcie_width,
+            self.pcie_max_width,
+        ) {
+            (Some(g), Some(mg), Some(w), Some(mw)) if g < mg || w < mw => {
+                parts.push(format!("PCIe gen{g} x{w} (max gen{mg} x{mw})"))
+            }
+            _ => {}
+        }
+        if parts.is_empty() {
+            "no GPU telemetry".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// A GPU's identity and its readings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuTelemetry {
+    /// NVML UUID (`GPU-…`).
+    pub uuid: String,
+    /// Board serial number, where NVML reports one.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// PCI bus id (`00000000:04:00.0`).
+    #[serde(default)]
+    pub pci_bus_id: Option<String>,
+    /// Readings, one per stage taken so far, in stage order.
+    #[serde(default)]
+    pub readings: Vec<GpuReading>,
+}
+
+impl GpuTelemetry {
+    /// "GPU-…, serial 1321…, PCI 00000000:04:00.0".
+    pub fn identity(&self) -> String {
+        let mut s = self.uuid.clone();
+        if let Some(x) = &self.serial {
+            s += &format!(", serial {x}");
+        }
+        if let Some(x) = &self.pci_bus_id {
+            s += &format!(", PCI {x}");
+        }
+        s
+    }
+
+    /// The reading taken after `stage`, if any.
+    pub fn at(&self, stage: Stage) -> Option<&GpuReading> {
+        self.readings.iter().find(|r| r.stage == Some(stage))
+    }
+}
+
+/// One rank's GPU telemetry over the whole suite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankGpu {
+    /// MPI rank.
+    pub rank: u64,
+    /// Host name.
+    pub host: String,
+    /// Rank on its host.
+    pub local_rank: u64,
+    /// Identity and per-stage readings.
+    pub gpu: GpuTelemetry,
+}
+
 /// Device stage: one entry per rank.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceResult {
@@ -175,6 +339,10 @@ pub struct DeviceResult {
     /// Telemetry sampled right after the stage.
     #[serde(default)]
     pub telemetry: CpuTelemetry,
+    /// On GPUs: the device's identity and its NVML reading right after
+    /// the stage; None on CPUs and where NVML is missing.
+    #[serde(default)]
+    pub gpu: Option<GpuTelemetry>,
 }
 
 /// The peak a device's rate is set against and where it comes from:
@@ -193,6 +361,18 @@ pub fn device_peak(config: Option<f64>, spec: Option<f64>) -> Option<(f64, PeakS
 }
 
 impl DeviceResult {
+    /// The reason text beside a flagged device: the GPU's identity and
+    /// reading where there is one, else the host's telemetry.
+    pub fn reason(&self) -> String {
+        match &self.gpu {
+            Some(g) => match g.at(Stage::Device) {
+                Some(r) => format!("{}; {}", g.identity(), r.reason()),
+                None => format!("{}; no GPU telemetry", g.identity()),
+            },
+            None => self.telemetry.reason(),
+        }
+    }
+
     /// TFLOP/s over the peak, when there is one.
     pub fn peak_fraction(&self) -> Option<f64> {
         self.peak_tflops
@@ -500,6 +680,10 @@ pub struct AcceptRecord {
     /// Step stage, once it ran.
     #[serde(default)]
     pub step: Option<StepStage>,
+    /// On GPUs: every rank's GPU readings, one after each finished stage
+    /// (empty on CPUs and without NVML).
+    #[serde(default)]
+    pub gpus: Vec<RankGpu>,
     /// The findings of [`evaluate`](super::evaluate) with `settings`.
     #[serde(default)]
     pub findings: Vec<Finding>,
@@ -535,6 +719,7 @@ mod tests {
             peak_tflops: Some(989.0),
             peak_source: Some(PeakSource::Spec),
             telemetry: CpuTelemetry::default(),
+            gpu: None,
         };
         assert_eq!(d.peak_fraction(), Some(0.5));
         assert_eq!(d.peak_text(), "50.0 % of the datasheet's 989.0 TFLOP/s");
@@ -543,6 +728,57 @@ mod tests {
         (d.peak_tflops, d.peak_source) = (None, None);
         assert_eq!(d.peak_fraction(), None);
         assert_eq!(d.peak_text(), "no datasheet peak");
+    }
+
+    #[test]
+    fn gpu_reasons_on_known_readings() {
+        let r = GpuReading {
+            stage: Some(Stage::Device),
+            sm_clock_mhz: Some(1410),
+            max_sm_clock_mhz: Some(1980),
+            power_w: Some(452.4),
+            power_limit_w: Some(700.0),
+            temperature_c: Some(91),
+            throttle_bits: Some(0x40 | 0x1000),
+            throttle_reasons: vec!["hw_thermal_slowdown".into(), "other(0x1000)".into()],
+            ecc_corrected: Some(0),
+            ecc_uncorrected: Some(2),
+            pcie_gen: Some(4),
+            pcie_max_gen: Some(5),
+            pcie_width: Some(16),
+            pcie_max_width: Some(16),
+        };
+        assert_eq!(
+            r.reason(),
+            "sm clock 1410 MHz (max 1980), thermal slowdown, throttle reason other(0x1000), 91 °C, 452 W of 700 W, 2 uncorrected ECC error(s), PCIe gen4 x16 (max gen5 x16)"
+        );
+        // A healthy GPU at full clock, idle bit only: the clock and
+        // temperature, nothing flagged.
+        let ok = GpuReading {
+            sm_clock_mhz: Some(1980),
+            max_sm_clock_mhz: Some(1980),
+            temperature_c: Some(45),
+            throttle_reasons: vec!["gpu_idle".into()],
+            pcie_gen: Some(5),
+            pcie_max_gen: Some(5),
+            pcie_width: Some(16),
+            pcie_max_width: Some(16),
+            ..Default::default()
+        };
+        assert_eq!(ok.reason(), "sm clock 1980 MHz, 45 °C");
+        assert_eq!(GpuReading::default().reason(), "no GPU telemetry");
+        let g = GpuTelemetry {
+            uuid: "GPU-12345678-9abc-def0-0123-456789abcdef".into(),
+            serial: Some("1321021034567".into()),
+            pci_bus_id: Some("00000000:04:00.0".into()),
+            readings: vec![r.clone()],
+        };
+        assert_eq!(
+            g.identity(),
+            "GPU-12345678-9abc-def0-0123-456789abcdef, serial 1321021034567, PCI 00000000:04:00.0"
+        );
+        assert_eq!(g.at(Stage::Device), Some(&r));
+        assert_eq!(g.at(Stage::Node), None);
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
         }
         match stage {
             Stage::Device => device_rule(r.device.as_ref().expect("present"), s, &mut out),
-            Stage::Node => node_rule(r.node.as_ref().expect("present"), s, &mut out),
+            Stage::Node => node_rule(r.node.as_ref().expect("present"), s, &r.gpus, &mut out),
             Stage::Link => link_rules(r.link.as_ref().expect("present"), s, &mut out),
             Stage::Sweep => sweep_rule(r.sweep.as_ref().expect("present"), &mut out),
             Stage::Step => {
@@ -120,7 +120,7 @@ fn device_rule(d: &DeviceStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
                     s.min_device_fraction,
                     med,
                     x.peak_text(),
-                    x.telemetry.reason()
+                    x.reason()
                 ),
             });
         }
@@ -146,7 +146,26 @@ fn device_rule(d: &DeviceStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
     }
 }
 
-fn node_rule(n: &NodeStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
+/// The GPU reason shown beside a flagged node: of the host's GPUs, the one
+/// read at the lowest SM clock after `stage` (a throttled GPU slows the
+/// node's collectives), with its local rank and identity. None without
+/// GPU readings.
+pub fn node_gpu_reason(gpus: &[RankGpu], host: &str, stage: Stage) -> Option<String> {
+    gpus.iter()
+        .filter(|g| g.host == host)
+        .filter_map(|g| g.gpu.at(stage).map(|r| (g, r)))
+        .min_by_key(|(_, r)| r.sm_clock_mhz.unwrap_or(u32::MAX))
+        .map(|(g, r)| {
+            format!(
+                "GPU of local rank {} ({}): {}",
+                g.local_rank,
+                g.gpu.identity(),
+                r.reason()
+            )
+        })
+}
+
+fn node_rule(n: &NodeStage, s: &AcceptSettings, gpus: &[RankGpu], out: &mut Vec<Finding>) {
     let large = n.sizes_bytes.len().saturating_sub(1);
     let multi: Vec<&NodeResult> = n.nodes.iter().filter(|x| x.ranks >= 2).collect();
     for x in n.nodes.iter().filter(|x| x.ranks < 2) {
@@ -200,10 +219,13 @@ fn node_rule(n: &NodeStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
                     host: x.host.clone(),
                 }),
                 message: format!(
-                    "intra-node busbw {} < {} × median {}",
+                    "intra-node busbw {} < {} × median {}{}",
                     fmt_gbps(*b),
                     s.min_node_fraction,
-                    fmt_gbps(med)
+                    fmt_gbps(med),
+                    node_gpu_reason(gpus, &x.host, Stage::Node)
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
                 ),
             });
         }
@@ -475,6 +497,7 @@ mod tests {
             spec_peak_tflops: None,
             peak_tflops: None,
             peak_source: None,
+            gpu: None,
             telemetry: CpuTelemetry {
                 mhz: Some(1000.0),
                 temp_c: None,
@@ -530,6 +553,60 @@ mod tests {
             fails[0]
         );
         assert!(fails[1].starts_with("node h1 intra-node busbw 8.000 GB/s"));
+        assert!(fails[1].ends_with("median 10.000 GB/s"), "{}", fails[1]);
+        // With GPU readings: the failed node shows its slowest GPU, named;
+        // a failed GPU device shows its identity and reading.
+        let reading = |clock: u32, reasons: &[&str]| GpuReading {
+            stage: Some(Stage::Node),
+            sm_clock_mhz: Some(clock),
+            max_sm_clock_mhz: Some(1980),
+            throttle_reasons: reasons.iter().map(|x| x.to_string()).collect(),
+            ..Default::default()
+        };
+        let gpu = |rank: u64, host: &str, r: GpuReading| RankGpu {
+            rank,
+            host: host.into(),
+            local_rank: rank % 2,
+            gpu: GpuTelemetry {
+                uuid: format!("GPU-{rank}"),
+                serial: None,
+                pci_bus_id: Some(format!("00000000:0{rank}:00.0")),
+                readings: vec![r],
+            },
+        };
+        r.gpus = vec![
+            gpu(2, "h1", reading(1980, &[])),
+            gpu(3, "h1", reading(1410, &["hw_thermal_slowdown"])),
+            gpu(0, "h0", reading(1200, &[])),
+        ];
+        let mut d1 = r.device.as_ref().unwrap().devices[1].clone();
+        d1.gpu = Some(GpuTelemetry {
+            uuid: "GPU-1".into(),
+            serial: Some("S1".into()),
+            pci_bus_id: None,
+            readings: vec![GpuReading {
+                stage: Some(Stage::Device),
+                ..reading(1500, &["sw_power_cap"])
+            }],
+        });
+        r.device.as_mut().unwrap().devices[1] = d1;
+        let f = evaluate(&r, &r.settings);
+        let fails: Vec<String> = f
+            .iter()
+            .filter(|x| x.status == Status::Fail)
+            .map(|x| x.message.clone())
+            .collect();
+        assert!(
+            fails[0].ends_with("(GPU-1, serial S1; sm clock 1500 MHz (max 1980), power cap)"),
+            "{}",
+            fails[0]
+        );
+        assert!(
+            fails[1].ends_with("(GPU of local rank 1 (GPU-3, PCI 00000000:03:00.0): sm clock 1410 MHz (max 1980), thermal slowdown)"),
+            "{}",
+            fails[1]
+        );
+        r.gpus.clear();
         assert!(f.iter().any(|x| x.status == Status::Skipped
             && x.component == Some(Component::Node { host: "h3".into() })));
         // One device only: INCONCLUSIVE, never PASS.

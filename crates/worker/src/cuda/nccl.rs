@@ -224,6 +224,23 @@ impl NcclLib {
         Ok(id)
     }
 
+    /// Why this NCCL cannot split communicators (it predates
+    /// `ncclCommSplit`, NCCL 2.18), naming both versions; None when it can.
+    pub fn split_missing(&self) -> Option<String> {
+        if self.comm_split.is_some() {
+            return None;
+        }
+        let found = self
+            .version()
+            .map(version_string)
+            .unwrap_or_else(|_| "of unknown version".into());
+        Some(format!(
+            "{} is NCCL {found}, which has no ncclCommSplit; splitting a communicator needs NCCL {} or newer",
+            self.what,
+            version_string(SPLIT_MIN_VERSION)
+        ))
+    }
+
     /// `ncclGroupStart`.
     pub fn group_start(&self) -> Result<(), NcclError> {
         // SAFETY: no arguments.
@@ -372,19 +389,10 @@ impl NcclComm {
     pub fn split(&self, color: Option<u32>, key: u32) -> Result<Option<NcclComm>, NcclError> {
         self.live("ncclCommSplit")?;
         let Some(split) = self.lib.comm_split else {
-            let found = self
-                .lib
-                .version()
-                .map(version_string)
-                .unwrap_or_else(|_| "of unknown version".into());
             return Err(NcclError {
                 call: "ncclCommSplit",
                 code: -1,
-                text: format!(
-                    "{} is NCCL {found}, which has no ncclCommSplit; splitting a communicator needs NCCL {} or newer",
-                    self.lib.what,
-                    version_string(SPLIT_MIN_VERSION)
-                ),
+                text: self.lib.split_missing().unwrap_or_default(),
             });
         };
         let bad = |what: &str, v: u32| NcclError {
@@ -606,6 +614,11 @@ impl NcclComm {
             // never used again (every entry point checks `aborted`).
             unsafe { (self.lib.comm_abort)(self.raw) };
         }
+    }
+
+    /// The library the communicator runs on.
+    pub fn lib(&self) -> &NcclLib {
+        &self.lib
     }
 
     /// Whether [`NcclComm::abort`] was called.
