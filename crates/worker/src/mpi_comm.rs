@@ -19,6 +19,9 @@ pub const MAX_CHUNK: usize = 1 << 30;
 /// acceptance stages.
 pub struct MpiGroup {
     comm: SimpleCommunicator,
+    /// Largest count per MPI call ([`MAX_CHUNK`]) and per staged chunk
+    /// ([`STAGE_CHUNK`]).
+    chunks: (usize, usize),
 }
 
 // SAFETY: MPI was initialised with MPI_THREAD_MULTIPLE (checked before a
@@ -34,7 +37,17 @@ impl MpiGroup {
     /// Wraps a communicator (duplicate the world's: collectives on it must
     /// not interleave with the main thread's barriers).
     pub fn new(comm: SimpleCommunicator) -> MpiGroup {
-        MpiGroup { comm }
+        MpiGroup::with_chunks(comm, MAX_CHUNK, STAGE_CHUNK)
+    }
+
+    /// A group that hands MPI at most `max` elements per call and stages
+    /// `stage` per rank at a time above that: smaller than MPI's int limit
+    /// only to test the chunked paths on small buffers.
+    pub fn with_chunks(comm: SimpleCommunicator, max: usize, stage: usize) -> MpiGroup {
+        MpiGroup {
+            comm,
+            chunks: (max.max(1), stage.max(1)),
+        }
     }
 
     /// The MPI communicator (for barriers and gathers of records).
@@ -64,11 +77,9 @@ fn all_reduce_chunked<T: Equivalence>(
     s: &[T],
     r: &mut [T],
     count: usize,
+    max: usize,
 ) {
-    for (sc, rc) in s[..count]
-        .chunks(MAX_CHUNK)
-        .zip(r[..count].chunks_mut(MAX_CHUNK))
-    {
+    for (sc, rc) in s[..count].chunks(max).zip(r[..count].chunks_mut(max)) {
         comm.all_reduce_into(sc, rc, SystemOperation::sum());
     }
 }
@@ -78,8 +89,9 @@ fn all_reduce_chunked<T: Equivalence>(
 /// buffer).
 const STAGE_CHUNK: usize = 1 << 24;
 
-/// All-gather of `per` elements per rank. Above [`MAX_CHUNK`] the blocks
-/// go in chunks of [`STAGE_CHUNK`] through a staging buffer (the receive
+/// All-gather of `per` elements per rank. Above `max` ([`MAX_CHUNK`]) the
+/// blocks go in chunks of `stage_chunk` ([`STAGE_CHUNK`]) through a
+/// staging buffer (the receive
 /// layout is rank-major, so a chunk of every rank's block is not
 /// contiguous).
 fn all_gather_chunked<T: Equivalence + Copy + Default>(
@@ -87,15 +99,16 @@ fn all_gather_chunked<T: Equivalence + Copy + Default>(
     s: &[T],
     r: &mut [T],
     per: usize,
+    (max, stage_chunk): (usize, usize),
 ) {
     let n = comm.size() as usize;
-    if per <= MAX_CHUNK {
+    if per <= max {
         comm.all_gather_into(&s[..per], &mut r[..per * n]);
         return;
     }
-    let mut stage = vec![T::default(); STAGE_CHUNK * n];
-    for lo in (0..per).step_by(STAGE_CHUNK) {
-        let c = STAGE_CHUNK.min(per - lo);
+    let mut stage = vec![T::default(); stage_chunk * n];
+    for lo in (0..per).step_by(stage_chunk) {
+        let c = stage_chunk.min(per - lo);
         comm.all_gather_into(&s[lo..lo + c], &mut stage[..c * n]);
         for rank in 0..n {
             r[rank * per + lo..rank * per + lo + c]
@@ -111,15 +124,16 @@ fn reduce_scatter_chunked<T: Equivalence + Copy + Default>(
     s: &[T],
     r: &mut [T],
     per: usize,
+    (max, stage_chunk): (usize, usize),
 ) {
     let n = comm.size() as usize;
-    if per <= MAX_CHUNK {
+    if per <= max {
         comm.reduce_scatter_block_into(&s[..per * n], &mut r[..per], SystemOperation::sum());
         return;
     }
-    let mut stage = vec![T::default(); STAGE_CHUNK * n];
-    for lo in (0..per).step_by(STAGE_CHUNK) {
-        let c = STAGE_CHUNK.min(per - lo);
+    let mut stage = vec![T::default(); stage_chunk * n];
+    for lo in (0..per).step_by(stage_chunk) {
+        let c = stage_chunk.min(per - lo);
         for rank in 0..n {
             stage[rank * c..(rank + 1) * c]
                 .copy_from_slice(&s[rank * per + lo..rank * per + lo + c]);
@@ -152,7 +166,7 @@ impl GroupComm for MpiGroup {
         Ok(self
             .comm
             .split_by_color_with_key(color, key)
-            .map(MpiGroup::new))
+            .map(|c| MpiGroup::with_chunks(c, self.chunks.0, self.chunks.1)))
     }
 
     fn all_reduce_sum(
@@ -163,7 +177,7 @@ impl GroupComm for MpiGroup {
     ) -> Result<(), BackendError> {
         check_lengths("all_reduce_sum", send.len(), count, recv.len(), count)?;
         same_dtype!("all_reduce_sum", send, recv, |s, r| {
-            all_reduce_chunked(&self.comm, s, r, count);
+            all_reduce_chunked(&self.comm, s, r, count, self.chunks.0);
             Ok(())
         })
     }
@@ -177,7 +191,7 @@ impl GroupComm for MpiGroup {
         let total = count_per_rank * self.size();
         check_lengths("all_gather", send.len(), count_per_rank, recv.len(), total)?;
         same_dtype!("all_gather", send, recv, |s, r| {
-            all_gather_chunked(&self.comm, s, r, count_per_rank);
+            all_gather_chunked(&self.comm, s, r, count_per_rank, self.chunks);
             Ok(())
         })
     }
@@ -197,7 +211,7 @@ impl GroupComm for MpiGroup {
             count_per_rank,
         )?;
         same_dtype!("reduce_scatter_sum", send, recv, |s, r| {
-            reduce_scatter_chunked(&self.comm, s, r, count_per_rank);
+            reduce_scatter_chunked(&self.comm, s, r, count_per_rank, self.chunks);
             Ok(())
         })
     }
@@ -219,8 +233,8 @@ impl GroupComm for MpiGroup {
         let p = self.comm.process_at_rank(peer as i32);
         same_dtype!("send_recv", send, recv, |s, r| {
             for (sc, rc) in s[..count]
-                .chunks(MAX_CHUNK)
-                .zip(r[..count].chunks_mut(MAX_CHUNK))
+                .chunks(self.chunks.0)
+                .zip(r[..count].chunks_mut(self.chunks.0))
             {
                 mpi::point_to_point::send_receive_into(sc, &p, rc, &p);
             }

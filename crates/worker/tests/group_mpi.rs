@@ -215,6 +215,12 @@ fn rank() {
     let g = MpiGroup::new(world.duplicate());
     let (me, n) = (g.rank(), g.size());
     check_group(&g, "world");
+    // The chunked paths (above MPI's int counts in real use): 2 elements
+    // per call, 3 per staged chunk, on the same 5-element blocks.
+    let chunked = MpiGroup::with_chunks(world.duplicate(), 2, 3);
+    check_group(&chunked, "chunked");
+    let sub = chunked.split(Some(0), 0).unwrap().unwrap();
+    check_group(&sub, "chunked split");
     check_sweep(&world);
     // Split by parity, ordered by descending world rank; the last rank
     // joins no group.
