@@ -8,11 +8,18 @@
 //!   `accept.max_pair_nodes`, [`sampled`] (ring plus seeded random
 //!   matchings, covering every node);
 //! - the `accept.json` schema ([`AcceptRecord`], schema-versioned) with one
-//!   result type per stage;
+//!   result type per stage, the sweep's geometry and columns per collective
+//!   ([`sweep_geometry`], [`SweepRow::new`]), the device's peak
+//!   ([`device_peak`]) and the GPU readings with their reason texts
+//!   ([`GpuReading::reason`]);
 //! - the rules ([`evaluate`]) that turn stage results into findings
 //!   (PASS / FAIL / INCONCLUSIVE / SKIPPED), each naming the device, node
 //!   or link it is about;
 //! - the nccl-tests bus-bandwidth factors ([`busbw_factor`]).
+//!
+//! Files: `settings.rs` (the `[accept]` table, overrides, stages),
+//! `schedule.rs` (pair schedules), `record.rs` (the schema), `rules.rs`
+//! (evaluate and findings).
 
 mod record;
 mod rules;
