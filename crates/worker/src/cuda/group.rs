@@ -181,18 +181,27 @@ impl GroupComm for NcclGroup {
             return Err(BackendError::Unavailable(why));
         }
         self.bind()?;
-        Ok(self
-            .comm
-            .split(color, key)
-            .map_err(failed)?
-            .map(|comm| NcclGroup {
-                comm,
-                stream: self.stream.clone(),
-                ctx: self.ctx.clone(),
-                dtype: self.dtype,
-                nccl_dtype: self.nccl_dtype,
-                limit: self.limit,
-            }))
+        // Collective and blocking, as the init: a rank that never comes
+        // must not hang the others.
+        let watchdog = nccl::InitWatchdog::arm(
+            format!(
+                "rank {} of a group of {}: NCCL communicator split (ncclCommSplit)",
+                self.rank(),
+                self.size()
+            ),
+            self.limit.max(nccl::INIT_LIMIT),
+            nccl::WATCHDOG_EXIT_CODE,
+        );
+        let split = self.comm.split(color, key);
+        drop(watchdog);
+        Ok(split.map_err(failed)?.map(|comm| NcclGroup {
+            comm,
+            stream: self.stream.clone(),
+            ctx: self.ctx.clone(),
+            dtype: self.dtype,
+            nccl_dtype: self.nccl_dtype,
+            limit: self.limit,
+        }))
     }
 
     fn all_reduce_sum(
