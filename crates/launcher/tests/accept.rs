@@ -138,27 +138,53 @@ fn accept_every_stage_on_one_host() {
     assert!(f.stdout.contains("accept: INCONCLUSIVE"), "{}", f.stdout);
     let j = read_json(&out.join("all/accept.json"));
     assert_eq!(j["complete"], true);
-    assert_eq!(j["schema_version"], 1);
+    assert_eq!(j["schema_version"], 2);
     assert_eq!(j["device"]["devices"].as_array().map(Vec::len), Some(2));
     assert!(j["device"]["devices"][0]["tflops"].as_f64().unwrap() > 0.0);
     assert_eq!(j["node"]["nodes"][0]["ranks"], 2);
     assert!(j["node"]["nodes"][0]["busbw_gbps"][1].as_f64().unwrap() > 0.0);
     assert_eq!(j["link"]["pairs"].as_array().map(Vec::len), Some(0));
-    // -b 8 -e 64K -f 4: 8, 32, …, 32768 bytes; every row checked.
-    let rows = j["sweep"]["rows"].as_array().expect("rows");
-    let sizes: Vec<u64> = rows
+    // -b 8 -e 64K -f 4: 8, 32, …, 32768 bytes; every row checked, in a
+    // table per collective (all three by default), with nccl-tests' bus
+    // factors for 2 ranks: all-reduce 2(n−1)/n = 1, reduce-scatter and
+    // all-gather (n−1)/n = 1/2; their size is n blocks of size/n.
+    let tables = j["sweep"]["tables"].as_array().expect("tables");
+    let names: Vec<&str> = tables
         .iter()
-        .filter_map(|r| r["size_bytes"].as_u64())
+        .filter_map(|t| t["collective"].as_str())
         .collect();
-    assert_eq!(sizes, [8, 32, 128, 512, 2048, 8192, 32768]);
-    for r in rows {
-        assert_eq!(r["wrong"], 0);
-        // busbw = algbw · 2(n−1)/n = algbw for 2 ranks.
-        let (a, b) = (
-            r["algbw_gbps"].as_f64().unwrap(),
-            r["busbw_gbps"].as_f64().unwrap(),
+    assert_eq!(names, ["all_reduce", "reduce_scatter", "all_gather"]);
+    for t in tables {
+        let rows = t["rows"].as_array().expect("rows");
+        let sizes: Vec<u64> = rows
+            .iter()
+            .filter_map(|r| r["size_bytes"].as_u64())
+            .collect();
+        assert_eq!(sizes, [8, 32, 128, 512, 2048, 8192, 32768], "{t}");
+        let factor = if t["collective"] == "all_reduce" {
+            1.0
+        } else {
+            0.5
+        };
+        for r in rows {
+            assert_eq!(r["wrong"], 0, "{t}");
+            let (a, b) = (
+                r["algbw_gbps"].as_f64().unwrap(),
+                r["busbw_gbps"].as_f64().unwrap(),
+            );
+            assert!(
+                a > 0.0 && (a * factor - b).abs() <= 1e-12 * a.max(1.0),
+                "{r}"
+            );
+        }
+    }
+    for name in ["all_reduce", "reduce_scatter", "all_gather"] {
+        assert!(
+            f.stdout
+                .contains(&format!("Sweep stage: {name} over 2 ranks")),
+            "{}",
+            f.stdout
         );
-        assert!((a - b).abs() <= 1e-12 * a.max(1.0), "{r}");
     }
     assert!(
         out.join("all/run.json").is_file(),

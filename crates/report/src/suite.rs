@@ -113,20 +113,29 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
         );
         let _ = writeln!(
             t,
-            "{:>5}  {:<16} {:>5}  {:<8} {:>10} {:>9}  telemetry",
-            "rank", "host", "local", "device", "TFLOP/s", "vs median"
+            "{:>5}  {:<16} {:>5}  {:<8} {:>10} {:>9} {:>8}  telemetry",
+            "rank", "host", "local", "device", "TFLOP/s", "vs median", "vs peak"
         );
         for x in &d.devices {
             let _ = writeln!(
                 t,
-                "{:>5}  {:<16} {:>5}  {:<8} {:>10.4} {:>8.1}%  {}",
+                "{:>5}  {:<16} {:>5}  {:<8} {:>10.4} {:>8.1}% {:>8}  {}",
                 x.rank,
                 x.host,
                 x.local_rank,
                 x.device,
                 x.tflops,
                 x.tflops / med * 100.0,
-                x.telemetry.reason()
+                x.peak_fraction()
+                    .map(|f| format!("{:.1}%", f * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+                x.reason()
+            );
+        }
+        if d.devices.iter().all(|x| x.peak_tflops.is_none()) {
+            let _ = writeln!(
+                t,
+                "vs peak: no datasheet peak for these devices (run.peak_tflops gives one)"
             );
         }
     }
@@ -175,31 +184,57 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
         }
     }
     if let Some(w) = &rec.sweep {
-        let _ = writeln!(
-            t,
-            "\nSweep stage: all-reduce over {} ranks ({} iterations per size)",
-            w.ranks, w.iterations
-        );
-        let _ = writeln!(
-            t,
-            "{:>12} {:>12} {:>6} {:>6} {:>12} {:>8} {:>8} {:>7}",
-            "size", "count", "type", "redop", "time(us)", "algbw", "busbw", "#wrong"
-        );
-        for r in &w.rows {
+        // One table per collective, as nccl-tests' binaries print them.
+        for tb in &w.tables {
             let _ = writeln!(
                 t,
-                "{:>12} {:>12} {:>6} {:>6} {:>12.1} {:>8.3} {:>8.3} {:>7}",
-                r.size_bytes,
-                r.count,
-                w.dtype,
-                w.redop,
-                r.time_us,
-                r.algbw_gbps,
-                r.busbw_gbps,
-                r.wrong
+                "\nSweep stage: {} over {} ranks ({} iterations per size)",
+                tb.collective.name(),
+                w.ranks,
+                w.iterations
             );
+            let _ = writeln!(
+                t,
+                "{:>12} {:>12} {:>6} {:>6} {:>12} {:>8} {:>8} {:>7}",
+                "size", "count", "type", "redop", "time(us)", "algbw", "busbw", "#wrong"
+            );
+            for r in &tb.rows {
+                let _ = writeln!(
+                    t,
+                    "{:>12} {:>12} {:>6} {:>6} {:>12.1} {:>8.3} {:>8.3} {:>7}",
+                    r.size_bytes,
+                    r.count,
+                    w.dtype,
+                    tb.redop,
+                    r.time_us,
+                    r.algbw_gbps,
+                    r.busbw_gbps,
+                    r.wrong
+                );
+            }
+            let _ = writeln!(t, "# Avg bus bandwidth    : {:.3} GB/s", tb.avg_busbw_gbps);
         }
-        let _ = writeln!(t, "# Avg bus bandwidth    : {:.3} GB/s", w.avg_busbw_gbps);
+    }
+    if !rec.gpus.is_empty() {
+        let _ = writeln!(t, "\nGPU telemetry (NVML, after each stage)");
+        for g in &rec.gpus {
+            let _ = writeln!(
+                t,
+                "rank {} ({}, local rank {}): {}",
+                g.rank,
+                g.host,
+                g.local_rank,
+                g.gpu.identity()
+            );
+            for r in &g.gpu.readings {
+                let _ = writeln!(
+                    t,
+                    "  after {:<7} {}",
+                    r.stage.map(|s| s.to_string()).unwrap_or_default(),
+                    r.reason()
+                );
+            }
+        }
     }
     if let Some(st) = &rec.step {
         let pct = |x: Option<f64>| {
@@ -252,8 +287,79 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
 mod tests {
     use super::*;
     use mfubench_core::accept::{
-        tournament, Collective, LinkStage, PairResult, Stage, SweepRow, SweepStage,
+        tournament, Collective, LinkStage, PairResult, Stage, SweepRow, SweepStage, SweepTable,
     };
+
+    #[test]
+    fn device_table_shows_the_peak_fraction_or_says_there_is_none() {
+        use mfubench_core::accept::{CpuTelemetry, DeviceResult, DeviceStage};
+        use mfubench_core::result::PeakSource;
+        let dev = |rank: u64, tflops: f64, peak: Option<f64>| DeviceResult {
+            rank,
+            host: format!("h{rank}"),
+            local_rank: 0,
+            device: "GPU 0".into(),
+            device_name: "g".into(),
+            step_s: 1.0,
+            step_time_s: vec![1.0],
+            tflops,
+            spec_peak_tflops: peak,
+            peak_tflops: peak,
+            peak_source: peak.map(|_| PeakSource::Spec),
+            telemetry: CpuTelemetry::default(),
+            gpu: None,
+        };
+        let mut rec = AcceptRecord {
+            schema_version: ACCEPT_SCHEMA_VERSION,
+            tool_version: "t".into(),
+            run_id: "r".into(),
+            started_at: String::new(),
+            written_at: String::new(),
+            complete: true,
+            backend: "cuda".into(),
+            world_size: 2,
+            hosts: vec!["h0".into(), "h1".into()],
+            settings: AcceptSettings::default(),
+            stages: vec![Stage::Device],
+            device: Some(DeviceStage {
+                flops_per_step: 1e12,
+                iterations: 1,
+                devices: vec![dev(0, 400.0, Some(1000.0)), dev(1, 500.0, Some(1000.0))],
+            }),
+            node: None,
+            link: None,
+            sweep: None,
+            step: None,
+            gpus: Vec::new(),
+            findings: Vec::new(),
+        };
+        let r = render(&rec, None);
+        assert!(r.text.contains("vs peak"), "{}", r.text);
+        assert!(r.text.contains("  88.9%    40.0%"), "{}", r.text);
+        assert!(r.text.contains(" 111.1%    50.0%"), "{}", r.text);
+        assert!(!r.text.contains("no datasheet peak"), "{}", r.text);
+        // The slower device fails (0.889 < 0.92) and its line gives the
+        // fraction of its peak.
+        assert!(
+            r.text.contains("400.000 TFLOP/s < 0.92 × median 450.000 TFLOP/s, 40.0 % of the datasheet's 1000.0 TFLOP/s"),
+            "{}",
+            r.text
+        );
+        for d in &mut rec.device.as_mut().unwrap().devices {
+            (d.peak_tflops, d.peak_source) = (None, None);
+        }
+        let r = render(&rec, None);
+        assert!(
+            r.text.contains("no datasheet peak for these devices"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains("median 450.000 TFLOP/s, no datasheet peak"),
+            "{}",
+            r.text
+        );
+    }
 
     #[test]
     fn renders_matrix_sweep_and_verdict() {
@@ -289,22 +395,22 @@ mod tests {
                 pairs: vec![pair(0, 1, 2.0), pair(0, 2, 0.1), pair(1, 2, 0.1)],
             }),
             sweep: Some(SweepStage {
-                collective: Collective::AllReduce,
                 dtype: "float".into(),
-                redop: "sum".into(),
                 ranks: 3,
                 iterations: 3,
-                rows: vec![SweepRow {
-                    size_bytes: 8,
-                    count: 2,
-                    time_us: 10.0,
-                    algbw_gbps: 0.0008,
-                    busbw_gbps: 0.00107,
-                    wrong: 0,
-                }],
-                avg_busbw_gbps: 0.00107,
+                tables: vec![
+                    SweepTable::new(
+                        Collective::AllReduce,
+                        vec![SweepRow::new(Collective::AllReduce, 3, 8, 2, 10e-6, 0)],
+                    ),
+                    SweepTable::new(
+                        Collective::AllGather,
+                        vec![SweepRow::new(Collective::AllGather, 3, 12, 1, 10e-6, 0)],
+                    ),
+                ],
             }),
             step: None,
+            gpus: Vec::new(),
             findings: Vec::new(),
         };
         let r = render(&rec, None);
@@ -314,7 +420,39 @@ mod tests {
             "{}",
             r.text
         );
-        assert!(r.text.contains("# Avg bus bandwidth"), "{}", r.text);
+        // Both tables, each with its redop and average; busbw by the
+        // collective's factor: 8 B / 10 µs = 0.0008 GB/s · 4/3, and
+        // 12 B / 10 µs = 0.0012 GB/s · 2/3.
+        assert!(
+            r.text.contains("Sweep stage: all_reduce over 3 ranks"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains("Sweep stage: all_gather over 3 ranks"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains(
+                "           8            2  float    sum         10.0    0.001    0.001       0"
+            ),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains(
+                "          12            1  float   none         10.0    0.001    0.001       0"
+            ),
+            "{}",
+            r.text
+        );
+        assert_eq!(
+            r.text.matches("# Avg bus bandwidth").count(),
+            2,
+            "{}",
+            r.text
+        );
         assert!(
             r.text.contains(
                 "accept: FAIL — bad: link hostA <-> hostC, link hostB <-> hostC, node hostC"

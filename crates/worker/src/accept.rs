@@ -3,32 +3,42 @@
 //! communicator, with `accept.json` written by rank 0 after every stage.
 //!
 //! - **device**: every rank runs the plan's GEMMs alone (compute-mode steps
-//!   through the schedule) at the same time; per-rank TFLOP/s.
-//! - **node**: the world split by host (MPI's shared-memory split, as
-//!   [`Rank::local_rank`]); a sum all-reduce inside each node at a
+//!   through the schedule, on the run's backend) at the same time;
+//!   per-rank TFLOP/s, against the median and the device's peak.
+//! - **node**: the world split by host (the colour is the first world rank
+//!   of the host, from MPI's shared-memory split as [`Rank::local_rank`]);
+//!   a sum all-reduce inside each node at a
 //!   latency-bound and a bandwidth-bound size; busbw from the fastest
 //!   iteration (the node's capacity), the median kept beside it.
 //! - **link**: the first rank of every node; in each round of the pair
 //!   schedule (tournament, or sampled above `accept.max_pair_nodes`) every
-//!   pair exchanges `accept.link_bytes` with `MPI_Sendrecv`, all pairs of a
+//!   pair exchanges `accept.link_bytes` both ways at once
+//!   ([`GroupComm::send_recv`]: `MPI_Sendrecv` on the CPU backend,
+//!   `ncclSend` + `ncclRecv` in one NCCL group on CUDA), all pairs of a
 //!   round at once. The schedule runs `accept.iterations` times after an
 //!   untimed pass, so each pair's samples are spread over the stage; a
 //!   link's bandwidth is its fastest exchange (see
 //!   [`mfubench_core::accept::PairResult::gbps`]).
-//! - **sweep**: the whole world all-reduces f32 sums over the size range;
-//!   an untimed all-reduce of every size is checked against the known sums
-//!   ([`mfubench_core::check`]) for `#wrong`.
+//! - **sweep**: the whole world runs each collective of
+//!   `accept.sweep_collectives` (all-reduce, reduce-scatter, all-gather,
+//!   f32 sums) over the size range; an untimed call of every size is
+//!   checked against its known answer ([`mfubench_core::check`]) for
+//!   `#wrong`.
 //! - **step**: the four-mode benchmark ([`Benchmark`]), writing run.json
 //!   beside accept.json.
 //!
-//! One timing harness ([`timed`]) serves the node, link and sweep stages:
-//! an untimed call, then per iteration a barrier and the timed call; the
-//! time of an iteration is the slowest rank's (the collective is as slow as
-//! it), and a stage reports the median over iterations.
+//! The node, link and sweep stages run on a [`Team`]: a [`GroupComm`] (an
+//! MPI communicator on the CPU backend, an NCCL communicator on the CUDA
+//! backend) and an MPI communicator of the same ranks in the same order,
+//! for barriers, the slowest rank's time and the gathers of results. The
+//! teams of the node and link stages are splits of the world's
+//! (`MPI_Comm_split` and `ncclCommSplit` with the same colour and key).
 //!
-//! Only the CPU backend runs the suite for now: the node, link and sweep
-//! stages need a communicator split and send/recv on NCCL, which the CUDA
-//! backend does not have yet (exit 2, said before any compute).
+//! One timing harness ([`timed`]) serves the node and sweep stages: an
+//! untimed call, then per iteration a barrier and the timed call, waited
+//! for ([`GroupComm::synchronize`]); the time of an iteration is the
+//! slowest rank's (the collective is as slow as it), and a stage reports
+//! the median over iterations.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,27 +49,32 @@ use mpi::topology::{Color, Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
 use mfubench_core::accept::{
-    busbw_factor, evaluate, link_schedule, AcceptRecord, AcceptSettings, Collective, CpuTelemetry,
-    DeviceResult, DeviceStage, LinkStage, NodeResult, NodeStage, PairResult, Stage, StepStage,
-    SweepRow, SweepStage, ACCEPT_SCHEMA_VERSION,
+    evaluate, link_schedule, AcceptRecord, AcceptSettings, Collective, CpuTelemetry, DeviceResult,
+    DeviceStage, GpuTelemetry, LinkStage, NodeResult, NodeStage, PairResult, RankGpu, Stage,
+    StepStage, SweepRow, SweepStage, SweepTable, ACCEPT_SCHEMA_VERSION,
 };
 use mfubench_core::check;
-use mfubench_core::config::{Config, Mode};
-use mfubench_core::metrics;
+use mfubench_core::config::{BackendKind, Config, Mode};
+use mfubench_core::metrics::{self, busbw_factor};
 use mfubench_core::plan::StepPlan;
 use mfubench_core::result::RunRecord;
 use mfubench_core::stats;
 
-use crate::backend::{Backend, Compute};
+use crate::backend::{Backend, BackendError, Compute};
 use crate::benchmark::{Benchmark, Hooks};
-use crate::cpu::CpuBackend;
-use crate::mpi_comm;
+use crate::cpu::{CpuBackend, HostGroup};
+use crate::cuda::group::NcclGroup;
+use crate::cuda::telemetry::Telemetry;
+use crate::cuda::CudaBackend;
+use crate::group::{BufferIo, GroupComm};
+use crate::mpi_comm::{self, MpiGroup};
 use crate::output;
 use crate::rank::{Exit, Rank, RunError};
 use crate::schedule;
 
-/// Largest element count handed to one MPI call (counts are C ints).
-const MAX_CHUNK: usize = 1 << 30;
+/// Elements a buffer is written or read in at a time (bounded host
+/// memory for the checks of large sizes).
+const IO_CHUNK: usize = 1 << 20;
 
 /// Lines the ranks of `comm` up before a timed collective: a blocking
 /// barrier, which returns on every rank within microseconds of the last
@@ -74,53 +89,192 @@ fn align(comm: &SimpleCommunicator) {
     comm.barrier();
 }
 
+/// The ranks of a stage: the group its collectives run on and an MPI
+/// communicator of the same ranks in the same order (barriers, the slowest
+/// rank's time, gathers of results).
+pub struct Team<G> {
+    /// The MPI communicator.
+    pub mpi: SimpleCommunicator,
+    /// The group the timed collectives run on.
+    pub group: G,
+}
+
+impl<G: GroupComm> Team<G> {
+    /// A team of `group`'s ranks with `mpi` of the same ranks; refused if
+    /// the two disagree on this rank's place.
+    pub fn new(mpi: SimpleCommunicator, group: G) -> Result<Team<G>, BackendError> {
+        if (mpi.rank() as usize, mpi.size() as usize) != (group.rank(), group.size()) {
+            return Err(BackendError::Failed(format!(
+                "the group has this rank at {} of {}, MPI at {} of {}",
+                group.rank(),
+                group.size(),
+                mpi.rank(),
+                mpi.size()
+            )));
+        }
+        Ok(Team { mpi, group })
+    }
+
+    /// Collective over the team: splits the MPI communicator and the group
+    /// with the same colour and key, so the new team's two halves hold the
+    /// same ranks in the same order.
+    pub fn split(&self, color: Option<u32>, key: u32) -> Result<Option<Team<G>>, BackendError> {
+        let mpi_color = match color {
+            Some(c) => Color::with_value(c as i32),
+            None => Color::undefined(),
+        };
+        let mpi = self.mpi.split_by_color_with_key(mpi_color, key as i32);
+        let group = self.group.split(color, key)?;
+        match (mpi, group) {
+            (Some(m), Some(g)) => Ok(Some(Team::new(m, g)?)),
+            (None, None) => Ok(None),
+            _ => Err(BackendError::Failed(
+                "MPI and the group disagree on a split".into(),
+            )),
+        }
+    }
+}
+
 /// Runs `op` once untimed, then `iterations` times each after a barrier on
-/// `comm`; returns the slowest rank's time of every iteration, seconds.
-/// Collective over `comm`.
-pub fn timed(comm: &SimpleCommunicator, iterations: u32, mut op: impl FnMut()) -> Vec<f64> {
-    op();
+/// the team, waiting for its completion ([`GroupComm::synchronize`]);
+/// returns the slowest rank's time of every iteration, seconds.
+/// Collective over the team.
+pub fn timed<G: GroupComm>(
+    team: &Team<G>,
+    iterations: u32,
+    mut op: impl FnMut() -> Result<(), BackendError>,
+) -> Result<Vec<f64>, BackendError> {
+    op()?;
+    team.group.synchronize()?;
     let mut local = Vec::with_capacity(iterations as usize);
     for _ in 0..iterations {
-        align(comm);
+        align(&team.mpi);
         let t0 = Instant::now();
-        op();
+        op()?;
+        team.group.synchronize()?;
         local.push(t0.elapsed().as_secs_f64());
     }
     let mut slowest = vec![0.0f64; local.len()];
-    comm.all_reduce_into(&local[..], &mut slowest[..], SystemOperation::max());
-    slowest
+    team.mpi
+        .all_reduce_into(&local[..], &mut slowest[..], SystemOperation::max());
+    Ok(slowest)
 }
 
-/// A zeroed buffer of `len` elements, with `madvise(MADV_HUGEPAGE)` on its
-/// pages before their first touch, as numpy does for large arrays: with
-/// the common THP setting `defrag = madvise` only advised memory gets huge
-/// pages on a fragmented host, and the large collectives, memory-bound,
-/// are then measured on the same footing as a numpy-based peer.
-fn big_buffer<T: Copy + Default>(len: usize) -> Vec<T> {
-    let mut v = vec![T::default(); len];
-    let bytes = std::mem::size_of_val(v.as_slice());
-    let start = v.as_mut_ptr() as usize;
-    let aligned = start.div_ceil(4096) * 4096;
-    if bytes >= 1 << 21 && aligned < start + bytes {
-        // SAFETY: [aligned, start + bytes) lies inside the allocation we
-        // own; madvise only advises how to back those pages and does not
-        // change their contents. A failure is harmless and ignored.
-        unsafe {
-            libc::madvise(
-                aligned as *mut libc::c_void,
-                start + bytes - aligned,
-                libc::MADV_HUGEPAGE,
-            );
+/// Writes `f(i)` into elements `0..len` of `buf`, in chunks.
+fn fill<G: BufferIo>(
+    g: &G,
+    buf: &mut G::Buf,
+    len: usize,
+    f: impl Fn(usize) -> f64,
+) -> Result<(), BackendError> {
+    for lo in (0..len).step_by(IO_CHUNK) {
+        let hi = (lo + IO_CHUNK).min(len);
+        let v: Vec<f64> = (lo..hi).map(&f).collect();
+        g.write(buf, lo, &v)?;
+    }
+    Ok(())
+}
+
+/// Sums `count(offset, values)` over elements `0..len` of `buf`, read in
+/// chunks.
+fn count_in<G: BufferIo>(
+    g: &G,
+    buf: &G::Buf,
+    len: usize,
+    count: impl Fn(usize, Vec<f64>) -> u64,
+) -> Result<u64, BackendError> {
+    let mut n = 0;
+    for lo in (0..len).step_by(IO_CHUNK) {
+        let hi = (lo + IO_CHUNK).min(len);
+        n += count(lo, g.read(buf, lo, hi - lo)?);
+    }
+    Ok(n)
+}
+
+/// One collective's sweep table over `sizes` on `team`: per size an
+/// untimed call checked against its known answer (`#wrong`, summed over
+/// the ranks), then the timed calls. Collective over the team.
+pub fn sweep_table<G: BufferIo>(
+    team: &Team<G>,
+    collective: Collective,
+    sizes: &[u64],
+    iterations: u32,
+) -> Result<SweepTable, BackendError> {
+    let g = &team.group;
+    let (me, n) = (g.rank(), g.size());
+    let (me64, n64) = (me as u64, n as u64);
+    // Send and receive lengths of a call whose nccl-tests count is `c`.
+    let lens = |c: usize| match collective {
+        Collective::ReduceScatter => (c * n, c),
+        Collective::AllGather => (c, c * n),
+        Collective::AllReduce | Collective::SendRecv => (c, c),
+    };
+    let geometry: Vec<(usize, u64, u64)> = sizes
+        .iter()
+        .enumerate()
+        .filter_map(|(row, &bytes)| {
+            let (count, total) = mfubench_core::accept::sweep_geometry(collective, bytes, 4, n64)?;
+            Some((row, count, total))
+        })
+        .collect();
+    let (max_send, max_recv) = geometry
+        .iter()
+        .map(|(_, c, _)| lens(*c as usize))
+        .fold((1, 1), |(a, b), (s, r)| (a.max(s), b.max(r)));
+    let mut send = g.alloc(max_send)?;
+    let mut recv = g.alloc(max_recv)?;
+    let mut rows = Vec::with_capacity(geometry.len());
+    for (row, count, total) in geometry {
+        let c = count as usize;
+        let (sl, rl) = lens(c);
+        let row64 = row as u64;
+        match collective {
+            Collective::AllGather => fill(g, &mut send, sl, |i| {
+                check::gather_value(me64, row64, i as u64)
+            })?,
+            _ => fill(g, &mut send, sl, |i| {
+                check::pattern(n64, me64, row64, i as u64)
+            })?,
         }
+        // The checked call is untimed: NaNs first, so a result that was
+        // not written cannot pass.
+        g.poison(&mut recv)?;
+        let run = |recv: &mut G::Buf| match collective {
+            Collective::AllReduce => g.all_reduce_sum(&send, recv, c),
+            Collective::ReduceScatter => g.reduce_scatter_sum(&send, recv, c),
+            Collective::AllGather => g.all_gather(&send, recv, c),
+            Collective::SendRecv => Err(BackendError::Failed(
+                "the sweep does not time send/recv".into(),
+            )),
+        };
+        run(&mut recv)?;
+        g.synchronize()?;
+        let wrong_mine = count_in(g, &recv, rl, |at, v| match collective {
+            Collective::AllGather => {
+                // Elements at..at+len of the rank-major concatenation.
+                v.iter()
+                    .enumerate()
+                    .filter(|(k, x)| {
+                        let i = (at + k) as u64;
+                        let want = check::gather_value(i / count, row64, i % count);
+                        x.is_nan() || **x != want
+                    })
+                    .count() as u64
+            }
+            // This rank's block of the sums starts at me · count.
+            Collective::ReduceScatter => {
+                check::count_wrong(v, n64, row64, me64 * count + at as u64)
+            }
+            _ => check::count_wrong(v, n64, row64, at as u64),
+        })?;
+        let mut wrong = 0u64;
+        team.mpi
+            .all_reduce_into(&wrong_mine, &mut wrong, SystemOperation::sum());
+        let t = timed(team, iterations, || run(&mut recv))?;
+        let med = stats::median(&t).unwrap_or(f64::NAN);
+        rows.push(SweepRow::new(collective, n64, total, count, med, wrong));
     }
-    v
-}
-
-/// Sum all-reduce of f32 buffers, in chunks MPI's int counts can hold.
-fn all_reduce_f32(comm: &SimpleCommunicator, send: &[f32], recv: &mut [f32]) {
-    for (s, r) in send.chunks(MAX_CHUNK).zip(recv.chunks_mut(MAX_CHUNK)) {
-        comm.all_reduce_into(s, r, SystemOperation::sum());
-    }
+    Ok(SweepTable::new(collective, rows))
 }
 
 /// Clock, temperature and load of this host, where it exposes them.
@@ -191,23 +345,99 @@ fn gather_json<T: serde::Serialize + serde::de::DeserializeOwned>(
     )
 }
 
-/// The suite on one rank.
+/// What the suite needs of a backend: its [`Backend`] for the device and
+/// step stages, its group for the node, link and sweep stages.
+pub trait SuiteBackend {
+    /// The backend of the device and step stages.
+    type Backend: Backend;
+    /// The group of the node, link and sweep stages (f32 elements).
+    type Group: BufferIo;
+
+    /// The group of every rank. Collective over the world.
+    fn world_group(rank: &Rank, config: &Config) -> Result<Self::Group, Exit>;
+
+    /// Declares the normal end of a group after the suite's last
+    /// collective, so that its teardown may be collective (NCCL's destroy)
+    /// rather than an abort.
+    fn finish(_group: &Self::Group) {}
+
+    /// This rank's GPU telemetry (NVML), where the backend has GPUs and
+    /// NVML is there; the reason it is not otherwise.
+    fn gpu_telemetry(_world: &Self::Group) -> Result<Telemetry, String> {
+        Err("no GPU".into())
+    }
+
+    /// Telemetry of this rank's device right after the device stage;
+    /// `cpu_share` is the process's CPU time over the stage's wall time.
+    fn telemetry(backend: &Self::Backend, cpu_s: Option<f64>, wall_s: f64) -> CpuTelemetry;
+}
+
+/// The CPU backend: MPI groups.
+pub struct OnCpu;
+
+impl SuiteBackend for OnCpu {
+    type Backend = CpuBackend;
+    type Group = MpiGroup;
+
+    fn world_group(rank: &Rank, _: &Config) -> Result<MpiGroup, Exit> {
+        Ok(MpiGroup::world(rank))
+    }
+
+    /// Host clock, temperature and load; the CPU share is the process's
+    /// CPU time over the stage's wall time and GEMM threads (below 1: the
+    /// threads did not get their cores).
+    fn telemetry(backend: &CpuBackend, cpu_s: Option<f64>, wall_s: f64) -> CpuTelemetry {
+        let threads = backend.threads().max(1) as f64;
+        let mut t = cpu_telemetry();
+        t.cpu_share = cpu_s
+            .filter(|_| wall_s > 0.0)
+            .map(|c| c / (wall_s * threads));
+        t
+    }
+}
+
+/// The CUDA backend: NCCL groups (splits by `ncclCommSplit`, the link
+/// stage's exchanges by `ncclSend`/`ncclRecv` in one group).
+pub struct OnCuda;
+
+impl SuiteBackend for OnCuda {
+    type Backend = CudaBackend;
+    type Group = NcclGroup;
+
+    fn world_group(rank: &Rank, config: &Config) -> Result<NcclGroup, Exit> {
+        let limit = Duration::from_secs_f64(config.run.op_timeout_s);
+        crate::cuda::group::open_world(rank, mfubench_core::config::Dtype::F32, limit)
+    }
+
+    fn finish(group: &NcclGroup) {
+        group.mark_finished();
+    }
+
+    fn gpu_telemetry(world: &NcclGroup) -> Result<Telemetry, String> {
+        world.telemetry()
+    }
+
+    /// The host's readings (the GPU's come with the device record).
+    fn telemetry(_: &CudaBackend, _: Option<f64>, _: f64) -> CpuTelemetry {
+        cpu_telemetry()
+    }
+}
+
+/// The suite on one rank, on the run's backend.
 pub struct Accept<'r> {
-    rank: &'r Rank,
-    config: Config,
-    plan: Arc<StepPlan>,
-    run_id: String,
-    run_dir: PathBuf,
-    /// This host's ranks (MPI's shared-memory split, key = world rank).
-    host_comm: SimpleCommunicator,
-    /// The first rank of every node (key = world rank), on those ranks only.
-    leaders: Option<SimpleCommunicator>,
-    record: AcceptRecord,
+    suite: Either<'r>,
+}
+
+enum Either<'r> {
+    Cpu(Suite<'r, OnCpu>),
+    Cuda(Suite<'r, OnCuda>),
 }
 
 impl<'r> Accept<'r> {
-    /// Builds the communicators and the (empty) record; refuses backends
-    /// other than the CPU's with exit 2, before any compute.
+    /// Builds the teams and the (empty) record on the run's backend
+    /// (`auto` has been resolved by now; it counts as CUDA here, as in the
+    /// benchmark). On CUDA without a GPU every rank ends with the no-driver
+    /// message, exit 2, before any compute.
     pub fn open(
         rank: &'r Rank,
         config: Config,
@@ -215,25 +445,87 @@ impl<'r> Accept<'r> {
         run_id: String,
         run_dir: PathBuf,
     ) -> Result<Self, Exit> {
-        if config.run.backend != mfubench_core::config::BackendKind::Cpu {
-            if rank.is_root() {
-                rank.error(format!(
-                    "mfubench accept: the {} backend does not run the acceptance stages yet (the node, link and sweep stages need NCCL communicator splits and send/recv); use --backend cpu",
-                    config.run.backend
-                ));
+        let suite = match config.run.backend {
+            BackendKind::Cpu => Either::Cpu(Suite::open(rank, config, settings, run_id, run_dir)?),
+            BackendKind::Cuda | BackendKind::Auto => {
+                Either::Cuda(Suite::open(rank, config, settings, run_id, run_dir)?)
             }
-            return Err(Exit::Usage);
-        }
-        let host_comm = rank.world.split_shared(rank.world.rank());
-        let color = if host_comm.rank() == 0 {
-            Color::with_value(0)
-        } else {
-            Color::undefined()
         };
-        let leaders = rank.world.split_by_color_with_key(color, rank.world.rank());
+        Ok(Accept { suite })
+    }
+
+    /// Runs every requested stage, saving accept.json after each.
+    pub fn run(self) -> Result<(), Exit> {
+        match self.suite {
+            Either::Cpu(s) => s.run(),
+            Either::Cuda(s) => s.run(),
+        }
+    }
+}
+
+/// The suite on one rank, on backend `K`.
+pub struct Suite<'r, K: SuiteBackend> {
+    rank: &'r Rank,
+    config: Config,
+    plan: Arc<StepPlan>,
+    run_id: String,
+    run_dir: PathBuf,
+    /// Every rank.
+    world: Team<K::Group>,
+    /// This host's ranks (key = world rank).
+    host: Team<K::Group>,
+    /// The first rank of every node (key = world rank), on those ranks only.
+    leaders: Option<Team<K::Group>>,
+    /// This rank's GPU: NVML, and its identity with a reading after every
+    /// stage (None on CPUs and without NVML).
+    gpu: Option<(Telemetry, GpuTelemetry)>,
+    record: AcceptRecord,
+}
+
+impl<'r, K: SuiteBackend> Suite<'r, K> {
+    /// Builds the teams (world, per host, node leaders) and the (empty)
+    /// record. Collective.
+    pub fn open(
+        rank: &'r Rank,
+        config: Config,
+        settings: AcceptSettings,
+        run_id: String,
+        run_dir: PathBuf,
+    ) -> Result<Self, Exit> {
+        let group = K::world_group(rank, &config)?;
+        let world = rank.agree(Team::new(rank.world.duplicate(), group))?;
+        // A host's colour: the world rank of its first rank (MPI's
+        // shared-memory split tells which ranks share the host).
+        let local = rank.world.split_shared(rank.world.rank());
+        let mut first = rank.rank;
+        local.process_at_rank(0).broadcast_into(&mut first);
+        let me = rank.rank as u32;
+        let host = rank.agree(
+            world
+                .split(Some(first as u32), me)
+                .and_then(|t| t.ok_or_else(|| BackendError::Failed("no host team".into()))),
+        )?;
+        let is_leader = local.rank() == 0;
+        let leaders = rank.agree(world.split(is_leader.then_some(0), me))?;
         let hosts = gather_json(rank, &rank.world, leaders.as_ref().map(|_| &rank.host))
             .unwrap_or_default();
         let plan = Arc::new(StepPlan::for_config(&config));
+        let gpu = match K::gpu_telemetry(&world.group) {
+            Ok(t) => {
+                let id = t.identity();
+                Some((t, id))
+            }
+            Err(e) => {
+                if config.run.backend != BackendKind::Cpu {
+                    crate::say!(
+                        "mfubench-worker: rank {} on {}: warning: no GPU telemetry in the acceptance suite: {e}",
+                        rank.rank,
+                        rank.host
+                    );
+                }
+                None
+            }
+        };
         let record = AcceptRecord {
             schema_version: ACCEPT_SCHEMA_VERSION,
             tool_version: mfubench_core::TOOL_VERSION.to_string(),
@@ -251,23 +543,26 @@ impl<'r> Accept<'r> {
             link: None,
             sweep: None,
             step: None,
+            gpus: Vec::new(),
             findings: Vec::new(),
         };
-        Ok(Accept {
+        Ok(Suite {
             rank,
             config,
             plan,
             run_id,
             run_dir,
-            host_comm,
+            world,
+            host,
             leaders,
+            gpu,
             record,
         })
     }
 
     /// A barrier on `comm` under the watchdog (`run.op_timeout_s`): a rank
     /// that never arrives ends the job instead of hanging it.
-    fn barrier(&self, comm: &mpi::topology::SimpleCommunicator, at: &str) {
+    fn barrier(&self, comm: &SimpleCommunicator, at: &str) {
         let limit = Duration::from_secs_f64(self.config.run.op_timeout_s);
         let (rank, host) = (self.rank.rank, &self.rank.host);
         let mut say = || {
@@ -284,7 +579,9 @@ impl<'r> Accept<'r> {
         }
     }
 
-    /// Runs every requested stage, saving accept.json after each.
+    /// Runs every requested stage, saving accept.json after each. A stage
+    /// whose collective fails ends the job (exit 3); accept.json keeps the
+    /// stages before it.
     pub fn run(mut self) -> Result<(), Exit> {
         self.save()?;
         for stage in self.record.stages.clone() {
@@ -292,17 +589,29 @@ impl<'r> Accept<'r> {
             if self.rank.is_root() {
                 crate::say!("mfubench-worker: accept: {stage} stage");
             }
-            match stage {
+            let done = match stage {
                 Stage::Device => self.device()?,
                 Stage::Node => self.node(),
                 Stage::Link => self.link(),
                 Stage::Sweep => self.sweep(),
                 Stage::Step => self.step()?,
+            };
+            if let Err(e) = done {
+                self.rank.abort(format!("accept {stage} stage: {e}"));
             }
+            self.read_gpus(stage);
             self.save()?;
         }
         self.record.complete = true;
         self.save()?;
+        // Every rank is past the last collective on the teams (the save
+        // above is agreed by all).
+        for t in [Some(&self.world), Some(&self.host), self.leaders.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            K::finish(&t.group);
+        }
         // The protocol's last word of every rank (the step stage's
         // benchmark has said it already).
         if !self.record.stages.contains(&Stage::Step) {
@@ -311,6 +620,26 @@ impl<'r> Accept<'r> {
             });
         }
         Ok(())
+    }
+
+    /// Takes this rank's GPU reading after `stage` and gathers every rank's
+    /// GPU telemetry on rank 0 (collective; ranks without one send none).
+    fn read_gpus(&mut self, stage: Stage) {
+        let r = self.rank;
+        let mine = self.gpu.as_mut().map(|(t, g)| {
+            let reading = t.reading(stage);
+            g.readings.retain(|x| x.stage != Some(stage));
+            g.readings.push(reading);
+            RankGpu {
+                rank: r.rank,
+                host: r.host.clone(),
+                local_rank: r.local_rank,
+                gpu: g.clone(),
+            }
+        });
+        if let Some(all) = gather_json(r, &r.world, mine.as_ref()) {
+            self.record.gpus = all;
+        }
     }
 
     /// Rank 0 evaluates the rules and writes accept.json atomically; every
@@ -332,10 +661,10 @@ impl<'r> Accept<'r> {
         self.rank.agree(written)
     }
 
-    fn device(&mut self) -> Result<(), Exit> {
+    fn device(&mut self) -> Result<Result<(), BackendError>, Exit> {
         let r = self.rank;
         let iterations = self.record.settings.iterations;
-        let mut backend = CpuBackend::open(&self.config, r, self.plan.clone())?;
+        let mut backend = K::Backend::open(&self.config, r, self.plan.clone())?;
         r.agree(backend.allocate_gemms(&self.plan))?;
         let timeout = Duration::from_secs_f64(self.config.run.op_timeout_s);
         let mut times = Vec::with_capacity(iterations as usize);
@@ -356,13 +685,16 @@ impl<'r> Accept<'r> {
                 times.push(t.step_s);
             }
         }
+        // Read right after the GEMMs, before the clocks fall back to idle.
+        let gpu_reading = self.gpu.as_ref().map(|(t, _)| t.reading(Stage::Device));
         let dev = backend.device();
-        let threads = backend.threads().max(1) as f64;
+        let telemetry = K::telemetry(&backend, cpu_known.then_some(cpu), wall);
+        backend.finish();
         drop(backend);
-        let mut telemetry = cpu_telemetry();
-        telemetry.cpu_share = (cpu_known && wall > 0.0).then(|| cpu / (wall * threads));
         let step_s = stats::median(&times).unwrap_or(f64::NAN);
         let flops = self.plan.model_flops();
+        let peak =
+            mfubench_core::accept::device_peak(self.config.run.peak_tflops, dev.spec_peak_tflops);
         let mine = DeviceResult {
             rank: r.rank,
             host: r.host.clone(),
@@ -373,7 +705,13 @@ impl<'r> Accept<'r> {
             step_time_s: times,
             tflops: metrics::tflops(flops, step_s),
             spec_peak_tflops: dev.spec_peak_tflops,
+            peak_tflops: peak.map(|p| p.0),
+            peak_source: peak.map(|p| p.1),
             telemetry,
+            gpu: self.gpu.as_ref().map(|(_, id)| GpuTelemetry {
+                readings: gpu_reading.into_iter().collect(),
+                ..id.clone()
+            }),
         };
         if let Some(devices) = gather_json(r, &r.world, Some(&mine)) {
             self.record.device = Some(DeviceStage {
@@ -382,13 +720,14 @@ impl<'r> Accept<'r> {
                 devices,
             });
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
-    fn node(&mut self) {
+    fn node(&mut self) -> Result<(), BackendError> {
         let s = &self.record.settings;
         let sizes = vec![s.node_small_bytes / 4 * 4, s.node_large_bytes / 4 * 4];
-        let n = self.host_comm.size() as u64;
+        let team = &self.host;
+        let n = team.group.size() as u64;
         let mut result = NodeResult {
             host: self.rank.host.clone(),
             ranks: n,
@@ -398,14 +737,14 @@ impl<'r> Accept<'r> {
             busbw_gbps: Vec::new(),
         };
         if n >= 2 {
+            let g = &team.group;
             let count = (*sizes.iter().max().unwrap_or(&4) / 4) as usize;
-            let send = vec![1.0f32; count];
-            let mut recv = vec![0.0f32; count];
+            let mut send = g.alloc(count)?;
+            let mut recv = g.alloc(count)?;
+            fill(g, &mut send, count, |_| 1.0)?;
             for &bytes in &sizes {
                 let c = (bytes / 4) as usize;
-                let t = timed(&self.host_comm, s.iterations, || {
-                    all_reduce_f32(&self.host_comm, &send[..c], &mut recv[..c])
-                });
+                let t = timed(team, s.iterations, || g.all_reduce_sum(&send, &mut recv, c))?;
                 let med = stats::median(&t).unwrap_or(f64::NAN);
                 let best = t.iter().copied().fold(f64::INFINITY, f64::min);
                 let alg = metrics::algbw_gbps(bytes as f64, best);
@@ -417,7 +756,7 @@ impl<'r> Accept<'r> {
                     .push(alg * busbw_factor(Collective::AllReduce, n));
             }
         }
-        let mine = (self.host_comm.rank() == 0).then_some(&result);
+        let mine = (team.group.rank() == 0).then_some(&result);
         if let Some(nodes) = gather_json(self.rank, &self.rank.world, mine) {
             self.record.node = Some(NodeStage {
                 sizes_bytes: sizes,
@@ -425,19 +764,24 @@ impl<'r> Accept<'r> {
                 nodes,
             });
         }
+        Ok(())
     }
 
-    fn link(&mut self) {
+    fn link(&mut self) -> Result<(), BackendError> {
         let s = self.record.settings.clone();
         let Some(leaders) = &self.leaders else {
-            return;
+            return Ok(());
         };
-        let me = leaders.rank() as usize;
-        let n = leaders.size() as usize;
+        let g = &leaders.group;
+        let me = g.rank();
+        let n = g.size();
         let (name, rounds) = link_schedule(n, &s);
-        let len = s.link_bytes as usize;
-        let send = vec![0x5au8; len];
-        let mut recv = vec![0u8; len];
+        // f32 elements: the bytes on the wire are what counts.
+        let count = (s.link_bytes / 4) as usize;
+        let bytes = count as u64 * 4;
+        let mut send = g.alloc(count)?;
+        let mut recv = g.alloc(count)?;
+        fill(g, &mut send, count, |i| (i % 251) as f64)?;
         // This node's partner in every round (None: a bye, or not paired).
         let partner: Vec<Option<(usize, usize)>> = rounds
             .iter()
@@ -454,14 +798,13 @@ impl<'r> Accept<'r> {
                 // whose pair finished early) must sleep, not spin on a
                 // core the exchanging nodes' network stacks need; then a
                 // blocking barrier lines the exchanges up.
-                self.barrier(leaders, "in the link stage");
-                align(leaders);
+                self.barrier(&leaders.mpi, "in the link stage");
+                align(&leaders.mpi);
                 let Some((a, b)) = *p else { continue };
-                let peer = leaders.process_at_rank(if a == me { b } else { a } as i32);
+                let peer = if a == me { b } else { a };
                 let t0 = Instant::now();
-                for (sc, rc) in send.chunks(MAX_CHUNK).zip(recv.chunks_mut(MAX_CHUNK)) {
-                    mpi::point_to_point::send_receive_into(sc, &peer, rc, &peer);
-                }
+                g.send_recv(peer, &send, &mut recv, count)?;
+                g.synchronize()?;
                 if pass > 0 {
                     times[ri].push(t0.elapsed().as_secs_f64());
                 }
@@ -470,7 +813,9 @@ impl<'r> Accept<'r> {
         let mut mine: Vec<PairResult> = Vec::new();
         for (ri, p) in partner.iter().enumerate() {
             let Some((a, b)) = *p else { continue };
-            let peer = leaders.process_at_rank(if a == me { b } else { a } as i32);
+            let peer = leaders
+                .mpi
+                .process_at_rank(if a == me { b } else { a } as i32);
             let med = stats::median(&times[ri]).unwrap_or(f64::NAN);
             let best = times[ri].iter().copied().fold(f64::INFINITY, f64::min);
             // Each side timed its own exchanges; the pair is as slow as the
@@ -485,11 +830,11 @@ impl<'r> Accept<'r> {
                     round: ri,
                     time_s: t,
                     best_time_s: tb,
-                    gbps: metrics::algbw_gbps(len as f64, tb),
+                    gbps: metrics::algbw_gbps(bytes as f64, tb),
                 });
             }
         }
-        let gathered = gather_json(self.rank, leaders, Some(&mine));
+        let gathered = gather_json(self.rank, &leaders.mpi, Some(&mine));
         if let Some(all) = gathered {
             let mut pairs: Vec<PairResult> = all.into_iter().flatten().collect();
             pairs.sort_by_key(|p| (p.a, p.b));
@@ -497,70 +842,37 @@ impl<'r> Accept<'r> {
                 hosts: self.record.hosts.clone(),
                 schedule: name.to_string(),
                 rounds,
-                bytes: s.link_bytes,
+                bytes,
                 iterations: s.iterations,
                 pairs,
             });
         }
+        Ok(())
     }
 
-    fn sweep(&mut self) {
-        let r = self.rank;
+    fn sweep(&mut self) -> Result<(), BackendError> {
         let s = &self.record.settings;
         let sizes = s.sweep_sizes();
-        let ranks = r.size;
-        let max_count = (sizes.iter().copied().max().unwrap_or(4) / 4) as usize;
-        let mut send: Vec<f32> = big_buffer(max_count);
-        let mut recv: Vec<f32> = big_buffer(max_count);
-        let mut rows = Vec::with_capacity(sizes.len());
-        for (row, &bytes) in sizes.iter().enumerate() {
-            let c = (bytes / 4) as usize;
-            for (i, x) in send[..c].iter_mut().enumerate() {
-                *x = check::pattern(ranks, r.rank, row as u64, i as u64) as f32;
+        let mut tables = Vec::with_capacity(s.sweep_collectives.len());
+        for &c in &s.sweep_collectives {
+            if self.rank.is_root() {
+                crate::say!("mfubench-worker: accept: sweep {}", c.name());
             }
-            // The checked all-reduce is untimed: NaNs first, so a result
-            // that was not written cannot pass.
-            recv[..c].fill(f32::NAN);
-            all_reduce_f32(&r.world, &send[..c], &mut recv[..c]);
-            let wrong_mine =
-                check::count_wrong(recv[..c].iter().map(|&v| v as f64), ranks, row as u64, 0);
-            let mut wrong = 0u64;
-            r.world
-                .all_reduce_into(&wrong_mine, &mut wrong, SystemOperation::sum());
-            let t = timed(&r.world, s.iterations, || {
-                all_reduce_f32(&r.world, &send[..c], &mut recv[..c])
-            });
-            let med = stats::median(&t).unwrap_or(f64::NAN);
-            let alg = metrics::algbw_gbps(bytes as f64, med);
-            rows.push(SweepRow {
-                size_bytes: bytes,
-                count: c as u64,
-                time_us: med * 1e6,
-                algbw_gbps: alg,
-                busbw_gbps: alg * busbw_factor(Collective::AllReduce, ranks),
-                wrong,
-            });
+            tables.push(sweep_table(&self.world, c, &sizes, s.iterations)?);
         }
-        if r.is_root() {
-            let avg = if rows.is_empty() {
-                0.0
-            } else {
-                rows.iter().map(|x| x.busbw_gbps).sum::<f64>() / rows.len() as f64
-            };
+        if self.rank.is_root() {
             self.record.sweep = Some(SweepStage {
-                collective: Collective::AllReduce,
                 dtype: "float".into(),
-                redop: "sum".into(),
-                ranks,
+                ranks: self.world.group.size() as u64,
                 iterations: s.iterations,
-                rows,
-                avg_busbw_gbps: avg,
+                tables,
             });
         }
+        Ok(())
     }
 
-    fn step(&mut self) -> Result<(), Exit> {
-        let mut b = Benchmark::<CpuBackend>::open(
+    fn step(&mut self) -> Result<Result<(), BackendError>, Exit> {
+        let mut b = Benchmark::<K::Backend>::open(
             self.rank,
             self.config.clone(),
             self.plan.clone(),
@@ -582,6 +894,6 @@ impl<'r> Accept<'r> {
                 mfu_compute: run.as_ref().and_then(|r| r.summary.mfu.compute),
             });
         }
-        Ok(())
+        Ok(Ok(()))
     }
 }

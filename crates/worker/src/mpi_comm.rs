@@ -1,66 +1,311 @@
-//! MPI pieces of the worker: the all-reduce of the CPU backend and the
-//! collective helpers (broadcast of strings, gather of per-rank records).
+//! MPI pieces of the worker: the CPU backend's group of ranks
+//! ([`MpiGroup`], the [`GroupComm`] over MPI) and the collective helpers
+//! (broadcast of strings, gather of per-rank records).
 
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
-use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::topology::{Color, Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
 use crate::backend::BackendError;
-use crate::cpu::{HostAllReduce, HostBuf};
+use crate::cpu::HostBuf;
+use crate::group::{check_lengths, BufferIo, GroupComm};
 
 /// Largest element count handed to one MPI call (counts are C ints).
-const MAX_CHUNK: usize = 1 << 30;
+pub const MAX_CHUNK: usize = 1 << 30;
 
-/// Sum all-reduce over a communicator of its own, used from the comm
-/// stream's thread.
-pub struct MpiAllReduce {
+/// A group of ranks over an MPI communicator of its own: the CPU
+/// backend's [`GroupComm`], used from the comm stream's thread and by the
+/// acceptance stages.
+pub struct MpiGroup {
     comm: SimpleCommunicator,
+    /// Largest count per MPI call ([`MAX_CHUNK`]) and per staged chunk
+    /// ([`STAGE_CHUNK`]).
+    chunks: (usize, usize),
 }
 
-// SAFETY: MPI was initialised with MPI_THREAD_MULTIPLE (checked in main), so
-// MPI calls may come from any thread. The communicator is a duplicate used by
-// the comm stream thread only (the schedule never all-reduces from two
-// threads at once), so no two threads use it concurrently.
-unsafe impl Send for MpiAllReduce {}
-// SAFETY: as above; shared references are only used by the one comm thread.
-unsafe impl Sync for MpiAllReduce {}
+// SAFETY: MPI was initialised with MPI_THREAD_MULTIPLE (checked before a
+// backend opens), so MPI calls may come from any thread. Each group is its
+// own communicator (a duplicate or a split), used by one thread at a time:
+// the comm stream thread of a backend (the schedule never all-reduces from
+// two threads at once) or the main thread of the acceptance suite.
+unsafe impl Send for MpiGroup {}
+// SAFETY: as above; shared references are only used by one thread at a time.
+unsafe impl Sync for MpiGroup {}
 
-impl MpiAllReduce {
+impl MpiGroup {
     /// Wraps a communicator (duplicate the world's: collectives on it must
     /// not interleave with the main thread's barriers).
-    pub fn new(comm: SimpleCommunicator) -> MpiAllReduce {
-        MpiAllReduce { comm }
+    pub fn new(comm: SimpleCommunicator) -> MpiGroup {
+        MpiGroup::with_chunks(comm, MAX_CHUNK, STAGE_CHUNK)
     }
-}
 
-impl HostAllReduce for MpiAllReduce {
-    fn all_reduce_sum(&self, send: &HostBuf, recv: &mut HostBuf) -> Result<(), BackendError> {
-        match (send, recv) {
-            (HostBuf::F32(s), HostBuf::F32(r)) if s.len() == r.len() => {
-                for (sc, rc) in s.chunks(MAX_CHUNK).zip(r.chunks_mut(MAX_CHUNK)) {
-                    self.comm.all_reduce_into(sc, rc, SystemOperation::sum());
-                }
-                Ok(())
-            }
-            (HostBuf::F64(s), HostBuf::F64(r)) if s.len() == r.len() => {
-                for (sc, rc) in s.chunks(MAX_CHUNK).zip(r.chunks_mut(MAX_CHUNK)) {
-                    self.comm.all_reduce_into(sc, rc, SystemOperation::sum());
-                }
-                Ok(())
-            }
-            _ => Err(BackendError::Failed(
-                "send and receive buffers differ in dtype or length".into(),
-            )),
+    /// A group that hands MPI at most `max` elements per call and stages
+    /// `stage` per rank at a time above that: smaller than MPI's int limit
+    /// only to test the chunked paths on small buffers.
+    pub fn with_chunks(comm: SimpleCommunicator, max: usize, stage: usize) -> MpiGroup {
+        MpiGroup {
+            comm,
+            chunks: (max.max(1), stage.max(1)),
         }
     }
 
-    fn rank(&self) -> u64 {
-        self.comm.rank() as u64
+    /// The MPI communicator (for barriers and gathers of records).
+    pub fn comm(&self) -> &SimpleCommunicator {
+        &self.comm
+    }
+}
+
+/// Runs `$body` with `$s`/`$r` bound to the two buffers' slices when both
+/// are of the same dtype; an error naming `$call` otherwise.
+macro_rules! same_dtype {
+    ($call:expr, $send:expr, $recv:expr, |$s:ident, $r:ident| $body:expr) => {
+        match ($send, $recv) {
+            (HostBuf::F32($s), HostBuf::F32($r)) => $body,
+            (HostBuf::F64($s), HostBuf::F64($r)) => $body,
+            _ => Err(BackendError::Failed(format!(
+                "{}: the send and receive buffers differ in dtype",
+                $call
+            ))),
+        }
+    };
+}
+
+/// Sum all-reduce of `count` elements in chunks MPI's int counts hold.
+fn all_reduce_chunked<T: Equivalence>(
+    comm: &SimpleCommunicator,
+    s: &[T],
+    r: &mut [T],
+    count: usize,
+    max: usize,
+) {
+    for (sc, rc) in s[..count].chunks(max).zip(r[..count].chunks_mut(max)) {
+        comm.all_reduce_into(sc, rc, SystemOperation::sum());
+    }
+}
+
+/// Elements per rank of one staged chunk of [`all_gather_chunked`] and
+/// [`reduce_scatter_chunked`] (64 MiB of f32 per rank in the staging
+/// buffer).
+const STAGE_CHUNK: usize = 1 << 24;
+
+/// All-gather of `per` elements per rank. Above `max` ([`MAX_CHUNK`]) the
+/// blocks go in chunks of `stage_chunk` ([`STAGE_CHUNK`]) through a
+/// staging buffer (the receive
+/// layout is rank-major, so a chunk of every rank's block is not
+/// contiguous).
+fn all_gather_chunked<T: Equivalence + Copy + Default>(
+    comm: &SimpleCommunicator,
+    s: &[T],
+    r: &mut [T],
+    per: usize,
+    (max, stage_chunk): (usize, usize),
+) {
+    let n = comm.size() as usize;
+    if per <= max {
+        comm.all_gather_into(&s[..per], &mut r[..per * n]);
+        return;
+    }
+    let mut stage = vec![T::default(); stage_chunk * n];
+    for lo in (0..per).step_by(stage_chunk) {
+        let c = stage_chunk.min(per - lo);
+        comm.all_gather_into(&s[lo..lo + c], &mut stage[..c * n]);
+        for rank in 0..n {
+            r[rank * per + lo..rank * per + lo + c]
+                .copy_from_slice(&stage[rank * c..(rank + 1) * c]);
+        }
+    }
+}
+
+/// Sum reduce-scatter of `per` elements per rank, chunked as
+/// [`all_gather_chunked`] (here the send layout is rank-major).
+fn reduce_scatter_chunked<T: Equivalence + Copy + Default>(
+    comm: &SimpleCommunicator,
+    s: &[T],
+    r: &mut [T],
+    per: usize,
+    (max, stage_chunk): (usize, usize),
+) {
+    let n = comm.size() as usize;
+    if per <= max {
+        comm.reduce_scatter_block_into(&s[..per * n], &mut r[..per], SystemOperation::sum());
+        return;
+    }
+    let mut stage = vec![T::default(); stage_chunk * n];
+    for lo in (0..per).step_by(stage_chunk) {
+        let c = stage_chunk.min(per - lo);
+        for rank in 0..n {
+            stage[rank * c..(rank + 1) * c]
+                .copy_from_slice(&s[rank * per + lo..rank * per + lo + c]);
+        }
+        comm.reduce_scatter_block_into(&stage[..c * n], &mut r[lo..lo + c], SystemOperation::sum());
+    }
+}
+
+impl GroupComm for MpiGroup {
+    type Buf = HostBuf;
+
+    fn rank(&self) -> usize {
+        self.comm.rank() as usize
     }
 
-    fn ranks(&self) -> u64 {
-        self.comm.size() as u64
+    fn size(&self) -> usize {
+        self.comm.size() as usize
+    }
+
+    fn split(&self, color: Option<u32>, key: u32) -> Result<Option<MpiGroup>, BackendError> {
+        let color = match color {
+            Some(c) => Color::with_value(i32::try_from(c).map_err(|_| {
+                BackendError::Failed(format!("split colour {c} exceeds MPI's int range"))
+            })?),
+            None => Color::undefined(),
+        };
+        let key = i32::try_from(key).map_err(|_| {
+            BackendError::Failed(format!("split key {key} exceeds MPI's int range"))
+        })?;
+        Ok(self
+            .comm
+            .split_by_color_with_key(color, key)
+            .map(|c| MpiGroup::with_chunks(c, self.chunks.0, self.chunks.1)))
+    }
+
+    fn all_reduce_sum(
+        &self,
+        send: &HostBuf,
+        recv: &mut HostBuf,
+        count: usize,
+    ) -> Result<(), BackendError> {
+        check_lengths("all_reduce_sum", send.len(), count, recv.len(), count)?;
+        same_dtype!("all_reduce_sum", send, recv, |s, r| {
+            all_reduce_chunked(&self.comm, s, r, count, self.chunks.0);
+            Ok(())
+        })
+    }
+
+    fn all_gather(
+        &self,
+        send: &HostBuf,
+        recv: &mut HostBuf,
+        count_per_rank: usize,
+    ) -> Result<(), BackendError> {
+        let total = count_per_rank * self.size();
+        check_lengths("all_gather", send.len(), count_per_rank, recv.len(), total)?;
+        same_dtype!("all_gather", send, recv, |s, r| {
+            all_gather_chunked(&self.comm, s, r, count_per_rank, self.chunks);
+            Ok(())
+        })
+    }
+
+    fn reduce_scatter_sum(
+        &self,
+        send: &HostBuf,
+        recv: &mut HostBuf,
+        count_per_rank: usize,
+    ) -> Result<(), BackendError> {
+        let total = count_per_rank * self.size();
+        check_lengths(
+            "reduce_scatter_sum",
+            send.len(),
+            total,
+            recv.len(),
+            count_per_rank,
+        )?;
+        same_dtype!("reduce_scatter_sum", send, recv, |s, r| {
+            reduce_scatter_chunked(&self.comm, s, r, count_per_rank, self.chunks);
+            Ok(())
+        })
+    }
+
+    fn send_recv(
+        &self,
+        peer: usize,
+        send: &HostBuf,
+        recv: &mut HostBuf,
+        count: usize,
+    ) -> Result<(), BackendError> {
+        check_lengths("send_recv", send.len(), count, recv.len(), count)?;
+        if peer >= self.size() {
+            return Err(BackendError::Failed(format!(
+                "send_recv: peer {peer} is not in a group of {}",
+                self.size()
+            )));
+        }
+        let p = self.comm.process_at_rank(peer as i32);
+        same_dtype!("send_recv", send, recv, |s, r| {
+            for (sc, rc) in s[..count]
+                .chunks(self.chunks.0)
+                .zip(r[..count].chunks_mut(self.chunks.0))
+            {
+                mpi::point_to_point::send_receive_into(sc, &p, rc, &p);
+            }
+            Ok(())
+        })
+    }
+
+    /// MPI's blocking calls have completed when they return.
+    fn synchronize(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+/// A zeroed buffer of `len` elements, with `madvise(MADV_HUGEPAGE)` on its
+/// pages before their first touch, as numpy does for large arrays: with
+/// the common THP setting `defrag = madvise` only advised memory gets huge
+/// pages on a fragmented host, and the large collectives, memory-bound,
+/// are then measured on the same footing as a numpy-based peer.
+pub fn big_buffer<T: Copy + Default>(len: usize) -> Vec<T> {
+    let mut v = vec![T::default(); len];
+    let bytes = std::mem::size_of_val(v.as_slice());
+    let start = v.as_mut_ptr() as usize;
+    let aligned = start.div_ceil(4096) * 4096;
+    if bytes >= 1 << 21 && aligned < start + bytes {
+        // SAFETY: [aligned, start + bytes) lies inside the allocation we
+        // own; madvise only advises how to back those pages and does not
+        // change their contents. A failure is harmless and ignored.
+        unsafe {
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                start + bytes - aligned,
+                libc::MADV_HUGEPAGE,
+            );
+        }
+    }
+    v
+}
+
+/// Buffers of the MPI group are f32 host vectors (the sweep's dtype,
+/// nccl-tests' `float`).
+impl BufferIo for MpiGroup {
+    fn alloc(&self, len: usize) -> Result<HostBuf, BackendError> {
+        Ok(HostBuf::F32(big_buffer(len)))
+    }
+
+    fn write(&self, buf: &mut HostBuf, at: usize, values: &[f64]) -> Result<(), BackendError> {
+        check_lengths("write", values.len(), 0, buf.len(), at + values.len())?;
+        match buf {
+            HostBuf::F32(v) => v[at..at + values.len()]
+                .iter_mut()
+                .zip(values)
+                .for_each(|(d, s)| *d = *s as f32),
+            HostBuf::F64(v) => v[at..at + values.len()].copy_from_slice(values),
+        }
+        Ok(())
+    }
+
+    fn poison(&self, buf: &mut HostBuf) -> Result<(), BackendError> {
+        match buf {
+            HostBuf::F32(v) => v.fill(f32::NAN),
+            HostBuf::F64(v) => v.fill(f64::NAN),
+        }
+        Ok(())
+    }
+
+    fn read(&self, buf: &HostBuf, at: usize, len: usize) -> Result<Vec<f64>, BackendError> {
+        check_lengths("read", 0, 0, buf.len(), at + len)?;
+        Ok(match buf {
+            HostBuf::F32(v) => v[at..at + len].iter().map(|x| *x as f64).collect(),
+            HostBuf::F64(v) => v[at..at + len].to_vec(),
+        })
     }
 }
 

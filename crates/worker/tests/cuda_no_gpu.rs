@@ -157,3 +157,47 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
     }
     v
 }
+
+#[test]
+fn accept_on_cuda_without_a_driver_exits_2_with_the_no_gpu_message() {
+    if skip() {
+        return;
+    }
+    // One rank and two: every rank ends at the world group's opening
+    // (agreed), before any stage, with the no-driver message.
+    for np in [1, 2] {
+        let out_dir = tempfile::tempdir().unwrap();
+        let o = worker(
+            np,
+            &[
+                "--config",
+                &quickstart(),
+                "--backend",
+                "cuda",
+                "--out",
+                out_dir.path().to_str().unwrap(),
+                "--accept",
+                "--stages",
+                "device,node,link,sweep",
+            ],
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(o.status.code(), Some(2), "{np} rank(s): {text}");
+        assert!(text.contains("no CUDA driver: libcuda.so.1"), "{text}");
+        assert!(text.contains("--backend cpu"), "{text}");
+        assert!(!text.contains("not supported"), "{text}");
+        assert!(!text.contains("panicked"), "{text}");
+        if np == 2 {
+            assert!(text.contains("rank 1"), "{text}");
+        }
+        let written: Vec<_> = walk(out_dir.path());
+        assert!(
+            !written.iter().any(|p| p.ends_with("accept.json")),
+            "{written:?}"
+        );
+    }
+}

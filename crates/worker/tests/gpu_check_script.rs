@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 const WORKER: &str = env!("CARGO_BIN_EXE_mfubench-worker");
 
 /// Files the script may leave in `$OUT` (flat).
-const OUT_FILES: [&str; 7] = [
+const OUT_FILES: [&str; 8] = [
     "gpu-check.txt",
     "gpu-check.json",
     "llama3-8b.log",
@@ -29,6 +29,7 @@ const OUT_FILES: [&str; 7] = [
     "llama3-8b-fp8.log",
     "llama3-8b-fp8.run.json",
     "cuda_gpu.log",
+    "accept.json",
 ];
 
 /// MPI runs one at a time (2 cores).
@@ -287,13 +288,13 @@ fn assert_returnable(out: &Path, log: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_healthy_run_leaves_seven_flat_files_and_survives_torch_errors() {
+fn a_healthy_run_leaves_eight_flat_files_and_survives_torch_errors() {
     let o = gpu_check("ok", 240).expect("the script outlived its budget");
     let log = &o.log;
     assert_eq!(o.code, Some(0), "{log}");
     assert!(log.contains("gpu-check: PASS"), "{log}");
     let files = assert_returnable(&o.out, log);
-    assert_eq!(files.len(), 7, "{files:?}");
+    assert_eq!(files.len(), 8, "{files:?}");
     // Both runs (the fp8 one because the stand-in GPU is compute
     // capability 9.0), each reported by the comparison with a matching plan.
     for id in ["llama3-8b", "llama3-8b-fp8"] {
@@ -370,6 +371,18 @@ fn a_healthy_run_leaves_seven_flat_files_and_survives_torch_errors() {
     let tests = std::fs::read_to_string(o.out.join("cuda_gpu.log")).unwrap();
     assert!(tests.contains("lib dir: unset"), "{tests}");
     assert!(tests.contains("worker bin: /"), "{tests}");
+    // The acceptance suite ran (here on the CPU backend: the stand-in
+    // worker), finished, and its accept.json has the three sweep tables
+    // with no wrong element.
+    assert!(log.contains("accept: ok"), "{log}");
+    let acc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(o.out.join("accept.json")).unwrap()).unwrap();
+    assert_eq!(acc["complete"], true, "{acc}");
+    assert_eq!(
+        acc["sweep"]["tables"].as_array().map(Vec::len),
+        Some(3),
+        "{acc}"
+    );
     assert!(o.secs < 240.0, "{}", o.secs);
 }
 

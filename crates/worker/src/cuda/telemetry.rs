@@ -4,11 +4,20 @@
 //!
 //! NVML numbers devices without regard to `CUDA_VISIBLE_DEVICES`, so the
 //! device is found by the UUID the CUDA driver reports for our ordinal.
+//!
+//! The acceptance suite takes a fuller reading after every stage
+//! ([`Telemetry::reading`]): clocks, power and its limit, temperature,
+//! throttle reasons (unknown bits kept), volatile ECC counts and the PCIe
+//! link, and the GPU's identity ([`Telemetry::identity`]: UUID, serial,
+//! PCI bus id). XID errors are not collected: NVML reports them only as
+//! events to a listener registered before they happen
+//! (`nvmlDeviceRegisterEvents`), not as a count that can be read.
 
+use mfubench_core::accept::{GpuReading, GpuTelemetry, Stage};
 use mfubench_core::config::Mode;
 use mfubench_core::result::TelemetrySample;
 use nvml_wrapper::bitmasks::device::ThrottleReasons;
-use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
+use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
 use nvml_wrapper::error::{Bits, NvmlError};
 use nvml_wrapper::Nvml;
 
@@ -91,6 +100,47 @@ impl Telemetry {
     /// The driver version NVML reports, e.g. "570.124.06".
     pub fn driver_version(&self) -> Option<String> {
         self.nvml.sys_driver_version().ok()
+    }
+
+    /// The GPU's identity (serial and PCI bus id where NVML reports them),
+    /// with no readings yet.
+    pub fn identity(&self) -> GpuTelemetry {
+        let d = self.nvml.device_by_uuid(self.uuid.as_str()).ok();
+        GpuTelemetry {
+            uuid: self.uuid.clone(),
+            serial: d.as_ref().and_then(|d| d.serial().ok()),
+            pci_bus_id: d.as_ref().and_then(|d| d.pci_info().ok()).map(|p| p.bus_id),
+            readings: Vec::new(),
+        }
+    }
+
+    /// A reading after `stage`; fields NVML cannot read stay empty.
+    pub fn reading(&self, stage: Stage) -> GpuReading {
+        let mut r = GpuReading {
+            stage: Some(stage),
+            ..Default::default()
+        };
+        let Ok(d) = self.nvml.device_by_uuid(self.uuid.as_str()) else {
+            return r;
+        };
+        r.sm_clock_mhz = d.clock_info(Clock::SM).ok();
+        r.max_sm_clock_mhz = d.max_clock_info(Clock::SM).ok();
+        r.power_w = d.power_usage().ok().map(|mw| mw as f64 / 1000.0);
+        r.power_limit_w = d.enforced_power_limit().ok().map(|mw| mw as f64 / 1000.0);
+        r.temperature_c = d.temperature(TemperatureSensor::Gpu).ok();
+        r.throttle_bits = throttle_bits(d.current_throttle_reasons_strict());
+        r.throttle_reasons = r.throttle_bits.map(throttle_names).unwrap_or_default();
+        r.ecc_corrected = d
+            .total_ecc_errors(MemoryError::Corrected, EccCounter::Volatile)
+            .ok();
+        r.ecc_uncorrected = d
+            .total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)
+            .ok();
+        r.pcie_gen = d.current_pcie_link_gen().ok();
+        r.pcie_max_gen = d.max_pcie_link_gen().ok();
+        r.pcie_width = d.current_pcie_link_width().ok();
+        r.pcie_max_width = d.max_pcie_link_width().ok();
+        r
     }
 
     /// One sample; fields NVML cannot read stay empty.

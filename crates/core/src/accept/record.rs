@@ -1,0 +1,844 @@
+//! The `accept.json` schema: one result type per stage, the findings, and
+//! the record that holds them (schema-versioned).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use super::{AcceptSettings, Pair, Stage};
+use crate::metrics::{busbw_factor, Collective};
+use crate::result::PeakSource;
+
+/// Layout version of `accept.json`; bumped on any change an older reader
+/// would misread.
+pub const ACCEPT_SCHEMA_VERSION: u32 = 2;
+
+/// The outcome of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    /// Measured and within the threshold.
+    Pass,
+    /// Measured, and the measurement cannot tell (too few devices, nodes
+    /// or links to compare).
+    Inconclusive,
+    /// The stage did not run, or there was nothing to measure.
+    Skipped,
+    /// Measured and outside the threshold.
+    Fail,
+}
+
+impl Status {
+    /// The upper-case word printed in verdict lines.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Inconclusive => "INCONCLUSIVE",
+            Status::Skipped => "SKIPPED",
+        }
+    }
+}
+
+/// What a finding is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Component {
+    /// A device: one rank.
+    Device {
+        /// MPI rank.
+        rank: u64,
+        /// Its host.
+        host: String,
+        /// Rank on the host.
+        local_rank: u64,
+    },
+    /// A node (host).
+    Node {
+        /// Host name.
+        host: String,
+    },
+    /// A link between two nodes.
+    Link {
+        /// One host.
+        a: String,
+        /// The other host.
+        b: String,
+    },
+}
+
+impl fmt::Display for Component {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Component::Device {
+                rank,
+                host,
+                local_rank,
+            } => write!(f, "device rank {rank} ({host}, local rank {local_rank})"),
+            Component::Node { host } => write!(f, "node {host}"),
+            Component::Link { a, b } => write!(f, "link {a} <-> {b}"),
+        }
+    }
+}
+
+/// One verdict line: a rule's outcome, for the whole stage or for one
+/// component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stage the rule belongs to.
+    pub stage: Stage,
+    /// Rule name (`device_rate`, `node_busbw`, `link_bandwidth`,
+    /// `node_links`, `sweep_wrong`, `stage_complete`).
+    pub rule: String,
+    /// Outcome.
+    pub status: Status,
+    /// The device, node or link named; None for a stage-wide line.
+    #[serde(default)]
+    pub component: Option<Component>,
+    /// The numbers behind the outcome, or why it could not be decided.
+    pub message: String,
+}
+
+/// One CPU telemetry reading of a rank (the CPU backend's "telemetry with
+/// reasons"): clock and temperature where the host exposes them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuTelemetry {
+    /// Mean of the `cpu MHz` lines of /proc/cpuinfo.
+    #[serde(default)]
+    pub mhz: Option<f64>,
+    /// Highest /sys/class/thermal zone temperature, °C.
+    #[serde(default)]
+    pub temp_c: Option<f64>,
+    /// 1-minute load average of the host.
+    #[serde(default)]
+    pub load1: Option<f64>,
+    /// CPU time the rank got during the stage / (wall time × its GEMM
+    /// threads): 1 = it ran whenever it wanted to; well below 1 = other
+    /// work took its cores (contention, a CPU hog, throttled cgroup).
+    #[serde(default)]
+    pub cpu_share: Option<f64>,
+}
+
+impl CpuTelemetry {
+    /// The reason text shown beside a flagged device.
+    pub fn reason(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(c) = self.cpu_share {
+            parts.push(format!("got {:.0} % of its threads' CPU time", c * 100.0));
+        }
+        if let Some(m) = self.mhz {
+            parts.push(format!("cpu clock {m:.0} MHz"));
+        }
+        if let Some(t) = self.temp_c {
+            parts.push(format!("{t:.0} °C"));
+        }
+        if let Some(l) = self.load1 {
+            parts.push(format!("load {l:.2}"));
+        }
+        if parts.is_empty() {
+            "no telemetry on this host".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// One NVML reading of a GPU, taken after a stage's measurements. Fields
+/// NVML could not read are empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuReading {
+    /// The stage it was taken after.
+    pub stage: Option<Stage>,
+    /// SM clock, MHz.
+    #[serde(default)]
+    pub sm_clock_mhz: Option<u32>,
+    /// Highest SM clock the GPU supports, MHz.
+    #[serde(default)]
+    pub max_sm_clock_mhz: Option<u32>,
+    /// Power draw, W.
+    #[serde(default)]
+    pub power_w: Option<f64>,
+    /// Enforced power limit, W.
+    #[serde(default)]
+    pub power_limit_w: Option<f64>,
+    /// GPU temperature, °C.
+    #[serde(default)]
+    pub temperature_c: Option<u32>,
+    /// The raw NVML clock-event ("throttle") reason mask, unknown bits
+    /// kept.
+    #[serde(default)]
+    pub throttle_bits: Option<u64>,
+    /// Names of the reasons in `throttle_bits` (`hw_thermal_slowdown`;
+    /// unknown bits as `other(0x…)`).
+    #[serde(default)]
+    pub throttle_reasons: Vec<String>,
+    /// Corrected ECC errors since the driver loaded (volatile counter).
+    #[serde(default)]
+    pub ecc_corrected: Option<u64>,
+    /// Uncorrected ECC errors since the driver loaded (volatile counter).
+    #[serde(default)]
+    pub ecc_uncorrected: Option<u64>,
+    /// Current PCIe link generation.
+    #[serde(default)]
+    pub pcie_gen: Option<u32>,
+    /// Highest PCIe link generation of the GPU and the slot.
+    #[serde(default)]
+    pub pcie_max_gen: Option<u32>,
+    /// Current PCIe link width (lanes).
+    #[serde(default)]
+    pub pcie_width: Option<u32>,
+    /// Widest PCIe link of the GPU and the slot (lanes).
+    #[serde(default)]
+    pub pcie_max_width: Option<u32>,
+}
+
+/// What a throttle reason name means, in the words a verdict line uses.
+pub fn throttle_phrase(name: &str) -> String {
+    match name {
+        "gpu_idle" => "idle".into(),
+        "applications_clocks_setting" => "application clocks set".into(),
+        "sw_power_cap" => "power cap".into(),
+        "hw_slowdown" => "hardware slowdown".into(),
+        "sync_boost" => "sync boost".into(),
+        "sw_thermal_slowdown" => "thermal slowdown (software)".into(),
+        "hw_thermal_slowdown" => "thermal slowdown".into(),
+        "hw_power_brake_slowdown" => "power brake".into(),
+        "display_clock_setting" => "display clock".into(),
+        other => format!("throttle reason {other}"),
+    }
+}
+
+impl GpuReading {
+    /// The reason text shown beside a flagged GPU: what is off, first;
+    /// "sm clock 1410 MHz, thermal slowdown".
+    pub fn reason(&self) -> String {
+        let mut parts = Vec::new();
+        match (self.sm_clock_mhz, self.max_sm_clock_mhz) {
+            (Some(c), Some(m)) if m > 0 && c < m => {
+                parts.push(format!("sm clock {c} MHz (max {m})"))
+            }
+            (Some(c), _) => parts.push(format!("sm clock {c} MHz")),
+            _ => {}
+        }
+        parts.extend(
+            self.throttle_reasons
+                .iter()
+                .filter(|r| r.as_str() != "gpu_idle")
+                .map(|r| throttle_phrase(r)),
+        );
+        if let Some(t) = self.temperature_c {
+            parts.push(format!("{t} °C"));
+        }
+        match (self.power_w, self.power_limit_w) {
+            (Some(p), Some(l)) => parts.push(format!("{p:.0} W of {l:.0} W")),
+            (Some(p), None) => parts.push(format!("{p:.0} W")),
+            _ => {}
+        }
+        if let Some(u) = self.ecc_uncorrected.filter(|u| *u > 0) {
+            parts.push(format!("{u} uncorrected ECC error(s)"));
+        }
+        if let Some(c) = self.ecc_corrected.filter(|c| *c > 0) {
+            parts.push(format!("{c} corrected ECC error(s)"));
+        }
+        match (
+            self.pcie_gen,
+            self.pcie_max_gen,
+            self.pcie_width,
+            self.pcie_max_width,
+        ) {
+            (Some(g), Some(mg), Some(w), Some(mw)) if g < mg || w < mw => {
+                parts.push(format!("PCIe gen{g} x{w} (max gen{mg} x{mw})"))
+            }
+            _ => {}
+        }
+        if parts.is_empty() {
+            "no GPU telemetry".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// A GPU's identity and its readings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuTelemetry {
+    /// NVML UUID (`GPU-…`).
+    pub uuid: String,
+    /// Board serial number, where NVML reports one.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// PCI bus id (`00000000:04:00.0`).
+    #[serde(default)]
+    pub pci_bus_id: Option<String>,
+    /// Readings, one per stage taken so far, in stage order.
+    #[serde(default)]
+    pub readings: Vec<GpuReading>,
+}
+
+impl GpuTelemetry {
+    /// "GPU-…, serial 1321…, PCI 00000000:04:00.0".
+    pub fn identity(&self) -> String {
+        let mut s = self.uuid.clone();
+        if let Some(x) = &self.serial {
+            s += &format!(", serial {x}");
+        }
+        if let Some(x) = &self.pci_bus_id {
+            s += &format!(", PCI {x}");
+        }
+        s
+    }
+
+    /// The reading taken after `stage`, if any.
+    pub fn at(&self, stage: Stage) -> Option<&GpuReading> {
+        self.readings.iter().find(|r| r.stage == Some(stage))
+    }
+}
+
+/// One rank's GPU telemetry over the whole suite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankGpu {
+    /// MPI rank.
+    pub rank: u64,
+    /// Host name.
+    pub host: String,
+    /// Rank on its host.
+    pub local_rank: u64,
+    /// Identity and per-stage readings.
+    pub gpu: GpuTelemetry,
+}
+
+/// Device stage: one entry per rank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceResult {
+    /// MPI rank.
+    pub rank: u64,
+    /// Host name.
+    pub host: String,
+    /// Rank on its host.
+    pub local_rank: u64,
+    /// Device (`cpu`, `GPU 3`).
+    pub device: String,
+    /// Device model name.
+    pub device_name: String,
+    /// Median over iterations of the compute-only step, seconds.
+    pub step_s: f64,
+    /// Every timed compute-only step, seconds.
+    pub step_time_s: Vec<f64>,
+    /// FLOPs per step / median step, TFLOP/s.
+    pub tflops: f64,
+    /// Datasheet peak of the device, when known.
+    #[serde(default)]
+    pub spec_peak_tflops: Option<f64>,
+    /// The peak the device's rate is set against ([`device_peak`]):
+    /// `run.peak_tflops` when set, else the datasheet's; None when neither
+    /// is known (never a calibrated or made-up number).
+    #[serde(default)]
+    pub peak_tflops: Option<f64>,
+    /// Where `peak_tflops` comes from (`config` or `spec`).
+    #[serde(default)]
+    pub peak_source: Option<PeakSource>,
+    /// Telemetry sampled right after the stage.
+    #[serde(default)]
+    pub telemetry: CpuTelemetry,
+    /// On GPUs: the device's identity and its NVML reading right after
+    /// the stage; None on CPUs and where NVML is missing.
+    #[serde(default)]
+    pub gpu: Option<GpuTelemetry>,
+}
+
+/// The peak a device's rate is set against and where it comes from:
+/// `run.peak_tflops` when the config sets it (the user's statement of the
+/// device's peak), else the datasheet entry of core's table
+/// ([`crate::peak`]); None when neither is known. A calibrated rate is not
+/// a peak to judge a device against: the device stage then says "no
+/// datasheet peak".
+pub fn device_peak(config: Option<f64>, spec: Option<f64>) -> Option<(f64, PeakSource)> {
+    let valid = |p: f64| p.is_finite() && p > 0.0;
+    match (config.filter(|p| valid(*p)), spec.filter(|p| valid(*p))) {
+        (Some(p), _) => Some((p, PeakSource::Config)),
+        (None, Some(p)) => Some((p, PeakSource::Spec)),
+        (None, None) => None,
+    }
+}
+
+impl DeviceResult {
+    /// The reason text beside a flagged device: the GPU's identity and
+    /// reading where there is one, else the host's telemetry.
+    pub fn reason(&self) -> String {
+        match &self.gpu {
+            Some(g) => match g.at(Stage::Device) {
+                Some(r) => format!("{}; {}", g.identity(), r.reason()),
+                None => format!("{}; no GPU telemetry", g.identity()),
+            },
+            None => self.telemetry.reason(),
+        }
+    }
+
+    /// TFLOP/s over the peak, when there is one.
+    pub fn peak_fraction(&self) -> Option<f64> {
+        self.peak_tflops
+            .filter(|p| *p > 0.0)
+            .map(|p| self.tflops / p)
+    }
+
+    /// "62.1 % of the datasheet's 989.0 TFLOP/s", or "no datasheet peak".
+    pub fn peak_text(&self) -> String {
+        match (self.peak_fraction(), self.peak_tflops, self.peak_source) {
+            (Some(f), Some(p), src) => format!(
+                "{:.1} % of {} {p:.1} TFLOP/s",
+                f * 100.0,
+                match src {
+                    Some(PeakSource::Config) => "run.peak_tflops",
+                    _ => "the datasheet's",
+                }
+            ),
+            _ => "no datasheet peak".into(),
+        }
+    }
+}
+
+/// Device stage results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceStage {
+    /// Model FLOPs of one compute-only step (the plan's GEMMs).
+    pub flops_per_step: f64,
+    /// Timed steps per device.
+    pub iterations: u32,
+    /// One entry per rank, by rank.
+    pub devices: Vec<DeviceResult>,
+}
+
+/// Node stage: one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeResult {
+    /// Host name.
+    pub host: String,
+    /// Ranks on the node.
+    pub ranks: u64,
+    /// Median all-reduce time per size (slowest rank of the node per
+    /// iteration), seconds; parallel to [`NodeStage::sizes_bytes`].
+    pub time_s: Vec<f64>,
+    /// Fastest iteration per size (slowest rank of the node), seconds.
+    #[serde(default)]
+    pub best_time_s: Vec<f64>,
+    /// algbw per size from the fastest iteration, GB/s: the node's
+    /// capacity, as for links ([`PairResult::gbps`]); intermittent slowness
+    /// shows in `time_s`.
+    pub algbw_gbps: Vec<f64>,
+    /// busbw per size (2(n−1)/n · algbw), GB/s.
+    pub busbw_gbps: Vec<f64>,
+}
+
+/// Node stage results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStage {
+    /// Message sizes: latency-bound, then bandwidth-bound.
+    pub sizes_bytes: Vec<u64>,
+    /// Timed all-reduces per size.
+    pub iterations: u32,
+    /// One entry per node, in node order.
+    pub nodes: Vec<NodeResult>,
+}
+
+/// Link stage: one measured pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairResult {
+    /// Index of one node in [`LinkStage::hosts`].
+    pub a: usize,
+    /// Index of the other node.
+    pub b: usize,
+    /// Round the pair ran in (0-based).
+    pub round: usize,
+    /// Median exchange time (each side sends `bytes` and receives `bytes`
+    /// at once; the slower side's median), seconds.
+    pub time_s: f64,
+    /// Fastest exchange (the slower side's fastest), seconds.
+    #[serde(default)]
+    pub best_time_s: f64,
+    /// bytes / best_time_s in each direction, GB/s: the link's capacity. A
+    /// link cannot run faster than it is, while CPU contention on a shared
+    /// host only slows exchanges down, so the fastest exchange is the
+    /// robust estimate (the median is kept beside it).
+    pub gbps: f64,
+}
+
+/// Link stage results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkStage {
+    /// Nodes, in node order (the host of each node's first rank).
+    pub hosts: Vec<String>,
+    /// `tournament` or `sampled`.
+    pub schedule: String,
+    /// Rounds of the schedule (pairs of node indices).
+    pub rounds: Vec<Vec<Pair>>,
+    /// Bytes each side sends per exchange.
+    pub bytes: u64,
+    /// Timed exchanges per pair.
+    pub iterations: u32,
+    /// Every measured pair.
+    pub pairs: Vec<PairResult>,
+}
+
+impl LinkStage {
+    /// Every measured link once: a pair the schedule ran in several rounds
+    /// (the sampled schedule can repeat one) keeps its fastest result.
+    pub fn links(&self) -> Vec<PairResult> {
+        let mut best: std::collections::BTreeMap<(usize, usize), PairResult> =
+            std::collections::BTreeMap::new();
+        for p in &self.pairs {
+            let e = best.entry((p.a, p.b)).or_insert_with(|| p.clone());
+            if p.gbps > e.gbps {
+                *e = p.clone();
+            }
+        }
+        best.into_values().collect()
+    }
+
+    /// The bandwidth matrix, GB/s (symmetric, None on the diagonal and for
+    /// pairs the schedule did not measure).
+    pub fn matrix(&self) -> Vec<Vec<Option<f64>>> {
+        let n = self.hosts.len();
+        let mut m = vec![vec![None; n]; n];
+        for p in &self.links() {
+            if p.a < n && p.b < n {
+                m[p.a][p.b] = Some(p.gbps);
+                m[p.b][p.a] = Some(p.gbps);
+            }
+        }
+        m
+    }
+}
+
+/// Sweep stage: one size of one collective, in nccl-tests' columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRow {
+    /// Bytes of the whole collective (nccl-tests' `size`): the all-reduced
+    /// buffer, the gathered buffer, the buffer reduce-scattered.
+    pub size_bytes: u64,
+    /// Elements (nccl-tests' `count`): of the buffer for all-reduce, of one
+    /// rank's block for reduce-scatter and all-gather.
+    pub count: u64,
+    /// Median over iterations of the slowest rank's time, microseconds.
+    pub time_us: f64,
+    /// size / time, GB/s.
+    pub algbw_gbps: f64,
+    /// algbw · the collective's bus factor ([`busbw_factor`]), GB/s.
+    pub busbw_gbps: f64,
+    /// Elements that differ from the known answer, over all ranks (an
+    /// untimed checked call per size): the sums for all-reduce, this rank's
+    /// shard of the sums for reduce-scatter, every rank's block for
+    /// all-gather.
+    pub wrong: u64,
+}
+
+/// The message geometry of one sweep size: what is sent for a requested
+/// `size_bytes` of `collective` over `ranks` ranks with elements of
+/// `elem_bytes`. Returns (nccl-tests' `count`, the bytes of the whole
+/// collective): for all-reduce the whole buffer; for reduce-scatter and
+/// all-gather `size / ranks` elements per rank, rounded down, and the
+/// whole collective `ranks` such blocks (nccl-tests rounds the same way).
+/// None when that is no element at all (the size is left out).
+pub fn sweep_geometry(
+    collective: Collective,
+    size_bytes: u64,
+    elem_bytes: u64,
+    ranks: u64,
+) -> Option<(u64, u64)> {
+    let elements = size_bytes / elem_bytes.max(1);
+    let (count, total) = match collective {
+        Collective::AllReduce | Collective::SendRecv => (elements, elements),
+        Collective::ReduceScatter | Collective::AllGather => {
+            let per = elements / ranks.max(1);
+            (per, per * ranks.max(1))
+        }
+    };
+    (count > 0).then_some((count, total * elem_bytes))
+}
+
+impl SweepRow {
+    /// A row from its measured time: algbw = size / time, busbw = algbw ·
+    /// the bus factor of `collective` over `ranks` (nccl-tests'
+    /// PERFORMANCE.md).
+    pub fn new(
+        collective: Collective,
+        ranks: u64,
+        size_bytes: u64,
+        count: u64,
+        time_s: f64,
+        wrong: u64,
+    ) -> SweepRow {
+        let algbw = crate::metrics::algbw_gbps(size_bytes as f64, time_s);
+        SweepRow {
+            size_bytes,
+            count,
+            time_us: time_s * 1e6,
+            algbw_gbps: algbw,
+            busbw_gbps: algbw * busbw_factor(collective, ranks),
+            wrong,
+        }
+    }
+}
+
+/// Sweep stage: the table of one collective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepTable {
+    /// Collective (`all_reduce`, `reduce_scatter`, `all_gather`).
+    pub collective: Collective,
+    /// Reduction (`sum`; `none` for all-gather, as nccl-tests prints it).
+    pub redop: String,
+    /// One row per size.
+    pub rows: Vec<SweepRow>,
+    /// Mean busbw over the rows (nccl-tests' "Avg bus bandwidth"), GB/s.
+    pub avg_busbw_gbps: f64,
+}
+
+impl SweepTable {
+    /// The table of `rows`, with its redop and average busbw.
+    pub fn new(collective: Collective, rows: Vec<SweepRow>) -> SweepTable {
+        let avg = if rows.is_empty() {
+            0.0
+        } else {
+            rows.iter().map(|x| x.busbw_gbps).sum::<f64>() / rows.len() as f64
+        };
+        SweepTable {
+            collective,
+            redop: match collective {
+                Collective::AllGather | Collective::SendRecv => "none",
+                Collective::AllReduce | Collective::ReduceScatter => "sum",
+            }
+            .into(),
+            rows,
+            avg_busbw_gbps: avg,
+        }
+    }
+}
+
+/// Sweep stage results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepStage {
+    /// Element type (`float`).
+    #[serde(rename = "type")]
+    pub dtype: String,
+    /// Ranks taking part.
+    pub ranks: u64,
+    /// Timed repetitions per size.
+    pub iterations: u32,
+    /// One table per collective of `accept.sweep_collectives`, in that order.
+    pub tables: Vec<SweepTable>,
+}
+
+/// Step stage: where the training-step run is and its headline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStage {
+    /// run.json of the step, relative to the run directory.
+    pub run_json: String,
+    /// Overlapped-mode MFU, when measured.
+    #[serde(default)]
+    pub mfu_overlapped: Option<f64>,
+    /// Compute-mode MFU, when measured.
+    #[serde(default)]
+    pub mfu_compute: Option<f64>,
+}
+
+/// `accept.json`: the acceptance suite's results, written after every stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptRecord {
+    /// Layout version ([`ACCEPT_SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// mfubench version that wrote it.
+    pub tool_version: String,
+    /// Run id (directory name).
+    pub run_id: String,
+    /// When the suite started, RFC 3339 UTC.
+    pub started_at: String,
+    /// When this file was written, RFC 3339 UTC.
+    pub written_at: String,
+    /// False until every requested stage has run: a file left by a crash
+    /// or a kill holds the finished stages and is INCOMPLETE.
+    pub complete: bool,
+    /// Backend (`cpu`, `cuda`).
+    pub backend: String,
+    /// World size.
+    pub world_size: u64,
+    /// Nodes in node order.
+    pub hosts: Vec<String>,
+    /// The settings in force (config `[accept]` with flags applied).
+    pub settings: AcceptSettings,
+    /// Stages requested, in run order.
+    pub stages: Vec<Stage>,
+    /// Device stage, once it ran.
+    #[serde(default)]
+    pub device: Option<DeviceStage>,
+    /// Node stage, once it ran.
+    #[serde(default)]
+    pub node: Option<NodeStage>,
+    /// Link stage, once it ran.
+    #[serde(default)]
+    pub link: Option<LinkStage>,
+    /// Sweep stage, once it ran.
+    #[serde(default)]
+    pub sweep: Option<SweepStage>,
+    /// Step stage, once it ran.
+    #[serde(default)]
+    pub step: Option<StepStage>,
+    /// On GPUs: every rank's GPU readings, one after each finished stage
+    /// (empty on CPUs and without NVML).
+    #[serde(default)]
+    pub gpus: Vec<RankGpu>,
+    /// The findings of [`evaluate`](super::evaluate) with `settings`.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accept::test_support::{link, record};
+
+    #[test]
+    fn the_device_peak_is_the_config_s_then_the_datasheet_s_never_made_up() {
+        assert_eq!(
+            device_peak(Some(100.0), Some(989.0)),
+            Some((100.0, PeakSource::Config))
+        );
+        assert_eq!(
+            device_peak(None, Some(989.0)),
+            Some((989.0, PeakSource::Spec))
+        );
+        assert_eq!(device_peak(None, None), None);
+        assert_eq!(device_peak(Some(f64::NAN), None), None);
+        let mut d = DeviceResult {
+            rank: 0,
+            host: "h".into(),
+            local_rank: 0,
+            device: "GPU 0".into(),
+            device_name: "NVIDIA H100 80GB HBM3".into(),
+            step_s: 1.0,
+            step_time_s: vec![1.0],
+            tflops: 494.5,
+            spec_peak_tflops: Some(989.0),
+            peak_tflops: Some(989.0),
+            peak_source: Some(PeakSource::Spec),
+            telemetry: CpuTelemetry::default(),
+            gpu: None,
+        };
+        assert_eq!(d.peak_fraction(), Some(0.5));
+        assert_eq!(d.peak_text(), "50.0 % of the datasheet's 989.0 TFLOP/s");
+        (d.peak_tflops, d.peak_source) = (Some(618.25), Some(PeakSource::Config));
+        assert_eq!(d.peak_text(), "80.0 % of run.peak_tflops 618.2 TFLOP/s");
+        (d.peak_tflops, d.peak_source) = (None, None);
+        assert_eq!(d.peak_fraction(), None);
+        assert_eq!(d.peak_text(), "no datasheet peak");
+    }
+
+    #[test]
+    fn gpu_reasons_on_known_readings() {
+        let r = GpuReading {
+            stage: Some(Stage::Device),
+            sm_clock_mhz: Some(1410),
+            max_sm_clock_mhz: Some(1980),
+            power_w: Some(452.4),
+            power_limit_w: Some(700.0),
+            temperature_c: Some(91),
+            throttle_bits: Some(0x40 | 0x1000),
+            throttle_reasons: vec!["hw_thermal_slowdown".into(), "other(0x1000)".into()],
+            ecc_corrected: Some(0),
+            ecc_uncorrected: Some(2),
+            pcie_gen: Some(4),
+            pcie_max_gen: Some(5),
+            pcie_width: Some(16),
+            pcie_max_width: Some(16),
+        };
+        assert_eq!(
+            r.reason(),
+            "sm clock 1410 MHz (max 1980), thermal slowdown, throttle reason other(0x1000), 91 °C, 452 W of 700 W, 2 uncorrected ECC error(s), PCIe gen4 x16 (max gen5 x16)"
+        );
+        // A healthy GPU at full clock, idle bit only: the clock and
+        // temperature, nothing flagged.
+        let ok = GpuReading {
+            sm_clock_mhz: Some(1980),
+            max_sm_clock_mhz: Some(1980),
+            temperature_c: Some(45),
+            throttle_reasons: vec!["gpu_idle".into()],
+            pcie_gen: Some(5),
+            pcie_max_gen: Some(5),
+            pcie_width: Some(16),
+            pcie_max_width: Some(16),
+            ..Default::default()
+        };
+        assert_eq!(ok.reason(), "sm clock 1980 MHz, 45 °C");
+        assert_eq!(GpuReading::default().reason(), "no GPU telemetry");
+        let g = GpuTelemetry {
+            uuid: "GPU-12345678-9abc-def0-0123-456789abcdef".into(),
+            serial: Some("1321021034567".into()),
+            pci_bus_id: Some("00000000:04:00.0".into()),
+            readings: vec![r.clone()],
+        };
+        assert_eq!(
+            g.identity(),
+            "GPU-12345678-9abc-def0-0123-456789abcdef, serial 1321021034567, PCI 00000000:04:00.0"
+        );
+        assert_eq!(g.at(Stage::Device), Some(&r));
+        assert_eq!(g.at(Stage::Node), None);
+    }
+
+    #[test]
+    fn sweep_rows_follow_nccl_tests_at_2_3_4_ranks() {
+        // 1 MiB requested, f32, every collective at n = 2, 3, 4: count,
+        // size, algbw and busbw by nccl-tests' formulas (all-reduce
+        // 2(n−1)/n, reduce-scatter and all-gather (n−1)/n of algbw).
+        let mib = 1u64 << 20;
+        for n in [2u64, 3, 4] {
+            assert_eq!(
+                sweep_geometry(Collective::AllReduce, mib, 4, n),
+                Some((mib / 4, mib))
+            );
+            let per = mib / 4 / n;
+            for c in [Collective::ReduceScatter, Collective::AllGather] {
+                assert_eq!(sweep_geometry(c, mib, 4, n), Some((per, per * n * 4)));
+            }
+            // 1 ms per call: algbw = bytes / 1e-3 s / 1e9.
+            let ar = SweepRow::new(Collective::AllReduce, n, mib, mib / 4, 1e-3, 0);
+            let alg = mib as f64 / 1e-3 / 1e9;
+            assert!((ar.algbw_gbps - alg).abs() < 1e-12);
+            let nf = n as f64;
+            assert!((ar.busbw_gbps - alg * 2.0 * (nf - 1.0) / nf).abs() < 1e-12);
+            assert_eq!(ar.time_us, 1000.0);
+            let bytes = per * n * 4;
+            for c in [Collective::ReduceScatter, Collective::AllGather] {
+                let r = SweepRow::new(c, n, bytes, per, 1e-3, 0);
+                let alg = bytes as f64 / 1e-3 / 1e9;
+                assert!((r.busbw_gbps - alg * (nf - 1.0) / nf).abs() < 1e-12);
+            }
+        }
+        // 3 ranks, 8 bytes = 2 floats: no whole element per rank.
+        assert_eq!(sweep_geometry(Collective::AllGather, 8, 4, 3), None);
+        assert_eq!(sweep_geometry(Collective::AllReduce, 8, 4, 3), Some((2, 8)));
+        // 3 ranks, 20 bytes = 5 floats: one per rank, 12 bytes in all.
+        assert_eq!(
+            sweep_geometry(Collective::ReduceScatter, 20, 4, 3),
+            Some((1, 12))
+        );
+        let t = SweepTable::new(
+            Collective::AllGather,
+            vec![
+                SweepRow::new(Collective::AllGather, 2, 8, 1, 1e-6, 0),
+                SweepRow::new(Collective::AllGather, 2, 16, 2, 1e-6, 0),
+            ],
+        );
+        assert_eq!(t.redop, "none");
+        assert!((t.avg_busbw_gbps - (0.004 + 0.008) / 2.0).abs() < 1e-12);
+        assert_eq!(
+            SweepTable::new(Collective::ReduceScatter, vec![]).redop,
+            "sum"
+        );
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let mut r = record();
+        r.link = Some(link(&[(0, 1, 1.0)], 2));
+        let j = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<AcceptRecord>(&j).unwrap(), r);
+        assert!(j.contains("\"schema_version\":2"));
+    }
+}

@@ -1,0 +1,670 @@
+//! The rules: stage results in, findings out (PASS / FAIL / INCONCLUSIVE /
+//! SKIPPED), each naming the device, node or link it is about.
+
+use super::*;
+use crate::stats;
+
+fn fmt_gbps(x: f64) -> String {
+    format!("{x:.3} GB/s")
+}
+
+/// Applies the rules to the record's stages with `s`'s thresholds: one
+/// finding per rule and stage, plus one per named device, node or link.
+/// Requested stages that have no results (a kill, a crash) are FAIL
+/// (`stage_complete`): an acceptance run that did not measure something
+/// has not shown it is fine. Stages not requested are SKIPPED.
+pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for stage in Stage::ALL {
+        let requested = r.stages.contains(&stage);
+        let present = match stage {
+            Stage::Device => r.device.is_some(),
+            Stage::Node => r.node.is_some(),
+            Stage::Link => r.link.is_some(),
+            Stage::Sweep => r.sweep.is_some(),
+            Stage::Step => r.step.is_some(),
+        };
+        if !requested {
+            out.push(Finding {
+                stage,
+                rule: "stage_complete".into(),
+                status: Status::Skipped,
+                component: None,
+                message: "not requested".into(),
+            });
+            continue;
+        }
+        if !present {
+            out.push(Finding {
+                stage,
+                rule: "stage_complete".into(),
+                status: Status::Fail,
+                component: None,
+                message:
+                    "requested but has no results (the run stopped before it finished: INCOMPLETE)"
+                        .into(),
+            });
+            continue;
+        }
+        match stage {
+            Stage::Device => device_rule(r.device.as_ref().expect("present"), s, &mut out),
+            Stage::Node => node_rule(r.node.as_ref().expect("present"), s, &r.gpus, &mut out),
+            Stage::Link => link_rules(r.link.as_ref().expect("present"), s, &mut out),
+            Stage::Sweep => sweep_rule(r.sweep.as_ref().expect("present"), &mut out),
+            Stage::Step => {
+                let st = r.step.as_ref().expect("present");
+                out.push(Finding {
+                    stage,
+                    rule: "step_ran".into(),
+                    status: Status::Pass,
+                    component: None,
+                    message: format!(
+                        "training step measured (MFU overlapped {}); its [acceptance] rules are in the report of {}",
+                        st.mfu_overlapped
+                            .map(|m| format!("{:.1} %", m * 100.0))
+                            .unwrap_or_else(|| "-".into()),
+                        st.run_json
+                    ),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Whether a measured value is below a limit; NaN (not measured) counts as
+/// below, so that a missing number can never pass.
+fn below(x: f64, limit: f64) -> bool {
+    x.is_nan() || x < limit
+}
+
+fn device_rule(d: &DeviceStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
+    let rates: Vec<f64> = d.devices.iter().map(|x| x.tflops).collect();
+    let Some(med) = stats::median(&rates) else {
+        out.push(Finding {
+            stage: Stage::Device,
+            rule: "device_rate".into(),
+            status: Status::Skipped,
+            component: None,
+            message: "no device measured".into(),
+        });
+        return;
+    };
+    if d.devices.len() < 2 {
+        out.push(Finding {
+            stage: Stage::Device,
+            rule: "device_rate".into(),
+            status: Status::Inconclusive,
+            component: None,
+            message: format!("one device ({med:.3} TFLOP/s): no other device to compare it with"),
+        });
+        return;
+    }
+    let limit = s.min_device_fraction * med;
+    let mut bad = 0;
+    for x in &d.devices {
+        if below(x.tflops, limit) {
+            bad += 1;
+            out.push(Finding {
+                stage: Stage::Device,
+                rule: "device_rate".into(),
+                status: Status::Fail,
+                component: Some(Component::Device {
+                    rank: x.rank,
+                    host: x.host.clone(),
+                    local_rank: x.local_rank,
+                }),
+                message: format!(
+                    "{:.3} TFLOP/s < {} × median {:.3} TFLOP/s, {} ({})",
+                    x.tflops,
+                    s.min_device_fraction,
+                    med,
+                    x.peak_text(),
+                    x.reason()
+                ),
+            });
+        }
+    }
+    if bad == 0 {
+        out.push(Finding {
+            stage: Stage::Device,
+            rule: "device_rate".into(),
+            status: Status::Pass,
+            component: None,
+            message: format!(
+                "{} devices, every one ≥ {} × median {:.3} TFLOP/s (lowest {})",
+                d.devices.len(),
+                s.min_device_fraction,
+                med,
+                d.devices
+                    .iter()
+                    .min_by(|a, b| a.tflops.total_cmp(&b.tflops))
+                    .map(|x| format!("{:.3}, {}", x.tflops, x.peak_text()))
+                    .unwrap_or_default()
+            ),
+        });
+    }
+}
+
+/// The GPU reason shown beside a flagged node: of the host's GPUs, the one
+/// read at the lowest SM clock after `stage` (a throttled GPU slows the
+/// node's collectives), with its local rank and identity. None without
+/// GPU readings.
+pub fn node_gpu_reason(gpus: &[RankGpu], host: &str, stage: Stage) -> Option<String> {
+    gpus.iter()
+        .filter(|g| g.host == host)
+        .filter_map(|g| g.gpu.at(stage).map(|r| (g, r)))
+        .min_by_key(|(_, r)| r.sm_clock_mhz.unwrap_or(u32::MAX))
+        .map(|(g, r)| {
+            format!(
+                "GPU of local rank {} ({}): {}",
+                g.local_rank,
+                g.gpu.identity(),
+                r.reason()
+            )
+        })
+}
+
+fn node_rule(n: &NodeStage, s: &AcceptSettings, gpus: &[RankGpu], out: &mut Vec<Finding>) {
+    let large = n.sizes_bytes.len().saturating_sub(1);
+    let multi: Vec<&NodeResult> = n.nodes.iter().filter(|x| x.ranks >= 2).collect();
+    for x in n.nodes.iter().filter(|x| x.ranks < 2) {
+        out.push(Finding {
+            stage: Stage::Node,
+            rule: "node_busbw".into(),
+            status: Status::Skipped,
+            component: Some(Component::Node {
+                host: x.host.clone(),
+            }),
+            message: "one rank on the node: no intra-node all-reduce to measure".into(),
+        });
+    }
+    let bw: Vec<f64> = multi
+        .iter()
+        .map(|x| x.busbw_gbps.get(large).copied().unwrap_or(f64::NAN))
+        .collect();
+    let Some(med) = stats::median(&bw) else {
+        out.push(Finding {
+            stage: Stage::Node,
+            rule: "node_busbw".into(),
+            status: Status::Skipped,
+            component: None,
+            message: "no node has two or more ranks".into(),
+        });
+        return;
+    };
+    if multi.len() < 2 {
+        out.push(Finding {
+            stage: Stage::Node,
+            rule: "node_busbw".into(),
+            status: Status::Inconclusive,
+            component: None,
+            message: format!(
+                "one node measured ({}): no other node to compare it with",
+                fmt_gbps(med)
+            ),
+        });
+        return;
+    }
+    let limit = s.min_node_fraction * med;
+    let mut bad = 0;
+    for (x, b) in multi.iter().zip(&bw) {
+        if below(*b, limit) {
+            bad += 1;
+            out.push(Finding {
+                stage: Stage::Node,
+                rule: "node_busbw".into(),
+                status: Status::Fail,
+                component: Some(Component::Node {
+                    host: x.host.clone(),
+                }),
+                message: format!(
+                    "intra-node busbw {} < {} × median {}{}",
+                    fmt_gbps(*b),
+                    s.min_node_fraction,
+                    fmt_gbps(med),
+                    node_gpu_reason(gpus, &x.host, Stage::Node)
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+            });
+        }
+    }
+    if bad == 0 {
+        out.push(Finding {
+            stage: Stage::Node,
+            rule: "node_busbw".into(),
+            status: Status::Pass,
+            component: None,
+            message: format!(
+                "{} nodes, every one ≥ {} × median busbw {}",
+                multi.len(),
+                s.min_node_fraction,
+                fmt_gbps(med)
+            ),
+        });
+    }
+}
+
+/// The link rule's reference bandwidth: the median over nodes of each
+/// node's fastest measured link. (The median over pairs fails on small
+/// clusters: with 3 nodes one bad node is in 2 of the 3 pairs, and the
+/// median pair is then a slow one.) None without measured pairs.
+pub fn link_reference(l: &LinkStage) -> Option<f64> {
+    let best: Vec<f64> = l
+        .matrix()
+        .iter()
+        .filter_map(|row| row.iter().flatten().copied().reduce(f64::max))
+        .collect();
+    stats::median(&best)
+}
+
+fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
+    let n = l.hosts.len();
+    let Some(reference) = link_reference(l) else {
+        out.push(Finding {
+            stage: Stage::Link,
+            rule: "link_bandwidth".into(),
+            status: Status::Skipped,
+            component: None,
+            message: format!("{n} node(s): no pair of nodes to measure"),
+        });
+        return;
+    };
+    if n < 3 {
+        out.push(Finding {
+            stage: Stage::Link,
+            rule: "link_bandwidth".into(),
+            status: Status::Inconclusive,
+            component: None,
+            message: format!(
+                "two nodes, one link ({}): no other link to compare it with",
+                fmt_gbps(reference)
+            ),
+        });
+        return;
+    }
+    let limit = s.min_link_fraction * reference;
+    let slow = |p: &PairResult| below(p.gbps, limit);
+    let mut bad = 0;
+    let links = l.links();
+    for p in links.iter().filter(|p| slow(p)) {
+        bad += 1;
+        out.push(Finding {
+            stage: Stage::Link,
+            rule: "link_bandwidth".into(),
+            status: Status::Fail,
+            component: Some(Component::Link {
+                a: l.hosts[p.a].clone(),
+                b: l.hosts[p.b].clone(),
+            }),
+            message: format!(
+                "{} < {} × reference {} (median over nodes of their fastest link)",
+                fmt_gbps(p.gbps),
+                s.min_link_fraction,
+                fmt_gbps(reference)
+            ),
+        });
+    }
+    // A node every one of whose (two or more) measured links is slow is the
+    // likelier culprit than each of its links.
+    for (i, host) in l.hosts.iter().enumerate() {
+        let mine: Vec<&PairResult> = links.iter().filter(|p| p.a == i || p.b == i).collect();
+        if mine.len() >= 2 && mine.iter().all(|p| slow(p)) {
+            let best = mine.iter().map(|p| p.gbps).fold(0.0, f64::max);
+            out.push(Finding {
+                stage: Stage::Link,
+                rule: "node_links".into(),
+                status: Status::Fail,
+                component: Some(Component::Node { host: host.clone() }),
+                message: format!(
+                    "all {} of its links are slow (fastest {} < {} × reference {})",
+                    mine.len(),
+                    fmt_gbps(best),
+                    s.min_link_fraction,
+                    fmt_gbps(reference)
+                ),
+            });
+        }
+    }
+    if bad == 0 {
+        out.push(Finding {
+            stage: Stage::Link,
+            rule: "link_bandwidth".into(),
+            status: Status::Pass,
+            component: None,
+            message: format!(
+                "{} links ({} schedule), every one ≥ {} × reference {}",
+                links.len(),
+                l.schedule,
+                s.min_link_fraction,
+                fmt_gbps(reference)
+            ),
+        });
+    }
+}
+
+fn sweep_rule(w: &SweepStage, out: &mut Vec<Finding>) {
+    if w.tables.is_empty() {
+        out.push(Finding {
+            stage: Stage::Sweep,
+            rule: "sweep_wrong".into(),
+            status: Status::Skipped,
+            component: None,
+            message: "no collective in the sweep".into(),
+        });
+    }
+    for t in &w.tables {
+        let name = t.collective.name();
+        let wrong: u64 = t.rows.iter().map(|r| r.wrong).sum();
+        let (status, message) = if t.rows.is_empty() {
+            (Status::Skipped, format!("{name}: no size in the sweep"))
+        } else if wrong > 0 {
+            let sizes: Vec<String> = t
+                .rows
+                .iter()
+                .filter(|r| r.wrong > 0)
+                .map(|r| r.size_bytes.to_string())
+                .collect();
+            (
+                Status::Fail,
+                format!(
+                    "{name}: {wrong} wrong element(s), at size(s) {} bytes",
+                    sizes.join(", ")
+                ),
+            )
+        } else if w.ranks < 2 {
+            (
+                Status::Inconclusive,
+                format!("{name}: one rank: the collective is a copy"),
+            )
+        } else {
+            (
+                Status::Pass,
+                format!(
+                    "{name}: {} sizes on {} ranks, #wrong 0, avg busbw {}",
+                    t.rows.len(),
+                    w.ranks,
+                    fmt_gbps(t.avg_busbw_gbps)
+                ),
+            )
+        };
+        out.push(Finding {
+            stage: Stage::Sweep,
+            rule: "sweep_wrong".into(),
+            status,
+            component: None,
+            message,
+        });
+    }
+}
+
+/// The overall verdict of a set of findings: FAIL if any failed, else
+/// INCONCLUSIVE if any was, else PASS (SKIPPED lines do not count; all
+/// skipped is INCONCLUSIVE: nothing was shown).
+pub fn overall(findings: &[Finding], complete: bool) -> Status {
+    if findings.iter().any(|f| f.status == Status::Fail) {
+        Status::Fail
+    } else if !complete
+        || findings.iter().any(|f| f.status == Status::Inconclusive)
+        || findings.iter().all(|f| f.status == Status::Skipped)
+    {
+        Status::Inconclusive
+    } else {
+        Status::Pass
+    }
+}
+
+/// The components named by failed findings, each once, in finding order.
+pub fn bad_components(findings: &[Finding]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in findings.iter().filter(|f| f.status == Status::Fail) {
+        if let Some(c) = &f.component {
+            let name = c.to_string();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accept::test_support::{link, record};
+
+    #[test]
+    fn slow_host_names_its_links_then_the_host() {
+        // Three nodes, h2 throttled: its two links at 0.1, the other at 1.
+        let mut r = record();
+        r.link = Some(link(&[(0, 1, 1.0), (0, 2, 0.1), (1, 2, 0.1)], 3));
+        assert_eq!(link_reference(r.link.as_ref().unwrap()), Some(1.0));
+        let f = evaluate(&r, &r.settings);
+        let fails: Vec<String> = f
+            .iter()
+            .filter(|x| x.status == Status::Fail)
+            .map(|x| x.component.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            fails,
+            ["link h0 <-> h2", "link h1 <-> h2", "node h2"],
+            "{f:#?}"
+        );
+        assert_eq!(overall(&f, true), Status::Fail);
+        assert_eq!(bad_components(&f).len(), 3);
+        // Healthy: PASS, and the other stages SKIPPED.
+        r.link = Some(link(&[(0, 1, 1.0), (0, 2, 0.95), (1, 2, 0.9)], 3));
+        let f = evaluate(&r, &r.settings);
+        assert_eq!(overall(&f, true), Status::Pass, "{f:#?}");
+        assert_eq!(f.iter().filter(|x| x.status == Status::Skipped).count(), 4);
+        // 0.79 of the reference fails at 0.8, a single link: no node named.
+        r.link = Some(link(&[(0, 1, 1.0), (0, 2, 0.79), (1, 2, 1.0)], 3));
+        let f = evaluate(&r, &r.settings);
+        let fails: Vec<_> = f.iter().filter(|x| x.status == Status::Fail).collect();
+        assert_eq!(fails.len(), 1);
+        assert_eq!(
+            fails[0].component.as_ref().unwrap().to_string(),
+            "link h0 <-> h2"
+        );
+        // A pair measured in two rounds (the sampled schedule can repeat
+        // one) counts once, with its faster result.
+        r.link = Some(link(
+            &[(0, 1, 1.0), (0, 2, 0.95), (0, 1, 0.1), (1, 2, 0.9)],
+            3,
+        ));
+        let f = evaluate(&r, &r.settings);
+        assert_eq!(overall(&f, true), Status::Pass, "{f:#?}");
+        assert_eq!(r.link.as_ref().unwrap().links().len(), 3);
+        assert!(f.iter().any(|x| x.message.starts_with("3 links")));
+        // Two nodes: one link, nothing to compare: INCONCLUSIVE.
+        r.link = Some(link(&[(0, 1, 0.01)], 2));
+        let f = evaluate(&r, &r.settings);
+        assert_eq!(overall(&f, true), Status::Inconclusive);
+    }
+
+    #[test]
+    fn device_and_node_rules() {
+        let dev = |rank: u64, t: f64| DeviceResult {
+            rank,
+            host: format!("h{}", rank / 2),
+            local_rank: rank % 2,
+            device: "cpu".into(),
+            device_name: "x".into(),
+            step_s: 1.0 / t,
+            step_time_s: vec![1.0 / t],
+            tflops: t,
+            spec_peak_tflops: None,
+            peak_tflops: None,
+            peak_source: None,
+            gpu: None,
+            telemetry: CpuTelemetry {
+                mhz: Some(1000.0),
+                temp_c: None,
+                load1: None,
+                cpu_share: None,
+            },
+        };
+        let mut r = record();
+        r.stages = vec![Stage::Device, Stage::Node];
+        r.device = Some(DeviceStage {
+            flops_per_step: 1.0,
+            iterations: 1,
+            // Median 1.0; 0.92 × 1.0: 0.91 fails, 0.93 passes.
+            devices: vec![
+                dev(0, 1.0),
+                dev(1, 0.91),
+                dev(2, 1.1),
+                dev(3, 0.93),
+                dev(4, 1.0),
+            ],
+        });
+        let node = |h: &str, ranks: u64, bw: f64| NodeResult {
+            host: h.into(),
+            ranks,
+            time_s: vec![1.0, 1.0],
+            best_time_s: vec![1.0, 1.0],
+            algbw_gbps: vec![bw, bw],
+            busbw_gbps: vec![0.001, bw],
+        };
+        r.node = Some(NodeStage {
+            sizes_bytes: vec![8, 1 << 20],
+            iterations: 1,
+            nodes: vec![
+                node("h0", 2, 10.0),
+                node("h1", 2, 8.0),
+                node("h2", 2, 10.5),
+                node("h3", 1, 0.0),
+            ],
+        });
+        let f = evaluate(&r, &r.settings);
+        let fails: Vec<String> = f
+            .iter()
+            .filter(|x| x.status == Status::Fail)
+            .map(|x| format!("{} {}", x.component.as_ref().unwrap(), x.message))
+            .collect();
+        assert_eq!(fails.len(), 2, "{fails:#?}");
+        assert!(fails[0].starts_with("device rank 1 (h0, local rank 1)"));
+        assert!(fails[0].contains("cpu clock 1000 MHz"));
+        // No peak known on a CPU: said, never made up.
+        assert!(
+            fails[0].contains("0.910 TFLOP/s < 0.92 × median 1.000 TFLOP/s, no datasheet peak"),
+            "{}",
+            fails[0]
+        );
+        assert!(fails[1].starts_with("node h1 intra-node busbw 8.000 GB/s"));
+        assert!(fails[1].ends_with("median 10.000 GB/s"), "{}", fails[1]);
+        // With GPU readings: the failed node shows its slowest GPU, named;
+        // a failed GPU device shows its identity and reading.
+        let reading = |clock: u32, reasons: &[&str]| GpuReading {
+            stage: Some(Stage::Node),
+            sm_clock_mhz: Some(clock),
+            max_sm_clock_mhz: Some(1980),
+            throttle_reasons: reasons.iter().map(|x| x.to_string()).collect(),
+            ..Default::default()
+        };
+        let gpu = |rank: u64, host: &str, r: GpuReading| RankGpu {
+            rank,
+            host: host.into(),
+            local_rank: rank % 2,
+            gpu: GpuTelemetry {
+                uuid: format!("GPU-{rank}"),
+                serial: None,
+                pci_bus_id: Some(format!("00000000:0{rank}:00.0")),
+                readings: vec![r],
+            },
+        };
+        r.gpus = vec![
+            gpu(2, "h1", reading(1980, &[])),
+            gpu(3, "h1", reading(1410, &["hw_thermal_slowdown"])),
+            gpu(0, "h0", reading(1200, &[])),
+        ];
+        let mut d1 = r.device.as_ref().unwrap().devices[1].clone();
+        d1.gpu = Some(GpuTelemetry {
+            uuid: "GPU-1".into(),
+            serial: Some("S1".into()),
+            pci_bus_id: None,
+            readings: vec![GpuReading {
+                stage: Some(Stage::Device),
+                ..reading(1500, &["sw_power_cap"])
+            }],
+        });
+        r.device.as_mut().unwrap().devices[1] = d1;
+        let f = evaluate(&r, &r.settings);
+        let fails: Vec<String> = f
+            .iter()
+            .filter(|x| x.status == Status::Fail)
+            .map(|x| x.message.clone())
+            .collect();
+        assert!(
+            fails[0].ends_with("(GPU-1, serial S1; sm clock 1500 MHz (max 1980), power cap)"),
+            "{}",
+            fails[0]
+        );
+        assert!(
+            fails[1].ends_with("(GPU of local rank 1 (GPU-3, PCI 00000000:03:00.0): sm clock 1410 MHz (max 1980), thermal slowdown)"),
+            "{}",
+            fails[1]
+        );
+        r.gpus.clear();
+        assert!(f.iter().any(|x| x.status == Status::Skipped
+            && x.component == Some(Component::Node { host: "h3".into() })));
+        // One device only: INCONCLUSIVE, never PASS.
+        r.device.as_mut().unwrap().devices.truncate(1);
+        r.node = None;
+        r.stages = vec![Stage::Device, Stage::Node];
+        let f = evaluate(&r, &r.settings);
+        assert!(f
+            .iter()
+            .any(|x| x.stage == Stage::Device && x.status == Status::Inconclusive));
+        // The node stage was requested but has no results: FAIL (incomplete).
+        assert!(f.iter().any(|x| x.stage == Stage::Node
+            && x.rule == "stage_complete"
+            && x.status == Status::Fail));
+        assert_eq!(overall(&f, false), Status::Fail);
+    }
+
+    #[test]
+    fn sweep_rule_counts_wrong() {
+        let mut r = record();
+        r.stages = vec![Stage::Sweep];
+        let row = |w: u64| SweepRow {
+            size_bytes: 8,
+            count: 2,
+            time_us: 1.0,
+            algbw_gbps: 1.0,
+            busbw_gbps: 1.0,
+            wrong: w,
+        };
+        r.sweep = Some(SweepStage {
+            dtype: "float".into(),
+            ranks: 3,
+            iterations: 1,
+            tables: vec![
+                SweepTable::new(Collective::AllReduce, vec![row(0), row(0)]),
+                SweepTable::new(Collective::AllGather, vec![row(0), row(2)]),
+            ],
+        });
+        let f = evaluate(&r, &r.settings);
+        assert_eq!(overall(&f, true), Status::Fail);
+        // One finding per collective; the failing one names itself and the
+        // size.
+        let sweep: Vec<&Finding> = f.iter().filter(|x| x.stage == Stage::Sweep).collect();
+        assert_eq!(sweep.len(), 2);
+        assert_eq!(sweep[0].status, Status::Pass);
+        assert_eq!(sweep[1].status, Status::Fail);
+        assert!(
+            sweep[1]
+                .message
+                .starts_with("all_gather: 2 wrong element(s), at size(s) 8 bytes"),
+            "{}",
+            sweep[1].message
+        );
+        r.sweep.as_mut().unwrap().tables[1].rows[1].wrong = 0;
+        assert_eq!(overall(&evaluate(&r, &r.settings), true), Status::Pass);
+        assert_eq!(
+            overall(&evaluate(&r, &r.settings), false),
+            Status::Inconclusive
+        );
+    }
+}

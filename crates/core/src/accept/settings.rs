@@ -1,0 +1,512 @@
+//! The `[accept]` table of the config and the command-line overrides:
+//! stages, thresholds, sizes, with defaults and validation.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::config::ConfigError;
+use crate::metrics::Collective;
+
+/// A stage of the suite, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// GEMMs alone on every device at once: per-device TFLOP/s.
+    Device,
+    /// All-reduce inside each node: per-node bus bandwidth.
+    Node,
+    /// Point-to-point between every pair of nodes: the link matrix.
+    Link,
+    /// Whole-cluster all-reduce over a size range (nccl-tests columns).
+    Sweep,
+    /// The four-mode training step (run.json beside accept.json).
+    Step,
+}
+
+impl Stage {
+    /// Every stage, in run order.
+    pub const ALL: [Stage; 5] = [
+        Stage::Device,
+        Stage::Node,
+        Stage::Link,
+        Stage::Sweep,
+        Stage::Step,
+    ];
+
+    /// The stage's name as written in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Device => "device",
+            Stage::Node => "node",
+            Stage::Link => "link",
+            Stage::Sweep => "sweep",
+            Stage::Step => "step",
+        }
+    }
+
+    /// Parses a stage name.
+    pub fn parse(s: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Parses a comma-separated stage list (`device,link`) into stages in run
+/// order, each once; the error names the unknown stage and the known ones.
+pub fn parse_stages(list: &str) -> Result<Vec<Stage>, String> {
+    let mut out = Vec::new();
+    for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let s = Stage::parse(word).ok_or_else(|| {
+            format!(
+                "unknown stage \"{word}\"; stages are {}",
+                Stage::ALL.map(Stage::name).join(", ")
+            )
+        })?;
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    if out.is_empty() {
+        return Err("no stage given; stages are device, node, link, sweep, step".into());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `[accept]` of the config. Every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcceptSettings {
+    /// Stages to run, in run order (default all five).
+    pub stages: Vec<Stage>,
+    /// A device whose GEMM rate is below this fraction of the median
+    /// device's is named (default 0.92).
+    pub min_device_fraction: f64,
+    /// A node whose intra-node all-reduce bus bandwidth (bandwidth-bound
+    /// size) is below this fraction of the median node's is named
+    /// (default 0.9).
+    pub min_node_fraction: f64,
+    /// A link whose bandwidth is below this fraction of the reference (the
+    /// median over nodes of each node's fastest link) is named (default 0.8).
+    pub min_link_fraction: f64,
+    /// Above this many nodes the link stage runs the sampled schedule
+    /// instead of every pair (default 64).
+    pub max_pair_nodes: u64,
+    /// Random matchings the sampled schedule adds to its ring (default 8).
+    pub sampled_rounds: u64,
+    /// Timed repetitions of every measurement of the device, node, link
+    /// and sweep stages, after one untimed one (default 10).
+    pub iterations: u32,
+    /// Node stage: the latency-bound message size in bytes (default 8 KiB).
+    pub node_small_bytes: u64,
+    /// Node stage: the bandwidth-bound message size in bytes (default 64 MiB).
+    pub node_large_bytes: u64,
+    /// Link stage: bytes each side of a pair sends per exchange (default 64 MiB).
+    pub link_bytes: u64,
+    /// Sweep stage: smallest all-reduce in bytes (default 8).
+    pub sweep_begin: u64,
+    /// Sweep stage: largest all-reduce in bytes (default 128 MiB).
+    pub sweep_end: u64,
+    /// Sweep stage: factor between sizes (default 2).
+    pub sweep_factor: u64,
+    /// Sweep stage: the collectives swept, each a table (default
+    /// `all_reduce`, `reduce_scatter`, `all_gather`).
+    pub sweep_collectives: Vec<Collective>,
+}
+
+impl Default for AcceptSettings {
+    fn default() -> Self {
+        AcceptSettings {
+            stages: Stage::ALL.to_vec(),
+            min_device_fraction: 0.92,
+            min_node_fraction: 0.9,
+            min_link_fraction: 0.8,
+            max_pair_nodes: 64,
+            sampled_rounds: 8,
+            iterations: 10,
+            node_small_bytes: 8 << 10,
+            node_large_bytes: 64 << 20,
+            link_bytes: 64 << 20,
+            sweep_begin: 8,
+            sweep_end: 128 << 20,
+            sweep_factor: 2,
+            sweep_collectives: SWEEP_COLLECTIVES.to_vec(),
+        }
+    }
+}
+
+/// The collectives the sweep stage can time, in their default order.
+pub const SWEEP_COLLECTIVES: [Collective; 3] = [
+    Collective::AllReduce,
+    Collective::ReduceScatter,
+    Collective::AllGather,
+];
+
+/// Largest message any accept stage sends, bytes (16 GiB).
+pub const MAX_ACCEPT_BYTES: u64 = 16 << 30;
+
+impl AcceptSettings {
+    /// Whether every setting is the default (run.json then omits them).
+    pub fn is_default(&self) -> bool {
+        *self == AcceptSettings::default()
+    }
+
+    /// Checks every value; the error names the field (`accept.…`) and the rule.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let err = |field: &str, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            field: format!("accept.{field}"),
+            message,
+        };
+        for (f, x) in [
+            ("min_device_fraction", self.min_device_fraction),
+            ("min_node_fraction", self.min_node_fraction),
+            ("min_link_fraction", self.min_link_fraction),
+        ] {
+            if !(x.is_finite() && (0.0..=1.0).contains(&x)) {
+                return Err(err(
+                    f,
+                    format!("accept.{f} = {x} must be a fraction between 0 and 1"),
+                ));
+            }
+        }
+        if self.stages.is_empty() {
+            return Err(err(
+                "stages",
+                "accept.stages is empty; list one or more of \"device\", \"node\", \"link\", \"sweep\", \"step\"".into(),
+            ));
+        }
+        if self.max_pair_nodes < 2 {
+            return Err(err(
+                "max_pair_nodes",
+                format!(
+                    "accept.max_pair_nodes = {} must be at least 2",
+                    self.max_pair_nodes
+                ),
+            ));
+        }
+        if !(1..=1000).contains(&self.sampled_rounds) {
+            return Err(err(
+                "sampled_rounds",
+                format!(
+                    "accept.sampled_rounds = {} must be between 1 and 1000",
+                    self.sampled_rounds
+                ),
+            ));
+        }
+        if !(1..=100_000).contains(&self.iterations) {
+            return Err(err(
+                "iterations",
+                format!(
+                    "accept.iterations = {} must be between 1 and 100000",
+                    self.iterations
+                ),
+            ));
+        }
+        for (f, x) in [
+            ("node_small_bytes", self.node_small_bytes),
+            ("node_large_bytes", self.node_large_bytes),
+            ("link_bytes", self.link_bytes),
+            ("sweep_begin", self.sweep_begin),
+            ("sweep_end", self.sweep_end),
+        ] {
+            if !(4..=MAX_ACCEPT_BYTES).contains(&x) {
+                return Err(err(
+                    f,
+                    format!("accept.{f} = {x} must be between 4 bytes and 16 GiB"),
+                ));
+            }
+        }
+        if self.sweep_end < self.sweep_begin {
+            return Err(err(
+                "sweep_end",
+                format!(
+                    "accept.sweep_end = {} is below accept.sweep_begin = {}",
+                    self.sweep_end, self.sweep_begin
+                ),
+            ));
+        }
+        if self.sweep_factor < 2 {
+            return Err(err(
+                "sweep_factor",
+                format!(
+                    "accept.sweep_factor = {} must be at least 2",
+                    self.sweep_factor
+                ),
+            ));
+        }
+        let known = "list one or more of \"all_reduce\", \"reduce_scatter\", \"all_gather\"";
+        if self.sweep_collectives.is_empty() {
+            return Err(err(
+                "sweep_collectives",
+                format!("accept.sweep_collectives is empty; {known}"),
+            ));
+        }
+        for (i, c) in self.sweep_collectives.iter().enumerate() {
+            if !SWEEP_COLLECTIVES.contains(c) {
+                return Err(err(
+                    "sweep_collectives",
+                    format!(
+                        "accept.sweep_collectives: \"{}\" is not swept; {known}",
+                        c.name()
+                    ),
+                ));
+            }
+            if self.sweep_collectives[..i].contains(c) {
+                return Err(err(
+                    "sweep_collectives",
+                    format!("accept.sweep_collectives lists \"{}\" twice", c.name()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The sweep's message sizes in bytes: begin, begin·f, … up to end,
+    /// each rounded down to a whole number of 4-byte (f32) elements.
+    pub fn sweep_sizes(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut s = self.sweep_begin;
+        while s <= self.sweep_end {
+            let bytes = (s / 4).max(1) * 4;
+            if out.last() != Some(&bytes) {
+                out.push(bytes);
+            }
+            match s.checked_mul(self.sweep_factor.max(2)) {
+                Some(n) => s = n,
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+/// Settings given on the command line (`mfubench accept` and the worker's
+/// `--accept` mode); `Some` replaces the config's `[accept]` value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AcceptOverrides {
+    /// `--stages device,link`.
+    pub stages: Option<Vec<Stage>>,
+    /// `--min-device-fraction`.
+    pub min_device_fraction: Option<f64>,
+    /// `--min-node-fraction`.
+    pub min_node_fraction: Option<f64>,
+    /// `--min-link-fraction`.
+    pub min_link_fraction: Option<f64>,
+    /// `--sweep-begin` / `-b`, bytes.
+    pub sweep_begin: Option<u64>,
+    /// `--sweep-end` / `-e`, bytes.
+    pub sweep_end: Option<u64>,
+    /// `--sweep-factor` / `-f`.
+    pub sweep_factor: Option<u64>,
+}
+
+impl AcceptOverrides {
+    /// `base` with these overrides applied, validated (errors name the
+    /// `accept.` field).
+    pub fn apply(&self, base: &AcceptSettings, file: &str) -> Result<AcceptSettings, ConfigError> {
+        let mut s = base.clone();
+        if let Some(v) = &self.stages {
+            s.stages = v.clone();
+        }
+        if let Some(v) = self.min_device_fraction {
+            s.min_device_fraction = v;
+        }
+        if let Some(v) = self.min_node_fraction {
+            s.min_node_fraction = v;
+        }
+        if let Some(v) = self.min_link_fraction {
+            s.min_link_fraction = v;
+        }
+        if let Some(v) = self.sweep_begin {
+            s.sweep_begin = v;
+        }
+        if let Some(v) = self.sweep_end {
+            s.sweep_end = v;
+        }
+        if let Some(v) = self.sweep_factor {
+            s.sweep_factor = v;
+        }
+        s.validate(file)?;
+        Ok(s)
+    }
+
+    /// The same overrides as worker arguments (what the launcher forwards).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(v) = &self.stages {
+            a.push("--stages".into());
+            a.push(v.iter().map(|s| s.name()).collect::<Vec<_>>().join(","));
+        }
+        let mut f = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                a.push(flag.to_string());
+                a.push(v);
+            }
+        };
+        f(
+            "--min-device-fraction",
+            self.min_device_fraction.map(|x| x.to_string()),
+        );
+        f(
+            "--min-node-fraction",
+            self.min_node_fraction.map(|x| x.to_string()),
+        );
+        f(
+            "--min-link-fraction",
+            self.min_link_fraction.map(|x| x.to_string()),
+        );
+        f("--sweep-begin", self.sweep_begin.map(|x| x.to_string()));
+        f("--sweep-end", self.sweep_end.map(|x| x.to_string()));
+        f("--sweep-factor", self.sweep_factor.map(|x| x.to_string()));
+        a
+    }
+}
+
+/// Parses a byte size: a number with an optional K, M or G suffix (powers
+/// of 1024, as nccl-tests' `-b 8 -e 1G`), e.g. `8`, `64K`, `1G`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| {
+            format!(
+                "\"{s}\" is not a size: give bytes, optionally with K, M or G (e.g. 8, 64K, 1G)"
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_stage_lists() {
+        let s = AcceptSettings {
+            sweep_begin: 8,
+            sweep_end: 1 << 10,
+            sweep_factor: 2,
+            ..Default::default()
+        };
+        assert_eq!(s.sweep_sizes(), vec![8, 16, 32, 64, 128, 256, 512, 1024]);
+        let s = AcceptSettings {
+            sweep_begin: 6,
+            sweep_end: 100,
+            sweep_factor: 4,
+            ..Default::default()
+        };
+        assert_eq!(s.sweep_sizes(), vec![4, 24, 96]);
+        assert_eq!(parse_bytes("8"), Ok(8));
+        assert_eq!(parse_bytes("64K"), Ok(65536));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("2m"), Ok(2 << 20));
+        assert!(parse_bytes("x").is_err() && parse_bytes("").is_err());
+        assert_eq!(
+            parse_stages("link, device,link"),
+            Ok(vec![Stage::Device, Stage::Link])
+        );
+        assert!(parse_stages("gpu")
+            .unwrap_err()
+            .contains("unknown stage \"gpu\""));
+        assert!(parse_stages(",").is_err());
+        AcceptSettings::default().validate("f").unwrap();
+        let bad = AcceptSettings {
+            min_link_fraction: 1.5,
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.validate("f").unwrap_err().field(),
+            Some("accept.min_link_fraction")
+        );
+        let bad = AcceptSettings {
+            sweep_begin: 1 << 20,
+            sweep_end: 8,
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.validate("f").unwrap_err().field(),
+            Some("accept.sweep_end")
+        );
+    }
+
+    #[test]
+    fn accept_table_in_the_config() {
+        use crate::config::{parse_config, ConfigError};
+        let base = "[model]\npreset = \"tiny\"\n[run]\nbackend = \"cpu\"\n";
+        let c = parse_config(base, "c.toml").unwrap();
+        assert!(c.accept.is_default());
+        let c = parse_config(
+            &format!("{base}[accept]\nstages = [\"link\", \"device\"]\nlink_bytes = 1024\n"),
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(c.accept.stages, vec![Stage::Link, Stage::Device]);
+        assert_eq!(c.accept.link_bytes, 1024);
+        assert_eq!(c.accept.min_device_fraction, 0.92);
+        assert_eq!(c.accept.sweep_collectives, SWEEP_COLLECTIVES);
+        let c2 = parse_config(
+            &format!("{base}[accept]\nsweep_collectives = [\"all_gather\"]\n"),
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(c2.accept.sweep_collectives, [Collective::AllGather]);
+        for bad in ["[]", "[\"send_recv\"]", "[\"all_gather\", \"all_gather\"]"] {
+            let e = parse_config(
+                &format!("{base}[accept]\nsweep_collectives = {bad}\n"),
+                "c.toml",
+            )
+            .unwrap_err();
+            assert_eq!(e.field(), Some("accept.sweep_collectives"), "{bad}: {e}");
+        }
+        let e = parse_config(
+            &format!("{base}[accept]\nmin_node_fraction = 2.0\n"),
+            "c.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.field(), Some("accept.min_node_fraction"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("c.toml: accept.min_node_fraction"),
+            "{e}"
+        );
+        let e = parse_config(&format!("{base}[accept]\nlink_mb = 2\n"), "c.toml").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+        assert!(e.to_string().contains("link_mb"), "{e}");
+        let e =
+            parse_config(&format!("{base}[accept]\nstages = [\"gpu\"]\n"), "c.toml").unwrap_err();
+        assert!(e.to_string().contains("gpu"), "{e}");
+        // Overrides replace and are validated.
+        let o = AcceptOverrides {
+            sweep_factor: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(
+            o.apply(&c.accept, "c.toml").unwrap_err().field(),
+            Some("accept.sweep_factor")
+        );
+        let o = AcceptOverrides {
+            stages: Some(vec![Stage::Sweep]),
+            sweep_end: Some(1 << 20),
+            ..Default::default()
+        };
+        let s = o.apply(&c.accept, "c.toml").unwrap();
+        assert_eq!(
+            (s.stages.clone(), s.sweep_end),
+            (vec![Stage::Sweep], 1 << 20)
+        );
+        assert_eq!(o.to_args(), ["--stages", "sweep", "--sweep-end", "1048576"]);
+    }
+}
