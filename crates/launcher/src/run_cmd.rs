@@ -458,11 +458,18 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
     };
     let unfinished = o.unfinished(p.np);
     let (behind, waiting) = o.culprits(p.np);
-    // Named as waiting when others fell behind: not deaths of their own.
+    let failed_ranks = o.failed_ranks();
+    // Named as waiting when others fell behind, and stopped with the rank
+    // that reported an error: not deaths of their own.
+    let agreed =
+        |c: Option<i32>| c == Some(i32::from(RUN_FAILED_CODE)) || c == Some(i32::from(USAGE));
     let deaths: Vec<String> = o
         .deaths
         .iter()
-        .filter(|d| behind.is_empty() || d.code != Some(i32::from(RUN_FAILED_CODE)))
+        .filter(|d| {
+            (behind.is_empty() || d.code != Some(i32::from(RUN_FAILED_CODE)))
+                && (failed_ranks.is_empty() || !agreed(d.code))
+        })
         .map(|d| o.describe_death(d))
         .collect();
     let culprit_text = |behind: &[String], waiting: &[String]| {
@@ -508,17 +515,27 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
             o.status.code(),
             std::os::unix::process::ExitStatusExt::signal(&o.status),
         ) {
+            _ if o.killed_after_abort => format!(
+                "did not end the job within {} s of the failure and was killed",
+                supervise::ABORT_GRACE.as_secs()
+            ),
             (Some(c), _) => format!("exited with code {c}"),
             (None, Some(s)) => format!("was killed by signal {s}"),
             _ => "failed".to_string(),
         };
         let mut msg = format!("the run failed: {program} {how}");
+        if !failed_ranks.is_empty() {
+            msg.push_str(&format!(
+                "; failed: {}; the other ranks stopped with it",
+                failed_ranks.join("; ")
+            ));
+        }
         if !deaths.is_empty() {
             msg.push_str(&format!("; {}", deaths.join("; ")));
         }
         if !behind.is_empty() {
             msg.push_str(&culprit_text(&behind, &waiting));
-        } else if !unfinished.is_empty() {
+        } else if !unfinished.is_empty() && failed_ranks.is_empty() {
             let other = if deaths.is_empty() { "" } else { "other " };
             msg.push_str(&format!(
                 "; {other}ranks that had not finished: {}",

@@ -12,28 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Tears the fake hosts down however the test ends.
-struct Netns;
-
-impl Netns {
-    fn up(hosts: u32) -> Netns {
-        let _ = Command::new(root().join("ci/netns-down.sh")).status();
-        let guard = Netns;
-        let f = run(
-            Command::new(root().join("ci/netns-up.sh")).arg(hosts.to_string()),
-            Duration::from_secs(60),
-        );
-        assert_eq!(f.code(), 0, "ci/netns-up.sh failed: {f:?}");
-        guard
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new(root().join("ci/netns-down.sh")).status();
-    }
-}
-
 /// Stops the 3-node Slurm however the test ends (before the namespaces go).
 struct SlurmMulti {
     dir: PathBuf,

@@ -178,6 +178,11 @@ impl<'r, B: Backend> Benchmark<'r, B> {
     /// arrive within `run.op_timeout_s` (stopped, dead, stuck in an op)
     /// ends the job instead of hanging it.
     fn barrier(&self, before: &str) {
+        let (mode, what) = before
+            .strip_prefix("mode ")
+            .and_then(|r| r.split_once(", "))
+            .unwrap_or(("", before));
+        crate::progress::set_position(mode, what, "barrier");
         let mut say_waiting = || self.waiting(&format!("barrier before {before}"));
         if !mpi_comm::quiet_barrier(&self.rank.world, self.op_timeout, &mut say_waiting) {
             self.rank.abort(format!(
@@ -199,6 +204,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
     /// it started and its timings.
     fn step(&self, mode: Mode, what: &str) -> (Instant, StepTiming) {
         self.barrier(&format!("mode {mode}, {what}"));
+        crate::progress::set_position(&mode.to_string(), what, "step");
         let t0 = Instant::now();
         let mut say_waiting = |op: &str| self.waiting(&format!("{op} in mode {mode}, {what}"));
         let t = schedule::run_step_noticing(
@@ -350,6 +356,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         let r = self.rank;
         // The gather and the agreement wait for every rank: under a
         // deadline, so that a rank stopped or gone ends the job.
+        crate::progress::set_position("", "", "gather of the rank records");
         let _deadline = crate::watchdog::Watchdog::arm(
             format!("rank {} on {}: gathering the rank records", r.rank, r.host),
             self.op_timeout,

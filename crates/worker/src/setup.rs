@@ -79,7 +79,7 @@ pub fn load_config(rank: &Rank, path: &Path, backend: Option<&str>) -> Result<Co
     raw.resolve(&file).map_err(|e| usage(&e))
 }
 
-/// Every rank announces itself to the launcher.
+/// Every rank announces itself to the launcher and starts its heartbeat.
 pub fn hello(rank: &Rank, config: &Config) {
     let device = match config.run.backend {
         BackendKind::Cpu => "cpu".to_string(),
@@ -94,7 +94,20 @@ pub fn hello(rank: &Rank, config: &Config) {
         local_rank: rank.local_rank,
         pid: std::process::id(),
         device,
+        slurm_step: slurm_step(),
     });
+    crate::progress::start_heartbeat(rank.rank);
+}
+
+/// `JOBID.STEPID` of the Slurm step this process runs in, if any.
+fn slurm_step() -> Option<String> {
+    let job = std::env::var("SLURM_JOB_ID")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    let step = std::env::var("SLURM_STEP_ID")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    Some(format!("{job}.{step}"))
 }
 
 /// The run id (rank 0's, broadcast) and its directory, created and proven

@@ -10,6 +10,20 @@
 //! period, then a last sweep over the PIDs the ranks announced in their
 //! hello events, restricted to processes whose command line carries this
 //! run's id so that a recycled PID is never hit.
+//!
+//! **Aborts finish.** When a rank's watchdog gives up (its `aborting` event)
+//! or mpirun / srun reports a dead rank, the launcher program normally ends
+//! the job by itself; but mpirun waits for the daemon of an unreachable host
+//! forever. So [`ABORT_GRACE`] after the first abort or death the launcher
+//! SIGKILLs the launcher program's process group (and, under srun,
+//! `scancel`s the step) and goes on: its exit never waits on a host that
+//! cannot be reached. What may be left on such a host is in the README.
+//!
+//! **Culprits.** Every rank sends a heartbeat (where it is) every second;
+//! when the job fails, a rank not heard from for
+//! [`mfubench_core::protocol::SILENT_AFTER`] while others were is named as
+//! the one that stopped reporting, on any host — besides local ranks seen
+//! stopped (state T) in /proc.
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -23,9 +37,15 @@ use tokio::sync::mpsc;
 
 use super::command::LauncherKind;
 use super::events::{parse_event, split_tag, DeathParser, Event, RankDeath, Stream};
+use mfubench_core::protocol::SILENT_AFTER;
 
 /// Time between SIGTERM and SIGKILL when stopping a job.
 const GRACE: Duration = Duration::from_secs(3);
+/// Time mpirun / srun gets to end the job by itself after a rank aborted
+/// or died, before its process group is killed (documented in the README).
+pub const ABORT_GRACE: Duration = Duration::from_secs(10);
+/// Longest wait for `scancel`.
+const SCANCEL_LIMIT: Duration = Duration::from_secs(5);
 /// How long to keep reading output after the launcher program exited
 /// (orphaned ranks may hold the pipes open).
 const DRAIN: Duration = Duration::from_secs(2);
@@ -67,6 +87,17 @@ pub struct RankInfo {
     pub host: String,
     /// Process id on that host.
     pub pid: u32,
+    /// Its Slurm step (`JOBID.STEPID`), under srun.
+    pub slurm_step: Option<String>,
+}
+
+/// What was last heard from a rank before the job failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Silence {
+    /// How long before the failure it was last heard from.
+    pub for_s: f64,
+    /// Its last heartbeat's position, e.g. `mode comm, timed iteration 3, step`.
+    pub last_at: String,
 }
 
 /// How the job ended and what was seen on the way.
@@ -92,6 +123,16 @@ pub struct Outcome {
     pub run_json: Option<String>,
     /// Worker processes still alive after the final sweep (should be none).
     pub survivors: Vec<u32>,
+    /// Ranks that stopped reporting: silent for
+    /// [`mfubench_core::protocol::SILENT_AFTER`] or more when the job
+    /// failed, while another rank was heard from within it.
+    pub silent: BTreeMap<u64, Silence>,
+    /// The launcher program did not end within [`ABORT_GRACE`] of an abort
+    /// or a dead rank, and its process group was killed.
+    pub killed_after_abort: bool,
+    /// Errors the ranks reported of their own (`rank_error`), the first of
+    /// each rank.
+    pub errors: BTreeMap<u64, String>,
     /// Wall time of the job.
     pub elapsed: Duration,
 }
@@ -112,10 +153,16 @@ impl Outcome {
 
     /// The ranks that held the job up, when it failed or timed out: the
     /// unfinished ranks (not reported dead) seen stopped (state T) or gone,
-    /// and — when other ranks said they were waiting — every rank that
-    /// never said so; and, separately, the ranks that were waiting for
-    /// them. Both empty of culprits when no rank can be told from another.
+    /// or that stopped reporting (heartbeats) while others did not, and —
+    /// when other ranks said they were waiting — every rank that never said
+    /// so; and, separately, the ranks that were waiting for them. Both
+    /// empty of culprits when no rank can be told from another.
     pub fn culprits(&self, np: u32) -> (Vec<String>, Vec<String>) {
+        if !self.errors.is_empty() {
+            // A rank said what went wrong: it is the culprit, named with its
+            // error ([`Outcome::failed_ranks`]); the others stopped with it.
+            return (Vec::new(), Vec::new());
+        }
         let mut behind = Vec::new();
         let mut others = Vec::new();
         let mut waiting = Vec::new();
@@ -135,18 +182,28 @@ impl Outcome {
                 Some(i) => format!("rank {r} (host {}, pid {})", i.host, i.pid),
                 None => format!("rank {r} (never started)"),
             };
-            if let Some(at) = self.waiting.get(&r) {
-                waiting.push(format!("{who} waiting at {at}"));
-                continue;
-            }
-            match self.states.get(&r) {
-                Some('T') | Some('t') => {
-                    behind.push(format!("{who}: process stopped (state T)"));
+            let silent = self.silent.get(&r).map(|s| {
+                format!(
+                    "stopped reporting {:.1} s before the failure (last at {})",
+                    s.for_s, s.last_at
+                )
+            });
+            match (self.states.get(&r), silent) {
+                (Some('T') | Some('t'), s) => {
+                    let s = s.map(|s| format!("; {s}")).unwrap_or_default();
+                    behind.push(format!("{who}: process stopped (state T){s}"));
                 }
-                Some('Z') => behind.push(format!("{who}: process gone")),
-                // Running or sleeping, and it never said it waited: stuck in
-                // its own work, or silent; named only if others waited.
-                _ => others.push(who),
+                (Some('Z'), _) => behind.push(format!("{who}: process gone")),
+                (_, Some(s)) => behind.push(format!("{who}: {s}")),
+                _ => {
+                    if let Some(at) = self.waiting.get(&r) {
+                        waiting.push(format!("{who} waiting at {at}"));
+                    } else {
+                        // Running or sleeping, and it never said it waited:
+                        // stuck in its own work; named only if others waited.
+                        others.push(who);
+                    }
+                }
             }
         }
         if waiting.is_empty() && behind.is_empty() {
@@ -160,6 +217,17 @@ impl Outcome {
         }
         behind.extend(others);
         (behind, waiting)
+    }
+
+    /// "rank 0 (host H, pid P): ERROR" for every rank that reported an error.
+    pub fn failed_ranks(&self) -> Vec<String> {
+        self.errors
+            .iter()
+            .map(|(r, e)| match self.ranks.get(r) {
+                Some(i) => format!("rank {r} (host {}, pid {}): {e}", i.host, i.pid),
+                None => format!("rank {r}: {e}"),
+            })
+            .collect()
     }
 
     /// A dead rank with its host, from the launcher's report or else from
@@ -361,6 +429,14 @@ struct State {
     death_parser: DeathParser,
     run_json: Option<String>,
     bad_events: usize,
+    /// When each rank was last heard from (any line of it).
+    last_heard: BTreeMap<u64, Instant>,
+    /// Each rank's last heartbeat position.
+    positions: BTreeMap<u64, String>,
+    /// The first abort, dead rank or timeout: when the job failed.
+    failed_at: Option<Instant>,
+    /// The first error each rank reported.
+    errors: BTreeMap<u64, String>,
 }
 
 impl State {
@@ -387,11 +463,17 @@ impl State {
         let t = split_tag(self.kind, read_from, line);
         let Some(rank) = t.rank else {
             if let Some(d) = self.death_parser.feed(&t.text) {
+                self.failed();
                 self.deaths.push(d);
             }
             self.progress.out(read_from == Stream::Err, &t.text);
             return;
         };
+        // Up to the failure only: a stopped rank continued by the abort
+        // (SIGCONT) speaks again, which is no news.
+        if self.failed_at.is_none() {
+            self.last_heard.insert(rank, Instant::now());
+        }
         match parse_event(&t.text) {
             Some(Ok(ev)) => self.event(ev),
             Some(Err(e)) => {
@@ -414,9 +496,20 @@ impl State {
     fn event(&mut self, ev: Event) {
         match ev {
             Event::Hello {
-                rank, host, pid, ..
+                rank,
+                host,
+                pid,
+                slurm_step,
+                ..
             } => {
-                self.ranks.insert(rank, RankInfo { host, pid });
+                self.ranks.insert(
+                    rank,
+                    RankInfo {
+                        host,
+                        pid,
+                        slurm_step,
+                    },
+                );
                 self.progress.hello();
             }
             Event::Start {
@@ -452,7 +545,136 @@ impl State {
                 self.waiting.insert(rank, at);
                 self.note_states();
             }
+            Event::Heartbeat {
+                rank,
+                mode,
+                iteration,
+                op,
+            } => {
+                let at = [
+                    (!mode.is_empty()).then(|| format!("mode {mode}")),
+                    (!iteration.is_empty()).then_some(iteration),
+                    (!op.is_empty()).then_some(op),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ");
+                self.positions.insert(
+                    rank,
+                    if at.is_empty() {
+                        "start-up".to_string()
+                    } else {
+                        at
+                    },
+                );
+            }
+            Event::Aborting { rank, reason } => {
+                if self.failed_at.is_none() {
+                    let host = self
+                        .ranks
+                        .get(&rank)
+                        .map(|i| format!(" on {}", i.host))
+                        .unwrap_or_default();
+                    self.progress.note(&format!(
+                        "rank {rank}{host} ends the job: {reason}; {} gets {} s to stop it",
+                        self.kind.program(),
+                        ABORT_GRACE.as_secs()
+                    ));
+                }
+                self.failed();
+            }
+            Event::RankError { rank, message } => {
+                self.errors.entry(rank).or_insert(message);
+            }
             Event::Unknown => {}
+        }
+    }
+
+    /// Notes the moment the job failed (the first abort, death or timeout):
+    /// silence is measured up to it.
+    fn failed(&mut self) {
+        if self.failed_at.is_none() {
+            self.failed_at = Some(Instant::now());
+            self.note_states();
+        }
+    }
+
+    /// The ranks silent for [`SILENT_AFTER`] or more at `at`, while another
+    /// rank was heard within it (none when nobody was: then silence tells
+    /// one rank from another no better than the launcher's own stall).
+    fn silent(&self, at: Instant) -> BTreeMap<u64, Silence> {
+        let quiet = |r: &u64| {
+            self.last_heard
+                .get(r)
+                .map(|t| at.saturating_duration_since(*t))
+        };
+        let heard_recently = self
+            .ranks
+            .keys()
+            .any(|r| quiet(r).is_some_and(|q| q < SILENT_AFTER));
+        if !heard_recently {
+            return BTreeMap::new();
+        }
+        self.ranks
+            .keys()
+            .filter(|r| !self.finished.contains(r))
+            .filter_map(|r| {
+                let q = quiet(r)?;
+                (q >= SILENT_AFTER).then(|| {
+                    (
+                        *r,
+                        Silence {
+                            for_s: q.as_secs_f64(),
+                            last_at: self
+                                .positions
+                                .get(r)
+                                .cloned()
+                                .unwrap_or_else(|| "start-up".to_string()),
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The Slurm steps the ranks run in (srun only).
+    fn slurm_steps(&self) -> BTreeSet<String> {
+        if self.kind != LauncherKind::Srun {
+            return BTreeSet::new();
+        }
+        self.ranks
+            .values()
+            .filter_map(|i| i.slurm_step.clone())
+            .collect()
+    }
+}
+
+/// Cancels Slurm steps, waiting for `scancel` at most [`SCANCEL_LIMIT`].
+fn scancel(steps: &BTreeSet<String>) {
+    if steps.is_empty() {
+        return;
+    }
+    let child = std::process::Command::new("scancel")
+        .arg("--quiet")
+        .args(steps)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return;
+    };
+    let deadline = Instant::now() + SCANCEL_LIMIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
 }
@@ -518,6 +740,50 @@ fn sweep(ranks: &BTreeMap<u64, RankInfo>, run_id: &str) -> Vec<u32> {
             return left;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The PIDs of our children (processes re-parented to us as the child
+/// subreaper, since our own child was reaped already).
+fn our_children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                // "pid (comm) state ppid …": fields after the last ')'.
+                let mut f = s.rsplit_once(')').map_or("", |t| t.1).split_whitespace();
+                let (state, ppid) = (f.next(), f.next());
+                state != Some("Z") && ppid == Some(me.as_str())
+            })
+        })
+        .collect()
+}
+
+/// SIGKILLs what is left of the job's local process tree after its
+/// launcher program died: the processes re-parented to us (rsh/ssh agents
+/// and whatever they started here, in process groups of their own), round
+/// after round as their children are re-parented in turn, until none is
+/// left or the deadline passes. On a real cluster this ends the ssh client,
+/// so the remote daemon is hung up on once its host can be reached.
+fn kill_reparented(deadline: Instant) {
+    loop {
+        reap_orphans(Instant::now());
+        let left = our_children();
+        if left.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        for pid in left {
+            // SAFETY: plain syscall on a process whose parent is us: a
+            // descendant of the job we started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -608,6 +874,10 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         death_parser: DeathParser::default(),
         run_json: None,
         bad_events: 0,
+        last_heard: BTreeMap::new(),
+        positions: BTreeMap::new(),
+        failed_at: None,
+        errors: BTreeMap::new(),
     };
 
     let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400);
@@ -618,6 +888,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         .map_or(far, |t| t.min(far));
     let mut kill_at = far;
     let mut stopped: Option<StopReason> = None;
+    let mut killed_after_abort = false;
     let mut lines_open = true;
 
     // Local ranks' process states, read twice a second: a rank that was
@@ -631,9 +902,23 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
                 None => lines_open = false,
             },
             _ = states_every.tick(), if stopped.is_none() => st.note_states(),
+            _ = tokio::time::sleep_until(
+                    st.failed_at.map_or(far, |t| tokio::time::Instant::from_std(t) + ABORT_GRACE)
+                ), if stopped.is_none() && !killed_after_abort => {
+                // The launcher program had its chance to end the job after
+                // the abort; it waits for something (an unreachable host).
+                killed_after_abort = true;
+                st.progress.note(&format!(
+                    "{program} did not end the job within {} s of the failure: killing it (process group {pgid})",
+                    ABORT_GRACE.as_secs()
+                ));
+                killpg(pgid, libc::SIGKILL);
+                scancel(&st.slurm_steps());
+            }
             status = child.wait() => break status.context("waiting for the launcher program")?,
             _ = tokio::time::sleep_until(timeout_at), if stopped.is_none() => {
                 stopped = Some(StopReason::Timeout);
+                st.failed();
                 st.progress.note(&format!(
                     "timeout of {} s reached: stopping the job",
                     job.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0)
@@ -671,6 +956,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
             _ = tokio::time::sleep_until(kill_at), if stopped.is_some() => {
                 st.progress.note("the job did not stop in time: killing it");
                 killpg(pgid, libc::SIGKILL);
+                scancel(&st.slurm_steps());
                 kill_at = far;
             }
         }
@@ -688,10 +974,17 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
     st.progress.finish();
 
     let failed = stopped.is_some() || !status.success();
+    if failed {
+        // A launcher program that ended on its own without a report still
+        // failed now: silence is measured up to here then.
+        st.failed();
+    }
+    let silent = st.failed_at.map(|t| st.silent(t)).unwrap_or_default();
     let survivors = if failed {
         // Whatever is left of the local job (ranks of a killed mpirun, rsh
         // agents), then the announced worker PIDs.
         killpg(pgid, libc::SIGKILL);
+        kill_reparented(Instant::now() + Duration::from_secs(2));
         reap_orphans(Instant::now() + Duration::from_secs(2));
         sweep(&st.ranks, &job.run_id)
     } else {
@@ -708,6 +1001,9 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         deaths: st.deaths,
         run_json: st.run_json,
         survivors,
+        silent,
+        killed_after_abort,
+        errors: st.errors,
         elapsed: started.elapsed(),
     })
 }

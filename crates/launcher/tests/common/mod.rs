@@ -337,3 +337,70 @@ pub fn read_json(p: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).expect("run.json is JSON")
 }
+
+/// Fake hosts hostA, hostB, … as network namespaces (ci/netns-up.sh), torn
+/// down however the test ends.
+pub struct Netns;
+
+impl Netns {
+    /// Sets up `hosts` namespaces (removing leftovers of an interrupted
+    /// earlier run first, which would make netns-up fail).
+    pub fn up(hosts: u32) -> Netns {
+        let _ = Command::new(root().join("ci/netns-down.sh")).status();
+        let guard = Netns;
+        let f = run(
+            Command::new(root().join("ci/netns-up.sh")).arg(hosts.to_string()),
+            Duration::from_secs(60),
+        );
+        assert_eq!(f.code(), 0, "ci/netns-up.sh failed: {f:?}");
+        guard
+    }
+
+    /// The options ci/mpirun-ns.sh adds to mpirun (rsh agent, TCP over the
+    /// bridge only), for `mfubench run … -- OPTIONS`.
+    pub fn mpirun_args() -> Vec<String> {
+        let f = run(
+            Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
+            Duration::from_secs(30),
+        );
+        assert_eq!(f.code(), 0, "{f:?}");
+        f.stdout.lines().map(str::to_string).collect()
+    }
+
+    /// PIDs of the processes running "on" a fake host (in its namespace).
+    pub fn pids(host: &str) -> Vec<u32> {
+        let o = Command::new("ip")
+            .args(["netns", "pids", host])
+            .output()
+            .expect("ip netns pids");
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .filter(|p| alive(*p))
+            .collect()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("ci/netns-down.sh")).status();
+    }
+}
+
+/// The skip reason of a test that needs network namespaces, if any.
+pub fn netns_missing() -> Option<String> {
+    if !is_root() {
+        return Some("needs root (network namespaces)".into());
+    }
+    ["ip", "nsenter", "unshare", "mpirun"]
+        .into_iter()
+        .find(|p| find_program(p).is_none())
+        .map(|p| format!("{p} is not installed"))
+}
+
+/// Writes a line to the test log even for a passing test (as [`skip`]
+/// does): the fault tests report what they measured.
+pub fn log(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}

@@ -1,0 +1,431 @@
+//! Fault injection on real processes: a link cut and a stopped rank on the
+//! network-namespace hosts of ci/netns-up.sh (root), a rank SIGKILLed in
+//! each mode under mpirun, a full disk. Each asserts the exit code, that the
+//! culprit (not a victim) is named with its host, the time from the
+//! injection to the exit, that what was measured before is kept, and that
+//! no process of the job is left (by PID). Each logs the time and the line
+//! that names the culprit.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The worker's op timeout in these tests: long enough that a loaded 2-core
+/// machine never trips it by itself, and well above the 3 s of silence that
+/// marks a rank as stopped.
+const OP_TIMEOUT_S: f64 = 8.0;
+/// The launcher's grace for mpirun after an abort (ABORT_GRACE).
+const ABORT_GRACE_S: u64 = 10;
+/// Slack on a loaded machine on top of the documented bound.
+const SLACK_S: u64 = 12;
+
+/// long.toml with the test's op timeout and no checks (a run that only a
+/// fault ends).
+fn fault_config(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(test_config("long.toml")).expect("long.toml");
+    let mut t: toml::Table = text.parse().expect("parses");
+    let run = t["run"].as_table_mut().expect("[run]");
+    run.insert("op_timeout_s".into(), toml::Value::Float(OP_TIMEOUT_S));
+    run.insert("check".into(), toml::Value::Boolean(false));
+    let p = dir.join("fault.toml");
+    std::fs::write(&p, toml::to_string(&t).expect("toml")).expect("write");
+    p
+}
+
+/// The line of `text` that contains `needle` (for the log).
+fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines().find(|l| l.contains(needle)).unwrap_or("")
+}
+
+/// The ranks named as having fallen behind (up to the waiting ones).
+fn behind(stderr: &str) -> &str {
+    let l = line_with(stderr, "fell behind: ");
+    let from = l.find("fell behind: ").map_or(l.len(), |i| i + 13);
+    let l = &l[from..];
+    &l[..l.find("; waiting for them").unwrap_or(l.len())]
+}
+
+/// Starts the fault config on hostA, hostB, hostC (one rank each) and waits
+/// until a partial run.json exists (every mode has timed steps); returns
+/// the run and the worker PIDs by rank.
+fn start_on_three_hosts(tmp: &Path, run_id: &str) -> (Running, Vec<u32>) {
+    let cfg = fault_config(tmp);
+    let mut cmd = mfubench_cmd();
+    cmd.args([
+        "run",
+        cfg.to_str().expect("utf-8"),
+        "--hosts",
+        "hostA:1,hostB:1,hostC:1",
+        "--out",
+        tmp.to_str().expect("utf-8"),
+        "--run-id",
+        run_id,
+        "--timeout",
+        "5m",
+        "--",
+    ])
+    .args(Netns::mpirun_args());
+    let running = Running::start(&mut cmd);
+    let t = Instant::now();
+    let run_json = tmp.join(run_id).join("run.json");
+    loop {
+        let pids = worker_pids(run_id);
+        if run_json.is_file() && pids.len() == 3 {
+            // A few heartbeats into the timed steps.
+            std::thread::sleep(Duration::from_secs(2));
+            let mut by_rank = vec![0u32; 3];
+            for p in pids {
+                let r: usize = proc_env(p, "OMPI_COMM_WORLD_RANK")
+                    .and_then(|r| r.parse().ok())
+                    .expect("rank of a worker");
+                by_rank[r] = p;
+            }
+            return (running, by_rank);
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "the run never got under way:\n{}",
+            running.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asserts that nothing of the job is left: the workers by PID, and no
+/// process at all on the fake hosts (mpirun's daemons, rsh agents).
+fn assert_nothing_left(workers: &[u32], f: &Finished) {
+    let left = wait_gone(workers, Duration::from_secs(10));
+    assert!(left.is_empty(), "workers left behind: {left:?}\n{f:?}");
+    let t = Instant::now();
+    loop {
+        let on_hosts: Vec<(&str, Vec<u32>)> = ["hostA", "hostB", "hostC"]
+            .into_iter()
+            .map(|h| (h, Netns::pids(h)))
+            .filter(|(_, p)| !p.is_empty())
+            .collect();
+        if on_hosts.is_empty() {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "processes left on the fake hosts: {on_hosts:?}\n{f:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Asserts the measured modes were kept: a partial run.json and the
+/// launcher saying where it is.
+fn assert_partial_kept(run_dir: &Path, f: &Finished) {
+    let j = read_json(&run_dir.join("run.json"));
+    assert_eq!(j["complete"], false, "{f:?}");
+    assert!(
+        j["ranks"][0]["modes"]
+            .as_object()
+            .is_some_and(|m| !m.is_empty()),
+        "no mode kept: {j:#}"
+    );
+    assert!(
+        f.stderr
+            .contains(&format!("what was written is in {}", run_dir.display())),
+        "{}",
+        f.stderr
+    );
+}
+
+/// `ip link set v-hostC down` during the run: the other ranks' watchdogs
+/// end the job, mpirun cannot reach hostC's daemon and would wait for it
+/// forever; the launcher kills it after its grace period. hostC's rank is
+/// named as the one that stopped reporting, the others as waiting.
+#[test]
+fn link_down_on_one_host_ends_the_job_and_names_it() {
+    let test = "link_down_on_one_host_ends_the_job_and_names_it";
+    if let Some(why) = netns_missing() {
+        return skip(test, &why);
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let _hosts = Netns::up(3);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run_id = "linkdown";
+    let (running, pids) = start_on_three_hosts(tmp.path(), run_id);
+    let injected = Instant::now();
+    let s = Command::new("ip")
+        .args(["link", "set", "v-hostC", "down"])
+        .status()
+        .expect("ip link");
+    assert!(s.success());
+    let f = running.wait(Duration::from_secs(180));
+    let took = injected.elapsed();
+    assert_eq!(f.code(), 3, "{f:?}");
+    let bound = Duration::from_secs(OP_TIMEOUT_S as u64 + ABORT_GRACE_S + SLACK_S);
+    assert!(
+        took < bound,
+        "ended {took:?} after the link went down: {f:?}"
+    );
+    let culprit = format!(
+        "fell behind: rank 2 (host hostC, pid {}): stopped reporting",
+        pids[2]
+    );
+    assert!(f.stderr.contains(&culprit), "{culprit}: {}", f.stderr);
+    assert!(
+        f.stderr.contains("waiting for them: rank 0 (host hostA"),
+        "{}",
+        f.stderr
+    );
+    for victim in ["rank 0 ", "rank 1 "] {
+        assert!(
+            !behind(&f.stderr).contains(victim),
+            "a waiting rank blamed: {}",
+            f.stderr
+        );
+    }
+    assert_partial_kept(&tmp.path().join(run_id), &f);
+    assert_nothing_left(&pids, &f);
+    log(&format!(
+        "fault link down on hostC: exit {} after {:.1} s; {}",
+        f.code(),
+        took.as_secs_f64(),
+        line_with(&f.stderr, "fell behind")
+    ));
+}
+
+/// SIGSTOP of hostB's rank: the launcher cannot read /proc on another host;
+/// the rank is named because it stopped reporting, hostA's rank as waiting.
+#[test]
+fn stopped_rank_on_another_host_is_named() {
+    let test = "stopped_rank_on_another_host_is_named";
+    if let Some(why) = netns_missing() {
+        return skip(test, &why);
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let _hosts = Netns::up(3);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run_id = "stopB";
+    let (running, pids) = start_on_three_hosts(tmp.path(), run_id);
+    let injected = Instant::now();
+    // SAFETY: plain syscall on a PID found to be our worker.
+    unsafe {
+        libc::kill(pids[1] as i32, libc::SIGSTOP);
+    }
+    let f = running.wait(Duration::from_secs(180));
+    let took = injected.elapsed();
+    // SAFETY: as above; the process may be gone already.
+    unsafe {
+        libc::kill(pids[1] as i32, libc::SIGKILL);
+    }
+    assert_eq!(f.code(), 3, "{f:?}");
+    let bound = Duration::from_secs(OP_TIMEOUT_S as u64 + ABORT_GRACE_S + SLACK_S);
+    assert!(took < bound, "ended {took:?} after SIGSTOP: {f:?}");
+    let culprit = format!(
+        "fell behind: rank 1 (host hostB, pid {}): stopped reporting",
+        pids[1]
+    );
+    assert!(f.stderr.contains(&culprit), "{culprit}: {}", f.stderr);
+    assert!(
+        f.stderr.contains("waiting for them: rank 0 (host hostA"),
+        "{}",
+        f.stderr
+    );
+    for victim in ["rank 0 ", "rank 2 "] {
+        assert!(
+            !behind(&f.stderr).contains(victim),
+            "a waiting rank blamed: {}",
+            f.stderr
+        );
+    }
+    assert_partial_kept(&tmp.path().join(run_id), &f);
+    assert_nothing_left(&pids, &f);
+    log(&format!(
+        "fault SIGSTOP of hostB's rank: exit {} after {:.1} s; {}",
+        f.code(),
+        took.as_secs_f64(),
+        line_with(&f.stderr, "fell behind")
+    ));
+}
+
+/// Waits until `run_dir` holds a partial run.json and rank `rank` of the
+/// run is found; returns its PID and all worker PIDs.
+fn wait_for_partial(
+    running: &Running,
+    run_dir: &Path,
+    run_id: &str,
+    rank: &str,
+) -> (u32, Vec<u32>) {
+    let t = Instant::now();
+    loop {
+        let pids = worker_pids(run_id);
+        let r = pids
+            .iter()
+            .copied()
+            .find(|p| proc_env(*p, "OMPI_COMM_WORLD_RANK").as_deref() == Some(rank));
+        if let (Some(p), true) = (r, run_dir.join("run.json").is_file()) {
+            return (p, pids);
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "the run never got under way:\n{}",
+            running.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn have_mpirun(test: &str) -> bool {
+    if find_program("mpirun").is_none() {
+        skip(
+            test,
+            "mpirun is not installed (ci/install-deps.sh installs it)",
+        );
+        return false;
+    }
+    true
+}
+
+/// SIGKILL of rank 1 in each mode (a run of that mode alone) under mpirun:
+/// exit 3, rank 1 named with its host and the signal, within the abort
+/// grace, the partial results kept, no worker left.
+#[test]
+fn sigkill_of_one_rank_in_each_mode() {
+    let test = "sigkill_of_one_rank_in_each_mode";
+    if !have_mpirun(test) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let host = hostname();
+    for mode in ["compute", "comm", "serialized", "overlapped"] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let cfg = fault_config(tmp.path());
+        let text = std::fs::read_to_string(&cfg).expect("read");
+        let mut t: toml::Table = text.parse().expect("parses");
+        t["run"]
+            .as_table_mut()
+            .expect("[run]")
+            .insert("modes".into(), toml::Value::Array(vec![mode.into()]));
+        std::fs::write(&cfg, toml::to_string(&t).expect("toml")).expect("write");
+        let run_id = format!("kill-{mode}");
+        let run_dir = tmp.path().join(&run_id);
+        let running = Running::start(mfubench_cmd().args([
+            "run",
+            cfg.to_str().expect("utf-8"),
+            "--out",
+            tmp.path().to_str().expect("utf-8"),
+            "--run-id",
+            &run_id,
+            "--timeout",
+            "5m",
+        ]));
+        let (victim, all) = wait_for_partial(&running, &run_dir, &run_id, "1");
+        let injected = Instant::now();
+        // SAFETY: plain syscall on a PID found to be our worker.
+        unsafe {
+            libc::kill(victim as i32, libc::SIGKILL);
+        }
+        let f = running.wait(Duration::from_secs(120));
+        let took = injected.elapsed();
+        assert_eq!(f.code(), 3, "{mode}: {f:?}");
+        assert!(
+            took < Duration::from_secs(ABORT_GRACE_S + SLACK_S),
+            "{mode}: ended {took:?} after SIGKILL: {f:?}"
+        );
+        let named = format!("rank 1 (host {host}, pid {victim}) was killed by signal 9");
+        assert!(f.stderr.contains(&named), "{mode}: {named}: {}", f.stderr);
+        assert!(
+            !f.stderr.contains("fell behind: rank 0"),
+            "{mode}: the survivor blamed: {}",
+            f.stderr
+        );
+        let j = read_json(&run_dir.join("run.json"));
+        assert_eq!(j["complete"], false);
+        assert!(
+            j["ranks"][0]["modes"].get(mode).is_some(),
+            "{mode}: its steps so far not kept: {j:#}"
+        );
+        assert!(f.stderr.contains("what was written is in"), "{}", f.stderr);
+        let left = wait_gone(&all, Duration::from_secs(10));
+        assert!(left.is_empty(), "{mode}: workers left: {left:?}\n{f:?}");
+        log(&format!(
+            "fault SIGKILL of rank 1 in mode {mode} (mpirun): exit {} after {:.1} s; {}",
+            f.code(),
+            took.as_secs_f64(),
+            line_with(&f.stderr, "signal 9")
+        ));
+    }
+}
+
+/// A 64 KiB tmpfs mounted for a test, unmounted however it ends.
+struct SmallDisk(PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// `--out` on a 64 KiB tmpfs: rank 0 cannot write run.json. The error names
+/// the path and rank 0 (the rank that failed to write, not the first rank
+/// mpirun saw exit), exit 3, and nothing is claimed written that was not.
+#[test]
+fn full_disk_names_the_path_and_the_rank_that_failed_to_write() {
+    let test = "full_disk_names_the_path_and_the_rank_that_failed_to_write";
+    if !is_root() {
+        return skip(test, "needs root (mounts a tmpfs)");
+    }
+    if !have_mpirun(test) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir(&mnt).expect("mkdir");
+    let s = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("mount");
+    assert!(s.success(), "mount -t tmpfs failed");
+    let _disk = SmallDisk(mnt.clone());
+    // More timed steps than 64 KiB of run.json can hold.
+    let text = std::fs::read_to_string(test_config("quick.toml")).expect("read");
+    let cfg = tmp.path().join("full.toml");
+    std::fs::write(&cfg, text.replace("iterations = 3", "iterations = 60")).expect("write");
+    let run_id = "full";
+    let f = run(
+        mfubench_cmd().args([
+            "run",
+            cfg.to_str().expect("utf-8"),
+            "--out",
+            mnt.to_str().expect("utf-8"),
+            "--run-id",
+            run_id,
+            "--timeout",
+            "5m",
+        ]),
+        Duration::from_secs(400),
+    );
+    assert_eq!(f.code(), 3, "{f:?}");
+    let path = mnt.join(run_id).join("run.json");
+    let line = line_with(&f.stderr, "mfubench: error:");
+    assert!(
+        line.contains(&format!("failed: rank 0 (host {}, pid", hostname())),
+        "rank 0 not named: {}",
+        f.stderr
+    );
+    assert!(line.contains(&path.display().to_string()), "{}", f.stderr);
+    assert!(line.contains("No space left on device"), "{}", f.stderr);
+    assert!(!line.contains("rank 1 ("), "rank 1 blamed: {}", f.stderr);
+    // "what was written is in" only when something was.
+    assert_eq!(
+        f.stderr.contains("what was written is in"),
+        path.is_file(),
+        "{}",
+        f.stderr
+    );
+    log(&format!("fault disk full: exit {}; {line}", f.code()));
+}
