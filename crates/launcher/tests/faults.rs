@@ -353,7 +353,7 @@ fn sigkill_of_one_rank_in_each_mode() {
             "fault SIGKILL of rank 1 in mode {mode} (mpirun): exit {} after {:.1} s; {}",
             f.code(),
             took.as_secs_f64(),
-            line_with(&f.stderr, "signal 9")
+            line_with(&f.stderr, "mfubench: error")
         ));
     }
 }

@@ -193,7 +193,11 @@ impl Outcome {
                     let s = s.map(|s| format!("; {s}")).unwrap_or_default();
                     behind.push(format!("{who}: process stopped (state T){s}"));
                 }
-                (Some('Z'), _) => behind.push(format!("{who}: process gone")),
+                // Gone while another rank was reported dead: ended by the
+                // teardown mpirun / srun started, a victim.
+                (Some('Z'), _) if self.deaths.is_empty() => {
+                    behind.push(format!("{who}: process gone"))
+                }
                 (_, Some(s)) => behind.push(format!("{who}: {s}")),
                 _ => {
                     if let Some(at) = self.waiting.get(&r) {
@@ -444,6 +448,11 @@ impl State {
     /// (while they exist: after a failure they are gone). A state is kept
     /// until a newer one is read; "stopped" is kept for good.
     fn note_states(&mut self) {
+        // Up to the failure only: what the teardown does to the ranks
+        // afterwards (SIGCONT, zombies) says nothing about who failed.
+        if self.failed_at.is_some() {
+            return;
+        }
         let local = local_hostname();
         for (r, i) in &self.ranks {
             if !self.finished.contains(r) && Some(i.host.as_str()) == local.as_deref() {
@@ -595,8 +604,8 @@ impl State {
     /// silence is measured up to it.
     fn failed(&mut self) {
         if self.failed_at.is_none() {
-            self.failed_at = Some(Instant::now());
             self.note_states();
+            self.failed_at = Some(Instant::now());
         }
     }
 
