@@ -13,46 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The worker's op timeout in these tests: long enough that a loaded 2-core
-/// machine never trips it by itself, and well above the 3 s of silence that
-/// marks a rank as stopped.
-const OP_TIMEOUT_S: f64 = 8.0;
-/// The launcher's grace for mpirun after an abort (ABORT_GRACE).
-const ABORT_GRACE_S: u64 = 10;
-/// Slack on a loaded machine on top of the documented bound.
-const SLACK_S: u64 = 12;
-
-/// long.toml with the test's op timeout and no checks (a run that only a
-/// fault ends).
-fn fault_config(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(test_config("long.toml")).expect("long.toml");
-    let mut t: toml::Table = text.parse().expect("parses");
-    let run = t["run"].as_table_mut().expect("[run]");
-    run.insert("op_timeout_s".into(), toml::Value::Float(OP_TIMEOUT_S));
-    run.insert("check".into(), toml::Value::Boolean(false));
-    let p = dir.join("fault.toml");
-    std::fs::write(&p, toml::to_string(&t).expect("toml")).expect("write");
-    p
-}
-
-/// The line of `text` that contains `needle` (for the log).
-fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
-    text.lines().find(|l| l.contains(needle)).unwrap_or("")
-}
-
-/// The ranks named as having fallen behind (up to the waiting ones).
-fn behind(stderr: &str) -> &str {
-    let l = line_with(stderr, "fell behind: ");
-    let from = l.find("fell behind: ").map_or(l.len(), |i| i + 13);
-    let l = &l[from..];
-    &l[..l.find("; waiting for them").unwrap_or(l.len())]
-}
-
 /// Starts the fault config on hostA, hostB, hostC (one rank each) and waits
 /// until a partial run.json exists (every mode has timed steps); returns
 /// the run and the worker PIDs by rank.
 fn start_on_three_hosts(tmp: &Path, run_id: &str) -> (Running, Vec<u32>) {
-    let cfg = fault_config(tmp);
+    let cfg = fault_config(tmp, OP_TIMEOUT_S);
     let mut cmd = mfubench_cmd();
     cmd.args([
         "run",
@@ -300,7 +265,7 @@ fn sigkill_of_one_rank_in_each_mode() {
     let host = hostname();
     for mode in ["compute", "comm", "serialized", "overlapped"] {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let cfg = fault_config(tmp.path());
+        let cfg = fault_config(tmp.path(), OP_TIMEOUT_S);
         let text = std::fs::read_to_string(&cfg).expect("read");
         let mut t: toml::Table = text.parse().expect("parses");
         t["run"]

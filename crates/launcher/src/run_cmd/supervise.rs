@@ -117,7 +117,8 @@ pub struct Outcome {
     /// Process states (`/proc/PID/stat`) of local ranks that were not
     /// waiting, noted when another rank said it waited.
     pub states: BTreeMap<u64, char>,
-    /// Dead ranks reported by mpirun / srun.
+    /// Dead ranks reported by mpirun / srun before the job failed (not the
+    /// ones its teardown ended).
     pub deaths: Vec<RankDeath>,
     /// run.json announced by rank 0's done event.
     pub run_json: Option<String>,
@@ -472,8 +473,14 @@ impl State {
         let t = split_tag(self.kind, read_from, line);
         let Some(rank) = t.rank else {
             if let Some(d) = self.death_parser.feed(&t.text) {
-                self.failed();
-                self.deaths.push(d);
+                // A rank that died after the job failed was ended by the
+                // teardown (srun --kill-on-bad-exit, mpirun after an abort):
+                // a victim, not news.
+                if self.failed_at.is_none() || self.deaths.first().is_some_and(|f| f.rank == d.rank)
+                {
+                    self.failed();
+                    self.deaths.push(d);
+                }
             }
             self.progress.out(read_from == Stream::Err, &t.text);
             return;

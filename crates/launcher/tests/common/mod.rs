@@ -404,3 +404,39 @@ pub fn log(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
+
+/// The worker's op timeout in the fault tests: long enough that a loaded
+/// 2-core machine never trips it by itself, and well above the 3 s of
+/// silence that mark a rank as stopped.
+pub const OP_TIMEOUT_S: f64 = 8.0;
+/// The launcher's grace for mpirun / srun after an abort (ABORT_GRACE).
+pub const ABORT_GRACE_S: u64 = 10;
+/// Slack on a loaded machine on top of a documented bound.
+pub const SLACK_S: u64 = 12;
+
+/// long.toml (a run only a fault ends) with `op_timeout_s` and no checks,
+/// written into `dir`.
+pub fn fault_config(dir: &Path, op_timeout_s: f64) -> PathBuf {
+    let text = std::fs::read_to_string(test_config("long.toml")).expect("long.toml");
+    let mut t: toml::Table = text.parse().expect("parses");
+    let run = t["run"].as_table_mut().expect("[run]");
+    run.insert("op_timeout_s".into(), toml::Value::Float(op_timeout_s));
+    run.insert("check".into(), toml::Value::Boolean(false));
+    let p = dir.join("fault.toml");
+    std::fs::write(&p, toml::to_string(&t).expect("toml")).expect("write");
+    p
+}
+
+/// The line of `text` that contains `needle` (empty if none).
+pub fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines().find(|l| l.contains(needle)).unwrap_or("")
+}
+
+/// The ranks the launcher named as having fallen behind (up to the waiting
+/// ones) in its error line.
+pub fn behind(stderr: &str) -> &str {
+    let l = line_with(stderr, "fell behind: ");
+    let from = l.find("fell behind: ").map_or(l.len(), |i| i + 13);
+    let l = &l[from..];
+    &l[..l.find("; waiting for them").unwrap_or(l.len())]
+}
