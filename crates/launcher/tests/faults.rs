@@ -334,7 +334,9 @@ impl Drop for SmallDisk {
 
 /// `--out` on a 64 KiB tmpfs: rank 0 cannot write run.json. The error names
 /// the path and rank 0 (the rank that failed to write, not the first rank
-/// mpirun saw exit), exit 3, and nothing is claimed written that was not.
+/// mpirun saw exit), exit 3, and "what was written is in" appears only when
+/// something was: once with room for the first partial run.json, once with
+/// the disk full from the start.
 #[test]
 fn full_disk_names_the_path_and_the_rank_that_failed_to_write() {
     let test = "full_disk_names_the_path_and_the_rank_that_failed_to_write";
@@ -346,51 +348,80 @@ fn full_disk_names_the_path_and_the_rank_that_failed_to_write() {
     }
     require_worker();
     let _lock = TestLock::acquire();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let mnt = tmp.path().join("small");
-    std::fs::create_dir(&mnt).expect("mkdir");
-    let s = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .expect("mount");
-    assert!(s.success(), "mount -t tmpfs failed");
-    let _disk = SmallDisk(mnt.clone());
-    // More timed steps than 64 KiB of run.json can hold.
-    let text = std::fs::read_to_string(test_config("quick.toml")).expect("read");
-    let cfg = tmp.path().join("full.toml");
-    std::fs::write(&cfg, text.replace("iterations = 3", "iterations = 60")).expect("write");
-    let run_id = "full";
-    let f = run(
-        mfubench_cmd().args([
-            "run",
-            cfg.to_str().expect("utf-8"),
-            "--out",
-            mnt.to_str().expect("utf-8"),
-            "--run-id",
-            run_id,
-            "--timeout",
-            "5m",
-        ]),
-        Duration::from_secs(400),
-    );
-    assert_eq!(f.code(), 3, "{f:?}");
-    let path = mnt.join(run_id).join("run.json");
-    let line = line_with(&f.stderr, "mfubench: error:");
-    assert!(
-        line.contains(&format!("failed: rank 0 (host {}, pid", hostname())),
-        "rank 0 not named: {}",
-        f.stderr
-    );
-    assert!(line.contains(&path.display().to_string()), "{}", f.stderr);
-    assert!(line.contains("No space left on device"), "{}", f.stderr);
-    assert!(!line.contains("rank 1 ("), "rank 1 blamed: {}", f.stderr);
-    // "what was written is in" only when something was.
-    assert_eq!(
-        f.stderr.contains("what was written is in"),
-        path.is_file(),
-        "{}",
-        f.stderr
-    );
-    log(&format!("fault disk full: exit {}; {line}", f.code()));
+    for (case, filler) in [
+        ("room for a partial run.json", 0usize),
+        ("full from the start", 60 << 10),
+    ] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mnt = tmp.path().join("small");
+        std::fs::create_dir(&mnt).expect("mkdir");
+        let s = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .expect("mount");
+        assert!(s.success(), "mount -t tmpfs failed");
+        let _disk = SmallDisk(mnt.clone());
+        if filler > 0 {
+            // Whatever fits: the rest of the 64 KiB stays for the run folder.
+            let _ = std::fs::write(mnt.join("filler"), vec![0u8; filler]);
+        }
+        // More timed steps than 64 KiB of run.json can hold.
+        let text = std::fs::read_to_string(test_config("quick.toml")).expect("read");
+        let cfg = tmp.path().join("full.toml");
+        std::fs::write(&cfg, text.replace("iterations = 3", "iterations = 60")).expect("write");
+        let run_id = "full";
+        let f = run(
+            mfubench_cmd().args([
+                "run",
+                cfg.to_str().expect("utf-8"),
+                "--out",
+                mnt.to_str().expect("utf-8"),
+                "--run-id",
+                run_id,
+                "--timeout",
+                "5m",
+            ]),
+            Duration::from_secs(400),
+        );
+        assert_eq!(f.code(), 3, "{case}: {f:?}");
+        let path = mnt.join(run_id).join("run.json");
+        let line = line_with(&f.stderr, "mfubench: error:");
+        assert!(
+            line.contains(&format!("failed: rank 0 (host {}, pid", hostname())),
+            "{case}: rank 0 not named: {}",
+            f.stderr
+        );
+        assert!(
+            line.contains(&path.display().to_string()),
+            "{case}: {}",
+            f.stderr
+        );
+        assert!(
+            line.contains("No space left on device"),
+            "{case}: {}",
+            f.stderr
+        );
+        assert!(
+            !line.contains("rank 1 ("),
+            "{case}: rank 1 blamed: {}",
+            f.stderr
+        );
+        // "what was written is in" only when something was.
+        assert_eq!(
+            f.stderr.contains("what was written is in"),
+            path.is_file(),
+            "{case}: {}",
+            f.stderr
+        );
+        if filler > 0 {
+            assert!(!path.is_file(), "{case}: run.json fitted after all");
+        } else {
+            assert!(path.is_file(), "{case}: no partial run.json fitted");
+        }
+        log(&format!(
+            "fault disk full ({case}): exit {}; {line}",
+            f.code()
+        ));
+    }
 }
