@@ -77,6 +77,15 @@ pub enum Event {
         /// by srun: the launcher `scancel`s it if the step does not end.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         slurm_step: Option<String>,
+        /// Open MPI's job id (`OMPI_MCA_ess_base_jobid`), which names the
+        /// job's shared-memory segments: removed by the launcher when a
+        /// killed job left them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ompi_jobid: Option<u64>,
+        /// Open MPI's session directory of the job on this host
+        /// (`OMPI_MCA_orte_jobfam_session_dir`), likewise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ompi_session_dir: Option<String>,
     },
     /// Rank 0: the run begins.
     Start {

@@ -44,6 +44,7 @@ use crate::exit::{
 };
 use crate::report_cmd::{ExportArgs, ThresholdArgs};
 
+pub mod cleanup;
 pub mod command;
 pub mod events;
 pub mod hostlist;
@@ -441,6 +442,16 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
         eprintln!(
             "mfubench: warning: worker process(es) {:?} survived SIGKILL",
             o.survivors
+        );
+    }
+    if !o.removed.is_empty() {
+        eprintln!(
+            "mfubench: removed what Open MPI left of the job here: {}",
+            o.removed
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     // A reservation nothing was written into is not a run: leave no empty

@@ -425,3 +425,105 @@ fn full_disk_names_the_path_and_the_rank_that_failed_to_write() {
         ));
     }
 }
+
+/// The PID of the child of `parent` whose command is `comm`.
+fn child_named(parent: u32, comm: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let (head, tail) = stat.rsplit_once(')')?;
+        let name = head.split_once('(')?.1;
+        let ppid: u32 = tail.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == parent && name == comm).then_some(pid)
+    })
+}
+
+/// SIGKILL of mpirun itself: the job fails (exit 3), no worker is left,
+/// and the session directory and shared-memory segments Open MPI could not
+/// remove are removed by the launcher.
+#[test]
+fn sigkill_of_mpirun_leaves_no_session_dir_or_segment() {
+    let test = "sigkill_of_mpirun_leaves_no_session_dir_or_segment";
+    if !have_mpirun(test) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = fault_config(tmp.path(), OP_TIMEOUT_S);
+    let run_id = "kill-mpirun";
+    let run_dir = tmp.path().join(run_id);
+    let running = Running::start(mfubench_cmd().args([
+        "run",
+        cfg.to_str().expect("utf-8"),
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        run_id,
+        "--timeout",
+        "5m",
+    ]));
+    let (rank1, all) = wait_for_partial(&running, &run_dir, run_id, "1");
+    let session_dir = PathBuf::from(
+        proc_env(rank1, "OMPI_MCA_orte_jobfam_session_dir").expect("Open MPI 4 session dir"),
+    );
+    let jobid: u64 = proc_env(rank1, "OMPI_MCA_ess_base_jobid")
+        .and_then(|j| j.parse().ok())
+        .expect("Open MPI job id");
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let suffix = format!(".{uid}.{jobid:x}.");
+    let segments = || -> Vec<String> {
+        std::fs::read_dir("/dev/shm")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .filter(|n| n.starts_with("vader_segment.") && n.contains(&suffix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(session_dir.is_dir(), "{}", session_dir.display());
+    assert!(
+        !segments().is_empty(),
+        "no shared-memory segment of job {jobid:x}"
+    );
+    let mpirun = child_named(running.child.id(), "mpirun").expect("mpirun's PID");
+    let injected = Instant::now();
+    // SAFETY: plain syscall on the mpirun our mfubench started.
+    unsafe {
+        libc::kill(mpirun as i32, libc::SIGKILL);
+    }
+    let f = running.wait(Duration::from_secs(120));
+    let took = injected.elapsed();
+    assert_eq!(f.code(), 3, "{f:?}");
+    assert!(
+        f.stderr.contains("mpirun was killed by signal 9"),
+        "{}",
+        f.stderr
+    );
+    assert!(
+        took < Duration::from_secs(ABORT_GRACE_S + SLACK_S),
+        "{took:?}"
+    );
+    let left = wait_gone(&all, Duration::from_secs(10));
+    assert!(left.is_empty(), "workers left: {left:?}\n{f:?}");
+    assert!(
+        !session_dir.exists(),
+        "{} left\n{f:?}",
+        session_dir.display()
+    );
+    assert_eq!(segments(), Vec::<String>::new(), "{f:?}");
+    assert!(
+        f.stderr
+            .contains("removed what Open MPI left of the job here"),
+        "{}",
+        f.stderr
+    );
+    log(&format!(
+        "fault SIGKILL of mpirun: exit {} after {:.1} s; {}",
+        f.code(),
+        took.as_secs_f64(),
+        line_with(&f.stderr, "removed what Open MPI left")
+    ));
+}

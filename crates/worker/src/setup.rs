@@ -95,6 +95,12 @@ pub fn hello(rank: &Rank, config: &Config) {
         pid: std::process::id(),
         device,
         slurm_step: slurm_step(),
+        ompi_jobid: std::env::var("OMPI_MCA_ess_base_jobid")
+            .ok()
+            .and_then(|j| j.parse().ok()),
+        ompi_session_dir: std::env::var("OMPI_MCA_orte_jobfam_session_dir")
+            .ok()
+            .filter(|d| !d.is_empty()),
     });
     crate::progress::start_heartbeat(rank.rank);
 }

@@ -35,6 +35,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use super::cleanup::{remove_stale, MpiFiles};
 use super::command::LauncherKind;
 use super::events::{parse_event, split_tag, DeathParser, Event, RankDeath, Stream};
 use mfubench_core::protocol::SILENT_AFTER;
@@ -89,6 +90,10 @@ pub struct RankInfo {
     pub pid: u32,
     /// Its Slurm step (`JOBID.STEPID`), under srun.
     pub slurm_step: Option<String>,
+    /// Open MPI's job id and session directory, as the rank saw them.
+    pub ompi_jobid: Option<u64>,
+    /// See [`RankInfo::ompi_jobid`].
+    pub ompi_session_dir: Option<String>,
 }
 
 /// What was last heard from a rank before the job failed.
@@ -134,6 +139,9 @@ pub struct Outcome {
     /// Errors the ranks reported of their own (`rank_error`), the first of
     /// each rank.
     pub errors: BTreeMap<u64, String>,
+    /// Open MPI files of the killed job removed (session directory,
+    /// shared-memory segments).
+    pub removed: Vec<std::path::PathBuf>,
     /// Wall time of the job.
     pub elapsed: Duration,
 }
@@ -516,6 +524,8 @@ impl State {
                 host,
                 pid,
                 slurm_step,
+                ompi_jobid,
+                ompi_session_dir,
                 ..
             } => {
                 self.ranks.insert(
@@ -524,6 +534,8 @@ impl State {
                         host,
                         pid,
                         slurm_step,
+                        ompi_jobid,
+                        ompi_session_dir,
                     },
                 );
                 self.progress.hello();
@@ -1006,6 +1018,24 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
     } else {
         Vec::new()
     };
+    // A launcher program that did not end normally did not clean up after
+    // the job: remove its files on this host once every process is gone.
+    let removed = if failed && survivors.is_empty() {
+        let local = local_hostname();
+        let files: Vec<MpiFiles> = st
+            .ranks
+            .values()
+            .filter(|i| Some(i.host.as_str()) == local.as_deref())
+            .map(|i| MpiFiles {
+                pid: i.pid,
+                jobid: i.ompi_jobid,
+                session_dir: i.ompi_session_dir.clone(),
+            })
+            .collect();
+        remove_stale(&files, std::path::Path::new("/dev/shm"))
+    } else {
+        Vec::new()
+    };
 
     Ok(Outcome {
         status,
@@ -1020,6 +1050,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         silent,
         killed_after_abort,
         errors: st.errors,
+        removed,
         elapsed: started.elapsed(),
     })
 }
