@@ -527,3 +527,98 @@ fn sigkill_of_mpirun_leaves_no_session_dir_or_segment() {
         line_with(&f.stderr, "removed what Open MPI left")
     ));
 }
+
+/// A shared host: more ranks than cores, and another mfubench run on the
+/// host at start. Both are warned about, recorded in run.json
+/// (`ranks[].host_load`) and marked beside the MFU in the report.
+#[test]
+fn shared_host_is_warned_recorded_and_marked_beside_the_mfu() {
+    let test = "shared_host_is_warned_recorded_and_marked_beside_the_mfu";
+    if !have_mpirun(test) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The other run: a long one, stopped once this one is done.
+    let cfg = fault_config(tmp.path(), 600.0);
+    let other = Running::start(mfubench_cmd().args([
+        "run",
+        cfg.to_str().expect("utf-8"),
+        "--out",
+        tmp.path().to_str().expect("utf-8"),
+        "--run-id",
+        "other-run",
+        "--timeout",
+        "5m",
+    ]));
+    let t = Instant::now();
+    while worker_pids("other-run").len() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(120), "{}", other.output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let np = cores + 1;
+    let f = run(
+        mfubench_cmd().args([
+            "run",
+            test_config("quick.toml").to_str().expect("utf-8"),
+            "--np",
+            &np.to_string(),
+            "--out",
+            tmp.path().to_str().expect("utf-8"),
+            "--run-id",
+            "shared",
+            "--timeout",
+            "5m",
+        ]),
+        Duration::from_secs(400),
+    );
+    // SAFETY: plain syscall on our own child (the other run's mfubench).
+    unsafe {
+        libc::kill(other.child.id() as i32, libc::SIGTERM);
+    }
+    let o = other.wait(Duration::from_secs(60));
+    assert_eq!(o.code(), 130, "{o:?}");
+    assert!(matches!(f.code(), 0 | 1), "{f:?}");
+    let host = hostname();
+    let why = format!("oversubscribed: {np} ranks on {cores} cores");
+    // Other agents' runs on this machine may be listed too.
+    let warning = line_with(
+        &f.stderr,
+        &format!("warning: host {host} is shared ({why}; "),
+    );
+    assert!(
+        warning.contains("another mfubench run on the host (") && warning.contains("other-run"),
+        "{}",
+        f.stderr
+    );
+    let j = read_json(&tmp.path().join("shared/run.json"));
+    let load = &j["ranks"][0]["host_load"];
+    assert_eq!(load["ranks"], np as u64, "{j:#}");
+    assert_eq!(load["cores"], cores as u64, "{j:#}");
+    assert!(
+        load["other_runs"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r == "other-run")),
+        "{j:#}"
+    );
+    assert!(
+        j["ranks"][1].get("host_load").is_none(),
+        "only local rank 0 records it"
+    );
+    // Beside the MFU in the headline, and why in the warnings.
+    let mfu_row = f
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("compute ") && l.contains('|'))
+        .unwrap_or("");
+    assert!(mfu_row.contains(" ⚠ shared host"), "{}", f.stdout);
+    assert!(f.stdout.contains(&format!("{host}: {why}")), "{}", f.stdout);
+    let md = std::fs::read_to_string(tmp.path().join("shared/summary.md")).expect("summary.md");
+    assert!(md.contains("⚠ shared host"), "{md}");
+    log(&format!(
+        "shared host: {}",
+        line_with(&f.stderr, "is shared")
+    ));
+}

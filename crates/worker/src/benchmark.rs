@@ -32,7 +32,7 @@ use mfubench_core::config::{Config, Mode, Schedule};
 use mfubench_core::plan::StepPlan;
 use mfubench_core::protocol::{Event, LAUNCH_ENV};
 use mfubench_core::result::{
-    LaunchInfo, PeakChoice, PeakSource, RankRecord, RunMeta, RunRecord, TelemetrySample,
+    HostLoad, LaunchInfo, PeakChoice, PeakSource, RankRecord, RunMeta, RunRecord, TelemetrySample,
 };
 use mfubench_core::stats;
 
@@ -43,6 +43,24 @@ use crate::progress::emit;
 use crate::rank::{Exit, Rank, RunError};
 use crate::record::mode_record;
 use crate::schedule::{self, StepTiming};
+
+/// How shared this rank's host is at start; warns when it is oversubscribed
+/// or busy (its MFU is then lower than the hardware gives).
+fn host_load(rank: &Rank, run_id: &str) -> HostLoad {
+    let load = HostLoad {
+        cores: output::usable_cores(),
+        ranks: rank.ranks_on_host,
+        load_avg_1m: output::load_avg_1m().unwrap_or(0.0),
+        other_runs: output::other_runs_here(run_id),
+    };
+    if let Some(why) = load.shared_reason() {
+        crate::say!(
+            "mfubench-worker: warning: host {} is shared ({why}): its ranks' rates and MFU are lower than its hardware gives",
+            rank.host
+        );
+    }
+    load
+}
 
 /// Test hooks of a run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -77,6 +95,7 @@ pub struct Benchmark<'r, B: Backend> {
     telemetry: Vec<TelemetrySample>,
     hooks: Hooks,
     injected: bool,
+    host_load: Option<HostLoad>,
 }
 
 impl<'r, B: Backend> Benchmark<'r, B> {
@@ -90,6 +109,8 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         hooks: Hooks,
     ) -> Result<Self, Exit> {
         let started_at = output::rfc3339_now();
+        // Before our own compute adds to the load: what else shares the host.
+        let host_load = (rank.local_rank == 0).then(|| host_load(rank, &run_id));
         let mut backend = B::open(&config, rank, plan.clone())?;
         let alloc = backend
             .allocate_gemms(&plan)
@@ -115,6 +136,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             telemetry: Vec::new(),
             hooks,
             injected: false,
+            host_load,
         })
     }
 
@@ -379,6 +401,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             wrong: self.steps.values().map(|s| s.wrong).sum(),
             modes,
             telemetry: self.telemetry.clone(),
+            host_load: self.host_load.clone(),
         };
         let bytes = serde_json::to_vec(&record)
             .unwrap_or_else(|e| r.abort(format!("cannot encode the rank record: {e}")));
