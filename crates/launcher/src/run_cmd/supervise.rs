@@ -162,9 +162,9 @@ impl Outcome {
 
     /// The ranks that held the job up, when it failed or timed out: the
     /// unfinished ranks (not reported dead) seen stopped (state T) or gone,
-    /// or that stopped reporting (heartbeats) while others did not, and —
-    /// when other ranks said they were waiting — every rank that never said
-    /// so; and, separately, the ranks that were waiting for them. Both
+    /// or that stopped reporting (heartbeats) while others did not; failing
+    /// those, when other ranks said they were waiting, every rank that never
+    /// said so; and, separately, the ranks that were waiting for them. Both
     /// empty of culprits when no rank can be told from another.
     pub fn culprits(&self, np: u32) -> (Vec<String>, Vec<String>) {
         if !self.errors.is_empty() {
@@ -228,7 +228,11 @@ impl Outcome {
             // A stopped rank, and the others (not seen waiting yet).
             return (behind, others);
         }
-        behind.extend(others);
+        if behind.is_empty() {
+            // Others waited, and these neither waited nor were seen stopped
+            // or silent: stuck in their own work.
+            behind = others;
+        }
         (behind, waiting)
     }
 
@@ -1053,4 +1057,138 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         removed,
         elapsed: started.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn outcome(np: u64) -> Outcome {
+        Outcome {
+            status: ExitStatus::from_raw(3 << 8),
+            stopped: None,
+            ranks: (0..np)
+                .map(|r| {
+                    (
+                        r,
+                        RankInfo {
+                            host: format!("host{r}"),
+                            pid: 100 + r as u32,
+                            slurm_step: None,
+                            ompi_jobid: None,
+                            ompi_session_dir: None,
+                        },
+                    )
+                })
+                .collect(),
+            finished: BTreeSet::new(),
+            waiting: BTreeMap::new(),
+            states: BTreeMap::new(),
+            deaths: Vec::new(),
+            run_json: None,
+            survivors: Vec::new(),
+            silent: BTreeMap::new(),
+            killed_after_abort: false,
+            errors: BTreeMap::new(),
+            removed: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn the_silent_rank_is_the_culprit_and_the_others_wait() {
+        let mut o = outcome(3);
+        o.silent.insert(
+            1,
+            Silence {
+                for_s: 8.25,
+                last_at: "mode comm, timed iteration 3, step".into(),
+            },
+        );
+        // Rank 1 said it waited long before it stopped: silence wins.
+        o.waiting
+            .insert(1, "barrier before mode comm, timed iteration 1".into());
+        o.waiting
+            .insert(0, "barrier before mode comm, timed iteration 3".into());
+        let (behind, waiting) = o.culprits(3);
+        assert_eq!(
+            behind,
+            ["rank 1 (host host1, pid 101): stopped reporting 8.2 s before the failure (last at mode comm, timed iteration 3, step)"]
+        );
+        // Rank 2 neither waited nor went silent: named beside the culprit.
+        assert_eq!(
+            waiting,
+            ["rank 0 (host host0, pid 100) waiting at barrier before mode comm, timed iteration 3"]
+        );
+    }
+
+    #[test]
+    fn a_stopped_local_rank_says_so_and_a_rank_gone_in_the_teardown_is_no_culprit() {
+        let mut o = outcome(2);
+        o.states.insert(1, 'T');
+        o.states.insert(0, 'S');
+        o.waiting.insert(0, "x".into());
+        let (behind, waiting) = o.culprits(2);
+        assert_eq!(waiting, ["rank 0 (host host0, pid 100) waiting at x"]);
+        assert_eq!(
+            behind,
+            ["rank 1 (host host1, pid 101): process stopped (state T)"]
+        );
+        // A rank reported dead: another rank gone is a victim of the teardown.
+        let mut o = outcome(2);
+        o.states.insert(0, 'Z');
+        o.deaths.push(RankDeath {
+            rank: 1,
+            host: Some("host1".into()),
+            what: "was killed by signal 9 (Killed)".into(),
+            code: None,
+        });
+        let (behind, _) = o.culprits(2);
+        assert!(behind.is_empty(), "{behind:?}");
+    }
+
+    #[test]
+    fn a_rank_error_names_that_rank() {
+        let mut o = outcome(2);
+        o.errors.insert(
+            0,
+            "x/run.json: cannot write: No space left on device".into(),
+        );
+        assert_eq!(o.culprits(2), (Vec::<String>::new(), Vec::<String>::new()));
+        assert_eq!(
+            o.failed_ranks(),
+            ["rank 0 (host host0, pid 100): x/run.json: cannot write: No space left on device"]
+        );
+    }
+
+    #[test]
+    fn silence_is_measured_up_to_the_failure_and_needs_a_rank_that_was_heard() {
+        let t0 = Instant::now();
+        let mut st = State {
+            kind: LauncherKind::Mpirun,
+            progress: Progress::new(false, 2),
+            ranks: outcome(2).ranks,
+            finished: BTreeSet::new(),
+            waiting: BTreeMap::new(),
+            states: BTreeMap::new(),
+            deaths: Vec::new(),
+            death_parser: DeathParser::default(),
+            run_json: None,
+            bad_events: 0,
+            last_heard: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            failed_at: None,
+            errors: BTreeMap::new(),
+        };
+        st.last_heard.insert(0, t0);
+        st.last_heard.insert(1, t0 + Duration::from_secs(9));
+        let at = t0 + Duration::from_secs(10);
+        let s = st.silent(at);
+        assert_eq!(s.keys().collect::<Vec<_>>(), [&0]);
+        assert!((s[&0].for_s - 10.0).abs() < 1e-9);
+        assert_eq!(s[&0].last_at, "start-up");
+        // Nobody heard within SILENT_AFTER: no rank is told from another.
+        assert!(st.silent(t0 + Duration::from_secs(60)).is_empty());
+    }
 }
