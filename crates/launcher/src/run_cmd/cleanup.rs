@@ -71,13 +71,9 @@ pub fn remove_stale(ranks: &[MpiFiles], shm: &Path) -> Vec<PathBuf> {
     dirs.sort();
     dirs.dedup();
     for d in dirs {
-        match session_dir_pid(&d, uid) {
-            Some(owner) if !running(owner) && d.is_dir() => {
-                if std::fs::remove_dir_all(&d).is_ok() {
-                    removed.push(d);
-                }
-            }
-            _ => {}
+        let owner_gone = session_dir_pid(&d, uid).is_some_and(|owner| !running(owner));
+        if owner_gone && d.is_dir() && std::fs::remove_dir_all(&d).is_ok() {
+            removed.push(d);
         }
     }
     let mut jobs: Vec<u64> = ranks.iter().filter_map(|r| r.jobid).collect();
