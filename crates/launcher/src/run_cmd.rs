@@ -23,7 +23,10 @@
 //!   tags, consumes `@@mfubench` events (progress bar on a TTY, plain lines
 //!   otherwise) and re-prints human text as `[rank R] …`; timeout and
 //!   Ctrl-C stop the job's process group; dead ranks are named with their
-//!   host from mpirun/srun reports and hello events.
+//!   host from mpirun/srun reports and hello events, stopped or cut-off
+//!   ranks from their heartbeats; after an abort mpirun/srun get
+//!   [`supervise::ABORT_GRACE`] before their process group is killed; a
+//!   killed job's Open MPI files are removed ([`cleanup`]).
 //! - **Verdict.** The report crate reads run.json
 //!   (`mfubench_report::report_run_dir`: the same text and files as
 //!   `mfubench report`, plus `--junit` / `--prom`), also after a timeout, a
