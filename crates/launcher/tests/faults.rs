@@ -256,13 +256,29 @@ fn have_mpirun(test: &str) -> bool {
 /// grace, the partial results kept, no worker left.
 #[test]
 fn sigkill_of_one_rank_in_each_mode() {
-    let test = "sigkill_of_one_rank_in_each_mode";
+    one_rank_in_each_mode("sigkill_of_one_rank_in_each_mode", libc::SIGKILL);
+}
+
+/// SIGSTOP of rank 1 in each mode under mpirun: rank 0's watchdog ends the
+/// job within op_timeout_s; rank 1 named as stopped (state T), rank 0 as
+/// waiting; the partial results kept, no worker left.
+#[test]
+fn sigstop_of_one_rank_in_each_mode() {
+    one_rank_in_each_mode("sigstop_of_one_rank_in_each_mode", libc::SIGSTOP);
+}
+
+fn one_rank_in_each_mode(test: &str, sig: i32) {
     if !have_mpirun(test) {
         return;
     }
     require_worker();
     let _lock = TestLock::acquire();
     let host = hostname();
+    let (what, bound) = if sig == libc::SIGKILL {
+        ("SIGKILL", ABORT_GRACE_S + SLACK_S)
+    } else {
+        ("SIGSTOP", OP_TIMEOUT_S as u64 + ABORT_GRACE_S + SLACK_S)
+    };
     for mode in ["compute", "comm", "serialized", "overlapped"] {
         let tmp = tempfile::tempdir().expect("tempdir");
         let cfg = fault_config(tmp.path(), OP_TIMEOUT_S);
@@ -273,7 +289,7 @@ fn sigkill_of_one_rank_in_each_mode() {
             .expect("[run]")
             .insert("modes".into(), toml::Value::Array(vec![mode.into()]));
         std::fs::write(&cfg, toml::to_string(&t).expect("toml")).expect("write");
-        let run_id = format!("kill-{mode}");
+        let run_id = format!("{what}-{mode}");
         let run_dir = tmp.path().join(&run_id);
         let running = Running::start(mfubench_cmd().args([
             "run",
@@ -289,22 +305,37 @@ fn sigkill_of_one_rank_in_each_mode() {
         let injected = Instant::now();
         // SAFETY: plain syscall on a PID found to be our worker.
         unsafe {
-            libc::kill(victim as i32, libc::SIGKILL);
+            libc::kill(victim as i32, sig);
         }
         let f = running.wait(Duration::from_secs(120));
         let took = injected.elapsed();
+        // SAFETY: as above; a stopped rank must not outlive the test.
+        unsafe {
+            libc::kill(victim as i32, libc::SIGKILL);
+        }
         assert_eq!(f.code(), 3, "{mode}: {f:?}");
         assert!(
-            took < Duration::from_secs(ABORT_GRACE_S + SLACK_S),
-            "{mode}: ended {took:?} after SIGKILL: {f:?}"
+            took < Duration::from_secs(bound),
+            "{mode}: ended {took:?} after {what}: {f:?}"
         );
-        let named = format!("rank 1 (host {host}, pid {victim}) was killed by signal 9");
+        let named = if sig == libc::SIGKILL {
+            format!("rank 1 (host {host}, pid {victim}) was killed by signal 9")
+        } else {
+            format!("fell behind: rank 1 (host {host}, pid {victim}): process stopped (state T)")
+        };
         assert!(f.stderr.contains(&named), "{mode}: {named}: {}", f.stderr);
         assert!(
-            !f.stderr.contains("fell behind: rank 0"),
+            !behind(&f.stderr).contains("rank 0 "),
             "{mode}: the survivor blamed: {}",
             f.stderr
         );
+        if sig == libc::SIGSTOP {
+            assert!(
+                f.stderr.contains("waiting for them: rank 0 (host"),
+                "{mode}: {}",
+                f.stderr
+            );
+        }
         let j = read_json(&run_dir.join("run.json"));
         assert_eq!(j["complete"], false);
         assert!(
@@ -315,7 +346,7 @@ fn sigkill_of_one_rank_in_each_mode() {
         let left = wait_gone(&all, Duration::from_secs(10));
         assert!(left.is_empty(), "{mode}: workers left: {left:?}\n{f:?}");
         log(&format!(
-            "fault SIGKILL of rank 1 in mode {mode} (mpirun): exit {} after {:.1} s; {}",
+            "fault {what} of rank 1 in mode {mode} (mpirun): exit {} after {:.1} s; {}",
             f.code(),
             took.as_secs_f64(),
             line_with(&f.stderr, "mfubench: error")
