@@ -207,7 +207,21 @@ fn slurm_multi_available(test: &str) -> bool {
 /// the job. Returns the victim's PID, every worker PID, the job log, the
 /// run folder, sbatch's exit code (the job's) and the time from the
 /// signal to mfubench's exit.
-fn sbatch_fault(sig: i32) -> (u32, Vec<u32>, String, PathBuf, i32, Duration) {
+/// What a Slurm fault test does to the job.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Sends this signal to rank 1 (on hostB).
+    Signal(i32),
+    /// `ip link set v-hostC down` (rank 2's host), up again once mfubench
+    /// has exited, so that Slurm can finish the job.
+    LinkDownC,
+}
+
+fn sbatch_fault(fault: Fault) -> (u32, Vec<u32>, String, PathBuf, i32, Duration) {
+    let victim_rank = match fault {
+        Fault::Signal(_) => "1",
+        Fault::LinkDownC => "2",
+    };
     let _hosts = Netns::up(3);
     let slurm = SlurmMulti::up(
         &std::env::temp_dir().join(format!("mfubench-slurm-fault-{}", std::process::id())),
@@ -257,7 +271,7 @@ fn sbatch_fault(sig: i32) -> (u32, Vec<u32>, String, PathBuf, i32, Duration) {
             let r1 = pids
                 .iter()
                 .copied()
-                .find(|p| proc_env(*p, "SLURM_PROCID").as_deref() == Some("1"));
+                .find(|p| proc_env(*p, "SLURM_PROCID").as_deref() == Some(victim_rank));
             if let (Some(v), 3, true) = (r1, pids.len(), run_dir.join("run.json").is_file()) {
                 break (v, pids, run_dir);
             }
@@ -271,9 +285,19 @@ fn sbatch_fault(sig: i32) -> (u32, Vec<u32>, String, PathBuf, i32, Duration) {
     // A few heartbeats into the timed steps.
     std::thread::sleep(Duration::from_secs(2));
     let injected = Instant::now();
-    // SAFETY: plain syscall on a PID found to be our worker.
-    unsafe {
-        libc::kill(victim as i32, sig);
+    let link = |state: &str| {
+        let s = Command::new("ip")
+            .args(["link", "set", "v-hostC", state])
+            .status()
+            .expect("ip link");
+        assert!(s.success(), "ip link set v-hostC {state}");
+    };
+    match fault {
+        // SAFETY: plain syscall on a PID found to be our worker.
+        Fault::Signal(sig) => unsafe {
+            libc::kill(victim as i32, sig);
+        },
+        Fault::LinkDownC => link("down"),
     }
     let job_id = run_dir
         .file_name()
@@ -289,6 +313,9 @@ fn sbatch_fault(sig: i32) -> (u32, Vec<u32>, String, PathBuf, i32, Duration) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    if let Fault::LinkDownC = fault {
+        link("up");
+    }
     let f = running.wait(Duration::from_secs(300));
     // SAFETY: as above; a stopped rank must not outlive the test.
     unsafe {
@@ -335,7 +362,7 @@ fn sigkill_of_one_rank_under_slurm() {
     }
     require_worker();
     let _lock = TestLock::acquire();
-    let (victim, all, job_log, kept, code, took) = sbatch_fault(libc::SIGKILL);
+    let (victim, all, job_log, kept, code, took) = sbatch_fault(Fault::Signal(libc::SIGKILL));
     let named = format!("rank 1 (host hostB, pid {victim}) was killed by signal 9");
     assert!(job_log.contains(&named), "{named}:\n{job_log}");
     assert!(!behind(&job_log).contains("rank 0 "), "{job_log}");
@@ -365,7 +392,7 @@ fn sigstop_of_one_rank_under_slurm() {
     }
     require_worker();
     let _lock = TestLock::acquire();
-    let (victim, all, job_log, kept, code, took) = sbatch_fault(libc::SIGSTOP);
+    let (victim, all, job_log, kept, code, took) = sbatch_fault(Fault::Signal(libc::SIGSTOP));
     let named = format!("fell behind: rank 1 (host hostB, pid {victim}): stopped reporting");
     assert!(job_log.contains(&named), "{named}:\n{job_log}");
     assert!(
@@ -383,6 +410,39 @@ fn sigstop_of_one_rank_under_slurm() {
     );
     log(&format!(
         "fault SIGSTOP of hostB's rank (sbatch -N 3): exit {code} after {:.1} s; {}",
+        took.as_secs_f64(),
+        line_with(&job_log, "mfubench: error")
+    ));
+}
+
+/// `ip link set v-hostC down` under `sbatch -N 3`: the other ranks'
+/// watchdogs end the job, srun cannot reach hostC; the launcher kills srun
+/// after its grace, `scancel`s the step and exits 3 naming hostC's rank.
+#[test]
+fn link_down_on_one_node_under_slurm() {
+    let test = "link_down_on_one_node_under_slurm";
+    if !slurm_multi_available(test) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let (victim, all, job_log, kept, code, took) = sbatch_fault(Fault::LinkDownC);
+    let named = format!("fell behind: rank 2 (host hostC, pid {victim}): stopped reporting");
+    assert!(job_log.contains(&named), "{named}:\n{job_log}");
+    assert!(
+        job_log.contains("waiting for them: rank 0 (host hostA"),
+        "{job_log}"
+    );
+    assert_slurm_fault_ended(
+        code,
+        took,
+        Duration::from_secs(OP_TIMEOUT_S as u64 + ABORT_GRACE_S + SLACK_S),
+        &kept,
+        &all,
+        &job_log,
+    );
+    log(&format!(
+        "fault link down on hostC (sbatch -N 3): exit {code} after {:.1} s; {}",
         took.as_secs_f64(),
         line_with(&job_log, "mfubench: error")
     ));
