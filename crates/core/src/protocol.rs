@@ -8,7 +8,12 @@
 //! one JSON object tagged by `"event"` ([`Event`]). Every rank prints
 //! `hello` at start, `waiting` when it has waited more than a second for
 //! the others, and `rank_done` before a normal exit; rank 0 prints `start`,
-//! `iteration`, `mode_done` and `done`. Everything else on
+//! `iteration`, `mode_done` and `done`. Every rank also prints a
+//! `heartbeat` every [`HEARTBEAT_EVERY`] from a thread of its own (where it
+//! is: mode, iteration, op), so that the launcher can tell a rank that
+//! stopped reporting (stopped, hung in the kernel, or cut off from the
+//! network) from the ranks waiting for it, on any host; and `aborting`
+//! just before its watchdog ends the job. Everything else on
 //! stdout/stderr is for people. A launcher ignores events it does not know
 //! (`Unknown`), so a newer worker can add events.
 
@@ -20,6 +25,17 @@ pub const EVENT_PREFIX: &str = "@@mfubench ";
 /// Environment variable through which the launcher passes its
 /// [`crate::result::LaunchInfo`] (JSON) to the ranks, for run.json.
 pub const LAUNCH_ENV: &str = "MFUBENCH_LAUNCH_JSON";
+
+/// How often every rank prints a `heartbeat` event. Low enough for
+/// thousands of ranks through mpirun's output forwarding; a rank silent for
+/// [`SILENT_AFTER`] while others were heard is named as the one that
+/// stopped reporting.
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A rank not heard from (no heartbeat, no line) for this long when the job
+/// failed, while other ranks were, stopped reporting: three heartbeats
+/// missed.
+pub const SILENT_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Exit codes of `mfubench` and `mfubench-worker` (documented in the README).
 pub mod exit {
@@ -57,6 +73,19 @@ pub enum Event {
         /// Device, e.g. `cpu`, `GPU 3`.
         #[serde(default)]
         device: String,
+        /// The Slurm step this rank runs in (`JOBID.STEPID`), when started
+        /// by srun: the launcher `scancel`s it if the step does not end.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slurm_step: Option<String>,
+        /// Open MPI's job id (`OMPI_MCA_ess_base_jobid`), which names the
+        /// job's shared-memory segments: removed by the launcher when a
+        /// killed job left them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ompi_jobid: Option<u64>,
+        /// Open MPI's session directory of the job on this host
+        /// (`OMPI_MCA_orte_jobfam_session_dir`), likewise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ompi_session_dir: Option<String>,
     },
     /// Rank 0: the run begins.
     Start {
@@ -130,6 +159,40 @@ pub enum Event {
         /// Where it waits, e.g. `barrier before mode comm, timed iteration 3`.
         #[serde(default)]
         at: String,
+    },
+    /// Every rank, every [`HEARTBEAT_EVERY`], from a thread of its own:
+    /// where it is. A stopped or unreachable rank stops sending these.
+    Heartbeat {
+        /// MPI rank.
+        rank: u64,
+        /// Mode of the current step (empty before the first step).
+        #[serde(default)]
+        mode: String,
+        /// Which step, e.g. `timed iteration 3`, `warmup iteration 1`.
+        #[serde(default)]
+        iteration: String,
+        /// What the rank does in it, e.g. `barrier`, `step`, `gather`.
+        #[serde(default)]
+        op: String,
+    },
+    /// A rank whose watchdog gave up and is about to end the job (MPI_Abort
+    /// or exit 3): the launcher starts its abort grace period.
+    Aborting {
+        /// MPI rank.
+        rank: u64,
+        /// Why, e.g. `waited 5 s at the barrier before mode comm`.
+        #[serde(default)]
+        reason: String,
+    },
+    /// A rank that hit an error of its own (it also prints it): the launcher
+    /// names it as the rank that failed, and the ranks that stopped with it
+    /// (the same exit code, agreed) as such.
+    RankError {
+        /// MPI rank.
+        rank: u64,
+        /// The error, e.g. `cannot write /data/r1/run.json: No space left on device`.
+        #[serde(default)]
+        message: String,
     },
     /// Every rank just before exiting normally.
     RankDone {

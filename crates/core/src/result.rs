@@ -245,6 +245,60 @@ pub struct RankRecord {
     /// Telemetry samples, when the device provides them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub telemetry: Vec<TelemetrySample>,
+    /// How busy this rank's host was when the run started (recorded by the
+    /// host's local rank 0 only; absent in runs written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_load: Option<HostLoad>,
+}
+
+/// How shared a host was at the start of a run: the measured rates of an
+/// oversubscribed or busy host are lower than its hardware gives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostLoad {
+    /// Cores the ranks may run on (the CPU affinity of local rank 0).
+    #[serde(default)]
+    pub cores: u64,
+    /// Ranks of this run on the host.
+    #[serde(default)]
+    pub ranks: u64,
+    /// 1-minute load average at start (`/proc/loadavg`).
+    #[serde(default)]
+    pub load_avg_1m: f64,
+    /// Run ids of other mfubench runs whose workers ran on the host at start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_runs: Vec<String>,
+}
+
+impl HostLoad {
+    /// More ranks than cores.
+    pub fn oversubscribed(&self) -> bool {
+        self.cores > 0 && self.ranks > self.cores
+    }
+
+    /// Why the host was shared, or None: more ranks than cores, another
+    /// mfubench run, or a load average above the core count.
+    pub fn shared_reason(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.oversubscribed() {
+            why.push(format!(
+                "oversubscribed: {} ranks on {} cores",
+                self.ranks, self.cores
+            ));
+        }
+        if !self.other_runs.is_empty() {
+            why.push(format!(
+                "another mfubench run on the host ({})",
+                self.other_runs.join(", ")
+            ));
+        }
+        if self.cores > 0 && self.load_avg_1m > self.cores as f64 {
+            why.push(format!(
+                "busy: load average {:.2} above its {} cores at start",
+                self.load_avg_1m, self.cores
+            ));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
 }
 
 /// How the run was started.
@@ -615,6 +669,20 @@ pub struct RunMeta {
 }
 
 impl RunRecord {
+    /// The hosts that were shared at the start (oversubscribed or busy),
+    /// each with why, in host order.
+    pub fn shared_hosts(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for r in &self.ranks {
+            if let Some(why) = r.host_load.as_ref().and_then(HostLoad::shared_reason) {
+                if !out.iter().any(|(h, _)| *h == r.host) {
+                    out.push((r.host.clone(), why));
+                }
+            }
+        }
+        out
+    }
+
     /// Assembles a run record and computes its summary (pure: the caller
     /// gathered the rank records and the metadata).
     pub fn new(
@@ -1207,6 +1275,42 @@ pub fn find_stragglers(ranks: &[RankRecord], tolerance: f64) -> (Vec<Straggler>,
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn shared_host_reasons() {
+        let idle = HostLoad {
+            cores: 2,
+            ranks: 2,
+            load_avg_1m: 1.5,
+            other_runs: Vec::new(),
+        };
+        assert_eq!(idle.shared_reason(), None);
+        let over = HostLoad {
+            ranks: 3,
+            ..idle.clone()
+        };
+        assert_eq!(
+            over.shared_reason().as_deref(),
+            Some("oversubscribed: 3 ranks on 2 cores")
+        );
+        let busy = HostLoad {
+            load_avg_1m: 2.5,
+            other_runs: vec!["r1".into()],
+            ..idle.clone()
+        };
+        assert_eq!(
+            busy.shared_reason().as_deref(),
+            Some("another mfubench run on the host (r1); busy: load average 2.50 above its 2 cores at start")
+        );
+        // Unknown cores: no claim.
+        let unknown = HostLoad {
+            cores: 0,
+            ranks: 64,
+            load_avg_1m: 99.0,
+            other_runs: Vec::new(),
+        };
+        assert_eq!(unknown.shared_reason(), None);
+    }
     use super::*;
 
     fn mode(steps: &[f64], ops: &[(StreamKind, f64)]) -> ModeRecord {
@@ -1268,6 +1372,7 @@ mod tests {
             modes,
             wrong: 0,
             telemetry: Vec::new(),
+            host_load: None,
         }
     }
 

@@ -23,7 +23,10 @@
 //!   tags, consumes `@@mfubench` events (progress bar on a TTY, plain lines
 //!   otherwise) and re-prints human text as `[rank R] …`; timeout and
 //!   Ctrl-C stop the job's process group; dead ranks are named with their
-//!   host from mpirun/srun reports and hello events.
+//!   host from mpirun/srun reports and hello events, stopped or cut-off
+//!   ranks from their heartbeats; after an abort mpirun/srun get
+//!   [`supervise::ABORT_GRACE`] before their process group is killed; a
+//!   killed job's Open MPI files are removed ([`cleanup`]).
 //! - **Verdict.** The report crate reads run.json
 //!   (`mfubench_report::report_run_dir`: the same text and files as
 //!   `mfubench report`, plus `--junit` / `--prom`), also after a timeout, a
@@ -44,6 +47,7 @@ use crate::exit::{
 };
 use crate::report_cmd::{ExportArgs, ThresholdArgs};
 
+pub mod cleanup;
 pub mod command;
 pub mod events;
 pub mod hostlist;
@@ -542,6 +546,16 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
             o.survivors
         );
     }
+    if !o.removed.is_empty() {
+        eprintln!(
+            "mfubench: removed what Open MPI left of the job here: {}",
+            o.removed
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     // A reservation nothing was written into is not a run: leave no empty
     // folder behind (remove_dir only removes an empty one).
     let _ = std::fs::remove_dir(&p.run_dir);
@@ -557,11 +571,18 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
     };
     let unfinished = o.unfinished(p.np);
     let (behind, waiting) = o.culprits(p.np);
-    // Named as waiting when others fell behind: not deaths of their own.
+    let failed_ranks = o.failed_ranks();
+    // Named as waiting when others fell behind, and stopped with the rank
+    // that reported an error: not deaths of their own.
+    let agreed =
+        |c: Option<i32>| c == Some(i32::from(RUN_FAILED_CODE)) || c == Some(i32::from(USAGE));
     let deaths: Vec<String> = o
         .deaths
         .iter()
-        .filter(|d| behind.is_empty() || d.code != Some(i32::from(RUN_FAILED_CODE)))
+        .filter(|d| {
+            (behind.is_empty() || d.code != Some(i32::from(RUN_FAILED_CODE)))
+                && (failed_ranks.is_empty() || !agreed(d.code))
+        })
         .map(|d| o.describe_death(d))
         .collect();
     let culprit_text = |behind: &[String], waiting: &[String]| {
@@ -615,17 +636,27 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
             o.status.code(),
             std::os::unix::process::ExitStatusExt::signal(&o.status),
         ) {
+            _ if o.killed_after_abort => format!(
+                "did not end the job within {} s of the failure and was killed",
+                supervise::ABORT_GRACE.as_secs()
+            ),
             (Some(c), _) => format!("exited with code {c}"),
             (None, Some(s)) => format!("was killed by signal {s}"),
             _ => "failed".to_string(),
         };
         let mut msg = format!("the run failed: {program} {how}");
+        if !failed_ranks.is_empty() {
+            msg.push_str(&format!(
+                "; failed: {}; the other ranks stopped with it",
+                failed_ranks.join("; ")
+            ));
+        }
         if !deaths.is_empty() {
             msg.push_str(&format!("; {}", deaths.join("; ")));
         }
         if !behind.is_empty() {
             msg.push_str(&culprit_text(&behind, &waiting));
-        } else if !unfinished.is_empty() {
+        } else if !unfinished.is_empty() && failed_ranks.is_empty() {
             let other = if deaths.is_empty() { "" } else { "other " };
             msg.push_str(&format!(
                 "; {other}ranks that had not finished: {}",

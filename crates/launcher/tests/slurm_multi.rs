@@ -12,28 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Tears the fake hosts down however the test ends.
-struct Netns;
-
-impl Netns {
-    fn up(hosts: u32) -> Netns {
-        let _ = Command::new(root().join("ci/netns-down.sh")).status();
-        let guard = Netns;
-        let f = run(
-            Command::new(root().join("ci/netns-up.sh")).arg(hosts.to_string()),
-            Duration::from_secs(60),
-        );
-        assert_eq!(f.code(), 0, "ci/netns-up.sh failed: {f:?}");
-        guard
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new(root().join("ci/netns-down.sh")).status();
-    }
-}
-
 /// Stops the 3-node Slurm however the test ends (before the namespaces go).
 struct SlurmMulti {
     dir: PathBuf,
@@ -194,4 +172,278 @@ fn sbatch_across_three_namespace_nodes() {
             "{h}: {p}"
         );
     }
+}
+
+/// Whether the 3-node Slurm can be set up here; prints the skip otherwise.
+fn slurm_multi_available(test: &str) -> bool {
+    if !is_root() {
+        skip(test, "needs root (network namespaces, Slurm daemons)");
+        return false;
+    }
+    for p in [
+        "ip",
+        "nsenter",
+        "unshare",
+        "slurmctld",
+        "slurmd",
+        "munged",
+        "sbatch",
+        "srun",
+        "scancel",
+    ] {
+        if find_program(p).is_none() {
+            skip(
+                test,
+                &format!("{p} is not installed (ci/install-deps.sh installs it)"),
+            );
+            return false;
+        }
+    }
+    true
+}
+
+/// `sbatch -N 3` of a run only a fault ends; once every rank runs and a
+/// partial run.json exists, sends `sig` to rank 1 (on hostB) and waits for
+/// the job. Returns the victim's PID, every worker PID, the job log, the
+/// run folder, sbatch's exit code (the job's) and the time from the
+/// signal to mfubench's exit.
+/// What a Slurm fault test does to the job.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Sends this signal to rank 1 (on hostB).
+    Signal(i32),
+    /// `ip link set v-hostC down` (rank 2's host), up again once mfubench
+    /// has exited, so that Slurm can finish the job.
+    LinkDownC,
+}
+
+fn sbatch_fault(fault: Fault) -> (u32, Vec<u32>, String, PathBuf, i32, Duration) {
+    let victim_rank = match fault {
+        Fault::Signal(_) => "1",
+        Fault::LinkDownC => "2",
+    };
+    let _hosts = Netns::up(3);
+    let slurm = SlurmMulti::up(
+        &std::env::temp_dir().join(format!("mfubench-slurm-fault-{}", std::process::id())),
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = fault_config(tmp.path(), OP_TIMEOUT_S);
+    let results = tmp.path().join("results");
+    let log = tmp.path().join("job-%j.out");
+    let export = format!(
+        "ALL,MFUBENCH={},MFUBENCH_OUT={},MFUBENCH_CONFIG={},MFUBENCH_TIMEOUT=4m,MFUBENCH_JUNIT={},MFUBENCH_PROM={}",
+        mfubench().display(),
+        results.display(),
+        config.display(),
+        tmp.path().join("j.xml").display(),
+        tmp.path().join("j.prom").display(),
+    );
+    let mut cmd = Command::new("sbatch");
+    cmd.env("SLURM_CONF", slurm.conf())
+        .env("OMPI_MCA_btl_tcp_if_include", "10.77.0.0/24")
+        .current_dir(root())
+        .args([
+            "--parsable",
+            "--wait",
+            "-N",
+            "3",
+            "--ntasks-per-node=1",
+            "--gpus-per-node=0",
+        ])
+        .arg(format!("--output={}", log.display()))
+        .arg(format!("--export={export}"))
+        .arg("launch/mfubench.sbatch");
+    let mut running = Running::start(&mut cmd);
+    let t = Instant::now();
+    let (victim, all, run_dir) = loop {
+        if let Ok(Some(s)) = running.child.try_wait() {
+            panic!("sbatch ended ({s}) before the fault: {}", running.output());
+        }
+        let o = running.output();
+        let id = o
+            .lines()
+            .next()
+            .filter(|l| o.contains('\n') && !l.is_empty())
+            .map(|l| l.trim().split(';').next().unwrap_or_default().to_string());
+        if let Some(id) = id {
+            let run_dir = results.join(&id);
+            let pids = worker_pids(&id);
+            let r1 = pids
+                .iter()
+                .copied()
+                .find(|p| proc_env(*p, "SLURM_PROCID").as_deref() == Some(victim_rank));
+            if let (Some(v), 3, true) = (r1, pids.len(), run_dir.join("run.json").is_file()) {
+                break (v, pids, run_dir);
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(240),
+            "the job never got under way: {o}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // A few heartbeats into the timed steps.
+    std::thread::sleep(Duration::from_secs(2));
+    let injected = Instant::now();
+    let link = |state: &str| {
+        let s = Command::new("ip")
+            .args(["link", "set", "v-hostC", state])
+            .status()
+            .expect("ip link");
+        assert!(s.success(), "ip link set v-hostC {state}");
+    };
+    match fault {
+        // SAFETY: plain syscall on a PID found to be our worker.
+        Fault::Signal(sig) => unsafe {
+            libc::kill(victim as i32, sig);
+        },
+        Fault::LinkDownC => link("down"),
+    }
+    let job_id = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let log_path = tmp.path().join(format!("job-{job_id}.out"));
+    // mfubench's exit: its last line, the error, in the job log (sbatch
+    // --wait itself learns of the job's end only at its next poll).
+    let took = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("mfubench: error:") || injected.elapsed() > Duration::from_secs(240) {
+            break injected.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if let Fault::LinkDownC = fault {
+        link("up");
+    }
+    let f = running.wait(Duration::from_secs(300));
+    // SAFETY: as above; a stopped rank must not outlive the test.
+    unsafe {
+        libc::kill(victim as i32, libc::SIGKILL);
+    }
+    let job_log =
+        std::fs::read_to_string(&log_path).unwrap_or_else(|e| format!("(no job log: {e})"));
+    // The run folder goes with tmp: keep what the test reads.
+    let kept =
+        std::env::temp_dir().join(format!("mfubench-slurm-fault-run-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&kept);
+    let _ = std::fs::create_dir_all(&kept);
+    let _ = std::fs::copy(run_dir.join("run.json"), kept.join("run.json"));
+    (victim, all, job_log, kept, f.code(), took)
+}
+
+/// The checks both Slurm faults share: exit 3 (sbatch --wait returns the
+/// job's code), within the bound, the partial run kept, no worker left.
+fn assert_slurm_fault_ended(
+    code: i32,
+    took: Duration,
+    bound: Duration,
+    kept: &Path,
+    all: &[u32],
+    job_log: &str,
+) {
+    assert_eq!(code, 3, "{job_log}");
+    assert!(took < bound, "ended {took:?} after the fault:\n{job_log}");
+    let j = read_json(&kept.join("run.json"));
+    assert_eq!(j["complete"], false, "{job_log}");
+    assert!(job_log.contains("what was written is in"), "{job_log}");
+    let left = wait_gone(all, Duration::from_secs(15));
+    assert!(left.is_empty(), "workers left behind: {left:?}\n{job_log}");
+    let _ = std::fs::remove_dir_all(kept);
+}
+
+/// SIGKILL of rank 1 under `sbatch -N 3` (srun --kill-on-bad-exit=1): the
+/// step ends at once; rank 1 named with hostB and the signal.
+#[test]
+fn sigkill_of_one_rank_under_slurm() {
+    let test = "sigkill_of_one_rank_under_slurm";
+    if !slurm_multi_available(test) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let (victim, all, job_log, kept, code, took) = sbatch_fault(Fault::Signal(libc::SIGKILL));
+    let named = format!("rank 1 (host hostB, pid {victim}) was killed by signal 9");
+    assert!(job_log.contains(&named), "{named}:\n{job_log}");
+    assert!(!behind(&job_log).contains("rank 0 "), "{job_log}");
+    assert_slurm_fault_ended(
+        code,
+        took,
+        Duration::from_secs(ABORT_GRACE_S + SLACK_S),
+        &kept,
+        &all,
+        &job_log,
+    );
+    log(&format!(
+        "fault SIGKILL of hostB's rank (sbatch -N 3): exit {code} after {:.1} s; {}",
+        took.as_secs_f64(),
+        line_with(&job_log, "mfubench: error")
+    ));
+}
+
+/// SIGSTOP of rank 1 under `sbatch -N 3`: the others' watchdogs end the
+/// step; rank 1 is named as the one that stopped reporting (its host is not
+/// the launcher's), rank 0 as waiting.
+#[test]
+fn sigstop_of_one_rank_under_slurm() {
+    let test = "sigstop_of_one_rank_under_slurm";
+    if !slurm_multi_available(test) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let (victim, all, job_log, kept, code, took) = sbatch_fault(Fault::Signal(libc::SIGSTOP));
+    let named = format!("fell behind: rank 1 (host hostB, pid {victim}): stopped reporting");
+    assert!(job_log.contains(&named), "{named}:\n{job_log}");
+    assert!(
+        job_log.contains("waiting for them: rank 0 (host hostA"),
+        "{job_log}"
+    );
+    assert!(!behind(&job_log).contains("rank 0 "), "{job_log}");
+    assert_slurm_fault_ended(
+        code,
+        took,
+        Duration::from_secs(OP_TIMEOUT_S as u64 + ABORT_GRACE_S + SLACK_S),
+        &kept,
+        &all,
+        &job_log,
+    );
+    log(&format!(
+        "fault SIGSTOP of hostB's rank (sbatch -N 3): exit {code} after {:.1} s; {}",
+        took.as_secs_f64(),
+        line_with(&job_log, "mfubench: error")
+    ));
+}
+
+/// `ip link set v-hostC down` under `sbatch -N 3`: the other ranks'
+/// watchdogs end the job, srun cannot reach hostC; the launcher kills srun
+/// after its grace, `scancel`s the step and exits 3 naming hostC's rank.
+#[test]
+fn link_down_on_one_node_under_slurm() {
+    let test = "link_down_on_one_node_under_slurm";
+    if !slurm_multi_available(test) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let (victim, all, job_log, kept, code, took) = sbatch_fault(Fault::LinkDownC);
+    let named = format!("fell behind: rank 2 (host hostC, pid {victim}): stopped reporting");
+    assert!(job_log.contains(&named), "{named}:\n{job_log}");
+    assert!(
+        job_log.contains("waiting for them: rank 0 (host hostA"),
+        "{job_log}"
+    );
+    assert_slurm_fault_ended(
+        code,
+        took,
+        Duration::from_secs(OP_TIMEOUT_S as u64 + ABORT_GRACE_S + SLACK_S),
+        &kept,
+        &all,
+        &job_log,
+    );
+    log(&format!(
+        "fault link down on hostC (sbatch -N 3): exit {code} after {:.1} s; {}",
+        took.as_secs_f64(),
+        line_with(&job_log, "mfubench: error")
+    ));
 }

@@ -328,9 +328,28 @@ pub struct Report {
     pub verdict: Verdict,
     /// Things a reader should know (e.g. a stored summary that disagrees).
     pub warnings: Vec<String>,
+    /// Hosts shared at the start of the run (oversubscribed, another
+    /// mfubench run, load above the cores), as `host: why`: the MFU is
+    /// marked beside it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_hosts: Vec<String>,
 }
 
 pub use mfubench_core::result::straggler_mode;
+
+/// The mark beside an MFU measured on a shared host.
+pub const SHARED_MARK: &str = "⚠ shared host";
+
+impl Report {
+    /// An MFU cell's text with the shared-host mark when it applies.
+    pub fn mfu_text(&self, cell: String) -> String {
+        if self.shared_hosts.is_empty() {
+            cell
+        } else {
+            format!("{cell} {SHARED_MARK}")
+        }
+    }
+}
 
 /// Builds the report of a run with the given acceptance thresholds.
 pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
@@ -354,6 +373,17 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
         );
     }
 
+    let shared_hosts: Vec<String> = run
+        .shared_hosts()
+        .into_iter()
+        .map(|(h, why)| format!("{h}: {why}"))
+        .collect();
+    if !shared_hosts.is_empty() {
+        warnings.push(format!(
+            "shared host(s) at the start, so MFU and step times are lower than the hardware gives (MFU marked {SHARED_MARK}): {}",
+            shared_hosts.join("; ")
+        ));
+    }
     let headline = Mode::ALL
         .into_iter()
         .filter_map(|m| {
@@ -457,6 +487,7 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
             .collect(),
         verdict: Verdict::default(),
         warnings,
+        shared_hosts,
     };
     report.verdict = acceptance::evaluate(&report, &s);
     report

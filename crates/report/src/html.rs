@@ -453,7 +453,7 @@ fn headline(p: &mut Page, r: &Report) {
                 ),
                 num(
                     &h.mfu
-                        .map(|m| f::with_ci(m, r.ci95.mfu.get(h.mode), f::pct))
+                        .map(|m| r.mfu_text(f::with_ci(m, r.ci95.mfu.get(h.mode), f::pct)))
                         .unwrap_or_else(|| "n/a".into()),
                     h.mfu,
                     "mfu",

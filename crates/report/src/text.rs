@@ -228,7 +228,7 @@ fn headline(d: &mut Doc, r: &Report) {
                 f::time(h.step_min_s),
                 f::opt(h.tflops_per_device, f::tflops),
                 h.mfu
-                    .map(|m| f::with_ci(m, r.ci95.mfu.get(h.mode), f::pct))
+                    .map(|m| r.mfu_text(f::with_ci(m, r.ci95.mfu.get(h.mode), f::pct)))
                     .unwrap_or_else(|| "-".into()),
             ];
             if with_hfu {

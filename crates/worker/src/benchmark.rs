@@ -32,7 +32,7 @@ use mfubench_core::config::{Config, Mode, Schedule};
 use mfubench_core::plan::StepPlan;
 use mfubench_core::protocol::{Event, LAUNCH_ENV};
 use mfubench_core::result::{
-    LaunchInfo, PeakChoice, PeakSource, RankRecord, RunMeta, RunRecord, TelemetrySample,
+    HostLoad, LaunchInfo, PeakChoice, PeakSource, RankRecord, RunMeta, RunRecord, TelemetrySample,
 };
 use mfubench_core::stats;
 
@@ -43,6 +43,24 @@ use crate::progress::emit;
 use crate::rank::{Exit, Rank, RunError};
 use crate::record::mode_record;
 use crate::schedule::{self, StepTiming};
+
+/// How shared this rank's host is at start; warns when it is oversubscribed
+/// or busy (its MFU is then lower than the hardware gives).
+fn host_load(rank: &Rank, run_id: &str) -> HostLoad {
+    let load = HostLoad {
+        cores: output::usable_cores(),
+        ranks: rank.ranks_on_host,
+        load_avg_1m: output::load_avg_1m().unwrap_or(0.0),
+        other_runs: output::other_runs_here(run_id),
+    };
+    if let Some(why) = load.shared_reason() {
+        crate::say!(
+            "mfubench-worker: warning: host {} is shared ({why}): its ranks' rates and MFU are lower than its hardware gives",
+            rank.host
+        );
+    }
+    load
+}
 
 /// Test hooks of a run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -77,6 +95,7 @@ pub struct Benchmark<'r, B: Backend> {
     telemetry: Vec<TelemetrySample>,
     hooks: Hooks,
     injected: bool,
+    host_load: Option<HostLoad>,
 }
 
 impl<'r, B: Backend> Benchmark<'r, B> {
@@ -90,6 +109,8 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         hooks: Hooks,
     ) -> Result<Self, Exit> {
         let started_at = output::rfc3339_now();
+        // Before our own compute adds to the load: what else shares the host.
+        let host_load = (rank.local_rank == 0).then(|| host_load(rank, &run_id));
         let mut backend = B::open(&config, rank, plan.clone())?;
         let alloc = backend
             .allocate_gemms(&plan)
@@ -115,6 +136,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             telemetry: Vec::new(),
             hooks,
             injected: false,
+            host_load,
         })
     }
 
@@ -178,6 +200,11 @@ impl<'r, B: Backend> Benchmark<'r, B> {
     /// arrive within `run.op_timeout_s` (stopped, dead, stuck in an op)
     /// ends the job instead of hanging it.
     fn barrier(&self, before: &str) {
+        let (mode, what) = before
+            .strip_prefix("mode ")
+            .and_then(|r| r.split_once(", "))
+            .unwrap_or(("", before));
+        crate::progress::set_position(mode, what, "barrier");
         let mut say_waiting = || self.waiting(&format!("barrier before {before}"));
         if !mpi_comm::quiet_barrier(&self.rank.world, self.op_timeout, &mut say_waiting) {
             self.rank.abort(format!(
@@ -199,6 +226,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
     /// it started and its timings.
     fn step(&self, mode: Mode, what: &str) -> (Instant, StepTiming) {
         self.barrier(&format!("mode {mode}, {what}"));
+        crate::progress::set_position(&mode.to_string(), what, "step");
         let t0 = Instant::now();
         let mut say_waiting = |op: &str| self.waiting(&format!("{op} in mode {mode}, {what}"));
         let t = schedule::run_step_noticing(
@@ -350,6 +378,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         let r = self.rank;
         // The gather and the agreement wait for every rank: under a
         // deadline, so that a rank stopped or gone ends the job.
+        crate::progress::set_position("", "", "gather of the rank records");
         let _deadline = crate::watchdog::Watchdog::arm(
             format!("rank {} on {}: gathering the rank records", r.rank, r.host),
             self.op_timeout,
@@ -372,6 +401,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             wrong: self.steps.values().map(|s| s.wrong).sum(),
             modes,
             telemetry: self.telemetry.clone(),
+            host_load: self.host_load.clone(),
         };
         let bytes = serde_json::to_vec(&record)
             .unwrap_or_else(|e| r.abort(format!("cannot encode the rank record: {e}")));

@@ -123,6 +123,57 @@ pub fn mem_available_bytes() -> Option<u64> {
 
 pub use mfubench_core::redact::captured_env;
 
+/// The 1-minute load average (`/proc/loadavg`), if readable.
+pub fn load_avg_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Cores this process may run on (its CPU affinity).
+pub fn usable_cores() -> u64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u64)
+}
+
+/// Run ids of mfubench workers on this host that belong to another run than
+/// `run_id` (their command line carries `--run-id OTHER`).
+pub fn other_runs_here(run_id: &str) -> Vec<String> {
+    let mut runs = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return runs;
+    };
+    for e in dir.flatten() {
+        if e.file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_none()
+        {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if !args
+            .first()
+            .is_some_and(|a| a.ends_with(b"mfubench-worker"))
+        {
+            continue;
+        }
+        if let Some(w) = args.windows(2).find(|w| w[0] == b"--run-id") {
+            let id = String::from_utf8_lossy(w[1]).into_owned();
+            if id != run_id && !runs.contains(&id) {
+                runs.push(id);
+            }
+        }
+    }
+    runs.sort();
+    runs
+}
+
 /// Writes one line to stderr with a single write, so that lines of ranks
 /// sharing mpirun's output forwarding never interleave mid-line (`eprintln!`
 /// may split a formatted line into several writes).

@@ -116,8 +116,13 @@ impl Rank {
         }
     }
 
-    /// Prints an error of this rank, naming it and its host.
+    /// Prints an error of this rank, naming it and its host, and tells the
+    /// launcher (a `rank_error` event).
     pub fn error(&self, msg: impl Display) {
+        crate::progress::emit(&mfubench_core::protocol::Event::RankError {
+            rank: self.rank,
+            message: msg.to_string(),
+        });
         crate::say!(
             "mfubench-worker: rank {} on {}: error: {msg}",
             self.rank,
@@ -169,7 +174,15 @@ impl Rank {
     /// Ends the whole job from one rank (the watchdog): no other rank can be
     /// relied on to reach a collective.
     pub fn abort(&self, e: impl Display) -> ! {
-        self.error(format!("{e}; aborting the job"));
+        // Not a rank_error event: a watchdog that gave up is usually a rank
+        // waiting for a culprit, which the launcher names from heartbeats.
+        let reason = e.to_string();
+        crate::progress::aborting(&reason);
+        crate::say!(
+            "mfubench-worker: rank {} on {}: error: {reason}; aborting the job",
+            self.rank,
+            self.host
+        );
         self.world.abort(i32::from(exit::RUN_FAILED))
     }
 }

@@ -106,7 +106,7 @@ pub fn parse_with_backend(
     Ok(raw)
 }
 
-/// Every rank announces itself to the launcher.
+/// Every rank announces itself to the launcher and starts its heartbeat.
 pub fn hello(rank: &Rank, config: &Config) {
     let device = match config.run.backend {
         BackendKind::Cpu => "cpu".to_string(),
@@ -121,7 +121,26 @@ pub fn hello(rank: &Rank, config: &Config) {
         local_rank: rank.local_rank,
         pid: std::process::id(),
         device,
+        slurm_step: slurm_step(),
+        ompi_jobid: std::env::var("OMPI_MCA_ess_base_jobid")
+            .ok()
+            .and_then(|j| j.parse().ok()),
+        ompi_session_dir: std::env::var("OMPI_MCA_orte_jobfam_session_dir")
+            .ok()
+            .filter(|d| !d.is_empty()),
     });
+    crate::progress::start_heartbeat(rank.rank);
+}
+
+/// `JOBID.STEPID` of the Slurm step this process runs in, if any.
+fn slurm_step() -> Option<String> {
+    let job = std::env::var("SLURM_JOB_ID")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    let step = std::env::var("SLURM_STEP_ID")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    Some(format!("{job}.{step}"))
 }
 
 /// The run id (rank 0's, broadcast) and its directory, created and proven

@@ -30,6 +30,10 @@ impl Watchdog {
                 .wait_timeout_while(guard, limit, |done| !*done)
                 .unwrap_or_else(|e| e.into_inner());
             if !*guard {
+                crate::progress::aborting(&format!(
+                    "{what} did not complete within {:.0} s",
+                    limit.as_secs_f64()
+                ));
                 crate::say!(
                     "mfubench-worker: watchdog: {what} did not complete within {:.0} s (another rank failed, hangs, or cannot be reached); ending this rank with exit {exit_code} so that the launcher stops the job",
                     limit.as_secs_f64()

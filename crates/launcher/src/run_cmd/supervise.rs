@@ -10,6 +10,20 @@
 //! period, then a last sweep over the PIDs the ranks announced in their
 //! hello events, restricted to processes whose command line carries this
 //! run's id so that a recycled PID is never hit.
+//!
+//! **Aborts finish.** When a rank's watchdog gives up (its `aborting` event)
+//! or mpirun / srun reports a dead rank, the launcher program normally ends
+//! the job by itself; but mpirun waits for the daemon of an unreachable host
+//! forever. So [`ABORT_GRACE`] after the first abort or death the launcher
+//! SIGKILLs the launcher program's process group (and, under srun,
+//! `scancel`s the step) and goes on: its exit never waits on a host that
+//! cannot be reached. What may be left on such a host is in the README.
+//!
+//! **Culprits.** Every rank sends a heartbeat (where it is) every second;
+//! when the job fails, a rank not heard from for
+//! [`mfubench_core::protocol::SILENT_AFTER`] while others were is named as
+//! the one that stopped reporting, on any host — besides local ranks seen
+//! stopped (state T) in /proc.
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -21,11 +35,18 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use super::cleanup::{remove_stale, MpiFiles};
 use super::command::LauncherKind;
 use super::events::{parse_event, split_tag, DeathParser, Event, RankDeath, Stream};
+use mfubench_core::protocol::SILENT_AFTER;
 
 /// Time between SIGTERM and SIGKILL when stopping a job.
 const GRACE: Duration = Duration::from_secs(3);
+/// Time mpirun / srun gets to end the job by itself after a rank aborted
+/// or died, before its process group is killed (documented in the README).
+pub const ABORT_GRACE: Duration = Duration::from_secs(10);
+/// Longest wait for `scancel`.
+const SCANCEL_LIMIT: Duration = Duration::from_secs(5);
 /// How long to keep reading output after the launcher program exited
 /// (orphaned ranks may hold the pipes open).
 const DRAIN: Duration = Duration::from_secs(2);
@@ -67,6 +88,21 @@ pub struct RankInfo {
     pub host: String,
     /// Process id on that host.
     pub pid: u32,
+    /// Its Slurm step (`JOBID.STEPID`), under srun.
+    pub slurm_step: Option<String>,
+    /// Open MPI's job id and session directory, as the rank saw them.
+    pub ompi_jobid: Option<u64>,
+    /// See [`RankInfo::ompi_jobid`].
+    pub ompi_session_dir: Option<String>,
+}
+
+/// What was last heard from a rank before the job failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Silence {
+    /// How long before the failure it was last heard from.
+    pub for_s: f64,
+    /// Its last heartbeat's position, e.g. `mode comm, timed iteration 3, step`.
+    pub last_at: String,
 }
 
 /// How the job ended and what was seen on the way.
@@ -86,12 +122,26 @@ pub struct Outcome {
     /// Process states (`/proc/PID/stat`) of local ranks that were not
     /// waiting, noted when another rank said it waited.
     pub states: BTreeMap<u64, char>,
-    /// Dead ranks reported by mpirun / srun.
+    /// Dead ranks reported by mpirun / srun before the job failed (not the
+    /// ones its teardown ended).
     pub deaths: Vec<RankDeath>,
     /// run.json announced by rank 0's done event.
     pub run_json: Option<String>,
     /// Worker processes still alive after the final sweep (should be none).
     pub survivors: Vec<u32>,
+    /// Ranks that stopped reporting: silent for
+    /// [`mfubench_core::protocol::SILENT_AFTER`] or more when the job
+    /// failed, while another rank was heard from within it.
+    pub silent: BTreeMap<u64, Silence>,
+    /// The launcher program did not end within [`ABORT_GRACE`] of an abort
+    /// or a dead rank, and its process group was killed.
+    pub killed_after_abort: bool,
+    /// Errors the ranks reported of their own (`rank_error`), the first of
+    /// each rank.
+    pub errors: BTreeMap<u64, String>,
+    /// Open MPI files of the killed job removed (session directory,
+    /// shared-memory segments).
+    pub removed: Vec<std::path::PathBuf>,
     /// Wall time of the job.
     pub elapsed: Duration,
 }
@@ -112,10 +162,16 @@ impl Outcome {
 
     /// The ranks that held the job up, when it failed or timed out: the
     /// unfinished ranks (not reported dead) seen stopped (state T) or gone,
-    /// and — when other ranks said they were waiting — every rank that
-    /// never said so; and, separately, the ranks that were waiting for
-    /// them. Both empty of culprits when no rank can be told from another.
+    /// or that stopped reporting (heartbeats) while others did not; failing
+    /// those, when other ranks said they were waiting, every rank that never
+    /// said so; and, separately, the ranks that were waiting for them. Both
+    /// empty of culprits when no rank can be told from another.
     pub fn culprits(&self, np: u32) -> (Vec<String>, Vec<String>) {
+        if !self.errors.is_empty() {
+            // A rank said what went wrong: it is the culprit, named with its
+            // error ([`Outcome::failed_ranks`]); the others stopped with it.
+            return (Vec::new(), Vec::new());
+        }
         let mut behind = Vec::new();
         let mut others = Vec::new();
         let mut waiting = Vec::new();
@@ -135,18 +191,32 @@ impl Outcome {
                 Some(i) => format!("rank {r} (host {}, pid {})", i.host, i.pid),
                 None => format!("rank {r} (never started)"),
             };
-            if let Some(at) = self.waiting.get(&r) {
-                waiting.push(format!("{who} waiting at {at}"));
-                continue;
-            }
-            match self.states.get(&r) {
-                Some('T') | Some('t') => {
-                    behind.push(format!("{who}: process stopped (state T)"));
+            let silent = self.silent.get(&r).map(|s| {
+                format!(
+                    "stopped reporting {:.1} s before the failure (last at {})",
+                    s.for_s, s.last_at
+                )
+            });
+            match (self.states.get(&r), silent) {
+                (Some('T') | Some('t'), s) => {
+                    let s = s.map(|s| format!("; {s}")).unwrap_or_default();
+                    behind.push(format!("{who}: process stopped (state T){s}"));
                 }
-                Some('Z') => behind.push(format!("{who}: process gone")),
-                // Running or sleeping, and it never said it waited: stuck in
-                // its own work, or silent; named only if others waited.
-                _ => others.push(who),
+                // Gone while another rank was reported dead: ended by the
+                // teardown mpirun / srun started, a victim.
+                (Some('Z'), _) if self.deaths.is_empty() => {
+                    behind.push(format!("{who}: process gone"))
+                }
+                (_, Some(s)) => behind.push(format!("{who}: {s}")),
+                _ => {
+                    if let Some(at) = self.waiting.get(&r) {
+                        waiting.push(format!("{who} waiting at {at}"));
+                    } else {
+                        // Running or sleeping, and it never said it waited:
+                        // stuck in its own work; named only if others waited.
+                        others.push(who);
+                    }
+                }
             }
         }
         if waiting.is_empty() && behind.is_empty() {
@@ -158,8 +228,23 @@ impl Outcome {
             // A stopped rank, and the others (not seen waiting yet).
             return (behind, others);
         }
-        behind.extend(others);
+        if behind.is_empty() {
+            // Others waited, and these neither waited nor were seen stopped
+            // or silent: stuck in their own work.
+            behind = others;
+        }
         (behind, waiting)
+    }
+
+    /// "rank 0 (host H, pid P): ERROR" for every rank that reported an error.
+    pub fn failed_ranks(&self) -> Vec<String> {
+        self.errors
+            .iter()
+            .map(|(r, e)| match self.ranks.get(r) {
+                Some(i) => format!("rank {r} (host {}, pid {}): {e}", i.host, i.pid),
+                None => format!("rank {r}: {e}"),
+            })
+            .collect()
     }
 
     /// A dead rank with its host, from the launcher's report or else from
@@ -361,6 +446,14 @@ struct State {
     death_parser: DeathParser,
     run_json: Option<String>,
     bad_events: usize,
+    /// When each rank was last heard from (any line of it).
+    last_heard: BTreeMap<u64, Instant>,
+    /// Each rank's last heartbeat position.
+    positions: BTreeMap<u64, String>,
+    /// The first abort, dead rank or timeout: when the job failed.
+    failed_at: Option<Instant>,
+    /// The first error each rank reported.
+    errors: BTreeMap<u64, String>,
 }
 
 impl State {
@@ -368,6 +461,11 @@ impl State {
     /// (while they exist: after a failure they are gone). A state is kept
     /// until a newer one is read; "stopped" is kept for good.
     fn note_states(&mut self) {
+        // Up to the failure only: what the teardown does to the ranks
+        // afterwards (SIGCONT, zombies) says nothing about who failed.
+        if self.failed_at.is_some() {
+            return;
+        }
         let local = local_hostname();
         for (r, i) in &self.ranks {
             if !self.finished.contains(r) && Some(i.host.as_str()) == local.as_deref() {
@@ -387,11 +485,23 @@ impl State {
         let t = split_tag(self.kind, read_from, line);
         let Some(rank) = t.rank else {
             if let Some(d) = self.death_parser.feed(&t.text) {
-                self.deaths.push(d);
+                // A rank that died after the job failed was ended by the
+                // teardown (srun --kill-on-bad-exit, mpirun after an abort):
+                // a victim, not news.
+                if self.failed_at.is_none() || self.deaths.first().is_some_and(|f| f.rank == d.rank)
+                {
+                    self.failed();
+                    self.deaths.push(d);
+                }
             }
             self.progress.out(read_from == Stream::Err, &t.text);
             return;
         };
+        // Up to the failure only: a stopped rank continued by the abort
+        // (SIGCONT) speaks again, which is no news.
+        if self.failed_at.is_none() {
+            self.last_heard.insert(rank, Instant::now());
+        }
         match parse_event(&t.text) {
             Some(Ok(ev)) => self.event(ev),
             Some(Err(e)) => {
@@ -414,9 +524,24 @@ impl State {
     fn event(&mut self, ev: Event) {
         match ev {
             Event::Hello {
-                rank, host, pid, ..
+                rank,
+                host,
+                pid,
+                slurm_step,
+                ompi_jobid,
+                ompi_session_dir,
+                ..
             } => {
-                self.ranks.insert(rank, RankInfo { host, pid });
+                self.ranks.insert(
+                    rank,
+                    RankInfo {
+                        host,
+                        pid,
+                        slurm_step,
+                        ompi_jobid,
+                        ompi_session_dir,
+                    },
+                );
                 self.progress.hello();
             }
             Event::Start {
@@ -452,7 +577,136 @@ impl State {
                 self.waiting.insert(rank, at);
                 self.note_states();
             }
+            Event::Heartbeat {
+                rank,
+                mode,
+                iteration,
+                op,
+            } => {
+                let at = [
+                    (!mode.is_empty()).then(|| format!("mode {mode}")),
+                    (!iteration.is_empty()).then_some(iteration),
+                    (!op.is_empty()).then_some(op),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ");
+                self.positions.insert(
+                    rank,
+                    if at.is_empty() {
+                        "start-up".to_string()
+                    } else {
+                        at
+                    },
+                );
+            }
+            Event::Aborting { rank, reason } => {
+                if self.failed_at.is_none() {
+                    let host = self
+                        .ranks
+                        .get(&rank)
+                        .map(|i| format!(" on {}", i.host))
+                        .unwrap_or_default();
+                    self.progress.note(&format!(
+                        "rank {rank}{host} ends the job: {reason}; {} gets {} s to stop it",
+                        self.kind.program(),
+                        ABORT_GRACE.as_secs()
+                    ));
+                }
+                self.failed();
+            }
+            Event::RankError { rank, message } => {
+                self.errors.entry(rank).or_insert(message);
+            }
             Event::Unknown => {}
+        }
+    }
+
+    /// Notes the moment the job failed (the first abort, death or timeout):
+    /// silence is measured up to it.
+    fn failed(&mut self) {
+        if self.failed_at.is_none() {
+            self.note_states();
+            self.failed_at = Some(Instant::now());
+        }
+    }
+
+    /// The ranks silent for [`SILENT_AFTER`] or more at `at`, while another
+    /// rank was heard within it (none when nobody was: then silence tells
+    /// one rank from another no better than the launcher's own stall).
+    fn silent(&self, at: Instant) -> BTreeMap<u64, Silence> {
+        let quiet = |r: &u64| {
+            self.last_heard
+                .get(r)
+                .map(|t| at.saturating_duration_since(*t))
+        };
+        let heard_recently = self
+            .ranks
+            .keys()
+            .any(|r| quiet(r).is_some_and(|q| q < SILENT_AFTER));
+        if !heard_recently {
+            return BTreeMap::new();
+        }
+        self.ranks
+            .keys()
+            .filter(|r| !self.finished.contains(r))
+            .filter_map(|r| {
+                let q = quiet(r)?;
+                (q >= SILENT_AFTER).then(|| {
+                    (
+                        *r,
+                        Silence {
+                            for_s: q.as_secs_f64(),
+                            last_at: self
+                                .positions
+                                .get(r)
+                                .cloned()
+                                .unwrap_or_else(|| "start-up".to_string()),
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The Slurm steps the ranks run in (srun only).
+    fn slurm_steps(&self) -> BTreeSet<String> {
+        if self.kind != LauncherKind::Srun {
+            return BTreeSet::new();
+        }
+        self.ranks
+            .values()
+            .filter_map(|i| i.slurm_step.clone())
+            .collect()
+    }
+}
+
+/// Cancels Slurm steps, waiting for `scancel` at most [`SCANCEL_LIMIT`].
+fn scancel(steps: &BTreeSet<String>) {
+    if steps.is_empty() {
+        return;
+    }
+    let child = std::process::Command::new("scancel")
+        .arg("--quiet")
+        .args(steps)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return;
+    };
+    let deadline = Instant::now() + SCANCEL_LIMIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
 }
@@ -518,6 +772,50 @@ fn sweep(ranks: &BTreeMap<u64, RankInfo>, run_id: &str) -> Vec<u32> {
             return left;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The PIDs of our children (processes re-parented to us as the child
+/// subreaper, since our own child was reaped already).
+fn our_children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                // "pid (comm) state ppid …": fields after the last ')'.
+                let mut f = s.rsplit_once(')').map_or("", |t| t.1).split_whitespace();
+                let (state, ppid) = (f.next(), f.next());
+                state != Some("Z") && ppid == Some(me.as_str())
+            })
+        })
+        .collect()
+}
+
+/// SIGKILLs what is left of the job's local process tree after its
+/// launcher program died: the processes re-parented to us (rsh/ssh agents
+/// and whatever they started here, in process groups of their own), round
+/// after round as their children are re-parented in turn, until none is
+/// left or the deadline passes. On a real cluster this ends the ssh client,
+/// so the remote daemon is hung up on once its host can be reached.
+fn kill_reparented(deadline: Instant) {
+    loop {
+        reap_orphans(Instant::now());
+        let left = our_children();
+        if left.is_empty() || Instant::now() >= deadline {
+            return;
+        }
+        for pid in left {
+            // SAFETY: plain syscall on a process whose parent is us: a
+            // descendant of the job we started.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -608,6 +906,10 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         death_parser: DeathParser::default(),
         run_json: None,
         bad_events: 0,
+        last_heard: BTreeMap::new(),
+        positions: BTreeMap::new(),
+        failed_at: None,
+        errors: BTreeMap::new(),
     };
 
     let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400);
@@ -618,6 +920,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         .map_or(far, |t| t.min(far));
     let mut kill_at = far;
     let mut stopped: Option<StopReason> = None;
+    let mut killed_after_abort = false;
     let mut lines_open = true;
 
     // Local ranks' process states, read twice a second: a rank that was
@@ -631,9 +934,23 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
                 None => lines_open = false,
             },
             _ = states_every.tick(), if stopped.is_none() => st.note_states(),
+            _ = tokio::time::sleep_until(
+                    st.failed_at.map_or(far, |t| tokio::time::Instant::from_std(t) + ABORT_GRACE)
+                ), if stopped.is_none() && !killed_after_abort => {
+                // The launcher program had its chance to end the job after
+                // the abort; it waits for something (an unreachable host).
+                killed_after_abort = true;
+                st.progress.note(&format!(
+                    "{program} did not end the job within {} s of the failure: killing it (process group {pgid})",
+                    ABORT_GRACE.as_secs()
+                ));
+                killpg(pgid, libc::SIGKILL);
+                scancel(&st.slurm_steps());
+            }
             status = child.wait() => break status.context("waiting for the launcher program")?,
             _ = tokio::time::sleep_until(timeout_at), if stopped.is_none() => {
                 stopped = Some(StopReason::Timeout);
+                st.failed();
                 st.progress.note(&format!(
                     "timeout of {} s reached: stopping the job",
                     job.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0)
@@ -671,6 +988,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
             _ = tokio::time::sleep_until(kill_at), if stopped.is_some() => {
                 st.progress.note("the job did not stop in time: killing it");
                 killpg(pgid, libc::SIGKILL);
+                scancel(&st.slurm_steps());
                 kill_at = far;
             }
         }
@@ -688,12 +1006,37 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
     st.progress.finish();
 
     let failed = stopped.is_some() || !status.success();
+    if failed {
+        // A launcher program that ended on its own without a report still
+        // failed now: silence is measured up to here then.
+        st.failed();
+    }
+    let silent = st.failed_at.map(|t| st.silent(t)).unwrap_or_default();
     let survivors = if failed {
         // Whatever is left of the local job (ranks of a killed mpirun, rsh
         // agents), then the announced worker PIDs.
         killpg(pgid, libc::SIGKILL);
+        kill_reparented(Instant::now() + Duration::from_secs(2));
         reap_orphans(Instant::now() + Duration::from_secs(2));
         sweep(&st.ranks, &job.run_id)
+    } else {
+        Vec::new()
+    };
+    // A launcher program that did not end normally did not clean up after
+    // the job: remove its files on this host once every process is gone.
+    let removed = if failed && survivors.is_empty() {
+        let local = local_hostname();
+        let files: Vec<MpiFiles> = st
+            .ranks
+            .values()
+            .filter(|i| Some(i.host.as_str()) == local.as_deref())
+            .map(|i| MpiFiles {
+                pid: i.pid,
+                jobid: i.ompi_jobid,
+                session_dir: i.ompi_session_dir.clone(),
+            })
+            .collect();
+        remove_stale(&files, std::path::Path::new("/dev/shm"))
     } else {
         Vec::new()
     };
@@ -708,6 +1051,144 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         deaths: st.deaths,
         run_json: st.run_json,
         survivors,
+        silent,
+        killed_after_abort,
+        errors: st.errors,
+        removed,
         elapsed: started.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn outcome(np: u64) -> Outcome {
+        Outcome {
+            status: ExitStatus::from_raw(3 << 8),
+            stopped: None,
+            ranks: (0..np)
+                .map(|r| {
+                    (
+                        r,
+                        RankInfo {
+                            host: format!("host{r}"),
+                            pid: 100 + r as u32,
+                            slurm_step: None,
+                            ompi_jobid: None,
+                            ompi_session_dir: None,
+                        },
+                    )
+                })
+                .collect(),
+            finished: BTreeSet::new(),
+            waiting: BTreeMap::new(),
+            states: BTreeMap::new(),
+            deaths: Vec::new(),
+            run_json: None,
+            survivors: Vec::new(),
+            silent: BTreeMap::new(),
+            killed_after_abort: false,
+            errors: BTreeMap::new(),
+            removed: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn the_silent_rank_is_the_culprit_and_the_others_wait() {
+        let mut o = outcome(3);
+        o.silent.insert(
+            1,
+            Silence {
+                for_s: 8.25,
+                last_at: "mode comm, timed iteration 3, step".into(),
+            },
+        );
+        // Rank 1 said it waited long before it stopped: silence wins.
+        o.waiting
+            .insert(1, "barrier before mode comm, timed iteration 1".into());
+        o.waiting
+            .insert(0, "barrier before mode comm, timed iteration 3".into());
+        let (behind, waiting) = o.culprits(3);
+        assert_eq!(
+            behind,
+            ["rank 1 (host host1, pid 101): stopped reporting 8.2 s before the failure (last at mode comm, timed iteration 3, step)"]
+        );
+        // Rank 2 neither waited nor went silent: named beside the culprit.
+        assert_eq!(
+            waiting,
+            ["rank 0 (host host0, pid 100) waiting at barrier before mode comm, timed iteration 3"]
+        );
+    }
+
+    #[test]
+    fn a_stopped_local_rank_says_so_and_a_rank_gone_in_the_teardown_is_no_culprit() {
+        let mut o = outcome(2);
+        o.states.insert(1, 'T');
+        o.states.insert(0, 'S');
+        o.waiting.insert(0, "x".into());
+        let (behind, waiting) = o.culprits(2);
+        assert_eq!(waiting, ["rank 0 (host host0, pid 100) waiting at x"]);
+        assert_eq!(
+            behind,
+            ["rank 1 (host host1, pid 101): process stopped (state T)"]
+        );
+        // A rank reported dead: another rank gone is a victim of the teardown.
+        let mut o = outcome(2);
+        o.states.insert(0, 'Z');
+        o.deaths.push(RankDeath {
+            rank: 1,
+            host: Some("host1".into()),
+            what: "was killed by signal 9 (Killed)".into(),
+            code: None,
+        });
+        let (behind, _) = o.culprits(2);
+        assert!(behind.is_empty(), "{behind:?}");
+    }
+
+    #[test]
+    fn a_rank_error_names_that_rank() {
+        let mut o = outcome(2);
+        o.errors.insert(
+            0,
+            "x/run.json: cannot write: No space left on device".into(),
+        );
+        assert_eq!(o.culprits(2), (Vec::<String>::new(), Vec::<String>::new()));
+        assert_eq!(
+            o.failed_ranks(),
+            ["rank 0 (host host0, pid 100): x/run.json: cannot write: No space left on device"]
+        );
+    }
+
+    #[test]
+    fn silence_is_measured_up_to_the_failure_and_needs_a_rank_that_was_heard() {
+        let t0 = Instant::now();
+        let mut st = State {
+            kind: LauncherKind::Mpirun,
+            progress: Progress::new(false, 2),
+            ranks: outcome(2).ranks,
+            finished: BTreeSet::new(),
+            waiting: BTreeMap::new(),
+            states: BTreeMap::new(),
+            deaths: Vec::new(),
+            death_parser: DeathParser::default(),
+            run_json: None,
+            bad_events: 0,
+            last_heard: BTreeMap::new(),
+            positions: BTreeMap::new(),
+            failed_at: None,
+            errors: BTreeMap::new(),
+        };
+        st.last_heard.insert(0, t0);
+        st.last_heard.insert(1, t0 + Duration::from_secs(9));
+        let at = t0 + Duration::from_secs(10);
+        let s = st.silent(at);
+        assert_eq!(s.keys().collect::<Vec<_>>(), [&0]);
+        assert!((s[&0].for_s - 10.0).abs() < 1e-9);
+        assert_eq!(s[&0].last_at, "start-up");
+        // Nobody heard within SILENT_AFTER: no rank is told from another.
+        assert!(st.silent(t0 + Duration::from_secs(60)).is_empty());
+    }
 }

@@ -337,3 +337,106 @@ pub fn read_json(p: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).expect("run.json is JSON")
 }
+
+/// Fake hosts hostA, hostB, … as network namespaces (ci/netns-up.sh), torn
+/// down however the test ends.
+pub struct Netns;
+
+impl Netns {
+    /// Sets up `hosts` namespaces (removing leftovers of an interrupted
+    /// earlier run first, which would make netns-up fail).
+    pub fn up(hosts: u32) -> Netns {
+        let _ = Command::new(root().join("ci/netns-down.sh")).status();
+        let guard = Netns;
+        let f = run(
+            Command::new(root().join("ci/netns-up.sh")).arg(hosts.to_string()),
+            Duration::from_secs(60),
+        );
+        assert_eq!(f.code(), 0, "ci/netns-up.sh failed: {f:?}");
+        guard
+    }
+
+    /// The options ci/mpirun-ns.sh adds to mpirun (rsh agent, TCP over the
+    /// bridge only), for `mfubench run … -- OPTIONS`.
+    pub fn mpirun_args() -> Vec<String> {
+        let f = run(
+            Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
+            Duration::from_secs(30),
+        );
+        assert_eq!(f.code(), 0, "{f:?}");
+        f.stdout.lines().map(str::to_string).collect()
+    }
+
+    /// PIDs of the processes running "on" a fake host (in its namespace).
+    pub fn pids(host: &str) -> Vec<u32> {
+        let o = Command::new("ip")
+            .args(["netns", "pids", host])
+            .output()
+            .expect("ip netns pids");
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .filter(|p| alive(*p))
+            .collect()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("ci/netns-down.sh")).status();
+    }
+}
+
+/// The skip reason of a test that needs network namespaces, if any.
+pub fn netns_missing() -> Option<String> {
+    if !is_root() {
+        return Some("needs root (network namespaces)".into());
+    }
+    ["ip", "nsenter", "unshare", "mpirun"]
+        .into_iter()
+        .find(|p| find_program(p).is_none())
+        .map(|p| format!("{p} is not installed"))
+}
+
+/// Writes a line to the test log even for a passing test (as [`skip`]
+/// does): the fault tests report what they measured.
+pub fn log(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// The worker's op timeout in the fault tests: long enough that a loaded
+/// 2-core machine never trips it by itself, and well above the 3 s of
+/// silence that mark a rank as stopped.
+pub const OP_TIMEOUT_S: f64 = 8.0;
+/// The launcher's grace for mpirun / srun after an abort (ABORT_GRACE).
+pub const ABORT_GRACE_S: u64 = 10;
+/// Slack on a loaded machine on top of a documented bound.
+pub const SLACK_S: u64 = 12;
+
+/// long.toml (a run only a fault ends) with `op_timeout_s` and no checks,
+/// written into `dir`.
+pub fn fault_config(dir: &Path, op_timeout_s: f64) -> PathBuf {
+    let text = std::fs::read_to_string(test_config("long.toml")).expect("long.toml");
+    let mut t: toml::Table = text.parse().expect("parses");
+    let run = t["run"].as_table_mut().expect("[run]");
+    run.insert("op_timeout_s".into(), toml::Value::Float(op_timeout_s));
+    run.insert("check".into(), toml::Value::Boolean(false));
+    let p = dir.join("fault.toml");
+    std::fs::write(&p, toml::to_string(&t).expect("toml")).expect("write");
+    p
+}
+
+/// The line of `text` that contains `needle` (empty if none).
+pub fn line_with<'a>(text: &'a str, needle: &str) -> &'a str {
+    text.lines().find(|l| l.contains(needle)).unwrap_or("")
+}
+
+/// The ranks the launcher named as having fallen behind (up to the waiting
+/// ones) in its error line.
+pub fn behind(stderr: &str) -> &str {
+    let l = line_with(stderr, "fell behind: ");
+    let from = l.find("fell behind: ").map_or(l.len(), |i| i + 13);
+    let l = &l[from..];
+    &l[..l.find("; waiting for them").unwrap_or(l.len())]
+}

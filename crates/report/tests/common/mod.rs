@@ -221,6 +221,7 @@ pub fn build(g: &Gen) -> RunRecord {
                 modes,
                 wrong,
                 telemetry: Vec::new(),
+                host_load: None,
             }
         })
         .collect::<Vec<_>>();
