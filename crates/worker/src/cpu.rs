@@ -640,7 +640,7 @@ impl<G: HostGroup> Backend for CpuBackend<G> {
         let ready = if rank.threading < mpi::Threading::Multiple {
             Err(BackendError::Unavailable("the MPI library does not provide MPI_THREAD_MULTIPLE, which the CPU backend's comm thread needs; use an MPI built with thread support (Debian's OpenMPI has it)".into()))
         } else {
-            CpuBackend::fits(config, rank, &plan).map_err(BackendError::OutOfMemory)
+            Self::fits(config, rank, &plan).map_err(BackendError::OutOfMemory)
         };
         rank.agree(ready)?;
         let reducer = Arc::new(G::world(rank));
