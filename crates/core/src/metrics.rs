@@ -170,6 +170,18 @@ mod tests {
         assert_eq!(busbw_gbps(10.0, 0), 0.0);
     }
 
+    /// nccl-tests' factors: all-reduce 2(n−1)/n, all-gather and
+    /// reduce-scatter (n−1)/n.
+    #[test]
+    fn busbw_factor_per_kind() {
+        for (n, ar, ag) in [(2, 1.0, 0.5), (3, 4.0 / 3.0, 2.0 / 3.0), (4, 1.5, 0.75)] {
+            assert!(close(busbw_factor(Collective::AllReduce, n), ar));
+            assert!(close(busbw_factor(Collective::AllGather, n), ag));
+            assert!(close(busbw_factor(Collective::ReduceScatter, n), ag));
+            assert!(close(busbw_factor(Collective::SendRecv, n), 1.0));
+        }
+    }
+
     #[test]
     fn overlap_metrics_known_answers() {
         // T_c = 10, T_a = 4, T_s = 14, T_o = 11: 1 s exposed of 11, 3 of 4
