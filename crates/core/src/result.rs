@@ -145,6 +145,10 @@ pub struct Span {
     /// Bucket index (all-reduces).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<usize>,
+    /// Index into the plan's collectives (collectives other than DDP's
+    /// buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collective: Option<usize>,
     /// Start, seconds after the step's start.
     pub start_s: f64,
     /// End, seconds after the step's start.

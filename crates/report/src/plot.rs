@@ -1165,6 +1165,7 @@ mod tests {
             stream,
             op: None,
             bucket: None,
+            collective: None,
             start_s: a,
             end_s: b,
         }

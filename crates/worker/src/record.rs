@@ -81,6 +81,7 @@ mod tests {
                 stream: StreamKind::Compute,
                 op: Some(0),
                 bucket: None,
+                collective: None,
                 start_s: 0.0,
                 end_s: d,
             }],

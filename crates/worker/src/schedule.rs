@@ -23,7 +23,7 @@
 use std::time::Duration;
 
 use mfubench_core::config::Mode;
-use mfubench_core::plan::StepPlan;
+use mfubench_core::plan::{CollectiveOp, StepPlan};
 use mfubench_core::result::{Span, StreamKind};
 
 use crate::backend::{Backend, BackendError, StreamId};
@@ -57,17 +57,49 @@ pub struct StepTiming {
     pub spans: Vec<Span>,
 }
 
-/// Label of a bucket's all-reduce.
-pub fn allreduce_label(bucket: usize) -> String {
-    format!("allreduce.b{bucket}")
-}
-
 struct Pending<'a, E> {
     event: &'a E,
     order: f64,
     label: String,
     stream: &'static str,
     bucket: Option<usize>,
+}
+
+/// The stream a collective runs on: DDP's buckets on the comm stream (as
+/// before tensor and sharded data parallelism existed), every other
+/// collective on its group's stream, so that collectives of different
+/// groups (a TP all-reduce and an FSDP all-gather) can run at once, as on
+/// the separate NCCL streams of a real framework.
+pub fn stream_of(c: &CollectiveOp) -> StreamId {
+    match c.bucket {
+        Some(_) => StreamId::Comm,
+        None => StreamId::Group(c.group),
+    }
+}
+
+fn stream_name(s: StreamId) -> &'static str {
+    match s {
+        StreamId::Compute => "compute",
+        StreamId::Comm => "comm",
+        StreamId::Group(g) => g.name(),
+    }
+}
+
+/// Where the compute stream waits for collective `c` in `mode`: before
+/// GEMM `Some(i)`, or at the step's end (`None`). Overlapped: before the
+/// GEMM that consumes it. Serialized: right after the GEMM it follows (the
+/// collective blocks), or before its consumer if that comes first.
+fn compute_waits_before(c: &CollectiveOp, mode: Mode) -> Option<usize> {
+    match mode {
+        Mode::Serialized => {
+            let blocked = c.serialized_after.map_or(Some(0), |i| Some(i + 1));
+            match (blocked, c.needed_by) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        _ => c.needed_by,
+    }
 }
 
 /// Enqueues one step of `mode` on the backend, waits for it under the
@@ -84,6 +116,13 @@ pub fn run_step<B: Backend>(
 /// [`run_step`], calling `on_wait(op)` once when a collective has not
 /// completed after [`crate::mpi_comm::NOTICE_AFTER`]: this rank is waiting
 /// for others (a slow GEMM is this rank's own and is not reported).
+///
+/// Every rank enqueues the same ops in the same order (the plan is the
+/// same on every rank), and a stream only ever waits for an event enqueued
+/// before the wait. So the earliest op, in that order, that has not run on
+/// some rank has every predecessor done on every rank and can run
+/// everywhere: a collective is reached by all its ranks, and the step
+/// cannot deadlock, however many group streams there are.
 pub fn run_step_noticing<B: Backend>(
     backend: &B,
     plan: &StepPlan,
@@ -96,68 +135,130 @@ pub fn run_step_noticing<B: Backend>(
     } else {
         0
     };
-    let n_buckets = if mode.has_comm() {
-        plan.buckets.len()
+    let n_coll = if mode.has_comm() {
+        plan.collectives.len()
     } else {
         0
     };
+    let colls = &plan.collectives[..n_coll];
     let start = backend.new_event()?;
     let end = backend.new_event()?;
     let gemm_end = (0..n_ops)
         .map(|_| backend.new_event())
         .collect::<Result<Vec<_>, _>>()?;
-    let ar_start = (0..n_buckets)
+    let c_start = (0..n_coll)
         .map(|_| backend.new_event())
         .collect::<Result<Vec<_>, _>>()?;
-    let ar_end = (0..n_buckets)
+    let c_end = (0..n_coll)
         .map(|_| backend.new_event())
+        .collect::<Result<Vec<_>, _>>()?;
+    // Compute waits: before GEMM i (index i) or at the end (index n_ops).
+    let mut waits: Vec<Vec<usize>> = vec![Vec::new(); n_ops + 1];
+    // The collectives issued at the start (index 0) or after GEMM i (i + 1).
+    let mut issue: Vec<Vec<usize>> = vec![Vec::new(); n_ops + 1];
+    if n_ops > 0 {
+        for (ci, c) in colls.iter().enumerate() {
+            issue[c.issue_after(mode).map_or(0, |i| i + 1)].push(ci);
+            waits[compute_waits_before(c, mode).unwrap_or(n_ops)].push(ci);
+        }
+    }
+    // The streams the collectives use, in order of first use.
+    let mut streams: Vec<StreamId> = Vec::new();
+    for c in colls {
+        if !streams.contains(&stream_of(c)) {
+            streams.push(stream_of(c));
+        }
+    }
+    // GEMMs preceded by a wait get a start event of their own (their span
+    // must not include the wait).
+    let gemm_start = (0..n_ops)
+        .map(|i| {
+            (!waits[i].is_empty())
+                .then(|| backend.new_event())
+                .transpose()
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     backend.record(StreamId::Compute, &start)?;
-    if n_buckets > 0 {
-        backend.wait(StreamId::Comm, &start)?;
+    for &s in &streams {
+        backend.wait(s, &start)?;
     }
-    // Enqueues bucket b's all-reduce on the comm stream behind its wait.
-    let enqueue_allreduce = |b: usize| -> Result<(), BackendError> {
+    // The last GEMM each stream was told to wait for: a second wait for
+    // the same GEMM is not enqueued (serialized DDP waits once, as before).
+    let mut waited: Vec<(StreamId, Option<usize>)> = Vec::new();
+    let mut enqueue = |ci: usize| -> Result<(), BackendError> {
+        let c = &colls[ci];
+        let s = stream_of(c);
         match mode {
-            Mode::Overlapped => {
-                backend.wait(StreamId::Comm, &gemm_end[plan.buckets[b].ready_after])?
-            }
-            Mode::Serialized if b == 0 => {
-                if let Some(last) = gemm_end.last() {
-                    backend.wait(StreamId::Comm, last)?;
+            Mode::Comm => {
+                // Back to back, one at a time, across streams too.
+                if let Some(prev) = ci.checked_sub(1) {
+                    if stream_of(&colls[prev]) != s {
+                        backend.wait(s, &c_end[prev])?;
+                    }
                 }
             }
-            _ => {}
+            _ => {
+                let after = c.issue_after(mode);
+                let last = waited.iter_mut().find(|(x, _)| *x == s);
+                let fresh = last.as_ref().is_none_or(|(_, a)| *a != after);
+                if let (Some(i), true) = (after, fresh) {
+                    backend.wait(s, &gemm_end[i])?;
+                }
+                match last {
+                    Some(entry) => entry.1 = after,
+                    None => waited.push((s, after)),
+                }
+            }
         }
-        backend.record(StreamId::Comm, &ar_start[b])?;
-        backend.all_reduce(StreamId::Comm, b)?;
-        backend.record(StreamId::Comm, &ar_end[b])
+        if let Some(a) = c.after_collective.filter(|&a| a < n_coll) {
+            if stream_of(&colls[a]) != s {
+                backend.wait(s, &c_end[a])?;
+            }
+        }
+        backend.record(s, &c_start[ci])?;
+        match c.bucket {
+            Some(b) => backend.all_reduce(s, b)?,
+            None => backend.collective(s, ci)?,
+        }
+        backend.record(s, &c_end[ci])
     };
-    // Overlapped: each all-reduce is enqueued right after the GEMM it waits
-    // for, as DDP's hooks do, so a deep plan cannot fill the launch queue
-    // with GEMMs while the all-reduces wait to be issued.
-    let mut next_bucket = 0;
-    for (i, ev) in gemm_end.iter().enumerate() {
-        backend.gemm(StreamId::Compute, i)?;
-        backend.record(StreamId::Compute, ev)?;
-        if mode == Mode::Overlapped {
-            while next_bucket < n_buckets && plan.buckets[next_bucket].ready_after <= i {
-                enqueue_allreduce(next_bucket)?;
-                next_bucket += 1;
+    if n_ops == 0 {
+        for ci in 0..n_coll {
+            enqueue(ci)?;
+        }
+    } else {
+        // Each collective is enqueued right after the GEMM it waits for,
+        // as DDP's and FSDP's hooks issue them, so a deep plan cannot fill
+        // the launch queue with GEMMs while the collectives wait to be
+        // issued.
+        for &ci in &issue[0] {
+            enqueue(ci)?;
+        }
+        for (i, ev) in gemm_end.iter().enumerate() {
+            for &ci in &waits[i] {
+                backend.wait(StreamId::Compute, &c_end[ci])?;
+            }
+            if let Some(Some(e)) = gemm_start.get(i) {
+                backend.record(StreamId::Compute, e)?;
+            }
+            backend.gemm(StreamId::Compute, i)?;
+            backend.record(StreamId::Compute, ev)?;
+            for &ci in &issue[i + 1] {
+                enqueue(ci)?;
             }
         }
     }
-    for b in next_bucket..n_buckets {
-        enqueue_allreduce(b)?;
-    }
-    if let Some(last) = ar_end.last() {
-        backend.wait(StreamId::Compute, last)?;
+    // The end waits for the last collective of every stream.
+    for &s in &streams {
+        if let Some(ci) = (0..n_coll).rev().find(|&ci| stream_of(&colls[ci]) == s) {
+            backend.wait(StreamId::Compute, &c_end[ci])?;
+        }
     }
     backend.record(StreamId::Compute, &end)?;
 
     // Watchdog: wait in the order the ops can complete.
-    let mut pending: Vec<Pending<'_, B::Event>> = Vec::with_capacity(n_ops + n_buckets + 1);
+    let mut pending: Vec<Pending<'_, B::Event>> = Vec::with_capacity(n_ops + n_coll + 1);
     for (i, ev) in gemm_end.iter().enumerate() {
         pending.push(Pending {
             event: ev,
@@ -167,17 +268,18 @@ pub fn run_step_noticing<B: Backend>(
             bucket: None,
         });
     }
-    for (b, ev) in ar_end.iter().enumerate() {
+    for (ci, ev) in c_end.iter().enumerate() {
+        let c = &colls[ci];
         let order = match mode {
-            Mode::Overlapped => plan.buckets[b].ready_after as f64 + 0.5,
-            _ => n_ops as f64 + b as f64,
+            Mode::Comm => ci as f64,
+            _ => c.issue_after(mode).map_or(-0.5, |i| i as f64 + 0.5),
         };
         pending.push(Pending {
             event: ev,
             order,
-            label: allreduce_label(b),
-            stream: "comm",
-            bucket: Some(b),
+            label: c.label(),
+            stream: stream_name(stream_of(c)),
+            bucket: c.bucket,
         });
     }
     pending.sort_by(|a, b| a.order.total_cmp(&b.order));
@@ -191,8 +293,8 @@ pub fn run_step_noticing<B: Backend>(
     let notice = crate::mpi_comm::NOTICE_AFTER.min(op_timeout);
     let mut noticed = false;
     for p in &pending {
-        let waits_for_others = p.stream == "comm" || p.label == "step end";
-        if waits_for_others && !noticed && n_buckets > 0 {
+        let waits_for_others = p.stream != "compute" || p.label == "step end";
+        if waits_for_others && !noticed && n_coll > 0 {
             if backend.sync_event(p.event, notice)? {
                 continue;
             }
@@ -215,27 +317,32 @@ pub fn run_step_noticing<B: Backend>(
         });
     }
 
-    let mut spans = Vec::with_capacity(n_ops + n_buckets);
+    let mut spans = Vec::with_capacity(n_ops + n_coll);
     let mut prev = &start;
     for (i, ev) in gemm_end.iter().enumerate() {
+        if let Some(Some(e)) = gemm_start.get(i) {
+            prev = e;
+        }
         spans.push(Span {
             name: plan.ops[i].label(),
             stream: StreamKind::Compute,
             op: Some(i),
             bucket: None,
+            collective: None,
             start_s: backend.elapsed_s(&start, prev)?,
             end_s: backend.elapsed_s(&start, ev)?,
         });
         prev = ev;
     }
-    for b in 0..n_buckets {
+    for (ci, c) in colls.iter().enumerate() {
         spans.push(Span {
-            name: allreduce_label(b),
+            name: c.label(),
             stream: StreamKind::Comm,
             op: None,
-            bucket: Some(b),
-            start_s: backend.elapsed_s(&start, &ar_start[b])?,
-            end_s: backend.elapsed_s(&start, &ar_end[b])?,
+            bucket: c.bucket,
+            collective: c.bucket.is_none().then_some(ci),
+            start_s: backend.elapsed_s(&start, &c_start[ci])?,
+            end_s: backend.elapsed_s(&start, &c_end[ci])?,
         });
     }
     Ok(StepTiming {

@@ -151,6 +151,7 @@ pub fn build(g: &Gen) -> RunRecord {
                             stream: StreamKind::Compute,
                             op: Some(i),
                             bucket: None,
+                            collective: None,
                             median_s: d,
                         });
                         spans.push(Span {
@@ -179,6 +180,7 @@ pub fn build(g: &Gen) -> RunRecord {
                             stream: StreamKind::Comm,
                             op: None,
                             bucket: Some(b),
+                            collective: None,
                             median_s: d,
                         });
                         spans.push(Span {
