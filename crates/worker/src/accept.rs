@@ -335,7 +335,7 @@ impl<'r> Accept<'r> {
     fn device(&mut self) -> Result<(), Exit> {
         let r = self.rank;
         let iterations = self.record.settings.iterations;
-        let mut backend = CpuBackend::open(&self.config, r, self.plan.clone())?;
+        let mut backend = <CpuBackend>::open(&self.config, r, self.plan.clone())?;
         r.agree(backend.allocate_gemms(&self.plan))?;
         let timeout = Duration::from_secs_f64(self.config.run.op_timeout_s);
         let mut times = Vec::with_capacity(iterations as usize);

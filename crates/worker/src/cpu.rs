@@ -9,8 +9,9 @@
 //! GEMMs run with the `gemm` crate (x86-v4 kernels where the CPU has
 //! AVX-512) on the compute thread, using a private rayon pool of
 //! `gemm_threads` threads. All-reduces run on the comm thread through a
-//! [`HostAllReduce`]: MPI in the worker ([`crate::mpi_comm::MpiAllReduce`]),
-//! an in-process single rank in unit tests.
+//! [`GroupComm`] over host buffers: MPI in the worker
+//! ([`crate::mpi_comm::MpiGroup`]), an in-process single rank in unit
+//! tests ([`LocalGroup`]).
 
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -22,6 +23,8 @@ use mfubench_core::config::Dtype;
 use mfubench_core::plan::StepPlan;
 
 use crate::backend::{Backend, BackendError, Communicator, Compute, StreamId, Streams};
+use crate::group::GroupComm;
+use crate::mpi_comm::MpiGroup;
 
 /// A host buffer of one of the CPU dtypes.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,30 +85,89 @@ impl HostBuf {
     }
 }
 
-/// A sum all-reduce over host buffers, run on the comm stream's thread.
-pub trait HostAllReduce: Send + Sync + 'static {
-    /// `recv = Σ over ranks of send`; both the same dtype and length.
-    fn all_reduce_sum(&self, send: &HostBuf, recv: &mut HostBuf) -> Result<(), BackendError>;
-    /// This process's rank.
-    fn rank(&self) -> u64;
-    /// Number of ranks.
-    fn ranks(&self) -> u64;
+/// A group over host buffers, as the CPU backend runs its all-reduces on.
+pub trait HostGroup: GroupComm<Buf = HostBuf> + 'static {
+    /// The group of every rank of the job, for the backend opening on
+    /// `rank` (MPI: its own duplicate of the world communicator, so that its
+    /// collectives never interleave with the main thread's).
+    fn world(rank: &crate::rank::Rank) -> Self;
 }
 
-/// A one-rank all-reduce (a copy), for unit tests of the schedule only.
-#[derive(Debug, Default)]
-pub struct LocalAllReduce;
+impl HostGroup for MpiGroup {
+    fn world(rank: &crate::rank::Rank) -> MpiGroup {
+        use mpi::topology::Communicator;
+        MpiGroup::new(rank.world.duplicate())
+    }
+}
 
-impl HostAllReduce for LocalAllReduce {
-    fn all_reduce_sum(&self, send: &HostBuf, recv: &mut HostBuf) -> Result<(), BackendError> {
-        recv.clone_from(send);
+/// A one-rank group (copies), for unit tests of the schedule only.
+#[derive(Debug, Default)]
+pub struct LocalGroup;
+
+impl LocalGroup {
+    fn copy(send: &HostBuf, recv: &mut HostBuf, count: usize) -> Result<(), BackendError> {
+        crate::group::check_lengths("local group", send.len(), count, recv.len(), count)?;
+        match (send, recv) {
+            (HostBuf::F32(s), HostBuf::F32(r)) => r[..count].copy_from_slice(&s[..count]),
+            (HostBuf::F64(s), HostBuf::F64(r)) => r[..count].copy_from_slice(&s[..count]),
+            _ => {
+                return Err(BackendError::Failed(
+                    "local group: the send and receive buffers differ in dtype".into(),
+                ))
+            }
+        }
         Ok(())
     }
-    fn rank(&self) -> u64 {
+}
+
+impl HostGroup for LocalGroup {
+    /// One rank, whatever the job: unit tests only.
+    fn world(_: &crate::rank::Rank) -> LocalGroup {
+        LocalGroup
+    }
+}
+
+impl GroupComm for LocalGroup {
+    type Buf = HostBuf;
+    fn rank(&self) -> usize {
         0
     }
-    fn ranks(&self) -> u64 {
+    fn size(&self) -> usize {
         1
+    }
+    fn split(&self, color: Option<u32>, _key: u32) -> Result<Option<LocalGroup>, BackendError> {
+        Ok(color.map(|_| LocalGroup))
+    }
+    fn all_reduce_sum(&self, s: &HostBuf, r: &mut HostBuf, n: usize) -> Result<(), BackendError> {
+        LocalGroup::copy(s, r, n)
+    }
+    fn all_gather(&self, s: &HostBuf, r: &mut HostBuf, n: usize) -> Result<(), BackendError> {
+        LocalGroup::copy(s, r, n)
+    }
+    fn reduce_scatter_sum(
+        &self,
+        s: &HostBuf,
+        r: &mut HostBuf,
+        n: usize,
+    ) -> Result<(), BackendError> {
+        LocalGroup::copy(s, r, n)
+    }
+    fn send_recv(
+        &self,
+        peer: usize,
+        s: &HostBuf,
+        r: &mut HostBuf,
+        n: usize,
+    ) -> Result<(), BackendError> {
+        if peer != 0 {
+            return Err(BackendError::Failed(format!(
+                "send_recv: peer {peer} is not in a group of 1"
+            )));
+        }
+        LocalGroup::copy(s, r, n)
+    }
+    fn synchronize(&self) -> Result<(), BackendError> {
+        Ok(())
     }
 }
 
@@ -214,8 +276,9 @@ struct BucketBuffers {
     recv: Vec<HostBuf>,
 }
 
-/// The CPU backend.
-pub struct CpuBackend {
+/// The CPU backend; its gradient all-reduces run on the group `G` (MPI in
+/// the worker).
+pub struct CpuBackend<G: HostGroup = MpiGroup> {
     compute: CpuStream,
     comm: CpuStream,
     threads: usize,
@@ -224,7 +287,7 @@ pub struct CpuBackend {
     plan: Arc<StepPlan>,
     gemm: Arc<Mutex<Option<GemmBuffers>>>,
     buckets: Arc<Mutex<Option<BucketBuffers>>>,
-    reducer: Arc<dyn HostAllReduce>,
+    reducer: Arc<G>,
     /// First failure of a queued op; raised by the next `sync_event`.
     failure: Arc<Mutex<Option<String>>>,
 }
@@ -249,7 +312,7 @@ fn random_fill(seed: u64) -> impl FnMut(usize) -> f64 {
     }
 }
 
-impl CpuBackend {
+impl<G: HostGroup> CpuBackend<G> {
     /// Starts the two stream threads. `threads` GEMM threads run on a
     /// private pool owned by the compute stream.
     pub fn new(
@@ -257,8 +320,8 @@ impl CpuBackend {
         dtype: Dtype,
         grad_dtype: Dtype,
         threads: usize,
-        reducer: Arc<dyn HostAllReduce>,
-    ) -> Result<CpuBackend, BackendError> {
+        reducer: Arc<G>,
+    ) -> Result<CpuBackend<G>, BackendError> {
         for (what, d) in [("run.dtype", dtype), ("run.grad_dtype", grad_dtype)] {
             if !matches!(d, Dtype::F32 | Dtype::F64) {
                 return Err(BackendError::Unavailable(format!(
@@ -309,7 +372,9 @@ impl CpuBackend {
             StreamId::Comm => &self.comm,
         }
     }
+}
 
+impl CpuBackend {
     /// Bytes the plan's buffers will take on this backend.
     pub fn memory_bytes(plan: &StepPlan, dtype: Dtype, grad_dtype: Dtype) -> u64 {
         let (a, b, c) = plan.max_operand_elements();
@@ -387,7 +452,7 @@ pub fn run_gemm<T: 'static + Copy + Default>(
     }
 }
 
-impl Streams for CpuBackend {
+impl<G: HostGroup> Streams for CpuBackend<G> {
     type Event = CpuEvent;
 
     fn new_event(&self) -> Result<CpuEvent, BackendError> {
@@ -431,7 +496,7 @@ impl Streams for CpuBackend {
     }
 }
 
-impl Compute for CpuBackend {
+impl<G: HostGroup> Compute for CpuBackend<G> {
     fn allocate_gemms(&mut self, plan: &StepPlan) -> Result<(), BackendError> {
         let (a, b, c) = plan.max_operand_elements();
         let buffers = GemmBuffers {
@@ -473,9 +538,9 @@ impl Compute for CpuBackend {
     }
 }
 
-impl Communicator for CpuBackend {
+impl<G: HostGroup> Communicator for CpuBackend<G> {
     fn allocate_buckets(&mut self, plan: &StepPlan) -> Result<(), BackendError> {
-        let (rank, ranks) = (self.reducer.rank(), self.reducer.ranks());
+        let (rank, ranks) = (self.reducer.rank() as u64, self.reducer.size() as u64);
         let mut send = Vec::with_capacity(plan.buckets.len());
         let mut recv = Vec::with_capacity(plan.buckets.len());
         for b in &plan.buckets {
@@ -499,7 +564,7 @@ impl Communicator for CpuBackend {
             let mut guard = bufs.lock().unwrap_or_else(|e| e.into_inner());
             let Some(b) = guard.as_mut() else { return };
             if let (Some(send), Some(recv)) = (b.send.get(bucket), b.recv.get_mut(bucket)) {
-                if let Err(e) = reducer.all_reduce_sum(send, recv) {
+                if let Err(e) = reducer.all_reduce_sum(send, recv, send.len()) {
                     // The events after it still complete; the failure is
                     // raised by the next sync so the step is not recorded.
                     let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
@@ -526,7 +591,7 @@ impl Communicator for CpuBackend {
         let Some(b) = guard.as_ref() else {
             return Ok(0);
         };
-        let ranks = self.reducer.ranks();
+        let ranks = self.reducer.size() as u64;
         Ok(b.recv
             .iter()
             .enumerate()
@@ -550,7 +615,7 @@ impl Communicator for CpuBackend {
     }
 }
 
-impl Backend for CpuBackend {
+impl<G: HostGroup> Backend for CpuBackend<G> {
     /// GEMM threads: `run.gemm_threads`, else the host's cores divided
     /// among the ranks on it. The plan must fit in the host's available
     /// memory for all of its ranks, and the comm thread needs
@@ -587,8 +652,7 @@ impl Backend for CpuBackend {
             Ok(())
         };
         rank.agree(ready)?;
-        use mpi::topology::Communicator;
-        let reducer = Arc::new(crate::mpi_comm::MpiAllReduce::new(rank.world.duplicate()));
+        let reducer = Arc::new(G::world(rank));
         rank.agree(CpuBackend::new(plan, dtype, grad, threads, reducer))
     }
 
@@ -647,18 +711,57 @@ mod tests {
         }
     }
 
-    /// A reducer that always fails, as a broken communicator would.
-    struct FailingAllReduce;
+    /// A group whose collectives always fail, as a broken communicator's
+    /// would.
+    struct FailingGroup;
 
-    impl HostAllReduce for FailingAllReduce {
-        fn all_reduce_sum(&self, _: &HostBuf, _: &mut HostBuf) -> Result<(), BackendError> {
-            Err(BackendError::Failed("link down".into()))
+    impl HostGroup for FailingGroup {
+        fn world(_: &crate::rank::Rank) -> FailingGroup {
+            FailingGroup
         }
-        fn rank(&self) -> u64 {
+    }
+
+    impl GroupComm for FailingGroup {
+        type Buf = HostBuf;
+        fn rank(&self) -> usize {
             0
         }
-        fn ranks(&self) -> u64 {
+        fn size(&self) -> usize {
             1
+        }
+        fn split(&self, _: Option<u32>, _: u32) -> Result<Option<Self>, BackendError> {
+            Ok(Some(FailingGroup))
+        }
+        fn all_reduce_sum(
+            &self,
+            _: &HostBuf,
+            _: &mut HostBuf,
+            _: usize,
+        ) -> Result<(), BackendError> {
+            Err(BackendError::Failed("link down".into()))
+        }
+        fn all_gather(&self, _: &HostBuf, _: &mut HostBuf, _: usize) -> Result<(), BackendError> {
+            Err(BackendError::Failed("link down".into()))
+        }
+        fn reduce_scatter_sum(
+            &self,
+            _: &HostBuf,
+            _: &mut HostBuf,
+            _: usize,
+        ) -> Result<(), BackendError> {
+            Err(BackendError::Failed("link down".into()))
+        }
+        fn send_recv(
+            &self,
+            _: usize,
+            _: &HostBuf,
+            _: &mut HostBuf,
+            _: usize,
+        ) -> Result<(), BackendError> {
+            Err(BackendError::Failed("link down".into()))
+        }
+        fn synchronize(&self) -> Result<(), BackendError> {
+            Ok(())
         }
     }
 
@@ -677,7 +780,7 @@ mod tests {
             Dtype::F32,
             Dtype::F32,
             1,
-            Arc::new(FailingAllReduce),
+            Arc::new(FailingGroup),
         )
         .unwrap();
         b.allocate_gemms(&plan).unwrap();

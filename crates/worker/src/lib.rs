@@ -25,6 +25,7 @@ pub mod backend;
 pub mod benchmark;
 pub mod cpu;
 pub mod cuda;
+pub mod group;
 pub mod mpi_comm;
 pub mod output;
 pub mod progress;

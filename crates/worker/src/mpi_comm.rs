@@ -1,66 +1,236 @@
-//! MPI pieces of the worker: the all-reduce of the CPU backend and the
-//! collective helpers (broadcast of strings, gather of per-rank records).
+//! MPI pieces of the worker: the CPU backend's group of ranks
+//! ([`MpiGroup`], the [`GroupComm`] over MPI) and the collective helpers
+//! (broadcast of strings, gather of per-rank records).
 
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
-use mpi::topology::{Communicator, SimpleCommunicator};
+use mpi::topology::{Color, Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
 use crate::backend::BackendError;
-use crate::cpu::{HostAllReduce, HostBuf};
+use crate::cpu::HostBuf;
+use crate::group::{check_lengths, GroupComm};
 
 /// Largest element count handed to one MPI call (counts are C ints).
-const MAX_CHUNK: usize = 1 << 30;
+pub const MAX_CHUNK: usize = 1 << 30;
 
-/// Sum all-reduce over a communicator of its own, used from the comm
-/// stream's thread.
-pub struct MpiAllReduce {
+/// A group of ranks over an MPI communicator of its own: the CPU
+/// backend's [`GroupComm`], used from the comm stream's thread and by the
+/// acceptance stages.
+pub struct MpiGroup {
     comm: SimpleCommunicator,
 }
 
-// SAFETY: MPI was initialised with MPI_THREAD_MULTIPLE (checked in main), so
-// MPI calls may come from any thread. The communicator is a duplicate used by
-// the comm stream thread only (the schedule never all-reduces from two
-// threads at once), so no two threads use it concurrently.
-unsafe impl Send for MpiAllReduce {}
-// SAFETY: as above; shared references are only used by the one comm thread.
-unsafe impl Sync for MpiAllReduce {}
+// SAFETY: MPI was initialised with MPI_THREAD_MULTIPLE (checked before a
+// backend opens), so MPI calls may come from any thread. Each group is its
+// own communicator (a duplicate or a split), used by one thread at a time:
+// the comm stream thread of a backend (the schedule never all-reduces from
+// two threads at once) or the main thread of the acceptance suite.
+unsafe impl Send for MpiGroup {}
+// SAFETY: as above; shared references are only used by one thread at a time.
+unsafe impl Sync for MpiGroup {}
 
-impl MpiAllReduce {
+impl MpiGroup {
     /// Wraps a communicator (duplicate the world's: collectives on it must
     /// not interleave with the main thread's barriers).
-    pub fn new(comm: SimpleCommunicator) -> MpiAllReduce {
-        MpiAllReduce { comm }
+    pub fn new(comm: SimpleCommunicator) -> MpiGroup {
+        MpiGroup { comm }
+    }
+
+    /// The MPI communicator (for barriers and gathers of records).
+    pub fn comm(&self) -> &SimpleCommunicator {
+        &self.comm
     }
 }
 
-impl HostAllReduce for MpiAllReduce {
-    fn all_reduce_sum(&self, send: &HostBuf, recv: &mut HostBuf) -> Result<(), BackendError> {
-        match (send, recv) {
-            (HostBuf::F32(s), HostBuf::F32(r)) if s.len() == r.len() => {
-                for (sc, rc) in s.chunks(MAX_CHUNK).zip(r.chunks_mut(MAX_CHUNK)) {
-                    self.comm.all_reduce_into(sc, rc, SystemOperation::sum());
-                }
-                Ok(())
-            }
-            (HostBuf::F64(s), HostBuf::F64(r)) if s.len() == r.len() => {
-                for (sc, rc) in s.chunks(MAX_CHUNK).zip(r.chunks_mut(MAX_CHUNK)) {
-                    self.comm.all_reduce_into(sc, rc, SystemOperation::sum());
-                }
-                Ok(())
-            }
-            _ => Err(BackendError::Failed(
-                "send and receive buffers differ in dtype or length".into(),
-            )),
+/// Runs `$body` with `$s`/`$r` bound to the two buffers' slices when both
+/// are of the same dtype; an error naming `$call` otherwise.
+macro_rules! same_dtype {
+    ($call:expr, $send:expr, $recv:expr, |$s:ident, $r:ident| $body:expr) => {
+        match ($send, $recv) {
+            (HostBuf::F32($s), HostBuf::F32($r)) => $body,
+            (HostBuf::F64($s), HostBuf::F64($r)) => $body,
+            _ => Err(BackendError::Failed(format!(
+                "{}: the send and receive buffers differ in dtype",
+                $call
+            ))),
+        }
+    };
+}
+
+/// Sum all-reduce of `count` elements in chunks MPI's int counts hold.
+fn all_reduce_chunked<T: Equivalence>(
+    comm: &SimpleCommunicator,
+    s: &[T],
+    r: &mut [T],
+    count: usize,
+) {
+    for (sc, rc) in s[..count]
+        .chunks(MAX_CHUNK)
+        .zip(r[..count].chunks_mut(MAX_CHUNK))
+    {
+        comm.all_reduce_into(sc, rc, SystemOperation::sum());
+    }
+}
+
+/// Elements per rank of one staged chunk of [`all_gather_chunked`] and
+/// [`reduce_scatter_chunked`] (64 MiB of f32 per rank in the staging
+/// buffer).
+const STAGE_CHUNK: usize = 1 << 24;
+
+/// All-gather of `per` elements per rank. Above [`MAX_CHUNK`] the blocks
+/// go in chunks of [`STAGE_CHUNK`] through a staging buffer (the receive
+/// layout is rank-major, so a chunk of every rank's block is not
+/// contiguous).
+fn all_gather_chunked<T: Equivalence + Copy + Default>(
+    comm: &SimpleCommunicator,
+    s: &[T],
+    r: &mut [T],
+    per: usize,
+) {
+    let n = comm.size() as usize;
+    if per <= MAX_CHUNK {
+        comm.all_gather_into(&s[..per], &mut r[..per * n]);
+        return;
+    }
+    let mut stage = vec![T::default(); STAGE_CHUNK * n];
+    for lo in (0..per).step_by(STAGE_CHUNK) {
+        let c = STAGE_CHUNK.min(per - lo);
+        comm.all_gather_into(&s[lo..lo + c], &mut stage[..c * n]);
+        for rank in 0..n {
+            r[rank * per + lo..rank * per + lo + c]
+                .copy_from_slice(&stage[rank * c..(rank + 1) * c]);
         }
     }
+}
 
-    fn rank(&self) -> u64 {
-        self.comm.rank() as u64
+/// Sum reduce-scatter of `per` elements per rank, chunked as
+/// [`all_gather_chunked`] (here the send layout is rank-major).
+fn reduce_scatter_chunked<T: Equivalence + Copy + Default>(
+    comm: &SimpleCommunicator,
+    s: &[T],
+    r: &mut [T],
+    per: usize,
+) {
+    let n = comm.size() as usize;
+    if per <= MAX_CHUNK {
+        comm.reduce_scatter_block_into(&s[..per * n], &mut r[..per], SystemOperation::sum());
+        return;
+    }
+    let mut stage = vec![T::default(); STAGE_CHUNK * n];
+    for lo in (0..per).step_by(STAGE_CHUNK) {
+        let c = STAGE_CHUNK.min(per - lo);
+        for rank in 0..n {
+            stage[rank * c..(rank + 1) * c]
+                .copy_from_slice(&s[rank * per + lo..rank * per + lo + c]);
+        }
+        comm.reduce_scatter_block_into(&stage[..c * n], &mut r[lo..lo + c], SystemOperation::sum());
+    }
+}
+
+impl GroupComm for MpiGroup {
+    type Buf = HostBuf;
+
+    fn rank(&self) -> usize {
+        self.comm.rank() as usize
     }
 
-    fn ranks(&self) -> u64 {
-        self.comm.size() as u64
+    fn size(&self) -> usize {
+        self.comm.size() as usize
+    }
+
+    fn split(&self, color: Option<u32>, key: u32) -> Result<Option<MpiGroup>, BackendError> {
+        let color = match color {
+            Some(c) => Color::with_value(i32::try_from(c).map_err(|_| {
+                BackendError::Failed(format!("split colour {c} exceeds MPI's int range"))
+            })?),
+            None => Color::undefined(),
+        };
+        let key = i32::try_from(key).map_err(|_| {
+            BackendError::Failed(format!("split key {key} exceeds MPI's int range"))
+        })?;
+        Ok(self
+            .comm
+            .split_by_color_with_key(color, key)
+            .map(MpiGroup::new))
+    }
+
+    fn all_reduce_sum(
+        &self,
+        send: &HostBuf,
+        recv: &mut HostBuf,
+        count: usize,
+    ) -> Result<(), BackendError> {
+        check_lengths("all_reduce_sum", send.len(), count, recv.len(), count)?;
+        same_dtype!("all_reduce_sum", send, recv, |s, r| {
+            all_reduce_chunked(&self.comm, s, r, count);
+            Ok(())
+        })
+    }
+
+    fn all_gather(
+        &self,
+        send: &HostBuf,
+        recv: &mut HostBuf,
+        count_per_rank: usize,
+    ) -> Result<(), BackendError> {
+        let total = count_per_rank * self.size();
+        check_lengths("all_gather", send.len(), count_per_rank, recv.len(), total)?;
+        same_dtype!("all_gather", send, recv, |s, r| {
+            all_gather_chunked(&self.comm, s, r, count_per_rank);
+            Ok(())
+        })
+    }
+
+    fn reduce_scatter_sum(
+        &self,
+        send: &HostBuf,
+        recv: &mut HostBuf,
+        count_per_rank: usize,
+    ) -> Result<(), BackendError> {
+        let total = count_per_rank * self.size();
+        check_lengths(
+            "reduce_scatter_sum",
+            send.len(),
+            total,
+            recv.len(),
+            count_per_rank,
+        )?;
+        same_dtype!("reduce_scatter_sum", send, recv, |s, r| {
+            reduce_scatter_chunked(&self.comm, s, r, count_per_rank);
+            Ok(())
+        })
+    }
+
+    fn send_recv(
+        &self,
+        peer: usize,
+        send: &HostBuf,
+        recv: &mut HostBuf,
+        count: usize,
+    ) -> Result<(), BackendError> {
+        check_lengths("send_recv", send.len(), count, recv.len(), count)?;
+        if peer >= self.size() {
+            return Err(BackendError::Failed(format!(
+                "send_recv: peer {peer} is not in a group of {}",
+                self.size()
+            )));
+        }
+        let p = self.comm.process_at_rank(peer as i32);
+        same_dtype!("send_recv", send, recv, |s, r| {
+            for (sc, rc) in s[..count]
+                .chunks(MAX_CHUNK)
+                .zip(r[..count].chunks_mut(MAX_CHUNK))
+            {
+                mpi::point_to_point::send_receive_into(sc, &p, rc, &p);
+            }
+            Ok(())
+        })
+    }
+
+    /// MPI's blocking calls have completed when they return.
+    fn synchronize(&self) -> Result<(), BackendError> {
+        Ok(())
     }
 }
 

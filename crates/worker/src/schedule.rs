@@ -414,11 +414,11 @@ pub fn calibrate<B: Backend>(
 mod tests {
     use super::*;
     use crate::backend::{Communicator, Compute, Streams};
-    use crate::cpu::{CpuBackend, LocalAllReduce};
+    use crate::cpu::{CpuBackend, LocalGroup};
     use mfubench_core::config::parse_config;
     use std::sync::Arc;
 
-    fn backend(extra: &str) -> (CpuBackend, Arc<StepPlan>) {
+    fn backend(extra: &str) -> (CpuBackend<LocalGroup>, Arc<StepPlan>) {
         let c = parse_config(
             &format!("[model]\npreset = \"tiny\"\nseq = 64\nhidden = 128\nffn = 256\nheads = 4\nkv_heads = 2\n[run]\nbackend = \"cpu\"\nbucket_mb = 0.1\n{extra}"),
             "t",
@@ -430,7 +430,7 @@ mod tests {
             c.run.dtype,
             c.run.grad_dtype,
             1,
-            Arc::new(LocalAllReduce),
+            Arc::new(LocalGroup),
         )
         .unwrap();
         b.allocate_gemms(&plan).unwrap();
@@ -490,12 +490,12 @@ mod tests {
 
     /// A backend that logs the order in which ops are enqueued.
     struct Logging {
-        inner: CpuBackend,
+        inner: CpuBackend<LocalGroup>,
         log: std::sync::Mutex<Vec<String>>,
     }
 
     impl Streams for Logging {
-        type Event = <CpuBackend as Streams>::Event;
+        type Event = <CpuBackend<LocalGroup> as Streams>::Event;
         fn new_event(&self) -> Result<Self::Event, BackendError> {
             self.inner.new_event()
         }

@@ -58,6 +58,7 @@
 pub mod discovery;
 pub mod fp8;
 pub mod gemm;
+pub mod group;
 pub mod nccl;
 pub mod telemetry;
 

@@ -4,10 +4,13 @@
 //! installs ship `libnccl.so.2`), its `Comm` is `!Send`, hides the raw
 //! handle and aborts on drop. This one loads `libnccl.so.2` first (see
 //! [`super::discovery`]), binds only GetVersion, GetUniqueId, CommInitRank,
-//! AllReduce, GroupStart/End, CommGetAsyncError, CommAbort, CommDestroy and
-//! GetErrorString, and lets the watchdog abort a hung communicator.
+//! CommSplit (optional: NCCL ≥ 2.18), CommCount, CommUserRank, AllReduce,
+//! AllGather, ReduceScatter, Send, Recv, GroupStart/End,
+//! CommGetAsyncError, CommAbort, CommDestroy and GetErrorString, and lets
+//! the watchdog abort a hung communicator.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +70,13 @@ pub fn nccl_dtype(d: Dtype) -> Option<i32> {
 /// `ncclSum`.
 pub const SUM: i32 = 0;
 
+/// `NCCL_SPLIT_NOCOLOR`: the colour of a rank that joins no new
+/// communicator in `ncclCommSplit`.
+pub const SPLIT_NOCOLOR: c_int = -1;
+
+/// The first NCCL release with `ncclCommSplit` (2.18.1).
+pub const SPLIT_MIN_VERSION: i32 = 21801;
+
 /// An NCCL call failed.
 #[derive(Debug, thiserror::Error)]
 #[error("NCCL {call} failed: {text} (ncclResult_t {code})")]
@@ -86,8 +96,17 @@ pub struct NcclLib {
     get_version: unsafe extern "C" fn(*mut c_int) -> i32,
     get_unique_id: unsafe extern "C" fn(*mut UniqueId) -> i32,
     comm_init_rank: unsafe extern "C" fn(*mut Comm, c_int, UniqueId, c_int) -> i32,
+    comm_split: Option<unsafe extern "C" fn(Comm, c_int, c_int, *mut Comm, *mut c_void) -> i32>,
+    comm_count: unsafe extern "C" fn(Comm, *mut c_int) -> i32,
+    comm_user_rank: unsafe extern "C" fn(Comm, *mut c_int) -> i32,
     all_reduce:
         unsafe extern "C" fn(*const c_void, *mut c_void, usize, i32, i32, Comm, *mut c_void) -> i32,
+    all_gather:
+        unsafe extern "C" fn(*const c_void, *mut c_void, usize, i32, Comm, *mut c_void) -> i32,
+    reduce_scatter:
+        unsafe extern "C" fn(*const c_void, *mut c_void, usize, i32, i32, Comm, *mut c_void) -> i32,
+    send: unsafe extern "C" fn(*const c_void, usize, i32, c_int, Comm, *mut c_void) -> i32,
+    recv: unsafe extern "C" fn(*mut c_void, usize, i32, c_int, Comm, *mut c_void) -> i32,
     group_start: unsafe extern "C" fn() -> i32,
     group_end: unsafe extern "C" fn() -> i32,
     get_async_error: unsafe extern "C" fn(Comm, *mut i32) -> i32,
@@ -136,11 +155,21 @@ impl NcclLib {
                 }
             }};
         }
+        // SAFETY: as `sym!`; absent before NCCL 2.18, which
+        // `NcclComm::split` reports by version.
+        let comm_split = unsafe { lib.get(b"ncclCommSplit\0") }.ok().map(|s| *s);
         Ok(NcclLib {
             get_version: sym!("ncclGetVersion"),
             get_unique_id: sym!("ncclGetUniqueId"),
             comm_init_rank: sym!("ncclCommInitRank"),
+            comm_split,
+            comm_count: sym!("ncclCommCount"),
+            comm_user_rank: sym!("ncclCommUserRank"),
             all_reduce: sym!("ncclAllReduce"),
+            all_gather: sym!("ncclAllGather"),
+            reduce_scatter: sym!("ncclReduceScatter"),
+            send: sym!("ncclSend"),
+            recv: sym!("ncclRecv"),
             group_start: sym!("ncclGroupStart"),
             group_end: sym!("ncclGroupEnd"),
             get_async_error: sym!("ncclCommGetAsyncError"),
@@ -266,9 +295,19 @@ pub use crate::watchdog::Watchdog as InitWatchdog;
 pub struct NcclComm {
     lib: Arc<NcclLib>,
     raw: Comm,
-    aborted: std::cell::Cell<bool>,
-    finished: std::cell::Cell<bool>,
+    rank: usize,
+    size: usize,
+    aborted: AtomicBool,
+    finished: AtomicBool,
 }
+
+// SAFETY: an NCCL communicator may be used from any thread (NCCL keeps no
+// thread-local state per communicator); the owner (a backend or a group)
+// issues its calls from one thread at a time, which is what NCCL requires
+// of concurrent use. The flags are atomics.
+unsafe impl Send for NcclComm {}
+// SAFETY: as above.
+unsafe impl Sync for NcclComm {}
 
 impl NcclComm {
     /// `ncclCommInitRank`: collective over all `nranks` ranks; the device's
@@ -285,12 +324,109 @@ impl NcclComm {
         lib.check("ncclCommInitRank", unsafe {
             (lib.comm_init_rank)(&mut raw, nranks as c_int, id, rank as c_int)
         })?;
-        Ok(NcclComm {
+        Ok(NcclComm::wrap(lib, raw, rank, nranks))
+    }
+
+    fn wrap(lib: Arc<NcclLib>, raw: Comm, rank: usize, size: usize) -> NcclComm {
+        NcclComm {
             lib,
             raw,
-            aborted: std::cell::Cell::new(false),
-            finished: std::cell::Cell::new(false),
-        })
+            rank,
+            size,
+            aborted: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    /// This rank in the communicator.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Ranks in the communicator.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// An error for a call on an aborted communicator (never passed to
+    /// NCCL: its handle is gone).
+    fn live(&self, call: &'static str) -> Result<(), NcclError> {
+        if self.aborted.load(Ordering::SeqCst) {
+            return Err(NcclError {
+                call,
+                code: -1,
+                text: "the communicator was aborted".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// `ncclCommSplit`: collective over this communicator; the ranks with
+    /// the same `color` form a new communicator ordered by `key`; `None`
+    /// (`NCCL_SPLIT_NOCOLOR`) joins none and gets `Ok(None)`. The new
+    /// communicator inherits this one's configuration. The device's
+    /// context must be current on this thread.
+    ///
+    /// NCCL before 2.18 has no `ncclCommSplit`: the error names the
+    /// version found and the one needed.
+    pub fn split(&self, color: Option<u32>, key: u32) -> Result<Option<NcclComm>, NcclError> {
+        self.live("ncclCommSplit")?;
+        let Some(split) = self.lib.comm_split else {
+            let found = self
+                .lib
+                .version()
+                .map(version_string)
+                .unwrap_or_else(|_| "of unknown version".into());
+            return Err(NcclError {
+                call: "ncclCommSplit",
+                code: -1,
+                text: format!(
+                    "{} is NCCL {found}, which has no ncclCommSplit; splitting a communicator needs NCCL {} or newer",
+                    self.lib.what,
+                    version_string(SPLIT_MIN_VERSION)
+                ),
+            });
+        };
+        let bad = |what: &str, v: u32| NcclError {
+            call: "ncclCommSplit",
+            code: -1,
+            text: format!("{what} {v} exceeds NCCL's int range"),
+        };
+        let color = match color {
+            Some(c) => c_int::try_from(c).map_err(|_| bad("colour", c))?,
+            None => SPLIT_NOCOLOR,
+        };
+        let key = c_int::try_from(key).map_err(|_| bad("key", key))?;
+        let mut raw: Comm = std::ptr::null_mut();
+        // SAFETY: live communicator, valid out-pointer; a null config makes
+        // the new communicator inherit the parent's.
+        self.lib.check("ncclCommSplit", unsafe {
+            split(self.raw, color, key, &mut raw, std::ptr::null_mut())
+        })?;
+        if raw.is_null() {
+            return Ok(None);
+        }
+        let (mut rank, mut size) = (0, 0);
+        // SAFETY: the new live communicator, valid out-pointers.
+        let counted = self.lib.check("ncclCommUserRank", unsafe {
+            (self.lib.comm_user_rank)(raw, &mut rank)
+        });
+        // SAFETY: as above.
+        let counted = counted.and_then(|_| {
+            self.lib.check("ncclCommCount", unsafe {
+                (self.lib.comm_count)(raw, &mut size)
+            })
+        });
+        // Wrapped before the error is returned, so that a failure here
+        // aborts the new communicator when it drops.
+        let comm = NcclComm::wrap(
+            self.lib.clone(),
+            raw,
+            rank.max(0) as usize,
+            size.max(0) as usize,
+        );
+        counted?;
+        Ok(Some(comm))
     }
 
     /// Enqueues a sum all-reduce of `count` elements of `dtype` on `stream`.
@@ -308,13 +444,7 @@ impl NcclComm {
         dtype: i32,
         stream: *mut c_void,
     ) -> Result<(), NcclError> {
-        if self.aborted.get() {
-            return Err(NcclError {
-                call: "ncclAllReduce",
-                code: -1,
-                text: "the communicator was aborted".into(),
-            });
-        }
+        self.live("ncclAllReduce")?;
         self.lib.check(
             "ncclAllReduce",
             (self.lib.all_reduce)(
@@ -329,10 +459,126 @@ impl NcclComm {
         )
     }
 
+    /// Enqueues an all-gather on `stream`: `count_per_rank` elements of
+    /// `dtype` from every rank, rank-major in `recv`.
+    ///
+    /// # Safety
+    /// `send` holds `count_per_rank` and `recv` `size · count_per_rank`
+    /// elements of `dtype` in this communicator's device context, alive
+    /// until the stream has run the operation; `stream` a live stream of
+    /// that context.
+    pub unsafe fn all_gather(
+        &self,
+        send: u64,
+        recv: u64,
+        count_per_rank: usize,
+        dtype: i32,
+        stream: *mut c_void,
+    ) -> Result<(), NcclError> {
+        self.live("ncclAllGather")?;
+        self.lib.check(
+            "ncclAllGather",
+            (self.lib.all_gather)(
+                send as *const c_void,
+                recv as *mut c_void,
+                count_per_rank,
+                dtype,
+                self.raw,
+                stream,
+            ),
+        )
+    }
+
+    /// Enqueues a sum reduce-scatter on `stream`: block `rank` (of
+    /// `count_per_rank` elements) of the sum of every rank's `send` lands
+    /// in this rank's `recv`.
+    ///
+    /// # Safety
+    /// `send` holds `size · count_per_rank` and `recv` `count_per_rank`
+    /// elements of `dtype`, as for [`NcclComm::all_gather`].
+    pub unsafe fn reduce_scatter_sum(
+        &self,
+        send: u64,
+        recv: u64,
+        count_per_rank: usize,
+        dtype: i32,
+        stream: *mut c_void,
+    ) -> Result<(), NcclError> {
+        self.live("ncclReduceScatter")?;
+        self.lib.check(
+            "ncclReduceScatter",
+            (self.lib.reduce_scatter)(
+                send as *const c_void,
+                recv as *mut c_void,
+                count_per_rank,
+                dtype,
+                SUM,
+                self.raw,
+                stream,
+            ),
+        )
+    }
+
+    /// Enqueues, in one NCCL group (`ncclGroupStart`, `ncclSend`,
+    /// `ncclRecv`, `ncclGroupEnd`), the exchange of `count` elements with
+    /// `peer`: both directions at once, as `MPI_Sendrecv`. Without the
+    /// group the two blocking halves would deadlock.
+    ///
+    /// # Safety
+    /// `send` and `recv` hold `count` elements of `dtype`, as for
+    /// [`NcclComm::all_gather`].
+    pub unsafe fn send_recv(
+        &self,
+        peer: usize,
+        send: u64,
+        recv: u64,
+        count: usize,
+        dtype: i32,
+        stream: *mut c_void,
+    ) -> Result<(), NcclError> {
+        self.live("ncclSend")?;
+        if peer >= self.size {
+            return Err(NcclError {
+                call: "ncclSend",
+                code: -1,
+                text: format!("peer {peer} is not in a communicator of {}", self.size),
+            });
+        }
+        self.lib.group_start()?;
+        let sent = self.lib.check(
+            "ncclSend",
+            (self.lib.send)(
+                send as *const c_void,
+                count,
+                dtype,
+                peer as c_int,
+                self.raw,
+                stream,
+            ),
+        );
+        let received = sent.and_then(|_| {
+            self.lib.check(
+                "ncclRecv",
+                (self.lib.recv)(
+                    recv as *mut c_void,
+                    count,
+                    dtype,
+                    peer as c_int,
+                    self.raw,
+                    stream,
+                ),
+            )
+        });
+        // The group is closed on every path: an open group would swallow
+        // the next collective.
+        let ended = self.lib.group_end();
+        received.and(ended)
+    }
+
     /// `ncclCommGetAsyncError`: `Err` when the communicator has failed
     /// (a peer died, a network error).
     pub fn async_error(&self) -> Result<(), NcclError> {
-        if self.aborted.get() {
+        if self.aborted.load(Ordering::SeqCst) {
             return Ok(());
         }
         let mut e = 0;
@@ -355,7 +601,7 @@ impl NcclComm {
     /// spinning on a dead peer return) so that a watchdog can end the job.
     /// Idempotent.
     pub fn abort(&self) {
-        if !self.aborted.replace(true) {
+        if !self.aborted.swap(true, Ordering::SeqCst) {
             // SAFETY: live communicator, aborted once; afterwards it is
             // never used again (every entry point checks `aborted`).
             unsafe { (self.lib.comm_abort)(self.raw) };
@@ -364,7 +610,7 @@ impl NcclComm {
 
     /// Whether [`NcclComm::abort`] was called.
     pub fn is_aborted(&self) -> bool {
-        self.aborted.get()
+        self.aborted.load(Ordering::SeqCst)
     }
 
     /// Declares a normal end: every rank finished its collectives and
@@ -372,18 +618,18 @@ impl NcclComm {
     /// `ncclCommDestroy`. Call it only after the run's last collective
     /// (e.g. after the final exit-code broadcast).
     pub fn mark_finished(&self) {
-        self.finished.set(true);
+        self.finished.store(true, Ordering::SeqCst);
     }
 
     /// Whether [`NcclComm::mark_finished`] was called.
     pub fn is_finished(&self) -> bool {
-        self.finished.get()
+        self.finished.load(Ordering::SeqCst)
     }
 }
 
 impl Drop for NcclComm {
     fn drop(&mut self) {
-        let (aborted, finished) = (self.aborted.get(), self.finished.get());
+        let (aborted, finished) = (self.is_aborted(), self.is_finished());
         // Asking for the error only matters (and is only safe) on a live,
         // finished communicator.
         let async_error = !aborted && finished && self.async_error().is_err();
