@@ -95,6 +95,28 @@ pub fn expected_sum(ranks: u64, bucket: u64, index: u64) -> f64 {
     }
 }
 
+/// All-gather check: the value rank `rank` puts at element `index` of the
+/// gathered buffer (its shard is `rank·shard .. (rank+1)·shard`): an
+/// integer in −2, …, 2 that depends on the position and the rank, so that
+/// a shard landing at the wrong place is counted. Exact in every dtype
+/// (no arithmetic: a gather only copies).
+pub fn gather_value(rank: u64, id: u64, index: u64) -> f64 {
+    base(rank, id, index)
+}
+
+/// Elements of a gathered buffer (`shard` elements per rank) that differ
+/// from [`gather_value`].
+pub fn count_wrong_gathered(values: impl IntoIterator<Item = f64>, shard: u64, id: u64) -> u64 {
+    values
+        .into_iter()
+        .enumerate()
+        .filter(|(j, v)| {
+            let j = *j as u64;
+            v.is_nan() || *v != gather_value(j / shard.max(1), id, j)
+        })
+        .count() as u64
+}
+
 /// Counts elements of `values` (bucket `bucket`, starting at element
 /// `offset`) that differ from the expected sum over `ranks`. The sums are
 /// exact in every gradient dtype (see the module note), so any difference,
@@ -227,5 +249,24 @@ mod tests {
         reduced[123] += 1.0;
         reduced[7] = f64::NAN;
         assert_eq!(count_wrong(reduced.iter().copied(), ranks, 2, 10), 2);
+    }
+
+    /// A gather in rank order passes; two shards swapped (ranks 0 and 5,
+    /// equal modulo the pattern's period) or a NaN are counted.
+    #[test]
+    fn gathered_known_answer() {
+        let (n, shard, id) = (6u64, 7u64, 3u64);
+        let good: Vec<f64> = (0..n)
+            .flat_map(|r| (0..shard).map(move |i| gather_value(r, id, r * shard + i)))
+            .collect();
+        assert_eq!(count_wrong_gathered(good.iter().copied(), shard, id), 0);
+        let mut swapped = good.clone();
+        for i in 0..shard as usize {
+            swapped.swap(i, 5 * shard as usize + i);
+        }
+        assert!(count_wrong_gathered(swapped, shard, id) > 0);
+        let mut nan = good;
+        nan[9] = f64::NAN;
+        assert_eq!(count_wrong_gathered(nan, shard, id), 1);
     }
 }

@@ -127,7 +127,8 @@ fn try_main(args: &Args, rank: &Rank) -> Result<(), Exit> {
             .map_err(|e| usage(&e))?;
         return Accept::open(rank, config, settings, run_id, run_dir)?.run();
     }
-    let plan = Arc::new(StepPlan::for_config(&config));
+    let layout = setup::layout(rank, &config, &args.config)?;
+    let plan = Arc::new(StepPlan::for_layout(&config, &layout));
     let hooks = Hooks {
         inject_wrong_rank: args.inject_wrong_rank,
     };

@@ -419,18 +419,43 @@ mod tests {
     use std::sync::Arc;
 
     fn backend(extra: &str) -> (CpuBackend<LocalGroup>, Arc<StepPlan>) {
+        backend_on(extra, None)
+    }
+
+    /// A one-rank backend for a config, on `layout` when given (its groups
+    /// are one-rank groups).
+    fn backend_on(
+        extra: &str,
+        layout: Option<mfubench_core::parallel::Layout>,
+    ) -> (CpuBackend<LocalGroup>, Arc<StepPlan>) {
         let c = parse_config(
             &format!("[model]\npreset = \"tiny\"\nseq = 64\nhidden = 128\nffn = 256\nheads = 4\nkv_heads = 2\n[run]\nbackend = \"cpu\"\nbucket_mb = 0.1\n{extra}"),
             "t",
         )
         .unwrap();
-        let plan = Arc::new(StepPlan::for_config(&c));
+        let mut plan = match layout {
+            Some(l) => StepPlan::for_layout(&c, &l),
+            None => StepPlan::for_config(&c),
+        };
+        // One-rank groups stand in for the layout's groups: the schedule is
+        // the same, the collectives copy.
+        for coll in &mut plan.collectives {
+            coll.group_size = 1;
+        }
+        let plan = Arc::new(plan);
         let mut b = CpuBackend::new(
             plan.clone(),
             c.run.dtype,
             c.run.grad_dtype,
             1,
             Arc::new(LocalGroup),
+        )
+        .unwrap()
+        .with_groups(
+            mfubench_core::parallel::Group::SPLIT
+                .iter()
+                .map(|&g| (g, Arc::new(LocalGroup)))
+                .collect(),
         )
         .unwrap();
         b.allocate_gemms(&plan).unwrap();
@@ -527,6 +552,10 @@ mod tests {
         fn allocate_buckets(&mut self, plan: &StepPlan) -> Result<(), BackendError> {
             self.inner.allocate_buckets(plan)
         }
+        fn collective(&self, s: StreamId, c: usize) -> Result<(), BackendError> {
+            self.log.lock().unwrap().push(format!("c{c}"));
+            self.inner.collective(s, c)
+        }
         fn all_reduce(&self, s: StreamId, b: usize) -> Result<(), BackendError> {
             self.log.lock().unwrap().push(format!("a{b}"));
             self.inner.all_reduce(s, b)
@@ -600,5 +629,92 @@ mod tests {
         let (b, plan) = backend("");
         let r = calibrate(&b, &plan, 2, Duration::from_millis(10), T).unwrap();
         assert!(r > 0.0 && r.is_finite());
+    }
+
+    fn one_rank(data: mfubench_core::parallel::DataParallel, tensor: u64) -> mfubench_core::parallel::Layout {
+        mfubench_core::parallel::Parallel {
+            data,
+            tensor,
+            prefetch: 1,
+        }
+        .layout(tensor, tensor)
+        .unwrap()
+    }
+
+    /// Overlapped FSDP issues the all-gather of layer l+1 before the GEMMs
+    /// of layer l finish (prefetch 1: when layer l starts); serialized
+    /// issues it only after them. Deterministic: the enqueue order.
+    #[test]
+    fn overlapped_fsdp_prefetches_the_next_layers_allgather() {
+        use mfubench_core::plan::Purpose;
+        let (inner, plan) = backend_on("layers = 3\n", Some(one_rank(mfubench_core::parallel::DataParallel::Fsdp, 1)));
+        let b = Logging {
+            inner,
+            log: std::sync::Mutex::new(Vec::new()),
+        };
+        let position = |log: &[String], x: String| log.iter().position(|y| *y == x).unwrap();
+        for (mode, ahead) in [(Mode::Overlapped, true), (Mode::Serialized, false)] {
+            b.log.lock().unwrap().clear();
+            b.prepare_check().unwrap();
+            run_step(&b, &plan, mode, T).unwrap();
+            assert_eq!(b.count_wrong().unwrap(), 0, "{mode}");
+            let log = b.log.lock().unwrap().clone();
+            for l in 0..2u32 {
+                let ag = plan
+                    .collectives
+                    .iter()
+                    .position(|c| c.layer == Some(l + 1) && c.purpose == Purpose::ParamGatherForward)
+                    .unwrap();
+                let last_gemm = plan
+                    .ops
+                    .iter()
+                    .rposition(|o| o.layer == Some(l) && o.pass == mfubench_core::plan::Pass::Forward)
+                    .unwrap();
+                let issued = position(&log, format!("c{ag}"));
+                let finished = position(&log, format!("g{last_gemm}"));
+                assert_eq!(issued < finished, ahead, "{mode} layer {l}: {log:?}");
+            }
+        }
+    }
+
+    /// Every pattern's collectives run and pass their checks in every mode
+    /// (one rank: the groups are one-rank groups); the spans of the
+    /// blocking TP all-reduces sit between the GEMMs around them.
+    #[test]
+    fn every_pattern_runs_every_mode_with_correct_results() {
+        use mfubench_core::parallel::DataParallel::*;
+        for (data, tensor) in [(Ddp, 2), (Fsdp, 1), (Fsdp, 2), (Hsdp, 1)] {
+            let layout = if data == Hsdp {
+                let mut l = one_rank(Fsdp, tensor);
+                l.data = Hsdp;
+                l
+            } else {
+                one_rank(data, tensor)
+            };
+            let (b, plan) = backend_on("layers = 2\nrecompute = true\n", Some(layout));
+            assert!(!plan.collectives.is_empty());
+            for mode in Mode::ALL {
+                b.prepare_check().unwrap();
+                let t = run_step(&b, &plan, mode, T).unwrap();
+                if mode.has_comm() {
+                    assert_eq!(b.count_wrong().unwrap(), 0, "{data} t={tensor} {mode}");
+                    let n = t.spans.iter().filter(|s| s.stream == StreamKind::Comm).count();
+                    assert_eq!(n, plan.collectives.len());
+                }
+                if mode == Mode::Overlapped && tensor > 1 {
+                    for s in t.spans.iter().filter(|s| s.collective.is_some()) {
+                        let c = &plan.collectives[s.collective.unwrap()];
+                        if c.group != mfubench_core::parallel::Group::Tp {
+                            continue;
+                        }
+                        let before = &t.spans[c.ready_after.unwrap()];
+                        let after = &t.spans[c.needed_by.unwrap()];
+                        assert!(s.start_s >= before.end_s && after.start_s >= s.end_s, "{}", s.name);
+                    }
+                }
+            }
+            b.corrupt_one_element().unwrap();
+            assert_eq!(b.count_wrong().unwrap(), 1);
+        }
     }
 }
