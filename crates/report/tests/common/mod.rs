@@ -205,6 +205,8 @@ pub fn build(g: &Gen) -> RunRecord {
                         step_start_s: Vec::new(),
                         gemm_busy_s: Vec::new(),
                         allreduce_busy_s: Vec::new(),
+                        collective_busy_s: BTreeMap::new(),
+                        collective_exposed_s: BTreeMap::new(),
                         ops,
                         timeline: spans,
                         timeline_iteration: 0,
