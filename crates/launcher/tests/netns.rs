@@ -10,30 +10,6 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-/// Tears the fake hosts down however the test ends.
-struct Netns;
-
-impl Netns {
-    fn up(hosts: u32) -> Netns {
-        let down = root().join("ci/netns-down.sh");
-        // Leftovers of an interrupted earlier run would make netns-up fail.
-        let _ = Command::new(&down).status();
-        let guard = Netns;
-        let f = run(
-            Command::new(root().join("ci/netns-up.sh")).arg(hosts.to_string()),
-            Duration::from_secs(60),
-        );
-        assert_eq!(f.code(), 0, "ci/netns-up.sh failed: {f:?}");
-        guard
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new(root().join("ci/netns-down.sh")).status();
-    }
-}
-
 #[test]
 fn three_hosts_in_network_namespaces() {
     let test = "three_hosts_in_network_namespaces";

@@ -337,3 +337,30 @@ pub fn read_json(p: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).expect("run.json is JSON")
 }
+
+/// Tears the fake hosts down however the test ends.
+pub struct Netns;
+
+impl Netns {
+    /// Sets up `hosts` namespace hosts (hostA, hostB, …) with
+    /// ci/netns-up.sh.
+    pub fn up(hosts: u32) -> Netns {
+        let down = root().join("ci/netns-down.sh");
+        // Leftovers of an interrupted earlier run would make netns-up fail.
+        let _ = Command::new(&down).status();
+        let guard = Netns;
+        let f = run(
+            Command::new(root().join("ci/netns-up.sh")).arg(hosts.to_string()),
+            Duration::from_secs(60),
+        );
+        assert_eq!(f.code(), 0, "ci/netns-up.sh failed: {f:?}");
+        guard
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("ci/netns-down.sh")).status();
+    }
+}
+
