@@ -290,6 +290,10 @@ pub struct CollectiveOp {
     pub serialized_after: Option<usize>,
     /// GEMM that waits for its result; `None`: the step's end.
     pub needed_by: Option<usize>,
+    /// TP: the GEMM whose output (forward) or input gradient (backward) it
+    /// sums, e.g. `out_proj`; it makes the label unique within a layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<GemmKind>,
     /// Collective (index into [`StepPlan::collectives`]) whose result it
     /// reduces further (HSDP: the reduce-scatter before the shard's
     /// all-reduce).
@@ -314,7 +318,10 @@ impl CollectiveOp {
             Some(l) => format!("L{l}"),
             None => "lm_head".to_string(),
         };
-        format!("{at}.{kind}.{}", self.purpose.name())
+        match self.site {
+            Some(site) => format!("{at}.{kind}.{}.{site}", self.purpose.name()),
+            None => format!("{at}.{kind}.{}", self.purpose.name()),
+        }
     }
 
     /// Bytes each rank sends (and receives) over the wire in a bandwidth-
@@ -431,6 +438,7 @@ fn collectives(
         ready_after: at,
         serialized_after: at,
         needed_by: at.map_or(Some(0), next).filter(|_| !ops.is_empty()),
+        site: None,
         after_collective: None,
     };
     // (production position, collective): sorted by position at the end.
@@ -456,14 +464,17 @@ fn collectives(
     for &(purpose, layer, at) in tp_points {
         out.push((
             at as f64 + 0.5,
-            op(
-                Collective::AllReduce,
-                Group::Tp,
-                purpose,
-                layer,
-                activation_elements,
-                Some(at),
-            ),
+            CollectiveOp {
+                site: Some(ops[at].kind),
+                ..op(
+                    Collective::AllReduce,
+                    Group::Tp,
+                    purpose,
+                    layer,
+                    activation_elements,
+                    Some(at),
+                )
+            },
         ));
     }
     if layout.data.is_sharded() {
@@ -617,7 +628,7 @@ impl StepPlan {
         let hd = model.head_dim();
         let attn_batch = p.micro_batch * model.heads / tp;
         let mut ops = Vec::new();
-        // (kind, index into ops) after which a TP all-reduce runs.
+        // (purpose, layer, index into ops) after which a TP all-reduce runs.
         let mut tp_points: Vec<(Purpose, Option<u32>, usize)> = Vec::new();
 
         // (kind, k_in, n_out) of the linears of a block on this TP rank, in
@@ -1083,6 +1094,10 @@ mod tests {
             assert_eq!(tp.len(), 4 * 2);
             assert!(tp.iter().all(|c| c.elements == 256 * 4096 && c.kind == Collective::AllReduce));
             assert_eq!(tp.iter().filter(|c| c.purpose == Purpose::TpForward).count(), 4);
+            let mut labels: Vec<String> = p.collectives.iter().map(CollectiveOp::label).collect();
+            labels.sort();
+            labels.dedup();
+            assert_eq!(labels.len(), p.collectives.len(), "{labels:?}");
             // Blocking: the next GEMM waits for each.
             assert!(tp.iter().all(|c| c.needed_by == c.ready_after.map(|i| i + 1)));
         }
