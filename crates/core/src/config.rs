@@ -560,10 +560,7 @@ pub struct Config {
     /// The parallelism pattern; DDP without tensor parallelism when absent
     /// (run files written before it existed), and not written when default
     /// (run files of DDP runs stay as they were).
-    #[serde(
-        default,
-        skip_serializing_if = "crate::parallel::Parallel::is_default"
-    )]
+    #[serde(default, skip_serializing_if = "crate::parallel::Parallel::is_default")]
     pub parallel: crate::parallel::Parallel,
 }
 

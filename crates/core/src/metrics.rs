@@ -217,12 +217,18 @@ mod tests {
     fn uncovered_known_answers() {
         // Busy 0–4 and 3–6 (union 0–6), GEMMs 1–2 and 5–10: exposed 0–1,
         // 2–5: 4 s.
-        assert!(close(uncovered_s(&[(0.0, 4.0), (3.0, 6.0)], &[(1.0, 2.0), (5.0, 10.0)]), 4.0));
+        assert!(close(
+            uncovered_s(&[(0.0, 4.0), (3.0, 6.0)], &[(1.0, 2.0), (5.0, 10.0)]),
+            4.0
+        ));
         assert_eq!(uncovered_s(&[(1.0, 2.0)], &[(0.0, 3.0)]), 0.0);
         assert!(close(uncovered_s(&[(1.0, 2.0)], &[]), 1.0));
         assert_eq!(uncovered_s(&[], &[(0.0, 1.0)]), 0.0);
         // Overlapping GEMM spans are not subtracted twice.
-        assert!(close(uncovered_s(&[(0.0, 4.0)], &[(1.0, 3.0), (2.0, 3.0)]), 2.0));
+        assert!(close(
+            uncovered_s(&[(0.0, 4.0)], &[(1.0, 3.0), (2.0, 3.0)]),
+            2.0
+        ));
     }
 
     /// nccl-tests' factors: all-reduce 2(n−1)/n, all-gather and

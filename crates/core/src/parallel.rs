@@ -334,10 +334,7 @@ mod tests {
     fn defaults_and_values() {
         assert_eq!(parallel("").unwrap(), Parallel::default());
         let p = parallel("data = \"hsdp\"\ntensor = 4\nprefetch = 2\n").unwrap();
-        assert_eq!(
-            (p.data, p.tensor, p.prefetch),
-            (DataParallel::Hsdp, 4, 2)
-        );
+        assert_eq!((p.data, p.tensor, p.prefetch), (DataParallel::Hsdp, 4, 2));
     }
 
     #[test]

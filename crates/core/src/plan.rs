@@ -1087,30 +1087,54 @@ mod tests {
             );
             assert_eq!(fwd(GemmKind::FfnUp).n, ffn);
             assert_eq!(fwd(GemmKind::FfnGate).n, ffn);
-            assert_eq!((fwd(GemmKind::FfnDown).k, fwd(GemmKind::FfnDown).n), (ffn, 4096));
+            assert_eq!(
+                (fwd(GemmKind::FfnDown).k, fwd(GemmKind::FfnDown).n),
+                (ffn, 4096)
+            );
             assert_eq!(fwd(GemmKind::AttnScores).batch, heads);
             // 2 activation all-reduces per layer forward, 2 backward, T·d each.
-            let tp: Vec<_> = p.collectives.iter().filter(|c| c.group == Group::Tp).collect();
+            let tp: Vec<_> = p
+                .collectives
+                .iter()
+                .filter(|c| c.group == Group::Tp)
+                .collect();
             assert_eq!(tp.len(), 4 * 2);
-            assert!(tp.iter().all(|c| c.elements == 256 * 4096 && c.kind == Collective::AllReduce));
-            assert_eq!(tp.iter().filter(|c| c.purpose == Purpose::TpForward).count(), 4);
+            assert!(tp
+                .iter()
+                .all(|c| c.elements == 256 * 4096 && c.kind == Collective::AllReduce));
+            assert_eq!(
+                tp.iter()
+                    .filter(|c| c.purpose == Purpose::TpForward)
+                    .count(),
+                4
+            );
             let mut labels: Vec<String> = p.collectives.iter().map(CollectiveOp::label).collect();
             labels.sort();
             labels.dedup();
             assert_eq!(labels.len(), p.collectives.len(), "{labels:?}");
             // Blocking: the next GEMM waits for each.
-            assert!(tp.iter().all(|c| c.needed_by == c.ready_after.map(|i| i + 1)));
+            assert!(tp
+                .iter()
+                .all(|c| c.needed_by == c.ready_after.map(|i| i + 1)));
         }
     }
 
     #[test]
     fn device_flops_times_t_are_the_unsplit_flops() {
-        for extra in ["", "lm_head = true\n", "[run]\nrecompute = true\nmicro_batch = 2\n"] {
+        for extra in [
+            "",
+            "lm_head = true\n",
+            "[run]\nrecompute = true\nmicro_batch = 2\n",
+        ] {
             let c = model("llama3-8b", extra);
             let one = StepPlan::for_config(&c);
             for t in [2u64, 4, 8] {
                 let p = StepPlan::for_layout(&c, &layout(DataParallel::Fsdp, t, 2 * t, 2 * t));
-                assert_eq!(p.model_flops() * t as f64, one.model_flops(), "t={t} {extra}");
+                assert_eq!(
+                    p.model_flops() * t as f64,
+                    one.model_flops(),
+                    "t={t} {extra}"
+                );
                 assert_eq!(p.hardware_flops() * t as f64, one.hardware_flops());
                 assert_eq!(p.ops.len(), one.ops.len());
             }
@@ -1174,7 +1198,11 @@ mod tests {
                 4.0 * l * 2.0 * td * (tf - 1.0) / tf * b
             ));
             // Every HSDP shard all-reduce follows its layer's reduce-scatter.
-            for c in hsdp.collectives.iter().filter(|c| c.group == Group::DpReplicate) {
+            for c in hsdp
+                .collectives
+                .iter()
+                .filter(|c| c.group == Group::DpReplicate)
+            {
                 let rs = &hsdp.collectives[c.after_collective.unwrap()];
                 assert_eq!((rs.kind, rs.layer), (Collective::ReduceScatter, c.layer));
             }
@@ -1234,7 +1262,11 @@ mod tests {
             let g = ag(l, Purpose::ParamGatherForward);
             assert_eq!(g.needed_by, Some(first(l, Pass::Forward)));
             assert_eq!(g.serialized_after, first(l, Pass::Forward).checked_sub(1));
-            let want = if l >= 1 { first(l - 1, Pass::Forward).checked_sub(1) } else { None };
+            let want = if l >= 1 {
+                first(l - 1, Pass::Forward).checked_sub(1)
+            } else {
+                None
+            };
             assert_eq!(g.ready_after, want, "layer {l}");
             let rs = ag(l, Purpose::GradReduceScatter);
             let last_wgrad = p.ops.iter().rposition(|o| o.layer == Some(l)).unwrap();

@@ -847,7 +847,12 @@ fn per_iteration_max(
     let iters = per_rank.iter().map(|v| v.len()).min()?;
     Some(
         (0..iters)
-            .map(|i| per_rank.iter().map(|v| v[i]).fold(f64::NEG_INFINITY, f64::max))
+            .map(|i| {
+                per_rank
+                    .iter()
+                    .map(|v| v[i])
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
             .collect(),
     )
 }
@@ -859,9 +864,8 @@ fn collective_summaries(ranks: &[RankRecord], plan: &PlanInfo) -> Vec<Collective
         .map(|info| {
             let key = info.key();
             let busy = per_iteration_max(ranks, Mode::Comm, |m| m.collective_busy_s.get(&key));
-            let exposed = |mode| {
-                per_iteration_max(ranks, mode, |m| m.collective_exposed_s.get(&key))
-            };
+            let exposed =
+                |mode| per_iteration_max(ranks, mode, |m| m.collective_exposed_s.get(&key));
             let (over, ser) = (exposed(Mode::Overlapped), exposed(Mode::Serialized));
             let time_s = busy.as_deref().and_then(stats::median);
             let algbw = time_s

@@ -62,10 +62,18 @@ fn check_run(j: &Value, ranks: u64, kinds: usize) {
             );
         }
     }
-    let rows = j["summary"]["collectives"].as_array().expect("summary.collectives");
+    let rows = j["summary"]["collectives"]
+        .as_array()
+        .expect("summary.collectives");
     assert_eq!(rows.len(), kinds, "{rows:#?}");
     for c in rows {
-        for f in ["time_s", "algbw_gbps", "busbw_gbps", "exposed_s", "hidden_fraction"] {
+        for f in [
+            "time_s",
+            "algbw_gbps",
+            "busbw_gbps",
+            "exposed_s",
+            "hidden_fraction",
+        ] {
             assert!(c[f].as_f64().is_some_and(f64::is_finite), "{f}: {c:#}");
         }
         for f in ["exposed_s_ci95", "hidden_fraction_ci95"] {
@@ -76,9 +84,14 @@ fn check_run(j: &Value, ranks: u64, kinds: usize) {
 
 fn run_job(cfg: &Path, out: &Path, id: &str, where_: &[&str], extra: &[&str]) -> Value {
     let mut cmd = mfubench_cmd();
-    cmd.args(["run", cfg.to_str().unwrap()])
-        .args(where_)
-        .args(["--out", out.to_str().unwrap(), "--run-id", id, "--timeout", "5m"]);
+    cmd.args(["run", cfg.to_str().unwrap()]).args(where_).args([
+        "--out",
+        out.to_str().unwrap(),
+        "--run-id",
+        id,
+        "--timeout",
+        "5m",
+    ]);
     if !extra.is_empty() {
         cmd.arg("--").args(extra);
     }
@@ -115,7 +128,12 @@ fn fsdp_tp_and_hsdp_on_two_namespace_hosts() {
 
     // FSDP over the 2 data-parallel ranks of each TP position, TP = 2
     // inside each host.
-    let cfg = config(tmp.path(), "fsdp.toml", layers, "data = \"fsdp\"\ntensor = 2");
+    let cfg = config(
+        tmp.path(),
+        "fsdp.toml",
+        layers,
+        "data = \"fsdp\"\ntensor = 2",
+    );
     let j = run_job(&cfg, tmp.path(), "fsdp-tp", &hosts, &extra);
     check_run(&j, 4, 3);
     let slice = PARAMS_PER_LAYER / 2;

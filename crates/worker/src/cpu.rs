@@ -24,9 +24,9 @@ use mfubench_core::plan::StepPlan;
 
 use crate::backend::{Backend, BackendError, Communicator, Compute, StreamId, Streams};
 use crate::group::GroupComm;
+use crate::mpi_comm::MpiGroup;
 use mfubench_core::metrics::Collective;
 use mfubench_core::parallel::Group;
-use crate::mpi_comm::MpiGroup;
 
 /// A host buffer of one of the CPU dtypes.
 #[derive(Debug, Clone, PartialEq)]
@@ -297,7 +297,9 @@ impl CollBuf {
     fn wrong(&self) -> u64 {
         let values = (0..self.recv.len()).map(|i| self.recv.get(i));
         match self.kind {
-            Collective::AllGather => check::count_wrong_gathered(values, self.shard as u64, self.id),
+            Collective::AllGather => {
+                check::count_wrong_gathered(values, self.shard as u64, self.id)
+            }
             Collective::ReduceScatter => {
                 check::count_wrong(values, self.size, self.id, self.rank * self.shard as u64)
             }
@@ -832,11 +834,9 @@ impl<G: HostGroup> Backend for CpuBackend<G> {
                 continue;
             }
             let (colour, position) = layout.colour_and_position(g, rank.rank);
-            let sub = rank.agree(
-                world
-                    .split(Some(colour as u32), position as u32)
-                    .and_then(|c| c.ok_or_else(|| BackendError::Failed(format!("the {g} split gave no group")))),
-            )?;
+            let sub = rank.agree(world.split(Some(colour as u32), position as u32).and_then(
+                |c| c.ok_or_else(|| BackendError::Failed(format!("the {g} split gave no group"))),
+            ))?;
             groups.push((g, Arc::new(sub)));
         }
         let reducer = groups
@@ -845,7 +845,8 @@ impl<G: HostGroup> Backend for CpuBackend<G> {
             .map(|(_, c)| c.clone())
             .unwrap_or(world);
         rank.agree(
-            CpuBackend::new(plan, dtype, grad, threads, reducer).and_then(|b| b.with_groups(groups)),
+            CpuBackend::new(plan, dtype, grad, threads, reducer)
+                .and_then(|b| b.with_groups(groups)),
         )
     }
 

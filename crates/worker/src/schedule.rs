@@ -631,7 +631,10 @@ mod tests {
         assert!(r > 0.0 && r.is_finite());
     }
 
-    fn one_rank(data: mfubench_core::parallel::DataParallel, tensor: u64) -> mfubench_core::parallel::Layout {
+    fn one_rank(
+        data: mfubench_core::parallel::DataParallel,
+        tensor: u64,
+    ) -> mfubench_core::parallel::Layout {
         mfubench_core::parallel::Parallel {
             data,
             tensor,
@@ -647,7 +650,10 @@ mod tests {
     #[test]
     fn overlapped_fsdp_prefetches_the_next_layers_allgather() {
         use mfubench_core::plan::Purpose;
-        let (inner, plan) = backend_on("layers = 3\n", Some(one_rank(mfubench_core::parallel::DataParallel::Fsdp, 1)));
+        let (inner, plan) = backend_on(
+            "layers = 3\n",
+            Some(one_rank(mfubench_core::parallel::DataParallel::Fsdp, 1)),
+        );
         let b = Logging {
             inner,
             log: std::sync::Mutex::new(Vec::new()),
@@ -663,12 +669,16 @@ mod tests {
                 let ag = plan
                     .collectives
                     .iter()
-                    .position(|c| c.layer == Some(l + 1) && c.purpose == Purpose::ParamGatherForward)
+                    .position(|c| {
+                        c.layer == Some(l + 1) && c.purpose == Purpose::ParamGatherForward
+                    })
                     .unwrap();
                 let last_gemm = plan
                     .ops
                     .iter()
-                    .rposition(|o| o.layer == Some(l) && o.pass == mfubench_core::plan::Pass::Forward)
+                    .rposition(|o| {
+                        o.layer == Some(l) && o.pass == mfubench_core::plan::Pass::Forward
+                    })
                     .unwrap();
                 let issued = position(&log, format!("c{ag}"));
                 let finished = position(&log, format!("g{last_gemm}"));
@@ -698,7 +708,11 @@ mod tests {
                 let t = run_step(&b, &plan, mode, T).unwrap();
                 if mode.has_comm() {
                     assert_eq!(b.count_wrong().unwrap(), 0, "{data} t={tensor} {mode}");
-                    let n = t.spans.iter().filter(|s| s.stream == StreamKind::Comm).count();
+                    let n = t
+                        .spans
+                        .iter()
+                        .filter(|s| s.stream == StreamKind::Comm)
+                        .count();
                     assert_eq!(n, plan.collectives.len());
                 }
                 if mode == Mode::Overlapped && tensor > 1 {
@@ -709,7 +723,11 @@ mod tests {
                         }
                         let before = &t.spans[c.ready_after.unwrap()];
                         let after = &t.spans[c.needed_by.unwrap()];
-                        assert!(s.start_s >= before.end_s && after.start_s >= s.end_s, "{}", s.name);
+                        assert!(
+                            s.start_s >= before.end_s && after.start_s >= s.end_s,
+                            "{}",
+                            s.name
+                        );
                     }
                 }
             }

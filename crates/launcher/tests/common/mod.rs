@@ -363,4 +363,3 @@ impl Drop for Netns {
         let _ = Command::new(root().join("ci/netns-down.sh")).status();
     }
 }
-
