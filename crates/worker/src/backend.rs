@@ -33,6 +33,26 @@ pub enum StreamId {
     /// Runs the collectives of one group (TP, FSDP shard, HSDP replicate):
     /// one stream per group, so different groups' collectives overlap.
     Group(Group),
+    /// Runs a group's reduce-scatters, on a second communicator of the
+    /// group: FSDP's separate reduce-scatter stream, so that a layer's
+    /// reduce-scatter never holds up the next layer's all-gather.
+    Reduce(Group),
+}
+
+impl StreamId {
+    /// The stream's name in messages (`compute`, `comm`, `dp_shard`,
+    /// `dp_shard reduce-scatter`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamId::Compute => "compute",
+            StreamId::Comm => "comm",
+            StreamId::Group(g) => g.name(),
+            StreamId::Reduce(Group::Tp) => "tp reduce-scatter",
+            StreamId::Reduce(Group::DpShard) => "dp_shard reduce-scatter",
+            StreamId::Reduce(Group::DpReplicate) => "dp_replicate reduce-scatter",
+            StreamId::Reduce(Group::World) => "world reduce-scatter",
+        }
+    }
 }
 
 /// Errors from a backend.

@@ -330,7 +330,7 @@ pub struct CpuBackend<G: HostGroup = MpiGroup> {
     /// One stream and communicator per group of the plan's collectives
     /// (TP, FSDP shard, HSDP replicate): each stream's thread is the only
     /// user of its communicator.
-    groups: Vec<(Group, CpuStream, Arc<G>)>,
+    groups: Vec<(StreamId, CpuStream, Arc<G>)>,
     /// Buffers of the plan's collectives by index (None for the buckets,
     /// which have their own); one lock each, so that group streams never
     /// wait for each other's buffers.
@@ -410,19 +410,22 @@ impl<G: HostGroup> CpuBackend<G> {
         })
     }
 
-    /// Adds a stream and a communicator for each group (see
-    /// [`StreamId::Group`]).
-    pub fn with_groups(mut self, groups: Vec<(Group, Arc<G>)>) -> Result<Self, BackendError> {
-        for (g, comm) in groups {
-            let stream = CpuStream::spawn(&format!("{g}-stream"), || {})?;
-            self.groups.push((g, stream, comm));
+    /// Adds a stream with a communicator of its own for each group stream
+    /// (see [`StreamId::Group`], [`StreamId::Reduce`]).
+    pub fn with_groups(mut self, groups: Vec<(StreamId, Arc<G>)>) -> Result<Self, BackendError> {
+        for (s, comm) in groups {
+            let stream = CpuStream::spawn(&format!("{} stream", s.name()), || {})?;
+            self.groups.push((s, stream, comm));
         }
         Ok(self)
     }
 
-    fn group(&self, g: Group) -> Result<&(Group, CpuStream, Arc<G>), BackendError> {
-        self.groups.iter().find(|(x, _, _)| *x == g).ok_or_else(|| {
-            BackendError::Failed(format!("the backend has no communicator for the {g} group"))
+    fn lane(&self, s: StreamId) -> Result<&(StreamId, CpuStream, Arc<G>), BackendError> {
+        self.groups.iter().find(|(x, _, _)| *x == s).ok_or_else(|| {
+            BackendError::Failed(format!(
+                "the backend has no communicator for the {} stream",
+                s.name()
+            ))
         })
     }
 
@@ -435,7 +438,7 @@ impl<G: HostGroup> CpuBackend<G> {
         match s {
             StreamId::Compute => Ok(&self.compute),
             StreamId::Comm => Ok(&self.comm),
-            StreamId::Group(g) => Ok(&self.group(g)?.1),
+            StreamId::Group(_) | StreamId::Reduce(_) => Ok(&self.lane(s)?.1),
         }
     }
 }
@@ -632,7 +635,7 @@ impl<G: HostGroup> Communicator for CpuBackend<G> {
                 colls.push(None);
                 continue;
             }
-            let comm = &self.group(c.group)?.2;
+            let comm = &self.lane(crate::schedule::stream_of(c))?.2;
             let (rank, size) = (comm.rank() as u64, comm.size() as u64);
             if size != c.group_size {
                 return Err(BackendError::Failed(format!(
@@ -679,7 +682,9 @@ impl<G: HostGroup> Communicator for CpuBackend<G> {
                 "collective {index} is not in the plan"
             )));
         };
-        let comm = self.group(c.group)?.2.clone();
+        // The communicator of the stream it runs on (each is used by that
+        // stream's thread only).
+        let comm = self.lane(stream)?.2.clone();
         let colls = self.colls.clone();
         let failure = self.failure.clone();
         let label = c.label();
@@ -818,30 +823,26 @@ impl<G: HostGroup> Backend for CpuBackend<G> {
         };
         rank.agree(ready)?;
         let world = Arc::new(G::world(rank));
-        // A communicator per group the plan's collectives use, split from
-        // the world in the fixed order of Group::SPLIT (every rank has the
-        // same plan, so every rank splits the same groups). DDP's buckets
-        // run on the world when there is no tensor parallelism (as before),
-        // else on the data-parallel replicas.
+        // A communicator per group stream the plan's collectives use, split
+        // from the world in the fixed order of schedule::group_streams
+        // (every rank has the same plan, so every rank splits the same
+        // groups). DDP's buckets run on the world when there is no tensor
+        // parallelism (as before), else on the data-parallel replicas.
         let layout = plan.layout;
         let mut groups = Vec::new();
-        for g in Group::SPLIT {
-            let used = plan
-                .collectives
-                .iter()
-                .any(|c| c.group == g && (c.bucket.is_none() || layout.tensor > 1));
-            if !used {
+        for s in crate::schedule::group_streams(&plan) {
+            let (StreamId::Group(g) | StreamId::Reduce(g)) = s else {
                 continue;
-            }
+            };
             let (colour, position) = layout.colour_and_position(g, rank.rank);
             let sub = rank.agree(world.split(Some(colour as u32), position as u32).and_then(
                 |c| c.ok_or_else(|| BackendError::Failed(format!("the {g} split gave no group"))),
             ))?;
-            groups.push((g, Arc::new(sub)));
+            groups.push((s, Arc::new(sub)));
         }
         let reducer = groups
             .iter()
-            .find(|(g, _)| *g == Group::DpReplicate && layout.tensor > 1)
+            .find(|(s, _)| *s == StreamId::Group(Group::DpReplicate) && layout.tensor > 1)
             .map(|(_, c)| c.clone())
             .unwrap_or(world);
         rank.agree(

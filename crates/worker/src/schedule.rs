@@ -23,6 +23,7 @@
 use std::time::Duration;
 
 use mfubench_core::config::Mode;
+use mfubench_core::metrics::Collective;
 use mfubench_core::plan::{CollectiveOp, StepPlan};
 use mfubench_core::result::{Span, StreamKind};
 
@@ -71,18 +72,38 @@ struct Pending<'a, E> {
 /// groups (a TP all-reduce and an FSDP all-gather) can run at once, as on
 /// the separate NCCL streams of a real framework.
 pub fn stream_of(c: &CollectiveOp) -> StreamId {
-    match c.bucket {
-        Some(_) => StreamId::Comm,
-        None => StreamId::Group(c.group),
+    match (c.bucket, c.kind) {
+        (Some(_), _) => StreamId::Comm,
+        (None, Collective::ReduceScatter) => StreamId::Reduce(c.group),
+        (None, _) => StreamId::Group(c.group),
     }
 }
 
-fn stream_name(s: StreamId) -> &'static str {
-    match s {
-        StreamId::Compute => "compute",
-        StreamId::Comm => "comm",
-        StreamId::Group(g) => g.name(),
+/// The streams (and communicators) a plan's collectives other than DDP's
+/// buckets need, in a fixed order: every rank creates the same ones, in
+/// the same order (communicator splits are collective).
+pub fn group_streams(plan: &StepPlan) -> Vec<StreamId> {
+    let mut out: Vec<StreamId> = Vec::new();
+    for g in mfubench_core::parallel::Group::SPLIT {
+        for s in [StreamId::Group(g), StreamId::Reduce(g)] {
+            let used = plan.collectives.iter().any(|c| {
+                (c.bucket.is_none() && stream_of(c) == s)
+                    // DDP's buckets run on the replicas' communicator under TP.
+                    || (c.bucket.is_some()
+                        && plan.layout.tensor > 1
+                        && s == StreamId::Group(g)
+                        && c.group == g)
+            });
+            if used {
+                out.push(s);
+            }
+        }
     }
+    out
+}
+
+fn stream_name(s: StreamId) -> &'static str {
+    s.name()
 }
 
 /// Where the compute stream waits for collective `c` in `mode`: before
@@ -454,7 +475,8 @@ mod tests {
         .with_groups(
             mfubench_core::parallel::Group::SPLIT
                 .iter()
-                .map(|&g| (g, Arc::new(LocalGroup)))
+                .flat_map(|&g| [StreamId::Group(g), StreamId::Reduce(g)])
+                .map(|s| (s, Arc::new(LocalGroup)))
                 .collect(),
         )
         .unwrap();

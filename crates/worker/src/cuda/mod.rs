@@ -501,7 +501,7 @@ pub struct CudaBackend {
     comm: Option<NcclComm>,
     /// A communicator split from `comm` and a stream per group of the
     /// plan's collectives ([`CudaBackend::init_groups`]).
-    groups: Vec<(Group, NcclComm, Arc<CudaStream>)>,
+    groups: Vec<(StreamId, NcclComm, Arc<CudaStream>)>,
     matmuls: Vec<Matmul>,
     handle: LtHandle,
     gemm_bufs: Option<GemmBuffers>,
@@ -784,7 +784,7 @@ impl CudaBackend {
         match s {
             StreamId::Compute => Ok(&self.compute),
             StreamId::Comm => Ok(&self.comm_stream),
-            StreamId::Group(g) => Ok(&self.group(g)?.2),
+            StreamId::Group(_) | StreamId::Reduce(_) => Ok(&self.lane(s)?.2),
         }
     }
 
@@ -796,9 +796,12 @@ impl CudaBackend {
         }
     }
 
-    fn group(&self, g: Group) -> Result<&(Group, NcclComm, Arc<CudaStream>), BackendError> {
-        self.groups.iter().find(|(x, _, _)| *x == g).ok_or_else(|| {
-            BackendError::Failed(format!("the backend has no communicator for the {g} group"))
+    fn lane(&self, s: StreamId) -> Result<&(StreamId, NcclComm, Arc<CudaStream>), BackendError> {
+        self.groups.iter().find(|(x, _, _)| *x == s).ok_or_else(|| {
+            BackendError::Failed(format!(
+                "the backend has no communicator for the {} stream",
+                s.name()
+            ))
         })
     }
 
@@ -806,7 +809,9 @@ impl CudaBackend {
     /// parallelism, else the data-parallel replicas.
     fn bucket_comm(&self) -> Option<&NcclComm> {
         if self.plan.layout.tensor > 1 {
-            self.group(Group::DpReplicate).ok().map(|g| &g.1)
+            self.lane(StreamId::Group(Group::DpReplicate))
+                .ok()
+                .map(|g| &g.1)
         } else {
             self.comm.as_ref()
         }
@@ -815,9 +820,10 @@ impl CudaBackend {
     /// Splits a communicator, with a stream of its own, for every group
     /// the plan's collectives use (`ncclCommSplit`, collective over the
     /// world communicator; every rank has the same plan, so every rank
-    /// splits the same groups in the order of [`Group::SPLIT`]). Each
-    /// group's collectives then run on their own stream, as a framework
-    /// runs TP and FSDP communication on separate NCCL streams.
+    /// splits the same groups in the order of
+    /// [`crate::schedule::group_streams`]). Each group's collectives then
+    /// run on their own stream, its reduce-scatters on a second one, as a
+    /// framework runs TP and FSDP communication on separate NCCL streams.
     pub fn init_groups(&mut self, world_rank: u64) -> Result<(), BackendError> {
         let Some(world) = &self.comm else {
             return Err(BackendError::Failed(
@@ -830,15 +836,10 @@ impl CudaBackend {
             "cuCtxGetStreamPriorityRange",
             cu::stream::get_priority_range(),
         )?;
-        for g in Group::SPLIT {
-            let used = self
-                .plan
-                .collectives
-                .iter()
-                .any(|c| c.group == g && (c.bucket.is_none() || layout.tensor > 1));
-            if !used {
+        for s in crate::schedule::group_streams(&self.plan) {
+            let (StreamId::Group(g) | StreamId::Reduce(g)) = s else {
                 continue;
-            }
+            };
             let (colour, position) = layout.colour_and_position(g, world_rank);
             let comm = world
                 .split(Some(colour as u32), position as u32)
@@ -848,7 +849,7 @@ impl CudaBackend {
                 "cuStreamCreate",
                 self.ctx.new_stream_with_priority(greatest),
             )?;
-            self.groups.push((g, comm, stream));
+            self.groups.push((s, comm, stream));
         }
         Ok(())
     }
@@ -1353,7 +1354,7 @@ impl Communicator for CudaBackend {
                 colls.push(None);
                 continue;
             }
-            let comm = &self.group(c.group)?.1;
+            let comm = &self.lane(crate::schedule::stream_of(c))?.1;
             let (rank, size) = (comm.rank() as u64, comm.size() as u64);
             let id = (1u64 << 32) + ci as u64;
             let (full, shard) = (c.elements, c.shard_elements());
@@ -1394,7 +1395,8 @@ impl Communicator for CudaBackend {
                 "collective {index} is not prepared (allocate_buckets first)"
             )));
         };
-        let comm = &self.group(c.group)?.1;
+        // The communicator of the stream it runs on.
+        let comm = &self.lane(stream)?.1;
         let s = self.stream(stream)?.cu_stream() as _;
         let (send, recv) = (b.send.ptr(), b.recv.ptr());
         // SAFETY: send and recv hold the element counts each call needs
