@@ -303,4 +303,23 @@ mod tests {
         reduced[7] = f64::NAN;
         assert_eq!(count_wrong(reduced.iter().copied(), ranks, 2, 10), 2);
     }
+
+    /// A gather in rank order passes; two shards swapped (ranks 0 and 5)
+    /// or a NaN are counted.
+    #[test]
+    fn gathered_known_answer() {
+        let (n, shard, id) = (6u64, 7u64, 3u64);
+        let good: Vec<f64> = (0..n)
+            .flat_map(|r| (0..shard).map(move |i| gather_value(r, id, i)))
+            .collect();
+        assert_eq!(count_wrong_gathered(good.iter().copied(), shard, id), 0);
+        let mut swapped = good.clone();
+        for i in 0..shard as usize {
+            swapped.swap(i, 5 * shard as usize + i);
+        }
+        assert_eq!(count_wrong_gathered(swapped, shard, id), 2 * shard);
+        let mut nan = good;
+        nan[9] = f64::NAN;
+        assert_eq!(count_wrong_gathered(nan, shard, id), 1);
+    }
 }

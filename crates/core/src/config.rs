@@ -1,5 +1,5 @@
-//! The benchmark configuration: a TOML file with `[model]`, `[run]`, `[accept]` and
-//! `[acceptance]` tables.
+//! The benchmark configuration: a TOML file with `[model]`, `[run]`, `[accept]`,
+//! `[acceptance]` and `[parallel]` tables.
 //!
 //! Parsing happens in two steps. [`ConfigFile`] mirrors the file exactly
 //! (every field optional, unknown keys rejected by serde with the list of the
@@ -432,6 +432,9 @@ pub struct ConfigFile {
     /// The acceptance suite (`mfubench accept`): stages and thresholds.
     #[serde(default)]
     pub accept: crate::accept::AcceptSettings,
+    /// Parallelism pattern: data (`ddp`, `fsdp`, `hsdp`), tensor, prefetch.
+    #[serde(default)]
+    pub parallel: crate::parallel::ParallelSection,
 }
 
 /// A resolved model shape: every field present and validated.
@@ -554,6 +557,11 @@ pub struct Config {
         skip_serializing_if = "crate::accept::AcceptSettings::is_default"
     )]
     pub accept: crate::accept::AcceptSettings,
+    /// The parallelism pattern; DDP without tensor parallelism when absent
+    /// (run files written before it existed), and not written when default
+    /// (run files of DDP runs stay as they were).
+    #[serde(default, skip_serializing_if = "crate::parallel::Parallel::is_default")]
+    pub parallel: crate::parallel::Parallel,
 }
 
 /// Parses and validates TOML text. `file` names the source in errors.
@@ -924,12 +932,14 @@ impl ConfigFile {
         )?;
 
         self.accept.validate(file)?;
+        let parallel = self.parallel.resolve(file, &model)?;
 
         Ok(Config {
             model,
             run,
             acceptance: a.clone(),
             accept: self.accept.clone(),
+            parallel,
         })
     }
 }

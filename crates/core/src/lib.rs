@@ -13,6 +13,8 @@
 //!   training step (forward, then backward in reverse layer order) and the
 //!   DDP-style gradient buckets. The worker executes exactly this list and the
 //!   FLOP counter sums exactly this list, so the two cannot disagree.
+//! - [`parallel`]: `[parallel]` (DDP, FSDP, HSDP, tensor parallelism) and
+//!   the rank layout: group sizes, colours, the checks that need the ranks.
 //! - [`flops`]: exact FLOPs (Σ 2·M·N·K over the plan), the 6N estimate and
 //!   PaLM's attention term, training-time and MFU-from-a-log calculators.
 //! - [`peak`]: the dense peak TFLOP/s table, looked up by device name and SM
@@ -42,6 +44,7 @@ pub mod check;
 pub mod config;
 pub mod flops;
 pub mod metrics;
+pub mod parallel;
 pub mod peak;
 pub mod plan;
 pub mod preset;

@@ -69,6 +69,37 @@ impl Collective {
     }
 }
 
+/// Seconds during which at least one of `busy` runs and none of `cover`
+/// does: the measure of ∪busy ∖ ∪cover. With `busy` the spans of one kind
+/// of collective in a step and `cover` the step's GEMMs, it is the time
+/// that kind of communication is exposed: the compute stream has nothing
+/// running then (it waits for it, or the step waits at its end).
+pub fn uncovered_s(busy: &[(f64, f64)], cover: &[(f64, f64)]) -> f64 {
+    fn union(v: &[(f64, f64)]) -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> = v.iter().copied().filter(|(a, b)| b > a).collect();
+        v.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let mut out: Vec<(f64, f64)> = Vec::new();
+        for (a, b) in v {
+            match out.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        out
+    }
+    let cover = union(cover);
+    union(busy)
+        .iter()
+        .map(|&(a, b)| {
+            let covered: f64 = cover
+                .iter()
+                .map(|&(c, d)| (b.min(d) - a.max(c)).max(0.0))
+                .sum();
+            (b - a) - covered
+        })
+        .sum()
+}
+
 /// Exposed communication: T_o − T_c (seconds of the overlapped step not
 /// explained by compute).
 pub fn exposed_comm_s(t_o: f64, t_c: f64) -> f64 {
@@ -180,6 +211,36 @@ mod tests {
         assert!(close(busbw_gbps(10.0, 2), 10.0));
         assert!(close(busbw_gbps(10.0, 1), 0.0));
         assert_eq!(busbw_gbps(10.0, 0), 0.0);
+    }
+
+    #[test]
+    fn uncovered_known_answers() {
+        // Busy 0–4 and 3–6 (union 0–6), GEMMs 1–2 and 5–10: exposed 0–1,
+        // 2–5: 4 s.
+        assert!(close(
+            uncovered_s(&[(0.0, 4.0), (3.0, 6.0)], &[(1.0, 2.0), (5.0, 10.0)]),
+            4.0
+        ));
+        assert_eq!(uncovered_s(&[(1.0, 2.0)], &[(0.0, 3.0)]), 0.0);
+        assert!(close(uncovered_s(&[(1.0, 2.0)], &[]), 1.0));
+        assert_eq!(uncovered_s(&[], &[(0.0, 1.0)]), 0.0);
+        // Overlapping GEMM spans are not subtracted twice.
+        assert!(close(
+            uncovered_s(&[(0.0, 4.0)], &[(1.0, 3.0), (2.0, 3.0)]),
+            2.0
+        ));
+    }
+
+    /// nccl-tests' factors: all-reduce 2(n−1)/n, all-gather and
+    /// reduce-scatter (n−1)/n.
+    #[test]
+    fn busbw_factor_per_kind() {
+        for (n, ar, ag) in [(2, 1.0, 0.5), (3, 4.0 / 3.0, 2.0 / 3.0), (4, 1.5, 0.75)] {
+            assert!(close(busbw_factor(Collective::AllReduce, n), ar));
+            assert!(close(busbw_factor(Collective::AllGather, n), ag));
+            assert!(close(busbw_factor(Collective::ReduceScatter, n), ag));
+            assert!(close(busbw_factor(Collective::SendRecv, n), 1.0));
+        }
     }
 
     #[test]

@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use crate::config::{Config, ModelShape};
+use crate::metrics::{busbw_factor, Collective};
+use crate::parallel::{DataParallel, Group, Layout};
 
 /// Which GEMM of the transformer block an op belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -214,6 +216,140 @@ pub struct Bucket {
     pub ready_after: usize,
 }
 
+/// Why a collective runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// DDP: one gradient bucket's all-reduce.
+    GradBucket,
+    /// FSDP/HSDP: all-gather of a layer's parameter shards before its forward.
+    ParamGatherForward,
+    /// FSDP/HSDP: all-gather of a layer's parameter shards before its
+    /// backward (they were freed after the forward).
+    ParamGatherBackward,
+    /// FSDP/HSDP: reduce-scatter of a layer's gradients after its backward.
+    GradReduceScatter,
+    /// HSDP: all-reduce of a layer's gradient shard across nodes.
+    GradShardAllReduce,
+    /// TP: all-reduce of a row-parallel output (forward or recompute).
+    TpForward,
+    /// TP: all-reduce of a column-parallel input gradient (backward).
+    TpBackward,
+}
+
+impl Purpose {
+    /// Short name used in labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Purpose::GradBucket => "grad",
+            Purpose::ParamGatherForward => "param.fwd",
+            Purpose::ParamGatherBackward => "param.bwd",
+            Purpose::GradReduceScatter => "grad",
+            Purpose::GradShardAllReduce => "grad_shard",
+            Purpose::TpForward => "act.fwd",
+            Purpose::TpBackward => "act.bwd",
+        }
+    }
+}
+
+/// One collective of the step, beside the GEMMs.
+///
+/// Where it runs is given by three GEMM positions (indices into
+/// [`StepPlan::ops`]; `None` = the step's start for the first two, its end
+/// for the third) and an optional collective it follows:
+/// - `ready_after`: the GEMM after which overlapped mode issues it (its data
+///   exists then; for FSDP's all-gathers, the prefetch point);
+/// - `serialized_after`: the GEMM after which serialized mode issues it,
+///   with the compute stream blocked until it ends;
+/// - `needed_by`: the GEMM that consumes its result (the compute stream
+///   waits for it before that GEMM, in every mode that runs both).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectiveOp {
+    /// All-reduce, all-gather or reduce-scatter.
+    pub kind: Collective,
+    /// The ranks it runs on.
+    pub group: Group,
+    /// Ranks in that group.
+    pub group_size: u64,
+    /// Why it runs.
+    pub purpose: Purpose,
+    /// Block index; `None` for the LM head or a DDP bucket.
+    pub layer: Option<u32>,
+    /// Elements of the whole buffer (nccl-tests' "size"): the all-reduced
+    /// buffer, the all-gather's output, the reduce-scatter's input; a
+    /// multiple of `group_size` for the last two.
+    pub elements: u64,
+    /// `elements` × bytes per element.
+    pub bytes: u64,
+    /// DDP: the bucket it all-reduces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<usize>,
+    /// GEMM after which overlapped mode issues it.
+    pub ready_after: Option<usize>,
+    /// GEMM after which serialized mode issues it (blocking).
+    pub serialized_after: Option<usize>,
+    /// GEMM that waits for its result; `None`: the step's end.
+    pub needed_by: Option<usize>,
+    /// TP: the GEMM whose output (forward) or input gradient (backward) it
+    /// sums, e.g. `out_proj`; it makes the label unique within a layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<GemmKind>,
+    /// Collective (index into [`StepPlan::collectives`]) whose result it
+    /// reduces further (HSDP: the reduce-scatter before the shard's
+    /// all-reduce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_collective: Option<usize>,
+}
+
+impl CollectiveOp {
+    /// A stable label: `allreduce.b3` for a DDP bucket, else e.g.
+    /// `L1.allgather.param.fwd` or `lm_head.reducescatter.grad`.
+    pub fn label(&self) -> String {
+        if let Some(b) = self.bucket {
+            return format!("allreduce.b{b}");
+        }
+        let kind = match self.kind {
+            Collective::AllReduce => "allreduce",
+            Collective::AllGather => "allgather",
+            Collective::ReduceScatter => "reducescatter",
+            Collective::SendRecv => "sendrecv",
+        };
+        let at = match self.layer {
+            Some(l) => format!("L{l}"),
+            None => "lm_head".to_string(),
+        };
+        match self.site {
+            Some(site) => format!("{at}.{kind}.{}.{site}", self.purpose.name()),
+            None => format!("{at}.{kind}.{}", self.purpose.name()),
+        }
+    }
+
+    /// Bytes each rank sends (and receives) over the wire in a bandwidth-
+    /// optimal algorithm: `bytes` × the busbw factor (all-reduce 2(n−1)/n,
+    /// all-gather and reduce-scatter (n−1)/n).
+    pub fn wire_bytes_per_rank(&self) -> f64 {
+        self.bytes as f64 * busbw_factor(self.kind, self.group_size)
+    }
+
+    /// Elements of one rank's shard (all-gather input, reduce-scatter output).
+    pub fn shard_elements(&self) -> u64 {
+        match self.kind {
+            Collective::AllGather | Collective::ReduceScatter => {
+                self.elements / self.group_size.max(1)
+            }
+            _ => self.elements,
+        }
+    }
+
+    /// Where `mode` issues it: after this GEMM (None: at the step's start).
+    pub fn issue_after(&self, mode: crate::config::Mode) -> Option<usize> {
+        match mode {
+            crate::config::Mode::Serialized => self.serialized_after,
+            _ => self.ready_after,
+        }
+    }
+}
+
 /// The whole step: ops in execution order and the buckets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepPlan {
@@ -223,10 +359,18 @@ pub struct StepPlan {
     pub tokens: u64,
     /// GEMMs in execution order on the compute stream.
     pub ops: Vec<GemmOp>,
-    /// Buckets in all-reduce order.
+    /// Buckets in all-reduce order (DDP only).
     pub buckets: Vec<Bucket>,
-    /// Bytes per gradient element.
+    /// Bytes per gradient element (and per element of every collective).
     pub grad_bytes: u64,
+    /// Every collective of the step in production order: DDP's bucket
+    /// all-reduces, FSDP's all-gathers and reduce-scatters, HSDP's shard
+    /// all-reduces, TP's activation all-reduces.
+    #[serde(default)]
+    pub collectives: Vec<CollectiveOp>,
+    /// The parallel layout the plan was built for.
+    #[serde(default = "Layout::single")]
+    pub layout: Layout,
 }
 
 /// How to build a plan.
@@ -269,6 +413,168 @@ impl PlanParams {
     }
 }
 
+/// The collectives of a plan, in production order (see
+/// [`StepPlan::build_with_layout`]).
+fn collectives(
+    ops: &[GemmOp],
+    buckets: &[Bucket],
+    units: &[Unit],
+    tp_points: &[(Purpose, Option<u32>, usize)],
+    activation_elements: u64,
+    p: PlanParams,
+    layout: &Layout,
+) -> Vec<CollectiveOp> {
+    let last = ops.len().checked_sub(1);
+    let next = |i: usize| (i + 1 < ops.len()).then_some(i + 1);
+    let op = |kind, group, purpose, layer, elements: u64, at: Option<usize>| CollectiveOp {
+        kind,
+        group,
+        group_size: layout.group_size(group),
+        purpose,
+        layer,
+        elements,
+        bytes: elements * p.grad_bytes,
+        bucket: None,
+        ready_after: at,
+        serialized_after: at,
+        needed_by: at.map_or(Some(0), next).filter(|_| !ops.is_empty()),
+        site: None,
+        after_collective: None,
+    };
+    // (production position, collective): sorted by position at the end.
+    let mut out: Vec<(f64, CollectiveOp)> = Vec::new();
+    for b in buckets {
+        out.push((
+            b.ready_after as f64 + 0.5,
+            CollectiveOp {
+                bucket: Some(b.index),
+                serialized_after: last,
+                needed_by: None,
+                ..op(
+                    Collective::AllReduce,
+                    Group::DpReplicate,
+                    Purpose::GradBucket,
+                    None,
+                    b.elements,
+                    Some(b.ready_after),
+                )
+            },
+        ));
+    }
+    for &(purpose, layer, at) in tp_points {
+        out.push((
+            at as f64 + 0.5,
+            CollectiveOp {
+                site: Some(ops[at].kind),
+                ..op(
+                    Collective::AllReduce,
+                    Group::Tp,
+                    purpose,
+                    layer,
+                    activation_elements,
+                    Some(at),
+                )
+            },
+        ));
+    }
+    if layout.data.is_sharded() {
+        let n = layout.shard.max(1);
+        // Units in forward order and in backward order.
+        let fwd: Vec<&Unit> = units.iter().collect();
+        let mut bwd: Vec<&Unit> = units.iter().filter(|u| u.layer.is_none()).collect();
+        bwd.extend(units.iter().filter(|u| u.layer.is_some()).rev());
+        let before = |i: usize| i.checked_sub(1);
+        let pf = layout.prefetch as usize;
+        for (k, u) in fwd.iter().enumerate() {
+            let full = u.params.div_ceil(n) * n;
+            let ready = if k >= pf {
+                before(fwd[k - pf].fwd_first)
+            } else {
+                None
+            };
+            out.push((
+                u.fwd_first as f64 - 0.25,
+                CollectiveOp {
+                    ready_after: ready,
+                    serialized_after: before(u.fwd_first),
+                    needed_by: Some(u.fwd_first),
+                    ..op(
+                        Collective::AllGather,
+                        Group::DpShard,
+                        Purpose::ParamGatherForward,
+                        u.layer,
+                        full,
+                        None,
+                    )
+                },
+            ));
+        }
+        for (j, u) in bwd.iter().enumerate() {
+            let full = u.params.div_ceil(n) * n;
+            // Backward prefetch runs only once the backward has started:
+            // the first units' all-gathers wait for the end of the forward.
+            let ready = before(bwd[j.saturating_sub(pf)].bwd_first);
+            out.push((
+                u.bwd_first as f64 - 0.25,
+                CollectiveOp {
+                    ready_after: ready,
+                    serialized_after: before(u.bwd_first),
+                    needed_by: Some(u.bwd_first),
+                    ..op(
+                        Collective::AllGather,
+                        Group::DpShard,
+                        Purpose::ParamGatherBackward,
+                        u.layer,
+                        full,
+                        None,
+                    )
+                },
+            ));
+            let rs = CollectiveOp {
+                needed_by: None,
+                ..op(
+                    Collective::ReduceScatter,
+                    Group::DpShard,
+                    Purpose::GradReduceScatter,
+                    u.layer,
+                    full,
+                    Some(u.bwd_last),
+                )
+            };
+            out.push((u.bwd_last as f64 + 0.75, rs));
+            if layout.data == DataParallel::Hsdp {
+                out.push((
+                    u.bwd_last as f64 + 0.8,
+                    CollectiveOp {
+                        needed_by: None,
+                        // The index is set once the list is sorted.
+                        after_collective: Some(usize::MAX),
+                        ..op(
+                            Collective::AllReduce,
+                            Group::DpReplicate,
+                            Purpose::GradShardAllReduce,
+                            u.layer,
+                            full / n,
+                            Some(u.bwd_last),
+                        )
+                    },
+                ));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut list: Vec<CollectiveOp> = out.into_iter().map(|(_, c)| c).collect();
+    for i in 0..list.len() {
+        if list[i].after_collective.is_some() {
+            // HSDP: the reduce-scatter of the same unit, just before.
+            list[i].after_collective = (0..i).rev().find(|&j| {
+                list[j].kind == Collective::ReduceScatter && list[j].layer == list[i].layer
+            });
+        }
+    }
+    list
+}
+
 /// Columns of the LM head in a step of `layers` of a model's `model_layers`
 /// blocks: vocab · layers / model_layers, rounded up, at least 1.
 pub fn lm_head_columns(vocab: u64, layers: u64, model_layers: u64) -> u64 {
@@ -278,26 +584,65 @@ pub fn lm_head_columns(vocab: u64, layers: u64, model_layers: u64) -> u64 {
     ((vocab as u128 * layers as u128).div_ceil(model_layers as u128) as u64).max(1)
 }
 
+/// Op ranges of one FSDP unit (a block, or the LM head).
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    layer: Option<u32>,
+    /// Weights of the unit on this TP rank.
+    params: u64,
+    fwd_first: usize,
+    bwd_first: usize,
+    bwd_last: usize,
+}
+
 impl StepPlan {
-    /// Builds the plan of one step for a model shape.
+    /// Builds the plan of one step for a model shape: DDP, one rank's view
+    /// without tensor parallelism.
     pub fn build(model: &ModelShape, p: PlanParams) -> StepPlan {
+        StepPlan::build_with_layout(model, p, &Layout::single())
+    }
+
+    /// Builds the plan of one step for a model shape and a parallel layout.
+    ///
+    /// Tensor parallelism (t > 1) divides the shapes as Megatron does:
+    /// column-parallel QKV, up and gate (output columns / t), row-parallel
+    /// out_proj and down (input rows / t), heads / t per rank, the LM head
+    /// split by vocabulary (columns / t, rounded up). It adds an all-reduce
+    /// of the T×d activations after out_proj and after down in the forward
+    /// (and recompute) pass, and after the input gradient of the FFN and of
+    /// QKV in the backward, each blocking the next GEMM; and one after the
+    /// LM head's input gradient.
+    ///
+    /// FSDP/HSDP: every block (and the LM head) is a unit whose weights on
+    /// this TP rank are flattened, padded to a multiple of the shard group
+    /// and sharded. Per unit: an all-gather before its forward and one
+    /// before its backward (the first recompute GEMM when recomputing), a
+    /// reduce-scatter after its last wgrad, and (HSDP) an all-reduce of
+    /// the gradient shard across nodes after that. Overlapped mode issues a
+    /// unit's all-gather when the unit `prefetch` places earlier starts.
+    pub fn build_with_layout(model: &ModelShape, p: PlanParams, layout: &Layout) -> StepPlan {
+        let tp = layout.tensor.max(1);
         let t = p.micro_batch * model.seq;
         let s = model.seq;
         let d = model.hidden;
         let hd = model.head_dim();
-        let attn_batch = p.micro_batch * model.heads;
+        let attn_batch = p.micro_batch * model.heads / tp;
         let mut ops = Vec::new();
+        // (purpose, layer, index into ops) after which a TP all-reduce runs.
+        let mut tp_points: Vec<(Purpose, Option<u32>, usize)> = Vec::new();
 
-        // (kind, k_in, n_out) of the linears of a block, in forward order.
+        // (kind, k_in, n_out) of the linears of a block on this TP rank, in
+        // forward order.
         let mut linears = vec![
-            (GemmKind::Qkv, d, model.qkv_out()),
-            (GemmKind::OutProj, d, d),
-            (GemmKind::FfnUp, d, model.ffn),
+            (GemmKind::Qkv, d, model.qkv_out() / tp),
+            (GemmKind::OutProj, d / tp, d),
+            (GemmKind::FfnUp, d, model.ffn / tp),
         ];
         if model.gated_mlp {
-            linears.push((GemmKind::FfnGate, d, model.ffn));
+            linears.push((GemmKind::FfnGate, d, model.ffn / tp));
         }
-        linears.push((GemmKind::FfnDown, model.ffn, d));
+        linears.push((GemmKind::FfnDown, model.ffn / tp, d));
+        let layer_params: u64 = linears.iter().map(|&(_, k, n)| k * n).sum();
         let linear = |layer, kind, k, n, pass| GemmOp {
             layer,
             kind,
@@ -322,16 +667,20 @@ impl StepPlan {
             trans_b,
             bucket: None,
         };
-        let forward_block = |layer: u32, pass: Pass, ops: &mut Vec<GemmOp>| {
-            let l = Some(layer);
-            for &(kind, k, n) in &linears {
-                ops.push(linear(l, kind, k, n, pass));
-                if kind == GemmKind::Qkv {
-                    ops.push(attn(l, GemmKind::AttnScores, pass, s, s, hd, false, true));
-                    ops.push(attn(l, GemmKind::AttnValues, pass, s, hd, s, false, false));
+        let forward_block =
+            |layer: u32, pass: Pass, ops: &mut Vec<GemmOp>, tp_points: &mut Vec<_>| {
+                let l = Some(layer);
+                for &(kind, k, n) in &linears {
+                    ops.push(linear(l, kind, k, n, pass));
+                    if kind == GemmKind::Qkv {
+                        ops.push(attn(l, GemmKind::AttnScores, pass, s, s, hd, false, true));
+                        ops.push(attn(l, GemmKind::AttnValues, pass, s, hd, s, false, false));
+                    }
+                    if tp > 1 && matches!(kind, GemmKind::OutProj | GemmKind::FfnDown) {
+                        tp_points.push((Purpose::TpForward, l, ops.len() - 1));
+                    }
                 }
-            }
-        };
+            };
         let backward_linear = |l, kind, k, n, ops: &mut Vec<GemmOp>| {
             // dX = dY·Wᵀ, then dW = Xᵀ·dY.
             ops.push(GemmOp {
@@ -347,26 +696,51 @@ impl StepPlan {
             });
         };
 
+        let mut units: Vec<Unit> = Vec::new();
         for layer in 0..p.layers as u32 {
-            forward_block(layer, Pass::Forward, &mut ops);
+            units.push(Unit {
+                layer: Some(layer),
+                params: layer_params,
+                fwd_first: ops.len(),
+                bwd_first: 0,
+                bwd_last: 0,
+            });
+            forward_block(layer, Pass::Forward, &mut ops, &mut tp_points);
         }
         if model.lm_head {
             // A step of `layers` of the model's blocks carries the same share
             // of the LM head: its vocabulary is scaled by layers /
             // model.layers (rounded up to a whole column), so that MFU and
             // tokens/s of the slice scale to the whole model with the head
-            // counted once. At full depth it is the whole head.
-            let vocab = lm_head_columns(model.vocab, p.layers, model.layers);
+            // counted once. At full depth it is the whole head. Under TP
+            // each rank holds vocab / t of its columns (rounded up).
+            let vocab = lm_head_columns(model.vocab, p.layers, model.layers).div_ceil(tp);
+            units.push(Unit {
+                layer: None,
+                params: d * vocab,
+                fwd_first: ops.len(),
+                bwd_first: ops.len() + 1,
+                bwd_last: ops.len() + 2,
+            });
             ops.push(linear(None, GemmKind::LmHead, d, vocab, Pass::Forward));
             backward_linear(None, GemmKind::LmHead, d, vocab, &mut ops);
+            if tp > 1 {
+                tp_points.push((Purpose::TpBackward, None, ops.len() - 2));
+            }
         }
         for layer in (0..p.layers as u32).rev() {
+            let first = ops.len();
             if p.recompute {
-                forward_block(layer, Pass::Recompute, &mut ops);
+                forward_block(layer, Pass::Recompute, &mut ops, &mut tp_points);
             }
             let l = Some(layer);
             for &(kind, k, n) in linears.iter().rev() {
                 backward_linear(l, kind, k, n, &mut ops);
+                // The input gradient of a column-parallel block is summed
+                // over the TP group once its last dgrad exists.
+                if tp > 1 && matches!(kind, GemmKind::Qkv | GemmKind::FfnUp) {
+                    tp_points.push((Purpose::TpBackward, l, ops.len() - 2));
+                }
                 if kind == GemmKind::Qkv {
                     continue;
                 }
@@ -414,41 +788,64 @@ impl StepPlan {
                     ));
                 }
             }
+            let u = &mut units[layer as usize];
+            u.bwd_first = first;
+            u.bwd_last = ops.len() - 1;
         }
 
-        // Buckets in production order.
+        // Buckets in production order (DDP only).
         let mut buckets: Vec<Bucket> = Vec::new();
-        let mut open: Option<Bucket> = None;
-        for (i, op) in ops.iter_mut().enumerate() {
-            if !op.is_weight_grad() {
-                continue;
+        if layout.data == DataParallel::Ddp {
+            let mut open: Option<Bucket> = None;
+            for (i, op) in ops.iter_mut().enumerate() {
+                if !op.is_weight_grad() {
+                    continue;
+                }
+                let b = open.get_or_insert_with(|| Bucket {
+                    index: buckets.len(),
+                    elements: 0,
+                    bytes: 0,
+                    grads: Vec::new(),
+                    ready_after: i,
+                });
+                let elements = op.m * op.n;
+                b.elements += elements;
+                b.bytes += elements * p.grad_bytes;
+                b.grads.push(i);
+                b.ready_after = i;
+                op.bucket = Some(b.index);
+                if b.bytes >= p.bucket_bytes {
+                    buckets.extend(open.take());
+                }
             }
-            let b = open.get_or_insert_with(|| Bucket {
-                index: buckets.len(),
-                elements: 0,
-                bytes: 0,
-                grads: Vec::new(),
-                ready_after: i,
-            });
-            let elements = op.m * op.n;
-            b.elements += elements;
-            b.bytes += elements * p.grad_bytes;
-            b.grads.push(i);
-            b.ready_after = i;
-            op.bucket = Some(b.index);
-            if b.bytes >= p.bucket_bytes {
-                buckets.extend(open.take());
-            }
+            buckets.extend(open.take());
         }
-        buckets.extend(open.take());
 
+        let collectives = collectives(&ops, &buckets, &units, &tp_points, t * d, p, layout);
         StepPlan {
             layers: p.layers,
             tokens: t,
             ops,
             buckets,
             grad_bytes: p.grad_bytes,
+            collectives,
+            layout: *layout,
         }
+    }
+
+    /// The benchmark step of a validated config on a layout.
+    pub fn for_layout(config: &Config, layout: &Layout) -> StepPlan {
+        StepPlan::build_with_layout(&config.model, PlanParams::benchmark(config), layout)
+    }
+
+    /// Bytes of the collectives of one kind and group per step (nccl-tests
+    /// sizes, summed).
+    pub fn collective_bytes(&self, kind: Collective, group: Group) -> u64 {
+        self.collectives
+            .iter()
+            .filter(|c| c.kind == kind && c.group == group)
+            .map(|c| c.bytes)
+            .sum()
     }
 
     /// The benchmark step of a validated config.
@@ -646,5 +1043,239 @@ mod tests {
         let n = labels.len();
         labels.dedup();
         assert_eq!(labels.len(), n);
+    }
+
+    fn layout(data: DataParallel, tensor: u64, ranks: u64, per_node: u64) -> Layout {
+        crate::parallel::Parallel {
+            data,
+            tensor,
+            prefetch: 1,
+        }
+        .layout(ranks, per_node)
+        .unwrap()
+    }
+
+    fn model(preset: &str, extra: &str) -> Config {
+        parse_config(
+            &format!("[model]\npreset = \"{preset}\"\nseq = 256\n{extra}"),
+            "t",
+        )
+        .unwrap()
+    }
+
+    /// Megatron's split of llama3-8b (d 4096, ffn 14336, 32 heads, 8 kv
+    /// heads of 128: QKV 6144 wide) over t = 2, 4, 8.
+    #[test]
+    fn tp_shapes_for_llama3_8b() {
+        let c = model("llama3-8b", "");
+        for (t, qkv, out_k, ffn, heads) in [
+            (2u64, 3072, 2048, 7168, 16),
+            (4, 1536, 1024, 3584, 8),
+            (8, 768, 512, 1792, 4),
+        ] {
+            let p = StepPlan::for_layout(&c, &layout(DataParallel::Ddp, t, t, t));
+            let fwd = |kind| {
+                p.ops
+                    .iter()
+                    .find(|o| o.kind == kind && o.pass == Pass::Forward)
+                    .unwrap()
+            };
+            assert_eq!((fwd(GemmKind::Qkv).k, fwd(GemmKind::Qkv).n), (4096, qkv));
+            assert_eq!(
+                (fwd(GemmKind::OutProj).k, fwd(GemmKind::OutProj).n),
+                (out_k, 4096)
+            );
+            assert_eq!(fwd(GemmKind::FfnUp).n, ffn);
+            assert_eq!(fwd(GemmKind::FfnGate).n, ffn);
+            assert_eq!(
+                (fwd(GemmKind::FfnDown).k, fwd(GemmKind::FfnDown).n),
+                (ffn, 4096)
+            );
+            assert_eq!(fwd(GemmKind::AttnScores).batch, heads);
+            // 2 activation all-reduces per layer forward, 2 backward, T·d each.
+            let tp: Vec<_> = p
+                .collectives
+                .iter()
+                .filter(|c| c.group == Group::Tp)
+                .collect();
+            assert_eq!(tp.len(), 4 * 2);
+            assert!(tp
+                .iter()
+                .all(|c| c.elements == 256 * 4096 && c.kind == Collective::AllReduce));
+            assert_eq!(
+                tp.iter()
+                    .filter(|c| c.purpose == Purpose::TpForward)
+                    .count(),
+                4
+            );
+            let mut labels: Vec<String> = p.collectives.iter().map(CollectiveOp::label).collect();
+            labels.sort();
+            labels.dedup();
+            assert_eq!(labels.len(), p.collectives.len(), "{labels:?}");
+            // Blocking: the next GEMM waits for each.
+            assert!(tp
+                .iter()
+                .all(|c| c.needed_by == c.ready_after.map(|i| i + 1)));
+        }
+    }
+
+    #[test]
+    fn device_flops_times_t_are_the_unsplit_flops() {
+        for extra in [
+            "",
+            "lm_head = true\n",
+            "[run]\nrecompute = true\nmicro_batch = 2\n",
+        ] {
+            let c = model("llama3-8b", extra);
+            let one = StepPlan::for_config(&c);
+            for t in [2u64, 4, 8] {
+                let p = StepPlan::for_layout(&c, &layout(DataParallel::Fsdp, t, 2 * t, 2 * t));
+                assert_eq!(
+                    p.model_flops() * t as f64,
+                    one.model_flops(),
+                    "t={t} {extra}"
+                );
+                assert_eq!(p.hardware_flops() * t as f64, one.hardware_flops());
+                assert_eq!(p.ops.len(), one.ops.len());
+            }
+        }
+    }
+
+    /// Sum over a kind's collectives of the bytes each rank moves.
+    fn wire(p: &StepPlan, kind: Collective, group: Group) -> f64 {
+        p.collectives
+            .iter()
+            .filter(|c| c.kind == kind && c.group == group)
+            .map(CollectiveOp::wire_bytes_per_rank)
+            .sum()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+    }
+
+    /// Closed forms per rank per step, for two shapes: FSDP all-gather
+    /// 2·P·(n−1)/n·L·bytes (P = a layer's weights on this TP rank),
+    /// reduce-scatter P·(n−1)/n·L·bytes, HSDP shard all-reduce
+    /// 2·(P/n)·(r−1)/r·L·bytes, TP all-reduce 4·L·2·T·d·(t−1)/t·bytes.
+    #[test]
+    fn per_kind_bytes_follow_the_closed_forms() {
+        for (preset, t, ranks, per_node, layers) in
+            [("tiny", 1u64, 4u64, 2u64, 2u64), ("llama3-8b", 2, 8, 4, 3)]
+        {
+            let c = model(preset, &format!("[run]\nlayers = {layers}\n"));
+            let slice = (c.model.params_per_layer() / t) as f64;
+            let (l, b) = (layers as f64, c.run.grad_dtype.size_bytes() as f64);
+            let fsdp = StepPlan::for_layout(&c, &layout(DataParallel::Fsdp, t, ranks, per_node));
+            let n = (ranks / t) as f64;
+            assert!(fsdp.buckets.is_empty());
+            assert!(close(
+                wire(&fsdp, Collective::AllGather, Group::DpShard),
+                2.0 * slice * (n - 1.0) / n * l * b
+            ));
+            assert!(close(
+                wire(&fsdp, Collective::ReduceScatter, Group::DpShard),
+                slice * (n - 1.0) / n * l * b
+            ));
+            assert_eq!(
+                fsdp.collective_bytes(Collective::AllGather, Group::DpShard),
+                2 * c.model.params_per_layer() / t * layers * 4
+            );
+            let hsdp = StepPlan::for_layout(&c, &layout(DataParallel::Hsdp, t, ranks, per_node));
+            let (n, r) = ((per_node / t) as f64, (ranks / per_node) as f64);
+            assert!(close(
+                wire(&hsdp, Collective::AllGather, Group::DpShard),
+                2.0 * slice * (n - 1.0) / n * l * b
+            ));
+            assert!(close(
+                wire(&hsdp, Collective::AllReduce, Group::DpReplicate),
+                2.0 * slice / n * (r - 1.0) / r * l * b
+            ));
+            let td = (c.run.tokens(&c.model) * c.model.hidden) as f64;
+            let tf = t as f64;
+            assert!(close(
+                wire(&hsdp, Collective::AllReduce, Group::Tp),
+                4.0 * l * 2.0 * td * (tf - 1.0) / tf * b
+            ));
+            // Every HSDP shard all-reduce follows its layer's reduce-scatter.
+            for c in hsdp
+                .collectives
+                .iter()
+                .filter(|c| c.group == Group::DpReplicate)
+            {
+                let rs = &hsdp.collectives[c.after_collective.unwrap()];
+                assert_eq!((rs.kind, rs.layer), (Collective::ReduceScatter, c.layer));
+            }
+        }
+    }
+
+    #[test]
+    fn fsdp_shards_are_padded_to_the_group() {
+        let c = model("tiny", "[run]\nlayers = 1\n");
+        let p = StepPlan::for_layout(&c, &layout(DataParallel::Fsdp, 1, 3, 3));
+        let ag = &p.collectives[0];
+        assert_eq!(ag.kind, Collective::AllGather);
+        assert_eq!(ag.elements % 3, 0);
+        assert_eq!(ag.elements, c.model.params_per_layer().div_ceil(3) * 3);
+        assert_eq!(ag.shard_elements() * 3, ag.elements);
+    }
+
+    #[test]
+    fn ddp_collectives_are_the_buckets() {
+        let c = cfg("[run]\nlayers = 2\nbucket_mb = 1.0\n");
+        let p = StepPlan::for_config(&c);
+        let four = StepPlan::for_layout(&c, &layout(DataParallel::Ddp, 1, 4, 4));
+        assert_eq!((&p.ops, &p.buckets), (&four.ops, &four.buckets));
+        assert!(four.collectives.iter().all(|c| c.group_size == 4));
+        assert_eq!(p.collectives.len(), p.buckets.len());
+        for (c, b) in p.collectives.iter().zip(&p.buckets) {
+            assert_eq!(c.bucket, Some(b.index));
+            assert_eq!((c.elements, c.bytes), (b.elements, b.bytes));
+            assert_eq!(c.ready_after, Some(b.ready_after));
+            assert_eq!(c.serialized_after, p.last_op());
+            assert_eq!(c.needed_by, None);
+            assert_eq!(c.label(), format!("allreduce.b{}", b.index));
+        }
+    }
+
+    /// FSDP's schedule points: layer l's forward all-gather is needed by
+    /// its first GEMM; overlapped mode issues it when layer l − 1 starts
+    /// (prefetch 1), serialized mode right before it; the reduce-scatter
+    /// follows the layer's last wgrad.
+    #[test]
+    fn fsdp_prefetch_points() {
+        let c = model("tiny", "[run]\nlayers = 3\n");
+        let p = StepPlan::for_layout(&c, &layout(DataParallel::Fsdp, 1, 2, 2));
+        let first = |l: u32, pass: Pass| {
+            p.ops
+                .iter()
+                .position(|o| o.layer == Some(l) && o.pass == pass)
+                .unwrap()
+        };
+        let ag = |l: u32, purpose| {
+            p.collectives
+                .iter()
+                .find(|c| c.layer == Some(l) && c.purpose == purpose)
+                .unwrap()
+        };
+        for l in 0..3u32 {
+            let g = ag(l, Purpose::ParamGatherForward);
+            assert_eq!(g.needed_by, Some(first(l, Pass::Forward)));
+            assert_eq!(g.serialized_after, first(l, Pass::Forward).checked_sub(1));
+            let want = if l >= 1 {
+                first(l - 1, Pass::Forward).checked_sub(1)
+            } else {
+                None
+            };
+            assert_eq!(g.ready_after, want, "layer {l}");
+            let rs = ag(l, Purpose::GradReduceScatter);
+            let last_wgrad = p.ops.iter().rposition(|o| o.layer == Some(l)).unwrap();
+            assert_eq!(rs.ready_after, Some(last_wgrad));
+            assert_eq!(rs.needed_by, None);
+        }
+        // Layer 1's backward gather is issued before layer 2's backward starts.
+        let g = ag(1, Purpose::ParamGatherBackward);
+        assert_eq!(g.ready_after, Some(first(2, Pass::Dgrad) - 1));
+        assert_eq!(g.needed_by, Some(first(1, Pass::Dgrad)));
     }
 }

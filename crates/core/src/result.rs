@@ -12,14 +12,19 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::config::{BackendKind, Config, Mode, Schedule};
-use crate::metrics;
+use crate::metrics::{self, Collective};
+use crate::parallel::Group;
 use crate::plan::StepPlan;
 use crate::stats::{self, MedianCi, Stats};
 
 /// Version of the run.json layout written by this build. 2: interleaved
 /// schedule (`step_start_s`, per-iteration busy times), paired figures with
-/// `summary.ci95` and `summary.flags`, the peak as a run input.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `summary.ci95` and `summary.flags`, the peak as a run input. 3:
+/// `config.parallel`, `plan.collectives`, per-iteration busy and exposed
+/// times per collective kind (`collective_busy_s`, `collective_exposed_s`)
+/// and `summary.collectives`; every new field has a default, so files of
+/// versions 1 and 2 read as DDP runs.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The `vary.json` schema of `mfubench run --vary` (a run of several
 /// variants, each an ordinary run.json): defined with the comparison it
@@ -152,6 +157,10 @@ pub struct Span {
     /// Bucket index (all-reduces).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<usize>,
+    /// Index into the plan's collectives (collectives other than DDP's
+    /// buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collective: Option<usize>,
     /// Start, seconds after the step's start.
     pub start_s: f64,
     /// End, seconds after the step's start.
@@ -176,6 +185,15 @@ pub struct ModeRecord {
     /// stream), seconds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allreduce_busy_s: Vec<f64>,
+    /// Per timed iteration, the summed duration of each kind of collective
+    /// (key [`CollectiveInfo::key`], e.g. `all_gather/dp_shard`), seconds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub collective_busy_s: BTreeMap<String, Vec<f64>>,
+    /// Per timed iteration, the time during which a collective of the kind
+    /// ran and no GEMM did ([`metrics::uncovered_s`]), seconds; modes with
+    /// GEMMs and collectives only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub collective_exposed_s: BTreeMap<String, Vec<f64>>,
     /// Per-op median durations.
     pub ops: Vec<OpStat>,
     /// The ops of one iteration (the one with the median step time).
@@ -337,6 +355,59 @@ pub struct BucketInfo {
     pub ready_after: String,
 }
 
+/// One kind of collective on one group: what a step moves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectiveInfo {
+    /// All-reduce, all-gather or reduce-scatter.
+    pub kind: Collective,
+    /// The group it runs on.
+    pub group: Group,
+    /// Ranks in the group.
+    pub group_size: u64,
+    /// Collectives of this kind per step.
+    pub count: usize,
+    /// Bytes per step: the sum of the collectives' nccl-tests sizes
+    /// (all-reduced buffer, all-gather output, reduce-scatter input).
+    pub bytes: u64,
+}
+
+impl CollectiveInfo {
+    /// `kind/group`, e.g. `reduce_scatter/dp_shard`: the key of the
+    /// per-iteration maps of [`ModeRecord`].
+    pub fn key(&self) -> String {
+        collective_key(self.kind, self.group)
+    }
+
+    /// The kinds of a plan's collectives, in order of first use.
+    pub fn of(plan: &StepPlan) -> Vec<CollectiveInfo> {
+        let mut out: Vec<CollectiveInfo> = Vec::new();
+        for c in &plan.collectives {
+            match out
+                .iter_mut()
+                .find(|i| i.kind == c.kind && i.group == c.group)
+            {
+                Some(i) => {
+                    i.count += 1;
+                    i.bytes += c.bytes;
+                }
+                None => out.push(CollectiveInfo {
+                    kind: c.kind,
+                    group: c.group,
+                    group_size: c.group_size,
+                    count: 1,
+                    bytes: c.bytes,
+                }),
+            }
+        }
+        out
+    }
+}
+
+/// The key of a kind of collective: `kind/group`.
+pub fn collective_key(kind: Collective, group: Group) -> String {
+    format!("{}/{}", kind.name(), group.name())
+}
+
 /// FLOPs of one benchmark step, per rank.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct FlopsPerStep {
@@ -363,6 +434,10 @@ pub struct PlanInfo {
     pub flops: FlopsPerStep,
     /// Buckets in all-reduce order.
     pub buckets: Vec<BucketInfo>,
+    /// The step's collectives by kind and group (absent in files of
+    /// schema 2 and older).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collectives: Vec<CollectiveInfo>,
 }
 
 impl PlanInfo {
@@ -393,6 +468,7 @@ impl PlanInfo {
                     ready_after: plan.ops[b.ready_after].label(),
                 })
                 .collect(),
+            collectives: CollectiveInfo::of(plan),
         }
     }
 
@@ -429,6 +505,50 @@ pub struct AllreduceSummary {
     /// algbw · 2(n−1)/n, GB/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub busbw_gbps: Option<f64>,
+}
+
+/// One kind of collective's figures: size and bandwidth from comm mode,
+/// exposure in the serialized and overlapped steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectiveSummary {
+    /// All-reduce, all-gather or reduce-scatter.
+    pub kind: Collective,
+    /// The group it runs on.
+    pub group: Group,
+    /// Ranks in the group.
+    pub group_size: u64,
+    /// Collectives of this kind per step.
+    pub count: usize,
+    /// Bytes per step (nccl-tests sizes, summed).
+    pub bytes: u64,
+    /// Comm mode: their summed time per step, seconds (per iteration the
+    /// max over ranks; the median over iterations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_s: Option<f64>,
+    /// bytes / time_s, GB/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algbw_gbps: Option<f64>,
+    /// algbw × the kind's bus factor (all-reduce 2(n−1)/n, all-gather and
+    /// reduce-scatter (n−1)/n), GB/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busbw_gbps: Option<f64>,
+    /// Overlapped mode: seconds per step during which this kind ran and no
+    /// GEMM did (per iteration the max over ranks; the median).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_s: Option<f64>,
+    /// 95 % interval of `exposed_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_s_ci95: Option<[f64; 2]>,
+    /// 1 − exposed / comm-mode time, per iteration (paired), the median:
+    /// the share of this kind's communication that overlap hides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_fraction: Option<f64>,
+    /// 95 % interval of `hidden_fraction`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_fraction_ci95: Option<[f64; 2]>,
+    /// Serialized mode: the same exposure, for comparison.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serialized_exposed_s: Option<f64>,
 }
 
 /// A rank that holds the cluster back.
@@ -585,6 +705,10 @@ pub struct Summary {
     /// Figures not to be trusted as they stand, and why.
     #[serde(default)]
     pub flags: Vec<Flag>,
+    /// Per kind of collective and group (schema 3; DDP has one row, the
+    /// bucket all-reduces).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collectives: Vec<CollectiveSummary>,
 }
 
 fn blocked() -> Schedule {
@@ -779,8 +903,78 @@ impl Summary {
             slow_hosts: Vec::new(),
             ci95: Ci95::default(),
             flags: Vec::new(),
+            collectives: Vec::new(),
         }
     }
+}
+
+/// Per iteration, the max over ranks of one key's values in a mode (None
+/// when a rank lacks them).
+fn per_iteration_max(
+    ranks: &[RankRecord],
+    mode: Mode,
+    pick: impl Fn(&ModeRecord) -> Option<&Vec<f64>>,
+) -> Option<Vec<f64>> {
+    let per_rank: Vec<&Vec<f64>> = ranks
+        .iter()
+        .map(|r| r.modes.get(&mode).and_then(&pick))
+        .collect::<Option<_>>()?;
+    let iters = per_rank.iter().map(|v| v.len()).min()?;
+    Some(
+        (0..iters)
+            .map(|i| {
+                per_rank
+                    .iter()
+                    .map(|v| v[i])
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
+            .collect(),
+    )
+}
+
+/// The per-kind figures of [`CollectiveSummary`].
+fn collective_summaries(ranks: &[RankRecord], plan: &PlanInfo) -> Vec<CollectiveSummary> {
+    plan.collectives
+        .iter()
+        .map(|info| {
+            let key = info.key();
+            let busy = per_iteration_max(ranks, Mode::Comm, |m| m.collective_busy_s.get(&key));
+            let exposed =
+                |mode| per_iteration_max(ranks, mode, |m| m.collective_exposed_s.get(&key));
+            let (over, ser) = (exposed(Mode::Overlapped), exposed(Mode::Serialized));
+            let time_s = busy.as_deref().and_then(stats::median);
+            let algbw = time_s
+                .filter(|t| *t > 0.0)
+                .map(|t| metrics::algbw_gbps(info.bytes as f64, t));
+            let (exposed_s, exposed_ci) = over.clone().map(paired).unwrap_or((None, None));
+            let hidden: Option<Vec<f64>> = match (&over, &busy) {
+                (Some(o), Some(a)) => Some(
+                    o.iter()
+                        .zip(a)
+                        .filter(|(_, a)| **a > 0.0)
+                        .map(|(o, a)| 1.0 - o / a)
+                        .collect(),
+                ),
+                _ => None,
+            };
+            let (hidden_fraction, hidden_ci) = hidden.map(paired).unwrap_or((None, None));
+            CollectiveSummary {
+                kind: info.kind,
+                group: info.group,
+                group_size: info.group_size,
+                count: info.count,
+                bytes: info.bytes,
+                time_s,
+                algbw_gbps: algbw,
+                busbw_gbps: algbw.map(|a| a * metrics::busbw_factor(info.kind, info.group_size)),
+                exposed_s,
+                exposed_s_ci95: bounds(exposed_ci),
+                hidden_fraction,
+                hidden_fraction_ci95: bounds(hidden_ci),
+                serialized_exposed_s: ser.as_deref().and_then(stats::median),
+            }
+        })
+        .collect()
 }
 
 /// Cluster step times of a mode: per iteration, the max over ranks.
@@ -998,7 +1192,11 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
 
     let ta = t.comm;
     let bytes = inp.plan.allreduce_bytes();
-    let algbw = ta.map(|ta| metrics::algbw_gbps(bytes as f64, ta));
+    // No buckets (FSDP, HSDP): no bucket bandwidth; the per-kind figures
+    // are in `collectives`.
+    let algbw = ta
+        .filter(|_| bytes > 0)
+        .map(|ta| metrics::algbw_gbps(bytes as f64, ta));
     let allreduce = AllreduceSummary {
         bytes,
         buckets: inp.plan.buckets.len(),
@@ -1059,6 +1257,7 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         slow_hosts,
         ci95,
         flags: Vec::new(),
+        collectives: collective_summaries(ranks, inp.plan),
     };
     summary.flags = flags(&summary);
     summary
@@ -1327,6 +1526,8 @@ mod tests {
             step_start_s: Vec::new(),
             gemm_busy_s: busy(StreamKind::Compute),
             allreduce_busy_s: busy(StreamKind::Comm),
+            collective_busy_s: BTreeMap::new(),
+            collective_exposed_s: BTreeMap::new(),
             ops: ops
                 .iter()
                 .enumerate()
@@ -1393,7 +1594,51 @@ mod tests {
                 bytes: 4e9 as u64,
                 ready_after: "op0".into(),
             }],
+            collectives: Vec::new(),
         }
+    }
+
+    /// Per kind: time from comm mode (max over ranks per iteration, then
+    /// the median), algbw and busbw with the kind's factor, exposure and
+    /// the paired hidden fraction from overlapped mode.
+    #[test]
+    fn collective_summary_known_answers() {
+        let key = collective_key(Collective::AllGather, Group::DpShard);
+        let with = |r: u64, comm: [f64; 3], exposed: [f64; 3]| {
+            let mut rec = rank(r, "a", 1.0);
+            let m = rec.modes.get_mut(&Mode::Comm).unwrap();
+            m.collective_busy_s.insert(key.clone(), comm.to_vec());
+            let m = rec.modes.get_mut(&Mode::Overlapped).unwrap();
+            m.collective_exposed_s.insert(key.clone(), exposed.to_vec());
+            let m = rec.modes.get_mut(&Mode::Serialized).unwrap();
+            m.collective_exposed_s.insert(key.clone(), comm.to_vec());
+            rec
+        };
+        // Cluster per iteration: comm 2, 4, 2; exposed 0.5, 1, 1 → hidden
+        // 0.75, 0.75, 0.5.
+        let ranks = vec![
+            with(0, [2.0, 4.0, 1.0], [0.5, 0.2, 1.0]),
+            with(1, [1.0, 3.0, 2.0], [0.1, 1.0, 0.3]),
+        ];
+        let mut p = plan();
+        p.collectives = vec![CollectiveInfo {
+            kind: Collective::AllGather,
+            group: Group::DpShard,
+            group_size: 4,
+            count: 3,
+            bytes: 8_000_000_000,
+        }];
+        let c = &collective_summaries(&ranks, &p)[0];
+        assert_eq!(c.time_s, Some(2.0));
+        assert_eq!(c.algbw_gbps, Some(4.0));
+        assert_eq!(c.busbw_gbps, Some(3.0));
+        assert_eq!(c.exposed_s, Some(1.0));
+        assert_eq!(c.hidden_fraction, Some(0.75));
+        assert_eq!(c.serialized_exposed_s, Some(2.0));
+        let ci = c.hidden_fraction_ci95.unwrap();
+        assert!(ci[0] <= 0.75 && ci[1] >= 0.75);
+        // A plan without collective kinds (files of schema 2) has none.
+        assert!(collective_summaries(&ranks, &plan()).is_empty());
     }
 
     #[test]

@@ -294,6 +294,9 @@ pub struct Report {
     pub flags: Vec<mfubench_core::result::Flag>,
     /// All-reduce size and bandwidth (comm mode).
     pub allreduce: AllreduceSummary,
+    /// Per kind of collective and group: bytes, bandwidth, exposure and
+    /// hidden fraction (run files of schema 3).
+    pub collectives: Vec<mfubench_core::result::CollectiveSummary>,
     /// Wrong all-reduce elements, all ranks and modes.
     pub wrong: u64,
     /// The acceptance thresholds applied.
@@ -463,6 +466,7 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
         ci95: s.ci95.clone(),
         flags: s.flags.clone(),
         allreduce,
+        collectives: s.collectives.clone(),
         wrong: s.wrong,
         acceptance: acc.clone(),
         straggler_mode: smode,

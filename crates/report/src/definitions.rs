@@ -78,6 +78,11 @@ pub const DEFINITIONS: &[Definition] = &[
         text: "(T_c + T_a − T_o) / T_a: the share of the all-reduce time that overlap hides (1 = all communication hidden).",
     },
     Definition {
+        key: "collective_kind",
+        name: "exposed and hidden per collective kind",
+        text: "per kind of collective and group (all-reduce, all-gather, reduce-scatter on tp, dp_shard or dp_replicate): exposed = the time in the overlapped step during which that kind runs and no GEMM does (per iteration the max over ranks); hidden = 1 − exposed / the kind's comm-mode time, paired per iteration; busbw = bytes / comm-mode time × 2(n−1)/n for all-reduce, (n−1)/n for all-gather and reduce-scatter.",
+    },
+    Definition {
         key: "overlap_speedup",
         name: "overlap speedup",
         text: "T_s / T_o.",

@@ -107,21 +107,30 @@ fn text_width(s: &str, size: f64) -> f64 {
 // ---------------------------------------------------------------- timeline
 
 /// Kinds of bars on the timeline, with their colours.
-const KINDS: [(&str, &str); 6] = [
+const KINDS: [(&str, &str); 8] = [
     ("forward GEMM", "#4285f4"),
     ("recompute GEMM", "#9c6ade"),
     ("dgrad GEMM", "#f59300"),
     ("wgrad GEMM", "#43a047"),
     ("all-reduce", "#00796b"),
+    ("all-gather", "#6d4c41"),
+    ("reduce-scatter", "#c2185b"),
     ("other", "#787878"),
 ];
 const EXPOSED_FILL: &str = "#e53935";
 
 fn kind(span: &Span) -> usize {
-    if span.stream == StreamKind::Comm {
-        return 4;
-    }
     let n = &span.name;
+    if span.stream == StreamKind::Comm {
+        // Collective labels (plan::CollectiveOp::label) name their kind.
+        return if n.contains(".allgather.") {
+            5
+        } else if n.contains(".reducescatter.") {
+            6
+        } else {
+            4
+        };
+    }
     if n.ends_with(".fwd") {
         0
     } else if n.ends_with(".recompute") {
@@ -131,7 +140,7 @@ fn kind(span: &Span) -> usize {
     } else if n.ends_with(".wgrad") {
         3
     } else {
-        5
+        7
     }
 }
 
@@ -1165,6 +1174,7 @@ mod tests {
             stream,
             op: None,
             bucket: None,
+            collective: None,
             start_s: a,
             end_s: b,
         }
@@ -1235,5 +1245,19 @@ mod tests {
             rows.iter().all(Option::is_some),
             "every bar labelled: {rows:?}"
         );
+    }
+
+    #[test]
+    fn collective_bars_are_coloured_by_kind() {
+        let mut s = span(StreamKind::Comm, 0.0, 1.0);
+        for (name, want) in [
+            ("allreduce.b0", "all-reduce"),
+            ("L0.allreduce.act.fwd.out_proj", "all-reduce"),
+            ("L1.allgather.param.fwd", "all-gather"),
+            ("lm_head.reducescatter.grad", "reduce-scatter"),
+        ] {
+            s.name = name.into();
+            assert_eq!(KINDS[kind(&s)].0, want, "{name}");
+        }
     }
 }

@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 
 use mfubench_core::config::Mode;
+use mfubench_core::metrics::Collective;
+use mfubench_core::parallel::Group;
 use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
@@ -440,12 +442,17 @@ pub fn overlap_figures(r: &Report) -> Vec<Figure> {
         ),
         row(
             "all-reduced per step",
-            format!(
-                "{} in {} bucket{}",
-                f::bytes(a.bytes),
-                a.buckets,
-                if a.buckets == 1 { "" } else { "s" }
-            ),
+            if a.buckets == 0 && !r.collectives.is_empty() {
+                "no gradient buckets (sharded data parallelism: see the rows per collective kind)"
+                    .to_string()
+            } else {
+                format!(
+                    "{} in {} bucket{}",
+                    f::bytes(a.bytes),
+                    a.buckets,
+                    if a.buckets == 1 { "" } else { "s" }
+                )
+            },
             Some(a.bytes as f64),
             "algbw",
             "allreduce_bytes",
@@ -481,6 +488,65 @@ pub fn overlap_figures(r: &Report) -> Vec<Figure> {
             "wrong",
         ),
     ]
+    .into_iter()
+    .chain(collective_rows(r))
+    .collect()
+}
+
+/// The row label of a kind of collective on a group.
+fn collective_label(kind: Collective, group: Group) -> &'static str {
+    use Collective::*;
+    use Group::*;
+    match (kind, group) {
+        (AllReduce, Tp) => "all-reduce on tp: exposed; hidden",
+        (AllReduce, DpShard) => "all-reduce on dp_shard: exposed; hidden",
+        (AllReduce, DpReplicate) => "all-reduce on dp_replicate: exposed; hidden",
+        (AllReduce, World) => "all-reduce on world: exposed; hidden",
+        (AllGather, Tp) => "all-gather on tp: exposed; hidden",
+        (AllGather, DpShard) => "all-gather on dp_shard: exposed; hidden",
+        (AllGather, DpReplicate) => "all-gather on dp_replicate: exposed; hidden",
+        (AllGather, World) => "all-gather on world: exposed; hidden",
+        (ReduceScatter, Tp) => "reduce-scatter on tp: exposed; hidden",
+        (ReduceScatter, DpShard) => "reduce-scatter on dp_shard: exposed; hidden",
+        (ReduceScatter, DpReplicate) => "reduce-scatter on dp_replicate: exposed; hidden",
+        (ReduceScatter, World) => "reduce-scatter on world: exposed; hidden",
+        (SendRecv, _) => "send/recv: exposed; hidden",
+    }
+}
+
+/// One row per kind of collective that was measured: exposure and hidden
+/// fraction with their intervals, then size and bandwidths.
+fn collective_rows(r: &Report) -> Vec<Figure> {
+    r.collectives
+        .iter()
+        .filter(|c| c.time_s.is_some() || c.exposed_s.is_some())
+        .map(|c| {
+            let exposed = c
+                .exposed_s
+                .map(|v| f::with_ci(v, c.exposed_s_ci95, f::time))
+                .unwrap_or_else(|| needs(r, &[Mode::Compute, Mode::Overlapped]));
+            let hidden = c
+                .hidden_fraction
+                .map(|v| f::with_ci(v, c.hidden_fraction_ci95, f::pct))
+                .unwrap_or_else(|| needs(r, &[Mode::Comm, Mode::Overlapped]));
+            let bw = match (c.algbw_gbps, c.busbw_gbps) {
+                (Some(a), Some(b)) => format!(", algbw / busbw {} / {}", f::gbps(a), f::gbps(b)),
+                _ => String::new(),
+            };
+            Figure {
+                label: collective_label(c.kind, c.group),
+                value: format!(
+                    "{exposed}; {hidden} (n = {}, {} × per step = {}{bw})",
+                    c.group_size,
+                    c.count,
+                    f::bytes(c.bytes)
+                ),
+                raw: c.exposed_s,
+                definition: "collective_kind",
+                flags: Vec::new(),
+            }
+        })
+        .collect()
 }
 
 /// The line under the overlap table that says how the intervals were made.

@@ -73,14 +73,14 @@ fn malformed_file_says_where() {
 #[test]
 fn future_schema_is_refused_by_version() {
     let mut v: serde_json::Value = serde_json::from_slice(&small_json()).unwrap();
-    v["schema_version"] = 3.into();
+    v["schema_version"] = 4.into();
     let e = err(&serde_json::to_vec(&v).unwrap());
     assert!(
         matches!(
             e,
             ReportError::FutureSchema {
-                found: 3,
-                supported: 2,
+                found: 4,
+                supported: 3,
                 ..
             }
         ),

@@ -441,14 +441,17 @@ impl<'r> Accept<'r> {
     pub fn open(
         rank: &'r Rank,
         config: Config,
+        plan: Arc<StepPlan>,
         settings: AcceptSettings,
         run_id: String,
         run_dir: PathBuf,
     ) -> Result<Self, Exit> {
         let suite = match config.run.backend {
-            BackendKind::Cpu => Either::Cpu(Suite::open(rank, config, settings, run_id, run_dir)?),
+            BackendKind::Cpu => {
+                Either::Cpu(Suite::open(rank, config, plan, settings, run_id, run_dir)?)
+            }
             BackendKind::Cuda | BackendKind::Auto => {
-                Either::Cuda(Suite::open(rank, config, settings, run_id, run_dir)?)
+                Either::Cuda(Suite::open(rank, config, plan, settings, run_id, run_dir)?)
             }
         };
         Ok(Accept { suite })
@@ -488,6 +491,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
     pub fn open(
         rank: &'r Rank,
         config: Config,
+        plan: Arc<StepPlan>,
         settings: AcceptSettings,
         run_id: String,
         run_dir: PathBuf,
@@ -509,7 +513,6 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         let leaders = rank.agree(world.split(is_leader.then_some(0), me))?;
         let hosts = gather_json(rank, &rank.world, leaders.as_ref().map(|_| &rank.host))
             .unwrap_or_default();
-        let plan = Arc::new(StepPlan::for_config(&config));
         let gpu = match K::gpu_telemetry(&world.group) {
             Ok(t) => {
                 let id = t.identity();

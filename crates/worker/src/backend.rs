@@ -17,18 +17,42 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mfubench_core::config::{Config, Mode};
+use mfubench_core::parallel::Group;
 use mfubench_core::plan::StepPlan;
 use mfubench_core::result::TelemetrySample;
 
 use crate::rank::{Exit, Rank};
 
-/// The two streams of the model.
+/// The streams of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StreamId {
     /// Runs GEMMs.
     Compute,
-    /// Runs all-reduces.
+    /// Runs DDP's bucket all-reduces.
     Comm,
+    /// Runs the collectives of one group (TP, FSDP shard, HSDP replicate):
+    /// one stream per group, so different groups' collectives overlap.
+    Group(Group),
+    /// Runs a group's reduce-scatters, on a second communicator of the
+    /// group: FSDP's separate reduce-scatter stream, so that a layer's
+    /// reduce-scatter never holds up the next layer's all-gather.
+    Reduce(Group),
+}
+
+impl StreamId {
+    /// The stream's name in messages (`compute`, `comm`, `dp_shard`,
+    /// `dp_shard reduce-scatter`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamId::Compute => "compute",
+            StreamId::Comm => "comm",
+            StreamId::Group(g) => g.name(),
+            StreamId::Reduce(Group::Tp) => "tp reduce-scatter",
+            StreamId::Reduce(Group::DpShard) => "dp_shard reduce-scatter",
+            StreamId::Reduce(Group::DpReplicate) => "dp_replicate reduce-scatter",
+            StreamId::Reduce(Group::World) => "world reduce-scatter",
+        }
+    }
 }
 
 /// Errors from a backend.
@@ -79,7 +103,8 @@ pub trait Compute: Streams {
     fn gemm(&self, stream: StreamId, op: usize) -> Result<(), BackendError>;
 }
 
-/// Gradient all-reduces of the plan's buckets.
+/// The plan's collectives: gradient all-reduces of the buckets, and the
+/// collectives of the other parallelism patterns.
 pub trait Communicator: Streams {
     /// Allocates the bucket buffers, filled with the check pattern
     /// ([`mfubench_core::check::pattern`]).
@@ -87,6 +112,13 @@ pub trait Communicator: Streams {
 
     /// Enqueues the sum all-reduce of bucket `bucket` on `stream`.
     fn all_reduce(&self, stream: StreamId, bucket: usize) -> Result<(), BackendError>;
+
+    /// Enqueues collective `index` of [`StepPlan::collectives`] (not a
+    /// bucket: TP all-reduce, FSDP all-gather or reduce-scatter, HSDP shard
+    /// all-reduce) on `stream`, over its group's communicator. The buffers
+    /// were allocated by [`Communicator::allocate_buckets`], and the check
+    /// covers them.
+    fn collective(&self, stream: StreamId, index: usize) -> Result<(), BackendError>;
 
     /// Called with both streams idle before an iteration: makes results of a
     /// previous iteration unable to pass the check.

@@ -388,7 +388,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             .steps
             .iter()
             .filter(|(_, s)| !s.timings.is_empty())
-            .map(|(m, s)| (*m, mode_record(&s.timings, &s.starts, s.wrong)))
+            .map(|(m, s)| (*m, mode_record(&self.plan, &s.timings, &s.starts, s.wrong)))
             .collect::<BTreeMap<_, _>>();
         let record = RankRecord {
             rank: r.rank,

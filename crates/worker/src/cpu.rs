@@ -25,6 +25,8 @@ use mfubench_core::plan::StepPlan;
 use crate::backend::{Backend, BackendError, Communicator, Compute, StreamId, Streams};
 use crate::group::GroupComm;
 use crate::mpi_comm::MpiGroup;
+use mfubench_core::metrics::Collective;
+use mfubench_core::parallel::Group;
 
 /// A host buffer of one of the CPU dtypes.
 #[derive(Debug, Clone, PartialEq)]
@@ -276,6 +278,43 @@ struct BucketBuffers {
     recv: Vec<HostBuf>,
 }
 
+/// Buffers of one collective other than a bucket, with what its check
+/// needs.
+struct CollBuf {
+    kind: Collective,
+    /// This rank's position in the collective's group, and the group's size.
+    rank: u64,
+    size: u64,
+    /// Elements of one rank's shard (all-gather, reduce-scatter).
+    shard: usize,
+    /// The id its check pattern is keyed by.
+    id: u64,
+    send: HostBuf,
+    recv: HostBuf,
+}
+
+impl CollBuf {
+    fn wrong(&self) -> u64 {
+        let values = (0..self.recv.len()).map(|i| self.recv.get(i));
+        match self.kind {
+            Collective::AllGather => {
+                check::count_wrong_gathered(values, self.shard as u64, self.id)
+            }
+            Collective::ReduceScatter => {
+                check::count_wrong(values, self.size, self.id, self.rank * self.shard as u64)
+            }
+            Collective::AllReduce | Collective::SendRecv => {
+                check::count_wrong(values, self.size, self.id, 0)
+            }
+        }
+    }
+}
+
+/// The check pattern id of collective `index` (apart from the buckets').
+fn collective_id(index: usize) -> u64 {
+    (1 << 32) + index as u64
+}
+
 /// The CPU backend; its gradient all-reduces run on the group `G` (MPI in
 /// the worker).
 pub struct CpuBackend<G: HostGroup = MpiGroup> {
@@ -288,6 +327,14 @@ pub struct CpuBackend<G: HostGroup = MpiGroup> {
     gemm: Arc<Mutex<Option<GemmBuffers>>>,
     buckets: Arc<Mutex<Option<BucketBuffers>>>,
     reducer: Arc<G>,
+    /// One stream and communicator per group of the plan's collectives
+    /// (TP, FSDP shard, HSDP replicate): each stream's thread is the only
+    /// user of its communicator.
+    groups: Vec<(StreamId, CpuStream, Arc<G>)>,
+    /// Buffers of the plan's collectives by index (None for the buckets,
+    /// which have their own); one lock each, so that group streams never
+    /// wait for each other's buffers.
+    colls: Arc<Vec<Option<Mutex<CollBuf>>>>,
     /// First failure of a queued op; raised by the next `sync_event`.
     failure: Arc<Mutex<Option<String>>>,
 }
@@ -357,7 +404,28 @@ impl<G: HostGroup> CpuBackend<G> {
             gemm: Arc::new(Mutex::new(None)),
             buckets: Arc::new(Mutex::new(None)),
             reducer,
+            groups: Vec::new(),
+            colls: Arc::new(Vec::new()),
             failure: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Adds a stream with a communicator of its own for each group stream
+    /// (see [`StreamId::Group`], [`StreamId::Reduce`]).
+    pub fn with_groups(mut self, groups: Vec<(StreamId, Arc<G>)>) -> Result<Self, BackendError> {
+        for (s, comm) in groups {
+            let stream = CpuStream::spawn(&format!("{} stream", s.name()), || {})?;
+            self.groups.push((s, stream, comm));
+        }
+        Ok(self)
+    }
+
+    fn lane(&self, s: StreamId) -> Result<&(StreamId, CpuStream, Arc<G>), BackendError> {
+        self.groups.iter().find(|(x, _, _)| *x == s).ok_or_else(|| {
+            BackendError::Failed(format!(
+                "the backend has no communicator for the {} stream",
+                s.name()
+            ))
         })
     }
 
@@ -366,10 +434,11 @@ impl<G: HostGroup> CpuBackend<G> {
         self.threads
     }
 
-    fn stream(&self, s: StreamId) -> &CpuStream {
+    fn stream(&self, s: StreamId) -> Result<&CpuStream, BackendError> {
         match s {
-            StreamId::Compute => &self.compute,
-            StreamId::Comm => &self.comm,
+            StreamId::Compute => Ok(&self.compute),
+            StreamId::Comm => Ok(&self.comm),
+            StreamId::Group(_) | StreamId::Reduce(_) => Ok(&self.lane(s)?.1),
         }
     }
 }
@@ -378,8 +447,15 @@ impl CpuBackend {
     /// Bytes the plan's buffers will take on this backend.
     pub fn memory_bytes(plan: &StepPlan, dtype: Dtype, grad_dtype: Dtype) -> u64 {
         let (a, b, c) = plan.max_operand_elements();
+        let coll_elements: u64 = plan
+            .collectives
+            .iter()
+            .filter(|c| c.bucket.is_none())
+            .map(|c| c.elements + c.shard_elements())
+            .sum();
         (a + b + c) * dtype.size_bytes()
             + 2 * plan.allreduce_bytes() / plan.grad_bytes.max(1) * grad_dtype.size_bytes()
+            + coll_elements * grad_dtype.size_bytes()
     }
 }
 
@@ -462,12 +538,12 @@ impl<G: HostGroup> Streams for CpuBackend<G> {
     fn record(&self, stream: StreamId, event: &CpuEvent) -> Result<(), BackendError> {
         event.reset();
         let e = event.clone();
-        self.stream(stream).push(Box::new(move || e.set()))
+        self.stream(stream)?.push(Box::new(move || e.set()))
     }
 
     fn wait(&self, stream: StreamId, event: &CpuEvent) -> Result<(), BackendError> {
         let e = event.clone();
-        self.stream(stream).push(Box::new(move || {
+        self.stream(stream)?.push(Box::new(move || {
             e.wait(None);
         }))
     }
@@ -515,7 +591,7 @@ impl<G: HostGroup> Compute for CpuBackend<G> {
         if op >= plan.ops.len() {
             return Err(BackendError::Failed(format!("op {op} is not in the plan")));
         }
-        self.stream(stream).push(Box::new(move || {
+        self.stream(stream)?.push(Box::new(move || {
             let op = &plan.ops[op];
             let mut guard = bufs.lock().unwrap_or_else(|e| e.into_inner());
             let Some(g) = guard.as_mut() else { return };
@@ -553,14 +629,89 @@ impl<G: HostGroup> Communicator for CpuBackend<G> {
         }
         *self.buckets.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(BucketBuffers { send, recv });
+        let mut colls = Vec::with_capacity(plan.collectives.len());
+        for (ci, c) in plan.collectives.iter().enumerate() {
+            if c.bucket.is_some() {
+                colls.push(None);
+                continue;
+            }
+            let comm = &self.lane(crate::schedule::stream_of(c))?.2;
+            let (rank, size) = (comm.rank() as u64, comm.size() as u64);
+            if size != c.group_size {
+                return Err(BackendError::Failed(format!(
+                    "the {} group has {size} ranks, the plan expects {}",
+                    c.group, c.group_size
+                )));
+            }
+            let id = collective_id(ci);
+            let (full, shard) = (c.elements as usize, c.shard_elements() as usize);
+            let g = self.grad_dtype;
+            let (send, recv) = match c.kind {
+                Collective::AllGather => (
+                    HostBuf::filled(g, shard, |i| check::gather_value(rank, id, i as u64))?,
+                    HostBuf::filled(g, full, |_| f64::NAN)?,
+                ),
+                Collective::ReduceScatter => (
+                    HostBuf::filled(g, full, |i| check::pattern(size, rank, id, i as u64))?,
+                    HostBuf::filled(g, shard, |_| f64::NAN)?,
+                ),
+                Collective::AllReduce | Collective::SendRecv => (
+                    HostBuf::filled(g, full, |i| check::pattern(size, rank, id, i as u64))?,
+                    HostBuf::filled(g, full, |_| f64::NAN)?,
+                ),
+            };
+            colls.push(Some(Mutex::new(CollBuf {
+                kind: c.kind,
+                rank,
+                size,
+                shard,
+                id,
+                send,
+                recv,
+            })));
+        }
+        self.colls = Arc::new(colls);
         Ok(())
+    }
+
+    fn collective(&self, stream: StreamId, index: usize) -> Result<(), BackendError> {
+        let Some(c) = self.plan.collectives.get(index) else {
+            return Err(BackendError::Failed(format!(
+                "collective {index} is not in the plan"
+            )));
+        };
+        // The communicator of the stream it runs on (each is used by that
+        // stream's thread only).
+        let comm = self.lane(stream)?.2.clone();
+        let colls = self.colls.clone();
+        let failure = self.failure.clone();
+        let label = c.label();
+        self.stream(stream)?.push(Box::new(move || {
+            let Some(Some(m)) = colls.get(index) else {
+                return;
+            };
+            let mut guard = m.lock().unwrap_or_else(|e| e.into_inner());
+            let b = &mut *guard;
+            let res = match b.kind {
+                Collective::AllReduce => comm.all_reduce_sum(&b.send, &mut b.recv, b.send.len()),
+                Collective::AllGather => comm.all_gather(&b.send, &mut b.recv, b.shard),
+                Collective::ReduceScatter => comm.reduce_scatter_sum(&b.send, &mut b.recv, b.shard),
+                Collective::SendRecv => Err(BackendError::Failed(
+                    "send/recv is not a step collective".into(),
+                )),
+            };
+            if let Err(e) = res {
+                let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
+                f.get_or_insert(format!("{label} failed: {e}"));
+            }
+        }))
     }
 
     fn all_reduce(&self, stream: StreamId, bucket: usize) -> Result<(), BackendError> {
         let bufs = self.buckets.clone();
         let reducer = self.reducer.clone();
         let failure = self.failure.clone();
-        self.stream(stream).push(Box::new(move || {
+        self.stream(stream)?.push(Box::new(move || {
             let mut guard = bufs.lock().unwrap_or_else(|e| e.into_inner());
             let Some(b) = guard.as_mut() else { return };
             if let (Some(send), Some(recv)) = (b.send.get(bucket), b.recv.get_mut(bucket)) {
@@ -583,6 +734,9 @@ impl<G: HostGroup> Communicator for CpuBackend<G> {
         {
             b.recv.iter_mut().for_each(HostBuf::fill_nan);
         }
+        for m in self.colls.iter().flatten() {
+            m.lock().unwrap_or_else(|e| e.into_inner()).recv.fill_nan();
+        }
         Ok(())
     }
 
@@ -592,11 +746,19 @@ impl<G: HostGroup> Communicator for CpuBackend<G> {
             return Ok(0);
         };
         let ranks = self.reducer.size() as u64;
-        Ok(b.recv
+        let buckets: u64 = b
+            .recv
             .iter()
             .enumerate()
             .map(|(bi, r)| check::count_wrong((0..r.len()).map(|i| r.get(i)), ranks, bi as u64, 0))
-            .sum())
+            .sum();
+        let colls: u64 = self
+            .colls
+            .iter()
+            .flatten()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).wrong())
+            .sum();
+        Ok(buckets + colls)
     }
 
     fn corrupt_one_element(&self) -> Result<(), BackendError> {
@@ -609,7 +771,13 @@ impl<G: HostGroup> Communicator for CpuBackend<G> {
             if let Some(r) = b.recv.iter_mut().find(|r| !r.is_empty()) {
                 let i = r.len() / 2;
                 r.add(i, 1.0);
+                return Ok(());
             }
+        }
+        if let Some(m) = self.colls.iter().flatten().next() {
+            let mut b = m.lock().unwrap_or_else(|e| e.into_inner());
+            let i = b.recv.len() / 2;
+            b.recv.add(i, 1.0);
         }
         Ok(())
     }
@@ -643,8 +811,33 @@ impl<G: HostGroup> Backend for CpuBackend<G> {
             Self::fits(config, rank, &plan).map_err(BackendError::OutOfMemory)
         };
         rank.agree(ready)?;
-        let reducer = Arc::new(G::world(rank));
-        rank.agree(CpuBackend::new(plan, dtype, grad, threads, reducer))
+        let world = Arc::new(G::world(rank));
+        // A communicator per group stream the plan's collectives use, split
+        // from the world in the fixed order of schedule::group_streams
+        // (every rank has the same plan, so every rank splits the same
+        // groups). DDP's buckets run on the world when there is no tensor
+        // parallelism (as before), else on the data-parallel replicas.
+        let layout = plan.layout;
+        let mut groups = Vec::new();
+        for s in crate::schedule::group_streams(&plan) {
+            let (StreamId::Group(g) | StreamId::Reduce(g)) = s else {
+                continue;
+            };
+            let (colour, position) = layout.colour_and_position(g, rank.rank);
+            let sub = rank.agree(world.split(Some(colour as u32), position as u32).and_then(
+                |c| c.ok_or_else(|| BackendError::Failed(format!("the {g} split gave no group"))),
+            ))?;
+            groups.push((s, Arc::new(sub)));
+        }
+        let reducer = groups
+            .iter()
+            .find(|(s, _)| *s == StreamId::Group(Group::DpReplicate) && layout.tensor > 1)
+            .map(|(_, c)| c.clone())
+            .unwrap_or(world);
+        rank.agree(
+            CpuBackend::new(plan, dtype, grad, threads, reducer)
+                .and_then(|b| b.with_groups(groups)),
+        )
     }
 
     /// The plan's buffers for every rank on this host must fit in the

@@ -120,6 +120,8 @@ fn try_main(args: &Args, rank: &Rank) -> Result<(), Exit> {
     let config = setup::load_config(rank, &args.config, args.backend.as_deref())?;
     setup::hello(rank, &config);
     let (run_id, run_dir) = setup::run_dir(rank, &args.out, args.run_id.clone())?;
+    let layout = setup::layout(rank, &config, &args.config)?;
+    let plan = Arc::new(StepPlan::for_layout(&config, &layout));
     if args.accept {
         let usage = |e: &dyn std::fmt::Display| {
             if rank.is_root() {
@@ -148,9 +150,8 @@ fn try_main(args: &Args, rank: &Rank) -> Result<(), Exit> {
         let settings = overrides
             .apply(&config.accept, &args.config.display().to_string())
             .map_err(|e| usage(&e))?;
-        return Accept::open(rank, config, settings, run_id, run_dir)?.run();
+        return Accept::open(rank, config, plan, settings, run_id, run_dir)?.run();
     }
-    let plan = Arc::new(StepPlan::for_config(&config));
     let hooks = Hooks {
         inject_wrong_rank: args.inject_wrong_rank,
     };

@@ -2,14 +2,78 @@
 //! [`ModeRecord`]: per-iteration step times, per-op medians, and the
 //! timeline of the iteration with the median step time.
 
-use mfubench_core::result::{ModeRecord, OpStat, StreamKind};
+use std::collections::BTreeMap;
+
+use mfubench_core::metrics;
+use mfubench_core::plan::StepPlan;
+use mfubench_core::result::{CollectiveInfo, ModeRecord, OpStat, Span, StreamKind};
 use mfubench_core::stats;
 
 use crate::schedule::StepTiming;
 
+/// Index into the plan's collectives of a collective's span.
+fn collective_of(plan: &StepPlan, s: &Span) -> Option<usize> {
+    s.collective.or_else(|| {
+        let b = s.bucket?;
+        plan.collectives.iter().position(|c| c.bucket == Some(b))
+    })
+}
+
+/// Per kind of collective (key [`CollectiveInfo::key`]) and timed
+/// iteration: the summed duration of its spans, and (in steps that also
+/// ran GEMMs) the time it ran while no GEMM did.
+pub fn collective_times(
+    plan: &StepPlan,
+    iterations: &[StepTiming],
+) -> (BTreeMap<String, Vec<f64>>, BTreeMap<String, Vec<f64>>) {
+    let (mut busy, mut exposed) = (BTreeMap::new(), BTreeMap::new());
+    for info in CollectiveInfo::of(plan) {
+        let key = info.key();
+        let mut b = Vec::with_capacity(iterations.len());
+        let mut e = Vec::with_capacity(iterations.len());
+        let mut any_gemm = false;
+        for t in iterations {
+            let of_kind: Vec<(f64, f64)> = t
+                .spans
+                .iter()
+                .filter(|s| s.stream == StreamKind::Comm)
+                .filter(|s| {
+                    collective_of(plan, s).is_some_and(|ci| {
+                        let c = &plan.collectives[ci];
+                        c.kind == info.kind && c.group == info.group
+                    })
+                })
+                .map(|s| (s.start_s, s.end_s))
+                .collect();
+            let gemms: Vec<(f64, f64)> = t
+                .spans
+                .iter()
+                .filter(|s| s.stream == StreamKind::Compute)
+                .map(|s| (s.start_s, s.end_s))
+                .collect();
+            any_gemm |= !gemms.is_empty();
+            b.push(of_kind.iter().map(|(a, z)| z - a).sum());
+            e.push(metrics::uncovered_s(&of_kind, &gemms));
+        }
+        if b.iter().any(|x| *x > 0.0) {
+            if any_gemm {
+                exposed.insert(key.clone(), e);
+            }
+            busy.insert(key, b);
+        }
+    }
+    (busy, exposed)
+}
+
 /// Builds the record of one mode from its timed iterations (at least one)
 /// and when each started (seconds since the first timed step of the run).
-pub fn mode_record(iterations: &[StepTiming], step_start_s: &[f64], wrong: u64) -> ModeRecord {
+pub fn mode_record(
+    plan: &StepPlan,
+    iterations: &[StepTiming],
+    step_start_s: &[f64],
+    wrong: u64,
+) -> ModeRecord {
+    let (collective_busy_s, collective_exposed_s) = collective_times(plan, iterations);
     let step_time_s: Vec<f64> = iterations.iter().map(|t| t.step_s).collect();
     let busy = |stream: StreamKind| -> Vec<f64> {
         iterations
@@ -58,6 +122,8 @@ pub fn mode_record(iterations: &[StepTiming], step_start_s: &[f64], wrong: u64) 
         step_start_s: step_start_s.to_vec(),
         gemm_busy_s: busy(StreamKind::Compute),
         allreduce_busy_s: busy(StreamKind::Comm),
+        collective_busy_s,
+        collective_exposed_s,
         ops,
         timeline: iterations
             .get(timeline_iteration)
@@ -81,15 +147,54 @@ mod tests {
                 stream: StreamKind::Compute,
                 op: Some(0),
                 bucket: None,
+                collective: None,
                 start_s: 0.0,
                 end_s: d,
             }],
         }
     }
 
+    fn plan() -> StepPlan {
+        let c = mfubench_core::config::parse_config(
+            "[model]\npreset = \"tiny\"\nseq = 32\n[run]\nlayers = 1\nbucket_mb = 1000\n",
+            "t",
+        )
+        .unwrap();
+        StepPlan::for_config(&c)
+    }
+
+    /// One bucket (all_reduce/dp_replicate) running 1–4 s, GEMMs 0–2 and
+    /// 3–3.5: busy 3 s, exposed 2–3 and 3.5–4 = 1.5 s.
+    #[test]
+    fn collective_times_known_answer() {
+        let p = plan();
+        assert_eq!(p.buckets.len(), 1);
+        let span = |stream, bucket, a, b| Span {
+            name: "x".into(),
+            stream,
+            op: None,
+            bucket,
+            collective: None,
+            start_s: a,
+            end_s: b,
+        };
+        let t = StepTiming {
+            step_s: 4.0,
+            spans: vec![
+                span(StreamKind::Compute, None, 0.0, 2.0),
+                span(StreamKind::Compute, None, 3.0, 3.5),
+                span(StreamKind::Comm, Some(0), 1.0, 4.0),
+            ],
+        };
+        let (busy, exposed) = collective_times(&p, &[t.clone(), t]);
+        assert_eq!(busy["all_reduce/dp_replicate"], vec![3.0, 3.0]);
+        assert_eq!(exposed["all_reduce/dp_replicate"], vec![1.5, 1.5]);
+    }
+
     #[test]
     fn medians_and_timeline_choice() {
         let r = mode_record(
+            &plan(),
             &[step(3.0, 1.0), step(1.0, 3.0), step(2.0, 2.5)],
             &[0.0, 10.0, 20.0],
             0,

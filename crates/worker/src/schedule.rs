@@ -23,7 +23,8 @@
 use std::time::Duration;
 
 use mfubench_core::config::Mode;
-use mfubench_core::plan::StepPlan;
+use mfubench_core::metrics::Collective;
+use mfubench_core::plan::{CollectiveOp, StepPlan};
 use mfubench_core::result::{Span, StreamKind};
 
 use crate::backend::{Backend, BackendError, StreamId};
@@ -57,17 +58,69 @@ pub struct StepTiming {
     pub spans: Vec<Span>,
 }
 
-/// Label of a bucket's all-reduce.
-pub fn allreduce_label(bucket: usize) -> String {
-    format!("allreduce.b{bucket}")
-}
-
 struct Pending<'a, E> {
     event: &'a E,
     order: f64,
     label: String,
     stream: &'static str,
     bucket: Option<usize>,
+}
+
+/// The stream a collective runs on: DDP's buckets on the comm stream (as
+/// before tensor and sharded data parallelism existed), every other
+/// collective on its group's stream, so that collectives of different
+/// groups (a TP all-reduce and an FSDP all-gather) can run at once, as on
+/// the separate NCCL streams of a real framework.
+pub fn stream_of(c: &CollectiveOp) -> StreamId {
+    match (c.bucket, c.kind) {
+        (Some(_), _) => StreamId::Comm,
+        (None, Collective::ReduceScatter) => StreamId::Reduce(c.group),
+        (None, _) => StreamId::Group(c.group),
+    }
+}
+
+/// The streams (and communicators) a plan's collectives other than DDP's
+/// buckets need, in a fixed order: every rank creates the same ones, in
+/// the same order (communicator splits are collective).
+pub fn group_streams(plan: &StepPlan) -> Vec<StreamId> {
+    let mut out: Vec<StreamId> = Vec::new();
+    for g in mfubench_core::parallel::Group::SPLIT {
+        for s in [StreamId::Group(g), StreamId::Reduce(g)] {
+            let used = plan.collectives.iter().any(|c| {
+                (c.bucket.is_none() && stream_of(c) == s)
+                    // DDP's buckets run on the replicas' communicator under TP.
+                    || (c.bucket.is_some()
+                        && plan.layout.tensor > 1
+                        && s == StreamId::Group(g)
+                        && c.group == g)
+            });
+            if used {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+fn stream_name(s: StreamId) -> &'static str {
+    s.name()
+}
+
+/// Where the compute stream waits for collective `c` in `mode`: before
+/// GEMM `Some(i)`, or at the step's end (`None`). Overlapped: before the
+/// GEMM that consumes it. Serialized: right after the GEMM it follows (the
+/// collective blocks), or before its consumer if that comes first.
+fn compute_waits_before(c: &CollectiveOp, mode: Mode) -> Option<usize> {
+    match mode {
+        Mode::Serialized => {
+            let blocked = c.serialized_after.map_or(Some(0), |i| Some(i + 1));
+            match (blocked, c.needed_by) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        _ => c.needed_by,
+    }
 }
 
 /// Enqueues one step of `mode` on the backend, waits for it under the
@@ -84,6 +137,13 @@ pub fn run_step<B: Backend>(
 /// [`run_step`], calling `on_wait(op)` once when a collective has not
 /// completed after [`crate::mpi_comm::NOTICE_AFTER`]: this rank is waiting
 /// for others (a slow GEMM is this rank's own and is not reported).
+///
+/// Every rank enqueues the same ops in the same order (the plan is the
+/// same on every rank), and a stream only ever waits for an event enqueued
+/// before the wait. So the earliest op, in that order, that has not run on
+/// some rank has every predecessor done on every rank and can run
+/// everywhere: a collective is reached by all its ranks, and the step
+/// cannot deadlock, however many group streams there are.
 pub fn run_step_noticing<B: Backend>(
     backend: &B,
     plan: &StepPlan,
@@ -96,68 +156,130 @@ pub fn run_step_noticing<B: Backend>(
     } else {
         0
     };
-    let n_buckets = if mode.has_comm() {
-        plan.buckets.len()
+    let n_coll = if mode.has_comm() {
+        plan.collectives.len()
     } else {
         0
     };
+    let colls = &plan.collectives[..n_coll];
     let start = backend.new_event()?;
     let end = backend.new_event()?;
     let gemm_end = (0..n_ops)
         .map(|_| backend.new_event())
         .collect::<Result<Vec<_>, _>>()?;
-    let ar_start = (0..n_buckets)
+    let c_start = (0..n_coll)
         .map(|_| backend.new_event())
         .collect::<Result<Vec<_>, _>>()?;
-    let ar_end = (0..n_buckets)
+    let c_end = (0..n_coll)
         .map(|_| backend.new_event())
+        .collect::<Result<Vec<_>, _>>()?;
+    // Compute waits: before GEMM i (index i) or at the end (index n_ops).
+    let mut waits: Vec<Vec<usize>> = vec![Vec::new(); n_ops + 1];
+    // The collectives issued at the start (index 0) or after GEMM i (i + 1).
+    let mut issue: Vec<Vec<usize>> = vec![Vec::new(); n_ops + 1];
+    if n_ops > 0 {
+        for (ci, c) in colls.iter().enumerate() {
+            issue[c.issue_after(mode).map_or(0, |i| i + 1)].push(ci);
+            waits[compute_waits_before(c, mode).unwrap_or(n_ops)].push(ci);
+        }
+    }
+    // The streams the collectives use, in order of first use.
+    let mut streams: Vec<StreamId> = Vec::new();
+    for c in colls {
+        if !streams.contains(&stream_of(c)) {
+            streams.push(stream_of(c));
+        }
+    }
+    // GEMMs preceded by a wait get a start event of their own (their span
+    // must not include the wait).
+    let gemm_start = (0..n_ops)
+        .map(|i| {
+            (!waits[i].is_empty())
+                .then(|| backend.new_event())
+                .transpose()
+        })
         .collect::<Result<Vec<_>, _>>()?;
 
     backend.record(StreamId::Compute, &start)?;
-    if n_buckets > 0 {
-        backend.wait(StreamId::Comm, &start)?;
+    for &s in &streams {
+        backend.wait(s, &start)?;
     }
-    // Enqueues bucket b's all-reduce on the comm stream behind its wait.
-    let enqueue_allreduce = |b: usize| -> Result<(), BackendError> {
+    // The last GEMM each stream was told to wait for: a second wait for
+    // the same GEMM is not enqueued (serialized DDP waits once, as before).
+    let mut waited: Vec<(StreamId, Option<usize>)> = Vec::new();
+    let mut enqueue = |ci: usize| -> Result<(), BackendError> {
+        let c = &colls[ci];
+        let s = stream_of(c);
         match mode {
-            Mode::Overlapped => {
-                backend.wait(StreamId::Comm, &gemm_end[plan.buckets[b].ready_after])?
-            }
-            Mode::Serialized if b == 0 => {
-                if let Some(last) = gemm_end.last() {
-                    backend.wait(StreamId::Comm, last)?;
+            Mode::Comm => {
+                // Back to back, one at a time, across streams too.
+                if let Some(prev) = ci.checked_sub(1) {
+                    if stream_of(&colls[prev]) != s {
+                        backend.wait(s, &c_end[prev])?;
+                    }
                 }
             }
-            _ => {}
+            _ => {
+                let after = c.issue_after(mode);
+                let last = waited.iter_mut().find(|(x, _)| *x == s);
+                let fresh = last.as_ref().is_none_or(|(_, a)| *a != after);
+                if let (Some(i), true) = (after, fresh) {
+                    backend.wait(s, &gemm_end[i])?;
+                }
+                match last {
+                    Some(entry) => entry.1 = after,
+                    None => waited.push((s, after)),
+                }
+            }
         }
-        backend.record(StreamId::Comm, &ar_start[b])?;
-        backend.all_reduce(StreamId::Comm, b)?;
-        backend.record(StreamId::Comm, &ar_end[b])
+        if let Some(a) = c.after_collective.filter(|&a| a < n_coll) {
+            if stream_of(&colls[a]) != s {
+                backend.wait(s, &c_end[a])?;
+            }
+        }
+        backend.record(s, &c_start[ci])?;
+        match c.bucket {
+            Some(b) => backend.all_reduce(s, b)?,
+            None => backend.collective(s, ci)?,
+        }
+        backend.record(s, &c_end[ci])
     };
-    // Overlapped: each all-reduce is enqueued right after the GEMM it waits
-    // for, as DDP's hooks do, so a deep plan cannot fill the launch queue
-    // with GEMMs while the all-reduces wait to be issued.
-    let mut next_bucket = 0;
-    for (i, ev) in gemm_end.iter().enumerate() {
-        backend.gemm(StreamId::Compute, i)?;
-        backend.record(StreamId::Compute, ev)?;
-        if mode == Mode::Overlapped {
-            while next_bucket < n_buckets && plan.buckets[next_bucket].ready_after <= i {
-                enqueue_allreduce(next_bucket)?;
-                next_bucket += 1;
+    if n_ops == 0 {
+        for ci in 0..n_coll {
+            enqueue(ci)?;
+        }
+    } else {
+        // Each collective is enqueued right after the GEMM it waits for,
+        // as DDP's and FSDP's hooks issue them, so a deep plan cannot fill
+        // the launch queue with GEMMs while the collectives wait to be
+        // issued.
+        for &ci in &issue[0] {
+            enqueue(ci)?;
+        }
+        for (i, ev) in gemm_end.iter().enumerate() {
+            for &ci in &waits[i] {
+                backend.wait(StreamId::Compute, &c_end[ci])?;
+            }
+            if let Some(Some(e)) = gemm_start.get(i) {
+                backend.record(StreamId::Compute, e)?;
+            }
+            backend.gemm(StreamId::Compute, i)?;
+            backend.record(StreamId::Compute, ev)?;
+            for &ci in &issue[i + 1] {
+                enqueue(ci)?;
             }
         }
     }
-    for b in next_bucket..n_buckets {
-        enqueue_allreduce(b)?;
-    }
-    if let Some(last) = ar_end.last() {
-        backend.wait(StreamId::Compute, last)?;
+    // The end waits for the last collective of every stream.
+    for &s in &streams {
+        if let Some(ci) = (0..n_coll).rev().find(|&ci| stream_of(&colls[ci]) == s) {
+            backend.wait(StreamId::Compute, &c_end[ci])?;
+        }
     }
     backend.record(StreamId::Compute, &end)?;
 
     // Watchdog: wait in the order the ops can complete.
-    let mut pending: Vec<Pending<'_, B::Event>> = Vec::with_capacity(n_ops + n_buckets + 1);
+    let mut pending: Vec<Pending<'_, B::Event>> = Vec::with_capacity(n_ops + n_coll + 1);
     for (i, ev) in gemm_end.iter().enumerate() {
         pending.push(Pending {
             event: ev,
@@ -167,17 +289,18 @@ pub fn run_step_noticing<B: Backend>(
             bucket: None,
         });
     }
-    for (b, ev) in ar_end.iter().enumerate() {
+    for (ci, ev) in c_end.iter().enumerate() {
+        let c = &colls[ci];
         let order = match mode {
-            Mode::Overlapped => plan.buckets[b].ready_after as f64 + 0.5,
-            _ => n_ops as f64 + b as f64,
+            Mode::Comm => ci as f64,
+            _ => c.issue_after(mode).map_or(-0.5, |i| i as f64 + 0.5),
         };
         pending.push(Pending {
             event: ev,
             order,
-            label: allreduce_label(b),
-            stream: "comm",
-            bucket: Some(b),
+            label: c.label(),
+            stream: stream_name(stream_of(c)),
+            bucket: c.bucket,
         });
     }
     pending.sort_by(|a, b| a.order.total_cmp(&b.order));
@@ -191,8 +314,8 @@ pub fn run_step_noticing<B: Backend>(
     let notice = crate::mpi_comm::NOTICE_AFTER.min(op_timeout);
     let mut noticed = false;
     for p in &pending {
-        let waits_for_others = p.stream == "comm" || p.label == "step end";
-        if waits_for_others && !noticed && n_buckets > 0 {
+        let waits_for_others = p.stream != "compute" || p.label == "step end";
+        if waits_for_others && !noticed && n_coll > 0 {
             if backend.sync_event(p.event, notice)? {
                 continue;
             }
@@ -215,27 +338,32 @@ pub fn run_step_noticing<B: Backend>(
         });
     }
 
-    let mut spans = Vec::with_capacity(n_ops + n_buckets);
+    let mut spans = Vec::with_capacity(n_ops + n_coll);
     let mut prev = &start;
     for (i, ev) in gemm_end.iter().enumerate() {
+        if let Some(Some(e)) = gemm_start.get(i) {
+            prev = e;
+        }
         spans.push(Span {
             name: plan.ops[i].label(),
             stream: StreamKind::Compute,
             op: Some(i),
             bucket: None,
+            collective: None,
             start_s: backend.elapsed_s(&start, prev)?,
             end_s: backend.elapsed_s(&start, ev)?,
         });
         prev = ev;
     }
-    for b in 0..n_buckets {
+    for (ci, c) in colls.iter().enumerate() {
         spans.push(Span {
-            name: allreduce_label(b),
+            name: c.label(),
             stream: StreamKind::Comm,
             op: None,
-            bucket: Some(b),
-            start_s: backend.elapsed_s(&start, &ar_start[b])?,
-            end_s: backend.elapsed_s(&start, &ar_end[b])?,
+            bucket: c.bucket,
+            collective: c.bucket.is_none().then_some(ci),
+            start_s: backend.elapsed_s(&start, &c_start[ci])?,
+            end_s: backend.elapsed_s(&start, &c_end[ci])?,
         });
     }
     Ok(StepTiming {
@@ -312,18 +440,44 @@ mod tests {
     use std::sync::Arc;
 
     fn backend(extra: &str) -> (CpuBackend<LocalGroup>, Arc<StepPlan>) {
+        backend_on(extra, None)
+    }
+
+    /// A one-rank backend for a config, on `layout` when given (its groups
+    /// are one-rank groups).
+    fn backend_on(
+        extra: &str,
+        layout: Option<mfubench_core::parallel::Layout>,
+    ) -> (CpuBackend<LocalGroup>, Arc<StepPlan>) {
         let c = parse_config(
             &format!("[model]\npreset = \"tiny\"\nseq = 64\nhidden = 128\nffn = 256\nheads = 4\nkv_heads = 2\n[run]\nbackend = \"cpu\"\nbucket_mb = 0.1\n{extra}"),
             "t",
         )
         .unwrap();
-        let plan = Arc::new(StepPlan::for_config(&c));
+        let mut plan = match layout {
+            Some(l) => StepPlan::for_layout(&c, &l),
+            None => StepPlan::for_config(&c),
+        };
+        // One-rank groups stand in for the layout's groups: the schedule is
+        // the same, the collectives copy.
+        for coll in &mut plan.collectives {
+            coll.group_size = 1;
+        }
+        let plan = Arc::new(plan);
         let mut b = CpuBackend::new(
             plan.clone(),
             c.run.dtype,
             c.run.grad_dtype,
             1,
             Arc::new(LocalGroup),
+        )
+        .unwrap()
+        .with_groups(
+            mfubench_core::parallel::Group::SPLIT
+                .iter()
+                .flat_map(|&g| [StreamId::Group(g), StreamId::Reduce(g)])
+                .map(|s| (s, Arc::new(LocalGroup)))
+                .collect(),
         )
         .unwrap();
         b.allocate_gemms(&plan).unwrap();
@@ -420,6 +574,10 @@ mod tests {
         fn allocate_buckets(&mut self, plan: &StepPlan) -> Result<(), BackendError> {
             self.inner.allocate_buckets(plan)
         }
+        fn collective(&self, s: StreamId, c: usize) -> Result<(), BackendError> {
+            self.log.lock().unwrap().push(format!("c{c}"));
+            self.inner.collective(s, c)
+        }
         fn all_reduce(&self, s: StreamId, b: usize) -> Result<(), BackendError> {
             self.log.lock().unwrap().push(format!("a{b}"));
             self.inner.all_reduce(s, b)
@@ -493,5 +651,110 @@ mod tests {
         let (b, plan) = backend("");
         let r = calibrate(&b, &plan, 2, Duration::from_millis(10), T).unwrap();
         assert!(r > 0.0 && r.is_finite());
+    }
+
+    fn one_rank(
+        data: mfubench_core::parallel::DataParallel,
+        tensor: u64,
+    ) -> mfubench_core::parallel::Layout {
+        mfubench_core::parallel::Parallel {
+            data,
+            tensor,
+            prefetch: 1,
+        }
+        .layout(tensor, tensor)
+        .unwrap()
+    }
+
+    /// Overlapped FSDP issues the all-gather of layer l+1 before the GEMMs
+    /// of layer l finish (prefetch 1: when layer l starts); serialized
+    /// issues it only after them. Deterministic: the enqueue order.
+    #[test]
+    fn overlapped_fsdp_prefetches_the_next_layers_allgather() {
+        use mfubench_core::plan::Purpose;
+        let (inner, plan) = backend_on(
+            "layers = 3\n",
+            Some(one_rank(mfubench_core::parallel::DataParallel::Fsdp, 1)),
+        );
+        let b = Logging {
+            inner,
+            log: std::sync::Mutex::new(Vec::new()),
+        };
+        let position = |log: &[String], x: String| log.iter().position(|y| *y == x).unwrap();
+        for (mode, ahead) in [(Mode::Overlapped, true), (Mode::Serialized, false)] {
+            b.log.lock().unwrap().clear();
+            b.prepare_check().unwrap();
+            run_step(&b, &plan, mode, T).unwrap();
+            assert_eq!(b.count_wrong().unwrap(), 0, "{mode}");
+            let log = b.log.lock().unwrap().clone();
+            for l in 0..2u32 {
+                let ag = plan
+                    .collectives
+                    .iter()
+                    .position(|c| {
+                        c.layer == Some(l + 1) && c.purpose == Purpose::ParamGatherForward
+                    })
+                    .unwrap();
+                let last_gemm = plan
+                    .ops
+                    .iter()
+                    .rposition(|o| {
+                        o.layer == Some(l) && o.pass == mfubench_core::plan::Pass::Forward
+                    })
+                    .unwrap();
+                let issued = position(&log, format!("c{ag}"));
+                let finished = position(&log, format!("g{last_gemm}"));
+                assert_eq!(issued < finished, ahead, "{mode} layer {l}: {log:?}");
+            }
+        }
+    }
+
+    /// Every pattern's collectives run and pass their checks in every mode
+    /// (one rank: the groups are one-rank groups); the spans of the
+    /// blocking TP all-reduces sit between the GEMMs around them.
+    #[test]
+    fn every_pattern_runs_every_mode_with_correct_results() {
+        use mfubench_core::parallel::DataParallel::*;
+        for (data, tensor) in [(Ddp, 2), (Fsdp, 1), (Fsdp, 2), (Hsdp, 1)] {
+            let layout = if data == Hsdp {
+                let mut l = one_rank(Fsdp, tensor);
+                l.data = Hsdp;
+                l
+            } else {
+                one_rank(data, tensor)
+            };
+            let (b, plan) = backend_on("layers = 2\nrecompute = true\n", Some(layout));
+            assert!(!plan.collectives.is_empty());
+            for mode in Mode::ALL {
+                b.prepare_check().unwrap();
+                let t = run_step(&b, &plan, mode, T).unwrap();
+                if mode.has_comm() {
+                    assert_eq!(b.count_wrong().unwrap(), 0, "{data} t={tensor} {mode}");
+                    let n = t
+                        .spans
+                        .iter()
+                        .filter(|s| s.stream == StreamKind::Comm)
+                        .count();
+                    assert_eq!(n, plan.collectives.len());
+                }
+                if mode == Mode::Overlapped && tensor > 1 {
+                    for s in t.spans.iter().filter(|s| s.collective.is_some()) {
+                        let c = &plan.collectives[s.collective.unwrap()];
+                        if c.group != mfubench_core::parallel::Group::Tp {
+                            continue;
+                        }
+                        let before = &t.spans[c.ready_after.unwrap()];
+                        let after = &t.spans[c.needed_by.unwrap()];
+                        assert!(
+                            s.start_s >= before.end_s && after.start_s >= s.end_s,
+                            "{}",
+                            s.name
+                        );
+                    }
+                }
+            }
+            b.corrupt_one_element().unwrap();
+            assert_eq!(b.count_wrong().unwrap(), 1);
+        }
     }
 }

@@ -157,3 +157,43 @@ pub fn run_dir(rank: &Rank, out: &Path, run_id: Option<String>) -> Result<(Strin
     };
     Ok((id, rank.agree(dir)?))
 }
+
+/// The parallel layout of the run (`[parallel]` on these ranks). DDP
+/// without tensor parallelism runs on any placement; the other patterns
+/// need the same number of ranks on every host, placed host by host (rank
+/// r on host ⌊r / ranks per host⌋, as mpirun and srun place them by
+/// default), since their groups are defined by that placement. Collective.
+pub fn layout(
+    rank: &Rank,
+    config: &Config,
+    file: &Path,
+) -> Result<mfubench_core::parallel::Layout, Exit> {
+    let p = config.parallel;
+    let (rpn, size) = if p.is_default() {
+        (rank.size, rank.size)
+    } else {
+        let rpn = rank.ranks_on_host.max(1);
+        let hi = mpi_comm::max_f64(&rank.world, rpn as f64);
+        let lo = -mpi_comm::max_f64(&rank.world, -(rpn as f64));
+        let placed = rank.all(rank.local_rank == rank.rank % rpn);
+        if hi != lo || !placed {
+            if rank.is_root() {
+                rank.error(format!(
+                    "{}: parallel: data = \"{}\", tensor = {} needs the same number of ranks on every host, placed host by host (found {lo} to {hi} ranks per host{}); start the ranks by slot (mpirun's default, srun's block distribution) with the same count on every host",
+                    file.display(),
+                    p.data,
+                    p.tensor,
+                    if placed { "" } else { ", not placed host by host" }
+                ));
+            }
+            return Err(Exit::Usage);
+        }
+        (rpn, rank.size)
+    };
+    p.layout(size, rpn).map_err(|e| {
+        if rank.is_root() {
+            rank.error(format!("{}: {e}", file.display()));
+        }
+        Exit::Usage
+    })
+}

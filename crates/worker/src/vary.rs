@@ -113,14 +113,26 @@ pub fn main(rank: &Rank, job: VaryJob<'_>) -> Result<(), Exit> {
     let raw = crate::setup::parse_with_backend(rank, &text, &file, job.backend)?;
     let base = raw.resolve(&file).map_err(|e| usage(rank, &e))?;
     let variants = resolve_variants(rank, &text, &file, &raw, job.vary)?;
+    // Each variant's parallel layout on these ranks: an impossible one
+    // (e.g. parallel.data = "hsdp" on one host) is a usage error naming the
+    // variant, before anything is created.
+    let layouts = variants
+        .iter()
+        .map(|(v, config)| {
+            let named = format!("{file} (variant {}: {})", v.index, v.label());
+            crate::setup::layout(rank, config, Path::new(&named))
+        })
+        .collect::<Result<Vec<_>, Exit>>()?;
     crate::setup::hello(rank, &base);
     let (run_id, run_dir) = crate::setup::run_dir(rank, job.out, job.run_id)?;
     let vary = job.vary.to_vec();
     match base.run.backend {
-        mfubench_core::config::BackendKind::Cpu => {
-            run::<crate::cpu::CpuBackend>(rank, variants, vary, run_id, run_dir, job.hooks)
-        }
-        _ => run::<crate::cuda::CudaBackend>(rank, variants, vary, run_id, run_dir, job.hooks),
+        mfubench_core::config::BackendKind::Cpu => run::<crate::cpu::CpuBackend>(
+            rank, variants, &layouts, vary, run_id, run_dir, job.hooks,
+        ),
+        _ => run::<crate::cuda::CudaBackend>(
+            rank, variants, &layouts, vary, run_id, run_dir, job.hooks,
+        ),
     }
 }
 
@@ -135,14 +147,15 @@ enum Slot<'r, B: Backend> {
 pub fn run<B: Backend>(
     rank: &Rank,
     variants: Vec<(Variant, Config)>,
+    layouts: &[mfubench_core::parallel::Layout],
     vary_args: Vec<String>,
     run_id: String,
     run_dir: PathBuf,
     hooks: Hooks,
 ) -> Result<(), Exit> {
     let mut slots: Vec<Slot<'_, B>> = Vec::with_capacity(variants.len());
-    for (v, config) in &variants {
-        let plan = Arc::new(StepPlan::for_config(config));
+    for ((v, config), layout) in variants.iter().zip(layouts) {
+        let plan = Arc::new(StepPlan::for_layout(config, layout));
         let mine = B::fits(config, rank, &plan).err().unwrap_or_default();
         let reason = first_reason(rank, &mine);
         if let Some(reason) = reason {

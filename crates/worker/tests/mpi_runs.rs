@@ -343,6 +343,32 @@ fn vary_checks_every_variant_on_its_own() {
     );
 }
 
+/// FSDP on 3 ranks (shards padded to a multiple of 3): the all-gathers
+/// and reduce-scatters pass their known-answer checks on every rank, and
+/// one corrupted element of a gathered buffer is counted on its rank.
+#[test]
+fn fsdp_collectives_are_checked_and_corruption_reported() {
+    let (run, out) = run_ok(
+        3,
+        "modes = [\"comm\", \"overlapped\"]\n[parallel]\ndata = \"fsdp\"\n",
+        &["--inject-wrong-rank", "2"],
+    );
+    assert_eq!(run.ranks[2].wrong, 1, "{out}");
+    assert_eq!(run.ranks[0].wrong + run.ranks[1].wrong, 0, "{out}");
+    let kinds: Vec<String> = run
+        .summary
+        .collectives
+        .iter()
+        .map(|c| format!("{:?}/{}", c.kind, c.group))
+        .collect();
+    assert_eq!(kinds, ["AllGather/dp_shard", "ReduceScatter/dp_shard"]);
+    assert!(run
+        .summary
+        .collectives
+        .iter()
+        .all(|c| c.group_size == 3 && c.hidden_fraction.is_some()));
+}
+
 #[test]
 fn missing_config_exits_2() {
     let dir = tempfile::tempdir().unwrap();

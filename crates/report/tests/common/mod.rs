@@ -109,9 +109,13 @@ pub fn build(g: &Gen) -> RunRecord {
     if let Some(m) = &g.modes {
         cfg.run.modes = m.clone();
     }
-    let plan = StepPlan::for_config(&cfg);
-    let info = PlanInfo::of(&plan, &cfg);
     let world = g.hosts * g.per_host;
+    let layout = cfg
+        .parallel
+        .layout(world as u64, g.per_host as u64)
+        .expect("fixture layout is valid");
+    let plan = StepPlan::for_layout(&cfg, &layout);
+    let info = PlanInfo::of(&plan, &cfg);
     let iters = cfg.run.iterations as usize;
     let rate = PEAK * 1e12 * g.gemm_efficiency;
     let gemm_t: Vec<f64> = plan.ops.iter().map(|o| o.flops() / rate).collect();
@@ -158,6 +162,7 @@ pub fn build(g: &Gen) -> RunRecord {
                             stream: StreamKind::Compute,
                             op: Some(i),
                             bucket: None,
+                            collective: None,
                             start_s: t,
                             end_s: t + d,
                         });
@@ -186,6 +191,7 @@ pub fn build(g: &Gen) -> RunRecord {
                             stream: StreamKind::Comm,
                             op: None,
                             bucket: Some(b),
+                            collective: None,
                             start_s: start,
                             end_s: start + d,
                         });
@@ -203,6 +209,8 @@ pub fn build(g: &Gen) -> RunRecord {
                         step_start_s: Vec::new(),
                         gemm_busy_s: Vec::new(),
                         allreduce_busy_s: Vec::new(),
+                        collective_busy_s: BTreeMap::new(),
+                        collective_exposed_s: BTreeMap::new(),
                         ops,
                         timeline: spans,
                         timeline_iteration: 0,

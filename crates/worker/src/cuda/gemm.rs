@@ -529,11 +529,21 @@ pub fn plan_memory(
     reserve: u64,
     rotation: u64,
 ) -> Result<MemoryPlan, String> {
+    // Buckets (send + receive) and the other collectives' buffers (the
+    // whole buffer and one shard: all-gather in/out, reduce-scatter out/in;
+    // an all-reduce's two whole buffers are counted as whole + shard =
+    // whole + whole).
     let bucket_bytes = 2 * plan
         .buckets
         .iter()
         .map(|b| b.elements * grad_bytes)
-        .sum::<u64>();
+        .sum::<u64>()
+        + plan
+            .collectives
+            .iter()
+            .filter(|c| c.bucket.is_none())
+            .map(|c| (c.elements + c.shard_elements()) * grad_bytes)
+            .sum::<u64>();
     let max_batch = plan.ops.iter().map(|o| o.batch).max().unwrap_or(1).max(1);
     let budget = free.saturating_sub(reserve);
     let mut chunk = max_batch;

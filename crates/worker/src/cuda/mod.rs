@@ -72,6 +72,8 @@ use rayon::prelude::*;
 
 use mfubench_core::check;
 use mfubench_core::config::{Dtype, Mode};
+use mfubench_core::metrics::Collective;
+use mfubench_core::parallel::Group;
 use mfubench_core::plan::{GemmKind, GemmOp, Pass, StepPlan};
 use mfubench_core::result::TelemetrySample;
 
@@ -430,6 +432,32 @@ struct BucketBuffers {
     elements: Vec<u64>,
 }
 
+/// Device buffers of one collective other than a bucket, with what its
+/// check needs (see the CPU backend's, which this mirrors).
+struct CollBuffers {
+    kind: Collective,
+    rank: u64,
+    size: u64,
+    shard: u64,
+    id: u64,
+    send: DeviceBuf,
+    recv: DeviceBuf,
+    recv_elements: u64,
+}
+
+/// Encodes `n` values of `f` in the dtype, in parallel chunks of 1 Mi.
+fn encode_with(dtype: Dtype, n: u64, f: impl Fn(u64) -> f64 + Sync) -> Vec<u8> {
+    const CHUNK: u64 = 1 << 20;
+    (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .flat_map_iter(|c| {
+            let lo = c * CHUNK;
+            let hi = (lo + CHUNK).min(n);
+            encode(dtype, &(lo..hi).map(&f).collect::<Vec<f64>>())
+        })
+        .collect()
+}
+
 /// Result of one dtype's GEMM spot check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpotCheck {
@@ -471,10 +499,15 @@ pub struct CudaBackend {
     // go before the buffers they use, the buffers before the streams, the
     // context last.
     comm: Option<NcclComm>,
+    /// A communicator split from `comm` and a stream per group of the
+    /// plan's collectives ([`CudaBackend::init_groups`]).
+    groups: Vec<(StreamId, NcclComm, Arc<CudaStream>)>,
     matmuls: Vec<Matmul>,
     handle: LtHandle,
     gemm_bufs: Option<GemmBuffers>,
     buckets: Option<BucketBuffers>,
+    /// Buffers of the plan's collectives by index (None for the buckets).
+    colls: Vec<Option<CollBuffers>>,
     compute: Arc<CudaStream>,
     comm_stream: Arc<CudaStream>,
     telemetry: Option<telemetry::Telemetry>,
@@ -580,10 +613,12 @@ impl CudaBackend {
         };
         Ok(CudaBackend {
             comm: None,
+            groups: Vec::new(),
             matmuls: Vec::new(),
             handle,
             gemm_bufs: None,
             buckets: None,
+            colls: Vec::new(),
             compute,
             comm_stream,
             telemetry,
@@ -675,6 +710,9 @@ impl CudaBackend {
     /// call) rather than aborted. Without it, dropping the backend aborts
     /// the communicator, which never waits for peers ([`nccl::teardown`]).
     pub fn finish_comm(&self) {
+        for (_, c, _) in &self.groups {
+            c.mark_finished();
+        }
         if let Some(c) = &self.comm {
             c.mark_finished();
         }
@@ -741,11 +779,78 @@ impl CudaBackend {
             .and_then(|d| d.peak(self.dtype))
     }
 
-    fn stream(&self, s: StreamId) -> &Arc<CudaStream> {
+    fn stream(&self, s: StreamId) -> Result<&Arc<CudaStream>, BackendError> {
         match s {
-            StreamId::Compute => &self.compute,
-            StreamId::Comm => &self.comm_stream,
+            StreamId::Compute => Ok(&self.compute),
+            StreamId::Comm => Ok(&self.comm_stream),
+            StreamId::Group(_) | StreamId::Reduce(_) => Ok(&self.lane(s)?.2),
         }
+    }
+
+    /// This rank's position and the size of the buckets' communicator.
+    fn bucket_rank(&self) -> (u64, u64) {
+        match self.bucket_comm() {
+            Some(c) if self.plan.layout.tensor > 1 => (c.rank() as u64, c.size() as u64),
+            _ => (self.rank, self.ranks),
+        }
+    }
+
+    fn lane(&self, s: StreamId) -> Result<&(StreamId, NcclComm, Arc<CudaStream>), BackendError> {
+        self.groups.iter().find(|(x, _, _)| *x == s).ok_or_else(|| {
+            BackendError::Failed(format!(
+                "the backend has no communicator for the {} stream",
+                s.name()
+            ))
+        })
+    }
+
+    /// The communicator of DDP's buckets: the world without tensor
+    /// parallelism, else the data-parallel replicas.
+    fn bucket_comm(&self) -> Option<&NcclComm> {
+        if self.plan.layout.tensor > 1 {
+            self.lane(StreamId::Group(Group::DpReplicate))
+                .ok()
+                .map(|g| &g.1)
+        } else {
+            self.comm.as_ref()
+        }
+    }
+
+    /// Splits a communicator, with a stream of its own, for every group
+    /// the plan's collectives use (`ncclCommSplit`, collective over the
+    /// world communicator; every rank has the same plan, so every rank
+    /// splits the same groups in the order of
+    /// [`crate::schedule::group_streams`]). Each group's collectives then
+    /// run on their own stream, its reduce-scatters on a second one, as a
+    /// framework runs TP and FSDP communication on separate NCCL streams.
+    pub fn init_groups(&mut self, world_rank: u64) -> Result<(), BackendError> {
+        let Some(world) = &self.comm else {
+            return Err(BackendError::Failed(
+                "groups before the NCCL communicator exists".into(),
+            ));
+        };
+        drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
+        let layout = self.plan.layout;
+        let (_, greatest) = drv(
+            "cuCtxGetStreamPriorityRange",
+            cu::stream::get_priority_range(),
+        )?;
+        for s in crate::schedule::group_streams(&self.plan) {
+            let (StreamId::Group(g) | StreamId::Reduce(g)) = s else {
+                continue;
+            };
+            let (colour, position) = layout.colour_and_position(g, world_rank);
+            let comm = world
+                .split(Some(colour as u32), position as u32)
+                .map_err(CudaError::from)?
+                .ok_or_else(|| BackendError::Failed(format!("the {g} split gave no group")))?;
+            let stream = drv(
+                "cuStreamCreate",
+                self.ctx.new_stream_with_priority(greatest),
+            )?;
+            self.groups.push((s, comm, stream));
+        }
+        Ok(())
     }
 
     fn fail(&self, call: &'static str, err: cu::DriverError) -> BackendError {
@@ -1067,12 +1172,12 @@ impl Streams for CudaBackend {
 
     fn record(&self, stream: StreamId, event: &CudaEvent) -> Result<(), BackendError> {
         event
-            .record(self.stream(stream))
+            .record(self.stream(stream)?)
             .map_err(|e| self.fail("cuEventRecord", e))
     }
 
     fn wait(&self, stream: StreamId, event: &CudaEvent) -> Result<(), BackendError> {
-        self.stream(stream)
+        self.stream(stream)?
             .wait(event)
             .map_err(|e| self.fail("cuStreamWaitEvent", e))
     }
@@ -1183,7 +1288,7 @@ impl Compute for CudaBackend {
                 "op {op} is not prepared (allocate_gemms first)"
             )));
         };
-        let s = self.stream(stream).cu_stream();
+        let s = self.stream(stream)?.cu_stream();
         for l in launches {
             let mm = &self.matmuls[l.matmul];
             for _ in 0..l.count {
@@ -1223,7 +1328,8 @@ impl Communicator for CudaBackend {
             let r = DeviceBuf::new(&self.ctx, b.elements * gb)?;
             // The check pattern, encoded in parallel chunks of 1 Mi elements.
             const CHUNK: u64 = 1 << 20;
-            let (ranks, rank, bi, gd) = (self.ranks, self.rank, b.index as u64, self.grad_dtype);
+            let (rank, ranks) = self.bucket_rank();
+            let (bi, gd) = (b.index as u64, self.grad_dtype);
             let host: Vec<u8> = (0..b.elements.div_ceil(CHUNK))
                 .into_par_iter()
                 .flat_map_iter(|c| {
@@ -1246,11 +1352,87 @@ impl Communicator for CudaBackend {
             recv,
             elements,
         });
+        let gd = self.grad_dtype;
+        let mut colls = Vec::with_capacity(plan.collectives.len());
+        for (ci, c) in plan.collectives.iter().enumerate() {
+            if c.bucket.is_some() {
+                colls.push(None);
+                continue;
+            }
+            let comm = &self.lane(crate::schedule::stream_of(c))?.1;
+            let (rank, size) = (comm.rank() as u64, comm.size() as u64);
+            let id = (1u64 << 32) + ci as u64;
+            let (full, shard) = (c.elements, c.shard_elements());
+            let (send_n, recv_n) = match c.kind {
+                Collective::AllGather => (shard, full),
+                Collective::ReduceScatter => (full, shard),
+                _ => (full, full),
+            };
+            let send = DeviceBuf::new(&self.ctx, send_n * gb)?;
+            let recv = DeviceBuf::new(&self.ctx, recv_n * gb)?;
+            let host = match c.kind {
+                Collective::AllGather => {
+                    encode_with(gd, send_n, |i| check::gather_value(rank, id, i))
+                }
+                _ => encode_with(gd, send_n, |i| check::pattern(size, rank, id, i)),
+            };
+            send.upload(0, &host)?;
+            recv.memset(0xff)?;
+            colls.push(Some(CollBuffers {
+                kind: c.kind,
+                rank,
+                size,
+                shard,
+                id,
+                send,
+                recv,
+                recv_elements: recv_n,
+            }));
+        }
+        self.colls = colls;
         Ok(())
     }
 
+    fn collective(&self, stream: StreamId, index: usize) -> Result<(), BackendError> {
+        let (Some(Some(b)), Some(c)) = (self.colls.get(index), self.plan.collectives.get(index))
+        else {
+            return Err(BackendError::Failed(format!(
+                "collective {index} is not prepared (allocate_buckets first)"
+            )));
+        };
+        // The communicator of the stream it runs on.
+        let comm = &self.lane(stream)?.1;
+        let s = self.stream(stream)?.cu_stream() as _;
+        let (send, recv) = (b.send.ptr(), b.recv.ptr());
+        // SAFETY: send and recv hold the element counts each call needs
+        // (allocated from the same plan entry: shard and shard·size for the
+        // all-gather, the reverse for the reduce-scatter, the whole buffer
+        // twice for the all-reduce) in the grad dtype, in this context, and
+        // live until the backend is dropped after draining; the stream is
+        // one of ours.
+        let r = unsafe {
+            match b.kind {
+                Collective::AllGather => {
+                    comm.all_gather(send, recv, b.shard as usize, self.nccl_dtype, s)
+                }
+                Collective::ReduceScatter => {
+                    comm.reduce_scatter_sum(send, recv, b.shard as usize, self.nccl_dtype, s)
+                }
+                Collective::AllReduce => {
+                    comm.all_reduce_sum(send, recv, b.recv_elements as usize, self.nccl_dtype, s)
+                }
+                Collective::SendRecv => {
+                    return Err(BackendError::Failed(
+                        "send/recv is not a step collective".into(),
+                    ))
+                }
+            }
+        };
+        r.map_err(|e| BackendError::Failed(format!("{}: {e}", c.label())))
+    }
+
     fn all_reduce(&self, stream: StreamId, bucket: usize) -> Result<(), BackendError> {
-        let (Some(comm), Some(b)) = (&self.comm, &self.buckets) else {
+        let (Some(comm), Some(b)) = (self.bucket_comm(), &self.buckets) else {
             return Err(BackendError::Failed(
                 "all-reduce before the NCCL communicator and buckets exist".into(),
             ));
@@ -1269,7 +1451,7 @@ impl Communicator for CudaBackend {
                 r.ptr(),
                 b.elements[bucket] as usize,
                 self.nccl_dtype,
-                self.stream(stream).cu_stream() as _,
+                self.stream(stream)?.cu_stream() as _,
             )
         }
         .map_err(|e| BackendError::Failed(format!("bucket {bucket}: {e}")))
@@ -1282,20 +1464,36 @@ impl Communicator for CudaBackend {
                 r.memset(0xff)?;
             }
         }
+        for c in self.colls.iter().flatten() {
+            c.recv.memset(0xff)?;
+        }
         Ok(())
     }
 
     fn count_wrong(&self) -> Result<u64, BackendError> {
-        let Some(b) = &self.buckets else {
-            return Ok(0);
-        };
         let gb = self.grad_dtype.size_bytes() as usize;
+        let gd = self.grad_dtype;
         let mut wrong = 0;
+        for c in self.colls.iter().flatten() {
+            let mut host = vec![0u8; c.recv_elements as usize * gb];
+            c.recv.download(0, &mut host)?;
+            let values = decode(gd, &host);
+            wrong += match c.kind {
+                Collective::AllGather => check::count_wrong_gathered(values, c.shard, c.id),
+                Collective::ReduceScatter => {
+                    check::count_wrong(values, c.size, c.id, c.rank * c.shard)
+                }
+                _ => check::count_wrong(values, c.size, c.id, 0),
+            };
+        }
+        let Some(b) = &self.buckets else {
+            return Ok(wrong);
+        };
+        let (_, ranks) = self.bucket_rank();
         for (bi, r) in b.recv.iter().enumerate() {
             let mut host = vec![0u8; b.elements[bi] as usize * gb];
             r.download(0, &mut host)?;
             const CHUNK: usize = 1 << 20;
-            let (ranks, gd) = (self.ranks, self.grad_dtype);
             wrong += host
                 .par_chunks(CHUNK * gb)
                 .enumerate()
@@ -1361,6 +1559,7 @@ impl Backend for CudaBackend {
         let limit = std::time::Duration::from_secs_f64(config.run.op_timeout_s.max(300.0));
         let init = backend.init_comm_within(&id, limit, nccl::WATCHDOG_EXIT_CODE);
         rank.agree(init.and_then(|_| backend.replan_memory()))?;
+        rank.agree(backend.init_groups(rank.rank))?;
         if config.run.check {
             for (dtype, res) in backend.spot_check() {
                 let line = match res {
