@@ -438,6 +438,21 @@ pub struct PlanInfo {
     /// schema 2 and older).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub collectives: Vec<CollectiveInfo>,
+    /// Kind and group of each of the plan's collectives, by index
+    /// ([`Span::collective`]): the timeline draws each group's collectives
+    /// of a kind on a lane of their own. Empty for DDP (its buckets share
+    /// one comm lane) and in older files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collective_ops: Vec<CollectiveRef>,
+}
+
+/// What a span of one of the plan's collectives ran: its kind and group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectiveRef {
+    /// All-reduce, all-gather or reduce-scatter.
+    pub kind: Collective,
+    /// The group it ran on.
+    pub group: Group,
 }
 
 impl PlanInfo {
@@ -469,6 +484,17 @@ impl PlanInfo {
                 })
                 .collect(),
             collectives: CollectiveInfo::of(plan),
+            collective_ops: if plan.collectives.iter().all(|c| c.bucket.is_some()) {
+                Vec::new()
+            } else {
+                plan.collectives
+                    .iter()
+                    .map(|c| CollectiveRef {
+                        kind: c.kind,
+                        group: c.group,
+                    })
+                    .collect()
+            },
         }
     }
 
@@ -904,6 +930,7 @@ impl Summary {
             ci95: Ci95::default(),
             flags: Vec::new(),
             collectives: Vec::new(),
+            collective_ops: Vec::new(),
         }
     }
 }
