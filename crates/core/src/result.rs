@@ -20,7 +20,8 @@ use crate::stats::{self, MedianCi, Stats};
 /// Version of the run.json layout written by this build. 2: interleaved
 /// schedule (`step_start_s`, per-iteration busy times), paired figures with
 /// `summary.ci95` and `summary.flags`, the peak as a run input. 3:
-/// `config.parallel`, `plan.collectives`, per-iteration busy and exposed
+/// `config.parallel`, `plan.collectives` (and `plan.collective_ops`, each
+/// collective's kind and group by span index), per-iteration busy and exposed
 /// times per collective kind (`collective_busy_s`, `collective_exposed_s`)
 /// and `summary.collectives`; every new field has a default, so files of
 /// versions 1 and 2 read as DDP runs.
@@ -930,7 +931,6 @@ impl Summary {
             ci95: Ci95::default(),
             flags: Vec::new(),
             collectives: Vec::new(),
-            collective_ops: Vec::new(),
         }
     }
 }
@@ -1622,6 +1622,7 @@ mod tests {
                 ready_after: "op0".into(),
             }],
             collectives: Vec::new(),
+            collective_ops: Vec::new(),
         }
     }
 

@@ -306,7 +306,7 @@ pub fn timeline_svg(report: &Report, which: usize, target: SvgTarget) -> Option<
 
 fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> String {
     const W: f64 = 1200.0;
-        const RIGHT: f64 = 24.0;
+    const RIGHT: f64 = 24.0;
     // Room for the lane labels: 150 px, wider when a lane of a group's
     // collectives has a longer name ("dp_shard reduce-scatter").
     let left = tl

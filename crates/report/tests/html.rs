@@ -264,7 +264,11 @@ fn fsdp_tp_timeline_has_a_lane_per_group_and_kind() {
     // No shared comm lane (no DDP buckets); one lane per group and kind in
     // every step drawn, each at its own height.
     assert_eq!(t.matches("· comm</text>").count(), 0);
-    let lanes = ["tp all-reduce", "dp_shard all-gather", "dp_shard reduce-scatter"];
+    let lanes = [
+        "tp all-reduce",
+        "dp_shard all-gather",
+        "dp_shard reduce-scatter",
+    ];
     let ys: Vec<Vec<f64>> = lanes.iter().map(|l| lane_label_ys(t, l)).collect();
     for (l, y) in lanes.iter().zip(&ys) {
         assert_eq!(y.len(), blocks, "{l}: {y:?}");

@@ -251,7 +251,11 @@ pub fn node_gpu_reason(gpus: &[RankGpu], host: &str, stage: Stage) -> Option<Str
                 g.local_rank,
                 g.gpu.identity(),
                 r.reason(),
-                g.gpu.xid.seen().map(|x| format!(", {x}")).unwrap_or_default()
+                g.gpu
+                    .xid
+                    .seen()
+                    .map(|x| format!(", {x}"))
+                    .unwrap_or_default()
             )
         })
 }
@@ -804,7 +808,8 @@ mod tests {
         let f = evaluate(&r, &r.settings);
         assert!(f.iter().any(|x| x.rule == "gpu_xid"
             && x.status == Status::Inconclusive
-            && x.message.contains("a poll failed after the sweep stage: GPU is lost")));
+            && x.message
+                .contains("a poll failed after the sweep stage: GPU is lost")));
         // CUDA without NVML: one SKIPPED line; on CPUs none.
         r.gpus.clear();
         let x = xid_lines(&evaluate(&r, &r.settings));

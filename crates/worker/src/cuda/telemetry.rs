@@ -19,8 +19,8 @@ use mfubench_core::config::Mode;
 use mfubench_core::result::TelemetrySample;
 use nvml_wrapper::bitmasks::device::ThrottleReasons;
 use nvml_wrapper::bitmasks::event::EventTypes;
-use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
+use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::{Bits, NvmlError};
 use nvml_wrapper::event::EventSet;
 use nvml_wrapper::Nvml;
@@ -147,9 +147,7 @@ impl XidWatcher {
             reason: format!("NVML unavailable: {e}"),
         })?;
         let nvml: &'static Nvml = Box::leak(Box::new(nvml));
-        let device = nvml
-            .device_by_uuid(uuid)
-            .map_err(|e| xid_watch_error(&e))?;
+        let device = nvml.device_by_uuid(uuid).map_err(|e| xid_watch_error(&e))?;
         let supported = device
             .supported_event_types()
             .map_err(|e| xid_watch_error(&e))?;
@@ -319,7 +317,10 @@ mod tests {
         let got = drain_xids(100, || queue.next().unwrap());
         assert_eq!(got, Ok(vec![Some(79), None]));
         // The next poll sees what came after.
-        assert_eq!(drain_xids(100, || queue.next().unwrap()), Ok(vec![Some(13)]));
+        assert_eq!(
+            drain_xids(100, || queue.next().unwrap()),
+            Ok(vec![Some(13)])
+        );
         // Nothing pending: an empty poll.
         assert_eq!(drain_xids(100, || Err(NvmlError::Timeout)), Ok(vec![]));
         // A lost GPU ends the poll with the reason.
