@@ -219,6 +219,9 @@ fn fsdp_tp_timeline_has_a_lane_per_group_and_kind() {
             "{}\n[parallel]\ndata = \"fsdp\"\ntensor = 2\n",
             common::FIXTURE_TOML
         ),
+        // The generator times DDP buckets only: its comm mode would be
+        // empty here, so the modes drawn and the computing ones are kept.
+        modes: Some(vec![Mode::Compute, Mode::Serialized, Mode::Overlapped]),
         ..common::Gen::default()
     };
     let mut run = common::build(&g);
