@@ -194,7 +194,7 @@ impl Telemetry {
     }
 
     /// The GPU's identity (serial and PCI bus id where NVML reports them),
-    /// with no readings yet.
+    /// with no readings yet and no XID watch ([`XidWatcher`] sets it).
     pub fn identity(&self) -> GpuTelemetry {
         let d = self.nvml.device_by_uuid(self.uuid.as_str()).ok();
         GpuTelemetry {
@@ -202,6 +202,7 @@ impl Telemetry {
             serial: d.as_ref().and_then(|d| d.serial().ok()),
             pci_bus_id: d.as_ref().and_then(|d| d.pci_info().ok()).map(|p| p.bus_id),
             readings: Vec::new(),
+            xid: XidWatch::NotRecorded,
         }
     }
 
@@ -312,6 +313,7 @@ mod tests {
             Ok((EventTypes::CLOCK_CHANGE, None)),
             Err(NvmlError::Timeout),
             Ok((EventTypes::CRITICAL_XID_ERROR, Some(XidError::Value(13)))),
+            Err(NvmlError::Timeout),
         ]
         .into_iter();
         let got = drain_xids(100, || queue.next().unwrap());
