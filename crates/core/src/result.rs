@@ -20,7 +20,8 @@ use crate::stats::{self, MedianCi, Stats};
 /// Version of the run.json layout written by this build. 2: interleaved
 /// schedule (`step_start_s`, per-iteration busy times), paired figures with
 /// `summary.ci95` and `summary.flags`, the peak as a run input. 3:
-/// `config.parallel`, `plan.collectives`, per-iteration busy and exposed
+/// `config.parallel`, `plan.collectives` (and `plan.collective_ops`, each
+/// collective's kind and group by span index), per-iteration busy and exposed
 /// times per collective kind (`collective_busy_s`, `collective_exposed_s`)
 /// and `summary.collectives`; every new field has a default, so files of
 /// versions 1 and 2 read as DDP runs.
@@ -438,6 +439,21 @@ pub struct PlanInfo {
     /// schema 2 and older).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub collectives: Vec<CollectiveInfo>,
+    /// Kind and group of each of the plan's collectives, by index
+    /// ([`Span::collective`]): the timeline draws each group's collectives
+    /// of a kind on a lane of their own. Empty for DDP (its buckets share
+    /// one comm lane) and in older files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collective_ops: Vec<CollectiveRef>,
+}
+
+/// What a span of one of the plan's collectives ran: its kind and group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectiveRef {
+    /// All-reduce, all-gather or reduce-scatter.
+    pub kind: Collective,
+    /// The group it ran on.
+    pub group: Group,
 }
 
 impl PlanInfo {
@@ -469,6 +485,17 @@ impl PlanInfo {
                 })
                 .collect(),
             collectives: CollectiveInfo::of(plan),
+            collective_ops: if plan.collectives.iter().all(|c| c.bucket.is_some()) {
+                Vec::new()
+            } else {
+                plan.collectives
+                    .iter()
+                    .map(|c| CollectiveRef {
+                        kind: c.kind,
+                        group: c.group,
+                    })
+                    .collect()
+            },
         }
     }
 
@@ -1595,6 +1622,7 @@ mod tests {
                 ready_after: "op0".into(),
             }],
             collectives: Vec::new(),
+            collective_ops: Vec::new(),
         }
     }
 

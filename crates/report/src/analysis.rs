@@ -324,6 +324,10 @@ pub struct Report {
     /// The plan's buckets (sizes and when each is ready, for the timeline).
     #[serde(skip)]
     pub plan_buckets: Vec<BucketInfo>,
+    /// Kind and group of each of the plan's collectives, by span index
+    /// (the timeline's lane per group and kind; empty for DDP).
+    #[serde(skip)]
+    pub plan_collective_ops: Vec<mfubench_core::result::CollectiveRef>,
     /// Every telemetry sample of every rank (empty without GPU telemetry).
     #[serde(skip)]
     pub telemetry: Vec<TelemetryRow>,
@@ -478,6 +482,7 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
         rank_modes,
         timelines: timelines(ranks),
         plan_buckets: run.plan.buckets.clone(),
+        plan_collective_ops: run.plan.collective_ops.clone(),
         telemetry: ranks
             .iter()
             .flat_map(|r| {

@@ -722,6 +722,9 @@ fn timeline(p: &mut Page, r: &Report) {
     p.note("one recorded step per mode (the iteration with the rank's median step); hover a bar for its op, duration and bytes. \
          Red shading: communication no GEMM hides. A gap between a bucket's ready mark (▾) and the start of its all-reduce: \
          the comm stream was still busy with earlier buckets; all-reduces longer in the overlapped step than in the serialized one: contention.");
+    if !r.plan_collective_ops.is_empty() {
+        p.note("the collectives of each group and kind (tp all-reduce, dp_shard all-gather, dp_shard reduce-scatter, …) have a lane of their own: they run on different communicators and overlap in time.");
+    }
     p.out.push_str("<div class=\"tabs\">");
     for (i, (label, _)) in svgs.iter().enumerate() {
         let _ = write!(

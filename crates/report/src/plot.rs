@@ -5,9 +5,12 @@
 //!
 //! - **Timeline**: the serialized and the overlapped step of one rank, one
 //!   above the other on the same time axis: GEMMs on the compute lane
-//!   (coloured by kind), all-reduces on the comm lane (labelled with their
-//!   bucket), the exposed part of communication (an all-reduce running while
-//!   no GEMM does) shaded, and in the overlapped step a mark where each
+//!   (coloured by kind), DDP's all-reduces on the comm lane (labelled with
+//!   their bucket), every other collective on a lane of its group and kind
+//!   ("tp all-reduce", "dp_shard all-gather", "dp_shard reduce-scatter":
+//!   FSDP/HSDP/TP collectives of different groups overlap in time), the
+//!   exposed part of communication (a collective running while no GEMM
+//!   does) shaded, and in the overlapped step a mark where each
 //!   bucket became ready. Drawn for the slowest rank and for the median rank
 //!   ([`Report::timelines`]); lanes without ops are left out.
 //! - **Ranks**: each rank's rate (or step time, comm-only runs) grouped and
@@ -21,6 +24,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use mfubench_core::config::Mode;
+use mfubench_core::metrics::Collective;
 use mfubench_core::result::{Span, StreamKind};
 use mfubench_core::stats;
 
@@ -262,6 +266,34 @@ fn label_rows(
     (out, used)
 }
 
+/// The comm lane of a span: `None` for the shared lane (DDP's bucket
+/// all-reduces, as the comm stream has always been drawn); for any other
+/// collective its group and kind ("tp all-reduce", "dp_shard
+/// reduce-scatter", from the plan's [`CollectiveRef`]s), so that the
+/// collectives of different groups and streams, which overlap in time, do
+/// not share a lane. Files without the plan's collective list fall back to
+/// the kind alone.
+///
+/// [`CollectiveRef`]: mfubench_core::result::CollectiveRef
+pub fn comm_lane(report: &Report, s: &Span) -> Option<String> {
+    if s.stream != StreamKind::Comm {
+        return None;
+    }
+    let i = s.bucket.is_none().then_some(s.collective).flatten()?;
+    Some(match report.plan_collective_ops.get(i) {
+        Some(c) => {
+            let k = match c.kind {
+                Collective::AllReduce => 4,
+                Collective::AllGather => 5,
+                Collective::ReduceScatter => 6,
+                Collective::SendRecv => 7,
+            };
+            format!("{} {}", c.group.name(), KINDS[k].0)
+        }
+        None => KINDS[kind(s)].0.to_string(),
+    })
+}
+
 /// The timeline of one chosen rank (`report.timelines[which]`) as SVG;
 /// `None` when there is no such timeline.
 pub fn timeline_svg(report: &Report, which: usize, target: SvgTarget) -> Option<String> {
@@ -274,9 +306,18 @@ pub fn timeline_svg(report: &Report, which: usize, target: SvgTarget) -> Option<
 
 fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> String {
     const W: f64 = 1200.0;
-    const LEFT: f64 = 150.0;
     const RIGHT: f64 = 24.0;
-    let plot_w = W - LEFT - RIGHT;
+    // Room for the lane labels: 150 px, wider when a lane of a group's
+    // collectives has a longer name ("dp_shard reduce-scatter").
+    let left = tl
+        .steps
+        .iter()
+        .flat_map(|s| &s.spans)
+        .filter_map(|s| comm_lane(report, s))
+        .map(|name| text_width(&name, 12.0) + 16.0)
+        .fold(150.0_f64, f64::max)
+        .ceil();
+    let plot_w = W - left - RIGHT;
     let end_s = tl
         .steps
         .iter()
@@ -299,7 +340,7 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
         .copied()
         .filter(|t| *t >= x_max_ms)
         .unwrap_or(x_max_ms);
-    let x = |ms: f64| LEFT + (ms - x_min_ms) / (x_hi - x_min_ms).max(1e-12) * plot_w;
+    let x = |ms: f64| left + (ms - x_min_ms) / (x_hi - x_min_ms).max(1e-12) * plot_w;
 
     let bytes: HashMap<usize, u64> = report
         .plan_buckets
@@ -312,13 +353,19 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
     for s in tl.steps.iter().flat_map(|s| &s.spans) {
         present[kind(s)] = true;
     }
+    struct Lane<'a> {
+        /// None: the shared comm lane (DDP's buckets); else the group and
+        /// kind of its collectives.
+        name: Option<String>,
+        y: f64,
+        spans: Vec<&'a Span>,
+        label_rows: Vec<Option<(usize, f64)>>,
+    }
     struct Block<'a> {
         step: &'a StepTimeline,
         y: f64,
         compute_y: Option<f64>,
-        comm_y: Option<f64>,
-        label_rows: Vec<Option<(usize, f64)>>,
-        comm: Vec<&'a Span>,
+        comm: Vec<Lane<'a>>,
         exposed: Vec<(f64, f64)>,
     }
     let mut y = 70.0;
@@ -330,35 +377,48 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
         let top = y;
         y += 18.0; // the block's heading
         let has_compute = step.spans.iter().any(|s| s.stream == StreamKind::Compute);
-        let comm: Vec<&Span> = step
-            .spans
-            .iter()
-            .filter(|s| s.stream == StreamKind::Comm)
-            .collect();
+        // Comm lanes: the shared one first, then one per group and kind
+        // in the order the plan issues them.
+        let mut lanes: Vec<Lane> = Vec::new();
+        for s in step.spans.iter().filter(|s| s.stream == StreamKind::Comm) {
+            let name = comm_lane(report, s);
+            match lanes.iter_mut().find(|l| l.name == name) {
+                Some(l) => l.spans.push(s),
+                None => lanes.push(Lane {
+                    name,
+                    y: 0.0,
+                    spans: vec![s],
+                    label_rows: Vec::new(),
+                }),
+            }
+        }
+        lanes.sort_by_key(|l| l.name.is_some());
         let compute_y = has_compute.then(|| {
             let v = y;
             y += LANE_H + 4.0;
             v
         });
-        let bars: Vec<(f64, f64, String)> = comm
-            .iter()
-            .map(|s| (x(s.start_s * 1e3), x(s.end_s * 1e3), bar_label(s)))
-            .collect();
-        let (rows, n_rows) = label_rows(&bars, LEFT, LEFT + plot_w);
-        let comm_y = (!comm.is_empty()).then(|| {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            let bars: Vec<(f64, f64, String)> = lane
+                .spans
+                .iter()
+                .map(|s| (x(s.start_s * 1e3), x(s.end_s * 1e3), bar_label(s)))
+                .collect();
+            let (rows, n_rows) = label_rows(&bars, left, left + plot_w);
+            if i > 0 {
+                y += 4.0;
+            }
             y += n_rows as f64 * LABEL_ROW_H;
-            let v = y;
+            lane.y = y;
+            lane.label_rows = rows;
             y += LANE_H;
-            v
-        });
+        }
         y += 8.0;
         blocks.push(Block {
             step,
             y: top,
             compute_y,
-            comm_y,
-            label_rows: rows,
-            comm,
+            comm: lanes,
             exposed: exposed_intervals(&step.spans),
         });
         y += 14.0;
@@ -374,7 +434,7 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
     svg_open(&mut o, target, W, h, &title);
     let _ = write!(
         o,
-        "<text x=\"{LEFT}\" y=\"22\" font-size=\"16\" font-weight=\"bold\">{}</text>",
+        "<text x=\"{left}\" y=\"22\" font-size=\"16\" font-weight=\"bold\">{}</text>",
         esc(&format!(
             "{title}: {} on one time axis",
             tl.steps
@@ -385,7 +445,7 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
         ))
     );
     // Legend above the data, left to right.
-    let mut lx = LEFT;
+    let mut lx = left;
     let ly = 42.0;
     let mut legend = |o: &mut String, swatch: &dyn Fn(f64) -> String, label: &str, tip: &str| {
         let _ = write!(
@@ -455,13 +515,13 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
     }
     let _ = write!(
         o,
-        "<line x1=\"{LEFT}\" y1=\"{axis_y}\" x2=\"{:.1}\" y2=\"{axis_y}\" stroke=\"#444\"/>",
-        LEFT + plot_w
+        "<line x1=\"{left}\" y1=\"{axis_y}\" x2=\"{:.1}\" y2=\"{axis_y}\" stroke=\"#444\"/>",
+        left + plot_w
     );
     let _ = write!(
         o,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">time since the step's start (ms)</text>",
-        LEFT + plot_w / 2.0,
+        left + plot_w / 2.0,
         axis_y + 36.0
     );
 
@@ -483,7 +543,7 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
         );
         let _ = write!(
             o,
-            "<g><title>{}</title><text x=\"{LEFT}\" y=\"{:.1}\" font-size=\"13\" font-weight=\"bold\">{}</text></g>",
+            "<g><title>{}</title><text x=\"{left}\" y=\"{:.1}\" font-size=\"13\" font-weight=\"bold\">{}</text></g>",
             esc(&format!(
                 "exposed communication here: {}",
                 crate::definitions::text("exposed_in_timeline")
@@ -491,8 +551,10 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
             b.y + 13.0,
             esc(&heading)
         );
-        let lanes_top = b.compute_y.or(b.comm_y).unwrap_or(b.y);
-        let lanes_bottom = b.comm_y.or(b.compute_y).unwrap_or(b.y) + LANE_H;
+        let first_comm = b.comm.first().map(|l| l.y);
+        let last_comm = b.comm.last().map(|l| l.y);
+        let lanes_top = b.compute_y.or(first_comm).unwrap_or(b.y);
+        let lanes_bottom = last_comm.or(b.compute_y).unwrap_or(b.y) + LANE_H;
         // Exposed communication: shaded across the block, underlined on the comm lane.
         for &(a, z) in &b.exposed {
             let (x0, x1) = (x(a * 1e3), x(z * 1e3));
@@ -519,7 +581,7 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
             let _ = write!(
                 o,
                 "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-                LEFT - 8.0,
+                left - 8.0,
                 ly + LANE_H / 2.0 + 4.0,
                 esc(text)
             );
@@ -534,14 +596,18 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
                 bar(&mut o, s, x(s.start_s * 1e3), x(s.end_s * 1e3), cy, None);
             }
         }
-        if let Some(cy) = b.comm_y {
-            lane_label(&mut o, cy, &format!("{} · comm", step.mode));
-            for (i, s) in b.comm.iter().enumerate() {
+        for lane in &b.comm {
+            let cy = lane.y;
+            match &lane.name {
+                None => lane_label(&mut o, cy, &format!("{} · comm", step.mode)),
+                Some(name) => lane_label(&mut o, cy, name),
+            }
+            for (i, s) in lane.spans.iter().enumerate() {
                 let (x0, x1) = (x(s.start_s * 1e3), x(s.end_s * 1e3));
                 let size = s.bucket.and_then(|k| bytes.get(&k)).copied();
                 bar(&mut o, s, x0, x1, cy, size);
                 let label = bar_label(s);
-                match b.label_rows.get(i).copied().flatten() {
+                match lane.label_rows.get(i).copied().flatten() {
                     None if x1 - x0 >= text_width(&label, 10.0) + 4.0 => {
                         let _ = write!(
                             o,
@@ -571,7 +637,7 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
                     }
                 }
             }
-            if step.mode == Mode::Overlapped {
+            if step.mode == Mode::Overlapped && lane.name.is_none() {
                 ready_marks(&mut o, report, step, cy, &x);
             }
         }

@@ -226,6 +226,7 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
                 g.local_rank,
                 g.gpu.identity()
             );
+            let _ = writeln!(t, "  {}", g.gpu.xid.text());
             for r in &g.gpu.readings {
                 let _ = writeln!(
                     t,

@@ -193,3 +193,108 @@ fn flags_sit_beside_their_figure_and_statuses_render_generically() {
         );
     }
 }
+
+/// The `y` of the lane label `name` (a right-aligned `<text>` left of the
+/// plot) at each of its occurrences in `svg`.
+fn lane_label_ys(svg: &str, name: &str) -> Vec<f64> {
+    let end = format!("text-anchor=\"end\">{name}</text>");
+    svg.match_indices(&end)
+        .map(|(i, _)| {
+            let open = svg[..i].rfind("<text ").unwrap();
+            let y = &svg[open..i];
+            let y = &y[y.find(" y=\"").unwrap() + 4..];
+            y[..y.find('"').unwrap()].parse().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn fsdp_tp_timeline_has_a_lane_per_group_and_kind() {
+    use mfubench_core::plan::StepPlan;
+    use mfubench_core::result::{Span, StreamKind};
+    // 8 ranks on 2 hosts, TP = 2 inside a host, FSDP over the 4 TP
+    // replicas: tp all-reduces, dp_shard all-gathers and reduce-scatters.
+    let g = common::Gen {
+        toml: format!(
+            "{}\n[parallel]\ndata = \"fsdp\"\ntensor = 2\n",
+            common::FIXTURE_TOML
+        ),
+        // The generator times DDP buckets only: its comm mode would be
+        // empty here, so the modes drawn and the computing ones are kept.
+        modes: Some(vec![Mode::Compute, Mode::Serialized, Mode::Overlapped]),
+        ..common::Gen::default()
+    };
+    let mut run = common::build(&g);
+    let layout = run.config.parallel.layout(8, 4).unwrap();
+    let plan = StepPlan::for_layout(&run.config, &layout);
+    assert_eq!(run.plan.collective_ops.len(), plan.collectives.len());
+    assert!(plan.collectives.iter().all(|c| c.bucket.is_none()));
+    // Every collective of the plan, in both modes with collectives, right
+    // after the GEMM it follows: collectives of different groups overlap
+    // in time, as they do on their own streams.
+    for r in &mut run.ranks {
+        for mode in [Mode::Serialized, Mode::Overlapped] {
+            let m = r.modes.get_mut(&mode).unwrap();
+            let gemm_end = |i: Option<usize>| {
+                i.and_then(|i| m.timeline.iter().find(|s| s.op == Some(i)))
+                    .map(|s| s.end_s)
+                    .unwrap_or(0.0)
+            };
+            let spans: Vec<Span> = plan
+                .collectives
+                .iter()
+                .enumerate()
+                .map(|(ci, c)| {
+                    let start = gemm_end(c.ready_after);
+                    Span {
+                        name: c.label(),
+                        stream: StreamKind::Comm,
+                        op: None,
+                        bucket: None,
+                        collective: Some(ci),
+                        start_s: start,
+                        end_s: start + 2e-4,
+                    }
+                })
+                .collect();
+            m.timeline.extend(spans);
+        }
+    }
+    let html = page(&run);
+    let t = section(&html, "timeline");
+    let blocks = t.matches("· compute</text>").count();
+    assert!(blocks >= 2, "{blocks} steps drawn");
+    // No shared comm lane (no DDP buckets); one lane per group and kind in
+    // every step drawn, each at its own height.
+    assert_eq!(t.matches("· comm</text>").count(), 0);
+    let lanes = [
+        "tp all-reduce",
+        "dp_shard all-gather",
+        "dp_shard reduce-scatter",
+    ];
+    let ys: Vec<Vec<f64>> = lanes.iter().map(|l| lane_label_ys(t, l)).collect();
+    for (l, y) in lanes.iter().zip(&ys) {
+        assert_eq!(y.len(), blocks, "{l}: {y:?}");
+    }
+    for b in 0..blocks {
+        let mut at: Vec<f64> = ys.iter().map(|y| y[b]).collect();
+        at.sort_by(f64::total_cmp);
+        at.dedup();
+        assert_eq!(at.len(), 3, "lanes share a height in step {b}: {ys:?}");
+    }
+    // A bar sits on its own lane: the first all-gather's bar at the
+    // all-gather lane's height (label y = bar y + 24 / 2 + 4).
+    let ag = plan
+        .collectives
+        .iter()
+        .find(|c| c.kind == mfubench_core::metrics::Collective::AllGather)
+        .unwrap()
+        .label();
+    let title = t.find(&format!("<title>{ag}: ")).unwrap();
+    let rect = &t[t[..title].rfind("<rect ").unwrap()..title];
+    let y = &rect[rect.find(" y=\"").unwrap() + 4..];
+    let y: f64 = y[..y.find('"').unwrap()].parse().unwrap();
+    assert_eq!(y + 16.0, ys[1][0], "{rect}");
+    // The note says why.
+    assert!(t.contains("have a lane of their own"));
+}

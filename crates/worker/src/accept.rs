@@ -51,7 +51,7 @@ use mpi::traits::*;
 use mfubench_core::accept::{
     evaluate, link_schedule, AcceptRecord, AcceptSettings, Collective, CpuTelemetry, DeviceResult,
     DeviceStage, GpuTelemetry, LinkStage, NodeResult, NodeStage, PairResult, RankGpu, Stage,
-    StepStage, SweepRow, SweepStage, SweepTable, ACCEPT_SCHEMA_VERSION,
+    StepStage, SweepRow, SweepStage, SweepTable, XidWatch, ACCEPT_SCHEMA_VERSION,
 };
 use mfubench_core::check;
 use mfubench_core::config::{BackendKind, Config, Mode};
@@ -64,7 +64,7 @@ use crate::backend::{Backend, BackendError, Compute};
 use crate::benchmark::{Benchmark, Hooks};
 use crate::cpu::{CpuBackend, HostGroup};
 use crate::cuda::group::NcclGroup;
-use crate::cuda::telemetry::Telemetry;
+use crate::cuda::telemetry::{Telemetry, XidWatcher};
 use crate::cuda::CudaBackend;
 use crate::group::{BufferIo, GroupComm};
 use crate::mpi_comm::{self, MpiGroup};
@@ -482,6 +482,10 @@ pub struct Suite<'r, K: SuiteBackend> {
     /// This rank's GPU: NVML, and its identity with a reading after every
     /// stage (None on CPUs and without NVML).
     gpu: Option<(Telemetry, GpuTelemetry)>,
+    /// This rank's GPU's event set for critical XIDs, registered when the
+    /// suite opens and polled after every stage (None where it could not be
+    /// registered: the GPU's `xid` says why).
+    xid: Option<XidWatcher>,
     record: AcceptRecord,
 }
 
@@ -513,9 +517,19 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         let leaders = rank.agree(world.split(is_leader.then_some(0), me))?;
         let hosts = gather_json(rank, &rank.world, leaders.as_ref().map(|_| &rank.host))
             .unwrap_or_default();
+        let mut xid = None;
         let gpu = match K::gpu_telemetry(&world.group) {
             Ok(t) => {
-                let id = t.identity();
+                let mut id = t.identity();
+                // Registered now: NVML delivers only the XIDs that happen
+                // after the event set exists.
+                match XidWatcher::open(&id.uuid) {
+                    Ok(w) => {
+                        id.xid = XidWatch::watched(&output::rfc3339_now());
+                        xid = Some(w);
+                    }
+                    Err(state) => id.xid = state,
+                }
                 Some((t, id))
             }
             Err(e) => {
@@ -559,6 +573,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             host,
             leaders,
             gpu,
+            xid,
             record,
         })
     }
@@ -625,9 +640,11 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         Ok(())
     }
 
-    /// Takes this rank's GPU reading after `stage` and gathers every rank's
-    /// GPU telemetry on rank 0 (collective; ranks without one send none).
+    /// Polls this rank's XIDs, takes its GPU reading after `stage` and
+    /// gathers every rank's GPU telemetry on rank 0 (collective; ranks
+    /// without one send none).
     fn read_gpus(&mut self, stage: Stage) {
+        self.poll_xids(stage);
         let r = self.rank;
         let mine = self.gpu.as_mut().map(|(t, g)| {
             let reading = t.reading(stage);
@@ -642,6 +659,14 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         });
         if let Some(all) = gather_json(r, &r.world, mine.as_ref()) {
             self.record.gpus = all;
+        }
+    }
+
+    /// Drains this rank's XID event set without waiting and records what it
+    /// delivered as seen after `stage`.
+    fn poll_xids(&mut self, stage: Stage) {
+        if let (Some(w), Some((_, g))) = (&self.xid, self.gpu.as_mut()) {
+            g.xid.record(w.poll(), stage, &output::rfc3339_now());
         }
     }
 
@@ -690,6 +715,8 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         }
         // Read right after the GEMMs, before the clocks fall back to idle.
         let gpu_reading = self.gpu.as_ref().map(|(t, _)| t.reading(Stage::Device));
+        // XIDs of the GEMMs go with the device's result (its reason text).
+        self.poll_xids(Stage::Device);
         let dev = backend.device();
         let telemetry = K::telemetry(&backend, cpu_known.then_some(cpu), wall);
         backend.finish();

@@ -87,7 +87,7 @@ pub struct Finding {
     /// Stage the rule belongs to.
     pub stage: Stage,
     /// Rule name (`device_rate`, `node_busbw`, `link_bandwidth`,
-    /// `node_links`, `sweep_wrong`, `stage_complete`).
+    /// `node_links`, `sweep_wrong`, `stage_complete`, `gpu_xid`).
     pub rule: String,
     /// Outcome.
     pub status: Status,
@@ -272,6 +272,165 @@ pub struct GpuTelemetry {
     /// Readings, one per stage taken so far, in stage order.
     #[serde(default)]
     pub readings: Vec<GpuReading>,
+    /// XID errors NVML reported since the suite opened ([`XidWatch`]);
+    /// `not_recorded` in files written before XIDs were watched.
+    #[serde(default)]
+    pub xid: XidWatch,
+}
+
+/// XID errors of one code seen in one poll: NVML delivers XIDs as events
+/// (`nvmlEventTypeXidCriticalError`) to an event set registered before
+/// they happen, polled after every stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct XidEvent {
+    /// The XID code (79: the GPU fell off the bus, 48: double-bit ECC, …);
+    /// None where NVML reports it as unknown (its value 999).
+    pub code: Option<u64>,
+    /// The stage after which the poll saw it: it happened during that stage
+    /// (or in the barrier before it).
+    pub stage: Stage,
+    /// When the poll saw it, RFC 3339 UTC (NVML's event carries no time of
+    /// its own).
+    pub at: String,
+    /// Events of this code that poll delivered (NVML reports the latest
+    /// XID of the device for every pending event, so repeats are counted,
+    /// not listed).
+    pub count: u64,
+}
+
+/// Whether and what XID errors of a GPU were watched since the suite
+/// opened. A GPU whose driver cannot report XIDs says so: it never reads
+/// as an empty (clean) list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum XidWatch {
+    /// Not watched: a file from before XIDs were recorded.
+    #[default]
+    NotRecorded,
+    /// An event set was registered when the suite opened and polled after
+    /// every stage.
+    Watched {
+        /// When the event set was registered, RFC 3339 UTC.
+        since: String,
+        /// XIDs seen, in the order polled (empty: none since `since`).
+        events: Vec<XidEvent>,
+        /// The last poll that failed (e.g. "GPU is lost"), if any: events
+        /// after it may be missing.
+        #[serde(default)]
+        poll_error: Option<String>,
+    },
+    /// NVML or the driver does not deliver XID events for this GPU
+    /// (`NotSupported`, an NVML without the event functions, or a GPU
+    /// whose supported event types lack XIDs).
+    NotSupported {
+        /// NVML's answer.
+        reason: String,
+    },
+    /// Registering the event set failed for another reason (no
+    /// permission, NVML error).
+    Failed {
+        /// NVML's answer.
+        reason: String,
+    },
+}
+
+impl XidWatch {
+    /// A watch opened at `since` with no XIDs yet.
+    pub fn watched(since: &str) -> XidWatch {
+        XidWatch::Watched {
+            since: since.to_string(),
+            events: Vec::new(),
+            poll_error: None,
+        }
+    }
+
+    /// Records what one poll after `stage` at `at` delivered: the code of
+    /// every event (None: unknown), or the poll's failure. A watch that is
+    /// not `Watched` is left as it is.
+    pub fn record(&mut self, polled: Result<Vec<Option<u64>>, String>, stage: Stage, at: &str) {
+        let XidWatch::Watched {
+            events, poll_error, ..
+        } = self
+        else {
+            return;
+        };
+        match polled {
+            Ok(codes) => {
+                for code in codes {
+                    match events
+                        .iter_mut()
+                        .find(|e| e.code == code && e.stage == stage)
+                    {
+                        Some(e) => e.count += 1,
+                        None => events.push(XidEvent {
+                            code,
+                            stage,
+                            at: at.to_string(),
+                            count: 1,
+                        }),
+                    }
+                }
+            }
+            Err(e) => *poll_error = Some(format!("after the {stage} stage: {e}")),
+        }
+    }
+
+    /// The XIDs seen, when watched.
+    pub fn events(&self) -> &[XidEvent] {
+        match self {
+            XidWatch::Watched { events, .. } => events,
+            _ => &[],
+        }
+    }
+
+    /// "XID 79 during link, XID 13 during sweep (×4)": the XIDs seen, for a
+    /// reason text; None when there are none.
+    pub fn seen(&self) -> Option<String> {
+        let events = self.events();
+        (!events.is_empty()).then(|| {
+            events
+                .iter()
+                .map(|e| {
+                    let code = e
+                        .code
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "unknown".into());
+                    let times = if e.count > 1 {
+                        format!(" (×{})", e.count)
+                    } else {
+                        String::new()
+                    };
+                    format!("XID {code} during {}{times}", e.stage)
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+
+    /// The state in one phrase: "xid: none since …", the XIDs seen, "xid:
+    /// not supported (…)", "xid: not watched (…)" or "xid: not recorded".
+    pub fn text(&self) -> String {
+        match self {
+            XidWatch::NotRecorded => "xid: not recorded".into(),
+            XidWatch::Watched {
+                since,
+                events,
+                poll_error,
+            } => {
+                let mut s = if events.is_empty() {
+                    format!("xid: none since {since}")
+                } else {
+                    self.seen().unwrap_or_default()
+                };
+                if let Some(e) = poll_error {
+                    s += &format!(" (a poll failed {e})");
+                }
+                s
+            }
+            XidWatch::NotSupported { reason } => format!("xid: not supported ({reason})"),
+            XidWatch::Failed { reason } => format!("xid: not watched ({reason})"),
+        }
+    }
 }
 
 impl GpuTelemetry {
@@ -365,10 +524,13 @@ impl DeviceResult {
     /// reading where there is one, else the host's telemetry.
     pub fn reason(&self) -> String {
         match &self.gpu {
-            Some(g) => match g.at(Stage::Device) {
-                Some(r) => format!("{}; {}", g.identity(), r.reason()),
-                None => format!("{}; no GPU telemetry", g.identity()),
-            },
+            Some(g) => {
+                let xid = g.xid.seen().map(|x| format!(", {x}")).unwrap_or_default();
+                match g.at(Stage::Device) {
+                    Some(r) => format!("{}; {}{xid}", g.identity(), r.reason()),
+                    None => format!("{}; no GPU telemetry{xid}", g.identity()),
+                }
+            }
             None => self.telemetry.reason(),
         }
     }
@@ -772,6 +934,7 @@ mod tests {
             serial: Some("1321021034567".into()),
             pci_bus_id: Some("00000000:04:00.0".into()),
             readings: vec![r.clone()],
+            xid: XidWatch::default(),
         };
         assert_eq!(
             g.identity(),
@@ -831,6 +994,64 @@ mod tests {
             SweepTable::new(Collective::ReduceScatter, vec![]).redop,
             "sum"
         );
+    }
+
+    #[test]
+    fn xid_watch_records_and_says_what_it_knows() {
+        let mut w = XidWatch::watched("2026-01-01T00:00:00Z");
+        assert_eq!(w.text(), "xid: none since 2026-01-01T00:00:00Z");
+        assert_eq!(w.seen(), None);
+        w.record(Ok(vec![Some(13), Some(13), Some(13)]), Stage::Sweep, "t1");
+        w.record(Ok(vec![Some(13), Some(79)]), Stage::Step, "t2");
+        assert_eq!(
+            w.events(),
+            &[
+                XidEvent {
+                    code: Some(13),
+                    stage: Stage::Sweep,
+                    at: "t1".into(),
+                    count: 3
+                },
+                XidEvent {
+                    code: Some(13),
+                    stage: Stage::Step,
+                    at: "t2".into(),
+                    count: 1
+                },
+                XidEvent {
+                    code: Some(79),
+                    stage: Stage::Step,
+                    at: "t2".into(),
+                    count: 1
+                },
+            ]
+        );
+        assert_eq!(
+            w.text(),
+            "XID 13 during sweep (×3), XID 13 during step, XID 79 during step"
+        );
+        w.record(Err("GPU is lost".into()), Stage::Step, "t3");
+        assert!(w
+            .text()
+            .ends_with("(a poll failed after the step stage: GPU is lost)"));
+        // Not supported is said, never an empty list; recording into it
+        // changes nothing.
+        let mut n = XidWatch::NotSupported {
+            reason: "NVML: Not Supported".into(),
+        };
+        n.record(Ok(vec![Some(79)]), Stage::Device, "t");
+        assert_eq!(n.text(), "xid: not supported (NVML: Not Supported)");
+        assert!(n.events().is_empty());
+        assert_eq!(XidWatch::default().text(), "xid: not recorded");
+        // The JSON says which it is; a file without the field reads as
+        // not recorded.
+        let j = serde_json::to_value(&n).unwrap();
+        assert_eq!(j["status"], "not_supported");
+        let j = serde_json::to_value(&w).unwrap();
+        assert_eq!(j["status"], "watched");
+        assert_eq!(j["events"][2]["code"], 79);
+        let g: GpuTelemetry = serde_json::from_str(r#"{"uuid":"GPU-1"}"#).unwrap();
+        assert_eq!(g.xid, XidWatch::NotRecorded);
     }
 
     #[test]

@@ -69,7 +69,97 @@ pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
             }
         }
     }
+    xid_rule(r, &mut out);
     out
+}
+
+/// XIDs since the suite opened: every GPU with an XID is a finding of its
+/// own (FAIL, naming host, local rank and UUID); a stage-wide PASS when the
+/// watched GPUs saw none. GPUs whose driver cannot report XIDs are SKIPPED
+/// (said, never counted as clean); a failed poll with no XID is
+/// INCONCLUSIVE. On CPUs (no GPU telemetry) there is no line. The finding's
+/// stage is the one the XID was seen after; stage-wide lines carry the last
+/// requested stage (the watch covers the whole suite up to it).
+fn xid_rule(r: &AcceptRecord, out: &mut Vec<Finding>) {
+    let last = r.stages.last().copied().unwrap_or(Stage::Device);
+    if r.gpus.is_empty() {
+        if r.backend != "cpu" {
+            out.push(Finding {
+                stage: last,
+                rule: "gpu_xid".into(),
+                status: Status::Skipped,
+                component: None,
+                message: "no GPU telemetry (NVML unavailable): XIDs not watched".into(),
+            });
+        }
+        return;
+    }
+    let (mut clean, mut failed) = (0usize, 0usize);
+    let mut unwatched: Vec<String> = Vec::new();
+    for g in &r.gpus {
+        let device = Component::Device {
+            rank: g.rank,
+            host: g.host.clone(),
+            local_rank: g.local_rank,
+        };
+        match (&g.gpu.xid, g.gpu.xid.seen()) {
+            (_, Some(seen)) => {
+                failed += 1;
+                out.push(Finding {
+                    stage: g.gpu.xid.events().first().map(|e| e.stage).unwrap_or(last),
+                    rule: "gpu_xid".into(),
+                    status: Status::Fail,
+                    component: Some(device),
+                    message: format!("{seen} ({})", g.gpu.identity()),
+                });
+            }
+            (
+                XidWatch::Watched {
+                    poll_error: Some(e),
+                    ..
+                },
+                None,
+            ) => out.push(Finding {
+                stage: last,
+                rule: "gpu_xid".into(),
+                status: Status::Inconclusive,
+                component: Some(device),
+                message: format!(
+                    "no XID seen, but a poll failed {e}: later XIDs may be missing ({})",
+                    g.gpu.identity()
+                ),
+            }),
+            (XidWatch::Watched { .. }, None) => clean += 1,
+            (other, None) => unwatched.push(other.text()),
+        }
+    }
+    if !unwatched.is_empty() {
+        unwatched.dedup();
+        out.push(Finding {
+            stage: last,
+            rule: "gpu_xid".into(),
+            status: Status::Skipped,
+            component: None,
+            message: format!(
+                "{} of {} GPU(s) not watched for XIDs: {}",
+                r.gpus.len() - clean - failed,
+                r.gpus.len(),
+                unwatched.join("; ")
+            ),
+        });
+    }
+    if failed == 0 && clean > 0 {
+        out.push(Finding {
+            stage: last,
+            rule: "gpu_xid".into(),
+            status: Status::Pass,
+            component: None,
+            message: format!(
+                "{clean} of {} GPU(s) watched since the suite opened: no XID",
+                r.gpus.len()
+            ),
+        });
+    }
 }
 
 /// Whether a measured value is below a limit; NaN (not measured) counts as
@@ -157,10 +247,15 @@ pub fn node_gpu_reason(gpus: &[RankGpu], host: &str, stage: Stage) -> Option<Str
         .min_by_key(|(_, r)| r.sm_clock_mhz.unwrap_or(u32::MAX))
         .map(|(g, r)| {
             format!(
-                "GPU of local rank {} ({}): {}",
+                "GPU of local rank {} ({}): {}{}",
                 g.local_rank,
                 g.gpu.identity(),
-                r.reason()
+                r.reason(),
+                g.gpu
+                    .xid
+                    .seen()
+                    .map(|x| format!(", {x}"))
+                    .unwrap_or_default()
             )
         })
 }
@@ -572,6 +667,7 @@ mod tests {
                 serial: None,
                 pci_bus_id: Some(format!("00000000:0{rank}:00.0")),
                 readings: vec![r],
+                xid: XidWatch::default(),
             },
         };
         r.gpus = vec![
@@ -588,6 +684,7 @@ mod tests {
                 stage: Some(Stage::Device),
                 ..reading(1500, &["sw_power_cap"])
             }],
+            xid: XidWatch::default(),
         });
         r.device.as_mut().unwrap().devices[1] = d1;
         let f = evaluate(&r, &r.settings);
@@ -622,6 +719,135 @@ mod tests {
             && x.rule == "stage_complete"
             && x.status == Status::Fail));
         assert_eq!(overall(&f, false), Status::Fail);
+    }
+
+    #[test]
+    fn a_gpu_with_an_xid_is_a_finding_of_its_own() {
+        let gpu = |rank: u64, xid: XidWatch| RankGpu {
+            rank,
+            host: format!("h{}", rank / 2),
+            local_rank: rank % 2,
+            gpu: GpuTelemetry {
+                uuid: format!("GPU-{rank}"),
+                serial: None,
+                pci_bus_id: None,
+                readings: Vec::new(),
+                xid,
+            },
+        };
+        let mut r = record();
+        r.backend = "cuda".into();
+        r.stages = vec![Stage::Link, Stage::Sweep];
+        r.link = Some(link(&[(0, 1, 1.0), (0, 2, 1.0), (1, 2, 1.0)], 3));
+        r.sweep = Some(SweepStage {
+            dtype: "float".into(),
+            ranks: 4,
+            iterations: 1,
+            tables: Vec::new(),
+        });
+        let xid_lines = |f: &[Finding]| -> Vec<Finding> {
+            f.iter().filter(|x| x.rule == "gpu_xid").cloned().collect()
+        };
+        // Four GPUs watched, rank 3 saw XID 79 after the link stage (twice)
+        // and an unknown XID after the sweep.
+        let mut bad = XidWatch::watched("t0");
+        bad.record(Ok(vec![]), Stage::Device, "t1");
+        bad.record(Ok(vec![Some(79), Some(79)]), Stage::Link, "t2");
+        bad.record(Ok(vec![None]), Stage::Sweep, "t3");
+        r.gpus = vec![
+            gpu(0, XidWatch::watched("t0")),
+            gpu(1, XidWatch::watched("t0")),
+            gpu(2, XidWatch::watched("t0")),
+            gpu(3, bad),
+        ];
+        let f = evaluate(&r, &r.settings);
+        let x = xid_lines(&f);
+        assert_eq!(x.len(), 1, "{x:#?}");
+        assert_eq!(x[0].status, Status::Fail);
+        assert_eq!(x[0].stage, Stage::Link);
+        assert_eq!(
+            x[0].component.as_ref().unwrap().to_string(),
+            "device rank 3 (h1, local rank 1)"
+        );
+        assert_eq!(
+            x[0].message,
+            "XID 79 during link (×2), XID unknown during sweep (GPU-3)"
+        );
+        assert_eq!(overall(&f, true), Status::Fail);
+        assert_eq!(
+            bad_components(&f),
+            vec!["device rank 3 (h1, local rank 1)".to_string()]
+        );
+        // None seen: one PASS line naming how many GPUs were watched.
+        r.gpus[3] = gpu(3, XidWatch::watched("t0"));
+        let x = xid_lines(&evaluate(&r, &r.settings));
+        assert_eq!(x.len(), 1);
+        assert_eq!(x[0].status, Status::Pass);
+        assert_eq!(
+            x[0].message,
+            "4 of 4 GPU(s) watched since the suite opened: no XID"
+        );
+        // A driver without XID events: said (SKIPPED), never counted as
+        // clean; with no GPU watched there is no PASS.
+        for g in &mut r.gpus {
+            g.gpu.xid = XidWatch::NotSupported {
+                reason: "NVML: Not Supported".into(),
+            };
+        }
+        let x = xid_lines(&evaluate(&r, &r.settings));
+        assert_eq!(x.len(), 1, "{x:#?}");
+        assert_eq!(x[0].status, Status::Skipped);
+        assert_eq!(
+            x[0].message,
+            "4 of 4 GPU(s) not watched for XIDs: xid: not supported (NVML: Not Supported)"
+        );
+        // A failed poll without XIDs: INCONCLUSIVE for that GPU.
+        let mut lost = XidWatch::watched("t0");
+        lost.record(Err("GPU is lost".into()), Stage::Sweep, "t3");
+        r.gpus[0].gpu.xid = lost;
+        let f = evaluate(&r, &r.settings);
+        assert!(f.iter().any(|x| x.rule == "gpu_xid"
+            && x.status == Status::Inconclusive
+            && x.message
+                .contains("a poll failed after the sweep stage: GPU is lost")));
+        // CUDA without NVML: one SKIPPED line; on CPUs none.
+        r.gpus.clear();
+        let x = xid_lines(&evaluate(&r, &r.settings));
+        assert_eq!(x.len(), 1);
+        assert_eq!(x[0].status, Status::Skipped);
+        r.backend = "cpu".into();
+        assert!(xid_lines(&evaluate(&r, &r.settings)).is_empty());
+    }
+
+    #[test]
+    fn a_flagged_device_shows_its_xids_as_a_reason() {
+        let mut xid = XidWatch::watched("t0");
+        xid.record(Ok(vec![Some(79)]), Stage::Device, "t1");
+        let d = DeviceResult {
+            rank: 1,
+            host: "h0".into(),
+            local_rank: 1,
+            device: "GPU 1".into(),
+            device_name: "x".into(),
+            step_s: 1.0,
+            step_time_s: vec![1.0],
+            tflops: 1.0,
+            spec_peak_tflops: None,
+            peak_tflops: None,
+            peak_source: None,
+            telemetry: CpuTelemetry::default(),
+            gpu: Some(GpuTelemetry {
+                uuid: "GPU-1".into(),
+                readings: vec![GpuReading {
+                    stage: Some(Stage::Device),
+                    sm_clock_mhz: Some(1410),
+                    ..Default::default()
+                }],
+                xid,
+                ..Default::default()
+            }),
+        };
+        assert_eq!(d.reason(), "GPU-1; sm clock 1410 MHz, XID 79 during device");
     }
 
     #[test]

@@ -9,16 +9,20 @@
 //! ([`Telemetry::reading`]): clocks, power and its limit, temperature,
 //! throttle reasons (unknown bits kept), volatile ECC counts and the PCIe
 //! link, and the GPU's identity ([`Telemetry::identity`]: UUID, serial,
-//! PCI bus id). XID errors are not collected: NVML reports them only as
-//! events to a listener registered before they happen
-//! (`nvmlDeviceRegisterEvents`), not as a count that can be read.
+//! PCI bus id). XID errors come as events only, to an event set registered
+//! before they happen (`nvmlDeviceRegisterEvents`): [`XidWatcher`]
+//! registers one for critical XIDs when the suite opens and drains it
+//! without blocking after every stage.
 
-use mfubench_core::accept::{GpuReading, GpuTelemetry, Stage};
+use mfubench_core::accept::{GpuReading, GpuTelemetry, Stage, XidWatch};
 use mfubench_core::config::Mode;
 use mfubench_core::result::TelemetrySample;
 use nvml_wrapper::bitmasks::device::ThrottleReasons;
+use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
+use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::{Bits, NvmlError};
+use nvml_wrapper::event::EventSet;
 use nvml_wrapper::Nvml;
 
 /// NVML clock-event ("throttle") reason bits, from nvml.h.
@@ -81,6 +85,93 @@ pub fn nvml_uuid(bytes: &[u8; 16]) -> String {
     )
 }
 
+/// Most events one poll takes from the set: a storm of XIDs cannot keep a
+/// rank polling forever (the rest wait for the next poll).
+const MAX_EVENTS_PER_POLL: usize = 10_000;
+
+/// The state of a watch that could not be set up, from NVML's error:
+/// `NotSupported` (the GPU or driver has no XID events) and a library
+/// without the event functions are "not supported"; anything else failed.
+pub fn xid_watch_error(e: &NvmlError) -> XidWatch {
+    match e {
+        NvmlError::NotSupported | NvmlError::FailedToLoadSymbol(_) => XidWatch::NotSupported {
+            reason: format!("NVML: {e}"),
+        },
+        _ => XidWatch::Failed {
+            reason: format!("NVML: {e}"),
+        },
+    }
+}
+
+/// Drains an event set: calls `next` (a zero-timeout wait) until it says
+/// `Timeout` (nothing pending), returning the XID code of every event (None
+/// where NVML reports the code as unknown; events that are not XIDs are
+/// left out); at most `limit` events. Any other error ends the poll with
+/// that error.
+pub fn drain_xids(
+    limit: usize,
+    mut next: impl FnMut() -> Result<(EventTypes, Option<XidError>), NvmlError>,
+) -> Result<Vec<Option<u64>>, String> {
+    let mut codes = Vec::new();
+    for _ in 0..limit {
+        match next() {
+            Ok((kind, data)) => {
+                if kind.contains(EventTypes::CRITICAL_XID_ERROR) {
+                    codes.push(match data {
+                        Some(XidError::Value(v)) => Some(v),
+                        Some(XidError::Unknown) | None => None,
+                    });
+                }
+            }
+            Err(NvmlError::Timeout) => break,
+            Err(e) => return Err(format!("NVML: {e}")),
+        }
+    }
+    Ok(codes)
+}
+
+/// An NVML event set registered for critical XID errors of one GPU.
+pub struct XidWatcher {
+    set: EventSet<'static>,
+}
+
+impl XidWatcher {
+    /// Registers an event set for the critical XIDs of the GPU `uuid`; the
+    /// watch's state (`NotSupported`, `Failed`) when that cannot be done.
+    ///
+    /// The event set borrows its NVML handle for as long as it lives, and
+    /// the watch lasts until the process ends: the handle of this second
+    /// `nvmlInit` (NVML counts them) is leaked on purpose, once per suite.
+    pub fn open(uuid: &str) -> Result<XidWatcher, XidWatch> {
+        let nvml = Nvml::init().map_err(|e| XidWatch::Failed {
+            reason: format!("NVML unavailable: {e}"),
+        })?;
+        let nvml: &'static Nvml = Box::leak(Box::new(nvml));
+        let device = nvml.device_by_uuid(uuid).map_err(|e| xid_watch_error(&e))?;
+        let supported = device
+            .supported_event_types()
+            .map_err(|e| xid_watch_error(&e))?;
+        if !supported.contains(EventTypes::CRITICAL_XID_ERROR) {
+            return Err(XidWatch::NotSupported {
+                reason: "the GPU's supported NVML event types lack critical XID errors".into(),
+            });
+        }
+        let set = nvml.create_event_set().map_err(|e| xid_watch_error(&e))?;
+        let set = device
+            .register_events(EventTypes::CRITICAL_XID_ERROR, set)
+            .map_err(|e| xid_watch_error(&e.error))?;
+        Ok(XidWatcher { set })
+    }
+
+    /// The XIDs delivered since the last poll, without blocking (timeout
+    /// 0); see [`drain_xids`].
+    pub fn poll(&self) -> Result<Vec<Option<u64>>, String> {
+        drain_xids(MAX_EVENTS_PER_POLL, || {
+            self.set.wait(0).map(|d| (d.event_type, d.event_data))
+        })
+    }
+}
+
 /// NVML handle for one device.
 pub struct Telemetry {
     nvml: Nvml,
@@ -103,7 +194,7 @@ impl Telemetry {
     }
 
     /// The GPU's identity (serial and PCI bus id where NVML reports them),
-    /// with no readings yet.
+    /// with no readings yet and no XID watch ([`XidWatcher`] sets it).
     pub fn identity(&self) -> GpuTelemetry {
         let d = self.nvml.device_by_uuid(self.uuid.as_str()).ok();
         GpuTelemetry {
@@ -111,6 +202,7 @@ impl Telemetry {
             serial: d.as_ref().and_then(|d| d.serial().ok()),
             pci_bus_id: d.as_ref().and_then(|d| d.pci_info().ok()).map(|p| p.bus_id),
             readings: Vec::new(),
+            xid: XidWatch::NotRecorded,
         }
     }
 
@@ -209,6 +301,54 @@ mod tests {
             0xcd, 0xef,
         ];
         assert_eq!(nvml_uuid(&b), "GPU-12345678-9abc-def0-0123-456789abcdef");
+    }
+
+    #[test]
+    fn xid_polls_drain_until_nothing_is_pending() {
+        // Two XIDs (79, then one NVML cannot name), a non-XID event, then
+        // nothing pending: the poll returns the two codes.
+        let mut queue = vec![
+            Ok((EventTypes::CRITICAL_XID_ERROR, Some(XidError::Value(79)))),
+            Ok((EventTypes::CRITICAL_XID_ERROR, Some(XidError::Unknown))),
+            Ok((EventTypes::CLOCK_CHANGE, None)),
+            Err(NvmlError::Timeout),
+            Ok((EventTypes::CRITICAL_XID_ERROR, Some(XidError::Value(13)))),
+            Err(NvmlError::Timeout),
+        ]
+        .into_iter();
+        let got = drain_xids(100, || queue.next().unwrap());
+        assert_eq!(got, Ok(vec![Some(79), None]));
+        // The next poll sees what came after.
+        assert_eq!(
+            drain_xids(100, || queue.next().unwrap()),
+            Ok(vec![Some(13)])
+        );
+        // Nothing pending: an empty poll.
+        assert_eq!(drain_xids(100, || Err(NvmlError::Timeout)), Ok(vec![]));
+        // A lost GPU ends the poll with the reason.
+        let e = drain_xids(100, || Err(NvmlError::GpuLost)).unwrap_err();
+        assert!(e.starts_with("NVML: "), "{e}");
+        // A storm is bounded per poll.
+        let storm = drain_xids(5, || {
+            Ok((EventTypes::CRITICAL_XID_ERROR, Some(XidError::Value(13))))
+        });
+        assert_eq!(storm.unwrap().len(), 5);
+    }
+
+    #[test]
+    fn xid_watch_errors_say_not_supported() {
+        assert!(matches!(
+            xid_watch_error(&NvmlError::NotSupported),
+            XidWatch::NotSupported { .. }
+        ));
+        assert!(matches!(
+            xid_watch_error(&NvmlError::NoPermission),
+            XidWatch::Failed { .. }
+        ));
+        // Without a GPU driver (CI), opening a watch is a state, not a
+        // panic, and never a clean "watched" list.
+        let w = XidWatcher::open("GPU-00000000-0000-0000-0000-000000000000");
+        assert!(!matches!(w, Ok(_) | Err(XidWatch::Watched { .. })));
     }
 
     #[test]
