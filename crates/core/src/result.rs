@@ -1053,7 +1053,12 @@ struct Round {
 }
 
 /// A figure computed per iteration and summarised: median and interval.
+/// Median and 95 % interval of a paired figure over its rounds. A round
+/// whose figure is undefined (a ratio over a zero time, e.g. the hidden
+/// fraction when comm mode took 0 s) is left out rather than carried as a
+/// NaN, which run.json could not hold (it would be written as `null`).
 fn paired(values: Vec<f64>) -> (Option<f64>, Option<MedianCi>) {
+    let values: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
     (stats::median(&values), stats::median_ci95(&values))
 }
 
@@ -1222,7 +1227,7 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     // No buckets (FSDP, HSDP): no bucket bandwidth; the per-kind figures
     // are in `collectives`.
     let algbw = ta
-        .filter(|_| bytes > 0)
+        .filter(|ta| bytes > 0 && *ta > 0.0)
         .map(|ta| metrics::algbw_gbps(bytes as f64, ta));
     let allreduce = AllreduceSummary {
         bytes,
@@ -1667,6 +1672,38 @@ mod tests {
         assert!(ci[0] <= 0.75 && ci[1] >= 0.75);
         // A plan without collective kinds (files of schema 2) has none.
         assert!(collective_summaries(&ranks, &plan()).is_empty());
+    }
+
+    /// Comm mode at 0 s (nothing to communicate): the hidden fraction is
+    /// undefined, so it is absent, not NaN, and the summary survives a
+    /// JSON round trip.
+    #[test]
+    fn undefined_paired_figures_are_absent_not_nan() {
+        let mut ranks = vec![rank(0, "a", 1.0), rank(1, "b", 1.0)];
+        for r in &mut ranks {
+            let comm = r.modes.get_mut(&Mode::Comm).unwrap();
+            comm.step_time_s = vec![0.0; 3];
+        }
+        let p = plan();
+        let s = summarize(
+            &ranks,
+            SummaryInputs {
+                plan: &p,
+                peak_tflops: 1000.0,
+                peak_source: PeakSource::Spec,
+                straggler_tolerance: 0.05,
+                recompute: false,
+                schedule: Schedule::Interleaved,
+                model_layers: 4,
+            },
+        );
+        assert_eq!(s.hidden_fraction, None);
+        assert_eq!(s.ci95.hidden_fraction, None);
+        assert_eq!(s.exposed_comm_s, Some(1.0));
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(!text.contains("null"), "{text}");
+        let back: Summary = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.hidden_fraction, None);
     }
 
     #[test]
