@@ -95,6 +95,8 @@ pub struct RankInfo {
     pub ompi_jobid: Option<u64>,
     /// See [`RankInfo::ompi_jobid`].
     pub ompi_session_dir: Option<String>,
+    /// Open MPI 5's job id (names its `sm_segment.*` files).
+    pub ompi5_jobid: Option<u64>,
 }
 
 /// What was last heard from a rank before the job failed.
@@ -533,6 +535,7 @@ impl State {
                 slurm_step,
                 ompi_jobid,
                 ompi_session_dir,
+                ompi5_jobid,
                 ..
             } => {
                 self.ranks.insert(
@@ -543,6 +546,7 @@ impl State {
                         slurm_step,
                         ompi_jobid,
                         ompi_session_dir,
+                        ompi5_jobid,
                     },
                 );
                 self.progress.hello();
@@ -1066,6 +1070,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
                 pid: i.pid,
                 jobid: i.ompi_jobid,
                 session_dir: i.ompi_session_dir.clone(),
+                ompi5_jobid: i.ompi5_jobid,
             })
             .collect();
         remove_stale(&files, std::path::Path::new("/dev/shm"))
@@ -1110,6 +1115,7 @@ mod tests {
                             slurm_step: None,
                             ompi_jobid: None,
                             ompi_session_dir: None,
+                            ompi5_jobid: None,
                         },
                     )
                 })
