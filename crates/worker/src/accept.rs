@@ -174,8 +174,9 @@ impl<G: GroupComm> Team<G> {
 
 /// Runs `op` once untimed, then `iterations` times each after a barrier on
 /// the team, waiting for its completion ([`GroupComm::synchronize`]);
-/// returns the slowest rank's time of every iteration, seconds.
-/// Collective over the team.
+/// returns the slowest rank's time of every iteration, seconds. Every
+/// blocking call is under the team's deadline, named `what`. Collective
+/// over the team.
 pub fn timed<G: GroupComm>(
     team: &Team<G>,
     iterations: u32,
