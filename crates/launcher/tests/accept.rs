@@ -640,7 +640,11 @@ fn accept_stopped_rank_is_named_with_its_stage() {
     );
     let j = read_json(&accept_json);
     assert_eq!(j["complete"], false, "{j:#}");
-    assert_eq!(j["link"]["pairs"].as_array().map(Vec::len), Some(3), "{j:#}");
+    assert_eq!(
+        j["link"]["pairs"].as_array().map(Vec::len),
+        Some(3),
+        "{j:#}"
+    );
     assert!(j["sweep"].is_null(), "{j:#}");
     let r = run(
         mfubench_cmd().args(["report", accept_json.to_str().expect("utf-8")]),

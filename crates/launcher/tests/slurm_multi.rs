@@ -605,7 +605,10 @@ fn hung_node_daemon_under_slurm_reaches_scancel() {
         return;
     }
     if find_program("squeue").is_none() {
-        return skip(test, "squeue is not installed (ci/install-deps.sh installs it)");
+        return skip(
+            test,
+            "squeue is not installed (ci/install-deps.sh installs it)",
+        );
     }
     require_worker();
     let _lock = TestLock::acquire();

@@ -885,8 +885,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
                 // core the exchanging nodes' network stacks need; then a
                 // blocking barrier lines the exchanges up.
                 self.barrier(&leaders.mpi, "in the link stage");
-                let deadline =
-                    leaders.deadline(&format!("accept link stage: round {}", ri + 1));
+                let deadline = leaders.deadline(&format!("accept link stage: round {}", ri + 1));
                 align(&leaders.mpi);
                 let Some((a, b)) = *p else { continue };
                 let peer = if a == me { b } else { a };

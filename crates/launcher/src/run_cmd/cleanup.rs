@@ -119,8 +119,7 @@ pub fn remove_stale(ranks: &[MpiFiles], shm: &Path) -> Vec<PathBuf> {
             let Some(name) = name.to_str() else { continue };
             let ours = jobs.iter().any(|j| is_segment_of(name, uid, *j))
                 || jobs5.iter().any(|j| is_sm_segment_of(name, uid, *j));
-            if ours && std::fs::remove_file(e.path()).is_ok()
-            {
+            if ours && std::fs::remove_file(e.path()).is_ok() {
                 removed.push(e.path());
             }
         }
@@ -174,12 +173,36 @@ mod tests {
         assert!(!is_segment_of("other.vm.0.5b230001.1", 0, 1529020417));
         // Open MPI 5: the documented example name
         // /dev/shm/sm_segment.x.1000.23c70000.0 (job 0x23c70000, uid 1000).
-        assert!(is_sm_segment_of("sm_segment.x.1000.23c70000.0", 1000, 0x23c7_0000));
-        assert!(!is_sm_segment_of("sm_segment.x.1000.23c70000.0", 0, 0x23c7_0000));
-        assert!(!is_sm_segment_of("sm_segment.x.1000.23c70001.0", 1000, 0x23c7_0000));
-        assert!(!is_sm_segment_of("vader_segment.x.1000.23c70000.0", 1000, 0x23c7_0000));
-        assert!(!is_segment_of("sm_segment.x.1000.23c70000.0", 1000, 0x23c7_0000));
-        assert!(!is_sm_segment_of("sm_segment.x.1000.23c70000.", 1000, 0x23c7_0000));
+        assert!(is_sm_segment_of(
+            "sm_segment.x.1000.23c70000.0",
+            1000,
+            0x23c7_0000
+        ));
+        assert!(!is_sm_segment_of(
+            "sm_segment.x.1000.23c70000.0",
+            0,
+            0x23c7_0000
+        ));
+        assert!(!is_sm_segment_of(
+            "sm_segment.x.1000.23c70001.0",
+            1000,
+            0x23c7_0000
+        ));
+        assert!(!is_sm_segment_of(
+            "vader_segment.x.1000.23c70000.0",
+            1000,
+            0x23c7_0000
+        ));
+        assert!(!is_segment_of(
+            "sm_segment.x.1000.23c70000.0",
+            1000,
+            0x23c7_0000
+        ));
+        assert!(!is_sm_segment_of(
+            "sm_segment.x.1000.23c70000.",
+            1000,
+            0x23c7_0000
+        ));
         assert_eq!(
             session_dir_pid(Path::new("/tmp/prte.vm.1000/dvm.52817"), 1000),
             Some(52817)
@@ -258,7 +281,10 @@ mod ompi5_tests {
             c.wait().expect("wait");
             p
         };
-        let dir = top.path().join(format!("prte.vm.{uid}")).join(format!("dvm.{gone}"));
+        let dir = top
+            .path()
+            .join(format!("prte.vm.{uid}"))
+            .join(format!("dvm.{gone}"));
         std::fs::create_dir_all(dir.join("1")).expect("mkdir");
         let ours = format!("sm_segment.vm.{uid}.23c70000.0");
         let theirs = format!("sm_segment.vm.{uid}.23c80000.0");
