@@ -559,35 +559,34 @@ fn accept_stopped_rank_is_named_with_its_stage() {
     let _hosts = Netns::up(3);
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("results");
-    // The fault tests' op timeout; a sweep up to 16 MiB, seconds long.
+    // The fault tests' op timeout; many iterations, so that the sweep
+    // lasts long enough to be stopped in (tens of seconds), over small
+    // link exchanges, so that the link stage before it stays short.
     let text = std::fs::read_to_string(test_config("accept.toml")).expect("config");
     let mut t: toml::Table = text.parse().expect("parses");
     t["run"]
         .as_table_mut()
         .expect("[run]")
         .insert("op_timeout_s".into(), toml::Value::Float(OP_TIMEOUT_S));
-    t["accept"]
-        .as_table_mut()
-        .expect("[accept]")
-        .insert("sweep_end".into(), toml::Value::Integer(64 << 20));
+    let a = t["accept"].as_table_mut().expect("[accept]");
+    a.insert("iterations".into(), toml::Value::Integer(100));
+    a.insert("link_bytes".into(), toml::Value::Integer(1 << 20));
+    a.insert("sweep_end".into(), toml::Value::Integer(16 << 20));
     let cfg = tmp.path().join("stop.toml");
     std::fs::write(&cfg, toml::to_string(&t).expect("toml")).expect("write config");
     let run_id = "stopB";
     let running = Running::start(&mut accept_on_three_hosts_cmd(run_id, &out, &cfg));
     let accept_json = out.join(run_id).join("accept.json");
     let started = Instant::now();
+    // Rank 0 says when the sweep stage starts.
     let pids = loop {
         let pids = worker_pids(run_id);
-        let link_done = std::fs::read(&accept_json)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .is_some_and(|j| !j["link"].is_null());
-        if link_done && pids.len() == 3 {
+        if running.output().contains("accept: sweep stage") && pids.len() == 3 {
             break pids;
         }
         assert!(
             started.elapsed() < Duration::from_secs(180),
-            "the link stage never finished:\n{}",
+            "the sweep stage never started:\n{}",
             running.output()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -600,6 +599,7 @@ fn accept_stopped_rank_is_named_with_its_stage() {
     // Two heartbeats into the sweep stage.
     std::thread::sleep(Duration::from_secs(2));
     let j = read_json(&accept_json);
+    assert!(!j["link"].is_null(), "{j:#}");
     assert!(
         j["sweep"].is_null(),
         "the sweep ended before the fault: make it longer"
