@@ -9,8 +9,13 @@
 # must use the bridge between the nodes (each namespace also has a loopback
 # it would otherwise offer its peers): export
 # OMPI_MCA_btl_tcp_if_include=10.77.0.0/24 before sbatch (srun passes it on).
+# KILL_WAIT: slurm.conf's KillWait (default 5 s, for fast tests; Slurm's own
+# default is 30). An aborted step's srun waits KillWait + 2 s for every node
+# to report its tasks gone before it gives up by itself.
 set -euo pipefail
 D=${1:-/tmp/mfubench-slurm-multi}
+KILL_WAIT=${KILL_WAIT:-5}
+case $KILL_WAIT in ""|*[!0-9]*) echo "slurm-multi-up: KILL_WAIT=$KILL_WAIT: want whole seconds" >&2; exit 2;; esac
 NODES="hostA hostB hostC"
 for b in munged slurmctld slurmd sinfo nsenter unshare; do
   command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || { echo "slurm-multi-up: $b not found (apt-get install slurm-wlm munge util-linux)" >&2; exit 1; }
@@ -51,7 +56,7 @@ JobCompLoc=$D/jobcomp.txt
 MpiDefault=pmix
 MailProg=/bin/true
 ReturnToService=2
-KillWait=5
+KillWait=$KILL_WAIT
 NodeName=hostA NodeAddr=10.77.0.1 CPUs=$(nproc) RealMemory=4000
 NodeName=hostB NodeAddr=10.77.0.2 CPUs=$(nproc) RealMemory=4000
 NodeName=hostC NodeAddr=10.77.0.3 CPUs=$(nproc) RealMemory=4000

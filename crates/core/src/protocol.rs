@@ -83,9 +83,15 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ompi_jobid: Option<u64>,
         /// Open MPI's session directory of the job on this host
-        /// (`OMPI_MCA_orte_jobfam_session_dir`), likewise.
+        /// (`OMPI_MCA_orte_jobfam_session_dir`; with Open MPI 5, PRRTE's
+        /// `PMIX_SERVER_TMPDIR`), likewise.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ompi_session_dir: Option<String>,
+        /// Open MPI 5's job id, hashed from `PMIX_NAMESPACE` as Open MPI
+        /// does, which names the job's `sm_segment.*` files: removed by the
+        /// launcher when a killed job left them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ompi5_jobid: Option<u64>,
     },
     /// Rank 0: the run begins.
     Start {

@@ -564,7 +564,10 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
         .clone()
         .map(PathBuf::from)
         .unwrap_or_else(|| p.run_dir.join("run.json"));
-    let kept = if run_json.is_file() {
+    // A run's run.json, or the acceptance suite's accept.json (its
+    // finished stages, marked incomplete).
+    let accept_json = p.run_dir.join(mfubench_report::suite::ACCEPT_FILE);
+    let kept = if run_json.is_file() || accept_json.is_file() {
         format!("; what was written is in {}", p.run_dir.display())
     } else {
         String::new()

@@ -19,16 +19,23 @@ struct SlurmMulti {
 
 impl SlurmMulti {
     fn up(dir: &Path) -> SlurmMulti {
+        SlurmMulti::up_with_kill_wait(dir, None)
+    }
+
+    /// As [`SlurmMulti::up`], with slurm.conf's KillWait set (seconds).
+    fn up_with_kill_wait(dir: &Path, kill_wait: Option<u32>) -> SlurmMulti {
         let _ = Command::new(root().join("ci/slurm-multi-down.sh"))
             .arg(dir)
             .status();
         let guard = SlurmMulti {
             dir: dir.to_path_buf(),
         };
-        let f = run(
-            Command::new(root().join("ci/slurm-multi-up.sh")).arg(dir),
-            Duration::from_secs(120),
-        );
+        let mut up = Command::new(root().join("ci/slurm-multi-up.sh"));
+        up.arg(dir);
+        if let Some(w) = kill_wait {
+            up.env("KILL_WAIT", w.to_string());
+        }
+        let f = run(&mut up, Duration::from_secs(120));
         assert_eq!(f.code(), 0, "ci/slurm-multi-up.sh failed: {f:?}");
         guard
     }
@@ -215,16 +222,50 @@ enum Fault {
     /// `ip link set v-hostC down` (rank 2's host), up again once mfubench
     /// has exited, so that Slurm can finish the job.
     LinkDownC,
+    /// SIGSTOP of hostB's slurmstepd, then of rank 1 (its task): a node
+    /// whose step daemon hangs (as one stuck in the kernel or swapping).
+    /// srun then waits KillWait + 2 s for hostB's task after the abort, so
+    /// the bed runs with Slurm's default KillWait (30 s), past the
+    /// launcher's grace: srun does not end the job by itself. The daemon is
+    /// continued once mfubench has exited (the node recovers).
+    StopNodeB,
 }
 
-fn sbatch_fault(fault: Fault) -> (u32, Vec<u32>, String, PathBuf, i32, Duration) {
+/// What [`sbatch_fault`] saw.
+struct FaultRun {
+    /// The PID of the rank the fault hit.
+    victim: u32,
+    /// Every worker PID of the job.
+    all: Vec<u32>,
+    /// The job's log (mfubench's stdout and stderr).
+    job_log: String,
+    /// A copy of the run folder's run.json.
+    kept: PathBuf,
+    /// sbatch --wait's exit code (the job's).
+    code: i32,
+    /// From the injection to mfubench's exit (its error line).
+    took: Duration,
+    /// The Slurm job id.
+    job_id: String,
+    /// `squeue -s` lines of the job's MPI step (not the batch step) after
+    /// mfubench exited and the fault was undone, once they were gone or
+    /// 30 s had passed.
+    steps_left: Vec<String>,
+}
+
+fn sbatch_fault(fault: Fault) -> FaultRun {
     let victim_rank = match fault {
-        Fault::Signal(_) => "1",
+        Fault::Signal(_) | Fault::StopNodeB => "1",
         Fault::LinkDownC => "2",
     };
+    let kill_wait = match fault {
+        Fault::StopNodeB => Some(30),
+        _ => None,
+    };
     let _hosts = Netns::up(3);
-    let slurm = SlurmMulti::up(
+    let slurm = SlurmMulti::up_with_kill_wait(
         &std::env::temp_dir().join(format!("mfubench-slurm-fault-{}", std::process::id())),
+        kill_wait,
     );
     let tmp = tempfile::tempdir().expect("tempdir");
     let config = fault_config(tmp.path(), OP_TIMEOUT_S);
@@ -292,12 +333,29 @@ fn sbatch_fault(fault: Fault) -> (u32, Vec<u32>, String, PathBuf, i32, Duration)
             .expect("ip link");
         assert!(s.success(), "ip link set v-hostC {state}");
     };
+    // hostB's step daemon, continued however the test ends.
+    let mut stepd: Option<Continue> = None;
     match fault {
         // SAFETY: plain syscall on a PID found to be our worker.
         Fault::Signal(sig) => unsafe {
             libc::kill(victim as i32, sig);
         },
         Fault::LinkDownC => link("down"),
+        Fault::StopNodeB => {
+            let parent = parent_pid(victim).expect("the rank's parent");
+            assert_eq!(
+                process_name(parent).as_deref(),
+                Some("slurmstepd"),
+                "rank 1's parent {parent} is not its step daemon"
+            );
+            stepd = Some(Continue(parent));
+            // SAFETY: plain syscalls on hostB's slurmstepd of this job and
+            // on its task, our worker.
+            unsafe {
+                libc::kill(parent as i32, libc::SIGSTOP);
+                libc::kill(victim as i32, libc::SIGSTOP);
+            }
+        }
     }
     let job_id = run_dir
         .file_name()
@@ -316,6 +374,27 @@ fn sbatch_fault(fault: Fault) -> (u32, Vec<u32>, String, PathBuf, i32, Duration)
     if let Fault::LinkDownC = fault {
         link("up");
     }
+    // The node recovers: its daemon goes on with the requests it got.
+    drop(stepd.take());
+    // The job's MPI step (srun's), gone from slurmctld once the nodes
+    // reported it ended.
+    let t = Instant::now();
+    let steps_left = loop {
+        let o = Command::new("squeue")
+            .env("SLURM_CONF", slurm.conf())
+            .args(["-h", "-s", "-j", &job_id, "-o", "%i"])
+            .output()
+            .expect("squeue");
+        let left: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| l.starts_with(&format!("{job_id}.")) && !l.ends_with(".batch"))
+            .collect();
+        if left.is_empty() || t.elapsed() > Duration::from_secs(30) {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
     let f = running.wait(Duration::from_secs(300));
     // SAFETY: as above; a stopped rank must not outlive the test.
     unsafe {
@@ -329,7 +408,47 @@ fn sbatch_fault(fault: Fault) -> (u32, Vec<u32>, String, PathBuf, i32, Duration)
     let _ = std::fs::remove_dir_all(&kept);
     let _ = std::fs::create_dir_all(&kept);
     let _ = std::fs::copy(run_dir.join("run.json"), kept.join("run.json"));
-    (victim, all, job_log, kept, f.code(), took)
+    FaultRun {
+        victim,
+        all,
+        job_log,
+        kept,
+        code: f.code(),
+        took,
+        job_id,
+        steps_left,
+    }
+}
+
+/// Sends SIGCONT to a stopped process when dropped.
+struct Continue(u32);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        // SAFETY: plain syscall on the process this test stopped.
+        unsafe {
+            libc::kill(self.0 as i32, libc::SIGCONT);
+        }
+    }
+}
+
+/// A process's parent PID, from /proc.
+fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid …": the fields after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A process's name (`comm`), from /proc.
+fn process_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// The checks both Slurm faults share: exit 3 (sbatch --wait returns the
@@ -362,7 +481,15 @@ fn sigkill_of_one_rank_under_slurm() {
     }
     require_worker();
     let _lock = TestLock::acquire();
-    let (victim, all, job_log, kept, code, took) = sbatch_fault(Fault::Signal(libc::SIGKILL));
+    let FaultRun {
+        victim,
+        all,
+        job_log,
+        kept,
+        code,
+        took,
+        ..
+    } = sbatch_fault(Fault::Signal(libc::SIGKILL));
     let named = format!("rank 1 (host hostB, pid {victim}) was killed by signal 9");
     assert!(job_log.contains(&named), "{named}:\n{job_log}");
     assert!(!behind(&job_log).contains("rank 0 "), "{job_log}");
@@ -392,7 +519,15 @@ fn sigstop_of_one_rank_under_slurm() {
     }
     require_worker();
     let _lock = TestLock::acquire();
-    let (victim, all, job_log, kept, code, took) = sbatch_fault(Fault::Signal(libc::SIGSTOP));
+    let FaultRun {
+        victim,
+        all,
+        job_log,
+        kept,
+        code,
+        took,
+        ..
+    } = sbatch_fault(Fault::Signal(libc::SIGSTOP));
     let named = format!("fell behind: rank 1 (host hostB, pid {victim}): stopped reporting");
     assert!(job_log.contains(&named), "{named}:\n{job_log}");
     assert!(
@@ -426,7 +561,15 @@ fn link_down_on_one_node_under_slurm() {
     }
     require_worker();
     let _lock = TestLock::acquire();
-    let (victim, all, job_log, kept, code, took) = sbatch_fault(Fault::LinkDownC);
+    let FaultRun {
+        victim,
+        all,
+        job_log,
+        kept,
+        code,
+        took,
+        ..
+    } = sbatch_fault(Fault::LinkDownC);
     let named = format!("fell behind: rank 2 (host hostC, pid {victim}): stopped reporting");
     assert!(job_log.contains(&named), "{named}:\n{job_log}");
     assert!(
@@ -445,5 +588,66 @@ fn link_down_on_one_node_under_slurm() {
         "fault link down on hostC (sbatch -N 3): exit {code} after {:.1} s; {}",
         took.as_secs_f64(),
         line_with(&job_log, "mfubench: error")
+    ));
+}
+
+/// hostB's slurmstepd and rank 1 stopped under `sbatch -N 3` with Slurm's
+/// default KillWait (30 s): after the others' watchdogs abort, srun waits
+/// for hostB's task (KillWait + 2 s) and does not end the job by itself.
+/// The launcher kills srun after its grace, `scancel`s the step (scancel
+/// succeeded: slurmctld accepted the cancel of the live step) and exits 3
+/// naming rank 1; once the node's daemon goes on, the step is gone and no
+/// worker of the job is left on any node.
+#[test]
+fn hung_node_daemon_under_slurm_reaches_scancel() {
+    let test = "hung_node_daemon_under_slurm_reaches_scancel";
+    if !slurm_multi_available(test) {
+        return;
+    }
+    if find_program("squeue").is_none() {
+        return skip(
+            test,
+            "squeue is not installed (ci/install-deps.sh installs it)",
+        );
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let r = sbatch_fault(Fault::StopNodeB);
+    let job_log = &r.job_log;
+    let named = format!(
+        "fell behind: rank 1 (host hostB, pid {}): stopped reporting",
+        r.victim
+    );
+    assert!(job_log.contains(&named), "{named}:\n{job_log}");
+    assert!(!behind(job_log).contains("rank 0 "), "{job_log}");
+    // srun did not end the job: the grace ran out, srun was killed and the
+    // step cancelled, with scancel's success.
+    assert!(
+        job_log.contains(&format!(
+            "srun did not end the job within {ABORT_GRACE_S} s of the failure: killing it"
+        )),
+        "{job_log}"
+    );
+    let cancelled = format!("mfubench: cancelled Slurm step {}.", r.job_id);
+    assert!(job_log.contains(&cancelled), "{cancelled}:\n{job_log}");
+    assert!(
+        r.steps_left.is_empty(),
+        "the step outlived the node's recovery by 30 s: {:?}\n{job_log}",
+        r.steps_left
+    );
+    assert_slurm_fault_ended(
+        r.code,
+        r.took,
+        Duration::from_secs(OP_TIMEOUT_S as u64 + ABORT_GRACE_S + SLACK_S),
+        &r.kept,
+        &r.all,
+        job_log,
+    );
+    log(&format!(
+        "fault hostB's slurmstepd and rank stopped (sbatch -N 3, KillWait 30): exit {} after {:.1} s; {}; {}",
+        r.code,
+        r.took.as_secs_f64(),
+        line_with(job_log, "cancelled Slurm step"),
+        line_with(job_log, "mfubench: error")
     ));
 }

@@ -76,6 +76,13 @@ use crate::schedule;
 /// memory for the checks of large sizes).
 const IO_CHUNK: usize = 1 << 20;
 
+/// Records where this rank is in the acceptance suite for its heartbeat
+/// (`accept STAGE stage`, then e.g. `round 3/5, pass 2/6`), so that a rank
+/// that stops mid-stage is named with the stage and step it stopped at.
+fn position(stage: Stage, at: &str) {
+    crate::progress::set_position("", &format!("accept {stage} stage"), at);
+}
+
 /// Lines the ranks of `comm` up before a timed collective: a blocking
 /// barrier, which returns on every rank within microseconds of the last
 /// arrival. (Not the quiet barrier of the step: its sleeps let ranks leave
@@ -97,6 +104,10 @@ pub struct Team<G> {
     pub mpi: SimpleCommunicator,
     /// The group the timed collectives run on.
     pub group: G,
+    /// The deadline of every blocking call of the team's collectives
+    /// (`run.op_timeout_s`): past it the rank ends the job (exit 3) instead
+    /// of waiting forever for a rank that stopped. None: no deadline.
+    pub op_limit: Option<Duration>,
 }
 
 impl<G: GroupComm> Team<G> {
@@ -112,7 +123,30 @@ impl<G: GroupComm> Team<G> {
                 mpi.size()
             )));
         }
-        Ok(Team { mpi, group })
+        Ok(Team {
+            mpi,
+            group,
+            op_limit: None,
+        })
+    }
+
+    /// This team with a deadline on every blocking call of its collectives
+    /// (kept by its splits).
+    pub fn with_op_limit(mut self, limit: Duration) -> Team<G> {
+        self.op_limit = Some(limit);
+        self
+    }
+
+    /// Arms the team's deadline for the blocking calls of `what` until the
+    /// guard is dropped.
+    fn deadline(&self, what: &str) -> Option<crate::watchdog::Deadline> {
+        self.op_limit.map(|limit| {
+            crate::watchdog::deadline(
+                what,
+                limit,
+                i32::from(mfubench_core::protocol::exit::RUN_FAILED),
+            )
+        })
     }
 
     /// Collective over the team: splits the MPI communicator and the group
@@ -126,7 +160,10 @@ impl<G: GroupComm> Team<G> {
         let mpi = self.mpi.split_by_color_with_key(mpi_color, key as i32);
         let group = self.group.split(color, key)?;
         match (mpi, group) {
-            (Some(m), Some(g)) => Ok(Some(Team::new(m, g)?)),
+            (Some(m), Some(g)) => Ok(Some(Team {
+                op_limit: self.op_limit,
+                ..Team::new(m, g)?
+            })),
             (None, None) => Ok(None),
             _ => Err(BackendError::Failed(
                 "MPI and the group disagree on a split".into(),
@@ -137,24 +174,33 @@ impl<G: GroupComm> Team<G> {
 
 /// Runs `op` once untimed, then `iterations` times each after a barrier on
 /// the team, waiting for its completion ([`GroupComm::synchronize`]);
-/// returns the slowest rank's time of every iteration, seconds.
-/// Collective over the team.
+/// returns the slowest rank's time of every iteration, seconds. Every
+/// blocking call is under the team's deadline, named `what`. Collective
+/// over the team.
 pub fn timed<G: GroupComm>(
     team: &Team<G>,
     iterations: u32,
+    what: &str,
     mut op: impl FnMut() -> Result<(), BackendError>,
 ) -> Result<Vec<f64>, BackendError> {
-    op()?;
-    team.group.synchronize()?;
+    {
+        let _deadline = team.deadline(what);
+        op()?;
+        team.group.synchronize()?;
+    }
     let mut local = Vec::with_capacity(iterations as usize);
     for _ in 0..iterations {
+        // Armed and disarmed outside the timed span.
+        let deadline = team.deadline(what);
         align(&team.mpi);
         let t0 = Instant::now();
         op()?;
         team.group.synchronize()?;
         local.push(t0.elapsed().as_secs_f64());
+        drop(deadline);
     }
     let mut slowest = vec![0.0f64; local.len()];
+    let _deadline = team.deadline(what);
     team.mpi
         .all_reduce_into(&local[..], &mut slowest[..], SystemOperation::max());
     Ok(slowest)
@@ -228,6 +274,12 @@ pub fn sweep_table<G: BufferIo>(
         let c = count as usize;
         let (sl, rl) = lens(c);
         let row64 = row as u64;
+        let what = format!("accept sweep stage: {} of {total} B", collective.name());
+        position(
+            Stage::Sweep,
+            &format!("{} {total} B, checked call", collective.name()),
+        );
+        let checked_deadline = team.deadline(&what);
         match collective {
             Collective::AllGather => fill(g, &mut send, sl, |i| {
                 check::gather_value(me64, row64, i as u64)
@@ -270,7 +322,12 @@ pub fn sweep_table<G: BufferIo>(
         let mut wrong = 0u64;
         team.mpi
             .all_reduce_into(&wrong_mine, &mut wrong, SystemOperation::sum());
-        let t = timed(team, iterations, || run(&mut recv))?;
+        drop(checked_deadline);
+        position(
+            Stage::Sweep,
+            &format!("{} {total} B, timed calls", collective.name()),
+        );
+        let t = timed(team, iterations, &what, || run(&mut recv))?;
         let med = stats::median(&t).unwrap_or(f64::NAN);
         rows.push(SweepRow::new(collective, n64, total, count, med, wrong));
     }
@@ -501,7 +558,10 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         run_dir: PathBuf,
     ) -> Result<Self, Exit> {
         let group = K::world_group(rank, &config)?;
-        let world = rank.agree(Team::new(rank.world.duplicate(), group))?;
+        let op_limit = Duration::from_secs_f64(config.run.op_timeout_s);
+        let world = rank
+            .agree(Team::new(rank.world.duplicate(), group))?
+            .with_op_limit(op_limit);
         // A host's colour: the world rank of its first rank (MPI's
         // shared-memory split tells which ranks share the host).
         let local = rank.world.split_shared(rank.world.rank());
@@ -603,7 +663,9 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
     pub fn run(mut self) -> Result<(), Exit> {
         self.save()?;
         for stage in self.record.stages.clone() {
+            position(stage, "barrier before it");
             self.barrier(&self.rank.world, "before the stage");
+            position(stage, "start");
             if self.rank.is_root() {
                 crate::say!("mfubench-worker: accept: {stage} stage");
             }
@@ -617,6 +679,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             if let Err(e) = done {
                 self.rank.abort(format!("accept {stage} stage: {e}"));
             }
+            position(stage, "gather of the results, save of accept.json");
             self.read_gpus(stage);
             self.save()?;
         }
@@ -700,6 +763,12 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         // (sleeping while slower ranks finish) is not contention.
         let (mut cpu, mut wall, mut cpu_known) = (0.0, 0.0, true);
         for i in 0..=iterations {
+            let what = if i == 0 {
+                "untimed step".to_string()
+            } else {
+                format!("step {i}/{iterations}")
+            };
+            position(Stage::Device, &what);
             self.barrier(&r.world, "in the device stage");
             let c0 = process_cpu_s();
             let t = schedule::run_step(&backend, &self.plan, Mode::Compute, timeout)
@@ -773,8 +842,12 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             let mut recv = g.alloc(count)?;
             fill(g, &mut send, count, |_| 1.0)?;
             for &bytes in &sizes {
+                position(Stage::Node, &format!("all_reduce {bytes} B"));
                 let c = (bytes / 4) as usize;
-                let t = timed(team, s.iterations, || g.all_reduce_sum(&send, &mut recv, c))?;
+                let what = format!("accept node stage: all_reduce of {bytes} B");
+                let t = timed(team, s.iterations, &what, || {
+                    g.all_reduce_sum(&send, &mut recv, c)
+                })?;
                 let med = stats::median(&t).unwrap_or(f64::NAN);
                 let best = t.iter().copied().fold(f64::INFINITY, f64::min);
                 let alg = metrics::algbw_gbps(bytes as f64, best);
@@ -824,11 +897,22 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); rounds.len()];
         for pass in 0..=s.iterations {
             for (ri, p) in partner.iter().enumerate() {
+                position(
+                    Stage::Link,
+                    &format!(
+                        "round {}/{}, pass {pass}/{} ({})",
+                        ri + 1,
+                        rounds.len(),
+                        s.iterations,
+                        if pass == 0 { "untimed" } else { "timed" }
+                    ),
+                );
                 // Quiet first: a node without a partner this round (or
                 // whose pair finished early) must sleep, not spin on a
                 // core the exchanging nodes' network stacks need; then a
                 // blocking barrier lines the exchanges up.
                 self.barrier(&leaders.mpi, "in the link stage");
+                let deadline = leaders.deadline(&format!("accept link stage: round {}", ri + 1));
                 align(&leaders.mpi);
                 let Some((a, b)) = *p else { continue };
                 let peer = if a == me { b } else { a };
@@ -838,6 +922,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
                 if pass > 0 {
                     times[ri].push(t0.elapsed().as_secs_f64());
                 }
+                drop(deadline);
             }
         }
         let mut mine: Vec<PairResult> = Vec::new();
@@ -851,6 +936,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             // Each side timed its own exchanges; the pair is as slow as the
             // slower side.
             let mut theirs = [0.0f64; 2];
+            let _deadline = leaders.deadline("accept link stage: exchange of the pair's times");
             mpi::point_to_point::send_receive_into(&[med, best][..], &peer, &mut theirs[..], &peer);
             let (t, tb) = (med.max(theirs[0]), best.max(theirs[1]));
             if a == me {

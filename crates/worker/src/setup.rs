@@ -125,11 +125,53 @@ pub fn hello(rank: &Rank, config: &Config) {
         ompi_jobid: std::env::var("OMPI_MCA_ess_base_jobid")
             .ok()
             .and_then(|j| j.parse().ok()),
-        ompi_session_dir: std::env::var("OMPI_MCA_orte_jobfam_session_dir")
-            .ok()
-            .filter(|d| !d.is_empty()),
+        ompi_session_dir: ["OMPI_MCA_orte_jobfam_session_dir", "PMIX_SERVER_TMPDIR"]
+            .into_iter()
+            .find_map(|v| std::env::var(v).ok().filter(|d| !d.is_empty())),
+        ompi5_jobid: open_mpi_5()
+            .then(|| std::env::var("PMIX_NAMESPACE").ok())
+            .flatten()
+            .filter(|n| !n.is_empty())
+            .map(|n| u64::from(ompi5_jobid(&n))),
     });
     crate::progress::start_heartbeat(rank.rank);
+}
+
+/// Whether the MPI library is Open MPI 5 or later.
+fn open_mpi_5() -> bool {
+    mpi::environment::library_version().is_ok_and(|v| {
+        v.strip_prefix("Open MPI v")
+            .and_then(|r| r.split('.').next())
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_some_and(|major| major >= 5)
+    })
+}
+
+/// Open MPI 5's job id of the PMIx namespace `nspace`, as
+/// `opal_pmix_convert_nspace` computes it: Jenkins' one-at-a-time hash
+/// (`OPAL_HASH_STR`, bytes as C `char`, signed here) of the name up to its
+/// last `@`, folded to 16 bits as the job family, over the number after
+/// the `@` (the local job) in the low 16 bits.
+fn ompi5_jobid(nspace: &str) -> u32 {
+    let (name, local) = match nspace.rsplit_once('@') {
+        Some((n, l)) => {
+            // strtoul: the leading digits, 0 if none.
+            let digits: String = l.chars().take_while(char::is_ascii_digit).collect();
+            (n, digits.parse::<u64>().unwrap_or(0) as u32)
+        }
+        None => (nspace, 0),
+    };
+    let mut h: u32 = 0;
+    for b in name.bytes() {
+        h = h.wrapping_add(b as i8 as i32 as u32);
+        h = h.wrapping_add(h << 10);
+        h ^= h >> 6;
+    }
+    h = h.wrapping_add(h << 3);
+    h ^= h >> 11;
+    h = h.wrapping_add(h << 15);
+    let family = ((h >> 16) ^ (h & 0xffff)) & 0xffff;
+    (family << 16) | (local & 0xffff)
 }
 
 /// `JOBID.STEPID` of the Slurm step this process runs in, if any.
@@ -196,4 +238,25 @@ pub fn layout(
         }
         Exit::Usage
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ompi5_jobid;
+
+    #[test]
+    fn open_mpi_5_jobid_is_the_folded_one_at_a_time_hash() {
+        // Jenkins' one-at-a-time hash of "a" is 0xca2e9442 and of the fox
+        // sentence 0x519e91f5 (the published test values); folded:
+        // 0xca2e ^ 0x9442 = 0x5e6c, 0x519e ^ 0x91f5 = 0xc06b.
+        assert_eq!(ompi5_jobid("a"), 0x5e6c_0000);
+        assert_eq!(ompi5_jobid("a@3"), 0x5e6c_0003);
+        assert_eq!(
+            ompi5_jobid("The quick brown fox jumps over the lazy dog@1"),
+            0xc06b_0001
+        );
+        // Up to the last '@'; strtoul's leading digits after it.
+        assert_eq!(ompi5_jobid("a@x@2"), ompi5_jobid("a@x@2junk"));
+        assert_ne!(ompi5_jobid("a@x@2"), ompi5_jobid("a@2"));
+    }
 }

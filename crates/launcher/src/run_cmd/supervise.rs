@@ -16,8 +16,9 @@
 //! the job by itself; but mpirun waits for the daemon of an unreachable host
 //! forever. So [`ABORT_GRACE`] after the first abort or death the launcher
 //! SIGKILLs the launcher program's process group (and, under srun,
-//! `scancel`s the step) and goes on: its exit never waits on a host that
-//! cannot be reached. What may be left on such a host is in the README.
+//! `scancel`s the step, saying whether slurmctld accepted it) and goes on:
+//! its exit never waits on a host that cannot be reached. What may be left
+//! on such a host is in the README.
 //!
 //! **Culprits.** Every rank sends a heartbeat (where it is) every second;
 //! when the job fails, a rank not heard from for
@@ -94,6 +95,8 @@ pub struct RankInfo {
     pub ompi_jobid: Option<u64>,
     /// See [`RankInfo::ompi_jobid`].
     pub ompi_session_dir: Option<String>,
+    /// Open MPI 5's job id (names its `sm_segment.*` files).
+    pub ompi5_jobid: Option<u64>,
 }
 
 /// What was last heard from a rank before the job failed.
@@ -101,7 +104,9 @@ pub struct RankInfo {
 pub struct Silence {
     /// How long before the failure it was last heard from.
     pub for_s: f64,
-    /// Its last heartbeat's position, e.g. `mode comm, timed iteration 3, step`.
+    /// Its last heartbeat's position, e.g. `mode comm, timed iteration 3, step`
+    /// or, in the acceptance suite, `accept link stage, round 2/3, pass 4/5
+    /// (timed)`.
     pub last_at: String,
 }
 
@@ -530,6 +535,7 @@ impl State {
                 slurm_step,
                 ompi_jobid,
                 ompi_session_dir,
+                ompi5_jobid,
                 ..
             } => {
                 self.ranks.insert(
@@ -540,6 +546,7 @@ impl State {
                         slurm_step,
                         ompi_jobid,
                         ompi_session_dir,
+                        ompi5_jobid,
                     },
                 );
                 self.progress.hello();
@@ -682,32 +689,57 @@ impl State {
     }
 }
 
-/// Cancels Slurm steps, waiting for `scancel` at most [`SCANCEL_LIMIT`].
-fn scancel(steps: &BTreeSet<String>) {
+/// Cancels Slurm steps, waiting for `scancel` at most [`SCANCEL_LIMIT`];
+/// returns what happened, to be printed (None when there is no step).
+/// scancel exits 0 only when slurmctld accepted the cancel of a step it
+/// knows, so "cancelled" is said only then.
+fn scancel(steps: &BTreeSet<String>) -> Option<String> {
     if steps.is_empty() {
-        return;
+        return None;
     }
+    let list = steps.iter().cloned().collect::<Vec<_>>().join(" ");
     let child = std::process::Command::new("scancel")
-        .arg("--quiet")
         .args(steps)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn();
-    let Ok(mut child) = child else {
-        return;
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return Some(format!("cannot run scancel for Slurm step {list}: {e}")),
     };
     let deadline = Instant::now() + SCANCEL_LIMIT;
     loop {
         match child.try_wait() {
-            Ok(Some(_)) | Err(_) => return,
+            Ok(Some(status)) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                return Some(scancel_said(&list, status.success(), &err));
+            }
+            Err(e) => return Some(format!("scancel {list}: {e}")),
             Ok(None) if Instant::now() >= deadline => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return;
+                return Some(format!(
+                    "scancel {list} did not answer within {} s (slurmctld unreachable?): the step may still run; cancel it with `scancel {list}`",
+                    SCANCEL_LIMIT.as_secs()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
         }
+    }
+}
+
+/// The line printed for a finished `scancel` of `list` (its stderr's first
+/// line when it failed: e.g. the step had ended already).
+fn scancel_said(list: &str, ok: bool, stderr: &str) -> String {
+    if ok {
+        format!("cancelled Slurm step {list} (scancel)")
+    } else {
+        let why = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        format!("scancel {list} failed: {}", why.trim())
     }
 }
 
@@ -945,7 +977,9 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
                     ABORT_GRACE.as_secs()
                 ));
                 killpg(pgid, libc::SIGKILL);
-                scancel(&st.slurm_steps());
+                if let Some(said) = scancel(&st.slurm_steps()) {
+                    st.progress.note(&said);
+                }
             }
             status = child.wait() => break status.context("waiting for the launcher program")?,
             _ = tokio::time::sleep_until(timeout_at), if stopped.is_none() => {
@@ -988,7 +1022,9 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
             _ = tokio::time::sleep_until(kill_at), if stopped.is_some() => {
                 st.progress.note("the job did not stop in time: killing it");
                 killpg(pgid, libc::SIGKILL);
-                scancel(&st.slurm_steps());
+                if let Some(said) = scancel(&st.slurm_steps()) {
+                    st.progress.note(&said);
+                }
                 kill_at = far;
             }
         }
@@ -1034,6 +1070,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
                 pid: i.pid,
                 jobid: i.ompi_jobid,
                 session_dir: i.ompi_session_dir.clone(),
+                ompi5_jobid: i.ompi5_jobid,
             })
             .collect();
         remove_stale(&files, std::path::Path::new("/dev/shm"))
@@ -1078,6 +1115,7 @@ mod tests {
                             slurm_step: None,
                             ompi_jobid: None,
                             ompi_session_dir: None,
+                            ompi5_jobid: None,
                         },
                     )
                 })
@@ -1146,6 +1184,22 @@ mod tests {
         });
         let (behind, _) = o.culprits(2);
         assert!(behind.is_empty(), "{behind:?}");
+    }
+
+    #[test]
+    fn scancel_says_cancelled_only_when_it_succeeded() {
+        assert_eq!(
+            scancel_said("12.0", true, ""),
+            "cancelled Slurm step 12.0 (scancel)"
+        );
+        assert_eq!(
+            scancel_said(
+                "12.0",
+                false,
+                "\nscancel: error: Kill job error on job step id 12.0: Invalid job id specified\n"
+            ),
+            "scancel 12.0 failed: scancel: error: Kill job error on job step id 12.0: Invalid job id specified"
+        );
     }
 
     #[test]
