@@ -144,6 +144,9 @@ pub struct Outcome {
     /// Errors the ranks reported of their own (`rank_error`), the first of
     /// each rank.
     pub errors: BTreeMap<u64, String>,
+    /// Ranks whose watchdog gave up waiting for the others (`aborting`),
+    /// with its reason: waiters, whatever their process state is after.
+    pub aborting: BTreeMap<u64, String>,
     /// Open MPI files of the killed job removed (session directory,
     /// shared-memory segments).
     pub removed: Vec<std::path::PathBuf>,
@@ -196,6 +199,13 @@ impl Outcome {
                 Some(i) => format!("rank {r} (host {}, pid {})", i.host, i.pid),
                 None => format!("rank {r} (never started)"),
             };
+            if let Some(reason) = self.aborting.get(&r) {
+                // Its watchdog gave up waiting for the others and it ended
+                // itself: a waiter, even though its process is gone by the
+                // time the states are read.
+                waiting.push(format!("{who} (its watchdog gave up: {reason})"));
+                continue;
+            }
             let silent = self.silent.get(&r).map(|s| {
                 format!(
                     "stopped reporting {:.1} s before the failure (last at {})",
@@ -459,6 +469,8 @@ struct State {
     failed_at: Option<Instant>,
     /// The first error each rank reported.
     errors: BTreeMap<u64, String>,
+    /// Ranks that said their watchdog gave up (`aborting`), and why.
+    aborting: BTreeMap<u64, String>,
 }
 
 impl State {
@@ -609,6 +621,7 @@ impl State {
                 );
             }
             Event::Aborting { rank, reason } => {
+                self.aborting.entry(rank).or_insert_with(|| reason.clone());
                 if self.failed_at.is_none() {
                     let host = self
                         .ranks
@@ -942,6 +955,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         positions: BTreeMap::new(),
         failed_at: None,
         errors: BTreeMap::new(),
+        aborting: BTreeMap::new(),
     };
 
     let far = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400);
@@ -1091,6 +1105,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         silent,
         killed_after_abort,
         errors: st.errors,
+        aborting: st.aborting,
         removed,
         elapsed: started.elapsed(),
     })
@@ -1129,6 +1144,7 @@ mod tests {
             silent: BTreeMap::new(),
             killed_after_abort: false,
             errors: BTreeMap::new(),
+            aborting: BTreeMap::new(),
             removed: Vec::new(),
             elapsed: Duration::ZERO,
         }
@@ -1158,6 +1174,29 @@ mod tests {
         assert_eq!(
             waiting,
             ["rank 0 (host host0, pid 100) waiting at barrier before mode comm, timed iteration 3"]
+        );
+    }
+
+    /// The rank whose watchdog gave up (its `aborting` event) has exited by
+    /// the time the states are read: it waited, it is not "gone". Seen on
+    /// a loaded machine when the stop landed in a save's gather.
+    #[test]
+    fn a_rank_whose_watchdog_gave_up_is_a_waiter_not_a_culprit() {
+        let mut o = outcome(2);
+        o.states.insert(0, 'Z');
+        o.states.insert(1, 'T');
+        o.aborting.insert(
+            0,
+            "rank 0 on host0: gathering the rank records did not complete within 8 s".into(),
+        );
+        let (behind, waiting) = o.culprits(2);
+        assert_eq!(
+            behind,
+            ["rank 1 (host host1, pid 101): process stopped (state T)"]
+        );
+        assert_eq!(
+            waiting,
+            ["rank 0 (host host0, pid 100) (its watchdog gave up: rank 0 on host0: gathering the rank records did not complete within 8 s)"]
         );
     }
 
@@ -1234,6 +1273,7 @@ mod tests {
             positions: BTreeMap::new(),
             failed_at: None,
             errors: BTreeMap::new(),
+            aborting: BTreeMap::new(),
         };
         st.last_heard.insert(0, t0);
         st.last_heard.insert(1, t0 + Duration::from_secs(9));
