@@ -199,7 +199,8 @@ impl Outcome {
                 Some(i) => format!("rank {r} (host {}, pid {})", i.host, i.pid),
                 None => format!("rank {r} (never started)"),
             };
-            if let Some(reason) = self.aborting.get(&r) {
+            let stopped = matches!(self.states.get(&r), Some('T') | Some('t'));
+            if let Some(reason) = self.aborting.get(&r).filter(|_| !stopped) {
                 // Its watchdog gave up waiting for the others and it ended
                 // itself: a waiter, even though its process is gone by the
                 // time the states are read.
@@ -469,7 +470,8 @@ struct State {
     failed_at: Option<Instant>,
     /// The first error each rank reported.
     errors: BTreeMap<u64, String>,
-    /// Ranks that said their watchdog gave up (`aborting`), and why.
+    /// Ranks that said their watchdog gave up (`aborting`) before the job
+    /// failed, and why.
     aborting: BTreeMap<u64, String>,
 }
 
@@ -621,7 +623,13 @@ impl State {
                 );
             }
             Event::Aborting { rank, reason } => {
-                self.aborting.entry(rank).or_insert_with(|| reason.clone());
+                // Only aborts up to the failure: after it, mpirun's teardown
+                // sends SIGCONT to a stopped rank before killing it, and its
+                // watchdog, finding its op overdue, aborts too — a culprit
+                // that must not turn into a waiter.
+                if self.failed_at.is_none() {
+                    self.aborting.entry(rank).or_insert_with(|| reason.clone());
+                }
                 if self.failed_at.is_none() {
                     let host = self
                         .ranks
@@ -1197,6 +1205,14 @@ mod tests {
         assert_eq!(
             waiting,
             ["rank 0 (host host0, pid 100) (its watchdog gave up: rank 0 on host0: gathering the rank records did not complete within 8 s)"]
+        );
+        // A rank seen stopped stays the culprit even if it also said its
+        // watchdog gave up.
+        o.aborting.insert(1, "op overdue".into());
+        let (behind, _) = o.culprits(2);
+        assert_eq!(
+            behind,
+            ["rank 1 (host host1, pid 101): process stopped (state T)"]
         );
     }
 
