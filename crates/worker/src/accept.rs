@@ -382,9 +382,17 @@ fn process_cpu_s() -> Option<f64> {
 /// Open MPI rejects a gather in which some ranks send nothing.
 fn gather_json<T: serde::Serialize + serde::de::DeserializeOwned>(
     rank: &Rank,
+    config: &Config,
     comm: &SimpleCommunicator,
     mine: Option<&T>,
 ) -> Option<Vec<T>> {
+    // Under the op timeout, as every other wait of the suite: a rank that
+    // never reaches the gather ends the job (exit 3) instead of hanging it.
+    let _deadline = crate::watchdog::deadline(
+        "accept: gathering the stage results",
+        Duration::from_secs_f64(config.run.op_timeout_s),
+        i32::from(mfubench_core::protocol::exit::RUN_FAILED),
+    );
     let mut bytes = vec![u8::from(mine.is_some())];
     if let Some(v) = mine {
         serde_json::to_writer(&mut bytes, v)
@@ -575,8 +583,13 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         )?;
         let is_leader = local.rank() == 0;
         let leaders = rank.agree(world.split(is_leader.then_some(0), me))?;
-        let hosts = gather_json(rank, &rank.world, leaders.as_ref().map(|_| &rank.host))
-            .unwrap_or_default();
+        let hosts = gather_json(
+            rank,
+            &config,
+            &rank.world,
+            leaders.as_ref().map(|_| &rank.host),
+        )
+        .unwrap_or_default();
         let mut xid = None;
         let gpu = match K::gpu_telemetry(&world.group) {
             Ok(t) => {
@@ -720,7 +733,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
                 gpu: g.clone(),
             }
         });
-        if let Some(all) = gather_json(r, &r.world, mine.as_ref()) {
+        if let Some(all) = gather_json(r, &self.config, &r.world, mine.as_ref()) {
             self.record.gpus = all;
         }
     }
@@ -812,7 +825,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
                 ..id.clone()
             }),
         };
-        if let Some(devices) = gather_json(r, &r.world, Some(&mine)) {
+        if let Some(devices) = gather_json(r, &self.config, &r.world, Some(&mine)) {
             self.record.device = Some(DeviceStage {
                 flops_per_step: flops,
                 iterations,
@@ -860,7 +873,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             }
         }
         let mine = (team.group.rank() == 0).then_some(&result);
-        if let Some(nodes) = gather_json(self.rank, &self.rank.world, mine) {
+        if let Some(nodes) = gather_json(self.rank, &self.config, &self.rank.world, mine) {
             self.record.node = Some(NodeStage {
                 sizes_bytes: sizes,
                 iterations: s.iterations,
@@ -950,7 +963,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
                 });
             }
         }
-        let gathered = gather_json(self.rank, &leaders.mpi, Some(&mine));
+        let gathered = gather_json(self.rank, &self.config, &leaders.mpi, Some(&mine));
         if let Some(all) = gathered {
             let mut pairs: Vec<PairResult> = all.into_iter().flatten().collect();
             pairs.sort_by_key(|p| (p.a, p.b));
