@@ -1,0 +1,78 @@
+//! Settings of the simulation, from the environment the launcher sets.
+
+/// Simulated GPUs per host (`--sim-gpu N`).
+pub const DEVICES_VAR: &str = "MFUBENCH_SIMGPU_DEVICES";
+/// Memory per simulated GPU, GiB (default 80).
+pub const MEM_GIB_VAR: &str = "MFUBENCH_SIMGPU_MEM_GIB";
+/// Seed of the random per-operation delays (unset: no delays).
+pub const SEED_VAR: &str = "MFUBENCH_SIMGPU_SEED";
+/// Injected faults, `;`-separated `KIND@HOST:GPU` specs (`--sim-fault`).
+pub const FAULTS_VAR: &str = "MFUBENCH_SIMGPU_FAULTS";
+/// Set to `0` to turn the race checker off (on by default).
+pub const RACE_VAR: &str = "MFUBENCH_SIMGPU_RACE_CHECK";
+
+/// Simulated devices on this host (default 1).
+pub fn devices_per_host() -> usize {
+    std::env::var(DEVICES_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
+/// Memory per device, bytes.
+pub fn mem_bytes() -> u64 {
+    let gib: f64 = std::env::var(MEM_GIB_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|g: &f64| *g > 0.0)
+        .unwrap_or(80.0);
+    (gib * (1u64 << 30) as f64) as u64
+}
+
+/// The seed of per-operation delays, if any.
+pub fn seed() -> Option<u64> {
+    std::env::var(SEED_VAR).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether the race checker runs.
+pub fn race_check() -> bool {
+    std::env::var(RACE_VAR).map(|v| v != "0").unwrap_or(true)
+}
+
+/// This host's name (namespace hosts have their own).
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The global indices of the devices this process sees, in ordinal order:
+/// `CUDA_VISIBLE_DEVICES` (integers, or the UUIDs [`crate::device`] gives)
+/// over `0..devices_per_host()`; entries that name no device end the list,
+/// as CUDA does.
+pub fn visible_devices() -> Vec<usize> {
+    let n = devices_per_host();
+    match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Err(_) => (0..n).collect(),
+        Ok(v) => {
+            let mut out = Vec::new();
+            for item in v.split(',') {
+                let item = item.trim();
+                let idx = item.parse::<usize>().ok().or_else(|| {
+                    (0..n).find(|i| crate::device::uuid_string(*i) == item)
+                });
+                match idx {
+                    Some(i) if i < n && !out.contains(&i) => out.push(i),
+                    _ => break,
+                }
+            }
+            out
+        }
+    }
+}
