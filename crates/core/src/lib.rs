@@ -32,6 +32,8 @@
 //!   the rules that name a bad device, node or link.
 //! - [`vary`]: `mfubench run --vary`: config overrides, the variant list,
 //!   the paired comparison of variants and the `vary.json` schema.
+//! - [`simgpu`]: the simulated GPU's environment names and fault specs
+//!   (`--sim-gpu`, `--sim-fault`).
 //! - [`result`]: the `run.json` schema and [`result::summarize`], which turns
 //!   per-rank records into the cluster-wide summary.
 //!
@@ -51,6 +53,7 @@ pub mod preset;
 pub mod protocol;
 pub mod redact;
 pub mod result;
+pub mod simgpu;
 pub mod stats;
 pub mod time;
 pub mod vary;

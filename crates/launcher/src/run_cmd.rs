@@ -51,6 +51,7 @@ pub mod cleanup;
 pub mod command;
 pub mod events;
 pub mod hostlist;
+pub mod simgpu;
 pub mod supervise;
 
 use command::{LaunchSpec, LauncherKind, Placement};
@@ -146,6 +147,17 @@ pub struct RunArgs {
     /// OUT/<run-id>/variants/<k>/, the table is OUT/<run-id>/vary.json.
     #[arg(long, value_name = "KEY=V1,V2,…")]
     pub vary: Vec<String>,
+    /// Run on N simulated GPUs per host: stand-in CUDA, cuBLASLt, NCCL and
+    /// NVML libraries (crates/simgpu) with real stream semantics and a race
+    /// checker; implies --backend cuda. Timings are CPU timings, and every
+    /// output says SIMULATED.
+    #[arg(long, value_name = "N")]
+    pub sim_gpu: Option<u32>,
+    /// A fault injected into the simulated GPUs, KIND@HOST:GPU (xid=79,
+    /// slow=0.3, corrupt, hang=all_reduce, throttle=thermal, ecc=N,
+    /// link_slow=0.1; HOST and GPU may be *). Repeatable; needs --sim-gpu.
+    #[arg(long = "sim-fault", value_name = "SPEC")]
+    pub sim_fault: Vec<String>,
     /// Print the launch command and exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -182,6 +194,9 @@ struct Plan {
     run_dir: PathBuf,
     timeout: Option<Duration>,
     launch_json: String,
+    /// Variables set for the launcher program (and forwarded to the ranks):
+    /// the simulated GPU's, with --sim-gpu.
+    env: Vec<(String, String)>,
 }
 
 fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
@@ -189,6 +204,12 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
         .map_err(|e| usage(format!("{}: cannot read the config: {e}", args.config)))?;
     let config = parse_config(&text, &args.config).map_err(|e| usage(e.to_string()))?;
     check_vary(&text, args, extra_worker_args)?;
+    simgpu::check_args(args.sim_gpu, &args.sim_fault)?;
+    if args.sim_gpu.is_some() && args.backend.is_some_and(|b| !matches!(b, BackendChoice::Cuda)) {
+        return Err(usage(
+            "--sim-gpu simulates GPUs for the cuda backend: leave --backend out or give --backend cuda",
+        ));
+    }
 
     let slurm_job = env_nonempty("SLURM_JOB_ID");
     let timeout = args.timeout;
@@ -265,7 +286,28 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     if args.run_id.is_some() && !args.force && out_abs.join(&run_id).exists() {
         return Err(run_id_taken(&run_id, &out_abs.join(&run_id)));
     }
-    let forward_env = command::forwarded_env(std::env::vars_os().map(|(k, _)| k), &args.env)?;
+    let mut forward_env =
+        command::forwarded_env(std::env::vars_os().map(|(k, _)| k), &args.env)?;
+    let env = match args.sim_gpu {
+        Some(n) => {
+            let links = simgpu::prepare_links(&worker)?;
+            simgpu::sim_env(
+                n,
+                &args.sim_fault,
+                &links,
+                std::env::var("LD_LIBRARY_PATH").ok().as_deref(),
+                placement == Placement::Local,
+                std::env::var_os("NCCL_SOCKET_IFNAME").is_some(),
+            )
+        }
+        None => Vec::new(),
+    };
+    for (name, _) in &env {
+        if !forward_env.contains(name) {
+            forward_env.push(name.clone());
+        }
+    }
+    forward_env.sort();
 
     let mut worker_args = vec![
         "--config".to_string(),
@@ -279,6 +321,8 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     ];
     if let Some(b) = args.backend {
         worker_args.extend(["--backend".to_string(), BackendKind::from(b).to_string()]);
+    } else if args.sim_gpu.is_some() {
+        worker_args.extend(["--backend".to_string(), BackendKind::Cuda.to_string()]);
     }
     for v in &args.vary {
         worker_args.extend(["--vary".to_string(), v.clone()]);
@@ -319,6 +363,7 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
         timeout,
         run_id,
         launch_json,
+        env,
     })
 }
 
@@ -455,6 +500,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
 pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Launched> {
     let mut p = plan(args, extra_worker_args)?;
     eprintln!("mfubench: {} rank(s), from {}", p.np, p.np_rule.describe());
+    if let Some(n) = args.sim_gpu {
+        eprintln!(
+            "mfubench: {} ({n} per host): the CUDA backend runs on stand-in libraries",
+            mfubench_core::simgpu::BANNER
+        );
+    }
     if p.np == 1 {
         eprintln!(
             "mfubench: warning: 1 rank: nothing is communicated, so all-reduce bandwidth, \
@@ -532,7 +583,9 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
     let job = Job {
         kind: p.kind,
         argv: p.argv.clone(),
-        env: vec![(LAUNCH_ENV.to_string(), p.launch_json.clone())],
+        env: std::iter::once((LAUNCH_ENV.to_string(), p.launch_json.clone()))
+            .chain(p.env.iter().cloned())
+            .collect(),
         np: p.np,
         run_id: p.run_id.clone(),
         timeout: p.timeout,

@@ -265,6 +265,19 @@ pub struct RunInfo {
     pub recompute: bool,
     /// Modes that ran.
     pub modes: Vec<Mode>,
+    /// Whether the devices were simulated GPUs (`--sim-gpu`): their timings
+    /// are CPU timings, and every output says so.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
+}
+
+/// Whether any rank ran on a simulated GPU (`device_info.simulated`, or a
+/// device name carrying the simulator's mark).
+pub fn simulated(ranks: &[mfubench_core::result::RankRecord]) -> bool {
+    ranks.iter().any(|r| {
+        r.device_info.get("simulated").is_some_and(|v| v == "true")
+            || r.device_name.ends_with(mfubench_core::simgpu::NAME_MARK)
+    })
 }
 
 /// Everything a report shows; `summary.json` is this, serialized.
@@ -451,6 +464,7 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
             check: run.config.run.check,
             recompute: run.config.run.recompute,
             modes,
+            simulated: simulated(ranks),
         },
         peak_tflops: peak,
         peak_source: s.peak_source,

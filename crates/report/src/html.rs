@@ -272,6 +272,13 @@ fn header(p: &mut Page, r: &Report) {
         "<div class=\"verdict {class}\" id=\"verdict-badge\">{}</div>",
         esc(&label)
     );
+    if run.simulated {
+        let _ = writeln!(
+            p.out,
+            "<div class=\"verdict v-other\" id=\"simulated-banner\">{}: the devices are simulated (--sim-gpu); no figure here describes real hardware</div>",
+            esc(mfubench_core::simgpu::BANNER)
+        );
+    }
     let facts = [
         format!(
             "model {}, {} layer{}, {} tokens per rank per step, {} GEMMs / {} gradients",
@@ -355,6 +362,10 @@ fn verdict_badge(r: &Report) -> (&'static str, String) {
     } else {
         format!("{overall} ({})", parts.join(", "))
     };
+    if r.run.simulated {
+        // Never a plain green PASS for a simulation.
+        return ("v-other", format!("{label} — SIMULATED GPU, not a hardware verdict"));
+    }
     (class, label)
 }
 

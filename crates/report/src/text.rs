@@ -118,6 +118,12 @@ pub fn render(r: &Report, flavor: Flavor) -> String {
             let _ = writeln!(d.out, "# {}\n", md_escape(&title));
         }
     }
+    if r.run.simulated {
+        d.line(&format!(
+            "{}: the devices are simulated (--sim-gpu); no figure here describes real hardware",
+            mfubench_core::simgpu::BANNER
+        ));
+    }
     let run = &r.run;
     d.line(&format!(
         "model {}, {} layer{}, {} tokens per rank per step, {} GEMMs / {} gradients",
@@ -783,7 +789,14 @@ fn verdict(d: &mut Doc, r: &Report) {
     }
     let v = &r.verdict;
     let n = v.rules.len();
-    d.line(&match v.status {
+    // A simulated run's verdict judges the tool, not hardware: say so on the
+    // verdict line itself, so no PASS of a simulation reads as a real one.
+    let sim = if r.run.simulated {
+        format!(" — {} (--sim-gpu): not a hardware verdict", mfubench_core::simgpu::BANNER)
+    } else {
+        String::new()
+    };
+    let line = match v.status {
         Status::Pass => format!("verdict: PASS ({n} of {n} rules)"),
         Status::Fail => format!(
             "verdict: FAIL ({} of {n} rules failed)",
@@ -804,5 +817,6 @@ fn verdict(d: &mut Doc, r: &Report) {
             v.count(Status::Fail),
             n - v.count(Status::Pass) - v.count(Status::Fail)
         ),
-    });
+    };
+    d.line(&format!("{line}{sim}"));
 }

@@ -1,15 +1,6 @@
 //! Settings of the simulation, from the environment the launcher sets.
 
-/// Simulated GPUs per host (`--sim-gpu N`).
-pub const DEVICES_VAR: &str = "MFUBENCH_SIMGPU_DEVICES";
-/// Memory per simulated GPU, GiB (default 80).
-pub const MEM_GIB_VAR: &str = "MFUBENCH_SIMGPU_MEM_GIB";
-/// Seed of the random per-operation delays (unset: no delays).
-pub const SEED_VAR: &str = "MFUBENCH_SIMGPU_SEED";
-/// Injected faults, `;`-separated `KIND@HOST:GPU` specs (`--sim-fault`).
-pub const FAULTS_VAR: &str = "MFUBENCH_SIMGPU_FAULTS";
-/// Set to `0` to turn the race checker off (on by default).
-pub const RACE_VAR: &str = "MFUBENCH_SIMGPU_RACE_CHECK";
+pub use mfubench_core::simgpu::{DEVICES_VAR, FAULTS_VAR, MEM_GIB_VAR, RACE_VAR, SEED_VAR};
 
 /// Simulated devices on this host (default 1).
 pub fn devices_per_host() -> usize {

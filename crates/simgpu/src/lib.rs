@@ -51,6 +51,9 @@
 //!
 //! Timings are CPU timings: every output of a simulated run says so.
 
+// Exported names and the header's constants are NVIDIA's (cuInit, ncclFloat32).
+#![allow(non_snake_case, non_upper_case_globals)]
+
 pub mod device;
 pub mod env;
 pub mod fault;
@@ -59,6 +62,7 @@ pub mod stream;
 
 pub mod driver;
 pub mod lt;
+pub mod lt_math;
 pub mod nccl;
 pub mod nvml;
 

@@ -733,6 +733,9 @@ impl CudaBackend {
         let i = &self.info;
         let mut m = self.notes.clone();
         m.insert("gpu_name".into(), i.name.clone());
+        if i.name.ends_with(mfubench_core::simgpu::NAME_MARK) {
+            m.insert("simulated".into(), "true".into());
+        }
         m.insert("sm_count".into(), i.sm_count.to_string());
         m.insert(
             "compute_capability".into(),
