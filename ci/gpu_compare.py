@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Part of ci/gpu-check.sh: compares the worker's GEMM rates with PyTorch.
 
-usage: gpu_compare.py RESULTS_DIR OUT_JSON
+usage: gpu_compare.py [--sim] [--embed RUN_ID]... RESULTS_DIR OUT_JSON
 
 For each run under RESULTS_DIR (llama3-8b, llama3-8b-fp8), rebuilds the
 GEMM shapes of the step plan from the config in run.json (the rules of
@@ -16,6 +16,16 @@ shape's tensors are made inside its own try, so an out-of-memory or an
 unsupported dtype costs that shape's PyTorch column, not the comparison; a
 run whose report fails is named and the others still print; without
 PyTorch the table still shows our figures.
+
+--sim (`ci/gpu-check.sh --sim`, the simulated GPU of crates/simgpu): PyTorch
+is not imported (there is no GPU to time it on), the torch columns stay
+empty, and every table is labelled SIMULATED (so is a run whose run.json
+says its device was simulated, with or without the flag): its timings are
+CPU timings.
+
+--embed RUN_ID: OUT_JSON also holds that run's whole run.json (under
+RUN_ID.run), for a run whose run.json does not come back as a file of its
+own (the GPU machine returns at most 8).
 """
 import itertools
 import json
@@ -24,11 +34,17 @@ import statistics
 import sys
 import traceback
 
-try:
-    import torch
-except Exception as e:  # no PyTorch: our figures still print
+SIM = "--sim" in sys.argv[1:]
+if SIM:
     torch = None
-    print(f"PyTorch unavailable ({type(e).__name__}: {e}): the torch columns stay empty")
+    print("PyTorch comparison: SKIPPED (simulated: no PyTorch comparison)")
+else:
+    try:
+        import torch
+        print(f"torch {torch.__version__}, CUDA {torch.version.cuda}")
+    except Exception as e:  # no PyTorch: our figures still print
+        torch = None
+        print(f"PyTorch unavailable ({type(e).__name__}: {e}): the torch columns stay empty")
 
 TARGET_RATIO = 0.97
 TARGET_MFU = 0.65
@@ -58,7 +74,12 @@ def plan_ops(cfg):
     for l in range(layers):
         fwd(l, "fwd")
     if m.get("lm_head"):
+        # The plan's share of the head for `layers` of the model's blocks
+        # (plan.rs, lm_head_columns): vocab · layers / model layers, rounded
+        # up, at least 1; the whole vocabulary at full depth.
         v = m["vocab"]
+        if layers < m["layers"]:
+            v = max(1, -(-m["vocab"] * layers // m["layers"]))
         ops.append(("lm_head.fwd", t, v, d, 1, False, False))
         ops.append(("lm_head.dgrad", t, d, v, 1, False, True))
         ops.append(("lm_head.wgrad", d, v, t, 1, True, False))
@@ -176,7 +197,9 @@ def report(run, out):
     groups = {}
     for label, m, n, k, b, ta, tb in ops:
         groups.setdefault((m, n, k, b, ta, tb), []).append(label)
-    print(f"\n### {run['run_id']}: {rank['device_name']} ({dtype}), plan FLOPs "
+    simulated = SIM or rank.get("device_info", {}).get("simulated") == "true"
+    label = "SIMULATED " if simulated else ""
+    print(f"\n### {label}{run['run_id']}: {rank['device_name']} ({dtype}), plan FLOPs "
           f"{'match' if ok_plan else 'MISMATCH'} ({flops / 1e12:.2f} vs {want / 1e12:.2f} TFLOP)")
     hdr = f"{'shape (M x N x K, batch, op)':44} {'GFLOP':>8} {'ours TF/s':>10} {'torch TF/s':>10} {'ratio':>6}  example op"
     print(hdr)
@@ -219,15 +242,27 @@ def report(run, out):
     print("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(vers.items())))
     passed = ok_plan and rank.get("wrong", 1) == 0 and all(v.startswith("ok") for v in checks.values())
     mfu_c = s["mfu"].get("compute")
-    if dtype == "bf16" and mfu_c is not None and mfu_c < TARGET_MFU:
+    if simulated:
+        print("SIMULATED: timings, TFLOP/s and MFU are CPU timings of the simulated GPU")
+    elif dtype == "bf16" and mfu_c is not None and mfu_c < TARGET_MFU:
         print(f"note: compute-mode MFU {pct(mfu_c)} is below the {pct(TARGET_MFU)} target")
     out[run["run_id"]] = dict(shapes=rows, mfu=s["mfu"], checks=checks, passed=passed,
-                              below_ratio=below, versions=vers)
+                              below_ratio=below, versions=vers, simulated=simulated)
     return passed
 
 
 def main():
-    results, out_json = sys.argv[1], sys.argv[2]
+    args, embed = [], set()
+    it = iter(sys.argv[1:])
+    for a in it:
+        if a == "--embed":
+            embed.add(next(it, ""))
+        elif a != "--sim":
+            args.append(a)
+    if len(args) != 2:
+        print("usage: gpu_compare.py [--sim] [--embed RUN_ID]... RESULTS_DIR OUT_JSON")
+        return 2
+    results, out_json = args
     out, ok = {}, True
     names = sorted(os.listdir(results)) if os.path.isdir(results) else []
     if not names:
@@ -239,7 +274,10 @@ def main():
             continue
         try:
             with open(p) as f:
-                ok &= report(json.load(f), out)
+                run = json.load(f)
+            ok &= report(run, out)
+            if name in embed and run.get("run_id") in out:
+                out[run["run_id"]]["run"] = run
         except Exception:  # one broken run must not hide the others
             print(f"\n### {name}: the report failed:")
             traceback.print_exc(file=sys.stdout)

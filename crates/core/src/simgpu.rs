@@ -31,7 +31,6 @@ pub const NAME_MARK: &str = "(simulated)";
 
 /// One kind of fault.
 #[derive(serde::Serialize, serde::Deserialize)]
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// An XID event with this code.
@@ -72,7 +71,11 @@ pub fn parse(spec: &str) -> Result<Spec, String> {
         .ok_or_else(|| format!("--sim-fault {spec:?}: no ':GPU' after the host: {usage}"))?;
     let host = match host {
         "*" => None,
-        "" => return Err(format!("--sim-fault {spec:?}: empty host (use * for any): {usage}")),
+        "" => {
+            return Err(format!(
+                "--sim-fault {spec:?}: empty host (use * for any): {usage}"
+            ))
+        }
         h => Some(h.to_string()),
     };
     let gpu = match gpu {
@@ -86,15 +89,20 @@ pub fn parse(spec: &str) -> Result<Spec, String> {
         None => (kind, None),
     };
     let frac = |v: Option<&str>| -> Result<f64, String> {
-        let v = v.ok_or_else(|| format!("--sim-fault {spec:?}: {name} needs a value (e.g. {name}=0.3)"))?;
+        let v = v.ok_or_else(|| {
+            format!("--sim-fault {spec:?}: {name} needs a value (e.g. {name}=0.3)")
+        })?;
         match v.parse::<f64>() {
             Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
-            _ => Err(format!("--sim-fault {spec:?}: {name}={v} must be a fraction in (0, 1]")),
+            _ => Err(format!(
+                "--sim-fault {spec:?}: {name}={v} must be a fraction in (0, 1]"
+            )),
         }
     };
     let count = |v: Option<&str>| -> Result<u64, String> {
-        v.and_then(|v| v.parse::<u64>().ok())
-            .ok_or_else(|| format!("--sim-fault {spec:?}: {name} needs a whole number (e.g. {name}=79)"))
+        v.and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| {
+            format!("--sim-fault {spec:?}: {name} needs a whole number (e.g. {name}=79)")
+        })
     };
     let fault = match name {
         "xid" => Fault::Xid(count(value)?),
@@ -123,10 +131,17 @@ mod tests {
     fn specs_parse_with_their_places() {
         assert_eq!(
             parse("xid=79@hostA:1").unwrap(),
-            Spec { fault: Fault::Xid(79), host: Some("hostA".into()), gpu: Some(1) }
+            Spec {
+                fault: Fault::Xid(79),
+                host: Some("hostA".into()),
+                gpu: Some(1)
+            }
         );
         assert_eq!(parse("slow=0.3@*:*").unwrap().fault, Fault::Slow(0.3));
-        assert_eq!(parse("hang=all_reduce@h:0").unwrap().fault, Fault::Hang("all_reduce".into()));
+        assert_eq!(
+            parse("hang=all_reduce@h:0").unwrap().fault,
+            Fault::Hang("all_reduce".into())
+        );
         assert!(parse("slow=3@*:0").unwrap_err().contains("fraction"));
         assert!(parse("melt@*:0").unwrap_err().contains("unknown kind"));
         assert!(parse("corrupt").unwrap_err().contains("'@'"));

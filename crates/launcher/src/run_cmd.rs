@@ -205,7 +205,11 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     let config = parse_config(&text, &args.config).map_err(|e| usage(e.to_string()))?;
     check_vary(&text, args, extra_worker_args)?;
     simgpu::check_args(args.sim_gpu, &args.sim_fault)?;
-    if args.sim_gpu.is_some() && args.backend.is_some_and(|b| !matches!(b, BackendChoice::Cuda)) {
+    if args.sim_gpu.is_some()
+        && args
+            .backend
+            .is_some_and(|b| !matches!(b, BackendChoice::Cuda))
+    {
         return Err(usage(
             "--sim-gpu simulates GPUs for the cuda backend: leave --backend out or give --backend cuda",
         ));
@@ -286,8 +290,7 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     if args.run_id.is_some() && !args.force && out_abs.join(&run_id).exists() {
         return Err(run_id_taken(&run_id, &out_abs.join(&run_id)));
     }
-    let mut forward_env =
-        command::forwarded_env(std::env::vars_os().map(|(k, _)| k), &args.env)?;
+    let mut forward_env = command::forwarded_env(std::env::vars_os().map(|(k, _)| k), &args.env)?;
     let env = match args.sim_gpu {
         Some(n) => {
             let links = simgpu::prepare_links(&worker)?;

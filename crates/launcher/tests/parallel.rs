@@ -3,6 +3,9 @@
 //! (ci/netns-up.sh), FSDP on one host with 3 and 4 ranks. Every mode runs,
 //! every collective's result is checked (`wrong` 0), and the bytes per kind
 //! in run.json equal the closed forms computed here from the model shape.
+//! The namespace-host case runs twice: on the CPU backend, and on the CUDA
+//! backend over 2 simulated GPUs per host (`--sim-gpu 2`: NCCL splits,
+//! all-gather, reduce-scatter and TP all-reduces across the hosts).
 
 mod common;
 
@@ -19,6 +22,8 @@ const PARAMS_PER_LAYER: u64 = 128 * 256 + 128 * 128 + 3 * 128 * 384;
 const ACTIVATIONS: u64 = 128 * 128;
 /// f32 on the CPU backend.
 const BYTES: u64 = 4;
+/// bf16 gradients, the CUDA backend's default.
+const CUDA_BYTES: u64 = 2;
 
 fn config(dir: &Path, name: &str, layers: u64, parallel: &str) -> PathBuf {
     let p = dir.join(name);
@@ -123,33 +128,50 @@ fn fsdp_tp_and_hsdp_on_two_namespace_hosts() {
     assert_eq!(f.code(), 0, "{f:?}");
     let extra: Vec<&str> = f.stdout.lines().collect();
     let tmp = tempfile::tempdir().unwrap();
-    let hosts = ["--hosts", "hostA:2,hostB:2"];
+    fsdp_tp_and_hsdp(tmp.path(), &[], &extra, BYTES, "");
+    let sim = mfubench().with_file_name("libmfubench_simgpu.so");
+    assert!(
+        sim.is_file(),
+        "{} is missing: ci/fetch-nvidia-headers.sh, then cargo build -p mfubench-simgpu",
+        sim.display()
+    );
+    fsdp_tp_and_hsdp(tmp.path(), &["--sim-gpu", "2"], &extra, CUDA_BYTES, "sim-");
+}
+
+/// FSDP + TP and HSDP on hostA:2,hostB:2 with `args`; gradients of `bytes`
+/// each; run ids prefixed with `prefix`.
+fn fsdp_tp_and_hsdp(dir: &Path, args: &[&str], extra: &[&str], bytes: u64, prefix: &str) {
+    let mut hosts = vec!["--hosts", "hostA:2,hostB:2"];
+    hosts.extend_from_slice(args);
     let layers = 2;
+    let simulated = |j: &Value| {
+        j["ranks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["device_info"]["simulated"] == "true")
+    };
 
     // FSDP over the 2 data-parallel ranks of each TP position, TP = 2
     // inside each host.
-    let cfg = config(
-        tmp.path(),
-        "fsdp.toml",
-        layers,
-        "data = \"fsdp\"\ntensor = 2",
-    );
-    let j = run_job(&cfg, tmp.path(), "fsdp-tp", &hosts, &extra);
+    let cfg = config(dir, "fsdp.toml", layers, "data = \"fsdp\"\ntensor = 2");
+    let j = run_job(&cfg, dir, &format!("{prefix}fsdp-tp"), &hosts, extra);
     check_run(&j, 4, 3);
+    assert_eq!(simulated(&j), !args.is_empty(), "{:#}", j["ranks"]);
     let slice = PARAMS_PER_LAYER / 2;
     // All-gather: a layer's slice before its forward and its backward.
     assert_eq!(
         plan_bytes(&j, "all_gather", "dp_shard"),
-        (2 * slice * layers * BYTES, 2)
+        (2 * slice * layers * bytes, 2)
     );
     assert_eq!(
         plan_bytes(&j, "reduce_scatter", "dp_shard"),
-        (slice * layers * BYTES, 2)
+        (slice * layers * bytes, 2)
     );
     // TP: 2 activation all-reduces per layer forward, 2 backward.
     assert_eq!(
         plan_bytes(&j, "all_reduce", "tp"),
-        (4 * layers * ACTIVATIONS * BYTES, 2)
+        (4 * layers * ACTIVATIONS * bytes, 2)
     );
     let hosts_of_tp: Vec<&str> = j["ranks"]
         .as_array()
@@ -160,20 +182,20 @@ fn fsdp_tp_and_hsdp_on_two_namespace_hosts() {
     assert_eq!(hosts_of_tp, ["hostA", "hostA", "hostB", "hostB"]);
 
     // HSDP: shard inside a host (2), all-reduce the shard across hosts (2).
-    let cfg = config(tmp.path(), "hsdp.toml", layers, "data = \"hsdp\"");
-    let j = run_job(&cfg, tmp.path(), "hsdp", &hosts, &extra);
+    let cfg = config(dir, "hsdp.toml", layers, "data = \"hsdp\"");
+    let j = run_job(&cfg, dir, &format!("{prefix}hsdp"), &hosts, extra);
     check_run(&j, 4, 3);
     assert_eq!(
         plan_bytes(&j, "all_gather", "dp_shard"),
-        (2 * PARAMS_PER_LAYER * layers * BYTES, 2)
+        (2 * PARAMS_PER_LAYER * layers * bytes, 2)
     );
     assert_eq!(
         plan_bytes(&j, "reduce_scatter", "dp_shard"),
-        (PARAMS_PER_LAYER * layers * BYTES, 2)
+        (PARAMS_PER_LAYER * layers * bytes, 2)
     );
     assert_eq!(
         plan_bytes(&j, "all_reduce", "dp_replicate"),
-        (PARAMS_PER_LAYER / 2 * layers * BYTES, 2)
+        (PARAMS_PER_LAYER / 2 * layers * bytes, 2)
     );
 }
 

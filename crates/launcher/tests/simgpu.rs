@@ -68,7 +68,11 @@ fn quickstart_on_two_simulated_gpus_runs_every_mode_with_no_wrong_element() {
         );
         assert_eq!(r["wrong"], 0, "rank {} counted wrong elements", r["rank"]);
         for m in ["compute", "comm", "serialized", "overlapped"] {
-            assert!(r["modes"][m].is_object(), "rank {} lacks mode {m}", r["rank"]);
+            assert!(
+                r["modes"][m].is_object(),
+                "rank {} lacks mode {m}",
+                r["rank"]
+            );
         }
     }
     // The two ranks ran on two different simulated GPUs.
@@ -88,7 +92,10 @@ fn sim_flags_are_checked_before_anything_starts() {
     let tmp = tempfile::tempdir().unwrap();
     for (args, want) in [
         (vec!["--sim-fault", "xid=79@*:0"], "--sim-gpu"),
-        (vec!["--sim-gpu", "2", "--sim-fault", "melt@*:0"], "unknown kind"),
+        (
+            vec!["--sim-gpu", "2", "--sim-fault", "melt@*:0"],
+            "unknown kind",
+        ),
         (vec!["--sim-gpu", "0"], "--sim-gpu 0"),
         (vec!["--sim-gpu", "2", "--backend", "cpu"], "--backend cuda"),
     ] {
@@ -100,6 +107,166 @@ fn sim_flags_are_checked_before_anything_starts() {
         let f = run(&mut cmd, Duration::from_secs(60));
         assert_eq!(f.code(), 2, "{args:?}: {f:?}");
         assert!(f.stderr.contains(want), "{args:?}: {}", f.stderr);
-        assert_eq!(f.stderr.lines().filter(|l| l.contains("error")).count(), 1, "{}", f.stderr);
+        assert_eq!(
+            f.stderr.lines().filter(|l| l.contains("error")).count(),
+            1,
+            "{}",
+            f.stderr
+        );
     }
+}
+
+/// `mfubench accept` on 2 simulated GPUs of this host with `faults`; the
+/// stages and extra flags given.
+fn sim_accept(
+    out: &std::path::Path,
+    id: &str,
+    stages: &str,
+    faults: &[&str],
+    flags: &[&str],
+) -> Finished {
+    let tmp_cfg = out.join(format!("{id}.toml"));
+    // The test shape with a short op timeout: an injected hang must end the
+    // job quickly.
+    let text = std::fs::read_to_string(test_config("accept.toml"))
+        .unwrap()
+        .replace("[run]\n", "[run]\nop_timeout_s = 20.0\n");
+    std::fs::create_dir_all(out).unwrap();
+    std::fs::write(&tmp_cfg, text).unwrap();
+    let mut cmd = mfubench_cmd();
+    cmd.args([
+        "accept",
+        tmp_cfg.to_str().unwrap(),
+        "--np",
+        "2",
+        "--sim-gpu",
+        "2",
+        "--stages",
+        stages,
+    ])
+    .args([
+        "--out",
+        out.to_str().unwrap(),
+        "--run-id",
+        id,
+        "--timeout",
+        "240",
+    ]);
+    for f in faults {
+        cmd.args(["--sim-fault", f]);
+    }
+    cmd.args(flags);
+    if is_root() {
+        cmd.args(["--", "--allow-run-as-root"]);
+    }
+    run(&mut cmd, LIMIT)
+}
+
+#[test]
+fn accept_on_simulated_gpus_names_the_faulty_gpu() {
+    require_worker();
+    require_simgpu();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("results");
+    let host = hostname();
+
+    // An XID 79 on GPU 1: FAIL naming its rank, host, GPU identity and code.
+    let f = sim_accept(&out, "xid", "device,sweep", &["xid=79@*:1"], &[]);
+    assert_eq!(f.code(), 1, "{f:?}");
+    let want =
+        format!("FAIL         device gpu_xid         device rank 1 ({host}, local rank 1): XID 79");
+    assert!(f.stdout.contains(&want), "{}", f.stdout);
+    assert!(f.stdout.contains("not a hardware verdict"), "{}", f.stdout);
+    let j = read_json(&out.join("xid/accept.json"));
+    assert_eq!(j["device_info"]["simulated"], "true", "{j:#}");
+    assert_eq!(j["backend"], "cuda");
+
+    // GEMMs of GPU 1 at 20 % speed: the device stage names it.
+    let f = sim_accept(
+        &out,
+        "slow",
+        "device",
+        &["slow=0.2@*:1"],
+        &["--min-device-fraction", "0.7"],
+    );
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(
+        f.stdout.contains("accept: FAIL — bad: device rank 1"),
+        "{}",
+        f.stdout
+    );
+    assert!(!f.stdout.contains("bad: device rank 0"), "{}", f.stdout);
+
+    // Its next all-reduce never completes: exit 3 within the op timeout,
+    // rank 1 named as the one that fell behind.
+    let t = std::time::Instant::now();
+    let f = sim_accept(&out, "hang", "node", &["hang=all_reduce@*:1"], &[]);
+    assert_eq!(f.code(), 3, "{f:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(20 + 10 + 30),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(f.stderr.contains("fell behind: rank 1"), "{}", f.stderr);
+    assert!(
+        f.stderr.contains("did not complete within 20 s"),
+        "{}",
+        f.stderr
+    );
+}
+
+#[test]
+fn accept_on_three_namespace_hosts_names_the_slow_simulated_link() {
+    let test = "accept_on_three_namespace_hosts_names_the_slow_simulated_link";
+    if let Some(why) = netns_missing() {
+        return skip(test, &why);
+    }
+    require_worker();
+    require_simgpu();
+    let _lock = TestLock::acquire();
+    let _hosts = Netns::up(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("results");
+    let mut cmd = mfubench_cmd();
+    cmd.args([
+        "accept",
+        test_config("accept.toml").to_str().unwrap(),
+        "--stages",
+        "link,sweep",
+        "--np",
+        "6",
+        "--hosts",
+        "hostA:2,hostB:2,hostC:2",
+        "--sim-gpu",
+        "2",
+        "--sim-fault",
+        "link_slow=0.05@hostC:*",
+        "--out",
+        out.to_str().unwrap(),
+        "--run-id",
+        "link",
+        "--timeout",
+        "240",
+        "--",
+    ])
+    .args(Netns::mpirun_args());
+    let f = run(&mut cmd, LIMIT);
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(
+        f.stdout
+            .contains("accept: FAIL — bad: link hostA <-> hostC, link hostB <-> hostC, node hostC"),
+        "{}",
+        f.stdout
+    );
+    let j = read_json(&out.join("link/accept.json"));
+    assert_eq!(j["device_info"]["simulated"], "true");
+    // Six ranks on six different simulated GPUs, two per host.
+    let uuids: std::collections::BTreeSet<String> = j["gpus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["gpu"]["uuid"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(uuids.len(), 6, "{:#}", j["gpus"]);
 }

@@ -364,7 +364,10 @@ fn verdict_badge(r: &Report) -> (&'static str, String) {
     };
     if r.run.simulated {
         // Never a plain green PASS for a simulation.
-        return ("v-other", format!("{label} — SIMULATED GPU, not a hardware verdict"));
+        return (
+            "v-other",
+            format!("{label} — SIMULATED GPU, not a hardware verdict"),
+        );
     }
     (class, label)
 }

@@ -269,12 +269,20 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
     let bad = bad_components(&findings);
     let _ = writeln!(
         t,
-        "accept: {}{}",
+        "accept: {}{}{}",
         status.word(),
         if bad.is_empty() {
             String::new()
         } else {
             format!(" — bad: {}", bad.join(", "))
+        },
+        if rec.simulated() {
+            format!(
+                " ({}: not a hardware verdict)",
+                mfubench_core::simgpu::BANNER
+            )
+        } else {
+            String::new()
         }
     );
     SuiteReport {
@@ -333,6 +341,7 @@ mod tests {
             step: None,
             gpus: Vec::new(),
             findings: Vec::new(),
+            device_info: Default::default(),
         };
         let r = render(&rec, None);
         assert!(r.text.contains("vs peak"), "{}", r.text);
@@ -413,6 +422,7 @@ mod tests {
             step: None,
             gpus: Vec::new(),
             findings: Vec::new(),
+            device_info: Default::default(),
         };
         let r = render(&rec, None);
         assert_eq!(r.overall, Status::Fail);

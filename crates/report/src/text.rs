@@ -792,7 +792,10 @@ fn verdict(d: &mut Doc, r: &Report) {
     // A simulated run's verdict judges the tool, not hardware: say so on the
     // verdict line itself, so no PASS of a simulation reads as a real one.
     let sim = if r.run.simulated {
-        format!(" — {} (--sim-gpu): not a hardware verdict", mfubench_core::simgpu::BANNER)
+        format!(
+            " — {} (--sim-gpu): not a hardware verdict",
+            mfubench_core::simgpu::BANNER
+        )
     } else {
         String::new()
     };

@@ -60,7 +60,10 @@ pub fn uuid_string(idx: usize) -> String {
 /// A serial number for global device `idx` (NVML reports one per board).
 pub fn serial(idx: usize) -> String {
     let b = uuid_bytes(idx);
-    format!("SIM{:010}", u64::from_le_bytes(b[..8].try_into().unwrap()) % 10_000_000_000)
+    format!(
+        "SIM{:010}",
+        u64::from_le_bytes(b[..8].try_into().unwrap()) % 10_000_000_000
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -189,7 +192,12 @@ pub fn check_range(call: &str, what: &str, ptr: u64, len: u64) {
         .range(..=ptr)
         .next_back()
         .filter(|(s, (l, _))| ptr < *s + *l)
-        .map(|(s, (l, id))| format!("; it lies in allocation #{id} [{s:#x}, {:#x}), already freed", s + l))
+        .map(|(s, (l, id))| {
+            format!(
+                "; it lies in allocation #{id} [{s:#x}, {:#x}), already freed",
+                s + l
+            )
+        })
         .unwrap_or_default();
     drop(h);
     crate::fatal(&format!(
@@ -214,11 +222,21 @@ pub struct Access {
 impl Access {
     /// A range read.
     pub fn read(what: &'static str, ptr: u64, len: u64) -> Access {
-        Access { ptr, len, write: false, what }
+        Access {
+            ptr,
+            len,
+            write: false,
+            what,
+        }
     }
     /// A range written.
     pub fn write(what: &'static str, ptr: u64, len: u64) -> Access {
-        Access { ptr, len, write: true, what }
+        Access {
+            ptr,
+            len,
+            write: true,
+            what,
+        }
     }
 }
 

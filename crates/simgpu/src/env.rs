@@ -23,7 +23,9 @@ pub fn mem_bytes() -> u64 {
 
 /// The seed of per-operation delays, if any.
 pub fn seed() -> Option<u64> {
-    std::env::var(SEED_VAR).ok().and_then(|v| v.trim().parse().ok())
+    std::env::var(SEED_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Whether the race checker runs.
@@ -55,9 +57,10 @@ pub fn visible_devices() -> Vec<usize> {
             let mut out = Vec::new();
             for item in v.split(',') {
                 let item = item.trim();
-                let idx = item.parse::<usize>().ok().or_else(|| {
-                    (0..n).find(|i| crate::device::uuid_string(*i) == item)
-                });
+                let idx = item
+                    .parse::<usize>()
+                    .ok()
+                    .or_else(|| (0..n).find(|i| crate::device::uuid_string(*i) == item));
                 match idx {
                     Some(i) if i < n && !out.contains(&i) => out.push(i),
                     _ => break,

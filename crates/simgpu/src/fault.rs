@@ -27,4 +27,3 @@ pub fn of_device(gpu: usize) -> Vec<Fault> {
         .map(|s| s.fault.clone())
         .collect()
 }
-

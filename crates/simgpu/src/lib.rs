@@ -97,6 +97,9 @@ macro_rules! exports {
     ($( $(#[$m:meta])* fn $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) -> $ret:ty $body:block )*) => {
         $(
             $(#[$m])*
+            /// # Safety
+            /// NVIDIA's contract for this entry point: pointers as the
+            /// header documents them.
             #[no_mangle]
             pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret $body
             const _: () = {
@@ -113,6 +116,9 @@ macro_rules! exports {
 /// sticky error (illegal address, race) is fatal here, and loud.
 pub fn fatal(msg: &str) -> ! {
     let host = env::host_name();
-    eprintln!("simgpu: FATAL on {host} (pid {}): {msg}", std::process::id());
+    eprintln!(
+        "simgpu: FATAL on {host} (pid {}): {msg}",
+        std::process::id()
+    );
     std::process::abort()
 }

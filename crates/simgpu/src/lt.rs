@@ -282,6 +282,14 @@ fn read_attr(buf: *const c_void, size: usize, ty: Ty) -> Result<i64, Status> {
     })
 }
 
+/// Why an attribute value was refused.
+fn size_mismatch(attr: u32, ty: Ty, buf: *const c_void, size: usize) -> String {
+    format!(
+        "attribute {attr} takes {} bytes, got {size} at {buf:p}",
+        ty.size()
+    )
+}
+
 /// Type and use of a `cublasLtMatmulDescAttributes_t` (None: not defined).
 fn desc_attr(attr: u32) -> Option<(Ty, Use)> {
     use hdr::*;
@@ -722,7 +730,9 @@ crate::exports! {
             hdr::CUBLAS_STATUS_NOT_INITIALIZED => c"the library was not initialized",
             hdr::CUBLAS_STATUS_ALLOC_FAILED => c"the resource allocation failed",
             hdr::CUBLAS_STATUS_INVALID_VALUE => c"an invalid numeric value was used as an argument",
-            hdr::CUBLAS_STATUS_ARCH_MISMATCH => c"an absent device architectural feature is required",
+            hdr::CUBLAS_STATUS_ARCH_MISMATCH => {
+                c"an absent device architectural feature is required"
+            }
             hdr::CUBLAS_STATUS_MAPPING_ERROR => c"an access to GPU memory space failed",
             hdr::CUBLAS_STATUS_EXECUTION_FAILED => c"the GPU program failed to execute",
             hdr::CUBLAS_STATUS_INTERNAL_ERROR => c"an internal operation failed",
@@ -784,11 +794,7 @@ crate::exports! {
         };
         let v = match read_attr(buf, size_in_bytes, ty) {
             Ok(v) => v,
-            Err(s) => {
-                return refuse(call, s, || {
-                    format!("attribute {attr} takes {} bytes, got {size_in_bytes} at {buf:p}", ty.size())
-                })
-            }
+            Err(s) => return refuse(call, s, || size_mismatch(attr, ty, buf, size_in_bytes)),
         };
         let r = with::<Desc, _>(call, matmul_desc.cast(), |d| {
             match (attr, usage) {
@@ -878,11 +884,7 @@ crate::exports! {
         };
         let v = match read_attr(buf, size_in_bytes, ty) {
             Ok(v) => v,
-            Err(s) => {
-                return refuse(call, s, || {
-                    format!("attribute {attr} takes {} bytes, got {size_in_bytes} at {buf:p}", ty.size())
-                })
-            }
+            Err(s) => return refuse(call, s, || size_mismatch(attr, ty, buf, size_in_bytes)),
         };
         let r = with::<Layout, _>(call, mat_layout.cast(), |l| {
             match attr {
@@ -943,11 +945,7 @@ crate::exports! {
         };
         let v = match read_attr(buf, size_in_bytes, ty) {
             Ok(v) => v,
-            Err(s) => {
-                return refuse(call, s, || {
-                    format!("attribute {attr} takes {} bytes, got {size_in_bytes} at {buf:p}", ty.size())
-                })
-            }
+            Err(s) => return refuse(call, s, || size_mismatch(attr, ty, buf, size_in_bytes)),
         };
         let r = with::<Pref, _>(call, pref.cast(), |p| {
             match attr {
@@ -981,9 +979,13 @@ crate::exports! {
         return_algo_count: *mut c_int,
     ) -> Status {
         let call = "cublasLtMatmulAlgoGetHeuristic";
-        if return_algo_count.is_null() || heuristic_results_array.is_null() || requested_algo_count <= 0 {
+        let results = heuristic_results_array;
+        if return_algo_count.is_null() || results.is_null() || requested_algo_count <= 0 {
             return refuse(call, INVALID_VALUE, || {
-                format!("{requested_algo_count} results requested into {heuristic_results_array:p}, count to {return_algo_count:p}")
+                format!(
+                    "{requested_algo_count} results requested into {results:p}, \
+                     count to {return_algo_count:p}"
+                )
             });
         }
         // SAFETY: checked non-null; the caller's contract.
@@ -1007,7 +1009,8 @@ crate::exports! {
         let _ = pref.max_workspace;
         let waves = 1.0f32;
         if pref.max_waves > 0.0 && waves > pref.max_waves {
-            return refuse(call, NOT_SUPPORTED, || format!("no algorithm within {} waves", pref.max_waves));
+            let max = pref.max_waves;
+            return refuse(call, NOT_SUPPORTED, || format!("no algorithm within {max} waves"));
         }
         let n = (requested_algo_count as usize).min(ALGOS);
         for i in 0..n {
@@ -1021,7 +1024,7 @@ crate::exports! {
                 reserved: [0; 4],
             };
             // SAFETY: the array holds requested_algo_count ≥ n results.
-            unsafe { heuristic_results_array.add(i).write(r) };
+            unsafe { results.add(i).write(r) };
         }
         // SAFETY: checked non-null above.
         unsafe { return_algo_count.write(n as c_int) };
@@ -1076,7 +1079,9 @@ crate::exports! {
             // SAFETY: the caller's contract: a readable algorithm.
             let w = unsafe { algo.read_unaligned() }.data[0];
             if w & !0xff != ALGO_MARK || (w & 0xff) as usize >= ALGOS {
-                return refuse(call, INVALID_VALUE, || format!("not an algorithm of the heuristic (data[0] = {w:#x})"));
+                return refuse(call, INVALID_VALUE, || {
+                    format!("not an algorithm of the heuristic (data[0] = {w:#x})")
+                });
             }
             (w & 0xff) as usize
         };
@@ -1085,13 +1090,19 @@ crate::exports! {
         }
         // SAFETY: the caller's contract: host pointers of the scale type,
         // f32 (checked by `plan`), read now as in host pointer mode.
-        let (alpha, beta) = unsafe { ((alpha as *const f32).read_unaligned(), (beta as *const f32).read_unaligned()) };
+        let (alpha, beta) = unsafe {
+            (
+                (alpha as *const f32).read_unaligned(),
+                (beta as *const f32).read_unaligned(),
+            )
+        };
         let (a, b, c, d) = (a as u64, b as u64, c as u64, d as u64);
         if a == 0 || b == 0 || d == 0 || (c == 0 && beta != 0.0) {
             return refuse(call, INVALID_VALUE, || "null A, B or D (or C with beta ≠ 0)".into());
         }
         let align = |x: &Mat, ptr: u64| ptr % if p.fp8 { 16 } else { x.elem.size() as u64 } == 0;
-        if !(align(&p.a, a) && align(&p.b, b) && align(&p.d, d) && (beta == 0.0 || align(&p.c, c))) {
+        let aligned = align(&p.a, a) && align(&p.b, b) && align(&p.d, d);
+        if !(aligned && (beta == 0.0 || align(&p.c, c))) {
             return refuse(call, NOT_SUPPORTED, || {
                 format!(
                     "misaligned pointers (A {a:#x}, B {b:#x}, C {c:#x}, D {d:#x}; {})",
@@ -1105,7 +1116,8 @@ crate::exports! {
             Fault::Slow(x) => Some(*x),
             _ => None,
         });
-        let corrupt = faults.contains(&Fault::Corrupt) && corrupts(CORRUPT_GEMMS.fetch_add(1, Ordering::Relaxed));
+        let corrupt = faults.contains(&Fault::Corrupt)
+            && corrupts(CORRUPT_GEMMS.fetch_add(1, Ordering::Relaxed));
         let at = |m: Mat, ptr: u64| Mat { ptr, ..m };
         let job = Job {
             m: p.m,

@@ -44,7 +44,13 @@ const MAGIC: &[u8; 8] = b"SIMNCCL1";
 
 // ---------------------------------------------------------------- wire
 
-fn write_frame(s: &mut TcpStream, tag: u64, src: u32, seq: u64, payload: &[u8]) -> std::io::Result<()> {
+fn write_frame(
+    s: &mut TcpStream,
+    tag: u64,
+    src: u32,
+    seq: u64,
+    payload: &[u8],
+) -> std::io::Result<()> {
     let mut h = [0u8; 28];
     h[..8].copy_from_slice(&tag.to_le_bytes());
     h[8..12].copy_from_slice(&src.to_le_bytes());
@@ -76,8 +82,13 @@ fn advertised_ip() -> Ipv4Addr {
             let mut p = ifa;
             while !p.is_null() {
                 let a = (*p).ifa_addr;
-                if !a.is_null() && i32::from((*a).sa_family) == libc::AF_INET && (*p).ifa_flags & libc::IFF_UP as u32 != 0 {
-                    let name = std::ffi::CStr::from_ptr((*p).ifa_name).to_string_lossy().into_owned();
+                if !a.is_null()
+                    && i32::from((*a).sa_family) == libc::AF_INET
+                    && (*p).ifa_flags & libc::IFF_UP as u32 != 0
+                {
+                    let name = std::ffi::CStr::from_ptr((*p).ifa_name)
+                        .to_string_lossy()
+                        .into_owned();
                     let sin = &*(a as *const libc::sockaddr_in);
                     let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
                     let chosen = match &want {
@@ -115,7 +126,14 @@ struct Mailbox {
 }
 
 impl Mesh {
-    fn send(&self, to: usize, tag: u64, seq: u64, payload: &[u8], slow: Option<f64>) -> Result<(), String> {
+    fn send(
+        &self,
+        to: usize,
+        tag: u64,
+        seq: u64,
+        payload: &[u8],
+        slow: Option<f64>,
+    ) -> Result<(), String> {
         let t0 = Instant::now();
         if to == self.rank {
             let mut m = self.mail.lock().unwrap();
@@ -130,13 +148,21 @@ impl Mesh {
         if let Some(f) = slow {
             // A slow link: the transfer takes 1/f as long (at least as long
             // as 2 GB/s would).
-            let took = t0.elapsed().max(Duration::from_secs_f64(payload.len() as f64 / 2e9));
+            let took = t0
+                .elapsed()
+                .max(Duration::from_secs_f64(payload.len() as f64 / 2e9));
             std::thread::sleep(took.mul_f64(1.0 / f - 1.0));
         }
         Ok(())
     }
 
-    fn recv(&self, from: usize, tag: u64, seq: u64, aborted: &AtomicBool) -> Result<Vec<u8>, String> {
+    fn recv(
+        &self,
+        from: usize,
+        tag: u64,
+        seq: u64,
+        aborted: &AtomicBool,
+    ) -> Result<Vec<u8>, String> {
         let key = (tag, from as u32, seq);
         let mut m = self.mail.lock().unwrap();
         loop {
@@ -149,7 +175,11 @@ impl Mesh {
             if let Some(why) = m.lost.get(&(from as u32)) {
                 return Err(format!("connection to rank {from} lost: {why}"));
             }
-            m = self.cv.wait_timeout(m, Duration::from_millis(50)).unwrap().0;
+            m = self
+                .cv
+                .wait_timeout(m, Duration::from_millis(50))
+                .unwrap()
+                .0;
         }
     }
 
@@ -194,7 +224,11 @@ struct Hello {
 }
 
 fn encode_hello(h: &Hello) -> Vec<u8> {
-    format!("{} {} {} {} {} {}", h.rank, h.nranks, h.ip, h.port, h.host, h.uuid).into_bytes()
+    format!(
+        "{} {} {} {} {} {}",
+        h.rank, h.nranks, h.ip, h.port, h.host, h.uuid
+    )
+    .into_bytes()
 }
 
 fn decode_hello(b: &[u8]) -> Option<Hello> {
@@ -220,8 +254,12 @@ fn serve_root(l: TcpListener, nonce: u64) {
     let mut expected = None;
     while expected.is_none_or(|n| conns.len() < n) {
         let Ok((mut s, _)) = l.accept() else { return };
-        let Ok((tag, _, _, p)) = read_frame(&mut s) else { continue };
-        let Some(h) = decode_hello(&p).filter(|_| tag == nonce) else { continue };
+        let Ok((tag, _, _, p)) = read_frame(&mut s) else {
+            continue;
+        };
+        let Some(h) = decode_hello(&p).filter(|_| tag == nonce) else {
+            continue;
+        };
         expected = Some(h.nranks as usize);
         conns.push((s, h));
     }
@@ -242,7 +280,11 @@ fn serve_root(l: TcpListener, nonce: u64) {
     }
     let table: String = match &err {
         Some(e) => format!("ERR {e}"),
-        None => conns.iter().map(|(_, h)| format!("{}:{}", h.ip, h.port)).collect::<Vec<_>>().join(" "),
+        None => conns
+            .iter()
+            .map(|(_, h)| format!("{}:{}", h.ip, h.port))
+            .collect::<Vec<_>>()
+            .join(" "),
     };
     for (s, _) in conns.iter_mut() {
         let _ = write_frame(s, nonce, 0, 0, table.as_bytes());
@@ -265,12 +307,22 @@ fn connect_retry(addr: SocketAddrV4) -> std::io::Result<TcpStream> {
     }
 }
 
-fn init_mesh(nranks: usize, rank: usize, id: &ncclUniqueId) -> Result<Arc<Mesh>, (ncclResult_t, String)> {
+fn init_mesh(
+    nranks: usize,
+    rank: usize,
+    id: &ncclUniqueId,
+) -> Result<Arc<Mesh>, (ncclResult_t, String)> {
     let raw: Vec<u8> = id.internal.iter().map(|c| *c as u8).collect();
     if &raw[..8] != MAGIC {
-        return Err((ncclInvalidArgument, "the unique id was not made by ncclGetUniqueId (simulated NCCL)".into()));
+        return Err((
+            ncclInvalidArgument,
+            "the unique id was not made by ncclGetUniqueId (simulated NCCL)".into(),
+        ));
     }
-    let root = SocketAddrV4::new(Ipv4Addr::new(raw[8], raw[9], raw[10], raw[11]), u16::from_le_bytes([raw[12], raw[13]]));
+    let root = SocketAddrV4::new(
+        Ipv4Addr::new(raw[8], raw[9], raw[10], raw[11]),
+        u16::from_le_bytes([raw[12], raw[13]]),
+    );
     let nonce = u64::from_le_bytes(raw[14..22].try_into().unwrap());
     let sys = |e: std::io::Error| (ncclSystemError, e.to_string());
     let listener = TcpListener::bind("0.0.0.0:0").map_err(sys)?;
@@ -293,7 +345,13 @@ fn init_mesh(nranks: usize, rank: usize, id: &ncclUniqueId) -> Result<Arc<Mesh>,
     }
     let addrs: Vec<SocketAddrV4> = table.split(' ').filter_map(|a| a.parse().ok()).collect();
     if addrs.len() != nranks {
-        return Err((ncclInternalError, format!("bootstrap table has {} ranks, expected {nranks}", addrs.len())));
+        return Err((
+            ncclInternalError,
+            format!(
+                "bootstrap table has {} ranks, expected {nranks}",
+                addrs.len()
+            ),
+        ));
     }
     let mut peers: Vec<Option<TcpStream>> = (0..nranks).map(|_| None).collect();
     // Higher ranks connect to lower ones, which accept.
@@ -306,14 +364,23 @@ fn init_mesh(nranks: usize, rank: usize, id: &ncclUniqueId) -> Result<Arc<Mesh>,
     while waiting > 0 {
         let (mut s, _) = listener.accept().map_err(sys)?;
         s.set_nodelay(true).ok();
-        let Ok((tag, src, _, _)) = read_frame(&mut s) else { continue };
-        if tag != nonce || (src as usize) <= rank || src as usize >= nranks || peers[src as usize].is_some() {
+        let Ok((tag, src, _, _)) = read_frame(&mut s) else {
+            continue;
+        };
+        if tag != nonce
+            || (src as usize) <= rank
+            || src as usize >= nranks
+            || peers[src as usize].is_some()
+        {
             continue;
         }
         peers[src as usize] = Some(s);
         waiting -= 1;
     }
-    let readers: Vec<Option<TcpStream>> = peers.iter().map(|p| p.as_ref().and_then(|s| s.try_clone().ok())).collect();
+    let readers: Vec<Option<TcpStream>> = peers
+        .iter()
+        .map(|p| p.as_ref().and_then(|s| s.try_clone().ok()))
+        .collect();
     let mesh = Arc::new(Mesh {
         rank,
 
@@ -350,10 +417,19 @@ pub struct Comm {
 
 impl Comm {
     fn new(mesh: Arc<Mesh>, tag: u64, members: Vec<usize>, device: usize) -> Comm {
-        let me = members.iter().position(|r| *r == mesh.rank).expect("member of its comm");
+        let me = members
+            .iter()
+            .position(|r| *r == mesh.rank)
+            .expect("member of its comm");
         let hangs = crate::fault::of_device(device)
             .into_iter()
-            .filter_map(|f| if let Fault::Hang(k) = f { Some(k) } else { None })
+            .filter_map(|f| {
+                if let Fault::Hang(k) = f {
+                    Some(k)
+                } else {
+                    None
+                }
+            })
             .collect();
         Comm {
             mesh,
@@ -374,13 +450,23 @@ impl Comm {
     fn slow(&self) -> Option<f64> {
         crate::fault::of_device(self.device)
             .into_iter()
-            .find_map(|f| if let Fault::LinkSlow(x) = f { Some(x) } else { None })
+            .find_map(|f| {
+                if let Fault::LinkSlow(x) = f {
+                    Some(x)
+                } else {
+                    None
+                }
+            })
     }
 
     fn fail(&self, e: String) {
         let mut g = self.error.lock().unwrap();
         if g.is_none() {
-            let code = if self.aborted.load(Ordering::SeqCst) { ncclInvalidUsage } else { ncclRemoteError };
+            let code = if self.aborted.load(Ordering::SeqCst) {
+                ncclInvalidUsage
+            } else {
+                ncclRemoteError
+            };
             *g = Some((code, e));
         }
     }
@@ -410,7 +496,11 @@ impl Comm {
 
     /// Sends `payload` to every member and returns every member's payload
     /// (own included), in communicator rank order.
-    fn exchange(&self, seq: u64, payload: &dyn Fn(usize) -> Vec<u8>) -> Result<Vec<Vec<u8>>, String> {
+    fn exchange(
+        &self,
+        seq: u64,
+        payload: &dyn Fn(usize) -> Vec<u8>,
+    ) -> Result<Vec<Vec<u8>>, String> {
         let slow = self.slow();
         for (i, r) in self.members.iter().enumerate() {
             self.mesh.send(*r, self.tag, seq, &payload(i), slow)?;
@@ -449,14 +539,38 @@ fn type_size(t: ncclDataType_t) -> Option<usize> {
 
 fn decode(t: ncclDataType_t, b: &[u8]) -> Vec<f64> {
     match t {
-        ncclFloat32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        ncclFloat64 => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
-        ncclFloat16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-        ncclBfloat16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-        ncclInt32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        ncclUint32 => b.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        ncclInt64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        ncclUint64 => b.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        ncclFloat32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        ncclFloat64 => b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        ncclFloat16 => b
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64())
+            .collect(),
+        ncclBfloat16 => b
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64())
+            .collect(),
+        ncclInt32 => b
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        ncclUint32 => b
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        ncclInt64 => b
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
+        ncclUint64 => b
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()) as f64)
+            .collect(),
         ncclInt8 => b.iter().map(|x| *x as i8 as f64).collect(),
         _ => b.iter().map(|x| *x as f64).collect(),
     }
@@ -514,39 +628,53 @@ fn issue_p2p(comm: &'static Comm, s: Arc<Stream>, ops: Vec<(P2p, u64)>) {
     for (op, _) in &ops {
         match op {
             P2p::Send { ptr, bytes, .. } => acc.push(Access::read("sendbuff", *ptr, *bytes as u64)),
-            P2p::Recv { ptr, bytes, .. } => acc.push(Access::write("recvbuff", *ptr, *bytes as u64)),
+            P2p::Recv { ptr, bytes, .. } => {
+                acc.push(Access::write("recvbuff", *ptr, *bytes as u64))
+            }
         }
     }
     let tag = comm.tag ^ 0x7032_7000_0000_0000;
-    s.enqueue("ncclSend/ncclRecv", &acc, Box::new(move || {
-        if comm.maybe_hang("send_recv") {
-            return;
-        }
-        let slow = comm.slow();
-        // Sends first (they never block: the peer's reader drains them),
-        // then receives.
-        for (op, seq) in &ops {
-            if let P2p::Send { ptr, bytes, peer } = op {
-                // SAFETY: range checked at enqueue; ordered by the stream.
-                let data = unsafe { crate::device::bytes(*ptr, *bytes) };
-                if let Err(e) = comm.mesh.send(comm.members[*peer], tag, *seq, data, slow) {
-                    return comm.fail(e);
-                }
+    s.enqueue(
+        "ncclSend/ncclRecv",
+        &acc,
+        Box::new(move || {
+            if comm.maybe_hang("send_recv") {
+                return;
             }
-        }
-        for (op, seq) in &ops {
-            if let P2p::Recv { ptr, bytes, peer } = op {
-                match comm.mesh.recv(comm.members[*peer], tag, *seq, &comm.aborted) {
-                    Ok(p) if p.len() == *bytes => {
-                        // SAFETY: range checked at enqueue.
-                        unsafe { crate::device::bytes_mut(*ptr, *bytes) }.copy_from_slice(&p);
+            let slow = comm.slow();
+            // Sends first (they never block: the peer's reader drains them),
+            // then receives.
+            for (op, seq) in &ops {
+                if let P2p::Send { ptr, bytes, peer } = op {
+                    // SAFETY: range checked at enqueue; ordered by the stream.
+                    let data = unsafe { crate::device::bytes(*ptr, *bytes) };
+                    if let Err(e) = comm.mesh.send(comm.members[*peer], tag, *seq, data, slow) {
+                        return comm.fail(e);
                     }
-                    Ok(p) => return comm.fail(format!("recv from rank {peer}: {} bytes arrived, {bytes} expected", p.len())),
-                    Err(e) => return comm.fail(e),
                 }
             }
-        }
-    }));
+            for (op, seq) in &ops {
+                if let P2p::Recv { ptr, bytes, peer } = op {
+                    match comm
+                        .mesh
+                        .recv(comm.members[*peer], tag, *seq, &comm.aborted)
+                    {
+                        Ok(p) if p.len() == *bytes => {
+                            // SAFETY: range checked at enqueue.
+                            unsafe { crate::device::bytes_mut(*ptr, *bytes) }.copy_from_slice(&p);
+                        }
+                        Ok(p) => {
+                            return comm.fail(format!(
+                                "recv from rank {peer}: {} bytes arrived, {bytes} expected",
+                                p.len()
+                            ))
+                        }
+                        Err(e) => return comm.fail(e),
+                    }
+                }
+            }
+        }),
+    );
 }
 
 fn flush_group(pending: Vec<Pending>) {
@@ -572,25 +700,39 @@ fn flush_group(pending: Vec<Pending>) {
 }
 
 fn p2p(comm: ncclComm_t, s: cudaStream_t, op: P2p) -> ncclResult_t {
-    let Some(c) = comm_of(comm) else { return ncclInvalidArgument };
+    let Some(c) = comm_of(comm) else {
+        return ncclInvalidArgument;
+    };
     let (peer, send) = match &op {
         P2p::Send { peer, .. } => (*peer, true),
         P2p::Recv { peer, .. } => (*peer, false),
     };
     if peer >= c.members.len() {
-        set_last_error(&format!("peer {peer} out of range (communicator of {})", c.members.len()));
+        set_last_error(&format!(
+            "peer {peer} out of range (communicator of {})",
+            c.members.len()
+        ));
         return ncclInvalidArgument;
     }
     // The k-th send to a peer matches the peer's k-th receive from us.
     let seq = {
-        let mut m = if send { c.p2p_send.lock().unwrap() } else { c.p2p_recv.lock().unwrap() };
+        let mut m = if send {
+            c.p2p_send.lock().unwrap()
+        } else {
+            c.p2p_recv.lock().unwrap()
+        };
         let e = m.entry(peer).or_insert(0);
         *e += 1;
         *e
     };
     // Sequence numbers are per direction: a frame is tagged with the
     // sender's mesh rank, so (tag, sender, seq) is unique.
-    let pending = Pending { comm: comm as usize, stream: s as usize, op, seq };
+    let pending = Pending {
+        comm: comm as usize,
+        stream: s as usize,
+        op,
+        seq,
+    };
     let grouped = GROUP.with(|g| {
         let mut g = g.borrow_mut();
         if g.0 > 0 {
@@ -615,7 +757,9 @@ fn collective(
     acc: Vec<Access>,
     run: impl FnOnce(&'static Comm, u64) -> Result<(), String> + Send + 'static,
 ) -> ncclResult_t {
-    let Some(c) = comm_of(comm) else { return ncclInvalidArgument };
+    let Some(c) = comm_of(comm) else {
+        return ncclInvalidArgument;
+    };
     if c.aborted.load(Ordering::SeqCst) {
         return ncclInvalidUsage;
     }
@@ -624,14 +768,18 @@ fn collective(
     let c: &'static Comm = unsafe { &*(c as *const Comm) };
     let seq = c.seq.fetch_add(1, Ordering::SeqCst) + 1;
     let name = format!("nccl {kind}");
-    stream::from_handle(s as *mut c_void).enqueue(&name, &acc, Box::new(move || {
-        if c.maybe_hang(kind) {
-            return;
-        }
-        if let Err(e) = run(c, seq) {
-            c.fail(format!("{kind}: {e}"));
-        }
-    }));
+    stream::from_handle(s as *mut c_void).enqueue(
+        &name,
+        &acc,
+        Box::new(move || {
+            if c.maybe_hang(kind) {
+                return;
+            }
+            if let Err(e) = run(c, seq) {
+                c.fail(format!("{kind}: {e}"));
+            }
+        }),
+    );
     ncclSuccess
 }
 

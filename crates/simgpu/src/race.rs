@@ -111,11 +111,21 @@ fn actor_name(s: &State, a: Actor) -> String {
     if a == HOST {
         "the host".into()
     } else {
-        s.names.get(&a).cloned().unwrap_or_else(|| format!("stream {a}"))
+        s.names
+            .get(&a)
+            .cloned()
+            .unwrap_or_else(|| format!("stream {a}"))
     }
 }
 
-fn check_and_record(s: &mut State, actor: Actor, vc: &VClock, stamp: u64, op: &str, accesses: &[Access]) {
+fn check_and_record(
+    s: &mut State,
+    actor: Actor,
+    vc: &VClock,
+    stamp: u64,
+    op: &str,
+    accesses: &[Access],
+) {
     let enabled = crate::env::race_check();
     for a in accesses.iter().filter(|a| a.len > 0) {
         let Some((start, _, _)) = crate::device::find(a.ptr, a.len) else {
@@ -125,7 +135,11 @@ fn check_and_record(s: &mut State, actor: Actor, vc: &VClock, stamp: u64, op: &s
         if enabled {
             for r in list.iter() {
                 let overlap = r.ptr < a.ptr + a.len && a.ptr < r.ptr + r.len;
-                if overlap && (r.write || a.write) && r.actor != actor && !vc.covers(r.actor, r.stamp) {
+                if overlap
+                    && (r.write || a.write)
+                    && r.actor != actor
+                    && !vc.covers(r.actor, r.stamp)
+                {
                     let (r, op) = (r.clone(), op.to_string());
                     let first = actor_name(s, r.actor);
                     let second = actor_name(s, actor);
@@ -165,7 +179,9 @@ fn prune(s: &mut State, start: u64) {
     let host = s.host.clone();
     let clocks: Vec<VClock> = s.clocks.values().cloned().collect();
     if let Some(list) = s.records.get_mut(&start) {
-        list.retain(|r| !(host.covers(r.actor, r.stamp) && clocks.iter().all(|c| c.covers(r.actor, r.stamp))));
+        list.retain(|r| {
+            !(host.covers(r.actor, r.stamp) && clocks.iter().all(|c| c.covers(r.actor, r.stamp)))
+        });
         // Past this, keep the newest: an unbounded history would make every
         // check slower than the operation it guards.
         if list.len() > 4096 {

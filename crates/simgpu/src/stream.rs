@@ -55,7 +55,9 @@ impl Stream {
     /// A new stream on `device`, with its thread.
     pub fn new(device: usize, priority: i32) -> Arc<Stream> {
         let n = registry().lock().unwrap().len();
-        let actor = race::new_actor(format!("stream #{n} (device {device}, priority {priority})"));
+        let actor = race::new_actor(format!(
+            "stream #{n} (device {device}, priority {priority})"
+        ));
         let s = Arc::new(Stream {
             actor,
             device,
@@ -84,7 +86,8 @@ impl Stream {
     }
 
     fn run(self: Arc<Self>) {
-        let mut rng = crate::env::seed().map(|s| s ^ (self.actor as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut rng = crate::env::seed()
+            .map(|s| s ^ (self.actor as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         loop {
             let (name, task) = {
                 let mut q = self.q.lock().unwrap();
@@ -267,7 +270,9 @@ impl Event {
     /// was recorded).
     pub fn time(&self) -> Option<Instant> {
         let st = self.m.lock().unwrap();
-        (st.recorded > 0 && st.completed >= st.recorded).then_some(st.at).flatten()
+        (st.recorded > 0 && st.completed >= st.recorded)
+            .then_some(st.at)
+            .flatten()
     }
 }
 

@@ -635,6 +635,11 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             step: None,
             gpus: Vec::new(),
             findings: Vec::new(),
+            device_info: if config.run.backend != BackendKind::Cpu && crate::cuda::simulated() {
+                [("simulated".to_string(), "true".to_string())].into()
+            } else {
+                Default::default()
+            },
         };
         Ok(Suite {
             rank,

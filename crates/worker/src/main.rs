@@ -86,6 +86,10 @@ struct Args {
 }
 
 fn main() {
+    // Before MPI_Init and any CUDA or NCCL call: the only point where the
+    // process has one thread, which setting a variable needs (see the
+    // function).
+    mfubench_worker::cuda::nccl_connect_at_init();
     let args = Args::parse();
     let Some((universe, threading)) = mpi::initialize_with_threading(Threading::Multiple) else {
         mfubench_worker::say!("mfubench-worker: error: MPI could not be initialised");

@@ -15,7 +15,8 @@ use std::time::Duration;
 use mfubench_core::config::{parse_config, Dtype, Mode};
 use mfubench_core::plan::StepPlan;
 use mfubench_worker::backend::{Backend, Communicator, Compute, StreamId, Streams};
-use mfubench_worker::cuda::{self, CudaBackend};
+use mfubench_worker::cuda::nccl::{self, NcclComm, NcclLib};
+use mfubench_worker::cuda::{self, CudaBackend, DeviceBuf};
 use mfubench_worker::schedule;
 
 /// Prints a skip note that libtest does not capture (a direct write to
@@ -162,7 +163,12 @@ fn sync_event_times_out_instead_of_hanging() {
     let b = backend("bf16");
     let (p, _, _) = plan("bf16");
     let e = b.new_event().unwrap();
-    for _ in 0..50 {
+    // Enough queued work that a real GPU is still busy after 1 µs; the
+    // simulated GPU (crates/simgpu) runs GEMMs on the CPU, where 50 rounds
+    // of the plan would take minutes and 2 are already slow.
+    let simulated = b.info().name.ends_with(mfubench_core::simgpu::NAME_MARK);
+    let rounds = if simulated { 2 } else { 50 };
+    for _ in 0..rounds {
         for i in 0..p.ops.len() {
             b.gemm(StreamId::Compute, i).unwrap();
         }
@@ -171,6 +177,76 @@ fn sync_event_times_out_instead_of_hanging() {
     // Either it already finished (a very fast GPU) or the poll gives up.
     let _ = b.sync_event(&e, Duration::from_micros(1)).unwrap();
     assert!(b.sync_event(&e, T).unwrap());
+}
+
+/// One rank's `NcclComm` on its own, outside any backend: a send/recv
+/// with itself inside one NCCL group (NCCL allows that; one node's accept
+/// link stage never runs the group bracket of `send_recv`), read back and
+/// compared, and a split with `NCCL_SPLIT_NOCOLOR`, which joins no
+/// communicator and so gives `Ok(None)`.
+#[test]
+fn one_rank_nccl_self_send_recv_and_a_nocolor_split() {
+    if gpus().is_none() {
+        return;
+    }
+    let ctx = cudarc::driver::safe::CudaContext::new(0).unwrap();
+    ctx.bind_to_thread().unwrap();
+    let lib = Arc::new(NcclLib::open().unwrap_or_else(|e| panic!("{e}")));
+    let id = lib.unique_id().unwrap_or_else(|e| panic!("{e}"));
+    let comm = NcclComm::init_rank(lib, 1, id, 0).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((comm.rank(), comm.size()), (0, 1));
+    let n = 4099; // not a multiple of anything NCCL would round to
+    let vals: Vec<f64> = (0..n).map(|i| (i % 251) as f64 * 0.25 - 31.0).collect();
+    let sent = cuda::encode(Dtype::F32, &vals);
+    let send = DeviceBuf::new(&ctx, sent.len() as u64).unwrap();
+    let recv = DeviceBuf::new(&ctx, sent.len() as u64).unwrap();
+    send.upload(0, &sent).unwrap();
+    recv.memset(0xff).unwrap();
+    let stream = ctx.new_stream().unwrap();
+    let f32_ = nccl::nccl_dtype(Dtype::F32).unwrap();
+    // SAFETY: both buffers hold `n` f32 elements on this context's device
+    // and outlive the stream's work (it is waited for below); the stream is
+    // live.
+    unsafe { comm.send_recv(0, send.ptr(), recv.ptr(), n, f32_, stream.cu_stream() as _) }
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Polled, not a blocking synchronize: a hung exchange fails the test.
+    let done = stream.record_event(None).unwrap();
+    let start = std::time::Instant::now();
+    while !done.try_is_complete().unwrap() {
+        comm.async_error().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            start.elapsed() < T,
+            "the self send/recv did not complete in {T:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut got = vec![0u8; sent.len()];
+    recv.download(0, &mut got).unwrap();
+    let wrong = got
+        .chunks(4)
+        .zip(sent.chunks(4))
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        wrong, 0,
+        "{wrong} of {n} elements differ after the self send/recv"
+    );
+    // A peer outside the communicator is refused before NCCL sees it.
+    // SAFETY: as above (the call returns before enqueuing anything).
+    let e = unsafe { comm.send_recv(1, send.ptr(), recv.ptr(), n, f32_, stream.cu_stream() as _) }
+        .unwrap_err();
+    assert!(e.to_string().contains("peer 1"), "{e}");
+    match comm.split(None, 0) {
+        Ok(None) => {}
+        Ok(Some(c)) => panic!(
+            "a NOCOLOR split gave a communicator of {} rank(s)",
+            c.size()
+        ),
+        Err(e) => panic!("{e}"),
+    }
+    comm.async_error().unwrap_or_else(|e| panic!("{e}"));
+    stream.synchronize().unwrap();
+    comm.mark_finished();
 }
 
 #[test]

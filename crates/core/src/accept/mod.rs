@@ -57,6 +57,7 @@ pub(crate) mod test_support {
             step: None,
             gpus: Vec::new(),
             findings: Vec::new(),
+            device_info: Default::default(),
         }
     }
 

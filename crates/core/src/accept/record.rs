@@ -849,6 +849,19 @@ pub struct AcceptRecord {
     /// The findings of [`evaluate`](super::evaluate) with `settings`.
     #[serde(default)]
     pub findings: Vec<Finding>,
+    /// About the devices as a whole: `simulated = "true"` for the simulated
+    /// GPU of `--sim-gpu` (as in run.json's per-rank `device_info`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub device_info: std::collections::BTreeMap<String, String>,
+}
+
+impl AcceptRecord {
+    /// Whether the suite ran on simulated GPUs.
+    pub fn simulated(&self) -> bool {
+        self.device_info
+            .get("simulated")
+            .is_some_and(|v| v == "true")
+    }
 }
 
 #[cfg(test)]

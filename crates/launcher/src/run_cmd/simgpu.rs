@@ -147,16 +147,28 @@ mod tests {
 
     #[test]
     fn variables_for_one_host_and_for_many() {
-        let v = sim_env(2, &["xid=79@*:1".into()], Path::new("/t/simgpu"), Some("/usr/lib"), true, false);
+        let v = sim_env(
+            2,
+            &["xid=79@*:1".into()],
+            Path::new("/t/simgpu"),
+            Some("/usr/lib"),
+            true,
+            false,
+        );
         let get = |k: &str| v.iter().find(|(n, _)| n == k).map(|(_, x)| x.as_str());
         assert_eq!(get(sim::DEVICES_VAR), Some("2"));
         assert_eq!(get("LD_LIBRARY_PATH"), Some("/t/simgpu:/usr/lib"));
         assert_eq!(get("MFUBENCH_NCCL_LIB"), Some("/t/simgpu/libnccl.so.2"));
-        assert_eq!(get("MFUBENCH_CUBLASLT_LIB"), Some("/t/simgpu/libcublasLt.so.12"));
+        assert_eq!(
+            get("MFUBENCH_CUBLASLT_LIB"),
+            Some("/t/simgpu/libcublasLt.so.12")
+        );
         assert_eq!(get(sim::FAULTS_VAR), Some("xid=79@*:1"));
         assert_eq!(get("NCCL_SOCKET_IFNAME"), Some("lo"));
         let v = sim_env(1, &[], Path::new("/t/s"), None, false, false);
-        assert!(v.iter().all(|(n, _)| n != "NCCL_SOCKET_IFNAME" && n != sim::FAULTS_VAR));
+        assert!(v
+            .iter()
+            .all(|(n, _)| n != "NCCL_SOCKET_IFNAME" && n != sim::FAULTS_VAR));
         assert!(v.contains(&("LD_LIBRARY_PATH".into(), "/t/s".into())));
     }
 
@@ -164,11 +176,15 @@ mod tests {
     fn flags_are_checked_before_anything_starts() {
         assert!(check_args(None, &[]).is_ok());
         assert!(check_args(Some(2), &["slow=0.3@*:0".into()]).is_ok());
-        let e = check_args(None, &["corrupt@*:0".into()]).unwrap_err().to_string();
+        let e = check_args(None, &["corrupt@*:0".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--sim-fault") && e.contains("--sim-gpu"), "{e}");
         let e = check_args(Some(0), &[]).unwrap_err().to_string();
         assert!(e.contains("--sim-gpu 0"), "{e}");
-        let e = check_args(Some(1), &["melt@*:0".into()]).unwrap_err().to_string();
+        let e = check_args(Some(1), &["melt@*:0".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown kind"), "{e}");
     }
 }

@@ -30,9 +30,10 @@
 //! raw allocations owned by [`DeviceBuf`]. Events are created with
 //! `CU_EVENT_DEFAULT` (timing on). [`Streams::sync_event`] polls
 //! `cuEventQuery` with a short sleep until the watchdog's timeout, checking
-//! `ncclCommGetAsyncError` on the way; on a timeout or an NCCL error it
-//! aborts the communicator (`ncclCommAbort`), so kernels spinning on a dead
-//! peer return and the job can end. Communicator creation runs under an
+//! `ncclCommGetAsyncError` of every communicator (the world's and each
+//! group's) on the way; on a timeout or an NCCL error it aborts them all
+//! (`ncclCommAbort`), so kernels spinning on a dead peer return and the job
+//! can end. Communicator creation runs under an
 //! [`nccl::InitWatchdog`] (a rank that never arrives would block it
 //! forever), and a backend dropped on an error path aborts its
 //! communicator rather than destroying it: `ncclCommDestroy` is collective
@@ -136,6 +137,37 @@ pub fn driver_present() -> bool {
     unsafe { sys::is_culib_present() }
 }
 
+/// NCCL's switch for lazy connection setup: `1` (NCCL 2.22's default)
+/// connects peers, and allocates the channel, P2P and NVLS buffers, at the
+/// first collective that needs them; `0` does it in `ncclCommInitRank` and
+/// `ncclCommSplit`.
+pub const RUNTIME_CONNECT_VAR: &str = "NCCL_RUNTIME_CONNECT";
+
+/// Sets `NCCL_RUNTIME_CONNECT=0` unless the user set it (to anything);
+/// returns whether it set it.
+///
+/// Why: the backend sizes its buffers from `cuMemGetInfo` once every
+/// communicator exists ([`CudaBackend::replan_memory`]). With lazy
+/// connection NCCL's buffers (about a GB per communicator with NVLS) appear
+/// only at the first collective, after the sizing, where a plan near the
+/// memory limit would fail inside NCCL with an allocation error; eager
+/// connection makes them visible to the sizing.
+///
+/// Ordering: call it before any other thread exists. `std::env::set_var`
+/// is not synchronised with C's `getenv`, which Open MPI, the CUDA driver
+/// and NCCL call from their own threads, so the worker calls this first
+/// thing in `main`, before `MPI_Init` (which starts Open MPI's threads) and
+/// before the first CUDA or NCCL call (NCCL reads the variable at its first
+/// communicator init). Programs that open a [`CudaBackend`] without it (the
+/// GPU tests) run with NCCL's default, which only defers the allocations.
+pub fn nccl_connect_at_init() -> bool {
+    if std::env::var_os(RUNTIME_CONNECT_VAR).is_some() {
+        return false;
+    }
+    std::env::set_var(RUNTIME_CONNECT_VAR, "0");
+    true
+}
+
 /// Number of visible CUDA devices, or why there are none. Never panics.
 pub fn probe() -> Result<usize, String> {
     if !driver_present() {
@@ -152,6 +184,18 @@ pub fn probe() -> Result<usize, String> {
         ));
     }
     Ok(n as usize)
+}
+
+/// Whether the visible devices are the simulated GPU of `--sim-gpu`
+/// (crates/simgpu): its device names carry [`mfubench_core::simgpu::NAME_MARK`].
+/// False without a driver. Never panics.
+pub fn simulated() -> bool {
+    if probe().is_err() {
+        return false;
+    }
+    cu::device::get(0)
+        .and_then(cu::device::get_name)
+        .is_ok_and(|n| n.ends_with(mfubench_core::simgpu::NAME_MARK))
 }
 
 /// The device ordinal of a rank: its local rank when the host shows at least
@@ -534,6 +578,8 @@ impl CudaBackend {
     /// Opens device `ordinal` and the libraries, and sizes the buffers of
     /// `plan` against free memory. Collective-free: the NCCL communicator is
     /// made by [`CudaBackend::init_comm`] once every rank got this far.
+    /// `NCCL_RUNTIME_CONNECT` is not set here (other threads run by now):
+    /// the worker sets it before MPI_Init ([`nccl_connect_at_init`]).
     pub fn open(
         ordinal: usize,
         plan: Arc<StepPlan>,
@@ -1030,23 +1076,41 @@ impl CudaBackend {
         })
     }
 
-    /// Aborts the NCCL communicator (watchdog and error paths); idempotent.
+    /// Every communicator of the backend: the world's, then the groups'
+    /// ([`CudaBackend::init_groups`]), each with the name of its stream.
+    fn comms(&self) -> impl Iterator<Item = (&'static str, &NcclComm)> {
+        let world = self.comm.as_ref().map(|c| ("world", c));
+        world
+            .into_iter()
+            .chain(self.groups.iter().map(|(s, c, _)| (s.name(), c)))
+    }
+
+    /// Aborts every NCCL communicator, the world's and each group's
+    /// (watchdog and error paths): a dead peer in a TP or FSDP group leaves
+    /// that group's kernels spinning until its own communicator is
+    /// aborted. Idempotent.
     pub fn abort_comm(&self) {
-        if let Some(c) = &self.comm {
+        for (_, c) in self.comms() {
             c.abort();
         }
     }
 
-    /// Waits up to `limit` for both streams to drain; false if they did not.
+    /// Waits up to `limit` in all for every stream (compute, comm and each
+    /// group's) to drain; false if one did not.
     fn drain(&self, limit: Duration) -> bool {
-        let Ok(ev) = self.new_event() else {
-            return false;
-        };
-        for s in [StreamId::Comm, StreamId::Compute] {
+        let deadline = Instant::now() + limit;
+        let streams = [StreamId::Comm, StreamId::Compute]
+            .into_iter()
+            .chain(self.groups.iter().map(|(s, _, _)| *s));
+        for s in streams {
+            let Ok(ev) = self.new_event() else {
+                return false;
+            };
             if self.record(s, &ev).is_err() {
                 return false;
             }
-            match self.poll(&ev, limit) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.poll(&ev, left) {
                 Ok(true) => {}
                 _ => return false,
             }
@@ -1055,7 +1119,8 @@ impl CudaBackend {
     }
 
     /// Polls `ev` until it completes, `timeout` passes (Ok(false)) or NCCL
-    /// reports an error.
+    /// reports an error on any of the backend's communicators (then all of
+    /// them are aborted: the rank is leaving).
     fn poll(&self, ev: &CudaEvent, timeout: Duration) -> Result<bool, BackendError> {
         let start = Instant::now();
         let mut nap = Duration::from_micros(10);
@@ -1065,13 +1130,14 @@ impl CudaBackend {
                 Ok(false) => {}
                 Err(e) => return Err(self.fail("cuEventQuery", e)),
             }
-            if let Some(c) = &self.comm {
-                if let Err(e) = c.async_error() {
-                    c.abort();
-                    return Err(BackendError::Failed(format!(
-                        "{e}; the communicator was aborted"
-                    )));
-                }
+            let failed = self
+                .comms()
+                .find_map(|(name, c)| c.async_error().err().map(|e| (name, e)));
+            if let Some((name, e)) = failed {
+                self.abort_comm();
+                return Err(BackendError::Failed(format!(
+                    "{e} (the {name} communicator); every communicator was aborted"
+                )));
             }
             if start.elapsed() >= timeout {
                 return Ok(false);
@@ -1527,9 +1593,10 @@ impl Communicator for CudaBackend {
 impl Backend for CudaBackend {
     /// Device = local rank (respecting `CUDA_VISIBLE_DEVICES`); opens the
     /// device and libraries on every rank (agreed), then the NCCL
-    /// communicator with rank 0's unique id broadcast over MPI (agreed),
-    /// then sizes the buffers with NCCL's memory already taken, and runs
-    /// the GEMM spot check when `run.check` is on.
+    /// communicator with rank 0's unique id broadcast over MPI (agreed) and
+    /// the groups' communicators split from it (agreed), then sizes the
+    /// buffers with all of NCCL's memory already taken, and runs the GEMM
+    /// spot check when `run.check` is on.
     fn open(
         config: &mfubench_core::config::Config,
         rank: &crate::rank::Rank,
@@ -1561,8 +1628,15 @@ impl Backend for CudaBackend {
         // hang the others).
         let limit = std::time::Duration::from_secs_f64(config.run.op_timeout_s.max(300.0));
         let init = backend.init_comm_within(&id, limit, nccl::WATCHDOG_EXIT_CODE);
-        rank.agree(init.and_then(|_| backend.replan_memory()))?;
+        rank.agree(init)?;
         rank.agree(backend.init_groups(rank.rank))?;
+        // Sized again once every communicator exists, the groups' splits
+        // included: each holds its own NCCL buffers (GBs with NVLS), which
+        // the sizing in `CudaBackend::open` could not see. With
+        // NCCL_RUNTIME_CONNECT=0 ([`nccl_connect_at_init`]) NCCL allocates
+        // them at init, not at the first collective, so they show in
+        // cuMemGetInfo now.
+        rank.agree(backend.replan_memory())?;
         if config.run.check {
             for (dtype, res) in backend.spot_check() {
                 let line = match res {

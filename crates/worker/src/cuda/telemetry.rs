@@ -141,12 +141,35 @@ impl XidWatcher {
     ///
     /// The event set borrows its NVML handle for as long as it lives, and
     /// the watch lasts until the process ends: the handle of this second
-    /// `nvmlInit` (NVML counts them) is leaked on purpose, once per suite.
+    /// `nvmlInit` (NVML counts them) is leaked on purpose, once per suite,
+    /// but only once the set is registered. When the watch cannot be set
+    /// up, the handle is dropped again (`nvmlShutdown`).
     pub fn open(uuid: &str) -> Result<XidWatcher, XidWatch> {
         let nvml = Nvml::init().map_err(|e| XidWatch::Failed {
             reason: format!("NVML unavailable: {e}"),
         })?;
-        let nvml: &'static Nvml = Box::leak(Box::new(nvml));
+        let raw: *mut Nvml = Box::into_raw(Box::new(nvml));
+        // SAFETY: `raw` comes from Box::into_raw just above and is freed at
+        // most once, below, only on the error path.
+        let nvml: &'static Nvml = unsafe { &*raw };
+        match Self::register(nvml, uuid) {
+            // Leaked for good: the set borrows the handle until the process
+            // ends.
+            Ok(set) => Ok(XidWatcher { set }),
+            Err(e) => {
+                // SAFETY: `register` failed, so every value that borrowed
+                // the handle (the device, the event set) was dropped inside
+                // it; the error holds only strings, and `nvml` is not used
+                // again. The box is therefore unborrowed and freed once.
+                drop(unsafe { Box::from_raw(raw) });
+                Err(e)
+            }
+        }
+    }
+
+    /// The registration of [`XidWatcher::open`]: on `Err`, nothing that
+    /// borrows `nvml` is left.
+    fn register(nvml: &'static Nvml, uuid: &str) -> Result<EventSet<'static>, XidWatch> {
         let device = nvml.device_by_uuid(uuid).map_err(|e| xid_watch_error(&e))?;
         let supported = device
             .supported_event_types()
@@ -157,10 +180,9 @@ impl XidWatcher {
             });
         }
         let set = nvml.create_event_set().map_err(|e| xid_watch_error(&e))?;
-        let set = device
+        device
             .register_events(EventTypes::CRITICAL_XID_ERROR, set)
-            .map_err(|e| xid_watch_error(&e.error))?;
-        Ok(XidWatcher { set })
+            .map_err(|e| xid_watch_error(&e.error))
     }
 
     /// The XIDs delivered since the last poll, without blocking (timeout
