@@ -112,8 +112,9 @@ verdict() {
 # never past what is left once RESERVE percent is kept for the required
 # steps after it (and 3 s for the kill grace below). Shares: nvidia-smi 3,
 # compute capability 2, library folders 5, unpacking 5, mpirun 3, bf16 run
-# 30, fp8 run 20 (optional: reserved by nobody), FSDP run 5, GPU tests 18,
-# accept 10, comparison 14 (and all that is left).
+# 28, fp8 run 20 (optional: reserved by nobody), FSDP run 8, GPU tests 18
+# (15-35 s on an H100: they open about 8 backends and start one worker),
+# accept 10, comparison 13 (and all that is left).
 limit() {  # SHARE RESERVE
     local share=$((BUDGET * $1 / 100))
     [ "$share" -ge 2 ] || share=2
@@ -321,7 +322,7 @@ run_config() {
     [ $rc -eq 0 ] || FAILED=1
     return $rc
 }
-run_config llama3-8b configs/llama3-8b.toml 30 47
+run_config llama3-8b configs/llama3-8b.toml 28 49
 BF16=$?
 if [ "$BF16" -eq 124 ]; then
     say "fp8 skipped: the bf16 run timed out"
@@ -329,17 +330,19 @@ elif [ -z "$CC" ]; then
     say "fp8 NOT RUN: the compute capability is unknown (a check that cannot decide fails)"
     FAILED=1
 elif [ "$CC" -ge 89 ]; then
-    run_config llama3-8b-fp8 configs/llama3-8b-fp8.toml 20 47
+    run_config llama3-8b-fp8 configs/llama3-8b-fp8.toml 20 49
 else
     say "fp8 skipped: compute capability $CC < 8.9"
 fi
 
 # A copy of the accept run's tiny model with FSDP over the one rank (shard
 # 1): communicator splits from the backend, the group and reduce-scatter
-# streams, all-gathers and reduce-scatters of the step on the device.
-cat > "$WORK/fsdp.toml" <<'TOML'
+# streams, all-gathers and reduce-scatters of the step on the device (on
+# the simulated GPU at sequence 128: its GEMMs run on the CPU).
+cat > "$WORK/fsdp.toml" <<TOML
 [model]
 preset = "tiny"
+$([ $SIM -eq 1 ] && echo "seq = 128")
 
 [run]
 backend = "cuda"
@@ -354,11 +357,11 @@ op_timeout_s = 60.0
 data = "fsdp"
 prefetch = 1
 TOML
-run_config fsdp "$WORK/fsdp.toml" 5 42 inline
+run_config fsdp "$WORK/fsdp.toml" 8 41 inline
 
 say "GPU tests (tests/cuda_gpu.rs, the worker's own library discovery)"
 if [ -n "$GPU_TESTS" ] && [ -f "$GPU_TESTS" ]; then
-    MFUBENCH_WORKER_BIN=$WORKER step 18 24 "$GPU_TESTS" --test-threads=1 > "$OUT/cuda_gpu.log" 2>&1
+    MFUBENCH_WORKER_BIN=$WORKER step 18 23 "$GPU_TESTS" --test-threads=1 > "$OUT/cuda_gpu.log" 2>&1
     rc=$?
     grep -E '^test |test result|panicked|skipped|error' "$OUT/cuda_gpu.log" | tail -20
     echo "exit $rc"
@@ -392,7 +395,7 @@ op_timeout_s = 60.0
 [accept]
 iterations = 5
 TOML
-MFUBENCH_CUDA_LIB_DIR=$LIBDIRS step 10 14 mpirun --allow-run-as-root --bind-to none -np 1 \
+MFUBENCH_CUDA_LIB_DIR=$LIBDIRS step 10 13 mpirun --allow-run-as-root --bind-to none -np 1 \
     "$WORKER" --config "$WORK/accept.toml" --out "$WORK/results" --run-id accept --expect-world 1 \
     --accept --stages device,node,link,sweep --sweep-end 4M > "$WORK/accept.log" 2>&1
 rc=$?

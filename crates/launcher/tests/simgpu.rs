@@ -270,3 +270,39 @@ fn accept_on_three_namespace_hosts_names_the_slow_simulated_link() {
         .collect();
     assert_eq!(uuids.len(), 6, "{:#}", j["gpus"]);
 }
+
+/// A GPU whose GEMMs run at 30 % makes its peer wait more than a second in
+/// every collective: the step must wait (not abort the communicators, as
+/// the CUDA backend once did after the schedule's 1 s notice), every
+/// element must still be right, and the slow rank is the straggler.
+#[test]
+fn a_slow_simulated_gpu_is_a_straggler_not_a_broken_collective() {
+    require_worker();
+    require_simgpu();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("configs/quickstart.toml"))
+        .unwrap()
+        .replace("iterations = 12", "iterations = 3");
+    let config = tmp.path().join("q.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = tmp.path().join("results");
+    let mut cmd = mfubench_cmd();
+    cmd.args(["run", config.to_str().unwrap(), "--sim-gpu", "2", "--sim-fault", "slow=0.3@*:1"])
+        .args(["--out", out.to_str().unwrap(), "--run-id", "slow"]);
+    if is_root() {
+        cmd.args(["--", "--allow-run-as-root"]);
+    }
+    let f = run(&mut cmd, LIMIT);
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(!f.stderr.contains("aborted"), "{}", f.stderr);
+    let j = read_json(&out.join("slow/run.json"));
+    assert_eq!(j["summary"]["wrong"], 0, "{:#}", j["summary"]);
+    let stragglers: Vec<u64> = j["summary"]["stragglers"]
+        .as_array()
+        .expect("summary.stragglers")
+        .iter()
+        .map(|s| s["rank"].as_u64().or_else(|| s.as_u64()).unwrap())
+        .collect();
+    assert_eq!(stragglers, [1], "{:#}", j["summary"]["stragglers"]);
+}

@@ -86,8 +86,15 @@ pub trait Streams {
     fn wait(&self, stream: StreamId, event: &Self::Event) -> Result<(), BackendError>;
 
     /// Blocks the caller until `event` completes or `timeout` passes;
-    /// `Ok(false)` on timeout.
+    /// `Ok(false)` on timeout. A timeout changes nothing: the caller may
+    /// wait again (the schedule waits 1 s, says it is waiting, then waits
+    /// for the rest of the op timeout).
     fn sync_event(&self, event: &Self::Event, timeout: Duration) -> Result<bool, BackendError>;
+
+    /// The caller gives up on the queued work (the op timeout passed and
+    /// the job will end): stop anything that may wait forever on a peer,
+    /// e.g. abort NCCL communicators. Default: nothing to stop.
+    fn give_up(&self) {}
 
     /// Seconds from `from` to `to`, both completed.
     fn elapsed_s(&self, from: &Self::Event, to: &Self::Event) -> Result<f64, BackendError>;

@@ -327,6 +327,7 @@ pub fn run_step_noticing<B: Backend>(
         } else if backend.sync_event(p.event, op_timeout)? {
             continue;
         }
+        backend.give_up();
         return Err(StepError::Stuck {
             op: p.label.clone(),
             stream: p.stream,

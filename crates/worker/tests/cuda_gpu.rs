@@ -52,9 +52,12 @@ fn gpus() -> Option<usize> {
     }
 }
 
+/// The tiny model at sequence 128: every path of a step in a few GEMMs
+/// small enough for the simulated GPU (crates/simgpu), which runs them on
+/// the CPU.
 fn plan(dtype: &str) -> (Arc<StepPlan>, Dtype, Dtype) {
     let c = parse_config(
-        &format!("[model]\npreset = \"tiny\"\n[run]\nbackend = \"cuda\"\nlayers = 2\nbucket_mb = 1.0\ndtype = \"{dtype}\"\n"),
+        &format!("[model]\npreset = \"tiny\"\nseq = 128\n[run]\nbackend = \"cuda\"\nlayers = 2\nbucket_mb = 1.0\ndtype = \"{dtype}\"\n"),
         "t",
     )
     .unwrap();
@@ -262,7 +265,7 @@ fn one_rank_worker_run_writes_gpu_details() {
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
-        "[model]\npreset = \"tiny\"\n[run]\nbackend = \"cuda\"\nlayers = 2\nwarmup = 1\niterations = 2\n",
+        "[model]\npreset = \"tiny\"\nseq = 128\n[run]\nbackend = \"cuda\"\nlayers = 2\nwarmup = 1\niterations = 2\n",
     )
     .unwrap();
     let out = dir.path().join("out");

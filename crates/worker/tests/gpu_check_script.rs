@@ -4,12 +4,19 @@
 //! folders down), the fp8 skip after a bf16 timeout, and the comparison
 //! surviving PyTorch errors (`ci/gpu_compare.py`).
 //!
+//! `ci/gpu-check.sh --sim` runs end to end on the simulated GPU
+//! (crates/simgpu, `libmfubench_simgpu.so`): the CUDA backend, the GPU
+//! tests, the FSDP and accept runs, with nothing stood in; see
+//! [`the_simulated_gpu_check_passes_labelled_simulated`].
+//!
 //! Real: bash, the script, python3, `ci/gpu_compare.py`, mpirun (the
 //! system's Open MPI, behind a stand-in wheel whose `mpirun` clears the
 //! wheel's `OPAL_PREFIX`) and the worker (CPU backend, a tiny config in
 //! place of the GPU configs), whose run.json the comparison reads.
 //! Stand-ins: `nvidia-smi`, the carried `cuda_gpu` test binary, and a
-//! `torch` module whose allocations fail with "CUDA out of memory".
+//! `torch` module whose allocations fail with "CUDA out of memory". The
+//! stand-in worker runs the tiny config in place of the llama3-8b ones and
+//! the script's own FSDP config as it is.
 //! `STUB_MODE=hang_worker` makes the worker hang; `hang_all` makes
 //! everything hang (nvidia-smi, `import torch`, the worker, the GPU tests).
 
@@ -63,9 +70,10 @@ fn stand_ins(root: &Path, real_mpirun: &Path) -> (PathBuf, PathBuf, PathBuf, Pat
     script(
         &bin,
         "nvidia-smi",
-        &format!("{hang}\necho 'name, driver_version, memory.total [MiB], clocks.max.sm [MHz]'\necho 'NVIDIA H200, 580.159.03, 143771 MiB, 1980 MHz'"),
+        &format!("{hang}\ncase \"$*\" in *compute_cap*) echo '9.0'; exit 0;; esac\necho 'name, driver_version, memory.total [MiB], clocks.max.sm [MHz]'\necho 'NVIDIA H200, 580.159.03, 143771 MiB, 1980 MHz'"),
     );
-    // The carried worker: the real one on the CPU backend and a tiny config.
+    // The carried worker: the real one on the CPU backend and a tiny config
+    // (the script's FSDP config is already tiny: kept).
     let tiny = root.join("tiny.toml");
     std::fs::write(
         &tiny,
@@ -80,7 +88,7 @@ fn stand_ins(root: &Path, real_mpirun: &Path) -> (PathBuf, PathBuf, PathBuf, Pat
 args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --config) args+=(--config "{tiny}"); shift 2;;
+        --config) case "$2" in */fsdp.toml) args+=(--config "$2");; *) args+=(--config "{tiny}");; esac; shift 2;;
         *) args+=("$1"); shift;;
     esac
 done
@@ -293,10 +301,12 @@ fn a_healthy_run_leaves_eight_flat_files_and_survives_torch_errors() {
     let log = &o.log;
     assert_eq!(o.code, Some(0), "{log}");
     assert!(log.contains("gpu-check: PASS"), "{log}");
+    assert!(!log.contains("(simulated)"), "{log}");
     let files = assert_returnable(&o.out, log);
     assert_eq!(files.len(), 8, "{files:?}");
-    // Both runs (the fp8 one because the stand-in GPU is compute
+    // Both runs (the fp8 one because the stand-in nvidia-smi says compute
     // capability 9.0), each reported by the comparison with a matching plan.
+    assert!(log.contains("compute capability: 90"), "{log}");
     for id in ["llama3-8b", "llama3-8b-fp8"] {
         assert!(log.contains(&format!("### {id}: ")), "{log}");
         let run: serde_json::Value =
@@ -304,7 +314,10 @@ fn a_healthy_run_leaves_eight_flat_files_and_survives_torch_errors() {
                 .unwrap();
         assert_eq!(run["run_id"], id);
     }
-    assert_eq!(log.matches("plan FLOPs match").count(), 2, "{log}");
+    // The FSDP run too: its log in this one, its run.json in gpu-check.json.
+    assert!(log.contains("== worker: fsdp"), "{log}");
+    assert!(log.contains("### fsdp: "), "{log}");
+    assert_eq!(log.matches("plan FLOPs match").count(), 3, "{log}");
     // PyTorch's batched allocations failed: each is named, and the
     // comparison carries on with the other shapes.
     assert!(
@@ -315,6 +328,13 @@ fn a_healthy_run_leaves_eight_flat_files_and_survives_torch_errors() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(o.out.join("gpu-check.json")).unwrap()).unwrap();
     assert_eq!(json["llama3-8b"]["passed"], true, "{json}");
+    assert_eq!(json["fsdp"]["passed"], true, "{json}");
+    assert_eq!(json["fsdp"]["run"]["config"]["parallel"]["data"], "fsdp");
+    assert_eq!(json["fsdp"]["run"]["ranks"][0]["wrong"], 0);
+    assert!(
+        json["llama3-8b"].get("run").is_none(),
+        "only fsdp is embedded"
+    );
     // Known answers per shape: PyTorch took 1 ms (so its TFLOP/s are the
     // shape's GFLOP), ours is GFLOP over the median of our ops' medians in
     // run.json, the ratio is their quotient; batched shapes have no torch
@@ -420,4 +440,125 @@ fn everything_hanging_still_ends_within_the_budget() {
         "{} s for a {budget} s budget\n{log}",
         o.secs
     );
+}
+
+/// The simulated GPU's shared object, where a build leaves it: `cargo
+/// build -p mfubench-simgpu` beside the worker, `cargo test` in `deps/`.
+fn simgpu_lib(bin_dir: &Path) -> Option<PathBuf> {
+    [
+        bin_dir.join("libmfubench_simgpu.so"),
+        bin_dir.join("deps/libmfubench_simgpu.so"),
+    ]
+    .into_iter()
+    .filter(|p| p.is_file())
+    .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+}
+
+/// `ci/gpu-check.sh --sim`: the real script against the simulated GPU, no
+/// stand-in at all (this checkout's worker and GPU tests, the system's
+/// mpirun). Every step passes, `$OUT` holds the same 8 flat files as on a
+/// GPU, the PyTorch comparison is visibly skipped, every table says
+/// SIMULATED, and the verdict never reads a plain PASS.
+#[test]
+fn the_simulated_gpu_check_passes_labelled_simulated() {
+    let worker = Path::new(WORKER);
+    let bin_dir = worker.parent().unwrap();
+    let Some(lib) = simgpu_lib(bin_dir) else {
+        let msg = format!(
+            "libmfubench_simgpu.so is in neither {0} nor {0}/deps: build it (ci/fetch-nvidia-headers.sh && cargo build -p mfubench-simgpu; `cargo test --workspace` builds it too)",
+            bin_dir.display()
+        );
+        // In CI the workspace build makes it: missing there is a broken
+        // build, not a reason to skip.
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}");
+        }
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "skipped: {msg}");
+        return;
+    };
+    if which("mpirun").is_none() {
+        panic!("mpirun must be installed (ci/install-deps.sh installs openmpi-bin)");
+    }
+    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let budget: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let started = Instant::now();
+    let mut child = Command::new("bash")
+        .arg(repo.join("ci/gpu-check.sh"))
+        .arg("--sim")
+        .env("OUT", &out)
+        .env("GPU_CHECK_BUDGET_S", budget.to_string())
+        .env("MFUBENCH_BIN_DIR", bin_dir)
+        .env("MFUBENCH_SIMGPU_LIB", &lib)
+        .env_remove("MFUBENCH_CUDA_LIB_DIR")
+        .env_remove("MFUBENCH_SIMGPU_FAULTS")
+        .env_remove("CUDA_VISIBLE_DEVICES")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if started.elapsed() > Duration::from_secs(budget + 60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("gpu-check.sh --sim outlived its {budget} s budget by 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let log = std::fs::read_to_string(out.join("gpu-check.txt")).unwrap_or_default();
+    println!("--- sim, budget {budget} s, {secs:.1} s:\n{log}");
+    let log = &log;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("gpu-check: PASS (simulated)"), "{log}");
+    assert!(
+        log.lines().all(|l| l.trim() != "gpu-check: PASS"),
+        "a plain PASS on the simulated GPU\n{log}"
+    );
+    assert!(
+        log.contains("SKIPPED (simulated: no PyTorch comparison)"),
+        "{log}"
+    );
+    assert!(log.contains("compute capability: 90"), "{log}");
+    for id in ["llama3-8b", "llama3-8b-fp8", "fsdp"] {
+        assert!(
+            log.contains(&format!("### SIMULATED {id}: ")),
+            "{id}\n{log}"
+        );
+    }
+    assert!(
+        !log.contains("\n### llama3-8b"),
+        "an unlabelled table\n{log}"
+    );
+    let files = assert_returnable(&out, log);
+    assert_eq!(files.len(), 8, "{files:?}");
+    for id in ["llama3-8b", "llama3-8b-fp8"] {
+        let run: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(format!("{id}.run.json"))).unwrap())
+                .unwrap();
+        assert_eq!(run["backend"], "cuda", "{id}");
+        assert_eq!(run["ranks"][0]["device_info"]["simulated"], "true", "{id}");
+        assert_eq!(run["ranks"][0]["wrong"], 0, "{id}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("gpu-check.json")).unwrap()).unwrap();
+    for id in ["llama3-8b", "llama3-8b-fp8", "fsdp"] {
+        assert_eq!(json[id]["simulated"], true, "{id}: {json}");
+        assert_eq!(json[id]["passed"], true, "{id}: {json}");
+    }
+    assert_eq!(json["fsdp"]["run"]["config"]["parallel"]["data"], "fsdp");
+    let tests = std::fs::read_to_string(out.join("cuda_gpu.log")).unwrap();
+    assert!(tests.contains("test result: ok."), "{tests}");
+    assert!(!tests.contains("skipped:"), "{tests}");
+    let acc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("accept.json")).unwrap()).unwrap();
+    assert_eq!(acc["complete"], true, "{acc}");
+    assert!(secs < budget as f64, "{secs} s");
 }
