@@ -30,8 +30,7 @@ pub const BANNER: &str = "SIMULATED GPU — timings are CPU timings";
 pub const NAME_MARK: &str = "(simulated)";
 
 /// One kind of fault.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]
 pub enum Fault {
     /// An XID event with this code.
     Xid(u64),

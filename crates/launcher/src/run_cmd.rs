@@ -39,7 +39,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mfubench_core::config::{parse_config, BackendKind};
+use mfubench_core::config::{parse_config_file, BackendKind};
 use mfubench_core::result::LaunchInfo;
 
 use crate::exit::{
@@ -202,7 +202,21 @@ struct Plan {
 fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| usage(format!("{}: cannot read the config: {e}", args.config)))?;
-    let config = parse_config(&text, &args.config).map_err(|e| usage(e.to_string()))?;
+    // Checked as the ranks will check it: with the backend the command line
+    // asks for (--backend, or cuda for --sim-gpu), whose defaults and dtype
+    // rules differ from the file's run.backend. `auto` is settled on the
+    // ranks, which know whether a GPU is there.
+    let mut file = parse_config_file(&text, &args.config).map_err(|e| usage(e.to_string()))?;
+    match (args.backend, args.sim_gpu) {
+        (Some(BackendChoice::Cpu), _) => file.run.backend = Some(BackendKind::Cpu),
+        (Some(BackendChoice::Cuda), _) | (None, Some(_)) => {
+            file.run.backend = Some(BackendKind::Cuda)
+        }
+        _ => {}
+    }
+    let config = file
+        .resolve(&args.config)
+        .map_err(|e| usage(e.to_string()))?;
     check_vary(&text, args, extra_worker_args)?;
     simgpu::check_args(args.sim_gpu, &args.sim_fault)?;
     if args.sim_gpu.is_some()

@@ -447,7 +447,13 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         if let Ok(v) = mpi::environment::library_version() {
             versions.insert(
                 "mpi".to_string(),
-                v.lines().next().unwrap_or("").trim().to_string(),
+                // MPI_Get_library_version's buffer ends in a NUL that
+                // trim() keeps.
+                v.lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                    .to_string(),
             );
         }
         versions.insert(

@@ -294,7 +294,7 @@ pub fn rel_error(got: &[f64], want: &[f64]) -> f64 {
 /// shrinks every input by up to one tf32 ulp (2⁻¹⁰ relative, biased, so it
 /// does not cancel) and gives 7.8e-4 on the check's fixed data, while a GEMM
 /// that silently ran with bf16 inputs (e.g. a wrong compute-type value,
-/// `FAST_16BF` is 78 next to `FAST_TF32`'s 77) gives 2.2e-3 (both computed
+/// `FAST_16BF` is 75; `FAST_TF32` is 77) gives 2.2e-3 (both computed
 /// in `tf32_truncation_passes_and_bf16_does_not`). 1.5e-3 sits between
 /// them with about 1.5× room on each side; the old 1e-3 left truncation
 /// only ~25 %.
