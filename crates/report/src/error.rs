@@ -104,3 +104,26 @@ pub enum ReportError {
         message: String,
     },
 }
+
+impl From<mfubench_fsio::FsError> for ReportError {
+    fn from(e: mfubench_fsio::FsError) -> ReportError {
+        use mfubench_fsio::FsError;
+        match e {
+            FsError::Read { path, source } => ReportError::Read { path, source },
+            FsError::Write { path, source } => ReportError::Write { path, source },
+            FsError::NotAFile { path } => ReportError::Inconsistent {
+                path,
+                message: "not a regular file".into(),
+            },
+            FsError::TooLarge { ref path, .. } => {
+                let path = path.clone();
+                let full = e.to_string();
+                let prefix = format!("{}: ", path.display());
+                ReportError::Inconsistent {
+                    message: full.strip_prefix(&prefix).unwrap_or(&full).to_string(),
+                    path,
+                }
+            }
+        }
+    }
+}

@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 
 use mfubench_core::result::{RunRecord, SCHEMA_VERSION};
-use serde::Deserialize;
 use serde_json::error::Category;
 
 use crate::error::ReportError;
@@ -60,35 +59,15 @@ pub fn max_run_json_bytes() -> u64 {
 /// Reads and checks a run directory or run.json file.
 pub fn read_run(path: &Path) -> Result<LoadedRun, ReportError> {
     let file = resolve_run_path(path)?;
-    let read_err = |source| ReportError::Read {
-        path: file.clone(),
-        source,
-    };
-    let meta = std::fs::metadata(&file).map_err(read_err)?;
-    let limit = max_run_json_bytes();
-    if !meta.is_file() || meta.len() > limit {
-        return Err(ReportError::Inconsistent {
-            path: file.clone(),
-            message: if meta.is_file() {
-                format!(
-                    "{} bytes, more than the {} MiB a run.json may have (set MFUBENCH_MAX_RUN_JSON_MB to read it anyway)",
-                    meta.len(),
-                    limit >> 20
-                )
-            } else {
-                "not a regular file".into()
-            },
-        });
-    }
-    let bytes = std::fs::read(&file).map_err(read_err)?;
+    let bytes = mfubench_fsio::read_capped(
+        &file,
+        max_run_json_bytes(),
+        "run.json",
+        "set MFUBENCH_MAX_RUN_JSON_MB to read it anyway",
+    )
+    .map_err(ReportError::from)?;
     let record = parse_run(&bytes, &file)?;
     Ok(LoadedRun { path: file, record })
-}
-
-/// Only the version, for diagnosing files that do not parse in full.
-#[derive(Deserialize)]
-struct Head {
-    schema_version: Option<serde_json::Value>,
 }
 
 /// Parses and checks run.json bytes; `path` names the file in errors.
@@ -143,10 +122,8 @@ fn classify(bytes: &[u8], path: &Path, e: &serde_json::Error) -> ReportError {
         Category::Data => {
             // The document is well-formed JSON: say first whether it is a
             // newer layout, which explains any mismatch.
-            let version = serde_json::from_slice::<Head>(bytes)
-                .ok()
-                .and_then(|h| h.schema_version);
-            match version.as_ref().and_then(serde_json::Value::as_u64) {
+            let version = mfubench_fsio::schema_version(bytes);
+            match version {
                 Some(v) if v > u64::from(SCHEMA_VERSION) => ReportError::FutureSchema {
                     path: path_buf,
                     found: v,

@@ -34,25 +34,27 @@ pub fn accept_path(path: &Path) -> Option<PathBuf> {
 
 /// Reads and checks accept.json.
 pub fn read_accept(file: &Path) -> Result<AcceptRecord, ReportError> {
-    let bytes = std::fs::read(file).map_err(|source| ReportError::Read {
-        path: file.to_path_buf(),
-        source,
-    })?;
-    let rec: AcceptRecord = serde_json::from_slice(&bytes).map_err(|e| ReportError::Syntax {
+    // The policy of every versioned file: capped, version first.
+    let bytes = mfubench_fsio::read_capped(file, MAX_ACCEPT_JSON_BYTES, "accept.json", "")?;
+    if let Some(v) = mfubench_fsio::schema_version(&bytes) {
+        if v > u64::from(ACCEPT_SCHEMA_VERSION) {
+            return Err(ReportError::FutureSchema {
+                path: file.to_path_buf(),
+                found: v,
+                supported: ACCEPT_SCHEMA_VERSION,
+            });
+        }
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ReportError::Syntax {
         path: file.to_path_buf(),
         line: e.line(),
         column: e.column(),
         message: format!("not a readable accept.json: {e}"),
-    })?;
-    if rec.schema_version > ACCEPT_SCHEMA_VERSION {
-        return Err(ReportError::FutureSchema {
-            path: file.to_path_buf(),
-            found: u64::from(rec.schema_version),
-            supported: ACCEPT_SCHEMA_VERSION,
-        });
-    }
-    Ok(rec)
+    })
 }
+
+/// Largest accept.json read (a 16,384-node link matrix is tens of MB).
+pub const MAX_ACCEPT_JSON_BYTES: u64 = 256 << 20;
 
 /// The suite's report: text and verdict.
 #[derive(Debug, Clone)]

@@ -43,22 +43,7 @@ pub fn vary_file(path: &Path) -> Option<PathBuf> {
 /// files (a variant whose run.json is missing or unreadable counts as
 /// not measured, and the reason is returned beside it).
 pub fn read_vary(file: &Path) -> Result<(VaryRecord, Vec<String>), ReportError> {
-    let read_err = |source| ReportError::Read {
-        path: file.to_path_buf(),
-        source,
-    };
-    let meta = std::fs::metadata(file).map_err(read_err)?;
-    if meta.len() > MAX_VARY_JSON_BYTES {
-        return Err(ReportError::Inconsistent {
-            path: file.to_path_buf(),
-            message: format!(
-                "{} bytes, more than the {} MiB a vary.json may have",
-                meta.len(),
-                MAX_VARY_JSON_BYTES >> 20
-            ),
-        });
-    }
-    let bytes = std::fs::read(file).map_err(read_err)?;
+    let bytes = mfubench_fsio::read_capped(file, MAX_VARY_JSON_BYTES, "vary.json", "")?;
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| ReportError::Syntax {
             path: file.to_path_buf(),

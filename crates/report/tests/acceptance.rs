@@ -580,9 +580,9 @@ fn promtool(text: &str) -> Option<String> {
     {
         Ok(c) => c,
         Err(_) => {
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "skipped: promtool is not installed (ci/install-deps.sh installs prometheus)"
+            common::skip(
+                &common::current_test(),
+                "promtool is not installed (ci/install-deps.sh installs prometheus)",
             );
             return None;
         }

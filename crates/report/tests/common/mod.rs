@@ -14,6 +14,14 @@ use mfubench_core::result::{
     StreamKind, SummaryInputs, SCHEMA_VERSION,
 };
 
+/// Skips: `skip(test, reason)` prints a visible notice (the test then
+/// returns) and with `CI=true` fails instead. See
+/// crates/test-support/skip.rs.
+#[path = "../../../test-support/skip.rs"]
+mod skipping;
+#[allow(unused_imports)] // each test binary uses a subset
+pub use skipping::{current_test, skip};
+
 /// The config of the fixture runs: a Llama-3-8B block on H100s.
 pub const FIXTURE_TOML: &str = r#"
 [model]
