@@ -198,14 +198,17 @@ else
     # The compute capability decides the fp8 run: from nvidia-smi (drivers
     # >= 510), which answers in well under a second, not from PyTorch,
     # whose first import on a cold VM can take longer than its share.
-    CC=$(step 2 90 nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>&1 | head -1 | tr -d '. ')
+    CC=$(step 2 90 nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>&1 | head -1)
 fi
-case "$CC" in
+case "${CC//[. ]/}" in
     "" | *[!0-9]*)
         echo "compute capability: unknown (${CC:-no answer})"
         CC=
         ;;
-    *) echo "compute capability: $CC" ;;
+    *)
+        CC=${CC//[. ]/}
+        echo "compute capability: $CC"
+        ;;
 esac
 
 say "CUDA libraries"

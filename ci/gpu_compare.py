@@ -218,7 +218,9 @@ def report(run, out):
         op = ("T" if ta else "N") + ("T" if tb else "N")
         shape = f"{m} x {n} x {k}, {b}, {op}"
         fmt = lambda x, p=1: "-" if x is None else f"{x:.{p}f}"
-        print(f"{shape:44} {gf:8.1f} {fmt(ours):>10} {fmt(theirs):>10} {fmt(ratio, 3):>6}{flag:2} {labels[0]}")
+        # The simulated GPU's CPU rates are hundredths of a TFLOP/s.
+        print(f"{shape:44} {gf:8.1f} {fmt(ours, 4 if simulated else 1):>10} {fmt(theirs):>10} "
+              f"{fmt(ratio, 3):>6}{flag:2} {labels[0]}")
         rows.append(dict(m=m, n=n, k=k, batch=b, trans_a=ta, trans_b=tb, gflop=gf,
                          ours_tflops=ours, torch_tflops=theirs, ratio=ratio, ops=labels))
     s = run["summary"]

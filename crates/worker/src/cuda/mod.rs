@@ -31,7 +31,8 @@
 //! `CU_EVENT_DEFAULT` (timing on). [`Streams::sync_event`] polls
 //! `cuEventQuery` with a short sleep until the watchdog's timeout, checking
 //! `ncclCommGetAsyncError` of every communicator (the world's and each
-//! group's) on the way; on a timeout or an NCCL error it aborts them all
+//! group's) on the way; on an NCCL error, and when the caller gives up at
+//! the op timeout ([`Streams::give_up`]), it aborts them all
 //! (`ncclCommAbort`), so kernels spinning on a dead peer return and the job
 //! can end. Communicator creation runs under an
 //! [`nccl::InitWatchdog`] (a rank that never arrives would block it
