@@ -28,6 +28,34 @@ pub const RACE_VAR: &str = "MFUBENCH_SIMGPU_RACE_CHECK";
 pub const BANNER: &str = "SIMULATED GPU — timings are CPU timings";
 /// What a simulated device's name ends with.
 pub const NAME_MARK: &str = "(simulated)";
+/// The simulator's shared object (crates/simgpu).
+pub const LIB_FILE: &str = "libmfubench_simgpu.so";
+/// The names the launcher links it under: the libraries the CUDA backend,
+/// cudarc and nvml-wrapper open.
+pub const LINK_NAMES: &[&str] = &[
+    "libcuda.so.1",
+    "libcuda.so",
+    "libcublasLt.so.12",
+    "libcublasLt.so.13",
+    "libnccl.so.2",
+    "libnvidia-ml.so.1",
+    "libnvidia-ml.so",
+];
+
+/// NVML's UUID string ("GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx") of the
+/// 16 bytes the CUDA driver reports: how the CUDA backend finds its NVML
+/// device, and how the simulated NVML names its devices.
+pub fn nvml_uuid(bytes: &[u8; 16]) -> String {
+    let h: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        h[0..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..16].concat()
+    )
+}
 
 /// One kind of fault.
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq)]

@@ -45,16 +45,7 @@ pub fn uuid_bytes(idx: usize) -> [u8; 16] {
 
 /// NVML's UUID string of global device `idx`.
 pub fn uuid_string(idx: usize) -> String {
-    let b = uuid_bytes(idx);
-    let h: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "GPU-{}-{}-{}-{}-{}",
-        h[0..4].concat(),
-        h[4..6].concat(),
-        h[6..8].concat(),
-        h[8..10].concat(),
-        h[10..16].concat()
-    )
+    mfubench_core::simgpu::nvml_uuid(&uuid_bytes(idx))
 }
 
 /// A serial number for global device `idx` (NVML reports one per board).

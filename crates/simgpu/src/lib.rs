@@ -79,15 +79,7 @@ pub mod hdr {
 }
 
 /// The names the launcher links the shared object under.
-pub const LIB_NAMES: &[&str] = &[
-    "libcuda.so.1",
-    "libcuda.so",
-    "libcublasLt.so.12",
-    "libcublasLt.so.13",
-    "libnccl.so.2",
-    "libnvidia-ml.so.1",
-    "libnvidia-ml.so",
-];
+pub use mfubench_core::simgpu::LINK_NAMES as LIB_NAMES;
 
 /// Defines exported C functions and checks each against the header's
 /// declaration of the same name: `if … { ours } else { header's }` only

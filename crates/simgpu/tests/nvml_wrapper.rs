@@ -35,18 +35,7 @@ fn library() -> PathBuf {
     .unwrap_or_else(|| panic!("{name} is not built next to {}", exe.display()))
 }
 
-/// The worker's `telemetry::nvml_uuid`: NVML's string of CUDA's UUID bytes.
-fn nvml_uuid(bytes: &[u8; 16]) -> String {
-    let h: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "GPU-{}-{}-{}-{}-{}",
-        h[0..4].concat(),
-        h[4..6].concat(),
-        h[6..8].concat(),
-        h[8..10].concat(),
-        h[10..16].concat()
-    )
-}
+use mfubench_core::simgpu::nvml_uuid;
 
 #[test]
 fn telemetry_calls_through_nvml_wrapper() {

@@ -18,19 +18,7 @@ use mfubench_core::simgpu as sim;
 
 use crate::exit::usage;
 
-/// The simulator's shared object.
-pub const LIB_FILE: &str = "libmfubench_simgpu.so";
-/// Names it is linked under (the ones the backend, cudarc and nvml-wrapper
-/// open).
-pub const LINK_NAMES: &[&str] = &[
-    "libcuda.so.1",
-    "libcuda.so",
-    "libcublasLt.so.12",
-    "libcublasLt.so.13",
-    "libnccl.so.2",
-    "libnvidia-ml.so.1",
-    "libnvidia-ml.so",
-];
+pub use mfubench_core::simgpu::{LIB_FILE, LINK_NAMES};
 /// Most simulated GPUs per host.
 pub const MAX_PER_HOST: u32 = 64;
 

@@ -71,19 +71,7 @@ pub fn throttle_bits(strict: Result<ThrottleReasons, NvmlError>) -> Option<u64> 
     }
 }
 
-/// NVML's UUID string ("GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx") of the
-/// 16 bytes the CUDA driver reports.
-pub fn nvml_uuid(bytes: &[u8; 16]) -> String {
-    let h: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "GPU-{}-{}-{}-{}-{}",
-        h[0..4].concat(),
-        h[4..6].concat(),
-        h[6..8].concat(),
-        h[8..10].concat(),
-        h[10..16].concat()
-    )
-}
+pub use mfubench_core::simgpu::nvml_uuid;
 
 /// Most events one poll takes from the set: a storm of XIDs cannot keep a
 /// rank polling forever (the rest wait for the next poll).
