@@ -19,10 +19,13 @@
 //!   PaLM's attention term, training-time and MFU-from-a-log calculators.
 //! - [`peak`]: the dense peak TFLOP/s table, looked up by device name and SM
 //!   count.
-//! - [`metrics`]: the metric formulas of DESIGN.md as pure functions.
+//! - [`metrics`]: the metric formulas of docs/metrics.md as pure functions.
 //! - [`stats`]: median / percentile helpers.
 //! - [`check`]: the known-sum pattern used to verify all-reduce results.
-//! - [`time`]: calendar arithmetic for UTC timestamps.
+//! - [`time`]: calendar arithmetic for UTC timestamps, and durations as
+//!   people write them.
+//! - [`units`]: fractions (`0.9`, `90%`) and byte sizes (`64K`, `1G`) as
+//!   people write them: one parser each, for every flag that takes one.
 //! - [`redact`]: what of the environment and command lines may be
 //!   written down (allow-list, redaction of values and URL credentials).
 //! - [`protocol`]: the launcher–worker contract: progress events, their
@@ -56,6 +59,7 @@ pub mod result;
 pub mod simgpu;
 pub mod stats;
 pub mod time;
+pub mod units;
 pub mod vary;
 
 /// Version of this tool, recorded in every result file.

@@ -20,6 +20,7 @@ use mfubench_core::accept::{parse_bytes, parse_stages, AcceptOverrides, Stage, S
 use mfubench_core::config::parse_config;
 
 use crate::exit::{run_failed, usage, verdict_code, ACCEPTANCE_FAILED, INTERRUPTED, OK};
+use crate::report_cmd::fraction_for;
 use crate::run_cmd::{launch, report, Launched, RunArgs};
 
 /// Arguments of `mfubench accept`.
@@ -42,19 +43,46 @@ pub struct AcceptArgs {
     /// Sweep: factor between sizes.
     #[arg(short = 'f', long, value_name = "N")]
     pub sweep_factor: Option<u64>,
-    /// A device below this fraction of the median device fails (accept.min_device_fraction).
-    #[arg(long, value_name = "FRACTION")]
-    pub min_device_fraction: Option<f64>,
-    /// A node below this fraction of the median node fails (accept.min_node_fraction).
-    #[arg(long, value_name = "FRACTION")]
-    pub min_node_fraction: Option<f64>,
-    /// A link below this fraction of the reference link fails (accept.min_link_fraction).
-    #[arg(long, value_name = "FRACTION")]
-    pub min_link_fraction: Option<f64>,
+    /// The device, node and link thresholds.
+    #[command(flatten)]
+    pub fractions: AcceptFractionArgs,
     /// Everything `mfubench run` takes: CONFIG, --np, --hosts, --hostfile,
     /// --backend, --out, --run-id, --timeout, --launcher, --dry-run, -- ARGS.
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// The `[accept]` thresholds as flags, declared once: `mfubench accept`
+/// applies them to the config's `[accept]` (and forwards them to the
+/// ranks), `mfubench report` re-judges an accept.json with them. Each takes
+/// a fraction or a percentage with core's one parser; a bad value is a
+/// usage error (exit 2) naming the flag and the `accept.` setting.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AcceptFractionArgs {
+    /// A device below this fraction of the median device fails, e.g. 0.92
+    /// or 92% (replaces accept.min_device_fraction).
+    #[arg(long, value_name = "FRACTION", value_parser = fraction_for("accept.min_device_fraction"))]
+    pub min_device_fraction: Option<f64>,
+    /// A node below this fraction of the median node fails, e.g. 0.9 or
+    /// 90% (replaces accept.min_node_fraction).
+    #[arg(long, value_name = "FRACTION", value_parser = fraction_for("accept.min_node_fraction"))]
+    pub min_node_fraction: Option<f64>,
+    /// A link below this fraction of the reference link fails, e.g. 0.8 or
+    /// 80% (replaces accept.min_link_fraction).
+    #[arg(long, value_name = "FRACTION", value_parser = fraction_for("accept.min_link_fraction"))]
+    pub min_link_fraction: Option<f64>,
+}
+
+impl AcceptFractionArgs {
+    /// `base` with the thresholds these flags give.
+    pub fn overrides(&self, base: AcceptOverrides) -> AcceptOverrides {
+        AcceptOverrides {
+            min_device_fraction: self.min_device_fraction,
+            min_node_fraction: self.min_node_fraction,
+            min_link_fraction: self.min_link_fraction,
+            ..base
+        }
+    }
 }
 
 /// Runs `mfubench accept`.
@@ -63,15 +91,13 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
         Some(list) => Some(parse_stages(list).map_err(|e| usage(format!("--stages {list}: {e}")))?),
         None => None,
     };
-    let overrides = AcceptOverrides {
+    let overrides = args.fractions.overrides(AcceptOverrides {
         stages,
-        min_device_fraction: args.min_device_fraction,
-        min_node_fraction: args.min_node_fraction,
-        min_link_fraction: args.min_link_fraction,
         sweep_begin: args.sweep_begin,
         sweep_end: args.sweep_end,
         sweep_factor: args.sweep_factor,
-    };
+        ..Default::default()
+    });
     // Bad settings are found here, before any rank starts.
     let cfg = &args.run.config;
     let text = std::fs::read_to_string(cfg)

@@ -14,7 +14,11 @@ use mfubench_report::{
     ReportError, ReportOptions, Status, Tolerance,
 };
 
+use crate::accept_cmd::AcceptFractionArgs;
 use crate::exit::{usage, verdict_code, ACCEPTANCE_FAILED, OK};
+/// Fractions and percentages: core's one parser each (`flops --mfu` too).
+pub use mfubench_core::units::parse_fraction;
+use mfubench_core::units::{parse_percentage, parse_ratio};
 
 /// Arguments of `mfubench report`.
 #[derive(Debug, Args)]
@@ -42,16 +46,10 @@ pub struct ReportArgs {
     /// finished instead of exiting 3 with verdict INCOMPLETE.
     #[arg(long)]
     pub allow_partial: bool,
-    /// accept.json: re-judge devices with this fraction of the median
-    /// (overrides the run's accept.min_device_fraction).
-    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
-    pub min_device_fraction: Option<f64>,
-    /// accept.json: re-judge nodes with this fraction of the median.
-    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
-    pub min_node_fraction: Option<f64>,
-    /// accept.json: re-judge links with this fraction of the reference.
-    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
-    pub min_link_fraction: Option<f64>,
+    /// accept.json: re-judge it with these thresholds (they replace the
+    /// run's accept.min_*_fraction).
+    #[command(flatten)]
+    pub accept: AcceptFractionArgs,
 }
 
 /// `--junit` / `--prom`: shared by `report` and `run`.
@@ -73,16 +71,20 @@ pub struct ExportArgs {
 pub struct ThresholdArgs {
     /// Lowest acceptable overlapped MFU, e.g. 0.4 or 40% (overrides
     /// [acceptance] min_mfu).
-    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    #[arg(long, value_name = "FRACTION", value_parser = fraction_for("acceptance.min_mfu"))]
     pub min_mfu: Option<f64>,
     /// Highest acceptable exposed communication fraction, e.g. 0.1 or 10%.
-    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    #[arg(
+        long,
+        value_name = "FRACTION",
+        value_parser = fraction_for("acceptance.max_exposed_comm_fraction")
+    )]
     pub max_exposed_comm_fraction: Option<f64>,
     /// Lowest acceptable all-reduce bus bandwidth, GB/s.
     #[arg(long, value_name = "GBPS")]
     pub min_busbw_gbps: Option<f64>,
     /// Straggler tolerance, e.g. 0.05 or 5% (stragglers are recomputed).
-    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    #[arg(long, value_name = "FRACTION", value_parser = parse_ratio)]
     pub straggler_tolerance: Option<f64>,
     /// Most wrong all-reduce elements tolerated.
     #[arg(long, value_name = "N")]
@@ -121,7 +123,7 @@ pub struct CompareArgs {
     pub baseline: Option<PathBuf>,
     /// Largest tolerated worsening of a headline figure, in percent
     /// (`5%` or `5`); a baseline file's `default` replaces it.
-    #[arg(long, default_value = "5%", value_parser = parse_percent)]
+    #[arg(long, default_value = "5%", value_parser = parse_percentage)]
     pub max_regression: f64,
     /// Compare runs of different configurations anyway.
     #[arg(long)]
@@ -139,32 +141,14 @@ fn parse_format(s: &str) -> Result<Format, String> {
         .ok_or_else(|| format!("unknown format {s:?}: use table, json, csv, md or html"))
 }
 
-/// `0.4` or `40%` → 0.4.
-pub fn parse_fraction(s: &str) -> Result<f64, String> {
-    let (num, scale) = match s.trim().strip_suffix('%') {
-        Some(n) => (n.trim(), 0.01),
-        None => (s.trim(), 1.0),
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number (give e.g. 0.4 or 40%)"))?;
-    let v = v * scale;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("{s:?} must be a non-negative fraction"));
-    }
-    Ok(v)
-}
-
-/// `5%` or `5` → 0.05 (a bare number is a percentage here).
-fn parse_percent(s: &str) -> Result<f64, String> {
-    let num = s.trim().strip_suffix('%').unwrap_or(s.trim()).trim();
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a percentage (give e.g. 5%)"))?;
-    if !v.is_finite() || v < 0.0 {
-        return Err(format!("{s:?} must be a non-negative percentage"));
-    }
-    Ok(v / 100.0)
+/// Core's fraction parser (`0.4` or `40%`, between 0 and 1) for a flag
+/// that replaces the setting `key`: its error names the setting after the
+/// flag clap names, e.g. `invalid value '1.5' for '--min-mfu <FRACTION>':
+/// acceptance.min_mfu: "1.5" is out of range: …` (exit 2).
+pub fn fraction_for(
+    key: &'static str,
+) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |s| parse_fraction(s).map_err(|e| format!("{key}: {e}"))
 }
 
 /// The variant table of a `--vary` run (`vary.json`): table or json; exit
@@ -211,14 +195,11 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
     let mut suite_ok = true;
     if let Some(file) = mfubench_report::suite::accept_path(&args.run) {
         let rec = mfubench_report::suite::read_accept(&file).map_err(coded)?;
-        let settings = mfubench_core::accept::AcceptOverrides {
-            min_device_fraction: args.min_device_fraction,
-            min_node_fraction: args.min_node_fraction,
-            min_link_fraction: args.min_link_fraction,
-            ..Default::default()
-        }
-        .apply(&rec.settings, &file.display().to_string())
-        .map_err(|e| usage(e.to_string()))?;
+        let settings = args
+            .accept
+            .overrides(Default::default())
+            .apply(&rec.settings, &file.display().to_string())
+            .map_err(|e| usage(e.to_string()))?;
         let out = mfubench_report::suite::render(&rec, Some(&settings));
         print!("{}", out.text);
         suite_ok = match out.overall {
@@ -346,13 +327,19 @@ mod tests {
 
     #[test]
     fn fractions_and_percentages() {
-        assert_eq!(parse_fraction("0.4"), Ok(0.4));
-        assert_eq!(parse_fraction("40%"), Ok(0.4));
-        assert!(parse_fraction("-1").is_err());
-        assert!(parse_fraction("abc").is_err());
-        assert_eq!(parse_percent("5%"), Ok(0.05));
-        assert_eq!(parse_percent("5"), Ok(0.05));
-        assert!(parse_percent("x%").is_err());
+        let min_mfu = fraction_for("acceptance.min_mfu");
+        assert_eq!(min_mfu("0.4"), Ok(0.4));
+        assert_eq!(min_mfu("40%"), Ok(0.4));
+        assert!(min_mfu("-1").is_err());
+        let e = min_mfu("1.5").unwrap_err();
+        assert!(
+            e.starts_with("acceptance.min_mfu: \"1.5\" is out of range"),
+            "{e}"
+        );
+        assert!(min_mfu("abc").is_err());
+        assert_eq!(parse_percentage("5%"), Ok(0.05));
+        assert_eq!(parse_percentage("5"), Ok(0.05));
+        assert!(parse_percentage("x%").is_err());
         assert_eq!(parse_format("md"), Ok(Format::Markdown));
         assert_eq!(parse_format("html"), Ok(Format::Html));
         assert!(parse_format("xml").is_err());

@@ -661,3 +661,69 @@ fn accept_stopped_rank_is_named_with_its_stage() {
         line_with(&f.stderr, "fell behind")
     ));
 }
+
+/// `--min-device-fraction 90%` is 0.9 on `accept` as on `report` and `run`'s
+/// thresholds (core's one fraction parser): the ranks are given 0.9; a value
+/// above 1 or not a number is refused (exit 2) before anything starts,
+/// naming the flag and the setting. A stand-in worker: nothing is run.
+#[test]
+fn accept_fractions_take_percentages_as_report_does() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().expect("tempdir");
+    let worker = d.path().join("mfubench-worker");
+    std::fs::write(&worker, "#!/bin/sh\nexit 0\n").expect("write");
+    std::fs::set_permissions(&worker, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let cfg = test_config("accept.toml");
+    let cfg = cfg.to_str().expect("utf-8");
+    let out = d.path().join("results");
+    let accept = |flags: &[&str]| {
+        let mut c = mfubench_cmd();
+        c.env("MFUBENCH_WORKER", &worker)
+            .args(["accept", cfg, "--out"])
+            .arg(&out)
+            .args(flags)
+            .arg("--dry-run");
+        run(&mut c, Duration::from_secs(60))
+    };
+    let f = accept(&["--min-device-fraction", "90%", "--min-link-fraction", "0.8"]);
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(
+        f.stdout
+            .contains("--accept --min-device-fraction 0.9 --min-link-fraction 0.8"),
+        "{}",
+        f.stdout
+    );
+    let f = accept(&["--min-node-fraction", "70 %"]);
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(f.stdout.contains("--min-node-fraction 0.7"), "{}", f.stdout);
+    for (flag, bad, setting) in [
+        ("--min-device-fraction", "1.5", "accept.min_device_fraction"),
+        ("--min-node-fraction", "150%", "accept.min_node_fraction"),
+        ("--min-link-fraction", "most", "accept.min_link_fraction"),
+        ("--min-mfu", "140%", "acceptance.min_mfu"),
+    ] {
+        let f = accept(&[flag, bad]);
+        assert_eq!(f.code(), 2, "{flag} {bad}: {f:?}");
+        for needle in [flag, bad, setting, "90%"] {
+            assert!(
+                f.stderr.contains(needle),
+                "{flag} {bad}: lacks {needle:?}: {}",
+                f.stderr
+            );
+        }
+        assert!(f.stdout.is_empty(), "{f:?}");
+    }
+    assert!(!out.exists(), "{} was made", out.display());
+    // `report` takes the same flags with the same parser.
+    let f = run(
+        mfubench_cmd().args(["report", "/nonexistent", "--min-device-fraction", "1.5"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(f.code(), 2, "{f:?}");
+    assert!(
+        f.stderr.contains("--min-device-fraction")
+            && f.stderr.contains("accept.min_device_fraction"),
+        "{}",
+        f.stderr
+    );
+}

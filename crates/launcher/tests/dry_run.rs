@@ -602,3 +602,68 @@ fn bad_vary_is_a_one_line_usage_error() {
         assert_eq!(errors.len(), 1, "{}", f.stderr);
     }
 }
+
+/// A run id is checked with core's rule, the one the ranks apply to the
+/// folder they create, before anything starts: `+`, a leading `-` and 129
+/// characters are refused with exit 2 and one line naming `--run-id` and
+/// what it may hold, with and without --dry-run; no results folder is made
+/// and mpirun (a stand-in on PATH that leaves a mark) is never started.
+#[test]
+fn run_ids_the_ranks_refuse_are_refused_before_anything_starts() {
+    let s = Sandbox::new();
+    let mpirun = s.path().join("bin/mpirun");
+    std::fs::write(&mpirun, "#!/bin/sh\ntouch \"$0.started\"\nexit 0\n").expect("write");
+    std::fs::set_permissions(&mpirun, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let started = s.path().join("bin/mpirun.started");
+    let path = format!(
+        "{}:{}",
+        s.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = s.path().join("fresh-results");
+    let long = "x".repeat(129);
+    for id in ["a+b", "-x", long.as_str()] {
+        for dry_run in [true, false] {
+            let mut c = s.cmd();
+            c.env("PATH", &path)
+                .arg("quick.toml")
+                .arg(format!("--run-id={id}"))
+                .arg("--out")
+                .arg(&out);
+            if dry_run {
+                c.arg("--dry-run");
+            }
+            let f = run(&mut c, LIMIT);
+            let quoted = format!("--run-id \"{id}\"");
+            assert_usage(
+                &f,
+                &[
+                    &quoted,
+                    "letters, digits, '-', '_' and '.'",
+                    "at most 128 characters",
+                ],
+            );
+            let errors: Vec<&str> = f.stderr.lines().filter(|l| l.contains("error")).collect();
+            assert_eq!(errors.len(), 1, "{}", f.stderr);
+            assert!(errors[0].contains(&quoted), "{}", f.stderr);
+            assert!(f.stdout.is_empty(), "{f:?}");
+            assert!(!out.exists(), "{id}: {} was made", out.display());
+            assert!(!started.exists(), "{id}: mpirun was started");
+        }
+    }
+    // The longest id core allows goes through.
+    let max = "x".repeat(128);
+    let f = run(
+        s.cmd()
+            .args(["quick.toml", "--run-id", &max, "--dry-run"])
+            .arg("--out")
+            .arg(&out),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(
+        f.stdout.contains(&format!("--run-id {max} ")),
+        "{}",
+        f.stdout
+    );
+}

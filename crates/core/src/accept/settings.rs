@@ -168,7 +168,7 @@ impl AcceptSettings {
             ("min_node_fraction", self.min_node_fraction),
             ("min_link_fraction", self.min_link_fraction),
         ] {
-            if !(x.is_finite() && (0.0..=1.0).contains(&x)) {
+            if !crate::units::is_fraction(x) {
                 return Err(err(
                     f,
                     format!("accept.{f} = {x} must be a fraction between 0 and 1"),
@@ -368,26 +368,9 @@ impl AcceptOverrides {
     }
 }
 
-/// Parses a byte size: a number with an optional K, M or G suffix (powers
-/// of 1024, as nccl-tests' `-b 8 -e 1G`), e.g. `8`, `64K`, `1G`.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
-        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('M') => (&t[..t.len() - 1], 1 << 20),
-        Some('G') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    num.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| {
-            format!(
-                "\"{s}\" is not a size: give bytes, optionally with K, M or G (e.g. 8, 64K, 1G)"
-            )
-        })
-}
+/// The parser of `-b` / `-e` (`--sweep-begin` / `--sweep-end`): core's one
+/// byte-size parser.
+pub use crate::units::parse_bytes;
 
 #[cfg(test)]
 mod tests {
@@ -409,11 +392,8 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.sweep_sizes(), vec![4, 24, 96]);
-        assert_eq!(parse_bytes("8"), Ok(8));
+        // Sizes are core's one parser (crate::units), re-exported here.
         assert_eq!(parse_bytes("64K"), Ok(65536));
-        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
-        assert_eq!(parse_bytes("2m"), Ok(2 << 20));
-        assert!(parse_bytes("x").is_err() && parse_bytes("").is_err());
         assert_eq!(
             parse_stages("link, device,link"),
             Ok(vec![Stage::Device, Stage::Link])

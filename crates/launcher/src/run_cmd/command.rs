@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::hostlist;
 use crate::exit::usage;
+use mfubench_core::protocol;
 
 /// Which program starts the ranks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -578,15 +579,20 @@ pub fn choose_run_id(
     out: &Path,
 ) -> Result<String> {
     if let Some(id) = given {
-        validate_run_id(id)?;
+        // Core's rule, the one the ranks apply to the folder they create:
+        // checked here before anything starts, a usage error (exit 2).
+        protocol::validate_run_id(id).map_err(|e| usage(e.to_string()))?;
         return Ok(id.to_string());
     }
-    if let Some(job) = slurm_job_id.filter(|j| validate_run_id(j).is_ok()) {
+    if let Some(job) = slurm_job_id.filter(|j| protocol::validate_run_id(j).is_ok()) {
         if !out.join(job).exists() {
             return Ok(job.to_string());
         }
         for k in 2..10_000 {
             let id = format!("{job}-{k}");
+            if protocol::validate_run_id(&id).is_err() {
+                break;
+            }
             if !out.join(&id).exists() {
                 return Ok(id);
             }
@@ -597,23 +603,6 @@ pub fn choose_run_id(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     Ok(format!("{}-{}", utc_stamp(secs), random_suffix()))
-}
-
-/// A run id becomes a directory name: no separators, nothing hidden.
-pub fn validate_run_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && !id.starts_with('.')
-        && id.len() <= 200
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(usage(format!(
-            "--run-id {id:?}: use letters, digits and - _ . + only (it names a directory)"
-        )))
-    }
 }
 
 #[cfg(test)]
@@ -823,7 +812,21 @@ mod tests {
         let t = choose_run_id(None, None, d.path()).unwrap();
         assert_eq!(t.len(), "20240229-123456-abcd".len(), "{t}");
         assert!(choose_run_id(Some("../x"), None, d.path()).is_err());
-        assert!(validate_run_id("a/b").is_err());
+        // Core's rule, not a launcher's own: what the ranks refuse is
+        // refused here, before MPI starts.
+        let long = "x".repeat(129);
+        for bad in ["a/b", "a+b", "-x", ".x", "", long.as_str()] {
+            let e = choose_run_id(Some(bad), None, d.path()).unwrap_err();
+            assert_eq!(crate::exit::code_of(&e), 2, "{bad}");
+            assert!(e.to_string().starts_with("--run-id "), "{e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+        let max = "x".repeat(128);
+        assert_eq!(choose_run_id(Some(&max), None, d.path()).unwrap(), max);
+        // A Slurm job id that is no run id falls back to a timestamp.
+        let t = choose_run_id(None, Some("a+b"), d.path()).unwrap();
+        assert!(t.starts_with("20"), "{t}");
+        assert!(protocol::validate_run_id(&t).is_ok(), "{t}");
     }
 
     #[test]
