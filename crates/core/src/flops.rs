@@ -249,8 +249,8 @@ mod tests {
 
     #[test]
     fn ffn_is_16_d_squared_with_4x_expansion() {
-        // DESIGN.md's correction of the primer: a 4× FFN is 16·d² FLOPs per
-        // token forward (gpt3: f = 4d, not gated).
+        // docs/metrics.md (FLOPs per step): a 4× FFN is 16·d² FLOPs per
+        // token forward, not the ~8·d² some primers give (gpt3: f = 4d, not gated).
         let m = shape("gpt3-175b");
         let f = model_flops(&m);
         let ffn_fwd: f64 = f

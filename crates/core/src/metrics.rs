@@ -1,4 +1,4 @@
-//! The metric formulas of DESIGN.md, as pure functions. Symbols: `T_c`
+//! The metric formulas of docs/metrics.md, as pure functions. Symbols: `T_c`
 //! compute-mode step, `T_a` comm-mode step, `T_s` serialized step, `T_o`
 //! overlapped step, all cluster step times (max over ranks, median over
 //! iterations) in seconds.

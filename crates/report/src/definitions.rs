@@ -1,8 +1,8 @@
 //! The definition of every figure the report prints, written once.
 //!
 //! report.html shows these texts as the tooltip of each number and lists
-//! them at the end (a printed page has no tooltips); README.md's "Metric
-//! definitions" list holds the same sentences, which a test checks.
+//! them at the end (a printed page has no tooltips); docs/metrics.md's
+//! "Metric definitions" list holds the same sentences, which a test checks.
 
 /// One figure's definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,7 +15,7 @@ pub struct Definition {
     pub text: &'static str,
 }
 
-/// Every definition, in the order the README lists them.
+/// Every definition, in the order docs/metrics.md lists them.
 pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "step_time",

@@ -52,7 +52,7 @@
 //!   times the whole report and prints the page's size).
 //! - **Definitions once.** Every figure's definition lives in
 //!   [`definitions`]; report.html shows it as the figure's tooltip and
-//!   README.md's list is checked against it.
+//!   docs/metrics.md's list is checked against it.
 //! - **Atomic files.** Every output is written to a temporary file in the
 //!   same directory and renamed ([`fsutil::write_atomic`]).
 

@@ -347,17 +347,18 @@ fn html_is_one_self_contained_page() {
 }
 
 #[test]
-fn readme_holds_every_definition() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
+fn docs_hold_every_definition() {
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md"),
+    )
+    .unwrap();
     let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-    let readme = flat(&readme);
+    let docs = flat(&docs);
     for d in mfubench_report::definitions::DEFINITIONS {
         let line = flat(&format!("**{}**: {}", d.name, d.text));
         assert!(
-            readme.contains(&line),
-            "README.md lacks the definition of {}: {line}",
+            docs.contains(&line),
+            "docs/metrics.md lacks the definition of {}: {line}",
             d.key
         );
     }
