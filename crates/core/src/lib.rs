@@ -5,7 +5,7 @@
 //! CUDA. That keeps the numbers mfubench prints testable on known answers.
 //!
 //! What lives here:
-//! - [`config`]: the TOML configuration (`[model]`, `[run]`, `[acceptance]`),
+//! - [`config`]: the TOML configuration (`[model]`, `[run]`, `[parallel]`, `[acceptance]`, `[accept]`),
 //!   parsing from a string (the caller reads the file) and validation with
 //!   errors that name the file, line, field and rule.
 //! - [`preset`]: the model shapes mfubench knows by name.

@@ -37,7 +37,7 @@ pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(
 /// missed.
 pub const SILENT_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Exit codes of `mfubench` and `mfubench-worker` (documented in the README).
+/// Exit codes of `mfubench` and `mfubench-worker` (documented in docs/running.md).
 pub mod exit {
     /// Everything passed (or the command had nothing to judge).
     pub const OK: u8 = 0;

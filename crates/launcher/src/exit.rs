@@ -1,4 +1,4 @@
-//! Exit codes of `mfubench` (documented in the README) and errors that carry
+//! Exit codes of `mfubench` (documented in docs/running.md) and errors that carry
 //! one. Any error without a code is a run failure (3).
 
 use std::fmt;

@@ -29,7 +29,7 @@ pub struct FlopsArgs {
     #[arg(long)]
     pub gpus: Option<f64>,
     /// Device model for the peak (e.g. h100-sxm, or h100 for the SXM part;
-    /// see the README's peak table).
+    /// see the peak table in docs/metrics.md).
     #[arg(long)]
     pub gpu: Option<String>,
     /// Dtype of the peak (bf16, fp16, fp8, tf32, f32).

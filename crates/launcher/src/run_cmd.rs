@@ -78,7 +78,7 @@ pub enum BackendChoice {
     Auto,
     /// CPU GEMMs and MPI all-reduces.
     Cpu,
-    /// cuBLAS GEMMs and NCCL all-reduces.
+    /// cuBLASLt GEMMs and NCCL collectives.
     Cuda,
 }
 

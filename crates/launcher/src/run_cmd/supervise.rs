@@ -18,7 +18,7 @@
 //! SIGKILLs the launcher program's process group (and, under srun,
 //! `scancel`s the step, saying whether slurmctld accepted it) and goes on:
 //! its exit never waits on a host that cannot be reached. What may be left
-//! on such a host is in the README.
+//! on such a host is in docs/running.md.
 //!
 //! **Culprits.** Every rank sends a heartbeat (where it is) every second;
 //! when the job fails, a rank not heard from for
@@ -44,7 +44,7 @@ use mfubench_core::protocol::SILENT_AFTER;
 /// Time between SIGTERM and SIGKILL when stopping a job.
 const GRACE: Duration = Duration::from_secs(3);
 /// Time mpirun / srun gets to end the job by itself after a rank aborted
-/// or died, before its process group is killed (documented in the README).
+/// or died, before its process group is killed (documented in docs/running.md).
 pub const ABORT_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait for `scancel`.
 const SCANCEL_LIMIT: Duration = Duration::from_secs(5);
