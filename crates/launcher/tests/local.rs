@@ -516,9 +516,10 @@ fn partial_run_is_incomplete_in_every_output() {
     let j = read_json(&run_dir.join("run.json"));
     if j["complete"] == true {
         // The last mode finished before the kill landed: nothing to test.
-        skip(
+        skip_allowed(
             "partial_run_is_incomplete_in_every_output",
             "the run completed before a rank could be stopped",
+            "timing, not a missing install",
         );
         return;
     }
@@ -659,9 +660,10 @@ fn timed_out_run_is_reported_incomplete() {
         .into_iter()
         .find(|p| proc_env(*p, "OMPI_COMM_WORLD_RANK").as_deref() == Some("1"));
     let Some(victim) = victim else {
-        return skip(
+        return skip_allowed(
             "timed_out_run_is_reported_incomplete",
             "the run ended before rank 1 could be stopped",
+            "timing, not a missing install",
         );
     };
     // SAFETY: plain syscall on a PID we just found to be our worker.

@@ -1,18 +1,14 @@
 //! The CUDA backend on a machine without a GPU: a clear message and exit 2,
 //! never a panic; `--backend auto` falls back to the CPU backend.
 //!
-//! On a machine with a CUDA driver these tests print "skipped: CUDA driver
-//! present" (the GPU paths are in `cuda_gpu.rs`).
+//! On a machine with a CUDA driver these tests print "skipped: TEST: CUDA
+//! driver present …" (the GPU paths are in `cuda_gpu.rs`).
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Prints a skip note that libtest does not capture (a direct write to
-/// stderr), so that it is visible in every test run.
-fn skipped(why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "skipped: {why}");
-}
+#[path = "../../test-support/skip.rs"]
+mod skipping;
 
 fn mpirun_available() -> bool {
     Command::new("mpirun").arg("--version").output().is_ok()
@@ -35,11 +31,18 @@ fn worker(np: u32, args: &[&str]) -> Output {
 
 fn skip() -> bool {
     if mfubench_worker::cuda::driver_present() {
-        skipped("CUDA driver present (see cuda_gpu.rs)");
+        skipping::skip_allowed(
+            &skipping::current_test(),
+            "CUDA driver present",
+            "a GPU machine, not CI's kind; cuda_gpu.rs runs there",
+        );
         return true;
     }
     if !mpirun_available() {
-        skipped("mpirun not found");
+        skipping::skip(
+            &skipping::current_test(),
+            "mpirun not found (ci/install-deps.sh installs openmpi-bin)",
+        );
         return true;
     }
     false

@@ -93,13 +93,13 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Prints a visible skip notice (the test then returns). Written to the
-/// stderr handle directly: the test harness captures `println!`/`eprintln!`
-/// of passing tests, and a skip must show in the CI log.
-pub fn skip(test: &str, reason: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "skipped: {test}: {reason}");
-}
+/// Skips: `skip(test, reason)` prints a visible notice (the test then
+/// returns) and with `CI=true` fails instead; `skip_allowed` for what CI
+/// cannot have or force. See crates/test-support/skip.rs.
+#[path = "../../../test-support/skip.rs"]
+mod skipping;
+#[allow(unused_imports)] // each test binary uses a subset
+pub use skipping::{skip, skip_allowed};
 
 /// An exclusive lock shared by the tests that start real jobs (MPI ranks,
 /// network namespaces, Slurm), across test binaries and threads: they must
@@ -387,7 +387,9 @@ impl Drop for Netns {
     }
 }
 
-/// The skip reason of a test that needs network namespaces, if any.
+/// The skip reason of a test that needs network namespaces, if any (for
+/// [`skip`]: with `CI=true` the test fails, as CI runs as root with
+/// ci/install-deps.sh's packages).
 pub fn netns_missing() -> Option<String> {
     if !is_root() {
         return Some("needs root (network namespaces)".into());
