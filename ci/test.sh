@@ -199,6 +199,10 @@ step "cargo fmt --check"
 cargo fmt --all --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# `cargo test` leaves libmfubench_simgpu.so only in target/debug/deps:
+# `cargo build` puts it next to the binaries, where --sim-gpu finds it.
+step "cargo build (binaries and the simulated GPU)"
+cargo build --workspace
 step "cargo test"
 test_cmd=(cargo test --workspace --no-fail-fast)
 rc=0
