@@ -411,8 +411,9 @@ pub fn log(line: &str) {
 /// 2-core machine never trips it by itself, and well above the 3 s of
 /// silence that mark a rank as stopped.
 pub const OP_TIMEOUT_S: f64 = 8.0;
-/// The launcher's grace for mpirun / srun after an abort (ABORT_GRACE).
-pub const ABORT_GRACE_S: u64 = 10;
+/// The launcher's grace for mpirun / srun after an abort (its own
+/// constant, from the launcher library: never a copy).
+pub const ABORT_GRACE_S: u64 = mfubench_launcher::run_cmd::supervise::ABORT_GRACE.as_secs();
 /// Slack on a loaded machine on top of a documented bound.
 pub const SLACK_S: u64 = 12;
 
