@@ -48,6 +48,32 @@ pub fn uuid_string(idx: usize) -> String {
     mfubench_core::simgpu::nvml_uuid(&uuid_bytes(idx))
 }
 
+/// The global indices of the devices this process sees, in ordinal order:
+/// `CUDA_VISIBLE_DEVICES` (integers, or the UUIDs [`crate::device`] gives)
+/// over `0..devices_per_host()`; entries that name no device end the list,
+/// as CUDA does.
+pub fn visible_devices() -> Vec<usize> {
+    let n = crate::env::devices_per_host();
+    match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Err(_) => (0..n).collect(),
+        Ok(v) => {
+            let mut out = Vec::new();
+            for item in v.split(',') {
+                let item = item.trim();
+                let idx = item
+                    .parse::<usize>()
+                    .ok()
+                    .or_else(|| (0..n).find(|i| uuid_string(*i) == item));
+                match idx {
+                    Some(i) if i < n && !out.contains(&i) => out.push(i),
+                    _ => break,
+                }
+            }
+            out
+        }
+    }
+}
+
 /// A serial number for global device `idx` (NVML reports one per board).
 pub fn serial(idx: usize) -> String {
     let b = uuid_bytes(idx);
@@ -139,8 +165,7 @@ pub fn free(ptr: u64) -> bool {
         let first = *h.freed.keys().next().unwrap();
         h.freed.remove(&first);
     }
-    drop(h); // the race checker takes its lock, then the heap's
-    crate::race::forget(ptr, a.len);
+    drop(h);
     // SAFETY: the mapping was made by `alloc` with these bounds and is no
     // longer reachable through the heap.
     unsafe { libc::munmap(a.map_base as *mut libc::c_void, a.map_len) };

@@ -2,7 +2,7 @@
 //! (`cuda-12080` bindings) and the backend call.
 //!
 //! Devices are ordinals over the visible simulated devices
-//! ([`crate::env::visible_devices`]); a context is the device's primary
+//! ([`crate::device::visible_devices`]); a context is the device's primary
 //! context (the handle encodes the device and is never dereferenced).
 //! Synchronous copies and memsets run on the calling thread (the host
 //! actor of the race checker); asynchronous ones queue on their stream.
@@ -22,7 +22,9 @@ fn global_device(ordinal: CUdevice) -> Option<usize> {
     if ordinal < 0 {
         return None;
     }
-    crate::env::visible_devices().get(ordinal as usize).copied()
+    crate::device::visible_devices()
+        .get(ordinal as usize)
+        .copied()
 }
 
 fn ctx_handle(global: usize) -> CUcontext {
@@ -125,7 +127,7 @@ unsafe fn host_copy(call: &str, dst: u64, src: u64, n: usize, acc: &[Access]) ->
 
 crate::exports! {
     fn cuInit(_flags: c_uint) -> CUresult {
-        if crate::env::visible_devices().is_empty() { CUDA_ERROR_NO_DEVICE } else { CUDA_SUCCESS }
+        if crate::device::visible_devices().is_empty() { CUDA_ERROR_NO_DEVICE } else { CUDA_SUCCESS }
     }
 
     fn cuDriverGetVersion(v: *mut c_int) -> CUresult {
@@ -138,7 +140,7 @@ crate::exports! {
     fn cuDeviceGetCount(n: *mut c_int) -> CUresult {
         if n.is_null() { return CUDA_ERROR_INVALID_VALUE; }
         // SAFETY: non-null output pointer.
-        unsafe { *n = crate::env::visible_devices().len() as c_int };
+        unsafe { *n = crate::device::visible_devices().len() as c_int };
         CUDA_SUCCESS
     }
 
@@ -230,7 +232,7 @@ crate::exports! {
     fn cuCtxGetDevice(d: *mut CUdevice) -> CUresult {
         if d.is_null() { return CUDA_ERROR_INVALID_VALUE; }
         let g = stream::current_device();
-        let ord = crate::env::visible_devices().iter().position(|x| *x == g).unwrap_or(0);
+        let ord = crate::device::visible_devices().iter().position(|x| *x == g).unwrap_or(0);
         // SAFETY: non-null output pointer.
         unsafe { *d = ord as CUdevice };
         CUDA_SUCCESS
@@ -357,7 +359,9 @@ crate::exports! {
         for s in Stream::of_device(stream::current_device()) {
             s.synchronize();
         }
-        if device::free(dptr) { CUDA_SUCCESS } else { CUDA_ERROR_INVALID_VALUE }
+        if !device::free(dptr) { return CUDA_ERROR_INVALID_VALUE; }
+        race::forget(dptr);
+        CUDA_SUCCESS
     }
 
     fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CUresult {

@@ -44,29 +44,3 @@ pub fn host_name() -> String {
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
-
-/// The global indices of the devices this process sees, in ordinal order:
-/// `CUDA_VISIBLE_DEVICES` (integers, or the UUIDs [`crate::device`] gives)
-/// over `0..devices_per_host()`; entries that name no device end the list,
-/// as CUDA does.
-pub fn visible_devices() -> Vec<usize> {
-    let n = devices_per_host();
-    match std::env::var("CUDA_VISIBLE_DEVICES") {
-        Err(_) => (0..n).collect(),
-        Ok(v) => {
-            let mut out = Vec::new();
-            for item in v.split(',') {
-                let item = item.trim();
-                let idx = item
-                    .parse::<usize>()
-                    .ok()
-                    .or_else(|| (0..n).find(|i| crate::device::uuid_string(*i) == item));
-                match idx {
-                    Some(i) if i < n && !out.contains(&i) => out.push(i),
-                    _ => break,
-                }
-            }
-            out
-        }
-    }
-}

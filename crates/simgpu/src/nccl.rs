@@ -886,7 +886,7 @@ crate::exports! {
     fn ncclCommCuDevice(comm: ncclComm_t, device: *mut c_int) -> ncclResult_t {
         let Some(c) = comm_of(comm) else { return ncclInvalidArgument };
         if device.is_null() { return ncclInvalidArgument; }
-        let ord = crate::env::visible_devices().iter().position(|x| *x == c.device).unwrap_or(0);
+        let ord = crate::device::visible_devices().iter().position(|x| *x == c.device).unwrap_or(0);
         // SAFETY: non-null output pointer.
         unsafe { *device = ord as c_int };
         ncclSuccess

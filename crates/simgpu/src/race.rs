@@ -74,8 +74,9 @@ struct State {
     host: VClock,
     clocks: HashMap<Actor, VClock>,
     names: HashMap<Actor, String>,
-    /// Access records per allocation start.
-    records: BTreeMap<u64, Vec<Record>>,
+    /// Access records per allocation (start, id): a new allocation at a
+    /// reused address has a new id, so it never meets a freed one's records.
+    records: BTreeMap<(u64, u64), Vec<Record>>,
     next_actor: Actor,
 }
 
@@ -128,10 +129,11 @@ fn check_and_record(
 ) {
     let enabled = crate::env::race_check();
     for a in accesses.iter().filter(|a| a.len > 0) {
-        let Some((start, _, _)) = crate::device::find(a.ptr, a.len) else {
+        let Some((start, _, id)) = crate::device::find(a.ptr, a.len) else {
             continue; // check_range reports it
         };
-        let list = s.records.entry(start).or_default();
+        let key = (start, id);
+        let list = s.records.entry(key).or_default();
         if enabled {
             for r in list.iter() {
                 let overlap = r.ptr < a.ptr + a.len && a.ptr < r.ptr + r.len;
@@ -168,17 +170,17 @@ fn check_and_record(
             what: a.what,
         });
         if list.len() > 256 {
-            prune(s, start);
+            prune(s, key);
         }
     }
 }
 
 /// Drops the records every actor has already seen: no future operation can
 /// race with them.
-fn prune(s: &mut State, start: u64) {
+fn prune(s: &mut State, key: (u64, u64)) {
     let host = s.host.clone();
     let clocks: Vec<VClock> = s.clocks.values().cloned().collect();
-    if let Some(list) = s.records.get_mut(&start) {
+    if let Some(list) = s.records.get_mut(&key) {
         list.retain(|r| {
             !(host.covers(r.actor, r.stamp) && clocks.iter().all(|c| c.covers(r.actor, r.stamp)))
         });
@@ -233,10 +235,11 @@ pub fn host_waits(vc: &VClock) {
     s.host.join(vc);
 }
 
-/// Drops the records of a freed allocation.
-pub fn forget(ptr: u64, _len: u64) {
+/// Drops the records of the allocation(s) that started at `ptr` (freed):
+/// they can no longer race, and their memory is returned.
+pub fn forget(ptr: u64) {
     let mut s = state().lock().unwrap();
-    s.records.remove(&ptr);
+    s.records.retain(|(start, _), _| *start != ptr);
 }
 
 #[cfg(test)]

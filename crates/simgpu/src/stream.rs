@@ -288,9 +288,12 @@ pub fn set_current_device(d: Option<usize>) {
 /// The current thread's device: the one made current, else the first
 /// visible one.
 pub fn current_device() -> usize {
-    CURRENT
-        .with(|c| c.get())
-        .unwrap_or_else(|| crate::env::visible_devices().first().copied().unwrap_or(0))
+    CURRENT.with(|c| c.get()).unwrap_or_else(|| {
+        crate::device::visible_devices()
+            .first()
+            .copied()
+            .unwrap_or(0)
+    })
 }
 
 /// The legacy default stream of `device`.
