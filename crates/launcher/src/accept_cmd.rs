@@ -19,8 +19,8 @@ use clap::Args;
 use mfubench_core::accept::{parse_bytes, parse_stages, AcceptOverrides, Stage, Status};
 use mfubench_core::config::parse_config;
 
+use crate::args::AcceptFractionArgs;
 use crate::exit::{run_failed, usage, verdict_code, ACCEPTANCE_FAILED, INTERRUPTED, OK};
-use crate::report_cmd::fraction_for;
 use crate::run_cmd::{launch, report, Launched, RunArgs};
 
 /// Arguments of `mfubench accept`.
@@ -50,39 +50,6 @@ pub struct AcceptArgs {
     /// --backend, --out, --run-id, --timeout, --launcher, --dry-run, -- ARGS.
     #[command(flatten)]
     pub run: RunArgs,
-}
-
-/// The `[accept]` thresholds as flags, declared once: `mfubench accept`
-/// applies them to the config's `[accept]` (and forwards them to the
-/// ranks), `mfubench report` re-judges an accept.json with them. Each takes
-/// a fraction or a percentage with core's one parser; a bad value is a
-/// usage error (exit 2) naming the flag and the `accept.` setting.
-#[derive(Debug, Clone, Default, Args)]
-pub struct AcceptFractionArgs {
-    /// A device below this fraction of the median device fails, e.g. 0.92
-    /// or 92% (replaces accept.min_device_fraction).
-    #[arg(long, value_name = "FRACTION", value_parser = fraction_for("accept.min_device_fraction"))]
-    pub min_device_fraction: Option<f64>,
-    /// A node below this fraction of the median node fails, e.g. 0.9 or
-    /// 90% (replaces accept.min_node_fraction).
-    #[arg(long, value_name = "FRACTION", value_parser = fraction_for("accept.min_node_fraction"))]
-    pub min_node_fraction: Option<f64>,
-    /// A link below this fraction of the reference link fails, e.g. 0.8 or
-    /// 80% (replaces accept.min_link_fraction).
-    #[arg(long, value_name = "FRACTION", value_parser = fraction_for("accept.min_link_fraction"))]
-    pub min_link_fraction: Option<f64>,
-}
-
-impl AcceptFractionArgs {
-    /// `base` with the thresholds these flags give.
-    pub fn overrides(&self, base: AcceptOverrides) -> AcceptOverrides {
-        AcceptOverrides {
-            min_device_fraction: self.min_device_fraction,
-            min_node_fraction: self.min_node_fraction,
-            min_link_fraction: self.min_link_fraction,
-            ..base
-        }
-    }
 }
 
 /// Runs `mfubench accept`.

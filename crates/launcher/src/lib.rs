@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod accept_cmd;
+pub mod args;
 pub mod exit;
 pub mod flops_cmd;
 pub mod report_cmd;

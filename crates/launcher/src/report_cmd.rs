@@ -10,15 +10,15 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use mfubench_report::{
-    compare_runs, report_run_dir, AcceptanceOverrides, BaselineFile, CompareOptions, Format,
-    ReportError, ReportOptions, Status, Tolerance,
+    compare_runs, report_run_dir, BaselineFile, CompareOptions, Format, ReportError, ReportOptions,
+    Status, Tolerance,
 };
 
-use crate::accept_cmd::AcceptFractionArgs;
+use crate::args::{AcceptFractionArgs, ExportArgs, ThresholdArgs};
 use crate::exit::{usage, verdict_code, ACCEPTANCE_FAILED, OK};
 /// Fractions and percentages: core's one parser each (`flops --mfu` too).
 pub use mfubench_core::units::parse_fraction;
-use mfubench_core::units::{parse_percentage, parse_ratio};
+use mfubench_core::units::parse_percentage;
 
 /// Arguments of `mfubench report`.
 #[derive(Debug, Args)]
@@ -52,62 +52,6 @@ pub struct ReportArgs {
     pub accept: AcceptFractionArgs,
 }
 
-/// `--junit` / `--prom`: shared by `report` and `run`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ExportArgs {
-    /// Also write a JUnit XML file: one testcase per acceptance rule, plus
-    /// run_complete.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Also write the figures in the Prometheus text format (for
-    /// node_exporter's textfile collector; name it *.prom).
-    #[arg(long, value_name = "FILE")]
-    pub prom: Option<PathBuf>,
-}
-
-/// Acceptance threshold flags: shared by `report` and `run`; each replaces
-/// the config's `[acceptance]` value.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ThresholdArgs {
-    /// Lowest acceptable overlapped MFU, e.g. 0.4 or 40% (overrides
-    /// [acceptance] min_mfu).
-    #[arg(long, value_name = "FRACTION", value_parser = fraction_for("acceptance.min_mfu"))]
-    pub min_mfu: Option<f64>,
-    /// Highest acceptable exposed communication fraction, e.g. 0.1 or 10%.
-    #[arg(
-        long,
-        value_name = "FRACTION",
-        value_parser = fraction_for("acceptance.max_exposed_comm_fraction")
-    )]
-    pub max_exposed_comm_fraction: Option<f64>,
-    /// Lowest acceptable all-reduce bus bandwidth, GB/s.
-    #[arg(long, value_name = "GBPS")]
-    pub min_busbw_gbps: Option<f64>,
-    /// Straggler tolerance, e.g. 0.05 or 5% (stragglers are recomputed).
-    #[arg(long, value_name = "FRACTION", value_parser = parse_ratio)]
-    pub straggler_tolerance: Option<f64>,
-    /// Most wrong all-reduce elements tolerated.
-    #[arg(long, value_name = "N")]
-    pub max_wrong: Option<u64>,
-    /// Accept acceptance rules that are INCONCLUSIVE (within noise) instead
-    /// of exiting 1.
-    #[arg(long)]
-    pub allow_inconclusive: bool,
-}
-
-impl ThresholdArgs {
-    /// The overrides these flags give.
-    pub fn overrides(&self) -> AcceptanceOverrides {
-        AcceptanceOverrides {
-            min_mfu: self.min_mfu,
-            max_exposed_comm_fraction: self.max_exposed_comm_fraction,
-            min_busbw_gbps: self.min_busbw_gbps,
-            straggler_tolerance: self.straggler_tolerance,
-            max_wrong: self.max_wrong,
-        }
-    }
-}
-
 /// Arguments of `mfubench compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
@@ -139,16 +83,6 @@ pub struct CompareArgs {
 fn parse_format(s: &str) -> Result<Format, String> {
     Format::parse(s)
         .ok_or_else(|| format!("unknown format {s:?}: use table, json, csv, md or html"))
-}
-
-/// Core's fraction parser (`0.4` or `40%`, between 0 and 1) for a flag
-/// that replaces the setting `key`: its error names the setting after the
-/// flag clap names, e.g. `invalid value '1.5' for '--min-mfu <FRACTION>':
-/// acceptance.min_mfu: "1.5" is out of range: …` (exit 2).
-pub fn fraction_for(
-    key: &'static str,
-) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
-    move |s| parse_fraction(s).map_err(|e| format!("{key}: {e}"))
 }
 
 /// The variant table of a `--vary` run (`vary.json`): table or json; exit
@@ -324,6 +258,7 @@ pub fn run_compare(args: &CompareArgs) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::fraction_for;
 
     #[test]
     fn fractions_and_percentages() {

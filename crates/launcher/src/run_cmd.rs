@@ -42,10 +42,10 @@ use std::time::Duration;
 use mfubench_core::config::{parse_config_file, BackendKind};
 use mfubench_core::result::LaunchInfo;
 
+use crate::args::{ExportArgs, ThresholdArgs};
 use crate::exit::{
     run_failed, usage, verdict_code, INTERRUPTED, OK, RUN_FAILED as RUN_FAILED_CODE, USAGE,
 };
-use crate::report_cmd::{ExportArgs, ThresholdArgs};
 
 pub mod cleanup;
 pub mod command;
