@@ -1028,7 +1028,7 @@ crate::exports! {
 
     fn ncclGetLastError(_comm: ncclComm_t) -> *const c_char {
         let g = LAST_ERROR.lock().unwrap();
-        if g.is_empty() { return b"\0".as_ptr().cast(); }
+        if g.is_empty() { return c"".as_ptr(); }
         // Leaked on purpose: the caller may keep the pointer.
         Box::leak(g.clone().into_boxed_str()).as_ptr().cast()
     }

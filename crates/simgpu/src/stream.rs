@@ -298,7 +298,8 @@ pub fn current_device() -> usize {
 
 /// The legacy default stream of `device`.
 pub fn default_stream(device: usize) -> Arc<Stream> {
-    static D: OnceLock<Mutex<Vec<(usize, Arc<Stream>)>>> = OnceLock::new();
+    type Defaults = Mutex<Vec<(usize, Arc<Stream>)>>;
+    static D: OnceLock<Defaults> = OnceLock::new();
     let mut d = D.get_or_init(Default::default).lock().unwrap();
     if let Some((_, s)) = d.iter().find(|(x, _)| *x == device) {
         return s.clone();

@@ -168,7 +168,7 @@ fn events_time_order_and_wait_as_cuda_documents() {
         assert_eq!(back, src);
         // An event without timing cannot give an elapsed time.
         let mut nt = null_mut();
-        ok(cuEventCreate(&mut nt, CU_EVENT_DISABLE_TIMING as u32));
+        ok(cuEventCreate(&mut nt, CU_EVENT_DISABLE_TIMING));
         ok(cuEventRecord(nt, a));
         ok(cuEventSynchronize(nt));
         assert_eq!(
