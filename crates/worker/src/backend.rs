@@ -192,3 +192,18 @@ pub trait Backend: Compute + Communicator + Sized {
         None
     }
 }
+
+impl From<&BackendError> for Exit {
+    fn from(e: &BackendError) -> Exit {
+        match e {
+            BackendError::Unavailable(_) | BackendError::OutOfMemory(_) => Exit::Usage,
+            BackendError::Failed(_) => Exit::RunFailed,
+        }
+    }
+}
+
+impl From<BackendError> for Exit {
+    fn from(e: BackendError) -> Exit {
+        Exit::from(&e)
+    }
+}

@@ -28,64 +28,7 @@ use crate::mpi_comm::MpiGroup;
 use mfubench_core::metrics::Collective;
 use mfubench_core::parallel::Group;
 
-/// A host buffer of one of the CPU dtypes.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HostBuf {
-    /// Single precision.
-    F32(Vec<f32>),
-    /// Double precision.
-    F64(Vec<f64>),
-}
-
-impl HostBuf {
-    fn filled(
-        dtype: Dtype,
-        len: usize,
-        mut f: impl FnMut(usize) -> f64,
-    ) -> Result<HostBuf, BackendError> {
-        match dtype {
-            Dtype::F32 => Ok(HostBuf::F32((0..len).map(|i| f(i) as f32).collect())),
-            Dtype::F64 => Ok(HostBuf::F64((0..len).map(&mut f).collect())),
-            other => Err(BackendError::Unavailable(format!(
-                "the cpu backend supports f32 and f64, not {other}"
-            ))),
-        }
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        match self {
-            HostBuf::F32(v) => v.len(),
-            HostBuf::F64(v) => v.len(),
-        }
-    }
-
-    /// Whether the buffer is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn fill_nan(&mut self) {
-        match self {
-            HostBuf::F32(v) => v.fill(f32::NAN),
-            HostBuf::F64(v) => v.fill(f64::NAN),
-        }
-    }
-
-    fn get(&self, i: usize) -> f64 {
-        match self {
-            HostBuf::F32(v) => v[i] as f64,
-            HostBuf::F64(v) => v[i],
-        }
-    }
-
-    fn add(&mut self, i: usize, x: f64) {
-        match self {
-            HostBuf::F32(v) => v[i] += x as f32,
-            HostBuf::F64(v) => v[i] += x,
-        }
-    }
-}
+pub use crate::host_buf::HostBuf;
 
 /// A group over host buffers, as the CPU backend runs its all-reduces on.
 pub trait HostGroup: GroupComm<Buf = HostBuf> + 'static {

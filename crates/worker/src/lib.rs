@@ -27,6 +27,7 @@ pub mod benchmark;
 pub mod cpu;
 pub mod cuda;
 pub mod group;
+pub mod host_buf;
 pub mod mpi_comm;
 pub mod output;
 pub mod progress;

@@ -8,8 +8,8 @@ use mpi::topology::{Color, Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
 use crate::backend::BackendError;
-use crate::cpu::HostBuf;
 use crate::group::{check_lengths, BufferIo, GroupComm};
+use crate::host_buf::HostBuf;
 
 /// Largest element count handed to one MPI call (counts are C ints).
 pub const MAX_CHUNK: usize = 1 << 30;

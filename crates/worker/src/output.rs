@@ -87,18 +87,7 @@ pub fn rfc3339_now() -> String {
     mfubench_core::time::rfc3339(epoch_secs())
 }
 
-/// This host's name.
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we
-    // own and NUL-terminates when the name fits.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
+pub use crate::rank::hostname;
 
 /// The CPU model name from /proc/cpuinfo.
 pub fn cpu_model() -> String {

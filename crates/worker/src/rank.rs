@@ -17,8 +17,6 @@ use mpi::Threading;
 
 use mfubench_core::protocol::exit;
 
-use crate::backend::BackendError;
-
 /// How a rank ends when it does not complete the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
@@ -43,21 +41,6 @@ impl Exit {
         } else {
             Exit::RunFailed
         }
-    }
-}
-
-impl From<&BackendError> for Exit {
-    fn from(e: &BackendError) -> Exit {
-        match e {
-            BackendError::Unavailable(_) | BackendError::OutOfMemory(_) => Exit::Usage,
-            BackendError::Failed(_) => Exit::RunFailed,
-        }
-    }
-}
-
-impl From<BackendError> for Exit {
-    fn from(e: BackendError) -> Exit {
-        Exit::from(&e)
     }
 }
 
@@ -108,7 +91,7 @@ impl Rank {
         Rank {
             rank: world.rank() as u64,
             size: world.size() as u64,
-            host: crate::output::hostname(),
+            host: hostname(),
             local_rank: local.rank() as u64,
             ranks_on_host: local.size() as u64,
             world,
@@ -185,4 +168,17 @@ impl Rank {
         );
         self.world.abort(i32::from(exit::RUN_FAILED))
     }
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into the buffer we
+    // own and NUL-terminates when the name fits.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
