@@ -18,7 +18,7 @@ use mfubench_core::result::{
 use mfubench_core::stats::{self, Stats};
 use serde::Serialize;
 
-use crate::acceptance::{self, Verdict};
+use crate::verdict::Verdict;
 
 /// Headline figures of one mode.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -372,7 +372,14 @@ impl Report {
 }
 
 /// Builds the report of a run with the given acceptance thresholds.
-pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
+/// The report's figures from a run, with an empty verdict, and the summary
+/// they were computed from ([`crate::acceptance::analyze`] adds the
+/// verdict).
+pub fn measure(
+    run: &RunRecord,
+    source: &str,
+    acc: &Acceptance,
+) -> (Report, mfubench_core::result::Summary) {
     let ranks = &run.ranks;
     let world = ranks.len() as u64;
     let flops = run.plan.flops;
@@ -442,7 +449,7 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
              their acceptance rules are SKIPPED"
         ));
     }
-    let mut report = Report {
+    let report = Report {
         complete: run.complete,
         run: RunInfo {
             source: source.to_string(),
@@ -512,8 +519,7 @@ pub fn analyze(run: &RunRecord, source: &str, acc: &Acceptance) -> Report {
         warnings,
         shared_hosts,
     };
-    report.verdict = acceptance::evaluate(&report, &s);
-    report
+    (report, s)
 }
 
 /// FNV-1a 64 over the config serialised as JSON (field order is fixed by

@@ -27,7 +27,8 @@ use tabled::builder::Builder;
 use tabled::settings::object::Columns;
 use tabled::settings::{Alignment, Style};
 
-use crate::analysis::{analyze, Report};
+use crate::acceptance::analyze;
+use crate::analysis::Report;
 use crate::error::ReportError;
 use crate::fmt as f;
 use crate::read::{read_run, LoadedRun};

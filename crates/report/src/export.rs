@@ -244,23 +244,7 @@ fn timed_seconds(report: &Report, modes: &[Mode]) -> f64 {
         .sum()
 }
 
-/// Escapes text for XML, HTML and SVG (text and attribute values); drops
-/// control characters (C0 and C1) but line breaks and tabs.
-pub fn xml_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c if c.is_control() && !matches!(c, '\n' | '\t' | '\r') => {}
-            c => o.push(c),
-        }
-    }
-    o
-}
+pub use crate::fmt::xml_escape;
 
 /// The modes whose figures a rule judges (all modes for run-wide rules).
 fn rule_modes(rule: &str, report: &Report) -> Vec<Mode> {

@@ -20,8 +20,8 @@ use mfubench_core::stats;
 use crate::acceptance::Status;
 use crate::analysis::{Report, TelemetryRow};
 use crate::definitions::{self, DEFINITIONS};
-use crate::export::xml_escape as esc;
 use crate::fmt as f;
+use crate::fmt::xml_escape as esc;
 use crate::plot::{self, SvgTarget};
 use crate::text;
 

@@ -70,11 +70,13 @@ pub mod read;
 pub mod suite;
 pub mod text;
 pub mod vary;
+pub mod verdict;
 
 use std::path::{Path, PathBuf};
 
+pub use acceptance::analyze;
 pub use acceptance::{AcceptanceOverrides, RuleResult, Status, Verdict};
-pub use analysis::{analyze, Report};
+pub use analysis::Report;
 pub use compare::{
     compare_loaded, compare_runs, BaselineFile, CompareOptions, Comparison, Tolerance,
 };

@@ -29,8 +29,8 @@ use mfubench_core::result::{Span, StreamKind};
 use mfubench_core::stats;
 
 use crate::analysis::{RankTimeline, Report, StepTimeline};
-use crate::export::xml_escape as esc;
 use crate::fmt as f;
+use crate::fmt::xml_escape as esc;
 
 /// Above this many ranks, the ranks plot aggregates per node.
 pub const RANK_PLOT_LIMIT: usize = 512;
