@@ -48,43 +48,7 @@ pub mod limits {
     pub const MAX_MATRIX_ELEMENTS: u64 = 1 << 40;
 }
 
-/// Errors from reading or validating a configuration.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ConfigError {
-    /// The text is not valid TOML, or a value has the wrong type, or a key is
-    /// unknown. `line` and `col` are 1-based.
-    #[error("{file}:{line}:{col}: {message}")]
-    Syntax {
-        /// Name of the file (as given by the caller).
-        file: String,
-        /// 1-based line of the offending text.
-        line: usize,
-        /// 1-based column of the offending text.
-        col: usize,
-        /// What is wrong, with the table name where known.
-        message: String,
-    },
-    /// A value is well-formed but breaks a rule.
-    #[error("{file}: {field}: {message}")]
-    Invalid {
-        /// Name of the file (as given by the caller).
-        file: String,
-        /// Dotted field name, e.g. `model.heads`.
-        field: String,
-        /// The rule that was broken, with the values involved.
-        message: String,
-    },
-}
-
-impl ConfigError {
-    /// The dotted field name for semantic errors.
-    pub fn field(&self) -> Option<&str> {
-        match self {
-            ConfigError::Invalid { field, .. } => Some(field),
-            ConfigError::Syntax { .. } => None,
-        }
-    }
-}
+pub use crate::config_error::ConfigError;
 
 /// Which implementation runs the GEMMs and the all-reduces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -437,59 +401,7 @@ pub struct ConfigFile {
     pub parallel: crate::parallel::ParallelSection,
 }
 
-/// A resolved model shape: every field present and validated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModelShape {
-    /// Preset the shape came from, or `custom`.
-    pub name: String,
-    /// Hidden size d.
-    pub hidden: u64,
-    /// FFN intermediate size f.
-    pub ffn: u64,
-    /// Attention (query) heads.
-    pub heads: u64,
-    /// Key/value heads.
-    pub kv_heads: u64,
-    /// Transformer blocks of the whole model.
-    pub layers: u64,
-    /// Sequence length.
-    pub seq: u64,
-    /// Vocabulary size.
-    pub vocab: u64,
-    /// SwiGLU-style gated MLP.
-    pub gated_mlp: bool,
-    /// LM head included in the step.
-    pub lm_head: bool,
-}
-
-impl ModelShape {
-    /// Size of one attention head.
-    pub fn head_dim(&self) -> u64 {
-        self.hidden / self.heads
-    }
-
-    /// Output width of the fused QKV projection: d + 2·kv_heads·head_dim.
-    pub fn qkv_out(&self) -> u64 {
-        self.hidden + 2 * self.kv_heads * self.head_dim()
-    }
-
-    /// Weights of one transformer block (no norms, no biases).
-    pub fn params_per_layer(&self) -> u64 {
-        let attn = self.hidden * self.qkv_out() + self.hidden * self.hidden;
-        let mlp = if self.gated_mlp { 3 } else { 2 } * self.hidden * self.ffn;
-        attn + mlp
-    }
-
-    /// Non-embedding parameters N of the whole model (no norms, no LM head).
-    pub fn params_non_embedding(&self) -> u64 {
-        self.layers * self.params_per_layer()
-    }
-
-    /// Weights of the LM head (vocab × d).
-    pub fn lm_head_params(&self) -> u64 {
-        self.vocab * self.hidden
-    }
-}
+pub use crate::model::ModelShape;
 
 /// A resolved run section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

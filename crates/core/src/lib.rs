@@ -47,8 +47,10 @@
 pub mod accept;
 pub mod check;
 pub mod config;
+pub mod config_error;
 pub mod flops;
 pub mod metrics;
+pub mod model;
 pub mod parallel;
 pub mod peak;
 pub mod plan;

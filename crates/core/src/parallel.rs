@@ -28,7 +28,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::config::{ConfigError, ModelShape};
+use crate::config_error::ConfigError;
+use crate::model::ModelShape;
 
 /// How the data-parallel dimension treats parameters and gradients.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
