@@ -390,6 +390,41 @@ pub struct Opened {
     pub lib: libloading::Library,
     /// The path or soname that loaded.
     pub what: String,
+    /// Its name in messages ("cuBLASLt", "NCCL").
+    pub name: &'static str,
+}
+
+impl Opened {
+    /// The one symbol loader of every library we open ourselves: entry
+    /// point `symbol` as the function-pointer type `T`, or an error naming
+    /// the library, the file and the symbol.
+    ///
+    /// # Safety
+    /// `T` must be the symbol's C signature (from the library's header), and
+    /// the pointer may be used only while the library stays loaded (the
+    /// callers keep it for the life of the process).
+    pub unsafe fn symbol<T: Copy>(&self, symbol: &'static str) -> Result<T, DiscoveryError> {
+        let c = format!("{symbol}\0");
+        // SAFETY: the caller's contract (signature and lifetime).
+        match unsafe { self.lib.get::<T>(c.as_bytes()) } {
+            Ok(s) => Ok(*s),
+            Err(e) => Err(DiscoveryError::Symbol {
+                name: self.name,
+                path: self.what.clone(),
+                symbol,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// An entry point that older versions lack: None when absent.
+    ///
+    /// # Safety
+    /// As [`Opened::symbol`].
+    pub unsafe fn optional<T: Copy>(&self, symbol: &'static str) -> Option<T> {
+        // SAFETY: the caller's contract.
+        unsafe { self.symbol(symbol) }.ok()
+    }
 }
 
 /// Opens the first candidate that loads.
@@ -408,7 +443,13 @@ pub fn open_first(spec: &LibSpec, cands: &[Candidate]) -> Result<Opened, Discove
             }
         };
         match r {
-            Ok(lib) => return Ok(Opened { lib, what }),
+            Ok(lib) => {
+                return Ok(Opened {
+                    lib,
+                    what,
+                    name: spec.name,
+                })
+            }
             Err(e) => tried.push(format!("{what} ({})", short_reason(&e.to_string()))),
         }
     }

@@ -174,53 +174,31 @@ pub const SPEC: &LibSpec = &discovery::CUBLASLT;
 impl LtLib {
     /// Finds and opens cuBLASLt for a driver of CUDA major `driver_major`.
     pub fn open(driver_major: Option<u32>) -> Result<LtLib, DiscoveryError> {
-        let opened = discovery::open(SPEC, driver_major)?;
-        let lib = opened.lib;
-        let what = opened.what;
-        macro_rules! sym {
-            ($name:literal) => {{
-                // SAFETY: the symbol is looked up by its C name and cast to
-                // the signature of the cuBLASLt header (cublasLt.h, CUDA 12
-                // and 13 alike); the pointer is only used while `lib` lives
-                // (it is stored in the same struct and never unloaded).
-                match unsafe { lib.get(concat!($name, "\0").as_bytes()) } {
-                    Ok(s) => *s,
-                    Err(e) => {
-                        return Err(DiscoveryError::Symbol {
-                            name: SPEC.name,
-                            path: what.clone(),
-                            symbol: $name,
-                            reason: e.to_string(),
-                        })
-                    }
-                }
-            }};
+        let o = discovery::open(SPEC, driver_major)?;
+        // SAFETY: each symbol is cast to its signature in cublasLt.h (CUDA 12
+        // and 13 alike) and used only while the library lives (stored in the
+        // same struct and never unloaded).
+        unsafe {
+            Ok(LtLib {
+                create: o.symbol("cublasLtCreate")?,
+                destroy: o.symbol("cublasLtDestroy")?,
+                get_version: o.symbol("cublasLtGetVersion")?,
+                desc_create: o.symbol("cublasLtMatmulDescCreate")?,
+                desc_destroy: o.symbol("cublasLtMatmulDescDestroy")?,
+                desc_set: o.symbol("cublasLtMatmulDescSetAttribute")?,
+                layout_create: o.symbol("cublasLtMatrixLayoutCreate")?,
+                layout_destroy: o.symbol("cublasLtMatrixLayoutDestroy")?,
+                layout_set: o.symbol("cublasLtMatrixLayoutSetAttribute")?,
+                pref_create: o.symbol("cublasLtMatmulPreferenceCreate")?,
+                pref_destroy: o.symbol("cublasLtMatmulPreferenceDestroy")?,
+                pref_set: o.symbol("cublasLtMatmulPreferenceSetAttribute")?,
+                heuristic: o.symbol("cublasLtMatmulAlgoGetHeuristic")?,
+                matmul: o.symbol("cublasLtMatmul")?,
+                status_string: o.optional("cublasLtGetStatusString"),
+                what: o.what.clone(),
+                _lib: std::mem::ManuallyDrop::new(o.lib),
+            })
         }
-        // SAFETY: as in `sym!`; an optional symbol.
-        let status_string = unsafe {
-            lib.get::<unsafe extern "C" fn(i32) -> *const c_char>(b"cublasLtGetStatusString\0")
-        }
-        .ok()
-        .map(|s| *s);
-        Ok(LtLib {
-            create: sym!("cublasLtCreate"),
-            destroy: sym!("cublasLtDestroy"),
-            get_version: sym!("cublasLtGetVersion"),
-            desc_create: sym!("cublasLtMatmulDescCreate"),
-            desc_destroy: sym!("cublasLtMatmulDescDestroy"),
-            desc_set: sym!("cublasLtMatmulDescSetAttribute"),
-            layout_create: sym!("cublasLtMatrixLayoutCreate"),
-            layout_destroy: sym!("cublasLtMatrixLayoutDestroy"),
-            layout_set: sym!("cublasLtMatrixLayoutSetAttribute"),
-            pref_create: sym!("cublasLtMatmulPreferenceCreate"),
-            pref_destroy: sym!("cublasLtMatmulPreferenceDestroy"),
-            pref_set: sym!("cublasLtMatmulPreferenceSetAttribute"),
-            heuristic: sym!("cublasLtMatmulAlgoGetHeuristic"),
-            matmul: sym!("cublasLtMatmul"),
-            status_string,
-            what,
-            _lib: std::mem::ManuallyDrop::new(lib),
-        })
     }
 
     /// `cublasLtGetVersion()`, e.g. 120804 for 12.8.4.

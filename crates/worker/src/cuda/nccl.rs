@@ -135,50 +135,34 @@ impl NcclLib {
     }
 
     /// Looks up every entry point in an opened library.
-    fn bind(opened: discovery::Opened) -> Result<NcclLib, DiscoveryError> {
-        let (lib, what) = (opened.lib, opened.what);
-        macro_rules! sym {
-            ($name:literal) => {{
-                // SAFETY: looked up by its C name and cast to the signature
-                // of nccl.h (stable since NCCL 2.x); used only while `lib`
-                // lives (stored in the same struct, never unloaded).
-                match unsafe { lib.get(concat!($name, "\0").as_bytes()) } {
-                    Ok(s) => *s,
-                    Err(e) => {
-                        return Err(DiscoveryError::Symbol {
-                            name: "NCCL",
-                            path: what.clone(),
-                            symbol: $name,
-                            reason: e.to_string(),
-                        })
-                    }
-                }
-            }};
+    fn bind(o: discovery::Opened) -> Result<NcclLib, DiscoveryError> {
+        // SAFETY: each symbol is cast to its signature in nccl.h (stable
+        // since NCCL 2.x) and used only while the library lives (stored in
+        // the same struct, never unloaded). ncclCommSplit is absent before
+        // NCCL 2.18, which `NcclComm::split` reports by version.
+        unsafe {
+            Ok(NcclLib {
+                get_version: o.symbol("ncclGetVersion")?,
+                get_unique_id: o.symbol("ncclGetUniqueId")?,
+                comm_init_rank: o.symbol("ncclCommInitRank")?,
+                comm_split: o.optional("ncclCommSplit"),
+                comm_count: o.symbol("ncclCommCount")?,
+                comm_user_rank: o.symbol("ncclCommUserRank")?,
+                all_reduce: o.symbol("ncclAllReduce")?,
+                all_gather: o.symbol("ncclAllGather")?,
+                reduce_scatter: o.symbol("ncclReduceScatter")?,
+                send: o.symbol("ncclSend")?,
+                recv: o.symbol("ncclRecv")?,
+                group_start: o.symbol("ncclGroupStart")?,
+                group_end: o.symbol("ncclGroupEnd")?,
+                get_async_error: o.symbol("ncclCommGetAsyncError")?,
+                comm_abort: o.symbol("ncclCommAbort")?,
+                comm_destroy: o.symbol("ncclCommDestroy")?,
+                error_string: o.symbol("ncclGetErrorString")?,
+                what: o.what.clone(),
+                _lib: std::mem::ManuallyDrop::new(o.lib),
+            })
         }
-        // SAFETY: as `sym!`; absent before NCCL 2.18, which
-        // `NcclComm::split` reports by version.
-        let comm_split = unsafe { lib.get(b"ncclCommSplit\0") }.ok().map(|s| *s);
-        Ok(NcclLib {
-            get_version: sym!("ncclGetVersion"),
-            get_unique_id: sym!("ncclGetUniqueId"),
-            comm_init_rank: sym!("ncclCommInitRank"),
-            comm_split,
-            comm_count: sym!("ncclCommCount"),
-            comm_user_rank: sym!("ncclCommUserRank"),
-            all_reduce: sym!("ncclAllReduce"),
-            all_gather: sym!("ncclAllGather"),
-            reduce_scatter: sym!("ncclReduceScatter"),
-            send: sym!("ncclSend"),
-            recv: sym!("ncclRecv"),
-            group_start: sym!("ncclGroupStart"),
-            group_end: sym!("ncclGroupEnd"),
-            get_async_error: sym!("ncclCommGetAsyncError"),
-            comm_abort: sym!("ncclCommAbort"),
-            comm_destroy: sym!("ncclCommDestroy"),
-            error_string: sym!("ncclGetErrorString"),
-            what,
-            _lib: std::mem::ManuallyDrop::new(lib),
-        })
     }
 
     fn check(&self, call: &'static str, code: i32) -> Result<(), NcclError> {
