@@ -57,11 +57,15 @@
 //! (`mfubench_core::check`), counted on the host; a GEMM spot check per
 //! dtype against a host reference runs at start ([`CudaBackend::spot_check`]).
 
+mod buf;
 pub mod discovery;
+mod dtype;
+mod error;
 pub mod fp8;
 pub mod gemm;
 pub mod group;
 pub mod nccl;
+mod probe;
 pub mod telemetry;
 
 use std::collections::{BTreeMap, HashMap};
@@ -80,354 +84,21 @@ use mfubench_core::plan::{GemmKind, GemmOp, Pass, StepPlan};
 use mfubench_core::result::TelemetrySample;
 
 use crate::backend::{Backend, BackendError, Communicator, Compute, StreamId, Streams};
+pub use buf::DeviceBuf;
+use dtype::random_values;
+pub use dtype::{decode, encode, rel_error, spot_tolerance, tf32_round};
+use error::drv;
+pub use error::CudaError;
 use gemm::{ColMajorGemm, GemmTypes, LtHandle, LtLib, Matmul, MemoryPlan};
 use nccl::{NcclComm, NcclLib};
+pub use probe::{
+    cublas_version_string, cuda_version_string, driver_present, nccl_connect_at_init,
+    no_driver_message, probe, select_ordinal, simulated, RUNTIME_CONNECT_VAR,
+};
 
 /// Set to `0` to use cuBLASLt's first heuristic choice instead of timing
 /// the candidates.
 pub const AUTOTUNE_VAR: &str = "MFUBENCH_CUBLASLT_AUTOTUNE";
-
-/// Errors of the CUDA backend's libraries.
-#[derive(Debug, thiserror::Error)]
-pub enum CudaError {
-    /// A driver API call failed.
-    #[error("CUDA driver: {call}: {err}")]
-    Driver {
-        /// What was called.
-        call: &'static str,
-        /// cudarc's error.
-        err: cu::DriverError,
-    },
-    /// cuBLASLt failed.
-    #[error(transparent)]
-    Cublas(#[from] gemm::CublasError),
-    /// NCCL failed.
-    #[error(transparent)]
-    Nccl(#[from] nccl::NcclError),
-    /// A library is missing.
-    #[error(transparent)]
-    Discovery(#[from] discovery::DiscoveryError),
-}
-
-impl From<CudaError> for BackendError {
-    fn from(e: CudaError) -> BackendError {
-        match e {
-            CudaError::Discovery(_) => BackendError::Unavailable(e.to_string()),
-            CudaError::Driver { err, .. } if err.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY => {
-                BackendError::OutOfMemory(e.to_string())
-            }
-            _ => BackendError::Failed(e.to_string()),
-        }
-    }
-}
-
-fn drv<T>(call: &'static str, r: Result<T, cu::DriverError>) -> Result<T, CudaError> {
-    r.map_err(|err| CudaError::Driver { call, err })
-}
-
-/// The message for a machine without a usable driver.
-pub fn no_driver_message() -> String {
-    "no CUDA driver: libcuda.so.1 (the NVIDIA driver's library) cannot be loaded. On a GPU machine, install the NVIDIA driver or add the folder holding libcuda.so.1 to LD_LIBRARY_PATH (in containers: run with the NVIDIA container runtime); elsewhere use --backend cpu".to_string()
-}
-
-/// Whether `libcuda` can be opened. Must be true before any cudarc call:
-/// cudarc panics when the library is missing.
-pub fn driver_present() -> bool {
-    // SAFETY: only tries to dlopen the candidate names of libcuda and closes
-    // them again; no CUDA function is called.
-    unsafe { sys::is_culib_present() }
-}
-
-/// NCCL's switch for lazy connection setup: `1` (NCCL 2.22's default)
-/// connects peers, and allocates the channel, P2P and NVLS buffers, at the
-/// first collective that needs them; `0` does it in `ncclCommInitRank` and
-/// `ncclCommSplit`.
-pub const RUNTIME_CONNECT_VAR: &str = "NCCL_RUNTIME_CONNECT";
-
-/// Sets `NCCL_RUNTIME_CONNECT=0` unless the user set it (to anything);
-/// returns whether it set it.
-///
-/// Why: the backend sizes its buffers from `cuMemGetInfo` once every
-/// communicator exists ([`CudaBackend::replan_memory`]). With lazy
-/// connection NCCL's buffers (about a GB per communicator with NVLS) appear
-/// only at the first collective, after the sizing, where a plan near the
-/// memory limit would fail inside NCCL with an allocation error; eager
-/// connection makes them visible to the sizing.
-///
-/// Ordering: call it before any other thread exists. `std::env::set_var`
-/// is not synchronised with C's `getenv`, which Open MPI, the CUDA driver
-/// and NCCL call from their own threads, so the worker calls this first
-/// thing in `main`, before `MPI_Init` (which starts Open MPI's threads) and
-/// before the first CUDA or NCCL call (NCCL reads the variable at its first
-/// communicator init). Programs that open a [`CudaBackend`] without it (the
-/// GPU tests) run with NCCL's default, which only defers the allocations.
-pub fn nccl_connect_at_init() -> bool {
-    if std::env::var_os(RUNTIME_CONNECT_VAR).is_some() {
-        return false;
-    }
-    std::env::set_var(RUNTIME_CONNECT_VAR, "0");
-    true
-}
-
-/// Number of visible CUDA devices, or why there are none. Never panics.
-pub fn probe() -> Result<usize, String> {
-    if !driver_present() {
-        return Err(no_driver_message());
-    }
-    cu::init().map_err(|e| {
-        format!("the CUDA driver is present but cuInit failed ({e}); is a GPU visible (CUDA_VISIBLE_DEVICES = {:?})?", std::env::var("CUDA_VISIBLE_DEVICES").ok())
-    })?;
-    let n = cu::device::get_count().map_err(|e| format!("cuDeviceGetCount failed: {e}"))?;
-    if n <= 0 {
-        return Err(format!(
-            "no CUDA device is visible (CUDA_VISIBLE_DEVICES = {:?})",
-            std::env::var("CUDA_VISIBLE_DEVICES").ok()
-        ));
-    }
-    Ok(n as usize)
-}
-
-/// Whether the visible devices are the simulated GPU of `--sim-gpu`
-/// (crates/simgpu): its device names carry [`mfubench_core::simgpu::NAME_MARK`].
-/// False without a driver. Never panics.
-pub fn simulated() -> bool {
-    if probe().is_err() {
-        return false;
-    }
-    cu::device::get(0)
-        .and_then(cu::device::get_name)
-        .is_ok_and(|n| n.ends_with(mfubench_core::simgpu::NAME_MARK))
-}
-
-/// The device ordinal of a rank: its local rank when the host shows at least
-/// as many devices as it has ranks; device 0 when each rank sees exactly one
-/// (Slurm's `--gpus-per-task=1` style binding).
-pub fn select_ordinal(
-    local_rank: u64,
-    ranks_on_host: u64,
-    visible: usize,
-) -> Result<usize, String> {
-    if visible as u64 >= ranks_on_host {
-        Ok(local_rank as usize)
-    } else if visible == 1 {
-        Ok(0)
-    } else {
-        Err(format!(
-            "{ranks_on_host} ranks on this host but {visible} visible CUDA devices: start one rank per GPU (or set CUDA_VISIBLE_DEVICES per rank)"
-        ))
-    }
-}
-
-/// "12.8" from a `cuDriverGetVersion` integer.
-pub fn cuda_version_string(v: i32) -> String {
-    format!("{}.{}", v / 1000, (v % 1000) / 10)
-}
-
-/// "12.8.4" from a `cublasLtGetVersion` integer.
-pub fn cublas_version_string(v: usize) -> String {
-    format!("{}.{}.{}", v / 10000, (v % 10000) / 100, v % 100)
-}
-
-/// Host encoding of values in a device dtype (little-endian bytes); FP8 as
-/// E4M3 codes of the values themselves (scale 1).
-pub fn encode(dtype: Dtype, vals: &[f64]) -> Vec<u8> {
-    match dtype {
-        Dtype::Bf16 => vals
-            .iter()
-            .flat_map(|v| half::bf16::from_f64(*v).to_le_bytes())
-            .collect(),
-        Dtype::Fp16 => vals
-            .iter()
-            .flat_map(|v| half::f16::from_f64(*v).to_le_bytes())
-            .collect(),
-        Dtype::F32 | Dtype::Tf32 => vals
-            .iter()
-            .flat_map(|v| (*v as f32).to_le_bytes())
-            .collect(),
-        Dtype::F64 => vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        Dtype::Fp8 => vals.iter().map(|v| fp8::encode_e4m3(*v)).collect(),
-    }
-}
-
-/// Inverse of [`encode`].
-pub fn decode(dtype: Dtype, bytes: &[u8]) -> Vec<f64> {
-    match dtype {
-        Dtype::Bf16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64())
-            .collect(),
-        Dtype::Fp16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64())
-            .collect(),
-        Dtype::F32 | Dtype::Tf32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-            .collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect(),
-        Dtype::Fp8 => bytes.iter().map(|b| fp8::decode_e4m3(*b)).collect(),
-    }
-}
-
-/// Frobenius-norm relative error ‖got − want‖ / ‖want‖.
-pub fn rel_error(got: &[f64], want: &[f64]) -> f64 {
-    let (mut num, mut den) = (0.0, 0.0);
-    for (g, w) in got.iter().zip(want) {
-        num += (g - w) * (g - w);
-        den += w * w;
-    }
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
-}
-
-/// The spot check's limit on the relative error of a dtype.
-///
-/// tf32: the reference multiplies the inputs rounded to tf32 (10 explicit
-/// mantissa bits, nearest-even, [`tf32_round`]), so a device that rounds
-/// the same way differs only by f32 accumulation (~1e-6). Whether Hopper's
-/// tensor cores round or truncate f32 inputs is not documented; truncation
-/// shrinks every input by up to one tf32 ulp (2⁻¹⁰ relative, biased, so it
-/// does not cancel) and gives 7.8e-4 on the check's fixed data, while a GEMM
-/// that silently ran with bf16 inputs (e.g. a wrong compute-type value,
-/// `FAST_16BF` is 75; `FAST_TF32` is 77) gives 2.2e-3 (both computed
-/// in `tf32_truncation_passes_and_bf16_does_not`). 1.5e-3 sits between
-/// them with about 1.5× room on each side; the old 1e-3 left truncation
-/// only ~25 %.
-pub fn spot_tolerance(d: Dtype) -> f64 {
-    match d {
-        Dtype::Bf16 | Dtype::Fp16 | Dtype::Fp8 => 1e-2,
-        Dtype::Tf32 => 1.5e-3,
-        Dtype::F32 | Dtype::F64 => 1e-5,
-    }
-}
-
-/// `x` rounded to tf32 (f32 with 10 explicit mantissa bits), to nearest,
-/// ties to even, as cuBLAS documents the down-conversion of
-/// `CUBLAS_COMPUTE_32F_FAST_TF32`. Finite inputs only (the check's data).
-pub fn tf32_round(x: f32) -> f32 {
-    const DROP: u32 = 13; // 23 − 10 mantissa bits
-    let u = x.to_bits();
-    let lsb = (u >> DROP) & 1;
-    f32::from_bits((u + ((1 << (DROP - 1)) - 1) + lsb) & !((1 << DROP) - 1))
-}
-
-/// xorshift64*: values in ±[1/64, 1], never zero.
-fn random_values(seed: u64, n: usize) -> Vec<f64> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s >> 12;
-            s ^= s << 25;
-            s ^= s >> 27;
-            let x = (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64;
-            let v = x * 2.0 - 1.0;
-            if v.abs() >= 1.0 / 64.0 {
-                v
-            } else {
-                v.signum() / 64.0
-            }
-        })
-        .collect()
-}
-
-/// A raw device allocation, freed on drop.
-pub struct DeviceBuf {
-    ptr: sys::CUdeviceptr,
-    bytes: usize,
-    ctx: Arc<CudaContext>,
-}
-
-impl DeviceBuf {
-    /// Allocates `bytes` (at least 1) on the context's device.
-    pub fn new(ctx: &Arc<CudaContext>, bytes: u64) -> Result<DeviceBuf, CudaError> {
-        drv("cuCtxSetCurrent", ctx.bind_to_thread())?;
-        let bytes = bytes.max(1) as usize;
-        // SAFETY: plain allocation; the memory is uninitialised bytes, which
-        // is all a DeviceBuf promises.
-        let ptr = drv("cuMemAlloc", unsafe { cu::malloc_sync(bytes) })?;
-        Ok(DeviceBuf {
-            ptr,
-            bytes,
-            ctx: ctx.clone(),
-        })
-    }
-
-    /// The device address.
-    pub fn ptr(&self) -> u64 {
-        self.ptr
-    }
-
-    /// Size in bytes.
-    pub fn len(&self) -> usize {
-        self.bytes
-    }
-
-    /// Whether the buffer is empty (never: allocations are ≥ 1 byte).
-    pub fn is_empty(&self) -> bool {
-        self.bytes == 0
-    }
-
-    /// Copies host bytes to offset `at` (synchronous; streams must be idle).
-    pub fn upload(&self, at: usize, src: &[u8]) -> Result<(), CudaError> {
-        assert!(at + src.len() <= self.bytes, "upload out of bounds");
-        drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
-        // SAFETY: the destination range lies inside this allocation (checked
-        // above) and the copy is synchronous, so `src` outlives it.
-        drv("cuMemcpyHtoD", unsafe {
-            cu::memcpy_htod_sync(self.ptr + at as u64, src)
-        })?;
-        // A pageable copy may return before its DMA lands, on the legacy
-        // stream, which our non-blocking streams do not wait for.
-        drv("cuCtxSynchronize", cu::ctx::synchronize())
-    }
-
-    /// Fills the buffer by repeating `pattern`.
-    pub fn fill_repeating(&self, pattern: &[u8]) -> Result<(), CudaError> {
-        let mut at = 0;
-        while at < self.bytes && !pattern.is_empty() {
-            let n = pattern.len().min(self.bytes - at);
-            self.upload(at, &pattern[..n])?;
-            at += n;
-        }
-        Ok(())
-    }
-
-    /// Copies `dst.len()` bytes from offset `at` to the host (synchronous).
-    pub fn download(&self, at: usize, dst: &mut [u8]) -> Result<(), CudaError> {
-        assert!(at + dst.len() <= self.bytes, "download out of bounds");
-        drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
-        // SAFETY: the source range lies inside this allocation; synchronous.
-        drv("cuMemcpyDtoH", unsafe {
-            cu::memcpy_dtoh_sync(dst, self.ptr + at as u64)
-        })
-    }
-
-    /// Sets every byte to `v` (synchronous).
-    pub fn memset(&self, v: u8) -> Result<(), CudaError> {
-        drv("cuCtxSetCurrent", self.ctx.bind_to_thread())?;
-        // SAFETY: the whole allocation, which this struct owns.
-        drv("cuMemsetD8", unsafe {
-            cu::memset_d8_sync(self.ptr, v, self.bytes)
-        })?;
-        // Device memsets are asynchronous to the host (legacy stream).
-        drv("cuCtxSynchronize", cu::ctx::synchronize())
-    }
-}
-
-impl Drop for DeviceBuf {
-    fn drop(&mut self) {
-        let _ = self.ctx.bind_to_thread();
-        // SAFETY: allocated by cuMemAlloc in `new`, freed once; the owner
-        // (CudaBackend) synchronises its streams before dropping buffers.
-        let _ = unsafe { cu::free_sync(self.ptr) };
-    }
-}
 
 /// What the driver says about the device.
 #[derive(Debug, Clone, PartialEq)]
