@@ -21,6 +21,8 @@
 //! Like nccl-tests' `#wrong`, the result is the number of elements that
 //! differ from the expected sum.
 
+use crate::metrics::Collective;
+
 /// Most ranks that hold a non-zero value for any one element.
 pub const MAX_CONTRIBUTORS: u64 = 64;
 
@@ -133,19 +135,133 @@ pub fn count_wrong_gathered(
     per_rank: u64,
     bucket: u64,
 ) -> u64 {
+    count_wrong_gathered_at(values, per_rank, bucket, 0)
+}
+
+/// As [`count_wrong_gathered`], for values starting at element `offset`
+/// of the result.
+pub fn count_wrong_gathered_at(
+    values: impl IntoIterator<Item = f64>,
+    per_rank: u64,
+    bucket: u64,
+    offset: u64,
+) -> u64 {
+    let n = per_rank.max(1);
     values
         .into_iter()
         .enumerate()
         .filter(|(i, v)| {
-            let (rank, index) = (*i as u64 / per_rank.max(1), *i as u64 % per_rank.max(1));
-            v.is_nan() || *v != gather_value(rank, bucket, index)
+            let at = offset + *i as u64;
+            v.is_nan() || *v != gather_value(at / n, bucket, at % n)
         })
         .count() as u64
+}
+
+/// The one collective check, for every backend and the acceptance suite:
+/// what rank `rank` of a group of `size` sends at element `index` of
+/// collective `id` of kind `kind` ([`gather_value`] for an all-gather's
+/// shard, the known-sum [`pattern`] otherwise).
+pub fn send_value(kind: Collective, size: u64, rank: u64, id: u64, index: u64) -> f64 {
+    match kind {
+        Collective::AllGather => gather_value(rank, id, index),
+        _ => pattern(size, rank, id, index),
+    }
+}
+
+/// The one collective check's count: wrong elements among `values`, which
+/// are elements `offset..` of what rank `rank` of a group of `size`
+/// received from collective `id` of kind `kind` (`shard`: elements each
+/// rank contributes to an all-gather or receives from a reduce-scatter).
+pub fn count_wrong_result(
+    kind: Collective,
+    values: impl IntoIterator<Item = f64>,
+    size: u64,
+    rank: u64,
+    shard: u64,
+    id: u64,
+    offset: u64,
+) -> u64 {
+    match kind {
+        Collective::AllGather => count_wrong_gathered_at(values, shard, id, offset),
+        // This rank's block of the sums starts at rank · shard.
+        Collective::ReduceScatter => count_wrong(values, size, id, rank * shard + offset),
+        Collective::AllReduce | Collective::SendRecv => count_wrong(values, size, id, offset),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_check_for_every_kind_on_known_answers() {
+        // 3 ranks, shard 2: every rank sends its values, the right result
+        // of each kind has no wrong element, one changed element is counted.
+        let (size, shard, id) = (3u64, 2u64, 9u64);
+        let full = size * shard;
+        let send = |k, r| {
+            (0..if k == Collective::AllGather {
+                shard
+            } else {
+                full
+            })
+                .map(move |i| send_value(k, size, r, id, i))
+                .collect::<Vec<f64>>()
+        };
+        let sum: Vec<f64> = (0..full)
+            .map(|i| {
+                (0..size)
+                    .map(|r| send(Collective::AllReduce, r)[i as usize])
+                    .sum()
+            })
+            .collect();
+        assert_eq!(
+            count_wrong_result(Collective::AllReduce, sum.clone(), size, 1, shard, id, 0),
+            0
+        );
+        let block = |r: u64| sum[(r * shard) as usize..((r + 1) * shard) as usize].to_vec();
+        assert_eq!(
+            count_wrong_result(Collective::ReduceScatter, block(2), size, 2, shard, id, 0),
+            0
+        );
+        assert_eq!(
+            count_wrong_result(Collective::ReduceScatter, block(1), size, 2, shard, id, 0),
+            2
+        );
+        let gathered: Vec<f64> = (0..size)
+            .flat_map(|r| send(Collective::AllGather, r))
+            .collect();
+        assert_eq!(
+            count_wrong_result(
+                Collective::AllGather,
+                gathered.clone(),
+                size,
+                0,
+                shard,
+                id,
+                0
+            ),
+            0
+        );
+        assert_eq!(
+            count_wrong_result(
+                Collective::AllGather,
+                gathered[3..].to_vec(),
+                size,
+                0,
+                shard,
+                id,
+                3
+            ),
+            0
+        );
+        let mut bad = sum;
+        bad[4] += 1.0;
+        assert_eq!(
+            count_wrong_result(Collective::AllReduce, bad, size, 0, shard, id, 0),
+            1
+        );
+    }
 
     #[test]
     fn gathered_blocks_are_checked_by_their_rank() {

@@ -280,14 +280,9 @@ pub fn sweep_table<G: BufferIo>(
             &format!("{} {total} B, checked call", collective.name()),
         );
         let checked_deadline = team.deadline(&what);
-        match collective {
-            Collective::AllGather => fill(g, &mut send, sl, |i| {
-                check::gather_value(me64, row64, i as u64)
-            })?,
-            _ => fill(g, &mut send, sl, |i| {
-                check::pattern(n64, me64, row64, i as u64)
-            })?,
-        }
+        fill(g, &mut send, sl, |i| {
+            check::send_value(collective, n64, me64, row64, i as u64)
+        })?;
         // The checked call is untimed: NaNs first, so a result that was
         // not written cannot pass.
         g.poison(&mut recv)?;
@@ -301,24 +296,10 @@ pub fn sweep_table<G: BufferIo>(
         };
         run(&mut recv)?;
         g.synchronize()?;
-        let wrong_mine = count_in(g, &recv, rl, |at, v| match collective {
-            Collective::AllGather => {
-                // Elements at..at+len of the rank-major concatenation.
-                v.iter()
-                    .enumerate()
-                    .filter(|(k, x)| {
-                        let i = (at + k) as u64;
-                        let want = check::gather_value(i / count, row64, i % count);
-                        x.is_nan() || **x != want
-                    })
-                    .count() as u64
-            }
-            // This rank's block of the sums starts at me · count.
-            Collective::ReduceScatter => {
-                check::count_wrong(v, n64, row64, me64 * count + at as u64)
-            }
-            _ => check::count_wrong(v, n64, row64, at as u64),
+        let wrong_mine = count_in(g, &recv, rl, |at, v| {
+            check::count_wrong_result(collective, v, n64, me64, count, row64, at as u64)
         })?;
+
         let mut wrong = 0u64;
         team.mpi
             .all_reduce_into(&wrong_mine, &mut wrong, SystemOperation::sum());

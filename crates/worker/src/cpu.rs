@@ -239,17 +239,15 @@ struct CollBuf {
 impl CollBuf {
     fn wrong(&self) -> u64 {
         let values = (0..self.recv.len()).map(|i| self.recv.get(i));
-        match self.kind {
-            Collective::AllGather => {
-                check::count_wrong_gathered(values, self.shard as u64, self.id)
-            }
-            Collective::ReduceScatter => {
-                check::count_wrong(values, self.size, self.id, self.rank * self.shard as u64)
-            }
-            Collective::AllReduce | Collective::SendRecv => {
-                check::count_wrong(values, self.size, self.id, 0)
-            }
-        }
+        check::count_wrong_result(
+            self.kind,
+            values,
+            self.size,
+            self.rank,
+            self.shard as u64,
+            self.id,
+            0,
+        )
     }
 }
 
@@ -589,20 +587,15 @@ impl<G: HostGroup> Communicator for CpuBackend<G> {
             let id = collective_id(ci);
             let (full, shard) = (c.elements as usize, c.shard_elements() as usize);
             let g = self.grad_dtype;
-            let (send, recv) = match c.kind {
-                Collective::AllGather => (
-                    HostBuf::filled(g, shard, |i| check::gather_value(rank, id, i as u64))?,
-                    HostBuf::filled(g, full, |_| f64::NAN)?,
-                ),
-                Collective::ReduceScatter => (
-                    HostBuf::filled(g, full, |i| check::pattern(size, rank, id, i as u64))?,
-                    HostBuf::filled(g, shard, |_| f64::NAN)?,
-                ),
-                Collective::AllReduce | Collective::SendRecv => (
-                    HostBuf::filled(g, full, |i| check::pattern(size, rank, id, i as u64))?,
-                    HostBuf::filled(g, full, |_| f64::NAN)?,
-                ),
+            let (send_n, recv_n) = match c.kind {
+                Collective::AllGather => (shard, full),
+                Collective::ReduceScatter => (full, shard),
+                Collective::AllReduce | Collective::SendRecv => (full, full),
             };
+            let send = HostBuf::filled(g, send_n, |i| {
+                check::send_value(c.kind, size, rank, id, i as u64)
+            })?;
+            let recv = HostBuf::filled(g, recv_n, |_| f64::NAN)?;
             colls.push(Some(Mutex::new(CollBuf {
                 kind: c.kind,
                 rank,

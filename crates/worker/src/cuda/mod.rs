@@ -1116,12 +1116,7 @@ impl Communicator for CudaBackend {
             };
             let send = DeviceBuf::new(&self.ctx, send_n * gb)?;
             let recv = DeviceBuf::new(&self.ctx, recv_n * gb)?;
-            let host = match c.kind {
-                Collective::AllGather => {
-                    encode_with(gd, send_n, |i| check::gather_value(rank, id, i))
-                }
-                _ => encode_with(gd, send_n, |i| check::pattern(size, rank, id, i)),
-            };
+            let host = encode_with(gd, send_n, |i| check::send_value(c.kind, size, rank, id, i));
             send.upload(0, &host)?;
             recv.memset(0xff)?;
             colls.push(Some(CollBuffers {
@@ -1224,13 +1219,7 @@ impl Communicator for CudaBackend {
             let mut host = vec![0u8; c.recv_elements as usize * gb];
             c.recv.download(0, &mut host)?;
             let values = decode(gd, &host);
-            wrong += match c.kind {
-                Collective::AllGather => check::count_wrong_gathered(values, c.shard, c.id),
-                Collective::ReduceScatter => {
-                    check::count_wrong(values, c.size, c.id, c.rank * c.shard)
-                }
-                _ => check::count_wrong(values, c.size, c.id, 0),
-            };
+            wrong += check::count_wrong_result(c.kind, values, c.size, c.rank, c.shard, c.id, 0);
         }
         let Some(b) = &self.buckets else {
             return Ok(wrong);
