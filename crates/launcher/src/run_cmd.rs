@@ -43,19 +43,18 @@ use mfubench_core::config::{parse_config_file, BackendKind};
 use mfubench_core::result::LaunchInfo;
 
 use crate::args::{ExportArgs, ThresholdArgs};
-use crate::exit::{
-    run_failed, usage, verdict_code, INTERRUPTED, OK, RUN_FAILED as RUN_FAILED_CODE, USAGE,
-};
+use crate::exit::{run_failed, usage, verdict_code, INTERRUPTED, OK};
 
 pub mod cleanup;
 pub mod command;
+pub mod diagnose;
 pub mod events;
 pub mod hostlist;
 pub mod simgpu;
 pub mod supervise;
 
 use command::{LaunchSpec, LauncherKind, Placement};
-use supervise::{Job, StopReason};
+use supervise::Job;
 
 /// Environment variable carrying [`LaunchInfo`] as JSON to every rank.
 pub use mfubench_core::protocol::LAUNCH_ENV;
@@ -642,29 +641,6 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
     } else {
         String::new()
     };
-    let unfinished = o.unfinished(p.np);
-    let (behind, waiting) = o.culprits(p.np);
-    let failed_ranks = o.failed_ranks();
-    // Named as waiting when others fell behind, and stopped with the rank
-    // that reported an error: not deaths of their own.
-    let agreed =
-        |c: Option<i32>| c == Some(i32::from(RUN_FAILED_CODE)) || c == Some(i32::from(USAGE));
-    let deaths: Vec<String> = o
-        .deaths
-        .iter()
-        .filter(|d| {
-            (behind.is_empty() || d.code != Some(i32::from(RUN_FAILED_CODE)))
-                && (failed_ranks.is_empty() || !agreed(d.code))
-        })
-        .map(|d| o.describe_death(d))
-        .collect();
-    let culprit_text = |behind: &[String], waiting: &[String]| {
-        let mut t = format!("; fell behind: {}", behind.join(", "));
-        if !waiting.is_empty() {
-            t.push_str(&format!("; waiting for them: {}", waiting.join(", ")));
-        }
-        t
-    };
     let stopped_early = o.stopped.is_some() || !o.status.success();
     if stopped_early && run_json.is_file() {
         // The modes that finished are reported (verdict INCOMPLETE), and the
@@ -681,71 +657,14 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
             }
         }
     }
-    match o.stopped {
-        Some(StopReason::Interrupted) => {
-            eprintln!(
-                "mfubench: interrupted after {:.1} s{kept}",
-                o.elapsed.as_secs_f64()
-            );
+    match diagnose::diagnose(&o, p.np, program, args.timeout, &kept) {
+        None => {}
+        Some(diagnose::Failure::Interrupted(msg)) => {
+            eprintln!("mfubench: {msg}");
             return Ok(Launched::Interrupted);
         }
-        Some(StopReason::Timeout) => {
-            let who = if !behind.is_empty() {
-                culprit_text(&behind, &waiting)
-            } else if unfinished.is_empty() {
-                String::new()
-            } else {
-                format!("; ranks that had not finished: {}", unfinished.join(", "))
-            };
-            return Err(run_failed(format!(
-                "timed out after {}{who}{kept}",
-                humantime::format_duration(args.timeout.unwrap_or_default())
-            )));
-        }
-        None => {}
-    }
-    if !o.status.success() {
-        let how = match (
-            o.status.code(),
-            std::os::unix::process::ExitStatusExt::signal(&o.status),
-        ) {
-            _ if o.killed_after_abort => format!(
-                "did not end the job within {} s of the failure and was killed",
-                supervise::ABORT_GRACE.as_secs()
-            ),
-            (Some(c), _) => format!("exited with code {c}"),
-            (None, Some(s)) => format!("was killed by signal {s}"),
-            _ => "failed".to_string(),
-        };
-        let mut msg = format!("the run failed: {program} {how}");
-        if !failed_ranks.is_empty() {
-            msg.push_str(&format!(
-                "; failed: {}; the other ranks stopped with it",
-                failed_ranks.join("; ")
-            ));
-        }
-        if !deaths.is_empty() {
-            msg.push_str(&format!("; {}", deaths.join("; ")));
-        }
-        if !behind.is_empty() {
-            msg.push_str(&culprit_text(&behind, &waiting));
-        } else if !unfinished.is_empty() && failed_ranks.is_empty() {
-            let other = if deaths.is_empty() { "" } else { "other " };
-            msg.push_str(&format!(
-                "; {other}ranks that had not finished: {}",
-                unfinished.join(", ")
-            ));
-        }
-        msg.push_str(&kept);
-        // The worker exits 2 for bad input it detects before any compute;
-        // a rank killed by a signal is a run failure whatever mpirun returns.
-        let bad_input = o.status.code() == Some(i32::from(USAGE))
-            && o.deaths.iter().all(|d| d.code == Some(i32::from(USAGE)));
-        return Err(if bad_input {
-            usage(msg)
-        } else {
-            run_failed(msg)
-        });
+        Some(diagnose::Failure::Run(msg)) => return Err(run_failed(msg)),
+        Some(diagnose::Failure::BadInput(msg)) => return Err(usage(msg)),
     }
 
     Ok(Launched::Finished {

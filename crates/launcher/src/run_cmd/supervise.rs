@@ -1119,12 +1119,12 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
     })
 }
 
+/// An outcome of `np` ranks that said hello and nothing else, mpirun
+/// exiting 3: the start of the unit tests' cases (here and in diagnose.rs).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn test_outcome(np: u64) -> Outcome {
     use std::os::unix::process::ExitStatusExt;
-
-    fn outcome(np: u64) -> Outcome {
+    {
         Outcome {
             status: ExitStatus::from_raw(3 << 8),
             stopped: None,
@@ -1156,6 +1156,15 @@ mod tests {
             removed: Vec::new(),
             elapsed: Duration::ZERO,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(np: u64) -> Outcome {
+        test_outcome(np)
     }
 
     #[test]
