@@ -49,6 +49,7 @@ pub mod check;
 pub mod config;
 pub mod config_error;
 pub mod flops;
+pub mod job;
 pub mod metrics;
 pub mod model;
 pub mod parallel;

@@ -74,9 +74,7 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
         .apply(&config.accept, cfg)
         .map_err(|e| usage(e.to_string()))?;
 
-    let mut worker_args = vec!["--accept".to_string()];
-    worker_args.extend(overrides.to_args());
-    let run_dir = match launch(&args.run, &worker_args)? {
+    let run_dir = match launch(&args.run, Some(&overrides))? {
         Launched::DryRun => return Ok(OK),
         Launched::Interrupted => return Ok(INTERRUPTED),
         Launched::Finished { run_dir, .. } => run_dir,

@@ -39,7 +39,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mfubench_core::accept::AcceptOverrides;
 use mfubench_core::config::{parse_config_file, BackendKind};
+use mfubench_core::job::WorkerJob;
 use mfubench_core::result::LaunchInfo;
 
 use crate::args::{ExportArgs, ThresholdArgs};
@@ -198,7 +200,7 @@ struct Plan {
     env: Vec<(String, String)>,
 }
 
-fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
+fn plan(args: &RunArgs, accept: Option<&AcceptOverrides>) -> Result<Plan> {
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| usage(format!("{}: cannot read the config: {e}", args.config)))?;
     // Checked as the ranks will check it: with the backend the command line
@@ -216,7 +218,7 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     let config = file
         .resolve(&args.config)
         .map_err(|e| usage(e.to_string()))?;
-    check_vary(&text, args, extra_worker_args)?;
+    check_vary(&text, args, accept.is_some())?;
     simgpu::check_args(args.sim_gpu, &args.sim_fault)?;
     if args.sim_gpu.is_some()
         && args
@@ -325,25 +327,24 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
     }
     forward_env.sort();
 
-    let mut worker_args = vec![
-        "--config".to_string(),
-        config_abs.display().to_string(),
-        "--out".to_string(),
-        out_abs.display().to_string(),
-        "--run-id".to_string(),
-        run_id.clone(),
-        "--expect-world".to_string(),
-        np.to_string(),
-    ];
-    if let Some(b) = args.backend {
-        worker_args.extend(["--backend".to_string(), BackendKind::from(b).to_string()]);
-    } else if args.sim_gpu.is_some() {
-        worker_args.extend(["--backend".to_string(), BackendKind::Cuda.to_string()]);
-    }
-    for v in &args.vary {
-        worker_args.extend(["--vary".to_string(), v.clone()]);
-    }
-    worker_args.extend(extra_worker_args.iter().cloned());
+    // The worker's arguments: one WorkerJob, written and read by core::job
+    // (no worker flag is spelled here), checked as the ranks would check it.
+    let job = WorkerJob {
+        config: config_abs.clone(),
+        out: out_abs.clone(),
+        run_id: Some(run_id.clone()),
+        expect_world: Some(u64::from(np)),
+        backend: match (args.backend, args.sim_gpu) {
+            (Some(b), _) => Some(BackendKind::from(b)),
+            (None, Some(_)) => Some(BackendKind::Cuda),
+            (None, None) => None,
+        },
+        vary: args.vary.clone(),
+        accept: accept.cloned(),
+        inject_wrong_rank: None,
+    };
+    job.check().map_err(usage)?;
+    let worker_args = job.to_args();
 
     let spec = LaunchSpec {
         launcher: kind,
@@ -385,11 +386,11 @@ fn plan(args: &RunArgs, extra_worker_args: &[String]) -> Result<Plan> {
 
 /// `--vary`: every variant must parse and validate before anything starts
 /// (exit 2 with the one-line error naming the flag and the key).
-fn check_vary(text: &str, args: &RunArgs, extra_worker_args: &[String]) -> Result<()> {
+fn check_vary(text: &str, args: &RunArgs, accept: bool) -> Result<()> {
     if args.vary.is_empty() {
         return Ok(());
     }
-    if extra_worker_args.iter().any(|a| a == "--accept") {
+    if accept {
         return Err(usage(
             "--vary: only for `mfubench run`, not `mfubench accept`",
         ));
@@ -487,7 +488,7 @@ pub(crate) enum Launched {
 
 /// Runs `mfubench run`: returns the exit code, or an error carrying one.
 pub fn run(args: &RunArgs) -> Result<u8> {
-    let (run_dir, run_json) = match launch(args, &[])? {
+    let (run_dir, run_json) = match launch(args, None)? {
         Launched::DryRun => return Ok(OK),
         Launched::Interrupted => return Ok(INTERRUPTED),
         Launched::Finished { run_dir, run_json } => (run_dir, run_json),
@@ -509,12 +510,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
     ))
 }
 
-/// Plans, starts and supervises the worker ranks (with `extra_worker_args`
-/// after the usual ones); a failed, timed-out or usage-error job is an
+/// Plans, starts and supervises the worker ranks (the acceptance suite
+/// with `accept`'s overrides, else the benchmark); a failed, timed-out or usage-error job is an
 /// error carrying its exit code (its partial results reported first).
 /// Shared by `mfubench run` and `mfubench accept`.
-pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Launched> {
-    let mut p = plan(args, extra_worker_args)?;
+pub(crate) fn launch(args: &RunArgs, accept: Option<&AcceptOverrides>) -> Result<Launched> {
+    let mut p = plan(args, accept)?;
     eprintln!("mfubench: {} rank(s), from {}", p.np, p.np_rule.describe());
     if let Some(n) = args.sim_gpu {
         eprintln!(
@@ -578,7 +579,7 @@ pub(crate) fn launch(args: &RunArgs, extra_worker_args: &[String]) -> Result<Lau
                         p.out_dir.display()
                     )));
                 }
-                p = plan(args, extra_worker_args)?;
+                p = plan(args, accept)?;
             }
             Err(e) => {
                 return Err(usage(format!(

@@ -667,3 +667,55 @@ fn run_ids_the_ranks_refuse_are_refused_before_anything_starts() {
         f.stdout
     );
 }
+
+/// The worker's command line is spelled once, in core::job: neither the
+/// launcher nor the worker writes a worker flag of its own, so renaming one
+/// in `core::job::flag` changes both sides and nothing else. (The round
+/// trip of every field is core::job's unit test.)
+#[test]
+fn worker_flags_are_spelled_only_in_core_job() {
+    use mfubench_core::job::flag;
+    let flags = [
+        flag::CONFIG,
+        flag::OUT,
+        flag::RUN_ID,
+        flag::EXPECT_WORLD,
+        flag::VARY,
+        flag::ACCEPT,
+        flag::STAGES,
+        flag::MIN_DEVICE_FRACTION,
+        flag::MIN_NODE_FRACTION,
+        flag::MIN_LINK_FRACTION,
+        flag::SWEEP_BEGIN,
+        flag::SWEEP_END,
+        flag::SWEEP_FACTOR,
+        flag::INJECT_WRONG_RANK,
+    ];
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(&root().join("crates/launcher/src"), &mut files);
+    sources(&root().join("crates/worker/src"), &mut files);
+    assert!(files.len() > 10, "{files:?}");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for fl in flags {
+            // As a string literal: the launcher's own flags are clap
+            // attributes (`#[arg(long)]`), never literals.
+            let lit = format!("\"{fl}\"");
+            assert!(
+                !text.contains(&lit),
+                "{} spells the worker flag {fl}: use mfubench_core::job instead",
+                f.display()
+            );
+        }
+    }
+}

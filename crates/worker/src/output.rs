@@ -152,7 +152,10 @@ pub fn other_runs_here(run_id: &str) -> Vec<String> {
         {
             continue;
         }
-        if let Some(w) = args.windows(2).find(|w| w[0] == b"--run-id") {
+        if let Some(w) = args
+            .windows(2)
+            .find(|w| w[0] == mfubench_core::job::flag::RUN_ID.as_bytes())
+        {
             let id = String::from_utf8_lossy(w[1]).into_owned();
             if id != run_id && !runs.contains(&id) {
                 runs.push(id);

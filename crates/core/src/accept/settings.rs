@@ -335,37 +335,6 @@ impl AcceptOverrides {
         s.validate(file)?;
         Ok(s)
     }
-
-    /// The same overrides as worker arguments (what the launcher forwards).
-    pub fn to_args(&self) -> Vec<String> {
-        let mut a = Vec::new();
-        if let Some(v) = &self.stages {
-            a.push("--stages".into());
-            a.push(v.iter().map(|s| s.name()).collect::<Vec<_>>().join(","));
-        }
-        let mut f = |flag: &str, v: Option<String>| {
-            if let Some(v) = v {
-                a.push(flag.to_string());
-                a.push(v);
-            }
-        };
-        f(
-            "--min-device-fraction",
-            self.min_device_fraction.map(|x| x.to_string()),
-        );
-        f(
-            "--min-node-fraction",
-            self.min_node_fraction.map(|x| x.to_string()),
-        );
-        f(
-            "--min-link-fraction",
-            self.min_link_fraction.map(|x| x.to_string()),
-        );
-        f("--sweep-begin", self.sweep_begin.map(|x| x.to_string()));
-        f("--sweep-end", self.sweep_end.map(|x| x.to_string()));
-        f("--sweep-factor", self.sweep_factor.map(|x| x.to_string()));
-        a
-    }
 }
 
 /// The parser of `-b` / `-e` (`--sweep-begin` / `--sweep-end`): core's one
@@ -487,6 +456,11 @@ mod tests {
             (s.stages.clone(), s.sweep_end),
             (vec![Stage::Sweep], 1 << 20)
         );
-        assert_eq!(o.to_args(), ["--stages", "sweep", "--sweep-end", "1048576"]);
+        let mut job = crate::job::WorkerJob::new("c.toml", "r");
+        job.accept = Some(o);
+        assert_eq!(
+            job.to_args()[4..],
+            ["--accept", "--stages", "sweep", "--sweep-end", "1048576"]
+        );
     }
 }

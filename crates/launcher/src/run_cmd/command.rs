@@ -615,7 +615,8 @@ mod tests {
             np,
             placement,
             worker: PathBuf::from("/opt/w/mfubench-worker"),
-            worker_args: vec!["--config".into(), "/c.toml".into()],
+            worker_args: mfubench_core::job::WorkerJob::new("/c.toml", "results").to_args()[..2]
+                .to_vec(),
             extra: vec![],
             as_root: false,
             local_cores: Some(2),

@@ -781,7 +781,7 @@ pub fn is_our_worker(pid: u32, run_id: &str) -> bool {
     };
     let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
     args.windows(2)
-        .any(|w| w[0] == b"--run-id" && w[1] == run_id.as_bytes())
+        .any(|w| w[0] == mfubench_core::job::flag::RUN_ID.as_bytes() && w[1] == run_id.as_bytes())
 }
 
 /// SIGKILLs announced worker PIDs that are still ours; returns those that

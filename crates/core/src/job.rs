@@ -1,0 +1,386 @@
+//! The launcher↔worker contract: [`WorkerJob`], what one `mfubench-worker`
+//! rank is asked to do, spelled once.
+//!
+//! The launcher builds a `WorkerJob` and turns it into the worker's argument
+//! vector with [`WorkerJob::to_args`]; the worker reads its arguments back
+//! with [`WorkerJob::from_args`]. Both directions use the flag names of
+//! [`flag`] and nothing else, so a flag is renamed in one place (a test
+//! round-trips every field). The arguments stay readable flags, not an
+//! opaque blob: the command `mfubench run --dry-run` prints is one a person
+//! can also type (`mpirun -np 2 mfubench-worker --config … --out …`).
+//! [`WorkerJob::check`] applies the rules the ranks would (run id, `--vary`
+//! syntax, accept overrides), so the launcher refuses a bad job before MPI
+//! starts.
+
+use std::path::PathBuf;
+
+use crate::accept::{parse_stages, AcceptOverrides};
+use crate::config::BackendKind;
+
+/// The worker's flags, each spelled here only.
+pub mod flag {
+    /// The config file.
+    pub const CONFIG: &str = "--config";
+    /// The results folder.
+    pub const OUT: &str = "--out";
+    /// The run id.
+    pub const RUN_ID: &str = "--run-id";
+    /// The world size the ranks must see.
+    pub const EXPECT_WORLD: &str = "--expect-world";
+    /// The backend.
+    pub const BACKEND: &str = "--backend";
+    /// A `--vary KEY=V1,V2,…` (repeatable).
+    pub const VARY: &str = "--vary";
+    /// Run the acceptance suite.
+    pub const ACCEPT: &str = "--accept";
+    /// Accept: stages.
+    pub const STAGES: &str = "--stages";
+    /// Accept: accept.min_device_fraction.
+    pub const MIN_DEVICE_FRACTION: &str = "--min-device-fraction";
+    /// Accept: accept.min_node_fraction.
+    pub const MIN_NODE_FRACTION: &str = "--min-node-fraction";
+    /// Accept: accept.min_link_fraction.
+    pub const MIN_LINK_FRACTION: &str = "--min-link-fraction";
+    /// Accept: smallest sweep size.
+    pub const SWEEP_BEGIN: &str = "--sweep-begin";
+    /// Accept: largest sweep size.
+    pub const SWEEP_END: &str = "--sweep-end";
+    /// Accept: factor between sweep sizes.
+    pub const SWEEP_FACTOR: &str = "--sweep-factor";
+    /// Test hook: this rank corrupts one reduced element once.
+    pub const INJECT_WRONG_RANK: &str = "--inject-wrong-rank";
+}
+
+/// The worker's usage text (`mfubench-worker --help`).
+pub const USAGE: &str = "mfubench-worker: one rank of an mfubench run, started by `mfubench run`/`accept`, mpirun or srun
+
+usage: mfubench-worker --config FILE [--out DIR] [--run-id ID] [--expect-world N]
+                       [--backend auto|cpu|cuda] [--vary KEY=V1,V2,…]…
+                       [--accept [--stages LIST] [--min-device-fraction F] [--min-node-fraction F]
+                                 [--min-link-fraction F] [--sweep-begin SIZE] [--sweep-end SIZE]
+                                 [--sweep-factor N]]
+
+  --config FILE        benchmark config (TOML); read by rank 0 and broadcast
+  --out DIR            results folder; the run writes DIR/<run-id>/ (default: results)
+  --run-id ID          run id (folder name); default: UTC time and a process id
+  --expect-world N     fail unless MPI reports N ranks (catches another MPI's mpirun)
+  --backend B          auto, cpu or cuda, overriding run.backend
+  --vary KEY=V1,…      run every variant in one job, interleaved per round
+  --accept             run the acceptance suite (accept.json) instead of the benchmark
+Exit codes: 0 ok, 2 usage or config error, 3 run failed.";
+
+/// What one worker rank is asked to do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerJob {
+    /// The config file (absolute when the launcher made the job).
+    pub config: PathBuf,
+    /// The results folder.
+    pub out: PathBuf,
+    /// The run id; None: the worker chooses one.
+    pub run_id: Option<String>,
+    /// The world size the ranks must see.
+    pub expect_world: Option<u64>,
+    /// The backend, overriding the config's `run.backend`.
+    pub backend: Option<BackendKind>,
+    /// `--vary KEY=V1,V2,…` arguments, in order.
+    pub vary: Vec<String>,
+    /// The acceptance suite with these overrides, instead of the benchmark.
+    pub accept: Option<AcceptOverrides>,
+    /// Test hook: this rank corrupts one reduced element once.
+    pub inject_wrong_rank: Option<u64>,
+}
+
+/// What the worker's command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Parsed {
+    /// A job.
+    Job(Box<WorkerJob>),
+    /// `--help`.
+    Help,
+    /// `--version`.
+    Version,
+}
+
+fn backend_word(b: BackendKind) -> &'static str {
+    match b {
+        BackendKind::Auto => "auto",
+        BackendKind::Cpu => "cpu",
+        BackendKind::Cuda => "cuda",
+    }
+}
+
+impl WorkerJob {
+    /// A job for `config` writing into `out`, everything else default.
+    pub fn new(config: impl Into<PathBuf>, out: impl Into<PathBuf>) -> WorkerJob {
+        WorkerJob {
+            config: config.into(),
+            out: out.into(),
+            run_id: None,
+            expect_world: None,
+            backend: None,
+            vary: Vec::new(),
+            accept: None,
+            inject_wrong_rank: None,
+        }
+    }
+
+    /// The worker's arguments for this job (without the program name).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut put = |f: &str, v: String| {
+            a.push(f.to_string());
+            a.push(v);
+        };
+        put(flag::CONFIG, self.config.display().to_string());
+        put(flag::OUT, self.out.display().to_string());
+        if let Some(id) = &self.run_id {
+            put(flag::RUN_ID, id.clone());
+        }
+        if let Some(n) = self.expect_world {
+            put(flag::EXPECT_WORLD, n.to_string());
+        }
+        if let Some(b) = self.backend {
+            put(flag::BACKEND, backend_word(b).to_string());
+        }
+        for v in &self.vary {
+            put(flag::VARY, v.clone());
+        }
+        if let Some(r) = self.inject_wrong_rank {
+            put(flag::INJECT_WRONG_RANK, r.to_string());
+        }
+        if let Some(o) = &self.accept {
+            a.push(flag::ACCEPT.to_string());
+            let mut put = |f: &str, v: Option<String>| {
+                if let Some(v) = v {
+                    a.push(f.to_string());
+                    a.push(v);
+                }
+            };
+            put(
+                flag::STAGES,
+                o.stages
+                    .as_ref()
+                    .map(|v| v.iter().map(|s| s.name()).collect::<Vec<_>>().join(",")),
+            );
+            put(
+                flag::MIN_DEVICE_FRACTION,
+                o.min_device_fraction.map(|x| x.to_string()),
+            );
+            put(
+                flag::MIN_NODE_FRACTION,
+                o.min_node_fraction.map(|x| x.to_string()),
+            );
+            put(
+                flag::MIN_LINK_FRACTION,
+                o.min_link_fraction.map(|x| x.to_string()),
+            );
+            put(flag::SWEEP_BEGIN, o.sweep_begin.map(|x| x.to_string()));
+            put(flag::SWEEP_END, o.sweep_end.map(|x| x.to_string()));
+            put(flag::SWEEP_FACTOR, o.sweep_factor.map(|x| x.to_string()));
+        }
+        a
+    }
+
+    /// Reads the worker's arguments (without the program name): `--flag
+    /// VALUE` or `--flag=VALUE`. The error names the flag and what would fix
+    /// it.
+    pub fn from_args<I, S>(args: I) -> Result<Parsed, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut job = WorkerJob::new(PathBuf::new(), "results");
+        let mut config = None;
+        let mut accept = false;
+        let mut o = AcceptOverrides::default();
+        let mut it = args.into_iter().map(Into::into);
+        while let Some(arg) = it.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+                _ => (arg.clone(), None),
+            };
+            match name.as_str() {
+                "--help" | "-h" => return Ok(Parsed::Help),
+                "--version" | "-V" => return Ok(Parsed::Version),
+                _ => {}
+            }
+            if name == flag::ACCEPT {
+                accept = true;
+                continue;
+            }
+            let known = [
+                flag::CONFIG,
+                flag::OUT,
+                flag::RUN_ID,
+                flag::EXPECT_WORLD,
+                flag::BACKEND,
+                flag::VARY,
+                flag::STAGES,
+                flag::MIN_DEVICE_FRACTION,
+                flag::MIN_NODE_FRACTION,
+                flag::MIN_LINK_FRACTION,
+                flag::SWEEP_BEGIN,
+                flag::SWEEP_END,
+                flag::SWEEP_FACTOR,
+                flag::INJECT_WRONG_RANK,
+            ];
+            let Some(&f) = known.iter().find(|k| **k == name) else {
+                return Err(format!(
+                    "unknown argument {arg:?}: see mfubench-worker --help"
+                ));
+            };
+            let value = match inline {
+                Some(v) => v,
+                None => it.next().ok_or_else(|| format!("{f}: needs a value"))?,
+            };
+            let num = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{f} {v}: give a whole number"))
+            };
+            let frac =
+                |v: &str| crate::units::parse_fraction(v).map_err(|e| format!("{f} {v}: {e}"));
+            let bytes = |v: &str| crate::units::parse_bytes(v).map_err(|e| format!("{f} {v}: {e}"));
+            match f {
+                flag::CONFIG => config = Some(PathBuf::from(value)),
+                flag::OUT => job.out = PathBuf::from(value),
+                flag::RUN_ID => job.run_id = Some(value),
+                flag::EXPECT_WORLD => job.expect_world = Some(num(&value)?),
+                flag::BACKEND => {
+                    job.backend = Some(match value.as_str() {
+                        "auto" => BackendKind::Auto,
+                        "cpu" => BackendKind::Cpu,
+                        "cuda" => BackendKind::Cuda,
+                        other => return Err(format!("{f} {other}: use auto, cpu or cuda")),
+                    })
+                }
+                flag::VARY => job.vary.push(value),
+                flag::INJECT_WRONG_RANK => job.inject_wrong_rank = Some(num(&value)?),
+                flag::STAGES => {
+                    o.stages = Some(parse_stages(&value).map_err(|e| format!("{f} {value}: {e}"))?)
+                }
+                flag::MIN_DEVICE_FRACTION => o.min_device_fraction = Some(frac(&value)?),
+                flag::MIN_NODE_FRACTION => o.min_node_fraction = Some(frac(&value)?),
+                flag::MIN_LINK_FRACTION => o.min_link_fraction = Some(frac(&value)?),
+                flag::SWEEP_BEGIN => o.sweep_begin = Some(bytes(&value)?),
+                flag::SWEEP_END => o.sweep_end = Some(bytes(&value)?),
+                flag::SWEEP_FACTOR => o.sweep_factor = Some(num(&value)?),
+                _ => unreachable!("every known flag is handled"),
+            }
+        }
+        job.config = config.ok_or_else(|| {
+            format!(
+                "{} FILE is required: the benchmark config (TOML)",
+                flag::CONFIG
+            )
+        })?;
+        if accept {
+            job.accept = Some(o);
+        } else if o != AcceptOverrides::default() {
+            return Err(format!(
+                "{}, {}…: only with {}",
+                flag::STAGES,
+                flag::MIN_DEVICE_FRACTION,
+                flag::ACCEPT
+            ));
+        }
+        Ok(Parsed::Job(Box::new(job)))
+    }
+
+    /// The rules the ranks would apply to the job itself (not to the
+    /// config): the run id, the `--vary` syntax, `--vary` with `--accept`.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(id) = &self.run_id {
+            crate::protocol::validate_run_id(id).map_err(|e| e.to_string())?;
+        }
+        if self.accept.is_some() && !self.vary.is_empty() {
+            return Err("--vary: only for `mfubench run`, not `mfubench accept`".into());
+        }
+        for v in &self.vary {
+            crate::vary::parse_vary_arg(v).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accept::Stage;
+
+    fn full() -> WorkerJob {
+        WorkerJob {
+            config: "/c/q.toml".into(),
+            out: "/r".into(),
+            run_id: Some("r1".into()),
+            expect_world: Some(4),
+            backend: Some(BackendKind::Cuda),
+            vary: vec!["run.bucket_mb=1,4".into(), "model.seq=64,128".into()],
+            accept: None,
+            inject_wrong_rank: Some(1),
+        }
+    }
+
+    #[test]
+    fn every_field_round_trips_through_the_arguments() {
+        let j = full();
+        assert_eq!(
+            WorkerJob::from_args(j.to_args()),
+            Ok(Parsed::Job(Box::new(j)))
+        );
+        let mut a = WorkerJob::new("/c/a.toml", "/r");
+        a.accept = Some(AcceptOverrides {
+            stages: Some(vec![Stage::Device, Stage::Link]),
+            min_device_fraction: Some(0.9),
+            min_node_fraction: Some(0.5),
+            min_link_fraction: Some(0.25),
+            sweep_begin: Some(1024),
+            sweep_end: Some(1 << 30),
+            sweep_factor: Some(2),
+        });
+        assert_eq!(
+            WorkerJob::from_args(a.to_args()),
+            Ok(Parsed::Job(Box::new(a.clone())))
+        );
+        // The readable form the dry-run golden files show.
+        assert_eq!(
+            a.to_args().join(" "),
+            "--config /c/a.toml --out /r --accept --stages device,link --min-device-fraction 0.9 \
+             --min-node-fraction 0.5 --min-link-fraction 0.25 --sweep-begin 1024 --sweep-end 1073741824 --sweep-factor 2"
+        );
+    }
+
+    #[test]
+    fn bad_arguments_name_the_flag() {
+        let e = |v: &[&str]| WorkerJob::from_args(v.iter().copied()).unwrap_err();
+        assert!(e(&["--out", "x"]).starts_with("--config FILE is required"));
+        assert!(e(&["--config", "c", "--backend", "gpu"])
+            .contains("--backend gpu: use auto, cpu or cuda"));
+        assert!(e(&["--config", "c", "--expect-world", "two"]).contains("--expect-world two"));
+        assert!(e(&["--config", "c", "--frobnicate"]).contains("unknown argument \"--frobnicate\""));
+        assert!(e(&["--config"]).contains("--config: needs a value"));
+        assert!(e(&["--config", "c", "--stages", "device"]).contains("only with --accept"));
+        assert!(
+            e(&["--config", "c", "--accept", "--min-link-fraction", "2"])
+                .contains("--min-link-fraction 2")
+        );
+        assert_eq!(WorkerJob::from_args(["--help"]), Ok(Parsed::Help));
+        assert_eq!(
+            WorkerJob::from_args(["--config=c", "--out=o"]),
+            Ok(Parsed::Job(Box::new(WorkerJob::new("c", "o"))))
+        );
+    }
+
+    #[test]
+    fn the_launcher_checks_what_the_ranks_would() {
+        let mut j = full();
+        assert_eq!(j.check(), Ok(()));
+        j.run_id = Some("a+b".into());
+        assert!(j.check().unwrap_err().contains("a+b"));
+        let mut j = full();
+        j.vary = vec!["run.bucket_mb".into()];
+        assert!(j.check().is_err());
+        let mut j = full();
+        j.accept = Some(AcceptOverrides::default());
+        assert!(j.check().unwrap_err().contains("--vary"));
+    }
+}
