@@ -49,6 +49,24 @@ pub mod flag {
     pub const SWEEP_FACTOR: &str = "--sweep-factor";
     /// Test hook: this rank corrupts one reduced element once.
     pub const INJECT_WRONG_RANK: &str = "--inject-wrong-rank";
+
+    /// Every flag that takes a value.
+    pub const WITH_VALUE: &[&str] = &[
+        CONFIG,
+        OUT,
+        RUN_ID,
+        EXPECT_WORLD,
+        BACKEND,
+        VARY,
+        STAGES,
+        MIN_DEVICE_FRACTION,
+        MIN_NODE_FRACTION,
+        MIN_LINK_FRACTION,
+        SWEEP_BEGIN,
+        SWEEP_END,
+        SWEEP_FACTOR,
+        INJECT_WRONG_RANK,
+    ];
 }
 
 /// The worker's usage text (`mfubench-worker --help`).
@@ -208,23 +226,7 @@ impl WorkerJob {
                 accept = true;
                 continue;
             }
-            let known = [
-                flag::CONFIG,
-                flag::OUT,
-                flag::RUN_ID,
-                flag::EXPECT_WORLD,
-                flag::BACKEND,
-                flag::VARY,
-                flag::STAGES,
-                flag::MIN_DEVICE_FRACTION,
-                flag::MIN_NODE_FRACTION,
-                flag::MIN_LINK_FRACTION,
-                flag::SWEEP_BEGIN,
-                flag::SWEEP_END,
-                flag::SWEEP_FACTOR,
-                flag::INJECT_WRONG_RANK,
-            ];
-            let Some(&f) = known.iter().find(|k| **k == name) else {
+            let Some(&f) = flag::WITH_VALUE.iter().find(|k| **k == name) else {
                 return Err(format!(
                     "unknown argument {arg:?}: see mfubench-worker --help"
                 ));
