@@ -24,7 +24,8 @@
 //!   f32 sums) over the size range; an untimed call of every size is
 //!   checked against its known answer ([`mfubench_core::check`]) for
 //!   `#wrong`.
-//! - **step**: the four-mode benchmark ([`Benchmark`]), writing run.json
+//! - **step**: the four-mode benchmark (a plain run on the
+//!   [`crate::executor::Executor`]), writing run.json
 //!   beside accept.json.
 //!
 //! The node, link and sweep stages run on a [`Team`]: a [`GroupComm`] (an
@@ -40,7 +41,6 @@
 //! slowest rank's (the collective is as slow as it), and a stage reports
 //! the median over iterations.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,9 +49,9 @@ use mpi::topology::{Color, Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
 use mfubench_core::accept::{
-    evaluate, link_schedule, AcceptRecord, AcceptSettings, Collective, CpuTelemetry, DeviceResult,
-    DeviceStage, GpuTelemetry, LinkStage, NodeResult, NodeStage, PairResult, RankGpu, Stage,
-    StepStage, SweepRow, SweepStage, SweepTable, XidWatch, ACCEPT_SCHEMA_VERSION,
+    evaluate, link_schedule, AcceptRecord, AcceptSettings, Collective, DeviceResult, DeviceStage,
+    GpuTelemetry, LinkStage, NodeResult, NodeStage, PairResult, RankGpu, Stage, StepStage,
+    SweepRow, SweepStage, SweepTable, XidWatch, ACCEPT_SCHEMA_VERSION,
 };
 use mfubench_core::check;
 use mfubench_core::config::{BackendKind, Config, Mode};
@@ -61,16 +61,14 @@ use mfubench_core::result::RunRecord;
 use mfubench_core::stats;
 
 use crate::backend::{Backend, BackendError, Compute};
-use crate::benchmark::{Benchmark, Hooks};
-use crate::cpu::{CpuBackend, HostGroup};
-use crate::cuda::group::NcclGroup;
 use crate::cuda::telemetry::{Telemetry, XidWatcher};
-use crate::cuda::CudaBackend;
 use crate::group::{BufferIo, GroupComm};
-use crate::mpi_comm::{self, MpiGroup};
+use crate::mpi_comm;
 use crate::output;
+use crate::platform::Platform;
 use crate::rank::{Exit, Rank, RunError};
 use crate::schedule;
+use crate::session::Session;
 
 /// Elements a buffer is written or read in at a time (bounded host
 /// memory for the checks of large sizes).
@@ -315,34 +313,6 @@ pub fn sweep_table<G: BufferIo>(
     Ok(SweepTable::new(collective, rows))
 }
 
-/// Clock, temperature and load of this host, where it exposes them.
-pub fn cpu_telemetry() -> CpuTelemetry {
-    let mhz = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
-        let v: Vec<f64> = s
-            .lines()
-            .filter(|l| l.starts_with("cpu MHz"))
-            .filter_map(|l| l.split(':').nth(1)?.trim().parse().ok())
-            .collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-    });
-    let temp_c = std::fs::read_dir("/sys/class/thermal").ok().and_then(|d| {
-        d.filter_map(|e| {
-            let t = std::fs::read_to_string(e.ok()?.path().join("temp")).ok()?;
-            t.trim().parse::<f64>().ok().map(|m| m / 1000.0)
-        })
-        .reduce(f64::max)
-    });
-    let load1 = std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok());
-    CpuTelemetry {
-        mhz,
-        temp_c,
-        load1,
-        cpu_share: None,
-    }
-}
-
 /// CPU time (user + system) this process has used, seconds.
 fn process_cpu_s() -> Option<f64> {
     let mut u = std::mem::MaybeUninit::<libc::rusage>::uninit();
@@ -391,134 +361,12 @@ fn gather_json<T: serde::Serialize + serde::de::DeserializeOwned>(
     )
 }
 
-/// What the suite needs of a backend: its [`Backend`] for the device and
-/// step stages, its group for the node, link and sweep stages.
-pub trait SuiteBackend {
-    /// The backend of the device and step stages.
-    type Backend: Backend;
-    /// The group of the node, link and sweep stages (f32 elements).
-    type Group: BufferIo;
-
-    /// The group of every rank. Collective over the world.
-    fn world_group(rank: &Rank, config: &Config) -> Result<Self::Group, Exit>;
-
-    /// Declares the normal end of a group after the suite's last
-    /// collective, so that its teardown may be collective (NCCL's destroy)
-    /// rather than an abort.
-    fn finish(_group: &Self::Group) {}
-
-    /// This rank's GPU telemetry (NVML), where the backend has GPUs and
-    /// NVML is there; the reason it is not otherwise.
-    fn gpu_telemetry(_world: &Self::Group) -> Result<Telemetry, String> {
-        Err("no GPU".into())
-    }
-
-    /// Telemetry of this rank's device right after the device stage;
-    /// `cpu_share` is the process's CPU time over the stage's wall time.
-    fn telemetry(backend: &Self::Backend, cpu_s: Option<f64>, wall_s: f64) -> CpuTelemetry;
-}
-
-/// The CPU backend: MPI groups.
-pub struct OnCpu;
-
-impl SuiteBackend for OnCpu {
-    type Backend = CpuBackend;
-    type Group = MpiGroup;
-
-    fn world_group(rank: &Rank, _: &Config) -> Result<MpiGroup, Exit> {
-        Ok(MpiGroup::world(rank))
-    }
-
-    /// Host clock, temperature and load; the CPU share is the process's
-    /// CPU time over the stage's wall time and GEMM threads (below 1: the
-    /// threads did not get their cores).
-    fn telemetry(backend: &CpuBackend, cpu_s: Option<f64>, wall_s: f64) -> CpuTelemetry {
-        let threads = backend.threads().max(1) as f64;
-        let mut t = cpu_telemetry();
-        t.cpu_share = cpu_s
-            .filter(|_| wall_s > 0.0)
-            .map(|c| c / (wall_s * threads));
-        t
-    }
-}
-
-/// The CUDA backend: NCCL groups (splits by `ncclCommSplit`, the link
-/// stage's exchanges by `ncclSend`/`ncclRecv` in one group).
-pub struct OnCuda;
-
-impl SuiteBackend for OnCuda {
-    type Backend = CudaBackend;
-    type Group = NcclGroup;
-
-    fn world_group(rank: &Rank, config: &Config) -> Result<NcclGroup, Exit> {
-        let limit = Duration::from_secs_f64(config.run.op_timeout_s);
-        crate::cuda::group::open_world(rank, mfubench_core::config::Dtype::F32, limit)
-    }
-
-    fn finish(group: &NcclGroup) {
-        group.mark_finished();
-    }
-
-    fn gpu_telemetry(world: &NcclGroup) -> Result<Telemetry, String> {
-        world.telemetry()
-    }
-
-    /// The host's readings (the GPU's come with the device record).
-    fn telemetry(_: &CudaBackend, _: Option<f64>, _: f64) -> CpuTelemetry {
-        cpu_telemetry()
-    }
-}
-
-/// The suite on one rank, on the run's backend.
-pub struct Accept<'r> {
-    suite: Either<'r>,
-}
-
-enum Either<'r> {
-    Cpu(Suite<'r, OnCpu>),
-    Cuda(Suite<'r, OnCuda>),
-}
-
-impl<'r> Accept<'r> {
-    /// Builds the teams and the (empty) record on the run's backend
-    /// (`auto` has been resolved by now; it counts as CUDA here, as in the
-    /// benchmark). On CUDA without a GPU every rank ends with the no-driver
-    /// message, exit 2, before any compute.
-    pub fn open(
-        rank: &'r Rank,
-        config: Config,
-        plan: Arc<StepPlan>,
-        settings: AcceptSettings,
-        run_id: String,
-        run_dir: PathBuf,
-    ) -> Result<Self, Exit> {
-        let suite = match config.run.backend {
-            BackendKind::Cpu => {
-                Either::Cpu(Suite::open(rank, config, plan, settings, run_id, run_dir)?)
-            }
-            BackendKind::Cuda | BackendKind::Auto => {
-                Either::Cuda(Suite::open(rank, config, plan, settings, run_id, run_dir)?)
-            }
-        };
-        Ok(Accept { suite })
-    }
-
-    /// Runs every requested stage, saving accept.json after each.
-    pub fn run(self) -> Result<(), Exit> {
-        match self.suite {
-            Either::Cpu(s) => s.run(),
-            Either::Cuda(s) => s.run(),
-        }
-    }
-}
-
 /// The suite on one rank, on backend `K`.
-pub struct Suite<'r, K: SuiteBackend> {
+pub struct Suite<'r, K: Platform> {
+    session: Session<'r>,
     rank: &'r Rank,
     config: Config,
     plan: Arc<StepPlan>,
-    run_id: String,
-    run_dir: PathBuf,
     /// Every rank.
     world: Team<K::Group>,
     /// This host's ranks (key = world rank).
@@ -535,17 +383,16 @@ pub struct Suite<'r, K: SuiteBackend> {
     record: AcceptRecord,
 }
 
-impl<'r, K: SuiteBackend> Suite<'r, K> {
+impl<'r, K: Platform> Suite<'r, K> {
     /// Builds the teams (world, per host, node leaders) and the (empty)
     /// record. Collective.
     pub fn open(
-        rank: &'r Rank,
+        session: &Session<'r>,
         config: Config,
         plan: Arc<StepPlan>,
         settings: AcceptSettings,
-        run_id: String,
-        run_dir: PathBuf,
     ) -> Result<Self, Exit> {
+        let rank = session.rank;
         let group = K::world_group(rank, &config)?;
         let op_limit = Duration::from_secs_f64(config.run.op_timeout_s);
         let world = rank
@@ -600,7 +447,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         let record = AcceptRecord {
             schema_version: ACCEPT_SCHEMA_VERSION,
             tool_version: mfubench_core::TOOL_VERSION.to_string(),
-            run_id: run_id.clone(),
+            run_id: session.run_id.clone(),
             started_at: output::rfc3339_now(),
             written_at: String::new(),
             complete: false,
@@ -626,8 +473,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
             rank,
             config,
             plan,
-            run_id,
-            run_dir,
+            session: session.clone(),
             world,
             host,
             leaders,
@@ -637,23 +483,12 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         })
     }
 
-    /// A barrier on `comm` under the watchdog (`run.op_timeout_s`): a rank
-    /// that never arrives ends the job instead of hanging it.
+    /// The session's barrier on `comm` under the watchdog
+    /// (`run.op_timeout_s`), at `at` of the suite.
     fn barrier(&self, comm: &SimpleCommunicator, at: &str) {
         let limit = Duration::from_secs_f64(self.config.run.op_timeout_s);
-        let (rank, host) = (self.rank.rank, &self.rank.host);
-        let mut say = || {
-            crate::progress::emit(&mfubench_core::protocol::Event::Waiting {
-                rank,
-                at: format!("accept barrier {at}"),
-            })
-        };
-        if !mpi_comm::quiet_barrier(comm, limit, &mut say) {
-            self.rank.abort(format!(
-                "watchdog: rank {rank} on {host} waited {} s at the accept barrier {at} for a rank that never arrived",
-                limit.as_secs_f64()
-            ));
-        }
+        self.session
+            .barrier(comm, limit, &format!("of the acceptance suite {at}"));
     }
 
     /// Runs every requested stage, saving accept.json after each. A stage
@@ -738,7 +573,7 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
         let written = if self.rank.is_root() {
             self.record.written_at = output::rfc3339_now();
             self.record.findings = evaluate(&self.record, &self.record.settings);
-            let path = self.run_dir.join("accept.json");
+            let path = self.session.run_dir.join("accept.json");
             serde_json::to_vec_pretty(&self.record)
                 .map_err(|e| RunError(e.to_string()))
                 .and_then(|b| {
@@ -987,19 +822,13 @@ impl<'r, K: SuiteBackend> Suite<'r, K> {
     }
 
     fn step(&mut self) -> Result<Result<(), BackendError>, Exit> {
-        let mut b = Benchmark::<K::Backend>::open(
-            self.rank,
+        crate::executor::run_plain::<K::Backend>(
+            &self.session,
             self.config.clone(),
             self.plan.clone(),
-            self.run_id.clone(),
-            self.run_dir.clone(),
-            Hooks::default(),
         )?;
-        b.choose_peak()?;
-        b.run_modes()?;
-        b.save(true)?;
         if self.rank.is_root() {
-            let path = self.run_dir.join("run.json");
+            let path = self.session.run_dir.join("run.json");
             let run: Option<RunRecord> = std::fs::read(&path)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());

@@ -1,17 +1,15 @@
-//! One benchmark run on one rank, as a flow of four steps that every rank
-//! takes together: [`Benchmark::open`] (backend, buffers),
-//! [`Benchmark::choose_peak`], [`Benchmark::run_modes`] and
-//! [`Benchmark::save`].
+//! One benchmark (a run, or one variant of a `--vary` job) on one rank:
+//! its backend and buffers ([`Benchmark::open`]), its peak
+//! ([`Benchmark::choose_peak`]), its steps and its run.json
+//! ([`Benchmark::save`]). Which step runs when is the
+//! [`crate::executor::Executor`]'s job, the same for a plain run, every
+//! variant of `--vary` and the acceptance suite's step stage.
 //!
-//! How the modes are timed (the measurement design):
-//! - **Warmup** is shared: `run.warmup` rounds in which every mode runs one
-//!   step, in the rotating order of the interleaved schedule.
-//! - **Timed steps.** Interleaved (default): timed round i runs one step of
-//!   every mode, in `modes` rotated by i (a Latin square), so that outside
-//!   load lands on all modes alike and round i's steps form a pair for
-//!   every figure that compares modes. Blocked: each mode's steps back to
-//!   back (for comparison). Every step starts after a barrier; its start
-//!   (seconds since the first timed step) is recorded.
+//! How a step is taken (the measurement design; the order of steps is in
+//! the executor's notes):
+//! - Every step starts after a barrier under the watchdog
+//!   ([`crate::session::Session::barrier`]); a timed step's start (seconds
+//!   since the job's first timed step) is recorded.
 //! - **Checks on untimed steps only.** The all-reduce results are verified
 //!   on the warmup steps and on one extra untimed step per mode with
 //!   all-reduces after the timed ones. Timed steps of every mode are then
@@ -19,16 +17,15 @@
 //!   check (a second on large GPU buckets, enough for clocks to drop)
 //!   never sits before some modes' timed steps and not others'. `wrong`
 //!   counts the mismatches of those checked steps.
-//! - **Results as soon as they exist.** run.json is written (complete =
-//!   false) after 1, 2, 4, 8, … rounds' worth of timed steps, so a crash or
-//!   a timeout keeps what was measured, and once more at the end.
+//! - **Results as soon as they exist**: [`Benchmark::save`] gathers every
+//!   rank's record and rank 0 writes run.json atomically, complete or not.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mfubench_core::config::{Config, Mode, Schedule};
+use mfubench_core::config::{Config, Mode};
 use mfubench_core::plan::StepPlan;
 use mfubench_core::protocol::{Event, LAUNCH_ENV};
 use mfubench_core::result::{
@@ -43,6 +40,7 @@ use crate::progress::emit;
 use crate::rank::{Exit, Rank, RunError};
 use crate::record::mode_record;
 use crate::schedule::{self, StepTiming};
+use crate::session::Session;
 
 /// How shared this rank's host is at start; warns when it is oversubscribed
 /// or busy (its MFU is then lower than the hardware gives).
@@ -62,14 +60,6 @@ fn host_load(rank: &Rank, run_id: &str) -> HostLoad {
     load
 }
 
-/// Test hooks of a run.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Hooks {
-    /// This rank corrupts one reduced element once, to show the check
-    /// reports it.
-    pub inject_wrong_rank: Option<u64>,
-}
-
 /// The timed steps of one mode so far.
 #[derive(Default)]
 struct ModeSteps {
@@ -80,37 +70,38 @@ struct ModeSteps {
 
 /// A benchmark on one rank.
 pub struct Benchmark<'r, B: Backend> {
+    session: Session<'r>,
     rank: &'r Rank,
+    /// The variant's label (`run.bucket_mb=4`) in progress and watchdog
+    /// messages; None in a plain run.
+    label: Option<String>,
     config: Config,
     plan: Arc<StepPlan>,
     backend: B,
     device: DeviceRecord,
-    run_id: String,
-    run_dir: PathBuf,
     started_at: String,
     op_timeout: Duration,
     peak: PeakChoice,
     calibrated: Option<f64>,
     steps: BTreeMap<Mode, ModeSteps>,
     telemetry: Vec<TelemetrySample>,
-    hooks: Hooks,
     injected: bool,
     host_load: Option<HostLoad>,
 }
 
 impl<'r, B: Backend> Benchmark<'r, B> {
     /// Opens the backend on every rank and allocates the plan's buffers.
+    /// Collective.
     pub fn open(
-        rank: &'r Rank,
+        session: Session<'r>,
+        label: Option<String>,
         config: Config,
         plan: Arc<StepPlan>,
-        run_id: String,
-        run_dir: PathBuf,
-        hooks: Hooks,
     ) -> Result<Self, Exit> {
+        let rank = session.rank;
         let started_at = output::rfc3339_now();
         // Before our own compute adds to the load: what else shares the host.
-        let host_load = (rank.local_rank == 0).then(|| host_load(rank, &run_id));
+        let host_load = (rank.local_rank == 0).then(|| host_load(rank, &session.run_id));
         let mut backend = B::open(&config, rank, plan.clone())?;
         let alloc = backend
             .allocate_gemms(&plan)
@@ -118,14 +109,14 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         rank.agree(alloc)?;
         let device = backend.device();
         Ok(Benchmark {
+            session,
             rank,
+            label,
             op_timeout: Duration::from_secs_f64(config.run.op_timeout_s),
             config,
             plan,
             backend,
             device,
-            run_id,
-            run_dir,
             started_at,
             peak: PeakChoice {
                 tflops: 0.0,
@@ -134,7 +125,6 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             calibrated: None,
             steps: BTreeMap::new(),
             telemetry: Vec::new(),
-            hooks,
             injected: false,
             host_load,
         })
@@ -177,7 +167,9 @@ impl<'r, B: Backend> Benchmark<'r, B> {
                         self.config.run.dtype
                     );
                 }
-                self.barrier("calibration");
+                crate::progress::set_position("", "calibration", "barrier");
+                self.session
+                    .barrier(&r.world, self.op_timeout, "before calibration");
                 let mine = schedule::calibrate(
                     &self.backend,
                     &self.plan,
@@ -196,39 +188,50 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         Ok(())
     }
 
-    /// The barrier before a step, under the watchdog: a rank that does not
-    /// arrive within `run.op_timeout_s` (stopped, dead, stuck in an op)
-    /// ends the job instead of hanging it.
-    fn barrier(&self, before: &str) {
-        let (mode, what) = before
-            .strip_prefix("mode ")
-            .and_then(|r| r.split_once(", "))
-            .unwrap_or(("", before));
-        crate::progress::set_position(mode, what, "barrier");
-        let mut say_waiting = || self.waiting(&format!("barrier before {before}"));
-        if !mpi_comm::quiet_barrier(&self.rank.world, self.op_timeout, &mut say_waiting) {
-            self.rank.abort(format!(
-                "watchdog: this rank waited {} s at the barrier before {before} for a rank that never arrived (stopped, dead or stuck; the launcher names it)",
-                self.op_timeout.as_secs_f64()
-            ));
+    /// The peak chosen by [`Benchmark::choose_peak`].
+    pub fn peak(&self) -> PeakChoice {
+        self.peak
+    }
+
+    /// Replaces the peak (the variants of one job share one, so that their
+    /// MFUs compare).
+    pub fn set_peak(&mut self, peak: PeakChoice) {
+        self.peak = peak;
+    }
+
+    /// `mode` as progress events name it: `compute`, or `compute
+    /// [run.bucket_mb=4]` for a variant.
+    pub fn cell_name(&self, mode: Mode) -> String {
+        match &self.label {
+            Some(v) => format!("{mode} [{v}]"),
+            None => mode.to_string(),
         }
     }
 
-    /// Tells the launcher this rank is healthy and waiting for others.
-    fn waiting(&self, at: &str) {
-        emit(&Event::Waiting {
-            rank: self.rank.rank,
-            at: at.to_string(),
-        });
+    /// A point of the run as watchdog and progress messages name it:
+    /// `timed iteration 3`, or `variant run.bucket_mb=4, timed iteration 3`.
+    fn what(&self, phase: &str) -> String {
+        match &self.label {
+            Some(v) => format!("variant {v}, {phase}"),
+            None => phase.to_string(),
+        }
     }
 
     /// One step of `mode` after a barrier, under the watchdog; returns when
     /// it started and its timings.
     fn step(&self, mode: Mode, what: &str) -> (Instant, StepTiming) {
-        self.barrier(&format!("mode {mode}, {what}"));
+        crate::progress::set_position(&mode.to_string(), what, "barrier");
+        self.session.barrier(
+            &self.rank.world,
+            self.op_timeout,
+            &format!("before mode {mode}, {what}"),
+        );
         crate::progress::set_position(&mode.to_string(), what, "step");
         let t0 = Instant::now();
-        let mut say_waiting = |op: &str| self.waiting(&format!("{op} in mode {mode}, {what}"));
+        let mut say_waiting = |op: &str| {
+            self.session
+                .waiting(&format!("{op} in mode {mode}, {what}"))
+        };
         let t = schedule::run_step_noticing(
             &self.backend,
             &self.plan,
@@ -254,7 +257,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         }
         let (_, t) = self.step(mode, what);
         if checking {
-            if !self.injected && self.hooks.inject_wrong_rank == Some(self.rank.rank) {
+            if !self.injected && self.session.hooks.inject_wrong_rank == Some(self.rank.rank) {
                 self.injected = true;
                 let _ = self.backend.corrupt_one_element();
             }
@@ -274,102 +277,80 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         t
     }
 
-    /// The timed steps in the order they run.
-    fn timed_order(&self) -> Vec<Mode> {
-        let r = &self.config.run;
-        let iters = r.iterations as usize;
-        match r.schedule {
-            Schedule::Interleaved => (0..iters)
-                .flat_map(|i| r.schedule.round_order(&r.modes, i))
-                .collect(),
-            Schedule::Blocked => r
-                .modes
-                .iter()
-                .flat_map(|&m| std::iter::repeat_n(m, iters))
-                .collect(),
-        }
-    }
-
-    /// Runs the warmup, the timed steps and the check steps of every mode.
-    pub fn run_modes(&mut self) -> Result<(), Exit> {
-        let r = self.rank;
-        let run = self.config.run.clone();
-        if r.is_root() {
-            emit(&Event::Start {
-                run_id: self.run_id.clone(),
-                run_dir: self.run_dir.display().to_string(),
-                world_size: r.size,
-                modes: run.modes.iter().map(|m| m.to_string()).collect(),
-                schedule: run.schedule.to_string(),
-                warmup: run.warmup,
-                iterations: run.iterations,
-                peak_tflops: self.peak.tflops,
-                peak_source: format!("{:?}", self.peak.source).to_lowercase(),
-            });
-        }
-        for w in 0..run.warmup {
-            for mode in Schedule::Interleaved.round_order(&run.modes, w as usize) {
-                let t = self.checked_step(mode, &format!("warmup iteration {}", w + 1));
-                self.progress(mode, "warmup", w + 1, run.warmup, t.step_s);
-            }
-        }
-        for &mode in &run.modes {
-            self.steps.entry(mode).or_default();
-            self.telemetry.extend(self.backend.telemetry(mode, "start"));
-        }
-        let order = self.timed_order();
-        let mut first: Option<Instant> = None;
-        let mut save_after = run.modes.len();
-        for (k, &mode) in order.iter().enumerate() {
-            let n = self.steps[&mode].timings.len() as u32 + 1;
-            let (t0, t) = self.step(mode, &format!("timed iteration {n}"));
-            let since = t0.duration_since(*first.get_or_insert(t0)).as_secs_f64();
-            self.progress(mode, "timed", n, run.iterations, t.step_s);
-            let s = self.steps.entry(mode).or_default();
-            s.timings.push(t);
-            s.starts.push(since);
-            if n == run.iterations && r.is_root() {
-                let med = stats::median(&s.timings.iter().map(|t| t.step_s).collect::<Vec<_>>())
-                    .unwrap_or(0.0);
-                emit(&Event::ModeDone {
-                    mode: mode.to_string(),
-                    median_step_s: med,
-                });
-            }
-            if k + 1 == save_after && k + 1 < order.len() {
-                self.save(false)?;
-                save_after *= 2;
-            }
-        }
-        for &mode in &run.modes {
-            self.telemetry.extend(self.backend.telemetry(mode, "end"));
-        }
-        if run.check {
-            for &mode in run.modes.iter().filter(|m| m.has_comm()) {
-                self.checked_step(mode, "check step");
-            }
-        }
-        Ok(())
-    }
-
-    /// Declares the normal end of the backend's collectives (see
-    /// [`Backend::finish`]); call after [`Benchmark::run_modes`] succeeded.
-    pub fn finish(&self) {
-        self.backend.finish();
-    }
-
-    /// Rank 0's own step, shown live (a collective here would add a
-    /// spinning wait to every step; cluster figures come at the end).
+    /// Rank 0's step, shown live (a collective here would add a spinning
+    /// wait to every step; cluster figures come at the end).
     fn progress(&self, mode: Mode, phase: &str, iter: u32, of: u32, step_s: f64) {
         if self.rank.is_root() {
             emit(&Event::Iteration {
-                mode: mode.to_string(),
+                mode: self.cell_name(mode),
                 phase: phase.into(),
                 iter,
                 of,
                 step_s,
             });
         }
+    }
+
+    /// Warmup step `iter` of `of` of `mode` (untimed, checked), shown as
+    /// progress.
+    pub fn warmup_step(&mut self, mode: Mode, iter: u32, of: u32) {
+        let what = self.what(&format!("warmup iteration {iter}"));
+        let t = self.checked_step(mode, &what);
+        self.progress(mode, "warmup", iter, of, t.step_s);
+    }
+
+    /// Samples the device telemetry of every mode (`start` or `end`).
+    pub fn sample_telemetry(&mut self, at: &str) {
+        for mode in self.config.run.modes.clone() {
+            self.steps.entry(mode).or_default();
+            self.telemetry.extend(self.backend.telemetry(mode, at));
+        }
+    }
+
+    /// The next timed step of `mode`; `first` is the start of the job's
+    /// first timed step (shared by the variants, so that `step_start_s`
+    /// shows their interleaving).
+    pub fn timed_step(&mut self, mode: Mode, first: &mut Option<Instant>) {
+        let of = self.config.run.iterations;
+        let n = self.steps.get(&mode).map_or(0, |s| s.timings.len()) as u32 + 1;
+        let (t0, t) = self.step(mode, &self.what(&format!("timed iteration {n}")));
+        let since = t0.duration_since(*first.get_or_insert(t0)).as_secs_f64();
+        self.progress(mode, "timed", n, of, t.step_s);
+        let s = self.steps.entry(mode).or_default();
+        s.timings.push(t);
+        s.starts.push(since);
+        if n == of && self.rank.is_root() {
+            let med = stats::median(&s.timings.iter().map(|t| t.step_s).collect::<Vec<_>>())
+                .unwrap_or(0.0);
+            emit(&Event::ModeDone {
+                mode: self.cell_name(mode),
+                median_step_s: med,
+            });
+        }
+    }
+
+    /// The untimed, checked step of every mode with all-reduces (when
+    /// `run.check` is on), after the timed ones.
+    pub fn check_steps(&mut self) {
+        if self.config.run.check {
+            for mode in self.config.run.modes.clone() {
+                if mode.has_comm() {
+                    let what = self.what("check step");
+                    self.checked_step(mode, &what);
+                }
+            }
+        }
+    }
+
+    /// Declares the normal end of the backend's collectives (see
+    /// [`Backend::finish`]); the executor calls it after the last step.
+    pub fn finish(&self) {
+        self.backend.finish();
+    }
+
+    /// Where run.json is written.
+    pub fn run_json_path(&self) -> PathBuf {
+        self.session.run_dir.join("run.json")
     }
 
     /// Gathers every rank's record on rank 0, which writes run.json
@@ -461,7 +442,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             mfubench_core::TOOL_VERSION.to_string(),
         );
         let meta = RunMeta {
-            run_id: self.run_id.clone(),
+            run_id: self.session.run_id.clone(),
             started_at: self.started_at.clone(),
             finished_at: output::rfc3339_now(),
             launch,
@@ -470,7 +451,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             complete,
         };
         let run = RunRecord::new(&self.config, &self.plan, self.peak, meta, ranks);
-        let path = self.run_dir.join("run.json");
+        let path = self.run_json_path();
         let bytes = serde_json::to_vec(&run).map_err(|e| RunError(e.to_string()))?;
         output::write_atomic(&path, &bytes).map_err(|e| RunError(e.to_string()))?;
         if complete {
@@ -488,101 +469,10 @@ impl<'r, B: Backend> Benchmark<'r, B> {
                 path.display()
             );
             emit(&Event::Done {
-                run_dir: self.run_dir.display().to_string(),
+                run_dir: self.session.run_dir.display().to_string(),
                 run_json: path.display().to_string(),
             });
         }
         Ok(())
-    }
-}
-
-/// The pieces of the flow that `--vary` ([`crate::vary`]) drives itself: it
-/// interleaves the steps of several benchmarks (one per variant) round by
-/// round instead of calling [`Benchmark::run_modes`] on each. `variant`
-/// names the variant (`run.bucket_mb=4`) in progress and watchdog messages.
-impl<B: Backend> Benchmark<'_, B> {
-    /// The peak chosen by [`Benchmark::choose_peak`].
-    pub fn peak(&self) -> PeakChoice {
-        self.peak
-    }
-
-    /// Replaces the peak (the variants of one job share one, so that their
-    /// MFUs compare).
-    pub fn set_peak(&mut self, peak: PeakChoice) {
-        self.peak = peak;
-    }
-
-    /// Rank 0's step of a variant, shown live.
-    fn variant_progress(
-        &self,
-        mode: Mode,
-        variant: &str,
-        phase: &str,
-        iter: u32,
-        of: u32,
-        step_s: f64,
-    ) {
-        if self.rank.is_root() {
-            emit(&Event::Iteration {
-                mode: format!("{mode} [{variant}]"),
-                phase: phase.into(),
-                iter,
-                of,
-                step_s,
-            });
-        }
-    }
-
-    /// One untimed warmup step of `mode` (checked), shown as progress.
-    pub fn warmup_step(&mut self, mode: Mode, variant: &str, iter: u32, of: u32) {
-        let t = self.checked_step(mode, &format!("variant {variant}, warmup iteration {iter}"));
-        self.variant_progress(mode, variant, "warmup", iter, of, t.step_s);
-    }
-
-    /// Samples the device telemetry of every mode (`start` or `end`).
-    pub fn sample_telemetry(&mut self, at: &str) {
-        for mode in self.config.run.modes.clone() {
-            self.steps.entry(mode).or_default();
-            self.telemetry.extend(self.backend.telemetry(mode, at));
-        }
-    }
-
-    /// One timed step of `mode`; `first` is the start of the job's first
-    /// timed step (shared by the variants, so that `step_start_s` shows
-    /// their interleaving).
-    pub fn timed_step(&mut self, mode: Mode, variant: &str, first: &mut Option<Instant>) {
-        let of = self.config.run.iterations;
-        let n = self.steps.get(&mode).map_or(0, |s| s.timings.len()) as u32 + 1;
-        let (t0, t) = self.step(mode, &format!("variant {variant}, timed iteration {n}"));
-        let since = t0.duration_since(*first.get_or_insert(t0)).as_secs_f64();
-        self.variant_progress(mode, variant, "timed", n, of, t.step_s);
-        let s = self.steps.entry(mode).or_default();
-        s.timings.push(t);
-        s.starts.push(since);
-        if n == of && self.rank.is_root() {
-            let med = stats::median(&s.timings.iter().map(|t| t.step_s).collect::<Vec<_>>())
-                .unwrap_or(0.0);
-            emit(&Event::ModeDone {
-                mode: format!("{mode} [{variant}]"),
-                median_step_s: med,
-            });
-        }
-    }
-
-    /// The untimed, checked step of every mode with all-reduces (when
-    /// `run.check` is on), after the timed ones.
-    pub fn check_steps(&mut self, variant: &str) {
-        if self.config.run.check {
-            for mode in self.config.run.modes.clone() {
-                if mode.has_comm() {
-                    self.checked_step(mode, &format!("variant {variant}, check step"));
-                }
-            }
-        }
-    }
-
-    /// Where run.json is written.
-    pub fn run_json_path(&self) -> PathBuf {
-        self.run_dir.join("run.json")
     }
 }

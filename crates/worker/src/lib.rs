@@ -18,6 +18,11 @@
 //! With `--accept` the rank runs the acceptance suite instead ([`accept`]);
 //! with `--vary` every variant of the config, interleaved per round ([`vary`]).
 //!
+//! Every flow takes one [`session::Session`] and runs its timed steps on
+//! one [`executor::Executor`] (a plain run is a `--vary` job of one
+//! variant); the backend kind becomes types at one point,
+//! [`platform::dispatch`].
+//!
 //! Backends implement only streams, events, GEMM and all-reduce
 //! ([`backend`]); the schedule is written once. The CPU backend is [`cpu`], the GPU backend [`cuda`].
 
@@ -26,14 +31,17 @@ pub mod backend;
 pub mod benchmark;
 pub mod cpu;
 pub mod cuda;
+pub mod executor;
 pub mod group;
 pub mod host_buf;
 pub mod mpi_comm;
 pub mod output;
+pub mod platform;
 pub mod progress;
 pub mod rank;
 pub mod record;
 pub mod schedule;
+pub mod session;
 pub mod setup;
 pub mod vary;
 pub mod watchdog;

@@ -1,31 +1,31 @@
 //! `mfubench-worker --config FILE --out DIR [--run-id ID] [--expect-world N]
 //! [--backend auto|cpu|cuda] [--vary KEY=V1,V2,…]`: one rank of a
 //! benchmark, started by mpirun or srun. See the crate documentation
-//! (lib.rs) for what a rank does; the flow itself is
-//! [`mfubench_worker::benchmark::Benchmark`] (with `--vary`,
-//! [`mfubench_worker::vary`]).
+//! (lib.rs) for what a rank does. This file prepares the task (every usage
+//! error before anything is created), opens the session and hands both to
+//! [`mfubench_worker::platform::dispatch`]; the rounds are
+//! [`mfubench_worker::executor::Executor`]'s.
 //!
 //! Exit codes ([`mfubench_core::protocol::exit`]): 0 ok; 2 usage or config
 //! error, unwritable `--out`, a backend that cannot run here, not enough
 //! memory (all found before any compute); 3 run failure (the watchdog
 //! aborts the job with MPI_Abort(3)).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use mpi::Threading;
 
-use mfubench_core::config::BackendKind;
+use mfubench_core::accept::AcceptSettings;
+use mfubench_core::config::Config;
 use mfubench_core::job::{Parsed, WorkerJob};
 use mfubench_core::plan::StepPlan;
 use mfubench_core::protocol::exit;
-use mfubench_worker::accept::Accept;
-use mfubench_worker::backend::Backend;
-use mfubench_worker::benchmark::{Benchmark, Hooks};
-use mfubench_worker::cpu::CpuBackend;
-use mfubench_worker::cuda::CudaBackend;
+use mfubench_worker::accept::Suite;
+use mfubench_worker::platform::{self, Platform, PlatformJob};
 use mfubench_worker::rank::{Exit, Rank};
-use mfubench_worker::setup;
+use mfubench_worker::session::{Hooks, Session};
+use mfubench_worker::vary::{self, VaryJob};
+use mfubench_worker::{executor, setup};
 
 fn main() {
     // Before MPI_Init and any CUDA or NCCL call: the only point where the
@@ -62,65 +62,90 @@ fn main() {
     std::process::exit(i32::from(code));
 }
 
-fn try_main(args: &WorkerJob, rank: &Rank) -> Result<(), Exit> {
-    setup::check_world(rank, args.expect_world)?;
-    let backend = args.backend.map(|b| b.to_string());
-    if !args.vary.is_empty() && args.accept.is_none() {
-        return mfubench_worker::vary::main(
-            rank,
-            mfubench_worker::vary::VaryJob {
-                config: &args.config,
-                backend: backend.as_deref(),
-                vary: &args.vary,
-                out: &args.out,
-                run_id: args.run_id.clone(),
-                hooks: Hooks {
-                    inject_wrong_rank: args.inject_wrong_rank,
-                },
-            },
-        );
-    }
-    let config = setup::load_config(rank, &args.config, backend.as_deref())?;
-    setup::hello(rank, &config);
-    let (run_id, run_dir) = setup::run_dir(rank, &args.out, args.run_id.clone())?;
-    let layout = setup::layout(rank, &config, &args.config)?;
-    let plan = Arc::new(StepPlan::for_layout(&config, &layout));
-    if let Some(overrides) = &args.accept {
-        let usage = |e: &dyn std::fmt::Display| {
-            if rank.is_root() {
-                rank.error(e);
+/// What this job runs, prepared (every usage error found) before the
+/// backend kind becomes types.
+enum Task {
+    /// A plain run.
+    Bench { config: Config, plan: Arc<StepPlan> },
+    /// `--vary`: every variant, interleaved.
+    Vary(VaryJob),
+    /// `--accept`: the acceptance suite.
+    Accept {
+        config: Config,
+        plan: Arc<StepPlan>,
+        settings: AcceptSettings,
+    },
+}
+
+/// A prepared task and its session, run on the run's platform.
+struct Job<'s, 'r> {
+    session: &'s Session<'r>,
+    task: Task,
+}
+
+impl PlatformJob for Job<'_, '_> {
+    type Out = Result<(), Exit>;
+
+    fn run<P: Platform>(self) -> Result<(), Exit> {
+        match self.task {
+            Task::Bench { config, plan } => {
+                executor::run_plain::<P::Backend>(self.session, config, plan)
             }
-            Exit::Usage
-        };
-        // Every rank applies the same overrides to the same config: no
-        // collective is needed, and only rank 0 says why.
-        let settings = overrides
-            .apply(&config.accept, &args.config.display().to_string())
-            .map_err(|e| usage(&e))?;
-        return Accept::open(rank, config, plan, settings, run_id, run_dir)?.run();
-    }
-    let hooks = Hooks {
-        inject_wrong_rank: args.inject_wrong_rank,
-    };
-    match config.run.backend {
-        BackendKind::Cpu => benchmark::<CpuBackend>(rank, config, plan, run_id, run_dir, hooks),
-        BackendKind::Cuda | BackendKind::Auto => {
-            benchmark::<CudaBackend>(rank, config, plan, run_id, run_dir, hooks)
+            Task::Vary(job) => vary::run::<P::Backend>(self.session, job),
+            Task::Accept {
+                config,
+                plan,
+                settings,
+            } => Suite::<P>::open(self.session, config, plan, settings)?.run(),
         }
     }
 }
 
-fn benchmark<B: Backend>(
-    rank: &Rank,
-    config: mfubench_core::config::Config,
-    plan: Arc<StepPlan>,
-    run_id: String,
-    run_dir: PathBuf,
-    hooks: Hooks,
-) -> Result<(), Exit> {
-    let mut b = Benchmark::<B>::open(rank, config, plan, run_id, run_dir, hooks)?;
-    b.choose_peak()?;
-    b.run_modes()?;
-    b.finish();
-    b.save(true)
+fn try_main(args: &WorkerJob, rank: &Rank) -> Result<(), Exit> {
+    setup::check_world(rank, args.expect_world)?;
+    let backend = args.backend.map(|b| b.to_string());
+    let (base, task) = if !args.vary.is_empty() && args.accept.is_none() {
+        let (base, job) = vary::prepare(rank, &args.config, backend.as_deref(), &args.vary)?;
+        (base, Task::Vary(job))
+    } else {
+        let config = setup::load_config(rank, &args.config, backend.as_deref())?;
+        let layout = setup::layout(rank, &config, &args.config)?;
+        let plan = Arc::new(StepPlan::for_layout(&config, &layout));
+        let task = match &args.accept {
+            // Every rank applies the same overrides to the same config: no
+            // collective is needed, and only rank 0 says why.
+            Some(overrides) => {
+                let settings = overrides
+                    .apply(&config.accept, &args.config.display().to_string())
+                    .map_err(|e| setup::usage(rank, &e))?;
+                Task::Accept {
+                    config: config.clone(),
+                    plan,
+                    settings,
+                }
+            }
+            None => Task::Bench {
+                config: config.clone(),
+                plan,
+            },
+        };
+        (config, task)
+    };
+    setup::hello(rank, &base);
+    let (run_id, run_dir) = setup::run_dir(rank, &args.out, args.run_id.clone())?;
+    let session = Session {
+        rank,
+        run_id,
+        run_dir,
+        hooks: Hooks {
+            inject_wrong_rank: args.inject_wrong_rank,
+        },
+    };
+    platform::dispatch(
+        base.run.backend,
+        Job {
+            session: &session,
+            task,
+        },
+    )
 }
