@@ -8,7 +8,6 @@ use mfubench_core::config::Mode;
 use crate::acceptance::Status;
 use crate::analysis::Report;
 use crate::error::ReportError;
-use crate::fmt as f;
 use crate::text::{self, Flavor};
 
 /// Output formats of `mfubench report --format`.
@@ -150,28 +149,6 @@ impl Exporter for JsonExporter {
 #[derive(Debug, Clone, Copy)]
 pub struct CsvExporter;
 
-/// Column names of summary.csv.
-pub const CSV_HEADER: &[&str] = &[
-    "run_id",
-    "rank",
-    "host",
-    "local_rank",
-    "device",
-    "mode",
-    "iterations",
-    "step_median_s",
-    "step_p95_s",
-    "step_min_s",
-    "step_max_s",
-    "jitter_p95_over_median",
-    "tflops_per_device",
-    "mfu_fraction",
-    "gemm_time_s",
-    "allreduce_time_s",
-    "wrong",
-    "straggler",
-];
-
 /// Quotes a CSV field when it holds a separator, a quote or a line break
 /// (RFC 4180). A text cell that a spreadsheet would run as a formula (it
 /// starts with `=`, `+`, `-`, `@`, a tab or a carriage return) is prefixed
@@ -199,35 +176,24 @@ impl Exporter for CsvExporter {
         Some("summary.csv")
     }
     fn render(&self, report: &Report) -> Result<String, ReportError> {
+        let columns = crate::table::csv_columns();
         let mut out = String::with_capacity(160 * (report.rank_modes.len() + 1));
-        out.push_str(&CSV_HEADER.join(","));
+        let header: Vec<&str> = columns.iter().map(|c| c.header).collect();
+        out.push_str(&header.join(","));
         out.push('\n');
-        let run_id = csv_field(&report.run.run_id);
         let stragglers: std::collections::HashSet<u64> =
             report.stragglers.iter().map(|s| s.rank).collect();
         for row in &report.rank_modes {
-            let straggler = stragglers.contains(&row.rank);
-            let _ = writeln!(
-                out,
-                "{run_id},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                row.rank,
-                csv_field(&row.host),
-                row.local_rank,
-                csv_field(&row.device),
-                row.mode,
-                row.iterations,
-                f::num(row.step_median_s),
-                f::num(row.step_p95_s),
-                f::num(row.step_min_s),
-                f::num(row.step_max_s),
-                f::num(row.jitter),
-                f::raw(row.tflops),
-                f::raw(row.mfu),
-                f::num(row.gemm_time_s),
-                f::num(row.allreduce_time_s),
-                row.wrong,
-                straggler
-            );
+            let row = crate::table::CsvRow {
+                row,
+                straggler: stragglers.contains(&row.rank),
+            };
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|c| csv_field(&(c.value)(report, &row).text))
+                .collect();
+            out.push_str(&cells.join(","));
+            out.push('\n');
         }
         Ok(out)
     }

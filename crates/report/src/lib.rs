@@ -68,6 +68,7 @@ pub mod html;
 pub mod plot;
 pub mod read;
 pub mod suite;
+pub mod table;
 pub mod text;
 pub mod vary;
 pub mod verdict;
