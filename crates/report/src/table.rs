@@ -395,7 +395,7 @@ fn ranks_columns() -> Vec<Column<RankRow>> {
             metric(
                 "rank_flops",
                 1e12,
-                "the rank's at its median step, straggler mode; FLOP/s",
+                "the rank's rate at its median step, straggler mode; FLOP/s",
             ),
         ),
         col("vs median", Some("deviation"), Number, |_, k| {
@@ -529,7 +529,7 @@ mod tests {
 
     fn check<R>(what: &str, cols: &[Column<R>]) {
         for c in cols {
-            for key in c.definition {
+            if let Some(key) = c.definition {
                 assert!(
                     !crate::definitions::text(key).is_empty(),
                     "{what}.{}: unknown definition {key}",
