@@ -73,6 +73,7 @@ pub mod html;
 pub mod plot;
 pub mod read;
 pub mod suite;
+mod svg;
 pub mod table;
 pub mod text;
 pub mod vary;

@@ -30,83 +30,11 @@ use mfubench_core::stats;
 
 use crate::analysis::{RankTimeline, Report, StepTimeline};
 use crate::fmt as f;
-use crate::fmt::xml_escape as esc;
+use crate::svg::{self, esc, text_width, tick_label};
+pub use crate::svg::{nice_ticks, SvgTarget};
 
 /// Above this many ranks, the ranks plot aggregates per node.
 pub const RANK_PLOT_LIMIT: usize = 512;
-
-/// Whether the SVG is a file of its own (needs the XML namespace) or
-/// inlined in HTML (where the namespace is implied).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SvgTarget {
-    /// timeline.svg, ranks.svg.
-    File,
-    /// Inside report.html.
-    Inline,
-}
-
-fn svg_open(out: &mut String, target: SvgTarget, w: f64, h: f64, label: &str) {
-    let ns = match target {
-        // The one URL of the project's outputs: SVG's namespace name, an
-        // identifier that is never fetched.
-        SvgTarget::File => " xmlns=\"http://www.w3.org/2000/svg\"",
-        SvgTarget::Inline => "",
-    };
-    let _ = write!(
-        out,
-        "<svg{ns} viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\" font-family=\"sans-serif\" font-size=\"12\">",
-        esc(label)
-    );
-    let _ = write!(
-        out,
-        "<rect x=\"0\" y=\"0\" width=\"{w}\" height=\"{h}\" fill=\"#fff\"/>"
-    );
-}
-
-/// Round tick positions covering `[lo, hi]`: steps of 1, 2 or 5 × 10ᵏ,
-/// about `target` of them.
-pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, f64) {
-    let span = (hi - lo).abs().max(1e-12);
-    let raw = span / target.max(1) as f64;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
-    let first = (lo / step).ceil() * step;
-    let mut ticks = Vec::new();
-    let mut i = 0;
-    loop {
-        let t = first + i as f64 * step;
-        if t > hi + step * 1e-9 || i > 1000 {
-            break;
-        }
-        ticks.push(t);
-        i += 1;
-    }
-    (ticks, step)
-}
-
-/// A tick label with as many decimals as the step needs.
-fn tick_label(v: f64, step: f64) -> String {
-    let decimals = if step >= 1.0 {
-        0
-    } else {
-        (-step.log10().floor()) as usize
-    };
-    let s = format!("{v:.decimals$}");
-    if s.starts_with('-') && s.trim_start_matches(['-', '0', '.']).is_empty() {
-        s[1..].to_string()
-    } else {
-        s
-    }
-}
-
-/// Approximate width of a string in the SVG's sans-serif at `size` px.
-fn text_width(s: &str, size: f64) -> f64 {
-    s.chars().count() as f64 * size * 0.62
-}
 
 // ---------------------------------------------------------------- timeline
 
@@ -304,95 +232,130 @@ pub fn timeline_svg(report: &Report, which: usize, target: SvgTarget) -> Option<
     Some(draw_timeline(report, tl, target))
 }
 
-fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> String {
+/// The time axis of a timeline: milliseconds to x.
+struct TimeScale {
+    /// Left edge of the plot (right of the lane labels).
+    left: f64,
+    plot_w: f64,
+    min_ms: f64,
+    hi_ms: f64,
+    ticks: Vec<f64>,
+    tick_step: f64,
+}
+
+impl TimeScale {
     const W: f64 = 1200.0;
     const RIGHT: f64 = 24.0;
-    // Room for the lane labels: 150 px, wider when a lane of a group's
-    // collectives has a longer name ("dp_shard reduce-scatter").
-    let left = tl
-        .steps
-        .iter()
-        .flat_map(|s| &s.spans)
-        .filter_map(|s| comm_lane(report, s))
-        .map(|name| text_width(&name, 12.0) + 16.0)
-        .fold(150.0_f64, f64::max)
-        .ceil();
-    let plot_w = W - left - RIGHT;
-    let end_s = tl
-        .steps
-        .iter()
-        .flat_map(|s| s.spans.iter().map(|x| x.end_s).chain(s.step_s))
-        .fold(0.0_f64, f64::max);
-    let start_s = tl
-        .steps
-        .iter()
-        .flat_map(|s| s.spans.iter().map(|x| x.start_s))
-        .fold(0.0_f64, f64::min);
-    let x_max_ms = if end_s > start_s {
-        end_s * 1e3
-    } else {
-        start_s * 1e3 + 1.0
-    };
-    let x_min_ms = start_s * 1e3;
-    let (ticks, tick_step) = nice_ticks(x_min_ms, x_max_ms, 10);
-    let x_hi = ticks
-        .last()
-        .copied()
-        .filter(|t| *t >= x_max_ms)
-        .unwrap_or(x_max_ms);
-    let x = |ms: f64| left + (ms - x_min_ms) / (x_hi - x_min_ms).max(1e-12) * plot_w;
 
-    let bytes: HashMap<usize, u64> = report
-        .plan_buckets
-        .iter()
-        .map(|b| (b.index, b.bytes))
-        .collect();
-
-    // Which kinds appear (legend), then the layout of each step's block.
-    let mut present = [false; KINDS.len()];
-    for s in tl.steps.iter().flat_map(|s| &s.spans) {
-        present[kind(s)] = true;
-    }
-    struct Lane<'a> {
-        /// None: the shared comm lane (DDP's buckets); else the group and
-        /// kind of its collectives.
-        name: Option<String>,
-        y: f64,
-        spans: Vec<&'a Span>,
-        label_rows: Vec<Option<(usize, f64)>>,
-    }
-    struct Block<'a> {
-        step: &'a StepTimeline,
-        y: f64,
-        compute_y: Option<f64>,
-        comm: Vec<Lane<'a>>,
-        exposed: Vec<(f64, f64)>,
-    }
-    let mut y = 70.0;
-    let mut blocks = Vec::new();
-    for step in &tl.steps {
-        if step.spans.is_empty() {
-            continue;
+    /// One axis for every step of the timeline, from the earliest start
+    /// (0 or before) to the latest end, rounded up to a tick.
+    fn of(report: &Report, tl: &RankTimeline) -> TimeScale {
+        // Room for the lane labels: 150 px, wider when a lane of a group's
+        // collectives has a longer name ("dp_shard reduce-scatter").
+        let left = tl
+            .steps
+            .iter()
+            .flat_map(|s| &s.spans)
+            .filter_map(|s| comm_lane(report, s))
+            .map(|name| text_width(&name, 12.0) + 16.0)
+            .fold(150.0_f64, f64::max)
+            .ceil();
+        let plot_w = Self::W - left - Self::RIGHT;
+        let end_s = tl
+            .steps
+            .iter()
+            .flat_map(|s| s.spans.iter().map(|x| x.end_s).chain(s.step_s))
+            .fold(0.0_f64, f64::max);
+        let start_s = tl
+            .steps
+            .iter()
+            .flat_map(|s| s.spans.iter().map(|x| x.start_s))
+            .fold(0.0_f64, f64::min);
+        let max_ms = if end_s > start_s {
+            end_s * 1e3
+        } else {
+            start_s * 1e3 + 1.0
+        };
+        let min_ms = start_s * 1e3;
+        let (ticks, tick_step) = nice_ticks(min_ms, max_ms, 10);
+        let hi_ms = ticks
+            .last()
+            .copied()
+            .filter(|t| *t >= max_ms)
+            .unwrap_or(max_ms);
+        TimeScale {
+            left,
+            plot_w,
+            min_ms,
+            hi_ms,
+            ticks,
+            tick_step,
         }
+    }
+
+    /// The x of a time in ms.
+    fn x(&self, ms: f64) -> f64 {
+        self.left + (ms - self.min_ms) / (self.hi_ms - self.min_ms).max(1e-12) * self.plot_w
+    }
+
+    fn right(&self) -> f64 {
+        self.left + self.plot_w
+    }
+}
+
+/// A comm lane of one step's block.
+struct Lane<'a> {
+    /// None: the shared comm lane (DDP's buckets); else the group and kind
+    /// of its collectives.
+    name: Option<String>,
+    y: f64,
+    spans: Vec<&'a Span>,
+    label_rows: Vec<Option<(usize, f64)>>,
+}
+
+/// One step's block: its heading, the compute lane and the comm lanes.
+struct Block<'a> {
+    step: &'a StepTimeline,
+    y: f64,
+    compute_y: Option<f64>,
+    comm: Vec<Lane<'a>>,
+    exposed: Vec<(f64, f64)>,
+}
+
+/// The comm lanes of a step: the shared one first, then one per group and
+/// kind in the order the plan issues them.
+fn comm_lanes<'a>(report: &Report, step: &'a StepTimeline) -> Vec<Lane<'a>> {
+    let mut lanes: Vec<Lane> = Vec::new();
+    for s in step.spans.iter().filter(|s| s.stream == StreamKind::Comm) {
+        let name = comm_lane(report, s);
+        match lanes.iter_mut().find(|l| l.name == name) {
+            Some(l) => l.spans.push(s),
+            None => lanes.push(Lane {
+                name,
+                y: 0.0,
+                spans: vec![s],
+                label_rows: Vec::new(),
+            }),
+        }
+    }
+    lanes.sort_by_key(|l| l.name.is_some());
+    lanes
+}
+
+/// Lays out the blocks of the steps with spans, top to bottom from `y`;
+/// returns them and the y below the last.
+fn layout_blocks<'a>(
+    report: &Report,
+    tl: &'a RankTimeline,
+    xs: &TimeScale,
+    mut y: f64,
+) -> (Vec<Block<'a>>, f64) {
+    let mut blocks = Vec::new();
+    for step in tl.steps.iter().filter(|s| !s.spans.is_empty()) {
         let top = y;
         y += 18.0; // the block's heading
         let has_compute = step.spans.iter().any(|s| s.stream == StreamKind::Compute);
-        // Comm lanes: the shared one first, then one per group and kind
-        // in the order the plan issues them.
-        let mut lanes: Vec<Lane> = Vec::new();
-        for s in step.spans.iter().filter(|s| s.stream == StreamKind::Comm) {
-            let name = comm_lane(report, s);
-            match lanes.iter_mut().find(|l| l.name == name) {
-                Some(l) => l.spans.push(s),
-                None => lanes.push(Lane {
-                    name,
-                    y: 0.0,
-                    spans: vec![s],
-                    label_rows: Vec::new(),
-                }),
-            }
-        }
-        lanes.sort_by_key(|l| l.name.is_some());
+        let mut lanes = comm_lanes(report, step);
         let compute_y = has_compute.then(|| {
             let v = y;
             y += LANE_H + 4.0;
@@ -402,9 +365,9 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
             let bars: Vec<(f64, f64, String)> = lane
                 .spans
                 .iter()
-                .map(|s| (x(s.start_s * 1e3), x(s.end_s * 1e3), bar_label(s)))
+                .map(|s| (xs.x(s.start_s * 1e3), xs.x(s.end_s * 1e3), bar_label(s)))
                 .collect();
-            let (rows, n_rows) = label_rows(&bars, left, left + plot_w);
+            let (rows, n_rows) = label_rows(&bars, xs.left, xs.right());
             if i > 0 {
                 y += 4.0;
             }
@@ -423,28 +386,51 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
         });
         y += 14.0;
     }
-    let axis_y = y;
-    let h = axis_y + 44.0;
+    (blocks, y)
+}
 
+fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> String {
+    let xs = TimeScale::of(report, tl);
+    let (blocks, axis_y) = layout_blocks(report, tl, &xs, 70.0);
+    let h = axis_y + 44.0;
     let mut o = String::with_capacity(64 * 1024);
     let title = format!(
         "Rank {} ({}, {}), the {} rank by {} step",
         tl.rank, tl.host, tl.device, tl.role, tl.chosen_by
     );
-    svg_open(&mut o, target, W, h, &title);
+    svg::open(&mut o, target, TimeScale::W, h, &title);
+    let modes: Vec<&str> = tl.steps.iter().map(|s| s.mode.name()).collect();
     let _ = write!(
         o,
-        "<text x=\"{left}\" y=\"22\" font-size=\"16\" font-weight=\"bold\">{}</text>",
+        "<text x=\"{}\" y=\"22\" font-size=\"16\" font-weight=\"bold\">{}</text>",
+        xs.left,
         esc(&format!(
             "{title}: {} on one time axis",
-            tl.steps
-                .iter()
-                .map(|s| s.mode.name())
-                .collect::<Vec<_>>()
-                .join(" and ")
+            modes.join(" and ")
         ))
     );
-    // Legend above the data, left to right.
+    timeline_legend(&mut o, report, tl, xs.left);
+    let grid_top = blocks.first().map(|b| b.y).unwrap_or(axis_y);
+    time_axis(&mut o, &xs, grid_top, axis_y);
+    let bytes: HashMap<usize, u64> = report
+        .plan_buckets
+        .iter()
+        .map(|b| (b.index, b.bytes))
+        .collect();
+    for b in &blocks {
+        draw_block(&mut o, report, &xs, &bytes, b);
+    }
+    svg::close(&mut o);
+    o
+}
+
+/// The legend above the data, left to right: the kinds of bars present,
+/// exposed communication and, in an overlapped step, the bucket-ready mark.
+fn timeline_legend(o: &mut String, report: &Report, tl: &RankTimeline, left: f64) {
+    let mut present = [false; KINDS.len()];
+    for s in tl.steps.iter().flat_map(|s| &s.spans) {
+        present[kind(s)] = true;
+    }
     let mut lx = left;
     let ly = 42.0;
     let mut legend = |o: &mut String, swatch: &dyn Fn(f64) -> String, label: &str, tip: &str| {
@@ -466,7 +452,7 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
                     "<rect x=\"{x:.1}\" y=\"{ly}\" width=\"12\" height=\"12\" fill=\"{color}\"/>"
                 )
             };
-            legend(&mut o, &sw, label, label);
+            legend(o, &sw, label, label);
         }
     }
     let sw = |x: f64| {
@@ -475,7 +461,7 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
         )
     };
     legend(
-        &mut o,
+        o,
         &sw,
         "exposed communication",
         crate::definitions::text("exposed_in_timeline"),
@@ -491,17 +477,18 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
             )
         };
         legend(
-            &mut o,
+            o,
             &sw,
             "bucket ready",
             "the end of the bucket's last wgrad: its all-reduce may start",
         );
     }
+}
 
-    // Grid and time axis.
-    let grid_top = blocks.first().map(|b| b.y).unwrap_or(axis_y);
-    for t in &ticks {
-        let gx = x(*t);
+/// The vertical grid from `grid_top` and the time axis at `axis_y`.
+fn time_axis(o: &mut String, xs: &TimeScale, grid_top: f64, axis_y: f64) {
+    for t in &xs.ticks {
+        let gx = xs.x(*t);
         let _ = write!(
             o,
             "<line x1=\"{gx:.1}\" y1=\"{grid_top}\" x2=\"{gx:.1}\" y2=\"{axis_y}\" stroke=\"#e6e6e6\"/>"
@@ -510,140 +497,161 @@ fn draw_timeline(report: &Report, tl: &RankTimeline, target: SvgTarget) -> Strin
             o,
             "<text x=\"{gx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
             axis_y + 16.0,
-            tick_label(*t, tick_step)
+            tick_label(*t, xs.tick_step)
         );
     }
     let _ = write!(
         o,
-        "<line x1=\"{left}\" y1=\"{axis_y}\" x2=\"{:.1}\" y2=\"{axis_y}\" stroke=\"#444\"/>",
-        left + plot_w
+        "<line x1=\"{}\" y1=\"{axis_y}\" x2=\"{:.1}\" y2=\"{axis_y}\" stroke=\"#444\"/>",
+        xs.left,
+        xs.right()
     );
     let _ = write!(
         o,
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">time since the step's start (ms)</text>",
-        left + plot_w / 2.0,
+        xs.left + xs.plot_w / 2.0,
         axis_y + 36.0
     );
+}
 
-    for b in &blocks {
-        let step = b.step;
-        let exposed_s: f64 = b.exposed.iter().map(|(a, z)| z - a).sum();
-        let heading = format!(
-            "{} step{}{}; exposed communication {}",
-            step.mode,
-            step.step_s
-                .map(|s| format!(" {}", f::time(s)))
-                .unwrap_or_default(),
-            format_args!(
-                " (timed iteration {} of {})",
-                step.iteration + 1,
-                step.iterations
-            ),
-            f::time(exposed_s)
+/// One step's block: heading, exposed shading, compute lane, comm lanes.
+fn draw_block(
+    o: &mut String,
+    report: &Report,
+    xs: &TimeScale,
+    bytes: &HashMap<usize, u64>,
+    b: &Block,
+) {
+    let step = b.step;
+    let exposed_s: f64 = b.exposed.iter().map(|(a, z)| z - a).sum();
+    let heading = format!(
+        "{} step{}{}; exposed communication {}",
+        step.mode,
+        step.step_s
+            .map(|s| format!(" {}", f::time(s)))
+            .unwrap_or_default(),
+        format_args!(
+            " (timed iteration {} of {})",
+            step.iteration + 1,
+            step.iterations
+        ),
+        f::time(exposed_s)
+    );
+    let _ = write!(
+        o,
+        "<g><title>{}</title><text x=\"{}\" y=\"{:.1}\" font-size=\"13\" font-weight=\"bold\">{}</text></g>",
+        esc(&format!(
+            "exposed communication here: {}",
+            crate::definitions::text("exposed_in_timeline")
+        )),
+        xs.left,
+        b.y + 13.0,
+        esc(&heading)
+    );
+    exposed_shading(o, xs, b);
+    if let Some(cy) = b.compute_y {
+        lane_label(o, xs, cy, &format!("{} · compute", step.mode));
+        for s in step
+            .spans
+            .iter()
+            .filter(|s| s.stream == StreamKind::Compute)
+        {
+            bar(o, s, xs.x(s.start_s * 1e3), xs.x(s.end_s * 1e3), cy, None);
+        }
+    }
+    for lane in &b.comm {
+        match &lane.name {
+            None => lane_label(o, xs, lane.y, &format!("{} · comm", step.mode)),
+            Some(name) => lane_label(o, xs, lane.y, name),
+        }
+        draw_comm_lane(o, xs, bytes, lane);
+        if step.mode == Mode::Overlapped && lane.name.is_none() {
+            ready_marks(o, report, step, lane.y, &|ms| xs.x(ms));
+        }
+    }
+}
+
+/// A lane's name, right-aligned left of the plot.
+fn lane_label(o: &mut String, xs: &TimeScale, ly: f64, text: &str) {
+    let _ = write!(
+        o,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+        xs.left - 8.0,
+        ly + LANE_H / 2.0 + 4.0,
+        esc(text)
+    );
+}
+
+/// Exposed communication: shaded across the block, underlined below its
+/// lanes.
+fn exposed_shading(o: &mut String, xs: &TimeScale, b: &Block) {
+    let first_comm = b.comm.first().map(|l| l.y);
+    let last_comm = b.comm.last().map(|l| l.y);
+    let lanes_top = b.compute_y.or(first_comm).unwrap_or(b.y);
+    let lanes_bottom = last_comm.or(b.compute_y).unwrap_or(b.y) + LANE_H;
+    for &(a, z) in &b.exposed {
+        let (x0, x1) = (xs.x(a * 1e3), xs.x(z * 1e3));
+        let _ = write!(
+            o,
+            "<rect x=\"{x0:.2}\" y=\"{lanes_top:.1}\" width=\"{:.2}\" height=\"{:.1}\" fill=\"{EXPOSED_FILL}\" fill-opacity=\"0.16\"><title>{}</title></rect>",
+            (x1 - x0).max(0.5),
+            lanes_bottom - lanes_top,
+            esc(&format!(
+                "exposed communication: {} ({}–{} ms): an all-reduce runs and no GEMM does",
+                f::time(z - a),
+                tick_label(a * 1e3, 0.001),
+                tick_label(z * 1e3, 0.001)
+            ))
         );
         let _ = write!(
             o,
-            "<g><title>{}</title><text x=\"{left}\" y=\"{:.1}\" font-size=\"13\" font-weight=\"bold\">{}</text></g>",
-            esc(&format!(
-                "exposed communication here: {}",
-                crate::definitions::text("exposed_in_timeline")
-            )),
-            b.y + 13.0,
-            esc(&heading)
+            "<rect x=\"{x0:.2}\" y=\"{:.1}\" width=\"{:.2}\" height=\"3\" fill=\"{EXPOSED_FILL}\"/>",
+            lanes_bottom + 1.0,
+            (x1 - x0).max(0.5)
         );
-        let first_comm = b.comm.first().map(|l| l.y);
-        let last_comm = b.comm.last().map(|l| l.y);
-        let lanes_top = b.compute_y.or(first_comm).unwrap_or(b.y);
-        let lanes_bottom = last_comm.or(b.compute_y).unwrap_or(b.y) + LANE_H;
-        // Exposed communication: shaded across the block, underlined on the comm lane.
-        for &(a, z) in &b.exposed {
-            let (x0, x1) = (x(a * 1e3), x(z * 1e3));
-            let _ = write!(
-                o,
-                "<rect x=\"{x0:.2}\" y=\"{lanes_top:.1}\" width=\"{:.2}\" height=\"{:.1}\" fill=\"{EXPOSED_FILL}\" fill-opacity=\"0.16\"><title>{}</title></rect>",
-                (x1 - x0).max(0.5),
-                lanes_bottom - lanes_top,
-                esc(&format!(
-                    "exposed communication: {} ({}–{} ms): an all-reduce runs and no GEMM does",
-                    f::time(z - a),
-                    tick_label(a * 1e3, 0.001),
-                    tick_label(z * 1e3, 0.001)
-                ))
-            );
-            let _ = write!(
-                o,
-                "<rect x=\"{x0:.2}\" y=\"{:.1}\" width=\"{:.2}\" height=\"3\" fill=\"{EXPOSED_FILL}\"/>",
-                lanes_bottom + 1.0,
-                (x1 - x0).max(0.5)
-            );
-        }
-        let lane_label = |o: &mut String, ly: f64, text: &str| {
-            let _ = write!(
-                o,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-                left - 8.0,
-                ly + LANE_H / 2.0 + 4.0,
-                esc(text)
-            );
-        };
-        if let Some(cy) = b.compute_y {
-            lane_label(&mut o, cy, &format!("{} · compute", step.mode));
-            for s in step
-                .spans
-                .iter()
-                .filter(|s| s.stream == StreamKind::Compute)
-            {
-                bar(&mut o, s, x(s.start_s * 1e3), x(s.end_s * 1e3), cy, None);
+    }
+}
+
+/// The bars of a comm lane with their labels: inside a bar that is wide
+/// enough, else on the rows above the lane that [`label_rows`] chose, with
+/// a leader line when moved aside.
+fn draw_comm_lane(o: &mut String, xs: &TimeScale, bytes: &HashMap<usize, u64>, lane: &Lane) {
+    let cy = lane.y;
+    for (i, s) in lane.spans.iter().enumerate() {
+        let (x0, x1) = (xs.x(s.start_s * 1e3), xs.x(s.end_s * 1e3));
+        let size = s.bucket.and_then(|k| bytes.get(&k)).copied();
+        bar(o, s, x0, x1, cy, size);
+        let label = bar_label(s);
+        match lane.label_rows.get(i).copied().flatten() {
+            None if x1 - x0 >= text_width(&label, 10.0) + 4.0 => {
+                let _ = write!(
+                    o,
+                    "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\" fill=\"#fff\" pointer-events=\"none\">{}</text>",
+                    (x0 + x1) / 2.0,
+                    cy + LANE_H / 2.0 + 3.5,
+                    esc(&label)
+                );
             }
-        }
-        for lane in &b.comm {
-            let cy = lane.y;
-            match &lane.name {
-                None => lane_label(&mut o, cy, &format!("{} · comm", step.mode)),
-                Some(name) => lane_label(&mut o, cy, name),
-            }
-            for (i, s) in lane.spans.iter().enumerate() {
-                let (x0, x1) = (x(s.start_s * 1e3), x(s.end_s * 1e3));
-                let size = s.bucket.and_then(|k| bytes.get(&k)).copied();
-                bar(&mut o, s, x0, x1, cy, size);
-                let label = bar_label(s);
-                match lane.label_rows.get(i).copied().flatten() {
-                    None if x1 - x0 >= text_width(&label, 10.0) + 4.0 => {
-                        let _ = write!(
-                            o,
-                            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"10\" fill=\"#fff\" pointer-events=\"none\">{}</text>",
-                            (x0 + x1) / 2.0,
-                            cy + LANE_H / 2.0 + 3.5,
-                            esc(&label)
-                        );
-                    }
-                    None => {}
-                    Some((row, cx)) => {
-                        let ty = cy - 3.0 - row as f64 * LABEL_ROW_H;
-                        let mid = (x0 + x1) / 2.0;
-                        if (cx - mid).abs() > 1.0 || row > 0 {
-                            // A leader from the bar's top to its label.
-                            let _ = write!(
-                                o,
-                                "<line x1=\"{mid:.1}\" y1=\"{cy:.1}\" x2=\"{cx:.1}\" y2=\"{:.1}\" stroke=\"#00564d\" stroke-width=\"0.6\"/>",
-                                ty + 2.0
-                            );
-                        }
-                        let _ = write!(
-                            o,
-                            "<text x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\" font-size=\"10\" fill=\"#00564d\" stroke=\"#fff\" stroke-width=\"2.5\" paint-order=\"stroke\">{}</text>",
-                            esc(&label)
-                        );
-                    }
+            None => {}
+            Some((row, cx)) => {
+                let ty = cy - 3.0 - row as f64 * LABEL_ROW_H;
+                let mid = (x0 + x1) / 2.0;
+                if (cx - mid).abs() > 1.0 || row > 0 {
+                    // A leader from the bar's top to its label.
+                    let _ = write!(
+                        o,
+                        "<line x1=\"{mid:.1}\" y1=\"{cy:.1}\" x2=\"{cx:.1}\" y2=\"{:.1}\" stroke=\"#00564d\" stroke-width=\"0.6\"/>",
+                        ty + 2.0
+                    );
                 }
-            }
-            if step.mode == Mode::Overlapped && lane.name.is_none() {
-                ready_marks(&mut o, report, step, cy, &x);
+                let _ = write!(
+                    o,
+                    "<text x=\"{cx:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\" font-size=\"10\" fill=\"#00564d\" stroke=\"#fff\" stroke-width=\"2.5\" paint-order=\"stroke\">{}</text>",
+                    esc(&label)
+                );
             }
         }
     }
-    o.push_str("</svg>\n");
-    o
 }
 
 /// One bar with its hover text.
@@ -828,7 +836,7 @@ pub fn ranks_svg(report: &Report, target: SvgTarget) -> Option<String> {
             f::pct(tol)
         )
     };
-    svg_open(&mut o, target, W, H, &title);
+    svg::open(&mut o, target, W, H, &title);
     let _ = write!(
         o,
         "<text x=\"{LEFT}\" y=\"24\" font-size=\"16\" font-weight=\"bold\">{}</text>",
@@ -1264,18 +1272,6 @@ mod tests {
         // Fully hidden.
         let s = vec![span(Compute, 0.0, 4.0), span(Comm, 1.0, 2.0)];
         assert!(exposed_intervals(&s).is_empty());
-    }
-
-    #[test]
-    fn ticks_are_round() {
-        let (t, step) = nice_ticks(0.0, 12.3, 10);
-        assert_eq!(step, 2.0);
-        assert_eq!(t, vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0]);
-        let (t, step) = nice_ticks(0.31, 0.78, 5);
-        assert_eq!(step, 0.1);
-        assert_eq!(t.len(), 4); // 0.4 … 0.7
-        assert_eq!(tick_label(0.4, step), "0.4");
-        assert_eq!(tick_label(-0.0, 1.0), "0");
     }
 
     #[test]
