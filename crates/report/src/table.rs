@@ -481,9 +481,7 @@ pub fn csv_columns<'a>() -> Vec<Column<CsvRow<'a>>> {
         col("run_id", None, Label, |r, _| Cell::text(&r.run.run_id)),
         col("rank", None, Id, |_, c| Cell::count(c.row.rank)),
         col("host", None, Label, |_, c| Cell::text(&c.row.host)),
-        col("local_rank", None, Id, |_, c| {
-            Cell::count(c.row.local_rank as u64)
-        }),
+        col("local_rank", None, Id, |_, c| Cell::count(c.row.local_rank)),
         col("device", None, Label, |_, c| Cell::text(&c.row.device)),
         col("mode", None, Label, |_, c| Cell::text(c.row.mode.name())),
         col("iterations", Some("iterations"), Number, |_, c| {

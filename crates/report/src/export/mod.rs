@@ -1,6 +1,7 @@
 //! Exporters: one per output format behind one trait, one file each for
 //! the formats with code of their own (as hyperfine does): summary.csv
-//! ([`csv`]), JUnit ([`junit`]) and Prometheus ([`prometheus`]); the
+//! ([`CsvExporter`]), JUnit ([`JunitExporter`]) and Prometheus
+//! ([`PrometheusExporter`]); the
 //! terminal, Markdown, HTML and JSON exporters call [`crate::text`],
 //! [`crate::html`] and serde.
 
