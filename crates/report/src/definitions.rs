@@ -159,14 +159,15 @@ pub const DEFINITIONS: &[Definition] = &[
     },
 ];
 
+/// The definition of `key`, if there is one.
+pub fn get(key: &str) -> Option<&'static Definition> {
+    DEFINITIONS.iter().find(|d| d.key == key)
+}
+
 /// The definition text of `key`; an unknown key is a programming error
 /// caught by the tests, and reads as an empty tooltip.
 pub fn text(key: &str) -> &'static str {
-    DEFINITIONS
-        .iter()
-        .find(|d| d.key == key)
-        .map(|d| d.text)
-        .unwrap_or("")
+    get(key).map(|d| d.text).unwrap_or("")
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::definitions::{self, DEFINITIONS};
 use crate::fmt as f;
 use crate::fmt::xml_escape as esc;
 use crate::plot::{self, SvgTarget};
+use crate::table::{self, Cell, Column, Kind, Table};
 use crate::text;
 
 const CSS: &str = r#"
@@ -172,6 +173,31 @@ impl Page {
             );
         }
         self.out.push_str("</tbody></table>\n");
+    }
+
+    /// A declared table ([`crate::table`]) with the rows given: headers
+    /// and numbers carry their definition as the tooltip, flagged rows are
+    /// shaded.
+    fn declared<R>(&mut self, r: &Report, sortable: bool, t: &Table<R>, rows: &[&R]) {
+        let header: Vec<String> = t.printed().map(|c| th(c.header, c.definition)).collect();
+        let rows: Vec<(bool, Vec<String>)> = rows
+            .iter()
+            .map(|row| {
+                let cells = t.printed().map(|c| cell(c, (c.value)(r, row))).collect();
+                ((t.flagged)(row), cells)
+            })
+            .collect();
+        self.table(sortable, &header, &rows);
+    }
+}
+
+/// The HTML cell of a declared column.
+fn cell<R>(c: &Column<R>, v: Cell) -> String {
+    match c.kind {
+        Kind::Label | Kind::Hidden => td(&v.text),
+        Kind::Id => num(&v.text, v.raw, ""),
+        Kind::Number => num(&v.text, v.raw, c.definition.unwrap_or("")),
+        Kind::Note => td_text(&v.text),
     }
 }
 
@@ -424,75 +450,11 @@ fn verdict(p: &mut Page, r: &Report) {
 fn headline(p: &mut Page, r: &Report) {
     p.open_section("headline", title_of("headline"));
     p.note("cluster step = slowest rank per iteration; median over iterations, with its 95 % interval [lo, hi] when the run has one");
-    let with_hfu = r.headline.iter().any(|h| h.hfu.is_some());
-    let mut header = vec![
-        th("mode", None),
-        th("iters", Some("iterations")),
-        th("step median [95 % CI]", Some("step_time")),
-        th("p95", Some("step_time")),
-        th("min", Some("step_time")),
-        th("TFLOP/s/device", Some("tflops")),
-        th("MFU [95 % CI]", Some("mfu")),
-    ];
-    if with_hfu {
-        header.push(th("HFU", Some("hfu")));
-    }
-    header.push(th("tokens/s (slice)", Some("tokens_per_second")));
-    header.push(th(
-        "tokens/s (full model)",
-        Some("full_model_tokens_per_second"),
-    ));
-    let rows: Vec<(bool, Vec<String>)> = r
-        .headline
-        .iter()
-        .map(|h| {
-            let mut c = vec![
-                td(h.mode.name()),
-                num(
-                    &h.iterations.to_string(),
-                    Some(h.iterations as f64),
-                    "iterations",
-                ),
-                num(
-                    &f::with_ci(h.step_median_s, r.ci95.step_time_s.get(h.mode), f::time),
-                    Some(h.step_median_s),
-                    "step_time",
-                ),
-                num(&f::time(h.step_p95_s), Some(h.step_p95_s), "step_time"),
-                num(&f::time(h.step_min_s), Some(h.step_min_s), "step_time"),
-                num(
-                    &f::opt(h.tflops_per_device, f::tflops),
-                    h.tflops_per_device,
-                    "tflops",
-                ),
-                num(
-                    &h.mfu
-                        .map(|m| r.mfu_text(f::with_ci(m, r.ci95.mfu.get(h.mode), f::pct)))
-                        .unwrap_or_else(|| "n/a".into()),
-                    h.mfu,
-                    "mfu",
-                ),
-            ];
-            if with_hfu {
-                c.push(num(&f::opt(h.hfu, f::pct), h.hfu, "hfu"));
-            }
-            c.push(num(
-                &f::opt(h.tokens_per_second, f::count),
-                h.tokens_per_second,
-                "tokens_per_second",
-            ));
-            c.push(num(
-                &f::opt(h.full_model_tokens_per_second, f::count),
-                h.full_model_tokens_per_second,
-                "full_model_tokens_per_second",
-            ));
-            (false, c)
-        })
-        .collect();
-    if rows.is_empty() {
+    let t = table::headline(r);
+    if t.rows.is_empty() {
         p.note("no mode has a step time");
     } else {
-        p.table(false, &header, &rows);
+        p.declared(r, false, &t, &t.shown());
     }
     p.close_section();
 }
@@ -572,60 +534,10 @@ fn nodes(p: &mut Page, r: &Report) {
     p.note(&format!(
         "{mode} mode; click a column to sort; flagged rows are shaded"
     ));
-    let idx = text::pick(
-        r.nodes.len(),
-        |i| !r.nodes[i].flags.is_empty(),
-        |i| r.nodes[i].step_max_s.unwrap_or(f64::INFINITY),
-    );
-    cut_note(p, idx.len(), r.nodes.len(), "hosts", "summary.json");
-    let header = [
-        th("host", None),
-        th("ranks", None),
-        th("median TFLOP/s", Some("tflops")),
-        th("min TFLOP/s", Some("tflops")),
-        th("slowest step", Some("step_time")),
-        th("max jitter p95/med", Some("jitter")),
-        th("stragglers", Some("straggler")),
-        th("wrong", Some("wrong")),
-        th("flags", None),
-    ];
-    let rows: Vec<(bool, Vec<String>)> = idx
-        .iter()
-        .map(|&i| {
-            let n = &r.nodes[i];
-            (
-                !n.flags.is_empty(),
-                vec![
-                    td(&n.host),
-                    num(&n.ranks.to_string(), Some(n.ranks as f64), ""),
-                    num(
-                        &f::opt(n.rate_median_tflops, f::tflops),
-                        n.rate_median_tflops,
-                        "tflops",
-                    ),
-                    num(
-                        &f::opt(n.rate_min_tflops, f::tflops),
-                        n.rate_min_tflops,
-                        "tflops",
-                    ),
-                    num(&f::opt(n.step_max_s, f::time), n.step_max_s, "step_time"),
-                    num(
-                        &f::opt(n.jitter_max, |x| format!("{x:.3}")),
-                        n.jitter_max,
-                        "jitter",
-                    ),
-                    num(
-                        &n.stragglers.to_string(),
-                        Some(n.stragglers as f64),
-                        "straggler",
-                    ),
-                    num(&n.wrong.to_string(), Some(n.wrong as f64), "wrong"),
-                    td_text(&n.flags.join("; ")),
-                ],
-            )
-        })
-        .collect();
-    p.table(true, &header, &rows);
+    let t = table::nodes(r);
+    let shown = t.shown();
+    cut_note(p, shown.len(), t.rows.len(), "hosts", "summary.json");
+    p.declared(r, true, &t, &shown);
     p.close_section();
 }
 
@@ -635,48 +547,10 @@ fn ranks(p: &mut Page, r: &Report) {
     p.note(&format!(
         "{mode} mode; click a column to sort; flagged rows are shaded"
     ));
-    let idx = text::pick(
-        r.ranks.len(),
-        |i| !r.ranks[i].flags.is_empty(),
-        |i| r.ranks[i].step_median_s.unwrap_or(f64::INFINITY),
-    );
-    cut_note(p, idx.len(), r.ranks.len(), "ranks", "summary.csv");
-    let header = [
-        th("rank", None),
-        th("host", None),
-        th("device", None),
-        th("step median", Some("step_time")),
-        th("TFLOP/s", Some("tflops")),
-        th("vs median", Some("deviation")),
-        th("jitter p95/med", Some("jitter")),
-        th("wrong", Some("wrong")),
-        th("flags", None),
-    ];
-    let rows: Vec<(bool, Vec<String>)> = idx
-        .iter()
-        .map(|&i| {
-            let k = &r.ranks[i];
-            (
-                !k.flags.is_empty(),
-                vec![
-                    num(&k.rank.to_string(), Some(k.rank as f64), ""),
-                    td(&k.host),
-                    td(&k.device),
-                    num(
-                        &f::opt(k.step_median_s, f::time),
-                        k.step_median_s,
-                        "step_time",
-                    ),
-                    num(&f::opt(k.rate_tflops, f::tflops), k.rate_tflops, "tflops"),
-                    num(&f::opt(k.deviation, f::delta_pct), k.deviation, "deviation"),
-                    num(&f::opt(k.jitter, |x| format!("{x:.3}")), k.jitter, "jitter"),
-                    num(&k.wrong.to_string(), Some(k.wrong as f64), "wrong"),
-                    td_text(&k.flags.join("; ")),
-                ],
-            )
-        })
-        .collect();
-    p.table(true, &header, &rows);
+    let t = table::ranks(r);
+    let shown = t.shown();
+    cut_note(p, shown.len(), t.rows.len(), "ranks", "summary.csv");
+    p.declared(r, true, &t, &shown);
     p.close_section();
 }
 
@@ -688,32 +562,8 @@ fn buckets(p: &mut Page, r: &Report) {
         return;
     }
     p.note("median over ranks of each rank's median all-reduce time");
-    let header = [
-        th("mode", None),
-        th("bucket", None),
-        th("bytes", Some("bucket_bytes")),
-        th("time", Some("bucket_time")),
-        th("algbw", Some("algbw")),
-        th("busbw", Some("busbw")),
-    ];
-    let rows: Vec<(bool, Vec<String>)> = r
-        .buckets
-        .iter()
-        .map(|b| {
-            (
-                false,
-                vec![
-                    td(b.mode.name()),
-                    num(&b.index.to_string(), Some(b.index as f64), ""),
-                    num(&f::bytes(b.bytes), Some(b.bytes as f64), "bucket_bytes"),
-                    num(&f::opt(b.time_s, f::time), b.time_s, "bucket_time"),
-                    num(&f::opt(b.algbw_gbps, f::gbps), b.algbw_gbps, "algbw"),
-                    num(&f::opt(b.busbw_gbps, f::gbps), b.busbw_gbps, "busbw"),
-                ],
-            )
-        })
-        .collect();
-    p.table(true, &header, &rows);
+    let t = table::buckets(r);
+    p.declared(r, true, &t, &t.shown());
     p.close_section();
 }
 

@@ -38,9 +38,13 @@
 //!   ([`AcceptanceOverrides`]); a different straggler tolerance re-runs
 //!   core's straggler test.
 //! - **One [`analysis::Report`], many renderings.** Every exporter
-//!   ([`export::Exporter`], one per [`Format`], as hyperfine does) renders
-//!   the same struct, so the terminal, Markdown, CSV and JSON cannot
-//!   disagree. `summary.json` *is* the serialized report.
+//!   ([`export::Exporter`], one per [`Format`] plus JUnit and Prometheus,
+//!   as hyperfine does) renders the same struct, so the terminal, Markdown,
+//!   CSV and JSON cannot disagree. `summary.json` *is* the serialized
+//!   report.
+//! - **Tables declared once.** Each table is one list of columns
+//!   ([`table`]: header, definition, cell, Prometheus series) that the
+//!   terminal, Markdown, HTML, CSV and Prometheus renderers all read.
 //! - **Bad input is an error, never a panic.** [`read`] turns truncated,
 //!   malformed, inconsistent and future-schema files into one
 //!   [`ReportError`] naming the file and the problem; it is fuzzed with
@@ -51,8 +55,9 @@
 //!   16,384-rank run is about 0.6 MB (`cargo bench -p mfubench-report`
 //!   times the whole report and prints the page's size).
 //! - **Definitions once.** Every figure's definition lives in
-//!   [`definitions`]; report.html shows it as the figure's tooltip and
-//!   docs/metrics.md's list is checked against it.
+//!   [`definitions`]; report.html shows it as the figure's tooltip, the
+//!   Prometheus file as its `# HELP`, and docs/metrics.md's list is checked
+//!   against it.
 //! - **Atomic files.** Every output is written to a temporary file in the
 //!   same directory and renamed ([`fsutil::write_atomic`]).
 
@@ -68,6 +73,8 @@ pub mod html;
 pub mod plot;
 pub mod read;
 pub mod suite;
+mod svg;
+pub mod table;
 pub mod text;
 pub mod vary;
 pub mod verdict;
@@ -158,11 +165,11 @@ pub fn report_loaded(
         files = write_outputs(&report, &dir)?;
     }
     if let Some(p) = &opts.junit {
-        fsutil::write_atomic(p, export::junit(&report)?.as_bytes())?;
+        fsutil::write_atomic(p, export::JunitExporter.render(&report)?.as_bytes())?;
         files.push(p.clone());
     }
     if let Some(p) = &opts.prom {
-        fsutil::write_atomic(p, export::prometheus(&report).as_bytes())?;
+        fsutil::write_atomic(p, export::PrometheusExporter.render(&report)?.as_bytes())?;
         files.push(p.clone());
     }
     Ok(ReportOutcome {

@@ -14,6 +14,7 @@ use tabled::settings::{Alignment, Style};
 use crate::acceptance::Status;
 use crate::analysis::Report;
 use crate::fmt as f;
+use crate::table::{self, Kind, Table};
 
 /// Per-rank and per-node tables list every row up to this many; past it only
 /// the flagged rows and the slowest few, the rest being in summary.csv.
@@ -61,7 +62,7 @@ impl Doc {
     }
 
     /// A table; the columns in `right` (numbers) are right-aligned.
-    fn table(&mut self, header: &[&str], rows: Vec<Vec<String>>, right: std::ops::Range<usize>) {
+    fn table(&mut self, header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) {
         let mut b = Builder::default();
         b.push_record(header.iter().map(|h| h.to_string()));
         for r in rows {
@@ -79,8 +80,27 @@ impl Doc {
                 t.with(Style::markdown());
             }
         }
-        t.modify(Columns::new(right), Alignment::right());
+        for &i in right {
+            t.modify(Columns::one(i), Alignment::right());
+        }
         let _ = writeln!(self.out, "{t}");
+    }
+
+    /// A declared table ([`crate::table`]) with the rows given: numbers
+    /// right-aligned, hidden columns left out.
+    fn declared<R>(&mut self, r: &Report, t: &Table<R>, rows: &[&R]) {
+        let header: Vec<&str> = t.printed().map(|c| c.header).collect();
+        let right: Vec<usize> = t
+            .printed()
+            .enumerate()
+            .filter(|(_, c)| c.kind == Kind::Number)
+            .map(|(i, _)| i)
+            .collect();
+        let rows = rows
+            .iter()
+            .map(|row| t.cells(r, row).into_iter().map(|c| c.text).collect())
+            .collect();
+        self.table(&header, rows, &right);
     }
 }
 
@@ -209,46 +229,8 @@ pub(crate) fn peak_source_text(r: &Report) -> &'static str {
 
 fn headline(d: &mut Doc, r: &Report) {
     d.heading("Headline (cluster step = slowest rank per iteration; median over iterations)");
-    let with_hfu = r.headline.iter().any(|h| h.hfu.is_some());
-    let mut header = vec![
-        "mode",
-        "iters",
-        "step median [95 % CI]",
-        "p95",
-        "min",
-        "TFLOP/s/device",
-        "MFU",
-    ];
-    if with_hfu {
-        header.push("HFU");
-    }
-    header.push("tokens/s (slice)");
-    header.push("tokens/s (full model)");
-    let rows = r
-        .headline
-        .iter()
-        .map(|h| {
-            let mut row = vec![
-                h.mode.to_string(),
-                h.iterations.to_string(),
-                f::with_ci(h.step_median_s, r.ci95.step_time_s.get(h.mode), f::time),
-                f::time(h.step_p95_s),
-                f::time(h.step_min_s),
-                f::opt(h.tflops_per_device, f::tflops),
-                h.mfu
-                    .map(|m| r.mfu_text(f::with_ci(m, r.ci95.mfu.get(h.mode), f::pct)))
-                    .unwrap_or_else(|| "-".into()),
-            ];
-            if with_hfu {
-                row.push(f::opt(h.hfu, f::pct));
-            }
-            row.push(f::opt(h.tokens_per_second, f::count));
-            row.push(f::opt(h.full_model_tokens_per_second, f::count));
-            row
-        })
-        .collect();
-    let n = header.len();
-    d.table(&header, rows, 1..n);
+    let t = table::headline(r);
+    d.declared(r, &t, &t.shown());
 }
 
 pub(crate) fn needs(r: &Report, modes: &[Mode]) -> String {
@@ -574,7 +556,7 @@ fn overlap(d: &mut Doc, r: &Report) {
         .into_iter()
         .map(|fig| vec![fig.label.to_string(), fig.value])
         .collect();
-    d.table(&["figure", "value [95 % CI]"], rows, 0..0);
+    d.table(&["figure", "value [95 % CI]"], rows, &[]);
     if let Some(note) = interval_note(r) {
         d.line(&note);
     }
@@ -655,99 +637,31 @@ pub(crate) fn pick(
 fn nodes(d: &mut Doc, r: &Report) {
     let mode = r.straggler_mode.map(Mode::name).unwrap_or("-");
     d.heading(&format!("Per node ({mode} mode)"));
-    let idx = pick(
-        r.nodes.len(),
-        |i| !r.nodes[i].flags.is_empty(),
-        |i| r.nodes[i].step_max_s.unwrap_or(f64::INFINITY),
-    );
-    if idx.len() < r.nodes.len() {
+    let t = table::nodes(r);
+    let shown = t.shown();
+    if shown.len() < t.rows.len() {
         d.line(&format!(
             "{} hosts: showing the {} flagged or slowest; every host is in summary.json",
-            r.nodes.len(),
-            idx.len()
+            t.rows.len(),
+            shown.len()
         ));
     }
-    let rows = idx
-        .iter()
-        .map(|&i| {
-            let n = &r.nodes[i];
-            vec![
-                n.host.clone(),
-                n.ranks.to_string(),
-                f::opt(n.rate_median_tflops, f::tflops),
-                f::opt(n.rate_min_tflops, f::tflops),
-                f::opt(n.step_max_s, f::time),
-                f::opt(n.jitter_max, |x| format!("{x:.3}")),
-                n.stragglers.to_string(),
-                n.wrong.to_string(),
-                n.flags.join("; "),
-            ]
-        })
-        .collect();
-    d.table(
-        &[
-            "host",
-            "ranks",
-            "median TFLOP/s",
-            "min TFLOP/s",
-            "slowest step",
-            "max jitter p95/med",
-            "stragglers",
-            "wrong",
-            "flags",
-        ],
-        rows,
-        1..8,
-    );
+    d.declared(r, &t, &shown);
 }
 
 fn ranks(d: &mut Doc, r: &Report) {
     let mode = r.straggler_mode.map(Mode::name).unwrap_or("-");
     d.heading(&format!("Per rank ({mode} mode)"));
-    let idx = pick(
-        r.ranks.len(),
-        |i| !r.ranks[i].flags.is_empty(),
-        |i| r.ranks[i].step_median_s.unwrap_or(f64::INFINITY),
-    );
-    if idx.len() < r.ranks.len() {
+    let t = table::ranks(r);
+    let shown = t.shown();
+    if shown.len() < t.rows.len() {
         d.line(&format!(
             "{} ranks: showing the {} flagged or slowest; every rank and mode is in summary.csv",
-            r.ranks.len(),
-            idx.len()
+            t.rows.len(),
+            shown.len()
         ));
     }
-    let rows = idx
-        .iter()
-        .map(|&i| {
-            let k = &r.ranks[i];
-            vec![
-                k.rank.to_string(),
-                k.host.clone(),
-                k.device.clone(),
-                f::opt(k.step_median_s, f::time),
-                f::opt(k.rate_tflops, f::tflops),
-                f::opt(k.deviation, f::delta_pct),
-                f::opt(k.jitter, |x| format!("{x:.3}")),
-                k.wrong.to_string(),
-                k.flags.join("; "),
-            ]
-        })
-        .collect();
-    d.table(
-        &[
-            "rank",
-            "host",
-            "device",
-            "step median",
-            "TFLOP/s",
-            "vs median",
-            "jitter p95/med",
-            "wrong",
-            "flags",
-        ],
-        rows,
-        3..8,
-    );
+    d.declared(r, &t, &shown);
 }
 
 fn buckets(d: &mut Doc, r: &Report) {
@@ -756,25 +670,8 @@ fn buckets(d: &mut Doc, r: &Report) {
         d.line("none: neither the comm nor the overlapped mode ran");
         return;
     }
-    let rows = r
-        .buckets
-        .iter()
-        .map(|b| {
-            vec![
-                b.mode.to_string(),
-                b.index.to_string(),
-                f::bytes(b.bytes),
-                f::opt(b.time_s, f::time),
-                f::opt(b.algbw_gbps, f::gbps),
-                f::opt(b.busbw_gbps, f::gbps),
-            ]
-        })
-        .collect();
-    d.table(
-        &["mode", "bucket", "bytes", "time", "algbw", "busbw"],
-        rows,
-        1..6,
-    );
+    let t = table::buckets(r);
+    d.declared(r, &t, &t.shown());
 }
 
 fn verdict(d: &mut Doc, r: &Report) {
