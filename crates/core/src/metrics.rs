@@ -100,6 +100,29 @@ pub fn uncovered_s(busy: &[(f64, f64)], cover: &[(f64, f64)]) -> f64 {
         .sum()
 }
 
+/// One round's T_o − T_c split by cause: `(gemm_slowdown, exposed_collective,
+/// sync_skew)`, where gemm_slowdown = G_o − G_c (GEMM busy time of the
+/// overlapped step's critical rank minus the compute step's), the exposed
+/// collective time `e_o` (collectives running while no GEMM does, on the
+/// overlapped step's critical rank) and sync_skew the rest (barrier exit
+/// skew, launch gaps, waits between ops). The three add up to T_o − T_c
+/// exactly.
+pub fn exposed_breakdown(t_o: f64, t_c: f64, g_o: f64, g_c: f64, e_o: f64) -> (f64, f64, f64) {
+    let gemm_slowdown = g_o - g_c;
+    (gemm_slowdown, e_o, (t_o - t_c) - gemm_slowdown - e_o)
+}
+
+/// Hidden fraction of communication: 1 − e / T_a, the share of what the
+/// collectives take alone (T_a) that overlap kept off the critical path
+/// (e: exposed collective time of the overlapped step). NaN when T_a = 0.
+pub fn collective_hidden_fraction(exposed_collective_s: f64, t_a: f64) -> f64 {
+    if t_a > 0.0 {
+        1.0 - exposed_collective_s / t_a
+    } else {
+        f64::NAN
+    }
+}
+
 /// Exposed communication: T_o − T_c (seconds of the overlapped step not
 /// explained by compute).
 pub fn exposed_comm_s(t_o: f64, t_c: f64) -> f64 {

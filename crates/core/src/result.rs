@@ -195,6 +195,12 @@ pub struct ModeRecord {
     /// GEMMs and collectives only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub collective_exposed_s: BTreeMap<String, Vec<f64>>,
+    /// Per timed iteration, the time during which any collective ran and no
+    /// GEMM did (the union of every collective's spans, less the GEMMs'),
+    /// seconds; modes with GEMMs and collectives only. The exposed part of
+    /// [`ExposedBreakdown`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comm_exposed_s: Vec<f64>,
     /// Per-op median durations.
     pub ops: Vec<OpStat>,
     /// The ops of one iteration (the one with the median step time).
@@ -599,6 +605,36 @@ pub struct Straggler {
     pub reason: String,
 }
 
+/// T_o − T_c of a round split by cause (see [`metrics::exposed_breakdown`]);
+/// in the summary, each part's median over rounds (the medians of the
+/// parts need not add up to the median of the whole; per round they do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExposedBreakdown<T = f64> {
+    /// GEMM time on the critical path, overlapped minus compute mode: GEMMs
+    /// slowed by the collectives running beside them (contention for
+    /// cores, memory bandwidth, SMs).
+    pub gemm_slowdown_s: T,
+    /// Time on the overlapped step's critical path (its slowest rank)
+    /// during which a collective ran and no GEMM did: communication that
+    /// overlap did not hide.
+    pub exposed_collective_s: T,
+    /// The rest of T_o − T_c: barrier exit skew, launch gaps, waits
+    /// between ops.
+    pub sync_skew_s: T,
+}
+
+/// How many timed rounds a figure needs to tell an effect of a given size
+/// from no effect at 80 % power ([`Flag::iterations_for_effect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EffectRounds {
+    /// The effect, in the figure's unit away from its no-effect value
+    /// (0.1: a speedup of 1.1, or a hidden fraction of 10 points).
+    pub effect: f64,
+    /// Rounds needed at the observed noise; None: more than
+    /// [`crate::config::limits::MAX_ITERATIONS`] (reduce the noise instead).
+    pub rounds: Option<u64>,
+}
+
 /// 95 % confidence intervals `[lo, hi]` of the summary's figures (see
 /// [`crate::stats::median_ci95`]): of the step times per mode, and of every
 /// figure that compares modes, computed per iteration from that
@@ -620,9 +656,15 @@ pub struct Ci95 {
     /// (T_s − T_c) / T_s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serialized_overhead: Option<[f64; 2]>,
-    /// (T_c + T_a − T_o) / T_a.
+    /// 1 − exposed collective / T_a.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden_fraction: Option<[f64; 2]>,
+    /// (T_c + T_a − T_o) / T_a.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_hidden_fraction: Option<[f64; 2]>,
+    /// The parts of T_o − T_c.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_breakdown: Option<ExposedBreakdown<Option<[f64; 2]>>>,
     /// T_s / T_o.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap_speedup: Option<[f64; 2]>,
@@ -655,10 +697,16 @@ pub struct Flag {
     pub figure: String,
     /// One line for people.
     pub message: String,
-    /// Timed iterations that would make the interval narrow enough to
-    /// decide, estimated from the observed spread (half-width ∝ 1/√n).
+    /// The smallest effect (distance from the figure's no-effect value)
+    /// the figure's rounds detect with 80 % power at the observed noise
+    /// (two-sided 5 %): 1.43 × the interval's half-width. A property of the
+    /// noise, not of the observed effect (no "observed power").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suggested_iterations: Option<u64>,
+    pub min_detectable_effect: Option<f64>,
+    /// Rounds needed to detect practical effects (10 % and 5 %) at the
+    /// observed noise (the half-width shrinks as 1/√rounds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub iterations_for_effect: Vec<EffectRounds>,
 }
 
 /// The cluster-wide figures.
@@ -672,8 +720,13 @@ pub struct Summary {
     pub step_time_s: PerMode<f64>,
     /// Median, p95, min and max of the cluster step times per mode.
     pub step_time_stats: PerMode<Stats>,
-    /// Model FLOPs utilisation per mode (no value for comm mode).
+    /// Model FLOPs utilisation per mode at the median step (no value for
+    /// comm mode).
     pub mfu: PerMode<f64>,
+    /// Sustained MFU per mode: total model FLOPs over the total time of the
+    /// timed rounds (the mean cluster step), so stalls count.
+    #[serde(default)]
+    pub mfu_sustained: PerMode<f64>,
     /// Hardware FLOPs utilisation, when recomputation is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hfu: Option<PerMode<f64>>,
@@ -695,9 +748,20 @@ pub struct Summary {
     /// (T_s − T_c) / T_s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serialized_overhead: Option<f64>,
-    /// (T_c + T_a − T_o) / T_a.
+    /// T_o − T_c split by cause, per round, medians over rounds (records
+    /// with `comm_exposed_s` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_breakdown: Option<ExposedBreakdown>,
+    /// Hidden fraction of communication: median over rounds of 1 − exposed
+    /// collective / T_a (the collective time overlap left on the critical
+    /// path, against what the collectives take alone). Records without
+    /// `comm_exposed_s`: absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden_fraction: Option<f64>,
+    /// Step-based hidden fraction, median over rounds of (T_c + T_a − T_o)
+    /// / T_a: counts GEMM slowdown and sync skew as exposed communication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_hidden_fraction: Option<f64>,
     /// T_s / T_o.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap_speedup: Option<f64>,
@@ -729,6 +793,14 @@ pub struct Summary {
     /// 95 % confidence intervals of the figures above.
     #[serde(default)]
     pub ci95: Ci95,
+    /// Rounds behind each paired figure's interval (key: the summary
+    /// field, e.g. `overlap_efficiency`): rounds where the figure is
+    /// undefined are left out, so it can be below `ci95.paired_iterations`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ci95_n: BTreeMap<String, usize>,
+    /// Exact coverage of each paired figure's interval (same keys).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ci95_coverage: BTreeMap<String, f64>,
     /// Figures not to be trusted as they stand, and why.
     #[serde(default)]
     pub flags: Vec<Flag>,
@@ -904,6 +976,7 @@ impl Summary {
             step_time_s: PerMode::default(),
             step_time_stats: PerMode::default(),
             mfu: PerMode::default(),
+            mfu_sustained: PerMode::default(),
             hfu: None,
             tflops_per_device: PerMode::default(),
             tokens_per_second: PerMode::default(),
@@ -911,7 +984,9 @@ impl Summary {
             exposed_comm_s: None,
             exposed_comm_fraction: None,
             serialized_overhead: None,
+            exposed_breakdown: None,
             hidden_fraction: None,
+            step_hidden_fraction: None,
             overlap_speedup: None,
             overlap_efficiency: None,
             last_bucket_tail_s: None,
@@ -929,6 +1004,8 @@ impl Summary {
             stragglers: Vec::new(),
             slow_hosts: Vec::new(),
             ci95: Ci95::default(),
+            ci95_n: BTreeMap::new(),
+            ci95_coverage: BTreeMap::new(),
             flags: Vec::new(),
             collectives: Vec::new(),
         }
@@ -1066,6 +1143,55 @@ fn bounds(ci: Option<MedianCi>) -> Option<[f64; 2]> {
     ci.map(|c| [c.lo, c.hi])
 }
 
+/// The rounds and exact coverage behind each paired figure's interval.
+#[derive(Default)]
+struct Coverage {
+    n: BTreeMap<String, usize>,
+    coverage: BTreeMap<String, f64>,
+}
+
+impl Coverage {
+    /// [`paired`], noting the rounds used and the coverage under `name`.
+    fn paired(&mut self, name: &str, values: Vec<f64>) -> (Option<f64>, Option<MedianCi>) {
+        let n = values.iter().filter(|v| v.is_finite()).count();
+        let (m, ci) = paired(values);
+        self.note(name, (n > 0).then_some(n), ci);
+        (m, ci)
+    }
+
+    fn note(&mut self, name: &str, n: Option<usize>, ci: Option<MedianCi>) {
+        if let (Some(n), Some(ci)) = (n, ci) {
+            self.n.insert(name.to_string(), n);
+            self.coverage.insert(name.to_string(), ci.coverage);
+        }
+    }
+}
+
+/// The record of `mode` on the rank whose step of round `i` was the
+/// longest (the round's critical path: the cluster step is its step).
+fn critical(ranks: &[RankRecord], mode: Mode, i: usize) -> Option<&ModeRecord> {
+    ranks
+        .iter()
+        .filter_map(|r| r.modes.get(&mode))
+        .filter(|m| m.step_time_s.len() > i)
+        .max_by(|a, b| a.step_time_s[i].total_cmp(&b.step_time_s[i]))
+}
+
+/// Round `i`'s T_o − T_c split by cause ([`metrics::exposed_breakdown`]:
+/// GEMM slowdown, exposed collective, sync skew), each mode's figures taken
+/// on its critical rank; None without per-iteration busy and exposed times.
+fn round_breakdown(ranks: &[RankRecord], i: usize) -> Option<(f64, f64, f64)> {
+    let o = critical(ranks, Mode::Overlapped, i)?;
+    let c = critical(ranks, Mode::Compute, i)?;
+    Some(metrics::exposed_breakdown(
+        o.step_time_s[i],
+        c.step_time_s[i],
+        *o.gemm_busy_s.get(i)?,
+        *c.gemm_busy_s.get(i)?,
+        *o.comm_exposed_s.get(i)?,
+    ))
+}
+
 /// Per rank and iteration, ratio of a stream's busy time in overlapped
 /// steps to the same stream's in the mode that runs it alone; the median
 /// over ranks per iteration.
@@ -1152,6 +1278,12 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     let compute_modes = |v: Option<f64>, m: Mode| v.filter(|_| m.has_compute());
     let mfu =
         PerMode::from_fn(|m| compute_modes(t.get(m), m).map(|t| metrics::mfu(f.model, t, peak)));
+    // Total FLOPs over total time: the mean cluster step.
+    let mfu_sustained = PerMode::from_fn(|m| {
+        let v = steps.get_ref(m).filter(|_| m.has_compute())?;
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        Some(metrics::mfu(f.model, mean, peak))
+    });
     let hfu = inp.recompute.then(|| {
         PerMode::from_fn(|m| compute_modes(t.get(m), m).map(|t| metrics::mfu(f.hardware, t, peak)))
     });
@@ -1179,17 +1311,61 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
             o: at(Mode::Overlapped, i),
         })
         .collect();
-    let per_iter =
-        |f: &dyn Fn(&Round) -> Option<f64>| paired(rounds.iter().filter_map(f).collect());
+    let breakdowns: Vec<Option<(f64, f64, f64)>> =
+        (0..n_rounds).map(|i| round_breakdown(ranks, i)).collect();
+    let mut cov = Coverage::default();
+    let mut per_iter = |name: &str, f: &dyn Fn(usize, &Round) -> Option<f64>| {
+        let v = rounds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| f(i, r))
+            .collect();
+        cov.paired(name, v)
+    };
 
     let tail = last_bucket_tail(ranks, inp.plan);
-    let (exposed, exposed_ci) = per_iter(&|r| Some(metrics::exposed_comm_s(r.o?, r.c?)));
-    let (exposed_frac, exposed_frac_ci) =
-        per_iter(&|r| Some(metrics::exposed_comm_fraction(r.o?, r.c?)));
-    let (ser_over, ser_over_ci) = per_iter(&|r| Some(metrics::serialized_overhead(r.s?, r.c?)));
-    let (hidden, hidden_ci) = per_iter(&|r| Some(metrics::hidden_fraction(r.c?, r.a?, r.o?)));
-    let (speedup, speedup_ci) = per_iter(&|r| Some(metrics::overlap_speedup(r.s?, r.o?)));
-    let (efficiency, efficiency_ci) = per_iter(&|r| {
+    let (exposed, exposed_ci) = per_iter("exposed_comm_s", &|_, r| {
+        Some(metrics::exposed_comm_s(r.o?, r.c?))
+    });
+    let (exposed_frac, exposed_frac_ci) = per_iter("exposed_comm_fraction", &|_, r| {
+        Some(metrics::exposed_comm_fraction(r.o?, r.c?))
+    });
+    let part = |i: usize, k: usize| breakdowns[i].map(|(g, e, s)| [g, e, s][k]);
+    let parts: Vec<(Option<f64>, Option<MedianCi>)> = [
+        "exposed_breakdown.gemm_slowdown_s",
+        "exposed_breakdown.exposed_collective_s",
+        "exposed_breakdown.sync_skew_s",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(k, name)| per_iter(name, &|i, _| part(i, k)))
+    .collect();
+    let exposed_breakdown = match (parts[0].0, parts[1].0, parts[2].0) {
+        (Some(g), Some(e), Some(k)) => Some(ExposedBreakdown {
+            gemm_slowdown_s: g,
+            exposed_collective_s: e,
+            sync_skew_s: k,
+        }),
+        _ => None,
+    };
+    let exposed_breakdown_ci = exposed_breakdown.map(|_| ExposedBreakdown {
+        gemm_slowdown_s: bounds(parts[0].1),
+        exposed_collective_s: bounds(parts[1].1),
+        sync_skew_s: bounds(parts[2].1),
+    });
+    let (ser_over, ser_over_ci) = per_iter("serialized_overhead", &|_, r| {
+        Some(metrics::serialized_overhead(r.s?, r.c?))
+    });
+    let (hidden, hidden_ci) = per_iter("hidden_fraction", &|i, r| {
+        Some(metrics::collective_hidden_fraction(part(i, 1)?, r.a?))
+    });
+    let (step_hidden, step_hidden_ci) = per_iter("step_hidden_fraction", &|_, r| {
+        Some(metrics::hidden_fraction(r.c?, r.a?, r.o?))
+    });
+    let (speedup, speedup_ci) = per_iter("overlap_speedup", &|_, r| {
+        Some(metrics::overlap_speedup(r.s?, r.o?))
+    });
+    let (efficiency, efficiency_ci) = per_iter("overlap_efficiency", &|_, r| {
         let ideal = metrics::achievable_overlapped_s(r.c?, r.a?, tail?);
         metrics::overlap_efficiency(r.s?, r.o?, ideal)
     });
@@ -1217,6 +1393,12 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     };
     let (gemm_cont, gemm_cont_ci) = contention_of(StreamKind::Compute, Mode::Compute);
     let (ar_cont, ar_cont_ci) = contention_of(StreamKind::Comm, Mode::Comm);
+    for (name, ci) in [
+        ("contention_gemm", gemm_cont_ci),
+        ("contention_allreduce", ar_cont_ci),
+    ] {
+        cov.note(name, ci.map(|_| n_rounds), ci);
+    }
     let contention = Contention {
         gemm: gemm_cont,
         allreduce: ar_cont,
@@ -1251,6 +1433,8 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         exposed_comm_fraction: bounds(exposed_frac_ci),
         serialized_overhead: bounds(ser_over_ci),
         hidden_fraction: bounds(hidden_ci),
+        step_hidden_fraction: bounds(step_hidden_ci),
+        exposed_breakdown: exposed_breakdown_ci,
         overlap_speedup: bounds(speedup_ci),
         overlap_efficiency: bounds(efficiency_ci),
         contention_gemm: bounds(gemm_cont_ci),
@@ -1268,6 +1452,7 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         step_time_s: t,
         step_time_stats: step_stats,
         mfu,
+        mfu_sustained,
         hfu,
         tflops_per_device,
         tokens_per_second,
@@ -1275,7 +1460,9 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         exposed_comm_s: exposed,
         exposed_comm_fraction: exposed_frac,
         serialized_overhead: ser_over,
+        exposed_breakdown,
         hidden_fraction: hidden,
+        step_hidden_fraction: step_hidden,
         overlap_speedup: speedup,
         overlap_efficiency: efficiency,
         last_bucket_tail_s: tail,
@@ -1288,6 +1475,8 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         stragglers,
         slow_hosts,
         ci95,
+        ci95_n: cov.n,
+        ci95_coverage: cov.coverage,
         flags: Vec::new(),
         collectives: collective_summaries(ranks, inp.plan),
     };
@@ -1295,20 +1484,67 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     summary
 }
 
-/// Timed iterations after which an interval of half-width `half` around
-/// `value` (measured over `n` iterations) would exclude `no_effect`, if the
-/// spread stays as observed (half-width ∝ 1/√n); None when the value is the
-/// no-effect value itself.
-pub fn iterations_to_resolve(n: usize, value: f64, half: f64, no_effect: f64) -> Option<u64> {
-    let gap = (value - no_effect).abs();
-    if gap == 0.0 || !gap.is_finite() || !half.is_finite() || n == 0 {
+/// The minimum detectable effect per unit of an interval's half-width:
+/// (z₀.₉₇₅ + z₀.₈₀) / z₀.₉₇₅ = (1.960 + 0.842) / 1.960. An effect this
+/// many half-widths from no effect is detected (two-sided 5 %) in 80 % of
+/// repeated runs at the same noise.
+pub const MDE_PER_HALF_WIDTH: f64 = (1.959_964 + 0.841_621) / 1.959_964;
+
+/// The practical effects a within-noise flag says the rounds for (10 % and
+/// 5 % of a ratio, or 10 and 5 points of a fraction).
+pub const PRACTICAL_EFFECTS: [f64; 2] = [0.10, 0.05];
+
+/// The minimum detectable effect at 80 % power of a figure whose 95 %
+/// interval is `[lo, hi]` (see [`MDE_PER_HALF_WIDTH`]); None for an empty
+/// or non-finite interval.
+pub fn min_detectable_effect(lo: f64, hi: f64) -> Option<f64> {
+    let half = (hi - lo) / 2.0;
+    (half.is_finite() && half > 0.0).then(|| half * MDE_PER_HALF_WIDTH)
+}
+
+/// Rounds needed to detect `effect` at 80 % power when `n` rounds give a
+/// minimum detectable effect `mde` (it shrinks as 1/√rounds); at least
+/// [`crate::stats::MIN_SAMPLES_CI95`]; None past
+/// [`crate::config::limits::MAX_ITERATIONS`] (no run can get there: reduce
+/// the noise instead).
+pub fn rounds_for_effect(n: usize, mde: f64, effect: f64) -> Option<u64> {
+    if n == 0 || effect <= 0.0 || !mde.is_finite() {
         return None;
     }
-    let want = (n as f64 * (half / gap).powi(2) * 1.1).ceil();
-    let want = want
-        .max(crate::stats::MIN_SAMPLES_CI95 as f64)
-        .max(n as f64 + 1.0);
-    Some(want.min(crate::config::limits::MAX_ITERATIONS as f64) as u64)
+    let k = (n as f64 * (mde / effect).powi(2))
+        .ceil()
+        .max(crate::stats::MIN_SAMPLES_CI95 as f64);
+    (k <= crate::config::limits::MAX_ITERATIONS as f64).then_some(k as u64)
+}
+
+/// The power statement of a within-noise flag: what `n` rounds can detect
+/// at this noise and the rounds practical effects need; advises reducing
+/// the noise when they are out of reach or over ten times the rounds run.
+fn power_statement(n: usize, mde: f64, effects: &[EffectRounds]) -> String {
+    let mut out = format!(
+        "with {n} rounds at this noise the smallest effect detected with 80 % power is ±{mde:.3}"
+    );
+    let needs: Vec<String> = effects
+        .iter()
+        .map(|e| match e.rounds {
+            Some(k) => format!("±{:.2} needs ≈ {k} rounds", e.effect),
+            None => format!(
+                "±{:.2} needs more than {} rounds",
+                e.effect,
+                crate::config::limits::MAX_ITERATIONS
+            ),
+        })
+        .collect();
+    if !needs.is_empty() {
+        out.push_str(&format!("; {}", needs.join(", ")));
+    }
+    let far = effects
+        .iter()
+        .any(|e| e.rounds.is_none_or(|k| k > 10 * n.max(1) as u64));
+    if far {
+        out.push_str("; reducing the noise (a quieter host, fixed clocks, longer steps) is cheaper than adding rounds");
+    }
+    out
 }
 
 /// The plausibility flags of a summary (see [`Flag`]). Pure: the same
@@ -1328,8 +1564,25 @@ pub fn flags(s: &Summary) -> Vec<Flag> {
                 s.ci95.coverage * 100.0,
                 crate::stats::MIN_SAMPLES_CI95
             ),
-            suggested_iterations: Some(crate::stats::MIN_SAMPLES_CI95 as u64),
+            min_detectable_effect: None,
+            iterations_for_effect: Vec::new(),
         });
+    } else {
+        // Figures that dropped undefined rounds can have fewer than the run.
+        for (figure, &k) in &s.ci95_n {
+            if k < crate::stats::MIN_SAMPLES_CI95 {
+                out.push(Flag {
+                    name: "too_few_iterations".into(),
+                    figure: figure.clone(),
+                    message: format!(
+                        "{figure}: {k} of {n} rounds define it: its interval covers the median with only {:.1} % probability",
+                        s.ci95_coverage.get(figure).copied().unwrap_or(0.0) * 100.0
+                    ),
+                    min_detectable_effect: None,
+                    iterations_for_effect: Vec::new(),
+                });
+            }
+        }
     }
     // A figure whose interval spans its no-effect value.
     let mut within =
@@ -1338,19 +1591,30 @@ pub fn flags(s: &Summary) -> Vec<Flag> {
                 return;
             };
             if lo <= none && none <= hi {
-                let half = if v >= none { v - lo } else { hi - v };
-                let sugg = iterations_to_resolve(n, v, half, none);
+                let rounds = s.ci95_n.get(figure).copied().unwrap_or(n);
+                let mde = min_detectable_effect(lo, hi);
+                let effects: Vec<EffectRounds> = match mde {
+                    Some(mde) => PRACTICAL_EFFECTS
+                        .iter()
+                        .map(|&effect| EffectRounds {
+                            effect,
+                            rounds: rounds_for_effect(rounds, mde, effect),
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
                 out.push(Flag {
                     name: name.into(),
                     figure: figure.into(),
                     message: format!(
                         "{what} {v:.3} [{lo:.3}, {hi:.3}] spans {none}: within noise{}",
-                        sugg.map(|k| format!(
-                            " (≈ {k} iterations would resolve an effect of this size)"
-                        ))
-                        .unwrap_or_default()
+                        mde.map(|m| format!("; {}", power_statement(rounds, m, &effects)))
+                            .unwrap_or_default()
                     ),
-                    suggested_iterations: sugg,
+                    // Zero-width interval on the no-effect value: nothing
+                    // varies, every effect is detectable.
+                    min_detectable_effect: Some(mde.unwrap_or(0.0)),
+                    iterations_for_effect: effects,
                 });
             }
         };
@@ -1382,7 +1646,8 @@ pub fn flags(s: &Summary) -> Vec<Flag> {
                     s.peak_tflops,
                     s.peak_source
                 ),
-                suggested_iterations: None,
+                min_detectable_effect: None,
+                iterations_for_effect: Vec::new(),
             });
             break;
         }
@@ -1393,7 +1658,8 @@ pub fn flags(s: &Summary) -> Vec<Flag> {
             name: name.into(),
             figure: figure.into(),
             message,
-            suggested_iterations: None,
+            min_detectable_effect: None,
+            iterations_for_effect: Vec::new(),
         });
     };
     if let Some([lo, hi]) = s.ci95.serialized_overhead {
@@ -1414,18 +1680,27 @@ pub fn flags(s: &Summary) -> Vec<Flag> {
             );
         }
     }
-    if let Some([lo, hi]) = s.ci95.hidden_fraction {
+    if let Some([lo, hi]) = s.ci95.step_hidden_fraction {
         if lo > 1.0 {
             impossible(
                 "hidden_fraction_out_of_range",
-                "hidden_fraction",
-                format!("the hidden fraction [{lo:.3}, {hi:.3}] is above 1 beyond noise: the overlapped step is shorter than compute alone, which no overlap can do"),
+                "step_hidden_fraction",
+                format!("the step-based hidden fraction [{lo:.3}, {hi:.3}] is above 1 beyond noise: the overlapped step is shorter than compute alone, which no overlap can do"),
             );
         } else if hi < 0.0 {
             impossible(
                 "hidden_fraction_out_of_range",
+                "step_hidden_fraction",
+                format!("the step-based hidden fraction [{lo:.3}, {hi:.3}] is below 0 beyond noise: the overlapped step is longer than compute plus the collectives run alone — see the exposed-time breakdown for how much is GEMM slowdown"),
+            );
+        }
+    }
+    if let Some([lo, hi]) = s.ci95.hidden_fraction {
+        if hi < 0.0 {
+            impossible(
+                "hidden_fraction_out_of_range",
                 "hidden_fraction",
-                format!("the hidden fraction [{lo:.3}, {hi:.3}] is below 0 beyond noise: the overlapped step is longer than compute plus the all-reduces run alone — contention for cores, memory or links costs more than overlap hides"),
+                format!("the hidden fraction of communication [{lo:.3}, {hi:.3}] is below 0 beyond noise: under overlap the collectives leave more time exposed than they take alone (slowed by contention or waiting for peers)"),
             );
         }
     }
@@ -1560,6 +1835,7 @@ mod tests {
             allreduce_busy_s: busy(StreamKind::Comm),
             collective_busy_s: BTreeMap::new(),
             collective_exposed_s: BTreeMap::new(),
+            comm_exposed_s: Vec::new(),
             ops: ops
                 .iter()
                 .enumerate()
@@ -1737,7 +2013,11 @@ mod tests {
         assert_eq!(s.tokens_per_second.compute, Some(400.0));
         assert_eq!(s.exposed_comm_s, Some(1.0));
         assert_eq!(s.full_model_tokens_per_second.compute, Some(100.0));
-        assert_eq!(s.hidden_fraction, Some(0.75));
+        // These records have no per-iteration exposed collective time: the
+        // step-based figure only.
+        assert_eq!(s.step_hidden_fraction, Some(0.75));
+        assert_eq!(s.hidden_fraction, None);
+        assert_eq!(s.exposed_breakdown, None);
         // The one bucket is ready after the last GEMM: its whole 4 s
         // all-reduce is the exposed tail, the achievable step is T_s itself
         // and there is nothing to hide.
@@ -1803,8 +2083,11 @@ mod tests {
         r.modes.insert(Mode::Comm, mode(a, &[(Comm, 1.0)]));
         r.modes
             .insert(Mode::Serialized, mode(s, &[(Compute, 1.0), (Comm, 1.0)]));
-        r.modes
-            .insert(Mode::Overlapped, mode(o, &[(Compute, 1.0), (Comm, 1.0)]));
+        let mut om = mode(o, &[(Compute, 1.0), (Comm, 1.0)]);
+        // Equal GEMM time in both modes: all of T_o − T_c is exposed
+        // collective time, so the hidden fraction is the step-based one.
+        om.comm_exposed_s = o.iter().zip(c).map(|(o, c)| o - c).collect();
+        r.modes.insert(Mode::Overlapped, om);
         let p = plan();
         summarize(
             &[r],
@@ -1894,11 +2177,175 @@ mod tests {
     }
 
     #[test]
-    fn iterations_to_resolve_known_answers() {
-        // Half-width 0.2 at 10 iterations around a gap of 0.1: the width
-        // must halve, so 4× the iterations (+10 % margin).
-        assert_eq!(iterations_to_resolve(10, 1.1, 0.2, 1.0), Some(44));
-        assert_eq!(iterations_to_resolve(10, 1.0, 0.2, 1.0), None);
-        assert_eq!(iterations_to_resolve(10, 1.5, 0.01, 1.0), Some(11));
+    fn power_known_answers() {
+        // Half-width 0.1: 0.1 × (1.960 + 0.842) / 1.960.
+        let m = min_detectable_effect(0.9, 1.1).unwrap();
+        assert!((m - 0.142_941).abs() < 1e-5, "{m}");
+        assert_eq!(min_detectable_effect(1.0, 1.0), None);
+        // Detecting half the current MDE takes 4× the rounds.
+        assert_eq!(rounds_for_effect(10, 0.2, 0.1), Some(40));
+        // Never fewer than a 95 % interval needs.
+        assert_eq!(rounds_for_effect(10, 0.01, 0.1), Some(6));
+        // Out of reach: None, printed as "more than", never a clamp.
+        assert_eq!(rounds_for_effect(10, 1000.0, 0.05), None);
+        let text = power_statement(
+            10,
+            0.2,
+            &[
+                EffectRounds {
+                    effect: 0.1,
+                    rounds: Some(40),
+                },
+                EffectRounds {
+                    effect: 0.05,
+                    rounds: None,
+                },
+            ],
+        );
+        assert!(text.contains("±0.200"), "{text}");
+        assert!(text.contains("±0.10 needs ≈ 40 rounds"), "{text}");
+        assert!(text.contains("more than 100000 rounds"), "{text}");
+        assert!(text.contains("reducing the noise"), "{text}");
+    }
+
+    #[test]
+    fn within_noise_flags_state_the_detectable_effect_not_a_clamp() {
+        let c = vec![10.0; 10];
+        let s = noisy(14.0, 1.0);
+        let o: Vec<f64> = noisy(14.0, 1.0).into_iter().rev().collect();
+        let f = synthetic(&c, &[4.0; 10], &s, &o);
+        let flag = f
+            .flags
+            .iter()
+            .find(|f| f.name == "overlap_gain_within_noise")
+            .expect("flagged");
+        let [lo, hi] = f.ci95.overlap_speedup.unwrap();
+        let mde = flag.min_detectable_effect.unwrap();
+        assert!((mde - (hi - lo) / 2.0 * MDE_PER_HALF_WIDTH).abs() < 1e-12);
+        assert_eq!(flag.iterations_for_effect.len(), 2);
+        assert!(flag.message.contains("80 % power"), "{}", flag.message);
+        let cap = crate::config::limits::MAX_ITERATIONS.to_string();
+        assert!(
+            !flag.message.contains(&format!("≈ {cap}")),
+            "{}",
+            flag.message
+        );
+        for fl in f.flags.iter().filter(|f| f.name.ends_with("_within_noise")) {
+            assert!(fl.min_detectable_effect.is_some(), "{fl:?}");
+        }
+    }
+
+    #[test]
+    fn exposed_breakdown_known_answers() {
+        // T_o − T_c = 30 ms: 15 ms slower GEMMs, 12 ms exposed collective,
+        // 3 ms the rest.
+        let (g, e, k) = metrics::exposed_breakdown(0.130, 0.100, 0.095, 0.080, 0.012);
+        assert!((g - 0.015).abs() < 1e-12 && e == 0.012 && (k - 0.003).abs() < 1e-12);
+        assert!((metrics::collective_hidden_fraction(0.012, 0.040) - 0.7).abs() < 1e-12);
+        assert!(metrics::collective_hidden_fraction(0.012, 0.0).is_nan());
+
+        // Two ranks; each round's critical rank differs per mode: rank 1 is
+        // slowest in overlapped round 0, rank 0 in compute round 0.
+        use StreamKind::*;
+        let mk = |c: [f64; 2], gc: [f64; 2], o: [f64; 2], go: [f64; 2], eo: [f64; 2]| {
+            let mut r = rank(0, "a", 1.0);
+            let mut cm = mode(&c, &[(Compute, 1.0)]);
+            cm.gemm_busy_s = gc.to_vec();
+            let mut om = mode(&o, &[(Compute, 1.0), (Comm, 1.0)]);
+            om.gemm_busy_s = go.to_vec();
+            om.comm_exposed_s = eo.to_vec();
+            r.modes.insert(Mode::Compute, cm);
+            r.modes
+                .insert(Mode::Comm, mode(&[0.04, 0.05], &[(Comm, 1.0)]));
+            r.modes.insert(Mode::Overlapped, om);
+            r
+        };
+        let mut r0 = mk(
+            [0.100, 0.101],
+            [0.095, 0.096],
+            [0.120, 0.131],
+            [0.100, 0.110],
+            [0.010, 0.015],
+        );
+        r0.rank = 0;
+        let mut r1 = mk(
+            [0.099, 0.102],
+            [0.094, 0.098],
+            [0.130, 0.125],
+            [0.112, 0.104],
+            [0.012, 0.011],
+        );
+        r1.rank = 1;
+        let ranks = [r0, r1];
+        // Round 0: overlapped critical = rank 1 (0.130), compute = rank 0
+        // (0.100): gemm 0.112 − 0.095, exposed 0.012, skew the rest.
+        let (g, e, k) = round_breakdown(&ranks, 0).unwrap();
+        assert!((g - 0.017).abs() < 1e-12 && e == 0.012, "{g} {e}");
+        assert!((g + e + k - (0.130 - 0.100)).abs() < 1e-12);
+        // Round 1: overlapped critical = rank 0 (0.131), compute = rank 1
+        // (0.102).
+        let (g, e, k) = round_breakdown(&ranks, 1).unwrap();
+        assert!((g - (0.110 - 0.098)).abs() < 1e-12 && e == 0.015, "{g} {e}");
+        assert!((g + e + k - (0.131 - 0.102)).abs() < 1e-12);
+        // Without per-iteration exposed times (older records): no breakdown.
+        let mut old = ranks.clone();
+        for r in &mut old {
+            r.modes
+                .get_mut(&Mode::Overlapped)
+                .unwrap()
+                .comm_exposed_s
+                .clear();
+        }
+        assert_eq!(round_breakdown(&old, 0), None);
+    }
+
+    #[test]
+    fn summary_breakdown_parts_and_sustained_mfu_recompute() {
+        let c = noisy(10.0, 0.2);
+        let a = vec![4.0; 10];
+        let o = noisy(11.0, 0.3);
+        let s = synthetic(&c, &a, &[14.0; 10], &o);
+        let b = s.exposed_breakdown.expect("breakdown");
+        // In `synthetic` all of T_o − T_c is exposed collective time.
+        let per_round: Vec<f64> = o.iter().zip(&c).map(|(o, c)| o - c).collect();
+        assert_eq!(Some(b.exposed_collective_s), stats::median(&per_round));
+        assert_eq!(b.gemm_slowdown_s, 0.0);
+        assert!(b.sync_skew_s.abs() < 1e-9);
+        // hidden = 1 − exposed / T_a per round, median.
+        let hidden: Vec<f64> = per_round.iter().map(|e| 1.0 - e / 4.0).collect();
+        assert_eq!(s.hidden_fraction, stats::median(&hidden));
+        assert_eq!(s.step_hidden_fraction, stats::median(&hidden));
+        // Sustained MFU: total FLOPs over total time = MFU at the mean step.
+        let mean = o.iter().sum::<f64>() / o.len() as f64;
+        let p = plan();
+        assert_eq!(
+            s.mfu_sustained.overlapped,
+            Some(metrics::mfu(p.flops.model, mean, 1000.0))
+        );
+        assert_eq!(s.mfu_sustained.comm, None);
+        // Every interval's rounds and coverage are recorded.
+        assert_eq!(s.ci95_n.get("overlap_speedup"), Some(&10));
+        assert_eq!(s.ci95_n.get("exposed_breakdown.sync_skew_s"), Some(&10));
+        assert!(s.ci95_coverage["overlap_speedup"] >= 0.95);
+    }
+
+    #[test]
+    fn a_figure_that_drops_rounds_gets_its_own_too_few_flag() {
+        // 6 rounds; comm mode took 0 s in 1 of them: the hidden fractions
+        // are undefined there, so 5 rounds (93.75 %) define them.
+        let c = vec![10.0; 6];
+        let a = [4.0, 4.0, 0.0, 4.0, 4.0, 4.0];
+        let s = synthetic(&c, &a, &[14.0; 6], &[11.0, 11.1, 11.2, 11.0, 10.9, 11.05]);
+        assert_eq!(s.ci95.paired_iterations, 6);
+        assert_eq!(s.ci95_n.get("hidden_fraction"), Some(&5));
+        assert!((s.ci95_coverage["hidden_fraction"] - 0.9375).abs() < 1e-12);
+        let too_few: Vec<&str> = s
+            .flags
+            .iter()
+            .filter(|f| f.name == "too_few_iterations")
+            .map(|f| f.figure.as_str())
+            .collect();
+        assert!(too_few.contains(&"hidden_fraction"), "{:?}", s.flags);
+        assert!(!too_few.contains(&"overlap_speedup"), "{:?}", s.flags);
     }
 }

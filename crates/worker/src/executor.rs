@@ -207,11 +207,7 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
     }
 
     /// Saves every running variant's run.json, then runs `after_save`.
-    fn save(
-        &self,
-        complete: bool,
-        after_save: &mut AfterSave<'_, 'r, B>,
-    ) -> Result<(), Exit> {
+    fn save(&self, complete: bool, after_save: &mut AfterSave<'_, 'r, B>) -> Result<(), Exit> {
         for s in &self.slots {
             if let Slot::Runs(b) = s {
                 b.save(complete)?;

@@ -65,6 +65,29 @@ pub fn collective_times(
     (busy, exposed)
 }
 
+/// Per timed iteration, the time during which any collective ran (the
+/// union of every comm-stream span) and no GEMM did; empty unless the
+/// steps ran both GEMMs and collectives.
+pub fn comm_exposed(iterations: &[StepTiming]) -> Vec<f64> {
+    let spans = |t: &StepTiming, k: StreamKind| -> Vec<(f64, f64)> {
+        t.spans
+            .iter()
+            .filter(|s| s.stream == k)
+            .map(|s| (s.start_s, s.end_s))
+            .collect()
+    };
+    let both = iterations.iter().any(|t| {
+        !spans(t, StreamKind::Comm).is_empty() && !spans(t, StreamKind::Compute).is_empty()
+    });
+    if !both {
+        return Vec::new();
+    }
+    iterations
+        .iter()
+        .map(|t| metrics::uncovered_s(&spans(t, StreamKind::Comm), &spans(t, StreamKind::Compute)))
+        .collect()
+}
+
 /// Builds the record of one mode from its timed iterations (at least one)
 /// and when each started (seconds since the first timed step of the run).
 pub fn mode_record(
@@ -87,6 +110,7 @@ pub fn mode_record(
             })
             .collect()
     };
+    let comm_exposed_s = comm_exposed(iterations);
     let first = iterations.first();
     let ops = first
         .map(|f| {
@@ -124,6 +148,7 @@ pub fn mode_record(
         allreduce_busy_s: busy(StreamKind::Comm),
         collective_busy_s,
         collective_exposed_s,
+        comm_exposed_s,
         ops,
         timeline: iterations
             .get(timeline_iteration)
@@ -186,9 +211,20 @@ mod tests {
                 span(StreamKind::Comm, Some(0), 1.0, 4.0),
             ],
         };
-        let (busy, exposed) = collective_times(&p, &[t.clone(), t]);
+        let (busy, exposed) = collective_times(&p, &[t.clone(), t.clone()]);
         assert_eq!(busy["all_reduce/dp_replicate"], vec![3.0, 3.0]);
         assert_eq!(exposed["all_reduce/dp_replicate"], vec![1.5, 1.5]);
+        // Two collectives overlapping each other (3.8–4.5 beside 1–4):
+        // their union less the GEMMs, 2–3 and 3.5–4.5 = 2 s, not 1.5 + 0.7.
+        let mut two = t.clone();
+        two.spans.push(span(StreamKind::Comm, None, 3.8, 4.5));
+        assert_eq!(comm_exposed(&[two]), vec![2.0]);
+        // No GEMMs in the steps (comm mode): nothing to be exposed against.
+        let comm_only = StepTiming {
+            step_s: 3.0,
+            spans: vec![span(StreamKind::Comm, Some(0), 1.0, 4.0)],
+        };
+        assert!(comm_exposed(&[comm_only]).is_empty());
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub fn build(g: &Gen) -> RunRecord {
                         allreduce_busy_s: Vec::new(),
                         collective_busy_s: BTreeMap::new(),
                         collective_exposed_s: BTreeMap::new(),
+                        comm_exposed_s: Vec::new(),
                         ops,
                         timeline: spans,
                         timeline_iteration: 0,
