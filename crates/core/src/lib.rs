@@ -35,6 +35,11 @@
 //!   the rules that name a bad device, node or link.
 //! - [`vary`]: `mfubench run --vary`: config overrides, the variant list,
 //!   the paired comparison of variants and the `vary.json` schema.
+//! - [`verdict`]: the one verdict vocabulary of the run's and the suite's
+//!   rules: [`verdict::Status`] (PASS, SKIPPED, INCONCLUSIVE, FAIL,
+//!   INCOMPLETE, in severity order), the treatment of a figure that was not
+//!   measured, a figure judged against its limit, the overall verdict and
+//!   its exit code.
 //! - [`simgpu`]: the simulated GPU's environment names and fault specs
 //!   (`--sim-gpu`, `--sim-fault`).
 //! - [`result`]: the `run.json` schema and [`result::summarize`], which turns
@@ -64,6 +69,7 @@ pub mod stats;
 pub mod time;
 pub mod units;
 pub mod vary;
+pub mod verdict;
 
 /// Version of this tool, recorded in every result file.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -16,11 +16,11 @@
 use anyhow::Result;
 use clap::Args;
 
-use mfubench_core::accept::{parse_bytes, parse_stages, AcceptOverrides, Stage, Status};
+use mfubench_core::accept::{exit_code, parse_bytes, parse_stages, AcceptOverrides, Stage};
 use mfubench_core::config::parse_config;
 
 use crate::args::AcceptFractionArgs;
-use crate::exit::{run_failed, usage, verdict_code, ACCEPTANCE_FAILED, INTERRUPTED, OK};
+use crate::exit::{run_failed, usage, verdict_code, INTERRUPTED, OK};
 use crate::run_cmd::{launch, report, Launched, RunArgs};
 
 /// Arguments of `mfubench accept`.
@@ -86,24 +86,19 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
         ))
     })?;
     // The step stage's own report (its [acceptance] rules) comes first.
-    let mut step_ok = true;
+    let allow_inconclusive = args.run.thresholds.allow_inconclusive;
+    let mut step_code = OK;
     if settings.stages.contains(&Stage::Step) {
         let run_json = run_dir.join("run.json");
         let verdict = report(&run_json, &run_dir, &args.run)?;
-        step_ok = verdict_code(&verdict, false, args.run.thresholds.allow_inconclusive) == OK;
+        step_code = verdict_code(&verdict, false, allow_inconclusive);
         println!();
     }
     let out = mfubench_report::suite::render(&rec, Some(&settings));
     print!("{}", out.text);
     println!("results: {}", run_dir.display());
-    let accepted = match out.overall {
-        Status::Pass => true,
-        Status::Inconclusive | Status::Skipped => args.run.thresholds.allow_inconclusive,
-        Status::Fail => false,
-    };
-    Ok(if accepted && step_ok {
-        OK
-    } else {
-        ACCEPTANCE_FAILED
-    })
+    // One mapping of verdicts to exit codes (core::verdict::exit_code); the
+    // worse of the suite's and the step's (3 > 1 > 0).
+    let suite_code = exit_code(&out.findings, rec.complete, false, allow_inconclusive);
+    Ok(suite_code.max(step_code))
 }

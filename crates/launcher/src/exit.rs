@@ -47,7 +47,8 @@ pub fn code_of(e: &anyhow::Error) -> u8 {
         .unwrap_or(RUN_FAILED)
 }
 
-/// The exit code of a report's verdict: 3 for an INCOMPLETE run (unless
+/// The exit code of a report's verdict, by the one mapping of
+/// [`mfubench_core::verdict::exit_code`]: 3 for an INCOMPLETE run (unless
 /// `allow_partial`, which judges the rules of the modes that finished),
 /// 0 when the run is accepted, else 1 (a rule FAILED, or could not be
 /// judged: SKIPPED is not a pass; INCONCLUSIVE neither, unless
@@ -57,11 +58,5 @@ pub fn verdict_code(
     allow_partial: bool,
     allow_inconclusive: bool,
 ) -> u8 {
-    if v.status == mfubench_report::Status::Incomplete && !allow_partial {
-        RUN_FAILED
-    } else if v.accepted(allow_partial, allow_inconclusive) {
-        OK
-    } else {
-        ACCEPTANCE_FAILED
-    }
+    v.exit_code(allow_partial, allow_inconclusive)
 }

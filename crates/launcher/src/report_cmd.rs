@@ -42,8 +42,9 @@ pub struct ReportArgs {
     /// Acceptance thresholds.
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
-    /// Judge a partial run (timeout, dead rank, Ctrl-C) on the modes that
-    /// finished instead of exiting 3 with verdict INCOMPLETE.
+    /// Judge a partial run (timeout, dead rank, Ctrl-C) on the modes (or
+    /// the accept.json stages) that finished instead of exiting 3 with
+    /// verdict INCOMPLETE.
     #[arg(long)]
     pub allow_partial: bool,
     /// accept.json: re-judge it with these thresholds (they replace the
@@ -126,7 +127,7 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
             return report_vary(&file, args);
         }
     }
-    let mut suite_ok = true;
+    let mut suite_code = OK;
     if let Some(file) = mfubench_report::suite::accept_path(&args.run) {
         let rec = mfubench_report::suite::read_accept(&file).map_err(coded)?;
         let settings = args
@@ -136,14 +137,17 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
             .map_err(|e| usage(e.to_string()))?;
         let out = mfubench_report::suite::render(&rec, Some(&settings));
         print!("{}", out.text);
-        suite_ok = match out.overall {
-            mfubench_core::accept::Status::Pass => true,
-            mfubench_core::accept::Status::Fail => false,
-            _ => args.thresholds.allow_inconclusive,
-        };
+        // One mapping of verdicts to exit codes (core::verdict::exit_code):
+        // a record of a suite that stopped is 3 unless --allow-partial.
+        suite_code = mfubench_core::accept::exit_code(
+            &out.findings,
+            rec.complete,
+            args.allow_partial,
+            args.thresholds.allow_inconclusive,
+        );
         let has_run = args.run.is_dir() && args.run.join("run.json").is_file();
         if !has_run {
-            return Ok(if suite_ok { OK } else { ACCEPTANCE_FAILED });
+            return Ok(suite_code);
         }
         println!();
     }
@@ -191,11 +195,8 @@ pub fn run_report(args: &ReportArgs) -> Result<u8> {
         args.allow_partial,
         args.thresholds.allow_inconclusive,
     );
-    Ok(if code == OK && !suite_ok {
-        ACCEPTANCE_FAILED
-    } else {
-        code
-    })
+    // The worse of the suite's and the run's (3 > 1 > 0).
+    Ok(code.max(suite_code))
 }
 
 /// The report.html among the files a report wrote.

@@ -1,17 +1,22 @@
 //! Acceptance: the `[acceptance]` thresholds of the config, overridden by
-//! command-line flags, turned into one PASS/FAIL line per rule.
+//! command-line flags, turned into one line per rule in core's vocabulary
+//! ([`mfubench_core::verdict`]).
 //!
-//! A rule whose figure was not measured (its mode did not run, the
-//! correctness check was off) FAILS with the reason: an acceptance run that
-//! skipped what a rule checks has not shown that the cluster meets it.
-//! Never green by omission: on a 1-rank run the communication rules
-//! (`min_busbw_gbps`, `max_exposed_comm_fraction`, and `max_wrong` unless
-//! it fails) are SKIPPED (nothing is communicated), and in a run that stopped early
-//! (timeout, dead rank, Ctrl-C) a rule whose mode never ran is INCOMPLETE
-//! and so is the whole verdict. Neither is PASS.
+//! A measured figure is judged against its limit with its 95 % interval
+//! ([`mfubench_core::verdict::judge`]): PASS, FAIL, or INCONCLUSIVE when the
+//! limit lies inside the interval or the figure is flagged. A figure that
+//! was not measured is never FAIL (a missing number is not a bad one) and
+//! never PASS ([`Status::missing`]): in a run that stopped early (timeout,
+//! dead rank, Ctrl-C) a rule whose mode never ran is INCOMPLETE, and so is
+//! the whole verdict; a rule this run cannot measure is SKIPPED — its mode
+//! was not requested, the correctness check was off, or on a 1-rank run the
+//! communication rules (`min_busbw_gbps`, `max_exposed_comm_fraction`, and
+//! `max_wrong` unless it fails: nothing is communicated). A SKIPPED rule is
+//! not a pass either: the verdict is SKIPPED and the exit code 1.
 
 use mfubench_core::config::{Acceptance, Mode};
 use mfubench_core::result::{Flag, Summary};
+use mfubench_core::verdict::{judge, Bound};
 
 use crate::analysis::{measure, Report};
 use crate::error::ReportError;
@@ -93,15 +98,19 @@ impl AcceptanceOverrides {
 pub use crate::verdict::{RuleResult, Status, Verdict};
 
 /// Turns a PASS or FAIL into INCONCLUSIVE when the measurement cannot
-/// decide: the limit lies strictly inside the figure's 95 % interval, or
-/// flags concern the figure.
+/// decide: flags concern the figure, or the limit lies strictly inside the
+/// figure's 95 % interval ([`judge`]).
 fn judge_noise(
     mut r: RuleResult,
+    bound: Bound,
     ci: Option<[f64; 2]>,
     flags: &[&Flag],
     show: impl Fn(f64) -> String,
 ) -> RuleResult {
-    if r.measured.is_none() || !matches!(r.status, Status::Pass | Status::Fail) {
+    let Some(v) = r.measured else {
+        return r;
+    };
+    if !matches!(r.status, Status::Pass | Status::Fail) {
         return r;
     }
     if !flags.is_empty() {
@@ -110,7 +119,7 @@ fn judge_noise(
         r.detail
             .push_str(&format!("; inconclusive: flagged {}", names.join(", ")));
     } else if let Some([lo, hi]) = ci {
-        if lo < r.limit && r.limit < hi {
+        if judge(v, bound, r.limit, ci) == Status::Inconclusive {
             r.status = Status::Inconclusive;
             r.detail.push_str(&format!(
                 "; inconclusive: the limit lies inside the 95 % interval [{}, {}] (more iterations narrow it)",
@@ -126,50 +135,43 @@ fn pct(x: f64) -> String {
     format!("{:.1} %", x * 100.0)
 }
 
+/// A measured figure against its limit ([`judge`], without an interval:
+/// [`judge_noise`] adds it): PASS, FAIL, or INCONCLUSIVE when it is not a
+/// number.
 fn rule(
     name: &str,
-    measured: Result<f64, String>,
+    v: f64,
     limit: f64,
-    at_least: bool,
+    bound: Bound,
     show: impl Fn(f64) -> String,
     what: &str,
 ) -> RuleResult {
-    let op = if at_least { ">=" } else { "<=" };
-    match measured {
-        Ok(v) => {
-            let ok = if at_least { v >= limit } else { v <= limit };
-            let sym = match (ok, at_least) {
-                (true, true) => "≥",
-                (true, false) => "≤",
-                (false, true) => "<",
-                (false, false) => ">",
-            };
-            RuleResult {
-                rule: name.to_string(),
-                status: if ok { Status::Pass } else { Status::Fail },
-                measured: Some(v),
-                limit,
-                op: op.to_string(),
-                detail: format!("{what} {} {sym} {}", show(v), show(limit)),
-            }
-        }
-        Err(reason) => RuleResult {
-            rule: name.to_string(),
-            status: Status::Fail,
-            measured: None,
-            limit,
-            op: op.to_string(),
-            detail: format!("{what} not measured: {reason} (limit {})", show(limit)),
-        },
+    let status = judge(v, bound, limit, None);
+    RuleResult {
+        rule: name.to_string(),
+        status,
+        measured: Some(v),
+        limit,
+        op: bound.op().to_string(),
+        detail: format!(
+            "{what} {} {} {}",
+            show(v),
+            if v.is_nan() {
+                "?"
+            } else {
+                bound.symbol(status == Status::Pass)
+            },
+            show(limit)
+        ),
     }
 }
 
-/// A rule that was not judged, with the reason.
+/// A rule that was not judged (SKIPPED or INCOMPLETE), with the reason.
 fn not_judged(
     name: &str,
     status: Status,
     limit: f64,
-    at_least: bool,
+    bound: Bound,
     show: impl Fn(f64) -> String,
     what: &str,
     reason: &str,
@@ -179,7 +181,7 @@ fn not_judged(
         status,
         measured: None,
         limit,
-        op: if at_least { ">=" } else { "<=" }.to_string(),
+        op: bound.op().to_string(),
         detail: format!(
             "{what} not judged: {} ({reason}; limit {})",
             status.word(),
@@ -188,51 +190,45 @@ fn not_judged(
     }
 }
 
+/// A rule whose figure was not measured ([`Status::missing`]): INCOMPLETE
+/// in a run that stopped early (what it needs may not have had its turn),
+/// else SKIPPED (this run does not measure it). Never FAIL.
+fn unmeasured(
+    report: &Report,
+    name: &str,
+    limit: f64,
+    bound: Bound,
+    show: impl Fn(f64) -> String,
+    what: &str,
+    reason: &str,
+) -> RuleResult {
+    let status = Status::missing(!report.complete);
+    let reason = if report.complete {
+        format!("not measured: {reason}")
+    } else {
+        format!("the run stopped early and {reason}")
+    };
+    not_judged(name, status, limit, bound, show, what, &reason)
+}
+
 /// Why a communication rule cannot be judged on this run, if it cannot.
 fn comm_skip_reason(report: &Report) -> Option<String> {
     (report.run.world_size <= 1)
         .then(|| format!("{} rank: nothing is communicated", report.run.world_size))
 }
 
-/// A figure missing from a run that stopped early is INCOMPLETE (the mode
-/// may simply not have had its turn); from a complete run it is a FAIL.
+/// A rule whose modes did not run: [`unmeasured`], naming them.
 fn missing(
     report: &Report,
     modes: &[Mode],
     name: &str,
     limit: f64,
-    at_least: bool,
-    show: impl Fn(f64) -> String + Copy,
+    bound: Bound,
+    show: impl Fn(f64) -> String,
     what: &str,
 ) -> RuleResult {
     let reason = missing_mode(report, modes);
-    if report.complete {
-        rule(name, Err(reason), limit, at_least, show, what)
-    } else {
-        not_judged(
-            name,
-            Status::Incomplete,
-            limit,
-            at_least,
-            show,
-            what,
-            &format!("the run stopped early and {reason}"),
-        )
-    }
-}
-
-/// A rule that failed only because its figure was not measured, in a run
-/// that stopped early, is INCOMPLETE rather than FAIL.
-fn incomplete_if_partial(report: &Report, mut r: RuleResult) -> RuleResult {
-    if !report.complete && r.status == Status::Fail && r.measured.is_none() {
-        r.status = Status::Incomplete;
-        r.detail = r.detail.replacen(
-            " not measured: ",
-            " not judged: INCOMPLETE (the run stopped early): ",
-            1,
-        );
-    }
-    r
+    unmeasured(report, name, limit, bound, show, what, &reason)
 }
 
 fn missing_mode(report: &Report, modes: &[Mode]) -> String {
@@ -256,23 +252,29 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
     let mut rules = Vec::new();
     let skip = comm_skip_reason(report);
     if let Some(limit) = a.min_mfu {
-        let (name, what) = ("min_mfu", "overlapped MFU");
+        let (name, what, bound) = ("min_mfu", "overlapped MFU", Bound::AtLeast);
         rules.push(match s.mfu.overlapped {
             Some(v) => judge_noise(
-                rule(name, Ok(v), limit, true, pct, what),
+                rule(name, v, limit, bound, pct, what),
+                bound,
                 s.ci95.mfu.overlapped,
                 &s.flags_on("mfu"),
                 pct,
             ),
-            None => missing(report, &[Mode::Overlapped], name, limit, true, pct, what),
+            None => missing(report, &[Mode::Overlapped], name, limit, bound, pct, what),
         });
     }
     if let Some(limit) = a.max_exposed_comm_fraction {
-        let (name, what) = ("max_exposed_comm_fraction", "exposed communication");
+        let (name, what, bound) = (
+            "max_exposed_comm_fraction",
+            "exposed communication",
+            Bound::AtMost,
+        );
         rules.push(match (&skip, s.exposed_comm_fraction) {
-            (Some(why), _) => not_judged(name, Status::Skipped, limit, false, pct, what, why),
+            (Some(why), _) => not_judged(name, Status::Skipped, limit, bound, pct, what, why),
             (None, Some(v)) => judge_noise(
-                rule(name, Ok(v), limit, false, pct, what),
+                rule(name, v, limit, bound, pct, what),
+                bound,
                 s.ci95.exposed_comm_fraction,
                 &s.flags_on("exposed_comm_fraction"),
                 pct,
@@ -282,26 +284,32 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
                 &[Mode::Compute, Mode::Overlapped],
                 name,
                 limit,
-                false,
+                bound,
                 pct,
                 what,
             ),
         });
     }
     if let Some(limit) = a.min_busbw_gbps {
-        let (name, what) = ("min_busbw_gbps", "all-reduce busbw");
+        let (name, what, bound) = ("min_busbw_gbps", "all-reduce busbw", Bound::AtLeast);
         let gbps = |x: f64| format!("{x:.2} GB/s");
         rules.push(match (&skip, s.allreduce.busbw_gbps) {
-            (Some(why), _) => not_judged(name, Status::Skipped, limit, true, gbps, what, why),
+            (Some(why), _) => not_judged(name, Status::Skipped, limit, bound, gbps, what, why),
             (None, Some(v)) => {
                 // busbw ∝ 1/T_a: the comm step's interval, inverted.
                 let ci = s.ci95.step_time_s.comm.and_then(|[lo, hi]| {
                     let per_s = v * s.allreduce.time_s?;
                     Some([per_s / hi, per_s / lo])
                 });
-                judge_noise(rule(name, Ok(v), limit, true, gbps, what), ci, &[], gbps)
+                judge_noise(
+                    rule(name, v, limit, bound, gbps, what),
+                    bound,
+                    ci,
+                    &[],
+                    gbps,
+                )
             }
-            (None, None) => missing(report, &[Mode::Comm], name, limit, true, gbps, what),
+            (None, None) => missing(report, &[Mode::Comm], name, limit, bound, gbps, what),
         });
     }
     // Stragglers: the figure is the worst rank's deviation from the median.
@@ -313,7 +321,8 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
             .filter_map(|r| r.deviation)
             .fold(None, |acc: Option<f64>, d| {
                 Some(match acc {
-                    // NaN marks a rank with no usable step; it must fail the rule.
+                    // NaN marks a rank whose step time is not a number: core
+                    // flags it as a straggler, which fails the rule below.
                     Some(x) if x.is_nan() => x,
                     Some(x) => {
                         if d.is_nan() {
@@ -325,52 +334,73 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
                     None => d,
                 })
             });
-    let v = match (report.straggler_mode, worst) {
-        (None, _) => Err("no mode was run by every rank".to_string()),
-        (Some(_), None) => Err("no rank has a step time".to_string()),
-        (Some(_), Some(w)) => Ok(w),
-    };
-    let mut r = rule(
-        "straggler_tolerance",
-        v,
-        tol,
-        false,
-        |x| format!("{:+.1} %", x * 100.0),
-        &format!(
-            "slowest rank vs median ({} step)",
-            report.straggler_mode.map(Mode::name).unwrap_or("no")
-        ),
+    let (name, bound) = ("straggler_tolerance", Bound::AtMost);
+    let show = |x: f64| format!("{:+.1} %", x * 100.0);
+    let what = format!(
+        "slowest rank vs median ({} step)",
+        report.straggler_mode.map(Mode::name).unwrap_or("no")
     );
-    // core flags by the same test; keep its list authoritative for PASS.
-    if r.measured.is_some() {
-        let n = report.stragglers.len();
-        r.status = if n == 0 && r.status == Status::Pass {
-            Status::Pass
-        } else {
-            Status::Fail
-        };
-        if n > 0 {
-            let names: Vec<String> = report
-                .stragglers
-                .iter()
-                .take(3)
-                .map(|s| s.rank.to_string())
-                .collect();
-            r.detail.push_str(&format!(
-                "; {n} straggler{}: rank{} {}{}",
-                if n == 1 { "" } else { "s" },
-                if n == 1 { "" } else { "s" },
-                names.join(", "),
-                if n > 3 { ", …" } else { "" }
-            ));
+    rules.push(match (report.straggler_mode, worst) {
+        (None, _) => unmeasured(
+            report,
+            name,
+            tol,
+            bound,
+            show,
+            &what,
+            "no mode was run by every rank",
+        ),
+        (Some(_), None) => unmeasured(
+            report,
+            name,
+            tol,
+            bound,
+            show,
+            &what,
+            "no rank has a step time",
+        ),
+        (Some(_), Some(w)) => {
+            let mut r = rule(name, w, tol, bound, show, &what);
+            // core flags by the same test; its list is authoritative: a
+            // flagged rank fails the rule.
+            let n = report.stragglers.len();
+            if n > 0 {
+                r.status = Status::Fail;
+                let names: Vec<String> = report
+                    .stragglers
+                    .iter()
+                    .take(3)
+                    .map(|s| s.rank.to_string())
+                    .collect();
+                r.detail.push_str(&format!(
+                    "; {n} straggler{}: rank{} {}{}",
+                    if n == 1 { "" } else { "s" },
+                    if n == 1 { "" } else { "s" },
+                    names.join(", "),
+                    if n > 3 { ", …" } else { "" }
+                ));
+            }
+            r
         }
-    }
-    rules.push(incomplete_if_partial(report, r));
+    });
 
-    let v = if !report.run.check {
-        Err("the correctness check was off (run.check = false)".to_string())
+    let (name, what, bound) = ("max_wrong", "wrong all-reduce elements", Bound::AtMost);
+    let limit = a.max_wrong as f64;
+    let count = |x: f64| format!("{x:.0}");
+    let mut r = if !report.run.check {
+        // The check was not requested: the figure cannot exist, whatever
+        // happened to the run.
+        not_judged(
+            name,
+            Status::Skipped,
+            limit,
+            bound,
+            count,
+            what,
+            "not measured: the correctness check was off (run.check = false)",
+        )
     } else if !report.run.modes.iter().any(|m| m.has_comm()) {
-        Err(format!(
+        let reason = format!(
             "no all-reduce ran (modes: {})",
             report
                 .run
@@ -379,24 +409,10 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
                 .map(|m| m.name())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))
+        );
+        unmeasured(report, name, limit, bound, count, what, &reason)
     } else {
-        Ok(s.wrong as f64)
-    };
-    let r = rule(
-        "max_wrong",
-        v,
-        a.max_wrong as f64,
-        false,
-        |x| format!("{x:.0}"),
-        "wrong all-reduce elements",
-    );
-    // With the check off the figure can never exist: that FAILs whatever
-    // happened to the run.
-    let mut r = if report.run.check {
-        incomplete_if_partial(report, r)
-    } else {
-        r
+        rule(name, s.wrong as f64, limit, bound, count, what)
     };
     // One rank reduces nothing: no wrong element there shows nothing about
     // communication (a wrong one still fails).
@@ -405,17 +421,7 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
         r.detail = format!("{}: SKIPPED ({why})", r.detail);
     }
     rules.push(r);
-    let status = if !report.complete {
-        Status::Incomplete
-    } else if rules.iter().any(|r| r.status == Status::Fail) {
-        Status::Fail
-    } else if rules.iter().any(|r| r.status == Status::Inconclusive) {
-        Status::Inconclusive
-    } else if rules.iter().any(|r| r.status != Status::Pass) {
-        Status::Skipped
-    } else {
-        Status::Pass
-    };
+    let status = mfubench_core::verdict::overall(rules.iter().map(|r| r.status), report.complete);
     Verdict {
         passed: status == Status::Pass,
         rules,

@@ -63,8 +63,9 @@ pub struct SuiteReport {
     pub text: String,
     /// Findings under the settings used.
     pub findings: Vec<Finding>,
-    /// Overall status: FAIL if any finding failed, INCONCLUSIVE if any was
-    /// or the file is incomplete, else PASS.
+    /// Overall status ([`mfubench_core::accept::overall`]): the worst
+    /// finding, SKIPPED lines left out (INCONCLUSIVE when every line is
+    /// SKIPPED), and INCOMPLETE when the file is.
     pub overall: Status,
 }
 

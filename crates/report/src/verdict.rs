@@ -1,40 +1,14 @@
-//! The verdict vocabulary of a run's report: one [`Status`] per rule
-//! ([`RuleResult`]) and the run's [`Verdict`]. A module of its own so that
+//! The verdict of a run's report: one [`Status`] per rule ([`RuleResult`])
+//! and the run's [`Verdict`]. The vocabulary is core's
+//! ([`mfubench_core::verdict`]), shared with `mfubench accept`. A module of its own so that
 //! the figures ([`crate::analysis`]) and the rules ([`crate::acceptance`])
 //! both depend on it and not on each other.
 
 use serde::Serialize;
 
-/// Result of one rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    /// The measured value meets the limit.
-    Pass,
-    /// It does not, or it was not measured.
-    Fail,
-    /// Not judged: the run cannot measure it (1 rank: nothing is communicated).
-    Skipped,
-    /// Not judged: the run stopped (timeout, dead rank, Ctrl-C) before the mode it needs ran.
-    Incomplete,
-    /// The measurement cannot decide: the limit lies inside the figure's
-    /// 95 % interval, or the figure is flagged (within noise, impossible
-    /// ordering of the modes). Exit 1 unless `--allow-inconclusive`.
-    Inconclusive,
-}
-
-impl Status {
-    /// The word printed in reports and used in summary.json.
-    pub fn word(self) -> &'static str {
-        match self {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-            Status::Skipped => "SKIPPED",
-            Status::Incomplete => "INCOMPLETE",
-            Status::Inconclusive => "INCONCLUSIVE",
-        }
-    }
-}
+/// Result of one rule: the one vocabulary of run and suite rules, with its
+/// severity order and words ([`mfubench_core::verdict`]).
+pub use mfubench_core::verdict::Status;
 
 /// One acceptance rule, evaluated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,10 +34,11 @@ pub struct Verdict {
     pub rules: Vec<RuleResult>,
     /// True when the run completed and every rule passed.
     pub passed: bool,
-    /// The verdict in one word: INCOMPLETE when the run stopped before every
-    /// mode ran, else FAIL when a rule failed, else INCONCLUSIVE when a rule
+    /// The verdict in one word ([`mfubench_core::verdict::overall`]):
+    /// INCOMPLETE when the run stopped before every mode ran, else the
+    /// worst rule: FAIL when a rule failed, else INCONCLUSIVE when a rule
     /// could not be decided within noise, else SKIPPED when a rule could not
-    /// be judged, else PASS.
+    /// be judged (a SKIPPED rule is not a pass), else PASS.
     pub status: Status,
 }
 
@@ -78,17 +53,23 @@ impl Verdict {
         self.rules.iter().filter(|r| r.status == status).count()
     }
 
-    /// Whether this verdict accepts the run: every rule passed and the run
-    /// completed; with `allow_partial`, rules left INCOMPLETE by a partial
-    /// run are not held against it (every measured rule must still pass);
-    /// with `allow_inconclusive`, rules within noise are not either.
+    /// Whether this verdict accepts the run: [`Verdict::exit_code`] is 0.
     pub fn accepted(&self, allow_partial: bool, allow_inconclusive: bool) -> bool {
-        self.rules.iter().all(|r| match r.status {
-            Status::Pass => true,
-            Status::Incomplete => allow_partial,
-            Status::Inconclusive => allow_inconclusive,
-            Status::Fail | Status::Skipped => false,
-        }) && (self.status != Status::Incomplete || allow_partial)
+        self.exit_code(allow_partial, allow_inconclusive) == mfubench_core::protocol::exit::OK
+    }
+
+    /// The exit code of this verdict ([`mfubench_core::verdict::exit_code`]):
+    /// 3 for a run that stopped (unless `allow_partial`, which judges the
+    /// rules of the modes that finished: rules left INCOMPLETE are not held
+    /// against it, every measured rule must still pass), 0 when every rule
+    /// passed (INCONCLUSIVE ones too with `allow_inconclusive`), else 1.
+    pub fn exit_code(&self, allow_partial: bool, allow_inconclusive: bool) -> u8 {
+        mfubench_core::verdict::exit_code(
+            self.rules.iter().map(|r| r.status),
+            self.status != Status::Incomplete,
+            allow_partial,
+            allow_inconclusive,
+        )
     }
 }
 

@@ -212,7 +212,9 @@ fn max_wrong_both_sides() {
 }
 
 #[test]
-fn missing_figures_fail_with_the_reason() {
+fn missing_figures_are_skipped_never_fail() {
+    // A complete run that did not run the modes a rule needs: the figure
+    // cannot be measured in this run, SKIPPED (not a pass, not a FAIL).
     let g = Gen {
         modes: Some(vec![Mode::Compute]),
         ..Gen::default()
@@ -231,9 +233,13 @@ fn missing_figures_fail_with_the_reason() {
         "max_wrong",
     ] {
         let x = rule(&r, name);
-        assert_eq!(x.status, Status::Fail, "{name}");
+        assert_eq!(x.status, Status::Skipped, "{name}");
         assert_eq!(x.measured, None, "{name}");
-        assert!(x.detail.contains("not measured"), "{name}: {}", x.detail);
+        assert!(
+            x.detail.contains("not judged: SKIPPED (not measured: "),
+            "{name}: {}",
+            x.detail
+        );
     }
     assert!(rule(&r, "min_mfu")
         .detail
@@ -242,16 +248,28 @@ fn missing_figures_fail_with_the_reason() {
     // The straggler rule still has its figure (compute ran).
     assert_eq!(rule(&r, "straggler_tolerance").status, Status::Pass);
     assert!(r.buckets.is_empty());
+    // Not a pass: the verdict is SKIPPED, exit 1 whatever is allowed.
+    assert_eq!(r.verdict.status, Status::Skipped);
+    assert!(!r.verdict.passed);
+    assert_eq!(r.verdict.exit_code(true, true), 1);
 }
 
 #[test]
-fn check_off_fails_max_wrong() {
+fn check_off_skips_max_wrong() {
     let mut run = build(&Gen::default());
     run.config.run.check = false;
     let r = analyze(&run, "run.json", &lenient());
     let x = rule(&r, "max_wrong");
-    assert_eq!(x.status, Status::Fail);
+    assert_eq!(x.status, Status::Skipped);
     assert!(x.detail.contains("run.check = false"));
+    assert_eq!(r.verdict.status, Status::Skipped);
+    assert_eq!(r.verdict.exit_code(false, true), 1);
+    // Whatever happened to the run: the check was not requested.
+    run.complete = false;
+    let r = analyze(&run, "run.json", &lenient());
+    assert_eq!(rule(&r, "max_wrong").status, Status::Skipped);
+    assert_eq!(r.verdict.status, Status::Incomplete);
+    assert_eq!(r.verdict.exit_code(false, false), 3);
 }
 
 #[test]
@@ -411,6 +429,7 @@ fn partial_run_is_incomplete_everywhere() {
     );
     assert_eq!(rule(&r, "min_busbw_gbps").status, Status::Pass);
     assert!(!r.verdict.accepted(false, false));
+    assert_eq!(r.verdict.exit_code(false, false), 3);
     assert!(
         r.verdict.accepted(true, false),
         "--allow-partial judges what finished"
@@ -422,6 +441,8 @@ fn partial_run_is_incomplete_everywhere() {
     });
     assert_eq!(bad.verdict.status, Status::Incomplete);
     assert!(!bad.verdict.accepted(true, false));
+    assert_eq!(bad.verdict.exit_code(true, false), 1);
+    assert_eq!(bad.verdict.exit_code(false, false), 3);
 
     // The finished modes are still reported.
     let modes: Vec<Mode> = r.headline.iter().map(|h| h.mode).collect();

@@ -12,9 +12,11 @@
 //!   ([`sweep_geometry`], [`SweepRow::new`]), the device's peak
 //!   ([`device_peak`]) and the GPU readings with their reason texts
 //!   ([`GpuReading::reason`]);
-//! - the rules ([`evaluate`]) that turn stage results into findings
-//!   (PASS / FAIL / INCONCLUSIVE / SKIPPED), each naming the device, node
-//!   or link it is about;
+//! - the rules ([`evaluate`]) that turn stage results into findings in
+//!   the one vocabulary of [`crate::verdict`] (PASS / SKIPPED /
+//!   INCONCLUSIVE / FAIL / INCOMPLETE), each naming the device, node or
+//!   link it is about, the suite's verdict ([`overall`]) and exit code
+//!   ([`exit_code`]);
 //! - the nccl-tests bus-bandwidth factors ([`busbw_factor`]).
 //!
 //! Files: `settings.rs` (the `[accept]` table, overrides, stages),

@@ -9,35 +9,13 @@ use crate::metrics::{busbw_factor, Collective};
 use crate::result::PeakSource;
 
 /// Layout version of `accept.json`; bumped on any change an older reader
-/// would misread.
-pub const ACCEPT_SCHEMA_VERSION: u32 = 2;
+/// would misread. 3: a finding's status may be `INCOMPLETE` (a requested
+/// stage without results; older files say `FAIL` there), which an older
+/// reader cannot parse. Files of versions 1 and 2 read as they are.
+pub const ACCEPT_SCHEMA_VERSION: u32 = 3;
 
-/// The outcome of one rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    /// Measured and within the threshold.
-    Pass,
-    /// Measured, and the measurement cannot tell (too few devices, nodes
-    /// or links to compare).
-    Inconclusive,
-    /// The stage did not run, or there was nothing to measure.
-    Skipped,
-    /// Measured and outside the threshold.
-    Fail,
-}
-
-impl Status {
-    /// The upper-case word printed in verdict lines.
-    pub fn word(self) -> &'static str {
-        match self {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-            Status::Inconclusive => "INCONCLUSIVE",
-            Status::Skipped => "SKIPPED",
-        }
-    }
-}
+/// The outcome of one rule: the one vocabulary of run and suite rules.
+pub use crate::verdict::Status;
 
 /// What a finding is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

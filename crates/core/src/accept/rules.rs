@@ -1,8 +1,10 @@
-//! The rules: stage results in, findings out (PASS / FAIL / INCONCLUSIVE /
-//! SKIPPED), each naming the device, node or link it is about.
+//! The rules: stage results in, findings out (in the one vocabulary of
+//! [`crate::verdict`]: PASS / SKIPPED / INCONCLUSIVE / FAIL / INCOMPLETE),
+//! each naming the device, node or link it is about.
 
 use super::*;
 use crate::stats;
+use crate::verdict::{self, judge, Bound};
 
 fn fmt_gbps(x: f64) -> String {
     format!("{x:.3} GB/s")
@@ -10,9 +12,10 @@ fn fmt_gbps(x: f64) -> String {
 
 /// Applies the rules to the record's stages with `s`'s thresholds: one
 /// finding per rule and stage, plus one per named device, node or link.
-/// Requested stages that have no results (a kill, a crash) are FAIL
-/// (`stage_complete`): an acceptance run that did not measure something
-/// has not shown it is fine. Stages not requested are SKIPPED.
+/// Missing data is never FAIL: a requested stage that has no results (a
+/// kill, a timeout: the run stopped before it) is INCOMPLETE
+/// (`stage_complete`), which is not a pass either; stages not requested
+/// are SKIPPED. A figure that is not a number is INCONCLUSIVE.
 pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
     let mut out = Vec::new();
     for stage in Stage::ALL {
@@ -35,14 +38,18 @@ pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
             continue;
         }
         if !present {
+            // INCOMPLETE even in a record that says it completed: the run
+            // did not measure what was asked (never FAIL: no data).
             out.push(Finding {
                 stage,
                 rule: "stage_complete".into(),
-                status: Status::Fail,
+                status: Status::Incomplete,
                 component: None,
-                message:
-                    "requested but has no results (the run stopped before it finished: INCOMPLETE)"
-                        .into(),
+                message: if r.complete {
+                    "requested but has no results".into()
+                } else {
+                    "requested but has no results (the run stopped before it finished)".into()
+                },
             });
             continue;
         }
@@ -162,10 +169,11 @@ fn xid_rule(r: &AcceptRecord, out: &mut Vec<Finding>) {
     }
 }
 
-/// Whether a measured value is below a limit; NaN (not measured) counts as
-/// below, so that a missing number can never pass.
-fn below(x: f64, limit: f64) -> bool {
-    x.is_nan() || x < limit
+/// A component's figure against `fraction × reference` ([`judge`]): PASS,
+/// FAIL, or INCONCLUSIVE when the figure is not a number (a missing number
+/// never passes, and is not a bad one either).
+fn at_least(x: f64, limit: f64) -> Status {
+    judge(x, Bound::AtLeast, limit, None)
 }
 
 fn device_rule(d: &DeviceStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
@@ -193,20 +201,22 @@ fn device_rule(d: &DeviceStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
     let limit = s.min_device_fraction * med;
     let mut bad = 0;
     for x in &d.devices {
-        if below(x.tflops, limit) {
+        let status = at_least(x.tflops, limit);
+        if status != Status::Pass {
             bad += 1;
             out.push(Finding {
                 stage: Stage::Device,
                 rule: "device_rate".into(),
-                status: Status::Fail,
+                status,
                 component: Some(Component::Device {
                     rank: x.rank,
                     host: x.host.clone(),
                     local_rank: x.local_rank,
                 }),
                 message: format!(
-                    "{:.3} TFLOP/s < {} × median {:.3} TFLOP/s, {} ({})",
+                    "{:.3} TFLOP/s {} {} × median {:.3} TFLOP/s, {} ({})",
                     x.tflops,
+                    rel(status),
                     s.min_device_fraction,
                     med,
                     x.peak_text(),
@@ -304,18 +314,20 @@ fn node_rule(n: &NodeStage, s: &AcceptSettings, gpus: &[RankGpu], out: &mut Vec<
     let limit = s.min_node_fraction * med;
     let mut bad = 0;
     for (x, b) in multi.iter().zip(&bw) {
-        if below(*b, limit) {
+        let status = at_least(*b, limit);
+        if status != Status::Pass {
             bad += 1;
             out.push(Finding {
                 stage: Stage::Node,
                 rule: "node_busbw".into(),
-                status: Status::Fail,
+                status,
                 component: Some(Component::Node {
                     host: x.host.clone(),
                 }),
                 message: format!(
-                    "intra-node busbw {} < {} × median {}{}",
+                    "intra-node busbw {} {} {} × median {}{}",
                     fmt_gbps(*b),
+                    rel(status),
                     s.min_node_fraction,
                     fmt_gbps(med),
                     node_gpu_reason(gpus, &x.host, Stage::Node)
@@ -380,22 +392,27 @@ fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
         return;
     }
     let limit = s.min_link_fraction * reference;
-    let slow = |p: &PairResult| below(p.gbps, limit);
+    let slow = |p: &PairResult| at_least(p.gbps, limit) == Status::Fail;
     let mut bad = 0;
     let links = l.links();
-    for p in links.iter().filter(|p| slow(p)) {
+    for p in &links {
+        let status = at_least(p.gbps, limit);
+        if status == Status::Pass {
+            continue;
+        }
         bad += 1;
         out.push(Finding {
             stage: Stage::Link,
             rule: "link_bandwidth".into(),
-            status: Status::Fail,
+            status,
             component: Some(Component::Link {
                 a: l.hosts[p.a].clone(),
                 b: l.hosts[p.b].clone(),
             }),
             message: format!(
-                "{} < {} × reference {} (median over nodes of their fastest link)",
+                "{} {} {} × reference {} (median over nodes of their fastest link)",
                 fmt_gbps(p.gbps),
+                rel(status),
                 s.min_link_fraction,
                 fmt_gbps(reference)
             ),
@@ -494,20 +511,49 @@ fn sweep_rule(w: &SweepStage, out: &mut Vec<Finding>) {
     }
 }
 
-/// The overall verdict of a set of findings: FAIL if any failed, else
-/// INCONCLUSIVE if any was, else PASS (SKIPPED lines do not count; all
-/// skipped is INCONCLUSIVE: nothing was shown).
-pub fn overall(findings: &[Finding], complete: bool) -> Status {
-    if findings.iter().any(|f| f.status == Status::Fail) {
-        Status::Fail
-    } else if !complete
-        || findings.iter().any(|f| f.status == Status::Inconclusive)
-        || findings.iter().all(|f| f.status == Status::Skipped)
-    {
-        Status::Inconclusive
+/// "<" for a figure below its limit, "?" for one that is not a number.
+fn rel(status: Status) -> &'static str {
+    if status == Status::Fail {
+        "<"
     } else {
-        Status::Pass
+        "?"
     }
+}
+
+/// The findings that count in the suite's verdict: all but the SKIPPED
+/// lines. A SKIPPED line is about something there is nothing to judge of
+/// (a stage not requested, a node with one rank, a GPU whose driver hides
+/// XIDs); the suite's rules compare components with each other, and one
+/// absent is not a bad one. (A run's `[acceptance]` rules are thresholds
+/// someone set, so there a SKIPPED rule counts and is not a pass.)
+fn counted(findings: &[Finding]) -> impl Iterator<Item = Status> + '_ {
+    findings
+        .iter()
+        .map(|f| f.status)
+        .filter(|s| *s != Status::Skipped)
+}
+
+/// The suite's verdict: [`verdict::overall`] of the counted findings (the
+/// worst; INCOMPLETE for a record of a run that stopped; INCONCLUSIVE when
+/// every line is SKIPPED: nothing was shown).
+pub fn overall(findings: &[Finding], complete: bool) -> Status {
+    verdict::overall(counted(findings), complete)
+}
+
+/// The suite's exit code: [`verdict::exit_code`] of the counted findings
+/// (0, 1, or 3 for a record of a run that stopped unless `allow_partial`).
+pub fn exit_code(
+    findings: &[Finding],
+    complete: bool,
+    allow_partial: bool,
+    allow_inconclusive: bool,
+) -> u8 {
+    verdict::exit_code(
+        counted(findings),
+        complete,
+        allow_partial,
+        allow_inconclusive,
+    )
 }
 
 /// The components named by failed findings, each once, in finding order.
@@ -714,11 +760,18 @@ mod tests {
         assert!(f
             .iter()
             .any(|x| x.stage == Stage::Device && x.status == Status::Inconclusive));
-        // The node stage was requested but has no results: FAIL (incomplete).
+        // The node stage was requested but has no results: INCOMPLETE,
+        // never FAIL (no data), and the suite's verdict is INCOMPLETE.
         assert!(f.iter().any(|x| x.stage == Stage::Node
             && x.rule == "stage_complete"
-            && x.status == Status::Fail));
-        assert_eq!(overall(&f, false), Status::Fail);
+            && x.status == Status::Incomplete));
+        assert!(!f.iter().any(|x| x.status == Status::Fail), "{f:#?}");
+        assert_eq!(overall(&f, false), Status::Incomplete);
+        assert_eq!(overall(&f, true), Status::Incomplete);
+        assert_eq!(exit_code(&f, false, false, true), 3);
+        // --allow-partial judges what was measured: one device, INCONCLUSIVE.
+        assert_eq!(exit_code(&f, false, true, false), 1);
+        assert_eq!(exit_code(&f, false, true, true), 0);
     }
 
     #[test]
@@ -820,6 +873,76 @@ mod tests {
     }
 
     #[test]
+    fn a_figure_that_is_not_a_number_is_inconclusive_never_fail() {
+        // Three nodes, one link's bandwidth not a number (not measured):
+        // INCONCLUSIVE for that link, no FAIL, no node named.
+        let mut r = record();
+        r.link = Some(link(&[(0, 1, 1.0), (0, 2, f64::NAN), (1, 2, 1.0)], 3));
+        let f = evaluate(&r, &r.settings);
+        assert!(!f.iter().any(|x| x.status == Status::Fail), "{f:#?}");
+        let odd: Vec<&Finding> = f
+            .iter()
+            .filter(|x| x.status == Status::Inconclusive)
+            .collect();
+        assert_eq!(odd.len(), 1, "{f:#?}");
+        assert_eq!(
+            odd[0].component.as_ref().unwrap().to_string(),
+            "link h0 <-> h2"
+        );
+        assert!(
+            odd[0].message.starts_with("NaN GB/s ? 0.8"),
+            "{}",
+            odd[0].message
+        );
+        assert_eq!(overall(&f, true), Status::Inconclusive);
+        assert!(bad_components(&f).is_empty());
+        // A slow link beside it still fails.
+        r.link = Some(link(&[(0, 1, 1.0), (0, 2, f64::NAN), (1, 2, 0.1)], 3));
+        assert_eq!(overall(&evaluate(&r, &r.settings), true), Status::Fail);
+    }
+
+    #[test]
+    fn findings_of_old_files_parse() {
+        // accept.json written before the vocabulary was one.
+        for (word, status) in [
+            ("PASS", Status::Pass),
+            ("FAIL", Status::Fail),
+            ("INCONCLUSIVE", Status::Inconclusive),
+            ("SKIPPED", Status::Skipped),
+        ] {
+            let f: Finding = serde_json::from_str(&format!(
+                r#"{{"stage":"link","rule":"link_bandwidth","status":"{word}","component":null,"message":"m"}}"#
+            ))
+            .unwrap();
+            assert_eq!(f.status, status);
+        }
+    }
+
+    #[test]
+    fn suite_verdict_skipped_lines_do_not_count() {
+        let line = |status| Finding {
+            stage: Stage::Link,
+            rule: "r".into(),
+            status,
+            component: None,
+            message: String::new(),
+        };
+        let f = |s: &[Status]| s.iter().map(|x| line(*x)).collect::<Vec<_>>();
+        use Status::*;
+        assert_eq!(overall(&f(&[Pass, Skipped]), true), Pass);
+        assert_eq!(exit_code(&f(&[Pass, Skipped]), true, false, false), 0);
+        assert_eq!(overall(&f(&[Skipped, Skipped]), true), Inconclusive);
+        assert_eq!(exit_code(&f(&[Skipped]), true, false, false), 1);
+        assert_eq!(exit_code(&f(&[Skipped]), true, false, true), 0);
+        assert_eq!(overall(&f(&[Pass, Inconclusive, Fail]), true), Fail);
+        assert_eq!(overall(&f(&[Pass, Incomplete, Fail]), true), Incomplete);
+        assert_eq!(overall(&f(&[Pass]), false), Incomplete);
+        assert_eq!(exit_code(&f(&[Pass]), false, false, false), 3);
+        assert_eq!(exit_code(&f(&[Pass]), false, true, false), 0);
+        assert_eq!(exit_code(&f(&[Fail, Incomplete]), false, true, false), 1);
+    }
+
+    #[test]
     fn a_flagged_device_shows_its_xids_as_a_reason() {
         let mut xid = XidWatch::watched("t0");
         xid.record(Ok(vec![Some(79)]), Stage::Device, "t1");
@@ -888,9 +1011,10 @@ mod tests {
         );
         r.sweep.as_mut().unwrap().tables[1].rows[1].wrong = 0;
         assert_eq!(overall(&evaluate(&r, &r.settings), true), Status::Pass);
+        // A record of a suite that stopped: INCOMPLETE, whatever passed.
         assert_eq!(
             overall(&evaluate(&r, &r.settings), false),
-            Status::Inconclusive
+            Status::Incomplete
         );
     }
 }
