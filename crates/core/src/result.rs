@@ -647,6 +647,10 @@ pub struct Ci95 {
     /// MFU per mode (from the step-time interval).
     #[serde(default)]
     pub mfu: PerMode<[f64; 2]>,
+    /// Sustained MFU per mode: the bootstrap interval of the mean step
+    /// ([`stats::mean_ci95`]), inverted.
+    #[serde(default)]
+    pub mfu_sustained: PerMode<[f64; 2]>,
     /// T_o − T_c.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposed_comm_s: Option<[f64; 2]>,
@@ -1429,6 +1433,14 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
                 metrics::mfu(f.model, c.lo, peak),
             ])
         }),
+        mfu_sustained: PerMode::from_fn(|m| {
+            let v = steps.get_ref(m).filter(|_| m.has_compute())?;
+            let [lo, hi] = stats::mean_ci95(v)?;
+            Some([
+                metrics::mfu(f.model, hi, peak),
+                metrics::mfu(f.model, lo, peak),
+            ])
+        }),
         exposed_comm_s: bounds(exposed_ci),
         exposed_comm_fraction: bounds(exposed_frac_ci),
         serialized_overhead: bounds(ser_over_ci),
@@ -1499,7 +1511,7 @@ pub const PRACTICAL_EFFECTS: [f64; 2] = [0.10, 0.05];
 /// or non-finite interval.
 pub fn min_detectable_effect(lo: f64, hi: f64) -> Option<f64> {
     let half = (hi - lo) / 2.0;
-    (half.is_finite() && half > 0.0).then(|| half * MDE_PER_HALF_WIDTH)
+    (half.is_finite() && half > 0.0).then_some(half * MDE_PER_HALF_WIDTH)
 }
 
 /// Rounds needed to detect `effect` at 80 % power when `n` rounds give a
@@ -2323,6 +2335,9 @@ mod tests {
             Some(metrics::mfu(p.flops.model, mean, 1000.0))
         );
         assert_eq!(s.mfu_sustained.comm, None);
+        let [lo, hi] = s.ci95.mfu_sustained.overlapped.unwrap();
+        let v = s.mfu_sustained.overlapped.unwrap();
+        assert!(lo < v && v < hi, "{lo} {v} {hi}");
         // Every interval's rounds and coverage are recorded.
         assert_eq!(s.ci95_n.get("overlap_speedup"), Some(&10));
         assert_eq!(s.ci95_n.get("exposed_breakdown.sync_skew_s"), Some(&10));

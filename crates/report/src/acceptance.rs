@@ -252,12 +252,14 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
     let mut rules = Vec::new();
     let skip = comm_skip_reason(report);
     if let Some(limit) = a.min_mfu {
-        let (name, what, bound) = ("min_mfu", "overlapped MFU", Bound::AtLeast);
-        rules.push(match s.mfu.overlapped {
+        // Sustained (total FLOPs over total time): stalls count, which the
+        // median step hides; judged with its bootstrap interval.
+        let (name, what, bound) = ("min_mfu", "overlapped sustained MFU", Bound::AtLeast);
+        rules.push(match s.mfu_sustained.overlapped {
             Some(v) => judge_noise(
                 rule(name, v, limit, bound, pct, what),
                 bound,
-                s.ci95.mfu.overlapped,
+                s.ci95.mfu_sustained.overlapped,
                 &s.flags_on("mfu"),
                 pct,
             ),

@@ -37,8 +37,11 @@ pub struct ModeHeadline {
     pub step_total_s: f64,
     /// Achieved model TFLOP/s per device (modes with GEMMs).
     pub tflops_per_device: Option<f64>,
-    /// Model FLOPs utilisation (modes with GEMMs).
+    /// Model FLOPs utilisation at the median step (modes with GEMMs).
     pub mfu: Option<f64>,
+    /// Sustained MFU: total FLOPs over the total time of the timed rounds
+    /// (modes with GEMMs).
+    pub mfu_sustained: Option<f64>,
     /// Hardware FLOPs utilisation (when recomputing).
     pub hfu: Option<f64>,
     /// Tokens per second of the executed slice, whole cluster (modes with
@@ -58,8 +61,12 @@ pub struct OverlapFigures {
     pub exposed_comm_fraction: Option<f64>,
     /// (T_s − T_c) / T_s.
     pub serialized_overhead: Option<f64>,
-    /// (T_c + T_a − T_o) / T_a.
+    /// T_o − T_c split by cause (medians over rounds).
+    pub exposed_breakdown: Option<mfubench_core::result::ExposedBreakdown>,
+    /// 1 − exposed collective / T_a (median over rounds).
     pub hidden_fraction: Option<f64>,
+    /// (T_c + T_a − T_o) / T_a (median over rounds).
+    pub step_hidden_fraction: Option<f64>,
     /// T_s / T_o.
     pub overlap_speedup: Option<f64>,
     /// (T_s − T_o) / (T_s − T_ideal), T_ideal = max(T_c + tail, T_a).
@@ -303,6 +310,11 @@ pub struct Report {
     pub schedule: mfubench_core::config::Schedule,
     /// 95 % confidence intervals of the headline and overlap figures.
     pub ci95: mfubench_core::result::Ci95,
+    /// Rounds behind each paired figure's interval (summary.ci95_n).
+    pub ci95_n: std::collections::BTreeMap<String, usize>,
+    /// Exact coverage of each paired figure's interval
+    /// (summary.ci95_coverage).
+    pub ci95_coverage: std::collections::BTreeMap<String, f64>,
     /// Figures not to be trusted as they stand, and why.
     pub flags: Vec<mfubench_core::result::Flag>,
     /// All-reduce size and bandwidth (comm mode).
@@ -424,6 +436,7 @@ pub fn measure(
                 step_total_s: cluster_step_times(ranks, m).iter().sum(),
                 tflops_per_device: s.tflops_per_device.get(m),
                 mfu: s.mfu.get(m),
+                mfu_sustained: s.mfu_sustained.get(m),
                 hfu: s.hfu.and_then(|h| h.get(m)),
                 tokens_per_second: s.tokens_per_second.get(m),
                 full_model_tokens_per_second: s.full_model_tokens_per_second.get(m),
@@ -481,7 +494,9 @@ pub fn measure(
             exposed_comm_s: s.exposed_comm_s,
             exposed_comm_fraction: s.exposed_comm_fraction,
             serialized_overhead: s.serialized_overhead,
+            exposed_breakdown: s.exposed_breakdown,
             hidden_fraction: s.hidden_fraction,
+            step_hidden_fraction: s.step_hidden_fraction,
             overlap_speedup: s.overlap_speedup,
             overlap_efficiency: s.overlap_efficiency,
             last_bucket_tail_s: s.last_bucket_tail_s,
@@ -489,6 +504,8 @@ pub fn measure(
         },
         schedule: s.schedule,
         ci95: s.ci95.clone(),
+        ci95_n: s.ci95_n.clone(),
+        ci95_coverage: s.ci95_coverage.clone(),
         flags: s.flags.clone(),
         allreduce,
         collectives: s.collectives.clone(),

@@ -40,7 +40,12 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "mfu",
         name: "MFU",
-        text: "model FLOPs utilisation, F / (T_mode · peak), with peak the dense per-device peak for the dtype.",
+        text: "model FLOPs utilisation, F / (T_mode · peak), with peak the dense per-device peak for the dtype and T_mode the median cluster step.",
+    },
+    Definition {
+        key: "mfu_sustained",
+        name: "sustained MFU",
+        text: "total model FLOPs of the timed rounds over their total time, i.e. F / (mean cluster step · peak): stalls and slow rounds count, which the median hides; min_mfu is judged on it.",
     },
     Definition {
         key: "hfu",
@@ -65,7 +70,12 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "exposed_comm",
         name: "exposed communication",
-        text: "T_o − T_c, and (T_o − T_c) / T_o: the part of the overlapped step that communication adds to compute.",
+        text: "median over rounds of T_o − T_c, and of (T_o − T_c) / T_o: what the overlapped step adds to compute, whatever the cause (see its breakdown).",
+    },
+    Definition {
+        key: "exposed_breakdown",
+        name: "exposed-time breakdown",
+        text: "each round's T_o − T_c split on the critical rank of each mode (the rank with the longest step) into GEMM slowdown (GEMM busy time in the overlapped step minus in the compute step: contention), exposed collective (time in the overlapped step when a collective runs and no GEMM does) and sync skew (the rest: barrier exit skew, launch gaps); the three add up to T_o − T_c per round; each is reported as its median over rounds.",
     },
     Definition {
         key: "serialized_overhead",
@@ -75,7 +85,12 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "hidden_fraction",
         name: "hidden fraction",
-        text: "(T_c + T_a − T_o) / T_a: the share of the all-reduce time that overlap hides (1 = all communication hidden).",
+        text: "median over rounds of 1 − exposed collective / T_a: the share of what the collectives take alone that overlap keeps off the critical path (1 = all hidden; below 0 = under overlap they leave more exposed than they take alone).",
+    },
+    Definition {
+        key: "step_hidden_fraction",
+        name: "step-based hidden fraction",
+        text: "median over rounds of (T_c + T_a − T_o) / T_a: counts GEMM slowdown and sync skew as exposed communication, so contention drives it below the hidden fraction.",
     },
     Definition {
         key: "collective_kind",

@@ -11,6 +11,10 @@ pub fn time(s: f64) -> String {
         format!("{s:.3} s")
     } else if a >= 1e-3 {
         format!("{:.2} ms", s * 1e3)
+    } else if a < 0.05e-6 {
+        // What rounds to 0.0 µs prints without a sign ("-0.0 µs" reads as
+        // a measured negative time).
+        "0.0 µs".to_string()
     } else {
         format!("{:.1} µs", s * 1e6)
     }

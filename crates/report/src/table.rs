@@ -267,6 +267,19 @@ fn headline_columns(with_hfu: bool) -> Vec<Column<ModeHeadline>> {
             },
             metric("mfu_ratio", 1.0, "per mode; ratio 0-1"),
         ),
+        series(
+            "sustained MFU [95 % CI]",
+            "mfu_sustained",
+            Number,
+            |r, h| {
+                let ci = r.ci95.mfu_sustained.get(h.mode);
+                Cell::num(
+                    f::opt(h.mfu_sustained, |m| f::with_ci(m, ci, f::pct)),
+                    h.mfu_sustained,
+                )
+            },
+            metric("mfu_sustained_ratio", 1.0, "per mode; ratio 0-1"),
+        ),
     ];
     if with_hfu {
         columns.push(series(

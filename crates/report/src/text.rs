@@ -273,12 +273,16 @@ fn flag_on(flag_figure: &str, name: &str) -> bool {
 
 /// The overlap and communication figures of a report, in table order.
 pub fn overlap_figures(r: &Report) -> Vec<Figure> {
+    use mfubench_core::result::ExposedBreakdown;
+    type Ci = ExposedBreakdown<Option<[f64; 2]>>;
     use Mode::*;
     let o = &r.overlap;
     let a = &r.allreduce;
     let or = |v: Option<String>, modes: &[Mode]| v.unwrap_or_else(|| needs(r, modes));
     let c = &r.ci95;
-    // A figure with its interval and the names of the flags on it.
+    // A figure with its interval, the rounds and coverage behind the
+    // interval when they differ from the run's, and the names of the flags
+    // on it.
     let fig = |v: Option<f64>, ci: Option<[f64; 2]>, name: &str, fmt: fn(f64) -> String| {
         v.map(|v| {
             let flags: Vec<&str> = r
@@ -288,6 +292,17 @@ pub fn overlap_figures(r: &Report) -> Vec<Figure> {
                 .map(|fl| fl.name.as_str())
                 .collect();
             let mut out = f::with_ci(v, ci, fmt);
+            if let (Some(_), Some(cov), Some(n)) =
+                (ci, r.ci95_coverage.get(name), r.ci95_n.get(name))
+            {
+                if (cov - c.coverage).abs() > 1e-9 {
+                    out.push_str(&format!(
+                        " ({n} of {} rounds, {:.1} % coverage)",
+                        c.paired_iterations,
+                        cov * 100.0
+                    ));
+                }
+            }
             if !flags.is_empty() {
                 out.push_str(&format!("  ⚑ {}", flags.join(", ")));
             }
@@ -307,9 +322,42 @@ pub fn overlap_figures(r: &Report) -> Vec<Figure> {
             .cloned()
             .collect(),
     };
-    vec![
+    let parts = o.exposed_breakdown.zip(c.exposed_breakdown);
+    let part = |label, name, v: fn(&ExposedBreakdown) -> f64, ci: fn(&Ci) -> Option<[f64; 2]>| {
+        parts.map(|(b, bc)| {
+            let key = format!("exposed_breakdown.{name}");
+            row(
+                label,
+                fig(Some(v(&b)), ci(&bc), &key, f::time).unwrap_or_default(),
+                Some(v(&b)),
+                "exposed_breakdown",
+                &key,
+            )
+        })
+    };
+    let breakdown = [
+        part(
+            "  of which GEMM slowdown (GEMM time overlapped − compute)",
+            "gemm_slowdown_s",
+            |b| b.gemm_slowdown_s,
+            |c| c.gemm_slowdown_s,
+        ),
+        part(
+            "  of which exposed collective (a collective runs, no GEMM)",
+            "exposed_collective_s",
+            |b| b.exposed_collective_s,
+            |c| c.exposed_collective_s,
+        ),
+        part(
+            "  of which sync skew (barrier exit skew, launch gaps)",
+            "sync_skew_s",
+            |b| b.sync_skew_s,
+            |c| c.sync_skew_s,
+        ),
+    ];
+    let mut rows = vec![
         row(
-            "exposed communication (T_o − T_c)",
+            "exposed communication (median over rounds of T_o − T_c)",
             or(
                 fig(
                     o.exposed_comm_s,
@@ -331,7 +379,7 @@ pub fn overlap_figures(r: &Report) -> Vec<Figure> {
             "exposed_comm_s",
         ),
         row(
-            "serialized overhead (T_s − T_c)/T_s",
+            "serialized overhead (median over rounds of (T_s − T_c)/T_s)",
             or(
                 fig(
                     o.serialized_overhead,
@@ -346,22 +394,40 @@ pub fn overlap_figures(r: &Report) -> Vec<Figure> {
             "serialized_overhead",
         ),
         row(
-            "hidden fraction (T_c + T_a − T_o)/T_a",
-            or(
-                fig(
-                    o.hidden_fraction,
-                    c.hidden_fraction,
-                    "hidden_fraction",
-                    f::pct,
+            "hidden fraction of communication (median over rounds of 1 − exposed collective/T_a)",
+            match (o.hidden_fraction, o.step_hidden_fraction) {
+                (None, Some(_)) => "n/a (the records have no per-step exposed collective time: written by an older mfubench)".to_string(),
+                _ => or(
+                    fig(
+                        o.hidden_fraction,
+                        c.hidden_fraction,
+                        "hidden_fraction",
+                        f::pct,
+                    ),
+                    &[Compute, Comm, Overlapped],
                 ),
-                &[Compute, Comm, Overlapped],
-            ),
+            },
             o.hidden_fraction,
             "hidden_fraction",
             "hidden_fraction",
         ),
         row(
-            "overlap speedup T_s/T_o",
+            "step-based hidden fraction (median over rounds of (T_c + T_a − T_o)/T_a)",
+            or(
+                fig(
+                    o.step_hidden_fraction,
+                    c.step_hidden_fraction,
+                    "step_hidden_fraction",
+                    f::pct,
+                ),
+                &[Compute, Comm, Overlapped],
+            ),
+            o.step_hidden_fraction,
+            "step_hidden_fraction",
+            "step_hidden_fraction",
+        ),
+        row(
+            "overlap speedup (median over rounds of T_s/T_o)",
             or(
                 fig(
                     o.overlap_speedup,
@@ -376,7 +442,7 @@ pub fn overlap_figures(r: &Report) -> Vec<Figure> {
             "overlap_speedup",
         ),
         row(
-            "efficiency vs achievable overlap (T_s − T_o)/(T_s − max(T_c + tail, T_a))",
+            "efficiency vs achievable overlap (median over rounds of (T_s − T_o)/(T_s − max(T_c + tail, T_a)))",
             match (o.overlap_efficiency, o.last_bucket_tail_s) {
                 (Some(_), Some(tail)) => format!(
                     "{} (last bucket's exposed tail {})",
@@ -475,10 +541,10 @@ pub fn overlap_figures(r: &Report) -> Vec<Figure> {
             "wrong",
             "wrong",
         ),
-    ]
-    .into_iter()
-    .chain(collective_rows(r))
-    .collect()
+    ];
+    // The breakdown sits under the exposed-communication row it splits.
+    rows.splice(1..1, breakdown.into_iter().flatten());
+    rows.into_iter().chain(collective_rows(r)).collect()
 }
 
 /// The row label of a kind of collective on a group.

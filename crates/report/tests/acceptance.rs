@@ -40,10 +40,10 @@ fn min_mfu_both_sides() {
         .iter()
         .find(|h| h.mode == Mode::Overlapped)
         .unwrap()
-        .mfu
+        .mfu_sustained
         .unwrap();
     // Limits well outside the 95 % interval decide; one inside it cannot.
-    let [lo, hi] = base.ci95.mfu.overlapped.unwrap();
+    let [lo, hi] = base.ci95.mfu_sustained.overlapped.unwrap();
     assert!(lo < mfu && mfu < hi, "{lo} {mfu} {hi}");
     let pass = with(
         Acceptance {
@@ -78,7 +78,9 @@ fn min_mfu_both_sides() {
     assert_eq!(rule(&fail, "min_mfu").status, Status::Fail);
     assert!(!fail.verdict.passed);
     assert!(
-        rule(&fail, "min_mfu").detail.contains("overlapped MFU"),
+        rule(&fail, "min_mfu")
+            .detail
+            .contains("overlapped sustained MFU"),
         "{}",
         rule(&fail, "min_mfu").detail
     );

@@ -1051,6 +1051,6 @@ mod tests {
         r.link = Some(link(&[(0, 1, 1.0)], 2));
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<AcceptRecord>(&j).unwrap(), r);
-        assert!(j.contains("\"schema_version\":2"));
+        assert!(j.contains(&format!("\"schema_version\":{ACCEPT_SCHEMA_VERSION}")));
     }
 }

@@ -210,16 +210,49 @@ pub fn build(g: &Gen) -> RunRecord {
                 let step: Vec<f64> = (0..iters)
                     .map(|_| t * (1.0 + g.noise * rng.next()))
                     .collect();
+                // Per-iteration busy and exposed times, scaled with the
+                // step's noise (as run.json from mfubench-worker holds them).
+                let of = |k: StreamKind| -> Vec<(f64, f64)> {
+                    spans
+                        .iter()
+                        .filter(|s| s.stream == k)
+                        .map(|s| (s.start_s, s.end_s))
+                        .collect()
+                };
+                let (gemms, colls) = (of(StreamKind::Compute), of(StreamKind::Comm));
+                let per_iter = |x: f64| -> Vec<f64> {
+                    if t > 0.0 {
+                        step.iter().map(|s| x * s / t).collect()
+                    } else {
+                        Vec::new()
+                    }
+                };
+                let sum = |v: &[(f64, f64)]| v.iter().map(|(a, b)| b - a).sum::<f64>();
+                let gemm_busy_s = if gemms.is_empty() {
+                    Vec::new()
+                } else {
+                    per_iter(sum(&gemms))
+                };
+                let allreduce_busy_s = if colls.is_empty() {
+                    Vec::new()
+                } else {
+                    per_iter(sum(&colls))
+                };
+                let comm_exposed_s = if gemms.is_empty() || colls.is_empty() {
+                    Vec::new()
+                } else {
+                    per_iter(mfubench_core::metrics::uncovered_s(&colls, &gemms))
+                };
                 modes.insert(
                     mode,
                     ModeRecord {
                         step_time_s: step,
                         step_start_s: Vec::new(),
-                        gemm_busy_s: Vec::new(),
-                        allreduce_busy_s: Vec::new(),
+                        gemm_busy_s,
+                        allreduce_busy_s,
                         collective_busy_s: BTreeMap::new(),
                         collective_exposed_s: BTreeMap::new(),
-                        comm_exposed_s: Vec::new(),
+                        comm_exposed_s,
                         ops,
                         timeline: spans,
                         timeline_iteration: 0,
