@@ -5,13 +5,14 @@
 //! ordering rules, the all-reduce check catching a planted error, and bad
 //! input failing with exit 2 before any compute.
 
+mod common;
+
+use common::{mpirun as mpirun_cmd, one_at_a_time, signal, WORKER};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use mfubench_core::config::Mode;
 use mfubench_core::result::{RunRecord, StreamKind};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_mfubench-worker");
 
 /// A small, fast config: tiny shapes, one layer, all modes.
 fn small_config(dir: &Path, extra_run: &str) -> PathBuf {
@@ -32,39 +33,19 @@ fn small_config(dir: &Path, extra_run: &str) -> PathBuf {
     p
 }
 
-/// MPI tests run one at a time: concurrent jobs on a 2-core machine would
-/// distort each other's timings.
-static MPI_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn mpirun(np: usize, args: &[&str]) -> Output {
-    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let out = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["--mca", "mpi_yield_when_idle", "1"])
-        .args(["-np", &np.to_string(), WORKER])
+    let _one_at_a_time = one_at_a_time();
+    mpirun_cmd(np, WORKER)
         .args(args)
         .output()
-        .expect("mpirun must be installed (ci/install-deps.sh installs openmpi-bin)");
-    out
+        .expect("mpirun must be installed (ci/install-deps.sh installs openmpi-bin)")
 }
 
 /// Starts 2 worker ranks under mpirun in the background (stdout piped for
 /// the progress events; stderr piped or discarded), for tests that act on
-/// the job while it runs. The caller holds `MPI_LOCK`.
+/// the job while it runs. The caller holds [`one_at_a_time`].
 fn spawn_two_ranks(args: &[&str], keep_stderr: bool) -> std::process::Child {
-    Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["--mca", "mpi_yield_when_idle", "1", "-np", "2", WORKER])
+    mpirun_cmd(2, WORKER)
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(if keep_stderr {
@@ -513,7 +494,7 @@ fn measured_steps_are_saved_before_the_run_ends() {
     // must already be on disk (saved after 1, 2, 4, … rounds), marked
     // incomplete, both modes with the same number of steps.
     use std::io::{BufRead, BufReader};
-    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _one_at_a_time = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(
         dir.path(),
@@ -542,7 +523,7 @@ fn measured_steps_are_saved_before_the_run_ends() {
         }
     }
     assert!(seen);
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    signal(child.id(), libc::SIGTERM);
     let _ = child.wait();
     let run: RunRecord =
         serde_json::from_slice(&std::fs::read(out.join("p/run.json")).unwrap()).unwrap();
@@ -581,7 +562,7 @@ fn overlap_verdict(run: &RunRecord) -> OverlapVerdict {
 /// processes, two per core) should run from then on (None: as it is).
 fn run_with_hog(schedule: &str, hog_on: impl Fn(&str, u64) -> Option<bool>) -> RunRecord {
     use std::io::{BufRead, BufReader};
-    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _one_at_a_time = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(
         dir.path(),
@@ -749,7 +730,7 @@ fn hog_attempt() -> Result<(), String> {
 #[test]
 fn stopped_rank_ends_the_job_within_the_op_timeout() {
     use std::io::{BufRead, BufReader, Read};
-    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _one_at_a_time = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config(
         dir.path(),
@@ -781,12 +762,7 @@ fn stopped_rank_ends_the_job_within_the_op_timeout() {
             Some(Ok(mfubench_core::protocol::Event::Iteration { phase, iter: 3, .. }))
                 if phase == "timed" && stopped_at.is_none() =>
             {
-                let pid = pid_of_rank1.expect("rank 1 said hello").to_string();
-                assert!(Command::new("kill")
-                    .args(["-STOP", &pid])
-                    .status()
-                    .unwrap()
-                    .success());
+                signal(pid_of_rank1.expect("rank 1 said hello"), libc::SIGSTOP);
                 stopped_at = Some(std::time::Instant::now());
             }
             _ => {}
@@ -795,9 +771,7 @@ fn stopped_rank_ends_the_job_within_the_op_timeout() {
     let status = child.wait().unwrap();
     let waited = stopped_at.expect("the run reached timed round 3").elapsed();
     if let Some(pid) = pid_of_rank1 {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+        signal(pid, libc::SIGKILL);
     }
     let err = err_reader.join().unwrap();
     assert_eq!(status.code(), Some(3), "{err}");
