@@ -5,25 +5,15 @@
 //! link: the link stage names exactly that host's links, then the host,
 //! and exits 1; without the limit it passes; and a CPU hog sharing one
 //! host's core: the device stage names that host's rank, with the CPU share
-//! it got as the reason.
+//! it got as the reason. (A rank stopped mid-stage is a row of faults.rs.)
 
 mod common;
 
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(300);
-
-fn have(test: &str, programs: &[&str]) -> bool {
-    for p in programs {
-        if find_program(p).is_none() {
-            skip(test, &format!("{p} is not installed"));
-            return false;
-        }
-    }
-    true
-}
 
 fn findings(j: &serde_json::Value) -> Vec<(String, String, String)> {
     j["findings"]
@@ -104,7 +94,7 @@ fn accept_options_are_checked_before_launch() {
 #[test]
 fn accept_every_stage_on_one_host() {
     let test = "accept_every_stage_on_one_host";
-    if !have(test, &["mpirun"]) {
+    if !have_mpirun(test) {
         return;
     }
     require_worker();
@@ -208,7 +198,7 @@ fn accept_every_stage_on_one_host() {
 #[test]
 fn accept_killed_mid_stage_keeps_finished_stages() {
     let test = "accept_killed_mid_stage_keeps_finished_stages";
-    if !have(test, &["mpirun"]) {
+    if !have_mpirun(test) {
         return;
     }
     require_worker();
@@ -273,29 +263,6 @@ fn accept_killed_mid_stage_keeps_finished_stages() {
     );
     assert_ne!(f.code(), 3, "{f:?}");
     assert!(f.stdout.contains("accept: INCOMPLETE"), "{}", f.stdout);
-}
-
-/// Tears the fake hosts down however the test ends.
-struct Netns;
-
-impl Netns {
-    fn up(hosts: u32) -> Netns {
-        let down = root().join("ci/netns-down.sh");
-        let _ = Command::new(&down).status();
-        let guard = Netns;
-        let f = run(
-            Command::new(root().join("ci/netns-up.sh")).arg(hosts.to_string()),
-            Duration::from_secs(60),
-        );
-        assert_eq!(f.code(), 0, "ci/netns-up.sh failed: {f:?}");
-        guard
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new(root().join("ci/netns-down.sh")).status();
-    }
 }
 
 /// A busy loop pinned to one core, killed however the test ends.
@@ -555,128 +522,6 @@ fn link_stage_names_the_rate_limited_host() {
         "{}",
         f.stdout
     );
-}
-
-/// SIGSTOP of hostB's rank during the sweep stage (3 namespace hosts): the
-/// others' watchdogs end the job; exit 3 within op_timeout + grace + slack,
-/// the stopped rank named with its host, PID and where it stopped (its
-/// heartbeat's position: the sweep stage, collective and size), the link
-/// stage kept in accept.json, which the report calls INCOMPLETE.
-#[test]
-fn accept_stopped_rank_is_named_with_its_stage() {
-    let test = "accept_stopped_rank_is_named_with_its_stage";
-    if !is_root() {
-        return skip(test, "needs root (network namespaces)");
-    }
-    if !have(test, &["ip", "nsenter", "unshare", "mpirun"]) {
-        return;
-    }
-    require_worker();
-    let _lock = TestLock::acquire();
-    let _hosts = Netns::up(3);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let out = tmp.path().join("results");
-    // The fault tests' op timeout; many iterations, so that the sweep
-    // lasts long enough to be stopped in (tens of seconds), over small
-    // link exchanges, so that the link stage before it stays short.
-    let text = std::fs::read_to_string(test_config("accept.toml")).expect("config");
-    let mut t: toml::Table = text.parse().expect("parses");
-    t["run"]
-        .as_table_mut()
-        .expect("[run]")
-        .insert("op_timeout_s".into(), toml::Value::Float(OP_TIMEOUT_S));
-    let a = t["accept"].as_table_mut().expect("[accept]");
-    a.insert("iterations".into(), toml::Value::Integer(100));
-    a.insert("link_bytes".into(), toml::Value::Integer(1 << 20));
-    a.insert("sweep_end".into(), toml::Value::Integer(16 << 20));
-    let cfg = tmp.path().join("stop.toml");
-    std::fs::write(&cfg, toml::to_string(&t).expect("toml")).expect("write config");
-    let run_id = "stopB";
-    let running = Running::start(&mut accept_on_three_hosts_cmd(run_id, &out, &cfg));
-    let accept_json = out.join(run_id).join("accept.json");
-    let started = Instant::now();
-    // Rank 0 says when the sweep stage starts.
-    let pids = loop {
-        let pids = worker_pids(run_id);
-        if running.output().contains("accept: sweep stage") && pids.len() == 3 {
-            break pids;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "the sweep stage never started:\n{}",
-            running.output()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let victim = pids
-        .iter()
-        .copied()
-        .find(|p| proc_env(*p, "OMPI_COMM_WORLD_RANK").as_deref() == Some("1"))
-        .expect("rank 1");
-    // Two heartbeats into the sweep stage.
-    std::thread::sleep(Duration::from_secs(2));
-    let j = read_json(&accept_json);
-    assert!(!j["link"].is_null(), "{j:#}");
-    assert!(
-        j["sweep"].is_null(),
-        "the sweep ended before the fault: make it longer"
-    );
-    let injected = Instant::now();
-    // SAFETY: plain syscall on a PID found to be our worker.
-    unsafe {
-        libc::kill(victim as i32, libc::SIGSTOP);
-    }
-    let f = running.wait(Duration::from_secs(180));
-    let took = injected.elapsed();
-    // SAFETY: as above; the process may be gone already.
-    unsafe {
-        libc::kill(victim as i32, libc::SIGKILL);
-    }
-    assert_eq!(f.code(), 3, "{f:?}");
-    let bound = Duration::from_secs(OP_TIMEOUT_S as u64 + ABORT_GRACE_S + SLACK_S);
-    assert!(took < bound, "ended {took:?} after SIGSTOP: {f:?}");
-    let culprit = format!("fell behind: rank 1 (host hostB, pid {victim}): stopped reporting");
-    assert!(f.stderr.contains(&culprit), "{culprit}: {}", f.stderr);
-    assert!(
-        behind(&f.stderr).contains("(last at accept sweep stage, "),
-        "no position: {}",
-        f.stderr
-    );
-    assert!(
-        !behind(&f.stderr).contains("rank 0 "),
-        "a waiting rank blamed: {}",
-        f.stderr
-    );
-    assert!(
-        f.stderr.contains(&format!(
-            "what was written is in {}",
-            out.join(run_id).display()
-        )),
-        "{}",
-        f.stderr
-    );
-    let j = read_json(&accept_json);
-    assert_eq!(j["complete"], false, "{j:#}");
-    assert_eq!(
-        j["link"]["pairs"].as_array().map(Vec::len),
-        Some(3),
-        "{j:#}"
-    );
-    assert!(j["sweep"].is_null(), "{j:#}");
-    let r = run(
-        mfubench_cmd().args(["report", accept_json.to_str().expect("utf-8")]),
-        LIMIT,
-    );
-    assert_eq!(r.code(), 3, "{r:?}");
-    assert!(r.stdout.contains("INCOMPLETE"), "{}", r.stdout);
-    let left = wait_gone(&pids, Duration::from_secs(10));
-    assert!(left.is_empty(), "workers left behind: {left:?}\n{f:?}");
-    log(&format!(
-        "fault SIGSTOP of hostB's rank in the accept sweep: exit {} after {:.1} s; {}",
-        f.code(),
-        took.as_secs_f64(),
-        line_with(&f.stderr, "fell behind")
-    ));
 }
 
 /// `--min-device-fraction 90%` is 0.9 on `accept` as on `report` and `run`'s

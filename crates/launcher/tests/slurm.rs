@@ -6,43 +6,9 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Stops the test Slurm however the test ends.
-struct Slurm {
-    dir: PathBuf,
-}
-
-impl Slurm {
-    fn up(dir: &Path) -> Slurm {
-        let _ = Command::new(root().join("ci/slurm-down.sh"))
-            .arg(dir)
-            .status();
-        let guard = Slurm {
-            dir: dir.to_path_buf(),
-        };
-        let f = run(
-            Command::new(root().join("ci/slurm-up.sh")).arg(dir),
-            Duration::from_secs(120),
-        );
-        assert_eq!(f.code(), 0, "ci/slurm-up.sh failed: {f:?}");
-        guard
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.join("slurm.conf")
-    }
-}
-
-impl Drop for Slurm {
-    fn drop(&mut self) {
-        let _ = Command::new(root().join("ci/slurm-down.sh"))
-            .arg(&self.dir)
-            .status();
-    }
-}
 
 #[test]
 fn sbatch_template_runs_the_quickstart() {
@@ -62,53 +28,27 @@ fn sbatch_template_runs_the_quickstart() {
     let _lock = TestLock::acquire();
     let tmp = tempfile::tempdir().expect("tempdir");
     // slurm-down.sh removes the state folder; keep it apart from our files.
-    let slurm = Slurm::up(
+    let slurm = Slurm::one_node(
         &std::env::temp_dir().join(format!("mfubench-slurm-test-{}", std::process::id())),
     );
 
-    let config = short_quickstart(tmp.path());
-    let results = tmp.path().join("results");
-    let log = tmp.path().join("job-%j.out");
-    let junit = tmp.path().join("job.junit.xml");
-    let prom = tmp.path().join("job.prom");
-    let export = format!(
-        "ALL,MFUBENCH={},MFUBENCH_OUT={},MFUBENCH_CONFIG={},MFUBENCH_TIMEOUT=10m,MFUBENCH_JUNIT={},MFUBENCH_PROM={}",
-        mfubench().display(),
-        results.display(),
-        config.display(),
-        junit.display(),
-        prom.display()
-    );
-    // Command-line options override the template's GPU-cluster defaults
-    // (2 nodes x 8 GPUs) for this one-node, CPU-only cluster.
-    let mut cmd = Command::new("sbatch");
-    cmd.env("SLURM_CONF", slurm.conf())
-        .current_dir(root())
-        .args([
-            "--parsable",
-            "--wait",
-            "--nodes=1",
-            "--ntasks-per-node=2",
-            "--gpus-per-node=0",
-        ])
-        .arg(format!("--output={}", log.display()))
-        .arg(format!("--export={export}"))
-        .arg("launch/mfubench.sbatch");
-    let running = Running::start(&mut cmd);
+    let files = SbatchFiles::in_dir(tmp.path(), short_quickstart(tmp.path()));
+    let results = &files.results;
+    let running = Running::start(&mut sbatch(
+        &slurm.conf(),
+        &["--nodes=1", "--ntasks-per-node=2"],
+        "10m",
+        &files,
+    ));
     let t = Instant::now();
-    // --parsable prints the job id at submission; --wait then blocks.
     let job_id = loop {
-        let o = running.output();
-        if let Some(id) = o
-            .lines()
-            .next()
-            .filter(|l| o.contains('\n') && !l.is_empty())
-        {
-            break id.trim().split(';').next().unwrap_or_default().to_string();
+        if let Some(id) = sbatch_job_id(&running) {
+            break id;
         }
         assert!(
             t.elapsed() < Duration::from_secs(60),
-            "sbatch printed no job id: {o}"
+            "sbatch printed no job id: {}",
+            running.output()
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -117,8 +57,7 @@ fn sbatch_template_runs_the_quickstart() {
         "job id {job_id:?}"
     );
     let f = running.wait(Duration::from_secs(600));
-    let job_log = std::fs::read_to_string(tmp.path().join(format!("job-{job_id}.out")))
-        .unwrap_or_else(|e| format!("(no job log: {e})"));
+    let job_log = files.job_log(&job_id);
     assert_eq!(
         f.code(),
         0,
@@ -140,10 +79,10 @@ fn sbatch_template_runs_the_quickstart() {
         "{job_log}"
     );
     // One command wrote the CI and monitoring files too.
-    let x = std::fs::read_to_string(&junit).expect("the JUnit file");
+    let x = std::fs::read_to_string(&files.junit).expect("the JUnit file");
     let jr = quick_junit::Report::deserialize_from_str(&x).expect("JUnit parses");
     assert_eq!(jr.failures, 0, "{x}");
-    let p = std::fs::read_to_string(&prom).expect("the Prometheus file");
+    let p = std::fs::read_to_string(&files.prom).expect("the Prometheus file");
     assert!(p.contains("\nmfubench_run_complete 1\n"), "{p}");
 }
 

@@ -11,17 +11,6 @@ use std::time::Duration;
 
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 
-fn have_mpirun(test: &str) -> bool {
-    if find_program("mpirun").is_none() {
-        skip(
-            test,
-            "mpirun is not installed (apt-get install openmpi-bin)",
-        );
-        return false;
-    }
-    true
-}
-
 /// The short quickstart with 6 timed rounds: the fewest that give 95 %
 /// intervals, so that a verdict can be "best".
 fn config(dir: &Path) -> String {

@@ -11,16 +11,16 @@
 //!   here `MPI_Finalize`) would leave a peer stuck in its collective. The
 //!   second case shows the test can tell the two apart.
 
-use std::process::{Command, Stdio};
+mod common;
+
+use common::{mpirun, one_at_a_time, signal};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mfubench_worker::cuda::nccl::{teardown, InitWatchdog, Teardown, WATCHDOG_EXIT_CODE};
 
 /// Which scenario the ranks play (environment of the child ranks).
 const SCENARIO_VAR: &str = "MFUBENCH_TEARDOWN_SCENARIO";
-
-/// MPI tests run one at a time (2 cores).
-static MPI_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Child entry point: one MPI rank of a scenario. Ignored in normal runs;
 /// the tests below start it with `--ignored` under mpirun.
@@ -68,20 +68,12 @@ fn rank() {
 /// Runs 2 ranks of `scenario`; returns (exit code, output, seconds), or
 /// None when the job was still running after `limit` (then killed).
 fn run(scenario: &str, limit: Duration) -> Option<(Option<i32>, String, f64)> {
-    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _one_at_a_time = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("out.txt");
     let exe = std::env::current_exe().unwrap();
     let started = Instant::now();
-    let mut child = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["--mca", "mpi_yield_when_idle", "1", "-np", "2"])
-        .arg(&exe)
+    let mut child = mpirun(2, &exe)
         .args(["--exact", "rank", "--ignored", "--nocapture"])
         .env(SCENARIO_VAR, scenario)
         .stdin(Stdio::null())
@@ -97,8 +89,7 @@ fn run(scenario: &str, limit: Duration) -> Option<(Option<i32>, String, f64)> {
         }
         if started.elapsed() > limit {
             // SIGTERM: mpirun forwards it to its ranks and ends them.
-            // SAFETY: plain kill(2) of our own child's pid.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            signal(child.id(), libc::SIGTERM);
             let _ = child.wait();
             return None;
         }

@@ -9,7 +9,6 @@
 //! is then `MFUBENCH_WORKER_BIN`, since the path cargo compiled in does not
 //! exist there.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +19,9 @@ use mfubench_worker::cuda::nccl::{self, NcclComm, NcclLib};
 use mfubench_worker::cuda::{self, CudaBackend, DeviceBuf};
 use mfubench_worker::schedule;
 
-#[path = "../../test-support/skip.rs"]
-mod skipping;
+mod common;
+
+use common::{have_mpirun, mpirun_plain, skipping};
 
 /// Prints a skip note for want of a GPU, visible in every test run; never a
 /// failure, even with `CI=true`: CI machines have no GPU.
@@ -260,7 +260,7 @@ fn one_rank_worker_run_writes_gpu_details() {
     if gpus().is_none() {
         return;
     }
-    if Command::new("mpirun").arg("--version").output().is_err() {
+    if !have_mpirun() {
         skipping::skip(
             &skipping::current_test(),
             "mpirun not found (ci/install-deps.sh installs openmpi-bin)",
@@ -275,9 +275,7 @@ fn one_rank_worker_run_writes_gpu_details() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let o = Command::new("mpirun")
-        .args(["--allow-run-as-root", "-np", "1"])
-        .arg(worker_bin())
+    let o = mpirun_plain(1, worker_bin())
         .args([
             "--config",
             cfg.to_str().unwrap(),

@@ -4,29 +4,14 @@
 //! On a machine with a CUDA driver these tests print "skipped: TEST: CUDA
 //! driver present …" (the GPU paths are in `cuda_gpu.rs`).
 
+mod common;
+
+use common::{have_mpirun, mpirun, skipping, WORKER};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-#[path = "../../test-support/skip.rs"]
-mod skipping;
-
-fn mpirun_available() -> bool {
-    Command::new("mpirun").arg("--version").output().is_ok()
-}
-
-fn worker(np: u32, args: &[&str]) -> Output {
-    Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["--mca", "mpi_yield_when_idle", "1", "-np", &np.to_string()])
-        .arg(env!("CARGO_BIN_EXE_mfubench-worker"))
-        .args(args)
-        .output()
-        .expect("mpirun runs")
+fn worker(np: usize, args: &[&str]) -> Output {
+    mpirun(np, WORKER).args(args).output().expect("mpirun runs")
 }
 
 fn skip() -> bool {
@@ -38,7 +23,7 @@ fn skip() -> bool {
         );
         return true;
     }
-    if !mpirun_available() {
+    if !have_mpirun() {
         skipping::skip(
             &skipping::current_test(),
             "mpirun not found (ci/install-deps.sh installs openmpi-bin)",

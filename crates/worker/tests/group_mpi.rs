@@ -7,7 +7,10 @@
 //! itself under `mpirun` (the `#[ignore]`d `rank` entry point below); a
 //! rank whose check fails panics, and the job's exit code says so.
 
-use std::process::{Command, Stdio};
+mod common;
+
+use common::{mpirun, one_at_a_time};
+use std::process::Stdio;
 
 use mfubench_core::metrics::Collective;
 use mfubench_worker::accept::{sweep_table, Team};
@@ -18,9 +21,6 @@ use mfubench_worker::mpi_comm::MpiGroup;
 
 /// Set in the child ranks' environment.
 const CHILD_VAR: &str = "MFUBENCH_GROUP_TEST_CHILD";
-
-/// MPI tests run one at a time (2 cores).
-static MPI_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn f64s(b: &HostBuf) -> Vec<f64> {
     match b {
@@ -248,17 +248,8 @@ fn rank() {
 }
 
 fn run(ranks: usize) {
-    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let out = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["--mca", "mpi_yield_when_idle", "1", "-np"])
-        .arg(ranks.to_string())
-        .arg(std::env::current_exe().unwrap())
+    let _one_at_a_time = one_at_a_time();
+    let out = mpirun(ranks, std::env::current_exe().unwrap())
         .args(["--exact", "rank", "--ignored", "--nocapture"])
         .env(CHILD_VAR, "1")
         .stdin(Stdio::null())

@@ -5,13 +5,14 @@
 //! ordering rules, the all-reduce check catching a planted error, and bad
 //! input failing with exit 2 before any compute.
 
+mod common;
+
+use common::{mpirun as mpirun_cmd, one_at_a_time, signal, WORKER};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use mfubench_core::config::Mode;
 use mfubench_core::result::{RunRecord, StreamKind};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_mfubench-worker");
 
 /// A small, fast config: tiny shapes, one layer, all modes.
 fn small_config(dir: &Path, extra_run: &str) -> PathBuf {
@@ -32,48 +33,64 @@ fn small_config(dir: &Path, extra_run: &str) -> PathBuf {
     p
 }
 
-/// MPI tests run one at a time: concurrent jobs on a 2-core machine would
-/// distort each other's timings.
-static MPI_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn mpirun(np: usize, args: &[&str]) -> Output {
-    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let out = Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["--mca", "mpi_yield_when_idle", "1"])
-        .args(["-np", &np.to_string(), WORKER])
+    let _one_at_a_time = one_at_a_time();
+    mpirun_cmd(np, WORKER)
         .args(args)
         .output()
-        .expect("mpirun must be installed (ci/install-deps.sh installs openmpi-bin)");
-    out
+        .expect("mpirun must be installed (ci/install-deps.sh installs openmpi-bin)")
 }
 
-/// Starts 2 worker ranks under mpirun in the background (stdout piped for
-/// the progress events; stderr piped or discarded), for tests that act on
-/// the job while it runs. The caller holds `MPI_LOCK`.
-fn spawn_two_ranks(args: &[&str], keep_stderr: bool) -> std::process::Child {
-    Command::new("mpirun")
-        .args([
-            "--allow-run-as-root",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["--mca", "mpi_yield_when_idle", "1", "-np", "2", WORKER])
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(if keep_stderr {
-            std::process::Stdio::piped()
-        } else {
-            std::process::Stdio::null()
-        })
-        .spawn()
-        .unwrap()
+/// A 2-rank worker job of [`small_config`] running in the background
+/// (results in `out()`, run id `r`), for the tests that act on a job while
+/// it runs: it holds [`one_at_a_time`]; [`LiveJob::events`] reads the
+/// progress events on stdout as they come; stderr is piped or discarded.
+struct LiveJob {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
+
+impl LiveJob {
+    fn start(extra_run: &str, keep_stderr: bool) -> LiveJob {
+        let lock = one_at_a_time();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = small_config(dir.path(), extra_run);
+        let out = dir.path().join("results");
+        let child = mpirun_cmd(2, WORKER)
+            .args(["--config", cfg.to_str().unwrap(), "--out"])
+            .arg(&out)
+            .args(["--run-id", "r"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(if keep_stderr {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .spawn()
+            .unwrap();
+        LiveJob {
+            child,
+            dir,
+            _one_at_a_time: lock,
+        }
+    }
+
+    /// The run's run.json.
+    fn run_json(&self) -> RunRecord {
+        let p = self.dir.path().join("results/r/run.json");
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    }
+
+    /// The job's progress events until its stdout closes.
+    fn events(&mut self) -> impl Iterator<Item = mfubench_core::protocol::Event> {
+        use std::io::{BufRead, BufReader};
+        let stdout = self.child.stdout.take().expect("events read once");
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| mfubench_core::protocol::Event::parse_line(&l)?.ok())
+    }
 }
 
 fn text(o: &Output) -> String {
@@ -512,40 +529,19 @@ fn measured_steps_are_saved_before_the_run_ends() {
     // The job is killed after a few timed rounds: the steps measured so far
     // must already be on disk (saved after 1, 2, 4, … rounds), marked
     // incomplete, both modes with the same number of steps.
-    use std::io::{BufRead, BufReader};
-    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = small_config(
-        dir.path(),
+    use mfubench_core::protocol::Event;
+    let mut job = LiveJob::start(
         "peak_tflops = 1.0\nmodes = [\"comm\", \"compute\"]\niterations = 400\ncheck = false\n",
-    );
-    let out = dir.path().join("results");
-    let mut child = spawn_two_ranks(
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--run-id",
-            "p",
-        ],
         false,
     );
-    let stdout = child.stdout.take().unwrap();
-    let mut seen = false;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        // Round 6 has started: the save after round 4 is on disk.
-        if line.contains("\"phase\":\"timed\"") && line.contains("\"iter\":6,") {
-            seen = true;
-            break;
-        }
-    }
+    // Round 6 has started: the save after round 4 is on disk.
+    let seen = job
+        .events()
+        .any(|e| matches!(e, Event::Iteration { ref phase, iter: 6, .. } if phase == "timed"));
     assert!(seen);
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
-    let run: RunRecord =
-        serde_json::from_slice(&std::fs::read(out.join("p/run.json")).unwrap()).unwrap();
+    signal(job.child.id(), libc::SIGTERM);
+    let _ = job.child.wait();
+    let run = job.run_json();
     assert!(!run.complete);
     for r in &run.ranks {
         let (c, a) = (&r.modes[&Mode::Compute], &r.modes[&Mode::Comm]);
@@ -580,31 +576,15 @@ fn overlap_verdict(run: &RunRecord) -> OverlapVerdict {
 /// timed step event of rank 0 and says whether a CPU hog (four busy real
 /// processes, two per core) should run from then on (None: as it is).
 fn run_with_hog(schedule: &str, hog_on: impl Fn(&str, u64) -> Option<bool>) -> RunRecord {
-    use std::io::{BufRead, BufReader};
-    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = small_config(
-        dir.path(),
+    let mut job = LiveJob::start(
         &format!("peak_tflops = 1.0\niterations = 30\ncheck = false\nschedule = \"{schedule}\"\n"),
-    );
-    let out = dir.path().join("results");
-    let mut child = spawn_two_ranks(
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--run-id",
-            "h",
-        ],
         false,
     );
     let mut hogs: Vec<std::process::Child> = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let Some(Ok(mfubench_core::protocol::Event::Iteration {
+    for e in job.events() {
+        let mfubench_core::protocol::Event::Iteration {
             mode, phase, iter, ..
-        })) = mfubench_core::protocol::Event::parse_line(&line)
+        } = e
         else {
             continue;
         };
@@ -634,8 +614,8 @@ fn run_with_hog(schedule: &str, hog_on: impl Fn(&str, u64) -> Option<bool>) -> R
         let _ = h.kill();
         let _ = h.wait();
     }
-    assert!(child.wait().unwrap().success());
-    serde_json::from_slice(&std::fs::read(out.join("h/run.json")).unwrap()).unwrap()
+    assert!(job.child.wait().unwrap().success());
+    job.run_json()
 }
 
 fn ci_width(run: &RunRecord, m: Mode) -> f64 {
@@ -748,23 +728,13 @@ fn hog_attempt() -> Result<(), String> {
 /// ends with exit 3 within op_timeout_s and a few seconds.
 #[test]
 fn stopped_rank_ends_the_job_within_the_op_timeout() {
-    use std::io::{BufRead, BufReader, Read};
-    let _one_at_a_time = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = small_config(
-        dir.path(),
+    use mfubench_core::protocol::Event;
+    use std::io::Read;
+    let mut job = LiveJob::start(
         "peak_tflops = 1.0\niterations = 1000\ncheck = false\nop_timeout_s = 3.0\n",
-    );
-    let mut child = spawn_two_ranks(
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            dir.path().to_str().unwrap(),
-        ],
         true,
     );
-    let mut stderr = child.stderr.take().unwrap();
+    let mut stderr = job.child.stderr.take().unwrap();
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = stderr.read_to_string(&mut s);
@@ -772,32 +742,20 @@ fn stopped_rank_ends_the_job_within_the_op_timeout() {
     });
     let mut pid_of_rank1 = None;
     let mut stopped_at = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        match mfubench_core::protocol::Event::parse_line(&line) {
-            Some(Ok(mfubench_core::protocol::Event::Hello { rank: 1, pid, .. })) => {
-                pid_of_rank1 = Some(pid)
-            }
-            Some(Ok(mfubench_core::protocol::Event::Iteration { phase, iter: 3, .. }))
-                if phase == "timed" && stopped_at.is_none() =>
-            {
-                let pid = pid_of_rank1.expect("rank 1 said hello").to_string();
-                assert!(Command::new("kill")
-                    .args(["-STOP", &pid])
-                    .status()
-                    .unwrap()
-                    .success());
+    for e in job.events() {
+        match e {
+            Event::Hello { rank: 1, pid, .. } => pid_of_rank1 = Some(pid),
+            Event::Iteration { phase, iter: 3, .. } if phase == "timed" && stopped_at.is_none() => {
+                signal(pid_of_rank1.expect("rank 1 said hello"), libc::SIGSTOP);
                 stopped_at = Some(std::time::Instant::now());
             }
             _ => {}
         }
     }
-    let status = child.wait().unwrap();
+    let status = job.child.wait().unwrap();
     let waited = stopped_at.expect("the run reached timed round 3").elapsed();
     if let Some(pid) = pid_of_rank1 {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
+        signal(pid, libc::SIGKILL);
     }
     let err = err_reader.join().unwrap();
     assert_eq!(status.code(), Some(3), "{err}");

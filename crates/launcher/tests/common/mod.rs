@@ -1,7 +1,10 @@
 //! Shared helpers of the launcher's integration tests: paths, the test
-//! lock, skips, and running `mfubench` with a deadline while watching its
-//! output.
+//! lock, skips, running `mfubench` with a deadline while watching its
+//! output, the test beds (hosts as network namespaces, three Slurm nodes in
+//! them) and, in [`fault`], the one fault-injection harness.
 #![allow(dead_code)] // each test binary uses a different subset
+
+pub mod fault;
 
 use std::fs::File;
 use std::io::Read;
@@ -101,10 +104,43 @@ mod skipping;
 #[allow(unused_imports)] // each test binary uses a subset
 pub use skipping::{skip, skip_allowed};
 
+/// Whether every one of `programs` is installed; otherwise skips `test`
+/// (with `CI=true` a missing one fails it: ci/install-deps.sh installs them).
+pub fn have(test: &str, programs: &[&str]) -> bool {
+    match programs.iter().find(|p| find_program(p).is_none()) {
+        Some(p) => {
+            skip(
+                test,
+                &format!("{p} is not installed (ci/install-deps.sh installs it)"),
+            );
+            false
+        }
+        None => true,
+    }
+}
+
+/// Whether mpirun is installed; otherwise skips `test` (see [`have`]).
+pub fn have_mpirun(test: &str) -> bool {
+    have(test, &["mpirun"])
+}
+
+/// Sends `sig` to `pid`, a process the test started or found to be its
+/// own (a worker by its `--run-id`, mpirun, a Slurm step daemon of its
+/// job). The process may be gone already: the result is ignored.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
 /// An exclusive lock shared by the tests that start real jobs (MPI ranks,
 /// network namespaces, Slurm), across test binaries and threads: they must
 /// not share the machine's two cores, nor the fixed names of the testbed.
-pub struct TestLock(File);
+/// With `MFUBENCH_TEST_LOCK_LOG=FILE`, each test appends `TEST HELD_S` (the
+/// seconds it held the lock) to FILE when it lets the lock go: the time a
+/// test costs on a machine where nothing else waits for the lock.
+pub struct TestLock(File, Instant);
 
 impl TestLock {
     /// Blocks until the lock is ours.
@@ -118,7 +154,24 @@ impl TestLock {
         // SAFETY: flock on a file descriptor we own; released on close.
         let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
         assert_eq!(r, 0, "flock failed");
-        TestLock(f)
+        TestLock(f, Instant::now())
+    }
+}
+
+impl Drop for TestLock {
+    fn drop(&mut self) {
+        let Some(p) = std::env::var_os("MFUBENCH_TEST_LOCK_LOG") else {
+            return;
+        };
+        if let Ok(mut f) = File::options().create(true).append(true).open(p) {
+            use std::io::Write;
+            let _ = writeln!(
+                f,
+                "{} {:.1}",
+                skipping::current_test(),
+                self.1.elapsed().as_secs_f64()
+            );
+        }
     }
 }
 
@@ -398,6 +451,165 @@ pub fn netns_missing() -> Option<String> {
         .into_iter()
         .find(|p| find_program(p).is_none())
         .map(|p| format!("{p} is not installed"))
+}
+
+/// The files of a `launch/mfubench.sbatch` job: its config, results folder,
+/// log (`%j` is the job id), JUnit and Prometheus files.
+pub struct SbatchFiles {
+    pub config: PathBuf,
+    pub results: PathBuf,
+    pub log: PathBuf,
+    pub junit: PathBuf,
+    pub prom: PathBuf,
+}
+
+impl SbatchFiles {
+    /// `config`'s job with its files in `dir`.
+    pub fn in_dir(dir: &Path, config: PathBuf) -> SbatchFiles {
+        SbatchFiles {
+            config,
+            results: dir.join("results"),
+            log: dir.join("job-%j.out"),
+            junit: dir.join("job.junit.xml"),
+            prom: dir.join("job.prom"),
+        }
+    }
+
+    /// The log of job `job_id` (what the job printed, or why there is none).
+    pub fn job_log(&self, job_id: &str) -> String {
+        let p = self.log.display().to_string().replace("%j", job_id);
+        std::fs::read_to_string(&p).unwrap_or_else(|e| format!("(no job log: {e})"))
+    }
+}
+
+/// `sbatch --parsable --wait SHAPE --gpus-per-node=0 launch/mfubench.sbatch`
+/// on the Slurm of `conf` (command-line options override the template's
+/// GPU-cluster defaults), mfubench given `files` and `timeout`.
+pub fn sbatch(conf: &Path, shape: &[&str], timeout: &str, files: &SbatchFiles) -> Command {
+    let export = format!(
+        "ALL,MFUBENCH={},MFUBENCH_OUT={},MFUBENCH_CONFIG={},MFUBENCH_TIMEOUT={timeout},MFUBENCH_JUNIT={},MFUBENCH_PROM={}",
+        mfubench().display(),
+        files.results.display(),
+        files.config.display(),
+        files.junit.display(),
+        files.prom.display()
+    );
+    let mut cmd = Command::new("sbatch");
+    cmd.env("SLURM_CONF", conf)
+        .current_dir(root())
+        .args(["--parsable", "--wait"])
+        .args(shape)
+        .arg("--gpus-per-node=0")
+        .arg(format!("--output={}", files.log.display()))
+        .arg(format!("--export={export}"))
+        .arg("launch/mfubench.sbatch");
+    cmd
+}
+
+/// The job id `sbatch --parsable` printed on its first line, once it has
+/// (None before; --wait then blocks).
+pub fn sbatch_job_id(sbatch: &Running) -> Option<String> {
+    let o = sbatch.output();
+    o.lines()
+        .next()
+        .filter(|l| o.contains('\n') && !l.is_empty())
+        .map(|l| l.trim().split(';').next().unwrap_or_default().to_string())
+}
+
+/// The fake hosts of the beds, by rank (one rank a host).
+pub const HOSTS: [&str; 3] = ["hostA", "hostB", "hostC"];
+
+/// The skip reason of a test that needs the 3-node Slurm of
+/// ci/slurm-multi-up.sh, if any (for [`skip`]).
+pub fn slurm_multi_missing() -> Option<String> {
+    if !is_root() {
+        return Some("needs root (network namespaces, Slurm daemons)".into());
+    }
+    [
+        "ip",
+        "nsenter",
+        "unshare",
+        "slurmctld",
+        "slurmd",
+        "munged",
+        "sbatch",
+        "srun",
+        "scancel",
+        "squeue",
+    ]
+    .into_iter()
+    .find(|p| find_program(p).is_none())
+    .map(|p| format!("{p} is not installed (ci/install-deps.sh installs it)"))
+}
+
+/// A test Slurm (munged, slurmctld, slurmd), stopped however the test
+/// ends: one node on this machine (ci/slurm-up.sh), or three slurmd
+/// "nodes" in the namespaces hostA, hostB, hostC (ci/slurm-multi-up.sh, on
+/// a [`Netns`] bed; declare it after the [`Netns`], so that it goes first).
+pub struct Slurm {
+    dir: PathBuf,
+    down: &'static str,
+}
+
+impl Slurm {
+    /// Starts `ci/{up}` with its state in `dir` (removing what an
+    /// interrupted earlier run left there first).
+    fn start(up: &str, down: &'static str, dir: &Path, env: &[(&str, String)]) -> Slurm {
+        let _ = Command::new(root().join("ci").join(down)).arg(dir).status();
+        let guard = Slurm {
+            dir: dir.to_path_buf(),
+            down,
+        };
+        let mut cmd = Command::new(root().join("ci").join(up));
+        cmd.arg(dir).envs(env.iter().map(|(k, v)| (k, v)));
+        let f = run(&mut cmd, Duration::from_secs(120));
+        assert_eq!(f.code(), 0, "ci/{up} failed: {f:?}");
+        guard
+    }
+
+    /// One node on this machine.
+    pub fn one_node(dir: &Path) -> Slurm {
+        Slurm::start("slurm-up.sh", "slurm-down.sh", dir, &[])
+    }
+
+    /// Three nodes in the namespaces; `kill_wait` sets slurm.conf's
+    /// KillWait (seconds; the script's default is 5).
+    pub fn three_nodes(dir: &Path, kill_wait: Option<u32>) -> Slurm {
+        let env: Vec<(&str, String)> = kill_wait
+            .map(|w| ("KILL_WAIT", w.to_string()))
+            .into_iter()
+            .collect();
+        Slurm::start("slurm-multi-up.sh", "slurm-multi-down.sh", dir, &env)
+    }
+
+    /// Its slurm.conf (for `SLURM_CONF`).
+    pub fn conf(&self) -> PathBuf {
+        self.dir.join("slurm.conf")
+    }
+
+    /// On [`Slurm::three_nodes`]: `sbatch -N 3 --ntasks-per-node=1` of
+    /// [`sbatch`], Open MPI between
+    /// the nodes over the bridge only (each namespace also has a loopback
+    /// 127.0.0.1 that Open MPI would otherwise offer its peers); srun
+    /// passes the environment on to the ranks.
+    pub fn sbatch_on_three_nodes(&self, files: &SbatchFiles) -> Command {
+        let mut cmd = sbatch(
+            &self.conf(),
+            &["-N", "3", "--ntasks-per-node=1"],
+            "4m",
+            files,
+        );
+        cmd.env("OMPI_MCA_btl_tcp_if_include", "10.77.0.0/24");
+        cmd
+    }
+}
+
+impl Drop for Slurm {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("ci").join(self.down))
+            .arg(&self.dir)
+            .status();
+    }
 }
 
 /// Writes a line to the test log even for a passing test (as [`skip`]
