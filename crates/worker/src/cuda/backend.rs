@@ -81,7 +81,7 @@ impl CudaBackend {
     /// `plan` against free memory. Collective-free: the NCCL communicator is
     /// made by [`CudaBackend::init_comm`] once every rank got this far.
     /// `NCCL_RUNTIME_CONNECT` is not set here (other threads run by now):
-    /// the worker sets it before MPI_Init ([`nccl_connect_at_init`]).
+    /// the worker sets it before MPI_Init ([`super::nccl_connect_at_init`]).
     pub fn open(
         ordinal: usize,
         plan: Arc<StepPlan>,

@@ -120,7 +120,7 @@ impl DeviceBuf {
 
 /// A byte range of a [`DeviceBuf`], inside it by construction
 /// ([`DeviceBuf::slice`]): what the safe layer's operations
-/// ([`super::launch`]) take.
+/// (`cuda/launch.rs`) take.
 #[derive(Clone, Copy)]
 pub struct BufSlice<'a> {
     buf: &'a DeviceBuf,

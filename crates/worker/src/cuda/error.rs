@@ -26,7 +26,7 @@ pub enum CudaError {
     /// A library is missing.
     #[error(transparent)]
     Discovery(#[from] discovery::DiscoveryError),
-    /// A call of the safe layer ([`super::launch`]) was given buffers or a
+    /// A call of the safe layer (`cuda/launch.rs`) was given buffers or a
     /// stream that do not fit it; nothing was enqueued.
     #[error("{call}: {what}")]
     Invalid {

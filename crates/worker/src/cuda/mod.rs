@@ -28,11 +28,11 @@
 //! allocated: it would make streams wait on each other behind the
 //! schedule's back and falsify the overlap measurement. Device buffers are
 //! raw allocations owned by [`DeviceBuf`]. Events are created with
-//! `CU_EVENT_DEFAULT` (timing on). [`Streams::sync_event`] polls
+//! `CU_EVENT_DEFAULT` (timing on). [`Streams::sync_event`](crate::backend::Streams::sync_event) polls
 //! `cuEventQuery` with a short sleep until the watchdog's timeout, checking
 //! `ncclCommGetAsyncError` of every communicator (the world's and each
 //! group's) on the way; on an NCCL error, and when the caller gives up at
-//! the op timeout ([`Streams::give_up`]), it aborts them all
+//! the op timeout ([`Streams::give_up`](crate::backend::Streams::give_up)), it aborts them all
 //! (`ncclCommAbort`), so kernels spinning on a dead peer return and the job
 //! can end. Communicator creation runs under an
 //! [`nccl::InitWatchdog`] (a rank that never arrives would block it

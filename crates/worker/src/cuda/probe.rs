@@ -29,7 +29,7 @@ pub const RUNTIME_CONNECT_VAR: &str = "NCCL_RUNTIME_CONNECT";
 /// returns whether it set it.
 ///
 /// Why: the backend sizes its buffers from `cuMemGetInfo` once every
-/// communicator exists ([`CudaBackend::replan_memory`]). With lazy
+/// communicator exists ([`CudaBackend::replan_memory`](super::CudaBackend::replan_memory)). With lazy
 /// connection NCCL's buffers (about a GB per communicator with NVLS) appear
 /// only at the first collective, after the sizing, where a plan near the
 /// memory limit would fail inside NCCL with an allocation error; eager
@@ -40,7 +40,7 @@ pub const RUNTIME_CONNECT_VAR: &str = "NCCL_RUNTIME_CONNECT";
 /// and NCCL call from their own threads, so the worker calls this first
 /// thing in `main`, before `MPI_Init` (which starts Open MPI's threads) and
 /// before the first CUDA or NCCL call (NCCL reads the variable at its first
-/// communicator init). Programs that open a [`CudaBackend`] without it (the
+/// communicator init). Programs that open a [`CudaBackend`](super::CudaBackend) without it (the
 /// GPU tests) run with NCCL's default, which only defers the allocations.
 pub fn nccl_connect_at_init() -> bool {
     if std::env::var_os(RUNTIME_CONNECT_VAR).is_some() {

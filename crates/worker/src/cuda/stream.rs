@@ -5,7 +5,7 @@
 //! lowest, its communication streams the highest); events with
 //! `CU_EVENT_DEFAULT`, so they time. The raw `CUstream` is handed out only
 //! inside `cuda/`, to the layers that enqueue library work on it
-//! ([`super::launch`]).
+//! (`cuda/launch.rs`).
 
 use std::ffi::c_void;
 use std::sync::Arc;
