@@ -1,12 +1,13 @@
 //! [`DeviceBuf`]: a raw device allocation, freed on drop, with the
-//! synchronous copies the backend's set-up and checks use.
+//! synchronous copies the backend's set-up and checks use, and
+//! [`BufSlice`], a range of one that the safe layer's operations take.
 
 use std::sync::Arc;
 
 use cudarc::driver::safe::CudaContext;
 use cudarc::driver::{result as cu, sys};
 
-use super::{drv, CudaError};
+use super::error::{drv, CudaError};
 
 /// A raw device allocation, freed on drop.
 pub struct DeviceBuf {
@@ -43,6 +44,31 @@ impl DeviceBuf {
     /// Whether the buffer is empty (never: allocations are ≥ 1 byte).
     pub fn is_empty(&self) -> bool {
         self.bytes == 0
+    }
+
+    /// The context the buffer lives in.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// The whole buffer as a [`BufSlice`].
+    pub fn all(&self) -> BufSlice<'_> {
+        BufSlice {
+            buf: self,
+            at: 0,
+            bytes: self.bytes as u64,
+        }
+    }
+
+    /// `bytes` bytes from offset `at`; `None` when they do not lie wholly
+    /// inside the buffer.
+    pub fn slice(&self, at: u64, bytes: u64) -> Option<BufSlice<'_>> {
+        let end = at.checked_add(bytes)?;
+        (end <= self.bytes as u64).then_some(BufSlice {
+            buf: self,
+            at,
+            bytes,
+        })
     }
 
     /// Copies host bytes to offset `at` (synchronous; streams must be idle).
@@ -89,6 +115,38 @@ impl DeviceBuf {
         })?;
         // Device memsets are asynchronous to the host (legacy stream).
         drv("cuCtxSynchronize", cu::ctx::synchronize())
+    }
+}
+
+/// A byte range of a [`DeviceBuf`], inside it by construction
+/// ([`DeviceBuf::slice`]): what the safe layer's operations
+/// (`cuda/launch.rs`) take.
+#[derive(Clone, Copy)]
+pub struct BufSlice<'a> {
+    buf: &'a DeviceBuf,
+    at: u64,
+    bytes: u64,
+}
+
+impl<'a> BufSlice<'a> {
+    /// The buffer it lies in.
+    pub fn buf(&self) -> &'a DeviceBuf {
+        self.buf
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// Its device address.
+    pub fn ptr(&self) -> u64 {
+        self.buf.ptr + self.at
     }
 }
 

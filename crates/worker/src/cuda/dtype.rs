@@ -113,3 +113,55 @@ pub(crate) fn random_values(seed: u64, n: usize) -> Vec<f64> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_round_trip_the_check_pattern_exactly() {
+        let vals: Vec<f64> = (-2..=2).map(|v| v as f64 * 3.0).collect();
+        for d in [Dtype::Bf16, Dtype::Fp16, Dtype::F32] {
+            let bytes = encode(d, &vals);
+            assert_eq!(bytes.len(), vals.len() * d.size_bytes() as usize);
+            assert_eq!(decode(d, &bytes), vals, "{d}");
+        }
+        assert_eq!(
+            decode(Dtype::Fp8, &encode(Dtype::Fp8, &[1.0, -0.5])),
+            vec![1.0, -0.5]
+        );
+        // 0xff bytes are NaN in every gradient dtype (prepare_check).
+        for d in [Dtype::Bf16, Dtype::Fp16, Dtype::F32] {
+            assert!(decode(d, &[0xff; 4]).iter().all(|v| v.is_nan()), "{d}");
+        }
+    }
+
+    #[test]
+    fn tf32_rounding_known_answers() {
+        let one_plus = |ulps_2_20: u32| 1.0f32 + ulps_2_20 as f32 * (2.0f32).powi(-20);
+        // 1 + 2⁻¹⁰ is a tf32 number; 1 + 2⁻¹¹ is the half-way point between
+        // 1 and it and goes to the even neighbour, 1.
+        assert_eq!(tf32_round(one_plus(1 << 10)), one_plus(1 << 10));
+        assert_eq!(tf32_round(one_plus(1 << 9)), 1.0);
+        // 1 + 3·2⁻¹¹: half-way between 1 + 2⁻¹⁰ (odd) and 1 + 2⁻⁹ (even).
+        assert_eq!(tf32_round(one_plus(3 << 9)), one_plus(1 << 11));
+        // Just above half-way rounds up, just below rounds down.
+        assert_eq!(tf32_round(one_plus((1 << 9) + 1)), one_plus(1 << 10));
+        assert_eq!(tf32_round(one_plus((1 << 9) - 1)), 1.0);
+        assert_eq!(tf32_round(-0.75), -0.75);
+        assert_eq!(tf32_round(-1.0 - 2f32.powi(-12)), -1.0);
+    }
+
+    #[test]
+    fn rel_error_is_normwise() {
+        assert_eq!(rel_error(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+        assert!((rel_error(&[3.0, 4.5], &[3.0, 4.0]) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn random_values_are_never_zero() {
+        assert!(random_values(5, 10_000)
+            .iter()
+            .all(|v| v.abs() >= 1.0 / 64.0 && v.abs() <= 1.0));
+    }
+}

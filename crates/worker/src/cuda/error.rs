@@ -26,6 +26,15 @@ pub enum CudaError {
     /// A library is missing.
     #[error(transparent)]
     Discovery(#[from] discovery::DiscoveryError),
+    /// A call of the safe layer (`cuda/launch.rs`) was given buffers or a
+    /// stream that do not fit it; nothing was enqueued.
+    #[error("{call}: {what}")]
+    Invalid {
+        /// The library call that was not made.
+        call: &'static str,
+        /// What did not fit.
+        what: String,
+    },
 }
 
 impl From<CudaError> for BackendError {

@@ -596,6 +596,11 @@ pub struct Matmul {
     pub chosen: usize,
     /// Whether the output type is that of FP8 (bf16).
     pub fp8: bool,
+    /// Bytes of the first operand, second operand and output of one launch
+    /// ([`launch_bytes`]).
+    bytes: [u64; 3],
+    /// The FP8 scale pointers set in the descriptor.
+    scales: Option<(u64, u64)>,
 }
 
 impl Drop for Matmul {
@@ -657,6 +662,8 @@ impl Matmul {
             algos: Vec::new(),
             chosen: 0,
             fp8: types.fp8,
+            bytes: launch_bytes(g, types),
+            scales: None,
         };
         // SAFETY: `mm.desc` is a valid out-pointer.
         lib.check("cublasLtMatmulDescCreate", unsafe {
@@ -687,6 +694,7 @@ impl Matmul {
                 let (pa, pb) = (sa as *const c_void, sb as *const c_void);
                 set(lib, lib.desc_set, mm.desc, DESC_A_SCALE_POINTER, &pa, call)?;
                 set(lib, lib.desc_set, mm.desc, DESC_B_SCALE_POINTER, &pb, call)?;
+                mm.scales = Some((sa, sb));
             }
         }
         let specs = [
@@ -774,8 +782,21 @@ impl Matmul {
         Ok(mm)
     }
 
+    /// Bytes of the first operand, second operand and output one launch
+    /// reads and writes ([`launch_bytes`] of the shape it was made for).
+    pub fn operand_bytes(&self) -> [u64; 3] {
+        self.bytes
+    }
+
+    /// The device pointers of the FP8 scale factors (first operand's,
+    /// second's) the descriptor holds; `None` when it holds none.
+    pub fn scale_ptrs(&self) -> Option<(u64, u64)> {
+        self.scales
+    }
+
     /// Enqueues `D = op(first)·op(second)` on `stream` with algorithm
-    /// `algo` (an index into `algos`).
+    /// `algo` (an index into `algos`). The checked, safe form is
+    /// [`Matmul::enqueue`] (`cuda/launch.rs`).
     ///
     /// # Safety
     /// The device pointers must hold the shapes the matmul was created for

@@ -11,13 +11,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cudarc::driver::safe::{CudaContext, CudaStream};
-use cudarc::driver::sys;
+use cudarc::driver::safe::CudaContext;
 
 use mfubench_core::config::Dtype;
 
+use super::error::drv;
 use super::nccl::{self, NcclComm};
-use super::{decode, drv, encode, CudaError, DeviceBuf};
+use super::stream::{Event, Stream};
+use super::{decode, encode, CudaError, DeviceBuf};
 use crate::backend::BackendError;
 use crate::group::{check_lengths, BufferIo, GroupComm};
 
@@ -29,10 +30,9 @@ pub struct NcclGroup {
     // Field order is drop order: the communicator before the stream and
     // the context.
     comm: NcclComm,
-    stream: Arc<CudaStream>,
+    stream: Stream,
     ctx: Arc<CudaContext>,
     dtype: Dtype,
-    nccl_dtype: i32,
     limit: Duration,
 }
 
@@ -43,11 +43,11 @@ impl NcclGroup {
     pub fn new(
         comm: NcclComm,
         ctx: Arc<CudaContext>,
-        stream: Arc<CudaStream>,
+        stream: Stream,
         dtype: Dtype,
         limit: Duration,
     ) -> Result<NcclGroup, BackendError> {
-        let nccl_dtype = nccl::nccl_dtype(dtype).ok_or_else(|| {
+        nccl::nccl_dtype(dtype).ok_or_else(|| {
             BackendError::Unavailable(format!(
                 "NCCL groups run bf16, fp16, f32 or f64, not {dtype}"
             ))
@@ -57,7 +57,6 @@ impl NcclGroup {
             stream,
             ctx,
             dtype,
-            nccl_dtype,
             limit,
         })
     }
@@ -73,17 +72,13 @@ impl NcclGroup {
     }
 
     /// The stream the group's calls are enqueued on.
-    pub fn stream(&self) -> &Arc<CudaStream> {
+    pub fn stream(&self) -> &Stream {
         &self.stream
     }
 
     /// Elements of the group's dtype a buffer holds.
     fn elements(&self, b: &DeviceBuf) -> usize {
         b.len() / self.dtype.size_bytes() as usize
-    }
-
-    fn raw_stream(&self) -> *mut std::ffi::c_void {
-        self.stream.cu_stream() as _
     }
 
     fn bind(&self) -> Result<(), BackendError> {
@@ -110,7 +105,7 @@ pub fn open_world(
                 BackendError::Unavailable(format!("cannot open CUDA device {ordinal}: {e}"))
             })?;
             let lib = Arc::new(nccl::NcclLib::open().map_err(CudaError::from)?);
-            let stream = drv("cuStreamCreate", ctx.new_stream())?;
+            let stream = Stream::new_default(&ctx)?;
             Ok((ctx, lib, stream))
         });
     let (ctx, lib, stream) = rank.agree(opened)?;
@@ -147,7 +142,8 @@ impl NcclGroup {
     /// NVML telemetry of the group's device, found by the UUID the CUDA
     /// driver reports for it; `Err` with the reason when NVML is missing.
     pub fn telemetry(&self) -> Result<super::telemetry::Telemetry, String> {
-        let info = super::device_info(&self.ctx, self.ctx.ordinal()).map_err(|e| e.to_string())?;
+        let info =
+            super::device::device_info(&self.ctx, self.ctx.ordinal()).map_err(|e| e.to_string())?;
         super::telemetry::Telemetry::open(super::telemetry::nvml_uuid(&info.uuid))
     }
 
@@ -199,7 +195,6 @@ impl GroupComm for NcclGroup {
             stream: self.stream.clone(),
             ctx: self.ctx.clone(),
             dtype: self.dtype,
-            nccl_dtype: self.nccl_dtype,
             limit: self.limit,
         }))
     }
@@ -212,21 +207,11 @@ impl GroupComm for NcclGroup {
     ) -> Result<(), BackendError> {
         let (s, r) = (self.elements(send), self.elements(recv));
         check_lengths("all_reduce_sum", s, count, r, count)?;
-        self.bind()?;
-        // SAFETY: both buffers hold `count` elements of the group's dtype
-        // in its context (checked above) and outlive the call's completion:
-        // the caller synchronises before dropping or reusing them, as the
-        // trait requires; the stream is the group's own.
-        unsafe {
-            self.comm.all_reduce_sum(
-                send.ptr(),
-                recv.ptr(),
-                count,
-                self.nccl_dtype,
-                self.raw_stream(),
-            )
-        }
-        .map_err(failed)
+        // The caller synchronises before dropping or reusing the buffers,
+        // as the trait requires.
+        Ok(self
+            .comm
+            .enqueue_all_reduce(send, recv, count, self.dtype, &self.stream)?)
     }
 
     fn all_gather(
@@ -243,19 +228,9 @@ impl GroupComm for NcclGroup {
             r,
             count_per_rank * self.size(),
         )?;
-        self.bind()?;
-        // SAFETY: as in all_reduce_sum, with the lengths the call needs
-        // checked above.
-        unsafe {
-            self.comm.all_gather(
-                send.ptr(),
-                recv.ptr(),
-                count_per_rank,
-                self.nccl_dtype,
-                self.raw_stream(),
-            )
-        }
-        .map_err(failed)
+        Ok(self
+            .comm
+            .enqueue_all_gather(send, recv, count_per_rank, self.dtype, &self.stream)?)
     }
 
     fn reduce_scatter_sum(
@@ -272,19 +247,13 @@ impl GroupComm for NcclGroup {
             r,
             count_per_rank,
         )?;
-        self.bind()?;
-        // SAFETY: as in all_reduce_sum, with the lengths the call needs
-        // checked above.
-        unsafe {
-            self.comm.reduce_scatter_sum(
-                send.ptr(),
-                recv.ptr(),
-                count_per_rank,
-                self.nccl_dtype,
-                self.raw_stream(),
-            )
-        }
-        .map_err(failed)
+        Ok(self.comm.enqueue_reduce_scatter(
+            send,
+            recv,
+            count_per_rank,
+            self.dtype,
+            &self.stream,
+        )?)
     }
 
     fn send_recv(
@@ -296,19 +265,9 @@ impl GroupComm for NcclGroup {
     ) -> Result<(), BackendError> {
         let (s, r) = (self.elements(send), self.elements(recv));
         check_lengths("send_recv", s, count, r, count)?;
-        self.bind()?;
-        // SAFETY: as in all_reduce_sum.
-        unsafe {
-            self.comm.send_recv(
-                peer,
-                send.ptr(),
-                recv.ptr(),
-                count,
-                self.nccl_dtype,
-                self.raw_stream(),
-            )
-        }
-        .map_err(failed)
+        Ok(self
+            .comm
+            .enqueue_send_recv(peer, send, recv, count, self.dtype, &self.stream)?)
     }
 
     /// Polls an event recorded after the calls so far; aborts the
@@ -316,16 +275,12 @@ impl GroupComm for NcclGroup {
     /// passes.
     fn synchronize(&self) -> Result<(), BackendError> {
         self.bind()?;
-        let ev = drv(
-            "cuEventCreate",
-            self.ctx
-                .new_event(Some(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING)),
-        )?;
-        drv("cuEventRecord", ev.record(&self.stream))?;
+        let ev = Event::new_untimed(&self.ctx)?;
+        ev.record(&self.stream)?;
         let start = Instant::now();
         let mut nap = Duration::from_micros(10);
         loop {
-            if drv("cuEventQuery", ev.try_is_complete())? {
+            if ev.is_complete()? {
                 return Ok(());
             }
             // Spin for the first SPIN: the timing harness measures around

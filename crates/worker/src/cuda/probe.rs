@@ -4,6 +4,8 @@
 
 use cudarc::driver::{result as cu, sys};
 
+use super::error::{drv, CudaError};
+
 /// The message for a machine without a usable driver.
 pub fn no_driver_message() -> String {
     "no CUDA driver: libcuda.so.1 (the NVIDIA driver's library) cannot be loaded. On a GPU machine, install the NVIDIA driver or add the folder holding libcuda.so.1 to LD_LIBRARY_PATH (in containers: run with the NVIDIA container runtime); elsewhere use --backend cpu".to_string()
@@ -27,7 +29,7 @@ pub const RUNTIME_CONNECT_VAR: &str = "NCCL_RUNTIME_CONNECT";
 /// returns whether it set it.
 ///
 /// Why: the backend sizes its buffers from `cuMemGetInfo` once every
-/// communicator exists ([`CudaBackend::replan_memory`]). With lazy
+/// communicator exists ([`CudaBackend::replan_memory`](super::CudaBackend::replan_memory)). With lazy
 /// connection NCCL's buffers (about a GB per communicator with NVLS) appear
 /// only at the first collective, after the sizing, where a plan near the
 /// memory limit would fail inside NCCL with an allocation error; eager
@@ -38,7 +40,7 @@ pub const RUNTIME_CONNECT_VAR: &str = "NCCL_RUNTIME_CONNECT";
 /// and NCCL call from their own threads, so the worker calls this first
 /// thing in `main`, before `MPI_Init` (which starts Open MPI's threads) and
 /// before the first CUDA or NCCL call (NCCL reads the variable at its first
-/// communicator init). Programs that open a [`CudaBackend`] without it (the
+/// communicator init). Programs that open a [`CudaBackend`](super::CudaBackend) without it (the
 /// GPU tests) run with NCCL's default, which only defers the allocations.
 pub fn nccl_connect_at_init() -> bool {
     if std::env::var_os(RUNTIME_CONNECT_VAR).is_some() {
@@ -97,6 +99,19 @@ pub fn select_ordinal(
     }
 }
 
+/// `cuDriverGetVersion`: the CUDA version the driver supports, e.g. 12080.
+/// Call only once [`driver_present`] said yes.
+pub fn driver_version() -> Result<i32, CudaError> {
+    let mut v: std::ffi::c_int = 0;
+    // SAFETY: valid out-pointer; the driver library is loaded (the caller
+    // checked driver_present; cudarc opens it at the first call).
+    drv(
+        "cuDriverGetVersion",
+        unsafe { sys::cuDriverGetVersion(&mut v) }.result(),
+    )?;
+    Ok(v)
+}
+
 /// "12.8" from a `cuDriverGetVersion` integer.
 pub fn cuda_version_string(v: i32) -> String {
     format!("{}.{}", v / 1000, (v % 1000) / 10)
@@ -105,4 +120,26 @@ pub fn cuda_version_string(v: i32) -> String {
 /// "12.8.4" from a `cublasLtGetVersion` integer.
 pub fn cublas_version_string(v: usize) -> String {
     format!("{}.{}.{}", v / 10000, (v % 10000) / 100, v % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinal_selection() {
+        assert_eq!(select_ordinal(3, 8, 8), Ok(3));
+        assert_eq!(select_ordinal(0, 1, 8), Ok(0));
+        assert_eq!(select_ordinal(5, 8, 1), Ok(0), "one GPU bound per rank");
+        let e = select_ordinal(2, 4, 2).unwrap_err();
+        assert!(e.contains("4 ranks") && e.contains("2 visible"), "{e}");
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(cuda_version_string(12080), "12.8");
+        assert_eq!(cuda_version_string(13000), "13.0");
+        assert_eq!(cublas_version_string(120804), "12.8.4");
+        assert_eq!(cublas_version_string(130100), "13.1.0");
+    }
 }
