@@ -529,13 +529,23 @@ pub struct AllreduceSummary {
     pub bytes: u64,
     /// Buckets per step.
     pub buckets: usize,
-    /// Comm-mode cluster step time T_a, seconds.
+    /// Ranks of the data-parallel group the gradient all-reduces run on
+    /// (the world in plain DDP, the replicas with tensor parallelism).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_size: Option<u64>,
+    /// The gradient all-reduces' time per step, seconds: the comm-mode
+    /// cluster step T_a in plain DDP (the step is those all-reduces); with
+    /// other collectives in the step (tensor parallelism), the buckets' own
+    /// comm-mode busy time (max over ranks per round, median).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_s: Option<f64>,
-    /// bytes / T_a, GB/s.
+    /// 95 % interval of `time_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_s_ci95: Option<[f64; 2]>,
+    /// bytes / time, GB/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub algbw_gbps: Option<f64>,
-    /// algbw · 2(n−1)/n, GB/s.
+    /// algbw · 2(n−1)/n with n = `group_size`, GB/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub busbw_gbps: Option<f64>,
 }
@@ -1040,6 +1050,46 @@ fn per_iteration_max(
     )
 }
 
+/// The data-parallel gradient all-reduces (DDP's buckets): bytes, their
+/// group's size, their time and bandwidth. Plain DDP: the comm step T_a on
+/// the world. With other collectives in the step (tensor parallelism), the
+/// buckets' own comm-mode busy time on their group, so that neither the
+/// TP all-reduces' time nor the world size enters their busbw. No buckets
+/// (FSDP, HSDP): no figures (see `collectives`).
+fn gradient_allreduce(
+    ranks: &[RankRecord],
+    plan: &PlanInfo,
+    steps: &PerMode<Vec<f64>>,
+    world: u64,
+) -> AllreduceSummary {
+    let bytes = plan.allreduce_bytes();
+    let only_buckets = plan.collective_ops.is_empty();
+    let dp = plan
+        .collectives
+        .iter()
+        .find(|c| c.kind == Collective::AllReduce && c.group != Group::Tp);
+    let (group_size, times) = match dp {
+        Some(info) if !only_buckets => (
+            info.group_size,
+            per_iteration_max(ranks, Mode::Comm, |m| m.collective_busy_s.get(&info.key())),
+        ),
+        _ => (world, steps.get_ref(Mode::Comm).cloned()),
+    };
+    let time_s = times.as_deref().and_then(stats::median);
+    let algbw = time_s
+        .filter(|t| bytes > 0 && *t > 0.0)
+        .map(|t| metrics::algbw_gbps(bytes as f64, t));
+    AllreduceSummary {
+        bytes,
+        buckets: plan.buckets.len(),
+        group_size: (bytes > 0).then_some(group_size),
+        time_s,
+        time_s_ci95: bounds(times.as_deref().and_then(stats::median_ci95)),
+        algbw_gbps: algbw,
+        busbw_gbps: algbw.map(|a| metrics::busbw_gbps(a, group_size)),
+    }
+}
+
 /// The per-kind figures of [`CollectiveSummary`].
 fn collective_summaries(ranks: &[RankRecord], plan: &PlanInfo) -> Vec<CollectiveSummary> {
     plan.collectives
@@ -1408,20 +1458,7 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         allreduce: ar_cont,
     };
 
-    let ta = t.comm;
-    let bytes = inp.plan.allreduce_bytes();
-    // No buckets (FSDP, HSDP): no bucket bandwidth; the per-kind figures
-    // are in `collectives`.
-    let algbw = ta
-        .filter(|ta| bytes > 0 && *ta > 0.0)
-        .map(|ta| metrics::algbw_gbps(bytes as f64, ta));
-    let allreduce = AllreduceSummary {
-        bytes,
-        buckets: inp.plan.buckets.len(),
-        time_s: ta,
-        algbw_gbps: algbw,
-        busbw_gbps: algbw.map(|a| metrics::busbw_gbps(a, world)),
-    };
+    let allreduce = gradient_allreduce(ranks, inp.plan, &steps, world);
 
     let step_ci = PerMode::from_fn(|m| steps.get_ref(m).and_then(|v| stats::median_ci95(v)));
     let ci95 = Ci95 {
@@ -1960,6 +1997,71 @@ mod tests {
         assert!(ci[0] <= 0.75 && ci[1] >= 0.75);
         // A plan without collective kinds (files of schema 2) has none.
         assert!(collective_summaries(&ranks, &plan()).is_empty());
+    }
+
+    /// DDP + tensor = 2 on 4 ranks: the gradient all-reduce runs on groups
+    /// of 2 replicas; its busbw is its algbw × 2(2−1)/2 and its time is the
+    /// buckets' own, not the comm step's (which holds the TP all-reduces).
+    #[test]
+    fn gradient_allreduce_uses_its_own_group_and_time() {
+        let dp = collective_key(Collective::AllReduce, Group::DpReplicate);
+        let tp = collective_key(Collective::AllReduce, Group::Tp);
+        let ranks: Vec<RankRecord> = (0..4)
+            .map(|r| {
+                let mut rec = rank(r, "a", 1.0);
+                let m = rec.modes.get_mut(&Mode::Comm).unwrap();
+                let base = 1.0 + r as f64 * 0.1; // rank 3 slowest
+                m.collective_busy_s
+                    .insert(dp.clone(), vec![base, base * 2.0, base]);
+                m.collective_busy_s.insert(tp.clone(), vec![3.0; 3]);
+                rec
+            })
+            .collect();
+        let mut p = plan();
+        p.collectives = vec![
+            CollectiveInfo {
+                kind: Collective::AllReduce,
+                group: Group::Tp,
+                group_size: 2,
+                count: 4,
+                bytes: 1_000_000_000,
+            },
+            CollectiveInfo {
+                kind: Collective::AllReduce,
+                group: Group::DpReplicate,
+                group_size: 2,
+                count: 1,
+                bytes: 4_000_000_000,
+            },
+        ];
+        p.collective_ops = vec![
+            CollectiveRef {
+                kind: Collective::AllReduce,
+                group: Group::Tp,
+            },
+            CollectiveRef {
+                kind: Collective::AllReduce,
+                group: Group::DpReplicate,
+            },
+        ];
+        let steps = PerMode::from_fn(|m| {
+            let v = cluster_step_times(&ranks, m);
+            (!v.is_empty()).then_some(v)
+        });
+        let a = gradient_allreduce(&ranks, &p, &steps, 4);
+        // Per round max over ranks: 1.3, 2.6, 1.3 → median 1.3 s.
+        assert_eq!(a.group_size, Some(2));
+        assert!((a.time_s.unwrap() - 1.3).abs() < 1e-12);
+        let algbw = 4.0 / 1.3;
+        assert!((a.algbw_gbps.unwrap() - algbw).abs() < 1e-9);
+        // 2(n−1)/n = 1 for n = 2.
+        assert_eq!(a.busbw_gbps, a.algbw_gbps);
+        // Plain DDP: the comm step on the world (factor 2·3/4).
+        let ddp = plan();
+        let a = gradient_allreduce(&ranks, &ddp, &steps, 4);
+        assert_eq!(a.group_size, Some(4));
+        assert_eq!(a.time_s, stats::median(steps.get_ref(Mode::Comm).unwrap()));
+        assert!((a.busbw_gbps.unwrap() / a.algbw_gbps.unwrap() - 1.5).abs() < 1e-12);
     }
 
     /// Comm mode at 0 s (nothing to communicate): the hidden fraction is

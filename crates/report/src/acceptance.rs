@@ -298,8 +298,9 @@ pub fn evaluate(report: &Report, s: &Summary) -> Verdict {
         rules.push(match (&skip, s.allreduce.busbw_gbps) {
             (Some(why), _) => not_judged(name, Status::Skipped, limit, bound, gbps, what, why),
             (None, Some(v)) => {
-                // busbw ∝ 1/T_a: the comm step's interval, inverted.
-                let ci = s.ci95.step_time_s.comm.and_then(|[lo, hi]| {
+                // busbw ∝ 1/time: the gradient all-reduces' time interval
+                // (their own group and time), inverted.
+                let ci = s.allreduce.time_s_ci95.and_then(|[lo, hi]| {
                     let per_s = v * s.allreduce.time_s?;
                     Some([per_s / hi, per_s / lo])
                 });

@@ -447,7 +447,9 @@ pub fn measure(
     let smode = straggler_mode(ranks);
     let (rank_rows, rank_modes) = rank_tables(run, smode, &s.stragglers);
     let nodes = node_table(&rank_rows);
-    let buckets = bucket_table(run, world);
+    // Buckets run on the gradient all-reduces' group (the replicas with tensor
+    // parallelism), not the world.
+    let buckets = bucket_table(run, s.allreduce.group_size.unwrap_or(world));
 
     let mut modes: Vec<Mode> = run.config.run.modes.clone();
     modes.retain(|m| s.step_time_stats.get(*m).is_some());
@@ -844,7 +846,7 @@ fn node_table(rows: &[RankRow]) -> Vec<NodeRow> {
         .collect()
 }
 
-fn bucket_table(run: &RunRecord, world: u64) -> Vec<BucketRow> {
+fn bucket_table(run: &RunRecord, group: u64) -> Vec<BucketRow> {
     let buckets = &run.plan.buckets;
     let nb = buckets.len();
     let mut out = Vec::new();
@@ -886,8 +888,8 @@ fn bucket_table(run: &RunRecord, world: u64) -> Vec<BucketRow> {
                 time_s: time,
                 algbw_gbps: alg,
                 busbw_gbps: alg
-                    .filter(|_| world > 1)
-                    .map(|a| metrics::busbw_gbps(a, world)),
+                    .filter(|_| group > 1)
+                    .map(|a| metrics::busbw_gbps(a, group)),
             });
         }
     }

@@ -514,15 +514,24 @@ pub fn overlap_figures(r: &Report) -> Vec<Figure> {
         row(
             "all-reduce algbw / busbw (comm mode)",
             or(
-                a.algbw_gbps.map(|x| match a.busbw_gbps {
-                    Some(y) => {
-                        format!("{} / {} (n = {})", f::gbps(x), f::gbps(y), r.run.world_size)
+                a.algbw_gbps.map(|x| {
+                    // The gradient all-reduces' own group: the replicas
+                    // with tensor parallelism, else the world.
+                    let n = a.group_size.unwrap_or(r.run.world_size);
+                    let group = if n == r.run.world_size {
+                        String::new()
+                    } else {
+                        ", the data-parallel group of the gradient all-reduces".to_string()
+                    };
+                    match a.busbw_gbps {
+                        Some(y) if n > 1 => {
+                            format!("{} / {} (n = {n}{group})", f::gbps(x), f::gbps(y))
+                        }
+                        _ => format!(
+                            "{} / n/a (n = {n}{group}: nothing crosses a link)",
+                            f::gbps(x)
+                        ),
                     }
-                    None => format!(
-                        "{} / n/a (n = {}: nothing crosses a link)",
-                        f::gbps(x),
-                        r.run.world_size
-                    ),
                 }),
                 &[Comm],
             ),
