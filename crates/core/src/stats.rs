@@ -96,6 +96,47 @@ pub fn mean_ci95(values: &[f64]) -> Option<[f64; 2]> {
     ])
 }
 
+/// The exact two-sided sign test of "the median is `center`": with `a`
+/// values above and `b` below (ties dropped), 2 · P(Binomial(a + b, ½) ≤
+/// min(a, b)), at most 1. The test that [`median_ci95`]'s interval
+/// inverts. 1 without values off `center`.
+pub fn sign_test_p(values: &[f64], center: f64) -> f64 {
+    let above = values.iter().filter(|&&x| x > center).count();
+    let below = values.iter().filter(|&&x| x < center).count();
+    let n = above + below;
+    if n == 0 {
+        return 1.0;
+    }
+    let k = above.min(below);
+    let ln_half_n = -(n as f64) * std::f64::consts::LN_2;
+    let mut ln_pmf = ln_half_n;
+    let mut tail = 0.0;
+    for j in 0..=k {
+        tail += ln_pmf.exp();
+        ln_pmf += ((n - j) as f64).ln() - ((j + 1) as f64).ln();
+    }
+    (2.0 * tail).min(1.0)
+}
+
+/// Holm's step-down correction at family-wise level `alpha`: which of the
+/// hypotheses with p-values `p` are rejected (same order). Sorted
+/// ascending, the k-th smallest (0-based) is rejected when it and every
+/// smaller one are ≤ alpha / (m − k).
+pub fn holm_reject(p: &[f64], alpha: f64) -> Vec<bool> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut out = vec![false; m];
+    for (k, &i) in order.iter().enumerate() {
+        if p[i] <= alpha / (m - k) as f64 {
+            out[i] = true;
+        } else {
+            break;
+        }
+    }
+    out
+}
+
 /// Smallest sample count for which [`median_ci95`] reaches 95 % coverage.
 pub const MIN_SAMPLES_CI95: usize = 6;
 
@@ -161,6 +202,30 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sign_test_and_holm_known_answers() {
+        // 6 of 6 above: 2 · 2⁻⁶ = 0.03125.
+        assert!((sign_test_p(&[1.1; 6], 1.0) - 0.031_25).abs() < 1e-12);
+        // 5 of 6 above: 2 · 7/64 = 0.21875.
+        let v = [1.1, 1.2, 1.3, 1.1, 1.2, 0.9];
+        assert!((sign_test_p(&v, 1.0) - 0.218_75).abs() < 1e-12);
+        // Ties are dropped; nothing off the centre: 1.
+        assert_eq!(sign_test_p(&[1.0, 1.0], 1.0), 1.0);
+        // Balanced: capped at 1.
+        assert_eq!(sign_test_p(&[0.9, 1.1], 1.0), 1.0);
+        // Holm at 5 %: sorted 0.01 ≤ 0.05/3, 0.02 ≤ 0.05/2, 0.04 ≤ 0.05/1.
+        assert_eq!(
+            holm_reject(&[0.04, 0.01, 0.02], 0.05),
+            vec![true, true, true]
+        );
+        // 0.03 > 0.05/2 stops the steps after the first.
+        assert_eq!(
+            holm_reject(&[0.03, 0.01, 0.04], 0.05),
+            vec![false, true, false]
+        );
+        assert!(holm_reject(&[], 0.05).is_empty());
+    }
 
     #[test]
     fn mean_bootstrap_interval_brackets_the_mean_and_is_repeatable() {
