@@ -1063,18 +1063,7 @@ fn gradient_allreduce(
     world: u64,
 ) -> AllreduceSummary {
     let bytes = plan.allreduce_bytes();
-    let only_buckets = plan.collective_ops.is_empty();
-    let dp = plan
-        .collectives
-        .iter()
-        .find(|c| c.kind == Collective::AllReduce && c.group != Group::Tp);
-    let (group_size, times) = match dp {
-        Some(info) if !only_buckets => (
-            info.group_size,
-            per_iteration_max(ranks, Mode::Comm, |m| m.collective_busy_s.get(&info.key())),
-        ),
-        _ => (world, steps.get_ref(Mode::Comm).cloned()),
-    };
+    let (group_size, times) = gradient_allreduce_times(ranks, plan, steps, world);
     let time_s = times.as_deref().and_then(stats::median);
     let algbw = time_s
         .filter(|t| bytes > 0 && *t > 0.0)
@@ -1088,6 +1077,83 @@ fn gradient_allreduce(
         algbw_gbps: algbw,
         busbw_gbps: algbw.map(|a| metrics::busbw_gbps(a, group_size)),
     }
+}
+
+/// The gradient all-reduces' group size and time per round (see
+/// [`gradient_allreduce`]).
+fn gradient_allreduce_times(
+    ranks: &[RankRecord],
+    plan: &PlanInfo,
+    steps: &PerMode<Vec<f64>>,
+    world: u64,
+) -> (u64, Option<Vec<f64>>) {
+    let only_buckets = plan.collective_ops.is_empty();
+    let dp = plan
+        .collectives
+        .iter()
+        .find(|c| c.kind == Collective::AllReduce && c.group != Group::Tp);
+    match dp {
+        Some(info) if !only_buckets => (
+            info.group_size,
+            per_iteration_max(ranks, Mode::Comm, |m| m.collective_busy_s.get(&info.key())),
+        ),
+        _ => (world, steps.get_ref(Mode::Comm).cloned()),
+    }
+}
+
+/// Per-round values of the figures a comparison of two runs judges
+/// (`mfubench compare`), each computed per round as the summary does: key
+/// `step_time_s.<mode>` (cluster step), `overlap_speedup`,
+/// `exposed_comm_fraction`, `hidden_fraction` and `allreduce_time_s` (the
+/// gradient all-reduces' time). Rounds where a figure is undefined are
+/// left out; figures a run cannot give are absent.
+pub fn round_series(ranks: &[RankRecord], plan: &PlanInfo) -> BTreeMap<String, Vec<f64>> {
+    let world = ranks.len() as u64;
+    let steps = PerMode::from_fn(|m| {
+        let v = cluster_step_times(ranks, m);
+        (!v.is_empty()).then_some(v)
+    });
+    let mut out = BTreeMap::new();
+    for m in Mode::ALL {
+        if let Some(v) = steps.get_ref(m) {
+            out.insert(format!("step_time_s.{m}"), v.clone());
+        }
+    }
+    let n = Mode::ALL
+        .iter()
+        .filter_map(|&m| steps.get_ref(m).map(Vec::len))
+        .min()
+        .unwrap_or(0);
+    let at = |m: Mode, i: usize| steps.get_ref(m).map(|v| v[i]);
+    let mut figure = |name: &str, f: &dyn Fn(usize) -> Option<f64>| {
+        let v: Vec<f64> = (0..n).filter_map(f).filter(|x| x.is_finite()).collect();
+        if !v.is_empty() {
+            out.insert(name.to_string(), v);
+        }
+    };
+    use Mode::*;
+    figure("overlap_speedup", &|i| {
+        Some(metrics::overlap_speedup(
+            at(Serialized, i)?,
+            at(Overlapped, i)?,
+        ))
+    });
+    figure("exposed_comm_fraction", &|i| {
+        Some(metrics::exposed_comm_fraction(
+            at(Overlapped, i)?,
+            at(Compute, i)?,
+        ))
+    });
+    figure("hidden_fraction", &|i| {
+        let (_, e, _) = round_breakdown(ranks, i)?;
+        Some(metrics::collective_hidden_fraction(e, at(Comm, i)?))
+    });
+    if let (_, Some(t)) = gradient_allreduce_times(ranks, plan, &steps, world) {
+        if plan.allreduce_bytes() > 0 {
+            out.insert("allreduce_time_s".into(), t);
+        }
+    }
+    out
 }
 
 /// The per-kind figures of [`CollectiveSummary`].

@@ -137,6 +137,43 @@ pub fn holm_reject(p: &[f64], alpha: f64) -> Vec<bool> {
     out
 }
 
+/// Bootstrap of two independent samples' medians: [`BOOTSTRAP_RESAMPLES`]
+/// pairs (median of a resample of `x`, median of a resample of `y`), drawn
+/// by a fixed-seed generator (the same inputs give the same pairs). Empty
+/// when either sample is.
+pub fn bootstrap_medians(x: &[f64], y: &[f64]) -> Vec<(f64, f64)> {
+    if x.is_empty() || y.is_empty() {
+        return Vec::new();
+    }
+    let mut state: u64 = 0xD1B5_4A32_D192_ED03;
+    let mut pick = |v: &[f64]| -> f64 {
+        let mut r: Vec<f64> = (0..v.len())
+            .map(|_| {
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                v[(state.wrapping_mul(0x2545_F491_4F6C_DD1D) % v.len() as u64) as usize]
+            })
+            .collect();
+        r.sort_by(f64::total_cmp);
+        percentile_sorted(&r, 0.5).unwrap_or(f64::NAN)
+    };
+    (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| (pick(x), pick(y)))
+        .collect()
+}
+
+/// The central interval `[lo, hi]` holding `1 − alpha` of `values`
+/// (percentiles α/2 and 1 − α/2); None when empty.
+pub fn central_interval(values: &[f64], alpha: f64) -> Option<[f64; 2]> {
+    let v = sorted(values);
+    let v: Vec<f64> = v.into_iter().filter(|x| !x.is_nan()).collect();
+    Some([
+        percentile_sorted(&v, alpha / 2.0)?,
+        percentile_sorted(&v, 1.0 - alpha / 2.0)?,
+    ])
+}
+
 /// Smallest sample count for which [`median_ci95`] reaches 95 % coverage.
 pub const MIN_SAMPLES_CI95: usize = 6;
 

@@ -32,6 +32,9 @@ use crate::analysis::Report;
 use crate::error::ReportError;
 use crate::fmt as f;
 use crate::read::{read_run, LoadedRun};
+use mfubench_core::metrics;
+use mfubench_core::result::{round_series, RunRecord};
+use mfubench_core::stats;
 
 /// Options of a comparison.
 #[derive(Debug, Clone, PartialEq)]
@@ -220,9 +223,53 @@ pub struct CompareRow {
     pub judged: bool,
     /// The tolerance it was judged with (None when not judged).
     pub tolerance: Option<Tolerance>,
-    /// Worse than the limit.
+    /// Interval of `delta` from the two runs' per-round values (bootstrap
+    /// of the difference of medians at the family-wise level of
+    /// [`Comparison::family`]); None for counts and records without
+    /// per-round values.
+    pub interval: Option<[f64; 2]>,
+    /// REGRESSED, WITHIN TOLERANCE, WITHIN NOISE, IMPROVED or NOT JUDGED.
+    pub verdict: RowVerdict,
+    /// Worse than the limit (verdict REGRESSED).
     pub regressed: bool,
 }
+
+/// A judged figure's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RowVerdict {
+    /// Worse beyond noise and beyond its tolerance (the whole interval of
+    /// the worsening past the tolerance), a count that rose, or a figure
+    /// the new run lacks.
+    Regressed,
+    /// Worse beyond noise, not past its tolerance (or, without an
+    /// interval, worse by at most its tolerance).
+    WithinTolerance,
+    /// The interval of the change holds no change.
+    WithinNoise,
+    /// Better beyond noise.
+    Improved,
+    /// Shown, not judged.
+    NotJudged,
+}
+
+impl RowVerdict {
+    /// The word printed in the table.
+    pub fn word(self) -> &'static str {
+        match self {
+            RowVerdict::Regressed => "REGRESSED",
+            RowVerdict::WithinTolerance => "WITHIN TOLERANCE",
+            RowVerdict::WithinNoise => "WITHIN NOISE",
+            RowVerdict::Improved => "IMPROVED",
+            RowVerdict::NotJudged => "(not judged)",
+        }
+    }
+}
+
+/// Family-wise error rate of a comparison: the chance that two runs of
+/// the same system get any REGRESSED figure from noise. Each figure's
+/// interval is at 1 − FAMILY_ALPHA / (judged figures) (Bonferroni).
+pub const FAMILY_ALPHA: f64 = 0.05;
 
 /// The result of a comparison.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -241,6 +288,10 @@ pub struct Comparison {
     pub config_differences: Vec<String>,
     /// Every figure.
     pub rows: Vec<CompareRow>,
+    /// Figures judged with an interval: each interval is at
+    /// 1 − [`FAMILY_ALPHA`] / family (Bonferroni), so that false alarms
+    /// stay at 5 % over all of them.
+    pub family: usize,
 }
 
 impl Comparison {
@@ -291,24 +342,19 @@ impl Comparison {
                 Kind::Ratio => f::opt(v, f::ratio),
                 Kind::Count => f::opt(v, |x| format!("{x:.0}")),
             };
-            let delta = match (r.kind, r.delta) {
-                (_, None) => "n/a".to_string(),
-                (Kind::Points, Some(d)) => format!("{:+.1} pp", d * 100.0),
-                (Kind::Count, Some(d)) => format!("{d:+.0}"),
-                (_, Some(d)) => f::delta_pct(d),
+            let change = |d: f64| match r.kind {
+                Kind::Points => format!("{:+.1} pp", d * 100.0),
+                Kind::Count => format!("{d:+.0}"),
+                _ => f::delta_pct(d),
             };
-            let verdict = if r.regressed {
-                "REGRESSED".to_string()
-            } else if !r.judged {
-                "(not judged)".to_string()
-            } else {
-                match improvement(r) {
-                    Some(x) if x > 0.0 => "better".into(),
-                    Some(x) if x < 0.0 => "worse".into(),
-                    Some(_) => "same".into(),
-                    None => String::new(),
+            let delta = match (r.delta, r.interval) {
+                (None, _) => "n/a".to_string(),
+                (Some(d), Some([lo, hi])) => {
+                    format!("{} [{}, {}]", change(d), change(lo), change(hi))
                 }
+                (Some(d), None) => change(d),
             };
+            let verdict = r.verdict.word().to_string();
             b.push_record([
                 r.figure.clone(),
                 show(r.baseline),
@@ -330,6 +376,10 @@ impl Comparison {
         t.modify(Columns::new(1..4), Alignment::right());
         out.push_str(&t.to_string());
         out.push('\n');
+        out.push_str(&format!(
+            "deltas: [95 % family-wise interval] of the change, a bootstrap of the difference of the runs' medians over their rounds, Bonferroni-corrected over {} judged figure(s); REGRESSED only when the whole interval is past the tolerance\n",
+            self.family
+        ));
         let regs: Vec<&CompareRow> = self.regressions().collect();
         if regs.is_empty() {
             out.push_str(&format!(
@@ -416,15 +466,6 @@ impl Comparison {
             message: format!("cannot write the JUnit XML: {e}"),
         })
     }
-}
-
-/// Worsening > 0 means worse; returns the improvement (positive = better).
-fn improvement(r: &CompareRow) -> Option<f64> {
-    let d = r.delta?;
-    Some(match r.better {
-        Better::Lower => -d,
-        Better::Higher => d,
-    })
 }
 
 /// Flattens a JSON value into `a.b.c → value` leaves.
@@ -542,7 +583,8 @@ pub fn compare_loaded(
         &b.path.display().to_string(),
         &b.record.config.acceptance,
     );
-    let rows = rows(&ra, &rb, opts.max_regression, &opts.tolerances);
+    let mut rows = rows(&ra, &rb, opts.max_regression, &opts.tolerances);
+    let family = judge_with_intervals(&mut rows, (&a.record, &ra), (&b.record, &rb));
     let figure_kind = |name: &str| {
         rows.iter()
             .find(|r| r.figure.trim_end_matches(" (peaks differ)") == name)
@@ -591,7 +633,152 @@ pub fn compare_loaded(
         max_regression: opts.max_regression,
         config_differences: diffs,
         rows,
+        family,
     })
+}
+
+/// The per-round values of a compared figure, in the row's unit (step
+/// times, TFLOP/s, MFU, fractions, speedups, GB/s); None for figures
+/// without them (counts, older records).
+fn series_of(run: &RunRecord, r: &Report, figure: &str) -> Option<Vec<f64>> {
+    let s = round_series(&run.ranks, &run.plan);
+    let flops = r.flops_per_step.model;
+    let mode_of = |suffix: &str| {
+        let name = figure.strip_suffix(suffix)?;
+        Mode::ALL.into_iter().find(|m| m.name() == name)
+    };
+    if let Some(m) = mode_of(" step (median)") {
+        return s.get(&format!("step_time_s.{m}")).cloned();
+    }
+    if let Some(m) = mode_of(" TFLOP/s per device") {
+        let t = s.get(&format!("step_time_s.{m}"))?;
+        return Some(t.iter().map(|t| metrics::tflops(flops, *t)).collect());
+    }
+    if let Some(m) = mode_of(" MFU") {
+        let t = s.get(&format!("step_time_s.{m}"))?;
+        return Some(
+            t.iter()
+                .map(|t| metrics::mfu(flops, *t, r.peak_tflops))
+                .collect(),
+        );
+    }
+    let bw = |factor: f64| -> Option<Vec<f64>> {
+        let t = s.get("allreduce_time_s")?;
+        let bytes = r.allreduce.bytes as f64;
+        Some(
+            t.iter()
+                .filter(|t| **t > 0.0)
+                .map(|t| metrics::algbw_gbps(bytes, *t) * factor)
+                .collect(),
+        )
+    };
+    match figure {
+        "exposed communication" => s.get("exposed_comm_fraction").cloned(),
+        "hidden fraction" => s.get("hidden_fraction").cloned(),
+        "overlap speedup" => s.get("overlap_speedup").cloned(),
+        "all-reduce algbw" => bw(1.0),
+        "all-reduce busbw" => {
+            let factor = r.allreduce.busbw_gbps? / r.allreduce.algbw_gbps?;
+            bw(factor)
+        }
+        _ => None,
+    }
+}
+
+/// Judges every judged row that has per-round values in both runs from an
+/// interval of its change (see [`RowVerdict`]); the others keep the point
+/// judgement. Returns the size of the family the intervals are corrected
+/// for.
+fn judge_with_intervals(
+    rows: &mut [CompareRow],
+    (ra, a): (&RunRecord, &Report),
+    (rb, b): (&RunRecord, &Report),
+) -> usize {
+    let series: Vec<Option<(Vec<f64>, Vec<f64>)>> = rows
+        .iter()
+        .map(|r| {
+            let name = r.figure.trim_end_matches(" (peaks differ)");
+            let (x, y) = (series_of(ra, a, name)?, series_of(rb, b, name)?);
+            (r.judged && r.kind != Kind::Count && !x.is_empty() && !y.is_empty()).then_some((x, y))
+        })
+        .collect();
+    let family = series.iter().flatten().count();
+    let alpha = FAMILY_ALPHA / family.max(1) as f64;
+    for (r, xy) in rows.iter_mut().zip(series) {
+        if let Some((x, y)) = xy {
+            let deltas: Vec<f64> = stats::bootstrap_medians(&x, &y)
+                .into_iter()
+                .filter_map(|(mx, my)| match r.kind {
+                    Kind::Points => Some(my - mx),
+                    _ if mx != 0.0 => Some((my - mx) / mx.abs()),
+                    _ => None,
+                })
+                .collect();
+            r.interval = stats::central_interval(&deltas, alpha);
+        }
+        r.verdict = verdict_of(r);
+        r.regressed = r.verdict == RowVerdict::Regressed;
+    }
+    family
+}
+
+/// A row's verdict: from its interval when it has one, else from its
+/// point change (the judgement of files without per-round values).
+fn verdict_of(r: &CompareRow) -> RowVerdict {
+    if !r.judged {
+        return RowVerdict::NotJudged;
+    }
+    let tol = match r.tolerance {
+        Some(Tolerance::Relative(t) | Tolerance::Points(t)) => t,
+        None => 0.0,
+    };
+    // Worsening is positive.
+    let worse = |d: f64| if r.better == Better::Lower { d } else { -d };
+    match (r.kind, r.interval, r.delta) {
+        (_, _, None) => {
+            if r.baseline.is_some() && r.new.is_none() {
+                RowVerdict::Regressed
+            } else {
+                RowVerdict::WithinNoise
+            }
+        }
+        (Kind::Count, _, Some(d)) => {
+            if worse(d) > 0.0 {
+                RowVerdict::Regressed
+            } else if worse(d) < 0.0 {
+                RowVerdict::Improved
+            } else {
+                RowVerdict::WithinNoise
+            }
+        }
+        (_, Some([lo, hi]), _) => {
+            let (wlo, whi) = {
+                let (p, q) = (worse(lo), worse(hi));
+                (p.min(q), p.max(q))
+            };
+            if wlo > tol {
+                RowVerdict::Regressed
+            } else if wlo > 0.0 {
+                RowVerdict::WithinTolerance
+            } else if whi < 0.0 {
+                RowVerdict::Improved
+            } else {
+                RowVerdict::WithinNoise
+            }
+        }
+        (_, None, Some(d)) => {
+            let w = worse(d);
+            if w > tol {
+                RowVerdict::Regressed
+            } else if w > 0.0 {
+                RowVerdict::WithinTolerance
+            } else if w < 0.0 {
+                RowVerdict::Improved
+            } else {
+                RowVerdict::WithinNoise
+            }
+        }
+    }
 }
 
 fn rows(
@@ -645,6 +832,8 @@ fn rows(
             delta,
             judged,
             tolerance,
+            interval: None,
+            verdict: RowVerdict::NotJudged,
             regressed,
         });
     };

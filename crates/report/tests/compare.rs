@@ -352,3 +352,53 @@ fn iteration_counts_and_timeouts_do_not_make_configs_different() {
         c.config_differences
     );
 }
+
+/// Two runs of the same system (same distribution, independent noise of
+/// up to 30 % per round, 12 rounds) must pass: the verdict comes from intervals
+/// of the change, corrected over every judged figure, so false alarms stay
+/// near 5 % per comparison. Judged on the point values with the 5 %
+/// tolerance, most such pairs fail.
+#[test]
+fn runs_of_the_same_system_rarely_regress() {
+    let pairs = 40;
+    let (mut alarms, mut point_alarms) = (0, 0);
+    for k in 0..pairs {
+        let g = |seed: u64| Gen {
+            toml: common::FIXTURE_TOML.replace("iterations = 5", "iterations = 12"),
+            noise: 0.3,
+            seed,
+            ..Gen::default()
+        };
+        let (_t, a, b) = pair(&g(1000 + 2 * k), &g(1001 + 2 * k));
+        let c = compare_runs(&a, &b, opts(0.05)).unwrap();
+        if c.regressed() {
+            alarms += 1;
+        }
+        // The old rule: any judged figure worse than 5 % on its point value.
+        let worse = |r: &mfubench_report::compare::CompareRow| {
+            let d = r.delta.unwrap_or(0.0);
+            match r.better {
+                mfubench_report::compare::Better::Lower => d,
+                mfubench_report::compare::Better::Higher => -d,
+            }
+        };
+        if c.rows
+            .iter()
+            .any(|r| r.judged && r.kind != Kind::Count && worse(r) > 0.05)
+        {
+            point_alarms += 1;
+        }
+        assert!(c.family > 0, "{}", c.render());
+    }
+    eprintln!(
+        "same system, {pairs} pairs: {alarms} regressed with intervals, {point_alarms} on point values"
+    );
+    assert!(
+        alarms <= 4,
+        "{alarms} of {pairs} pairs of equal runs regressed"
+    );
+    assert!(
+        point_alarms > alarms,
+        "the test's noise is too small to matter"
+    );
+}
