@@ -112,3 +112,31 @@ for dir in asc desc; do
   python3 ci/check_page.py --sorted "$dir" "$tmp/sorted-$dir.dom.html"
 done
 echo "ok: the per-rank table sorts both ways"
+
+# dom_with_widths PAGE OUT: the DOM of PAGE in a 1280-pixel-wide window, with
+# the page's and the window's widths and the widest elements written into it
+# by a script, as a reader's laptop would lay it out.
+dom_with_widths() {
+  local page=$1 out=$2 profile
+  sed 's|</body></html>|<script>(function(){var w=window.innerWidth,o=[];document.querySelectorAll("body *").forEach(function(e){var r=e.getBoundingClientRect();if(r.right>w+1\&\&o.length<5){o.push(e.tagName.toLowerCase()+(e.id?"#"+e.id:"")+(e.className\&\&typeof e.className==="string"?"."+e.className.split(" ")[0]:"")+" right="+Math.round(r.right))}});var p=document.createElement("pre");p.id="width-check";p.textContent="scrollWidth="+document.documentElement.scrollWidth+" innerWidth="+w+" widest="+o.join("; ");document.body.appendChild(p)})();</script></body></html>|' \
+    "$page" >"$page.widths.html"
+  profile=$(mktemp -d -p "$tmp")
+  timeout 120 "${ns[@]}" "$chromium" --headless --no-sandbox --disable-gpu --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$profile" --host-resolver-rules="MAP * ~NOTFOUND" \
+    --window-size=1280,900 --dump-dom "file://$page.widths.html" >"$out" 2>"$tmp/chromium.log"
+}
+
+echo "== browser check: no horizontal overflow at 1280 pixels"
+printf '<!DOCTYPE html><html><body><table><tr><td style="white-space:nowrap">%s</td></tr></table></body></html>\n' \
+  "$(printf 'wide%.0s ' $(seq 1 400))" >"$tmp/wide.html"
+dom_with_widths "$tmp/wide.html" "$tmp/wide.dom.html"
+if python3 ci/check_page.py --fits "$tmp/wide.dom.html" >"$tmp/wide.check" 2>&1; then
+  cat "$tmp/wide.check"
+  echo "ci/browser-check.sh: check_page.py accepted a page wider than the window" >&2
+  exit 1
+fi
+echo "ok: a page wider than the window is rejected"
+dom_with_widths "$html" "$tmp/report.widths.dom.html"
+python3 ci/check_page.py --fits "$tmp/report.widths.dom.html"
+echo "ok: report.html fits a 1280-pixel window"

@@ -3,6 +3,7 @@
 
     check_page.py SCREENSHOT.png NETLOG.json
     check_page.py --sorted asc|desc DOM.html
+    check_page.py --fits DOM.html
 
 
 - the screenshot is not blank: enough pixels differ from the background
@@ -16,12 +17,17 @@ With --sorted: DOM.html is Chromium's --dump-dom of report.html after a
 script clicked the "vs median" header of the per-rank table once (asc) or
 twice (desc); the rows must then be in that order of the column's values.
 
+With --fits: DOM.html is the --dump-dom of a page in a 1280-pixel window
+after a script wrote document.documentElement.scrollWidth, innerWidth and
+the widest elements into it; the page must be no wider than the window.
+
 Exit 0 when all hold, 1 with one line per problem otherwise. Standard
 library only (the PNG is decoded with zlib).
 """
 
 import json
 import struct
+import re
 import sys
 import zlib
 
@@ -166,7 +172,27 @@ def check_sorted(direction, dom_path):
     return []
 
 
+def check_fits(dom_path):
+    """The page is no wider than the window: the `width-check` line that
+    browser-check.sh's script wrote into the DOM says
+    `scrollWidth=N innerWidth=M widest=…`."""
+    text = open(dom_path, encoding="utf-8", errors="replace").read()
+    m = re.search(r"scrollWidth=(\d+) innerWidth=(\d+) widest=([^<]*)", text)
+    if not m:
+        return [f"{dom_path}: no width-check line (the script did not run)"]
+    scroll, inner, widest = int(m.group(1)), int(m.group(2)), m.group(3).strip()
+    print(f"page width {scroll} px in a {inner} px window")
+    if scroll > inner:
+        return [f"{dom_path}: the page is {scroll} px wide in a {inner} px window (overflows: {widest or '?'})"]
+    return []
+
+
 def main(argv):
+    if len(argv) == 3 and argv[1] == "--fits":
+        problems = check_fits(argv[2])
+        for p in problems:
+            print(f"FAIL: {p}")
+        return 1 if problems else 0
     if len(argv) == 4 and argv[1] == "--sorted":
         problems = check_sorted(argv[2], argv[3])
         for p in problems:

@@ -46,6 +46,10 @@ th,td{border:1px solid var(--line);padding:3px 8px;text-align:left;vertical-alig
 td.text{white-space:normal;min-width:16em}
 th{background:#f3f3f3;white-space:normal;vertical-align:bottom}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num .ci{display:block;font-size:.85em;color:var(--muted)}
+td.sentence{white-space:normal;text-align:left;min-width:22em}
+td.label{white-space:normal;min-width:14em}
+td.part{padding-left:2em}
 [title]{text-decoration:underline dotted #999;text-underline-offset:3px}
 td.num[title],th[title]{text-decoration:none}
 table.sortable th{cursor:pointer;user-select:none}
@@ -109,7 +113,22 @@ fn num(text: &str, raw: Option<f64>, def: &str) -> String {
     } else {
         format!(" title=\"{}\"", esc(t))
     };
-    format!("<td class=\"num\"{v}{title}>{}</td>", esc(text))
+    format!(
+        "<td class=\"num\"{v}{title}>{}</td>",
+        value_over_interval(text)
+    )
+}
+
+/// A figure as `value [lo, hi]` shows its interval on a line of its own
+/// under the value (a table of ten such columns fits a 1280-pixel window);
+/// any other text is unchanged.
+fn value_over_interval(text: &str) -> String {
+    match text.split_once(" [") {
+        Some((value, rest)) if rest.ends_with(']') && !rest.contains(" [") => {
+            format!("{}<span class=\"ci\"> [{}</span>", esc(value), esc(rest))
+        }
+        _ => esc(text),
+    }
 }
 
 fn td(text: &str) -> String {
@@ -471,8 +490,27 @@ fn overlap(p: &mut Page, r: &Report) {
         rows.push((
             flagged,
             vec![
-                format!("<td title=\"{}\">{}</td>", esc(def), esc(fig.label)),
-                num(&fig.value, fig.raw, fig.definition),
+                // "  of which …" rows are parts of the row above: indented.
+                format!(
+                    "<td class=\"label{}\" title=\"{}\">{}</td>",
+                    if fig.label.starts_with("  ") {
+                        " part"
+                    } else {
+                        ""
+                    },
+                    esc(def),
+                    esc(fig.label.trim_start())
+                ),
+                // A sentence (two figures with intervals, notes): it wraps.
+                format!(
+                    "<td class=\"num sentence\" data-v=\"{}\" title=\"{}\">{}</td>",
+                    fig.raw
+                        .filter(|x| x.is_finite())
+                        .map(|x| x.to_string())
+                        .unwrap_or_default(),
+                    esc(def),
+                    esc(&fig.value)
+                ),
             ],
         ));
         // The flags' messages right under their figure, across the table.
