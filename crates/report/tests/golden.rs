@@ -338,7 +338,7 @@ fn html_is_one_self_contained_page() {
         assert!(html.contains(&text), "definition {} missing", d.key);
     }
     assert!(html.contains(&format!(
-        "title=\"{}\">51.1 % [50.4 %, 51.3 %]</td>",
+        "title=\"{}\">51.1 %<span class=\"ci\"> [50.4 %, 51.3 %]</span></td>",
         mfubench_report::export::xml_escape(mfubench_report::definitions::text("mfu"))
     )));
     // The verdict, with its status as summary.json spells it.
