@@ -682,9 +682,14 @@ pub struct Ci95 {
     /// T_s / T_o.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap_speedup: Option<[f64; 2]>,
-    /// (T_s − T_o) / (T_s − T_ideal).
+    /// median(T_s − T_o) / median(T_s − T_ideal): a bootstrap interval
+    /// over whole rounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap_efficiency: Option<[f64; 2]>,
+    /// T_s − T_ideal, the largest gain overlap could give (the
+    /// efficiency's denominator), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achievable_gain_s: Option<[f64; 2]>,
     /// GEMM slowdown under overlap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contention_gemm: Option<[f64; 2]>,
@@ -1485,10 +1490,33 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     let (speedup, speedup_ci) = per_iter("overlap_speedup", &|_, r| {
         Some(metrics::overlap_speedup(r.s?, r.o?))
     });
-    let (efficiency, efficiency_ci) = per_iter("overlap_efficiency", &|_, r| {
-        let ideal = metrics::achievable_overlapped_s(r.c?, r.a?, tail?);
-        metrics::overlap_efficiency(r.s?, r.o?, ideal)
-    });
+    // Efficiency: a ratio of paired medians, median(T_s − T_o) /
+    // median(T_s − T_ideal), not a median of per-round ratios (one round
+    // with a gain near zero gives a ratio of −37); a bootstrap interval
+    // over whole rounds.
+    let gains: Vec<(f64, f64)> = rounds
+        .iter()
+        .filter_map(|r| {
+            let ideal = metrics::achievable_overlapped_s(r.c?, r.a?, tail?);
+            Some((r.s? - r.o?, r.s? - ideal))
+        })
+        .collect();
+    let (gain, ideal_gain): (Vec<f64>, Vec<f64>) = gains.iter().copied().unzip();
+    let efficiency = match (stats::median(&gain), stats::median(&ideal_gain)) {
+        (Some(g), Some(i)) if i > 0.0 => Some(g / i),
+        _ => None,
+    };
+    let efficiency_ci = efficiency
+        .and_then(|_| stats::ratio_of_medians_ci95(&gain, &ideal_gain))
+        .map(|[lo, hi]| MedianCi {
+            lo,
+            hi,
+            coverage: 0.95,
+        });
+    if efficiency_ci.is_some() {
+        cov.note("overlap_efficiency", Some(gain.len()), efficiency_ci);
+    }
+    let ideal_gain_ci = bounds(stats::median_ci95(&ideal_gain));
 
     // Contention: paired per iteration where the records have busy times
     // (schema 2), else from the per-op medians (no interval).
@@ -1552,6 +1580,7 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         exposed_breakdown: exposed_breakdown_ci,
         overlap_speedup: bounds(speedup_ci),
         overlap_efficiency: bounds(efficiency_ci),
+        achievable_gain_s: ideal_gain_ci,
         contention_gemm: bounds(gemm_cont_ci),
         contention_allreduce: bounds(ar_cont_ci),
         paired_iterations: n_rounds,
@@ -1792,6 +1821,17 @@ pub fn flags(s: &Summary) -> Vec<Flag> {
                 "overlapped_faster_than_compute",
                 "exposed_comm_s",
                 format!("the overlapped step is shorter than the compute-only step beyond noise (exposed comm [{lo:.4}, {hi:.4}] s)"),
+            );
+        }
+    }
+    // The efficiency divides by the achievable gain: when that can be 0,
+    // the ratio can be anything.
+    if let (Some(_), Some([lo, hi])) = (s.overlap_efficiency, s.ci95.achievable_gain_s) {
+        if lo <= 0.0 {
+            impossible(
+                "efficiency_ill_conditioned",
+                "overlap_efficiency",
+                format!("the achievable gain T_s − T_ideal [{lo:.4}, {hi:.4}] s includes 0: the efficiency divides by a gain that may be nothing, so its value and interval say little; compare overlap speedup and exposed communication instead"),
             );
         }
     }
@@ -2510,6 +2550,40 @@ mod tests {
         assert_eq!(s.ci95_n.get("overlap_speedup"), Some(&10));
         assert_eq!(s.ci95_n.get("exposed_breakdown.sync_skew_s"), Some(&10));
         assert!(s.ci95_coverage["overlap_speedup"] >= 0.95);
+    }
+
+    #[test]
+    fn efficiency_is_a_ratio_of_paired_medians_flagged_when_ill_conditioned() {
+        // `synthetic`'s one bucket is ready after the only GEMM: its tail
+        // is its 1 s op, T_ideal = max(T_c + 1, T_a) = 11 s.
+        let c = vec![10.0; 8];
+        let (ts, to) = (
+            noisy(14.0, 0.2)[..8].to_vec(),
+            noisy(11.5, 0.1)[..8].to_vec(),
+        );
+        let s = synthetic(&c, &[4.0; 8], &ts, &to);
+        let gain: Vec<f64> = ts.iter().zip(&to).map(|(s, o)| s - o).collect();
+        let ideal: Vec<f64> = ts.iter().map(|s| s - 11.0).collect();
+        let want = stats::median(&gain).unwrap() / stats::median(&ideal).unwrap();
+        assert!((s.overlap_efficiency.unwrap() - want).abs() < 1e-12);
+        let [lo, hi] = s.ci95.overlap_efficiency.unwrap();
+        assert!(lo <= want && want <= hi, "{lo} {want} {hi}");
+        // Known answer of the ratio of medians.
+        let gain = [3.0, 2.0, 4.0, 3.5];
+        let ideal = [4.0, 4.0, 4.0, 4.0];
+        let ci = stats::ratio_of_medians_ci95(&gain, &ideal).unwrap();
+        assert!(ci[0] <= 3.25 / 4.0 && 3.25 / 4.0 <= ci[1], "{ci:?}");
+        // A denominator whose interval includes 0 raises the flag.
+        let mut f = s.clone();
+        f.overlap_efficiency = Some(0.8);
+        f.ci95.achievable_gain_s = Some([-0.001, 0.01]);
+        assert!(flags(&f)
+            .iter()
+            .any(|fl| fl.name == "efficiency_ill_conditioned"));
+        f.ci95.achievable_gain_s = Some([0.002, 0.01]);
+        assert!(!flags(&f)
+            .iter()
+            .any(|fl| fl.name == "efficiency_ill_conditioned"));
     }
 
     #[test]

@@ -174,6 +174,37 @@ pub fn central_interval(values: &[f64], alpha: f64) -> Option<[f64; 2]> {
     ])
 }
 
+/// A 95 % percentile-bootstrap interval of median(num) / median(den) over
+/// paired samples (index i of both is one round; rounds are resampled
+/// whole): [`BOOTSTRAP_RESAMPLES`] resamples, fixed seed. None with fewer
+/// than 2 pairs or when no resample has a non-zero denominator.
+pub fn ratio_of_medians_ci95(num: &[f64], den: &[f64]) -> Option<[f64; 2]> {
+    let n = num.len().min(den.len());
+    if n < 2 {
+        return None;
+    }
+    let mut state: u64 = 0x94D0_49BB_1331_11EB;
+    let mut ratios = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    for _ in 0..BOOTSTRAP_RESAMPLES {
+        let idx: Vec<usize> = (0..n)
+            .map(|_| {
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                (state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+            })
+            .collect();
+        let a: Vec<f64> = idx.iter().map(|&i| num[i]).collect();
+        let b: Vec<f64> = idx.iter().map(|&i| den[i]).collect();
+        if let (Some(a), Some(b)) = (median(&a), median(&b)) {
+            if b != 0.0 {
+                ratios.push(a / b);
+            }
+        }
+    }
+    central_interval(&ratios, 0.05)
+}
+
 /// Smallest sample count for which [`median_ci95`] reaches 95 % coverage.
 pub const MIN_SAMPLES_CI95: usize = 6;
 

@@ -105,7 +105,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "overlap_efficiency",
         name: "efficiency vs achievable overlap",
-        text: "(T_s − T_o) / (T_s − max(T_c + tail, T_a)), the tail being the last bucket's exposed tail (its comm-mode time minus the compute after its last gradient, which no schedule can hide): the overlap gain as a fraction of the largest achievable gain.",
+        text: "median over rounds of (T_s − T_o) / median over rounds of (T_s − max(T_c + tail, T_a)), the tail being the last bucket's exposed tail (its comm-mode time minus the compute after its last gradient, which no schedule can hide): the overlap gain as a fraction of the largest achievable gain, with a bootstrap interval over whole rounds; flagged efficiency_ill_conditioned when the achievable gain's interval includes 0.",
     },
     Definition {
         key: "contention_gemm",

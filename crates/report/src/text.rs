@@ -442,7 +442,7 @@ pub fn overlap_figures(r: &Report) -> Vec<Figure> {
             "overlap_speedup",
         ),
         row(
-            "efficiency vs achievable overlap (median over rounds of (T_s − T_o)/(T_s − max(T_c + tail, T_a)))",
+            "efficiency vs achievable overlap (ratio of medians over rounds: (T_s − T_o) / (T_s − max(T_c + tail, T_a)))",
             match (o.overlap_efficiency, o.last_bucket_tail_s) {
                 (Some(_), Some(tail)) => format!(
                     "{} (last bucket's exposed tail {})",
