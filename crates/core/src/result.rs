@@ -809,6 +809,15 @@ pub struct Summary {
     pub stragglers: Vec<Straggler>,
     /// Hosts with at least one straggler.
     pub slow_hosts: Vec<String>,
+    /// Trend of the cluster step over the rounds, per mode (8 rounds or
+    /// more): the change over the run and its Mann–Kendall p-value.
+    #[serde(default)]
+    pub step_time_trend: PerMode<stats::Trend>,
+    /// Telemetry samples that show throttling (a throttle reason, or the
+    /// SM clock at a mode's end 10 % or more below its start), one line
+    /// each: `rank R (HOST, DEVICE), MODE at end: …`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clocks_throttled: Vec<String>,
     /// 95 % confidence intervals of the figures above.
     #[serde(default)]
     pub ci95: Ci95,
@@ -1022,6 +1031,8 @@ impl Summary {
             wrong: 0,
             stragglers: Vec::new(),
             slow_hosts: Vec::new(),
+            step_time_trend: PerMode::default(),
+            clocks_throttled: Vec::new(),
             ci95: Ci95::default(),
             ci95_n: BTreeMap::new(),
             ci95_coverage: BTreeMap::new(),
@@ -1266,6 +1277,40 @@ fn paired(values: Vec<f64>) -> (Option<f64>, Option<MedianCi>) {
 
 fn bounds(ci: Option<MedianCi>) -> Option<[f64; 2]> {
     ci.map(|c| [c.lo, c.hi])
+}
+
+/// Telemetry samples that show throttling ([`Summary::clocks_throttled`]).
+fn throttled(ranks: &[RankRecord]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in ranks {
+        let who = format!("rank {} ({}, {})", r.rank, r.host, r.device);
+        for t in &r.telemetry {
+            if !t.throttle_reasons.is_empty() {
+                out.push(format!(
+                    "{who}, {} at {}: {}",
+                    t.mode,
+                    t.at,
+                    t.throttle_reasons.join(", ")
+                ));
+            }
+        }
+        for m in Mode::ALL {
+            let clock = |at: &str| {
+                r.telemetry
+                    .iter()
+                    .find(|t| t.mode == m && t.at == at)
+                    .and_then(|t| t.sm_clock_mhz)
+            };
+            if let (Some(a), Some(b)) = (clock("start"), clock("end")) {
+                if f64::from(b) <= 0.9 * f64::from(a) {
+                    out.push(format!(
+                        "{who}, {m}: SM clock {a} MHz at its start, {b} MHz at its end"
+                    ));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The rounds and exact coverage behind each paired figure's interval.
@@ -1618,6 +1663,8 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         wrong: ranks.iter().map(|r| r.wrong).sum(),
         stragglers,
         slow_hosts,
+        step_time_trend: PerMode::from_fn(|m| steps.get_ref(m).and_then(|v| stats::trend(v))),
+        clocks_throttled: throttled(ranks),
         ci95,
         ci95_n: cov.n,
         ci95_coverage: cov.coverage,
@@ -1778,6 +1825,47 @@ pub fn flags(s: &Summary) -> Vec<Flag> {
         s.ci95.hidden_fraction,
         0.0,
     );
+    // A step time that trends over the rounds: two regimes in one median.
+    for m in Mode::ALL {
+        if let Some(t) = s.step_time_trend.get(m) {
+            // Bonferroni over the four modes at 1 %; a drift below 2 % is
+            // not worth a flag however sure.
+            if t.p < 0.0025 && t.relative_change.abs() >= 0.02 {
+                out.push(Flag {
+                    name: "step_time_drift".into(),
+                    figure: format!("step_time_s.{m}"),
+                    message: format!(
+                        "the {m} step {} {:.1} % over the run's rounds (Theil–Sen; Mann–Kendall p = {:.1e}): clocks, temperature or outside load changed while it ran, and its median mixes two regimes",
+                        if t.relative_change > 0.0 { "slowed by" } else { "sped up by" },
+                        t.relative_change.abs() * 100.0,
+                        t.p
+                    ),
+                    min_detectable_effect: None,
+                    iterations_for_effect: Vec::new(),
+                });
+            }
+        }
+    }
+    if !s.clocks_throttled.is_empty() {
+        let shown: Vec<&str> = s
+            .clocks_throttled
+            .iter()
+            .take(3)
+            .map(String::as_str)
+            .collect();
+        out.push(Flag {
+            name: "clocks_throttled".into(),
+            figure: "step_time_s".into(),
+            message: format!(
+                "{} telemetry reading(s) show throttling, so the modes measured at lower clocks than others: {}{}",
+                s.clocks_throttled.len(),
+                shown.join("; "),
+                if s.clocks_throttled.len() > 3 { "; …" } else { "" }
+            ),
+            min_detectable_effect: None,
+            iterations_for_effect: Vec::new(),
+        });
+    }
     // MFU above 100 % cannot be measured: the peak is wrong for the device.
     for m in Mode::ALL {
         if let Some(v) = s.mfu.get(m).filter(|v| *v > 1.0) {
@@ -2584,6 +2672,50 @@ mod tests {
         assert!(!flags(&f)
             .iter()
             .any(|fl| fl.name == "efficiency_ill_conditioned"));
+    }
+
+    #[test]
+    fn drift_and_throttling_are_flagged() {
+        let c: Vec<f64> = (0..12).map(|i| 10.0 * (1.0 + 0.005 * i as f64)).collect();
+        let s = synthetic(
+            &c,
+            &[4.0; 12],
+            &[14.0; 12],
+            &noisy(11.0, 0.1)[..10].repeat(2)[..12],
+        );
+        let drift: Vec<&Flag> = s
+            .flags
+            .iter()
+            .filter(|f| f.name == "step_time_drift")
+            .collect();
+        assert_eq!(drift.len(), 1, "{:?}", s.flags);
+        assert_eq!(drift[0].figure, "step_time_s.compute");
+        assert!(
+            drift[0].message.contains("slowed by 5.4 %"),
+            "{}",
+            drift[0].message
+        );
+        // Throttle reasons and a clock drop.
+        let mut r = rank(0, "a", 1.0);
+        let sample = |mode, at: &str, clock, reasons: &[&str]| TelemetrySample {
+            mode,
+            at: at.into(),
+            sm_clock_mhz: Some(clock),
+            temperature_c: None,
+            power_w: None,
+            throttle_reasons: reasons.iter().map(|x| x.to_string()).collect(),
+        };
+        r.telemetry = vec![
+            sample(Mode::Overlapped, "start", 1980, &[]),
+            sample(Mode::Overlapped, "end", 1700, &[]),
+            sample(Mode::Compute, "end", 1980, &["sw_thermal"]),
+        ];
+        let t = throttled(&[r]);
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(t
+            .iter()
+            .any(|l| l.contains("1980 MHz at its start, 1700 MHz")));
+        assert!(t.iter().any(|l| l.contains("compute at end: sw_thermal")));
     }
 
     #[test]

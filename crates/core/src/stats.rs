@@ -205,6 +205,76 @@ pub fn ratio_of_medians_ci95(num: &[f64], den: &[f64]) -> Option<[f64; 2]> {
     central_interval(&ratios, 0.05)
 }
 
+/// A monotonic trend in a series taken in order (e.g. step times over the
+/// rounds of a run): its size and whether it is beyond noise.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Trend {
+    /// Theil–Sen slope × (n − 1) / median: the change over the series as
+    /// a fraction of its median (+0.04: 4 % slower at the end).
+    pub relative_change: f64,
+    /// Two-sided p-value of the Mann–Kendall test (normal approximation).
+    pub p: f64,
+}
+
+/// The trend of `values` in order ([`Trend`]); None below 8 values (the
+/// test's normal approximation needs them) or with a zero median.
+pub fn trend(values: &[f64]) -> Option<Trend> {
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    let n = v.len();
+    if n < 8 {
+        return None;
+    }
+    let mut s = 0.0f64;
+    let mut slopes = Vec::with_capacity(n * (n - 1) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            let d = v[j] - v[i];
+            s += if d > 0.0 {
+                1.0
+            } else if d < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            slopes.push(d / (j - i) as f64);
+        }
+    }
+    let nf = n as f64;
+    let var = nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0;
+    let z = if s > 0.0 {
+        (s - 1.0) / var.sqrt()
+    } else if s < 0.0 {
+        (s + 1.0) / var.sqrt()
+    } else {
+        0.0
+    };
+    let med = median(&v)?;
+    if med == 0.0 {
+        return None;
+    }
+    Some(Trend {
+        relative_change: median(&slopes)? * (nf - 1.0) / med,
+        p: (2.0 * normal_upper_tail(z.abs())).min(1.0),
+    })
+}
+
+/// P(Z > z) of a standard normal (Abramowitz & Stegun 7.1.26, error below
+/// 1.5e-7).
+pub fn normal_upper_tail(z: f64) -> f64 {
+    let x = z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erfc = poly * (-x * x).exp();
+    if x >= 0.0 {
+        erfc / 2.0
+    } else {
+        1.0 - erfc / 2.0
+    }
+}
+
 /// Smallest sample count for which [`median_ci95`] reaches 95 % coverage.
 pub const MIN_SAMPLES_CI95: usize = 6;
 
@@ -293,6 +363,26 @@ mod tests {
             vec![false, true, false]
         );
         assert!(holm_reject(&[], 0.05).is_empty());
+    }
+
+    #[test]
+    fn trend_known_answers() {
+        // A steady 1 % rise per value over 12 values: 11 % over the series
+        // (relative to the median 1.055), every pair rising: p tiny.
+        let rising: Vec<f64> = (0..12).map(|i| 1.0 + 0.01 * i as f64).collect();
+        let t = trend(&rising).unwrap();
+        assert!((t.relative_change - 0.11 / 1.055).abs() < 1e-9, "{t:?}");
+        assert!(t.p < 1e-4, "{t:?}");
+        // Alternating noise around a level: no trend.
+        let flat: Vec<f64> = (0..12)
+            .map(|i| if i % 2 == 0 { 1.01 } else { 0.99 })
+            .collect();
+        let t = trend(&flat).unwrap();
+        assert!(t.p > 0.5, "{t:?}");
+        assert_eq!(trend(&[1.0; 5]), None);
+        // Φ tail known values.
+        assert!((normal_upper_tail(1.959_964) - 0.025).abs() < 1e-6);
+        assert!((normal_upper_tail(0.0) - 0.5).abs() < 1e-7);
     }
 
     #[test]
