@@ -12,6 +12,12 @@
 use crate::analysis::{BucketRow, ModeHeadline, NodeRow, RankModeRow, RankRow, Report};
 use crate::fmt as f;
 
+/// Per-rank and per-node tables list every row up to this many; past it only
+/// the flagged rows and the slowest few, the rest being in summary.csv.
+pub const MAX_TABLE_ROWS: usize = 64;
+/// Slowest rows shown when a table is cut.
+const SLOWEST_SHOWN: usize = 10;
+
 /// One cell: the text people read and, for numbers, the value in the
 /// column's display unit (HTML sorts by it; Prometheus scales it to base
 /// units).
@@ -121,7 +127,7 @@ impl<R> Table<'_, R> {
     pub fn shown(&self) -> Vec<&R> {
         match self.slowness {
             None => self.rows.clone(),
-            Some(slow) => crate::text::pick(
+            Some(slow) => pick(
                 self.rows.len(),
                 |i| (self.flagged)(self.rows[i]),
                 |i| slow(self.rows[i]),
@@ -565,4 +571,25 @@ mod tests {
         check("buckets", &buckets_columns());
         check("csv", &csv_columns());
     }
+}
+
+/// Indices to show of a table sorted by "slowness": all when small, else
+/// the flagged ones plus the slowest few, in original order.
+fn pick(n: usize, flagged: impl Fn(usize) -> bool, slowness: impl Fn(usize) -> f64) -> Vec<usize> {
+    if n <= MAX_TABLE_ROWS {
+        return (0..n).collect();
+    }
+    let mut keep: Vec<usize> = (0..n)
+        .filter(|&i| flagged(i))
+        .take(MAX_TABLE_ROWS)
+        .collect();
+    let mut by_slow: Vec<usize> = (0..n).collect();
+    by_slow.sort_by(|&a, &b| slowness(b).total_cmp(&slowness(a)));
+    for i in by_slow.into_iter().take(SLOWEST_SHOWN) {
+        if !keep.contains(&i) {
+            keep.push(i);
+        }
+    }
+    keep.sort_unstable();
+    keep
 }

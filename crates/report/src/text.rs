@@ -16,11 +16,7 @@ use crate::analysis::Report;
 use crate::fmt as f;
 use crate::table::{self, Kind, Table};
 
-/// Per-rank and per-node tables list every row up to this many; past it only
-/// the flagged rows and the slowest few, the rest being in summary.csv.
-pub const MAX_TABLE_ROWS: usize = 64;
-/// Slowest rows shown when a table is cut.
-const SLOWEST_SHOWN: usize = 10;
+pub use crate::table::MAX_TABLE_ROWS;
 
 /// Terminal tables or Markdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -682,31 +678,6 @@ fn stragglers(d: &mut Doc, r: &Report) {
             }
         }
     }
-}
-
-/// Indices to show of a table sorted by "slowness": all when small, else
-/// the flagged ones plus the slowest few, in original order.
-pub(crate) fn pick(
-    n: usize,
-    flagged: impl Fn(usize) -> bool,
-    slowness: impl Fn(usize) -> f64,
-) -> Vec<usize> {
-    if n <= MAX_TABLE_ROWS {
-        return (0..n).collect();
-    }
-    let mut keep: Vec<usize> = (0..n)
-        .filter(|&i| flagged(i))
-        .take(MAX_TABLE_ROWS)
-        .collect();
-    let mut by_slow: Vec<usize> = (0..n).collect();
-    by_slow.sort_by(|&a, &b| slowness(b).total_cmp(&slowness(a)));
-    for i in by_slow.into_iter().take(SLOWEST_SHOWN) {
-        if !keep.contains(&i) {
-            keep.push(i);
-        }
-    }
-    keep.sort_unstable();
-    keep
 }
 
 fn nodes(d: &mut Doc, r: &Report) {

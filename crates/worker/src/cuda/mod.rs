@@ -84,6 +84,7 @@ mod backend;
 mod buf;
 mod buffers;
 mod device;
+mod device_record;
 pub mod discovery;
 mod dtype;
 mod error;
