@@ -540,6 +540,27 @@ pub fn csv_columns<'a>() -> Vec<Column<CsvRow<'a>>> {
     ]
 }
 
+/// Indices to show of a table sorted by "slowness": all when small, else
+/// the flagged ones plus the slowest few, in original order.
+fn pick(n: usize, flagged: impl Fn(usize) -> bool, slowness: impl Fn(usize) -> f64) -> Vec<usize> {
+    if n <= MAX_TABLE_ROWS {
+        return (0..n).collect();
+    }
+    let mut keep: Vec<usize> = (0..n)
+        .filter(|&i| flagged(i))
+        .take(MAX_TABLE_ROWS)
+        .collect();
+    let mut by_slow: Vec<usize> = (0..n).collect();
+    by_slow.sort_by(|&a, &b| slowness(b).total_cmp(&slowness(a)));
+    for i in by_slow.into_iter().take(SLOWEST_SHOWN) {
+        if !keep.contains(&i) {
+            keep.push(i);
+        }
+    }
+    keep.sort_unstable();
+    keep
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,25 +592,4 @@ mod tests {
         check("buckets", &buckets_columns());
         check("csv", &csv_columns());
     }
-}
-
-/// Indices to show of a table sorted by "slowness": all when small, else
-/// the flagged ones plus the slowest few, in original order.
-fn pick(n: usize, flagged: impl Fn(usize) -> bool, slowness: impl Fn(usize) -> f64) -> Vec<usize> {
-    if n <= MAX_TABLE_ROWS {
-        return (0..n).collect();
-    }
-    let mut keep: Vec<usize> = (0..n)
-        .filter(|&i| flagged(i))
-        .take(MAX_TABLE_ROWS)
-        .collect();
-    let mut by_slow: Vec<usize> = (0..n).collect();
-    by_slow.sort_by(|&a, &b| slowness(b).total_cmp(&slowness(a)));
-    for i in by_slow.into_iter().take(SLOWEST_SHOWN) {
-        if !keep.contains(&i) {
-            keep.push(i);
-        }
-    }
-    keep.sort_unstable();
-    keep
 }
