@@ -382,9 +382,26 @@ impl Comparison {
         ));
         let regs: Vec<&CompareRow> = self.regressions().collect();
         if regs.is_empty() {
+            // Never a plain PASS over figures that could not tell.
+            let noise: Vec<&str> = self
+                .rows
+                .iter()
+                .filter(|r| r.verdict == RowVerdict::WithinNoise && r.interval.is_some())
+                .map(|r| r.figure.as_str())
+                .collect();
             out.push_str(&format!(
-                "verdict: PASS: no figure regressed past its tolerance (default {})\n",
-                f::pct(self.max_regression)
+                "verdict: PASS: no figure regressed past its tolerance (default {}){}\n",
+                f::pct(self.max_regression),
+                if noise.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; {} of {} judged figure(s) WITHIN NOISE (their intervals, in the delta column, bound the change these runs can see): {}",
+                        noise.len(),
+                        self.rows.iter().filter(|r| r.judged).count(),
+                        noise.join(", ")
+                    )
+                }
             ));
         } else {
             let names: Vec<String> = regs
@@ -640,8 +657,7 @@ pub fn compare_loaded(
 /// The per-round values of a compared figure, in the row's unit (step
 /// times, TFLOP/s, MFU, fractions, speedups, GB/s); None for figures
 /// without them (counts, older records).
-fn series_of(run: &RunRecord, r: &Report, figure: &str) -> Option<Vec<f64>> {
-    let s = round_series(&run.ranks, &run.plan);
+fn series_of(s: &BTreeMap<String, Vec<f64>>, r: &Report, figure: &str) -> Option<Vec<f64>> {
     let flops = r.flops_per_step.model;
     let mode_of = |suffix: &str| {
         let name = figure.strip_suffix(suffix)?;
@@ -694,11 +710,16 @@ fn judge_with_intervals(
     (ra, a): (&RunRecord, &Report),
     (rb, b): (&RunRecord, &Report),
 ) -> usize {
+    // Once per run: every row reads its figure from these.
+    let (sa, sb) = (
+        round_series(&ra.ranks, &ra.plan),
+        round_series(&rb.ranks, &rb.plan),
+    );
     let series: Vec<Option<(Vec<f64>, Vec<f64>)>> = rows
         .iter()
         .map(|r| {
             let name = r.figure.trim_end_matches(" (peaks differ)");
-            let (x, y) = (series_of(ra, a, name)?, series_of(rb, b, name)?);
+            let (x, y) = (series_of(&sa, a, name)?, series_of(&sb, b, name)?);
             (r.judged && r.kind != Kind::Count && !x.is_empty() && !y.is_empty()).then_some((x, y))
         })
         .collect();

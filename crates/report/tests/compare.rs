@@ -373,6 +373,20 @@ fn runs_of_the_same_system_rarely_regress() {
         let c = compare_runs(&a, &b, opts(0.05)).unwrap();
         if c.regressed() {
             alarms += 1;
+        } else {
+            // A pass over figures that could not tell says so.
+            let noise = c
+                .rows
+                .iter()
+                .filter(|r| r.verdict == mfubench_report::compare::RowVerdict::WithinNoise)
+                .count();
+            let text = c.render();
+            assert!(text.contains("verdict: PASS"), "{text}");
+            assert_eq!(
+                noise > 0,
+                text.contains("WITHIN NOISE (their intervals"),
+                "{text}"
+            );
         }
         // The old rule: any judged figure worse than 5 % on its point value.
         let worse = |r: &mfubench_report::compare::CompareRow| {
