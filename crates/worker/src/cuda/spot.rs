@@ -67,19 +67,7 @@ impl CudaBackend {
     fn spot_check_one(&self, dtype: Dtype) -> Result<SpotCheck, BackendError> {
         let types = gemm::gemm_types(dtype)
             .ok_or_else(|| BackendError::Failed(format!("no GEMM types for {dtype}")))?;
-        // A dgrad-shaped op (B transposed), batch 2.
-        let op = GemmOp {
-            layer: Some(0),
-            kind: GemmKind::FfnUp,
-            pass: Pass::Dgrad,
-            m: 96,
-            n: 80,
-            k: 160,
-            batch: 2,
-            trans_a: false,
-            trans_b: true,
-            bucket: None,
-        };
+        let op = spot_op();
         let g = gemm::col_major(&op, op.batch, types.fp8);
         let (ea, eb, ec) = op.operand_elements();
         let a_exact = random_values(11, (ea * op.batch) as usize);
@@ -162,10 +150,25 @@ fn quantize_for(dtype: Dtype, vals: &[f64]) -> (Vec<u8>, Vec<f64>, f32) {
     }
 }
 
+/// The spot check's GEMM: a dgrad-shaped op (B transposed), batch 2.
+fn spot_op() -> GemmOp {
+    GemmOp {
+        layer: Some(0),
+        kind: GemmKind::FfnUp,
+        pass: Pass::Dgrad,
+        m: 96,
+        n: 80,
+        k: 160,
+        batch: 2,
+        trans_a: false,
+        trans_b: true,
+        bucket: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mfubench_core::plan::{GemmKind, GemmOp, Pass};
 
     #[test]
     fn spot_check_verdicts() {
@@ -196,18 +199,7 @@ mod tests {
     /// one that (wrongly) uses bf16 inputs.
     #[test]
     fn tf32_truncation_passes_and_bf16_does_not() {
-        let op = GemmOp {
-            layer: Some(0),
-            kind: GemmKind::FfnUp,
-            pass: Pass::Dgrad,
-            m: 96,
-            n: 80,
-            k: 160,
-            batch: 2,
-            trans_a: false,
-            trans_b: true,
-            bucket: None,
-        };
+        let op = super::spot_op();
         let g = gemm::col_major(&op, op.batch, false);
         let (ea, eb, _) = op.operand_elements();
         let a = random_values(11, (ea * op.batch) as usize);
