@@ -141,11 +141,11 @@ fault_tests! {
     /// Rank 1 stopped after the first mode, with op timeouts longer than
     /// `--timeout`: the timeout ends the job, reported incomplete.
     timed_out_run_is_reported_incomplete: FaultCase {
-        what: "SIGSTOP of rank 1 until --timeout 30s (mpirun)",
+        what: "SIGSTOP of rank 1 until --timeout 20s (mpirun)",
         config: Config::Custom(two_long_modes_config),
-        args: &["--timeout", "30s", "--prom", "{tmp}/metrics.prom"],
+        args: &["--timeout", "20s", "--prom", "{tmp}/metrics.prom"],
         fault: Fault::Signal(Target::Rank(1), libc::SIGSTOP),
-        expect: Expect { exit: Some(3), says: &["timed out after 30s"], ..NOTHING },
+        expect: Expect { exit: Some(3), says: &["timed out after 20s"], ..NOTHING },
         check: Some(timed_out_incomplete),
         may_end_first: true,
         ..CASE

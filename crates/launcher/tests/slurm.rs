@@ -56,7 +56,7 @@ fn sbatch_template_runs_the_quickstart() {
         job_id.bytes().all(|b| b.is_ascii_digit()),
         "job id {job_id:?}"
     );
-    let f = running.wait(Duration::from_secs(600));
+    let f = slurm.wait_job(running, &job_id, Duration::from_secs(600));
     let job_log = files.job_log(&job_id);
     assert_eq!(
         f.code(),

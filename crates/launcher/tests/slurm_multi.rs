@@ -40,7 +40,7 @@ fn sbatch_across_three_namespace_nodes() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let f = running.wait(Duration::from_secs(600));
+    let f = slurm.wait_job(running, &job_id, Duration::from_secs(600));
     let job_log = files.job_log(&job_id);
     assert_eq!(
         f.code(),

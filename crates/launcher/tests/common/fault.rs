@@ -292,6 +292,8 @@ pub struct Started {
     /// The temporary folder (config, results, job log).
     pub tmp: tempfile::TempDir,
     bed: Bed,
+    /// When the test got the lock (its own time starts).
+    began: Instant,
     _lock: TestLock,
 }
 
@@ -321,6 +323,8 @@ pub struct Outcome {
     /// The temporary folder.
     pub tmp: tempfile::TempDir,
     bed: Bed,
+    /// Where the row's time went: (phase, seconds), in order.
+    pub phases: Vec<(&'static str, f64)>,
     _lock: TestLock,
 }
 
@@ -350,11 +354,28 @@ pub fn run_case(test: &str, case: &FaultCase) {
     if let Some(before) = case.before {
         before(&s.run_dir);
     }
-    let o = s.finish();
+    let mut o = s.finish();
+    let t = Instant::now();
     expect(case, &o);
     if let Some(check) = case.check {
         check(&o);
     }
+    o.phases.push(("of checks", t.elapsed().as_secs_f64()));
+    let t = Instant::now();
+    let mut phases = std::mem::take(&mut o.phases);
+    drop(o);
+    phases.push(("to tear down", t.elapsed().as_secs_f64()));
+    // Where a row's time goes (what CI time is cut from).
+    let all: f64 = phases.iter().map(|(_, s)| s).sum();
+    let each: Vec<String> = phases
+        .iter()
+        .map(|(what, s)| format!("{s:.1} s {what}"))
+        .collect();
+    log(&format!(
+        "fault {}: {all:.1} s: {}",
+        case.what,
+        each.join(", ")
+    ));
 }
 
 /// The skip reason of a bed this machine cannot give.
@@ -378,6 +399,7 @@ pub fn start(test: &str, case: &FaultCase) -> Option<Started> {
     }
     require_worker();
     let lock = TestLock::acquire();
+    let began = Instant::now();
     let mut bed = Bed::default();
     if case.launcher != Launcher::Local {
         bed.hosts = Some(Netns::up(3));
@@ -479,6 +501,7 @@ pub fn start(test: &str, case: &FaultCase) -> Option<Started> {
         all,
         tmp,
         bed,
+        began,
         _lock: lock,
     })
 }
@@ -540,8 +563,15 @@ impl Started {
             all,
             tmp,
             mut bed,
+            began,
             _lock,
         } = self;
+        let mut phases = vec![("to the fault's point", began.elapsed().as_secs_f64())];
+        let mut mark = Instant::now();
+        let mut phase = |name: &'static str| {
+            phases.push((name, mark.elapsed().as_secs_f64()));
+            mark = Instant::now();
+        };
         let mut stepd: Option<Continue> = None;
         let mut stopped = false;
         let injected = Instant::now();
@@ -588,6 +618,7 @@ impl Started {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             };
+            phase("to the end");
             if let Fault::LinkDown(r) = case.fault {
                 link(r, "up");
             }
@@ -613,13 +644,17 @@ impl Started {
                 }
                 std::thread::sleep(Duration::from_millis(250));
             };
-            let f = running.wait(Duration::from_secs(300));
+            phase("for the step to leave squeue");
+            let slurm = bed.slurm.as_ref().expect("the Slurm bed");
+            let f = slurm.wait_job(running, &run_id, Duration::from_secs(300));
+            phase("for the job's end");
             let log =
                 std::fs::read_to_string(&log_path).unwrap_or_else(|e| format!("(no job log: {e})"));
             (f.status.code(), log.clone(), log, took)
         } else {
             let f = running.wait(Duration::from_secs(180));
             let took = injected.elapsed();
+            phase("to the end");
             if let Fault::LinkDown(r) = case.fault {
                 link(r, "up");
             }
@@ -635,6 +670,7 @@ impl Started {
         if case.launcher == Launcher::SlurmMulti {
             // The nodes go before the checks, as their processes would.
             bed = Bed::default();
+            phase("to stop the Slurm nodes");
         }
         Outcome {
             code,
@@ -648,6 +684,7 @@ impl Started {
             steps_left,
             tmp,
             bed,
+            phases,
             _lock,
         }
     }
