@@ -49,6 +49,9 @@ pub mod flag {
     pub const SWEEP_FACTOR: &str = "--sweep-factor";
     /// Test hook: this rank corrupts one reduced element once.
     pub const INJECT_WRONG_RANK: &str = "--inject-wrong-rank";
+    /// Test hook: `R:SECONDS`, rank R starts every step SECONDS late (a
+    /// straggler the others wait for at the collectives).
+    pub const LATE_RANK: &str = "--late-rank";
 
     /// Every flag that takes a value.
     pub const WITH_VALUE: &[&str] = &[
@@ -66,6 +69,7 @@ pub mod flag {
         SWEEP_END,
         SWEEP_FACTOR,
         INJECT_WRONG_RANK,
+        LATE_RANK,
     ];
 }
 
@@ -106,6 +110,8 @@ pub struct WorkerJob {
     pub accept: Option<AcceptOverrides>,
     /// Test hook: this rank corrupts one reduced element once.
     pub inject_wrong_rank: Option<u64>,
+    /// Test hook: (rank, seconds): that rank starts every step this late.
+    pub late_rank: Option<(u64, f64)>,
 }
 
 /// What the worker's command line asks for.
@@ -139,6 +145,7 @@ impl WorkerJob {
             vary: Vec::new(),
             accept: None,
             inject_wrong_rank: None,
+            late_rank: None,
         }
     }
 
@@ -165,6 +172,9 @@ impl WorkerJob {
         }
         if let Some(r) = self.inject_wrong_rank {
             put(flag::INJECT_WRONG_RANK, r.to_string());
+        }
+        if let Some((r, s)) = self.late_rank {
+            put(flag::LATE_RANK, format!("{r}:{s}"));
         }
         if let Some(o) = &self.accept {
             a.push(flag::ACCEPT.to_string());
@@ -257,6 +267,16 @@ impl WorkerJob {
                 }
                 flag::VARY => job.vary.push(value),
                 flag::INJECT_WRONG_RANK => job.inject_wrong_rank = Some(num(&value)?),
+                flag::LATE_RANK => {
+                    let late = value.split_once(':').and_then(|(r, s)| {
+                        let s: f64 = s.parse().ok()?;
+                        (s.is_finite() && s >= 0.0).then_some((r.parse().ok()?, s))
+                    });
+                    job.late_rank =
+                        Some(late.ok_or_else(|| {
+                            format!("{f} {value}: give RANK:SECONDS, e.g. 1:0.02")
+                        })?)
+                }
                 flag::STAGES => {
                     o.stages = Some(parse_stages(&value).map_err(|e| format!("{f} {value}: {e}"))?)
                 }
@@ -319,6 +339,7 @@ mod tests {
             vary: vec!["run.bucket_mb=1,4".into(), "model.seq=64,128".into()],
             accept: None,
             inject_wrong_rank: Some(1),
+            late_rank: Some((2, 0.025)),
         }
     }
 

@@ -22,6 +22,9 @@
 //! - [`metrics`]: the metric formulas of docs/metrics.md as pure functions.
 //! - [`stats`]: median / percentile helpers.
 //! - [`check`]: the known-sum pattern used to verify all-reduce results.
+//! - [`clock`]: the ranks' clocks on one time line (offsets from rank 0's,
+//!   estimated from ping-pong exchanges), for collectives timed from the
+//!   last arrival.
 //! - [`time`]: calendar arithmetic for UTC timestamps, and durations as
 //!   people write them.
 //! - [`units`]: fractions (`0.9`, `90%`) and byte sizes (`64K`, `1G`) as
@@ -51,6 +54,7 @@
 
 pub mod accept;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod config_error;
 pub mod flops;

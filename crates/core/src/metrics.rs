@@ -101,15 +101,28 @@ pub fn uncovered_s(busy: &[(f64, f64)], cover: &[(f64, f64)]) -> f64 {
 }
 
 /// One round's T_o − T_c split by cause: `(gemm_slowdown, exposed_collective,
-/// sync_skew)`, where gemm_slowdown = G_o − G_c (GEMM busy time of the
-/// overlapped step's critical rank minus the compute step's), the exposed
-/// collective time `e_o` (collectives running while no GEMM does, on the
-/// overlapped step's critical rank) and sync_skew the rest (barrier exit
-/// skew, launch gaps, waits between ops). The three add up to T_o − T_c
-/// exactly.
-pub fn exposed_breakdown(t_o: f64, t_c: f64, g_o: f64, g_c: f64, e_o: f64) -> (f64, f64, f64) {
+/// waiting_for_peers, sync_skew)`, where gemm_slowdown = G_o − G_c (GEMM
+/// busy time of the overlapped step's critical rank minus the compute
+/// step's), the exposed collective time `e_o` (collectives running, from
+/// their last arrival, while no GEMM does, on the overlapped step's critical
+/// rank), the exposed waiting `w_o` (that rank waiting at a collective for a
+/// peer while nothing else runs) and sync_skew the rest (barrier exit skew,
+/// launch gaps, waits between ops). The four add up to T_o − T_c exactly.
+pub fn exposed_breakdown(
+    t_o: f64,
+    t_c: f64,
+    g_o: f64,
+    g_c: f64,
+    e_o: f64,
+    w_o: f64,
+) -> (f64, f64, f64, f64) {
     let gemm_slowdown = g_o - g_c;
-    (gemm_slowdown, e_o, (t_o - t_c) - gemm_slowdown - e_o)
+    (
+        gemm_slowdown,
+        e_o,
+        w_o,
+        (t_o - t_c) - gemm_slowdown - e_o - w_o,
+    )
 }
 
 /// Hidden fraction of communication: 1 − e / T_a, the share of what the

@@ -162,10 +162,19 @@ pub struct Span {
     /// buckets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collective: Option<usize>,
-    /// Start, seconds after the step's start.
+    /// Start, seconds after the step's start. A collective's span starts
+    /// at the last arrival of its group's ranks (its own time), where the
+    /// ranks' clocks were aligned; this rank's own arrival is `arrived_s`.
     pub start_s: f64,
     /// End, seconds after the step's start.
     pub end_s: f64,
+    /// Collectives whose ranks' clocks were aligned: when this rank arrived
+    /// (started the call), seconds after the step's start; `start_s −
+    /// arrived_s` it waited for the last rank of its group. Absent for
+    /// GEMMs, and in runs written before collectives were timed from the
+    /// last arrival (their spans include the waiting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arrived_s: Option<f64>,
 }
 
 /// What one rank measured in one mode.
@@ -195,13 +204,26 @@ pub struct ModeRecord {
     /// GEMMs and collectives only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub collective_exposed_s: BTreeMap<String, Vec<f64>>,
-    /// Per timed iteration, the time during which any collective ran and no
-    /// GEMM did (the union of every collective's spans, less the GEMMs'),
-    /// seconds; modes with GEMMs and collectives only. The exposed part of
-    /// [`ExposedBreakdown`].
+    /// Per timed iteration, the time during which any collective ran (from
+    /// its last arrival) and no GEMM did (the union of every collective's
+    /// spans, less the GEMMs'), seconds; modes with GEMMs and collectives
+    /// only. The exposed collective part of [`ExposedBreakdown`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub comm_exposed_s: Vec<f64>,
-    /// Per-op median durations.
+    /// Per timed iteration, the time this rank waited at its collectives
+    /// for the last rank of their group to arrive (Σ over the step's
+    /// collectives of `start_s − arrived_s`), seconds; runs whose ranks'
+    /// clocks were aligned only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wait_for_peers_s: Vec<f64>,
+    /// Per timed iteration, the time this rank waited for peers at a
+    /// collective while no GEMM and no other collective ran (the exposed
+    /// part of `wait_for_peers_s`; beside `comm_exposed_s` in
+    /// [`ExposedBreakdown`]), seconds; modes with GEMMs and collectives,
+    /// runs whose ranks' clocks were aligned only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wait_exposed_s: Vec<f64>,
+    /// Per-op median durations (collectives: from the last arrival).
     pub ops: Vec<OpStat>,
     /// The ops of one iteration (the one with the median step time).
     pub timeline: Vec<Span>,
@@ -274,6 +296,11 @@ pub struct RankRecord {
     /// host's local rank 0 only; absent in runs written before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_load: Option<HostLoad>,
+    /// This rank's clock against rank 0's, measured before the timed steps
+    /// (what puts the ranks' arrivals at a collective on one time line);
+    /// absent in runs written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<crate::clock::ClockOffset>,
 }
 
 /// How shared a host was at the start of a run: the measured rates of an
@@ -628,6 +655,12 @@ pub struct ExposedBreakdown<T = f64> {
     /// during which a collective ran and no GEMM did: communication that
     /// overlap did not hide.
     pub exposed_collective_s: T,
+    /// Time on the critical rank during which it waited at a collective
+    /// for a peer that had not arrived, while no GEMM and no collective ran
+    /// (0 in runs written before collectives were timed from the last
+    /// arrival, whose exposed collective time includes it).
+    #[serde(default)]
+    pub waiting_for_peers_s: T,
     /// The rest of T_o − T_c: barrier exit skew, launch gaps, waits
     /// between ops.
     pub sync_skew_s: T,
@@ -836,6 +869,13 @@ pub struct Summary {
     /// bucket all-reduces).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub collectives: Vec<CollectiveSummary>,
+    /// Per mode with collectives, each rank's median over rounds of the
+    /// time it waited at the collectives for the last rank of their group
+    /// (index: rank), seconds: the ranks that wait are victims, one that
+    /// never waits is the one they wait for. Runs whose ranks' clocks were
+    /// aligned only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub wait_for_peers_s: BTreeMap<Mode, Vec<f64>>,
 }
 
 fn blocked() -> Schedule {
@@ -1038,6 +1078,7 @@ impl Summary {
             ci95_coverage: BTreeMap::new(),
             flags: Vec::new(),
             collectives: Vec::new(),
+            wait_for_peers_s: BTreeMap::new(),
         }
     }
 }
@@ -1068,7 +1109,9 @@ fn per_iteration_max(
 
 /// The data-parallel gradient all-reduces (DDP's buckets): bytes, their
 /// group's size, their time and bandwidth. Plain DDP: the comm step T_a on
-/// the world. With other collectives in the step (tensor parallelism), the
+/// the world, or, where the ranks' clocks were aligned, the all-reduces'
+/// own time in comm steps (from each one's last arrival: a slower peer's
+/// lateness is its waiting, not the collective's time). With other collectives in the step (tensor parallelism), the
 /// buckets' own comm-mode busy time on their group, so that neither the
 /// TP all-reduces' time nor the world size enters their busbw. No buckets
 /// (FSDP, HSDP): no figures (see `collectives`).
@@ -1113,7 +1156,18 @@ fn gradient_allreduce_times(
             info.group_size,
             per_iteration_max(ranks, Mode::Comm, |m| m.collective_busy_s.get(&info.key())),
         ),
-        _ => (world, steps.get_ref(Mode::Comm).cloned()),
+        _ => {
+            let aligned = ranks.iter().all(|r| {
+                r.modes
+                    .get(&Mode::Comm)
+                    .is_some_and(|m| !m.wait_for_peers_s.is_empty())
+            });
+            let own = per_iteration_max(ranks, Mode::Comm, |m| Some(&m.allreduce_busy_s));
+            match own {
+                Some(t) if aligned && !ranks.is_empty() => (world, Some(t)),
+                _ => (world, steps.get_ref(Mode::Comm).cloned()),
+            }
+        }
     }
 }
 
@@ -1161,7 +1215,7 @@ pub fn round_series(ranks: &[RankRecord], plan: &PlanInfo) -> BTreeMap<String, V
         ))
     });
     figure("hidden_fraction", &|i| {
-        let (_, e, _) = round_breakdown(ranks, i)?;
+        let (_, e, _, _) = round_breakdown(ranks, i)?;
         Some(metrics::collective_hidden_fraction(e, at(Comm, i)?))
     });
     if let (_, Some(t)) = gradient_allreduce_times(ranks, plan, &steps, world) {
@@ -1337,6 +1391,26 @@ impl Coverage {
     }
 }
 
+/// Per mode, each rank's median over rounds of its waiting for peers
+/// (ranks in order); modes where no rank recorded any are left out.
+fn wait_for_peers(ranks: &[RankRecord]) -> BTreeMap<Mode, Vec<f64>> {
+    Mode::ALL
+        .into_iter()
+        .filter_map(|mode| {
+            let per_rank: Vec<Option<f64>> = ranks
+                .iter()
+                .map(|r| stats::median(&r.modes.get(&mode)?.wait_for_peers_s))
+                .collect();
+            per_rank.iter().any(Option::is_some).then(|| {
+                (
+                    mode,
+                    per_rank.into_iter().map(|w| w.unwrap_or(0.0)).collect(),
+                )
+            })
+        })
+        .collect()
+}
+
 /// The record of `mode` on the rank whose step of round `i` was the
 /// longest (the round's critical path: the cluster step is its step).
 fn critical(ranks: &[RankRecord], mode: Mode, i: usize) -> Option<&ModeRecord> {
@@ -1348,9 +1422,11 @@ fn critical(ranks: &[RankRecord], mode: Mode, i: usize) -> Option<&ModeRecord> {
 }
 
 /// Round `i`'s T_o − T_c split by cause ([`metrics::exposed_breakdown`]:
-/// GEMM slowdown, exposed collective, sync skew), each mode's figures taken
-/// on its critical rank; None without per-iteration busy and exposed times.
-fn round_breakdown(ranks: &[RankRecord], i: usize) -> Option<(f64, f64, f64)> {
+/// GEMM slowdown, exposed collective, waiting for peers, sync skew), each
+/// mode's figures taken on its critical rank; None without per-iteration
+/// busy and exposed times. Runs without aligned clocks (no
+/// `wait_exposed_s`) wait 0: their exposed collective time includes it.
+fn round_breakdown(ranks: &[RankRecord], i: usize) -> Option<(f64, f64, f64, f64)> {
     let o = critical(ranks, Mode::Overlapped, i)?;
     let c = critical(ranks, Mode::Compute, i)?;
     Some(metrics::exposed_breakdown(
@@ -1359,6 +1435,7 @@ fn round_breakdown(ranks: &[RankRecord], i: usize) -> Option<(f64, f64, f64)> {
         *o.gemm_busy_s.get(i)?,
         *c.gemm_busy_s.get(i)?,
         *o.comm_exposed_s.get(i)?,
+        o.wait_exposed_s.get(i).copied().unwrap_or(0.0),
     ))
 }
 
@@ -1481,7 +1558,7 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
             o: at(Mode::Overlapped, i),
         })
         .collect();
-    let breakdowns: Vec<Option<(f64, f64, f64)>> =
+    let breakdowns: Vec<Option<(f64, f64, f64, f64)>> =
         (0..n_rounds).map(|i| round_breakdown(ranks, i)).collect();
     let mut cov = Coverage::default();
     let mut per_iter = |name: &str, f: &dyn Fn(usize, &Round) -> Option<f64>| {
@@ -1500,20 +1577,22 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     let (exposed_frac, exposed_frac_ci) = per_iter("exposed_comm_fraction", &|_, r| {
         Some(metrics::exposed_comm_fraction(r.o?, r.c?))
     });
-    let part = |i: usize, k: usize| breakdowns[i].map(|(g, e, s)| [g, e, s][k]);
+    let part = |i: usize, k: usize| breakdowns[i].map(|(g, e, w, s)| [g, e, w, s][k]);
     let parts: Vec<(Option<f64>, Option<MedianCi>)> = [
         "exposed_breakdown.gemm_slowdown_s",
         "exposed_breakdown.exposed_collective_s",
+        "exposed_breakdown.waiting_for_peers_s",
         "exposed_breakdown.sync_skew_s",
     ]
     .iter()
     .enumerate()
     .map(|(k, name)| per_iter(name, &|i, _| part(i, k)))
     .collect();
-    let exposed_breakdown = match (parts[0].0, parts[1].0, parts[2].0) {
-        (Some(g), Some(e), Some(k)) => Some(ExposedBreakdown {
+    let exposed_breakdown = match (parts[0].0, parts[1].0, parts[2].0, parts[3].0) {
+        (Some(g), Some(e), Some(w), Some(k)) => Some(ExposedBreakdown {
             gemm_slowdown_s: g,
             exposed_collective_s: e,
+            waiting_for_peers_s: w,
             sync_skew_s: k,
         }),
         _ => None,
@@ -1521,7 +1600,8 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     let exposed_breakdown_ci = exposed_breakdown.map(|_| ExposedBreakdown {
         gemm_slowdown_s: bounds(parts[0].1),
         exposed_collective_s: bounds(parts[1].1),
-        sync_skew_s: bounds(parts[2].1),
+        waiting_for_peers_s: bounds(parts[2].1),
+        sync_skew_s: bounds(parts[3].1),
     });
     let (ser_over, ser_over_ci) = per_iter("serialized_overhead", &|_, r| {
         Some(metrics::serialized_overhead(r.s?, r.c?))
@@ -1670,6 +1750,7 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         ci95_coverage: cov.coverage,
         flags: Vec::new(),
         collectives: collective_summaries(ranks, inp.plan),
+        wait_for_peers_s: wait_for_peers(ranks),
     };
     summary.flags = flags(&summary);
     summary
@@ -2079,6 +2160,8 @@ mod tests {
             collective_busy_s: BTreeMap::new(),
             collective_exposed_s: BTreeMap::new(),
             comm_exposed_s: Vec::new(),
+            wait_for_peers_s: Vec::new(),
+            wait_exposed_s: Vec::new(),
             ops: ops
                 .iter()
                 .enumerate()
@@ -2125,6 +2208,7 @@ mod tests {
             wrong: 0,
             telemetry: Vec::new(),
             host_load: None,
+            clock: None,
         }
     }
 
@@ -2196,6 +2280,25 @@ mod tests {
     /// DDP + tensor = 2 on 4 ranks: the gradient all-reduce runs on groups
     /// of 2 replicas; its busbw is its algbw × 2(2−1)/2 and its time is the
     /// buckets' own, not the comm step's (which holds the TP all-reduces).
+    /// Plain DDP with aligned clocks: the all-reduces' own time in comm
+    /// steps (max over ranks per round), not the comm step, which holds the
+    /// waiting for a late rank.
+    #[test]
+    fn gradient_allreduce_takes_its_own_time_where_clocks_were_aligned() {
+        let steps = PerMode::from_fn(|m| (m == Mode::Comm).then(|| vec![4.0, 4.0, 4.0]));
+        let mut ranks = vec![rank(0, "a", 1.0), rank(1, "a", 1.0)];
+        // Without waiting figures (older records): the comm step.
+        let (_, t) = gradient_allreduce_times(&ranks, &plan(), &steps, 2);
+        assert_eq!(t, Some(vec![4.0, 4.0, 4.0]));
+        for (r, own) in ranks.iter_mut().zip([[3.0, 3.5, 3.0], [3.2, 3.1, 2.9]]) {
+            let m = r.modes.get_mut(&Mode::Comm).unwrap();
+            m.allreduce_busy_s = own.to_vec();
+            m.wait_for_peers_s = vec![0.5; 3];
+        }
+        let (n, t) = gradient_allreduce_times(&ranks, &plan(), &steps, 2);
+        assert_eq!((n, t), (2, Some(vec![3.2, 3.5, 3.0])));
+    }
+
     #[test]
     fn gradient_allreduce_uses_its_own_group_and_time() {
         let dp = collective_key(Collective::AllReduce, Group::DpReplicate);
@@ -2546,9 +2649,10 @@ mod tests {
     #[test]
     fn exposed_breakdown_known_answers() {
         // T_o − T_c = 30 ms: 15 ms slower GEMMs, 12 ms exposed collective,
-        // 3 ms the rest.
-        let (g, e, k) = metrics::exposed_breakdown(0.130, 0.100, 0.095, 0.080, 0.012);
-        assert!((g - 0.015).abs() < 1e-12 && e == 0.012 && (k - 0.003).abs() < 1e-12);
+        // 2 ms waiting for a peer, 1 ms the rest.
+        let (g, e, w, k) = metrics::exposed_breakdown(0.130, 0.100, 0.095, 0.080, 0.012, 0.002);
+        assert!((g - 0.015).abs() < 1e-12 && e == 0.012 && w == 0.002);
+        assert!((k - 0.001).abs() < 1e-12, "{k}");
         assert!((metrics::collective_hidden_fraction(0.012, 0.040) - 0.7).abs() < 1e-12);
         assert!(metrics::collective_hidden_fraction(0.012, 0.0).is_nan());
 
@@ -2587,14 +2691,27 @@ mod tests {
         let ranks = [r0, r1];
         // Round 0: overlapped critical = rank 1 (0.130), compute = rank 0
         // (0.100): gemm 0.112 − 0.095, exposed 0.012, skew the rest.
-        let (g, e, k) = round_breakdown(&ranks, 0).unwrap();
+        let (g, e, w, k) = round_breakdown(&ranks, 0).unwrap();
         assert!((g - 0.017).abs() < 1e-12 && e == 0.012, "{g} {e}");
-        assert!((g + e + k - (0.130 - 0.100)).abs() < 1e-12);
+        // Records without waiting (no aligned clocks) wait 0.
+        assert_eq!(w, 0.0);
+        assert!((g + e + w + k - (0.130 - 0.100)).abs() < 1e-12);
         // Round 1: overlapped critical = rank 0 (0.131), compute = rank 1
         // (0.102).
-        let (g, e, k) = round_breakdown(&ranks, 1).unwrap();
+        let (g, e, w, k) = round_breakdown(&ranks, 1).unwrap();
         assert!((g - (0.110 - 0.098)).abs() < 1e-12 && e == 0.015, "{g} {e}");
-        assert!((g + e + k - (0.131 - 0.102)).abs() < 1e-12);
+        assert!((g + e + w + k - (0.131 - 0.102)).abs() < 1e-12);
+        // With the critical rank's exposed waiting: its own part, taken
+        // from the skew.
+        let mut waited = ranks.clone();
+        waited[0]
+            .modes
+            .get_mut(&Mode::Overlapped)
+            .unwrap()
+            .wait_exposed_s = vec![0.001, 0.004];
+        let (g2, e2, w2, k2) = round_breakdown(&waited, 1).unwrap();
+        assert_eq!((g2, e2, w2), (g, e, 0.004));
+        assert!((k2 - (k - 0.004)).abs() < 1e-12);
         // Without per-iteration exposed times (older records): no breakdown.
         let mut old = ranks.clone();
         for r in &mut old {

@@ -342,6 +342,7 @@ fn plan(args: &RunArgs, accept: Option<&AcceptOverrides>) -> Result<Plan> {
         vary: args.vary.clone(),
         accept: accept.cloned(),
         inject_wrong_rank: None,
+        late_rank: None,
     };
     job.check().map_err(usage)?;
     let worker_args = job.to_args();

@@ -306,6 +306,9 @@ pub struct Report {
     pub headline: Vec<ModeHeadline>,
     /// Overlap figures.
     pub overlap: OverlapFigures,
+    /// Per mode with collectives, each rank's median waiting for peers per
+    /// step, seconds (index: rank); empty without aligned clocks.
+    pub wait_for_peers_s: std::collections::BTreeMap<Mode, Vec<f64>>,
     /// How the timed steps were ordered (`interleaved` pairs the modes).
     pub schedule: mfubench_core::config::Schedule,
     /// 95 % confidence intervals of the headline and overlap figures.
@@ -492,6 +495,7 @@ pub fn measure(
         peak_source: s.peak_source,
         flops_per_step: flops,
         headline,
+        wait_for_peers_s: s.wait_for_peers_s.clone(),
         overlap: OverlapFigures {
             exposed_comm_s: s.exposed_comm_s,
             exposed_comm_fraction: s.exposed_comm_fraction,

@@ -75,7 +75,12 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "exposed_breakdown",
         name: "exposed-time breakdown",
-        text: "each round's T_o − T_c split on the critical rank of each mode (the rank with the longest step) into GEMM slowdown (GEMM busy time in the overlapped step minus in the compute step: contention), exposed collective (time in the overlapped step when a collective runs and no GEMM does) and sync skew (the rest: barrier exit skew, launch gaps); the three add up to T_o − T_c per round; each is reported as its median over rounds.",
+        text: "each round's T_o − T_c split on the critical rank of each mode (the rank with the longest step) into GEMM slowdown (GEMM busy time in the overlapped step minus in the compute step: contention), exposed collective (time in the overlapped step when a collective runs, from the last rank's arrival, and no GEMM does), waiting for peers (time that rank waited at a collective for a rank of its group that had not arrived, while nothing else ran) and sync skew (the rest: barrier exit skew, launch gaps); the four add up to T_o − T_c per round; each is reported as its median over rounds.",
+    },
+    Definition {
+        key: "wait_for_peers",
+        name: "waiting for peers",
+        text: "per rank and mode, the median over rounds of the time the rank spent at its collectives before the last rank of their group arrived (the ranks' clocks put on rank 0's time line at start, within the uncertainty run.json records per rank); a collective's own time, its bandwidth and its exposure run from that last arrival. The ranks that wait are victims; a rank that never waits is the one they wait for.",
     },
     Definition {
         key: "serialized_overhead",

@@ -254,6 +254,7 @@ fn fsdp_tp_timeline_has_a_lane_per_group_and_kind() {
                         collective: Some(ci),
                         start_s: start,
                         end_s: start + 2e-4,
+                        arrived_s: None,
                     }
                 })
                 .collect();

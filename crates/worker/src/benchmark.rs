@@ -17,28 +17,43 @@
 //!   check (a second on large GPU buckets, enough for clocks to drop)
 //!   never sits before some modes' timed steps and not others'. `wrong`
 //!   counts the mismatches of those checked steps.
+//! - **Collectives timed from the last arrival.** The ranks' clocks are
+//!   put on rank 0's time line when the benchmark opens
+//!   ([`crate::clock::align`]), and each timed step's start is recorded on
+//!   it. When the records are made, each group's ranks take the maximum of
+//!   their arrivals at every collective (one all-reduce per kind of group,
+//!   outside the timed steps): a collective's span then starts at the last
+//!   arrival, and what a rank spent before it is its waiting for peers
+//!   ([`crate::record::from_last_arrival`]).
 //! - **Results as soon as they exist**: [`Benchmark::save`] gathers every
 //!   rank's record and rank 0 writes run.json atomically, complete or not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mpi::collective::SystemOperation;
+use mpi::topology::{Color, SimpleCommunicator};
+use mpi::traits::*;
+
 use mfubench_core::config::{Config, Mode};
+use mfubench_core::parallel::Group;
 use mfubench_core::plan::StepPlan;
 use mfubench_core::protocol::{Event, LAUNCH_ENV};
 use mfubench_core::result::{
-    HostLoad, LaunchInfo, PeakChoice, PeakSource, RankRecord, RunMeta, RunRecord, TelemetrySample,
+    HostLoad, LaunchInfo, ModeRecord, PeakChoice, PeakSource, RankRecord, RunMeta, RunRecord,
+    TelemetrySample,
 };
 use mfubench_core::stats;
 
 use crate::backend::{Backend, DeviceRecord};
+use crate::clock::AlignedClock;
 use crate::mpi_comm;
 use crate::output;
 use crate::progress::emit;
 use crate::rank::{Exit, Rank, RunError};
-use crate::record::mode_record;
+use crate::record::{self, mode_record};
 use crate::schedule::{self, StepTiming};
 use crate::session::Session;
 
@@ -65,6 +80,8 @@ fn host_load(rank: &Rank, run_id: &str) -> HostLoad {
 struct ModeSteps {
     timings: Vec<StepTiming>,
     starts: Vec<f64>,
+    /// Each timed step's start on rank 0's time line, seconds.
+    at: Vec<f64>,
     wrong: u64,
 }
 
@@ -87,6 +104,26 @@ pub struct Benchmark<'r, B: Backend> {
     telemetry: Vec<TelemetrySample>,
     injected: bool,
     host_load: Option<HostLoad>,
+    clock: AlignedClock,
+    /// A communicator per kind of group the plan's collectives run in.
+    groups: BTreeMap<Group, SimpleCommunicator>,
+}
+
+/// A communicator per kind of group the plan's collectives run in (this
+/// rank's group of each kind). Collective: every rank makes them in the
+/// same order.
+fn group_comms(rank: &Rank, plan: &StepPlan) -> BTreeMap<Group, SimpleCommunicator> {
+    let kinds: BTreeSet<Group> = plan.collectives.iter().map(|c| c.group).collect();
+    kinds
+        .into_iter()
+        .filter_map(|g| {
+            let (colour, position) = plan.layout.colour_and_position(g, rank.rank);
+            let comm = rank
+                .world
+                .split_by_color_with_key(Color::with_value(colour as i32), position as i32)?;
+            Some((g, comm))
+        })
+        .collect()
 }
 
 impl<'r, B: Backend> Benchmark<'r, B> {
@@ -108,6 +145,15 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             .and_then(|_| backend.allocate_buckets(&plan));
         rank.agree(alloc)?;
         let device = backend.device();
+        let clock = {
+            let _deadline = crate::watchdog::Watchdog::arm(
+                format!("rank {} on {}: aligning the clocks", rank.rank, rank.host),
+                Duration::from_secs_f64(config.run.op_timeout_s),
+                i32::from(mfubench_core::protocol::exit::RUN_FAILED),
+            );
+            rank.agree(crate::clock::align(rank).map_err(RunError))?
+        };
+        let groups = group_comms(rank, &plan);
         Ok(Benchmark {
             session,
             rank,
@@ -127,6 +173,8 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             telemetry: Vec::new(),
             injected: false,
             host_load,
+            clock,
+            groups,
         })
     }
 
@@ -227,6 +275,11 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             &format!("before mode {mode}, {what}"),
         );
         crate::progress::set_position(&mode.to_string(), what, "step");
+        if let Some((r, late_s)) = self.session.hooks.late_rank {
+            if r == self.rank.rank {
+                std::thread::sleep(Duration::from_secs_f64(late_s));
+            }
+        }
         let t0 = Instant::now();
         let mut say_waiting = |op: &str| {
             self.session
@@ -319,6 +372,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         let s = self.steps.entry(mode).or_default();
         s.timings.push(t);
         s.starts.push(since);
+        s.at.push(self.clock.at(t0));
         if n == of && self.rank.is_root() {
             let med = stats::median(&s.timings.iter().map(|t| t.step_s).collect::<Vec<_>>())
                 .unwrap_or(0.0);
@@ -365,12 +419,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             self.op_timeout,
             i32::from(mfubench_core::protocol::exit::RUN_FAILED),
         );
-        let modes = self
-            .steps
-            .iter()
-            .filter(|(_, s)| !s.timings.is_empty())
-            .map(|(m, s)| (*m, mode_record(&self.plan, &s.timings, &s.starts, s.wrong)))
-            .collect::<BTreeMap<_, _>>();
+        let modes = self.mode_records();
         let record = RankRecord {
             rank: r.rank,
             host: r.host.clone(),
@@ -383,6 +432,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             modes,
             telemetry: self.telemetry.clone(),
             host_load: self.host_load.clone(),
+            clock: Some(self.clock.offset),
         };
         let bytes = serde_json::to_vec(&record)
             .unwrap_or_else(|e| r.abort(format!("cannot encode the rank record: {e}")));
@@ -396,6 +446,45 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             emit(&Event::RankDone { rank: r.rank });
         }
         Ok(())
+    }
+
+    /// Each mode's record, its collectives timed from the last arrival.
+    /// Collective: every rank calls it at the same save.
+    fn mode_records(&self) -> BTreeMap<Mode, ModeRecord> {
+        self.steps
+            .iter()
+            .filter(|(_, s)| !s.timings.is_empty())
+            .map(|(m, s)| {
+                let (arrivals, groups) = record::arrivals(&self.plan, &s.timings, &s.at);
+                let last = self.last_arrivals(&arrivals, &groups);
+                let timings = record::from_last_arrival(&s.timings, &s.at, &last);
+                (*m, mode_record(&self.plan, &timings, &s.starts, s.wrong))
+            })
+            .collect()
+    }
+
+    /// Per arrival (`groups[i]`: the kind of group its collective runs in),
+    /// the latest of the arrivals of that group's ranks. Collective: one
+    /// all-reduce (maximum) per kind of group.
+    fn last_arrivals(&self, arrivals: &[f64], groups: &[Group]) -> Vec<f64> {
+        let mut last = arrivals.to_vec();
+        if arrivals.is_empty() {
+            // No collective in this mode (every rank alike).
+            return last;
+        }
+        for (g, comm) in &self.groups {
+            let send: Vec<f64> = arrivals
+                .iter()
+                .zip(groups)
+                .map(|(a, k)| if k == g { *a } else { f64::NEG_INFINITY })
+                .collect();
+            let mut max = vec![0.0; send.len()];
+            comm.all_reduce_into(&send[..], &mut max[..], SystemOperation::max());
+            for (i, _) in groups.iter().enumerate().filter(|(_, k)| *k == g) {
+                last[i] = max[i];
+            }
+        }
+        last
     }
 
     /// Rank 0: builds the run record from the gathered rank records and

@@ -29,6 +29,7 @@
 pub mod accept;
 pub mod backend;
 pub mod benchmark;
+pub mod clock;
 pub mod cpu;
 pub mod cuda;
 pub mod executor;

@@ -139,6 +139,7 @@ fn try_main(args: &WorkerJob, rank: &Rank) -> Result<(), Exit> {
         run_dir,
         hooks: Hooks {
             inject_wrong_rank: args.inject_wrong_rank,
+            late_rank: args.late_rank,
         },
     };
     platform::dispatch(

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use mfubench_core::metrics;
+use mfubench_core::parallel::Group;
 use mfubench_core::plan::StepPlan;
 use mfubench_core::result::{CollectiveInfo, ModeRecord, OpStat, Span, StreamKind};
 use mfubench_core::stats;
@@ -88,6 +89,84 @@ pub fn comm_exposed(iterations: &[StepTiming]) -> Vec<f64> {
         .collect()
 }
 
+/// Per timed iteration and collective span (in span order), this rank's
+/// arrival at the collective on rank 0's time line (`at`: each step's start
+/// on it), and the kind of group the collective runs in.
+pub fn arrivals(plan: &StepPlan, iterations: &[StepTiming], at: &[f64]) -> (Vec<f64>, Vec<Group>) {
+    let mut arrivals = Vec::new();
+    let mut groups = Vec::new();
+    for (t, at) in iterations.iter().zip(at) {
+        for s in t.spans.iter().filter(|s| s.stream == StreamKind::Comm) {
+            arrivals.push(at + s.start_s);
+            groups.push(collective_of(plan, s).map_or(Group::World, |c| plan.collectives[c].group));
+        }
+    }
+    (arrivals, groups)
+}
+
+/// The iterations with every collective span starting at `last` (the
+/// latest arrival of its group's ranks, in [`arrivals`]' order, on rank
+/// 0's time line) and this rank's own arrival kept as `arrived_s`: the
+/// span is then the collective's own time, and `start_s − arrived_s` this
+/// rank's waiting for peers. A last arrival before this rank's own (only
+/// within the clocks' uncertainty) leaves the span as it was.
+pub fn from_last_arrival(iterations: &[StepTiming], at: &[f64], last: &[f64]) -> Vec<StepTiming> {
+    let mut last = last.iter();
+    iterations
+        .iter()
+        .zip(at)
+        .map(|(t, at)| {
+            let mut t = t.clone();
+            for s in t.spans.iter_mut().filter(|s| s.stream == StreamKind::Comm) {
+                let Some(l) = last.next() else { break };
+                let from = (l - at).max(s.start_s).min(s.end_s.max(s.start_s));
+                s.arrived_s = Some(s.start_s);
+                s.start_s = from;
+            }
+            t
+        })
+        .collect()
+}
+
+/// Per timed iteration, the time this rank waited for peers at its
+/// collectives (Σ `start_s − arrived_s`), and the part of it during which
+/// no GEMM and no collective ran; both empty when no span has an arrival.
+pub fn waiting(iterations: &[StepTiming]) -> (Vec<f64>, Vec<f64>) {
+    let aligned = iterations
+        .iter()
+        .any(|t| t.spans.iter().any(|s| s.arrived_s.is_some()));
+    if !aligned {
+        return (Vec::new(), Vec::new());
+    }
+    let total = iterations
+        .iter()
+        .map(|t| {
+            t.spans
+                .iter()
+                .filter_map(|s| Some(s.start_s - s.arrived_s?))
+                .sum()
+        })
+        .collect();
+    let exposed = comm_exposed(iterations);
+    let raw: Vec<StepTiming> = iterations
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            for s in &mut t.spans {
+                s.start_s = s.arrived_s.unwrap_or(s.start_s);
+            }
+            t
+        })
+        .collect();
+    let exposed_raw = comm_exposed(&raw);
+    let waiting_exposed = exposed_raw
+        .iter()
+        .zip(&exposed)
+        .map(|(r, o)| (r - o).max(0.0))
+        .collect();
+    (total, waiting_exposed)
+}
+
 /// Builds the record of one mode from its timed iterations (at least one)
 /// and when each started (seconds since the first timed step of the run).
 pub fn mode_record(
@@ -111,6 +190,7 @@ pub fn mode_record(
             .collect()
     };
     let comm_exposed_s = comm_exposed(iterations);
+    let (wait_for_peers_s, wait_exposed_s) = waiting(iterations);
     let first = iterations.first();
     let ops = first
         .map(|f| {
@@ -149,6 +229,8 @@ pub fn mode_record(
         collective_busy_s,
         collective_exposed_s,
         comm_exposed_s,
+        wait_for_peers_s,
+        wait_exposed_s,
         ops,
         timeline: iterations
             .get(timeline_iteration)
@@ -175,6 +257,7 @@ mod tests {
                 collective: None,
                 start_s: 0.0,
                 end_s: d,
+                arrived_s: None,
             }],
         }
     }
@@ -202,6 +285,7 @@ mod tests {
             collective: None,
             start_s: a,
             end_s: b,
+            arrived_s: None,
         };
         let t = StepTiming {
             step_s: 4.0,
@@ -225,6 +309,65 @@ mod tests {
             spans: vec![span(StreamKind::Comm, Some(0), 1.0, 4.0)],
         };
         assert!(comm_exposed(&[comm_only]).is_empty());
+    }
+
+    /// Two steps of one GEMM (0–2 s) and one bucket all-reduce this rank
+    /// reached at 1 s; the steps started at 100 and 200 s on rank 0's time
+    /// line; the group's last rank arrived at 101.5 and 200.5 s.
+    #[test]
+    fn collectives_from_the_last_arrival_known_answer() {
+        let p = plan();
+        let span = |stream, bucket, a, b| Span {
+            name: "x".into(),
+            stream,
+            op: (stream == StreamKind::Compute).then_some(0),
+            bucket,
+            collective: None,
+            start_s: a,
+            end_s: b,
+            arrived_s: None,
+        };
+        let t = StepTiming {
+            step_s: 4.0,
+            spans: vec![
+                span(StreamKind::Compute, None, 0.0, 2.0),
+                span(StreamKind::Comm, Some(0), 1.0, 4.0),
+            ],
+        };
+        let steps = [t.clone(), t];
+        let at = [100.0, 200.0];
+        let (arrivals, groups) = arrivals(&p, &steps, &at);
+        assert_eq!(arrivals, vec![101.0, 201.0]);
+        assert_eq!(groups, vec![p.collectives[0].group; 2]);
+        // Step 1: the last rank came after this one (1.5 s into the step);
+        // step 2: this rank was the last (rank 0's time line says 0.5 s,
+        // within the clocks' uncertainty): its span stays.
+        let own = from_last_arrival(&steps, &at, &[101.5, 200.5]);
+        assert_eq!(own[0].spans[1].start_s, 1.5);
+        assert_eq!(own[0].spans[1].arrived_s, Some(1.0));
+        assert_eq!(own[1].spans[1].start_s, 1.0);
+        assert_eq!(own[1].spans[1].arrived_s, Some(1.0));
+        // GEMM spans are left alone.
+        assert_eq!(own[0].spans[0], steps[0].spans[0]);
+        // Waiting 0.5 s in step 1, none in step 2; exposed: the GEMM ran
+        // during the whole wait (1–1.5 s), so none of it was exposed.
+        let (wait, exposed) = waiting(&own);
+        assert_eq!(wait, vec![0.5, 0.0]);
+        assert_eq!(exposed, vec![0.0, 0.0]);
+        // The record: busy and exposed times from the last arrival.
+        let r = mode_record(&p, &own, &[0.0, 100.0], 0);
+        assert_eq!(r.allreduce_busy_s, vec![2.5, 3.0]);
+        assert_eq!(r.comm_exposed_s, vec![2.0, 2.0]);
+        assert_eq!(r.wait_for_peers_s, vec![0.5, 0.0]);
+        // A GEMM ending at 0.5 s: the wait (1–3 s, the last rank at 3 s)
+        // is exposed from 1 to 3 s, and the collective itself (3–4 s) too.
+        let mut short = steps[0].clone();
+        short.spans[0].end_s = 0.5;
+        let own = from_last_arrival(&[short], &[100.0], &[103.0]);
+        assert_eq!(waiting(&own), (vec![2.0], vec![2.0]));
+        assert_eq!(comm_exposed(&own), vec![1.0]);
+        // Without aligned clocks (no arrivals): no waiting figures.
+        assert_eq!(waiting(&steps), (Vec::new(), Vec::new()));
     }
 
     #[test]

@@ -353,6 +353,7 @@ pub fn run_step_noticing<B: Backend>(
             collective: None,
             start_s: backend.elapsed_s(&start, prev)?,
             end_s: backend.elapsed_s(&start, ev)?,
+            arrived_s: None,
         });
         prev = ev;
     }
@@ -365,6 +366,7 @@ pub fn run_step_noticing<B: Backend>(
             collective: c.bucket.is_none().then_some(ci),
             start_s: backend.elapsed_s(&start, &c_start[ci])?,
             end_s: backend.elapsed_s(&start, &c_end[ci])?,
+            arrived_s: None,
         });
     }
     Ok(StepTiming {

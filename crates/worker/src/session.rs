@@ -19,6 +19,9 @@ pub struct Hooks {
     /// This rank corrupts one reduced element once, to show the check
     /// reports it.
     pub inject_wrong_rank: Option<u64>,
+    /// (rank, seconds): that rank starts every step this late, a straggler
+    /// the others wait for at the collectives.
+    pub late_rank: Option<(u64, f64)>,
 }
 
 /// One rank's run: who it is, the run's id and folder, its test hooks.

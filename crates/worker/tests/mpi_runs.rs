@@ -164,7 +164,11 @@ fn check_run(run: &RunRecord, np: u64) {
     let algbw = ar.algbw_gbps.unwrap();
     let want = algbw * 2.0 * (np as f64 - 1.0) / np as f64;
     assert!((ar.busbw_gbps.unwrap() - want).abs() <= 1e-12 * want.max(1.0));
-    assert!((algbw - ar.bytes as f64 / s.step_time_s.comm.unwrap() / 1e9).abs() < 1e-9 * algbw);
+    // The all-reduces' own time (from each one's last arrival; the clocks
+    // were aligned): within the comm step, and the bandwidths' time.
+    let t_ar = ar.time_s.unwrap();
+    assert!(t_ar > 0.0 && t_ar <= s.step_time_s.comm.unwrap(), "{t_ar}");
+    assert!((algbw - ar.bytes as f64 / t_ar / 1e9).abs() < 1e-9 * algbw);
     assert_eq!(s.wrong, 0);
     // MFU is F / (T · peak) with F from the plan.
     let f = run.plan.flops.model;
@@ -761,4 +765,72 @@ fn stopped_rank_ends_the_job_within_the_op_timeout() {
     assert_eq!(status.code(), Some(3), "{err}");
     assert!(err.contains("watchdog"), "{err}");
     assert!(waited.as_secs_f64() < 3.0 + 20.0, "ended after {waited:?}");
+}
+
+/// The median of a per-iteration series.
+fn median(v: &[f64]) -> f64 {
+    mfubench_core::stats::median(v).expect("a non-empty series")
+}
+
+/// One rank of 3 starts every step 50 ms late (`--late-rank 1:0.05`): the
+/// other two wait for it at the collectives (`wait_for_peers_s` near 50 ms
+/// a step; rank 1 clearly less: on 2 cores it also waits for a peer the
+/// scheduler set aside), while the all-reduces' own time, from the last
+/// arrival, stays what it is in the same run without a late rank; their
+/// spans from each rank's own arrival (own time + waiting) grow by the
+/// wait. One host: every rank reads rank 0's clock (offset 0).
+#[test]
+fn a_late_rank_makes_the_others_wait_not_the_collectives_slower() {
+    let extra = "modes = [\"comm\"]\niterations = 6\n";
+    let (plain, _) = run_ok(3, extra, &[]);
+    let (late, out) = run_ok(3, extra, &["--late-rank", "1:0.05"]);
+    for run in [&plain, &late] {
+        for r in &run.ranks {
+            assert_eq!(
+                r.clock,
+                Some(mfubench_core::clock::ClockOffset::SAME_CLOCK),
+                "rank {}",
+                r.rank
+            );
+        }
+    }
+    let w = &late.summary.wait_for_peers_s[&Mode::Comm];
+    let wp = &plain.summary.wait_for_peers_s[&Mode::Comm];
+    assert!(
+        w[0] > 0.04 && w[2] > 0.04,
+        "late {w:?}, plain {wp:?}\n{out}"
+    );
+    assert!(
+        w[1] < w[0].min(w[2]) - 0.025,
+        "the late rank waits clearly less: late {w:?}, plain {wp:?}"
+    );
+    let comm = |run: &RunRecord, r: usize| run.ranks[r].modes[&Mode::Comm].clone();
+    for r in [0, 2] {
+        let (p, l) = (comm(&plain, r), comm(&late, r));
+        let own = |m: &mfubench_core::result::ModeRecord| median(&m.allreduce_busy_s);
+        let raw = |m: &mfubench_core::result::ModeRecord| {
+            let v: Vec<f64> = m
+                .allreduce_busy_s
+                .iter()
+                .zip(&m.wait_for_peers_s)
+                .map(|(b, w)| b + w)
+                .collect();
+            median(&v)
+        };
+        let grew_raw = raw(&l) - raw(&p);
+        let grew_own = own(&l) - own(&p);
+        assert!(grew_raw > 0.03, "rank {r}: raw {} vs {}", raw(&l), raw(&p));
+        assert!(
+            grew_own.abs() < 0.25 * grew_raw,
+            "rank {r}: own time {} late vs {} plain (raw grew {grew_raw})",
+            own(&l),
+            own(&p)
+        );
+    }
+    // The summary's all-reduce time is the collectives' own time too.
+    let (ta, tp) = (
+        late.summary.allreduce.time_s.expect("all-reduce time"),
+        plain.summary.allreduce.time_s.expect("all-reduce time"),
+    );
+    assert!((ta - tp).abs() < 0.01, "late {ta} vs plain {tp}");
 }

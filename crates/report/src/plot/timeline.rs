@@ -595,6 +595,23 @@ fn draw_comm_lane(o: &mut String, xs: &TimeScale, bytes: &HashMap<usize, u64>, l
     for (i, s) in lane.spans.iter().enumerate() {
         let (x0, x1) = (xs.x(s.start_s * 1e3), xs.x(s.end_s * 1e3));
         let size = s.bucket.and_then(|k| bytes.get(&k)).copied();
+        if let Some(a) = s.arrived_s.filter(|a| *a < s.start_s) {
+            // This rank's wait for the last rank of the group: an outline
+            // before the collective's own bar.
+            let xa = xs.x(a * 1e3);
+            let _ = write!(
+                o,
+                "<rect x=\"{xa:.2}\" y=\"{:.1}\" width=\"{:.2}\" height=\"{:.1}\" fill=\"none\" stroke=\"#888\" stroke-dasharray=\"2 2\"><title>{}</title></rect>",
+                cy + 2.0,
+                (x0 - xa).max(0.6),
+                LANE_H - 4.0,
+                esc(&format!(
+                    "{}: waiting {} for the last rank of its group",
+                    s.name,
+                    f::time(s.start_s - a)
+                ))
+            );
+        }
         bar(o, s, x0, x1, cy, size);
         let label = bar_label(s);
         match lane.label_rows.get(i).copied().flatten() {
@@ -714,6 +731,7 @@ mod tests {
             collective: None,
             start_s: a,
             end_s: b,
+            arrived_s: None,
         }
     }
 

@@ -173,6 +173,7 @@ pub fn build(g: &Gen) -> RunRecord {
                             collective: None,
                             start_s: t,
                             end_s: t + d,
+                            arrived_s: None,
                         });
                         t += d;
                         gemm_end[i] = t;
@@ -202,6 +203,7 @@ pub fn build(g: &Gen) -> RunRecord {
                             collective: None,
                             start_s: start,
                             end_s: start + d,
+                            arrived_s: None,
                         });
                         c = start + d;
                     }
@@ -253,6 +255,8 @@ pub fn build(g: &Gen) -> RunRecord {
                         collective_busy_s: BTreeMap::new(),
                         collective_exposed_s: BTreeMap::new(),
                         comm_exposed_s,
+                        wait_for_peers_s: Vec::new(),
+                        wait_exposed_s: Vec::new(),
                         ops,
                         timeline: spans,
                         timeline_iteration: 0,
@@ -272,6 +276,7 @@ pub fn build(g: &Gen) -> RunRecord {
                 wrong,
                 telemetry: Vec::new(),
                 host_load: None,
+                clock: None,
             }
         })
         .collect::<Vec<_>>();
