@@ -224,8 +224,10 @@ fn accept_killed_mid_stage_keeps_finished_stages() {
             out.to_str().expect("utf-8"),
             "--run-id",
             "killed",
+            // The device stage takes a few seconds; the step stage never
+            // ends before this.
             "--timeout",
-            "40",
+            "20",
         ]),
         LIMIT,
     );
@@ -436,13 +438,14 @@ fn link_stage_names_the_rate_limited_host() {
     // A link's bandwidth is its fastest exchange: on 2 cores the rank
     // sitting a round out can take a core from the pair exchanging (a CI
     // run measured a healthy link at 0.46 of the others with 5 exchanges),
-    // so this test gives each pair 10 chances at an uncontended one.
+    // so this test gives each pair 10 chances at an uncontended one, of
+    // 4 MiB (0.34 s through the limited link; the test's 16 MiB took 1.3 s
+    // a transfer, most of this test's time).
     let text = std::fs::read_to_string(test_config("accept.toml")).expect("config");
     let mut t: toml::Table = text.parse().expect("parses");
-    t["accept"]
-        .as_table_mut()
-        .expect("[accept]")
-        .insert("iterations".into(), toml::Value::Integer(10));
+    let accept = t["accept"].as_table_mut().expect("[accept]");
+    accept.insert("iterations".into(), toml::Value::Integer(10));
+    accept.insert("link_bytes".into(), toml::Value::Integer(4 << 20));
     let cfg = tmp.path().join("accept-links.toml");
     std::fs::write(&cfg, toml::to_string(&t).expect("toml")).expect("write config");
 

@@ -258,8 +258,15 @@ fn fsdp_on_one_host() {
                 .and_then(|s| s[field].as_f64())
                 .unwrap_or_else(|| panic!("{name} not in {spans:#?}"))
         };
+        // When this rank issued it (its arrival; the span itself starts at
+        // the group's last arrival).
+        let issued = spans
+            .iter()
+            .find(|s| s["name"] == "L2.allgather.param.fwd")
+            .and_then(|s| s["arrived_s"].as_f64())
+            .unwrap_or_else(|| at("L2.allgather.param.fwd", "start_s"));
         assert!(
-            at("L2.allgather.param.fwd", "start_s") < at("L1.ffn_down.fwd", "end_s"),
+            issued < at("L1.ffn_down.fwd", "end_s"),
             "rank {}: {spans:#?}",
             r["rank"]
         );

@@ -191,7 +191,7 @@ fn a_stopped_vary_run_keeps_its_rounds() {
         mfubench_cmd()
             .args(["run", p.to_str().expect("utf-8"), "--np", "2", "--out"])
             .arg(&out)
-            .args(["--run-id", "stop", "--timeout", "40s"])
+            .args(["--run-id", "stop", "--timeout", "25s"])
             .args(["--vary", "run.bucket_mb=1,16"]),
         RUN_LIMIT,
     );

@@ -18,15 +18,19 @@ use mfubench_core::result::{RunRecord, StreamKind};
 fn small_config(dir: &Path, extra_run: &str) -> PathBuf {
     let p = dir.join("small.toml");
     // Defaults the caller's lines may replace (TOML forbids a key twice).
-    let defaults: String = [("op_timeout_s", "120.0"), ("iterations", "5")]
-        .iter()
-        .filter(|(k, _)| !extra_run.contains(&format!("{k} =")))
-        .map(|(k, v)| format!("{k} = {v}\n"))
-        .collect();
+    let defaults: String = [
+        ("op_timeout_s", "120.0"),
+        ("iterations", "5"),
+        ("layers", "2"),
+    ]
+    .iter()
+    .filter(|(k, _)| !extra_run.contains(&format!("{k} =")))
+    .map(|(k, v)| format!("{k} = {v}\n"))
+    .collect();
     std::fs::write(
         &p,
         format!(
-            "[model]\npreset = \"tiny\"\nseq = 128\n[run]\nbackend = \"cpu\"\nlayers = 2\nbucket_mb = 0.5\nwarmup = 1\n{defaults}{extra_run}\n"
+            "[model]\npreset = \"tiny\"\nseq = 128\n[run]\nbackend = \"cpu\"\nbucket_mb = 0.5\nwarmup = 1\n{defaults}{extra_run}\n"
         ),
     )
     .unwrap();
@@ -576,12 +580,13 @@ fn overlap_verdict(run: &RunRecord) -> OverlapVerdict {
     }
 }
 
-/// Runs 2 ranks with `schedule`; `hog_on(mode, iter)` is asked after every
-/// timed step event of rank 0 and says whether a CPU hog (four busy real
-/// processes, two per core) should run from then on (None: as it is).
+/// Runs 2 ranks with `schedule` (one layer: four such runs make this test);
+/// `hog_on(mode, iter)` is asked after every timed step event of rank 0
+/// and says whether a CPU hog (four busy real processes, two per core)
+/// should run from then on (None: as it is).
 fn run_with_hog(schedule: &str, hog_on: impl Fn(&str, u64) -> Option<bool>) -> RunRecord {
     let mut job = LiveJob::start(
-        &format!("peak_tflops = 1.0\niterations = 30\ncheck = false\nschedule = \"{schedule}\"\n"),
+        &format!("peak_tflops = 1.0\niterations = 30\nlayers = 1\ncheck = false\nschedule = \"{schedule}\"\n"),
         false,
     );
     let mut hogs: Vec<std::process::Child> = Vec::new();
