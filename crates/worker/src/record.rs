@@ -262,6 +262,20 @@ mod tests {
         }
     }
 
+    /// A span of `stream` from `a` to `b` s (a GEMM is op 0).
+    fn span(stream: StreamKind, bucket: Option<usize>, a: f64, b: f64) -> Span {
+        Span {
+            name: "x".into(),
+            stream,
+            op: (stream == StreamKind::Compute).then_some(0),
+            bucket,
+            collective: None,
+            start_s: a,
+            end_s: b,
+            arrived_s: None,
+        }
+    }
+
     fn plan() -> StepPlan {
         let c = mfubench_core::config::parse_config(
             "[model]\npreset = \"tiny\"\nseq = 32\n[run]\nlayers = 1\nbucket_mb = 1000\n",
@@ -277,16 +291,6 @@ mod tests {
     fn collective_times_known_answer() {
         let p = plan();
         assert_eq!(p.buckets.len(), 1);
-        let span = |stream, bucket, a, b| Span {
-            name: "x".into(),
-            stream,
-            op: None,
-            bucket,
-            collective: None,
-            start_s: a,
-            end_s: b,
-            arrived_s: None,
-        };
         let t = StepTiming {
             step_s: 4.0,
             spans: vec![
@@ -317,16 +321,6 @@ mod tests {
     #[test]
     fn collectives_from_the_last_arrival_known_answer() {
         let p = plan();
-        let span = |stream, bucket, a, b| Span {
-            name: "x".into(),
-            stream,
-            op: (stream == StreamKind::Compute).then_some(0),
-            bucket,
-            collective: None,
-            start_s: a,
-            end_s: b,
-            arrived_s: None,
-        };
         let t = StepTiming {
             step_s: 4.0,
             spans: vec![
