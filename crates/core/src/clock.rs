@@ -10,8 +10,11 @@
 //! clock several times and keeps the exchange with the shortest round trip
 //! (Cristian's algorithm): rank 0 read its clock somewhere between the send
 //! and the receipt, so the offset is known within half that round trip.
-//! Clocks drift apart by a few µs a second at most; the offset is measured
-//! once, before the timed steps, and its uncertainty is recorded beside it.
+//! Clocks drift apart by a few µs a second: the offset is measured before
+//! the timed steps and again at every save, and a time between two
+//! measurements takes the offset interpolated between them
+//! ([`offset_at`]); the last offset, its uncertainty and the drift are
+//! recorded.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +43,10 @@ pub struct ClockOffset {
     pub uncertainty_s: f64,
     /// Exchanges made (0 on rank 0's host).
     pub exchanges: u32,
+    /// How fast the offset changed between the first and the last
+    /// measurement, seconds per second (absent with one measurement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<f64>,
 }
 
 impl ClockOffset {
@@ -48,7 +55,22 @@ impl ClockOffset {
         offset_s: 0.0,
         uncertainty_s: 0.0,
         exchanges: 0,
+        drift: None,
     };
+}
+
+/// The offset at `local_s` (this rank's clock) from two measurements
+/// `(local_s, offset_s)`: interpolated between them, extrapolated beyond;
+/// the first one's alone without a second or when both were taken at the
+/// same time.
+pub fn offset_at(first: (f64, f64), last: Option<(f64, f64)>, local_s: f64) -> f64 {
+    match last {
+        Some((t1, o1)) if t1 != first.0 => {
+            let (t0, o0) = first;
+            o0 + (o1 - o0) * (local_s - t0) / (t1 - t0)
+        }
+        _ => first.1,
+    }
 }
 
 /// The offset from the exchange with the shortest round trip: rank 0's
@@ -69,6 +91,7 @@ pub fn estimate(pings: &[Ping]) -> Option<ClockOffset> {
         offset_s: best.reply_s - (best.sent_s + best.received_s) / 2.0,
         uncertainty_s: (best.received_s - best.sent_s) / 2.0,
         exchanges: pings.len() as u32,
+        drift: None,
     })
 }
 
@@ -107,6 +130,19 @@ mod tests {
         let o = estimate(&[ping(50.0, 20.000_5, 50.001)]).expect("an offset");
         assert!((o.offset_s - (-30.0)).abs() < 1e-9, "{o:?}");
         assert!((o.uncertainty_s - 0.000_5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn offsets_between_two_measurements_are_interpolated() {
+        // 10 µs at t = 100 s, 30 µs at t = 200 s: 0.2 µs a second.
+        let (a, b) = ((100.0, 10e-6), Some((200.0, 30e-6)));
+        assert!((offset_at(a, b, 150.0) - 20e-6).abs() < 1e-15);
+        assert!((offset_at(a, b, 100.0) - 10e-6).abs() < 1e-15);
+        // Beyond the last measurement: extrapolated.
+        assert!((offset_at(a, b, 250.0) - 40e-6).abs() < 1e-15);
+        // One measurement, or two at the same time: the first.
+        assert_eq!(offset_at(a, None, 500.0), 10e-6);
+        assert_eq!(offset_at(a, Some((100.0, 99.0)), 500.0), 10e-6);
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "wait_for_peers",
         name: "waiting for peers",
-        text: "per rank and mode, the median over rounds of the time the rank spent at its collectives before the last rank of their group arrived (the ranks' clocks put on rank 0's time line at start, within the uncertainty run.json records per rank); a collective's own time, its bandwidth and its exposure run from that last arrival. The ranks that wait are victims; a rank that never waits is the one they wait for.",
+        text: "per rank and mode, the median over rounds of the time the rank spent at its collectives before the last rank of their group arrived (the ranks' clocks put on rank 0's time line at start and at every save, within the uncertainty run.json records per rank); a collective's own time, its bandwidth and its exposure run from that last arrival. The ranks that wait are victims; a rank that never waits is the one they wait for.",
     },
     Definition {
         key: "serialized_overhead",

@@ -19,8 +19,9 @@
 //!   counts the mismatches of those checked steps.
 //! - **Collectives timed from the last arrival.** The ranks' clocks are
 //!   put on rank 0's time line when the benchmark opens
-//!   ([`crate::clock::align`]), and each timed step's start is recorded on
-//!   it. When the records are made, each group's ranks take the maximum of
+//!   ([`crate::clock::align`]) and again at every save, and each timed
+//!   step's start is put on it (the offset interpolated between the
+//!   measurements). When the records are made, each group's ranks take the maximum of
 //!   their arrivals at every collective (one all-reduce per kind of group,
 //!   outside the timed steps): a collective's span then starts at the last
 //!   arrival, and what a rank spent before it is its waiting for peers
@@ -80,8 +81,9 @@ fn host_load(rank: &Rank, run_id: &str) -> HostLoad {
 struct ModeSteps {
     timings: Vec<StepTiming>,
     starts: Vec<f64>,
-    /// Each timed step's start on rank 0's time line, seconds.
-    at: Vec<f64>,
+    /// When each timed step started (put on rank 0's time line at each
+    /// save, with the offset measured then).
+    started: Vec<Instant>,
     wrong: u64,
 }
 
@@ -104,7 +106,8 @@ pub struct Benchmark<'r, B: Backend> {
     telemetry: Vec<TelemetrySample>,
     injected: bool,
     host_load: Option<HostLoad>,
-    clock: AlignedClock,
+    /// Measured again at every save (hence a cell: saves take `&self`).
+    clock: std::cell::Cell<AlignedClock>,
     /// A communicator per kind of group the plan's collectives run in.
     groups: BTreeMap<Group, SimpleCommunicator>,
 }
@@ -173,7 +176,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             telemetry: Vec::new(),
             injected: false,
             host_load,
-            clock,
+            clock: std::cell::Cell::new(clock),
             groups,
         })
     }
@@ -372,7 +375,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         let s = self.steps.entry(mode).or_default();
         s.timings.push(t);
         s.starts.push(since);
-        s.at.push(self.clock.at(t0));
+        s.started.push(t0);
         if n == of && self.rank.is_root() {
             let med = stats::median(&s.timings.iter().map(|t| t.step_s).collect::<Vec<_>>())
                 .unwrap_or(0.0);
@@ -419,6 +422,11 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             self.op_timeout,
             i32::from(mfubench_core::protocol::exit::RUN_FAILED),
         );
+        let mut clock = self.clock.get();
+        clock
+            .remeasure(r)
+            .unwrap_or_else(|e| r.abort(format!("clock alignment: {e}")));
+        self.clock.set(clock);
         let modes = self.mode_records();
         let record = RankRecord {
             rank: r.rank,
@@ -432,7 +440,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             modes,
             telemetry: self.telemetry.clone(),
             host_load: self.host_load.clone(),
-            clock: Some(self.clock.offset),
+            clock: Some(self.clock.get().record()),
         };
         let bytes = serde_json::to_vec(&record)
             .unwrap_or_else(|e| r.abort(format!("cannot encode the rank record: {e}")));
@@ -455,9 +463,11 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             .iter()
             .filter(|(_, s)| !s.timings.is_empty())
             .map(|(m, s)| {
-                let (arrivals, groups) = record::arrivals(&self.plan, &s.timings, &s.at);
+                let clock = self.clock.get();
+                let at: Vec<f64> = s.started.iter().map(|t| clock.at(*t)).collect();
+                let (arrivals, groups) = record::arrivals(&self.plan, &s.timings, &at);
                 let last = self.last_arrivals(&arrivals, &groups);
-                let timings = record::from_last_arrival(&s.timings, &s.at, &last);
+                let timings = record::from_last_arrival(&s.timings, &at, &last);
                 (*m, mode_record(&self.plan, &timings, &s.starts, s.wrong))
             })
             .collect()

@@ -6,7 +6,9 @@
 //! (`CLOCK_MONOTONIC`), so ranks on rank 0's host need no exchange; every
 //! other rank asks rank 0 for its clock [`EXCHANGES`] times (rank 0 answers
 //! the ranks one after another) and keeps the shortest round trip. Done
-//! once per benchmark, before its timed steps, under the watchdog.
+//! when a benchmark opens, before its timed steps, and again at every save
+//! (clocks drift: a time between two measurements gets the offset
+//! interpolated between them), each time under the watchdog.
 
 use std::time::Instant;
 
@@ -24,20 +26,54 @@ pub const EXCHANGES: usize = 16;
 pub struct AlignedClock {
     /// An instant, and the monotonic clock's reading at it (seconds).
     origin: (Instant, f64),
-    /// This rank's clock against rank 0's.
-    pub offset: ClockOffset,
+    /// The first measurement: this rank's clock when it was taken, and
+    /// the offset.
+    first: (f64, ClockOffset),
+    /// The latest later measurement, if any.
+    last: Option<(f64, ClockOffset)>,
 }
 
 impl AlignedClock {
-    /// The instant `t` on rank 0's time line, seconds.
-    pub fn at(&self, t: Instant) -> f64 {
+    /// `t` on this rank's monotonic clock, seconds.
+    fn local(&self, t: Instant) -> f64 {
         let (i0, s0) = self.origin;
         let since = if t >= i0 {
             (t - i0).as_secs_f64()
         } else {
             -(i0 - t).as_secs_f64()
         };
-        s0 + since + self.offset.offset_s
+        s0 + since
+    }
+
+    /// The instant `t` on rank 0's time line, seconds (the offset
+    /// interpolated between the measurements).
+    pub fn at(&self, t: Instant) -> f64 {
+        let local = self.local(t);
+        let first = (self.first.0, self.first.1.offset_s);
+        let last = self.last.map(|(l, o)| (l, o.offset_s));
+        local + clock::offset_at(first, last, local)
+    }
+
+    /// Measures the offset again (collective, as [`align`]).
+    pub fn remeasure(&mut self, rank: &Rank) -> Result<(), String> {
+        self.last = Some(measure(rank)?);
+        Ok(())
+    }
+
+    /// What run.json records: the latest offset, the larger uncertainty of
+    /// the two measurements used, every exchange, and the drift between
+    /// the first and the latest measurement.
+    pub fn record(&self) -> ClockOffset {
+        let (t0, first) = self.first;
+        match self.last {
+            None => first,
+            Some((t1, last)) => ClockOffset {
+                offset_s: last.offset_s,
+                uncertainty_s: first.uncertainty_s.max(last.uncertainty_s),
+                exchanges: first.exchanges + last.exchanges,
+                drift: (t1 > t0).then(|| (last.offset_s - first.offset_s) / (t1 - t0)),
+            },
+        }
     }
 }
 
@@ -68,9 +104,24 @@ fn name_buf(host: &str) -> [u8; 256] {
 /// Collective over the world: every rank's clock against rank 0's. Err
 /// when this rank's clock could not be read.
 pub fn align(rank: &Rank) -> Result<AlignedClock, String> {
+    let origin = (Instant::now(), monotonic_s());
+    if !origin.1.is_finite() {
+        return Err("CLOCK_MONOTONIC could not be read".into());
+    }
+    let first = measure(rank)?;
+    Ok(AlignedClock {
+        origin,
+        first,
+        last: None,
+    })
+}
+
+/// Collective over the world: this rank's clock when it measured, and its
+/// offset from rank 0's.
+fn measure(rank: &Rank) -> Result<(f64, ClockOffset), String> {
     let world = &rank.world;
     let root = world.process_at_rank(0);
-    let origin = (Instant::now(), monotonic_s());
+    let when = monotonic_s();
     let mut host0 = name_buf(&rank.host);
     root.broadcast_into(&mut host0[..]);
     let same_host = host0 == name_buf(&rank.host);
@@ -106,8 +157,5 @@ pub fn align(rank: &Rank) -> Result<AlignedClock, String> {
                 .ok_or_else(|| "the clock offset could not be estimated".to_string())?
         }
     };
-    if !origin.1.is_finite() {
-        return Err("CLOCK_MONOTONIC could not be read".into());
-    }
-    Ok(AlignedClock { origin, offset })
+    Ok((when, offset))
 }
