@@ -151,7 +151,8 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         let clock = {
             let _deadline = crate::watchdog::Watchdog::arm(
                 format!("rank {} on {}: aligning the clocks", rank.rank, rank.host),
-                Duration::from_secs_f64(config.run.op_timeout_s),
+                Duration::from_secs_f64(config.run.op_timeout_s)
+                    .max(crate::clock::ALIGN_DEADLINE_FLOOR),
                 i32::from(mfubench_core::protocol::exit::RUN_FAILED),
             );
             rank.agree(crate::clock::align(rank).map_err(RunError))?

@@ -10,7 +10,7 @@
 //! (clocks drift: a time between two measurements gets the offset
 //! interpolated between them), each time under the watchdog.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mpi::traits::*;
 
@@ -20,6 +20,12 @@ use crate::rank::Rank;
 
 /// Exchanges a rank off rank 0's host makes with rank 0.
 pub const EXCHANGES: usize = 16;
+
+/// The least time the alignment at open may take before the watchdog ends
+/// the job: it is many exchanges (rank 0 answers every rank in turn), not
+/// one op, so `run.op_timeout_s` alone (20 µs in a watchdog test) is no
+/// bound for it.
+pub const ALIGN_DEADLINE_FLOOR: Duration = Duration::from_secs(60);
 
 /// This rank's clock, read on rank 0's time line.
 #[derive(Debug, Clone, Copy)]
