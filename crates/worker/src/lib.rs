@@ -11,7 +11,9 @@
 //!    every iteration and the watchdog on every op;
 //! 4. verifies every all-reduce result against the known sum
 //!    ([`mfubench_core::check`]);
-//! 5. sends its [`mfubench_core::result::RankRecord`] to rank 0, which
+//! 5. times each collective from its group's last arrival, on clocks put
+//!    on rank 0's time line ([`clock`], [`record`]), and
+//!    sends its [`mfubench_core::result::RankRecord`] to rank 0, which
 //!    computes the summary with core's formulas and writes
 //!    `OUT/<run-id>/run.json` atomically.
 //!
