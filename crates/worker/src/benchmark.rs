@@ -148,16 +148,17 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             .and_then(|_| backend.allocate_buckets(&plan));
         rank.agree(alloc)?;
         let device = backend.device();
-        let clock = {
+        let (clock, groups) = {
             let _deadline = crate::watchdog::Watchdog::arm(
                 format!("rank {} on {}: aligning the clocks", rank.rank, rank.host),
                 Duration::from_secs_f64(config.run.op_timeout_s)
                     .max(crate::clock::ALIGN_DEADLINE_FLOOR),
                 i32::from(mfubench_core::protocol::exit::RUN_FAILED),
             );
-            rank.agree(crate::clock::align(rank).map_err(RunError))?
+            let clock = rank.agree(crate::clock::align(rank).map_err(RunError))?;
+            // The group splits are collectives too: under the same deadline.
+            (clock, group_comms(rank, &plan))
         };
-        let groups = group_comms(rank, &plan);
         Ok(Benchmark {
             session,
             rank,

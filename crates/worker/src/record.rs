@@ -130,8 +130,10 @@ pub fn from_last_arrival(iterations: &[StepTiming], at: &[f64], last: &[f64]) ->
 
 /// Per timed iteration, the time this rank waited for peers at its
 /// collectives (Σ `start_s − arrived_s`), and the part of it during which
-/// no GEMM and no collective ran; both empty when no span has an arrival.
-pub fn waiting(iterations: &[StepTiming]) -> (Vec<f64>, Vec<f64>) {
+/// no GEMM and no collective ran (`exposed`: [`comm_exposed`] of the same
+/// iterations, computed once by the caller); both empty when no span has an
+/// arrival.
+pub fn waiting(iterations: &[StepTiming], exposed: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let aligned = iterations
         .iter()
         .any(|t| t.spans.iter().any(|s| s.arrived_s.is_some()));
@@ -147,7 +149,6 @@ pub fn waiting(iterations: &[StepTiming]) -> (Vec<f64>, Vec<f64>) {
                 .sum()
         })
         .collect();
-    let exposed = comm_exposed(iterations);
     let raw: Vec<StepTiming> = iterations
         .iter()
         .map(|t| {
@@ -161,7 +162,7 @@ pub fn waiting(iterations: &[StepTiming]) -> (Vec<f64>, Vec<f64>) {
     let exposed_raw = comm_exposed(&raw);
     let waiting_exposed = exposed_raw
         .iter()
-        .zip(&exposed)
+        .zip(exposed)
         .map(|(r, o)| (r - o).max(0.0))
         .collect();
     (total, waiting_exposed)
@@ -190,7 +191,7 @@ pub fn mode_record(
             .collect()
     };
     let comm_exposed_s = comm_exposed(iterations);
-    let (wait_for_peers_s, wait_exposed_s) = waiting(iterations);
+    let (wait_for_peers_s, wait_exposed_s) = waiting(iterations, &comm_exposed_s);
     let first = iterations.first();
     let ops = first
         .map(|f| {
@@ -345,7 +346,7 @@ mod tests {
         assert_eq!(own[0].spans[0], steps[0].spans[0]);
         // Waiting 0.5 s in step 1, none in step 2; exposed: the GEMM ran
         // during the whole wait (1–1.5 s), so none of it was exposed.
-        let (wait, exposed) = waiting(&own);
+        let (wait, exposed) = waiting(&own, &comm_exposed(&own));
         assert_eq!(wait, vec![0.5, 0.0]);
         assert_eq!(exposed, vec![0.0, 0.0]);
         // The record: busy and exposed times from the last arrival.
@@ -358,10 +359,13 @@ mod tests {
         let mut short = steps[0].clone();
         short.spans[0].end_s = 0.5;
         let own = from_last_arrival(&[short], &[100.0], &[103.0]);
-        assert_eq!(waiting(&own), (vec![2.0], vec![2.0]));
+        assert_eq!(waiting(&own, &comm_exposed(&own)), (vec![2.0], vec![2.0]));
         assert_eq!(comm_exposed(&own), vec![1.0]);
         // Without aligned clocks (no arrivals): no waiting figures.
-        assert_eq!(waiting(&steps), (Vec::new(), Vec::new()));
+        assert_eq!(
+            waiting(&steps, &comm_exposed(&steps)),
+            (Vec::new(), Vec::new())
+        );
     }
 
     #[test]
