@@ -34,6 +34,8 @@ pub mod limits {
     pub const MAX_MICRO_BATCH: u64 = 65_536;
     /// Most measured iterations per mode.
     pub const MAX_ITERATIONS: u32 = 100_000;
+    /// Warmup rounds at most unless `run.warmup_max` says otherwise.
+    pub const DEFAULT_WARMUP_MAX: u32 = 10;
     /// Largest gradient bucket, in MiB.
     pub const MAX_BUCKET_MB: f64 = 65_536.0;
     /// Longest per-op timeout: one week.
@@ -313,8 +315,16 @@ pub struct RunSection {
     /// Gradient bucket capacity in MiB, as PyTorch DDP's `bucket_cap_mb`
     /// (default 25).
     pub bucket_mb: Option<f64>,
-    /// Untimed iterations per mode before measuring (default 2).
+    /// Warmup rounds always run before measuring, one untimed step of every
+    /// mode each (default 2); warmup goes on until the step time is stable
+    /// or `warmup_max` rounds ran (see docs/metrics.md).
     pub warmup: Option<u32>,
+    /// Warmup rounds at most (default 10, or `warmup` if larger; equal to
+    /// `warmup`: a fixed count).
+    pub warmup_max: Option<u32>,
+    /// How much faster than the round before a warmup round may be and
+    /// still count as stable, a fraction (default 0.1: 10 %).
+    pub warmup_tolerance: Option<f64>,
     /// Timed iterations per mode (default 10).
     pub iterations: Option<u32>,
     /// Modes to run, in order (default all four).
@@ -418,8 +428,15 @@ pub struct RunSettings {
     pub grad_dtype: Dtype,
     /// Bucket capacity in MiB.
     pub bucket_mb: f64,
-    /// Untimed iterations per mode.
+    /// Warmup rounds always run.
     pub warmup: u32,
+    /// Warmup rounds at most (files written before adaptive warmup have
+    /// none: 0, a fixed count of `warmup`).
+    #[serde(default)]
+    pub warmup_max: u32,
+    /// Warmup stability tolerance, relative.
+    #[serde(default = "default_warmup_tolerance")]
+    pub warmup_tolerance: f64,
     /// Timed iterations per mode.
     pub iterations: u32,
     /// Modes in execution order.
@@ -439,6 +456,10 @@ pub struct RunSettings {
     pub recompute: bool,
     /// Default number of ranks for `mfubench run`.
     pub ranks: Option<u32>,
+}
+
+fn default_warmup_tolerance() -> f64 {
+    0.1
 }
 
 fn blocked() -> Schedule {
@@ -718,6 +739,26 @@ impl ConfigFile {
         )?;
         let warmup = r.warmup.unwrap_or(2);
         v.range_u64("run.warmup", warmup as u64, 0, MAX_ITERATIONS as u64)?;
+        let warmup_max = match r.warmup_max {
+            Some(m) => {
+                v.range_u64("run.warmup_max", m as u64, 0, MAX_ITERATIONS as u64)?;
+                if m < warmup {
+                    return Err(v.err(
+                        "run.warmup_max",
+                        format!("run.warmup_max = {m} is below run.warmup = {warmup}; set it to run.warmup or more (equal: a fixed warmup count)"),
+                    ));
+                }
+                m
+            }
+            None if warmup == 0 => 0,
+            None => warmup.max(DEFAULT_WARMUP_MAX),
+        };
+        let warmup_tolerance = v.range_f64(
+            "run.warmup_tolerance",
+            r.warmup_tolerance.unwrap_or_else(default_warmup_tolerance),
+            0.0,
+            1.0,
+        )?;
         let iterations = r.iterations.unwrap_or(10);
         v.range_u64(
             "run.iterations",
@@ -766,6 +807,8 @@ impl ConfigFile {
             grad_dtype,
             bucket_mb,
             warmup,
+            warmup_max,
+            warmup_tolerance,
             iterations,
             modes,
             schedule: r.schedule.unwrap_or_default(),
@@ -1040,6 +1083,28 @@ mod tests {
         assert_eq!(e.field(), Some("run.peak_tflops"));
         let e = err("[model]\npreset = \"tiny\"\n[run]\nbucket_mb = inf\n");
         assert_eq!(e.field(), Some("run.bucket_mb"));
+    }
+
+    #[test]
+    fn warmup_defaults_cap_and_errors() {
+        let run = |extra: &str| {
+            parse_config(&format!("[model]\npreset = \"tiny\"\n[run]\n{extra}"), "x")
+                .unwrap()
+                .run
+        };
+        let r = run("");
+        assert_eq!((r.warmup, r.warmup_max, r.warmup_tolerance), (2, 10, 0.1));
+        let r = run("warmup = 12\n");
+        assert_eq!((r.warmup, r.warmup_max), (12, 12));
+        let r = run("warmup = 0\n");
+        assert_eq!((r.warmup, r.warmup_max), (0, 0));
+        let r = run("warmup = 3\nwarmup_max = 3\nwarmup_tolerance = 0.05\n");
+        assert_eq!((r.warmup, r.warmup_max, r.warmup_tolerance), (3, 3, 0.05));
+        let e = err("[model]\npreset = \"tiny\"\n[run]\nwarmup = 3\nwarmup_max = 2\n");
+        assert_eq!(e.field(), Some("run.warmup_max"));
+        assert!(e.to_string().contains("below run.warmup = 3"), "{e}");
+        let e = err("[model]\npreset = \"tiny\"\n[run]\nwarmup_tolerance = 1.5\n");
+        assert_eq!(e.field(), Some("run.warmup_tolerance"));
     }
 
     #[test]

@@ -43,6 +43,8 @@
 //!   INCOMPLETE, in severity order), the treatment of a figure that was not
 //!   measured, a figure judged against its limit, the overall verdict and
 //!   its exit code.
+//! - [`warmup`]: when warmup ends (the step time stopped getting faster,
+//!   or the cap) and what a run records of it.
 //! - [`simgpu`]: the simulated GPU's environment names and fault specs
 //!   (`--sim-gpu`, `--sim-fault`).
 //! - [`result`]: the `run.json` schema and [`result::summarize`], which turns
@@ -74,6 +76,7 @@ pub mod time;
 pub mod units;
 pub mod vary;
 pub mod verdict;
+pub mod warmup;
 
 /// Version of this tool, recorded in every result file.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

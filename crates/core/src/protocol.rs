@@ -110,9 +110,13 @@ pub enum Event {
         /// `interleaved` or `blocked`.
         #[serde(default)]
         schedule: String,
-        /// Warmup iterations per mode.
+        /// Warmup rounds always run.
         #[serde(default)]
         warmup: u32,
+        /// Warmup rounds at most (more than `warmup`: warmup ends when the
+        /// step time is stable).
+        #[serde(default)]
+        warmup_max: u32,
         /// Timed iterations per mode.
         #[serde(default)]
         iterations: u32,

@@ -301,6 +301,11 @@ pub struct RankRecord {
     /// absent in runs written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock: Option<crate::clock::ClockOffset>,
+    /// This rank's warmup round times, seconds (the sum of its untimed
+    /// steps in each round; what [`crate::warmup::WarmupRule`] judged);
+    /// absent in runs written before adaptive warmup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warmup_round_s: Vec<f64>,
 }
 
 /// How shared a host was at the start of a run: the measured rates of an
@@ -876,6 +881,11 @@ pub struct Summary {
     /// aligned only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub wait_for_peers_s: BTreeMap<Mode, Vec<f64>>,
+    /// How warmup ended: rounds run, the rule, whether every rank's step
+    /// time had stopped getting faster (None for a fixed count; absent in
+    /// runs written before adaptive warmup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<crate::warmup::WarmupOutcome>,
 }
 
 fn blocked() -> Schedule {
@@ -1033,6 +1043,11 @@ impl RunRecord {
             recompute: self.config.run.recompute,
             schedule: self.config.run.schedule,
             model_layers: self.config.model.layers,
+            warmup: crate::warmup::WarmupRule::new(
+                self.config.run.warmup,
+                self.config.run.warmup_max,
+                self.config.run.warmup_tolerance,
+            ),
         }
     }
 }
@@ -1079,6 +1094,7 @@ impl Summary {
             flags: Vec::new(),
             collectives: Vec::new(),
             wait_for_peers_s: BTreeMap::new(),
+            warmup: None,
         }
     }
 }
@@ -1308,6 +1324,8 @@ pub struct SummaryInputs<'a> {
     pub schedule: Schedule,
     /// Blocks of the whole model (for the full-model token rate).
     pub model_layers: u64,
+    /// The warmup rule the run followed.
+    pub warmup: crate::warmup::WarmupRule,
 }
 
 /// One timed iteration's cluster step of every mode (None: not run).
@@ -1751,6 +1769,12 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         flags: Vec::new(),
         collectives: collective_summaries(ranks, inp.plan),
         wait_for_peers_s: wait_for_peers(ranks),
+        warmup: inp.warmup.outcome(
+            &ranks
+                .iter()
+                .map(|r| r.warmup_round_s.as_slice())
+                .collect::<Vec<_>>(),
+        ),
     };
     summary.flags = flags(&summary);
     summary
@@ -1942,6 +1966,22 @@ pub fn flags(s: &Summary) -> Vec<Flag> {
                 s.clocks_throttled.len(),
                 shown.join("; "),
                 if s.clocks_throttled.len() > 3 { "; …" } else { "" }
+            ),
+            min_detectable_effect: None,
+            iterations_for_effect: Vec::new(),
+        });
+    }
+    if let Some(w) = s.warmup.filter(|w| w.not_stable()) {
+        out.push(Flag {
+            name: "warmup_not_stable".into(),
+            figure: "step_time_s".into(),
+            message: format!(
+                "warmup ended at its cap of {} rounds while the step time was still getting faster ({} in the last round, beyond the {:.0} % tolerance): the first timed rounds may still be warming up; raise run.warmup_max",
+                w.rounds,
+                w.last_change
+                    .map(|c| format!("{:.1} % faster", -c * 100.0))
+                    .unwrap_or_else(|| "faster".into()),
+                w.tolerance * 100.0
             ),
             min_detectable_effect: None,
             iterations_for_effect: Vec::new(),
@@ -2209,6 +2249,7 @@ mod tests {
             telemetry: Vec::new(),
             host_load: None,
             clock: None,
+            warmup_round_s: Vec::new(),
         }
     }
 
@@ -2382,6 +2423,7 @@ mod tests {
                 recompute: false,
                 schedule: Schedule::Interleaved,
                 model_layers: 4,
+                warmup: crate::warmup::WarmupRule::new(2, 2, 0.1),
             },
         );
         assert_eq!(s.hidden_fraction, None);
@@ -2412,6 +2454,7 @@ mod tests {
                 recompute: true,
                 schedule: Schedule::Interleaved,
                 model_layers: 4,
+                warmup: crate::warmup::WarmupRule::new(2, 2, 0.1),
             },
         );
         assert_eq!(s.step_time_s.compute, Some(10.0));
@@ -2510,6 +2553,7 @@ mod tests {
                 recompute: false,
                 schedule: Schedule::Interleaved,
                 model_layers: 1,
+                warmup: crate::warmup::WarmupRule::new(2, 2, 0.1),
             },
         )
     }
@@ -2582,6 +2626,27 @@ mod tests {
             1
         );
         assert!(!names(&ok).contains(&"mfu_above_peak"));
+        // Warmup ended by its cap while still 20 % faster: flagged with the
+        // change; stable or a fixed count: not.
+        let rule = crate::warmup::WarmupRule::new(1, 3, 0.1);
+        let mut w = synthetic(&c, &a, &[14.0; 10], &noisy(11.0, 0.1));
+        w.warmup = rule.outcome(&[&[3.0, 1.5, 1.2], &[3.0, 1.2, 1.19]]);
+        let fl = flags(&w);
+        let fl: Vec<&Flag> = fl
+            .iter()
+            .filter(|f| f.name == "warmup_not_stable")
+            .collect();
+        assert_eq!(fl.len(), 1);
+        assert!(
+            fl[0].message.contains("cap of 3 rounds") && fl[0].message.contains("20.0 % faster"),
+            "{}",
+            fl[0].message
+        );
+        w.warmup = rule.outcome(&[&[3.0, 1.5, 1.4], &[3.0, 1.2, 1.19]]);
+        assert!(!flags(&w).iter().any(|f| f.name == "warmup_not_stable"));
+        w.warmup = crate::warmup::WarmupRule::new(3, 3, 0.1).outcome(&[&[3.0, 1.5, 1.2]]);
+        assert!(!flags(&w).iter().any(|f| f.name == "warmup_not_stable"));
+
         // Too few iterations for a 95 % interval.
         let f = synthetic(&c[..5], &a[..5], &[14.0; 5], &[11.0; 5]);
         assert_eq!(names(&f), vec!["too_few_iterations"]);

@@ -12,8 +12,9 @@
 //! - **Variants.** [`variants`] turns the `--vary` arguments into the list of
 //!   variant configs: given twice (two keys), the cartesian product, first
 //!   key slowest (at most [`MAX_VARIANTS`]). Keys that fix the job's shape
-//!   (iterations, warmup, modes, schedule, backend, ranks) cannot vary: the
-//!   variants share the job's rounds ([`SHARED_KEYS`]).
+//!   (iterations, warmup and its cap and tolerance, modes, schedule,
+//!   backend, ranks) cannot vary: the variants share the job's rounds
+//!   ([`SHARED_KEYS`]).
 //! - **Comparison.** [`compare`] judges the variants on their overlapped
 //!   step times, paired per round (every round runs every variant's every
 //!   mode, so round i of two variants saw the same outside load): per
@@ -46,9 +47,11 @@ pub const MAX_VARIANTS: usize = 64;
 
 /// Keys every variant must share: they fix the job's rounds, backend and
 /// ranks.
-pub const SHARED_KEYS: [&str; 6] = [
+pub const SHARED_KEYS: [&str; 8] = [
     "run.iterations",
     "run.warmup",
+    "run.warmup_max",
+    "run.warmup_tolerance",
     "run.modes",
     "run.schedule",
     "run.backend",

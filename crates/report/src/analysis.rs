@@ -311,6 +311,9 @@ pub struct Report {
     pub wait_for_peers_s: std::collections::BTreeMap<Mode, Vec<f64>>,
     /// How the timed steps were ordered (`interleaved` pairs the modes).
     pub schedule: mfubench_core::config::Schedule,
+    /// How warmup ended (None: no warmup, or a run written before adaptive
+    /// warmup).
+    pub warmup: Option<mfubench_core::warmup::WarmupOutcome>,
     /// 95 % confidence intervals of the headline and overlap figures.
     pub ci95: mfubench_core::result::Ci95,
     /// Rounds behind each paired figure's interval (summary.ci95_n).
@@ -509,6 +512,7 @@ pub fn measure(
             contention: s.contention,
         },
         schedule: s.schedule,
+        warmup: s.warmup,
         ci95: s.ci95.clone(),
         ci95_n: s.ci95_n.clone(),
         ci95_coverage: s.ci95_coverage.clone(),

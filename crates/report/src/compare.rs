@@ -506,7 +506,13 @@ fn flatten(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, Strin
 
 /// `[run]` keys that change how long or how often a run measures, not what:
 /// runs differing only in these are comparable without `--force`.
-pub const COMPARABLE_RUN_KEYS: [&str; 3] = ["iterations", "warmup", "op_timeout_s"];
+pub const COMPARABLE_RUN_KEYS: [&str; 5] = [
+    "iterations",
+    "warmup",
+    "warmup_max",
+    "warmup_tolerance",
+    "op_timeout_s",
+];
 
 /// Fields of the configuration (and world size, backend) that differ, as
 /// `field: baseline → new`. Acceptance thresholds and the acceptance

@@ -543,6 +543,9 @@ fn overlap(p: &mut Page, r: &Report) {
     if let Some(note) = text::interval_note(r) {
         p.note(&note);
     }
+    if let Some(note) = text::warmup_note(r) {
+        p.note(&note);
+    }
     // Flags on no row of the table (e.g. on the intervals as a whole).
     let unattached: Vec<&mfubench_core::result::Flag> =
         r.flags.iter().filter(|fl| !shown.contains(fl)).collect();

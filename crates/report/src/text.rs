@@ -678,6 +678,47 @@ pub(crate) fn interval_note(r: &Report) -> Option<String> {
     })
 }
 
+/// The line that says how warmup ended (None: no warmup recorded).
+pub(crate) fn warmup_note(r: &Report) -> Option<String> {
+    let w = r.warmup?;
+    let change = w.last_change.map(|c| {
+        format!(
+            "{} {}",
+            f::pct(c.abs()),
+            if c < 0.0 { "faster" } else { "slower" }
+        )
+    });
+    let why = match w.stable {
+        None => "a fixed count".to_string(),
+        Some(true) => format!(
+            "stable: no rank's last round more than {} faster than the one before{}",
+            f::pct(w.tolerance),
+            change
+                .map(|c| format!(" (the rank that sped up most: {c})"))
+                .unwrap_or_default()
+        ),
+        Some(false) => format!(
+            "NOT STABLE: ended at the cap of {} with a rank still getting faster{}",
+            w.max_rounds,
+            change
+                .map(|c| format!(" ({c} than the round before)"))
+                .unwrap_or_default()
+        ),
+    };
+    Some(format!(
+        "Warmup: {} round(s), {why}{}.",
+        w.rounds,
+        if w.max_rounds > w.min_rounds {
+            format!(
+                "; rule: at least {}, at most {}",
+                w.min_rounds, w.max_rounds
+            )
+        } else {
+            String::new()
+        }
+    ))
+}
+
 fn overlap(d: &mut Doc, r: &Report) {
     d.heading("Overlap and communication");
     let rows = overlap_figures(r)
@@ -686,6 +727,9 @@ fn overlap(d: &mut Doc, r: &Report) {
         .collect();
     d.table(&["figure", "value [95 % CI]"], rows, &[]);
     if let Some(note) = interval_note(r) {
+        d.line(&note);
+    }
+    if let Some(note) = warmup_note(r) {
         d.line(&note);
     }
     for fl in &r.flags {

@@ -108,6 +108,8 @@ pub struct Benchmark<'r, B: Backend> {
     host_load: Option<HostLoad>,
     /// Measured again at every save (hence a cell: saves take `&self`).
     clock: std::cell::Cell<AlignedClock>,
+    /// This rank's warmup round times, seconds.
+    warmup_round_s: Vec<f64>,
     /// A communicator per kind of group the plan's collectives run in.
     groups: BTreeMap<Group, SimpleCommunicator>,
 }
@@ -179,6 +181,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             injected: false,
             host_load,
             clock: std::cell::Cell::new(clock),
+            warmup_round_s: Vec::new(),
             groups,
         })
     }
@@ -351,10 +354,18 @@ impl<'r, B: Backend> Benchmark<'r, B> {
 
     /// Warmup step `iter` of `of` of `mode` (untimed, checked), shown as
     /// progress.
-    pub fn warmup_step(&mut self, mode: Mode, iter: u32, of: u32) {
+    /// Returns the step's time, seconds.
+    pub fn warmup_step(&mut self, mode: Mode, iter: u32, of: u32) -> f64 {
         let what = self.what(&format!("warmup iteration {iter}"));
         let t = self.checked_step(mode, &what);
         self.progress(mode, "warmup", iter, of, t.step_s);
+        t.step_s
+    }
+
+    /// This rank's warmup round times (every variant's steps of each
+    /// round), recorded in run.json.
+    pub fn set_warmup_rounds(&mut self, round_s: Vec<f64>) {
+        self.warmup_round_s = round_s;
     }
 
     /// Samples the device telemetry of every mode (`start` or `end`).
@@ -443,6 +454,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             telemetry: self.telemetry.clone(),
             host_load: self.host_load.clone(),
             clock: Some(self.clock.get().record()),
+            warmup_round_s: self.warmup_round_s.clone(),
         };
         let bytes = serde_json::to_vec(&record)
             .unwrap_or_else(|e| r.abort(format!("cannot encode the rank record: {e}")));

@@ -3,9 +3,11 @@
 //! a `--vary` job of one variant (without vary.json).
 //!
 //! The executor runs **cells**, a (variant, mode) pair each, in rounds:
-//! - **Warmup** is shared: `run.warmup` rounds in which every cell runs one
-//!   untimed, checked step, in the rotating order of the interleaved
-//!   schedule.
+//! - **Warmup** is shared: rounds in which every cell runs one untimed,
+//!   checked step, in the rotating order of the interleaved schedule, until
+//!   every rank's round time has stopped getting faster (at least
+//!   `run.warmup` rounds, at most `run.warmup_max`; the rule is
+//!   [`WarmupRule`]'s, the round times go into every variant's records).
 //! - **Timed steps.** Interleaved (default): timed round i runs one step of
 //!   every cell, the cells rotated left by i ([`rotated`], a Latin square),
 //!   so that outside load lands on all modes and variants alike and round
@@ -32,6 +34,7 @@ use std::time::Instant;
 use mfubench_core::config::{Mode, RunSettings, Schedule};
 use mfubench_core::protocol::Event;
 use mfubench_core::result::PeakChoice;
+use mfubench_core::warmup::WarmupRule;
 
 use crate::backend::Backend;
 use crate::benchmark::Benchmark;
@@ -181,16 +184,25 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
                 modes: names,
                 schedule: run.schedule.to_string(),
                 warmup: run.warmup,
+                warmup_max: run.warmup_max.max(run.warmup),
                 iterations: run.iterations,
                 peak_tflops: peak.tflops,
                 peak_source: format!("{:?}", peak.source).to_lowercase(),
             });
         }
-        for w in 0..run.warmup {
-            for (k, mode) in rotated(&cells, w as usize) {
-                self.bench(k).warmup_step(mode, w + 1, run.warmup);
+        let rule = WarmupRule::new(run.warmup, run.warmup_max, run.warmup_tolerance);
+        let mut rounds: Vec<f64> = Vec::new();
+        let mut done = 0u32;
+        while rule.another_round(done, done > 0 && self.every_rank_settled(&rule, &rounds)) {
+            let mut round_s = 0.0;
+            for (k, mode) in rotated(&cells, done as usize) {
+                round_s += self.bench(k).warmup_step(mode, done + 1, rule.max_rounds);
             }
+            rounds.push(round_s);
+            done += 1;
         }
+        self.running()
+            .for_each(|b| b.set_warmup_rounds(rounds.clone()));
         self.running().for_each(|b| b.sample_telemetry("start"));
         let order = timed_order(&cells, run.schedule, run.iterations);
         let mut first: Option<Instant> = None;
@@ -204,6 +216,23 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
         self.running().for_each(|b| b.check_steps());
         self.running().for_each(|b| b.finish());
         self.save(true, after_save)
+    }
+
+    /// Whether every rank's warmup rounds so far have settled under `rule`
+    /// (one agreement, so that all ranks leave warmup together); always
+    /// true for a fixed count, without a collective. Collective otherwise,
+    /// under the watchdog.
+    fn every_rank_settled(&self, rule: &WarmupRule, rounds: &[f64]) -> bool {
+        if !rule.adaptive() {
+            return true;
+        }
+        let r = self.session.rank;
+        let _deadline = crate::watchdog::Watchdog::arm(
+            format!("rank {} on {}: agreeing the end of warmup", r.rank, r.host),
+            std::time::Duration::from_secs_f64(self.run.op_timeout_s),
+            i32::from(mfubench_core::protocol::exit::RUN_FAILED),
+        );
+        r.all(rule.settled(rounds))
     }
 
     /// Saves every running variant's run.json, then runs `after_save`.

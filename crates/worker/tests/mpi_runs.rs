@@ -179,6 +179,34 @@ fn check_run(run: &RunRecord, np: u64) {
     let mfu_c = f / (s.step_time_s.compute.unwrap() * s.peak_tflops * 1e12);
     assert!((mfu_c - s.mfu.compute.unwrap()).abs() < 1e-12);
 
+    // Warmup followed its rule on the recorded round times: every rank ran
+    // the same rounds, it went on exactly while the rule said so, and the
+    // summary's outcome recomputes from the records.
+    let c = &run.config.run;
+    let rule = mfubench_core::warmup::WarmupRule::new(c.warmup, c.warmup_max, c.warmup_tolerance);
+    let rounds: Vec<&[f64]> = run
+        .ranks
+        .iter()
+        .map(|r| r.warmup_round_s.as_slice())
+        .collect();
+    let n = rounds[0].len();
+    assert!(rounds
+        .iter()
+        .all(|r| r.len() == n && r.iter().all(|t| *t > 0.0)));
+    assert!(
+        n as u32 >= rule.min_rounds && n as u32 <= rule.max_rounds,
+        "{n}"
+    );
+    for k in 0..=n {
+        let settled = k > 0 && rounds.iter().all(|r| rule.settled(&r[..k]));
+        assert_eq!(
+            rule.another_round(k as u32, settled),
+            k < n,
+            "after {k} of {n}: {rounds:?}"
+        );
+    }
+    assert_eq!(s.warmup, rule.outcome(&rounds));
+
     // Ordering rules, from the recorded timelines of every rank.
     let plan = mfubench_core::plan::StepPlan::for_config(&run.config);
     for r in &run.ranks {

@@ -305,6 +305,8 @@ struct Progress {
     current: String,
     np: u32,
     hellos: usize,
+    /// Warmup rounds always run (the total counts these).
+    warmup: u32,
 }
 
 impl Progress {
@@ -326,6 +328,7 @@ impl Progress {
             done: 0,
             first_iter_at: None,
             last_plain: None,
+            warmup: 0,
             current: String::new(),
             np,
             hellos: 0,
@@ -360,6 +363,7 @@ impl Progress {
 
     fn start(&mut self, modes: usize, warmup: u32, iterations: u32) {
         self.total = modes as u64 * u64::from(warmup + iterations);
+        self.warmup = warmup;
         if let Some(b) = &self.bar {
             b.set_length(self.total);
             b.set_position(0);
@@ -385,6 +389,14 @@ impl Progress {
 
     fn iteration(&mut self, mode: &str, phase: &str, iter: u32, of: u32, step_s: f64) {
         self.done += 1;
+        // Warmup rounds beyond the minimum (the step time not yet stable)
+        // lengthen the run: the total counts only the minimum.
+        if phase == "warmup" && iter > self.warmup {
+            self.total += 1;
+            if let Some(b) = &self.bar {
+                b.set_length(self.total);
+            }
+        }
         if self.first_iter_at.is_none() {
             self.first_iter_at = Some(Instant::now());
         }
@@ -568,13 +580,19 @@ impl State {
             Event::Start {
                 modes,
                 warmup,
+                warmup_max,
                 iterations,
                 world_size,
                 run_dir,
                 ..
             } => {
+                let warmup_text = if warmup_max > warmup {
+                    format!("{warmup} to {warmup_max} warmup (until the step time is stable)")
+                } else {
+                    format!("{warmup} warmup")
+                };
                 self.progress.note(&format!(
-                    "run started: {world_size} rank(s), modes {}, {warmup} warmup + {iterations} timed iterations each, writing {run_dir}",
+                    "run started: {world_size} rank(s), modes {}, {warmup_text} + {iterations} timed iterations each, writing {run_dir}",
                     modes.join(", ")
                 ));
                 self.progress.start(modes.len(), warmup, iterations);

@@ -277,6 +277,8 @@ pub fn build(g: &Gen) -> RunRecord {
                 telemetry: Vec::new(),
                 host_load: None,
                 clock: None,
+                // First-step costs, then settled within the tolerance.
+                warmup_round_s: vec![0.912 + 0.001 * r as f64, 0.305, 0.301],
             }
         })
         .collect::<Vec<_>>();
@@ -291,6 +293,11 @@ pub fn build(g: &Gen) -> RunRecord {
             recompute: cfg.run.recompute,
             schedule: cfg.run.schedule,
             model_layers: cfg.model.layers,
+            warmup: mfubench_core::warmup::WarmupRule::new(
+                cfg.run.warmup,
+                cfg.run.warmup_max,
+                cfg.run.warmup_tolerance,
+            ),
         },
     );
     RunRecord {
