@@ -19,6 +19,7 @@ use mfubench_core::config::{parse_config_file, BackendKind, Dtype};
 use mfubench_core::plan::StepPlan;
 use mfubench_core::stats;
 use mfubench_worker::cpu::run_gemm;
+use mfubench_worker::host_buf::vec_with_huge_pages;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -87,13 +88,14 @@ fn main() {
         .build()
         .expect("pool");
 
+    // The worker's buffers are the backend's (pages advised huge, as NumPy
+    // does): the bare loops use the same memory, so that they differ only
+    // in the machinery.
     let fill = |n: u64, seed: u32| -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 500.0
-                    - 0.999
-            })
-            .collect()
+        vec_with_huge_pages(n as usize, |i| {
+            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 500.0
+                - 0.999
+        })
     };
     let mut times = Vec::with_capacity(iterations);
     let warmup = config.run.warmup as usize;
@@ -123,7 +125,7 @@ fn main() {
             let mut recv: Vec<Vec<f32>> = plan
                 .buckets
                 .iter()
-                .map(|b| vec![0.0f32; b.elements as usize])
+                .map(|b| vec_with_huge_pages(b.elements as usize, |_| 0.0f32))
                 .collect();
             for it in 0..warmup + iterations {
                 world.barrier();
