@@ -24,6 +24,8 @@ pub mod limits {
     pub const MAX_HIDDEN: u64 = 1 << 20;
     /// Largest FFN size accepted (2^22).
     pub const MAX_FFN: u64 = 1 << 22;
+    /// Most experts of a mixture-of-experts layer.
+    pub const MAX_EXPERTS: u64 = 4096;
     /// Largest number of layers accepted.
     pub const MAX_LAYERS: u64 = 10_000;
     /// Longest sequence accepted (2^22 tokens).
@@ -276,6 +278,21 @@ pub struct ModelSection {
     /// Include the LM head (logits) GEMM in the step; off by default, as its
     /// FLOPs are not part of the 6N rule.
     pub lm_head: Option<bool>,
+    /// Routed experts of a mixture-of-experts FFN (default 1: dense).
+    pub experts: Option<u64>,
+    /// Experts each token is routed to (default 1; at most `experts`).
+    pub top_k: Option<u64>,
+    /// Intermediate size of one expert (default `ffn`).
+    pub expert_ffn: Option<u64>,
+    /// Shared experts every token passes through beside the routed ones
+    /// (each `expert_ffn` wide; default 0).
+    pub shared_experts: Option<u64>,
+    /// Every k-th block is mixture-of-experts, the others dense (default 1:
+    /// all; block i, 0-based, is MoE when (i + 1) is a multiple of k).
+    pub moe_every: Option<u64>,
+    /// Input embedding and LM head share one matrix (counted once in the
+    /// total parameters; default false).
+    pub tied_embeddings: Option<bool>,
 }
 
 /// A number of seconds, or a humantime duration string (`"10m"`).
@@ -637,6 +654,21 @@ impl ConfigFile {
         let vocab = m.vocab.or(preset.map(|p| p.vocab)).unwrap_or(32_000);
         let gated_mlp = m.gated_mlp.or(preset.map(|p| p.gated_mlp)).unwrap_or(false);
         let lm_head = m.lm_head.unwrap_or(false);
+        let experts = m.experts.or(preset.map(|p| p.experts)).unwrap_or(1);
+        let top_k = m.top_k.or(preset.map(|p| p.top_k)).unwrap_or(1);
+        let expert_ffn = m
+            .expert_ffn
+            .or(preset.map(|p| p.expert_ffn).filter(|&f| f > 0))
+            .unwrap_or(ffn);
+        let shared_experts = m
+            .shared_experts
+            .or(preset.map(|p| p.shared_experts))
+            .unwrap_or(0);
+        let moe_every = m.moe_every.or(preset.map(|p| p.moe_every)).unwrap_or(1);
+        let tied_embeddings = m
+            .tied_embeddings
+            .or(preset.map(|p| p.tied_embeddings))
+            .unwrap_or(false);
 
         v.range_u64("model.hidden", hidden, 1, MAX_HIDDEN)?;
         v.range_u64("model.ffn", ffn, 1, MAX_FFN)?;
@@ -657,6 +689,16 @@ impl ConfigFile {
                 format!("model.kv_heads = {kv_heads} does not divide model.heads = {heads}"),
             ));
         }
+        v.range_u64("model.experts", experts, 1, MAX_EXPERTS)?;
+        v.range_u64("model.top_k", top_k, 1, experts).map_err(|_| {
+            v.err(
+                "model.top_k",
+                format!("model.top_k = {top_k} must be between 1 and model.experts = {experts}"),
+            )
+        })?;
+        v.range_u64("model.expert_ffn", expert_ffn, 1, MAX_FFN)?;
+        v.range_u64("model.shared_experts", shared_experts, 0, MAX_EXPERTS)?;
+        v.range_u64("model.moe_every", moe_every, 1, MAX_LAYERS)?;
         let name = match (
             &m.preset,
             m == &ModelSection {
@@ -679,6 +721,12 @@ impl ConfigFile {
             vocab,
             gated_mlp,
             lm_head,
+            experts,
+            top_k,
+            expert_ffn,
+            shared_experts,
+            moe_every,
+            tied_embeddings,
         };
 
         let r = &self.run;
@@ -888,6 +936,21 @@ impl ConfigFile {
 
         self.accept.validate(file)?;
         let parallel = self.parallel.resolve(file, &model)?;
+        if model.is_moe() {
+            if parallel.tensor > 1 {
+                return Err(v.err(
+                    "parallel.tensor",
+                    format!("parallel.tensor = {} with model.experts = {}: tensor parallelism of mixture-of-experts blocks is not built yet; use parallel.tensor = 1 (data parallelism, FSDP or HSDP)", parallel.tensor, model.experts),
+                ));
+            }
+            let tokens = run.micro_batch * model.seq;
+            if tokens * model.top_k < model.experts {
+                return Err(v.err(
+                    "model.experts",
+                    format!("model.experts = {} get {} routed tokens per step (run.micro_batch × model.seq × model.top_k), fewer than one each; raise run.micro_batch or model.seq", model.experts, tokens * model.top_k),
+                ));
+            }
+        }
 
         Ok(Config {
             model,
@@ -1083,6 +1146,27 @@ mod tests {
         assert_eq!(e.field(), Some("run.peak_tflops"));
         let e = err("[model]\npreset = \"tiny\"\n[run]\nbucket_mb = inf\n");
         assert_eq!(e.field(), Some("run.bucket_mb"));
+    }
+
+    #[test]
+    fn moe_fields_default_to_dense_and_errors_name_the_field() {
+        let c = parse_config("[model]\npreset = \"tiny\"\n", "x").unwrap();
+        assert_eq!(
+            (c.model.experts, c.model.top_k, c.model.expert_ffn),
+            (1, 1, 1536)
+        );
+        assert!(!c.model.is_moe());
+        let e = err("[model]\npreset = \"tiny\"\nexperts = 4\ntop_k = 5\n");
+        assert_eq!(e.field(), Some("model.top_k"));
+        let e = err("[model]\npreset = \"tiny\"\nexperts = 0\n");
+        assert_eq!(e.field(), Some("model.experts"));
+        let e = err("[model]\npreset = \"tiny\"\nexperts = 4\n[parallel]\ntensor = 2\n");
+        assert_eq!(e.field(), Some("parallel.tensor"));
+        assert!(e.to_string().contains("not built yet"), "{e}");
+        // 16 tokens × top-1 cannot reach 64 experts.
+        let e = err("[model]\npreset = \"tiny\"\nseq = 16\nexperts = 64\n");
+        assert_eq!(e.field(), Some("model.experts"));
+        assert!(e.to_string().contains("16 routed tokens"), "{e}");
     }
 
     #[test]

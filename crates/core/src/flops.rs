@@ -31,7 +31,7 @@ impl KindFlops {
 pub struct FlopsPerToken {
     /// Exact Σ 2·M·N·K over forward and backward, divided by tokens.
     pub exact: f64,
-    /// 6·N.
+    /// 6·N (N: the active non-embedding parameters).
     pub six_n: f64,
     /// 6·N + 12·L·d·s (PaLM's attention term).
     pub six_n_attention: f64,
@@ -40,8 +40,20 @@ pub struct FlopsPerToken {
 /// The whole-model FLOP breakdown printed by `mfubench flops`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelFlops {
-    /// Non-embedding parameters N (no norms, no LM head).
+    /// Non-embedding parameters N (no norms, no LM head), every expert.
     pub params_non_embedding: u64,
+    /// Non-embedding parameters one token uses (MoE: `top_k` routed
+    /// experts per MoE block); the N of 6·N.
+    #[serde(default)]
+    pub params_active_non_embedding: u64,
+    /// Total parameters as model cards count them (embeddings and LM head
+    /// included, norms and biases not).
+    #[serde(default)]
+    pub params_total: u64,
+    /// Active parameters as model cards count them (embeddings and LM head
+    /// included).
+    #[serde(default)]
+    pub params_active_total: u64,
     /// Per-token totals.
     pub flops_per_token: FlopsPerToken,
     /// Per-token FLOPs by GEMM kind (kinds absent from the model omitted).
@@ -86,9 +98,13 @@ pub fn model_flops(model: &ModelShape) -> ModelFlops {
         }
     }
     let params = model.params_non_embedding();
-    let six = six_n(params);
+    let active = model.params_active_non_embedding();
+    let six = six_n(active);
     ModelFlops {
         params_non_embedding: params,
+        params_active_non_embedding: active,
+        params_total: model.params_total(),
+        params_active_total: model.params_active_total(),
         flops_per_token: FlopsPerToken {
             exact: plan.model_flops() / tokens,
             six_n: six,

@@ -17,6 +17,8 @@
 //!   the rank layout: group sizes, colours, the checks that need the ranks.
 //! - [`flops`]: exact FLOPs (Σ 2·M·N·K over the plan), the 6N estimate and
 //!   PaLM's attention term, training-time and MFU-from-a-log calculators.
+//! - [`hf`]: model shapes from a Hugging Face `config.json` (Llama,
+//!   Mistral, Qwen2/3, Mixtral, Qwen-MoE), as a `[model]` section.
 //! - [`peak`]: the dense peak TFLOP/s table, looked up by device name and SM
 //!   count.
 //! - [`metrics`]: the metric formulas of docs/metrics.md as pure functions.
@@ -60,6 +62,7 @@ pub mod clock;
 pub mod config;
 pub mod config_error;
 pub mod flops;
+pub mod hf;
 pub mod job;
 pub mod metrics;
 pub mod model;

@@ -45,13 +45,21 @@ pub enum GemmKind {
     FfnGate,
     /// FFN down projection.
     FfnDown,
+    /// MoE router (token → expert scores).
+    Router,
+    /// Up projection of one routed expert.
+    ExpertUp,
+    /// Gate projection of one routed expert (gated MLP only).
+    ExpertGate,
+    /// Down projection of one routed expert.
+    ExpertDown,
     /// LM head (logits).
     LmHead,
 }
 
 impl GemmKind {
     /// All kinds, in forward order.
-    pub const ALL: [GemmKind; 8] = [
+    pub const ALL: [GemmKind; 12] = [
         GemmKind::Qkv,
         GemmKind::AttnScores,
         GemmKind::AttnValues,
@@ -59,6 +67,10 @@ impl GemmKind {
         GemmKind::FfnUp,
         GemmKind::FfnGate,
         GemmKind::FfnDown,
+        GemmKind::Router,
+        GemmKind::ExpertUp,
+        GemmKind::ExpertGate,
+        GemmKind::ExpertDown,
         GemmKind::LmHead,
     ];
 
@@ -72,6 +84,10 @@ impl GemmKind {
             GemmKind::FfnUp => "ffn_up",
             GemmKind::FfnGate => "ffn_gate",
             GemmKind::FfnDown => "ffn_down",
+            GemmKind::Router => "router",
+            GemmKind::ExpertUp => "expert_up",
+            GemmKind::ExpertGate => "expert_gate",
+            GemmKind::ExpertDown => "expert_down",
             GemmKind::LmHead => "lm_head",
         }
     }
@@ -121,6 +137,28 @@ impl Pass {
     }
 }
 
+/// A linear layer of a block on this rank: `Y[m×n] = X[m×k] · W[k×n]`.
+#[derive(Debug, Clone, Copy)]
+struct Linear {
+    kind: GemmKind,
+    k: u64,
+    n: u64,
+    /// Tokens through it (fewer for a routed expert).
+    m: u64,
+    expert: Option<u32>,
+}
+
+/// Tokens each of `experts` experts receives when `tokens` tokens are
+/// each routed to `top_k` of them evenly (balanced routing): t · top_k in
+/// all, the first (t · top_k mod experts) experts one more.
+pub fn routed_tokens(tokens: u64, top_k: u64, experts: u64) -> Vec<u64> {
+    let total = tokens * top_k;
+    let experts = experts.max(1);
+    (0..experts)
+        .map(|i| total / experts + u64::from(i < total % experts))
+        .collect()
+}
+
 /// One GEMM of the step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GemmOp {
@@ -144,6 +182,10 @@ pub struct GemmOp {
     pub trans_b: bool,
     /// For weight gradients: the bucket the gradient lands in.
     pub bucket: Option<usize>,
+    /// The routed expert of an expert GEMM (its `m` is the tokens routed
+    /// to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expert: Option<u32>,
 }
 
 impl GemmOp {
@@ -159,9 +201,10 @@ impl GemmOp {
 
     /// A stable label such as `L1.ffn_down.wgrad` or `lm_head.fwd`.
     pub fn label(&self) -> String {
+        let expert = self.expert.map(|e| format!("e{e}.")).unwrap_or_default();
         match self.layer {
-            Some(l) => format!("L{l}.{}.{}", self.kind, self.pass.name()),
-            None => format!("{}.{}", self.kind, self.pass.name()),
+            Some(l) => format!("L{l}.{expert}{}.{}", self.kind, self.pass.name()),
+            None => format!("{expert}{}.{}", self.kind, self.pass.name()),
         }
     }
 
@@ -631,29 +674,83 @@ impl StepPlan {
         // (purpose, layer, index into ops) after which a TP all-reduce runs.
         let mut tp_points: Vec<(Purpose, Option<u32>, usize)> = Vec::new();
 
-        // (kind, k_in, n_out) of the linears of a block on this TP rank, in
-        // forward order.
-        let mut linears = vec![
-            (GemmKind::Qkv, d, model.qkv_out() / tp),
-            (GemmKind::OutProj, d / tp, d),
-            (GemmKind::FfnUp, d, model.ffn / tp),
-        ];
-        if model.gated_mlp {
-            linears.push((GemmKind::FfnGate, d, model.ffn / tp));
-        }
-        linears.push((GemmKind::FfnDown, model.ffn / tp, d));
-        let layer_params: u64 = linears.iter().map(|&(_, k, n)| k * n).sum();
-        let linear = |layer, kind, k, n, pass| GemmOp {
+        // The linears of block `layer` on this TP rank, in forward order.
+        let block = |layer: u32| -> Vec<Linear> {
+            let lin = |kind, k, n| Linear {
+                kind,
+                k,
+                n,
+                m: t,
+                expert: None,
+            };
+            let mut v = vec![
+                lin(GemmKind::Qkv, d, model.qkv_out() / tp),
+                lin(GemmKind::OutProj, d / tp, d),
+            ];
+            let ffn = |v: &mut Vec<Linear>, up, gate, down, f: u64| {
+                v.push(lin(up, d, f / tp));
+                if model.gated_mlp {
+                    v.push(lin(gate, d, f / tp));
+                }
+                v.push(lin(down, f / tp, d));
+            };
+            if model.is_moe_layer(layer as u64) {
+                // Router, shared experts, then each routed expert on the
+                // tokens routed to it: t · top_k in all, spread evenly
+                // (balanced routing; the first experts take the remainder).
+                v.push(lin(GemmKind::Router, d, model.experts));
+                let e = model.expert_ffn_size();
+                if model.shared_experts > 0 {
+                    let f = model.shared_experts * e;
+                    ffn(
+                        &mut v,
+                        GemmKind::FfnUp,
+                        GemmKind::FfnGate,
+                        GemmKind::FfnDown,
+                        f,
+                    );
+                }
+                for (i, m) in routed_tokens(t, model.top_k, model.experts)
+                    .into_iter()
+                    .enumerate()
+                {
+                    let mut ex = Vec::new();
+                    ffn(
+                        &mut ex,
+                        GemmKind::ExpertUp,
+                        GemmKind::ExpertGate,
+                        GemmKind::ExpertDown,
+                        e,
+                    );
+                    v.extend(ex.into_iter().map(|l| Linear {
+                        m,
+                        expert: Some(i as u32),
+                        ..l
+                    }));
+                }
+            } else {
+                ffn(
+                    &mut v,
+                    GemmKind::FfnUp,
+                    GemmKind::FfnGate,
+                    GemmKind::FfnDown,
+                    model.ffn,
+                );
+            }
+            v
+        };
+        let linear = |layer, l: &Linear, pass| GemmOp {
             layer,
-            kind,
+            kind: l.kind,
             pass,
-            m: t,
-            n,
-            k,
+            m: l.m,
+            n: l.n,
+            k: l.k,
             batch: 1,
             trans_a: false,
             trans_b: false,
             bucket: None,
+            expert: l.expert,
         };
         let attn = |layer, kind, pass, m, n, k, trans_a, trans_b| GemmOp {
             layer,
@@ -666,12 +763,14 @@ impl StepPlan {
             trans_a,
             trans_b,
             bucket: None,
+            expert: None,
         };
         let forward_block =
             |layer: u32, pass: Pass, ops: &mut Vec<GemmOp>, tp_points: &mut Vec<_>| {
                 let l = Some(layer);
-                for &(kind, k, n) in &linears {
-                    ops.push(linear(l, kind, k, n, pass));
+                for lin in &block(layer) {
+                    let kind = lin.kind;
+                    ops.push(linear(l, lin, pass));
                     if kind == GemmKind::Qkv {
                         ops.push(attn(l, GemmKind::AttnScores, pass, s, s, hd, false, true));
                         ops.push(attn(l, GemmKind::AttnValues, pass, s, hd, s, false, false));
@@ -681,18 +780,21 @@ impl StepPlan {
                     }
                 }
             };
-        let backward_linear = |l, kind, k, n, ops: &mut Vec<GemmOp>| {
-            // dX = dY·Wᵀ, then dW = Xᵀ·dY.
+        let backward_linear = |l, lin: &Linear, ops: &mut Vec<GemmOp>| {
+            // dX = dY·Wᵀ (M = m, N = k, K = n), then dW = Xᵀ·dY (M = k,
+            // N = n, K = m).
             ops.push(GemmOp {
+                n: lin.k,
+                k: lin.n,
                 trans_b: true,
-                ..linear(l, kind, n, k, Pass::Dgrad)
+                ..linear(l, lin, Pass::Dgrad)
             });
             ops.push(GemmOp {
-                m: k,
-                n,
-                k: t,
+                m: lin.k,
+                n: lin.n,
+                k: lin.m,
                 trans_a: true,
-                ..linear(l, kind, 0, 0, Pass::Wgrad)
+                ..linear(l, lin, Pass::Wgrad)
             });
         };
 
@@ -700,7 +802,7 @@ impl StepPlan {
         for layer in 0..p.layers as u32 {
             units.push(Unit {
                 layer: Some(layer),
-                params: layer_params,
+                params: block(layer).iter().map(|l| l.k * l.n).sum(),
                 fwd_first: ops.len(),
                 bwd_first: 0,
                 bwd_last: 0,
@@ -722,8 +824,15 @@ impl StepPlan {
                 bwd_first: ops.len() + 1,
                 bwd_last: ops.len() + 2,
             });
-            ops.push(linear(None, GemmKind::LmHead, d, vocab, Pass::Forward));
-            backward_linear(None, GemmKind::LmHead, d, vocab, &mut ops);
+            let head = Linear {
+                kind: GemmKind::LmHead,
+                k: d,
+                n: vocab,
+                m: t,
+                expert: None,
+            };
+            ops.push(linear(None, &head, Pass::Forward));
+            backward_linear(None, &head, &mut ops);
             if tp > 1 {
                 tp_points.push((Purpose::TpBackward, None, ops.len() - 2));
             }
@@ -734,8 +843,9 @@ impl StepPlan {
                 forward_block(layer, Pass::Recompute, &mut ops, &mut tp_points);
             }
             let l = Some(layer);
-            for &(kind, k, n) in linears.iter().rev() {
-                backward_linear(l, kind, k, n, &mut ops);
+            for lin in block(layer).iter().rev() {
+                let kind = lin.kind;
+                backward_linear(l, lin, &mut ops);
                 // The input gradient of a column-parallel block is summed
                 // over the TP group once its last dgrad exists.
                 if tp > 1 && matches!(kind, GemmKind::Qkv | GemmKind::FfnUp) {

@@ -454,7 +454,7 @@ pub struct FlopsPerStep {
     pub model: f64,
     /// Model FLOPs plus recomputed forward FLOPs.
     pub hardware: f64,
-    /// 6·N·T for the N parameters of the executed layers.
+    /// 6·N·T for the N (active) parameters of the executed layers.
     pub six_n: f64,
     /// 6·N·T + 12·L·d·s·T.
     pub six_n_attention: f64,
@@ -498,7 +498,9 @@ impl PlanInfo {
     /// Describes a plan (`params` = weights in the executed blocks).
     pub fn of(plan: &StepPlan, config: &Config) -> PlanInfo {
         let m = &config.model;
-        let params = plan.layers * m.params_per_layer();
+        // The active parameters of the executed blocks (MoE: top_k routed
+        // experts of each MoE block).
+        let params: u64 = (0..plan.layers).map(|l| m.active_params_of_layer(l)).sum();
         let t = plan.tokens as f64;
         let six_n = crate::flops::six_n(params) * t;
         PlanInfo {

@@ -20,8 +20,13 @@ pub struct FlopsArgs {
     #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,
     /// Config file whose [model] to use.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "hf_config")]
     pub config: Option<String>,
+    /// A Hugging Face config.json to read the model shape from (Llama,
+    /// Mistral, Qwen2/3, Mixtral, Qwen-MoE; nothing is downloaded). The
+    /// sequence length is its max_position_embeddings unless --seq is given.
+    #[arg(long, conflicts_with = "preset")]
+    pub hf_config: Option<String>,
     /// Training tokens: prints total training FLOPs (e.g. 15e12).
     #[arg(long)]
     pub tokens: Option<f64>,
@@ -76,6 +81,21 @@ fn positive(flag: &str, v: Option<f64>) -> Result<Option<f64>> {
 }
 
 fn load_model(args: &FlopsArgs) -> Result<Option<Config>> {
+    if let Some(path) = &args.hf_config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("--hf-config {path}: cannot read: {e}")))?;
+        let seq = positive("seq", args.seq)?.map(|s| s.round() as u64);
+        let model = mfubench_core::hf::model_section(&text, path, seq)
+            .map_err(|e| usage(format!("--hf-config {e}")))?;
+        let file = mfubench_core::config::ConfigFile {
+            model,
+            ..Default::default()
+        };
+        return file
+            .resolve(path)
+            .map(Some)
+            .map_err(|e| usage(format!("--hf-config {e}")));
+    }
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| usage(format!("{path}: cannot read config: {e}")))?;
@@ -158,6 +178,12 @@ pub fn run_flops(args: &FlopsArgs) -> Result<u8> {
     if let (Some(c), Some(f)) = (&config, &model_flops) {
         out.insert("model".into(), serde_json::to_value(&c.model)?);
         out.insert("params_non_embedding".into(), json!(f.params_non_embedding));
+        out.insert(
+            "params_active_non_embedding".into(),
+            json!(f.params_active_non_embedding),
+        );
+        out.insert("params_total".into(), json!(f.params_total));
+        out.insert("params_active_total".into(), json!(f.params_active_total));
         out.insert(
             "flops_per_token".into(),
             serde_json::to_value(&f.flops_per_token)?,
@@ -297,10 +323,38 @@ fn model_table(m: &ModelShape, f: &ModelFlops) -> String {
         m.gated_mlp,
         if m.lm_head { " lm_head" } else { "" }
     );
+    if m.is_moe() {
+        s.push_str(&format!(
+            "MoE: {} experts, top-{}, expert ffn={}, {} shared, every {} block(s)\n",
+            m.experts,
+            m.top_k,
+            m.expert_ffn_size(),
+            m.shared_experts,
+            m.moe_every
+        ));
+    }
     s.push_str(&format!(
-        "Non-embedding parameters N = {} ({})\n\nFLOPs per token, all {} layers:\n",
+        "Parameters: total {} ({:.1} B), active per token {} ({:.1} B) (embeddings and LM head included{}; norms and biases not)\n",
+        group(f.params_total),
+        f.params_total as f64 / 1e9,
+        group(f.params_active_total),
+        f.params_active_total as f64 / 1e9,
+        if m.tied_embeddings { ", tied" } else { "" }
+    ));
+    s.push_str(&format!(
+        "Non-embedding parameters N = {} ({}){}\n\nFLOPs per token, all {} layers:\n",
         group(f.params_non_embedding),
         sci(f.params_non_embedding as f64),
+        if m.is_moe() {
+            format!(
+                ", active N = {} ({}): 6·N_active = {}",
+                group(f.params_active_non_embedding),
+                sci(f.params_active_non_embedding as f64),
+                sci(f.flops_per_token.six_n)
+            )
+        } else {
+            String::new()
+        },
         m.layers
     ));
     s.push_str(&format!(
@@ -366,7 +420,7 @@ pub fn run_presets(args: &PresetsArgs) -> Result<u8> {
         return Ok(exit::OK);
     }
     println!(
-        "{:<12} {:>6} {:>6} {:>5} {:>8} {:>6} {:>5} {:>7} {:>5} {:>17}  description",
+        "{:<17} {:>6} {:>6} {:>5} {:>8} {:>6} {:>5} {:>7} {:>5} {:>17}  description",
         "preset",
         "hidden",
         "ffn",
@@ -380,7 +434,7 @@ pub fn run_presets(args: &PresetsArgs) -> Result<u8> {
     );
     for (p, n) in rows {
         println!(
-            "{:<12} {:>6} {:>6} {:>5} {:>8} {:>6} {:>5} {:>7} {:>5} {:>17}  {}",
+            "{:<17} {:>6} {:>6} {:>5} {:>8} {:>6} {:>5} {:>7} {:>5} {:>17}  {}",
             p.name,
             p.hidden,
             p.ffn,

@@ -272,3 +272,54 @@ fn gpu_alias_and_percent_mfu() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--mfu"), "{err}");
 }
+
+#[test]
+fn mixtral_total_and_active_parameters() {
+    let v = json(&["flops", "--preset", "mixtral-8x7b", "--json"]);
+    let total = v["params_total"].as_f64().unwrap();
+    let active = v["params_active_total"].as_f64().unwrap();
+    assert!(close(total, 46.7e9, 0.005), "{total}");
+    assert!(close(active, 12.9e9, 0.005), "{active}");
+    // 6N uses the active non-embedding parameters.
+    let n_active = v["params_active_non_embedding"].as_f64().unwrap();
+    assert_eq!(
+        v["flops_per_token"]["six_n"].as_f64().unwrap(),
+        6.0 * n_active
+    );
+    let (code, out, _) = mfubench(&["flops", "--preset", "mixtral-8x7b"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("(46.7 B), active per token") && out.contains("(12.9 B)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_hugging_face_config_json_gives_the_presets_flops() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(
+        &path,
+        r#"{"architectures": ["LlamaForCausalLM"], "hidden_size": 4096,
+            "intermediate_size": 14336, "max_position_embeddings": 8192,
+            "model_type": "llama", "num_attention_heads": 32,
+            "num_hidden_layers": 32, "num_key_value_heads": 8,
+            "rope_theta": 500000.0, "tie_word_embeddings": false,
+            "vocab_size": 128256}"#,
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let hf = json(&["flops", "--hf-config", p, "--json"]);
+    let preset = json(&["flops", "--preset", "llama3-8b", "--json"]);
+    assert_eq!(hf["flops_per_token"], preset["flops_per_token"]);
+    assert_eq!(hf["params_total"], preset["params_total"]);
+    // A missing field: exit 2, one line naming the file and the field.
+    std::fs::write(&path, r#"{"model_type": "llama", "hidden_size": 4096}"#).unwrap();
+    let (code, _, err) = mfubench(&["flops", "--hf-config", p]);
+    assert_eq!(code, 2);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(p) && err.contains("num_attention_heads is missing"),
+        "{err}"
+    );
+}

@@ -16,6 +16,11 @@ use mfubench_core::result::{RunRecord, StreamKind};
 
 /// A small, fast config: tiny shapes, one layer, all modes.
 fn small_config(dir: &Path, extra_run: &str) -> PathBuf {
+    small_config_with(dir, "", extra_run)
+}
+
+/// [`small_config`] with lines added to `[model]`.
+fn small_config_with(dir: &Path, extra_model: &str, extra_run: &str) -> PathBuf {
     let p = dir.join("small.toml");
     // Defaults the caller's lines may replace (TOML forbids a key twice).
     let defaults: String = [
@@ -30,7 +35,7 @@ fn small_config(dir: &Path, extra_run: &str) -> PathBuf {
     std::fs::write(
         &p,
         format!(
-            "[model]\npreset = \"tiny\"\nseq = 128\n[run]\nbackend = \"cpu\"\nbucket_mb = 0.5\nwarmup = 1\n{defaults}{extra_run}\n"
+            "[model]\npreset = \"tiny\"\nseq = 128\n{extra_model}[run]\nbackend = \"cpu\"\nbucket_mb = 0.5\nwarmup = 1\n{defaults}{extra_run}\n"
         ),
     )
     .unwrap();
@@ -106,8 +111,17 @@ fn text(o: &Output) -> String {
 }
 
 fn run_ok(np: usize, extra_run: &str, extra_args: &[&str]) -> (RunRecord, String) {
+    run_ok_with(np, "", extra_run, extra_args)
+}
+
+fn run_ok_with(
+    np: usize,
+    extra_model: &str,
+    extra_run: &str,
+    extra_args: &[&str],
+) -> (RunRecord, String) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = small_config(dir.path(), extra_run);
+    let cfg = small_config_with(dir.path(), extra_model, extra_run);
     let out = dir.path().join("results");
     let mut args = vec![
         "--config",
@@ -272,6 +286,49 @@ fn two_ranks_all_modes() {
     local.sort();
     assert_eq!(local, vec![0, 1]);
     assert_eq!(run.hosts.len(), 1);
+}
+
+#[test]
+fn a_mixture_of_experts_model_runs_every_mode_checked() {
+    // Every other block MoE: 4 experts, top-2, one shared expert.
+    let (run, _) = run_ok_with(
+        2,
+        "experts = 4\ntop_k = 2\nexpert_ffn = 384\nshared_experts = 1\nmoe_every = 2\n",
+        "",
+        &[],
+    );
+    check_run(&run, 2);
+    // The step executed block 0 dense and block 1 MoE: the router and
+    // four experts' GEMMs, each on its routed tokens (128 × 2 / 4 = 64),
+    // their gradients in the buckets like every weight's.
+    let plan = mfubench_core::plan::StepPlan::for_config(&run.config);
+    let experts: Vec<_> = plan
+        .ops
+        .iter()
+        .filter(|o| {
+            o.kind == mfubench_core::plan::GemmKind::ExpertUp
+                && o.pass == mfubench_core::plan::Pass::Forward
+        })
+        .collect();
+    assert_eq!(experts.len(), 4);
+    assert!(experts
+        .iter()
+        .all(|o| o.layer == Some(1) && o.m == 64 && o.n == 384));
+    let m = &run.config.model;
+    let grads: u64 = plan
+        .ops
+        .iter()
+        .filter(|o| o.is_weight_grad())
+        .map(|o| o.m * o.n)
+        .sum();
+    assert_eq!(grads, m.params_of_layer(0) + m.params_of_layer(1));
+    assert_eq!(plan.buckets.iter().map(|b| b.elements).sum::<u64>(), grads);
+    // The executed FLOPs are 6·N_active·T + 12·L·d·s·T for the slice.
+    let f = &run.plan.flops;
+    assert!(
+        (f.model - f.six_n_attention).abs() <= 1e-12 * f.model,
+        "{f:?}"
+    );
 }
 
 #[test]

@@ -857,6 +857,7 @@ mod tests {
             trans_a: ta,
             trans_b: tb,
             bucket: None,
+            expert: None,
         }
     }
 

@@ -163,6 +163,7 @@ fn spot_op() -> GemmOp {
         trans_a: false,
         trans_b: true,
         bucket: None,
+        expert: None,
     }
 }
 
