@@ -293,6 +293,10 @@ pub struct ModelSection {
     /// Input embedding and LM head share one matrix (counted once in the
     /// total parameters; default false).
     pub tied_embeddings: Option<bool>,
+    /// A Hugging Face config.json (relative to this file) whose shape fills
+    /// every `[model]` key not set here; read when the file is loaded
+    /// ([`crate::hf::inline`]), not with `preset`.
+    pub hf_config: Option<String>,
 }
 
 /// A number of seconds, or a humantime duration string (`"10m"`).
@@ -645,6 +649,12 @@ impl ConfigFile {
                 )
             })
         };
+        if m.hf_config.is_some() && m.hidden.is_none() {
+            return Err(v.err(
+                "model.hf_config",
+                "model.hf_config was not read: load the file with mfubench (which reads the config.json), or set the [model] keys".into(),
+            ));
+        }
         let hidden = need("model.hidden", m.hidden, preset.map(|p| p.hidden))?;
         let ffn = need("model.ffn", m.ffn, preset.map(|p| p.ffn))?;
         let heads = need("model.heads", m.heads, preset.map(|p| p.heads))?;
@@ -708,7 +718,10 @@ impl ConfigFile {
         ) {
             (Some(p), true) => p.clone(),
             (Some(p), false) => format!("{p} (modified)"),
-            (None, _) => "custom".to_string(),
+            (None, _) => match &m.hf_config {
+                Some(h) => format!("hf:{h}"),
+                None => "custom".to_string(),
+            },
         };
         let model = ModelShape {
             name,

@@ -160,6 +160,75 @@ pub fn model_section(text: &str, file: &str, seq: Option<u64>) -> Result<ModelSe
     Ok(m)
 }
 
+/// The config file's text with `[model] hf_config`'s shape filled in:
+/// every `[model]` key of the Hugging Face config that the file does not
+/// set is added (explicit keys override the config.json, as they override
+/// a preset; `model.seq`, when set, replaces `max_position_embeddings`).
+/// The path is relative to the config file's folder; `read` reads it (the
+/// caller's I/O). A text without `hf_config`, or that does not parse (the
+/// config parser reports that), is returned unchanged. Errors are one line
+/// naming the config file, `model.hf_config` or the config.json's field.
+pub fn inline(
+    text: &str,
+    file: &str,
+    read: impl FnOnce(&std::path::Path) -> Result<String, String>,
+) -> Result<String, String> {
+    let Ok(mut doc) = text.parse::<toml::Table>() else {
+        return Ok(text.to_string());
+    };
+    let Some(toml::Value::Table(model)) = doc.get_mut("model") else {
+        return Ok(text.to_string());
+    };
+    let Some(hf) = model.get("hf_config") else {
+        return Ok(text.to_string());
+    };
+    let Some(hf) = hf.as_str().map(str::to_string) else {
+        return Err(format!(
+            "{file}: model.hf_config must be a path in quotes, e.g. \"llama/config.json\""
+        ));
+    };
+    if model.contains_key("preset") {
+        return Err(format!(
+            "{file}: model.preset and model.hf_config are both set; keep one"
+        ));
+    }
+    let path = hf_path(file, &hf);
+    let json = read(&path).map_err(|e| {
+        format!(
+            "{file}: model.hf_config = \"{hf}\": cannot read {}: {e}",
+            path.display()
+        )
+    })?;
+    let seq = model
+        .get("seq")
+        .and_then(toml::Value::as_integer)
+        .and_then(|s| u64::try_from(s).ok());
+    let section = model_section(&json, &path.display().to_string(), seq)
+        .map_err(|e| format!("{file}: model.hf_config: {e}"))?;
+    let toml::Value::Table(fields) =
+        toml::Value::try_from(&section).map_err(|e| format!("{file}: model.hf_config: {e}"))?
+    else {
+        return Ok(text.to_string());
+    };
+    for (k, v) in fields {
+        model.entry(k).or_insert(v);
+    }
+    Ok(doc.to_string())
+}
+
+/// Where `model.hf_config = hf` of the config file `file` is: relative
+/// paths are relative to the config file's folder.
+pub fn hf_path(file: &str, hf: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new(hf);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    std::path::Path::new(file)
+        .parent()
+        .map(|d| d.join(p))
+        .unwrap_or_else(|| p.to_path_buf())
+}
+
 /// The supported `model_type` of a config, from `model_type` or the first
 /// of `architectures`.
 fn model_type(o: &Map<String, Value>) -> Option<&'static str> {
@@ -274,6 +343,51 @@ mod tests {
         assert_eq!(q.params_total(), preset.model.params_total());
         assert_eq!(q.params_active_total(), preset.model.params_active_total());
         assert_eq!(q.shared_experts, 4);
+    }
+
+    #[test]
+    fn hf_config_in_a_config_file_is_inlined_under_explicit_keys() {
+        let read = |p: &std::path::Path| {
+            assert_eq!(p, std::path::Path::new("cfg/models/config.json"));
+            Ok(LLAMA3_8B.to_string())
+        };
+        let text = "[model]\nhf_config = \"models/config.json\"\nseq = 2048\nlayers = 16\n[run]\nlayers = 2\n";
+        let out = inline(text, "cfg/run.toml", read).unwrap();
+        let c = parse_config(&out, "cfg/run.toml").unwrap();
+        // The config.json's shape, the file's seq and layers over it.
+        assert_eq!(
+            (c.model.hidden, c.model.ffn, c.model.kv_heads),
+            (4096, 14336, 8)
+        );
+        assert_eq!((c.model.seq, c.model.layers, c.run.layers), (2048, 16, 2));
+        assert!(
+            c.model.name.contains("models/config.json"),
+            "{}",
+            c.model.name
+        );
+        // Unchanged without hf_config; errors name the file and the field.
+        let plain = "[model]\npreset = \"tiny\"\n";
+        assert_eq!(inline(plain, "x.toml", |_| unreachable!()).unwrap(), plain);
+        let both = "[model]\npreset = \"tiny\"\nhf_config = \"c.json\"\n";
+        assert!(inline(both, "x.toml", |_| unreachable!())
+            .unwrap_err()
+            .contains("model.preset and model.hf_config are both set"));
+        let e = inline("[model]\nhf_config = \"c.json\"\n", "x.toml", |_| {
+            Err("No such file".into())
+        })
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "x.toml: model.hf_config = \"c.json\": cannot read c.json: No such file"
+        );
+        let e = inline("[model]\nhf_config = \"c.json\"\n", "x.toml", |_| {
+            Ok("{\"model_type\": \"llama\"}".into())
+        })
+        .unwrap_err();
+        assert!(
+            e.starts_with("x.toml: model.hf_config: c.json: hidden_size is missing"),
+            "{e}"
+        );
     }
 
     #[test]

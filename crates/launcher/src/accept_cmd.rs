@@ -67,8 +67,7 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
     });
     // Bad settings are found here, before any rank starts.
     let cfg = &args.run.config;
-    let text = std::fs::read_to_string(cfg)
-        .map_err(|e| usage(format!("{cfg}: cannot read the config: {e}")))?;
+    let text = crate::run_cmd::read_config(cfg)?;
     let config = parse_config(&text, cfg).map_err(|e| usage(e.to_string()))?;
     let settings = overrides
         .apply(&config.accept, cfg)

@@ -97,8 +97,7 @@ fn load_model(args: &FlopsArgs) -> Result<Option<Config>> {
             .map_err(|e| usage(format!("--hf-config {e}")));
     }
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| usage(format!("{path}: cannot read config: {e}")))?;
+        let text = crate::run_cmd::read_config(path)?;
         return parse_config(&text, path)
             .map(Some)
             .map_err(|e| usage(e.to_string()));

@@ -200,9 +200,19 @@ struct Plan {
     env: Vec<(String, String)>,
 }
 
+/// The text of the config file `path`, with its `[model] hf_config` read
+/// in (as the ranks read it); a usage error names the file.
+pub(crate) fn read_config(path: &str) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("{path}: cannot read the config: {e}")))?;
+    mfubench_core::hf::inline(&text, path, |p| {
+        std::fs::read_to_string(p).map_err(|e| e.to_string())
+    })
+    .map_err(usage)
+}
+
 fn plan(args: &RunArgs, accept: Option<&AcceptOverrides>) -> Result<Plan> {
-    let text = std::fs::read_to_string(&args.config)
-        .map_err(|e| usage(format!("{}: cannot read the config: {e}", args.config)))?;
+    let text = read_config(&args.config)?;
     // Checked as the ranks will check it: with the backend the command line
     // asks for (--backend, or cuda for --sim-gpu), whose defaults and dtype
     // rules differ from the file's run.backend. `auto` is settled on the

@@ -37,12 +37,21 @@ pub fn load_config(rank: &Rank, path: &Path, backend: Option<&str>) -> Result<Co
     raw.resolve(&file).map_err(|e| usage(rank, &e))
 }
 
-/// Rank 0 reads the config file and broadcasts its text.
+/// Rank 0 reads the config file (and its `[model] hf_config`) and
+/// broadcasts the text.
 pub fn load_text(rank: &Rank, path: &Path) -> Result<String, Exit> {
     let file = path.display().to_string();
     let text = if rank.is_root() {
         std::fs::read_to_string(path)
             .map_err(|e| UsageError(format!("{file}: cannot read the config: {e}")))
+            .and_then(|text| {
+                // `[model] hf_config` is read here, once, and travels in
+                // the text every rank parses.
+                mfubench_core::hf::inline(&text, &file, |p| {
+                    std::fs::read_to_string(p).map_err(|e| e.to_string())
+                })
+                .map_err(UsageError)
+            })
     } else {
         Ok(String::new())
     };

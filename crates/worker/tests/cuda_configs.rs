@@ -20,6 +20,8 @@ fn gpu_configs_fit_an_80_gb_gpu() {
         ("llama3-8b-fp8.toml", Dtype::Fp8),
         ("llama3-70b.toml", Dtype::Bf16),
         ("gpt3-175b.toml", Dtype::Bf16),
+        ("mixtral-8x7b.toml", Dtype::Bf16),
+        ("qwen-moe.toml", Dtype::Bf16),
     ] {
         let c = load(name);
         assert_eq!(c.run.backend, BackendKind::Cuda, "{name}");

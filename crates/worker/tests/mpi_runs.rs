@@ -332,6 +332,51 @@ fn a_mixture_of_experts_model_runs_every_mode_checked() {
 }
 
 #[test]
+fn a_hugging_face_config_json_named_in_the_config_is_read_by_rank_0() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("model")).unwrap();
+    // A small Qwen2-style shape; the config's own keys override it.
+    std::fs::write(
+        dir.path().join("model/config.json"),
+        r#"{"model_type": "qwen2", "hidden_size": 256, "intermediate_size": 704,
+            "num_attention_heads": 4, "num_key_value_heads": 2,
+            "num_hidden_layers": 24, "vocab_size": 1000,
+            "max_position_embeddings": 32768, "tie_word_embeddings": true}"#,
+    )
+    .unwrap();
+    let cfg = dir.path().join("hf.toml");
+    std::fs::write(
+        &cfg,
+        "[model]\nhf_config = \"model/config.json\"\nseq = 128\n[run]\nbackend = \"cpu\"\nlayers = 2\nwarmup = 1\niterations = 5\nbucket_mb = 0.5\nop_timeout_s = 120.0\n",
+    )
+    .unwrap();
+    let out = dir.path().join("results");
+    let o = mpirun(
+        2,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--run-id",
+            "r",
+        ],
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let run: RunRecord =
+        serde_json::from_slice(&std::fs::read(out.join("r/run.json")).unwrap()).unwrap();
+    let m = &run.config.model;
+    assert_eq!(
+        (m.hidden, m.ffn, m.heads, m.kv_heads, m.layers),
+        (256, 704, 4, 2, 24)
+    );
+    assert_eq!((m.seq, m.vocab, m.tied_embeddings), (128, 1000, true));
+    assert_eq!(m.name, "hf:model/config.json");
+    assert_eq!(run.ranks.iter().map(|r| r.wrong).sum::<u64>(), 0);
+}
+
+#[test]
 fn three_ranks_all_modes() {
     let (run, _) = run_ok(3, "peak_tflops = 5.0\n", &[]);
     check_run(&run, 3);

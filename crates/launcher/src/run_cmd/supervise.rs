@@ -641,11 +641,14 @@ impl State {
                 );
             }
             Event::Aborting { rank, reason } => {
-                // Only aborts up to the failure: after it, mpirun's teardown
+                // Aborts up to the failure count, and one after it only from
+                // a rank that was still reporting when the failure came (its
+                // watchdog gave up on the same collective a moment after the
+                // first rank's did): after the failure, mpirun's teardown
                 // sends SIGCONT to a stopped rank before killing it, and its
-                // watchdog, finding its op overdue, aborts too — a culprit
-                // that must not turn into a waiter.
-                if self.failed_at.is_none() {
+                // watchdog, finding its op overdue, aborts too — a culprit,
+                // silent at the failure, that must not turn into a waiter.
+                if self.counts_as_waiter(rank) {
                     self.aborting.entry(rank).or_insert_with(|| reason.clone());
                 }
                 if self.failed_at.is_none() {
@@ -675,6 +678,16 @@ impl State {
         if self.failed_at.is_none() {
             self.note_states();
             self.failed_at = Some(Instant::now());
+        }
+    }
+
+    /// Whether an `aborting` event of `rank` now makes it a waiter: before
+    /// the failure always; after it, when the rank was not silent at the
+    /// failure.
+    fn counts_as_waiter(&self, rank: u64) -> bool {
+        match self.failed_at {
+            None => true,
+            Some(t) => !self.silent(t).contains_key(&rank),
         }
     }
 
@@ -1327,5 +1340,15 @@ mod tests {
         assert_eq!(s[&0].last_at, "start-up");
         // Nobody heard within SILENT_AFTER: no rank is told from another.
         assert!(st.silent(t0 + Duration::from_secs(60)).is_empty());
+
+        // After a failure at t0 + 10 s, a late abort counts from rank 1
+        // (heard 1 s before: its watchdog fired a moment after the first
+        // rank's), not from rank 0 (silent 10 s: a stopped culprit that the
+        // teardown continued).
+        st.failed_at = Some(at);
+        assert!(st.counts_as_waiter(1));
+        assert!(!st.counts_as_waiter(0));
+        st.failed_at = None;
+        assert!(st.counts_as_waiter(0));
     }
 }
