@@ -293,6 +293,11 @@ pub struct ModelSection {
     /// Input embedding and LM head share one matrix (counted once in the
     /// total parameters; default false).
     pub tied_embeddings: Option<bool>,
+    /// How tokens are routed to the experts: `balanced` (default) or
+    /// `zipf:S`, popularity skewed by Zipf's law with exponent S.
+    pub routing: Option<String>,
+    /// Seed of the Zipf popularity order (default 1).
+    pub routing_seed: Option<u64>,
     /// A Hugging Face config.json (relative to this file) whose shape fills
     /// every `[model]` key not set here; read when the file is loaded
     /// ([`crate::hf::inline`]), not with `preset`.
@@ -709,6 +714,10 @@ impl ConfigFile {
         v.range_u64("model.expert_ffn", expert_ffn, 1, MAX_FFN)?;
         v.range_u64("model.shared_experts", shared_experts, 0, MAX_EXPERTS)?;
         v.range_u64("model.moe_every", moe_every, 1, MAX_LAYERS)?;
+        let routing = m.routing.clone().unwrap_or_else(|| "balanced".into());
+        crate::routing::Routing::parse(&routing)
+            .map_err(|e| v.err("model.routing", format!("model.routing = {e}")))?;
+        let routing_seed = m.routing_seed.unwrap_or(1);
         let name = match (
             &m.preset,
             m == &ModelSection {
@@ -740,6 +749,8 @@ impl ConfigFile {
             shared_experts,
             moe_every,
             tied_embeddings,
+            routing,
+            routing_seed,
         };
 
         let r = &self.run;

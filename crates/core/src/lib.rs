@@ -19,6 +19,8 @@
 //!   PaLM's attention term, training-time and MFU-from-a-log calculators.
 //! - [`hf`]: model shapes from a Hugging Face `config.json` (Llama,
 //!   Mistral, Qwen2/3, Mixtral, Qwen-MoE), as a `[model]` section.
+//! - [`routing`]: how a MoE block's tokens are spread over its experts
+//!   (balanced, or Zipf-skewed with a seed).
 //! - [`peak`]: the dense peak TFLOP/s table, looked up by device name and SM
 //!   count.
 //! - [`metrics`]: the metric formulas of docs/metrics.md as pure functions.
@@ -73,6 +75,7 @@ pub mod preset;
 pub mod protocol;
 pub mod redact;
 pub mod result;
+pub mod routing;
 pub mod simgpu;
 pub mod stats;
 pub mod time;

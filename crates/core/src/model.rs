@@ -46,6 +46,16 @@ pub struct ModelShape {
     /// Embedding and LM head share one matrix.
     #[serde(default)]
     pub tied_embeddings: bool,
+    /// Token routing (`balanced` or `zipf:S`, see [`crate::routing`]).
+    #[serde(default = "balanced")]
+    pub routing: String,
+    /// Seed of the Zipf popularity order.
+    #[serde(default = "one")]
+    pub routing_seed: u64,
+}
+
+fn balanced() -> String {
+    "balanced".into()
 }
 
 fn one() -> u64 {
@@ -105,6 +115,14 @@ impl ModelShape {
         } else {
             self.mlp_params(self.ffn)
         }
+    }
+
+    /// Tokens each expert of a MoE block gets when `tokens` tokens are
+    /// routed (see [`crate::routing`]).
+    pub fn tokens_per_expert(&self, tokens: u64) -> Vec<u64> {
+        let rule = crate::routing::Routing::parse(&self.routing)
+            .unwrap_or(crate::routing::Routing::Balanced);
+        crate::routing::tokens_per_expert(tokens, self.top_k, self.experts, rule, self.routing_seed)
     }
 
     /// Intermediate size of one expert (`ffn` where none was recorded).

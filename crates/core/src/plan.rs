@@ -148,17 +148,6 @@ struct Linear {
     expert: Option<u32>,
 }
 
-/// Tokens each of `experts` experts receives when `tokens` tokens are
-/// each routed to `top_k` of them evenly (balanced routing): t · top_k in
-/// all, the first (t · top_k mod experts) experts one more.
-pub fn routed_tokens(tokens: u64, top_k: u64, experts: u64) -> Vec<u64> {
-    let total = tokens * top_k;
-    let experts = experts.max(1);
-    (0..experts)
-        .map(|i| total / experts + u64::from(i < total % experts))
-        .collect()
-}
-
 /// One GEMM of the step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GemmOp {
@@ -696,8 +685,8 @@ impl StepPlan {
             };
             if model.is_moe_layer(layer as u64) {
                 // Router, shared experts, then each routed expert on the
-                // tokens routed to it: t · top_k in all, spread evenly
-                // (balanced routing; the first experts take the remainder).
+                // tokens routed to it: t · top_k in all, spread by
+                // `model.routing` (balanced or Zipf-skewed).
                 v.push(lin(GemmKind::Router, d, model.experts));
                 let e = model.expert_ffn_size();
                 if model.shared_experts > 0 {
@@ -710,10 +699,7 @@ impl StepPlan {
                         f,
                     );
                 }
-                for (i, m) in routed_tokens(t, model.top_k, model.experts)
-                    .into_iter()
-                    .enumerate()
-                {
+                for (i, m) in model.tokens_per_expert(t).into_iter().enumerate() {
                     let mut ex = Vec::new();
                     ffn(
                         &mut ex,

@@ -290,17 +290,21 @@ fn two_ranks_all_modes() {
 
 #[test]
 fn a_mixture_of_experts_model_runs_every_mode_checked() {
-    // Every other block MoE: 4 experts, top-2, one shared expert.
+    // Every other block MoE: 4 experts, top-2, one shared expert, routing
+    // skewed by Zipf's law.
     let (run, _) = run_ok_with(
         2,
-        "experts = 4\ntop_k = 2\nexpert_ffn = 384\nshared_experts = 1\nmoe_every = 2\n",
+        "experts = 4\ntop_k = 2\nexpert_ffn = 384\nshared_experts = 1\nmoe_every = 2\nrouting = \"zipf:1.2\"\n",
         "",
         &[],
     );
     check_run(&run, 2);
     // The step executed block 0 dense and block 1 MoE: the router and
-    // four experts' GEMMs, each on its routed tokens (128 × 2 / 4 = 64),
-    // their gradients in the buckets like every weight's.
+    // four experts' GEMMs, each on its routed tokens (128 × 2 in all,
+    // unevenly), their gradients in the buckets like every weight's.
+    let counts = run.config.model.tokens_per_expert(128);
+    assert_eq!(counts.iter().sum::<u64>(), 256);
+    assert!(counts.iter().max() > counts.iter().min(), "{counts:?}");
     let plan = mfubench_core::plan::StepPlan::for_config(&run.config);
     let experts: Vec<_> = plan
         .ops
@@ -313,7 +317,7 @@ fn a_mixture_of_experts_model_runs_every_mode_checked() {
     assert_eq!(experts.len(), 4);
     assert!(experts
         .iter()
-        .all(|o| o.layer == Some(1) && o.m == 64 && o.n == 384));
+        .all(|o| o.layer == Some(1) && o.m == counts[o.expert.unwrap() as usize] && o.n == 384));
     let m = &run.config.model;
     let grads: u64 = plan
         .ops
