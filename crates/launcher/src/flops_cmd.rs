@@ -85,8 +85,10 @@ fn load_model(args: &FlopsArgs) -> Result<Option<Config>> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| usage(format!("--hf-config {path}: cannot read: {e}")))?;
         let seq = positive("seq", args.seq)?.map(|s| s.round() as u64);
-        let model = mfubench_core::hf::model_section(&text, path, seq)
+        let mut model = mfubench_core::hf::model_section(&text, path, seq)
             .map_err(|e| usage(format!("--hf-config {e}")))?;
+        // Named for where it came from ("hf:PATH"), as in a run's config.
+        model.hf_config = Some(path.clone());
         let file = mfubench_core::config::ConfigFile {
             model,
             ..Default::default()

@@ -313,6 +313,7 @@ fn a_hugging_face_config_json_gives_the_presets_flops() {
     let preset = json(&["flops", "--preset", "llama3-8b", "--json"]);
     assert_eq!(hf["flops_per_token"], preset["flops_per_token"]);
     assert_eq!(hf["params_total"], preset["params_total"]);
+    assert_eq!(hf["model"]["name"], format!("hf:{p}"));
     // A missing field: exit 2, one line naming the file and the field.
     std::fs::write(&path, r#"{"model_type": "llama", "hidden_size": 4096}"#).unwrap();
     let (code, _, err) = mfubench(&["flops", "--hf-config", p]);
