@@ -1045,11 +1045,7 @@ impl RunRecord {
             recompute: self.config.run.recompute,
             schedule: self.config.run.schedule,
             model_layers: self.config.model.layers,
-            warmup: crate::warmup::WarmupRule::new(
-                self.config.run.warmup,
-                self.config.run.warmup_max,
-                self.config.run.warmup_tolerance,
-            ),
+            warmup: crate::warmup::WarmupRule::of_run(&self.config.run),
         }
     }
 }

@@ -49,6 +49,11 @@ impl WarmupRule {
         }
     }
 
+    /// The rule of a run's `[run]` settings.
+    pub fn of_run(run: &crate::config::RunSettings) -> WarmupRule {
+        WarmupRule::new(run.warmup, run.warmup_max, run.warmup_tolerance)
+    }
+
     /// Whether rounds are judged at all (a fixed count is not).
     pub fn adaptive(&self) -> bool {
         self.max_rounds > self.min_rounds

@@ -190,7 +190,7 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
                 peak_source: format!("{:?}", peak.source).to_lowercase(),
             });
         }
-        let rule = WarmupRule::new(run.warmup, run.warmup_max, run.warmup_tolerance);
+        let rule = WarmupRule::of_run(&run);
         let mut rounds: Vec<f64> = Vec::new();
         let mut done = 0u32;
         while rule.another_round(done, done > 0 && self.every_rank_settled(&rule, &rounds)) {

@@ -122,7 +122,13 @@ fn run_ok_with(
 ) -> (RunRecord, String) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = small_config_with(dir.path(), extra_model, extra_run);
-    let out = dir.path().join("results");
+    run_config_ok(np, &cfg, extra_args)
+}
+
+/// Runs the worker on `cfg` (results beside it, run id `r`), expects
+/// success and returns its run.json and output.
+fn run_config_ok(np: usize, cfg: &Path, extra_args: &[&str]) -> (RunRecord, String) {
+    let out = cfg.parent().unwrap().join("results");
     let mut args = vec![
         "--config",
         cfg.to_str().unwrap(),
@@ -197,7 +203,7 @@ fn check_run(run: &RunRecord, np: u64) {
     // the same rounds, it went on exactly while the rule said so, and the
     // summary's outcome recomputes from the records.
     let c = &run.config.run;
-    let rule = mfubench_core::warmup::WarmupRule::new(c.warmup, c.warmup_max, c.warmup_tolerance);
+    let rule = mfubench_core::warmup::WarmupRule::of_run(c);
     let rounds: Vec<&[f64]> = run
         .ranks
         .iter()
@@ -354,22 +360,7 @@ fn a_hugging_face_config_json_named_in_the_config_is_read_by_rank_0() {
         "[model]\nhf_config = \"model/config.json\"\nseq = 128\n[run]\nbackend = \"cpu\"\nlayers = 2\nwarmup = 1\niterations = 5\nbucket_mb = 0.5\nop_timeout_s = 120.0\n",
     )
     .unwrap();
-    let out = dir.path().join("results");
-    let o = mpirun(
-        2,
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--run-id",
-            "r",
-        ],
-    );
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
-    let run: RunRecord =
-        serde_json::from_slice(&std::fs::read(out.join("r/run.json")).unwrap()).unwrap();
+    let (run, _) = run_config_ok(2, &cfg, &[]);
     let m = &run.config.model;
     assert_eq!(
         (m.hidden, m.ffn, m.heads, m.kv_heads, m.layers),

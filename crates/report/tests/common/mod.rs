@@ -293,11 +293,7 @@ pub fn build(g: &Gen) -> RunRecord {
             recompute: cfg.run.recompute,
             schedule: cfg.run.schedule,
             model_layers: cfg.model.layers,
-            warmup: mfubench_core::warmup::WarmupRule::new(
-                cfg.run.warmup,
-                cfg.run.warmup_max,
-                cfg.run.warmup_tolerance,
-            ),
+            warmup: mfubench_core::warmup::WarmupRule::of_run(&cfg.run),
         },
     );
     RunRecord {
