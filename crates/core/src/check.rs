@@ -157,13 +157,70 @@ pub fn count_wrong_gathered_at(
         .count() as u64
 }
 
+/// What rank `src` sends rank `dst` at element `index` of its block for
+/// `dst` in all-to-all `id`: an integer in −125 … 125, exact in every
+/// gradient dtype, different for any two sources (and any two
+/// destinations) closer than 251 (31 and 17 are invertible modulo the prime
+/// 251), so a block from the wrong rank, or meant for another, is counted
+/// wrong.
+pub fn all_to_all_value(src: u64, dst: u64, id: u64, index: u64) -> f64 {
+    let v = (src % 251 * 31 + dst % 251 * 17 + index % 251 * 7 + id % 251 * 13) % 251;
+    v as f64 - 125.0
+}
+
+/// Block `p` of an all-to-all buffer whose blocks hold `counts[p]`
+/// elements, and the offset in it, of element `index`.
+fn block_of(counts: &[u64], index: u64) -> (u64, u64) {
+    let mut start = 0;
+    for (p, &c) in counts.iter().enumerate() {
+        if index < start + c {
+            return (p as u64, index - start);
+        }
+        start += c;
+    }
+    (counts.len() as u64, index - start)
+}
+
+/// Element `index` of rank `rank`'s send buffer in all-to-all `id`, whose
+/// block `p` (of `counts[p]` elements) goes to rank `p`.
+pub fn all_to_all_send_value(counts: &[u64], rank: u64, id: u64, index: u64) -> f64 {
+    let (dst, at) = block_of(counts, index);
+    all_to_all_value(rank, dst, id, at)
+}
+
+/// Wrong elements among `values`, elements `offset..` of what rank `rank`
+/// received in all-to-all `id`: block `s` (of `counts[s]` elements) from
+/// rank `s`, as [`all_to_all_send_value`] filled it. A NaN, or an element
+/// past the blocks, is wrong.
+pub fn count_wrong_all_to_all(
+    values: impl IntoIterator<Item = f64>,
+    counts: &[u64],
+    rank: u64,
+    id: u64,
+    offset: u64,
+) -> u64 {
+    let n = counts.len() as u64;
+    values
+        .into_iter()
+        .enumerate()
+        .filter(|(i, v)| {
+            let (src, at) = block_of(counts, offset + *i as u64);
+            src >= n || v.is_nan() || *v != all_to_all_value(src, rank, id, at)
+        })
+        .count() as u64
+}
+
 /// The one collective check, for every backend and the acceptance suite:
 /// what rank `rank` of a group of `size` sends at element `index` of
 /// collective `id` of kind `kind` ([`gather_value`] for an all-gather's
-/// shard, the known-sum [`pattern`] otherwise).
+/// shard, the known-sum [`pattern`] otherwise; an all-to-all is filled by
+/// [`all_to_all_send_value`], which knows its counts).
 pub fn send_value(kind: Collective, size: u64, rank: u64, id: u64, index: u64) -> f64 {
     match kind {
         Collective::AllGather => gather_value(rank, id, index),
+        // Its values depend on the per-peer counts, which this call does
+        // not know: all_to_all_send_value fills it. NaN is never right.
+        Collective::AllToAll => f64::NAN,
         _ => pattern(size, rank, id, index),
     }
 }
@@ -186,6 +243,11 @@ pub fn count_wrong_result(
         // This rank's block of the sums starts at rank · shard.
         Collective::ReduceScatter => count_wrong(values, size, id, rank * shard + offset),
         Collective::AllReduce | Collective::SendRecv => count_wrong(values, size, id, offset),
+        // An even all-to-all: `shard` elements from every rank (the step's
+        // uneven ones use count_wrong_all_to_all with their counts).
+        Collective::AllToAll => {
+            count_wrong_all_to_all(values, &vec![shard; size as usize], rank, id, offset)
+        }
     }
 }
 

@@ -26,6 +26,8 @@ pub mod limits {
     pub const MAX_FFN: u64 = 1 << 22;
     /// Most experts of a mixture-of-experts layer.
     pub const MAX_EXPERTS: u64 = 4096;
+    /// Most token chunks of a mixture-of-experts block.
+    pub const MAX_MOE_CHUNKS: u64 = 64;
     /// Largest number of layers accepted.
     pub const MAX_LAYERS: u64 = 10_000;
     /// Longest sequence accepted (2^22 tokens).
@@ -298,6 +300,11 @@ pub struct ModelSection {
     pub routing: Option<String>,
     /// Seed of the Zipf popularity order (default 1).
     pub routing_seed: Option<u64>,
+    /// Chunks a MoE block's tokens are split into (default 1): each chunk
+    /// is routed, dispatched, computed and combined on its own, so that
+    /// overlapped mode exchanges chunk i + 1 while the experts compute
+    /// chunk i.
+    pub moe_chunks: Option<u64>,
     /// A Hugging Face config.json (relative to this file) whose shape fills
     /// every `[model]` key not set here; read when the file is loaded
     /// ([`crate::hf::inline`]), not with `preset`.
@@ -718,6 +725,8 @@ impl ConfigFile {
         crate::routing::Routing::parse(&routing)
             .map_err(|e| v.err("model.routing", format!("model.routing = {e}")))?;
         let routing_seed = m.routing_seed.unwrap_or(1);
+        let moe_chunks = m.moe_chunks.unwrap_or(1);
+        v.range_u64("model.moe_chunks", moe_chunks, 1, MAX_MOE_CHUNKS)?;
         let name = match (
             &m.preset,
             m == &ModelSection {
@@ -751,6 +760,7 @@ impl ConfigFile {
             tied_embeddings,
             routing,
             routing_seed,
+            moe_chunks,
         };
 
         let r = &self.run;
@@ -972,6 +982,13 @@ impl ConfigFile {
                 return Err(v.err(
                     "model.experts",
                     format!("model.experts = {} get {} routed tokens per step (run.micro_batch × model.seq × model.top_k), fewer than one each; raise run.micro_batch or model.seq", model.experts, tokens * model.top_k),
+                ));
+            }
+            let smallest = tokens / model.moe_chunks;
+            if smallest * model.top_k < model.experts {
+                return Err(v.err(
+                    "model.moe_chunks",
+                    format!("model.moe_chunks = {} leaves chunks of {smallest} tokens, which route {} tokens to model.experts = {}, fewer than one each; use fewer chunks or raise run.micro_batch", model.moe_chunks, smallest * model.top_k, model.experts),
                 ));
             }
         }

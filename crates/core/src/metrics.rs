@@ -27,7 +27,9 @@ pub fn busbw_gbps(algbw_gbps: f64, ranks: u64) -> f64 {
 
 /// Bus-bandwidth factor of a collective over `n` ranks (nccl-tests'
 /// PERFORMANCE.md): busbw = algbw × factor. All-reduce 2(n−1)/n;
-/// reduce-scatter and all-gather (n−1)/n; point-to-point (send/recv) 1.
+/// reduce-scatter and all-gather (n−1)/n; all-to-all (n−1)/n, the share
+/// of the buffer that leaves the rank when it is split evenly;
+/// point-to-point (send/recv) 1.
 pub fn busbw_factor(kind: Collective, n: u64) -> f64 {
     if n == 0 {
         return 0.0;
@@ -35,14 +37,17 @@ pub fn busbw_factor(kind: Collective, n: u64) -> f64 {
     let n = n as f64;
     match kind {
         Collective::AllReduce => 2.0 * (n - 1.0) / n,
-        Collective::ReduceScatter | Collective::AllGather => (n - 1.0) / n,
+        Collective::ReduceScatter | Collective::AllGather | Collective::AllToAll => {
+            (n - 1.0) / n
+        }
         Collective::SendRecv => 1.0,
     }
 }
 
 /// The collectives mfubench times: the gradient all-reduce of DDP, the
-/// all-gather and reduce-scatter of sharded data parallelism, and the
-/// point-to-point exchange of the acceptance suite's link stage. One enum
+/// all-gather and reduce-scatter of sharded data parallelism, the
+/// all-to-all of expert parallelism, and the point-to-point exchange of
+/// the acceptance suite's link stage. One enum
 /// for the plan, the results and the acceptance suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -55,6 +60,9 @@ pub enum Collective {
     AllGather,
     /// Point-to-point exchange.
     SendRecv,
+    /// All-to-all with per-peer counts (MPI_Alltoallv; NCCL send/recv in
+    /// one group): mixture-of-experts token dispatch and combine.
+    AllToAll,
 }
 
 impl Collective {
@@ -65,6 +73,7 @@ impl Collective {
             Collective::ReduceScatter => "reduce_scatter",
             Collective::AllGather => "all_gather",
             Collective::SendRecv => "send_recv",
+            Collective::AllToAll => "all_to_all",
         }
     }
 }

@@ -52,6 +52,10 @@ pub struct ModelShape {
     /// Seed of the Zipf popularity order.
     #[serde(default = "one")]
     pub routing_seed: u64,
+    /// Chunks a MoE block's tokens are split into (each routed, exchanged
+    /// and computed on its own).
+    #[serde(default = "one")]
+    pub moe_chunks: u64,
 }
 
 fn balanced() -> String {

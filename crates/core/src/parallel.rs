@@ -10,6 +10,11 @@
 //!   all-reduce of each gradient shard across nodes (the replicate group).
 //! - `tensor = t` (Megatron tensor parallelism): the GEMMs of a layer are
 //!   split over `t` consecutive local ranks of one node.
+//! - `expert = E` (expert parallelism, mixture-of-experts models): the
+//!   routed experts of every MoE block are split over `E` consecutive
+//!   ranks, `experts / E` each; tokens reach their experts by an
+//!   all-to-all and come back by another. DDP only, without tensor
+//!   parallelism (for now).
 //!
 //! Groups, for rank `r` with `p` ranks per node, `t = tensor` (ranks are
 //! placed node by node, as mpirun and srun do by default):
@@ -20,6 +25,9 @@
 //! - `dp_replicate`: ranks with the same TP position that hold the same
 //!   parameters: all of them for DDP, the same local rank of every node for
 //!   HSDP, only `r` for FSDP;
+//! - `ep`: the `E` ranks `E·⌊r/E⌋ …` that split the experts;
+//! - `dp_expert`: ranks with the same position in their `ep` group, which
+//!   hold the same experts (their gradients are all-reduced there);
 //! - `world`: every rank.
 //!
 //! The layout needs the number of ranks and ranks per node, known only to
@@ -78,11 +86,25 @@ pub enum Group {
     DpReplicate,
     /// Every rank.
     World,
+    /// The expert-parallel group: the ranks that split a MoE block's
+    /// experts and exchange tokens by all-to-all.
+    #[serde(rename = "ep")]
+    Expert,
+    /// The ranks that hold the same experts (same position in their
+    /// expert-parallel group): expert gradients are all-reduced there.
+    #[serde(rename = "dp_expert")]
+    ExpertReplicate,
 }
 
 impl Group {
     /// The groups that get a communicator of their own, in a fixed order.
-    pub const SPLIT: [Group; 3] = [Group::Tp, Group::DpShard, Group::DpReplicate];
+    pub const SPLIT: [Group; 5] = [
+        Group::Tp,
+        Group::DpShard,
+        Group::DpReplicate,
+        Group::Expert,
+        Group::ExpertReplicate,
+    ];
 
     /// The name used in labels and output.
     pub fn name(self) -> &'static str {
@@ -91,6 +113,8 @@ impl Group {
             Group::DpShard => "dp_shard",
             Group::DpReplicate => "dp_replicate",
             Group::World => "world",
+            Group::Expert => "ep",
+            Group::ExpertReplicate => "dp_expert",
         }
     }
 }
@@ -119,6 +143,10 @@ pub struct ParallelSection {
     /// FSDP/HSDP: layers whose all-gather is issued ahead of the layer
     /// computing now (default 1; 0 = no prefetch).
     pub prefetch: Option<u64>,
+    /// Ranks of an expert-parallel group (default 1): each holds
+    /// `model.experts / expert` of every MoE block's experts; must divide
+    /// `model.experts` and the ranks.
+    pub expert: Option<u64>,
 }
 
 /// Resolved `[parallel]`.
@@ -130,6 +158,13 @@ pub struct Parallel {
     pub tensor: u64,
     /// FSDP layers gathered ahead.
     pub prefetch: u64,
+    /// Expert-parallel group size (1 in runs written before it existed).
+    #[serde(default = "one")]
+    pub expert: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 impl Default for Parallel {
@@ -138,6 +173,7 @@ impl Default for Parallel {
             data: DataParallel::Ddp,
             tensor: 1,
             prefetch: 1,
+            expert: 1,
         }
     }
 }
@@ -183,10 +219,36 @@ impl ParallelSection {
                 format!("parallel.prefetch = {prefetch} is out of range: it must be between 0 and {MAX_PREFETCH}"),
             ));
         }
+        let data = self.data.unwrap_or_default();
+        let expert = self.expert.unwrap_or(1);
+        if expert == 0 || expert > crate::config::limits::MAX_EXPERTS {
+            return Err(invalid(
+                file,
+                "parallel.expert",
+                format!("parallel.expert = {expert} is out of range: it must be between 1 and {}", crate::config::limits::MAX_EXPERTS),
+            ));
+        }
+        if expert > 1 {
+            let why = if model.experts <= 1 {
+                Some(format!("the model is dense (model.experts = {}): expert parallelism splits the experts of a mixture-of-experts model; set model.experts or remove parallel.expert", model.experts))
+            } else if model.experts % expert != 0 {
+                Some(format!("parallel.expert = {expert} does not divide model.experts = {}: every rank of an expert-parallel group holds the same number of experts; choose a divisor of {}", model.experts, model.experts))
+            } else if tensor > 1 {
+                Some(format!("parallel.expert = {expert} with parallel.tensor = {tensor}: expert and tensor parallelism together are not built yet; use one of them"))
+            } else if data != DataParallel::Ddp {
+                Some(format!("parallel.expert = {expert} with parallel.data = \"{data}\": expert parallelism runs with data = \"ddp\" only for now; remove one of them"))
+            } else {
+                None
+            };
+            if let Some(message) = why {
+                return Err(invalid(file, "parallel.expert", message));
+            }
+        }
         Ok(Parallel {
-            data: self.data.unwrap_or_default(),
+            data,
             tensor,
             prefetch,
+            expert,
         })
     }
 }
@@ -214,6 +276,10 @@ pub struct Layout {
     pub replicate: u64,
     /// FSDP layers gathered ahead.
     pub prefetch: u64,
+    /// Ranks of an expert-parallel (`ep`) group (1 in runs written before
+    /// it existed).
+    #[serde(default = "one")]
+    pub expert: u64,
     /// Ranks in the run.
     pub ranks: u64,
     /// Ranks per node.
@@ -246,6 +312,13 @@ impl Parallel {
                 format!("parallel.tensor = {t} does not divide the {ranks_per_node} ranks per node: a tensor-parallel group lives inside one node; set parallel.tensor to a divisor of {ranks_per_node} or start more ranks per node"),
             ));
         }
+        let e = self.expert.max(1);
+        if ranks % e != 0 {
+            return Err(err(
+                "parallel.expert",
+                format!("parallel.expert = {e} does not divide the {ranks} ranks: every rank belongs to one expert-parallel group of {e}; start a multiple of {e} ranks or choose another parallel.expert"),
+            ));
+        }
         let nodes = ranks / ranks_per_node;
         let dp = ranks / t;
         let (shard, replicate) = match self.data {
@@ -267,6 +340,7 @@ impl Parallel {
             shard,
             replicate,
             prefetch: self.prefetch,
+            expert: e,
             ranks,
             ranks_per_node,
         })
@@ -283,6 +357,7 @@ impl Layout {
             shard: 1,
             replicate: 1,
             prefetch: 1,
+            expert: 1,
             ranks: 1,
             ranks_per_node: 1,
         }
@@ -295,6 +370,8 @@ impl Layout {
             Group::DpShard => self.shard,
             Group::DpReplicate => self.replicate,
             Group::World => self.ranks,
+            Group::Expert => self.expert.max(1),
+            Group::ExpertReplicate => self.ranks / self.expert.max(1),
         }
     }
 
@@ -303,8 +380,11 @@ impl Layout {
     pub fn colour_and_position(&self, g: Group, rank: u64) -> (u64, u64) {
         let t = self.tensor;
         let p = self.ranks_per_node;
+        let e = self.expert.max(1);
         match (g, self.data) {
             (Group::World, _) => (0, rank),
+            (Group::Expert, _) => (rank / e, rank % e),
+            (Group::ExpertReplicate, _) => (rank % e, rank / e),
             (Group::Tp, _) => (rank / t, rank % t),
             (Group::DpShard, DataParallel::Ddp) | (Group::DpReplicate, DataParallel::Fsdp) => {
                 (rank, 0)
@@ -366,6 +446,7 @@ mod tests {
             data,
             tensor,
             prefetch: 1,
+            expert: 1,
         };
         let e = p(DataParallel::Ddp, 4).layout(4, 2).unwrap_err();
         assert_eq!(e.field, "parallel.tensor");
@@ -386,17 +467,37 @@ mod tests {
     /// positions 0..size, and a TP group never crosses a node.
     #[test]
     fn groups_partition_the_ranks() {
-        for data in [DataParallel::Ddp, DataParallel::Fsdp, DataParallel::Hsdp] {
-            for t in [1, 2, 4] {
+        for (data, t, e) in [
+            (DataParallel::Ddp, 1, 1),
+            (DataParallel::Ddp, 2, 1),
+            (DataParallel::Ddp, 4, 1),
+            (DataParallel::Fsdp, 1, 1),
+            (DataParallel::Fsdp, 2, 1),
+            (DataParallel::Fsdp, 4, 1),
+            (DataParallel::Hsdp, 1, 1),
+            (DataParallel::Hsdp, 2, 1),
+            (DataParallel::Hsdp, 4, 1),
+            (DataParallel::Ddp, 1, 4),
+            (DataParallel::Ddp, 1, 16),
+        ] {
+            {
                 let Ok(l) = (Parallel {
                     data,
                     tensor: t,
                     prefetch: 1,
+                    expert: e,
                 })
                 .layout(16, 8) else {
                     panic!("{data} t={t}")
                 };
-                for g in [Group::Tp, Group::DpShard, Group::DpReplicate, Group::World] {
+                for g in [
+                    Group::Tp,
+                    Group::DpShard,
+                    Group::DpReplicate,
+                    Group::World,
+                    Group::Expert,
+                    Group::ExpertReplicate,
+                ] {
                     let mut groups = std::collections::BTreeMap::<u64, Vec<u64>>::new();
                     for r in 0..16 {
                         let (c, pos) = l.colour_and_position(g, r);
@@ -411,9 +512,50 @@ mod tests {
                         }
                     }
                 }
-                // tp × shard × replicate = world.
+                // tp × shard × replicate = world = ep × dp_expert.
                 assert_eq!(l.tensor * l.shard * l.replicate, 16);
+                assert_eq!(
+                    l.group_size(Group::Expert) * l.group_size(Group::ExpertReplicate),
+                    16
+                );
             }
         }
+    }
+
+    #[test]
+    fn expert_parallel_rules_name_the_field() {
+        let moe = |text: &str| {
+            parse_config(
+                &format!("[model]\npreset = \"tiny\"\nexperts = 8\ntop_k = 2\n[parallel]\n{text}"),
+                "p.toml",
+            )
+            .map(|c| c.parallel)
+        };
+        assert_eq!(moe("expert = 4\n").unwrap().expert, 4);
+        assert_eq!(moe("").unwrap().expert, 1);
+        for (text, says) in [
+            ("expert = 3\n", "does not divide model.experts = 8"),
+            ("expert = 0\n", "out of range"),
+            ("expert = 2\ntensor = 2\n", "tensor"),
+            ("expert = 2\ndata = \"fsdp\"\n", "ddp"),
+        ] {
+            let e = moe(text).unwrap_err();
+            assert_eq!(e.field(), Some("parallel.expert"), "{text}");
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
+        let e = parallel("expert = 2\n").unwrap_err();
+        assert!(e.to_string().contains("dense"), "{e}");
+        // The layout: the group must divide the ranks.
+        let p = moe("expert = 4\n").unwrap();
+        let e = p.layout(6, 6).unwrap_err();
+        assert_eq!(e.field, "parallel.expert");
+        assert!(e.message.contains("6 ranks"), "{e}");
+        let l = p.layout(8, 4).unwrap();
+        assert_eq!(l.group_size(Group::Expert), 4);
+        assert_eq!(l.group_size(Group::ExpertReplicate), 2);
+        // Ranks 0–3 and 4–7 split the experts; 1 and 5 hold the same ones.
+        assert_eq!(l.colour_and_position(Group::Expert, 5), (1, 1));
+        assert_eq!(l.colour_and_position(Group::ExpertReplicate, 5), (1, 1));
+        assert_eq!(l.colour_and_position(Group::ExpertReplicate, 1), (1, 0));
     }
 }

@@ -146,6 +146,7 @@ struct Linear {
     /// Tokens through it (fewer for a routed expert).
     m: u64,
     expert: Option<u32>,
+    chunk: Option<u32>,
 }
 
 /// One GEMM of the step.
@@ -172,9 +173,13 @@ pub struct GemmOp {
     /// For weight gradients: the bucket the gradient lands in.
     pub bucket: Option<usize>,
     /// The routed expert of an expert GEMM (its `m` is the tokens routed
-    /// to it).
+    /// to it); under expert parallelism its index among this rank's
+    /// experts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expert: Option<u32>,
+    /// The token chunk of an expert GEMM when `model.moe_chunks` > 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<u32>,
 }
 
 impl GemmOp {
@@ -183,17 +188,27 @@ impl GemmOp {
         2.0 * self.m as f64 * self.n as f64 * self.k as f64 * self.batch as f64
     }
 
-    /// Whether this is a weight gradient (it fills a bucket).
+    /// Whether this is a weight gradient.
     pub fn is_weight_grad(&self) -> bool {
         self.pass == Pass::Wgrad && self.kind.has_weight()
     }
 
-    /// A stable label such as `L1.ffn_down.wgrad` or `lm_head.fwd`.
+    /// Whether this weight gradient completes its weight's gradient (it
+    /// fills a bucket): every weight gradient but those of an expert's
+    /// later-produced token chunks, which accumulate into the gradient of
+    /// chunk 0 (produced last, as backward runs the chunks in reverse).
+    pub fn completes_gradient(&self) -> bool {
+        self.is_weight_grad() && self.chunk.is_none_or(|c| c == 0)
+    }
+
+    /// A stable label such as `L1.ffn_down.wgrad`, `lm_head.fwd` or, for a
+    /// routed expert in token chunk 2, `L1.c2.e3.expert_up.fwd`.
     pub fn label(&self) -> String {
+        let chunk = self.chunk.map(|c| format!("c{c}.")).unwrap_or_default();
         let expert = self.expert.map(|e| format!("e{e}.")).unwrap_or_default();
         match self.layer {
-            Some(l) => format!("L{l}.{expert}{}.{}", self.kind, self.pass.name()),
-            None => format!("{expert}{}.{}", self.kind, self.pass.name()),
+            Some(l) => format!("L{l}.{chunk}{expert}{}.{}", self.kind, self.pass.name()),
+            None => format!("{chunk}{expert}{}.{}", self.kind, self.pass.name()),
         }
     }
 
@@ -267,6 +282,24 @@ pub enum Purpose {
     TpForward,
     /// TP: all-reduce of a column-parallel input gradient (backward).
     TpBackward,
+    /// EP: all-to-all of a token chunk to its experts (forward).
+    DispatchForward,
+    /// EP: the dispatch again, when the forward is recomputed.
+    DispatchRecompute,
+    /// EP: all-to-all of the experts' input gradients back to the tokens'
+    /// ranks (the dispatch's backward, after the chunk's expert backward).
+    DispatchBackward,
+    /// EP: all-to-all of the experts' outputs back to the tokens' ranks
+    /// (forward).
+    CombineForward,
+    /// EP: the combine again, when the forward is recomputed.
+    CombineRecompute,
+    /// EP: all-to-all of the output gradients to the experts (the
+    /// combine's backward, before the chunk's expert backward).
+    CombineBackward,
+    /// EP: all-reduce of a block's expert gradients over the ranks that
+    /// hold the same experts.
+    ExpertGrad,
 }
 
 impl Purpose {
@@ -280,6 +313,13 @@ impl Purpose {
             Purpose::GradShardAllReduce => "grad_shard",
             Purpose::TpForward => "act.fwd",
             Purpose::TpBackward => "act.bwd",
+            Purpose::DispatchForward => "dispatch.fwd",
+            Purpose::DispatchRecompute => "dispatch.recompute",
+            Purpose::DispatchBackward => "dispatch.bwd",
+            Purpose::CombineForward => "combine.fwd",
+            Purpose::CombineRecompute => "combine.recompute",
+            Purpose::CombineBackward => "combine.bwd",
+            Purpose::ExpertGrad => "expert_grad",
         }
     }
 }
@@ -331,6 +371,16 @@ pub struct CollectiveOp {
     /// all-reduce).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_collective: Option<usize>,
+    /// EP all-to-all: the token chunk it moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<u32>,
+    /// EP all-to-all: elements exchanged between the ranks at positions
+    /// `a` and `b` of the group, each way: `exchange[(a + b) mod
+    /// group_size]` (the same on every rank; its sum is `elements`). The
+    /// routing is skewed, so the counts are uneven (all-to-all-v); see
+    /// [`StepPlan::build_with_layout`] for why they are symmetric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exchange: Vec<u64>,
 }
 
 impl CollectiveOp {
@@ -345,15 +395,26 @@ impl CollectiveOp {
             Collective::AllGather => "allgather",
             Collective::ReduceScatter => "reducescatter",
             Collective::SendRecv => "sendrecv",
+            Collective::AllToAll => "alltoall",
         };
         let at = match self.layer {
             Some(l) => format!("L{l}"),
             None => "lm_head".to_string(),
         };
+        let chunk = self.chunk.map(|c| format!(".c{c}")).unwrap_or_default();
         match self.site {
-            Some(site) => format!("{at}.{kind}.{}.{site}", self.purpose.name()),
-            None => format!("{at}.{kind}.{}", self.purpose.name()),
+            Some(site) => format!("{at}.{kind}.{}.{site}{chunk}", self.purpose.name()),
+            None => format!("{at}.{kind}.{}{chunk}", self.purpose.name()),
         }
+    }
+
+    /// EP all-to-all: elements this rank (at `position` in its group)
+    /// sends to, and receives from, each rank of the group, by position.
+    pub fn peer_counts(&self, position: u64) -> Vec<u64> {
+        let n = self.exchange.len() as u64;
+        (0..n)
+            .map(|p| self.exchange[((position + p) % n) as usize])
+            .collect()
     }
 
     /// Bytes each rank sends (and receives) over the wire in a bandwidth-
@@ -452,6 +513,7 @@ fn collectives(
     buckets: &[Bucket],
     units: &[Unit],
     tp_points: &[(Purpose, Option<u32>, usize)],
+    moe_points: Vec<MoePoint>,
     activation_elements: u64,
     p: PlanParams,
     layout: &Layout,
@@ -472,9 +534,31 @@ fn collectives(
         needed_by: at.map_or(Some(0), next).filter(|_| !ops.is_empty()),
         site: None,
         after_collective: None,
+        chunk: None,
+        exchange: Vec::new(),
     };
-    // (production position, collective): sorted by position at the end.
+    // (production position, collective): sorted by position at the end
+    // (a stable sort: ties keep the order they were listed in).
     let mut out: Vec<(f64, CollectiveOp)> = Vec::new();
+    for m in moe_points {
+        out.push((
+            m.ready_after as f64 + 0.6,
+            CollectiveOp {
+                serialized_after: if m.at_end { last } else { Some(m.ready_after) },
+                needed_by: m.needed_by,
+                chunk: m.chunk,
+                exchange: m.exchange,
+                ..op(
+                    m.kind,
+                    m.group,
+                    m.purpose,
+                    Some(m.layer),
+                    m.elements,
+                    Some(m.ready_after),
+                )
+            },
+        ));
+    }
     for b in buckets {
         out.push((
             b.ready_after as f64 + 0.5,
@@ -607,6 +691,23 @@ fn collectives(
     list
 }
 
+/// An expert-parallel collective, found while the GEMMs are listed.
+struct MoePoint {
+    kind: Collective,
+    group: Group,
+    purpose: Purpose,
+    layer: u32,
+    chunk: Option<u32>,
+    elements: u64,
+    exchange: Vec<u64>,
+    /// The GEMM after which overlapped mode issues it (serialized mode too,
+    /// unless `at_end`).
+    ready_after: usize,
+    /// Serialized mode issues it after the step's last GEMM (gradients).
+    at_end: bool,
+    needed_by: Option<usize>,
+}
+
 /// Columns of the LM head in a step of `layers` of a model's `model_layers`
 /// blocks: vocab · layers / model_layers, rounded up, at least 1.
 pub fn lm_head_columns(vocab: u64, layers: u64, model_layers: u64) -> u64 {
@@ -663,6 +764,38 @@ impl StepPlan {
         // (purpose, layer, index into ops) after which a TP all-reduce runs.
         let mut tp_points: Vec<(Purpose, Option<u32>, usize)> = Vec::new();
 
+        // Mixture of experts, per token chunk: the rows of each of this
+        // rank's experts, and the tokens exchanged between group positions
+        // a and b, by (a + b) mod E. Every source rank routes its chunk by
+        // the same law, rotated by its position (experts e ↦ e + a·L, L the
+        // experts per rank), so that each rank's hot experts differ. Then
+        // what position a sends b is the tokens of the experts at block
+        // (a + b) mod E of the law, the same count both ways (the matrix is
+        // symmetric), and local expert j of every rank gets Σ_q m[q·L + j]
+        // rows: the same GEMM shapes on every rank, uneven all-to-alls.
+        let ep = layout.expert.max(1);
+        let chunks = model.moe_chunks.max(1);
+        let local = (model.experts / ep).max(1) as usize;
+        let moe_chunks: Vec<(Vec<u64>, Vec<u64>)> = if model.is_moe() {
+            (0..chunks)
+                .map(|i| {
+                    let ti = t * (i + 1) / chunks - t * i / chunks;
+                    let m = model.tokens_per_expert(ti);
+                    let at = |q: usize, j: usize| m.get(q * local + j).copied().unwrap_or(0);
+                    let rows = (0..local)
+                        .map(|j| (0..ep as usize).map(|q| at(q, j)).sum())
+                        .collect();
+                    let exchange = (0..ep as usize)
+                        .map(|q| (0..local).map(|j| at(q, j)).sum())
+                        .collect();
+                    (rows, exchange)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let expert_parallel = ep > 1 && model.is_moe();
+
         // The linears of block `layer` on this TP rank, in forward order.
         let block = |layer: u32| -> Vec<Linear> {
             let lin = |kind, k, n| Linear {
@@ -671,6 +804,7 @@ impl StepPlan {
                 n,
                 m: t,
                 expert: None,
+                chunk: None,
             };
             let mut v = vec![
                 lin(GemmKind::Qkv, d, model.qkv_out() / tp),
@@ -684,9 +818,10 @@ impl StepPlan {
                 v.push(lin(down, f / tp, d));
             };
             if model.is_moe_layer(layer as u64) {
-                // Router, shared experts, then each routed expert on the
-                // tokens routed to it: t · top_k in all, spread by
-                // `model.routing` (balanced or Zipf-skewed).
+                // Router, shared experts, then per token chunk each of this
+                // rank's routed experts on the rows routed to it: t · top_k
+                // in all over the group, spread by `model.routing`
+                // (balanced or Zipf-skewed).
                 v.push(lin(GemmKind::Router, d, model.experts));
                 let e = model.expert_ffn_size();
                 if model.shared_experts > 0 {
@@ -699,20 +834,23 @@ impl StepPlan {
                         f,
                     );
                 }
-                for (i, m) in model.tokens_per_expert(t).into_iter().enumerate() {
-                    let mut ex = Vec::new();
-                    ffn(
-                        &mut ex,
-                        GemmKind::ExpertUp,
-                        GemmKind::ExpertGate,
-                        GemmKind::ExpertDown,
-                        e,
-                    );
-                    v.extend(ex.into_iter().map(|l| Linear {
-                        m,
-                        expert: Some(i as u32),
-                        ..l
-                    }));
+                for (c, (rows, _)) in moe_chunks.iter().enumerate() {
+                    for (i, &m) in rows.iter().enumerate() {
+                        let mut ex = Vec::new();
+                        ffn(
+                            &mut ex,
+                            GemmKind::ExpertUp,
+                            GemmKind::ExpertGate,
+                            GemmKind::ExpertDown,
+                            e,
+                        );
+                        v.extend(ex.into_iter().map(|l| Linear {
+                            m,
+                            expert: Some(i as u32),
+                            chunk: (chunks > 1).then_some(c as u32),
+                            ..l
+                        }));
+                    }
                 }
             } else {
                 ffn(
@@ -724,6 +862,22 @@ impl StepPlan {
                 );
             }
             v
+        };
+        // The all-to-all of chunk `c` of a MoE block.
+        let all_to_all = |purpose, layer: u32, c: usize, ready: usize, needed: Option<usize>| {
+            let exchange: Vec<u64> = moe_chunks[c].1.iter().map(|x| x * d).collect();
+            MoePoint {
+                kind: Collective::AllToAll,
+                group: Group::Expert,
+                purpose,
+                layer,
+                chunk: (chunks > 1).then_some(c as u32),
+                elements: exchange.iter().sum(),
+                exchange,
+                ready_after: ready,
+                at_end: false,
+                needed_by: needed,
+            }
         };
         let linear = |layer, l: &Linear, pass| GemmOp {
             layer,
@@ -737,6 +891,7 @@ impl StepPlan {
             trans_b: false,
             bucket: None,
             expert: l.expert,
+            chunk: l.chunk,
         };
         let attn = |layer, kind, pass, m, n, k, trans_a, trans_b| GemmOp {
             layer,
@@ -750,22 +905,55 @@ impl StepPlan {
             trans_b,
             bucket: None,
             expert: None,
+            chunk: None,
         };
-        let forward_block =
-            |layer: u32, pass: Pass, ops: &mut Vec<GemmOp>, tp_points: &mut Vec<_>| {
-                let l = Some(layer);
-                for lin in &block(layer) {
-                    let kind = lin.kind;
-                    ops.push(linear(l, lin, pass));
-                    if kind == GemmKind::Qkv {
-                        ops.push(attn(l, GemmKind::AttnScores, pass, s, s, hd, false, true));
-                        ops.push(attn(l, GemmKind::AttnValues, pass, s, hd, s, false, false));
-                    }
-                    if tp > 1 && matches!(kind, GemmKind::OutProj | GemmKind::FfnDown) {
-                        tp_points.push((Purpose::TpForward, l, ops.len() - 1));
-                    }
+        let forward_block = |layer: u32,
+                             pass: Pass,
+                             ops: &mut Vec<GemmOp>,
+                             tp_points: &mut Vec<_>,
+                             moe_points: &mut Vec<MoePoint>| {
+            let l = Some(layer);
+            let mut router = None;
+            // Per chunk: first and last expert GEMM.
+            let mut span: Vec<(usize, usize)> = Vec::new();
+            for lin in &block(layer) {
+                let kind = lin.kind;
+                ops.push(linear(l, lin, pass));
+                let at = ops.len() - 1;
+                if kind == GemmKind::Qkv {
+                    ops.push(attn(l, GemmKind::AttnScores, pass, s, s, hd, false, true));
+                    ops.push(attn(l, GemmKind::AttnValues, pass, s, hd, s, false, false));
                 }
-            };
+                if tp > 1 && matches!(kind, GemmKind::OutProj | GemmKind::FfnDown) {
+                    tp_points.push((Purpose::TpForward, l, at));
+                }
+                if kind == GemmKind::Router {
+                    router = Some(at);
+                }
+                if lin.expert.is_some() {
+                    let c = lin.chunk.unwrap_or(0) as usize;
+                    if span.len() <= c {
+                        span.push((at, at));
+                    }
+                    span[c].1 = at;
+                }
+            }
+            if let (true, Some(router)) = (expert_parallel, router) {
+                // Dispatch every chunk once the router has run (the shared
+                // experts compute meanwhile); chunk c's experts wait for it.
+                // Combine each chunk after its experts; the next block waits.
+                let (dispatch, combine) = match pass {
+                    Pass::Recompute => (Purpose::DispatchRecompute, Purpose::CombineRecompute),
+                    _ => (Purpose::DispatchForward, Purpose::CombineForward),
+                };
+                for (c, &(first, _)) in span.iter().enumerate() {
+                    moe_points.push(all_to_all(dispatch, layer, c, router, Some(first)));
+                }
+                for (c, &(_, last)) in span.iter().enumerate() {
+                    moe_points.push(all_to_all(combine, layer, c, last, Some(ops.len())));
+                }
+            }
+        };
         let backward_linear = |l, lin: &Linear, ops: &mut Vec<GemmOp>| {
             // dX = dY·Wᵀ (M = m, N = k, K = n), then dW = Xᵀ·dY (M = k,
             // N = n, K = m).
@@ -784,16 +972,30 @@ impl StepPlan {
             });
         };
 
+        // A weight once: an expert's linears repeat per token chunk.
+        let weights = |lins: &[Linear]| -> u64 {
+            lins.iter()
+                .filter(|l| l.chunk.is_none_or(|c| c == 0))
+                .map(|l| l.k * l.n)
+                .sum()
+        };
+        let mut moe_points: Vec<MoePoint> = Vec::new();
         let mut units: Vec<Unit> = Vec::new();
         for layer in 0..p.layers as u32 {
             units.push(Unit {
                 layer: Some(layer),
-                params: block(layer).iter().map(|l| l.k * l.n).sum(),
+                params: weights(&block(layer)),
                 fwd_first: ops.len(),
                 bwd_first: 0,
                 bwd_last: 0,
             });
-            forward_block(layer, Pass::Forward, &mut ops, &mut tp_points);
+            forward_block(
+                layer,
+                Pass::Forward,
+                &mut ops,
+                &mut tp_points,
+                &mut moe_points,
+            );
         }
         if model.lm_head {
             // A step of `layers` of the model's blocks carries the same share
@@ -816,6 +1018,7 @@ impl StepPlan {
                 n: vocab,
                 m: t,
                 expert: None,
+                chunk: None,
             };
             ops.push(linear(None, &head, Pass::Forward));
             backward_linear(None, &head, &mut ops);
@@ -826,12 +1029,35 @@ impl StepPlan {
         for layer in (0..p.layers as u32).rev() {
             let first = ops.len();
             if p.recompute {
-                forward_block(layer, Pass::Recompute, &mut ops, &mut tp_points);
+                forward_block(
+                    layer,
+                    Pass::Recompute,
+                    &mut ops,
+                    &mut tp_points,
+                    &mut moe_points,
+                );
             }
             let l = Some(layer);
+            // EP: per chunk in backward order (chunk, first and last GEMM),
+            // the last expert wgrad, and the GEMM after the MoE part.
+            let mut span: Vec<(usize, usize, usize)> = Vec::new();
+            let mut last_expert_wgrad = None;
+            let mut after_moe = None;
             for lin in block(layer).iter().rev() {
                 let kind = lin.kind;
                 backward_linear(l, lin, &mut ops);
+                if lin.expert.is_some() {
+                    let c = lin.chunk.unwrap_or(0) as usize;
+                    let (dgrad, wgrad) = (ops.len() - 2, ops.len() - 1);
+                    match span.iter_mut().find(|x| x.0 == c) {
+                        Some(x) => x.2 = wgrad,
+                        None => span.push((c, dgrad, wgrad)),
+                    }
+                    last_expert_wgrad = Some(wgrad);
+                }
+                if kind == GemmKind::OutProj && after_moe.is_none() {
+                    after_moe = Some(ops.len() - 2);
+                }
                 // The input gradient of a column-parallel block is summed
                 // over the TP group once its last dgrad exists.
                 if tp > 1 && matches!(kind, GemmKind::Qkv | GemmKind::FfnUp) {
@@ -884,6 +1110,53 @@ impl StepPlan {
                     ));
                 }
             }
+            if let (true, Some(&(_, start, _))) = (expert_parallel, span.first()) {
+                // The output gradient goes to the experts as soon as the
+                // block's backward starts (chunk by chunk, in the order the
+                // experts use them); each chunk's input gradient goes back
+                // after its experts, and the attention's backward waits.
+                for &(c, first, _) in &span {
+                    moe_points.push(all_to_all(
+                        Purpose::CombineBackward,
+                        layer,
+                        c,
+                        start - 1,
+                        Some(first),
+                    ));
+                }
+                for &(c, _, last) in &span {
+                    moe_points.push(all_to_all(
+                        Purpose::DispatchBackward,
+                        layer,
+                        c,
+                        last,
+                        after_moe,
+                    ));
+                }
+                // The expert gradients, over the ranks holding the same
+                // experts (none when every rank holds its own).
+                let replicas = layout.group_size(Group::ExpertReplicate);
+                if let (true, Some(at)) = (replicas > 1, last_expert_wgrad) {
+                    let elements = weights(
+                        &block(layer)
+                            .into_iter()
+                            .filter(|l| l.expert.is_some())
+                            .collect::<Vec<_>>(),
+                    );
+                    moe_points.push(MoePoint {
+                        kind: Collective::AllReduce,
+                        group: Group::ExpertReplicate,
+                        purpose: Purpose::ExpertGrad,
+                        layer,
+                        chunk: None,
+                        elements,
+                        exchange: Vec::new(),
+                        ready_after: at,
+                        at_end: true,
+                        needed_by: None,
+                    });
+                }
+            }
             let u = &mut units[layer as usize];
             u.bwd_first = first;
             u.bwd_last = ops.len() - 1;
@@ -894,7 +1167,9 @@ impl StepPlan {
         if layout.data == DataParallel::Ddp {
             let mut open: Option<Bucket> = None;
             for (i, op) in ops.iter_mut().enumerate() {
-                if !op.is_weight_grad() {
+                // Under EP the experts' gradients are reduced apart, over
+                // the ranks holding the same experts.
+                if !op.completes_gradient() || (expert_parallel && op.expert.is_some()) {
                     continue;
                 }
                 let b = open.get_or_insert_with(|| Bucket {
@@ -917,7 +1192,16 @@ impl StepPlan {
             buckets.extend(open.take());
         }
 
-        let collectives = collectives(&ops, &buckets, &units, &tp_points, t * d, p, layout);
+        let collectives = collectives(
+            &ops,
+            &buckets,
+            &units,
+            &tp_points,
+            moe_points,
+            t * d,
+            p,
+            layout,
+        );
         StepPlan {
             layers: p.layers,
             tokens: t,
@@ -1146,6 +1430,7 @@ mod tests {
             data,
             tensor,
             prefetch: 1,
+            expert: 1,
         }
         .layout(ranks, per_node)
         .unwrap()
@@ -1373,5 +1658,123 @@ mod tests {
         let g = ag(1, Purpose::ParamGatherBackward);
         assert_eq!(g.ready_after, Some(first(2, Pass::Dgrad) - 1));
         assert_eq!(g.needed_by, Some(first(1, Pass::Dgrad)));
+    }
+
+    /// Expert parallelism on known answers: 4 experts, top-2, Zipf-skewed,
+    /// 2 token chunks, over groups of 4 ranks.
+    #[test]
+    fn expert_parallel_plan() {
+        let text = "experts = 4\ntop_k = 2\nrouting = \"zipf:1.2\"\nmoe_chunks = 2\n[run]\nlayers = 2\n";
+        let c = cfg(text);
+        let ep = |ranks: u64, expert: u64| {
+            crate::parallel::Parallel {
+                expert,
+                ..Default::default()
+            }
+            .layout(ranks, ranks)
+            .unwrap()
+        };
+        let dense_ep = StepPlan::for_layout(&c, &ep(4, 1));
+        let p = StepPlan::for_layout(&c, &ep(4, 4));
+        let (t, d) = (p.tokens, c.model.hidden);
+        // The same FLOPs per rank as without EP: the group computes the
+        // same t · top_k rows per rank.
+        assert_eq!(p.model_flops(), dense_ep.model_flops());
+        // One local expert per rank; its rows over both chunks are t · top_k.
+        let rows: u64 = p
+            .ops
+            .iter()
+            .filter(|o| o.kind == GemmKind::ExpertUp && o.pass == Pass::Forward && o.layer == Some(0))
+            .map(|o| {
+                assert_eq!(o.expert, Some(0));
+                o.m
+            })
+            .sum();
+        assert_eq!(rows, t * 2);
+        // Per MoE block and chunk: dispatch and combine, forward and
+        // backward.
+        let a2a: Vec<&CollectiveOp> = p
+            .collectives
+            .iter()
+            .filter(|c| c.kind == Collective::AllToAll)
+            .collect();
+        assert_eq!(a2a.len(), 2 * 2 * 4);
+        let mut uneven = false;
+        for c in &a2a {
+            assert_eq!((c.group, c.group_size), (Group::Expert, 4));
+            assert_eq!(c.exchange.len(), 4);
+            assert_eq!(c.exchange.iter().sum::<u64>(), c.elements);
+            // Each chunk has half the tokens, each routed twice.
+            assert_eq!(c.elements, t / 2 * 2 * d, "{}", c.label());
+            uneven |= c.exchange.iter().any(|&x| x != c.exchange[0]);
+            // What a sends b, b receives from a.
+            for a in 0..4 {
+                for b in 0..4 {
+                    assert_eq!(c.peer_counts(a)[b as usize], c.peer_counts(b)[a as usize]);
+                }
+            }
+            let (ready, needed) = (c.ready_after.unwrap(), c.needed_by.unwrap());
+            assert!(ready < needed, "{}", c.label());
+            assert_eq!(c.serialized_after, c.ready_after);
+        }
+        assert!(uneven, "Zipf routing gives uneven all-to-alls");
+        // The dispatch of chunk c is read by chunk c's first expert GEMM.
+        for c in a2a.iter().filter(|c| c.purpose == Purpose::DispatchForward) {
+            let op = &p.ops[c.needed_by.unwrap()];
+            assert_eq!((op.kind, op.chunk, op.layer), (GemmKind::ExpertUp, c.chunk, c.layer));
+            assert_eq!(p.ops[c.ready_after.unwrap()].kind, GemmKind::Router);
+        }
+        for c in a2a.iter().filter(|c| c.purpose == Purpose::DispatchBackward) {
+            let op = &p.ops[c.needed_by.unwrap()];
+            assert_eq!((op.kind, op.pass), (GemmKind::OutProj, Pass::Dgrad));
+        }
+        // Experts' gradients are not in the buckets; with one rank per
+        // expert set there is nothing to reduce them over.
+        assert!(p.buckets.iter().flat_map(|b| &b.grads).all(|&i| p.ops[i].expert.is_none()));
+        assert!(p.collectives.iter().all(|c| c.purpose != Purpose::ExpertGrad));
+        // 8 ranks: two copies of each expert set, one all-reduce per block
+        // of the local expert's weights (up, gate and down, d × f each).
+        let p8 = StepPlan::for_layout(&c, &ep(8, 4));
+        let grads: Vec<&CollectiveOp> = p8
+            .collectives
+            .iter()
+            .filter(|c| c.purpose == Purpose::ExpertGrad)
+            .collect();
+        assert_eq!(grads.len(), 2);
+        for g in grads {
+            assert_eq!((g.group, g.group_size), (Group::ExpertReplicate, 2));
+            assert!(c.model.gated_mlp);
+            assert_eq!(g.elements, 3 * d * c.model.ffn);
+            assert_eq!(g.needed_by, None);
+            assert_eq!(g.serialized_after, p8.last_op());
+        }
+        let mut labels: Vec<String> = p8.collectives.iter().map(CollectiveOp::label).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), p8.collectives.len());
+        assert!(labels.contains(&"L1.alltoall.dispatch.fwd.c1".to_string()), "{labels:?}");
+        // Recomputation dispatches and combines again.
+        let r = StepPlan::for_layout(&cfg(&format!("{text}recompute = true\n")), &ep(4, 4));
+        let count = |p: &StepPlan| p.collectives.iter().filter(|c| c.kind == Collective::AllToAll).count();
+        assert_eq!(count(&r), 2 * 2 * 6);
+    }
+
+    /// Token chunks split the expert GEMMs, not the weights: the same
+    /// FLOPs and the same gradient bytes as one chunk.
+    #[test]
+    fn moe_chunks_keep_flops_and_gradients() {
+        let one = StepPlan::for_config(&cfg("experts = 4\ntop_k = 2\nrouting = \"zipf:1.2\"\n"));
+        let four = StepPlan::for_config(&cfg(
+            "experts = 4\ntop_k = 2\nrouting = \"zipf:1.2\"\nmoe_chunks = 4\n",
+        ));
+        assert_eq!(one.model_flops(), four.model_flops());
+        assert_eq!(one.allreduce_bytes(), four.allreduce_bytes());
+        assert!(four.ops.len() > one.ops.len());
+        assert!(one.collectives.iter().all(|c| c.kind != Collective::AllToAll));
+        let mut labels: Vec<String> = four.ops.iter().map(GemmOp::label).collect();
+        let n = labels.len();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), n);
     }
 }

@@ -626,6 +626,14 @@ fn collective_label(kind: Collective, group: Group) -> &'static str {
         (ReduceScatter, DpShard) => "reduce-scatter on dp_shard: exposed; hidden",
         (ReduceScatter, DpReplicate) => "reduce-scatter on dp_replicate: exposed; hidden",
         (ReduceScatter, World) => "reduce-scatter on world: exposed; hidden",
+        (AllReduce, Expert) => "all-reduce on ep: exposed; hidden",
+        (AllReduce, ExpertReplicate) => "all-reduce on dp_expert: exposed; hidden",
+        (AllGather, Expert | ExpertReplicate) => "all-gather on an expert group: exposed; hidden",
+        (ReduceScatter, Expert | ExpertReplicate) => {
+            "reduce-scatter on an expert group: exposed; hidden"
+        }
+        (AllToAll, Expert) => "all-to-all on ep: exposed; hidden",
+        (AllToAll, _) => "all-to-all: exposed; hidden",
         (SendRecv, _) => "send/recv: exposed; hidden",
     }
 }

@@ -252,6 +252,7 @@ pub fn sweep_table<G: BufferIo>(
         Collective::ReduceScatter => (c * n, c),
         Collective::AllGather => (c, c * n),
         Collective::AllReduce | Collective::SendRecv => (c, c),
+        Collective::AllToAll => (c * n, c * n),
     };
     let geometry: Vec<(usize, u64, u64)> = sizes
         .iter()
@@ -288,9 +289,10 @@ pub fn sweep_table<G: BufferIo>(
             Collective::AllReduce => g.all_reduce_sum(&send, recv, c),
             Collective::ReduceScatter => g.reduce_scatter_sum(&send, recv, c),
             Collective::AllGather => g.all_gather(&send, recv, c),
-            Collective::SendRecv => Err(BackendError::Failed(
-                "the sweep does not time send/recv".into(),
-            )),
+            Collective::SendRecv | Collective::AllToAll => Err(BackendError::Failed(format!(
+                "the sweep does not time {}",
+                collective.name()
+            ))),
         };
         run(&mut recv)?;
         g.synchronize()?;

@@ -51,6 +51,8 @@ impl StreamId {
             StreamId::Reduce(Group::DpShard) => "dp_shard reduce-scatter",
             StreamId::Reduce(Group::DpReplicate) => "dp_replicate reduce-scatter",
             StreamId::Reduce(Group::World) => "world reduce-scatter",
+            StreamId::Reduce(Group::Expert) => "ep reduce-scatter",
+            StreamId::Reduce(Group::ExpertReplicate) => "dp_expert reduce-scatter",
         }
     }
 }

@@ -111,6 +111,17 @@ impl GroupComm for LocalGroup {
         }
         LocalGroup::copy(s, r, n)
     }
+    fn all_to_all_v(
+        &self,
+        s: &HostBuf,
+        send_counts: &[usize],
+        r: &mut HostBuf,
+        recv_counts: &[usize],
+    ) -> Result<(), BackendError> {
+        let (n, _) =
+            crate::group::check_all_to_all(1, s.len(), send_counts, r.len(), recv_counts)?;
+        LocalGroup::copy(s, r, n)
+    }
     fn synchronize(&self) -> Result<(), BackendError> {
         Ok(())
     }
@@ -232,6 +243,8 @@ struct CollBuf {
     shard: usize,
     /// The id its check pattern is keyed by.
     id: u64,
+    /// All-to-all: elements sent to (and received from) each rank.
+    counts: Vec<usize>,
     send: HostBuf,
     recv: HostBuf,
 }
@@ -239,6 +252,10 @@ struct CollBuf {
 impl CollBuf {
     fn wrong(&self) -> u64 {
         let values = (0..self.recv.len()).map(|i| self.recv.get(i));
+        if self.kind == Collective::AllToAll {
+            let counts: Vec<u64> = self.counts.iter().map(|&c| c as u64).collect();
+            return check::count_wrong_all_to_all(values, &counts, self.rank, self.id, 0);
+        }
         check::count_wrong_result(
             self.kind,
             values,
@@ -590,10 +607,12 @@ impl<G: HostGroup> Communicator for CpuBackend<G> {
             let (send_n, recv_n) = match c.kind {
                 Collective::AllGather => (shard, full),
                 Collective::ReduceScatter => (full, shard),
-                Collective::AllReduce | Collective::SendRecv => (full, full),
+                Collective::AllReduce | Collective::SendRecv | Collective::AllToAll => (full, full),
             };
-            let send = HostBuf::filled(g, send_n, |i| {
-                check::send_value(c.kind, size, rank, id, i as u64)
+            let peer_counts = c.peer_counts(rank);
+            let send = HostBuf::filled(g, send_n, |i| match c.kind {
+                Collective::AllToAll => check::all_to_all_send_value(&peer_counts, rank, id, i as u64),
+                _ => check::send_value(c.kind, size, rank, id, i as u64),
             })?;
             let recv = HostBuf::filled(g, recv_n, |_| f64::NAN)?;
             colls.push(Some(Mutex::new(CollBuf {
@@ -602,6 +621,7 @@ impl<G: HostGroup> Communicator for CpuBackend<G> {
                 size,
                 shard,
                 id,
+                counts: peer_counts.iter().map(|&x| x as usize).collect(),
                 send,
                 recv,
             })));
@@ -632,6 +652,10 @@ impl<G: HostGroup> Communicator for CpuBackend<G> {
                 Collective::AllReduce => comm.all_reduce_sum(&b.send, &mut b.recv, b.send.len()),
                 Collective::AllGather => comm.all_gather(&b.send, &mut b.recv, b.shard),
                 Collective::ReduceScatter => comm.reduce_scatter_sum(&b.send, &mut b.recv, b.shard),
+                // The counts are symmetric: what goes to p comes from p.
+                Collective::AllToAll => {
+                    comm.all_to_all_v(&b.send, &b.counts, &mut b.recv, &b.counts)
+                }
                 Collective::SendRecv => Err(BackendError::Failed(
                     "send/recv is not a step collective".into(),
                 )),
@@ -833,6 +857,7 @@ mod tests {
             trans_b: tb,
             bucket: None,
             expert: None,
+            chunk: None,
         }
     }
 
@@ -899,6 +924,15 @@ mod tests {
             _: &HostBuf,
             _: &mut HostBuf,
             _: usize,
+        ) -> Result<(), BackendError> {
+            Err(BackendError::Failed("link down".into()))
+        }
+        fn all_to_all_v(
+            &self,
+            _: &HostBuf,
+            _: &[usize],
+            _: &mut HostBuf,
+            _: &[usize],
         ) -> Result<(), BackendError> {
             Err(BackendError::Failed("link down".into()))
         }

@@ -78,8 +78,55 @@ pub trait GroupComm: Send + Sync + Sized {
         count: usize,
     ) -> Result<(), BackendError>;
 
+    /// All-to-all with per-peer counts (`MPI_Alltoallv`): block `p` of
+    /// `send` (`send_counts[p]` elements; blocks back to back in rank
+    /// order) goes to rank `p`, and block `s` of `recv`
+    /// (`recv_counts[s]` elements, in the same layout) comes from rank `s`.
+    /// Each count must match the peer's count for this rank.
+    fn all_to_all_v(
+        &self,
+        send: &Self::Buf,
+        send_counts: &[usize],
+        recv: &mut Self::Buf,
+        recv_counts: &[usize],
+    ) -> Result<(), BackendError>;
+
     /// Blocks until every call this rank made on the group has completed.
     fn synchronize(&self) -> Result<(), BackendError>;
+}
+
+/// Checks an all-to-all's counts: one per rank of a group of `size`, and
+/// buffers of `send_len` and `recv_len` elements that hold their sums.
+/// Returns the two sums.
+pub fn check_all_to_all(
+    size: usize,
+    send_len: usize,
+    send_counts: &[usize],
+    recv_len: usize,
+    recv_counts: &[usize],
+) -> Result<(usize, usize), BackendError> {
+    if send_counts.len() != size || recv_counts.len() != size {
+        return Err(BackendError::Failed(format!(
+            "all_to_all_v: {} send and {} receive counts for a group of {size}",
+            send_counts.len(),
+            recv_counts.len()
+        )));
+    }
+    let (s, r) = (send_counts.iter().sum(), recv_counts.iter().sum());
+    check_lengths("all_to_all_v", send_len, s, recv_len, r)?;
+    Ok((s, r))
+}
+
+/// Start of each block of an all-to-all buffer: the prefix sums of `counts`.
+pub fn displacements(counts: &[usize]) -> Vec<usize> {
+    counts
+        .iter()
+        .scan(0, |at, &c| {
+            let d = *at;
+            *at += c;
+            Some(d)
+        })
+        .collect()
 }
 
 /// Host access to a group's buffers, for calls with known answers (the

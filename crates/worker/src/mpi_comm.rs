@@ -3,7 +3,8 @@
 //! (broadcast of strings, gather of per-rank records).
 
 use mpi::collective::SystemOperation;
-use mpi::datatype::PartitionMut;
+use mpi::datatype::{Partition, PartitionMut};
+use mpi::Count;
 use mpi::topology::{Color, Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
@@ -238,6 +239,48 @@ impl GroupComm for MpiGroup {
             {
                 mpi::point_to_point::send_receive_into(sc, &p, rc, &p);
             }
+            Ok(())
+        })
+    }
+
+    fn all_to_all_v(
+        &self,
+        send: &HostBuf,
+        send_counts: &[usize],
+        recv: &mut HostBuf,
+        recv_counts: &[usize],
+    ) -> Result<(), BackendError> {
+        let (s_total, r_total) = crate::group::check_all_to_all(
+            self.size(),
+            send.len(),
+            send_counts,
+            recv.len(),
+            recv_counts,
+        )?;
+        // MPI_Alltoallv takes int counts and displacements.
+        let ints = |counts: &[usize]| -> Result<(Vec<Count>, Vec<Count>), BackendError> {
+            let too_big = || {
+                BackendError::Failed(format!(
+                    "all_to_all_v: {} elements exceed MPI_Alltoallv's int counts; raise model.moe_chunks or lower run.micro_batch",
+                    s_total.max(r_total)
+                ))
+            };
+            let c = counts
+                .iter()
+                .map(|&x| Count::try_from(x).map_err(|_| too_big()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let d = crate::group::displacements(counts)
+                .into_iter()
+                .map(|x| Count::try_from(x).map_err(|_| too_big()))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((c, d))
+        };
+        let (sc, sd) = ints(send_counts)?;
+        let (rc, rd) = ints(recv_counts)?;
+        same_dtype!("all_to_all_v", send, recv, |s, r| {
+            let sp = Partition::new(&s[..s_total], &sc[..], &sd[..]);
+            let mut rp = PartitionMut::new(&mut r[..r_total], &rc[..], &rd[..]);
+            self.comm.all_to_all_varcount_into(&sp, &mut rp);
             Ok(())
         })
     }

@@ -664,6 +664,7 @@ mod tests {
             data,
             tensor,
             prefetch: 1,
+            expert: 1,
         }
         .layout(tensor, tensor)
         .unwrap()

@@ -78,6 +78,43 @@ fn check_group(g: &MpiGroup, label: &str) {
             let want: Vec<f64> = (0..per).map(|i| value(peer, i)).collect();
             assert_eq!(f64s(&recv), want, "{label}: send/recv");
         }
+        // All-to-all-v with uneven counts: rank a sends rank b (a + b) % 3
+        // + 1 elements (the same both ways, as the step's are), the last
+        // pair nothing when a + b = 4 on 4 ranks… of value(a, 100·b + i).
+        let count = |a: usize, b: usize| if a + b == 4 { 0 } else { (a + b) % 3 + 1 };
+        let counts: Vec<usize> = (0..n).map(|b| count(me, b)).collect();
+        let send = buf((0..n)
+            .flat_map(|b| (0..count(me, b)).map(move |i| value(me, 100 * b + i)))
+            .collect());
+        let total: usize = counts.iter().sum();
+        let mut recv = buf(vec![f64::NAN; total]);
+        g.all_to_all_v(&send, &counts, &mut recv, &counts).unwrap();
+        let want: Vec<f64> = (0..n)
+            .flat_map(|a| (0..count(a, me)).map(move |i| value(a, 100 * me + i)))
+            .collect();
+        assert_eq!(f64s(&recv), want, "{label}: all-to-all-v");
+        // The known-answer check of the step's all-to-alls agrees.
+        let c64: Vec<u64> = counts.iter().map(|&c| c as u64).collect();
+        let send = buf((0..total as u64)
+            .map(|i| mfubench_core::check::all_to_all_send_value(&c64, me as u64, 7, i))
+            .collect());
+        g.all_to_all_v(&send, &counts, &mut recv, &counts).unwrap();
+        let got = f64s(&recv);
+        assert_eq!(
+            mfubench_core::check::count_wrong_all_to_all(got.clone(), &c64, me as u64, 7, 0),
+            0,
+            "{label}: all-to-all check"
+        );
+        if total > 0 {
+            let mut bad = got;
+            bad[total - 1] += 1.0;
+            assert_eq!(
+                mfubench_core::check::count_wrong_all_to_all(bad, &c64, me as u64, 7, 0),
+                1
+            );
+        }
+        // Counts that do not match the group are an error.
+        assert!(g.all_to_all_v(&send, &counts[1..], &mut recv, &counts).is_err());
         // Short buffers and mixed dtypes are errors, not crashes.
         let mut short = buf(vec![0.0; per * n - 1]);
         assert!(g.all_gather(&send, &mut short, per).is_err());
@@ -141,6 +178,15 @@ impl GroupComm for Corrupting {
         n: usize,
     ) -> Result<(), BackendError> {
         self.0.send_recv(p, s, r, n)
+    }
+    fn all_to_all_v(
+        &self,
+        s: &HostBuf,
+        sc: &[usize],
+        r: &mut HostBuf,
+        rc: &[usize],
+    ) -> Result<(), BackendError> {
+        self.0.all_to_all_v(s, sc, r, rc)
     }
     fn synchronize(&self) -> Result<(), BackendError> {
         Ok(())

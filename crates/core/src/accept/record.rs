@@ -686,7 +686,7 @@ pub fn sweep_geometry(
     let elements = size_bytes / elem_bytes.max(1);
     let (count, total) = match collective {
         Collective::AllReduce | Collective::SendRecv => (elements, elements),
-        Collective::ReduceScatter | Collective::AllGather => {
+        Collective::ReduceScatter | Collective::AllGather | Collective::AllToAll => {
             let per = elements / ranks.max(1);
             (per, per * ranks.max(1))
         }
@@ -742,7 +742,7 @@ impl SweepTable {
         SweepTable {
             collective,
             redop: match collective {
-                Collective::AllGather | Collective::SendRecv => "none",
+                Collective::AllGather | Collective::SendRecv | Collective::AllToAll => "none",
                 Collective::AllReduce | Collective::ReduceScatter => "sum",
             }
             .into(),

@@ -14,7 +14,7 @@ use crate::fmt as f;
 use crate::svg::{self, esc, nice_ticks, text_width, tick_label, SvgTarget};
 
 /// Kinds of bars on the timeline, with their colours.
-const KINDS: [(&str, &str); 8] = [
+const KINDS: [(&str, &str); 9] = [
     ("forward GEMM", "#4285f4"),
     ("recompute GEMM", "#9c6ade"),
     ("dgrad GEMM", "#f59300"),
@@ -22,6 +22,7 @@ const KINDS: [(&str, &str); 8] = [
     ("all-reduce", "#00796b"),
     ("all-gather", "#6d4c41"),
     ("reduce-scatter", "#c2185b"),
+    ("all-to-all", "#ef6c00"),
     ("other", "#787878"),
 ];
 const EXPOSED_FILL: &str = "#e53935";
@@ -34,6 +35,8 @@ fn kind(span: &Span) -> usize {
             5
         } else if n.contains(".reducescatter.") {
             6
+        } else if n.contains(".alltoall.") {
+            7
         } else {
             4
         };
@@ -47,7 +50,7 @@ fn kind(span: &Span) -> usize {
     } else if n.ends_with(".wgrad") {
         3
     } else {
-        7
+        8
     }
 }
 
@@ -189,7 +192,8 @@ pub fn comm_lane(report: &Report, s: &Span) -> Option<String> {
                 Collective::AllReduce => 4,
                 Collective::AllGather => 5,
                 Collective::ReduceScatter => 6,
-                Collective::SendRecv => 7,
+                Collective::AllToAll => 7,
+                Collective::SendRecv => 8,
             };
             format!("{} {}", c.group.name(), KINDS[k].0)
         }

@@ -150,6 +150,8 @@ pub(super) struct CollBuffers {
     pub(super) size: u64,
     pub(super) shard: u64,
     pub(super) id: u64,
+    /// All-to-all: elements sent to (and received from) each rank.
+    pub(super) counts: Vec<u64>,
     pub(super) send: DeviceBuf,
     pub(super) recv: DeviceBuf,
     pub(super) recv_elements: u64,
@@ -176,7 +178,11 @@ impl CollBuffers {
         };
         let send = DeviceBuf::new(ctx, send_n * gb)?;
         let recv = DeviceBuf::new(ctx, recv_n * gb)?;
-        let host = encode_with(gd, send_n, |i| check::send_value(c.kind, size, rank, id, i));
+        let counts = c.peer_counts(rank);
+        let host = encode_with(gd, send_n, |i| match c.kind {
+            Collective::AllToAll => check::all_to_all_send_value(&counts, rank, id, i),
+            _ => check::send_value(c.kind, size, rank, id, i),
+        });
         send.upload(0, &host)?;
         recv.memset(0xff)?;
         Ok(CollBuffers {
@@ -185,6 +191,7 @@ impl CollBuffers {
             size,
             shard,
             id,
+            counts,
             send,
             recv,
             recv_elements: recv_n,

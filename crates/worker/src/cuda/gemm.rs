@@ -858,6 +858,7 @@ mod tests {
             trans_b: tb,
             bucket: None,
             expert: None,
+            chunk: None,
         }
     }
 

@@ -270,6 +270,30 @@ impl GroupComm for NcclGroup {
             .enqueue_send_recv(peer, send, recv, count, self.dtype, &self.stream)?)
     }
 
+    fn all_to_all_v(
+        &self,
+        send: &DeviceBuf,
+        send_counts: &[usize],
+        recv: &mut DeviceBuf,
+        recv_counts: &[usize],
+    ) -> Result<(), BackendError> {
+        crate::group::check_all_to_all(
+            self.size(),
+            self.elements(send),
+            send_counts,
+            self.elements(recv),
+            recv_counts,
+        )?;
+        Ok(self.comm.enqueue_all_to_all_v(
+            send,
+            send_counts,
+            recv,
+            recv_counts,
+            self.dtype,
+            &self.stream,
+        )?)
+    }
+
     /// Polls an event recorded after the calls so far; aborts the
     /// communicator (and fails) when NCCL reports an error or `limit`
     /// passes.

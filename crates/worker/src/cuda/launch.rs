@@ -256,4 +256,35 @@ impl NcclComm {
         unsafe { self.send_recv(peer, send.ptr(), recv.ptr(), count, ty, stream.raw()) }
             .map_err(CudaError::from)
     }
+
+    /// Enqueues an all-to-all with per-peer counts of `dtype` elements on
+    /// `stream` (see [`NcclComm::all_to_all_v`]).
+    pub fn enqueue_all_to_all_v(
+        &self,
+        send: &DeviceBuf,
+        counts: &[usize],
+        recv: &DeviceBuf,
+        recv_counts: &[usize],
+        dtype: Dtype,
+        stream: &Stream,
+    ) -> Result<(), CudaError> {
+        let (s_n, r_n) = (counts.iter().sum(), recv_counts.iter().sum());
+        let ty = collective_args("ncclSend", send, s_n, recv, r_n, dtype, stream)?;
+        // SAFETY: the buffers hold the sums of the counts in elements of
+        // the type in the stream's context, which is current (checked
+        // above); the stream is live; the buffers outlive the exchange
+        // (module docs).
+        unsafe {
+            self.all_to_all_v(
+                send.ptr(),
+                counts,
+                recv.ptr(),
+                recv_counts,
+                dtype.size_bytes(),
+                ty,
+                stream.raw(),
+            )
+        }
+        .map_err(CudaError::from)
+    }
 }

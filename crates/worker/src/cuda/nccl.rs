@@ -567,6 +567,81 @@ impl NcclComm {
         received.and(ended)
     }
 
+    /// Enqueues, in one NCCL group, an all-to-all with per-peer counts
+    /// (the standard construction: an `ncclSend` and an `ncclRecv` per
+    /// peer, self included, between `ncclGroupStart` and `ncclGroupEnd`).
+    /// Block `p` of `send` (`counts[p]` elements of `elem_bytes` bytes,
+    /// blocks back to back) goes to rank `p`; block `s` of `recv`
+    /// (`recv_counts[s]` elements) comes from rank `s`. Zero counts post
+    /// nothing.
+    ///
+    /// # Safety
+    /// `send` and `recv` hold the sums of `counts` and `recv_counts`
+    /// elements of `dtype`, as for [`NcclComm::all_gather`].
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn all_to_all_v(
+        &self,
+        send: u64,
+        counts: &[usize],
+        recv: u64,
+        recv_counts: &[usize],
+        elem_bytes: u64,
+        dtype: i32,
+        stream: *mut c_void,
+    ) -> Result<(), NcclError> {
+        self.live("ncclSend")?;
+        if counts.len() != self.size || recv_counts.len() != self.size {
+            return Err(NcclError {
+                call: "ncclSend",
+                code: -1,
+                text: format!(
+                    "{} send and {} receive counts for a communicator of {}",
+                    counts.len(),
+                    recv_counts.len(),
+                    self.size
+                ),
+            });
+        }
+        self.lib.group_start()?;
+        let mut posted = Ok(());
+        let (mut s_at, mut r_at) = (0u64, 0u64);
+        for peer in 0..self.size {
+            let (sc, rc) = (counts[peer], recv_counts[peer]);
+            if sc > 0 && posted.is_ok() {
+                posted = self.lib.check(
+                    "ncclSend",
+                    (self.lib.send)(
+                        (send + s_at) as *const c_void,
+                        sc,
+                        dtype,
+                        peer as c_int,
+                        self.raw,
+                        stream,
+                    ),
+                );
+            }
+            if rc > 0 && posted.is_ok() {
+                posted = self.lib.check(
+                    "ncclRecv",
+                    (self.lib.recv)(
+                        (recv + r_at) as *mut c_void,
+                        rc,
+                        dtype,
+                        peer as c_int,
+                        self.raw,
+                        stream,
+                    ),
+                );
+            }
+            s_at += sc as u64 * elem_bytes;
+            r_at += rc as u64 * elem_bytes;
+        }
+        // The group is closed on every path: an open group would swallow
+        // the next collective.
+        let ended = self.lib.group_end();
+        posted.and(ended)
+    }
+
     /// `ncclCommGetAsyncError`: `Err` when the communicator has failed
     /// (a peer died, a network error).
     pub fn async_error(&self) -> Result<(), NcclError> {

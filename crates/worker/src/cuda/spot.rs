@@ -164,6 +164,7 @@ fn spot_op() -> GemmOp {
         trans_b: true,
         bucket: None,
         expert: None,
+        chunk: None,
     }
 }
 

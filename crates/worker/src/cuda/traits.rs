@@ -190,6 +190,11 @@ impl Communicator for CudaBackend {
             Collective::AllReduce => {
                 comm.enqueue_all_reduce(send, recv, b.recv_elements as usize, gd, s)
             }
+            // The counts are symmetric: what goes to p comes from p.
+            Collective::AllToAll => {
+                let counts: Vec<usize> = b.counts.iter().map(|&x| x as usize).collect();
+                comm.enqueue_all_to_all_v(send, &counts, recv, &counts, gd, s)
+            }
             Collective::SendRecv => {
                 return Err(BackendError::Failed(
                     "send/recv is not a step collective".into(),
@@ -241,7 +246,12 @@ impl Communicator for CudaBackend {
             let mut host = vec![0u8; c.recv_elements as usize * gb];
             c.recv.download(0, &mut host)?;
             let values = decode(gd, &host);
-            wrong += check::count_wrong_result(c.kind, values, c.size, c.rank, c.shard, c.id, 0);
+            wrong += match c.kind {
+                Collective::AllToAll => {
+                    check::count_wrong_all_to_all(values, &c.counts, c.rank, c.id, 0)
+                }
+                _ => check::count_wrong_result(c.kind, values, c.size, c.rank, c.shard, c.id, 0),
+            };
         }
         let Some(b) = &self.buckets else {
             return Ok(wrong);
