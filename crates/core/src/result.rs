@@ -602,6 +602,9 @@ pub struct CollectiveSummary {
     /// max over ranks; the median over iterations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_s: Option<f64>,
+    /// 95 % interval of `time_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_s_ci95: Option<[f64; 2]>,
     /// bytes / time_s, GB/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub algbw_gbps: Option<f64>,
@@ -609,6 +612,11 @@ pub struct CollectiveSummary {
     /// reduce-scatter (n−1)/n), GB/s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub busbw_gbps: Option<f64>,
+    /// 95 % interval of `busbw_gbps` (from that of `time_s`: the bandwidth
+    /// is a decreasing function of the time, so its interval's ends are the
+    /// time interval's, swapped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busbw_gbps_ci95: Option<[f64; 2]>,
     /// Overlapped mode: seconds per step during which this kind ran and no
     /// GEMM did (per iteration the max over ranks; the median).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -626,6 +634,9 @@ pub struct CollectiveSummary {
     /// Serialized mode: the same exposure, for comparison.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serialized_exposed_s: Option<f64>,
+    /// 95 % interval of `serialized_exposed_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serialized_exposed_s_ci95: Option<[f64; 2]>,
 }
 
 /// A rank that holds the cluster back.
@@ -1250,10 +1261,18 @@ fn collective_summaries(ranks: &[RankRecord], plan: &PlanInfo) -> Vec<Collective
             let exposed =
                 |mode| per_iteration_max(ranks, mode, |m| m.collective_exposed_s.get(&key));
             let (over, ser) = (exposed(Mode::Overlapped), exposed(Mode::Serialized));
-            let time_s = busy.as_deref().and_then(stats::median);
+            let (time_s, time_ci) = busy.clone().map(paired).unwrap_or((None, None));
             let algbw = time_s
                 .filter(|t| *t > 0.0)
                 .map(|t| metrics::algbw_gbps(info.bytes as f64, t));
+            let factor = metrics::busbw_factor(info.kind, info.group_size);
+            let busbw_ci = time_ci.filter(|c| c.lo > 0.0).map(|c| {
+                [
+                    metrics::algbw_gbps(info.bytes as f64, c.hi) * factor,
+                    metrics::algbw_gbps(info.bytes as f64, c.lo) * factor,
+                ]
+            });
+            let (ser_s, ser_ci) = ser.map(paired).unwrap_or((None, None));
             let (exposed_s, exposed_ci) = over.clone().map(paired).unwrap_or((None, None));
             let hidden: Option<Vec<f64>> = match (&over, &busy) {
                 (Some(o), Some(a)) => Some(
@@ -1273,13 +1292,16 @@ fn collective_summaries(ranks: &[RankRecord], plan: &PlanInfo) -> Vec<Collective
                 count: info.count,
                 bytes: info.bytes,
                 time_s,
+                time_s_ci95: bounds(time_ci),
                 algbw_gbps: algbw,
-                busbw_gbps: algbw.map(|a| a * metrics::busbw_factor(info.kind, info.group_size)),
+                busbw_gbps: algbw.map(|a| a * factor),
+                busbw_gbps_ci95: busbw_ci,
                 exposed_s,
                 exposed_s_ci95: bounds(exposed_ci),
                 hidden_fraction,
                 hidden_fraction_ci95: bounds(hidden_ci),
-                serialized_exposed_s: ser.as_deref().and_then(stats::median),
+                serialized_exposed_s: ser_s,
+                serialized_exposed_s_ci95: bounds(ser_ci),
             }
         })
         .collect()

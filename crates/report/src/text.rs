@@ -654,13 +654,26 @@ fn collective_rows(r: &Report) -> Vec<Figure> {
                 .map(|v| f::with_ci(v, c.hidden_fraction_ci95, f::pct))
                 .unwrap_or_else(|| needs(r, &[Mode::Comm, Mode::Overlapped]));
             let bw = match (c.algbw_gbps, c.busbw_gbps) {
-                (Some(a), Some(b)) => format!(", algbw / busbw {} / {}", f::gbps(a), f::gbps(b)),
+                (Some(a), Some(b)) => format!(
+                    ", algbw / busbw {} / {}",
+                    f::gbps(a),
+                    f::with_ci(b, c.busbw_gbps_ci95, f::gbps)
+                ),
                 _ => String::new(),
             };
+            let serialized = c
+                .serialized_exposed_s
+                .map(|v| {
+                    format!(
+                        "; serialized exposed {}",
+                        f::with_ci(v, c.serialized_exposed_s_ci95, f::time)
+                    )
+                })
+                .unwrap_or_default();
             Figure {
                 label: collective_label(c.kind, c.group),
                 value: format!(
-                    "{exposed}; {hidden} (n = {}, {} × per step = {}{bw})",
+                    "{exposed}; {hidden}{serialized} (n = {}, {} × per step = {}{bw})",
                     c.group_size,
                     c.count,
                     f::bytes(c.bytes)
