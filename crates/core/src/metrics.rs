@@ -37,9 +37,7 @@ pub fn busbw_factor(kind: Collective, n: u64) -> f64 {
     let n = n as f64;
     match kind {
         Collective::AllReduce => 2.0 * (n - 1.0) / n,
-        Collective::ReduceScatter | Collective::AllGather | Collective::AllToAll => {
-            (n - 1.0) / n
-        }
+        Collective::ReduceScatter | Collective::AllGather | Collective::AllToAll => (n - 1.0) / n,
         Collective::SendRecv => 1.0,
     }
 }

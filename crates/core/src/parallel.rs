@@ -225,7 +225,10 @@ impl ParallelSection {
             return Err(invalid(
                 file,
                 "parallel.expert",
-                format!("parallel.expert = {expert} is out of range: it must be between 1 and {}", crate::config::limits::MAX_EXPERTS),
+                format!(
+                    "parallel.expert = {expert} is out of range: it must be between 1 and {}",
+                    crate::config::limits::MAX_EXPERTS
+                ),
             ));
         }
         if expert > 1 {

@@ -512,8 +512,7 @@ fn collectives(
     ops: &[GemmOp],
     buckets: &[Bucket],
     units: &[Unit],
-    tp_points: &[(Purpose, Option<u32>, usize)],
-    moe_points: Vec<MoePoint>,
+    points: Points<'_>,
     activation_elements: u64,
     p: PlanParams,
     layout: &Layout,
@@ -540,6 +539,10 @@ fn collectives(
     // (production position, collective): sorted by position at the end
     // (a stable sort: ties keep the order they were listed in).
     let mut out: Vec<(f64, CollectiveOp)> = Vec::new();
+    let Points {
+        tp: tp_points,
+        moe: moe_points,
+    } = points;
     for m in moe_points {
         out.push((
             m.ready_after as f64 + 0.6,
@@ -689,6 +692,15 @@ fn collectives(
         }
     }
     list
+}
+
+/// Where the collectives other than buckets and FSDP's run, found while
+/// the GEMMs are listed.
+struct Points<'a> {
+    /// TP all-reduces: (purpose, layer, the GEMM they follow).
+    tp: &'a [(Purpose, Option<u32>, usize)],
+    /// Expert parallelism's all-to-alls and expert-gradient all-reduces.
+    moe: Vec<MoePoint>,
 }
 
 /// An expert-parallel collective, found while the GEMMs are listed.
@@ -1196,8 +1208,10 @@ impl StepPlan {
             &ops,
             &buckets,
             &units,
-            &tp_points,
-            moe_points,
+            Points {
+                tp: &tp_points,
+                moe: moe_points,
+            },
             t * d,
             p,
             layout,
@@ -1664,7 +1678,8 @@ mod tests {
     /// 2 token chunks, over groups of 4 ranks.
     #[test]
     fn expert_parallel_plan() {
-        let text = "experts = 4\ntop_k = 2\nrouting = \"zipf:1.2\"\nmoe_chunks = 2\n[run]\nlayers = 2\n";
+        let text =
+            "experts = 4\ntop_k = 2\nrouting = \"zipf:1.2\"\nmoe_chunks = 2\n[run]\nlayers = 2\n";
         let c = cfg(text);
         let ep = |ranks: u64, expert: u64| {
             crate::parallel::Parallel {
@@ -1684,7 +1699,9 @@ mod tests {
         let rows: u64 = p
             .ops
             .iter()
-            .filter(|o| o.kind == GemmKind::ExpertUp && o.pass == Pass::Forward && o.layer == Some(0))
+            .filter(|o| {
+                o.kind == GemmKind::ExpertUp && o.pass == Pass::Forward && o.layer == Some(0)
+            })
             .map(|o| {
                 assert_eq!(o.expert, Some(0));
                 o.m
@@ -1721,17 +1738,30 @@ mod tests {
         // The dispatch of chunk c is read by chunk c's first expert GEMM.
         for c in a2a.iter().filter(|c| c.purpose == Purpose::DispatchForward) {
             let op = &p.ops[c.needed_by.unwrap()];
-            assert_eq!((op.kind, op.chunk, op.layer), (GemmKind::ExpertUp, c.chunk, c.layer));
+            assert_eq!(
+                (op.kind, op.chunk, op.layer),
+                (GemmKind::ExpertUp, c.chunk, c.layer)
+            );
             assert_eq!(p.ops[c.ready_after.unwrap()].kind, GemmKind::Router);
         }
-        for c in a2a.iter().filter(|c| c.purpose == Purpose::DispatchBackward) {
+        for c in a2a
+            .iter()
+            .filter(|c| c.purpose == Purpose::DispatchBackward)
+        {
             let op = &p.ops[c.needed_by.unwrap()];
             assert_eq!((op.kind, op.pass), (GemmKind::OutProj, Pass::Dgrad));
         }
         // Experts' gradients are not in the buckets; with one rank per
         // expert set there is nothing to reduce them over.
-        assert!(p.buckets.iter().flat_map(|b| &b.grads).all(|&i| p.ops[i].expert.is_none()));
-        assert!(p.collectives.iter().all(|c| c.purpose != Purpose::ExpertGrad));
+        assert!(p
+            .buckets
+            .iter()
+            .flat_map(|b| &b.grads)
+            .all(|&i| p.ops[i].expert.is_none()));
+        assert!(p
+            .collectives
+            .iter()
+            .all(|c| c.purpose != Purpose::ExpertGrad));
         // 8 ranks: two copies of each expert set, one all-reduce per block
         // of the local expert's weights (up, gate and down, d × f each).
         let p8 = StepPlan::for_layout(&c, &ep(8, 4));
@@ -1752,10 +1782,18 @@ mod tests {
         labels.sort();
         labels.dedup();
         assert_eq!(labels.len(), p8.collectives.len());
-        assert!(labels.contains(&"L1.alltoall.dispatch.fwd.c1".to_string()), "{labels:?}");
+        assert!(
+            labels.contains(&"L1.alltoall.dispatch.fwd.c1".to_string()),
+            "{labels:?}"
+        );
         // Recomputation dispatches and combines again.
         let r = StepPlan::for_layout(&cfg(&format!("{text}recompute = true\n")), &ep(4, 4));
-        let count = |p: &StepPlan| p.collectives.iter().filter(|c| c.kind == Collective::AllToAll).count();
+        let count = |p: &StepPlan| {
+            p.collectives
+                .iter()
+                .filter(|c| c.kind == Collective::AllToAll)
+                .count()
+        };
         assert_eq!(count(&r), 2 * 2 * 6);
     }
 
@@ -1770,7 +1808,10 @@ mod tests {
         assert_eq!(one.model_flops(), four.model_flops());
         assert_eq!(one.allreduce_bytes(), four.allreduce_bytes());
         assert!(four.ops.len() > one.ops.len());
-        assert!(one.collectives.iter().all(|c| c.kind != Collective::AllToAll));
+        assert!(one
+            .collectives
+            .iter()
+            .all(|c| c.kind != Collective::AllToAll));
         let mut labels: Vec<String> = four.ops.iter().map(GemmOp::label).collect();
         let n = labels.len();
         labels.sort();

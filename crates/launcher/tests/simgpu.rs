@@ -411,12 +411,10 @@ fn expert_parallel_all_to_all_on_simulated_gpus() {
     require_simgpu();
     let tmp = tempfile::tempdir().unwrap();
     let config = short_quickstart(tmp.path());
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "[model]\n",
-            "[model]\nexperts = 4\ntop_k = 2\nrouting = \"zipf:1.2\"\nmoe_chunks = 2\n",
-        );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[model]\n",
+        "[model]\nexperts = 4\ntop_k = 2\nrouting = \"zipf:1.2\"\nmoe_chunks = 2\n",
+    );
     std::fs::write(&config, format!("{text}\n[parallel]\nexpert = 2\n")).unwrap();
     let _lock = TestLock::acquire();
     let out = tmp.path().join("results");

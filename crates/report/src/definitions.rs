@@ -100,7 +100,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "collective_kind",
         name: "exposed and hidden per collective kind",
-        text: "per kind of collective and group (all-reduce, all-gather, reduce-scatter on tp, dp_shard or dp_replicate): exposed = the time in the overlapped step during which that kind runs and no GEMM does (per iteration the max over ranks); hidden = 1 − exposed / the kind's comm-mode time, paired per iteration; busbw = bytes / comm-mode time × 2(n−1)/n for all-reduce, (n−1)/n for all-gather and reduce-scatter.",
+        text: "per kind of collective and group (all-reduce, all-gather, reduce-scatter, all-to-all on tp, dp_shard, dp_replicate, ep or dp_expert): exposed = the time in the overlapped step during which that kind runs and no GEMM does (per iteration the max over ranks); hidden = 1 − exposed / the kind's comm-mode time, paired per iteration; busbw = bytes / comm-mode time × 2(n−1)/n for all-reduce, (n−1)/n for all-gather, reduce-scatter and all-to-all (nccl-tests' factor; for the uneven all-to-alls of expert parallelism the bytes are each rank's whole send buffer, and the factor assumes the even 1/n of it that stays on the rank); serialized exposed = the same exposure in serialized mode. Intervals: time and exposures are medians over rounds with their 95 % intervals; busbw's interval is the time interval's ends turned into bandwidths (swapped, as bandwidth falls with time).",
     },
     Definition {
         key: "overlap_speedup",

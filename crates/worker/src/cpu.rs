@@ -118,8 +118,7 @@ impl GroupComm for LocalGroup {
         r: &mut HostBuf,
         recv_counts: &[usize],
     ) -> Result<(), BackendError> {
-        let (n, _) =
-            crate::group::check_all_to_all(1, s.len(), send_counts, r.len(), recv_counts)?;
+        let (n, _) = crate::group::check_all_to_all(1, s.len(), send_counts, r.len(), recv_counts)?;
         LocalGroup::copy(s, r, n)
     }
     fn synchronize(&self) -> Result<(), BackendError> {
@@ -611,7 +610,9 @@ impl<G: HostGroup> Communicator for CpuBackend<G> {
             };
             let peer_counts = c.peer_counts(rank);
             let send = HostBuf::filled(g, send_n, |i| match c.kind {
-                Collective::AllToAll => check::all_to_all_send_value(&peer_counts, rank, id, i as u64),
+                Collective::AllToAll => {
+                    check::all_to_all_send_value(&peer_counts, rank, id, i as u64)
+                }
                 _ => check::send_value(c.kind, size, rank, id, i as u64),
             })?;
             let recv = HostBuf::filled(g, recv_n, |_| f64::NAN)?;

@@ -4,9 +4,9 @@
 
 use mpi::collective::SystemOperation;
 use mpi::datatype::{Partition, PartitionMut};
-use mpi::Count;
 use mpi::topology::{Color, Communicator, SimpleCommunicator};
 use mpi::traits::*;
+use mpi::Count;
 
 use crate::backend::BackendError;
 use crate::group::{check_lengths, BufferIo, GroupComm};

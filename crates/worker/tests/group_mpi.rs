@@ -114,7 +114,9 @@ fn check_group(g: &MpiGroup, label: &str) {
             );
         }
         // Counts that do not match the group are an error.
-        assert!(g.all_to_all_v(&send, &counts[1..], &mut recv, &counts).is_err());
+        assert!(g
+            .all_to_all_v(&send, &counts[1..], &mut recv, &counts)
+            .is_err());
         // Short buffers and mixed dtypes are errors, not crashes.
         let mut short = buf(vec![0.0; per * n - 1]);
         assert!(g.all_gather(&send, &mut short, per).is_err());

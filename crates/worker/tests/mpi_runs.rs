@@ -357,7 +357,9 @@ fn expert_parallel_all_to_all_runs_every_mode_checked() {
         .collect();
     // 2 blocks × 2 chunks × (dispatch, combine) × (forward, backward).
     assert_eq!(a2a.len(), 16);
-    assert!(a2a.iter().any(|c| c.exchange.iter().any(|&x| x != c.exchange[0])));
+    assert!(a2a
+        .iter()
+        .any(|c| c.exchange.iter().any(|&x| x != c.exchange[0])));
     let s = run
         .summary
         .collectives
@@ -370,7 +372,11 @@ fn expert_parallel_all_to_all_runs_every_mode_checked() {
         ("time", s.time_s, s.time_s_ci95),
         ("busbw", s.busbw_gbps, s.busbw_gbps_ci95),
         ("exposed", s.exposed_s, s.exposed_s_ci95),
-        ("serialized exposed", s.serialized_exposed_s, s.serialized_exposed_s_ci95),
+        (
+            "serialized exposed",
+            s.serialized_exposed_s,
+            s.serialized_exposed_s_ci95,
+        ),
         ("hidden", s.hidden_fraction, s.hidden_fraction_ci95),
     ] {
         let (v, [lo, hi]) = (v.expect(what), ci.expect(what));
@@ -385,7 +391,12 @@ fn expert_parallel_all_to_all_runs_every_mode_checked() {
         .iter()
         .map(|s| s.name.as_str())
         .collect();
-    assert!(names.iter().any(|n| n.contains(".alltoall.dispatch.fwd.c1")), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains(".alltoall.dispatch.fwd.c1")),
+        "{names:?}"
+    );
 }
 
 #[test]
