@@ -1,4 +1,4 @@
-//! `mfubench accept`: the staged acceptance suite — device, node, link,
+//! `mfubench accept`: the staged acceptance suite — config, device, node, link,
 //! sweep and step stages in one MPI job (`mfubench-worker --accept`), then
 //! the suite's report (tables, link matrix, sweep table), one verdict line
 //! per finding and a last line naming every bad component.
@@ -8,6 +8,12 @@
 //! table with this command's flags applied, checked here before anything
 //! starts and forwarded to the ranks.
 //!
+//! When a rule failed, the nodes to drain ([`bad_nodes`]) go to
+//! `bad_nodes.txt` (one Slurm hostlist) and `bad_nodes_reasons.txt` (one
+//! line per node), and `--on-bad CMD` runs once with `{nodes}` and
+//! `{reason}` filled in (printed first; never on a PASS or a dry run; its
+//! failure is reported and does not change the exit code).
+//!
 //! Exit codes: 0 every rule passed; 1 a rule failed (or was INCONCLUSIVE
 //! without `--allow-inconclusive`); 2 usage or config error; 3 the job
 //! failed or timed out; 130 interrupted (the finished stages are in
@@ -16,7 +22,12 @@
 use anyhow::Result;
 use clap::Args;
 
-use mfubench_core::accept::{exit_code, parse_bytes, parse_stages, AcceptOverrides, Stage};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mfubench_core::accept::{
+    bad_nodes, exit_code, parse_bytes, parse_stages, AcceptOverrides, BadNode, Stage,
+};
 use mfubench_core::config::parse_config;
 
 use crate::args::AcceptFractionArgs;
@@ -30,7 +41,7 @@ use crate::run_cmd::{launch, report, Launched, RunArgs};
                         error, 3 run failed or timed out, 130 interrupted."
 )]
 pub struct AcceptArgs {
-    /// Stages to run, comma-separated: device, node, link, sweep, step
+    /// Stages to run, comma-separated: config, device, node, link, sweep, step
     /// (default: accept.stages of the config, else all).
     #[arg(long, value_name = "LIST")]
     pub stages: Option<String>,
@@ -46,6 +57,14 @@ pub struct AcceptArgs {
     /// The device, node and link thresholds.
     #[command(flatten)]
     pub fractions: AcceptFractionArgs,
+    /// A shell command run once at the end when a rule failed, e.g.
+    /// `scontrol update nodename={nodes} state=drain reason="{reason}"`:
+    /// {nodes} is the failed nodes' hostlist (as in bad_nodes.txt),
+    /// {reason} a one-line summary (letters, digits and `_.,:;/%+=()-`
+    /// only, so it is safe inside quotes). Printed before it runs; never
+    /// run on a PASS or a dry run.
+    #[arg(long, value_name = "CMD")]
+    pub on_bad: Option<String>,
     /// Everything `mfubench run` takes: CONFIG, --np, --hosts, --hostfile,
     /// --backend, --out, --run-id, --timeout, --launcher, --dry-run, -- ARGS.
     #[command(flatten)]
@@ -66,6 +85,11 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
         ..Default::default()
     });
     // Bad settings are found here, before any rank starts.
+    if args.on_bad.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        return Err(usage(
+            "--on-bad: the command is empty; give a shell command such as 'scontrol update nodename={nodes} state=drain reason=\"{reason}\"'",
+        ));
+    }
     let cfg = &args.run.config;
     let text = crate::run_cmd::read_config(cfg)?;
     let config = parse_config(&text, cfg).map_err(|e| usage(e.to_string()))?;
@@ -95,9 +119,164 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
     }
     let out = mfubench_report::suite::render(&rec, Some(&settings));
     print!("{}", out.text);
+    let bad = bad_nodes(&out.findings);
+    if !bad.is_empty() {
+        let nodes = write_bad_nodes(&run_dir, &bad)?;
+        println!(
+            "bad nodes: {nodes} ({}; reasons in {})",
+            mfubench_report::suite::BAD_NODES_FILE,
+            mfubench_report::suite::BAD_NODES_REASONS_FILE
+        );
+        if let Some(template) = &args.on_bad {
+            let reason = reason_line(&rec.run_id, &bad);
+            run_on_bad(&on_bad_command(template, &nodes, &reason));
+        }
+    }
     println!("results: {}", run_dir.display());
     // One mapping of verdicts to exit codes (core::verdict::exit_code); the
     // worse of the suite's and the step's (3 > 1 > 0).
     let suite_code = exit_code(&out.findings, rec.complete, false, allow_inconclusive);
     Ok(suite_code.max(step_code))
+}
+
+/// Writes bad_nodes.txt and bad_nodes_reasons.txt (atomically) and returns
+/// the hostlist.
+fn write_bad_nodes(run_dir: &Path, bad: &[BadNode]) -> Result<String> {
+    let hosts: Vec<String> = bad.iter().map(|b| b.host.clone()).collect();
+    let nodes = crate::run_cmd::hostlist::compress(&hosts);
+    let reasons: String = bad
+        .iter()
+        .map(|b| format!("{}: {}\n", b.host, b.reasons.join("; ")))
+        .collect();
+    for (name, text) in [
+        (mfubench_report::suite::BAD_NODES_FILE, format!("{nodes}\n")),
+        (mfubench_report::suite::BAD_NODES_REASONS_FILE, reasons),
+    ] {
+        let p = run_dir.join(name);
+        mfubench_report::fsutil::write_atomic(&p, text.as_bytes())
+            .map_err(|e| run_failed(format!("cannot write {}: {e}", p.display())))?;
+    }
+    Ok(nodes)
+}
+
+/// The one-line reason for `--on-bad`: the run and the failed rules, with
+/// every character outside letters, digits and `_.,:;/%+=()-` replaced by a
+/// space, so that it cannot end a quoted shell word or start an expansion.
+fn reason_line(run_id: &str, bad: &[BadNode]) -> String {
+    let mut rules: Vec<&str> = bad
+        .iter()
+        .flat_map(|b| &b.reasons)
+        .filter_map(|r| r.split(':').next())
+        .collect();
+    rules.dedup();
+    let mut seen = Vec::new();
+    rules.retain(|r| {
+        let fresh = !seen.contains(r);
+        seen.push(*r);
+        fresh
+    });
+    let text = format!("mfubench accept {run_id}: {}", rules.join(", "));
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " _.,:;/%+=()-".contains(c) {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect()
+}
+
+/// `template` with `{nodes}` and `{reason}` filled in.
+fn on_bad_command(template: &str, nodes: &str, reason: &str) -> String {
+    template
+        .replace("{nodes}", nodes)
+        .replace("{reason}", reason)
+}
+
+/// Most time `--on-bad` may take before it is killed: a drain command
+/// that hangs must not hang the acceptance run.
+const ON_BAD_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `command` with `sh -c`, printing it first and its outcome after.
+fn run_on_bad(command: &str) {
+    println!("on-bad: running: {command}");
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mfubench: warning: --on-bad could not start sh: {e}");
+            return;
+        }
+    };
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => {
+                println!("on-bad: done");
+                return;
+            }
+            Ok(Some(status)) => {
+                eprintln!("mfubench: warning: --on-bad exited with {status}; the nodes are listed in bad_nodes.txt");
+                return;
+            }
+            Ok(None) if start.elapsed() >= ON_BAD_LIMIT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!(
+                    "mfubench: warning: --on-bad did not finish within {} s and was killed; the nodes are listed in bad_nodes.txt",
+                    ON_BAD_LIMIT.as_secs()
+                );
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => {
+                eprintln!("mfubench: warning: --on-bad: {e}");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_bad_fills_in_the_nodes_and_a_safe_reason() {
+        let bad = vec![
+            BadNode {
+                host: "n01".into(),
+                reasons: vec!["node_links: node n01: 0.1 GB/s < 50 % of \"best\" $(x)".into()],
+            },
+            BadNode {
+                host: "n02".into(),
+                reasons: vec![
+                    "link_bandwidth: link n02 <-> n03: slow".into(),
+                    "node_links: node n02: slow".into(),
+                ],
+            },
+        ];
+        let reason = reason_line("r-1", &bad);
+        assert_eq!(reason, "mfubench accept r-1: node_links, link_bandwidth");
+        let cmd = on_bad_command(
+            "scontrol update nodename={nodes} state=drain reason=\"{reason}\"",
+            "n[01-02]",
+            &reason,
+        );
+        assert_eq!(
+            cmd,
+            "scontrol update nodename=n[01-02] state=drain reason=\"mfubench accept r-1: node_links, link_bandwidth\""
+        );
+        // Quotes, $ and backticks never reach the shell from a run id.
+        let r = reason_line("a\"$(rm)`x`", &bad);
+        assert!(
+            !r.contains('"') && !r.contains('$') && !r.contains('`'),
+            "{r}"
+        );
+    }
 }

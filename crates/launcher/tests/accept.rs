@@ -383,7 +383,10 @@ fn accept_on_three_hosts(
     out: &std::path::Path,
     config: &std::path::Path,
 ) -> Finished {
-    run(&mut accept_on_three_hosts_cmd(run_id, out, config), LIMIT)
+    run(
+        &mut accept_on_three_hosts_cmd(run_id, out, config, "link,sweep", &[]),
+        LIMIT,
+    )
 }
 
 /// The `mfubench accept` command of [`accept_on_three_hosts`].
@@ -391,6 +394,8 @@ fn accept_on_three_hosts_cmd(
     run_id: &str,
     out: &std::path::Path,
     config: &std::path::Path,
+    stages: &str,
+    flags: &[&str],
 ) -> Command {
     let f = run(
         Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
@@ -403,7 +408,7 @@ fn accept_on_three_hosts_cmd(
         "accept",
         config.to_str().expect("utf-8"),
         "--stages",
-        "link,sweep",
+        stages,
         "--np",
         "3",
         "--hosts",
@@ -414,8 +419,9 @@ fn accept_on_three_hosts_cmd(
         run_id,
         "--timeout",
         "240",
-        "--",
     ])
+    .args(flags)
+    .arg("--")
     .args(&extra);
     cmd
 }
@@ -449,9 +455,33 @@ fn link_stage_names_the_rate_limited_host() {
     let cfg = tmp.path().join("accept-links.toml");
     std::fs::write(&cfg, toml::to_string(&t).expect("toml")).expect("write config");
 
-    // Healthy: PASS.
-    let f = accept_on_three_hosts("healthy", &out, &cfg);
+    // Healthy: PASS; --on-bad is not run and no node is listed.
+    let ran = tmp.path().join("on-bad.txt");
+    let on_bad = format!("echo {{nodes}} \"{{reason}}\" > {}", ran.display());
+    // The config stage finds the three namespace hosts alike.
+    let mut cmd = accept_on_three_hosts_cmd(
+        "healthy",
+        &out,
+        &cfg,
+        "config,link,sweep",
+        &["--on-bad", &on_bad],
+    );
+    let f = run(&mut cmd, LIMIT);
     assert_eq!(f.code(), 0, "{f:?}");
+    assert!(!ran.exists() && !out.join("healthy/bad_nodes.txt").exists());
+    assert!(f.stdout.contains("Config stage: 3 node(s)"), "{}", f.stdout);
+    let j = read_json(&out.join("healthy/accept.json"));
+    let hosts: Vec<&str> = j["config"]["nodes"]
+        .as_array()
+        .expect("config.nodes")
+        .iter()
+        .map(|n| n["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["hostA", "hostB", "hostC"]);
+    assert_eq!(
+        j["config"]["nodes"][2]["facts"]["nic.eth0.mtu"], "1500",
+        "{j:#}"
+    );
     assert!(f.stdout.contains("accept: PASS"), "{}", f.stdout);
     let j = read_json(&out.join("healthy/accept.json"));
     assert_eq!(j["link"]["schedule"], "tournament");
@@ -466,8 +496,22 @@ fn link_stage_names_the_rate_limited_host() {
         Duration::from_secs(30),
     );
     assert_eq!(tc.code(), 0, "{tc:?}");
-    let f = accept_on_three_hosts("slow", &out, &cfg);
+    let mut cmd =
+        accept_on_three_hosts_cmd("slow", &out, &cfg, "link,sweep", &["--on-bad", &on_bad]);
+    let f = run(&mut cmd, LIMIT);
     assert_eq!(f.code(), 1, "{f:?}");
+    // The operator's outputs: hostC alone (its links are explained by
+    // it), the reasons, and the drain command run once with both filled in.
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    assert_eq!(read(&out.join("slow/bad_nodes.txt")), "hostC\n");
+    assert!(read(&out.join("slow/bad_nodes_reasons.txt"))
+        .starts_with("hostC: node_links: node hostC: "));
+    assert_eq!(read(&ran), "hostC mfubench accept slow: node_links\n");
+    assert!(
+        f.stdout.contains("on-bad: running: echo hostC"),
+        "{}",
+        f.stdout
+    );
     // The report re-judges with other thresholds: 0.1 % of the reference
     // passes even the limited links (100 Mbit/s is 1 % of a 1.25 GB/s
     // veth, too close to the line).
@@ -537,6 +581,27 @@ fn link_stage_names_the_rate_limited_host() {
         "{}",
         f.stdout
     );
+
+    // Configuration drift: hostC's NIC with another MTU than the others'
+    // is named by the config stage, field and values, and drained.
+    let mtu = run(
+        Command::new("ip").args([
+            "netns", "exec", "hostC", "ip", "link", "set", "dev", "eth0", "mtu", "1400",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(mtu.code(), 0, "{mtu:?}");
+    let mut cmd = accept_on_three_hosts_cmd("drift", &out, &cfg, "config", &[]);
+    let f = run(&mut cmd, LIMIT);
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(
+        f.stdout.contains(
+            "config_drift    node hostC: nic.eth0.mtu = 1400 (the majority: 1500, on 2 of 3 nodes)"
+        ),
+        "{}",
+        f.stdout
+    );
+    assert_eq!(read(&out.join("drift/bad_nodes.txt")), "hostC\n");
 }
 
 /// `--min-device-fraction 90%` is 0.9 on `accept` as on `report` and `run`'s

@@ -21,6 +21,13 @@ use crate::error::ReportError;
 /// File name of the suite's results in a run directory.
 pub const ACCEPT_FILE: &str = "accept.json";
 
+/// File name of the failed nodes' hostlist (one line, Slurm syntax), in
+/// the run directory when a finding failed.
+pub const BAD_NODES_FILE: &str = "bad_nodes.txt";
+
+/// File name of the failed nodes' reasons, one line per node.
+pub const BAD_NODES_REASONS_FILE: &str = "bad_nodes_reasons.txt";
+
 /// Resolves a run directory or an accept.json path to accept.json, if there
 /// is one (None for a directory without it).
 pub fn accept_path(path: &Path) -> Option<PathBuf> {
@@ -105,6 +112,16 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
             " — INCOMPLETE (the run stopped; finished stages are shown)".into()
         }
     );
+    if let Some(c) = &rec.config {
+        let fields: std::collections::BTreeSet<&String> =
+            c.nodes.iter().flat_map(|n| n.facts.keys()).collect();
+        let _ = writeln!(
+            t,
+            "\nConfig stage: {} node(s), {} field(s) compared with the majority (accept.json: config.nodes)",
+            c.nodes.len(),
+            fields.len()
+        );
+    }
     if let Some(d) = &rec.device {
         let med = stats::median(&d.devices.iter().map(|x| x.tflops).collect::<Vec<_>>())
             .unwrap_or(f64::NAN);
@@ -333,6 +350,7 @@ mod tests {
             hosts: vec!["h0".into(), "h1".into()],
             settings: AcceptSettings::default(),
             stages: vec![Stage::Device],
+            config: None,
             device: Some(DeviceStage {
                 flops_per_step: 1e12,
                 iterations: 1,
@@ -397,6 +415,7 @@ mod tests {
             hosts: hosts.clone(),
             settings: AcceptSettings::default(),
             stages: vec![Stage::Link, Stage::Sweep],
+            config: None,
             device: None,
             node: None,
             link: Some(LinkStage {

@@ -2,6 +2,8 @@
 //! stages of [`mfubench_core::accept`] in one MPI job, each on its own
 //! communicator, with `accept.json` written by rank 0 after every stage.
 //!
+//! - **config**: the first rank of every node reports what the node is
+//!   made of ([`crate::node_facts`]); rank 0 gathers the reports.
 //! - **device**: every rank runs the plan's GEMMs alone (compute-mode steps
 //!   through the schedule, on the run's backend) at the same time;
 //!   per-rank TFLOP/s, against the median and the device's peak.
@@ -49,9 +51,9 @@ use mpi::topology::{Color, Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
 use mfubench_core::accept::{
-    evaluate, link_schedule, AcceptRecord, AcceptSettings, Collective, DeviceResult, DeviceStage,
-    GpuTelemetry, LinkStage, NodeResult, NodeStage, PairResult, RankGpu, Stage, StepStage,
-    SweepRow, SweepStage, SweepTable, XidWatch, ACCEPT_SCHEMA_VERSION,
+    evaluate, link_schedule, AcceptRecord, AcceptSettings, Collective, ConfigStage, DeviceResult,
+    DeviceStage, GpuTelemetry, LinkStage, NodeFacts, NodeResult, NodeStage, PairResult, RankGpu,
+    Stage, StepStage, SweepRow, SweepStage, SweepTable, XidWatch, ACCEPT_SCHEMA_VERSION,
 };
 use mfubench_core::check;
 use mfubench_core::config::{BackendKind, Config, Mode};
@@ -458,6 +460,7 @@ impl<'r, K: Platform> Suite<'r, K> {
             hosts,
             stages: settings.stages.clone(),
             settings,
+            config: None,
             device: None,
             node: None,
             link: None,
@@ -506,6 +509,7 @@ impl<'r, K: Platform> Suite<'r, K> {
                 crate::say!("mfubench-worker: accept: {stage} stage");
             }
             let done = match stage {
+                Stage::Config => self.config_stage(),
                 Stage::Device => self.device()?,
                 Stage::Node => self.node(),
                 Stage::Link => self.link(),
@@ -586,6 +590,19 @@ impl<'r, K: Platform> Suite<'r, K> {
             Ok(())
         };
         self.rank.agree(written)
+    }
+
+    /// Every node's facts, from its first rank, gathered on rank 0.
+    fn config_stage(&mut self) -> Result<(), BackendError> {
+        let r = self.rank;
+        let mine = self.leaders.as_ref().map(|_| NodeFacts {
+            host: r.host.clone(),
+            facts: crate::node_facts::collect(r.ranks_on_host),
+        });
+        if let Some(nodes) = gather_json(r, &self.config, &r.world, mine.as_ref()) {
+            self.record.config = Some(ConfigStage { nodes });
+        }
+        Ok(())
     }
 
     fn device(&mut self) -> Result<Result<(), BackendError>, Exit> {

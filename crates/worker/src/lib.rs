@@ -38,6 +38,7 @@ pub mod executor;
 pub mod group;
 pub mod host_buf;
 pub mod mpi_comm;
+pub mod node_facts;
 pub mod output;
 pub mod platform;
 pub mod progress;

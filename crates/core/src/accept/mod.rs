@@ -52,6 +52,7 @@ pub(crate) mod test_support {
             hosts: vec!["a".into(), "b".into(), "c".into()],
             settings: AcceptSettings::default(),
             stages: vec![Stage::Link],
+            config: None,
             device: None,
             node: None,
             link: None,

@@ -76,6 +76,25 @@ pub struct Finding {
     pub message: String,
 }
 
+/// Config stage: what every node is made of, each compared with the
+/// majority of nodes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigStage {
+    /// One entry per node, reported by its first rank, in node order.
+    pub nodes: Vec<NodeFacts>,
+}
+
+/// One node's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeFacts {
+    /// Host name.
+    pub host: String,
+    /// Field → value (`kernel`, `cpu.model`, `cpu.governor`,
+    /// `nic.eth0.mtu`, `mpi.library`, …); a field the node could not
+    /// read is absent.
+    pub facts: std::collections::BTreeMap<String, String>,
+}
+
 /// One CPU telemetry reading of a rank (the CPU backend's "telemetry with
 /// reasons"): clock and temperature where the host exposes them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -805,6 +824,9 @@ pub struct AcceptRecord {
     pub settings: AcceptSettings,
     /// Stages requested, in run order.
     pub stages: Vec<Stage>,
+    /// Config stage, once it ran (absent in files written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigStage>,
     /// Device stage, once it ran.
     #[serde(default)]
     pub device: Option<DeviceStage>,

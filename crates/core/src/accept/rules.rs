@@ -21,6 +21,7 @@ pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
     for stage in Stage::ALL {
         let requested = r.stages.contains(&stage);
         let present = match stage {
+            Stage::Config => r.config.is_some(),
             Stage::Device => r.device.is_some(),
             Stage::Node => r.node.is_some(),
             Stage::Link => r.link.is_some(),
@@ -54,6 +55,7 @@ pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
             continue;
         }
         match stage {
+            Stage::Config => config_rule(r.config.as_ref().expect("present"), &mut out),
             Stage::Device => device_rule(r.device.as_ref().expect("present"), s, &mut out),
             Stage::Node => node_rule(r.node.as_ref().expect("present"), s, &r.gpus, &mut out),
             Stage::Link => link_rules(r.link.as_ref().expect("present"), s, &mut out),
@@ -570,10 +572,277 @@ pub fn bad_components(findings: &[Finding]) -> Vec<String> {
     out
 }
 
+/// Value of a field a node did not report, in the comparison.
+const ABSENT: &str = "(absent)";
+
+/// The config stage's rule, `config_drift`: for every field any node
+/// reported, the value most nodes have; a node with another value (or
+/// none) is a FAIL naming the node, the field, its value and the
+/// majority's. A field without a strict majority (two nodes that differ,
+/// three values on four nodes) is INCONCLUSIVE: nothing says which node is
+/// right. One node: SKIPPED (nothing to compare with).
+fn config_rule(c: &ConfigStage, out: &mut Vec<Finding>) {
+    let finding = |status, component, message: String| Finding {
+        stage: Stage::Config,
+        rule: "config_drift".into(),
+        status,
+        component,
+        message,
+    };
+    let n = c.nodes.len();
+    if n < 2 {
+        out.push(finding(
+            Status::Skipped,
+            None,
+            format!("{n} node: no other node to compare its configuration with"),
+        ));
+        return;
+    }
+    let fields: std::collections::BTreeSet<&String> =
+        c.nodes.iter().flat_map(|x| x.facts.keys()).collect();
+    let before = out.len();
+    for field in &fields {
+        fn value<'a>(x: &'a NodeFacts, field: &str) -> &'a str {
+            x.facts.get(field).map_or(ABSENT, String::as_str)
+        }
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for x in &c.nodes {
+            *counts.entry(value(x, field)).or_default() += 1;
+        }
+        let (top, k) = counts
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(v, k)| (*v, *k))
+            .expect("at least one node");
+        if k == n {
+            continue;
+        }
+        if 2 * k <= n {
+            let spread: Vec<String> = counts.iter().map(|(v, k)| format!("{v} on {k}")).collect();
+            out.push(finding(
+                Status::Inconclusive,
+                None,
+                format!(
+                    "{field}: no value is held by most of the {n} nodes ({}), so none is the reference",
+                    spread.join(", ")
+                ),
+            ));
+            continue;
+        }
+        for x in c.nodes.iter().filter(|x| value(x, field) != top) {
+            out.push(finding(
+                Status::Fail,
+                Some(Component::Node {
+                    host: x.host.clone(),
+                }),
+                format!(
+                    "{field} = {} (the majority: {top}, on {k} of {n} nodes)",
+                    value(x, field)
+                ),
+            ));
+        }
+    }
+    if out.len() == before {
+        out.push(finding(
+            Status::Pass,
+            None,
+            format!("all {n} nodes agree on {} fields", fields.len()),
+        ));
+    }
+}
+
+/// A node for the operator to drain, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadNode {
+    /// Host name.
+    pub host: String,
+    /// One line per failed finding that names it: `rule: component:
+    /// message`.
+    pub reasons: Vec<String>,
+}
+
+/// The nodes the failed findings put in doubt, for `bad_nodes.txt`, in
+/// finding order: the host of a failed device, a failed node, and both
+/// ends of a failed link unless one of them is named already by a device
+/// or node finding (then the link is explained by that node: a slow node
+/// makes every link to it slow). Checking a link alone cannot tell which
+/// end is at fault, so it drains both.
+pub fn bad_nodes(findings: &[Finding]) -> Vec<BadNode> {
+    let failed: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.status == Status::Fail)
+        .collect();
+    let named: Vec<&str> = failed
+        .iter()
+        .filter_map(|f| match &f.component {
+            Some(Component::Device { host, .. } | Component::Node { host }) => Some(host.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut out: Vec<BadNode> = Vec::new();
+    let mut add = |host: &str, f: &Finding| {
+        let c = f
+            .component
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let reason = format!("{}: {c}: {}", f.rule, f.message);
+        match out.iter_mut().find(|b| b.host == host) {
+            Some(b) => b.reasons.push(reason),
+            None => out.push(BadNode {
+                host: host.to_string(),
+                reasons: vec![reason],
+            }),
+        }
+    };
+    for f in &failed {
+        match &f.component {
+            Some(Component::Device { host, .. } | Component::Node { host }) => add(host, f),
+            Some(Component::Link { a, b })
+                if !named.contains(&a.as_str()) && !named.contains(&b.as_str()) =>
+            {
+                add(a, f);
+                add(b, f);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::accept::test_support::{link, record};
+
+    #[test]
+    fn config_drift_names_the_node_and_field_against_the_majority() {
+        let node = |host: &str, facts: &[(&str, &str)]| NodeFacts {
+            host: host.into(),
+            facts: facts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let mut r = record();
+        r.stages = vec![Stage::Config];
+        let std = [("kernel", "6.1"), ("nic.eth0.mtu", "1500")];
+        r.config = Some(ConfigStage {
+            nodes: vec![
+                node("a", &std),
+                node("b", &std),
+                node("c", &[("kernel", "6.1"), ("nic.eth0.mtu", "1400")]),
+                node("d", &[("nic.eth0.mtu", "1500")]),
+            ],
+        });
+        let f: Vec<Finding> = evaluate(&r, &r.settings)
+            .into_iter()
+            .filter(|f| f.stage == Stage::Config)
+            .collect();
+        let lines: Vec<(Status, String, String)> = f
+            .iter()
+            .map(|f| {
+                (
+                    f.status,
+                    f.component
+                        .as_ref()
+                        .map(|c| c.to_string())
+                        .unwrap_or_default(),
+                    f.message.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (
+                    Status::Fail,
+                    "node d".to_string(),
+                    "kernel = (absent) (the majority: 6.1, on 3 of 4 nodes)".to_string()
+                ),
+                (
+                    Status::Fail,
+                    "node c".to_string(),
+                    "nic.eth0.mtu = 1400 (the majority: 1500, on 3 of 4 nodes)".to_string()
+                ),
+            ]
+        );
+        let hosts: Vec<String> = bad_nodes(&f).into_iter().map(|b| b.host).collect();
+        assert_eq!(hosts, ["d", "c"]);
+        // Agreement: one PASS; two nodes that differ: INCONCLUSIVE; one node: SKIPPED.
+        r.config = Some(ConfigStage {
+            nodes: vec![node("a", &std), node("b", &std)],
+        });
+        let f = evaluate(&r, &r.settings);
+        assert!(f.iter().any(|f| f.stage == Stage::Config
+            && f.status == Status::Pass
+            && f.message == "all 2 nodes agree on 2 fields"));
+        r.config = Some(ConfigStage {
+            nodes: vec![
+                node("a", &std),
+                node("c", &[("kernel", "6.1"), ("nic.eth0.mtu", "1400")]),
+            ],
+        });
+        let f = evaluate(&r, &r.settings);
+        let c: Vec<&Finding> = f.iter().filter(|f| f.stage == Stage::Config).collect();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].status, Status::Inconclusive);
+        assert!(
+            c[0].message.starts_with("nic.eth0.mtu: no value"),
+            "{}",
+            c[0].message
+        );
+        r.config = Some(ConfigStage {
+            nodes: vec![node("a", &std)],
+        });
+        let f = evaluate(&r, &r.settings);
+        assert!(f
+            .iter()
+            .any(|f| f.stage == Stage::Config && f.status == Status::Skipped));
+    }
+
+    #[test]
+    fn bad_nodes_are_the_named_hosts_and_unexplained_links_ends() {
+        let fail = |component, rule: &str| Finding {
+            stage: Stage::Link,
+            rule: rule.into(),
+            status: Status::Fail,
+            component: Some(component),
+            message: "slow".into(),
+        };
+        let link = |a: &str, b: &str| Component::Link {
+            a: a.into(),
+            b: b.into(),
+        };
+        let node = |h: &str| Component::Node { host: h.into() };
+        // h2 is slow: its links are explained by it.
+        let f = vec![
+            fail(link("h0", "h2"), "link_bandwidth"),
+            fail(link("h1", "h2"), "link_bandwidth"),
+            fail(node("h2"), "node_links"),
+        ];
+        let bad = bad_nodes(&f);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].host, "h2");
+        assert_eq!(bad[0].reasons, ["node_links: node h2: slow"]);
+        // A link alone: both ends; a device adds its host once.
+        let mut f = vec![fail(link("h3", "h4"), "link_bandwidth")];
+        f.push(fail(
+            Component::Device {
+                rank: 9,
+                host: "h5".into(),
+                local_rank: 1,
+            },
+            "device_rate",
+        ));
+        f.push(Finding {
+            status: Status::Pass,
+            ..fail(node("h6"), "node_busbw")
+        });
+        let hosts: Vec<String> = bad_nodes(&f).into_iter().map(|b| b.host).collect();
+        assert_eq!(hosts, ["h3", "h4", "h5"]);
+        assert!(bad_nodes(&[]).is_empty());
+    }
 
     #[test]
     fn slow_host_names_its_links_then_the_host() {
@@ -598,7 +867,7 @@ mod tests {
         r.link = Some(link(&[(0, 1, 1.0), (0, 2, 0.95), (1, 2, 0.9)], 3));
         let f = evaluate(&r, &r.settings);
         assert_eq!(overall(&f, true), Status::Pass, "{f:#?}");
-        assert_eq!(f.iter().filter(|x| x.status == Status::Skipped).count(), 4);
+        assert_eq!(f.iter().filter(|x| x.status == Status::Skipped).count(), 5);
         // 0.79 of the reference fails at 0.8, a single link: no node named.
         r.link = Some(link(&[(0, 1, 1.0), (0, 2, 0.79), (1, 2, 1.0)], 3));
         let f = evaluate(&r, &r.settings);

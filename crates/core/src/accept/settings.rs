@@ -11,6 +11,8 @@ use crate::metrics::Collective;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
+    /// Every node's configuration against the majority's (seconds).
+    Config,
     /// GEMMs alone on every device at once: per-device TFLOP/s.
     Device,
     /// All-reduce inside each node: per-node bus bandwidth.
@@ -25,7 +27,8 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in run order.
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
+        Stage::Config,
         Stage::Device,
         Stage::Node,
         Stage::Link,
@@ -36,6 +39,7 @@ impl Stage {
     /// The stage's name as written in configs and on the command line.
     pub fn name(self) -> &'static str {
         match self {
+            Stage::Config => "config",
             Stage::Device => "device",
             Stage::Node => "node",
             Stage::Link => "link",
@@ -72,7 +76,7 @@ pub fn parse_stages(list: &str) -> Result<Vec<Stage>, String> {
         }
     }
     if out.is_empty() {
-        return Err("no stage given; stages are device, node, link, sweep, step".into());
+        return Err("no stage given; stages are config, device, node, link, sweep, step".into());
     }
     out.sort();
     Ok(out)
@@ -178,7 +182,7 @@ impl AcceptSettings {
         if self.stages.is_empty() {
             return Err(err(
                 "stages",
-                "accept.stages is empty; list one or more of \"device\", \"node\", \"link\", \"sweep\", \"step\"".into(),
+                "accept.stages is empty; list one or more of \"config\", \"device\", \"node\", \"link\", \"sweep\", \"step\"".into(),
             ));
         }
         if self.max_pair_nodes < 2 {

@@ -158,6 +158,63 @@ pub fn expand(list: &str) -> Result<Vec<String>, HostlistError> {
     Ok(out)
 }
 
+/// The shortest-form hostlist of `hosts` that [`expand`] turns back into
+/// the same set (sorted, each once), as `scontrol show hostlist` writes
+/// it: names that differ only in a trailing number share brackets
+/// (`gpu-node[01-04,07]`); a range keeps the width of its lower bound, as
+/// [`expand`] reads it (`n[08-10]`, `n[1-10]`). Names without a trailing
+/// number are listed as they are.
+pub fn compress(hosts: &[String]) -> String {
+    use std::collections::BTreeMap;
+    // prefix → (number, its text); names without a number as they are.
+    let mut groups: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    let mut plain: Vec<String> = Vec::new();
+    for h in hosts {
+        let digits = h.len() - h.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (prefix, num) = h.split_at(h.len() - digits);
+        match num.parse::<u64>() {
+            Ok(v) if digits > 0 && digits <= 18 => groups
+                .entry(prefix.to_string())
+                .or_default()
+                .push((v, num.to_string())),
+            _ => plain.push(h.clone()),
+        }
+    }
+    plain.sort();
+    plain.dedup();
+    let mut out: Vec<String> = plain;
+    for (prefix, mut nums) in groups {
+        nums.sort();
+        nums.dedup();
+        if let [(_, only)] = nums.as_slice() {
+            out.push(format!("{prefix}{only}"));
+            continue;
+        }
+        // A range `lo-hi` expands with lo's width: it takes the next
+        // number while that one is written at that width.
+        let mut parts: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < nums.len() {
+            let width = nums[i].1.len();
+            let mut j = i;
+            while j + 1 < nums.len()
+                && nums[j + 1].0 == nums[j].0 + 1
+                && nums[j + 1].1 == format!("{:0width$}", nums[j + 1].0)
+            {
+                j += 1;
+            }
+            parts.push(if i == j {
+                nums[i].1.clone()
+            } else {
+                format!("{}-{}", nums[i].1, nums[j].1)
+            });
+            i = j + 1;
+        }
+        out.push(format!("{prefix}[{}]", parts.join(",")));
+    }
+    out.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +267,31 @@ mod tests {
             "a[0-9999]b[0-9999]",
         ] {
             assert!(expand(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn compress_is_the_inverse_of_expand() {
+        let c = |v: &[&str]| compress(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            c(&["gpu-node01", "gpu-node02", "gpu-node03", "gpu-node07"]),
+            "gpu-node[01-03,07]"
+        );
+        assert_eq!(c(&["hostC"]), "hostC");
+        assert_eq!(c(&["n3", "n1", "n2", "n10", "n3"]), "n[1-3,10]");
+        assert_eq!(c(&["a1", "b2"]), "a1,b2");
+        assert_eq!(c(&["login", "n08", "n09", "n10"]), "login,n[08-10]");
+        assert_eq!(c(&[]), "");
+        for hosts in [
+            vec!["node001", "node002", "node010", "node100", "x", "node9"],
+            vec!["rack1-gpu01", "rack1-gpu02", "rack2-gpu01"],
+        ] {
+            let hosts: Vec<String> = hosts.into_iter().map(String::from).collect();
+            let mut want = hosts.clone();
+            want.sort();
+            let mut back = expand(&compress(&hosts)).unwrap();
+            back.sort();
+            assert_eq!(back, want, "{}", compress(&hosts));
         }
     }
 }

@@ -1,0 +1,234 @@
+//! What a node is made of, for the acceptance suite's config stage
+//! ([`mfubench_core::accept::ConfigStage`]): facts that should be the same
+//! on every node of a fleet (Imbue's "golden configuration"), read from
+//! /proc and /sys on any backend.
+//!
+//! Pure parsers of the files' text, with known answers in the tests, and
+//! one I/O function ([`collect`]). The NIC list comes from /proc/net/dev
+//! and each NIC's MTU from the `SIOCGIFMTU` ioctl on a socket of this
+//! process: both answer for the network namespace the rank runs in, where
+//! /sys/class/net may show another namespace's interfaces (a sysfs mount
+//! belongs to the namespace that mounted it). Facts that vary on a healthy
+//! node (clock, load, temperature) are left out: they would flag every
+//! node.
+
+use std::collections::BTreeMap;
+
+/// `model name` of the first processor in /proc/cpuinfo.
+pub fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// Logical CPUs in /proc/cpuinfo (its `processor` lines).
+pub fn cpu_count(cpuinfo: &str) -> usize {
+    cpuinfo
+        .lines()
+        .filter(|l| l.split(':').next().map(str::trim) == Some("processor"))
+        .count()
+}
+
+/// `MemTotal` of /proc/meminfo in whole GiB (rounded to the nearest, so
+/// that firmware reserving a few MiB more on one node is not a drift).
+pub fn mem_total_gib(meminfo: &str) -> Option<u64> {
+    let kib: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((kib + (1 << 19)) >> 20)
+}
+
+/// The selected mode of a `[bracketed]` sysfs choice list, e.g.
+/// `always [madvise] never` → `madvise`.
+pub fn selected(choices: &str) -> Option<String> {
+    let start = choices.find('[')?;
+    let end = choices[start..].find(']')? + start;
+    Some(choices[start + 1..end].to_string())
+}
+
+/// Network interfaces of /proc/net/dev except the loopback, sorted.
+pub fn net_devices(proc_net_dev: &str) -> Vec<String> {
+    let mut out: Vec<String> = proc_net_dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, _)| name.trim().to_string())
+        .filter(|n| !n.is_empty() && n != "lo")
+        .collect();
+    out.sort();
+    out
+}
+
+/// The MTU of interface `name` in this process's network namespace.
+fn mtu(name: &str) -> Option<u32> {
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: a plain datagram socket, closed below; no memory is shared.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads ifr_name (NUL-terminated: the name is
+    // shorter than IFNAMSIZ and the rest is zero) and writes ifru_mtu of
+    // the request we own, on the socket opened above.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU as _, &mut req) };
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: the ioctl succeeded, so the union holds the MTU.
+    Some(unsafe { req.ifr_ifru.ifru_mtu } as u32)
+}
+
+fn read(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok()
+}
+
+/// This node's facts: kernel, CPU model and count, frequency governor,
+/// memory, transparent and reserved huge pages, NUMA nodes, NICs with
+/// their MTUs, MPI library, mfubench version and ranks on the node.
+pub fn collect(ranks_on_host: u64) -> BTreeMap<String, String> {
+    let mut f = BTreeMap::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            f.insert(k.to_string(), v);
+        }
+    };
+    put(
+        "kernel",
+        read("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()),
+    );
+    let cpuinfo = read("/proc/cpuinfo").unwrap_or_default();
+    put("cpu.model", cpu_model(&cpuinfo));
+    put(
+        "cpu.count",
+        Some(cpu_count(&cpuinfo))
+            .filter(|&n| n > 0)
+            .map(|n| n.to_string()),
+    );
+    put(
+        "cpu.governor",
+        Some(
+            read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|| "none (no cpufreq)".to_string()),
+        ),
+    );
+    put(
+        "memory.gib",
+        read("/proc/meminfo")
+            .as_deref()
+            .and_then(mem_total_gib)
+            .map(|g| g.to_string()),
+    );
+    put(
+        "hugepages.transparent",
+        read("/sys/kernel/mm/transparent_hugepage/enabled")
+            .as_deref()
+            .and_then(selected),
+    );
+    put(
+        "hugepages.reserved",
+        read("/proc/sys/vm/nr_hugepages").map(|s| s.trim().to_string()),
+    );
+    let numa = std::fs::read_dir("/sys/devices/system/node")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.strip_prefix("node")
+                        .is_some_and(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .count()
+        })
+        .ok();
+    put("numa.nodes", numa.map(|n| n.to_string()));
+    let nics = net_devices(&read("/proc/net/dev").unwrap_or_default());
+    put("nic.count", Some(nics.len().to_string()));
+    for n in &nics {
+        put(&format!("nic.{n}.mtu"), mtu(n).map(|m| m.to_string()));
+    }
+    put(
+        "mpi.library",
+        mpi::environment::library_version().ok().map(|v| {
+            // MPI_Get_library_version's buffer ends in a NUL.
+            v.lines()
+                .next()
+                .unwrap_or("")
+                .trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                .to_string()
+        }),
+    );
+    put("mfubench", Some(mfubench_core::TOOL_VERSION.to_string()));
+    put("ranks", Some(ranks_on_host.to_string()));
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsers_on_known_text() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n";
+        assert_eq!(
+            cpu_model(cpuinfo).as_deref(),
+            Some("Intel(R) Xeon(R) CPU @ 2.20GHz")
+        );
+        assert_eq!(cpu_count(cpuinfo), 2);
+        assert_eq!(cpu_model(""), None);
+        // 24 GiB less 100 MiB of firmware reservations is 24 GiB.
+        let kib = 24 * 1024 * 1024 - 100 * 1024;
+        assert_eq!(
+            mem_total_gib(&format!("MemTotal:       {kib} kB\nMemFree: 1 kB\n")),
+            Some(24)
+        );
+        assert_eq!(mem_total_gib("MemFree: 1 kB\n"), None);
+        assert_eq!(
+            selected("always [madvise] never\n").as_deref(),
+            Some("madvise")
+        );
+        assert_eq!(selected("none"), None);
+        let dev = "Inter-|   Receive  |  Transmit\n face |bytes    packets\n    lo: 1 2 3\n  eth1: 4 5\n  eth0: 6 7\n";
+        assert_eq!(net_devices(dev), ["eth0", "eth1"]);
+    }
+
+    /// On this host: the facts every node has, the loopback left out, and
+    /// an MTU for every NIC listed.
+    #[test]
+    fn collect_reads_this_host() {
+        let f = collect(2);
+        for k in [
+            "kernel",
+            "cpu.model",
+            "cpu.count",
+            "memory.gib",
+            "nic.count",
+            "ranks",
+        ] {
+            assert!(f.contains_key(k), "{k} missing from {f:?}");
+        }
+        assert!(!f.contains_key("nic.lo.mtu"));
+        let nics: usize = f["nic.count"].parse().unwrap();
+        assert_eq!(
+            f.keys().filter(|k| k.ends_with(".mtu")).count(),
+            nics,
+            "{f:?}"
+        );
+        assert_eq!(f["ranks"], "2");
+    }
+}
