@@ -8,6 +8,11 @@
 //! table with this command's flags applied, checked here before anything
 //! starts and forwarded to the ranks.
 //!
+//! Node history: each node's figures are appended to
+//! `<history>/<host>.jsonl` (default `OUT/history`) after a complete run,
+//! and a figure that moved beyond the node's own past or the fleet
+//! ([`regressions`]) is stored in accept.json and judged `node_regressed`.
+//!
 //! When a rule failed, the nodes to drain ([`bad_nodes`]) go to
 //! `bad_nodes.txt` (one Slurm hostlist) and `bad_nodes_reasons.txt` (one
 //! line per node), and `--on-bad CMD` runs once with `{nodes}` and
@@ -26,7 +31,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mfubench_core::accept::{
-    bad_nodes, exit_code, parse_bytes, parse_stages, AcceptOverrides, BadNode, Stage,
+    bad_nodes, exit_code, node_figures, parse_bytes, parse_stages, regressions, AcceptOverrides,
+    AcceptRecord, BadNode, NodeFigures, Stage,
 };
 use mfubench_core::config::parse_config;
 
@@ -65,6 +71,12 @@ pub struct AcceptArgs {
     /// run on a PASS or a dry run.
     #[arg(long, value_name = "CMD")]
     pub on_bad: Option<String>,
+    /// Folder of the node histories (one `<host>.jsonl` per node; default
+    /// OUT/history): each complete run's node figures are appended, and a
+    /// node whose figure fell beyond its own past or the fleet is flagged
+    /// `node_regressed`.
+    #[arg(long, value_name = "DIR")]
+    pub history: Option<std::path::PathBuf>,
     /// Everything `mfubench run` takes: CONFIG, --np, --hosts, --hostfile,
     /// --backend, --out, --run-id, --timeout, --launcher, --dry-run, -- ARGS.
     #[command(flatten)]
@@ -103,11 +115,16 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
         Launched::Finished { run_dir, .. } => run_dir,
     };
     let file = run_dir.join(mfubench_report::suite::ACCEPT_FILE);
-    let rec = mfubench_report::suite::read_accept(&file).map_err(|e| {
+    let mut rec = mfubench_report::suite::read_accept(&file).map_err(|e| {
         run_failed(format!(
             "the job finished but accept.json cannot be read: {e}"
         ))
     })?;
+    let history = args
+        .history
+        .clone()
+        .unwrap_or_else(|| args.run.out.join("history"));
+    judge_history(&mut rec, &history, &file)?;
     // The step stage's own report (its [acceptance] rules) comes first.
     let allow_inconclusive = args.run.thresholds.allow_inconclusive;
     let mut step_code = OK;
@@ -137,6 +154,86 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
     // worse of the suite's and the step's (3 > 1 > 0).
     let suite_code = exit_code(&out.findings, rec.complete, false, allow_inconclusive);
     Ok(suite_code.max(step_code))
+}
+
+/// A history file's name for `host`: characters outside `[A-Za-z0-9._-]`
+/// become `_`, so that no host name reaches outside the folder.
+fn history_file(dir: &Path, host: &str) -> std::path::PathBuf {
+    let safe: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(format!("{}.jsonl", safe.trim_start_matches('.')))
+}
+
+/// Judges `rec`'s node figures against the history in `dir` (storing the
+/// regressions in accept.json at `file`, atomically), then appends them
+/// when the run is complete. An unreadable line is skipped with a warning.
+fn judge_history(rec: &mut AcceptRecord, dir: &Path, file: &Path) -> Result<()> {
+    let current = node_figures(rec);
+    if current.iter().all(|n| n.figures.is_empty()) {
+        return Ok(());
+    }
+    let mut past: std::collections::BTreeMap<String, Vec<NodeFigures>> = Default::default();
+    for n in &current {
+        let p = history_file(dir, &n.host);
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            continue;
+        };
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            match serde_json::from_str::<NodeFigures>(line) {
+                Ok(e) if e.host == n.host => past.entry(n.host.clone()).or_default().push(e),
+                Ok(_) => {}
+                Err(e) => eprintln!(
+                    "mfubench: warning: {}:{}: not a history entry ({e}); skipped",
+                    p.display(),
+                    i + 1
+                ),
+            }
+        }
+    }
+    rec.regressions = regressions(&current, &past);
+    if !rec.regressions.is_empty() {
+        rec.findings = mfubench_core::accept::evaluate(rec, &rec.settings);
+        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| run_failed(e.to_string()))?;
+        mfubench_report::fsutil::write_atomic(file, &bytes)
+            .map_err(|e| run_failed(format!("cannot rewrite {}: {e}", file.display())))?;
+    }
+    if !rec.complete {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| run_failed(format!("--history {}: {e}", dir.display())))?;
+    for n in current.iter().filter(|n| !n.figures.is_empty()) {
+        let p = history_file(dir, &n.host);
+        let line = serde_json::to_string(n).map_err(|e| run_failed(e.to_string()))?;
+        append_line(&p, &line)
+            .map_err(|e| run_failed(format!("cannot append to {}: {e}", p.display())))?;
+    }
+    Ok(())
+}
+
+/// Appends one line and syncs it: a history line is written whole or not
+/// at all as far as a reader after a crash can tell (a torn last line is
+/// skipped with a warning).
+fn append_line(p: &Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)?;
+    f.write_all(format!("{line}\n").as_bytes())?;
+    f.sync_all()
 }
 
 /// Writes bad_nodes.txt and bad_nodes_reasons.txt (atomically) and returns

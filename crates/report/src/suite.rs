@@ -362,6 +362,7 @@ mod tests {
             step: None,
             gpus: Vec::new(),
             findings: Vec::new(),
+            regressions: Vec::new(),
             device_info: Default::default(),
         };
         let r = render(&rec, None);
@@ -444,6 +445,7 @@ mod tests {
             step: None,
             gpus: Vec::new(),
             findings: Vec::new(),
+            regressions: Vec::new(),
             device_info: Default::default(),
         };
         let r = render(&rec, None);

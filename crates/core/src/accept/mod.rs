@@ -20,15 +20,18 @@
 //! - the nccl-tests bus-bandwidth factors ([`busbw_factor`]).
 //!
 //! Files: `settings.rs` (the `[accept]` table, overrides, stages),
+//! `history.rs` (node history and the regression rule),
 //! `schedule.rs` (pair schedules), `record.rs` (the schema), `rules.rs`
 //! (evaluate and findings).
 
+mod history;
 mod record;
 mod rules;
 mod schedule;
 mod settings;
 
 pub use crate::metrics::{busbw_factor, Collective};
+pub use history::*;
 pub use record::*;
 pub use rules::*;
 pub use schedule::*;
@@ -60,6 +63,7 @@ pub(crate) mod test_support {
             step: None,
             gpus: Vec::new(),
             findings: Vec::new(),
+            regressions: Vec::new(),
             device_info: Default::default(),
         }
     }

@@ -849,6 +849,11 @@ pub struct AcceptRecord {
     /// The findings of [`evaluate`](super::evaluate) with `settings`.
     #[serde(default)]
     pub findings: Vec<Finding>,
+    /// Figures that moved beyond a node's own history or the fleet
+    /// ([`super::regressions`]), added by the launcher from the history
+    /// directory; each is a `node_regressed` finding.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regressions: Vec<super::Regression>,
     /// About the devices as a whole: `simulated = "true"` for the simulated
     /// GPU of `--sim-gpu` (as in run.json's per-rank `device_info`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]

@@ -79,6 +79,7 @@ pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
         }
     }
     xid_rule(r, &mut out);
+    regression_rule(r, &mut out);
     out
 }
 
@@ -570,6 +571,37 @@ pub fn bad_components(findings: &[Finding]) -> Vec<String> {
         }
     }
     out
+}
+
+/// `node_regressed`: one FAIL per figure of a node that moved beyond its
+/// own past or the fleet ([`super::regressions`]), in the stage it comes from.
+fn regression_rule(r: &AcceptRecord, out: &mut Vec<Finding>) {
+    for g in &r.regressions {
+        let stage = match g.figure.as_str() {
+            "node_busbw_gbps" => Stage::Node,
+            "link_gbps" => Stage::Link,
+            _ => Stage::Device,
+        };
+        let reference = match g.against.as_str() {
+            "past" => format!("the median {:.4} of its {} earlier run(s)", g.median, g.n),
+            _ => format!("the median {:.4} of the {} other node(s)", g.median, g.n),
+        };
+        out.push(Finding {
+            stage,
+            rule: "node_regressed".into(),
+            status: Status::Fail,
+            component: Some(Component::Node {
+                host: g.host.clone(),
+            }),
+            message: format!(
+                "{} {:.4} vs {reference} ({:+.1} %, robust z {:.1})",
+                g.figure,
+                g.value,
+                (g.value / g.median - 1.0) * 100.0,
+                g.z
+            ),
+        });
+    }
 }
 
 /// Value of a field a node did not report, in the comparison.
