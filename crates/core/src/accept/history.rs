@@ -161,6 +161,19 @@ pub fn regressions(
     let mut out = Vec::new();
     for node in current {
         for (figure, &x) in &node.figures {
+            // The first reference the figure regressed against, if any.
+            let judge = |against: &str, values: Vec<f64>, enough: bool| {
+                let (median, z) = score(x, &values).filter(|_| enough)?;
+                regressed(x, median, z).then(|| Regression {
+                    host: node.host.clone(),
+                    figure: figure.clone(),
+                    value: x,
+                    against: against.into(),
+                    median,
+                    n: values.len(),
+                    z,
+                })
+            };
             let own: Vec<f64> = past
                 .get(&node.host)
                 .into_iter()
@@ -169,42 +182,13 @@ pub fn regressions(
                 .filter_map(|p| p.figures.get(figure).copied())
                 .filter(|v| v.is_finite())
                 .collect();
-            if own.len() >= MIN_PAST {
-                if let Some((median, z)) = score(x, &own) {
-                    if regressed(x, median, z) {
-                        out.push(Regression {
-                            host: node.host.clone(),
-                            figure: figure.clone(),
-                            value: x,
-                            against: "past".into(),
-                            median,
-                            n: own.len(),
-                            z,
-                        });
-                        continue;
-                    }
-                }
-            }
             let others: Vec<f64> = current
                 .iter()
                 .filter(|o| o.host != node.host)
                 .filter_map(|o| o.figures.get(figure).copied())
                 .collect();
-            if others.len() + 1 >= MIN_FLEET {
-                if let Some((median, z)) = score(x, &others) {
-                    if regressed(x, median, z) {
-                        out.push(Regression {
-                            host: node.host.clone(),
-                            figure: figure.clone(),
-                            value: x,
-                            against: "fleet".into(),
-                            median,
-                            n: others.len(),
-                            z,
-                        });
-                    }
-                }
-            }
+            let (own_ok, fleet_ok) = (own.len() >= MIN_PAST, others.len() + 1 >= MIN_FLEET);
+            out.extend(judge("past", own, own_ok).or_else(|| judge("fleet", others, fleet_ok)));
         }
     }
     out
