@@ -458,12 +458,28 @@ fn accept_on_three_hosts_cmd(
     stages: &str,
     flags: &[&str],
 ) -> Command {
+    accept_on_ns_hosts_cmd(3, run_id, out, config, stages, flags)
+}
+
+/// `mfubench accept` with one rank on each of the first `hosts` namespace
+/// hosts (hostA, hostB, …), `flags` before mpirun's own arguments.
+fn accept_on_ns_hosts_cmd(
+    hosts: usize,
+    run_id: &str,
+    out: &std::path::Path,
+    config: &std::path::Path,
+    stages: &str,
+    flags: &[&str],
+) -> Command {
     let f = run(
         Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
         Duration::from_secs(30),
     );
     assert_eq!(f.code(), 0, "{f:?}");
     let extra: Vec<String> = f.stdout.lines().map(str::to_string).collect();
+    let list: Vec<String> = (0..hosts)
+        .map(|i| format!("host{}:1", (b'A' + i as u8) as char))
+        .collect();
     let mut cmd = mfubench_cmd();
     cmd.args([
         "accept",
@@ -471,9 +487,9 @@ fn accept_on_three_hosts_cmd(
         "--stages",
         stages,
         "--np",
-        "3",
+        &hosts.to_string(),
         "--hosts",
-        "hostA:1,hostB:1,hostC:1",
+        &list.join(","),
         "--out",
         out.to_str().expect("utf-8"),
         "--run-id",
@@ -487,18 +503,56 @@ fn accept_on_three_hosts_cmd(
     cmd
 }
 
+/// tests/configs/accept.toml with `[accept]` keys set, written to `dir`.
+fn accept_config(
+    dir: &std::path::Path,
+    name: &str,
+    keys: &[(&str, toml::Value)],
+) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(test_config("accept.toml")).expect("config");
+    let mut t: toml::Table = text.parse().expect("parses");
+    let accept = t["accept"].as_table_mut().expect("[accept]");
+    for (k, v) in keys {
+        accept.insert(k.to_string(), v.clone());
+    }
+    let cfg = dir.join(name);
+    std::fs::write(&cfg, toml::to_string(&t).expect("toml")).expect("write config");
+    cfg
+}
+
+/// hostC's egress limited to 100 Mbit/s (its eth0's qdisc).
+fn rate_limit_host_c() {
+    let tc = run(
+        Command::new("ip").args([
+            "netns", "exec", "hostC", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate",
+            "100mbit", "burst", "64kb", "latency", "100ms",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(tc.code(), 0, "{tc:?}");
+}
+
+/// The namespace test bed with `n` hosts, held for the test; None (the
+/// test skipped, visibly) without root or its tools.
+fn namespace_hosts(test: &str, n: u32) -> Option<(TestLock, Netns)> {
+    if !is_root() {
+        skip(test, "needs root (network namespaces)");
+        return None;
+    }
+    if !have(test, &["ip", "tc", "nsenter", "unshare", "mpirun"]) {
+        return None;
+    }
+    require_worker();
+    let lock = TestLock::acquire();
+    Some((lock, Netns::up(n)))
+}
+
 #[test]
 fn link_stage_names_the_rate_limited_host() {
     let test = "link_stage_names_the_rate_limited_host";
-    if !is_root() {
-        return skip(test, "needs root (network namespaces)");
-    }
-    if !have(test, &["ip", "tc", "nsenter", "unshare", "mpirun"]) {
+    let Some((_lock, _hosts)) = namespace_hosts(test, 3) else {
         return;
-    }
-    require_worker();
-    let _lock = TestLock::acquire();
-    let _hosts = Netns::up(3);
+    };
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("results");
 
@@ -507,19 +561,19 @@ fn link_stage_names_the_rate_limited_host() {
     // run measured a healthy link at 0.46 of the others with 5 exchanges),
     // so this test gives each pair 10 chances at an uncontended one, of
     // 4 MiB (0.34 s through the limited link; the test's 16 MiB took 1.3 s
-    // a transfer, most of this test's time).
-    let text = std::fs::read_to_string(test_config("accept.toml")).expect("config");
-    let mut t: toml::Table = text.parse().expect("parses");
-    let accept = t["accept"].as_table_mut().expect("[accept]");
-    accept.insert("iterations".into(), toml::Value::Integer(10));
-    accept.insert("link_bytes".into(), toml::Value::Integer(4 << 20));
-    // A healthy veth pair on 2 loaded cores has measured at 0.46–0.49 of
+    // a transfer, most of this test's time). A healthy veth pair on 2 loaded cores has measured at 0.46–0.49 of
     // the best link (the exchanges compete with the other ranks for the
     // cores); the rate-limited ones are at 0.006. A limit of 0.2 tells
     // them apart without calling noise a bad link.
-    accept.insert("min_link_fraction".into(), toml::Value::Float(0.2));
-    let cfg = tmp.path().join("accept-links.toml");
-    std::fs::write(&cfg, toml::to_string(&t).expect("toml")).expect("write config");
+    let cfg = accept_config(
+        tmp.path(),
+        "accept-links.toml",
+        &[
+            ("iterations", toml::Value::Integer(10)),
+            ("link_bytes", toml::Value::Integer(4 << 20)),
+            ("min_link_fraction", toml::Value::Float(0.2)),
+        ],
+    );
 
     // Healthy: PASS; --on-bad is not run and no node is listed.
     let ran = tmp.path().join("on-bad.txt");
@@ -554,14 +608,7 @@ fn link_stage_names_the_rate_limited_host() {
     assert_eq!(j["link"]["pairs"].as_array().map(Vec::len), Some(3));
 
     // hostC's link rate-limited to 100 Mbit/s (egress of its eth0).
-    let tc = run(
-        Command::new("ip").args([
-            "netns", "exec", "hostC", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate",
-            "100mbit", "burst", "64kb", "latency", "100ms",
-        ]),
-        Duration::from_secs(30),
-    );
-    assert_eq!(tc.code(), 0, "{tc:?}");
+    rate_limit_host_c();
     let mut cmd =
         accept_on_three_hosts_cmd("slow", &out, &cfg, "link,sweep", &["--on-bad", &on_bad]);
     let f = run(&mut cmd, LIMIT);
@@ -668,6 +715,53 @@ fn link_stage_names_the_rate_limited_host() {
         f.stdout
     );
     assert_eq!(read(&out.join("drift/bad_nodes.txt")), "hostC\n");
+}
+
+/// The screen, then isolation, on 5 namespace hosts: the sampled schedule
+/// (forced) is the ring (A–B, C–D; B–C, D–E; A–E) and one matching (A–D,
+/// C–E); hostC, rate-limited, sees only slow links and is re-paired with
+/// hostA, the one node whose links are all fast (and which it has not
+/// met): slow again, so hostC is named after one isolation round, and its
+/// neighbours (one slow link each) are not.
+#[test]
+fn isolation_round_confirms_the_suspect_node() {
+    let test = "isolation_round_confirms_the_suspect_node";
+    let Some((_lock, _hosts)) = namespace_hosts(test, 5) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("results");
+    let cfg = accept_config(
+        tmp.path(),
+        "accept-isolation.toml",
+        &[
+            ("iterations", toml::Value::Integer(5)),
+            ("link_bytes", toml::Value::Integer(1 << 20)),
+            ("min_link_fraction", toml::Value::Float(0.2)),
+            ("max_pair_nodes", toml::Value::Integer(2)),
+            ("sampled_rounds", toml::Value::Integer(1)),
+        ],
+    );
+    rate_limit_host_c();
+    let mut cmd = accept_on_ns_hosts_cmd(5, "iso", &out, &cfg, "link", &[]);
+    let f = run(&mut cmd, LIMIT);
+    assert_eq!(f.code(), 1, "{f:?}");
+    let j = read_json(&out.join("iso/accept.json"));
+    assert_eq!(j["link"]["schedule"], "sampled");
+    assert_eq!(j["link"]["isolation_rounds"], 1, "{:#}", j["link"]);
+    let rounds = j["link"]["rounds"].as_array().unwrap();
+    assert_eq!(
+        rounds.last().unwrap(),
+        &serde_json::json!([[0, 2]]),
+        "{rounds:?}"
+    );
+    assert!(f.stdout.contains("(1 of them isolation"), "{}", f.stdout);
+    assert_eq!(
+        std::fs::read_to_string(out.join("iso/bad_nodes.txt")).unwrap(),
+        "hostC\n",
+        "{}",
+        f.stdout
+    );
 }
 
 /// `--min-device-fraction 90%` is 0.9 on `accept` as on `report` and `run`'s

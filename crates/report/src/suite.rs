@@ -182,9 +182,17 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
     if let Some(l) = &rec.link {
         let _ = writeln!(
             t,
-            "\nLink stage: {} schedule, {} round(s), {} per exchange each way, GB/s (fastest of {} exchanges)",
+            "\nLink stage: {} schedule, {} round(s){}, {} per exchange each way, GB/s (fastest of {} exchanges)",
             l.schedule,
             l.rounds.len(),
+            if l.isolation_rounds > 0 {
+                format!(
+                    " ({} of them isolation: suspects re-paired with known-good nodes)",
+                    l.isolation_rounds
+                )
+            } else {
+                String::new()
+            },
             size(l.bytes),
             l.iterations
         );
@@ -423,6 +431,7 @@ mod tests {
                 hosts,
                 schedule: "tournament".into(),
                 rounds: tournament(3),
+                isolation_rounds: 0,
                 bytes: 64 << 20,
                 iterations: 3,
                 pairs: vec![pair(0, 1, 2.0), pair(0, 2, 0.1), pair(1, 2, 0.1)],

@@ -51,9 +51,10 @@ use mpi::topology::{Color, Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
 use mfubench_core::accept::{
-    evaluate, link_schedule, AcceptRecord, AcceptSettings, Collective, ConfigStage, DeviceResult,
-    DeviceStage, GpuTelemetry, LinkStage, NodeFacts, NodeResult, NodeStage, PairResult, RankGpu,
-    Stage, StepStage, SweepRow, SweepStage, SweepTable, XidWatch, ACCEPT_SCHEMA_VERSION,
+    evaluate, isolation_rounds, link_schedule, AcceptRecord, AcceptSettings, Collective,
+    ConfigStage, DeviceResult, DeviceStage, GpuTelemetry, LinkStage, NodeFacts, NodeResult,
+    NodeStage, Pair, PairResult, RankGpu, Stage, StepStage, SweepRow, SweepStage, SweepTable,
+    XidWatch, ACCEPT_SCHEMA_VERSION,
 };
 use mfubench_core::check;
 use mfubench_core::config::{BackendKind, Config, Mode};
@@ -364,6 +365,9 @@ fn gather_json<T: serde::Serialize + serde::de::DeserializeOwned>(
             .collect(),
     )
 }
+
+/// A buffer of platform `K`'s stage group.
+type GroupBuf<K> = <<K as Platform>::Group as GroupComm>::Buf;
 
 /// The suite on one rank, on backend `K`.
 pub struct Suite<'r, K: Platform> {
@@ -730,15 +734,86 @@ impl<'r, K: Platform> Suite<'r, K> {
             return Ok(());
         };
         let g = &leaders.group;
-        let me = g.rank();
         let n = g.size();
-        let (name, rounds) = link_schedule(n, &s);
+        let (name, mut rounds) = link_schedule(n, &s);
         // f32 elements: the bytes on the wire are what counts.
         let count = (s.link_bytes / 4) as usize;
         let bytes = count as u64 * 4;
         let mut send = g.alloc(count)?;
         let mut recv = g.alloc(count)?;
         fill(g, &mut send, count, |i| (i % 251) as f64)?;
+        let mine = self.exchange_rounds(leaders, &rounds, 0, (&send, &mut recv), bytes)?;
+        let stage = |rounds: Vec<Vec<Pair>>, isolation: usize, pairs: Vec<PairResult>| {
+            let mut pairs = pairs;
+            pairs.sort_by_key(|p| (p.a, p.b, p.round));
+            LinkStage {
+                hosts: self.record.hosts.clone(),
+                schedule: name.to_string(),
+                rounds,
+                isolation_rounds: isolation,
+                bytes,
+                iterations: s.iterations,
+                pairs,
+            }
+        };
+        let gathered = gather_json(self.rank, &self.config, &leaders.mpi, Some(&mine))
+            .map(|all| all.into_iter().flatten().collect::<Vec<PairResult>>());
+        // After a screen, suspects are re-paired with known-good nodes:
+        // rank 0 decides, every node leader learns the extra rounds.
+        let extra: Vec<Vec<Pair>> = if name == "sampled" {
+            let decided = gathered
+                .as_ref()
+                .map(|pairs| isolation_rounds(&stage(rounds.clone(), 0, pairs.clone()), &s))
+                .unwrap_or_default();
+            let bytes = serde_json::to_vec(&decided).unwrap_or_default();
+            let _deadline = leaders.deadline("accept link stage: the isolation rounds");
+            let got = mpi_comm::broadcast_bytes(&leaders.mpi, &bytes);
+            serde_json::from_slice(&got).map_err(|e| {
+                BackendError::Failed(format!("the isolation rounds are unreadable: {e}"))
+            })?
+        } else {
+            Vec::new()
+        };
+        let mut more: Option<Vec<PairResult>> = Some(Vec::new());
+        if !extra.is_empty() {
+            if self.rank.is_root() {
+                crate::say!(
+                    "mfubench-worker: accept: link stage: {} suspect node(s), {} isolation round(s)",
+                    extra.iter().map(Vec::len).sum::<usize>(),
+                    extra.len()
+                );
+            }
+            let mine =
+                self.exchange_rounds(leaders, &extra, rounds.len(), (&send, &mut recv), bytes)?;
+            more = gather_json(self.rank, &self.config, &leaders.mpi, Some(&mine))
+                .map(|all| all.into_iter().flatten().collect());
+        }
+        if let (Some(mut pairs), Some(more)) = (gathered, more) {
+            pairs.extend(more);
+            let isolation = extra.len();
+            rounds.extend(extra);
+            let link = stage(rounds, isolation, pairs);
+            self.record.link = Some(link);
+        }
+        Ok(())
+    }
+
+    /// Runs `rounds` of pair exchanges (numbered from `first`) on the node
+    /// leaders: `accept.iterations` timed passes after an untimed one, a
+    /// pair's samples spread over the passes. Returns this leader's pairs
+    /// in which it is `a`.
+    fn exchange_rounds(
+        &self,
+        leaders: &Team<K::Group>,
+        rounds: &[Vec<Pair>],
+        first: usize,
+        (send, recv): (&GroupBuf<K>, &mut GroupBuf<K>),
+        bytes: u64,
+    ) -> Result<Vec<PairResult>, BackendError> {
+        let s = &self.record.settings;
+        let g = &leaders.group;
+        let me = g.rank();
+        let count = (bytes / 4) as usize;
         // This node's partner in every round (None: a bye, or not paired).
         let partner: Vec<Option<(usize, usize)>> = rounds
             .iter()
@@ -755,8 +830,8 @@ impl<'r, K: Platform> Suite<'r, K> {
                     Stage::Link,
                     &format!(
                         "round {}/{}, pass {pass}/{} ({})",
-                        ri + 1,
-                        rounds.len(),
+                        first + ri + 1,
+                        first + rounds.len(),
                         s.iterations,
                         if pass == 0 { "untimed" } else { "timed" }
                     ),
@@ -766,12 +841,13 @@ impl<'r, K: Platform> Suite<'r, K> {
                 // core the exchanging nodes' network stacks need; then a
                 // blocking barrier lines the exchanges up.
                 self.barrier(&leaders.mpi, "in the link stage");
-                let deadline = leaders.deadline(&format!("accept link stage: round {}", ri + 1));
+                let deadline =
+                    leaders.deadline(&format!("accept link stage: round {}", first + ri + 1));
                 align(&leaders.mpi);
                 let Some((a, b)) = *p else { continue };
                 let peer = if a == me { b } else { a };
                 let t0 = Instant::now();
-                g.send_recv(peer, &send, &mut recv, count)?;
+                g.send_recv(peer, send, recv, count)?;
                 g.synchronize()?;
                 if pass > 0 {
                     times[ri].push(t0.elapsed().as_secs_f64());
@@ -797,27 +873,14 @@ impl<'r, K: Platform> Suite<'r, K> {
                 mine.push(PairResult {
                     a,
                     b,
-                    round: ri,
+                    round: first + ri,
                     time_s: t,
                     best_time_s: tb,
                     gbps: metrics::algbw_gbps(bytes as f64, tb),
                 });
             }
         }
-        let gathered = gather_json(self.rank, &self.config, &leaders.mpi, Some(&mine));
-        if let Some(all) = gathered {
-            let mut pairs: Vec<PairResult> = all.into_iter().flatten().collect();
-            pairs.sort_by_key(|p| (p.a, p.b));
-            self.record.link = Some(LinkStage {
-                hosts: self.record.hosts.clone(),
-                schedule: name.to_string(),
-                rounds,
-                bytes,
-                iterations: s.iterations,
-                pairs,
-            });
-        }
-        Ok(())
+        Ok(mine)
     }
 
     fn sweep(&mut self) -> Result<(), BackendError> {

@@ -73,6 +73,7 @@ pub(crate) mod test_support {
             hosts: (0..hosts).map(|i| format!("h{i}")).collect(),
             schedule: "tournament".into(),
             rounds: tournament(hosts),
+            isolation_rounds: 0,
             bytes: 1,
             iterations: 1,
             pairs: gbps

@@ -629,6 +629,11 @@ pub struct LinkStage {
     pub schedule: String,
     /// Rounds of the schedule (pairs of node indices).
     pub rounds: Vec<Vec<Pair>>,
+    /// How many of `rounds`, at the end, were isolation rounds: suspects
+    /// re-paired with known-good nodes after the screen
+    /// ([`super::isolation_rounds`]); 0 in files written before them.
+    #[serde(default)]
+    pub isolation_rounds: usize,
     /// Bytes each side sends per exchange.
     pub bytes: u64,
     /// Timed exchanges per pair.

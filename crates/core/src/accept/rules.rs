@@ -369,6 +369,73 @@ pub fn link_reference(l: &LinkStage) -> Option<f64> {
     stats::median(&best)
 }
 
+/// Most isolation rounds after a screen.
+pub const MAX_ISOLATION_ROUNDS: usize = 4;
+
+/// The isolation rounds after a screen (a sampled schedule): every
+/// *suspect*, a node all of whose measured links are slow, is paired with
+/// a *known-good* node (one with measured links, none slow) it has not met
+/// yet, each good node once per round, until every suspect has a new
+/// partner or [`MAX_ISOLATION_ROUNDS`] rounds. A screen cannot tell a bad
+/// node from a good one between two bad neighbours (both see only slow
+/// links); a link to a known-good node can: slow again, the node is bad;
+/// fast, its slow links were its neighbours' fault. With one bad node
+/// among N this is one round, not the tournament's N − 1. No reference,
+/// no suspect or no good node: no round.
+pub fn isolation_rounds(l: &LinkStage, s: &AcceptSettings) -> Vec<Vec<Pair>> {
+    let Some(reference) = link_reference(l) else {
+        return Vec::new();
+    };
+    let m = l.matrix();
+    let limit = s.min_link_fraction * reference;
+    let links = |i: usize| -> Vec<f64> { m[i].iter().flatten().copied().collect() };
+    let nodes = 0..l.hosts.len();
+    let suspects: Vec<usize> = nodes
+        .clone()
+        .filter(|&i| {
+            let v = links(i);
+            !v.is_empty() && v.iter().all(|&g| g < limit)
+        })
+        .collect();
+    let good: Vec<usize> = nodes
+        .filter(|&i| {
+            let v = links(i);
+            !v.is_empty() && v.iter().all(|&g| g >= limit)
+        })
+        .collect();
+    let mut rounds: Vec<Vec<Pair>> = Vec::new();
+    let mut pending = suspects;
+    while !pending.is_empty() && rounds.len() < MAX_ISOLATION_ROUNDS {
+        let mut used: Vec<usize> = Vec::new();
+        let mut round: Vec<Pair> = Vec::new();
+        let mut left: Vec<usize> = Vec::new();
+        for &x in &pending {
+            let met = |g: usize| {
+                m[x][g].is_some() || rounds.iter().flatten().any(|&p| p == (x.min(g), x.max(g)))
+            };
+            match good
+                .iter()
+                .copied()
+                .find(|&g| !used.contains(&g) && !met(g))
+            {
+                Some(g) => {
+                    used.push(g);
+                    round.push((x.min(g), x.max(g)));
+                }
+                None if good.iter().any(|&g| !met(g)) => left.push(x),
+                None => {}
+            }
+        }
+        if round.is_empty() {
+            break;
+        }
+        round.sort();
+        rounds.push(round);
+        pending = left;
+    }
+    rounds
+}
+
 fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
     let n = l.hosts.len();
     let Some(reference) = link_reference(l) else {
@@ -831,6 +898,78 @@ mod tests {
         assert!(f
             .iter()
             .any(|f| f.stage == Stage::Config && f.status == Status::Skipped));
+    }
+
+    /// A ring of 8 with nodes 3 and 5 bad: node 4, between them, sees only
+    /// slow links too. One isolation round pairs 3, 4 and 5 with good
+    /// nodes; 3 and 5 stay slow, 4 is fast: 3 and 5 are named, 4 is not.
+    #[test]
+    fn isolation_clears_the_good_node_between_two_bad_ones() {
+        let ring: Vec<(usize, usize, f64)> = (0..8)
+            .map(|i| {
+                let (a, b) = (i.min((i + 1) % 8), i.max((i + 1) % 8));
+                let bad = [3, 5].contains(&a) || [3, 5].contains(&b);
+                (a, b, if bad { 0.1 } else { 1.0 })
+            })
+            .collect();
+        let mut r = record();
+        r.stages = vec![Stage::Link];
+        r.hosts = (0..8).map(|i| format!("h{i}")).collect();
+        r.link = Some(link(&ring, 8));
+        let before: Vec<String> = bad_nodes(&evaluate(&r, &r.settings))
+            .into_iter()
+            .map(|b| b.host)
+            .collect();
+        assert_eq!(before, ["h3", "h4", "h5"], "the screen alone blames h4 too");
+        let iso = isolation_rounds(r.link.as_ref().unwrap(), &r.settings);
+        assert_eq!(iso, [vec![(0, 3), (1, 4), (5, 7)]]);
+        let mut pairs = ring.clone();
+        pairs.extend([(0, 3, 0.1), (1, 4, 1.0), (5, 7, 0.1)]);
+        r.link = Some(link(&pairs, 8));
+        let after: Vec<String> = bad_nodes(&evaluate(&r, &r.settings))
+            .into_iter()
+            .map(|b| b.host)
+            .collect();
+        assert_eq!(after, ["h3", "h5"]);
+        // Healthy, or nobody known good: no round.
+        let healthy: Vec<_> = ring.iter().map(|&(a, b, _)| (a, b, 1.0)).collect();
+        assert!(isolation_rounds(&link(&healthy, 8), &r.settings).is_empty());
+        let all_slow: Vec<_> = ring.iter().map(|&(a, b, _)| (a, b, 0.1)).collect();
+        let mut fast_one = all_slow.clone();
+        fast_one[0].2 = 1.0;
+        assert!(isolation_rounds(&link(&fast_one[..1], 8), &r.settings).is_empty());
+    }
+
+    /// 1,000 nodes: the screen (ring and 2 random matchings) and one
+    /// isolation round find one bad node in 5 rounds; the tournament
+    /// takes 999.
+    #[test]
+    fn one_bad_node_among_a_thousand_in_a_few_rounds() {
+        let n = 1000;
+        let screen = sampled(n, 2, SAMPLED_SEED);
+        let mut pairs: Vec<(usize, usize, f64)> = screen
+            .iter()
+            .flatten()
+            .map(|&(a, b)| (a, b, if a == 617 || b == 617 { 0.1 } else { 1.0 }))
+            .collect();
+        let settings = AcceptSettings::default();
+        let iso = isolation_rounds(&link(&pairs, n), &settings);
+        assert_eq!(iso.len(), 1);
+        assert_eq!(iso[0].len(), 1);
+        let (a, b) = iso[0][0];
+        assert!(a == 617 || b == 617);
+        pairs.push((a, b, 0.1));
+        let mut r = record();
+        r.stages = vec![Stage::Link];
+        r.hosts = (0..n).map(|i| format!("h{i}")).collect();
+        r.link = Some(link(&pairs, n));
+        let named: Vec<String> = bad_nodes(&evaluate(&r, &settings))
+            .into_iter()
+            .map(|b| b.host)
+            .collect();
+        assert_eq!(named, ["h617"]);
+        assert_eq!(screen.len() + iso.len(), 5);
+        assert_eq!(tournament(n).len(), 999);
     }
 
     #[test]
