@@ -47,6 +47,8 @@ pub mod flag {
     pub const SWEEP_END: &str = "--sweep-end";
     /// Accept: factor between sweep sizes.
     pub const SWEEP_FACTOR: &str = "--sweep-factor";
+    /// Accept: accept.max_pair_nodes (`mfubench accept --links`).
+    pub const MAX_PAIR_NODES: &str = "--max-pair-nodes";
     /// Test hook: this rank corrupts one reduced element once.
     pub const INJECT_WRONG_RANK: &str = "--inject-wrong-rank";
     /// Test hook: `R:SECONDS`, rank R starts every step SECONDS late (a
@@ -68,6 +70,7 @@ pub mod flag {
         SWEEP_BEGIN,
         SWEEP_END,
         SWEEP_FACTOR,
+        MAX_PAIR_NODES,
         INJECT_WRONG_RANK,
         LATE_RANK,
     ];
@@ -205,6 +208,10 @@ impl WorkerJob {
             put(flag::SWEEP_BEGIN, o.sweep_begin.map(|x| x.to_string()));
             put(flag::SWEEP_END, o.sweep_end.map(|x| x.to_string()));
             put(flag::SWEEP_FACTOR, o.sweep_factor.map(|x| x.to_string()));
+            put(
+                flag::MAX_PAIR_NODES,
+                o.max_pair_nodes.map(|x| x.to_string()),
+            );
         }
         a
     }
@@ -286,6 +293,7 @@ impl WorkerJob {
                 flag::SWEEP_BEGIN => o.sweep_begin = Some(bytes(&value)?),
                 flag::SWEEP_END => o.sweep_end = Some(bytes(&value)?),
                 flag::SWEEP_FACTOR => o.sweep_factor = Some(num(&value)?),
+                flag::MAX_PAIR_NODES => o.max_pair_nodes = Some(num(&value)?),
                 _ => unreachable!("every known flag is handled"),
             }
         }
@@ -359,6 +367,7 @@ mod tests {
             sweep_begin: Some(1024),
             sweep_end: Some(1 << 30),
             sweep_factor: Some(2),
+            max_pair_nodes: Some(2),
         });
         assert_eq!(
             WorkerJob::from_args(a.to_args()),
@@ -368,7 +377,7 @@ mod tests {
         assert_eq!(
             a.to_args().join(" "),
             "--config /c/a.toml --out /r --accept --stages device,link --min-device-fraction 0.9 \
-             --min-node-fraction 0.5 --min-link-fraction 0.25 --sweep-begin 1024 --sweep-end 1073741824 --sweep-factor 2"
+             --min-node-fraction 0.5 --min-link-fraction 0.25 --sweep-begin 1024 --sweep-end 1073741824 --sweep-factor 2 --max-pair-nodes 2"
         );
     }
 

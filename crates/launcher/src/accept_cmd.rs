@@ -31,8 +31,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mfubench_core::accept::{
-    bad_nodes, exit_code, node_figures, parse_bytes, parse_stages, regressions, AcceptOverrides,
-    AcceptRecord, BadNode, NodeFigures, Stage,
+    bad_nodes, exit_code, node_figures, parse_bytes, parse_links, parse_stages, regressions,
+    AcceptOverrides, AcceptRecord, BadNode, NodeFigures, Stage,
 };
 use mfubench_core::config::parse_config;
 
@@ -60,6 +60,12 @@ pub struct AcceptArgs {
     /// Sweep: factor between sizes.
     #[arg(short = 'f', long, value_name = "N")]
     pub sweep_factor: Option<u64>,
+    /// Link stage: `all` measures every pair of nodes (the tournament, at
+    /// any size); `sampled` screens with a ring and random matchings, then
+    /// re-pairs suspects with known-good nodes (default: the tournament up
+    /// to accept.max_pair_nodes nodes, sampled above).
+    #[arg(long, value_name = "all|sampled", value_parser = parse_links)]
+    pub links: Option<u64>,
     /// The device, node and link thresholds.
     #[command(flatten)]
     pub fractions: AcceptFractionArgs,
@@ -94,6 +100,7 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
         sweep_begin: args.sweep_begin,
         sweep_end: args.sweep_end,
         sweep_factor: args.sweep_factor,
+        max_pair_nodes: args.links,
         ..Default::default()
     });
     // Bad settings are found here, before any rank starts.

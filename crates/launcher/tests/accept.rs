@@ -439,18 +439,7 @@ fn device_stage_names_the_host_with_a_cpu_hog() {
     );
 }
 
-fn accept_on_three_hosts(
-    run_id: &str,
-    out: &std::path::Path,
-    config: &std::path::Path,
-) -> Finished {
-    run(
-        &mut accept_on_three_hosts_cmd(run_id, out, config, "link,sweep", &[]),
-        LIMIT,
-    )
-}
-
-/// The `mfubench accept` command of [`accept_on_three_hosts`].
+/// `mfubench accept` on the three namespace hosts, one rank each.
 fn accept_on_three_hosts_cmd(
     run_id: &str,
     out: &std::path::Path,
@@ -670,15 +659,21 @@ fn link_stage_names_the_rate_limited_host() {
     assert!(m.iter().all(|g| *g < 0.0135), "{m:?}");
     assert!(f.stdout.contains("Link stage: tournament"), "{}", f.stdout);
 
-    // The sampled schedule (forced with max_pair_nodes = 2): the ring
+    // The sampled schedule (forced with --links sampled): the ring
     // covers every node twice, so the same links and host are named.
     let sampled = tmp.path().join("sampled.toml");
-    let text = std::fs::read_to_string(&cfg).expect("config").replace(
-        "[accept]\n",
-        "[accept]\nmax_pair_nodes = 2\nsampled_rounds = 2\n",
-    );
+    let text = std::fs::read_to_string(&cfg)
+        .expect("config")
+        .replace("[accept]\n", "[accept]\nsampled_rounds = 2\n");
     std::fs::write(&sampled, text).expect("write config");
-    let f = accept_on_three_hosts("sampled", &out, &sampled);
+    let mut cmd = accept_on_three_hosts_cmd(
+        "sampled",
+        &out,
+        &sampled,
+        "link,sweep",
+        &["--links", "sampled"],
+    );
+    let f = run(&mut cmd, LIMIT);
     assert_eq!(f.code(), 1, "{f:?}");
     let j = read_json(&out.join("sampled/accept.json"));
     assert_eq!(j["link"]["schedule"], "sampled");

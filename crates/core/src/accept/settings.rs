@@ -308,6 +308,9 @@ pub struct AcceptOverrides {
     pub sweep_end: Option<u64>,
     /// `--sweep-factor` / `-f`.
     pub sweep_factor: Option<u64>,
+    /// `--links all` (every pair: the tournament at any size) or `--links
+    /// sampled` (the screen and isolation from 3 nodes on).
+    pub max_pair_nodes: Option<u64>,
 }
 
 impl AcceptOverrides {
@@ -336,8 +339,26 @@ impl AcceptOverrides {
         if let Some(v) = self.sweep_factor {
             s.sweep_factor = v;
         }
+        if let Some(v) = self.max_pair_nodes {
+            s.max_pair_nodes = v;
+        }
         s.validate(file)?;
         Ok(s)
+    }
+}
+
+/// `mfubench accept --links`: `all` measures every pair (the tournament,
+/// at any size: `accept.max_pair_nodes` = the most nodes there can be),
+/// `sampled` the screen and isolation from 3 nodes on
+/// (`accept.max_pair_nodes` = 2); the value for
+/// [`AcceptOverrides::max_pair_nodes`].
+pub fn parse_links(s: &str) -> Result<u64, String> {
+    match s.trim() {
+        "all" => Ok(u64::from(u32::MAX)),
+        "sampled" => Ok(2),
+        other => Err(format!(
+            "\"{other}\": use all (every pair of nodes, the tournament) or sampled (a screen, then isolation)"
+        )),
     }
 }
 
@@ -466,5 +487,28 @@ mod tests {
             job.to_args()[4..],
             ["--accept", "--stages", "sweep", "--sweep-end", "1048576"]
         );
+    }
+
+    #[test]
+    fn links_flag_values() {
+        assert_eq!(parse_links("all"), Ok(u64::from(u32::MAX)));
+        assert_eq!(parse_links("sampled"), Ok(2));
+        let e = parse_links("some").unwrap_err();
+        assert!(e.contains("all") && e.contains("sampled"), "{e}");
+        // --links all keeps every pair at any size; sampled from 3 nodes.
+        let all = AcceptOverrides {
+            max_pair_nodes: Some(parse_links("all").unwrap()),
+            ..Default::default()
+        }
+        .apply(&AcceptSettings::default(), "f")
+        .unwrap();
+        assert_eq!(crate::accept::link_schedule(100, &all).0, "tournament");
+        let sampled = AcceptOverrides {
+            max_pair_nodes: Some(2),
+            ..Default::default()
+        }
+        .apply(&AcceptSettings::default(), "f")
+        .unwrap();
+        assert_eq!(crate::accept::link_schedule(3, &sampled).0, "sampled");
     }
 }
