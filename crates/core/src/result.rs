@@ -2332,6 +2332,16 @@ mod tests {
         assert_eq!(c.exposed_s, Some(1.0));
         assert_eq!(c.hidden_fraction, Some(0.75));
         assert_eq!(c.serialized_exposed_s, Some(2.0));
+        // Intervals: the time's and the serialized exposure's (the same
+        // per-iteration values here) hold their medians; busbw's is the
+        // time interval's ends as bandwidths, swapped: 8 GB / t × 3/4.
+        let t = c.time_s_ci95.unwrap();
+        assert!(t[0] <= 2.0 && t[1] >= 2.0, "{t:?}");
+        assert_eq!(c.serialized_exposed_s_ci95, Some(t));
+        assert_eq!(
+            c.busbw_gbps_ci95,
+            Some([8.0 / t[1] * 0.75, 8.0 / t[0] * 0.75])
+        );
         let ci = c.hidden_fraction_ci95.unwrap();
         assert!(ci[0] <= 0.75 && ci[1] >= 0.75);
         // A plan without collective kinds (files of schema 2) has none.

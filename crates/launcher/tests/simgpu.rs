@@ -25,14 +25,9 @@ fn require_simgpu() -> PathBuf {
     lib
 }
 
-#[test]
-fn quickstart_on_two_simulated_gpus_runs_every_mode_with_no_wrong_element() {
-    require_worker();
-    require_simgpu();
-    let _lock = TestLock::acquire();
-    let tmp = tempfile::tempdir().unwrap();
-    let config = short_quickstart(tmp.path());
-    let out = tmp.path().join("results");
+/// `mfubench run CONFIG --sim-gpu 2` into `out/<id>`, with the simulator's
+/// random per-operation delays seeded by `seed`.
+fn sim_run(config: &std::path::Path, out: &std::path::Path, id: &str, seed: &str) -> Finished {
     let mut cmd = mfubench_cmd();
     cmd.args([
         "run",
@@ -42,14 +37,25 @@ fn quickstart_on_two_simulated_gpus_runs_every_mode_with_no_wrong_element() {
         "--out",
         out.to_str().unwrap(),
         "--run-id",
-        "sim",
+        id,
     ])
-    // Random per-operation delays shake out missing waits.
-    .env(mfubench_core::simgpu::SEED_VAR, "7");
+    .env(mfubench_core::simgpu::SEED_VAR, seed);
     if is_root() {
         cmd.args(["--", "--allow-run-as-root"]);
     }
-    let f = run(&mut cmd, LIMIT);
+    run(&mut cmd, LIMIT)
+}
+
+#[test]
+fn quickstart_on_two_simulated_gpus_runs_every_mode_with_no_wrong_element() {
+    require_worker();
+    require_simgpu();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = short_quickstart(tmp.path());
+    let out = tmp.path().join("results");
+    // Random per-operation delays shake out missing waits.
+    let f = sim_run(&config, &out, "sim", "7");
     assert!(
         f.stderr.contains(mfubench_core::simgpu::BANNER),
         "{}",
@@ -422,27 +428,18 @@ fn expert_parallel_all_to_all_on_simulated_gpus() {
     std::fs::write(&config, format!("{text}\n[parallel]\nexpert = 2\n")).unwrap();
     let _lock = TestLock::acquire();
     let out = tmp.path().join("results");
-    let mut cmd = mfubench_cmd();
-    cmd.args([
-        "run",
-        config.to_str().unwrap(),
-        "--sim-gpu",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-        "--run-id",
-        "ep",
-    ])
-    .env(mfubench_core::simgpu::SEED_VAR, "11");
-    if is_root() {
-        cmd.args(["--", "--allow-run-as-root"]);
-    }
-    let f = run(&mut cmd, LIMIT);
+    let f = sim_run(&config, &out, "ep", "11");
     assert!(f.code() == 0 || f.code() == 1, "{f:?}");
     let j = read_json(&out.join("ep/run.json"));
     assert_eq!(j["backend"], "cuda");
+    assert!(
+        f.stderr.contains(mfubench_core::simgpu::BANNER),
+        "{}",
+        f.stderr
+    );
     for r in j["ranks"].as_array().unwrap() {
         assert_eq!(r["wrong"], 0, "rank {} counted wrong elements", r["rank"]);
+        assert_eq!(r["device_info"]["simulated"], "true", "{r}");
     }
     let a2a = j["summary"]["collectives"]
         .as_array()
