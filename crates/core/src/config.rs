@@ -439,6 +439,9 @@ pub struct ConfigFile {
     /// The acceptance suite (`mfubench accept`): stages and thresholds.
     #[serde(default)]
     pub accept: crate::accept::AcceptSettings,
+    /// The burn-in's rules (`mfubench soak`): thresholds.
+    #[serde(default)]
+    pub soak: crate::soak::SoakThresholds,
     /// Parallelism pattern: data (`ddp`, `fsdp`, `hsdp`), tensor, prefetch.
     #[serde(default)]
     pub parallel: crate::parallel::ParallelSection,
@@ -523,6 +526,13 @@ pub struct Config {
         skip_serializing_if = "crate::accept::AcceptSettings::is_default"
     )]
     pub accept: crate::accept::AcceptSettings,
+    /// The burn-in's rules (`mfubench soak`); defaults when absent, and not
+    /// written when default.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::soak::SoakThresholds::is_default"
+    )]
+    pub soak: crate::soak::SoakThresholds,
     /// The parallelism pattern; DDP without tensor parallelism when absent
     /// (run files written before it existed), and not written when default
     /// (run files of DDP runs stay as they were).
@@ -969,6 +979,7 @@ impl ConfigFile {
         )?;
 
         self.accept.validate(file)?;
+        self.soak.validate(file)?;
         let parallel = self.parallel.resolve(file, &model)?;
         if model.is_moe() {
             if parallel.tensor > 1 {
@@ -998,6 +1009,7 @@ impl ConfigFile {
             run,
             acceptance: a.clone(),
             accept: self.accept.clone(),
+            soak: self.soak.clone(),
             parallel,
         })
     }

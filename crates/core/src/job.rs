@@ -15,7 +15,27 @@
 use std::path::PathBuf;
 
 use crate::accept::{parse_stages, AcceptOverrides};
-use crate::config::BackendKind;
+use crate::config::{BackendKind, Mode};
+use crate::soak::SoakRun;
+
+/// Parses a comma-separated mode list (`overlapped,compute`); each mode
+/// once, in the order given.
+pub fn parse_modes(list: &str) -> Result<Vec<Mode>, String> {
+    let mut out = Vec::new();
+    for w in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        let m: Mode =
+            serde_json::from_value(serde_json::Value::String(w.to_string())).map_err(|_| {
+                format!("unknown mode \"{w}\"; modes are compute, comm, serialized, overlapped")
+            })?;
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    if out.is_empty() {
+        return Err("no mode given; modes are compute, comm, serialized, overlapped".into());
+    }
+    Ok(out)
+}
 
 /// The worker's flags, each spelled here only.
 pub mod flag {
@@ -49,6 +69,12 @@ pub mod flag {
     pub const SWEEP_FACTOR: &str = "--sweep-factor";
     /// Accept: accept.max_pair_nodes (`mfubench accept --links`).
     pub const MAX_PAIR_NODES: &str = "--max-pair-nodes";
+    /// Soak: the duration, seconds (`mfubench soak --duration`).
+    pub const SOAK_DURATION: &str = "--soak-duration";
+    /// Soak: the window, seconds.
+    pub const SOAK_WINDOW: &str = "--soak-window";
+    /// Soak: the modes, comma-separated (default the config's run.modes).
+    pub const SOAK_MODES: &str = "--soak-modes";
     /// Test hook: this rank corrupts one reduced element once.
     pub const INJECT_WRONG_RANK: &str = "--inject-wrong-rank";
     /// Test hook: `R:SECONDS`, rank R starts every step SECONDS late (a
@@ -71,6 +97,9 @@ pub mod flag {
         SWEEP_END,
         SWEEP_FACTOR,
         MAX_PAIR_NODES,
+        SOAK_DURATION,
+        SOAK_WINDOW,
+        SOAK_MODES,
         INJECT_WRONG_RANK,
         LATE_RANK,
     ];
@@ -84,6 +113,7 @@ usage: mfubench-worker --config FILE [--out DIR] [--run-id ID] [--expect-world N
                        [--accept [--stages LIST] [--min-device-fraction F] [--min-node-fraction F]
                                  [--min-link-fraction F] [--sweep-begin SIZE] [--sweep-end SIZE]
                                  [--sweep-factor N]]
+                       [--soak-duration SECONDS --soak-window SECONDS [--soak-modes LIST]]
 
   --config FILE        benchmark config (TOML); read by rank 0 and broadcast
   --out DIR            results folder; the run writes DIR/<run-id>/ (default: results)
@@ -92,6 +122,7 @@ usage: mfubench-worker --config FILE [--out DIR] [--run-id ID] [--expect-world N
   --backend B          auto, cpu or cuda, overriding run.backend
   --vary KEY=V1,…      run every variant in one job, interleaved per round
   --accept             run the acceptance suite (accept.json) instead of the benchmark
+  --soak-duration S    run a soak (soak.jsonl) of S seconds in windows of --soak-window S
 Exit codes: 0 ok, 2 usage or config error, 3 run failed.";
 
 /// What one worker rank is asked to do.
@@ -111,6 +142,8 @@ pub struct WorkerJob {
     pub vary: Vec<String>,
     /// The acceptance suite with these overrides, instead of the benchmark.
     pub accept: Option<AcceptOverrides>,
+    /// A soak (burn-in) instead of the benchmark.
+    pub soak: Option<SoakRun>,
     /// Test hook: this rank corrupts one reduced element once.
     pub inject_wrong_rank: Option<u64>,
     /// Test hook: (rank, seconds): that rank starts every step this late.
@@ -147,6 +180,7 @@ impl WorkerJob {
             backend: None,
             vary: Vec::new(),
             accept: None,
+            soak: None,
             inject_wrong_rank: None,
             late_rank: None,
         }
@@ -178,6 +212,20 @@ impl WorkerJob {
         }
         if let Some((r, s)) = self.late_rank {
             put(flag::LATE_RANK, format!("{r}:{s}"));
+        }
+        if let Some(s) = &self.soak {
+            put(flag::SOAK_DURATION, s.duration_s.to_string());
+            put(flag::SOAK_WINDOW, s.window_s.to_string());
+            if !s.modes.is_empty() {
+                put(
+                    flag::SOAK_MODES,
+                    s.modes
+                        .iter()
+                        .map(|m| m.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+            }
         }
         if let Some(o) = &self.accept {
             a.push(flag::ACCEPT.to_string());
@@ -228,6 +276,7 @@ impl WorkerJob {
         let mut config = None;
         let mut accept = false;
         let mut o = AcceptOverrides::default();
+        let (mut soak_duration, mut soak_window, mut soak_modes) = (None, None, Vec::new());
         let mut it = args.into_iter().map(Into::into);
         while let Some(arg) = it.next() {
             let (name, inline) = match arg.split_once('=') {
@@ -294,6 +343,21 @@ impl WorkerJob {
                 flag::SWEEP_END => o.sweep_end = Some(bytes(&value)?),
                 flag::SWEEP_FACTOR => o.sweep_factor = Some(num(&value)?),
                 flag::MAX_PAIR_NODES => o.max_pair_nodes = Some(num(&value)?),
+                flag::SOAK_DURATION | flag::SOAK_WINDOW => {
+                    let s: f64 = value
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                        .ok_or_else(|| format!("{f} {value}: give seconds, e.g. 60"))?;
+                    if f == flag::SOAK_DURATION {
+                        soak_duration = Some(s);
+                    } else {
+                        soak_window = Some(s);
+                    }
+                }
+                flag::SOAK_MODES => {
+                    soak_modes = parse_modes(&value).map_err(|e| format!("{f} {value}: {e}"))?
+                }
                 _ => unreachable!("every known flag is handled"),
             }
         }
@@ -303,6 +367,24 @@ impl WorkerJob {
                 flag::CONFIG
             )
         })?;
+        match (soak_duration, soak_window) {
+            (Some(duration_s), Some(window_s)) => {
+                job.soak = Some(SoakRun {
+                    duration_s,
+                    window_s,
+                    modes: soak_modes,
+                })
+            }
+            (None, None) if soak_modes.is_empty() => {}
+            _ => {
+                return Err(format!(
+                    "{} and {} go together (and {} needs them)",
+                    flag::SOAK_DURATION,
+                    flag::SOAK_WINDOW,
+                    flag::SOAK_MODES
+                ))
+            }
+        }
         if accept {
             job.accept = Some(o);
         } else if o != AcceptOverrides::default() {
@@ -325,6 +407,12 @@ impl WorkerJob {
         if self.accept.is_some() && !self.vary.is_empty() {
             return Err("--vary: only for `mfubench run`, not `mfubench accept`".into());
         }
+        if let Some(s) = &self.soak {
+            if self.accept.is_some() || !self.vary.is_empty() {
+                return Err("--vary and --accept: not with a soak".into());
+            }
+            s.check()?;
+        }
         for v in &self.vary {
             crate::vary::parse_vary_arg(v).map_err(|e| e.to_string())?;
         }
@@ -346,6 +434,7 @@ mod tests {
             backend: Some(BackendKind::Cuda),
             vary: vec!["run.bucket_mb=1,4".into(), "model.seq=64,128".into()],
             accept: None,
+            soak: None,
             inject_wrong_rank: Some(1),
             late_rank: Some((2, 0.025)),
         }
@@ -358,6 +447,37 @@ mod tests {
             WorkerJob::from_args(j.to_args()),
             Ok(Parsed::Job(Box::new(j)))
         );
+        let mut soak = WorkerJob::new("/c/q.toml", "/r");
+        soak.soak = Some(SoakRun {
+            duration_s: 120.0,
+            window_s: 10.5,
+            modes: vec![Mode::Overlapped, Mode::Compute],
+        });
+        assert_eq!(
+            soak.to_args().join(" "),
+            "--config /c/q.toml --out /r --soak-duration 120 --soak-window 10.5 --soak-modes overlapped,compute"
+        );
+        assert_eq!(
+            WorkerJob::from_args(soak.to_args()),
+            Ok(Parsed::Job(Box::new(soak.clone())))
+        );
+        assert_eq!(soak.check(), Ok(()));
+        soak.vary = vec!["run.bucket_mb=1,4".into()];
+        assert!(soak.check().unwrap_err().contains("not with a soak"));
+        let e = WorkerJob::from_args(["--config", "c", "--soak-window", "5"]).unwrap_err();
+        assert!(e.contains("go together"), "{e}");
+        let e = WorkerJob::from_args([
+            "--config",
+            "c",
+            "--soak-duration",
+            "9",
+            "--soak-window",
+            "5",
+            "--soak-modes",
+            "fast",
+        ])
+        .unwrap_err();
+        assert!(e.contains("unknown mode \"fast\""), "{e}");
         let mut a = WorkerJob::new("/c/a.toml", "/r");
         a.accept = Some(AcceptOverrides {
             stages: Some(vec![Stage::Device, Stage::Link]),

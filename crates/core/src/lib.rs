@@ -77,6 +77,7 @@ pub mod redact;
 pub mod result;
 pub mod routing;
 pub mod simgpu;
+pub mod soak;
 pub mod stats;
 pub mod time;
 pub mod units;

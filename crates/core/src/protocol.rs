@@ -150,6 +150,19 @@ pub enum Event {
         #[serde(default)]
         median_step_s: f64,
     },
+    /// Rank 0 (`mfubench soak`): a window closed and its line is in
+    /// soak.jsonl.
+    SoakWindow {
+        /// 0-based window number.
+        index: u32,
+        /// Windows the soak closes if it runs its whole duration.
+        windows: u64,
+        /// When it closed, seconds since the first window opened.
+        end_s: f64,
+        /// Median over ranks of the window's GEMM rate, TFLOP/s.
+        #[serde(default)]
+        median_tflops: Option<f64>,
+    },
     /// Rank 0: run.json written.
     Done {
         /// Run directory.

@@ -13,6 +13,10 @@
 //! `throttle=thermal` (clocks down, thermal slowdown reasons set; or
 //! `power`), `ecc=N` (N volatile uncorrected ECC errors), `link_slow=0.1`
 //! (its NCCL traffic at 10 % speed).
+//!
+//! Any spec may end in `,after=SECONDS` (e.g. `slow=0.5@hostA:1,after=20`):
+//! the fault applies only once SECONDS have passed since the process first
+//! used the simulated libraries; without it, from the start.
 
 /// Simulated GPUs per host (`--sim-gpu N`).
 pub const DEVICES_VAR: &str = "MFUBENCH_SIMGPU_DEVICES";
@@ -85,12 +89,41 @@ pub struct Spec {
     pub host: Option<String>,
     /// Global device index, or None for any.
     pub gpu: Option<usize>,
+    /// `,after=SECONDS`: the fault applies only once this many seconds have
+    /// passed since the process first used the simulated libraries; None
+    /// (no suffix) applies it from the start.
+    pub after_s: Option<f64>,
 }
 
 /// Parses one spec; the error says what is wrong and what would fix it.
 pub fn parse(spec: &str) -> Result<Spec, String> {
-    let usage = "expected KIND@HOST:GPU, e.g. xid=79@hostA:1, slow=0.3@*:0, corrupt@*:*, hang=all_reduce@hostB:0, throttle=thermal@*:0, ecc=4@*:0, link_slow=0.1@hostC:*";
-    let (kind, place) = spec
+    let usage = "expected KIND@HOST:GPU[,after=SECONDS], e.g. xid=79@hostA:1, slow=0.3@*:0, corrupt@*:*, hang=all_reduce@hostB:0, throttle=thermal@*:0, ecc=4@*:0, link_slow=0.1@hostC:*, slow=0.5@hostA:1,after=20";
+    let (body, suffixes) = match spec.split_once(',') {
+        Some((b, rest)) => (b, Some(rest)),
+        None => (spec, None),
+    };
+    let mut after_s = None;
+    for suffix in suffixes.into_iter().flat_map(|r| r.split(',')) {
+        let bad_after = || format!("--sim-fault {spec:?}: after= takes seconds, e.g. after=30");
+        match suffix.split_once('=') {
+            Some(("after", v)) => {
+                if after_s.is_some() {
+                    return Err(format!("--sim-fault {spec:?}: after= given twice"));
+                }
+                match v.trim().parse::<f64>() {
+                    Ok(s) if s.is_finite() && s >= 0.0 => after_s = Some(s),
+                    _ => return Err(bad_after()),
+                }
+            }
+            None if suffix == "after" => return Err(bad_after()),
+            _ => {
+                return Err(format!(
+                    "--sim-fault {spec:?}: unknown suffix {suffix:?} (the only one is ,after=SECONDS): {usage}"
+                ))
+            }
+        }
+    }
+    let (kind, place) = body
         .split_once('@')
         .ok_or_else(|| format!("--sim-fault {spec:?}: no '@': {usage}"))?;
     let (host, gpu) = place
@@ -147,7 +180,12 @@ pub fn parse(spec: &str) -> Result<Spec, String> {
         "link_slow" => Fault::LinkSlow(frac(value)?),
         other => return Err(format!("--sim-fault {spec:?}: unknown kind {other:?}: {usage}")),
     };
-    Ok(Spec { fault, host, gpu })
+    Ok(Spec {
+        fault,
+        host,
+        gpu,
+        after_s,
+    })
 }
 
 #[cfg(test)]
@@ -161,7 +199,8 @@ mod tests {
             Spec {
                 fault: Fault::Xid(79),
                 host: Some("hostA".into()),
-                gpu: Some(1)
+                gpu: Some(1),
+                after_s: None,
             }
         );
         assert_eq!(parse("slow=0.3@*:*").unwrap().fault, Fault::Slow(0.3));
@@ -172,5 +211,48 @@ mod tests {
         assert!(parse("slow=3@*:0").unwrap_err().contains("fraction"));
         assert!(parse("melt@*:0").unwrap_err().contains("unknown kind"));
         assert!(parse("corrupt").unwrap_err().contains("'@'"));
+    }
+
+    #[test]
+    fn after_suffix_delays_a_fault() {
+        assert_eq!(
+            parse("slow=0.5@*:1,after=20").unwrap(),
+            Spec {
+                fault: Fault::Slow(0.5),
+                host: None,
+                gpu: Some(1),
+                after_s: Some(20.0),
+            }
+        );
+        let t = parse("throttle=thermal@hostA:0,after=2.5").unwrap();
+        assert_eq!(t.fault, Fault::Throttle("thermal".into()));
+        assert_eq!((t.host.as_deref(), t.gpu), (Some("hostA"), Some(0)));
+        assert_eq!(t.after_s, Some(2.5));
+        assert_eq!(parse("corrupt@*:*,after=0").unwrap().after_s, Some(0.0));
+        assert_eq!(parse("corrupt@*:*").unwrap().after_s, None);
+        for bad in [
+            "after=-1",
+            "after=x",
+            "after=",
+            "after",
+            "after=nan",
+            "after=inf",
+        ] {
+            let spec = format!("slow=0.5@*:1,{bad}");
+            let e = parse(&spec).unwrap_err();
+            assert!(e.contains(&format!("{spec:?}")), "{e}");
+            assert!(e.contains("after= takes seconds, e.g. after=30"), "{e}");
+        }
+        let e = parse("slow=0.5@*:1,after=1,after=2").unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = parse("slow=0.5@*:1,later=3").unwrap_err();
+        assert!(
+            e.contains("unknown suffix") && e.contains(",after=SECONDS"),
+            "{e}"
+        );
+        // The suffix does not hide a bad spec before it.
+        assert!(parse("slow=3@*:0,after=5")
+            .unwrap_err()
+            .contains("fraction"));
     }
 }

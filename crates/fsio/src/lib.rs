@@ -99,6 +99,28 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), FsError> {
     })
 }
 
+/// Appends `line` and a newline to `path` (created if absent) in one write,
+/// then syncs the file: a line appended is on disk when this returns, and
+/// a kill during the write leaves at most the last line cut (readers of
+/// such logs drop a line that does not parse).
+pub fn append_line(path: &Path, line: &[u8]) -> Result<(), FsError> {
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line);
+    buf.push(b'\n');
+    let result = (|| {
+        let mut f = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        f.write_all(&buf)?;
+        f.sync_data()
+    })();
+    result.map_err(|source| FsError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Reads a regular file of at most `max` bytes; `what` and `hint` name the
 /// kind of file and how to read a larger one in the error.
 pub fn read_capped(

@@ -116,7 +116,7 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
         .apply(&config.accept, cfg)
         .map_err(|e| usage(e.to_string()))?;
 
-    let run_dir = match launch(&args.run, Some(&overrides))? {
+    let run_dir = match launch(&args.run, Some(&overrides), None)? {
         Launched::DryRun => return Ok(OK),
         Launched::Interrupted => return Ok(INTERRUPTED),
         Launched::Finished { run_dir, .. } => run_dir,

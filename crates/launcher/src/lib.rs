@@ -6,6 +6,8 @@
 //!   (progress, timeout, Ctrl-C), then report ([`run_cmd`]);
 //! - `accept`: the staged acceptance suite ([`accept_cmd`]), launched and
 //!   supervised as `run`, ending with one verdict line per finding;
+//! - `soak`: the burn-in ([`soak_cmd`]): rounds for hours, a window at a
+//!   time into soak.jsonl, fail-slow / drift / SDC rules;
 //! - `report` / `compare`: summaries, exports, verdicts and run-to-run
 //!   comparison from `run.json` files ([`report_cmd`], over `mfubench-report`);
 //! - `flops` / `presets`: the FLOP calculator ([`flops_cmd`]).
@@ -27,6 +29,7 @@ pub mod exit;
 pub mod flops_cmd;
 pub mod report_cmd;
 pub mod run_cmd;
+pub mod soak_cmd;
 
 /// Measure how well a GPU cluster turns hardware into training throughput.
 #[derive(Debug, Parser)]
@@ -43,6 +46,10 @@ enum Command {
     /// Acceptance suite: device, node, link, sweep and step stages; names the
     /// bad GPU, node or link; exit 1 on any FAIL.
     Accept(accept_cmd::AcceptArgs),
+    /// Burn-in: rounds of the step for a duration, judged per window
+    /// (fail-slow, drift, throttling, jitter, silent data corruption, XID,
+    /// ECC); soak.jsonl and report.html after every window.
+    Soak(soak_cmd::SoakArgs),
     /// Summarise a run directory or run.json (tables, exports, verdict).
     Report(report_cmd::ReportArgs),
     /// Compare two runs side by side; exit 1 on a regression.
@@ -65,6 +72,7 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(a) => run_cmd::run(a),
         Command::Accept(a) => accept_cmd::run_accept(a),
+        Command::Soak(a) => soak_cmd::run_soak(a),
         Command::Report(a) => report_cmd::run_report(a),
         Command::Compare(a) => report_cmd::run_compare(a),
         Command::Flops(a) => flops_cmd::run_flops(a),

@@ -114,6 +114,33 @@ fn report_vary(file: &std::path::Path, args: &ReportArgs) -> Result<u8> {
 }
 
 /// Every report error is about the input or the options: exit 2.
+/// A soak's folder (or its soak.jsonl): the soak's text and verdict;
+/// report.html (and `--prom`) unless `--no-files`.
+fn report_soak(file: &std::path::Path, args: &ReportArgs) -> Result<u8> {
+    let dir = file.parent().unwrap_or(std::path::Path::new("."));
+    let out = if args.no_files {
+        let log = mfubench_report::soak::read_soak(file).map_err(coded)?;
+        mfubench_report::soak::render(&log, None)
+    } else {
+        let dir = args.out.as_deref().unwrap_or(dir);
+        if args.out.is_some() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| usage(format!("--out {}: {e}", dir.display())))?;
+        }
+        let log = mfubench_report::soak::read_soak(file).map_err(coded)?;
+        let out = mfubench_report::soak::render(&log, None);
+        mfubench_fsio::write_atomic(&dir.join("report.html"), out.html.as_bytes())
+            .map_err(|e| coded(e.into()))?;
+        if let Some(p) = &args.exports.prom {
+            mfubench_fsio::write_atomic(p, out.prom.as_bytes()).map_err(|e| coded(e.into()))?;
+        }
+        eprintln!("mfubench: wrote {}", dir.join("report.html").display());
+        out
+    };
+    print!("{}", out.text);
+    Ok(crate::soak_cmd::exit_code(&out, args.allow_partial))
+}
+
 fn coded(e: ReportError) -> anyhow::Error {
     usage(e.to_string())
 }
@@ -121,6 +148,9 @@ fn coded(e: ReportError) -> anyhow::Error {
 /// Runs `mfubench report`: accept.json (from `mfubench accept`) when the
 /// directory has one or it is named, and run.json when there is one.
 pub fn run_report(args: &ReportArgs) -> Result<u8> {
+    if let Some(file) = mfubench_report::soak::soak_file(&args.run) {
+        return report_soak(&file, args);
+    }
     if let Some(file) = mfubench_report::vary::vary_file(&args.run) {
         let dir = file.parent().map(|d| d.join("run.json"));
         if !dir.is_some_and(|r| r.is_file()) {

@@ -211,7 +211,11 @@ pub(crate) fn read_config(path: &str) -> Result<String> {
     .map_err(usage)
 }
 
-fn plan(args: &RunArgs, accept: Option<&AcceptOverrides>) -> Result<Plan> {
+fn plan(
+    args: &RunArgs,
+    accept: Option<&AcceptOverrides>,
+    soak: Option<&mfubench_core::soak::SoakRun>,
+) -> Result<Plan> {
     let text = read_config(&args.config)?;
     // Checked as the ranks will check it: with the backend the command line
     // asks for (--backend, or cuda for --sim-gpu), whose defaults and dtype
@@ -351,6 +355,7 @@ fn plan(args: &RunArgs, accept: Option<&AcceptOverrides>) -> Result<Plan> {
         },
         vary: args.vary.clone(),
         accept: accept.cloned(),
+        soak: soak.cloned(),
         inject_wrong_rank: None,
         late_rank: None,
     };
@@ -494,15 +499,34 @@ pub(crate) enum Launched {
         /// run.json (as announced by the worker's `done` event, else the
         /// run folder's).
         run_json: PathBuf,
+        /// A soak that was asked to end early (Ctrl-C, SIGTERM, timeout)
+        /// and did, at a window boundary.
+        soft_stopped: Option<supervise::StopReason>,
     },
 }
 
+/// What `mfubench soak` adds to a launch.
+pub(crate) struct SoakLaunch {
+    /// Duration, window and modes.
+    pub run: mfubench_core::soak::SoakRun,
+    /// How long the ranks get to reach a window boundary after a stop.
+    pub grace: Duration,
+    /// Called with the run folder and the window's index after each
+    /// window closed.
+    pub on_window: OnWindow,
+}
+
+/// A soak's callback after each window: the run folder, the window's index.
+pub(crate) type OnWindow = std::sync::Arc<dyn Fn(&Path, u32) + Send + Sync>;
+
 /// Runs `mfubench run`: returns the exit code, or an error carrying one.
 pub fn run(args: &RunArgs) -> Result<u8> {
-    let (run_dir, run_json) = match launch(args, None)? {
+    let (run_dir, run_json) = match launch(args, None, None)? {
         Launched::DryRun => return Ok(OK),
         Launched::Interrupted => return Ok(INTERRUPTED),
-        Launched::Finished { run_dir, run_json } => (run_dir, run_json),
+        Launched::Finished {
+            run_dir, run_json, ..
+        } => (run_dir, run_json),
     };
     if !args.vary.is_empty() {
         return report_vary(&run_dir, args);
@@ -525,8 +549,12 @@ pub fn run(args: &RunArgs) -> Result<u8> {
 /// with `accept`'s overrides, else the benchmark); a failed, timed-out or usage-error job is an
 /// error carrying its exit code (its partial results reported first).
 /// Shared by `mfubench run` and `mfubench accept`.
-pub(crate) fn launch(args: &RunArgs, accept: Option<&AcceptOverrides>) -> Result<Launched> {
-    let mut p = plan(args, accept)?;
+pub(crate) fn launch(
+    args: &RunArgs,
+    accept: Option<&AcceptOverrides>,
+    soak: Option<&SoakLaunch>,
+) -> Result<Launched> {
+    let mut p = plan(args, accept, soak.map(|s| &s.run))?;
     eprintln!("mfubench: {} rank(s), from {}", p.np, p.np_rule.describe());
     if let Some(n) = args.sim_gpu {
         eprintln!(
@@ -590,7 +618,7 @@ pub(crate) fn launch(args: &RunArgs, accept: Option<&AcceptOverrides>) -> Result
                         p.out_dir.display()
                     )));
                 }
-                p = plan(args, accept)?;
+                p = plan(args, accept, soak.map(|s| &s.run))?;
             }
             Err(e) => {
                 return Err(usage(format!(
@@ -618,6 +646,11 @@ pub(crate) fn launch(args: &RunArgs, accept: Option<&AcceptOverrides>) -> Result
         run_id: p.run_id.clone(),
         timeout: p.timeout,
         tty: std::io::stderr().is_terminal(),
+        soft_stop: soak.map(|s| (p.run_dir.join(mfubench_core::soak::STOP_FILE), s.grace)),
+        on_soak_window: soak.map(|s| {
+            let (f, dir) = (s.on_window.clone(), p.run_dir.clone());
+            supervise::WindowHook(std::sync::Arc::new(move |i: u32| f(&dir, i)))
+        }),
     };
     let o = supervise::supervise(&job)?;
 
@@ -682,6 +715,7 @@ pub(crate) fn launch(args: &RunArgs, accept: Option<&AcceptOverrides>) -> Result
     Ok(Launched::Finished {
         run_dir: p.run_dir,
         run_json,
+        soft_stopped: o.soft_stopped,
     })
 }
 

@@ -72,6 +72,7 @@ pub mod fsutil;
 pub mod html;
 pub mod plot;
 pub mod read;
+pub mod soak;
 pub mod suite;
 mod svg;
 pub mod table;

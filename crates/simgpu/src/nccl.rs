@@ -23,7 +23,9 @@
 //! `ncclGroupStart/End`; self send/recv allowed). Abort unblocks a waiting
 //! operation; a lost peer becomes the communicator's async error.
 //! Faults: `hang=KIND` (the device's first collective of that kind waits
-//! until abort), `link_slow=F` (its sends take 1/F as long).
+//! until abort), `link_slow=F` (its sends take 1/F as long); both looked up
+//! per collective, so one delayed with `,after=SECONDS` takes the first
+//! collective after its delay.
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void};
@@ -412,7 +414,9 @@ pub struct Comm {
     p2p_recv: Mutex<HashMap<usize, u64>>,
     aborted: AtomicBool,
     error: Mutex<Option<(ncclResult_t, String)>>,
-    hangs_left: Mutex<Vec<String>>,
+    /// Kinds of collectives an injected hang has taken on this
+    /// communicator, one entry per hang.
+    hung: Mutex<Vec<String>>,
 }
 
 impl Comm {
@@ -421,16 +425,9 @@ impl Comm {
             .iter()
             .position(|r| *r == mesh.rank)
             .expect("member of its comm");
-        let hangs = crate::fault::of_device(device)
-            .into_iter()
-            .filter_map(|f| {
-                if let Fault::Hang(k) = f {
-                    Some(k)
-                } else {
-                    None
-                }
-            })
-            .collect();
+        // The clock of delayed faults starts no later than the first
+        // communicator.
+        crate::fault::start();
         Comm {
             mesh,
             tag,
@@ -443,7 +440,7 @@ impl Comm {
             p2p_recv: Mutex::new(HashMap::new()),
             aborted: AtomicBool::new(false),
             error: Mutex::new(None),
-            hangs_left: Mutex::new(hangs),
+            hung: Mutex::new(Vec::new()),
         }
     }
 
@@ -471,17 +468,22 @@ impl Comm {
         }
     }
 
-    /// Whether this collective is the one an injected hang takes; if so it
-    /// waits until the communicator is aborted.
+    /// Whether this collective is the one an injected hang takes (the
+    /// first of its kind once the fault is in effect, one per `hang` fault);
+    /// if so it waits until the communicator is aborted.
     fn maybe_hang(&self, kind: &str) -> bool {
         let hit = {
-            let mut h = self.hangs_left.lock().unwrap();
-            match h.iter().position(|k| k == kind) {
-                Some(i) => {
-                    h.remove(i);
-                    true
-                }
-                None => false,
+            let mut hung = self.hung.lock().unwrap();
+            let due = crate::fault::of_device(self.device)
+                .iter()
+                .filter(|f| matches!(f, Fault::Hang(k) if k == kind))
+                .count();
+            let taken = hung.iter().filter(|k| *k == kind).count();
+            if due > taken {
+                hung.push(kind.to_string());
+                true
+            } else {
+                false
             }
         };
         if hit {

@@ -18,13 +18,17 @@
 //! lowers the SM clock and raises the temperature with the hardware and
 //! software thermal-slowdown reasons set, `throttle=power` lowers the clock
 //! at the power cap, `ecc=N` reports N volatile uncorrected DRAM errors.
+//! The faults are looked up at each reading, so one delayed with
+//! `,after=SECONDS` shows from then on.
 //!
 //! **Events.** An event set is a heap object (found by its handle in a
 //! registry, so a freed or made-up set is an error) holding the (device,
 //! mask) pairs registered with it and a queue of pending events. Injected
 //! XIDs "happened at start": registering a set for critical XIDs of a device
 //! with an `xid=CODE` fault queues one event carrying that code, delivered by
-//! the first wait ([`start_events`]); a wait with nothing pending returns
+//! the first wait ([`start_events`]). A fault delayed with `,after=SECONDS`
+//! is queued by the first wait after its delay has passed (a wait in
+//! progress wakes for it). A wait with nothing pending returns
 //! `NVML_ERROR_TIMEOUT` once its timeout has passed.
 //!
 //! **Init.** `nvmlInit` calls are counted and `nvmlShutdown` undoes one, as
@@ -188,19 +192,28 @@ struct Dev {
     idx: usize,
     uuid: String,
     serial: String,
-    faults: Vec<Fault>,
+}
+
+impl Dev {
+    /// The device's faults in effect now (a delayed one once its delay has
+    /// passed): looked up at each reading, never kept.
+    fn faults(&self) -> Vec<Fault> {
+        crate::fault::of_device(self.idx)
+    }
 }
 
 /// Every simulated device of this host, fixed at first use.
 fn devices() -> &'static [Dev] {
     static DEVS: OnceLock<Vec<Dev>> = OnceLock::new();
     DEVS.get_or_init(|| {
+        // The clock of delayed faults starts no later than NVML's first
+        // device lookup.
+        crate::fault::start();
         (0..crate::env::devices_per_host())
             .map(|idx| Dev {
                 idx,
                 uuid: device::uuid_string(idx),
                 serial: device::serial(idx),
-                faults: crate::fault::of_device(idx),
             })
             .collect()
     })
@@ -371,19 +384,34 @@ fn lock_sets() -> MutexGuard<'static, HashMap<usize, EventSet>> {
     sets().0.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Registers `mask` for device `dev` with `set`, queuing the events the
-/// device's faults deliver ([`start_events`]).
-fn register(set: &mut EventSet, dev: &Dev, mask: u64) {
-    *set.registered.entry(dev.idx).or_insert(0) |= mask;
-    for (kind, data) in start_events(&dev.faults, mask) {
+/// Registers `mask` for device `idx`, whose faults in effect are `faults`,
+/// with `set`, queuing the events they deliver ([`start_events`]).
+fn register(set: &mut EventSet, idx: usize, faults: &[Fault], mask: u64) {
+    *set.registered.entry(idx).or_insert(0) |= mask;
+    queue(set, idx, faults, mask);
+}
+
+/// Queues the events `faults` of device `idx` deliver to a set registered
+/// for `mask`, each at most once per set.
+fn queue(set: &mut EventSet, idx: usize, faults: &[Fault], mask: u64) {
+    for (kind, data) in start_events(faults, mask) {
         let p = Pending {
-            device: dev.idx,
+            device: idx,
             kind,
             data,
         };
         if set.queued.insert(p) {
             set.pending.push_back(p);
         }
+    }
+}
+
+/// Queues the events of faults whose delay has passed since the set's
+/// devices registered.
+fn catch_up(set: &mut EventSet) {
+    let registered: Vec<(usize, u64)> = set.registered.iter().map(|(d, m)| (*d, *m)).collect();
+    for (idx, mask) in registered {
+        queue(set, idx, &crate::fault::of_device(idx), mask);
     }
 }
 
@@ -592,7 +620,7 @@ crate::exports! {
         // SAFETY: NVML's contract: the pointer is null or writable.
         unsafe {
             query(device, clock, |d| {
-                let r = reading_of(&d.faults);
+                let r = reading_of(&d.faults());
                 match type_ {
                     NVML_CLOCK_GRAPHICS | NVML_CLOCK_SM => Ok(r.sm_clock_mhz),
                     NVML_CLOCK_MEM => Ok(r.mem_clock_mhz),
@@ -629,7 +657,7 @@ crate::exports! {
         // SAFETY: NVML's contract: the pointer is null or writable.
         unsafe {
             query(device, temp, |d| match sensor_type {
-                NVML_TEMPERATURE_GPU => Ok(reading_of(&d.faults).temperature_c),
+                NVML_TEMPERATURE_GPU => Ok(reading_of(&d.faults()).temperature_c),
                 _ => Err(NVML_ERROR_INVALID_ARGUMENT),
             })
         }
@@ -638,7 +666,7 @@ crate::exports! {
     /// Power draw, milliwatts.
     fn nvmlDeviceGetPowerUsage(device: nvmlDevice_t, power: *mut c_uint) -> nvmlReturn_t {
         // SAFETY: NVML's contract: the pointer is null or writable.
-        unsafe { query(device, power, |d| Ok(reading_of(&d.faults).power_mw)) }
+        unsafe { query(device, power, |d| Ok(reading_of(&d.faults()).power_mw)) }
     }
 
     /// The enforced power limit, milliwatts.
@@ -661,7 +689,7 @@ crate::exports! {
         // SAFETY: NVML's contract: the pointer is null or writable.
         unsafe {
             query(device, clocks_throttle_reasons, |d| {
-                Ok(reading_of(&d.faults).throttle_reasons)
+                Ok(reading_of(&d.faults()).throttle_reasons)
             })
         }
     }
@@ -674,7 +702,7 @@ crate::exports! {
         // SAFETY: NVML's contract: the pointer is null or writable.
         unsafe {
             query(device, clocks_event_reasons, |d| {
-                Ok(reading_of(&d.faults).throttle_reasons)
+                Ok(reading_of(&d.faults()).throttle_reasons)
             })
         }
     }
@@ -732,7 +760,7 @@ crate::exports! {
                 }
                 match error_type {
                     NVML_MEMORY_ERROR_TYPE_CORRECTED => Ok(0),
-                    NVML_MEMORY_ERROR_TYPE_UNCORRECTED => Ok(reading_of(&d.faults).ecc_uncorrected),
+                    NVML_MEMORY_ERROR_TYPE_UNCORRECTED => Ok(reading_of(&d.faults()).ecc_uncorrected),
                     _ => Err(NVML_ERROR_INVALID_ARGUMENT),
                 }
             })
@@ -759,7 +787,7 @@ crate::exports! {
                 match error_type {
                     NVML_MEMORY_ERROR_TYPE_CORRECTED => Ok(0),
                     NVML_MEMORY_ERROR_TYPE_UNCORRECTED => Ok(match location_type {
-                        NVML_MEMORY_LOCATION_DRAM => reading_of(&d.faults).ecc_uncorrected,
+                        NVML_MEMORY_LOCATION_DRAM => reading_of(&d.faults()).ecc_uncorrected,
                         _ => 0,
                     }),
                     _ => Err(NVML_ERROR_INVALID_ARGUMENT),
@@ -840,7 +868,8 @@ crate::exports! {
     }
 
     /// Registers event types of a device with a set; the device's injected
-    /// XIDs are queued now ([`start_events`]).
+    /// XIDs are queued now ([`start_events`]), delayed ones by the first
+    /// wait after their delay.
     fn nvmlDeviceRegisterEvents(
         device: nvmlDevice_t,
         event_types: c_ulonglong,
@@ -862,7 +891,7 @@ crate::exports! {
         let Some(s) = sets.get_mut(&(set as usize)) else {
             return NVML_ERROR_INVALID_ARGUMENT;
         };
-        register(s, d, event_types);
+        register(s, d.idx, &d.faults(), event_types);
         drop(sets);
         sets_changed();
         NVML_SUCCESS
@@ -887,6 +916,7 @@ crate::exports! {
             let Some(s) = sets.get_mut(&(set as usize)) else {
                 return NVML_ERROR_INVALID_ARGUMENT;
             };
+            catch_up(s);
             if let Some(p) = s.pending.pop_front() {
                 let ev = nvmlEventData_t {
                     device: handle_of(p.device),
@@ -902,7 +932,12 @@ crate::exports! {
             if now >= deadline {
                 return NVML_ERROR_TIMEOUT;
             }
-            sets = sets_wait(sets, deadline - now);
+            // Wake for a delayed fault that starts before the deadline.
+            let until = match crate::fault::next_start() {
+                Some(d) => (deadline - now).min(d),
+                None => deadline - now,
+            };
+            sets = sets_wait(sets, until);
         }
     }
 
@@ -1212,7 +1247,7 @@ mod tests {
         let _g = Init::new();
         for d in devices() {
             let h = handle(d.idx as u32);
-            let want = reading_of(&d.faults);
+            let want = reading_of(&d.faults());
             assert_eq!(clock(h, NVML_CLOCK_SM), Ok(want.sm_clock_mhz));
             assert_eq!(clock(h, NVML_CLOCK_MEM), Ok(want.mem_clock_mhz));
             assert_eq!(clock(h, 77), Err(NVML_ERROR_INVALID_ARGUMENT));
@@ -1259,15 +1294,10 @@ mod tests {
         assert_eq!(start_events(&[Fault::Ecc(2)], xid | dbe), vec![(dbe, 0)]);
 
         // Through a set: one XID 79, however often the device registers.
-        let dev = Dev {
-            idx: 0,
-            uuid: String::new(),
-            serial: String::new(),
-            faults: vec![Fault::Xid(79), Fault::Throttle("thermal".into())],
-        };
+        let faults = [Fault::Xid(79), Fault::Throttle("thermal".into())];
         let mut set = EventSet::default();
-        register(&mut set, &dev, xid);
-        register(&mut set, &dev, xid);
+        register(&mut set, 0, &faults, xid);
+        register(&mut set, 0, &faults, xid);
         assert_eq!(
             Vec::from(set.pending),
             vec![Pending {
@@ -1309,7 +1339,7 @@ mod tests {
         };
         // What device 0's faults queued (none in a plain test run), then
         // nothing: a timeout, after the timeout.
-        for (kind, code) in start_events(&devices()[0].faults, xid) {
+        for (kind, code) in start_events(&devices()[0].faults(), xid) {
             assert_eq!(wait(set, 0), (NVML_SUCCESS, h, kind, code));
         }
         assert_eq!(wait(set, 0).0, NVML_ERROR_TIMEOUT);

@@ -193,6 +193,34 @@ pub trait Backend: Compute + Communicator + Sized {
     fn telemetry(&self, _mode: Mode, _at: &str) -> Option<TelemetrySample> {
         None
     }
+
+    /// The silent-data-corruption probe of `mfubench soak`: `count` times
+    /// the same small GEMM on inputs from `seed`
+    /// ([`mfubench_core::soak::sdc_inputs`]), one after the other on the
+    /// device's own GEMM path, each output decoded to f64; with the f64
+    /// reference of the inputs the device saw and the dtype's tolerance.
+    /// Called with the streams idle.
+    fn sdc_probe(&self, seed: u64, count: u32) -> Result<SdcProbe, BackendError>;
+
+    /// The device's readings for a soak window (clocks, temperature,
+    /// power, throttle reasons, ECC) and the XIDs delivered since the last
+    /// call; empty where the device has none (the CPU backend: the host's
+    /// readings are added by the caller).
+    fn window_readings(&mut self) -> mfubench_core::soak::WindowTelemetry {
+        Default::default()
+    }
+}
+
+/// What [`Backend::sdc_probe`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SdcProbe {
+    /// Each GEMM's output, in order, decoded to f64.
+    pub outputs: Vec<Vec<f64>>,
+    /// The f64 product of the inputs as the device saw them (rounded to
+    /// its dtype).
+    pub reference: Vec<f64>,
+    /// The largest relative error the dtype allows.
+    pub tolerance: f64,
 }
 
 impl From<&BackendError> for Exit {

@@ -112,6 +112,10 @@ pub struct Benchmark<'r, B: Backend> {
     warmup_round_s: Vec<f64>,
     /// A communicator per kind of group the plan's collectives run in.
     groups: BTreeMap<Group, SimpleCommunicator>,
+    /// No per-step progress events (a soak reports per window).
+    quiet: bool,
+    /// The SDC checks since the last window closed.
+    sdc: Vec<mfubench_core::soak::SdcSample>,
 }
 
 /// A communicator per kind of group the plan's collectives run in (this
@@ -183,6 +187,8 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             clock: std::cell::Cell::new(clock),
             warmup_round_s: Vec::new(),
             groups,
+            quiet: false,
+            sdc: Vec::new(),
         })
     }
 
@@ -341,7 +347,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
     /// Rank 0's step, shown live (a collective here would add a spinning
     /// wait to every step; cluster figures come at the end).
     fn progress(&self, mode: Mode, phase: &str, iter: u32, of: u32, step_s: f64) {
-        if self.rank.is_root() {
+        if self.rank.is_root() && !(self.quiet && phase == "timed") {
             emit(&Event::Iteration {
                 mode: self.cell_name(mode),
                 phase: phase.into(),
@@ -389,7 +395,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         s.timings.push(t);
         s.starts.push(since);
         s.started.push(t0);
-        if n == of && self.rank.is_root() {
+        if n == of && self.rank.is_root() && !self.quiet {
             let med = stats::median(&s.timings.iter().map(|t| t.step_s).collect::<Vec<_>>())
                 .unwrap_or(0.0);
             emit(&Event::ModeDone {
@@ -412,6 +418,80 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         }
     }
 
+    /// The backend's name (`cpu`, `cuda`).
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Whether the device is the simulated GPU.
+    pub fn simulated(&self) -> bool {
+        self.device
+            .info
+            .get("simulated")
+            .is_some_and(|v| v == "true")
+    }
+
+    /// A soak: timed steps report no progress events of their own (the
+    /// soak reports each window).
+    pub fn set_quiet(&mut self) {
+        self.quiet = true;
+    }
+
+    /// Forgets the timed steps and wrong elements so far (a soak window
+    /// closed; the figures of the next one start afresh, and memory does
+    /// not grow over hours).
+    pub fn clear_steps(&mut self) {
+        self.steps.clear();
+        self.sdc.clear();
+        self.telemetry.clear();
+    }
+
+    /// One SDC check after round `round` (the same seed on every rank):
+    /// `gemms` GEMMs on the device, their digest and reference error kept
+    /// for the window's record.
+    pub fn sdc_check(&mut self, round: u64, gemms: u32) {
+        let seed = 0x5dc0_5eed ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        crate::progress::set_position("", "soak", "SDC check");
+        match self.backend.sdc_probe(seed, gemms) {
+            Ok(p) => self.sdc.push(mfubench_core::soak::sdc_sample(
+                round,
+                &p.outputs,
+                &p.reference,
+                p.tolerance,
+            )),
+            Err(e) => self.rank.abort(format!("SDC check: {e}")),
+        }
+    }
+
+    /// This rank's record of a soak window: identity, the figures of
+    /// `records` (what [`Benchmark::save`] returned), the device's and
+    /// host's readings now, the window's SDC checks and wrong elements.
+    pub fn window_record(
+        &mut self,
+        modes: &[Mode],
+        records: &BTreeMap<Mode, ModeRecord>,
+    ) -> mfubench_core::soak::RankWindow {
+        let mut w = mfubench_core::soak::rank_window_figures(&self.plan, modes, records);
+        w.rank = self.rank.rank;
+        w.host = self.rank.host.clone();
+        w.device = self.device.device.clone();
+        w.device_name = self.device.name.clone();
+        w.serial = self.device.info.get("serial").cloned();
+        w.wrong = self.steps.values().map(|s| s.wrong).sum();
+        let mut t = self.backend.window_readings();
+        let host = crate::platform::cpu_telemetry();
+        (t.cpu_mhz, t.cpu_temp_c, t.load1) = (host.mhz, host.temp_c, host.load1);
+        w.telemetry = t;
+        w.sdc = self.sdc.clone();
+        w
+    }
+
+    /// The backend's readings, discarded (a soak's first call registers
+    /// the XID watch before the first window).
+    pub fn open_readings(&mut self) {
+        let _ = self.backend.window_readings();
+    }
+
     /// Declares the normal end of the backend's collectives (see
     /// [`Backend::finish`]); the executor calls it after the last step.
     pub fn finish(&self) {
@@ -425,7 +505,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
 
     /// Gathers every rank's record on rank 0, which writes run.json
     /// atomically; every rank learns whether it was written.
-    pub fn save(&self, complete: bool) -> Result<(), Exit> {
+    pub fn save(&self, complete: bool) -> Result<BTreeMap<Mode, ModeRecord>, Exit> {
         let r = self.rank;
         // The gather and the agreement wait for every rank: under a
         // deadline, so that a rank stopped or gone ends the job.
@@ -450,7 +530,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             device_info: self.device.info.clone(),
             calibrated_tflops: self.calibrated,
             wrong: self.steps.values().map(|s| s.wrong).sum(),
-            modes,
+            modes: modes.clone(),
             telemetry: self.telemetry.clone(),
             host_load: self.host_load.clone(),
             clock: Some(self.clock.get().record()),
@@ -467,7 +547,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         if complete {
             emit(&Event::RankDone { rank: r.rank });
         }
-        Ok(())
+        Ok(modes)
     }
 
     /// Each mode's record, its collectives timed from the last arrival.

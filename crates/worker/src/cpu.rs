@@ -838,6 +838,65 @@ impl<G: HostGroup> Backend for CpuBackend<G> {
     fn name(&self) -> &'static str {
         "cpu"
     }
+
+    fn sdc_probe(&self, seed: u64, count: u32) -> Result<crate::backend::SdcProbe, BackendError> {
+        use mfubench_core::soak::{reference_gemm, sdc_inputs};
+        let op = sdc_op();
+        let (m, n, k) = (op.m as usize, op.n as usize, op.k as usize);
+        let a = sdc_inputs(seed, m * k);
+        let b = sdc_inputs(seed.wrapping_add(1), k * n);
+        // One thread: the same summation order on every rank, whatever its
+        // GEMM threads, so that equal hardware gives equal bits.
+        let (outputs, seen_a, seen_b, tolerance) = match self.dtype {
+            Dtype::F64 => {
+                let mut outs = Vec::new();
+                for _ in 0..count {
+                    let mut c = vec![0.0f64; m * n];
+                    run_gemm(&op, &a, &b, &mut c, 1.0f64, 1);
+                    outs.push(c);
+                }
+                (outs, a.clone(), b.clone(), 1e-12)
+            }
+            _ => {
+                let (a32, b32): (Vec<f32>, Vec<f32>) = (
+                    a.iter().map(|x| *x as f32).collect(),
+                    b.iter().map(|x| *x as f32).collect(),
+                );
+                let mut outs = Vec::new();
+                for _ in 0..count {
+                    let mut c = vec![0.0f32; m * n];
+                    run_gemm(&op, &a32, &b32, &mut c, 1.0f32, 1);
+                    outs.push(c.iter().map(|x| f64::from(*x)).collect());
+                }
+                let up = |v: &[f32]| v.iter().map(|x| f64::from(*x)).collect::<Vec<f64>>();
+                (outs, up(&a32), up(&b32), 1e-5)
+            }
+        };
+        Ok(crate::backend::SdcProbe {
+            outputs,
+            reference: reference_gemm(&seen_a, &seen_b, m, n, k),
+            tolerance,
+        })
+    }
+}
+
+/// The SDC probe's GEMM: 64×64×64, no transposes.
+fn sdc_op() -> mfubench_core::plan::GemmOp {
+    use mfubench_core::plan::{GemmKind, GemmOp, Pass};
+    GemmOp {
+        layer: None,
+        kind: GemmKind::FfnUp,
+        pass: Pass::Forward,
+        m: 64,
+        n: 64,
+        k: 64,
+        batch: 1,
+        trans_a: false,
+        trans_b: false,
+        bucket: None,
+        expert: None,
+        chunk: None,
+    }
 }
 
 #[cfg(test)]

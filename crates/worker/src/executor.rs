@@ -190,19 +190,7 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
                 peak_source: format!("{:?}", peak.source).to_lowercase(),
             });
         }
-        let rule = WarmupRule::of_run(&run);
-        let mut rounds: Vec<f64> = Vec::new();
-        let mut done = 0u32;
-        while rule.another_round(done, done > 0 && self.every_rank_settled(&rule, &rounds)) {
-            let mut round_s = 0.0;
-            for (k, mode) in rotated(&cells, done as usize) {
-                round_s += self.bench(k).warmup_step(mode, done + 1, rule.max_rounds);
-            }
-            rounds.push(round_s);
-            done += 1;
-        }
-        self.running()
-            .for_each(|b| b.set_warmup_rounds(rounds.clone()));
+        self.warmup(&cells);
         self.running().for_each(|b| b.sample_telemetry("start"));
         let order = timed_order(&cells, run.schedule, run.iterations);
         let mut first: Option<Instant> = None;
@@ -216,6 +204,128 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
         self.running().for_each(|b| b.check_steps());
         self.running().for_each(|b| b.finish());
         self.save(true, after_save)
+    }
+
+    /// The shared warmup of `cells` (see the notes above); every variant
+    /// records the round times.
+    fn warmup(&mut self, cells: &[(usize, Mode)]) {
+        let rule = WarmupRule::of_run(&self.run);
+        let mut rounds: Vec<f64> = Vec::new();
+        let mut done = 0u32;
+        while rule.another_round(done, done > 0 && self.every_rank_settled(&rule, &rounds)) {
+            let mut round_s = 0.0;
+            for (k, mode) in rotated(cells, done as usize) {
+                round_s += self.bench(k).warmup_step(mode, done + 1, rule.max_rounds);
+            }
+            rounds.push(round_s);
+            done += 1;
+        }
+        self.running()
+            .for_each(|b| b.set_warmup_rounds(rounds.clone()));
+    }
+
+    /// A soak (`mfubench soak`): the warmup, then rounds of every cell (the
+    /// one variant's modes, rotated as in the interleaved schedule) until
+    /// `soak` has closed all its windows or a stop was asked for; at every
+    /// window's close the checked steps, an SDC check (unless
+    /// `thresholds.sdc_every_rounds` spaces them), run.json (that window's
+    /// steps, incomplete) and one line of soak.jsonl ([`crate::soak`]).
+    /// Collective.
+    pub fn soak(
+        &mut self,
+        peak: PeakChoice,
+        soak: &mfubench_core::soak::SoakRun,
+        thresholds: &mfubench_core::soak::SoakThresholds,
+    ) -> Result<(), Exit> {
+        use crate::soak::{Decision, SoakLog};
+        let cells = self.cells();
+        let rank = self.session.rank;
+        let modes = self.run.modes.clone();
+        let windows = soak.windows();
+        if rank.is_root() {
+            emit(&Event::Start {
+                run_id: self.session.run_id.clone(),
+                run_dir: self.session.run_dir.display().to_string(),
+                world_size: rank.size,
+                modes: modes.iter().map(|m| m.to_string()).collect(),
+                schedule: "soak".into(),
+                warmup: self.run.warmup,
+                warmup_max: self.run.warmup_max.max(self.run.warmup),
+                iterations: 0,
+                peak_tflops: peak.tflops,
+                peak_source: format!("{:?}", peak.source).to_lowercase(),
+            });
+        }
+        self.warmup(&cells);
+        self.running().for_each(|b| {
+            b.set_quiet();
+            b.open_readings();
+        });
+        let (backend, simulated) = match &self.slots[0] {
+            Slot::Runs(b) => (b.backend_name(), b.simulated()),
+            Slot::DoesNotFit(_) => ("", false),
+        };
+        let log = SoakLog::open(
+            self.session,
+            backend,
+            simulated,
+            soak,
+            thresholds,
+            peak.tflops,
+            self.run.op_timeout_s,
+        )?;
+        let opened = Instant::now();
+        let mut window_opened = opened;
+        let mut first: Option<Instant> = None;
+        let (mut round, mut window, mut in_window) = (0u64, 0u32, 0u64);
+        loop {
+            for (k, mode) in rotated(&cells, round as usize) {
+                self.bench(k).timed_step(mode, &mut first);
+            }
+            round += 1;
+            in_window += 1;
+            let every = thresholds.sdc_every_rounds;
+            if every > 0 && round % every == 0 {
+                self.running()
+                    .for_each(|b| b.sdc_check(round, thresholds.sdc_gemms));
+            }
+            let decision = log.decide(window_opened.elapsed().as_secs_f64() >= soak.window_s);
+            if decision == Decision::GoOn {
+                continue;
+            }
+            let closed = Instant::now();
+            let ending = match decision {
+                Decision::Stop(why) => Some(why),
+                _ if u64::from(window) + 1 >= windows => Some("duration".to_string()),
+                _ => None,
+            };
+            let b = self.bench(0);
+            b.check_steps();
+            if every == 0 {
+                b.sdc_check(round, thresholds.sdc_gemms);
+            }
+            if ending.is_some() {
+                b.finish();
+            }
+            // run.json: this window's steps (complete at the last one).
+            let records = b.save(ending.is_some())?;
+            let mine = b.window_record(&modes, &records);
+            log.window(
+                window,
+                windows,
+                window_opened.duration_since(opened).as_secs_f64(),
+                closed.duration_since(opened).as_secs_f64(),
+                in_window,
+                &mine,
+            )?;
+            if let Some(why) = ending {
+                return log.end(&why, window + 1);
+            }
+            self.bench(0).clear_steps();
+            window += 1;
+            in_window = 0;
+            window_opened = Instant::now();
+        }
     }
 
     /// Whether every rank's warmup rounds so far have settled under `rule`

@@ -47,5 +47,6 @@ pub mod record;
 pub mod schedule;
 pub mod session;
 pub mod setup;
+pub mod soak;
 pub mod vary;
 pub mod watchdog;

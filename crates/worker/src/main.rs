@@ -69,6 +69,12 @@ enum Task {
     Bench { config: Config, plan: Arc<StepPlan> },
     /// `--vary`: every variant, interleaved.
     Vary(VaryJob),
+    /// `--soak-duration`: a soak.
+    Soak {
+        config: Config,
+        plan: Arc<StepPlan>,
+        soak: mfubench_core::soak::SoakRun,
+    },
     /// `--accept`: the acceptance suite.
     Accept {
         config: Config,
@@ -92,6 +98,9 @@ impl PlatformJob for Job<'_, '_> {
                 executor::run_plain::<P::Backend>(self.session, config, plan)
             }
             Task::Vary(job) => vary::run::<P::Backend>(self.session, job),
+            Task::Soak { config, plan, soak } => {
+                mfubench_worker::soak::run::<P::Backend>(self.session, config, plan, soak)
+            }
             Task::Accept {
                 config,
                 plan,
@@ -124,9 +133,16 @@ fn try_main(args: &WorkerJob, rank: &Rank) -> Result<(), Exit> {
                     settings,
                 }
             }
-            None => Task::Bench {
-                config: config.clone(),
-                plan,
+            None => match &args.soak {
+                Some(soak) => Task::Soak {
+                    config: config.clone(),
+                    plan,
+                    soak: soak.clone(),
+                },
+                None => Task::Bench {
+                    config: config.clone(),
+                    plan,
+                },
             },
         };
         (config, task)

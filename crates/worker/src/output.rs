@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use mfubench_fsio::write_atomic;
+pub use mfubench_fsio::{append_line, write_atomic};
 
 /// Why the run directory cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -610,6 +610,13 @@ mod tests {
         fn name(&self) -> &'static str {
             "logging"
         }
+        fn sdc_probe(
+            &self,
+            seed: u64,
+            count: u32,
+        ) -> Result<crate::backend::SdcProbe, BackendError> {
+            self.inner.sdc_probe(seed, count)
+        }
     }
 
     /// Overlapped: each bucket's all-reduce is enqueued right after the

@@ -71,6 +71,22 @@ pub struct Job {
     pub timeout: Option<Duration>,
     /// Draw an indicatif progress bar (stderr is a terminal).
     pub tty: bool,
+    /// A soak: the first Ctrl-C, SIGTERM or timeout creates this file (the
+    /// ranks end at the next window boundary) and waits this long before
+    /// stopping the job outright.
+    pub soft_stop: Option<(std::path::PathBuf, Duration)>,
+    /// A soak: called with each window's index when rank 0 says it closed.
+    pub on_soak_window: Option<WindowHook>,
+}
+
+/// A soak's per-window callback ([`Job::on_soak_window`]).
+#[derive(Clone)]
+pub struct WindowHook(pub std::sync::Arc<dyn Fn(u32) + Send + Sync>);
+
+impl std::fmt::Debug for WindowHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WindowHook")
+    }
 }
 
 /// Why the job was stopped by us.
@@ -117,6 +133,9 @@ pub struct Outcome {
     pub status: ExitStatus,
     /// Set when we stopped the job.
     pub stopped: Option<StopReason>,
+    /// A soak asked to end at a window boundary (and ended by itself):
+    /// why.
+    pub soft_stopped: Option<StopReason>,
     /// Ranks that said hello.
     pub ranks: BTreeMap<u64, RankInfo>,
     /// Ranks that said rank_done.
@@ -464,6 +483,8 @@ async fn read_lines<R: AsyncRead + Unpin>(r: R, stream: Stream, tx: mpsc::Unboun
 
 /// Mutable state of the supervision loop.
 struct State {
+    /// A soak's callback per closed window.
+    on_soak_window: Option<WindowHook>,
     kind: LauncherKind,
     progress: Progress,
     ranks: BTreeMap<u64, RankInfo>,
@@ -584,6 +605,7 @@ impl State {
                 iterations,
                 world_size,
                 run_dir,
+                schedule,
                 ..
             } => {
                 let warmup_text = if warmup_max > warmup {
@@ -591,8 +613,13 @@ impl State {
                 } else {
                     format!("{warmup} warmup")
                 };
+                let timed = if schedule == "soak" {
+                    "then windows until the duration has passed".to_string()
+                } else {
+                    format!("+ {iterations} timed iterations each")
+                };
                 self.progress.note(&format!(
-                    "run started: {world_size} rank(s), modes {}, {warmup_text} + {iterations} timed iterations each, writing {run_dir}",
+                    "run started: {world_size} rank(s), modes {}, {warmup_text} {timed}, writing {run_dir}",
                     modes.join(", ")
                 ));
                 self.progress.start(modes.len(), warmup, iterations);
@@ -609,6 +636,23 @@ impl State {
                 median_step_s,
             } => self.progress.mode_done(&mode, median_step_s),
             Event::Done { run_json, .. } => self.run_json = Some(run_json),
+            Event::SoakWindow {
+                index,
+                windows,
+                end_s,
+                median_tflops,
+            } => {
+                self.progress.note(&format!(
+                    "soak: window {}/{windows} closed at {end_s:.0} s{}",
+                    index + 1,
+                    median_tflops
+                        .map(|r| format!(", median GEMM rate {r:.3} TFLOP/s"))
+                        .unwrap_or_default()
+                ));
+                if let Some(f) = &self.on_soak_window {
+                    (f.0)(index);
+                }
+            }
             Event::RankDone { rank } => {
                 self.finished.insert(rank);
             }
@@ -921,6 +965,26 @@ fn reap_orphans(deadline: Instant) {
 }
 
 /// Runs the job to completion (or until stopped) and reports what happened.
+/// A soak's first stop: creates the stop file the ranks look for after
+/// every round and says so; returns when to stop the job outright.
+fn soft_stop(job: &Job, progress: &Progress, why: &str) -> tokio::time::Instant {
+    let Some((file, grace)) = &job.soft_stop else {
+        return tokio::time::Instant::now();
+    };
+    if let Err(e) = std::fs::write(file, why.as_bytes()) {
+        progress.note(&format!(
+            "{why}: cannot create {}: {e}; stopping the job",
+            file.display()
+        ));
+        return tokio::time::Instant::now();
+    }
+    progress.note(&format!(
+        "{why}: the soak ends at the next window boundary (within {:.0} s; Ctrl-C again to stop it now)",
+        grace.as_secs_f64()
+    ));
+    tokio::time::Instant::now() + *grace
+}
+
 pub fn supervise(job: &Job) -> Result<Outcome> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -980,6 +1044,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
     drop(tx);
 
     let mut st = State {
+        on_soak_window: job.on_soak_window.clone(),
         kind: job.kind,
         progress: Progress::new(job.tty, job.np),
         ranks: BTreeMap::new(),
@@ -1005,6 +1070,8 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         .map_or(far, |t| t.min(far));
     let mut kill_at = far;
     let mut stopped: Option<StopReason> = None;
+    let mut soft_stopped: Option<StopReason> = None;
+    let mut hard_stop_at = far;
     let mut killed_after_abort = false;
     let mut lines_open = true;
 
@@ -1035,7 +1102,18 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
                 }
             }
             status = child.wait() => break status.context("waiting for the launcher program")?,
-            _ = tokio::time::sleep_until(timeout_at), if stopped.is_none() => {
+            _ = tokio::time::sleep_until(timeout_at), if stopped.is_none() && soft_stopped.is_none() && job.soft_stop.is_some() => {
+                soft_stopped = Some(StopReason::Timeout);
+                hard_stop_at = soft_stop(job, &st.progress, "timeout reached");
+            }
+            _ = tokio::time::sleep_until(hard_stop_at), if stopped.is_none() => {
+                stopped = soft_stopped.or(Some(StopReason::Interrupted));
+                st.failed();
+                st.progress.note("the soak did not end at a window boundary in time: stopping the job");
+                killpg(pgid, libc::SIGTERM);
+                kill_at = tokio::time::Instant::now() + GRACE;
+            }
+            _ = tokio::time::sleep_until(timeout_at), if stopped.is_none() && job.soft_stop.is_none() => {
                 stopped = Some(StopReason::Timeout);
                 st.failed();
                 st.progress.note(&format!(
@@ -1046,7 +1124,10 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
                 kill_at = tokio::time::Instant::now() + GRACE;
             }
             _ = sigint.recv() => {
-                if stopped.is_some() {
+                if soft_stopped.is_none() && stopped.is_none() && job.soft_stop.is_some() {
+                    soft_stopped = Some(StopReason::Interrupted);
+                    hard_stop_at = soft_stop(job, &st.progress, "interrupted");
+                } else if stopped.is_some() {
                     // A second Ctrl-C: no more patience.
                     killpg(pgid, libc::SIGKILL);
                 } else {
@@ -1057,7 +1138,10 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
                 }
             }
             _ = sigterm.recv() => {
-                if stopped.is_none() {
+                if soft_stopped.is_none() && stopped.is_none() && job.soft_stop.is_some() {
+                    soft_stopped = Some(StopReason::Interrupted);
+                    hard_stop_at = soft_stop(job, &st.progress, "terminated");
+                } else if stopped.is_none() {
                     stopped = Some(StopReason::Interrupted);
                     st.progress.note("terminated: stopping the job");
                     killpg(pgid, libc::SIGTERM);
@@ -1134,6 +1218,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
     Ok(Outcome {
         status,
         stopped,
+        soft_stopped,
         ranks: st.ranks,
         finished: st.finished,
         waiting: st.waiting,
@@ -1159,6 +1244,7 @@ pub(crate) fn test_outcome(np: u64) -> Outcome {
         Outcome {
             status: ExitStatus::from_raw(3 << 8),
             stopped: None,
+            soft_stopped: None,
             ranks: (0..np)
                 .map(|r| {
                     (
@@ -1315,6 +1401,7 @@ mod tests {
     fn silence_is_measured_up_to_the_failure_and_needs_a_rank_that_was_heard() {
         let t0 = Instant::now();
         let mut st = State {
+            on_soak_window: None,
             kind: LauncherKind::Mpirun,
             progress: Progress::new(false, 2),
             ranks: outcome(2).ranks,

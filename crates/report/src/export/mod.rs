@@ -7,7 +7,7 @@
 
 mod csv;
 mod junit;
-mod prometheus;
+pub(crate) mod prometheus;
 
 pub use self::csv::{csv_field, CsvExporter};
 pub use self::junit::{junit, JunitExporter};

@@ -32,7 +32,7 @@ impl Exporter for PrometheusExporter {
 /// Escapes a label value (backslash, quote, line feed: the exposition
 /// format's three escapes); other control characters, which the format
 /// cannot escape and a terminal would run, become `?`.
-fn prom_label(s: &str) -> String {
+pub(crate) fn prom_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

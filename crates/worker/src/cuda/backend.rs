@@ -58,6 +58,9 @@ pub struct CudaBackend {
     pub(super) compute: Stream,
     pub(super) comm_stream: Stream,
     pub(super) telemetry: Option<telemetry::Telemetry>,
+    /// The soak's XID watch, registered at its first window reading
+    /// (`Err`: why there is none).
+    pub(super) xids: Option<Result<telemetry::XidWatcher, String>>,
     pub(super) ops: Vec<Vec<Launch>>,
     /// Where the last launch's first operand, second operand and output
     /// ended in the B, A and C buffers ([`gemm::next_operand_offset`]).
@@ -161,6 +164,7 @@ impl CudaBackend {
             compute,
             comm_stream,
             telemetry,
+            xids: None,
             ops: Vec::new(),
             operand_cursors: std::cell::Cell::new([0; 3]),
             lt,
@@ -259,6 +263,27 @@ impl CudaBackend {
     /// The device.
     pub fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    /// A soak window's readings ([`crate::backend::Backend::window_readings`]):
+    /// NVML's, and the XIDs delivered since the last call (the watch is
+    /// registered at the first call).
+    pub fn soak_readings(&mut self) -> mfubench_core::soak::WindowTelemetry {
+        let Some(t) = &self.telemetry else {
+            return Default::default();
+        };
+        let mut w = t.window();
+        let uuid = t.uuid().to_string();
+        let watch = self.xids.get_or_insert_with(|| {
+            telemetry::XidWatcher::open(&uuid).map_err(|e| format!("{e:?}"))
+        });
+        if let Ok(watcher) = watch {
+            w.xid_watched = true;
+            if let Ok(codes) = watcher.poll() {
+                w.xids = codes.into_iter().map(|c| c.unwrap_or(0)).collect();
+            }
+        }
+        w
     }
 
     /// Memory sizing chosen for the plan.

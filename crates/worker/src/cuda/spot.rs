@@ -65,15 +65,56 @@ impl CudaBackend {
     }
 
     fn spot_check_one(&self, dtype: Dtype) -> Result<SpotCheck, BackendError> {
+        let op = spot_op();
+        let (ea, eb, _) = op.operand_elements();
+        let a_exact = random_values(11, (ea * op.batch) as usize);
+        let b_exact = random_values(13, (eb * op.batch) as usize);
+        let run = self.spot_runs(dtype, &a_exact, &b_exact, 1)?;
+        Ok(SpotCheck {
+            dtype,
+            rel_error: rel_error(&run.outputs[0], &run.reference),
+            tolerance: spot_tolerance(dtype),
+            quantization: run.quantization,
+        })
+    }
+
+    /// The SDC probe of `mfubench soak` ([`crate::backend::Backend::sdc_probe`]):
+    /// the spot GEMM `count` times in the run's dtype on inputs from `seed`.
+    pub fn sdc_probe(
+        &self,
+        seed: u64,
+        count: u32,
+    ) -> Result<crate::backend::SdcProbe, BackendError> {
+        let op = spot_op();
+        let (ea, eb, _) = op.operand_elements();
+        let a = mfubench_core::soak::sdc_inputs(seed, (ea * op.batch) as usize);
+        let b = mfubench_core::soak::sdc_inputs(seed.wrapping_add(1), (eb * op.batch) as usize);
+        let run = self.spot_runs(self.dtype, &a, &b, count)?;
+        Ok(crate::backend::SdcProbe {
+            outputs: run.outputs,
+            reference: run.reference,
+            tolerance: spot_tolerance(self.dtype),
+        })
+    }
+
+    /// `count` runs of the spot GEMM in `dtype` on `a_exact`·`b_exact`, one
+    /// after the other on the compute stream, each output downloaded and
+    /// decoded; the f64 reference of the values the device saw; for FP8 the
+    /// quantisation error and its bound.
+    fn spot_runs(
+        &self,
+        dtype: Dtype,
+        a_exact: &[f64],
+        b_exact: &[f64],
+        count: u32,
+    ) -> Result<SpotRuns, BackendError> {
         let types = gemm::gemm_types(dtype)
             .ok_or_else(|| BackendError::Failed(format!("no GEMM types for {dtype}")))?;
         let op = spot_op();
         let g = gemm::col_major(&op, op.batch, types.fp8);
-        let (ea, eb, ec) = op.operand_elements();
-        let a_exact = random_values(11, (ea * op.batch) as usize);
-        let b_exact = random_values(13, (eb * op.batch) as usize);
-        let (a_bytes, a_vals, sa) = quantize_for(dtype, &a_exact);
-        let (b_bytes, b_vals, sb) = quantize_for(dtype, &b_exact);
+        let (_, _, ec) = op.operand_elements();
+        let (a_bytes, a_vals, sa) = quantize_for(dtype, a_exact);
+        let (b_bytes, b_vals, sb) = quantize_for(dtype, b_exact);
         let ab = DeviceBuf::new(&self.ctx, a_bytes.len() as u64)?;
         let bb = DeviceBuf::new(&self.ctx, b_bytes.len() as u64)?;
         let cb = DeviceBuf::new(&self.ctx, ec * op.batch * types.out_bytes)?;
@@ -99,33 +140,42 @@ impl CudaBackend {
             workspace: &ws,
             scales: Some(&scales),
         };
-        // Synchronised before the buffers are dropped.
-        mm.enqueue(&self.handle, 0, &operands, &self.compute)?;
-        self.compute.synchronize()?;
-        let mut out = vec![0u8; cb.len()];
-        cb.download(0, &mut out)?;
         let out_dtype = if types.fp8 { Dtype::Bf16 } else { dtype };
-        let got = decode(out_dtype, &out);
-        let want = gemm::reference_col_major(&g, &b_vals, &a_vals);
+        let mut outputs = Vec::with_capacity(count as usize);
+        for _ in 0..count.max(1) {
+            // Synchronised before the output is read and the buffers dropped.
+            mm.enqueue(&self.handle, 0, &operands, &self.compute)?;
+            self.compute.synchronize()?;
+            let mut out = vec![0u8; cb.len()];
+            cb.download(0, &mut out)?;
+            outputs.push(decode(out_dtype, &out));
+        }
+        let reference = gemm::reference_col_major(&g, &b_vals, &a_vals);
         let quantization = types.fp8.then(|| {
-            let exact = gemm::reference_col_major(&g, &b_exact, &a_exact);
+            let exact = gemm::reference_col_major(&g, b_exact, a_exact);
             let abs_a: Vec<f64> = a_exact.iter().map(|x| x.abs()).collect();
             let abs_b: Vec<f64> = b_exact.iter().map(|x| x.abs()).collect();
             let abs = gemm::reference_col_major(&g, &abs_b, &abs_a);
             let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
             let cancellation = norm(&abs) / norm(&exact).max(f64::MIN_POSITIVE);
             (
-                rel_error(&want, &exact),
+                rel_error(&reference, &exact),
                 fp8::gemm_quantization_bound(cancellation),
             )
         });
-        Ok(SpotCheck {
-            dtype,
-            rel_error: rel_error(&got, &want),
-            tolerance: spot_tolerance(dtype),
+        Ok(SpotRuns {
+            outputs,
+            reference,
             quantization,
         })
     }
+}
+
+/// What [`CudaBackend::spot_runs`] returns.
+struct SpotRuns {
+    outputs: Vec<Vec<f64>>,
+    reference: Vec<f64>,
+    quantization: Option<(f64, f64)>,
 }
 
 /// Host bytes of `vals` in `dtype`, the values the device will see, and the

@@ -245,6 +245,39 @@ impl Telemetry {
         r
     }
 
+    /// The readings of a soak window ([`mfubench_core::soak::WindowTelemetry`]
+    /// without the XIDs and host fields); fields NVML cannot read stay
+    /// empty.
+    pub fn window(&self) -> mfubench_core::soak::WindowTelemetry {
+        let mut w = mfubench_core::soak::WindowTelemetry::default();
+        if let Ok(d) = self.nvml.device_by_uuid(self.uuid.as_str()) {
+            w.sm_clock_mhz = d.clock_info(Clock::SM).ok().map(f64::from);
+            w.mem_clock_mhz = d.clock_info(Clock::Memory).ok().map(f64::from);
+            w.temperature_c = d.temperature(TemperatureSensor::Gpu).ok().map(f64::from);
+            w.power_w = d.power_usage().ok().map(|mw| mw as f64 / 1000.0);
+            if let Some(bits) = throttle_bits(d.current_throttle_reasons_strict()) {
+                w.throttle_reasons = throttle_names(bits);
+            }
+            w.ecc_uncorrected = d
+                .total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)
+                .ok();
+        }
+        w
+    }
+
+    /// The GPU's serial number, where NVML reports one.
+    pub fn serial(&self) -> Option<String> {
+        self.nvml
+            .device_by_uuid(self.uuid.as_str())
+            .ok()
+            .and_then(|d| d.serial().ok())
+    }
+
+    /// The NVML UUID of the device.
+    pub fn uuid(&self) -> &str {
+        &self.uuid
+    }
+
     /// One sample; fields NVML cannot read stay empty.
     pub fn sample(&self, mode: Mode, at: &str) -> TelemetrySample {
         let mut s = TelemetrySample {

@@ -408,4 +408,12 @@ impl Backend for CudaBackend {
     fn telemetry(&self, mode: Mode, at: &str) -> Option<TelemetrySample> {
         self.telemetry.as_ref().map(|t| t.sample(mode, at))
     }
+
+    fn sdc_probe(&self, seed: u64, count: u32) -> Result<crate::backend::SdcProbe, BackendError> {
+        CudaBackend::sdc_probe(self, seed, count)
+    }
+
+    fn window_readings(&mut self) -> mfubench_core::soak::WindowTelemetry {
+        self.soak_readings()
+    }
 }
