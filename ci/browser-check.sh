@@ -140,3 +140,30 @@ echo "ok: a page wider than the window is rejected"
 dom_with_widths "$html" "$tmp/report.widths.dom.html"
 python3 ci/check_page.py --fits "$tmp/report.widths.dom.html"
 echo "ok: report.html fits a 1280-pixel window"
+
+echo "== browser check: a soak's report.html draws its uPlot charts offline"
+rc=0
+target/debug/mfubench soak "$tmp/quickstart.toml" --np 2 --duration 8s --window 2s \
+  --out "$tmp/results" --run-id soak >"$tmp/soak.out" 2>&1 || rc=$?
+if [ "$rc" -gt 1 ]; then
+  tail -30 "$tmp/soak.out" >&2
+  echo "ci/browser-check.sh: mfubench soak exited $rc" >&2
+  exit 1
+fi
+soak_html=$(sed -n 's/^report: //p' "$tmp/soak.out")
+[ -n "$soak_html" ] && [ -f "$soak_html" ] || { tail -5 "$tmp/soak.out"; echo "ci/browser-check.sh: mfubench soak printed no report path" >&2; exit 1; }
+render "file://$soak_html" "$tmp/soak.png" "$tmp/soak.netlog.json"
+python3 ci/check_page.py "$tmp/soak.png" "$tmp/soak.netlog.json"
+# The charts exist only if the inlined uPlot ran: count its roots in the DOM.
+profile=$(mktemp -d -p "$tmp")
+timeout 120 "${ns[@]}" "$chromium" --headless --no-sandbox --disable-gpu --no-first-run \
+  --disable-background-networking --disable-component-update --disable-sync \
+  --user-data-dir="$profile" --host-resolver-rules="MAP * ~NOTFOUND" \
+  --dump-dom "file://$soak_html" >"$tmp/soak.dom.html" 2>"$tmp/chromium.log"
+charts=$(grep -o 'class="uplot' "$tmp/soak.dom.html" | wc -l)
+want=$(grep -o '"title":' "$soak_html" | wc -l)
+if [ "$charts" -lt 3 ] || [ "$charts" -ne "$want" ]; then
+  echo "ci/browser-check.sh: the soak page drew $charts uPlot chart(s), its data has $want" >&2
+  exit 1
+fi
+echo "ok: the soak's report.html draws its $charts charts offline"

@@ -134,6 +134,10 @@ fn report_soak(file: &std::path::Path, args: &ReportArgs) -> Result<u8> {
         if let Some(p) = &args.exports.prom {
             mfubench_fsio::write_atomic(p, out.prom.as_bytes()).map_err(|e| coded(e.into()))?;
         }
+        if let Some(p) = &args.exports.junit {
+            let x = mfubench_report::soak::junit(&log, &out.verdict).map_err(coded)?;
+            mfubench_fsio::write_atomic(p, x.as_bytes()).map_err(|e| coded(e.into()))?;
+        }
         eprintln!("mfubench: wrote {}", dir.join("report.html").display());
         out
     };

@@ -95,7 +95,7 @@ pub fn run_soak(args: &SoakArgs) -> Result<u8> {
     }
     let prom = args.run.exports.prom.clone();
     let on_window: OnWindow = Arc::new(move |dir: &Path, _| {
-        if let Err(e) = mfubench_report::soak::write_soak_report(dir, prom.as_deref(), None) {
+        if let Err(e) = mfubench_report::soak::write_soak_report(dir, prom.as_deref(), None, None) {
             eprintln!("mfubench: warning: the soak's report cannot be rewritten: {e}");
         }
     });
@@ -147,12 +147,14 @@ fn last_run_dir(args: &SoakArgs) -> Option<std::path::PathBuf> {
 /// Prints the soak's report and writes report.html (and `--prom`);
 /// returns the verdict's exit code.
 fn report(dir: &Path, args: &SoakArgs) -> Result<u8> {
-    let out = mfubench_report::soak::write_soak_report(dir, args.run.exports.prom.as_deref(), None)
-        .map_err(|e| run_failed(format!("the soak cannot be reported: {e}")))?;
+    let e = &args.run.exports;
+    let out =
+        mfubench_report::soak::write_soak_report(dir, e.prom.as_deref(), e.junit.as_deref(), None)
+            .map_err(|e| run_failed(format!("the soak cannot be reported: {e}")))?;
     println!();
     print!("{}", out.text);
     println!("results: {}", dir.display());
-    if let Some(p) = &args.run.exports.prom {
+    for p in [&e.junit, &e.prom].into_iter().flatten() {
         println!("wrote {}", p.display());
     }
     println!("report: {}", dir.join("report.html").display());

@@ -8,21 +8,12 @@ mod common;
 use common::*;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn sbatch_template_runs_the_quickstart() {
-    let test = "sbatch_template_runs_the_quickstart";
-    if !is_root() {
-        return skip(test, "needs root (starts munged, slurmctld, slurmd)");
-    }
-    for p in ["slurmctld", "slurmd", "munged", "sbatch", "srun"] {
-        if find_program(p).is_none() {
-            return skip(
-                test,
-                &format!("{p} is not installed (apt-get install slurm-wlm munge)"),
-            );
-        }
+    if let Some(why) = one_node_slurm_missing() {
+        return skip("sbatch_template_runs_the_quickstart", &why);
     }
     require_worker();
     let _lock = TestLock::acquire();
@@ -40,18 +31,7 @@ fn sbatch_template_runs_the_quickstart() {
         "10m",
         &files,
     ));
-    let t = Instant::now();
-    let job_id = loop {
-        if let Some(id) = sbatch_job_id(&running) {
-            break id;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "sbatch printed no job id: {}",
-            running.output()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let job_id = wait_sbatch_job_id(&running);
     assert!(
         job_id.bytes().all(|b| b.is_ascii_digit()),
         "job id {job_id:?}"
@@ -84,6 +64,62 @@ fn sbatch_template_runs_the_quickstart() {
     assert_eq!(jr.failures, 0, "{x}");
     let p = std::fs::read_to_string(&files.prom).expect("the Prometheus file");
     assert!(p.contains("\nmfubench_run_complete 1\n"), "{p}");
+}
+
+/// The README's overnight soak, shortened: `sbatch launch/soak.sbatch`
+/// with the quickstart, 20 s in 5 s windows.
+#[test]
+fn soak_sbatch_template_runs_a_short_soak() {
+    if let Some(why) = one_node_slurm_missing() {
+        return skip("soak_sbatch_template_runs_a_short_soak", &why);
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let slurm = Slurm::one_node(
+        &std::env::temp_dir().join(format!("mfubench-slurm-soak-{}", std::process::id())),
+    );
+    let files = SbatchFiles::in_dir(tmp.path(), short_quickstart(tmp.path()));
+    let export = format!(
+        "ALL,MFUBENCH={},MFUBENCH_OUT={},MFUBENCH_JUNIT={},MFUBENCH_PROM={},MFUBENCH_DURATION=20s,MFUBENCH_WINDOW=5s",
+        mfubench().display(),
+        files.results.display(),
+        files.junit.display(),
+        files.prom.display()
+    );
+    let running = Running::start(
+        Command::new("sbatch")
+            .env("SLURM_CONF", slurm.conf())
+            .current_dir(root())
+            .args(["--parsable", "--wait", "--nodes=1", "--ntasks-per-node=2"])
+            .args(["--gpus-per-node=0", "--time=10", "--signal=B:TERM@30"])
+            .arg(format!("--output={}", files.log.display()))
+            .arg(format!("--export={export}"))
+            .arg("launch/soak.sbatch")
+            .arg(&files.config),
+    );
+    let job_id = wait_sbatch_job_id(&running);
+    let f = slurm.wait_job(running, &job_id, Duration::from_secs(600));
+    let job_log = files.job_log(&job_id);
+    assert_eq!(
+        f.code(),
+        0,
+        "sbatch --wait failed: {f:?}\njob log:\n{job_log}"
+    );
+    let text = std::fs::read_to_string(files.results.join(&job_id).join("soak.jsonl"))
+        .unwrap_or_else(|e| panic!("no soak.jsonl: {e}; job log:\n{job_log}"));
+    let log = mfubench_core::soak::parse_log(&text);
+    assert_eq!(log.windows.len(), 4, "{job_log}");
+    assert!(log.complete(), "{job_log}");
+    assert!(job_log.contains("verdict: PASS"), "{job_log}");
+    let x = std::fs::read_to_string(&files.junit).expect("the JUnit file");
+    let jr = quick_junit::Report::deserialize_from_str(&x).expect("JUnit parses");
+    assert_eq!(jr.failures, 0, "{x}");
+    let p = std::fs::read_to_string(&files.prom).expect("the Prometheus file");
+    assert!(
+        p.contains(&format!("mfubench_soak_windows{{run_id=\"{job_id}\"}} 4")),
+        "{p}"
+    );
 }
 
 #[test]

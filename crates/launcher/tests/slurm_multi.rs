@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn sbatch_across_three_namespace_nodes() {
@@ -28,18 +28,7 @@ fn sbatch_across_three_namespace_nodes() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let files = SbatchFiles::in_dir(tmp.path(), short_quickstart(tmp.path()));
     let running = Running::start(&mut slurm.sbatch_on_three_nodes(&files));
-    let t = Instant::now();
-    let job_id = loop {
-        if let Some(id) = sbatch_job_id(&running) {
-            break id;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "sbatch printed no job id: {}",
-            running.output()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let job_id = wait_sbatch_job_id(&running);
     let f = slurm.wait_job(running, &job_id, Duration::from_secs(600));
     let job_log = files.job_log(&job_id);
     assert_eq!(

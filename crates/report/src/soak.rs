@@ -592,11 +592,73 @@ fn prom(log: &SoakLog, v: &SoakVerdict) -> String {
     o
 }
 
+/// JUnit XML for CI dashboards: one testcase per soak rule (a fired rule
+/// fails with its findings, a rule not judged is skipped) and
+/// `soak_complete`, which fails when the soak did not run its duration.
+pub fn junit(log: &SoakLog, v: &SoakVerdict) -> Result<String, ReportError> {
+    use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
+    let run = log
+        .start
+        .as_ref()
+        .map(|s| s.run_id.clone())
+        .unwrap_or_default();
+    let name = format!("mfubench.soak.{run}");
+    let mut suite = TestSuite::new(name.as_str());
+    let span = log.windows.last().map_or(0.0, |w| w.end_s);
+    suite.set_time(std::time::Duration::from_secs_f64(span.max(0.0)));
+    suite.add_property(Property::new("windows", log.windows.len().to_string()));
+    suite.add_property(Property::new("verdict", v.overall.word()));
+    let failure = |kind: &str, message: &str, text: String| {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        s.set_message(message).set_type(kind).set_description(text);
+        s
+    };
+    for (rule, st, why) in &v.rules {
+        let status = match st {
+            Status::Fail => {
+                let lines: Vec<String> = v
+                    .findings
+                    .iter()
+                    .filter(|f| &f.rule == rule)
+                    .map(finding_line)
+                    .collect();
+                failure("soak", &lines[0], lines.join("\n"))
+            }
+            Status::Skipped => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(format!("not judged: {why}"));
+                s
+            }
+            _ => TestCaseStatus::success(),
+        };
+        let mut c = TestCase::new(rule.as_str(), status);
+        c.set_classname(name.as_str());
+        suite.add_test_case(c);
+    }
+    let status = if v.overall == Status::Incomplete {
+        let line = verdict_line(log, v);
+        failure("incomplete", &line, line.clone())
+    } else {
+        TestCaseStatus::success()
+    };
+    let mut c = TestCase::new("soak_complete", status);
+    c.set_classname(name.as_str());
+    suite.add_test_case(c);
+    let mut report = quick_junit::Report::new("mfubench");
+    report.add_test_suite(suite);
+    report.to_string().map_err(|e| ReportError::BadOption {
+        option: "--junit".into(),
+        message: format!("cannot write the JUnit XML: {e}"),
+    })
+}
+
 /// Reads the soak log of `dir`, renders it, writes report.html in `dir`
-/// and, with `prom`, the Prometheus file (both atomically).
+/// and, with `prom` / `junit`, the Prometheus and JUnit files (all
+/// atomically).
 pub fn write_soak_report(
     dir: &Path,
     prom: Option<&Path>,
+    junit_file: Option<&Path>,
     thresholds: Option<&SoakThresholds>,
 ) -> Result<SoakReport, ReportError> {
     let file = soak_file(dir).ok_or_else(|| ReportError::NoRunFile {
@@ -608,6 +670,9 @@ pub fn write_soak_report(
     mfubench_fsio::write_atomic(&folder.join("report.html"), out.html.as_bytes())?;
     if let Some(p) = prom {
         mfubench_fsio::write_atomic(p, out.prom.as_bytes())?;
+    }
+    if let Some(p) = junit_file {
+        mfubench_fsio::write_atomic(p, junit(&log, &out.verdict)?.as_bytes())?;
     }
     Ok(out)
 }
@@ -685,6 +750,9 @@ mod tests {
             .prom
             .contains("mfubench_soak_rule_failed{run_id=\"r\\\"1\",rule=\"fail_slow\"} 0"));
         assert!(!r.prom.contains("rule=\"xid\""));
+        let x = junit(&l, &r.verdict).unwrap();
+        let j = quick_junit::Report::deserialize_from_str(&x).unwrap();
+        assert_eq!((j.tests, j.failures), (9, 0), "{x}");
     }
 
     #[test]
@@ -705,6 +773,11 @@ mod tests {
             r.text
         );
         assert!(r.text.contains("could not be read"));
+        let x = junit(&l, &r.verdict).unwrap();
+        let j = quick_junit::Report::deserialize_from_str(&x).unwrap();
+        // Two windows are all baseline: only soak_complete fails.
+        assert_eq!(j.failures, 1, "{x}");
+        assert!(x.contains("the soak did not end (killed?)"), "{x}");
     }
 
     #[test]

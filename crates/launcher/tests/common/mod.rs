@@ -536,6 +536,34 @@ pub fn sbatch_job_id(sbatch: &Running) -> Option<String> {
         .map(|l| l.trim().split(';').next().unwrap_or_default().to_string())
 }
 
+/// Waits (up to a minute) for the job id `sbatch --parsable` prints.
+pub fn wait_sbatch_job_id(sbatch: &Running) -> String {
+    let t = Instant::now();
+    loop {
+        if let Some(id) = sbatch_job_id(sbatch) {
+            return id;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "sbatch printed no job id: {}",
+            sbatch.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Why a one-node Slurm test cannot run here (not root, a program
+/// missing), or None.
+pub fn one_node_slurm_missing() -> Option<String> {
+    if !is_root() {
+        return Some("needs root (starts munged, slurmctld, slurmd)".into());
+    }
+    ["slurmctld", "slurmd", "munged", "sbatch", "srun"]
+        .into_iter()
+        .find(|p| find_program(p).is_none())
+        .map(|p| format!("{p} is not installed (apt-get install slurm-wlm munge)"))
+}
+
 /// The exit code slurmctld records for the batch job `job_id` once the job
 /// has ended (`scontrol show job`: a state other than pending, running,
 /// configuring, suspended or requeued, where COMPLETING counts as ended, as
