@@ -418,6 +418,19 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         }
     }
 
+    /// This rank's fastest compute-mode step as a GEMM rate (hardware FLOPs
+    /// of a step / its time), TFLOP/s; 0 without compute-mode steps.
+    pub fn best_compute_rate_tflops(&self) -> f64 {
+        let fastest = self
+            .steps
+            .get(&Mode::Compute)
+            .and_then(|s| s.timings.iter().map(|t| t.step_s).reduce(f64::min))
+            .filter(|t| *t > 0.0);
+        fastest.map_or(0.0, |t| {
+            mfubench_core::metrics::tflops(self.plan.hardware_flops(), t)
+        })
+    }
+
     /// The backend's name (`cpu`, `cuda`).
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()

@@ -201,6 +201,7 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
             }
         }
         self.running().for_each(|b| b.sample_telemetry("end"));
+        self.raise_calibrated_peak(peak);
         self.running().for_each(|b| b.check_steps());
         self.running().for_each(|b| b.finish());
         self.save(true, after_save)
@@ -325,6 +326,45 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
             window += 1;
             in_window = 0;
             window_opened = Instant::now();
+        }
+    }
+
+    /// A calibrated peak below what the run's own GEMMs reached (the
+    /// calibration ran at a loaded moment, or on shapes slower than the
+    /// step's mix) would give MFU above 100 %: the peak becomes the fastest
+    /// compute-mode step's rate over every rank (hardware FLOPs / step
+    /// time), said in a warning; each rank's calibration stays in its
+    /// record (`calibrated_tflops`). Collective, under the watchdog; a
+    /// datasheet or configured peak is never changed.
+    fn raise_calibrated_peak(&mut self, peak: PeakChoice) {
+        if peak.source != mfubench_core::result::PeakSource::Calibrated {
+            return;
+        }
+        let mine = self
+            .running()
+            .map(|b| b.best_compute_rate_tflops())
+            .fold(0.0, f64::max);
+        let r = self.session.rank;
+        let best = {
+            let _deadline = crate::watchdog::Watchdog::arm(
+                format!("rank {} on {}: agreeing the peak", r.rank, r.host),
+                std::time::Duration::from_secs_f64(self.run.op_timeout_s),
+                i32::from(mfubench_core::protocol::exit::RUN_FAILED),
+            );
+            crate::mpi_comm::max_f64(&r.world, mine)
+        };
+        if best > peak.tflops {
+            if r.is_root() {
+                crate::say!(
+                    "mfubench-worker: warning: the run's GEMMs reached {best:.4} TFLOP/s, above the calibration's {:.4}: MFU uses {best:.4} as the peak (the calibration ran at a slower moment)",
+                    peak.tflops
+                );
+            }
+            let raised = PeakChoice {
+                tflops: best,
+                source: peak.source,
+            };
+            self.running().for_each(|b| b.set_peak(raised));
         }
     }
 

@@ -111,6 +111,11 @@ pub fn diagnose(
     }
     if !behind.is_empty() {
         msg.push_str(&culprit_text(&behind, &waiting));
+    } else if let Some(at) = o.hung_inside(np) {
+        msg.push_str(&format!(
+            "; every rank was inside the same op ({at}) when a watchdog gave up: it hung inside (a device, a link or the communication library), and no rank fell behind (which gave up first is a race); its ranks: {}",
+            unfinished.join(", ")
+        ));
     } else if !unfinished.is_empty() && failed_ranks.is_empty() {
         let other = if deaths.is_empty() { "" } else { "other " };
         msg.push_str(&format!(

@@ -166,6 +166,9 @@ pub struct Outcome {
     /// Ranks whose watchdog gave up waiting for the others (`aborting`),
     /// with its reason: waiters, whatever their process state is after.
     pub aborting: BTreeMap<u64, String>,
+    /// Where each rank last said it was (its heartbeats): `accept node
+    /// stage, all_reduce …`, `mode comm, timed iteration 3, step`.
+    pub positions: BTreeMap<u64, String>,
     /// Open MPI files of the killed job removed (session directory,
     /// shared-memory segments).
     pub removed: Vec<std::path::PathBuf>,
@@ -246,6 +249,11 @@ impl Outcome {
                 _ => {
                     if let Some(at) = self.waiting.get(&r) {
                         waiting.push(format!("{who} waiting at {at}"));
+                    } else if let Some(at) = self.in_collective_given_up(r) {
+                        // Inside the op where another rank's watchdog gave
+                        // up: waiting in it too, not behind (who gives up
+                        // first is a race when the op itself hung).
+                        waiting.push(format!("{who} inside the same op ({at})"));
                     } else {
                         // Running or sleeping, and it never said it waited:
                         // stuck in its own work; named only if others waited.
@@ -269,6 +277,44 @@ impl Outcome {
             behind = others;
         }
         (behind, waiting)
+    }
+
+    /// Where rank `r` last was, when that is where a rank whose watchdog
+    /// gave up last was too (both inside one op), and that rank had not
+    /// said it was waiting for peers. (A rank that said so waited for
+    /// someone: one that sits in the same coarse position without saying
+    /// it, e.g. late into a step, is behind.)
+    fn in_collective_given_up(&self, r: u64) -> Option<&str> {
+        let at = self
+            .positions
+            .get(&r)
+            .filter(|p| !p.is_empty() && *p != "start-up")?;
+        self.aborting
+            .keys()
+            .any(|a| *a != r && !self.waiting.contains_key(a) && self.positions.get(a) == Some(at))
+            .then_some(at.as_str())
+    }
+
+    /// The op every unfinished rank was inside when the job failed, when
+    /// they all were in the same one and a watchdog gave up there: the op
+    /// itself hung (a device, a link or the communication library) and no
+    /// rank fell behind.
+    pub fn hung_inside(&self, np: u32) -> Option<&str> {
+        let unfinished: Vec<u64> = (0..u64::from(np))
+            .filter(|r| !self.finished.contains(r))
+            .collect();
+        let first = *unfinished.first()?;
+        let at = self
+            .positions
+            .get(&first)
+            .filter(|p| !p.is_empty() && *p != "start-up")?;
+        let all_there = unfinished.iter().all(|r| {
+            self.positions.get(r) == Some(at)
+                && !matches!(self.states.get(r), Some('T') | Some('t'))
+        });
+        let gave_up = unfinished.iter().any(|r| self.aborting.contains_key(r));
+        (all_there && gave_up && self.errors.is_empty() && self.silent.is_empty())
+            .then_some(at.as_str())
     }
 
     /// "rank 0 (host H, pid P): ERROR" for every rank that reported an error.
@@ -1230,6 +1276,7 @@ async fn supervise_async(job: &Job) -> Result<Outcome> {
         killed_after_abort,
         errors: st.errors,
         aborting: st.aborting,
+        positions: st.positions,
         removed,
         elapsed: started.elapsed(),
     })
@@ -1270,6 +1317,7 @@ pub(crate) fn test_outcome(np: u64) -> Outcome {
             killed_after_abort: false,
             errors: BTreeMap::new(),
             aborting: BTreeMap::new(),
+            positions: BTreeMap::new(),
             removed: Vec::new(),
             elapsed: Duration::ZERO,
         }
@@ -1340,6 +1388,41 @@ mod tests {
             behind,
             ["rank 1 (host host1, pid 101): process stopped (state T)"]
         );
+    }
+
+    #[test]
+    fn a_hang_inside_one_collective_names_no_rank_behind() {
+        // Rank 1's watchdog gave up inside the node stage's all-reduce, and
+        // rank 0 was inside it too (its heartbeats): the op hung.
+        let mut o = outcome(2);
+        let at = "accept node stage, all_reduce 64 MiB";
+        o.states.insert(0, 'S');
+        o.aborting
+            .insert(1, "all_reduce did not complete within 20 s".into());
+        o.positions.insert(0, at.into());
+        o.positions.insert(1, at.into());
+        let (behind, waiting) = o.culprits(2);
+        assert!(behind.is_empty(), "{behind:?}");
+        assert_eq!(waiting.len(), 2, "{waiting:?}");
+        assert!(waiting[0].contains("inside the same op (accept node stage, all_reduce 64 MiB)"));
+        assert_eq!(o.hung_inside(2), Some(at));
+        // Rank 0 still before it (at the barrier): rank 0 fell behind.
+        o.positions.insert(0, "accept node stage, barrier".into());
+        let (behind, _) = o.culprits(2);
+        assert_eq!(behind, ["rank 0 (host host0, pid 100)"]);
+        assert_eq!(o.hung_inside(2), None);
+        // The rank that gave up had said it waited (for a late peer, in the
+        // same coarse position "step"): the other one is behind.
+        o.positions.insert(0, at.into());
+        o.waiting.insert(1, at.into());
+        let (behind, _) = o.culprits(2);
+        assert_eq!(behind, ["rank 0 (host host0, pid 100)"]);
+        o.waiting.clear();
+        // A rank seen stopped is never hidden in a shared op.
+        o.positions.insert(0, at.into());
+        o.states.insert(0, 'T');
+        assert_eq!(o.hung_inside(2), None);
+        assert!(!o.culprits(2).0.is_empty());
     }
 
     #[test]
