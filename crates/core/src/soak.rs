@@ -584,6 +584,9 @@ pub struct SoakFinding {
     pub host: String,
     /// Its device (`GPU 1`, `cpu`).
     pub device: String,
+    /// The GPU's serial, where NVML reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
     /// The window where the finding starts.
     pub window: u32,
     /// When that window opened, seconds since the soak's start.
@@ -635,6 +638,7 @@ fn finding(rule: &str, w: &SoakWindow, r: &RankWindow, detail: String) -> SoakFi
         rank: r.rank,
         host: r.host.clone(),
         device: r.device.clone(),
+        serial: r.serial.clone(),
         window: w.index,
         at_s: w.start_s,
         detail,

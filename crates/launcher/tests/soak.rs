@@ -429,6 +429,13 @@ fn simulated_corruption_and_thermal_throttling_are_named_per_gpu() {
     );
     // The first window already holds a corrupted check.
     assert_eq!(sdc[0].window, 0, "{found:?}");
+    // Named with its host, GPU serial and window, as printed.
+    let serial = sdc[0].serial.clone().expect("the simulated GPU's serial");
+    let line = format!(
+        "FAIL sdc: rank 1 on {} (GPU 1, serial {serial}), window 0",
+        hostname()
+    );
+    assert!(f.stdout.contains(&line), "{line}\n{}", f.stdout);
     let hot: Vec<_> = found
         .iter()
         .filter(|f| f.rule == "clocks_throttled")

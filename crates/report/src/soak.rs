@@ -153,8 +153,13 @@ fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
 
 /// The finding's verdict line.
 pub fn finding_line(f: &SoakFinding) -> String {
+    let serial = f
+        .serial
+        .as_ref()
+        .map(|s| format!(", serial {s}"))
+        .unwrap_or_default();
     format!(
-        "FAIL {}: rank {} on {} ({}), window {} (t = {:.0} s): {}",
+        "FAIL {}: rank {} on {} ({}{serial}), window {} (t = {:.0} s): {}",
         f.rule, f.rank, f.host, f.device, f.window, f.at_s, f.detail
     )
 }

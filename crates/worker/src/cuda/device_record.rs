@@ -29,6 +29,9 @@ impl CudaBackend {
         );
         m.insert("ordinal".into(), i.ordinal.to_string());
         m.insert("uuid".into(), telemetry::nvml_uuid(&i.uuid));
+        if let Some(serial) = self.telemetry.as_ref().and_then(|t| t.serial()) {
+            m.insert("serial".into(), serial);
+        }
         m.insert(
             "cuda_version".into(),
             cuda_version_string(i.driver_cuda_version),
