@@ -107,7 +107,11 @@ impl<'s, 'r> SoakLog<'s, 'r> {
         } else {
             Ok(())
         };
-        r.agree(written)?;
+        {
+            // Every wait for the other ranks has a deadline.
+            let _deadline = log.deadline("agreeing the soak log's start");
+            r.agree(written)?;
+        }
         catch_sigterm();
         Ok(log)
     }
@@ -168,10 +172,9 @@ impl<'s, 'r> SoakLog<'s, 'r> {
         let r = self.session.rank;
         let bytes = serde_json::to_vec(mine)
             .unwrap_or_else(|e| r.abort(format!("cannot encode the window record: {e}")));
-        let gathered = {
-            let _deadline = self.deadline("gathering a soak window");
-            mpi_comm::gather_bytes(&r.world, &bytes).unwrap_or_else(|e| r.abort(e))
-        };
+        // The gather and the agreement on the write wait for every rank.
+        let _deadline = self.deadline("gathering a soak window");
+        let gathered = mpi_comm::gather_bytes(&r.world, &bytes).unwrap_or_else(|e| r.abort(e));
         let written: Result<(), RunError> = match gathered {
             None => Ok(()),
             Some(all) => (|| {
@@ -214,6 +217,7 @@ impl<'s, 'r> SoakLog<'s, 'r> {
         } else {
             Ok(())
         };
+        let _deadline = self.deadline("agreeing the soak log's end");
         r.agree(written)
     }
 }
