@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{mpirun, one_at_a_time, signal};
+use common::{mpirun, one_at_a_time, reap};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -66,8 +66,9 @@ fn rank() {
 }
 
 /// Runs 2 ranks of `scenario`; returns (exit code, output, seconds), or
-/// None when the job was still running after `limit` (then killed).
-fn run(scenario: &str, limit: Duration) -> Option<(Option<i32>, String, f64)> {
+/// Err(output so far) when the job was still running after `limit` (then
+/// stopped: SIGTERM, and SIGKILL to the whole tree 10 s later).
+fn run(scenario: &str, limit: Duration) -> Result<(Option<i32>, String, f64), String> {
     let _one_at_a_time = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("out.txt");
@@ -81,17 +82,25 @@ fn run(scenario: &str, limit: Duration) -> Option<(Option<i32>, String, f64)> {
         .stderr(std::fs::File::create(dir.path().join("err.txt")).unwrap())
         .spawn()
         .expect("mpirun must be installed (ci/install-deps.sh installs openmpi-bin)");
+    let text = || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(dir.path().join("err.txt")).unwrap_or_default()
+    };
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let text = std::fs::read_to_string(&log).unwrap_or_default()
-                + &std::fs::read_to_string(dir.path().join("err.txt")).unwrap_or_default();
-            return Some((status.code(), text, started.elapsed().as_secs_f64()));
+            return Ok((status.code(), text(), started.elapsed().as_secs_f64()));
         }
         if started.elapsed() > limit {
-            // SIGTERM: mpirun forwards it to its ranks and ends them.
-            signal(child.id(), libc::SIGTERM);
-            let _ = child.wait();
-            return None;
+            // SIGTERM: mpirun forwards it to its ranks and ends them; past
+            // 10 s the tree is SIGKILLed (a CI run once hung here for an
+            // hour on an unbounded wait).
+            let (_, graceful) =
+                reap::stop_within(&mut child, libc::SIGTERM, Duration::from_secs(10));
+            return Err(format!(
+                "{}(mpirun {} SIGTERM)",
+                text(),
+                if graceful { "ended on" } else { "ignored" }
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -99,8 +108,10 @@ fn run(scenario: &str, limit: Duration) -> Option<(Option<i32>, String, f64)> {
 
 #[test]
 fn a_rank_that_never_joins_the_init_does_not_stall_the_others() {
-    let (code, out, secs) = run("init_never_joined", Duration::from_secs(60))
-        .expect("the watchdog must end the job; it was still running after 60 s");
+    let (code, out, secs) =
+        run("init_never_joined", Duration::from_secs(60)).unwrap_or_else(|out| {
+            panic!("the watchdog must end the job; it was still running after 60 s:\n{out}")
+        });
     assert_ne!(code, Some(0), "{out}");
     assert!(
         out.contains("watchdog: rank 0: communicator init did not complete within 2 s"),
@@ -111,15 +122,46 @@ fn a_rank_that_never_joins_the_init_does_not_stall_the_others() {
 
 #[test]
 fn a_rank_leaving_early_aborts_and_does_not_stall_its_peer() {
-    let (code, out, secs) = run("leaves_early", Duration::from_secs(60))
-        .expect("an aborting rank must end the job; it was still running after 60 s");
+    let (code, out, secs) = run("leaves_early", Duration::from_secs(60)).unwrap_or_else(|out| {
+        panic!("an aborting rank must end the job; it was still running after 60 s:\n{out}")
+    });
     assert_eq!(code, Some(WATCHDOG_EXIT_CODE), "{out}");
     assert!(out.contains("planted failure"), "{out}");
     assert!(secs < 30.0, "ended after {secs} s:\n{out}");
     // The collective teardown, wrongly used on that path, leaves rank 0
     // waiting for a peer that is gone: the job does not end by itself.
     assert!(
-        run("leaves_early_destroying", Duration::from_secs(8)).is_none(),
+        run("leaves_early_destroying", Duration::from_secs(8)).is_err(),
         "a collective teardown of a rank leaving early was expected to stall its peer"
     );
+}
+
+/// The bounded stop itself (crates/test-support/reap.rs): a child that
+/// ignores SIGTERM, and its grandchild, are SIGKILLed after the grace.
+#[test]
+fn a_child_ignoring_sigterm_and_its_grandchild_are_killed() {
+    // sh ignores TERM and starts a grandchild that ignores it too.
+    let mut c = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "trap '' TERM; sh -c \"trap '' TERM; sleep 300\" & wait",
+        ])
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while reap::descendants(c.id()).len() < 2 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tree = reap::descendants(c.id());
+    assert!(tree.len() >= 2, "{tree:?}");
+    let (status, graceful) = reap::stop_within(&mut c, libc::SIGTERM, Duration::from_millis(300));
+    assert!(!graceful);
+    assert!(status.is_some());
+    std::thread::sleep(Duration::from_millis(200));
+    for p in tree {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        // Gone, or a zombie waiting for init to reap it.
+        assert!(stat.is_empty() || stat.contains(") Z"), "{p} lives: {stat}");
+    }
+    assert!(t.elapsed() < Duration::from_secs(20));
 }

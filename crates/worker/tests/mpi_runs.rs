@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{mpirun as mpirun_cmd, one_at_a_time, signal, WORKER};
+use common::{mpirun as mpirun_cmd, one_at_a_time, reap, signal, WORKER};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -56,6 +56,8 @@ fn mpirun(np: usize, args: &[&str]) -> Output {
 /// progress events on stdout as they come; stderr is piped or discarded.
 struct LiveJob {
     child: std::process::Child,
+    /// Every live job ends within 5 minutes, whatever the test waits on.
+    _deadline: reap::Deadline,
     dir: tempfile::TempDir,
     _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
@@ -79,6 +81,7 @@ impl LiveJob {
             .spawn()
             .unwrap();
         LiveJob {
+            _deadline: reap::Deadline::arm(child.id(), std::time::Duration::from_secs(300)),
             child,
             dir,
             _one_at_a_time: lock,
@@ -99,6 +102,15 @@ impl LiveJob {
             .lines()
             .map_while(Result::ok)
             .filter_map(|l| mfubench_core::protocol::Event::parse_line(&l)?.ok())
+    }
+}
+
+impl Drop for LiveJob {
+    /// A test that panicked mid-job leaves no ranks behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            reap::kill_tree(&mut self.child);
+        }
     }
 }
 
@@ -730,8 +742,11 @@ fn measured_steps_are_saved_before_the_run_ends() {
         .events()
         .any(|e| matches!(e, Event::Iteration { ref phase, iter: 6, .. } if phase == "timed"));
     assert!(seen);
-    signal(job.child.id(), libc::SIGTERM);
-    let _ = job.child.wait();
+    reap::stop_within(
+        &mut job.child,
+        libc::SIGTERM,
+        std::time::Duration::from_secs(60),
+    );
     let run = job.run_json();
     assert!(!run.complete);
     for r in &run.ranks {

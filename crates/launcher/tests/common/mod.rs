@@ -104,6 +104,10 @@ mod skipping;
 #[allow(unused_imports)] // each test binary uses a subset
 pub use skipping::{skip, skip_allowed};
 
+/// Bounded stops of children: see crates/test-support/reap.rs.
+#[path = "../../../test-support/reap.rs"]
+pub mod reap;
+
 /// Whether every one of `programs` is installed; otherwise skips `test`
 /// (with `CI=true` a missing one fails it: ci/install-deps.sh installs them).
 pub fn have(test: &str, programs: &[&str]) -> bool {
@@ -272,8 +276,9 @@ impl Running {
 
     /// Kills the child (if it still runs) and returns what it left.
     pub fn stop(mut self) -> Finished {
-        let _ = self.child.kill();
-        let status = self.child.wait().expect("wait");
+        // The whole tree: a grandchild (mpirun, a rank) left alive would
+        // hold the pipes the readers below wait on.
+        let status = reap::kill_tree(&mut self.child).expect("wait");
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
@@ -300,8 +305,7 @@ impl Running {
                 };
             }
             if self.started.elapsed() > limit {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                reap::kill_tree(&mut self.child);
                 panic!(
                     "still running after {limit:?}; output so far:\n{}",
                     self.output()

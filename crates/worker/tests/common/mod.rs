@@ -11,6 +11,10 @@ use std::sync::{Mutex, MutexGuard};
 #[path = "../../../test-support/skip.rs"]
 pub mod skipping;
 
+/// Bounded stops of children: see crates/test-support/reap.rs.
+#[path = "../../../test-support/reap.rs"]
+pub mod reap;
+
 /// The worker binary cargo built beside the tests.
 pub const WORKER: &str = env!("CARGO_BIN_EXE_mfubench-worker");
 
