@@ -105,11 +105,17 @@ pub mod flag {
     ];
 }
 
+/// The worker's second entry: `mfubench-worker replay SPECS.json OUT.json`
+/// replays the step schedule in virtual time for `mfubench project`
+/// ([`crate::project::ReplaySpec`]), without MPI.
+pub const REPLAY: &str = "replay";
+
 /// The worker's usage text (`mfubench-worker --help`).
 pub const USAGE: &str = "mfubench-worker: one rank of an mfubench run, started by `mfubench run`/`accept`, mpirun or srun
 
 usage: mfubench-worker --config FILE [--out DIR] [--run-id ID] [--expect-world N]
                        [--backend auto|cpu|cuda] [--vary KEY=V1,V2,…]…
+       mfubench-worker replay SPECS.json OUT.json   (mfubench project's replay; no MPI)
                        [--accept [--stages LIST] [--min-device-fraction F] [--min-node-fraction F]
                                  [--min-link-fraction F] [--sweep-begin SIZE] [--sweep-end SIZE]
                                  [--sweep-factor N]]

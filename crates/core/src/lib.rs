@@ -72,6 +72,7 @@ pub mod parallel;
 pub mod peak;
 pub mod plan;
 pub mod preset;
+pub mod project;
 pub mod protocol;
 pub mod redact;
 pub mod result;

@@ -10,7 +10,9 @@
 //!   time into soak.jsonl, fail-slow / drift / SDC rules;
 //! - `report` / `compare`: summaries, exports, verdicts and run-to-run
 //!   comparison from `run.json` files ([`report_cmd`], over `mfubench-report`);
-//! - `flops` / `presets`: the FLOP calculator ([`flops_cmd`]).
+//! - `flops` / `presets`: the FLOP calculator ([`flops_cmd`]);
+//! - `project`: step time and MFU at more nodes from measured runs
+//!   ([`project_cmd`]).
 //!
 //! Exit codes ([`exit`]): 0 ok, 1 acceptance failed, 2 usage or config
 //! error, 3 run failed or timed out, 130 interrupted.
@@ -27,6 +29,7 @@ pub mod accept_cmd;
 pub mod args;
 pub mod exit;
 pub mod flops_cmd;
+pub mod project_cmd;
 pub mod report_cmd;
 pub mod run_cmd;
 pub mod soak_cmd;
@@ -58,6 +61,10 @@ enum Command {
     Flops(flops_cmd::FlopsArgs),
     /// List the model presets.
     Presets(flops_cmd::PresetsArgs),
+    /// Project step time, exposed communication and MFU to more nodes from
+    /// measured runs (α-β link fits, the worker's schedule replayed in
+    /// virtual time); --validate checks a projection against a larger run.
+    Project(project_cmd::ProjectArgs),
 }
 
 /// `mfubench` with the process's arguments: the exit code to end with.
@@ -77,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Compare(a) => report_cmd::run_compare(a),
         Command::Flops(a) => flops_cmd::run_flops(a),
         Command::Presets(a) => flops_cmd::run_presets(a),
+        Command::Project(a) => project_cmd::run_project(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

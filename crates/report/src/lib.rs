@@ -71,6 +71,7 @@ pub mod fmt;
 pub mod fsutil;
 pub mod html;
 pub mod plot;
+pub mod project;
 pub mod read;
 pub mod soak;
 pub mod suite;

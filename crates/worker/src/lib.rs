@@ -44,6 +44,7 @@ pub mod platform;
 pub mod progress;
 pub mod rank;
 pub mod record;
+pub mod replay;
 pub mod schedule;
 pub mod session;
 pub mod setup;

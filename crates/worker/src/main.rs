@@ -28,6 +28,24 @@ use mfubench_worker::vary::{self, VaryJob};
 use mfubench_worker::{executor, setup};
 
 fn main() {
+    // `replay`: mfubench project's schedule in virtual time; no MPI.
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some(mfubench_core::job::REPLAY) {
+        let code = match argv.as_slice() {
+            [_, specs, out] => match mfubench_worker::replay::main(specs.as_ref(), out.as_ref()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("mfubench-worker: replay: error: {e}");
+                    exit::USAGE
+                }
+            },
+            _ => {
+                eprintln!("mfubench-worker: usage: mfubench-worker replay SPECS.json OUT.json");
+                exit::USAGE
+            }
+        };
+        std::process::exit(i32::from(code));
+    }
     // Before MPI_Init and any CUDA or NCCL call: the only point where the
     // process has one thread, which setting a variable needs (see the
     // function).

@@ -1,0 +1,188 @@
+//! `mfubench project` on a real 2-rank run: the projection table at 8, 64
+//! and 512 nodes with intervals, projection.json, the self-validation (the
+//! replay of the worker's schedule at the measured size matches the
+//! measured step times), and the errors of bad input.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+use mfubench_core::project::Projection;
+
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+
+/// A real 2-rank run of the short quickstart; its directory.
+fn measured_run(tmp: &std::path::Path) -> std::path::PathBuf {
+    let config = short_quickstart(tmp);
+    let out = tmp.join("results");
+    let f = run(
+        mfubench_cmd().args([
+            "run",
+            config.to_str().unwrap(),
+            "--np",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+            "--run-id",
+            "small",
+        ]),
+        RUN_LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    out.join("small")
+}
+
+fn figure(p: &mfubench_core::project::ProjectedPoint, name: &str) -> (f64, f64, f64) {
+    let f = p
+        .figures
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("{name} missing: {p:?}"));
+    (f.lo, f.value, f.hi)
+}
+
+#[test]
+fn a_quickstart_run_projects_to_8_64_512_nodes_and_validates_against_itself() {
+    let test = "a_quickstart_run_projects_to_8_64_512_nodes_and_validates_against_itself";
+    if !have_mpirun(test) {
+        return;
+    }
+    require_worker();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = {
+        let _lock = TestLock::acquire();
+        measured_run(tmp.path())
+    };
+    let f = run(
+        mfubench_cmd().args(["project", dir.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    // One row per node count, projected rows with intervals; the one-node
+    // run's inter-node link is an assumption, and says so.
+    for n in ["8 ", "64 ", "512 "] {
+        assert!(
+            f.stdout
+                .lines()
+                .any(|l| l.starts_with(n) && l.contains(" [")),
+            "{n}: {}",
+            f.stdout
+        );
+    }
+    assert!(f.stdout.contains("1 (measured)"), "{}", f.stdout);
+    assert!(
+        f.stdout
+            .contains("inter-node link ASSUMED equal to the intra-node fit"),
+        "{}",
+        f.stdout
+    );
+    let p: Projection =
+        serde_json::from_slice(&std::fs::read(dir.join("projection.json")).unwrap()).unwrap();
+    let projected: Vec<_> = p.points.iter().filter(|x| !x.measured).collect();
+    assert_eq!(
+        projected.iter().map(|x| x.nodes).collect::<Vec<_>>(),
+        [8, 64, 512]
+    );
+    assert_eq!(projected[2].ranks, 1024);
+    let mut last_comm = 0.0;
+    for pt in &projected {
+        for name in [
+            "step_time_s.compute",
+            "step_time_s.comm",
+            "step_time_s.serialized",
+            "step_time_s.overlapped",
+            "mfu.overlapped",
+        ] {
+            let (lo, v, hi) = figure(pt, name);
+            assert!(
+                lo <= v && v <= hi && lo > 0.0,
+                "{name} at {}: {lo} {v} {hi}",
+                pt.nodes
+            );
+        }
+        // Each rank's work does not change with N; the all-reduce's cost
+        // does not shrink as the ring grows.
+        let (_, c, _) = figure(pt, "step_time_s.compute");
+        let (_, c8, _) = figure(projected[0], "step_time_s.compute");
+        assert!((c - c8).abs() < 1e-9 * c8);
+        let (_, a, _) = figure(pt, "step_time_s.comm");
+        assert!(a >= last_comm * (1.0 - 1e-9), "{a} after {last_comm}");
+        last_comm = a;
+        // Serialized = compute + comm, in the replay as in the schedule.
+        let (_, s, _) = figure(pt, "step_time_s.serialized");
+        assert!(s >= c.max(a) && s <= (c + a) * 1.0001, "{s} {c} {a}");
+    }
+
+    // The replay at the measured size: the step times come back (the fit is
+    // of these very samples; the GEMMs are the measured ones).
+    let out = tmp.path().join("validation.json");
+    let f = run(
+        mfubench_cmd().args([
+            "project",
+            "--validate",
+            dir.to_str().unwrap(),
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    let p: Projection = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let v = p.validation.expect("a validation");
+    let comm = v
+        .rows
+        .iter()
+        .find(|r| r.figure == "step_time_s.comm")
+        .unwrap();
+    assert!(comm.targeted);
+    assert!(comm.error_pct.abs() < 15.0, "{comm:?}\n{}", f.stdout);
+    let compute = v
+        .rows
+        .iter()
+        .find(|r| r.figure == "step_time_s.compute")
+        .unwrap();
+    assert!(compute.error_pct.abs() < 15.0, "{compute:?}\n{}", f.stdout);
+    assert_eq!(
+        f.code(),
+        if v.within_target { 0 } else { 1 },
+        "{}",
+        f.stdout
+    );
+    assert!(f.stdout.contains("validation: "), "{}", f.stdout);
+}
+
+#[test]
+fn bad_project_input_is_named_with_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["project".into(), missing.display().to_string()],
+            "nope",
+        ),
+        (
+            vec![
+                "project".into(),
+                "--validate".into(),
+                missing.display().to_string(),
+            ],
+            "--validate needs at least two runs",
+        ),
+        (
+            vec![
+                "project".into(),
+                missing.display().to_string(),
+                "--nodes".into(),
+                "0".into(),
+            ],
+            "--nodes and --gpus-per-node take positive counts",
+        ),
+    ];
+    for (args, want) in cases {
+        let f = run(mfubench_cmd().args(&args), Duration::from_secs(30));
+        assert_eq!(f.code(), 2, "{args:?}: {f:?}");
+        assert!(f.stderr.contains(want), "{args:?}: {}", f.stderr);
+        assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
+    }
+}
