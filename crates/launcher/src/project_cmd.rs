@@ -6,8 +6,8 @@
 //! [`mfubench_core::project`] (samples, GEMM times, contention), fits the
 //! links there, and hands one [`ReplaySpec`] per node count and bound to
 //! `mfubench-worker replay`, which runs the worker's own step schedule in
-//! virtual time ([`mfubench_worker`'s `replay.rs`]). It then prints the
-//! table and writes `projection.json` (atomically). How the model works,
+//! virtual time (`crates/worker/src/replay.rs`). It then prints the
+//! table and writes `projection.json` and `projection.html` (atomically). How the model works,
 //! and what it leaves out, is in core's `project.rs` and docs/project.md.
 //!
 //! `--validate`: the last RUN is not fitted but measured against: the
@@ -547,11 +547,18 @@ pub fn run_project(args: &ProjectArgs) -> Result<u8> {
     let text = serde_json::to_vec_pretty(&projection)?;
     mfubench_fsio::write_atomic(&out, &text)
         .map_err(|e| usage(format!("{}: {e}", out.display())))?;
+    let page = out.with_extension("html");
+    mfubench_fsio::write_atomic(
+        &page,
+        mfubench_report::project::html(&projection).as_bytes(),
+    )
+    .map_err(|e| usage(format!("{}: {e}", page.display())))?;
     if args.json {
         println!("{}", String::from_utf8_lossy(&text));
     } else {
         print!("{}", mfubench_report::project::text(&projection));
         println!("projection.json: {}", out.display());
+        println!("plot: {}", page.display());
     }
     Ok(match &projection.validation {
         Some(v) if !v.within_target => exit::ACCEPTANCE_FAILED,

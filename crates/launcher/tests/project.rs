@@ -79,6 +79,10 @@ fn a_quickstart_run_projects_to_8_64_512_nodes_and_validates_against_itself() {
     );
     let p: Projection =
         serde_json::from_slice(&std::fs::read(dir.join("projection.json")).unwrap()).unwrap();
+    // The plot: the measured point filled, the projected ones hollow.
+    let page = std::fs::read_to_string(dir.join("projection.html")).unwrap();
+    assert_eq!(page.matches("class=\"measured\"").count(), 3);
+    assert_eq!(page.matches("class=\"projected\"").count(), 9);
     let projected: Vec<_> = p.points.iter().filter(|x| !x.measured).collect();
     assert_eq!(
         projected.iter().map(|x| x.nodes).collect::<Vec<_>>(),

@@ -1,6 +1,8 @@
-//! The terminal text of `mfubench project` (projection.json): the links
-//! fitted, what is assumed, one row per measured or projected node count
-//! with each figure's 95 % interval, and a validation's error table.
+//! The outputs of `mfubench project` (projection.json): the terminal text
+//! (the links fitted, what is assumed, one row per measured or projected
+//! node count with each figure's 95 % interval, a validation's error
+//! table) and projection.html (that text beside the plot of measured and
+//! projected points, [`crate::plot::projection_svg`]).
 
 use std::fmt::Write;
 
@@ -163,4 +165,15 @@ pub fn text(p: &Projection) -> String {
         );
     }
     s
+}
+
+/// projection.html: one self-contained page (no script, no fetch).
+pub fn html(p: &Projection) -> String {
+    let svg = crate::plot::projection_svg(p, crate::plot::SvgTarget::Inline);
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mfubench projection</title>\
+<style>body{{font-family:sans-serif;margin:24px}}pre{{font-size:12px}}</style></head><body>\
+<h1>mfubench projection</h1>{svg}<pre>{}</pre></body></html>\n",
+        crate::fmt::xml_escape(&text(p))
+    )
 }

@@ -23,10 +23,12 @@
 //! Each plot has a file of its own (`plot/timeline.rs`, `plot/ranks.rs`);
 //! the SVG they share (root element, escaping, ticks) is in `svg.rs`.
 
+mod projection;
 mod ranks;
 mod timeline;
 
 pub use crate::svg::{nice_ticks, SvgTarget};
+pub use projection::projection_svg;
 pub use ranks::ranks_svg;
 pub use timeline::{comm_lane, exposed_intervals, timeline_svg};
 
