@@ -257,6 +257,67 @@ fn accept_every_stage_on_one_host() {
 }
 
 #[test]
+fn a_sweep_past_its_time_budget_stops_and_says_partial() {
+    let test = "a_sweep_past_its_time_budget_stops_and_says_partial";
+    if !have_mpirun(test) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A millisecond: the first size runs (the stage measures something),
+    // the next would overrun the budget.
+    let cfg = accept_config(
+        tmp.path(),
+        "budget.toml",
+        &[("sweep_budget_s", toml::Value::Float(0.001))],
+    );
+    let out = tmp.path().join("results");
+    let f = run(
+        mfubench_cmd().args([
+            "accept",
+            cfg.to_str().expect("utf-8"),
+            "--np",
+            "2",
+            "--stages",
+            "sweep",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--run-id",
+            "budget",
+            "--timeout",
+            "240",
+        ]),
+        LIMIT,
+    );
+    // Correct where it ran but short of its sizes: INCONCLUSIVE, exit 1.
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(f.stdout.contains("accept: INCONCLUSIVE"), "{}", f.stdout);
+    assert!(
+        f.stdout
+            .contains("all_reduce: PARTIAL: 1 sizes on 2 ranks up to 8 B"),
+        "{}",
+        f.stdout
+    );
+    let j = read_json(&out.join("budget/accept.json"));
+    let tables = j["sweep"]["tables"].as_array().expect("tables");
+    assert_eq!(tables[0]["rows"].as_array().map(Vec::len), Some(1));
+    let why = tables[0]["stopped"].as_str().expect("stopped");
+    assert!(
+        why.starts_with("stopped before 64 B: the next size would take about")
+            && why.contains("past the sweep's 0.001 s budget"),
+        "{why}"
+    );
+    for t in &tables[1..] {
+        assert_eq!(t["rows"].as_array().map(Vec::len), Some(0), "{t}");
+        assert!(
+            t["stopped"].as_str().unwrap().contains("budget was spent"),
+            "{t}"
+        );
+    }
+}
+
+#[test]
 fn accept_killed_mid_stage_keeps_finished_stages() {
     let test = "accept_killed_mid_stage_keeps_finished_stages";
     if !have_mpirun(test) {

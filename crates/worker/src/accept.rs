@@ -238,14 +238,67 @@ fn count_in<G: BufferIo>(
     Ok(n)
 }
 
+/// The sweep stage's clock: when it started and its budget
+/// (`accept.sweep_budget_s`), shared by its tables.
+pub struct SweepBudget {
+    /// When the stage started.
+    pub started: std::time::Instant,
+    /// Seconds it may take.
+    pub budget_s: f64,
+    /// Whether the next table is the stage's first: its first size always
+    /// runs (the stage measures something, however small its budget).
+    pub first_table: bool,
+}
+
+/// Whether the next size of a sweep may run; `Some(why)` to stop. Every
+/// rank must agree (the sizes are collective calls): the decision is made
+/// on the largest elapsed time and prediction over the team.
+fn sweep_stop<G: BufferIo>(
+    team: &Team<G>,
+    budget: &SweepBudget,
+    last: Option<&SweepRow>,
+    next_bytes: u64,
+    calls: u32,
+) -> Option<String> {
+    let elapsed = budget.started.elapsed().as_secs_f64();
+    let predicted = last.map_or(0.0, |r| {
+        mfubench_core::accept::sweep_predicted_s(r.time_us * 1e-6, r.size_bytes, next_bytes, calls)
+    });
+    let mine = [elapsed, predicted];
+    let mut most = [0.0f64; 2];
+    {
+        let _deadline = team.deadline("accept sweep stage: the time budget's agreement");
+        team.mpi
+            .all_reduce_into(&mine[..], &mut most[..], SystemOperation::max());
+    }
+    let [elapsed, predicted] = most;
+    match last {
+        Some(_) => (elapsed + predicted > budget.budget_s).then(|| {
+            format!(
+                "stopped before {next_bytes} B: the next size would take about {predicted:.3} s, past the sweep's {} s budget ({elapsed:.1} s spent; accept.sweep_budget_s)",
+                budget.budget_s
+            )
+        }),
+        None => (elapsed >= budget.budget_s).then(|| {
+            format!(
+                "the sweep's {} s budget was spent by the tables before it (accept.sweep_budget_s)",
+                budget.budget_s
+            )
+        }),
+    }
+}
+
 /// One collective's sweep table over `sizes` on `team`: per size an
 /// untimed call checked against its known answer (`#wrong`, summed over
-/// the ranks), then the timed calls. Collective over the team.
+/// the ranks), then the timed calls; no further size once the next would
+/// overrun `budget` (the table says where it stopped). Collective over the
+/// team.
 pub fn sweep_table<G: BufferIo>(
     team: &Team<G>,
     collective: Collective,
     sizes: &[u64],
     iterations: u32,
+    budget: &SweepBudget,
 ) -> Result<SweepTable, BackendError> {
     let g = &team.group;
     let (me, n) = (g.rank(), g.size());
@@ -271,8 +324,17 @@ pub fn sweep_table<G: BufferIo>(
         .fold((1, 1), |(a, b), (s, r)| (a.max(s), b.max(r)));
     let mut send = g.alloc(max_send)?;
     let mut recv = g.alloc(max_recv)?;
-    let mut rows = Vec::with_capacity(geometry.len());
+    let mut rows: Vec<SweepRow> = Vec::with_capacity(geometry.len());
+    let mut stopped = None;
     for (row, count, total) in geometry {
+        let first_of_stage = budget.first_table && rows.is_empty();
+        if let (false, Some(why)) = (
+            first_of_stage,
+            sweep_stop(team, budget, rows.last(), total, iterations + 1),
+        ) {
+            stopped = Some(why);
+            break;
+        }
         let c = count as usize;
         let (sl, rl) = lens(c);
         let row64 = row as u64;
@@ -315,7 +377,9 @@ pub fn sweep_table<G: BufferIo>(
         let med = stats::median(&t).unwrap_or(f64::NAN);
         rows.push(SweepRow::new(collective, n64, total, count, med, wrong));
     }
-    Ok(SweepTable::new(collective, rows))
+    let mut table = SweepTable::new(collective, rows);
+    table.stopped = stopped;
+    Ok(table)
 }
 
 /// CPU time (user + system) this process has used, seconds.
@@ -887,11 +951,21 @@ impl<'r, K: Platform> Suite<'r, K> {
         let s = &self.record.settings;
         let sizes = s.sweep_sizes();
         let mut tables = Vec::with_capacity(s.sweep_collectives.len());
+        let mut budget = SweepBudget {
+            started: std::time::Instant::now(),
+            budget_s: s.sweep_budget_s,
+            first_table: true,
+        };
         for &c in &s.sweep_collectives {
+            budget.first_table = tables.is_empty();
             if self.rank.is_root() {
                 crate::say!("mfubench-worker: accept: sweep {}", c.name());
             }
-            tables.push(sweep_table(&self.world, c, &sizes, s.iterations)?);
+            let table = sweep_table(&self.world, c, &sizes, s.iterations, &budget)?;
+            if let (true, Some(why)) = (self.rank.is_root(), &table.stopped) {
+                crate::say!("mfubench-worker: accept: sweep {}: {why}", c.name());
+            }
+            tables.push(table);
         }
         if self.rank.is_root() {
             self.record.sweep = Some(SweepStage {

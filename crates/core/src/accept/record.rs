@@ -753,6 +753,11 @@ pub struct SweepTable {
     pub rows: Vec<SweepRow>,
     /// Mean busbw over the rows (nccl-tests' "Avg bus bandwidth"), GB/s.
     pub avg_busbw_gbps: f64,
+    /// Why the table ends before `accept.sweep_end`: the next size would
+    /// have overrun `accept.sweep_budget_s` (the size, the predicted time
+    /// and the budget). Absent when every size ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl SweepTable {
@@ -772,6 +777,7 @@ impl SweepTable {
             .into(),
             rows,
             avg_busbw_gbps: avg,
+            stopped: None,
         }
     }
 }

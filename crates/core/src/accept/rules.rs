@@ -539,7 +539,15 @@ fn sweep_rule(w: &SweepStage, out: &mut Vec<Finding>) {
     for t in &w.tables {
         let name = t.collective.name();
         let wrong: u64 = t.rows.iter().map(|r| r.wrong).sum();
-        let (status, message) = if t.rows.is_empty() {
+        let (status, message) = if t.rows.is_empty() && t.stopped.is_some() {
+            (
+                Status::Inconclusive,
+                format!(
+                    "{name}: not swept: {}",
+                    t.stopped.as_deref().unwrap_or_default()
+                ),
+            )
+        } else if t.rows.is_empty() {
             (Status::Skipped, format!("{name}: no size in the sweep"))
         } else if wrong > 0 {
             let sizes: Vec<String> = t
@@ -559,6 +567,19 @@ fn sweep_rule(w: &SweepStage, out: &mut Vec<Finding>) {
             (
                 Status::Inconclusive,
                 format!("{name}: one rank: the collective is a copy"),
+            )
+        } else if let Some(why) = &t.stopped {
+            // Correct where it ran, but short of the sizes asked for: not
+            // a plain PASS.
+            (
+                Status::Inconclusive,
+                format!(
+                    "{name}: PARTIAL: {} sizes on {} ranks up to {} B, #wrong 0, avg busbw {}; {why}",
+                    t.rows.len(),
+                    w.ranks,
+                    t.rows.last().map_or(0, |r| r.size_bytes),
+                    fmt_gbps(t.avg_busbw_gbps)
+                ),
             )
         } else {
             (
@@ -1455,6 +1476,30 @@ mod tests {
         assert_eq!(
             overall(&evaluate(&r, &r.settings), false),
             Status::Incomplete
+        );
+        // A table the time budget cut short: correct where it ran, and
+        // labelled PARTIAL, never a plain PASS; one that never ran names why.
+        let w = r.sweep.as_mut().unwrap();
+        w.tables[0].stopped = Some("stopped before 16 B: the next size would take about 50 s, past the 120 s budget (accept.sweep_budget_s)".into());
+        w.tables[1].rows.clear();
+        w.tables[1].stopped = Some("the sweep's 120 s budget was spent".into());
+        let f = evaluate(&r, &r.settings);
+        let sweep: Vec<&Finding> = f.iter().filter(|x| x.stage == Stage::Sweep).collect();
+        assert_eq!(sweep[0].status, Status::Inconclusive);
+        assert!(
+            sweep[0]
+                .message
+                .starts_with("all_reduce: PARTIAL: 2 sizes on ")
+                && sweep[0]
+                    .message
+                    .ends_with("past the 120 s budget (accept.sweep_budget_s)"),
+            "{}",
+            sweep[0].message
+        );
+        assert_eq!(sweep[1].status, Status::Inconclusive);
+        assert_eq!(
+            sweep[1].message,
+            "all_gather: not swept: the sweep's 120 s budget was spent"
         );
     }
 }

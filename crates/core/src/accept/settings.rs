@@ -121,6 +121,11 @@ pub struct AcceptSettings {
     /// Sweep stage: the collectives swept, each a table (default
     /// `all_reduce`, `reduce_scatter`, `all_gather`).
     pub sweep_collectives: Vec<Collective>,
+    /// Sweep stage: its time budget, seconds, for every table together
+    /// (default 120). The sweep stops escalating before a size that would
+    /// overrun it ([`sweep_predicted_s`]) and says so; one slow link cannot
+    /// stretch the suite by the whole range of sizes.
+    pub sweep_budget_s: f64,
 }
 
 impl Default for AcceptSettings {
@@ -140,8 +145,19 @@ impl Default for AcceptSettings {
             sweep_end: 128 << 20,
             sweep_factor: 2,
             sweep_collectives: SWEEP_COLLECTIVES.to_vec(),
+            sweep_budget_s: 120.0,
         }
     }
+}
+
+/// The predicted seconds of the sweep's next size: `calls` calls (the
+/// checked one and the timed ones) at the last size's median, scaled to the
+/// next size (bandwidth-bound; never faster than the last). The next size
+/// runs when the time spent plus this fits `accept.sweep_budget_s`. Known
+/// answers in the tests.
+pub fn sweep_predicted_s(last_call_s: f64, last_bytes: u64, next_bytes: u64, calls: u32) -> f64 {
+    let scale = (next_bytes as f64 / last_bytes.max(1) as f64).max(1.0);
+    f64::from(calls) * last_call_s.max(0.0) * scale
 }
 
 /// The collectives the sweep stage can time, in their default order.
@@ -225,6 +241,15 @@ impl AcceptSettings {
                     format!("accept.{f} = {x} must be between 4 bytes and 16 GiB"),
                 ));
             }
+        }
+        if !(self.sweep_budget_s.is_finite() && self.sweep_budget_s > 0.0) {
+            return Err(err(
+                "sweep_budget_s",
+                format!(
+                    "accept.sweep_budget_s = {} must be a positive number of seconds",
+                    self.sweep_budget_s
+                ),
+            ));
         }
         if self.sweep_end < self.sweep_begin {
             return Err(err(
@@ -368,6 +393,23 @@ pub use crate::units::parse_bytes;
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sweep_budget_known_answers() {
+        // 11 calls of 1 s at 64 MiB predict 22 s at 128 MiB.
+        assert_eq!(sweep_predicted_s(1.0, 64 << 20, 128 << 20, 11), 22.0);
+        // A size never predicts faster than the last one took.
+        assert_eq!(sweep_predicted_s(0.01, 16, 8, 10), 0.1);
+        let mut s = AcceptSettings::default();
+        assert_eq!(s.sweep_budget_s, 120.0);
+        s.sweep_budget_s = 0.0;
+        let e = s.validate("c.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("accept.sweep_budget_s = 0 must be a positive number of seconds"),
+            "{e}"
+        );
+    }
+
     use super::*;
 
     #[test]
