@@ -250,6 +250,17 @@ pub struct SweepBudget {
     pub first_table: bool,
 }
 
+impl SweepBudget {
+    /// A budget of `budget_s` seconds from now, before the stage's first table.
+    pub fn start(budget_s: f64) -> SweepBudget {
+        SweepBudget {
+            started: std::time::Instant::now(),
+            budget_s,
+            first_table: true,
+        }
+    }
+}
+
 /// Whether the next size of a sweep may run; `Some(why)` to stop. Every
 /// rank must agree (the sizes are collective calls): the decision is made
 /// on the largest elapsed time and prediction over the team.
@@ -951,11 +962,7 @@ impl<'r, K: Platform> Suite<'r, K> {
         let s = &self.record.settings;
         let sizes = s.sweep_sizes();
         let mut tables = Vec::with_capacity(s.sweep_collectives.len());
-        let mut budget = SweepBudget {
-            started: std::time::Instant::now(),
-            budget_s: s.sweep_budget_s,
-            first_table: true,
-        };
+        let mut budget = SweepBudget::start(s.sweep_budget_s);
         for &c in &s.sweep_collectives {
             budget.first_table = tables.is_empty();
             if self.rank.is_root() {

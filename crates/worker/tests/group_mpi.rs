@@ -13,7 +13,7 @@ use common::{mpirun, one_at_a_time};
 use std::process::Stdio;
 
 use mfubench_core::metrics::Collective;
-use mfubench_worker::accept::{sweep_table, Team};
+use mfubench_worker::accept::{sweep_table, SweepBudget, Team};
 use mfubench_worker::backend::BackendError;
 use mfubench_worker::cpu::HostBuf;
 use mfubench_worker::group::{BufferIo, GroupComm};
@@ -230,10 +230,10 @@ fn check_sweep(world: &mpi::topology::SimpleCommunicator) {
                     Corrupting(MpiGroup::new(world.duplicate())),
                 )
                 .unwrap();
-                sweep_table(&team, c, &sizes, 2).unwrap()
+                sweep_table(&team, c, &sizes, 2, &SweepBudget::start(3600.0)).unwrap()
             } else {
                 let team = Team::new(world.duplicate(), MpiGroup::new(world.duplicate())).unwrap();
-                sweep_table(&team, c, &sizes, 2).unwrap()
+                sweep_table(&team, c, &sizes, 2, &SweepBudget::start(3600.0)).unwrap()
             };
             let want: Vec<(u64, u64)> = sizes
                 .iter()
