@@ -293,27 +293,24 @@ fn a_sweep_past_its_time_budget_stops_and_says_partial() {
     // Correct where it ran but short of its sizes: INCONCLUSIVE, exit 1.
     assert_eq!(f.code(), 1, "{f:?}");
     assert!(f.stdout.contains("accept: INCONCLUSIVE"), "{}", f.stdout);
-    assert!(
-        f.stdout
-            .contains("all_reduce: PARTIAL: 1 sizes on 2 ranks up to 8 B"),
-        "{}",
-        f.stdout
-    );
+    assert!(f.stdout.contains("all_reduce: PARTIAL: "), "{}", f.stdout);
     let j = read_json(&out.join("budget/accept.json"));
     let tables = j["sweep"]["tables"].as_array().expect("tables");
-    assert_eq!(tables[0]["rows"].as_array().map(Vec::len), Some(1));
+    // tests/configs/accept.toml: 8 B × 8 up to 1 MiB, 6 sizes.
+    let rows = |t: &serde_json::Value| t["rows"].as_array().map_or(0, Vec::len);
+    assert!((1..6).contains(&rows(&tables[0])), "{}", tables[0]);
     let why = tables[0]["stopped"].as_str().expect("stopped");
+    let next = 8u64 << (3 * rows(&tables[0]));
     assert!(
-        why.starts_with("stopped before 64 B: the next size would take about")
-            && why.contains("past the sweep's 0.001 s budget"),
+        why.starts_with(&format!(
+            "stopped before {next} B: the next size would take about"
+        )) && why.contains("past the sweep's 0.001 s budget"),
         "{why}"
     );
+    // The later tables stop too (the budget is the stage's), each saying why.
     for t in &tables[1..] {
-        assert_eq!(t["rows"].as_array().map(Vec::len), Some(0), "{t}");
-        assert!(
-            t["stopped"].as_str().unwrap().contains("budget was spent"),
-            "{t}"
-        );
+        assert!(rows(t) < 6, "{t}");
+        assert!(t["stopped"].as_str().is_some(), "{t}");
     }
 }
 
