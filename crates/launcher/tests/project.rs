@@ -190,3 +190,107 @@ fn bad_project_input_is_named_with_exit_2() {
         assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
     }
 }
+
+/// Runs configs/project-validation.toml on the first `n` namespace hosts,
+/// one rank each; the run directory.
+fn ns_run(out: &std::path::Path, n: usize, extra: &[String]) -> std::path::PathBuf {
+    let hosts: Vec<String> = ["hostA", "hostB", "hostC"][..n]
+        .iter()
+        .map(|h| format!("{h}:1"))
+        .collect();
+    let id = format!("n{n}");
+    let f = run(
+        mfubench_cmd()
+            .args([
+                "run",
+                root()
+                    .join("configs/project-validation.toml")
+                    .to_str()
+                    .unwrap(),
+                "--hosts",
+                &hosts.join(","),
+                "--out",
+                out.to_str().unwrap(),
+                "--run-id",
+                &id,
+                "--timeout",
+                "240",
+                "--",
+            ])
+            .args(extra),
+        RUN_LIMIT,
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    out.join(id)
+}
+
+/// The inter-node path: runs on 2 and 3 namespace hosts (every all-reduce
+/// crosses hosts), a projection fitted on the 2-host run and checked
+/// against the 3-host run. The inter-node link is measured (not assumed),
+/// the intra-node one is the assumption, the validation's rows and exit
+/// code agree. How close the projection comes is a measurement
+/// (ci/project-validation.sh, README), not asserted here.
+#[test]
+fn a_projection_fitted_on_two_namespace_hosts_is_checked_against_three() {
+    let test = "a_projection_fitted_on_two_namespace_hosts_is_checked_against_three";
+    if !is_root() {
+        return skip(test, "needs root (network namespaces)");
+    }
+    if !have(test, &["mpirun", "ip"]) {
+        return;
+    }
+    require_worker();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("results");
+    let (two, three) = {
+        let _lock = TestLock::acquire();
+        let _hosts = Netns::up(3);
+        let extra = Netns::mpirun_args();
+        (ns_run(&out, 2, &extra), ns_run(&out, 3, &extra))
+    };
+    let json = tmp.path().join("v.json");
+    let f = run(
+        mfubench_cmd().args([
+            "project",
+            "--validate",
+            two.to_str().unwrap(),
+            three.to_str().unwrap(),
+            "--out",
+            json.to_str().unwrap(),
+        ]),
+        Duration::from_secs(60),
+    );
+    let p: Projection = serde_json::from_slice(&std::fs::read(&json).unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {f:?}"));
+    use mfubench_core::project::LinkClass;
+    let inter = p
+        .links
+        .iter()
+        .find(|l| l.class == LinkClass::InterNode)
+        .expect("an inter-node fit");
+    assert_eq!(inter.source, "measured", "{inter:?}");
+    assert!(
+        inter.samples >= 3 && inter.beta_s_per_byte > 0.0,
+        "{inter:?}"
+    );
+    let intra = p
+        .links
+        .iter()
+        .find(|l| l.class == LinkClass::IntraNode)
+        .expect("an intra-node stand-in");
+    assert!(intra.source.starts_with("assumed"), "{intra:?}");
+    assert!(f.stdout.contains("intra-node link ASSUMED"), "{}", f.stdout);
+    let projected: Vec<_> = p.points.iter().filter(|x| !x.measured).collect();
+    assert_eq!(
+        (projected.len(), projected[0].nodes, projected[0].ranks),
+        (1, 3, 3)
+    );
+    let v = p.validation.expect("validation");
+    assert_eq!(v.nodes, 3);
+    let targeted: Vec<_> = v.rows.iter().filter(|r| r.targeted).collect();
+    assert_eq!(targeted.len(), 2, "{v:?}");
+    for r in &v.rows {
+        assert!(r.error_pct.is_finite() && r.measured > 0.0, "{r:?}");
+    }
+    assert_eq!(f.code(), if v.within_target { 0 } else { 1 }, "{f:?}");
+}
