@@ -108,3 +108,15 @@ calls_ratio = f"{statistics.median(cr):.3f} [{ci(cr)[0]:.3f}, {ci(cr)[1]:.3f}]"
 print(f"mfubench comm step split: {calls*1e3:.2f} ms in the all-reduce calls + {rest*1e3:.3f} ms hand-off and gaps (medians over rounds)")
 print(f"median all-reduce calls alone, mfubench / mpi4py:  {calls_ratio}")
 PY
+
+# The report at scale (issue 24): a generated run of 16,384 ranks (2,048
+# hosts × 8; targets < 2 s, < 1 GiB) and of 131,072 ranks (16,384 hosts ×
+# 8; targets < 10 s, < 2 GiB, report.html < 5 MB). MFUBENCH_BENCH_SCALE=0
+# leaves them out (the larger one needs several GiB to generate).
+if [ "${MFUBENCH_BENCH_SCALE:-1}" != 0 ]; then
+  echo "== report of a generated 16,384-rank run"
+  cargo bench -q -p mfubench-report --bench scale 2>&1 | grep -v '^$' || true
+  echo "== report of a generated 131,072-rank run"
+  MFUBENCH_SCALE_HOSTS=16384 MFUBENCH_MAX_RUN_JSON_MB=65536 \
+    cargo bench -q -p mfubench-report --bench scale 2>&1 | grep -v '^$' || true
+fi

@@ -69,6 +69,10 @@ struct FitRun {
     record: RunRecord,
     nodes: u64,
     ranks_per_node: u64,
+    /// The acceptance suite's sweep beside the run (`mfubench accept`
+    /// writes the step's run.json beside accept.json): more sizes for the
+    /// fits.
+    sweep: Option<mfubench_core::accept::SweepStage>,
 }
 
 fn load(path: &Path) -> Result<FitRun> {
@@ -94,11 +98,20 @@ fn load(path: &Path) -> Result<FitRun> {
             )));
         }
     }
+    let accept = loaded.path.with_file_name("accept.json");
+    let sweep = if accept.is_file() {
+        let rec = mfubench_report::suite::read_accept(&accept)
+            .map_err(|e| usage(format!("{}: {e}", accept.display())))?;
+        rec.sweep
+    } else {
+        None
+    };
     Ok(FitRun {
         path: shown,
         nodes,
         ranks_per_node: counts.into_iter().next().unwrap_or(1),
         record,
+        sweep,
     })
 }
 
@@ -135,7 +148,8 @@ fn class_of(
     })
 }
 
-/// Every collective a run timed in comm mode, one sample per rank.
+/// Every collective a run timed in comm mode, one sample per rank, and
+/// the rows of an acceptance sweep beside it.
 fn samples_of(run: &FitRun) -> Result<Vec<Sample>> {
     let layout = layout_of(run)?;
     let plan = StepPlan::for_layout(&run.record.config, &layout);
@@ -167,6 +181,25 @@ fn samples_of(run: &FitRun) -> Result<Vec<Sample>> {
                 class: class_of(&layout, world, &host, c.group, r.rank, &mut memo),
                 seconds: o.median_s,
             });
+        }
+    }
+    // The acceptance sweep's rows: every size, over the whole world.
+    if let Some(sweep) = &run.sweep {
+        let class = if run.nodes > 1 {
+            LinkClass::InterNode
+        } else {
+            LinkClass::IntraNode
+        };
+        for t in &sweep.tables {
+            for r in t.rows.iter().filter(|r| r.wrong == 0) {
+                out.push(Sample {
+                    kind: t.collective,
+                    group_size: sweep.ranks,
+                    bytes: r.size_bytes,
+                    class,
+                    seconds: r.time_us * 1e-6,
+                });
+            }
         }
     }
     Ok(out)

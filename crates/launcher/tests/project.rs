@@ -289,8 +289,96 @@ fn a_projection_fitted_on_two_namespace_hosts_is_checked_against_three() {
     assert_eq!(v.nodes, 3);
     let targeted: Vec<_> = v.rows.iter().filter(|r| r.targeted).collect();
     assert_eq!(targeted.len(), 2, "{v:?}");
+    // Every figure compared (the hidden fraction may be negative: overlap
+    // can cost more than it hides).
     for r in &v.rows {
-        assert!(r.error_pct.is_finite() && r.measured > 0.0, "{r:?}");
+        assert!(r.error_pct.is_finite() && r.measured != 0.0, "{r:?}");
+    }
+    for f in ["step_time_s.comm", "step_time_s.overlapped"] {
+        assert!(
+            v.rows.iter().any(|r| r.figure == f && r.measured > 0.0),
+            "{f}: {v:?}"
+        );
     }
     assert_eq!(f.code(), if v.within_target { 0 } else { 1 }, "{f:?}");
+}
+
+/// `mfubench accept` writes the step's run.json beside accept.json: a
+/// projection of that folder fits the sweep's sizes too (every row a
+/// sample), not only the step's buckets.
+#[test]
+fn an_acceptance_sweep_beside_the_run_adds_its_sizes_to_the_fit() {
+    let test = "an_acceptance_sweep_beside_the_run_adds_its_sizes_to_the_fit";
+    if !have_mpirun(test) {
+        return;
+    }
+    require_worker();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("results");
+    {
+        let _lock = TestLock::acquire();
+        let f = run(
+            mfubench_cmd().args([
+                "accept",
+                test_config("accept.toml").to_str().unwrap(),
+                "--np",
+                "2",
+                "--stages",
+                "sweep,step",
+                "-b",
+                "8",
+                "-e",
+                "1M",
+                "-f",
+                "8",
+                "--out",
+                out.to_str().unwrap(),
+                "--run-id",
+                "acc",
+                "--timeout",
+                "240",
+            ]),
+            RUN_LIMIT,
+        );
+        // One node: INCONCLUSIVE, exit 1; both stages ran.
+        assert!(out.join("acc/run.json").is_file(), "{f:?}");
+    }
+    let dir = out.join("acc");
+    let f = run(
+        mfubench_cmd().args(["project", dir.to_str().unwrap(), "--nodes", "4"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    let p: Projection =
+        serde_json::from_slice(&std::fs::read(dir.join("projection.json")).unwrap()).unwrap();
+    let run: mfubench_core::result::RunRecord =
+        serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    let accept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("accept.json")).unwrap()).unwrap();
+    let sweep_rows: usize = accept["sweep"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["rows"].as_array().unwrap().len())
+        .sum();
+    // 8 B × 8 up to 1 MiB: 6 sizes, 3 collectives.
+    assert_eq!(sweep_rows, 18);
+    let intra = p
+        .links
+        .iter()
+        .find(|l| l.class == mfubench_core::project::LinkClass::IntraNode)
+        .unwrap();
+    let comm_samples: usize = run
+        .ranks
+        .iter()
+        .map(|r| {
+            r.modes[&mfubench_core::config::Mode::Comm]
+                .ops
+                .iter()
+                .filter(|o| o.stream == mfubench_core::result::StreamKind::Comm)
+                .count()
+        })
+        .sum();
+    assert!(comm_samples >= 2);
+    assert_eq!(intra.samples, comm_samples + sweep_rows, "{intra:?}");
 }
