@@ -9,7 +9,7 @@
 //! reader would misread; readers refuse files with a newer version.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{BackendKind, Config, Mode, Schedule};
 use crate::metrics::{self, Collective};
@@ -963,6 +963,86 @@ pub struct PeakChoice {
     pub source: PeakSource,
 }
 
+/// Runs above this many ranks keep timelines for a sample of ranks only
+/// ([`timeline_sample`]).
+pub const TIMELINE_SAMPLE_ABOVE: usize = 64;
+
+/// The mode whose timelines choose the ranks shown: the first of
+/// overlapped, serialized, compute, comm that any rank recorded one in.
+pub fn timeline_mode(ranks: &[RankRecord]) -> Option<Mode> {
+    [
+        Mode::Overlapped,
+        Mode::Serialized,
+        Mode::Compute,
+        Mode::Comm,
+    ]
+    .into_iter()
+    .find(|&m| {
+        ranks
+            .iter()
+            .any(|r| r.modes.get(&m).is_some_and(|x| !x.timeline.is_empty()))
+    })
+}
+
+/// Ranks (indices) ordered by their median step in `mode`, fastest first,
+/// ties by index; ranks without that mode are left out.
+pub fn ranks_by_step(ranks: &[RankRecord], mode: Mode) -> Vec<(usize, f64)> {
+    let mut v: Vec<(usize, f64)> = ranks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, stats::median(&r.modes.get(&mode)?.step_time_s)?)))
+        .collect();
+    v.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+/// The ranks (indices) whose timelines a large run keeps: the slowest and
+/// the median rank of the whole run (the report's two timelines, by
+/// [`ranks_by_step`] in [`timeline_mode`]), the slowest, median and fastest
+/// rank of each node, and every straggler (world ranks in `stragglers`).
+pub fn timeline_sample(ranks: &[RankRecord], stragglers: &[u64]) -> BTreeSet<usize> {
+    let mut keep = BTreeSet::new();
+    let Some(mode) = timeline_mode(ranks) else {
+        return keep;
+    };
+    let order = ranks_by_step(ranks, mode);
+    if let (Some(s), Some(m)) = (order.last(), order.get(order.len().saturating_sub(1) / 2)) {
+        keep.insert(s.0);
+        keep.insert(m.0);
+    }
+    let mut by_host: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for &(i, _) in &order {
+        by_host.entry(ranks[i].host.as_str()).or_default().push(i);
+    }
+    for v in by_host.values() {
+        for i in [v[0], v[(v.len() - 1) / 2], v[v.len() - 1]] {
+            keep.insert(i);
+        }
+    }
+    for (i, r) in ranks.iter().enumerate() {
+        if stragglers.contains(&r.rank) {
+            keep.insert(i);
+        }
+    }
+    keep
+}
+
+/// Above `above` ranks, clears the timelines of the ranks outside
+/// [`timeline_sample`] (see [`RunRecord::keep_timeline_sample`]).
+pub fn keep_timeline_sample(ranks: &mut [RankRecord], stragglers: &[u64], above: usize) {
+    if ranks.len() <= above {
+        return;
+    }
+    let keep = timeline_sample(ranks, stragglers);
+    for (i, r) in ranks.iter_mut().enumerate() {
+        if !keep.contains(&i) {
+            for m in r.modes.values_mut() {
+                m.timeline.clear();
+            }
+        }
+    }
+}
+
 /// What a run record is made of, apart from the measurements.
 #[derive(Debug, Clone)]
 pub struct RunMeta {
@@ -1036,7 +1116,17 @@ impl RunRecord {
             &run.ranks,
             run.summary_inputs(config.acceptance.straggler_tolerance),
         );
+        run.keep_timeline_sample(TIMELINE_SAMPLE_ABOVE);
         run
+    }
+
+    /// Above `above` ranks, drops the timelines of every rank outside
+    /// [`timeline_sample`] (the report draws only the slowest and the median
+    /// rank; a timeline is half of a rank's record). The summary does not
+    /// read timelines, so it is unchanged.
+    pub fn keep_timeline_sample(&mut self, above: usize) {
+        let stragglers: Vec<u64> = self.summary.stragglers.iter().map(|s| s.rank).collect();
+        keep_timeline_sample(&mut self.ranks, &stragglers, above);
     }
 
     /// The inputs of [`summarize`] this record holds, with a straggler
@@ -2271,6 +2361,55 @@ mod tests {
             clock: None,
             warmup_round_s: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_large_run_keeps_timelines_of_its_sample_only() {
+        // 2 hosts × 4 ranks; rank r's steps scaled by 1 + r/100, except
+        // rank 6, the slowest (× 2). Every mode has a one-span timeline.
+        let mut ranks: Vec<RankRecord> = (0..8)
+            .map(|r| {
+                let host = if r < 4 { "a" } else { "b" };
+                let scale = if r == 6 { 2.0 } else { 1.0 + r as f64 / 100.0 };
+                let mut x = rank(r, host, scale);
+                for m in x.modes.values_mut() {
+                    m.timeline = vec![Span {
+                        name: "op".into(),
+                        stream: StreamKind::Compute,
+                        op: Some(0),
+                        bucket: None,
+                        collective: None,
+                        start_s: 0.0,
+                        end_s: 1.0,
+                        arrived_s: None,
+                    }];
+                }
+                x
+            })
+            .collect();
+        assert_eq!(timeline_mode(&ranks), Some(Mode::Overlapped));
+        let order: Vec<usize> = ranks_by_step(&ranks, Mode::Overlapped)
+            .into_iter()
+            .map(|x| x.0)
+            .collect();
+        assert_eq!(order, [0, 1, 2, 3, 4, 5, 7, 6]);
+        // Run: slowest 6, median (index 3 of 8) rank 3. Host a: 0, 1, 3;
+        // host b: 4, 5, 6 (order 4, 5, 7, 6: median index 1 = 5). Straggler 2.
+        let keep = timeline_sample(&ranks, &[2]);
+        assert_eq!(keep.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4, 5, 6]);
+        // At or below the threshold nothing is dropped.
+        keep_timeline_sample(&mut ranks, &[], 8);
+        assert!(ranks
+            .iter()
+            .all(|r| !r.modes[&Mode::Overlapped].timeline.is_empty()));
+        keep_timeline_sample(&mut ranks, &[], 4);
+        let with: Vec<u64> = ranks
+            .iter()
+            .filter(|r| r.modes.values().any(|m| !m.timeline.is_empty()))
+            .map(|r| r.rank)
+            .collect();
+        // Without the straggler, 2 is dropped, and 7 (host b's second).
+        assert_eq!(with, [0, 1, 3, 4, 5, 6]);
     }
 
     fn plan() -> PlanInfo {

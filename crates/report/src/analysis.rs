@@ -571,30 +571,32 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 /// The slowest and the median rank by their median step in the first of
 /// overlapped, serialized, compute, comm that has recorded timelines, with
 /// their recorded steps. The median rank is left out when it is the
-/// slowest (one rank, or ties).
+/// slowest (one rank, or ties). The ranks are ordered over the whole run
+/// ([`mfubench_core::result::ranks_by_step`]); a large run keeps the
+/// timelines of a sample that holds both ([`timeline_sample`]), and where a
+/// chosen rank has none the nearest rank in that order that has one stands
+/// in.
+///
+/// [`timeline_sample`]: mfubench_core::result::timeline_sample
 fn timelines(ranks: &[RankRecord]) -> Vec<RankTimeline> {
     let has_timeline =
         |r: &RankRecord, m: Mode| r.modes.get(&m).is_some_and(|m| !m.timeline.is_empty());
-    let Some(chosen_by) = [
-        Mode::Overlapped,
-        Mode::Serialized,
-        Mode::Compute,
-        Mode::Comm,
-    ]
-    .into_iter()
-    .find(|&m| ranks.iter().any(|r| has_timeline(r, m))) else {
+    let Some(chosen_by) = mfubench_core::result::timeline_mode(ranks) else {
         return Vec::new();
     };
-    let mut by_step: Vec<(usize, f64)> = ranks
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| has_timeline(r, chosen_by))
-        .filter_map(|(i, r)| Some((i, stats::median(&r.modes[&chosen_by].step_time_s)?)))
-        .collect();
-    by_step.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-    let (Some(&(slowest, _)), Some(&(median, _))) = (
-        by_step.last(),
-        by_step.get(by_step.len().saturating_sub(1) / 2),
+    let order = mfubench_core::result::ranks_by_step(ranks, chosen_by);
+    // The rank at `pos` in the order, or the nearest one with a timeline.
+    let near = |pos: usize| -> Option<usize> {
+        (0..order.len())
+            .flat_map(|d| [pos.checked_sub(d), pos.checked_add(d)])
+            .flatten()
+            .filter_map(|p| order.get(p))
+            .map(|&(i, _)| i)
+            .find(|&i| has_timeline(&ranks[i], chosen_by))
+    };
+    let (Some(slowest), Some(median)) = (
+        near(order.len().saturating_sub(1)),
+        near(order.len().saturating_sub(1) / 2),
     ) else {
         return Vec::new();
     };

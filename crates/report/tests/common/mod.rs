@@ -296,7 +296,7 @@ pub fn build(g: &Gen) -> RunRecord {
             warmup: mfubench_core::warmup::WarmupRule::of_run(&cfg.run),
         },
     );
-    RunRecord {
+    let mut run = RunRecord {
         schema_version: SCHEMA_VERSION,
         tool_version: "0.1.0".into(),
         run_id: "fixture-0001".into(),
@@ -317,7 +317,10 @@ pub fn build(g: &Gen) -> RunRecord {
         complete: true,
         ranks,
         summary,
-    }
+    };
+    // As the worker's RunRecord::new: a large run keeps a timeline sample.
+    run.keep_timeline_sample(mfubench_core::result::TIMELINE_SAMPLE_ABOVE);
+    run
 }
 
 /// Writes a run record as `dir/run.json` (compact, as the worker writes it)
