@@ -147,3 +147,21 @@ impl Drop for Deadline {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// Makes the child started by `cmd` die (SIGKILL) when the thread that
+/// starts it ends, however the test process ends: a busy loop a test starts
+/// must not outlive a killed test run (one did, and slowed the next CI run
+/// by a core for half an hour).
+pub fn die_with_parent(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no
+    // memory of the parent; it runs in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}

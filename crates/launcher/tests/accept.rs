@@ -442,7 +442,7 @@ fn device_stage_names_the_host_with_a_cpu_hog() {
     // fall as fast as its share of the core).
     let _hogs: Vec<Hog> = (0..3)
         .map(|_| {
-            Hog(Command::new("taskset")
+            Hog(reap::die_with_parent(&mut Command::new("taskset"))
                 .args(["-c", "1", "sh", "-c", "while :; do :; done"])
                 .spawn()
                 .expect("start the hog"))

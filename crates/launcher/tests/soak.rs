@@ -256,7 +256,7 @@ struct Hog(std::process::Child);
 
 impl Hog {
     fn on(core: usize) -> Hog {
-        let child = std::process::Command::new("sh")
+        let child = reap::die_with_parent(&mut std::process::Command::new("sh"))
             .args(["-c", "while :; do :; done"])
             .spawn()
             .expect("sh");

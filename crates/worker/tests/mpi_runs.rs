@@ -804,7 +804,7 @@ fn run_with_hog(schedule: &str, hog_on: impl Fn(&str, u64) -> Option<bool>) -> R
         if want && hogs.is_empty() {
             for _ in 0..4 {
                 hogs.push(
-                    Command::new("sh")
+                    reap::die_with_parent(&mut Command::new("sh"))
                         .args(["-c", "while :; do :; done"])
                         .spawn()
                         .unwrap(),
