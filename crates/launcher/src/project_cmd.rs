@@ -429,16 +429,12 @@ fn specs_for(first: &RunRecord, m: &Model, nodes: u64, rpn: u64) -> Result<Vec<R
         .collect())
 }
 
+/// How long `mfubench-worker replay` may take (one process, no MPI).
+const REPLAY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Runs `mfubench-worker replay` on `specs`; their summaries, in order.
 fn replay(specs: &[ReplaySpec]) -> Result<Vec<Summary>> {
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf));
-    let worker = command::find_worker(
-        std::env::var_os("MFUBENCH_WORKER").as_deref(),
-        exe_dir.as_deref(),
-        std::env::var_os("PATH").as_deref(),
-    )?;
+    let worker = command::worker_for_this_process()?;
     let dir = std::env::temp_dir().join(format!("mfubench-project-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
     let result = (|| {
@@ -446,17 +442,39 @@ fn replay(specs: &[ReplaySpec]) -> Result<Vec<Summary>> {
         let output = dir.join("summaries.json");
         std::fs::write(&input, serde_json::to_vec(specs)?)
             .with_context(|| input.display().to_string())?;
-        let out = std::process::Command::new(&worker)
+        // Under a deadline like every other wait: the replay is a few
+        // milliseconds per spec; a worker that hangs is killed and named.
+        let errors = dir.join("stderr.txt");
+        let mut child = std::process::Command::new(&worker)
             .arg(mfubench_core::job::REPLAY)
             .arg(&input)
             .arg(&output)
-            .output()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&errors)?)
+            .spawn()
             .with_context(|| format!("starting {}", worker.display()))?;
-        if !out.status.success() {
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if started.elapsed() > REPLAY_DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(exit::run_failed(format!(
+                    "{} replay did not finish within {} s (killed)",
+                    worker.display(),
+                    REPLAY_DEADLINE.as_secs()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        if !status.success() {
             return Err(exit::run_failed(format!(
                 "{} replay failed: {}",
                 worker.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
+                std::fs::read_to_string(&errors).unwrap_or_default().trim()
             )));
         }
         let bytes = std::fs::read(&output).with_context(|| output.display().to_string())?;

@@ -301,14 +301,7 @@ fn plan(
         LauncherChoice::Auto => LauncherKind::Mpirun,
     };
 
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf));
-    let worker = command::find_worker(
-        std::env::var_os("MFUBENCH_WORKER").as_deref(),
-        exe_dir.as_deref(),
-        std::env::var_os("PATH").as_deref(),
-    )?;
+    let worker = command::worker_for_this_process()?;
 
     // Absolute paths: remote ranks may start in another directory.
     let config_abs =

@@ -484,6 +484,18 @@ fn is_executable(p: &Path) -> bool {
 /// Name of the worker executable.
 pub const WORKER_NAME: &str = "mfubench-worker";
 
+/// [`find_worker`] for this process: its environment and its own folder.
+pub fn worker_for_this_process() -> Result<PathBuf> {
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    find_worker(
+        std::env::var_os("MFUBENCH_WORKER").as_deref(),
+        exe_dir.as_deref(),
+        std::env::var_os("PATH").as_deref(),
+    )
+}
+
 /// Locates `mfubench-worker`: `$MFUBENCH_WORKER`, else next to the running
 /// `mfubench` (the way `cargo build` and an install lay them out), else PATH.
 pub fn find_worker(
