@@ -69,6 +69,8 @@ pub mod flag {
     pub const SWEEP_FACTOR: &str = "--sweep-factor";
     /// Accept: accept.max_pair_nodes (`mfubench accept --links`).
     pub const MAX_PAIR_NODES: &str = "--max-pair-nodes";
+    /// Accept: accept.keep_bad (a switch, no value).
+    pub const KEEP_BAD: &str = "--keep-bad";
     /// Soak: the duration, seconds (`mfubench soak --duration`).
     pub const SOAK_DURATION: &str = "--soak-duration";
     /// Soak: the window, seconds.
@@ -118,7 +120,7 @@ usage: mfubench-worker --config FILE [--out DIR] [--run-id ID] [--expect-world N
        mfubench-worker replay SPECS.json OUT.json   (mfubench project's replay; no MPI)
                        [--accept [--stages LIST] [--min-device-fraction F] [--min-node-fraction F]
                                  [--min-link-fraction F] [--sweep-begin SIZE] [--sweep-end SIZE]
-                                 [--sweep-factor N]]
+                                 [--sweep-factor N] [--keep-bad]]
                        [--soak-duration SECONDS --soak-window SECONDS [--soak-modes LIST]]
 
   --config FILE        benchmark config (TOML); read by rank 0 and broadcast
@@ -266,6 +268,9 @@ impl WorkerJob {
                 flag::MAX_PAIR_NODES,
                 o.max_pair_nodes.map(|x| x.to_string()),
             );
+            if o.keep_bad == Some(true) {
+                a.push(flag::KEEP_BAD.to_string());
+            }
         }
         a
     }
@@ -296,6 +301,10 @@ impl WorkerJob {
             }
             if name == flag::ACCEPT {
                 accept = true;
+                continue;
+            }
+            if name == flag::KEEP_BAD {
+                o.keep_bad = Some(true);
                 continue;
             }
             let Some(&f) = flag::WITH_VALUE.iter().find(|k| **k == name) else {
@@ -494,6 +503,7 @@ mod tests {
             sweep_end: Some(1 << 30),
             sweep_factor: Some(2),
             max_pair_nodes: Some(2),
+            keep_bad: Some(true),
         });
         assert_eq!(
             WorkerJob::from_args(a.to_args()),
@@ -503,7 +513,8 @@ mod tests {
         assert_eq!(
             a.to_args().join(" "),
             "--config /c/a.toml --out /r --accept --stages device,link --min-device-fraction 0.9 \
-             --min-node-fraction 0.5 --min-link-fraction 0.25 --sweep-begin 1024 --sweep-end 1073741824 --sweep-factor 2 --max-pair-nodes 2"
+             --min-node-fraction 0.5 --min-link-fraction 0.25 --sweep-begin 1024 --sweep-end 1073741824 --sweep-factor 2 --max-pair-nodes 2 \
+             --keep-bad"
         );
     }
 

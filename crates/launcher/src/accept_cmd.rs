@@ -66,6 +66,11 @@ pub struct AcceptArgs {
     /// to accept.max_pair_nodes nodes, sampled above).
     #[arg(long, value_name = "all|sampled", value_parser = parse_links)]
     pub links: Option<u64>,
+    /// Keep the nodes found bad by the config, device, node and link stages
+    /// in the sweep and step stages (by default they are left out, so that
+    /// one bad node or link cannot stretch the stages every rank runs).
+    #[arg(long)]
+    pub keep_bad: bool,
     /// The device, node and link thresholds.
     #[command(flatten)]
     pub fractions: AcceptFractionArgs,
@@ -101,6 +106,7 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
         sweep_end: args.sweep_end,
         sweep_factor: args.sweep_factor,
         max_pair_nodes: args.links,
+        keep_bad: args.keep_bad.then_some(true),
         ..Default::default()
     });
     // Bad settings are found here, before any rank starts.

@@ -569,10 +569,15 @@ fn accept_config(
 
 /// hostC's egress limited to 100 Mbit/s (its eth0's qdisc).
 fn rate_limit_host_c() {
+    rate_limit_host_c_to("100mbit");
+}
+
+/// hostC's egress limited to `rate` (tc's syntax, e.g. `40mbit`).
+fn rate_limit_host_c_to(rate: &str) {
     let tc = run(
         Command::new("ip").args([
             "netns", "exec", "hostC", "tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate",
-            "100mbit", "burst", "64kb", "latency", "100ms",
+            rate, "burst", "64kb", "latency", "100ms",
         ]),
         Duration::from_secs(30),
     );
@@ -768,6 +773,71 @@ fn link_stage_names_the_rate_limited_host() {
         f.stdout
     );
     assert_eq!(read(&out.join("drift/bad_nodes.txt")), "hostC\n");
+}
+
+/// The default suite (`mfubench accept configs/quickstart.toml`, every
+/// stage) on 3 namespace hosts, hostC limited to 40 Mbit/s. Before the link
+/// stage's budget and the nodes left out, this was still sweeping after 8
+/// minutes (14 in all); now the link stage stops after its first timed
+/// pass (PARTIAL), hostC is named, and the sweep and step run on hostA and
+/// hostB only (measured: 94 s in all on 2 cores).
+#[test]
+fn a_slow_host_is_named_and_left_out_of_the_sweep_and_step() {
+    let test = "a_slow_host_is_named_and_left_out_of_the_sweep_and_step";
+    let Some((_lock, _hosts)) = namespace_hosts(test, 3) else {
+        return;
+    };
+    rate_limit_host_c_to("40mbit");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("results");
+    let cfg = root().join("configs/quickstart.toml");
+    let t = std::time::Instant::now();
+    let mut cmd = accept_on_three_hosts_cmd(
+        "slow40",
+        &out,
+        &cfg,
+        "config,device,node,link,sweep,step",
+        &[],
+    );
+    let f = run(&mut cmd, LIMIT);
+    let took = t.elapsed().as_secs_f64();
+    log(&format!("the 40 Mbit/s suite took {took:.0} s"));
+    assert_eq!(f.code(), 1, "{f:?}");
+    let dir = out.join("slow40");
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    assert_eq!(read(&dir.join("bad_nodes.txt")), "hostC\n");
+    let j = read_json(&dir.join("accept.json"));
+    // The link stage stopped on its budget, and says so.
+    assert!(j["link"]["stopped"].is_string(), "{:#}", j["link"]);
+    assert!(j["link"]["iterations"].as_u64().unwrap() < 10);
+    // hostC sat the sweep and the step out; they ran on 2 ranks.
+    assert_eq!(j["left_out"]["hosts"], serde_json::json!(["hostC"]));
+    assert_eq!(j["left_out"]["stages"], serde_json::json!(["sweep", "step"]));
+    assert_eq!(j["sweep"]["ranks"], 2);
+    let run = read_json(&dir.join("run.json"));
+    assert_eq!(run["world_size"], 2);
+    assert_eq!(run["hosts"], serde_json::json!(["hostA", "hostB"]));
+    let mut failed: Vec<String> = findings(&j)
+        .into_iter()
+        .filter(|(_, status, _)| status == "FAIL")
+        .map(|(_, _, who)| who)
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        ["link hostA hostC", "link hostB hostC", "node hostC"],
+        "{}",
+        f.stdout
+    );
+    for line in [
+        "INCONCLUSIVE link   link_budget     PARTIAL: 1 of 10 timed passes",
+        "SKIPPED      sweep  left_out        node hostC: left out of the sweep and step stages",
+        "accept: FAIL — bad: link hostA <-> hostC, link hostB <-> hostC, node hostC",
+    ] {
+        assert!(f.stdout.contains(line), "no {line:?} in\n{}", f.stdout);
+    }
+    // Within the suite's own bounds: the run's --timeout is 240 s.
+    assert!(took < 240.0, "{took:.0} s");
 }
 
 /// The screen, then isolation, on 5 namespace hosts: the sampled schedule

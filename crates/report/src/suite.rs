@@ -368,6 +368,7 @@ mod tests {
             link: None,
             sweep: None,
             step: None,
+            left_out: None,
             gpus: Vec::new(),
             findings: Vec::new(),
             regressions: Vec::new(),
@@ -435,6 +436,7 @@ mod tests {
                 bytes: 64 << 20,
                 iterations: 3,
                 pairs: vec![pair(0, 1, 2.0), pair(0, 2, 0.1), pair(1, 2, 0.1)],
+                stopped: None,
             }),
             sweep: Some(SweepStage {
                 dtype: "float".into(),
@@ -452,6 +454,7 @@ mod tests {
                 ],
             }),
             step: None,
+            left_out: None,
             gpus: Vec::new(),
             findings: Vec::new(),
             regressions: Vec::new(),

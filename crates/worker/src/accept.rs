@@ -20,7 +20,14 @@
 //!   round at once. The schedule runs `accept.iterations` times after an
 //!   untimed pass, so each pair's samples are spread over the stage; a
 //!   link's bandwidth is its fastest exchange (see
-//!   [`mfubench_core::accept::PairResult::gbps`]).
+//!   [`mfubench_core::accept::PairResult::gbps`]). Passes after the first
+//!   timed one run while they fit `accept.link_budget_s`.
+//! - **the nodes left out**: before the first of the sweep and step
+//!   stages, rank 0 names the nodes found bad so far
+//!   ([`mfubench_core::accept::left_out`]); those stages run on the other
+//!   ranks (a split team; for the step, a world of its own, renumbered)
+//!   while the nodes left out wait at a quiet barrier. `--keep-bad` keeps
+//!   them.
 //! - **sweep**: the whole world runs each collective of
 //!   `accept.sweep_collectives` (all-reduce, reduce-scatter, all-gather,
 //!   f32 sums) over the size range; an untimed call of every size is
@@ -51,10 +58,10 @@ use mpi::topology::{Color, Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
 use mfubench_core::accept::{
-    evaluate, isolation_rounds, link_schedule, AcceptRecord, AcceptSettings, Collective,
-    ConfigStage, DeviceResult, DeviceStage, GpuTelemetry, LinkStage, NodeFacts, NodeResult,
-    NodeStage, Pair, PairResult, RankGpu, Stage, StepStage, SweepRow, SweepStage, SweepTable,
-    XidWatch, ACCEPT_SCHEMA_VERSION,
+    evaluate, isolation_rounds, left_out, link_schedule, AcceptRecord, AcceptSettings, Collective,
+    ConfigStage, DeviceResult, DeviceStage, GpuTelemetry, LeftOut, LinkStage, NodeFacts,
+    NodeResult, NodeStage, Pair, PairResult, RankGpu, Stage, StepStage, SweepRow, SweepStage,
+    SweepTable, XidWatch, ACCEPT_SCHEMA_VERSION,
 };
 use mfubench_core::check;
 use mfubench_core::config::{BackendKind, Config, Mode};
@@ -236,6 +243,19 @@ fn count_in<G: BufferIo>(
         n += count(lo, g.read(buf, lo, hi - lo)?);
     }
     Ok(n)
+}
+
+/// How long the nodes left out of a stage wait for the others: a day. The
+/// ranks running the stage are under their own deadlines, so a stuck one
+/// ends the job long before; this bound only keeps the wait finite.
+const LEFT_OUT_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// What one node leader's exchanges gave: its pairs (those in which it
+/// is `a`), the timed passes that ran, and why fewer than asked.
+struct Exchanged {
+    pairs: Vec<PairResult>,
+    passes: u32,
+    stopped: Option<String>,
 }
 
 /// The sweep stage's clock: when it started and its budget
@@ -545,6 +565,7 @@ impl<'r, K: Platform> Suite<'r, K> {
             link: None,
             sweep: None,
             step: None,
+            left_out: None,
             gpus: Vec::new(),
             findings: Vec::new(),
             regressions: Vec::new(),
@@ -588,6 +609,9 @@ impl<'r, K: Platform> Suite<'r, K> {
             if self.rank.is_root() {
                 crate::say!("mfubench-worker: accept: {stage} stage");
             }
+            if matches!(stage, Stage::Sweep | Stage::Step) && self.record.left_out.is_none() {
+                self.decide_left_out();
+            }
             let done = match stage {
                 Stage::Config => self.config_stage(),
                 Stage::Device => self.device()?,
@@ -598,6 +622,18 @@ impl<'r, K: Platform> Suite<'r, K> {
             };
             if let Err(e) = done {
                 self.rank.abort(format!("accept {stage} stage: {e}"));
+            }
+            if self.leaves_out(stage) {
+                // The nodes left out wait here for the others, as long as
+                // the stage takes: the ranks running it are under their
+                // own deadlines (run.op_timeout_s per operation, the
+                // sweep's budget), and a rank they find stuck ends the job.
+                position(stage, "the nodes left out wait for the others");
+                self.session.barrier(
+                    &self.rank.world,
+                    LEFT_OUT_WAIT,
+                    "after a stage with nodes left out",
+                );
             }
             position(stage, "gather of the results, save of accept.json");
             self.read_gpus(stage);
@@ -614,13 +650,78 @@ impl<'r, K: Platform> Suite<'r, K> {
             K::finish(&t.group);
         }
         // The protocol's last word of every rank (the step stage's
-        // benchmark has said it already).
-        if !self.record.stages.contains(&Stage::Step) {
+        // benchmark has said it already, unless it ran on fewer ranks,
+        // numbered among themselves).
+        if !self.record.stages.contains(&Stage::Step) || self.leaves_out(Stage::Step) {
             crate::progress::emit(&mfubench_core::protocol::Event::RankDone {
                 rank: self.rank.rank,
             });
         }
         Ok(())
+    }
+
+    /// Rank 0 decides which nodes the sweep and step stages leave out
+    /// ([`left_out`], from the findings so far) and every rank learns it.
+    /// Collective.
+    fn decide_left_out(&mut self) {
+        let r = self.rank;
+        let decided = if r.is_root() {
+            let step_keeps_all = (!self.config.parallel.is_default()).then_some(
+                "its parallel layout (parallel.data, parallel.tensor) is planned for every rank",
+            );
+            let s = &self.record.settings;
+            left_out(
+                &self.record.findings,
+                &self.record.hosts,
+                &self.record.stages,
+                s.keep_bad,
+                step_keeps_all,
+            )
+        } else {
+            None
+        };
+        let bytes = serde_json::to_vec(&decided).unwrap_or_default();
+        let got = {
+            let _deadline = self
+                .world
+                .deadline("accept: the nodes left out of the later stages");
+            mpi_comm::broadcast_bytes(&r.world, &bytes)
+        };
+        let decided: Option<LeftOut> = serde_json::from_slice(&got)
+            .unwrap_or_else(|e| r.abort(format!("the nodes left out are unreadable: {e}")));
+        if let (true, Some(lo)) = (r.is_root(), &decided) {
+            let stages: Vec<&str> = lo.stages.iter().map(|s| s.name()).collect();
+            if !lo.hosts.is_empty() {
+                crate::say!(
+                    "mfubench-worker: accept: left out of the {} {}, found bad before: {} (--keep-bad keeps them)",
+                    stages.join(" and "),
+                    if stages.len() > 1 { "stages" } else { "stage" },
+                    lo.hosts.join(", ")
+                );
+            }
+            if let Some(why) = &lo.kept {
+                crate::say!("mfubench-worker: accept: bad nodes: {why}");
+            }
+        }
+        self.record.left_out = decided;
+    }
+
+    /// Whether `stage` runs without some nodes.
+    fn leaves_out(&self, stage: Stage) -> bool {
+        self.record
+            .left_out
+            .as_ref()
+            .is_some_and(|lo| lo.stages.contains(&stage) && !lo.hosts.is_empty())
+    }
+
+    /// Whether this rank sits `stage` out.
+    fn sits_out(&self, stage: Stage) -> bool {
+        self.leaves_out(stage)
+            && self
+                .record
+                .left_out
+                .as_ref()
+                .is_some_and(|lo| lo.hosts.contains(&self.rank.host))
     }
 
     /// Polls this rank's XIDs, takes its GPU reading after `stage` and
@@ -817,8 +918,16 @@ impl<'r, K: Platform> Suite<'r, K> {
         let mut send = g.alloc(count)?;
         let mut recv = g.alloc(count)?;
         fill(g, &mut send, count, |i| (i % 251) as f64)?;
-        let mine = self.exchange_rounds(leaders, &rounds, 0, (&send, &mut recv), bytes)?;
-        let stage = |rounds: Vec<Vec<Pair>>, isolation: usize, pairs: Vec<PairResult>| {
+        let started = Instant::now();
+        let screen =
+            self.exchange_rounds(leaders, &rounds, 0, (&send, &mut recv), bytes, started)?;
+        let (mut passes, mut stopped) = (screen.passes, screen.stopped.clone());
+        let mine = screen.pairs;
+        let stage = |rounds: Vec<Vec<Pair>>,
+                     isolation: usize,
+                     pairs: Vec<PairResult>,
+                     passes: u32,
+                     stopped: Option<String>| {
             let mut pairs = pairs;
             pairs.sort_by_key(|p| (p.a, p.b, p.round));
             LinkStage {
@@ -827,8 +936,9 @@ impl<'r, K: Platform> Suite<'r, K> {
                 rounds,
                 isolation_rounds: isolation,
                 bytes,
-                iterations: s.iterations,
+                iterations: passes,
                 pairs,
+                stopped,
             }
         };
         let gathered = gather_json(self.rank, &self.config, &leaders.mpi, Some(&mine))
@@ -838,7 +948,10 @@ impl<'r, K: Platform> Suite<'r, K> {
         let extra: Vec<Vec<Pair>> = if name == "sampled" {
             let decided = gathered
                 .as_ref()
-                .map(|pairs| isolation_rounds(&stage(rounds.clone(), 0, pairs.clone()), &s))
+                .map(|pairs| {
+                    let screen = stage(rounds.clone(), 0, pairs.clone(), passes, None);
+                    isolation_rounds(&screen, &s)
+                })
                 .unwrap_or_default();
             let bytes = serde_json::to_vec(&decided).unwrap_or_default();
             let _deadline = leaders.deadline("accept link stage: the isolation rounds");
@@ -858,8 +971,17 @@ impl<'r, K: Platform> Suite<'r, K> {
                     extra.len()
                 );
             }
-            let mine =
-                self.exchange_rounds(leaders, &extra, rounds.len(), (&send, &mut recv), bytes)?;
+            let isolation = self.exchange_rounds(
+                leaders,
+                &extra,
+                rounds.len(),
+                (&send, &mut recv),
+                bytes,
+                started,
+            )?;
+            passes = passes.min(isolation.passes);
+            stopped = stopped.or(isolation.stopped);
+            let mine = isolation.pairs;
             more = gather_json(self.rank, &self.config, &leaders.mpi, Some(&mine))
                 .map(|all| all.into_iter().flatten().collect());
         }
@@ -867,7 +989,10 @@ impl<'r, K: Platform> Suite<'r, K> {
             pairs.extend(more);
             let isolation = extra.len();
             rounds.extend(extra);
-            let link = stage(rounds, isolation, pairs);
+            if let (true, Some(why)) = (self.rank.is_root(), &stopped) {
+                crate::say!("mfubench-worker: accept: link stage: {why}");
+            }
+            let link = stage(rounds, isolation, pairs, passes, stopped);
             self.record.link = Some(link);
         }
         Ok(())
@@ -884,7 +1009,8 @@ impl<'r, K: Platform> Suite<'r, K> {
         first: usize,
         (send, recv): (&GroupBuf<K>, &mut GroupBuf<K>),
         bytes: u64,
-    ) -> Result<Vec<PairResult>, BackendError> {
+        started: Instant,
+    ) -> Result<Exchanged, BackendError> {
         let s = &self.record.settings;
         let g = &leaders.group;
         let me = g.rank();
@@ -899,7 +1025,16 @@ impl<'r, K: Platform> Suite<'r, K> {
         // load on a shared host cannot land on one pair's samples only.
         // Pass 0 is untimed (connection set-up, first touch of buffers).
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); rounds.len()];
+        let mut stopped = None;
+        let (mut passes, mut last_pass_s) = (0, 0.0);
         for pass in 0..=s.iterations {
+            let pass_start = Instant::now();
+            if pass >= 2 {
+                if let Some(why) = self.link_stop(leaders, started, last_pass_s) {
+                    stopped = Some(why);
+                    break;
+                }
+            }
             for (ri, p) in partner.iter().enumerate() {
                 position(
                     Stage::Link,
@@ -929,6 +1064,8 @@ impl<'r, K: Platform> Suite<'r, K> {
                 }
                 drop(deadline);
             }
+            passes = pass;
+            last_pass_s = pass_start.elapsed().as_secs_f64();
         }
         let mut mine: Vec<PairResult> = Vec::new();
         for (ri, p) in partner.iter().enumerate() {
@@ -955,10 +1092,56 @@ impl<'r, K: Platform> Suite<'r, K> {
                 });
             }
         }
-        Ok(mine)
+        Ok(Exchanged {
+            pairs: mine,
+            passes,
+            stopped,
+        })
+    }
+
+    /// Whether the link stage stops before its next pass; `Some(why)` to
+    /// stop. Every node leader must agree (the passes are collective): the
+    /// decision is made on the largest elapsed time and last pass over the
+    /// leaders. Collective over the leaders.
+    fn link_stop(
+        &self,
+        leaders: &Team<K::Group>,
+        started: Instant,
+        last_pass_s: f64,
+    ) -> Option<String> {
+        let budget_s = self.record.settings.link_budget_s;
+        let mine = [started.elapsed().as_secs_f64(), last_pass_s];
+        let mut most = [0.0f64; 2];
+        {
+            let _deadline = leaders.deadline("accept link stage: the time budget's agreement");
+            leaders
+                .mpi
+                .all_reduce_into(&mine[..], &mut most[..], SystemOperation::max());
+        }
+        let [elapsed, last] = most;
+        (!mfubench_core::accept::link_pass_fits(elapsed, last, budget_s)).then(|| {
+            format!(
+                "stopped: the next pass would take about {last:.1} s, past the link stage's {budget_s} s budget ({elapsed:.1} s spent; accept.link_budget_s)"
+            )
+        })
     }
 
     fn sweep(&mut self) -> Result<(), BackendError> {
+        // Without the nodes left out: a team of the others (rank 0 is
+        // always among them), or the world.
+        let kept = if self.leaves_out(Stage::Sweep) {
+            let me = self.rank.rank as u32;
+            match self
+                .world
+                .split((!self.sits_out(Stage::Sweep)).then_some(0), me)?
+            {
+                Some(t) => Some(t),
+                None => return Ok(()),
+            }
+        } else {
+            None
+        };
+        let team = kept.as_ref().unwrap_or(&self.world);
         let s = &self.record.settings;
         let sizes = s.sweep_sizes();
         let mut tables = Vec::with_capacity(s.sweep_collectives.len());
@@ -968,16 +1151,26 @@ impl<'r, K: Platform> Suite<'r, K> {
             if self.rank.is_root() {
                 crate::say!("mfubench-worker: accept: sweep {}", c.name());
             }
-            let table = sweep_table(&self.world, c, &sizes, s.iterations, &budget)?;
+            let table = sweep_table(team, c, &sizes, s.iterations, &budget)?;
             if let (true, Some(why)) = (self.rank.is_root(), &table.stopped) {
                 crate::say!("mfubench-worker: accept: sweep {}: {why}", c.name());
             }
             tables.push(table);
         }
+        let ranks = team.group.size() as u64;
+        if let Some(t) = &kept {
+            // The team's last collective is behind every rank of it.
+            self.session.barrier(
+                &t.mpi,
+                Duration::from_secs_f64(self.config.run.op_timeout_s),
+                "after the sweep without the nodes left out",
+            );
+            K::finish(&t.group);
+        }
         if self.rank.is_root() {
             self.record.sweep = Some(SweepStage {
                 dtype: "float".into(),
-                ranks: self.world.group.size() as u64,
+                ranks,
                 iterations: s.iterations,
                 tables,
             });
@@ -986,11 +1179,42 @@ impl<'r, K: Platform> Suite<'r, K> {
     }
 
     fn step(&mut self) -> Result<Result<(), BackendError>, Exit> {
-        crate::executor::run_plain::<K::Backend>(
-            &self.session,
-            self.config.clone(),
-            self.plan.clone(),
-        )?;
+        if self.leaves_out(Stage::Step) {
+            // The kept ranks, numbered among themselves, run the benchmark
+            // as a world of their own, planned for their number (the step
+            // leaves nodes out only with the default layout: data
+            // parallel over every rank).
+            let color = if self.sits_out(Stage::Step) {
+                Color::undefined()
+            } else {
+                Color::with_value(0)
+            };
+            let me = self.rank.rank as i32;
+            let Some(comm) = self.rank.world.split_by_color_with_key(color, me) else {
+                return Ok(Ok(()));
+            };
+            let kept = Rank::new(comm, self.rank.threading);
+            let layout = self
+                .config
+                .parallel
+                .layout(kept.size, kept.size)
+                .map_err(|e| {
+                    kept.error(format!("the step without the nodes left out: {e}"));
+                    Exit::RunFailed
+                })?;
+            let plan = Arc::new(StepPlan::for_layout(&self.config, &layout));
+            let session = Session {
+                rank: &kept,
+                ..self.session.clone()
+            };
+            crate::executor::run_plain::<K::Backend>(&session, self.config.clone(), plan)?;
+        } else {
+            crate::executor::run_plain::<K::Backend>(
+                &self.session,
+                self.config.clone(),
+                self.plan.clone(),
+            )?;
+        }
         if self.rank.is_root() {
             let path = self.session.run_dir.join("run.json");
             let run: Option<RunRecord> = std::fs::read(&path)

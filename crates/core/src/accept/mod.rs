@@ -61,6 +61,7 @@ pub(crate) mod test_support {
             link: None,
             sweep: None,
             step: None,
+            left_out: None,
             gpus: Vec::new(),
             findings: Vec::new(),
             regressions: Vec::new(),
@@ -87,6 +88,7 @@ pub(crate) mod test_support {
                     gbps: g,
                 })
                 .collect(),
+            stopped: None,
         }
     }
 }

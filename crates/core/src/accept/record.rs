@@ -636,10 +636,16 @@ pub struct LinkStage {
     pub isolation_rounds: usize,
     /// Bytes each side sends per exchange.
     pub bytes: u64,
-    /// Timed exchanges per pair.
+    /// Timed exchanges per pair: `accept.iterations`, or fewer where the
+    /// stage's time budget stopped it (`stopped` says so).
     pub iterations: u32,
     /// Every measured pair.
     pub pairs: Vec<PairResult>,
+    /// Why the stage ran fewer timed passes than `accept.iterations`: the
+    /// next pass would have overrun `accept.link_budget_s`. None when every
+    /// pass ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl LinkStage {
@@ -796,6 +802,23 @@ pub struct SweepStage {
     pub tables: Vec<SweepTable>,
 }
 
+/// The nodes left out of the stages that run every rank together (sweep,
+/// step) because an earlier stage found them bad (`accept.keep_bad` keeps
+/// them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeftOut {
+    /// Hosts left out, in node order; empty when none was (no bad node, or
+    /// kept: see `kept`).
+    pub hosts: Vec<String>,
+    /// The stages they were left out of.
+    pub stages: Vec<Stage>,
+    /// Why bad nodes were kept in some or all of those stages
+    /// (`--keep-bad`; rank 0's node is bad; every node is bad; a parallel
+    /// layout that needs every node), or None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
+}
+
 /// Step stage: where the training-step run is and its headline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepStage {
@@ -853,6 +876,11 @@ pub struct AcceptRecord {
     /// Step stage, once it ran.
     #[serde(default)]
     pub step: Option<StepStage>,
+    /// The nodes the sweep and step stages left out, decided before the
+    /// first of them from the findings so far ([`super::left_out`]); None
+    /// before that point, or when neither stage was requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_out: Option<LeftOut>,
     /// On GPUs: every rank's GPU readings, one after each finished stage
     /// (empty on CPUs and without NVML).
     #[serde(default)]

@@ -19,6 +19,9 @@ fn fmt_gbps(x: f64) -> String {
 pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
     let mut out = Vec::new();
     for stage in Stage::ALL {
+        if r.left_out.as_ref().and_then(|lo| lo.stages.first()) == Some(&stage) {
+            left_out_rule(r, &mut out);
+        }
         let requested = r.stages.contains(&stage);
         let present = match stage {
             Stage::Config => r.config.is_some(),
@@ -81,6 +84,93 @@ pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
     xid_rule(r, &mut out);
     regression_rule(r, &mut out);
     out
+}
+
+/// One SKIPPED line per node left out of the sweep and step stages: what
+/// they measured, they measured without it.
+fn left_out_rule(r: &AcceptRecord, out: &mut Vec<Finding>) {
+    let Some(lo) = &r.left_out else { return };
+    let Some(&first) = lo.stages.first() else {
+        return;
+    };
+    let stages: Vec<&str> = lo.stages.iter().map(|s| s.name()).collect();
+    for host in &lo.hosts {
+        out.push(Finding {
+            stage: first,
+            rule: "left_out".into(),
+            status: Status::Skipped,
+            component: Some(Component::Node { host: host.clone() }),
+            message: format!(
+                "left out of the {} {}: found bad before {} (--keep-bad or accept.keep_bad keeps it)",
+                stages.join(" and "),
+                if stages.len() > 1 { "stages" } else { "stage" },
+                if stages.len() > 1 { "them" } else { "it" },
+            ),
+        });
+    }
+}
+
+/// The nodes the sweep and step stages (those of `stages`) leave out,
+/// decided from the findings of the stages before them: the nodes
+/// [`bad_nodes`] names, so that one bad node or link cannot stretch the
+/// stages every rank runs together. They are kept, and `kept` says why,
+/// with `keep_bad`; when one of them is the first node (rank 0 writes the
+/// results); when every node is bad. `step_keeps_all` is why the step
+/// cannot run on fewer nodes (a parallel layout), if it cannot: the step
+/// then keeps them and the sweep alone leaves them out. None when neither
+/// stage is in `stages`. Known answers in the tests.
+pub fn left_out(
+    findings: &[Finding],
+    hosts: &[String],
+    stages: &[Stage],
+    keep_bad: bool,
+    step_keeps_all: Option<&str>,
+) -> Option<LeftOut> {
+    let mut later: Vec<Stage> = stages
+        .iter()
+        .copied()
+        .filter(|s| matches!(s, Stage::Sweep | Stage::Step))
+        .collect();
+    if later.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = bad_nodes(findings).into_iter().map(|b| b.host).collect();
+    let bad: Vec<String> = hosts
+        .iter()
+        .filter(|h| named.contains(h))
+        .cloned()
+        .collect();
+    let kept = |why: String| LeftOut {
+        hosts: Vec::new(),
+        stages: later.clone(),
+        kept: (!bad.is_empty()).then_some(why),
+    };
+    let list = bad.join(", ");
+    if bad.is_empty() {
+        return Some(kept(String::new()));
+    }
+    if keep_bad {
+        return Some(kept(format!("{list} kept (--keep-bad)")));
+    }
+    if bad.len() == hosts.len() {
+        return Some(kept(format!("{list} kept: every node is bad")));
+    }
+    if hosts.first().is_some_and(|h| bad.contains(h)) {
+        return Some(kept(format!(
+            "{list} kept: {} is rank 0's node, which writes the results",
+            hosts[0]
+        )));
+    }
+    let mut note = None;
+    if let (true, Some(why)) = (later.contains(&Stage::Step), step_keeps_all) {
+        later.retain(|s| *s != Stage::Step);
+        note = Some(format!("{list} kept in the step: {why}"));
+    }
+    Some(LeftOut {
+        hosts: if later.is_empty() { Vec::new() } else { bad },
+        stages: later,
+        kept: note,
+    })
 }
 
 /// XIDs since the suite opened: every GPU with an XID is a finding of its
@@ -438,6 +528,21 @@ pub fn isolation_rounds(l: &LinkStage, s: &AcceptSettings) -> Vec<Vec<Pair>> {
 
 fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
     let n = l.hosts.len();
+    // Fewer passes than asked: every link's figure stands on fewer
+    // exchanges, so the stage as a whole cannot pass (a link named slow is
+    // still named: its passes were slow).
+    if let Some(why) = &l.stopped {
+        out.push(Finding {
+            stage: Stage::Link,
+            rule: "link_budget".into(),
+            status: Status::Inconclusive,
+            component: None,
+            message: format!(
+                "PARTIAL: {} of {} timed passes; {why}",
+                l.iterations, s.iterations
+            ),
+        });
+    }
     let Some(reference) = link_reference(l) else {
         out.push(Finding {
             stage: Stage::Link,
@@ -1034,6 +1139,93 @@ mod tests {
         let hosts: Vec<String> = bad_nodes(&f).into_iter().map(|b| b.host).collect();
         assert_eq!(hosts, ["h3", "h4", "h5"]);
         assert!(bad_nodes(&[]).is_empty());
+    }
+
+    #[test]
+    fn bad_nodes_are_left_out_of_the_sweep_and_step_unless_kept() {
+        let fail = |component| Finding {
+            stage: Stage::Link,
+            rule: "node_links".into(),
+            status: Status::Fail,
+            component: Some(component),
+            message: "slow".into(),
+        };
+        let node = |h: &str| Component::Node { host: h.into() };
+        let hosts: Vec<String> = ["h0", "h1", "h2", "h3"].map(String::from).to_vec();
+        let all = [Stage::Link, Stage::Sweep, Stage::Step];
+        let f = vec![fail(node("h3")), fail(node("h2"))];
+        // Left out in node order, of both later stages.
+        let lo = left_out(&f, &hosts, &all, false, None).unwrap();
+        assert_eq!(lo.hosts, ["h2", "h3"]);
+        assert_eq!(lo.stages, [Stage::Sweep, Stage::Step]);
+        assert_eq!(lo.kept, None);
+        // No sweep or step: nothing to decide.
+        assert_eq!(left_out(&f, &hosts, &[Stage::Link], false, None), None);
+        // No bad node: none left out, nothing kept.
+        let none = left_out(&[], &hosts, &all, false, None).unwrap();
+        assert!(none.hosts.is_empty() && none.kept.is_none());
+        // Kept, and why: --keep-bad; rank 0's node; every node.
+        let k = left_out(&f, &hosts, &all, true, None).unwrap();
+        assert!(k.hosts.is_empty());
+        assert_eq!(k.kept.as_deref(), Some("h2, h3 kept (--keep-bad)"));
+        let f0 = vec![fail(node("h0"))];
+        let k = left_out(&f0, &hosts, &all, false, None).unwrap();
+        assert_eq!(
+            k.kept.as_deref(),
+            Some("h0 kept: h0 is rank 0's node, which writes the results")
+        );
+        let every: Vec<Finding> = hosts.iter().skip(1).map(|h| fail(node(h))).collect();
+        let two = &hosts[1..];
+        let k = left_out(&every, two, &all, false, None).unwrap();
+        assert_eq!(
+            k.kept.as_deref(),
+            Some("h1, h2, h3 kept: every node is bad")
+        );
+        // A step that needs every node keeps them; the sweep leaves them out.
+        let lo = left_out(&f, &hosts, &all, false, Some("tensor = 2")).unwrap();
+        assert_eq!(lo.stages, [Stage::Sweep]);
+        assert_eq!(lo.hosts, ["h2", "h3"]);
+        assert_eq!(
+            lo.kept.as_deref(),
+            Some("h2, h3 kept in the step: tensor = 2")
+        );
+        let lo = left_out(&f, &hosts, &[Stage::Step], false, Some("tensor = 2")).unwrap();
+        assert!(lo.hosts.is_empty() && lo.stages.is_empty());
+        // Each left-out node is a SKIPPED line of the first later stage.
+        let mut r = record();
+        r.stages = vec![Stage::Sweep];
+        r.left_out = left_out(&f, &hosts, &all, false, None);
+        let lines: Vec<Finding> = evaluate(&r, &r.settings)
+            .into_iter()
+            .filter(|x| x.rule == "left_out")
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines
+            .iter()
+            .all(|x| x.status == Status::Skipped && x.stage == Stage::Sweep));
+        assert_eq!(lines[0].component, Some(node("h2")));
+        assert!(
+            lines[0]
+                .message
+                .starts_with("left out of the sweep and step stages: found bad before them"),
+            "{}",
+            lines[0].message
+        );
+    }
+
+    #[test]
+    fn a_link_stage_stopped_by_its_budget_is_partial() {
+        let mut r = record();
+        r.link = Some(link(&[(0, 1, 1.0), (0, 2, 1.0), (1, 2, 1.0)], 3));
+        r.link.as_mut().unwrap().stopped = Some("stopped after 1 timed pass".into());
+        let f = evaluate(&r, &r.settings);
+        let p = f.iter().find(|x| x.rule == "link_budget").expect("a line");
+        assert_eq!(p.status, Status::Inconclusive);
+        assert_eq!(
+            p.message,
+            "PARTIAL: 1 of 10 timed passes; stopped after 1 timed pass"
+        );
+        assert_eq!(overall(&f, true), Status::Inconclusive);
     }
 
     #[test]

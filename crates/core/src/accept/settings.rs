@@ -126,6 +126,17 @@ pub struct AcceptSettings {
     /// overrun it ([`sweep_predicted_s`]) and says so; one slow link cannot
     /// stretch the suite by the whole range of sizes.
     pub sweep_budget_s: f64,
+    /// Link stage: its time budget, seconds, isolation rounds included
+    /// (default 60). The untimed pass and the first timed pass always run;
+    /// a further pass runs only if the time spent plus the last pass's
+    /// duration fits ([`link_pass_fits`]). A link slow enough to overrun it
+    /// is named from the passes that ran, and the stage says PARTIAL.
+    pub link_budget_s: f64,
+    /// Keep the nodes already found bad (by the config, device, node or
+    /// link stage: [`super::bad_nodes`]) in the sweep and step stages
+    /// (`--keep-bad`). By default they are left out, so that one bad node
+    /// or link cannot stretch the stages that run every rank together.
+    pub keep_bad: bool,
 }
 
 impl Default for AcceptSettings {
@@ -146,8 +157,17 @@ impl Default for AcceptSettings {
             sweep_factor: 2,
             sweep_collectives: SWEEP_COLLECTIVES.to_vec(),
             sweep_budget_s: 120.0,
+            link_budget_s: 60.0,
+            keep_bad: false,
         }
     }
+}
+
+/// Whether the link stage's next pass may run: `elapsed_s` spent, the last
+/// pass took `last_pass_s`, the stage may take `budget_s`
+/// (`accept.link_budget_s`). Known answers in the tests.
+pub fn link_pass_fits(elapsed_s: f64, last_pass_s: f64, budget_s: f64) -> bool {
+    elapsed_s + last_pass_s.max(0.0) <= budget_s
 }
 
 /// The predicted seconds of the sweep's next size: `calls` calls (the
@@ -251,6 +271,15 @@ impl AcceptSettings {
                 ),
             ));
         }
+        if !(self.link_budget_s.is_finite() && self.link_budget_s > 0.0) {
+            return Err(err(
+                "link_budget_s",
+                format!(
+                    "accept.link_budget_s = {} must be a positive number of seconds",
+                    self.link_budget_s
+                ),
+            ));
+        }
         if self.sweep_end < self.sweep_begin {
             return Err(err(
                 "sweep_end",
@@ -336,6 +365,8 @@ pub struct AcceptOverrides {
     /// `--links all` (every pair: the tournament at any size) or `--links
     /// sampled` (the screen and isolation from 3 nodes on).
     pub max_pair_nodes: Option<u64>,
+    /// `--keep-bad`: keep the bad nodes in the sweep and step stages.
+    pub keep_bad: Option<bool>,
 }
 
 impl AcceptOverrides {
@@ -366,6 +397,9 @@ impl AcceptOverrides {
         }
         if let Some(v) = self.max_pair_nodes {
             s.max_pair_nodes = v;
+        }
+        if let Some(v) = self.keep_bad {
+            s.keep_bad = v;
         }
         s.validate(file)?;
         Ok(s)
@@ -402,6 +436,17 @@ mod tests {
         assert_eq!(sweep_predicted_s(0.01, 16, 8, 10), 0.1);
         let mut s = AcceptSettings::default();
         assert_eq!(s.sweep_budget_s, 120.0);
+        assert_eq!(s.link_budget_s, 60.0);
+        // 40 s spent: a 20 s pass still fits 60 s, a 20.5 s one does not.
+        assert!(link_pass_fits(40.0, 20.0, 60.0));
+        assert!(!link_pass_fits(40.0, 20.5, 60.0));
+        s.link_budget_s = f64::NAN;
+        let e = s.validate("c.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("accept.link_budget_s = NaN must be a positive number of seconds"),
+            "{e}"
+        );
+        s.link_budget_s = 60.0;
         s.sweep_budget_s = 0.0;
         let e = s.validate("c.toml").unwrap_err().to_string();
         assert!(
