@@ -812,7 +812,10 @@ fn a_slow_host_is_named_and_left_out_of_the_sweep_and_step() {
     assert!(j["link"]["iterations"].as_u64().unwrap() < 10);
     // hostC sat the sweep and the step out; they ran on 2 ranks.
     assert_eq!(j["left_out"]["hosts"], serde_json::json!(["hostC"]));
-    assert_eq!(j["left_out"]["stages"], serde_json::json!(["sweep", "step"]));
+    assert_eq!(
+        j["left_out"]["stages"],
+        serde_json::json!(["sweep", "step"])
+    );
     assert_eq!(j["sweep"]["ranks"], 2);
     let run = read_json(&dir.join("run.json"));
     assert_eq!(run["world_size"], 2);

@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use mfubench_core::accept::{
-    bad_components, evaluate, overall, AcceptRecord, AcceptSettings, Finding, Status,
-    ACCEPT_SCHEMA_VERSION,
+    bad_components, evaluate, node_rows, overall, AcceptRecord, AcceptSettings, Finding, Status,
+    ACCEPT_SCHEMA_VERSION, NODE_COLUMNS,
 };
 use mfubench_core::stats;
 
@@ -278,6 +278,47 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
             st.run_json
         );
     }
+    let rows = node_rows(rec, &findings);
+    if rows.len() > 1 && rows.iter().any(|r| r.vs_median.iter().any(Option::is_some)) {
+        let w = rows.iter().map(|r| r.host.len()).max().unwrap_or(4).max(8);
+        let _ = writeln!(
+            t,
+            "\nNodes: each figure as % of the median node's (device TFLOP/s, node busbw, fastest link); drift: fields unlike the majority's; history: figures regressed"
+        );
+        let mut head = format!("{:<w$}", "host");
+        for (_, name) in NODE_COLUMNS {
+            let _ = write!(head, " {name:>10}");
+        }
+        let _ = writeln!(t, "{head}  {:<20} {:<20} named", "drift", "history");
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        for r in &rows {
+            let mut line = format!("{:<w$}", r.host);
+            for v in &r.vs_median {
+                let cell = v
+                    .map(|x| format!("{:.1}%", x * 100.0))
+                    .unwrap_or_else(|| "-".into());
+                let _ = write!(line, " {cell:>10}");
+            }
+            let named = match (r.bad, r.left_out) {
+                (true, true) => "BAD, left out of the later stages",
+                (true, false) => "BAD",
+                (false, true) => "left out of the later stages",
+                (false, false) => "-",
+            };
+            let _ = writeln!(
+                t,
+                "{line}  {:<20} {:<20} {named}",
+                list(&r.drift),
+                list(&r.regressed)
+            );
+        }
+    }
     let _ = writeln!(t, "\nVerdict:");
     for f in &findings {
         let who = f
@@ -507,6 +548,15 @@ mod tests {
             "{}",
             r.text
         );
+        // The table of nodes: hostC's fastest link is 5 % of the median
+        // node's (0.1 of 2.0 GB/s), and it is named.
+        let row = r
+            .text
+            .lines()
+            .find(|l| l.starts_with("hostC ") && l.contains('%'))
+            .unwrap_or_else(|| panic!("no node row for hostC in\n{}", r.text));
+        assert!(row.contains("5.0%") && row.ends_with(" BAD"), "{row}");
+        assert!(r.text.contains("\nNodes: each figure as % of the median node's"));
         // Looser threshold given: PASS.
         let loose = AcceptSettings {
             min_link_fraction: 0.01,

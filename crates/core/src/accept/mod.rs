@@ -20,11 +20,13 @@
 //! - the nccl-tests bus-bandwidth factors ([`busbw_factor`]).
 //!
 //! Files: `settings.rs` (the `[accept]` table, overrides, stages),
-//! `history.rs` (node history and the regression rule),
+//! `history.rs` (node history and the regression rule), `nodes.rs` (the
+//! report's table of nodes),
 //! `schedule.rs` (pair schedules), `record.rs` (the schema), `rules.rs`
 //! (evaluate and findings).
 
 mod history;
+mod nodes;
 mod record;
 mod rules;
 mod schedule;
@@ -32,6 +34,7 @@ mod settings;
 
 pub use crate::metrics::{busbw_factor, Collective};
 pub use history::*;
+pub use nodes::*;
 pub use record::*;
 pub use rules::*;
 pub use schedule::*;
