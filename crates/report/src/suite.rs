@@ -556,7 +556,9 @@ mod tests {
             .find(|l| l.starts_with("hostC ") && l.contains('%'))
             .unwrap_or_else(|| panic!("no node row for hostC in\n{}", r.text));
         assert!(row.contains("5.0%") && row.ends_with(" BAD"), "{row}");
-        assert!(r.text.contains("\nNodes: each figure as % of the median node's"));
+        assert!(r
+            .text
+            .contains("\nNodes: each figure as % of the median node's"));
         // Looser threshold given: PASS.
         let loose = AcceptSettings {
             min_link_fraction: 0.01,
