@@ -650,9 +650,8 @@ impl<'r, K: Platform> Suite<'r, K> {
             K::finish(&t.group);
         }
         // The protocol's last word of every rank (the step stage's
-        // benchmark has said it already, unless it ran on fewer ranks,
-        // numbered among themselves).
-        if !self.record.stages.contains(&Stage::Step) || self.leaves_out(Stage::Step) {
+        // benchmark has said it already, unless this rank sat it out).
+        if !self.record.stages.contains(&Stage::Step) || self.sits_out(Stage::Step) {
             crate::progress::emit(&mfubench_core::protocol::Event::RankDone {
                 rank: self.rank.rank,
             });
@@ -1193,7 +1192,7 @@ impl<'r, K: Platform> Suite<'r, K> {
             let Some(comm) = self.rank.world.split_by_color_with_key(color, me) else {
                 return Ok(Ok(()));
             };
-            let kept = Rank::new(comm, self.rank.threading);
+            let kept = Rank::within(comm, self.rank);
             let layout = self
                 .config
                 .parallel

@@ -558,7 +558,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         };
         r.agree(written)?;
         if complete {
-            emit(&Event::RankDone { rank: r.rank });
+            emit(&Event::RankDone { rank: r.job_rank });
         }
         Ok(modes)
     }

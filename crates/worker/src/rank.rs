@@ -82,6 +82,10 @@ pub struct Rank {
     pub ranks_on_host: u64,
     /// The thread support MPI granted.
     pub threading: Threading,
+    /// This process's rank in the job (`MPI_COMM_WORLD`), by which the
+    /// launcher knows it: `rank` itself, except in a rank made of a
+    /// sub-communicator ([`Rank::within`]). Events and error lines carry it.
+    pub job_rank: u64,
 }
 
 impl Rank {
@@ -94,8 +98,20 @@ impl Rank {
             host: hostname(),
             local_rank: local.rank() as u64,
             ranks_on_host: local.size() as u64,
+            job_rank: world.rank() as u64,
             world,
             threading,
+        }
+    }
+
+    /// This process as a rank of `comm`, a sub-communicator of `parent`'s
+    /// world (the acceptance step without the nodes left out): numbered
+    /// within `comm`, and still known to the launcher by its job rank.
+    /// Collective over `comm`.
+    pub fn within(comm: SimpleCommunicator, parent: &Rank) -> Rank {
+        Rank {
+            job_rank: parent.job_rank,
+            ..Rank::new(comm, parent.threading)
         }
     }
 
@@ -103,12 +119,12 @@ impl Rank {
     /// launcher (a `rank_error` event).
     pub fn error(&self, msg: impl Display) {
         crate::progress::emit(&mfubench_core::protocol::Event::RankError {
-            rank: self.rank,
+            rank: self.job_rank,
             message: msg.to_string(),
         });
         crate::say!(
             "mfubench-worker: rank {} on {}: error: {msg}",
-            self.rank,
+            self.job_rank,
             self.host
         );
     }
@@ -163,7 +179,7 @@ impl Rank {
         crate::progress::aborting(&reason);
         crate::say!(
             "mfubench-worker: rank {} on {}: error: {reason}; aborting the job",
-            self.rank,
+            self.job_rank,
             self.host
         );
         self.world.abort(i32::from(exit::RUN_FAILED))

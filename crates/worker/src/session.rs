@@ -52,7 +52,7 @@ impl<'r> Session<'r> {
     /// `at`.
     pub fn waiting(&self, at: &str) {
         emit(&Event::Waiting {
-            rank: self.rank.rank,
+            rank: self.rank.job_rank,
             at: at.to_string(),
         });
     }
