@@ -40,6 +40,17 @@ fn findings(j: &serde_json::Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The components of the FAIL findings, sorted (`link hostA hostC`, …).
+fn failed_components(j: &serde_json::Value) -> Vec<String> {
+    let mut failed: Vec<String> = findings(j)
+        .into_iter()
+        .filter(|(_, status, _)| status == "FAIL")
+        .map(|(_, _, who)| who)
+        .collect();
+    failed.sort();
+    failed
+}
+
 #[test]
 fn accept_options_are_checked_before_launch() {
     require_worker();
@@ -692,12 +703,7 @@ fn link_stage_names_the_rate_limited_host() {
     assert_eq!(f2.code(), 0, "{f2:?}");
     assert!(f2.stdout.contains("accept: PASS"), "{}", f2.stdout);
     let j = read_json(&out.join("slow/accept.json"));
-    let mut failed: Vec<String> = findings(&j)
-        .into_iter()
-        .filter(|(_, status, _)| status == "FAIL")
-        .map(|(_, _, who)| who)
-        .collect();
-    failed.sort();
+    let failed = failed_components(&j);
     assert_eq!(
         failed,
         ["link hostA hostC", "link hostB hostC", "node hostC"],
@@ -740,12 +746,7 @@ fn link_stage_names_the_rate_limited_host() {
     assert_eq!(f.code(), 1, "{f:?}");
     let j = read_json(&out.join("sampled/accept.json"));
     assert_eq!(j["link"]["schedule"], "sampled");
-    let mut failed: Vec<String> = findings(&j)
-        .into_iter()
-        .filter(|(_, status, _)| status == "FAIL")
-        .map(|(_, _, who)| who)
-        .collect();
-    failed.sort();
+    let failed = failed_components(&j);
     assert_eq!(
         failed,
         ["link hostA hostC", "link hostB hostC", "node hostC"],
@@ -820,12 +821,7 @@ fn a_slow_host_is_named_and_left_out_of_the_sweep_and_step() {
     let run = read_json(&dir.join("run.json"));
     assert_eq!(run["world_size"], 2);
     assert_eq!(run["hosts"], serde_json::json!(["hostA", "hostB"]));
-    let mut failed: Vec<String> = findings(&j)
-        .into_iter()
-        .filter(|(_, status, _)| status == "FAIL")
-        .map(|(_, _, who)| who)
-        .collect();
-    failed.sort();
+    let failed = failed_components(&j);
     assert_eq!(
         failed,
         ["link hostA hostC", "link hostB hostC", "node hostC"],

@@ -262,23 +262,16 @@ impl AcceptSettings {
                 ));
             }
         }
-        if !(self.sweep_budget_s.is_finite() && self.sweep_budget_s > 0.0) {
-            return Err(err(
-                "sweep_budget_s",
-                format!(
-                    "accept.sweep_budget_s = {} must be a positive number of seconds",
-                    self.sweep_budget_s
-                ),
-            ));
-        }
-        if !(self.link_budget_s.is_finite() && self.link_budget_s > 0.0) {
-            return Err(err(
-                "link_budget_s",
-                format!(
-                    "accept.link_budget_s = {} must be a positive number of seconds",
-                    self.link_budget_s
-                ),
-            ));
+        for (f, x) in [
+            ("sweep_budget_s", self.sweep_budget_s),
+            ("link_budget_s", self.link_budget_s),
+        ] {
+            if !(x.is_finite() && x > 0.0) {
+                return Err(err(
+                    f,
+                    format!("accept.{f} = {x} must be a positive number of seconds"),
+                ));
+            }
         }
         if self.sweep_end < self.sweep_begin {
             return Err(err(
