@@ -1024,8 +1024,12 @@ fn a_late_rank_makes_the_others_wait_not_the_collectives_slower() {
         let grew_raw = raw(&l) - raw(&p);
         let grew_own = own(&l) - own(&p);
         assert!(grew_raw > 0.03, "rank {r}: raw {} vs {}", raw(&l), raw(&p));
+        // One-sided: the claim is that the wait is not counted as the
+        // collectives' own time (it would make `own` grow with `raw`). A
+        // plain run slower than the late one is noise of a loaded machine
+        // (CI once measured own 0.029 s plain, 0.014 s late), not that.
         assert!(
-            grew_own.abs() < 0.25 * grew_raw,
+            grew_own < 0.25 * grew_raw,
             "rank {r}: own time {} late vs {} plain (raw grew {grew_raw})",
             own(&l),
             own(&p)
