@@ -59,6 +59,7 @@
 //! bandwidths are GB/s with GB = 10⁹ bytes (the nccl-tests convention).
 
 pub mod accept;
+pub mod aggregate;
 pub mod check;
 pub mod clock;
 pub mod config;

@@ -26,6 +26,12 @@ pub const EVENT_PREFIX: &str = "@@mfubench ";
 /// [`crate::result::LaunchInfo`] (JSON) to the ranks, for run.json.
 pub const LAUNCH_ENV: &str = "MFUBENCH_LAUNCH_JSON";
 
+/// Set (to anything) on the ranks, makes every node leader of a run large
+/// enough to shard its rank records send its shard to rank 0, which writes
+/// it, as a leader does by itself when it does not see rank 0's results
+/// folder (a folder not shared between nodes). Forward it with `--env`.
+pub const SHARDS_THROUGH_RANK0_ENV: &str = "MFUBENCH_SHARDS_THROUGH_RANK0";
+
 /// How often every rank prints a `heartbeat` event. Low enough for
 /// thousands of ranks through mpirun's output forwarding; a rank silent for
 /// [`SILENT_AFTER`] while others were heard is named as the one that

@@ -11,6 +11,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::aggregate::{
+    self, CriticalRank, NodeContention, NodeMode, NodeRecord, RankBrief, RankShards,
+};
 use crate::config::{BackendKind, Config, Mode, Schedule};
 use crate::metrics::{self, Collective};
 use crate::parallel::Group;
@@ -24,8 +27,12 @@ use crate::stats::{self, MedianCi, Stats};
 /// collective's kind and group by span index), per-iteration busy and exposed
 /// times per collective kind (`collective_busy_s`, `collective_exposed_s`)
 /// and `summary.collectives`; every new field has a default, so files of
-/// versions 1 and 2 read as DDP runs.
-pub const SCHEMA_VERSION: u32 = 3;
+/// versions 1 and 2 read as DDP runs. 4: a run of more than
+/// [`aggregate::SHARD_ABOVE_RANKS`] ranks keeps its rank records in one
+/// file per node (`rank_shards`) and the per-node aggregates (`nodes`) in
+/// run.json, without `ranks`; the contention ratios and the last bucket's
+/// tail are medians of the nodes' medians.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The `vary.json` schema of `mfubench run --vary` (a run of several
 /// variants, each an ordinary run.json): defined with the comparison it
@@ -944,8 +951,20 @@ pub struct RunRecord {
     /// then holds the modes completed so far; true once every mode ran.
     #[serde(default = "yes")]
     pub complete: bool,
-    /// Per-rank records, ordered by rank.
+    /// Per-rank records, ordered by rank. A run of more than
+    /// [`aggregate::SHARD_ABOVE_RANKS`] ranks writes them to one file per
+    /// node instead (`rank_shards`) and leaves this empty in run.json;
+    /// readers fill it from the shards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ranks: Vec<RankRecord>,
+    /// Per-node aggregates the summary was computed from, in order of each
+    /// node's first rank (sharded runs only; otherwise they are computed
+    /// from `ranks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeRecord>,
+    /// Where the rank records are when they are not in this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_shards: Option<RankShards>,
     /// Cluster-wide figures.
     pub summary: Summary,
 }
@@ -1087,13 +1106,58 @@ impl RunRecord {
         ranks: Vec<RankRecord>,
     ) -> RunRecord {
         let mut hosts: Vec<String> = Vec::new();
+        let mut seen = BTreeSet::new();
         for rec in &ranks {
-            if !hosts.contains(&rec.host) {
+            if seen.insert(rec.host.as_str()) {
                 hosts.push(rec.host.clone());
             }
         }
+        let world = ranks.len() as u64;
+        let mut run = RunRecord::assemble(config, plan, peak, meta, world, hosts, ranks);
+        run.summary = summarize(
+            &run.ranks,
+            run.summary_inputs(config.acceptance.straggler_tolerance),
+        );
+        run.keep_timeline_sample(TIMELINE_SAMPLE_ABOVE);
+        run
+    }
+
+    /// A sharded run's record: the summary computed from the per-node
+    /// aggregates (any order: they are put in order of each node's first
+    /// rank), the rank records left in `shards`.
+    pub fn of_nodes(
+        config: &Config,
+        plan: &StepPlan,
+        peak: PeakChoice,
+        meta: RunMeta,
+        mut nodes: Vec<NodeRecord>,
+        shards: RankShards,
+    ) -> RunRecord {
+        nodes.sort_by_key(|n| n.ranks.iter().map(|b| b.rank).min());
+        let hosts = nodes.iter().map(|n| n.host.clone()).collect();
+        let world = nodes.iter().map(|n| n.ranks.len() as u64).sum();
+        let mut run = RunRecord::assemble(config, plan, peak, meta, world, hosts, Vec::new());
+        run.summary = summarize_nodes(
+            &nodes,
+            run.summary_inputs(config.acceptance.straggler_tolerance),
+        );
+        run.nodes = nodes;
+        run.rank_shards = Some(shards);
+        run
+    }
+
+    /// The record without its measurements' summary.
+    fn assemble(
+        config: &Config,
+        plan: &StepPlan,
+        peak: PeakChoice,
+        meta: RunMeta,
+        world: u64,
+        hosts: Vec<String>,
+        ranks: Vec<RankRecord>,
+    ) -> RunRecord {
         let plan_info = PlanInfo::of(plan, config);
-        let mut run = RunRecord {
+        RunRecord {
             schema_version: SCHEMA_VERSION,
             tool_version: crate::TOOL_VERSION.to_string(),
             run_id: meta.run_id,
@@ -1101,7 +1165,7 @@ impl RunRecord {
             finished_at: meta.finished_at,
             config: config.clone(),
             backend: config.run.backend,
-            world_size: ranks.len() as u64,
+            world_size: world,
             hosts,
             launch: meta.launch,
             versions: meta.versions,
@@ -1110,14 +1174,57 @@ impl RunRecord {
             peak: Some(peak),
             complete: meta.complete,
             ranks,
+            nodes: Vec::new(),
+            rank_shards: None,
             summary: Summary::empty(peak),
-        };
-        run.summary = summarize(
-            &run.ranks,
-            run.summary_inputs(config.acceptance.straggler_tolerance),
-        );
-        run.keep_timeline_sample(TIMELINE_SAMPLE_ABOVE);
-        run
+        }
+    }
+
+    /// Cluster step times of a mode ([`cluster_step_times`]), from the rank
+    /// records, or from the per-node aggregates where run.json left the
+    /// rank records in shards.
+    pub fn cluster_step_times(&self, mode: Mode) -> Vec<f64> {
+        if self.ranks.is_empty() {
+            node_step_times(&self.nodes, mode)
+        } else {
+            cluster_step_times(&self.ranks, mode)
+        }
+    }
+
+    /// The ranks a large run keeps timelines of, in world ranks, that a
+    /// node alone cannot know: the slowest and the median rank of the run
+    /// (by their median step in [`timeline_mode`]) and every straggler.
+    /// Each node leader adds its own slowest, median and fastest rank
+    /// ([`timeline_sample`] over the node's ranks with these as the kept
+    /// ranks), which together make the flat [`timeline_sample`].
+    pub fn timeline_keep_of_nodes(nodes: &[NodeRecord], stragglers: &[u64]) -> Vec<u64> {
+        let mut keep: Vec<u64> = stragglers.to_vec();
+        let mode = [
+            Mode::Overlapped,
+            Mode::Serialized,
+            Mode::Compute,
+            Mode::Comm,
+        ]
+        .into_iter()
+        .find(|m| {
+            nodes
+                .iter()
+                .any(|n| n.modes.get(m).is_some_and(|x| x.timelines > 0))
+        });
+        if let Some(mode) = mode {
+            let mut order: Vec<(u64, f64)> = briefs(nodes)
+                .iter()
+                .filter_map(|(_, b)| Some((b.rank, (*b.step_median_s.get(&mode)?)?)))
+                .collect();
+            order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            if let (Some(s), Some(m)) = (order.last(), order.get(order.len().saturating_sub(1) / 2))
+            {
+                keep.extend([s.0, m.0]);
+            }
+        }
+        keep.sort_unstable();
+        keep.dedup();
+        keep
     }
 
     /// Above `above` ranks, drops the timelines of every rank outside
@@ -1199,27 +1306,22 @@ impl Summary {
 }
 
 /// Per iteration, the max over ranks of one key's values in a mode (None
-/// when a rank lacks them).
+/// when a rank lacks them): the max of the nodes' maxima.
 fn per_iteration_max(
-    ranks: &[RankRecord],
+    nodes: &[NodeRecord],
     mode: Mode,
-    pick: impl Fn(&ModeRecord) -> Option<&Vec<f64>>,
+    pick: impl Fn(&NodeMode) -> Option<&Vec<f64>>,
 ) -> Option<Vec<f64>> {
-    let per_rank: Vec<&Vec<f64>> = ranks
+    let per_node: Vec<&Vec<f64>> = nodes
         .iter()
-        .map(|r| r.modes.get(&mode).and_then(&pick))
+        .map(|n| {
+            n.modes
+                .get(&mode)
+                .filter(|_| n.all_ran(mode))
+                .and_then(&pick)
+        })
         .collect::<Option<_>>()?;
-    let iters = per_rank.iter().map(|v| v.len()).min()?;
-    Some(
-        (0..iters)
-            .map(|i| {
-                per_rank
-                    .iter()
-                    .map(|v| v[i])
-                    .fold(f64::NEG_INFINITY, f64::max)
-            })
-            .collect(),
-    )
+    aggregate::max_per_iteration(per_node.iter().map(|v| v.as_slice()))
 }
 
 /// The data-parallel gradient all-reduces (DDP's buckets): bytes, their
@@ -1231,13 +1333,13 @@ fn per_iteration_max(
 /// TP all-reduces' time nor the world size enters their busbw. No buckets
 /// (FSDP, HSDP): no figures (see `collectives`).
 fn gradient_allreduce(
-    ranks: &[RankRecord],
+    nodes: &[NodeRecord],
     plan: &PlanInfo,
     steps: &PerMode<Vec<f64>>,
     world: u64,
 ) -> AllreduceSummary {
     let bytes = plan.allreduce_bytes();
-    let (group_size, times) = gradient_allreduce_times(ranks, plan, steps, world);
+    let (group_size, times) = gradient_allreduce_times(nodes, plan, steps, world);
     let time_s = times.as_deref().and_then(stats::median);
     let algbw = time_s
         .filter(|t| bytes > 0 && *t > 0.0)
@@ -1256,7 +1358,7 @@ fn gradient_allreduce(
 /// The gradient all-reduces' group size and time per round (see
 /// [`gradient_allreduce`]).
 fn gradient_allreduce_times(
-    ranks: &[RankRecord],
+    nodes: &[NodeRecord],
     plan: &PlanInfo,
     steps: &PerMode<Vec<f64>>,
     world: u64,
@@ -1269,17 +1371,17 @@ fn gradient_allreduce_times(
     match dp {
         Some(info) if !only_buckets => (
             info.group_size,
-            per_iteration_max(ranks, Mode::Comm, |m| m.collective_busy_s.get(&info.key())),
+            per_iteration_max(nodes, Mode::Comm, |m| {
+                m.collective_busy_max_s.get(&info.key())
+            }),
         ),
         _ => {
-            let aligned = ranks.iter().all(|r| {
-                r.modes
-                    .get(&Mode::Comm)
-                    .is_some_and(|m| !m.wait_for_peers_s.is_empty())
-            });
-            let own = per_iteration_max(ranks, Mode::Comm, |m| Some(&m.allreduce_busy_s));
+            let aligned = nodes
+                .iter()
+                .all(|n| n.modes.get(&Mode::Comm).is_some_and(|m| m.waits_recorded));
+            let own = per_iteration_max(nodes, Mode::Comm, |m| m.allreduce_busy_max_s.as_ref());
             match own {
-                Some(t) if aligned && !ranks.is_empty() => (world, Some(t)),
+                Some(t) if aligned && !nodes.is_empty() => (world, Some(t)),
                 _ => (world, steps.get_ref(Mode::Comm).cloned()),
             }
         }
@@ -1293,9 +1395,14 @@ fn gradient_allreduce_times(
 /// gradient all-reduces' time). Rounds where a figure is undefined are
 /// left out; figures a run cannot give are absent.
 pub fn round_series(ranks: &[RankRecord], plan: &PlanInfo) -> BTreeMap<String, Vec<f64>> {
-    let world = ranks.len() as u64;
+    round_series_of_nodes(&aggregate::nodes_of(ranks, plan), plan)
+}
+
+/// [`round_series`] over node records.
+pub fn round_series_of_nodes(nodes: &[NodeRecord], plan: &PlanInfo) -> BTreeMap<String, Vec<f64>> {
+    let world = world_of(nodes);
     let steps = PerMode::from_fn(|m| {
-        let v = cluster_step_times(ranks, m);
+        let v = node_step_times(nodes, m);
         (!v.is_empty()).then_some(v)
     });
     let mut out = BTreeMap::new();
@@ -1330,10 +1437,10 @@ pub fn round_series(ranks: &[RankRecord], plan: &PlanInfo) -> BTreeMap<String, V
         ))
     });
     figure("hidden_fraction", &|i| {
-        let (_, e, _, _) = round_breakdown(ranks, i)?;
+        let (_, e, _, _) = round_breakdown(nodes, i)?;
         Some(metrics::collective_hidden_fraction(e, at(Comm, i)?))
     });
-    if let (_, Some(t)) = gradient_allreduce_times(ranks, plan, &steps, world) {
+    if let (_, Some(t)) = gradient_allreduce_times(nodes, plan, &steps, world) {
         if plan.allreduce_bytes() > 0 {
             out.insert("allreduce_time_s".into(), t);
         }
@@ -1342,14 +1449,14 @@ pub fn round_series(ranks: &[RankRecord], plan: &PlanInfo) -> BTreeMap<String, V
 }
 
 /// The per-kind figures of [`CollectiveSummary`].
-fn collective_summaries(ranks: &[RankRecord], plan: &PlanInfo) -> Vec<CollectiveSummary> {
+fn collective_summaries(nodes: &[NodeRecord], plan: &PlanInfo) -> Vec<CollectiveSummary> {
     plan.collectives
         .iter()
         .map(|info| {
             let key = info.key();
-            let busy = per_iteration_max(ranks, Mode::Comm, |m| m.collective_busy_s.get(&key));
+            let busy = per_iteration_max(nodes, Mode::Comm, |m| m.collective_busy_max_s.get(&key));
             let exposed =
-                |mode| per_iteration_max(ranks, mode, |m| m.collective_exposed_s.get(&key));
+                |mode| per_iteration_max(nodes, mode, |m| m.collective_exposed_max_s.get(&key));
             let (over, ser) = (exposed(Mode::Overlapped), exposed(Mode::Serialized));
             let (time_s, time_ci) = busy.clone().map(paired).unwrap_or((None, None));
             let algbw = time_s
@@ -1417,6 +1524,31 @@ pub fn cluster_step_times(ranks: &[RankRecord], mode: Mode) -> Vec<f64> {
         .collect()
 }
 
+/// [`cluster_step_times`] over node records: the max of the nodes' maxima.
+pub fn node_step_times(nodes: &[NodeRecord], mode: Mode) -> Vec<f64> {
+    aggregate::max_per_iteration(
+        nodes
+            .iter()
+            .filter_map(|n| n.modes.get(&mode).map(|m| m.step_time_s.as_slice())),
+    )
+    .unwrap_or_default()
+}
+
+/// The ranks of a set of nodes.
+fn world_of(nodes: &[NodeRecord]) -> u64 {
+    nodes.iter().map(|n| n.ranks.len() as u64).sum()
+}
+
+/// Every rank's brief with its host, in rank order.
+fn briefs(nodes: &[NodeRecord]) -> Vec<(&str, &RankBrief)> {
+    let mut v: Vec<(&str, &RankBrief)> = nodes
+        .iter()
+        .flat_map(|n| n.ranks.iter().map(move |b| (n.host.as_str(), b)))
+        .collect();
+    v.sort_by_key(|(_, b)| b.rank);
+    v
+}
+
 /// Inputs of [`summarize`] that do not come from the rank records.
 #[derive(Debug, Clone, Copy)]
 pub struct SummaryInputs<'a> {
@@ -1461,38 +1593,12 @@ fn bounds(ci: Option<MedianCi>) -> Option<[f64; 2]> {
     ci.map(|c| [c.lo, c.hi])
 }
 
-/// Telemetry samples that show throttling ([`Summary::clocks_throttled`]).
-fn throttled(ranks: &[RankRecord]) -> Vec<String> {
-    let mut out = Vec::new();
-    for r in ranks {
-        let who = format!("rank {} ({}, {})", r.rank, r.host, r.device);
-        for t in &r.telemetry {
-            if !t.throttle_reasons.is_empty() {
-                out.push(format!(
-                    "{who}, {} at {}: {}",
-                    t.mode,
-                    t.at,
-                    t.throttle_reasons.join(", ")
-                ));
-            }
-        }
-        for m in Mode::ALL {
-            let clock = |at: &str| {
-                r.telemetry
-                    .iter()
-                    .find(|t| t.mode == m && t.at == at)
-                    .and_then(|t| t.sm_clock_mhz)
-            };
-            if let (Some(a), Some(b)) = (clock("start"), clock("end")) {
-                if f64::from(b) <= 0.9 * f64::from(a) {
-                    out.push(format!(
-                        "{who}, {m}: SM clock {a} MHz at its start, {b} MHz at its end"
-                    ));
-                }
-            }
-        }
-    }
-    out
+/// Telemetry samples that show throttling ([`Summary::clocks_throttled`]),
+/// in rank order.
+fn throttled(nodes: &[NodeRecord]) -> Vec<String> {
+    let mut lines: Vec<&(u64, String)> = nodes.iter().flat_map(|n| &n.clocks_throttled).collect();
+    lines.sort_by_key(|(rank, _)| *rank);
+    lines.into_iter().map(|(_, l)| l.clone()).collect()
 }
 
 /// The rounds and exact coverage behind each paired figure's interval.
@@ -1521,13 +1627,13 @@ impl Coverage {
 
 /// Per mode, each rank's median over rounds of its waiting for peers
 /// (ranks in order); modes where no rank recorded any are left out.
-fn wait_for_peers(ranks: &[RankRecord]) -> BTreeMap<Mode, Vec<f64>> {
+fn wait_for_peers(briefs: &[(&str, &RankBrief)]) -> BTreeMap<Mode, Vec<f64>> {
     Mode::ALL
         .into_iter()
         .filter_map(|mode| {
-            let per_rank: Vec<Option<f64>> = ranks
+            let per_rank: Vec<Option<f64>> = briefs
                 .iter()
-                .map(|r| stats::median(&r.modes.get(&mode)?.wait_for_peers_s))
+                .map(|(_, b)| b.wait_median_s.get(&mode).copied())
                 .collect();
             per_rank.iter().any(Option::is_some).then(|| {
                 (
@@ -1539,14 +1645,19 @@ fn wait_for_peers(ranks: &[RankRecord]) -> BTreeMap<Mode, Vec<f64>> {
         .collect()
 }
 
-/// The record of `mode` on the rank whose step of round `i` was the
-/// longest (the round's critical path: the cluster step is its step).
-fn critical(ranks: &[RankRecord], mode: Mode, i: usize) -> Option<&ModeRecord> {
-    ranks
+/// The rank whose step of round `i` in `mode` was the longest (the round's
+/// critical path: the cluster step is its step; ties: the highest rank),
+/// from the nodes' own critical ranks.
+fn critical(nodes: &[NodeRecord], mode: Mode, i: usize) -> Option<CriticalRank> {
+    nodes
         .iter()
-        .filter_map(|r| r.modes.get(&mode))
-        .filter(|m| m.step_time_s.len() > i)
-        .max_by(|a, b| a.step_time_s[i].total_cmp(&b.step_time_s[i]))
+        .filter_map(|n| n.modes.get(&mode)?.critical.get(i).copied())
+        .reduce(
+            |a, b| match a.step_s.total_cmp(&b.step_s).then(a.rank.cmp(&b.rank)) {
+                std::cmp::Ordering::Less => b,
+                _ => a,
+            },
+        )
 }
 
 /// Round `i`'s T_o − T_c split by cause ([`metrics::exposed_breakdown`]:
@@ -1554,83 +1665,49 @@ fn critical(ranks: &[RankRecord], mode: Mode, i: usize) -> Option<&ModeRecord> {
 /// mode's figures taken on its critical rank; None without per-iteration
 /// busy and exposed times. Runs without aligned clocks (no
 /// `wait_exposed_s`) wait 0: their exposed collective time includes it.
-fn round_breakdown(ranks: &[RankRecord], i: usize) -> Option<(f64, f64, f64, f64)> {
-    let o = critical(ranks, Mode::Overlapped, i)?;
-    let c = critical(ranks, Mode::Compute, i)?;
+fn round_breakdown(nodes: &[NodeRecord], i: usize) -> Option<(f64, f64, f64, f64)> {
+    let o = critical(nodes, Mode::Overlapped, i)?;
+    let c = critical(nodes, Mode::Compute, i)?;
     Some(metrics::exposed_breakdown(
-        o.step_time_s[i],
-        c.step_time_s[i],
-        *o.gemm_busy_s.get(i)?,
-        *c.gemm_busy_s.get(i)?,
-        *o.comm_exposed_s.get(i)?,
-        o.wait_exposed_s.get(i).copied().unwrap_or(0.0),
+        o.step_s,
+        c.step_s,
+        o.gemm_busy_s?,
+        c.gemm_busy_s?,
+        o.comm_exposed_s?,
+        o.wait_exposed_s.unwrap_or(0.0),
     ))
 }
 
-/// Per rank and iteration, ratio of a stream's busy time in overlapped
-/// steps to the same stream's in the mode that runs it alone; the median
-/// over ranks per iteration.
-fn contention_per_iteration(ranks: &[RankRecord], stream: StreamKind, alone: Mode) -> Vec<f64> {
-    let busy = |m: &ModeRecord| match stream {
-        StreamKind::Compute => m.gemm_busy_s.clone(),
-        StreamKind::Comm => m.allreduce_busy_s.clone(),
-    };
-    let per_rank: Vec<(Vec<f64>, Vec<f64>)> = ranks
+/// Per iteration, the contention of a stream (overlapped busy time / busy
+/// time alone): per node the median over its ranks, then the median over
+/// nodes; empty unless every rank ran both modes.
+fn contention_per_iteration(
+    nodes: &[NodeRecord],
+    pick: fn(&NodeRecord) -> &NodeContention,
+) -> Vec<f64> {
+    let Some(per_node): Option<Vec<&Vec<Option<f64>>>> = nodes
         .iter()
-        .filter_map(|r| {
-            Some((
-                busy(r.modes.get(&Mode::Overlapped)?),
-                busy(r.modes.get(&alone)?),
-            ))
-        })
-        .collect();
-    if per_rank.is_empty() || per_rank.len() < ranks.len() {
+        .map(|n| pick(n).per_iteration.as_ref())
+        .collect()
+    else {
         return Vec::new();
-    }
-    let iters = per_rank
-        .iter()
-        .map(|(o, a)| o.len().min(a.len()))
-        .min()
-        .unwrap_or(0);
+    };
+    let iters = per_node.iter().map(|v| v.len()).min().unwrap_or(0);
     (0..iters)
-        .filter_map(|i| {
-            let r: Vec<f64> = per_rank
-                .iter()
-                .filter(|(_, a)| a[i] > 0.0)
-                .map(|(o, a)| metrics::contention(o[i], a[i]))
-                .collect();
-            stats::median(&r)
-        })
+        .filter_map(|i| stats::median(&per_node.iter().filter_map(|v| v[i]).collect::<Vec<f64>>()))
         .collect()
 }
 
-/// The last bucket's exposed tail (see [`metrics::exposed_tail_s`]), median
-/// over ranks, from the per-op medians of the comm and compute modes.
-fn last_bucket_tail(ranks: &[RankRecord], plan: &PlanInfo) -> Option<f64> {
-    let last = plan.buckets.last()?;
-    let per_rank: Vec<f64> = ranks
-        .iter()
-        .filter_map(|r| {
-            let a_last = r
-                .modes
-                .get(&Mode::Comm)?
-                .ops
-                .iter()
-                .find(|o| o.bucket == Some(last.index))?
-                .median_s;
-            let gemms: Vec<&OpStat> = r
-                .modes
-                .get(&Mode::Compute)?
-                .ops
-                .iter()
-                .filter(|o| o.stream == StreamKind::Compute)
-                .collect();
-            let ready = gemms.iter().position(|o| o.name == last.ready_after)?;
-            let after: f64 = gemms[ready + 1..].iter().map(|o| o.median_s).sum();
-            Some(metrics::exposed_tail_s(a_last, after))
-        })
-        .collect();
-    stats::median(&per_rank)
+/// The last bucket's exposed tail (see [`metrics::exposed_tail_s`]): per
+/// node the median over its ranks, then the median over nodes, from the
+/// per-op medians of the comm and compute modes.
+fn last_bucket_tail(nodes: &[NodeRecord]) -> Option<f64> {
+    stats::median(
+        &nodes
+            .iter()
+            .filter_map(|n| n.last_bucket_tail_s)
+            .collect::<Vec<f64>>(),
+    )
 }
 
 /// Computes the cluster-wide summary from per-rank records.
@@ -1641,9 +1718,19 @@ fn last_bucket_tail(ranks: &[RankRecord], plan: &PlanInfo) -> Option<f64> {
 /// interleaved schedule they ran back to back), then summarised by its
 /// median and interval; flags say which figures cannot be trusted.
 pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
-    let world = ranks.len() as u64;
+    summarize_nodes(&aggregate::nodes_of(ranks, inp.plan), inp)
+}
+
+/// [`summarize`] over per-node aggregates ([`NodeRecord`]), the way rank 0
+/// computes it in a run: maxima over ranks are the maxima of the nodes'
+/// maxima, per-rank figures come from each rank's brief, and medians over
+/// ranks of per-rank figures (contention, the last bucket's tail) are the
+/// medians of the nodes' medians (see [`crate::aggregate`]).
+pub fn summarize_nodes(nodes: &[NodeRecord], inp: SummaryInputs<'_>) -> Summary {
+    let briefs = briefs(nodes);
+    let world = briefs.len() as u64;
     let steps = PerMode::from_fn(|m| {
-        let v = cluster_step_times(ranks, m);
+        let v = node_step_times(nodes, m);
         (!v.is_empty()).then_some(v)
     });
     let step_stats = PerMode::from_fn(|m| steps.get_ref(m).and_then(|v| Stats::of(v)));
@@ -1687,7 +1774,7 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         })
         .collect();
     let breakdowns: Vec<Option<(f64, f64, f64, f64)>> =
-        (0..n_rounds).map(|i| round_breakdown(ranks, i)).collect();
+        (0..n_rounds).map(|i| round_breakdown(nodes, i)).collect();
     let mut cov = Coverage::default();
     let mut per_iter = |name: &str, f: &dyn Fn(usize, &Round) -> Option<f64>| {
         let v = rounds
@@ -1698,7 +1785,7 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         cov.paired(name, v)
     };
 
-    let tail = last_bucket_tail(ranks, inp.plan);
+    let tail = last_bucket_tail(nodes);
     let (exposed, exposed_ci) = per_iter("exposed_comm_s", &|_, r| {
         Some(metrics::exposed_comm_s(r.o?, r.c?))
     });
@@ -1772,28 +1859,19 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
     let ideal_gain_ci = bounds(stats::median_ci95(&ideal_gain));
 
     // Contention: paired per iteration where the records have busy times
-    // (schema 2), else from the per-op medians (no interval).
-    let ratio_of_medians = |stream: StreamKind, alone: Mode| {
-        let r: Vec<f64> = ranks
-            .iter()
-            .filter_map(|r| {
-                let o = r.modes.get(&Mode::Overlapped)?.stream_time_s(stream);
-                let a = r.modes.get(&alone)?.stream_time_s(stream);
-                (a > 0.0).then(|| metrics::contention(o, a))
-            })
-            .collect();
-        stats::median(&r)
-    };
-    let contention_of = |stream: StreamKind, alone: Mode| {
-        let v = contention_per_iteration(ranks, stream, alone);
+    // (schema 2), else from the per-op medians (no interval); per node the
+    // median over its ranks, then the median over nodes.
+    let contention_of = |pick: fn(&NodeRecord) -> &NodeContention| {
+        let v = contention_per_iteration(nodes, pick);
         if v.is_empty() {
-            (ratio_of_medians(stream, alone), None)
+            let of_medians: Vec<f64> = nodes.iter().filter_map(|n| pick(n).of_medians).collect();
+            (stats::median(&of_medians), None)
         } else {
             paired(v)
         }
     };
-    let (gemm_cont, gemm_cont_ci) = contention_of(StreamKind::Compute, Mode::Compute);
-    let (ar_cont, ar_cont_ci) = contention_of(StreamKind::Comm, Mode::Comm);
+    let (gemm_cont, gemm_cont_ci) = contention_of(|n| &n.contention_gemm);
+    let (ar_cont, ar_cont_ci) = contention_of(|n| &n.contention_allreduce);
     for (name, ci) in [
         ("contention_gemm", gemm_cont_ci),
         ("contention_allreduce", ar_cont_ci),
@@ -1805,7 +1883,7 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         allreduce: ar_cont,
     };
 
-    let allreduce = gradient_allreduce(ranks, inp.plan, &steps, world);
+    let allreduce = gradient_allreduce(nodes, inp.plan, &steps, world);
 
     let step_ci = PerMode::from_fn(|m| steps.get_ref(m).and_then(|v| stats::median_ci95(v)));
     let ci95 = Ci95 {
@@ -1842,7 +1920,7 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
             .unwrap_or(0.0),
     };
 
-    let (stragglers, slow_hosts) = find_stragglers(ranks, inp.straggler_tolerance);
+    let (stragglers, slow_hosts) = stragglers_of(&briefs, inp.straggler_tolerance);
 
     let mut summary = Summary {
         schedule: inp.schedule,
@@ -1868,21 +1946,21 @@ pub fn summarize(ranks: &[RankRecord], inp: SummaryInputs<'_>) -> Summary {
         flops_per_step: f,
         peak_tflops: peak,
         peak_source: inp.peak_source,
-        wrong: ranks.iter().map(|r| r.wrong).sum(),
+        wrong: briefs.iter().map(|(_, b)| b.wrong).sum(),
         stragglers,
         slow_hosts,
         step_time_trend: PerMode::from_fn(|m| steps.get_ref(m).and_then(|v| stats::trend(v))),
-        clocks_throttled: throttled(ranks),
+        clocks_throttled: throttled(nodes),
         ci95,
         ci95_n: cov.n,
         ci95_coverage: cov.coverage,
         flags: Vec::new(),
-        collectives: collective_summaries(ranks, inp.plan),
-        wait_for_peers_s: wait_for_peers(ranks),
+        collectives: collective_summaries(nodes, inp.plan),
+        wait_for_peers_s: wait_for_peers(&briefs),
         warmup: inp.warmup.outcome(
-            &ranks
+            &briefs
                 .iter()
-                .map(|r| r.warmup_round_s.as_slice())
+                .map(|(_, b)| b.warmup_round_s.as_slice())
                 .collect::<Vec<_>>(),
         ),
     };
@@ -2213,12 +2291,31 @@ pub fn straggler_mode(ranks: &[RankRecord]) -> Option<Mode> {
 /// Ranks whose median step in the straggler mode is slower than the median
 /// rank by more than `tolerance`, and the hosts they are on.
 pub fn find_stragglers(ranks: &[RankRecord], tolerance: f64) -> (Vec<Straggler>, Vec<String>) {
-    let Some(mode) = straggler_mode(ranks) else {
+    let b: Vec<RankBrief> = ranks.iter().map(RankBrief::of).collect();
+    let with_host: Vec<(&str, &RankBrief)> = ranks
+        .iter()
+        .zip(&b)
+        .map(|(r, b)| (r.host.as_str(), b))
+        .collect();
+    stragglers_of(&with_host, tolerance)
+}
+
+/// [`find_stragglers`] over the ranks' briefs (in rank order), with the
+/// straggler mode of [`straggler_mode`].
+fn stragglers_of(briefs: &[(&str, &RankBrief)], tolerance: f64) -> (Vec<Straggler>, Vec<String>) {
+    let Some(mode) = [
+        Mode::Compute,
+        Mode::Overlapped,
+        Mode::Serialized,
+        Mode::Comm,
+    ]
+    .into_iter()
+    .find(|m| briefs.iter().all(|(_, b)| b.step_median_s.contains_key(m))) else {
         return (Vec::new(), Vec::new());
     };
-    let per_rank: Vec<f64> = ranks
+    let per_rank: Vec<f64> = briefs
         .iter()
-        .map(|r| stats::median(&r.modes[&mode].step_time_s).unwrap_or(f64::NAN))
+        .map(|(_, b)| b.step_median_s[&mode].unwrap_or(f64::NAN))
         .collect();
     let Some(med) = stats::median(&per_rank) else {
         return (Vec::new(), Vec::new());
@@ -2227,14 +2324,14 @@ pub fn find_stragglers(ranks: &[RankRecord], tolerance: f64) -> (Vec<Straggler>,
     let stragglers = metrics::outliers(&per_rank, tolerance, true)
         .into_iter()
         .map(|i| {
-            let r = &ranks[i];
+            let (host, r) = briefs[i];
             let dev = metrics::relative_deviation(per_rank[i], med);
-            if !hosts.contains(&r.host) {
-                hosts.push(r.host.clone());
+            if !hosts.iter().any(|h| h == host) {
+                hosts.push(host.to_string());
             }
             Straggler {
                 rank: r.rank,
-                host: r.host.clone(),
+                host: host.to_string(),
                 device: r.device.clone(),
                 metric: format!("{mode}_step_s"),
                 value: per_rank[i],
@@ -2243,7 +2340,7 @@ pub fn find_stragglers(ranks: &[RankRecord], tolerance: f64) -> (Vec<Straggler>,
                 reason: format!(
                     "rank {} ({}, {}): {mode} step {:.1} % slower than the median",
                     r.rank,
-                    r.host,
+                    host,
                     r.device,
                     dev * 100.0
                 ),
@@ -2293,6 +2390,12 @@ mod tests {
     }
     use super::*;
 
+    /// The node records of rank records (the tests' plans have no buckets
+    /// that a tail needs).
+    fn nodes(ranks: &[RankRecord]) -> Vec<NodeRecord> {
+        aggregate::nodes_of(ranks, &plan())
+    }
+
     fn mode(steps: &[f64], ops: &[(StreamKind, f64)]) -> ModeRecord {
         let busy = |k: StreamKind| {
             let total: f64 = ops.iter().filter(|o| o.0 == k).map(|o| o.1).sum();
@@ -2327,6 +2430,20 @@ mod tests {
             timeline_iteration: 0,
             wrong: 0,
         }
+    }
+
+    /// A timeline of one GEMM span, 0 to 1 s.
+    fn one_span() -> Vec<Span> {
+        vec![Span {
+            name: "op".into(),
+            stream: StreamKind::Compute,
+            op: Some(0),
+            bucket: None,
+            collective: None,
+            start_s: 0.0,
+            end_s: 1.0,
+            arrived_s: None,
+        }]
     }
 
     fn rank(r: u64, host: &str, scale: f64) -> RankRecord {
@@ -2373,16 +2490,7 @@ mod tests {
                 let scale = if r == 6 { 2.0 } else { 1.0 + r as f64 / 100.0 };
                 let mut x = rank(r, host, scale);
                 for m in x.modes.values_mut() {
-                    m.timeline = vec![Span {
-                        name: "op".into(),
-                        stream: StreamKind::Compute,
-                        op: Some(0),
-                        bucket: None,
-                        collective: None,
-                        start_s: 0.0,
-                        end_s: 1.0,
-                        arrived_s: None,
-                    }];
+                    m.timeline = one_span();
                 }
                 x
             })
@@ -2464,7 +2572,7 @@ mod tests {
             count: 3,
             bytes: 8_000_000_000,
         }];
-        let c = &collective_summaries(&ranks, &p)[0];
+        let c = &collective_summaries(&nodes(&ranks), &p)[0];
         assert_eq!(c.time_s, Some(2.0));
         assert_eq!(c.algbw_gbps, Some(4.0));
         assert_eq!(c.busbw_gbps, Some(3.0));
@@ -2484,7 +2592,7 @@ mod tests {
         let ci = c.hidden_fraction_ci95.unwrap();
         assert!(ci[0] <= 0.75 && ci[1] >= 0.75);
         // A plan without collective kinds (files of schema 2) has none.
-        assert!(collective_summaries(&ranks, &plan()).is_empty());
+        assert!(collective_summaries(&nodes(&ranks), &plan()).is_empty());
     }
 
     /// DDP + tensor = 2 on 4 ranks: the gradient all-reduce runs on groups
@@ -2498,14 +2606,14 @@ mod tests {
         let steps = PerMode::from_fn(|m| (m == Mode::Comm).then(|| vec![4.0, 4.0, 4.0]));
         let mut ranks = vec![rank(0, "a", 1.0), rank(1, "a", 1.0)];
         // Without waiting figures (older records): the comm step.
-        let (_, t) = gradient_allreduce_times(&ranks, &plan(), &steps, 2);
+        let (_, t) = gradient_allreduce_times(&nodes(&ranks), &plan(), &steps, 2);
         assert_eq!(t, Some(vec![4.0, 4.0, 4.0]));
         for (r, own) in ranks.iter_mut().zip([[3.0, 3.5, 3.0], [3.2, 3.1, 2.9]]) {
             let m = r.modes.get_mut(&Mode::Comm).unwrap();
             m.allreduce_busy_s = own.to_vec();
             m.wait_for_peers_s = vec![0.5; 3];
         }
-        let (n, t) = gradient_allreduce_times(&ranks, &plan(), &steps, 2);
+        let (n, t) = gradient_allreduce_times(&nodes(&ranks), &plan(), &steps, 2);
         assert_eq!((n, t), (2, Some(vec![3.2, 3.5, 3.0])));
     }
 
@@ -2555,7 +2663,7 @@ mod tests {
             let v = cluster_step_times(&ranks, m);
             (!v.is_empty()).then_some(v)
         });
-        let a = gradient_allreduce(&ranks, &p, &steps, 4);
+        let a = gradient_allreduce(&nodes(&ranks), &p, &steps, 4);
         // Per round max over ranks: 1.3, 2.6, 1.3 → median 1.3 s.
         assert_eq!(a.group_size, Some(2));
         assert!((a.time_s.unwrap() - 1.3).abs() < 1e-12);
@@ -2565,7 +2673,7 @@ mod tests {
         assert_eq!(a.busbw_gbps, a.algbw_gbps);
         // Plain DDP: the comm step on the world (factor 2·3/4).
         let ddp = plan();
-        let a = gradient_allreduce(&ranks, &ddp, &steps, 4);
+        let a = gradient_allreduce(&nodes(&ranks), &ddp, &steps, 4);
         assert_eq!(a.group_size, Some(4));
         assert_eq!(a.time_s, stats::median(steps.get_ref(Mode::Comm).unwrap()));
         assert!((a.busbw_gbps.unwrap() / a.algbw_gbps.unwrap() - 1.5).abs() < 1e-12);
@@ -2573,6 +2681,162 @@ mod tests {
 
     /// Comm mode at 0 s (nothing to communicate): the hidden fraction is
     /// undefined, so it is absent, not NaN, and the summary survives a
+    /// 12 ranks on 3 hosts placed round-robin (rank r on host r mod 3),
+    /// each rank's figures different (busy, exposed and waiting times per
+    /// round, a throttled rank, warmup rounds, a wrong count).
+    fn interleaved_ranks() -> Vec<RankRecord> {
+        (0..12u64)
+            .map(|r| {
+                let host = ["a", "b", "c"][(r % 3) as usize];
+                let mut x = rank(r, host, 1.0 + ((r * 7) % 12) as f64 / 50.0);
+                x.local_rank = r / 3;
+                x.wrong = u64::from(r == 5);
+                x.warmup_round_s = vec![2.0 + r as f64 / 10.0, 1.5];
+                for (k, m) in x.modes.values_mut().enumerate() {
+                    let f = 1.0 + (r as f64 + k as f64) / 37.0;
+                    m.gemm_busy_s = m.gemm_busy_s.iter().map(|v| v * f).collect();
+                    m.allreduce_busy_s = m.allreduce_busy_s.iter().map(|v| v / f).collect();
+                    m.comm_exposed_s = m.step_time_s.iter().map(|v| v / 10.0 * f).collect();
+                    m.wait_for_peers_s = vec![0.01 * r as f64; m.step_time_s.len()];
+                    m.wait_exposed_s = vec![0.001 * f; m.step_time_s.len()];
+                }
+                if r == 7 {
+                    x.telemetry = vec![TelemetrySample {
+                        mode: Mode::Compute,
+                        at: "end".into(),
+                        sm_clock_mhz: Some(900),
+                        temperature_c: None,
+                        power_w: None,
+                        throttle_reasons: vec!["hw_slowdown".into()],
+                    }];
+                }
+                x
+            })
+            .collect()
+    }
+
+    fn inputs(p: &PlanInfo) -> SummaryInputs<'_> {
+        SummaryInputs {
+            plan: p,
+            peak_tflops: 1000.0,
+            peak_source: PeakSource::Spec,
+            straggler_tolerance: 0.05,
+            recompute: false,
+            schedule: Schedule::Interleaved,
+            model_layers: 4,
+            warmup: crate::warmup::WarmupRule::new(2, 2, 0.1),
+        }
+    }
+
+    /// The summary rank 0 computes from node records that came over the
+    /// wire (JSON), in whatever order the leaders sent them, is the flat
+    /// summary of the same rank records, figure for figure.
+    #[test]
+    fn the_summary_of_node_records_is_the_flat_summary() {
+        let ranks = interleaved_ranks();
+        let p = plan();
+        let flat = summarize(&ranks, inputs(&p));
+        let mut nodes = aggregate::nodes_of(&ranks, &p);
+        assert_eq!(
+            nodes.iter().map(|n| n.host.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+        assert_eq!(
+            nodes[1].ranks.iter().map(|b| b.rank).collect::<Vec<_>>(),
+            [1, 4, 7, 10]
+        );
+        nodes.reverse();
+        let wire: Vec<NodeRecord> = nodes
+            .iter()
+            .map(|n| serde_json::from_str(&serde_json::to_string(n).unwrap()).unwrap())
+            .collect();
+        assert_eq!(wire, nodes);
+        let hier = summarize_nodes(&wire, inputs(&p));
+        assert_eq!(
+            serde_json::to_value(&hier).unwrap(),
+            serde_json::to_value(&flat).unwrap()
+        );
+        // The per-rank parts stay per rank, in rank order.
+        assert_eq!(hier.wrong, 1);
+        assert_eq!(hier.wait_for_peers_s[&Mode::Comm].len(), 12);
+        assert_eq!(hier.wait_for_peers_s[&Mode::Comm][5], 0.05);
+        assert!(hier.clocks_throttled[0].starts_with("rank 7 (b, GPU 7)"));
+        assert!(hier.exposed_breakdown.is_some());
+        // The cluster step is the max over all 12 ranks.
+        assert_eq!(
+            node_step_times(&wire, Mode::Overlapped),
+            cluster_step_times(&ranks, Mode::Overlapped)
+        );
+        // run.json's node path gives the same record as the flat one.
+        let one = |i: usize| round_series_of_nodes(&wire, &p).into_iter().nth(i);
+        assert_eq!(one(0), round_series(&ranks, &p).into_iter().next());
+    }
+
+    /// Known answers of the two node-level rules: the critical rank of a
+    /// round is the longest step, ties the highest rank, across nodes; a
+    /// median over ranks of a per-rank ratio is the median of the nodes'
+    /// medians.
+    #[test]
+    fn node_rules_known_answers() {
+        // Two nodes: a = ranks 0, 1; b = rank 2. Compute steps 10 on every
+        // rank (a tie): the critical is rank 2. Overlapped: rank 1 slowest.
+        let mut ranks = vec![rank(0, "a", 1.0), rank(1, "a", 1.0), rank(2, "b", 1.0)];
+        for (r, o) in ranks.iter_mut().zip([11.0, 13.0, 12.0]) {
+            let m = r.modes.get_mut(&Mode::Overlapped).unwrap();
+            m.step_time_s = vec![o; 3];
+        }
+        let p = plan();
+        let nodes = aggregate::nodes_of(&ranks, &p);
+        assert_eq!(critical(&nodes, Mode::Compute, 0).unwrap().rank, 2);
+        assert_eq!(critical(&nodes, Mode::Overlapped, 0).unwrap().rank, 1);
+        // GEMM contention per round: rank 0 11/10 = 1.1, rank 1 1.3, rank 2
+        // 2.0. Node a's median 1.2, node b's 2.0: the median of the two is
+        // 1.6 (the median over the three ranks would be 1.3).
+        for (r, g) in ranks.iter_mut().zip([11.0, 13.0, 20.0]) {
+            let m = r.modes.get_mut(&Mode::Overlapped).unwrap();
+            m.gemm_busy_s = vec![g; 3];
+        }
+        let nodes = aggregate::nodes_of(&ranks, &p);
+        let c = contention_per_iteration(&nodes, |n| &n.contention_gemm);
+        assert_eq!(c.len(), 3);
+        assert!(c.iter().all(|x| (x - 1.6).abs() < 1e-12), "{c:?}");
+        // On one node it is the median over its ranks.
+        let one = aggregate::nodes_of(&ranks[..2], &p);
+        let c = contention_per_iteration(&one, |n| &n.contention_gemm);
+        assert!(c.iter().all(|x| (x - 1.2).abs() < 1e-12), "{c:?}");
+    }
+
+    /// The timelines a sharded run keeps: rank 0's list (the run's slowest
+    /// and median rank, the stragglers) plus each node's own sample is the
+    /// flat sample.
+    #[test]
+    fn the_shards_keep_the_flat_timeline_sample() {
+        let mut ranks = interleaved_ranks();
+        for x in &mut ranks {
+            x.modes.get_mut(&Mode::Overlapped).unwrap().timeline = one_span();
+        }
+        let p = plan();
+        let nodes = aggregate::nodes_of(&ranks, &p);
+        let keep = RunRecord::timeline_keep_of_nodes(&nodes, &[4]);
+        let flat: BTreeSet<u64> = timeline_sample(&ranks, &[4])
+            .into_iter()
+            .map(|i| ranks[i].rank)
+            .collect();
+        let mut per_node = BTreeSet::new();
+        for host in ["a", "b", "c"] {
+            let mut mine: Vec<RankRecord> =
+                ranks.iter().filter(|r| r.host == host).cloned().collect();
+            keep_timeline_sample(&mut mine, &keep, 0);
+            per_node.extend(
+                mine.iter()
+                    .filter(|r| !r.modes[&Mode::Overlapped].timeline.is_empty())
+                    .map(|r| r.rank),
+            );
+        }
+        assert_eq!(per_node, flat);
+        assert!(flat.len() < 12, "{flat:?}");
+    }
+
     /// JSON round trip.
     #[test]
     fn undefined_paired_figures_are_absent_not_nan() {
@@ -2925,14 +3189,14 @@ mod tests {
         let ranks = [r0, r1];
         // Round 0: overlapped critical = rank 1 (0.130), compute = rank 0
         // (0.100): gemm 0.112 − 0.095, exposed 0.012, skew the rest.
-        let (g, e, w, k) = round_breakdown(&ranks, 0).unwrap();
+        let (g, e, w, k) = round_breakdown(&nodes(&ranks), 0).unwrap();
         assert!((g - 0.017).abs() < 1e-12 && e == 0.012, "{g} {e}");
         // Records without waiting (no aligned clocks) wait 0.
         assert_eq!(w, 0.0);
         assert!((g + e + w + k - (0.130 - 0.100)).abs() < 1e-12);
         // Round 1: overlapped critical = rank 0 (0.131), compute = rank 1
         // (0.102).
-        let (g, e, w, k) = round_breakdown(&ranks, 1).unwrap();
+        let (g, e, w, k) = round_breakdown(&nodes(&ranks), 1).unwrap();
         assert!((g - (0.110 - 0.098)).abs() < 1e-12 && e == 0.015, "{g} {e}");
         assert!((g + e + w + k - (0.131 - 0.102)).abs() < 1e-12);
         // With the critical rank's exposed waiting: its own part, taken
@@ -2943,7 +3207,7 @@ mod tests {
             .get_mut(&Mode::Overlapped)
             .unwrap()
             .wait_exposed_s = vec![0.001, 0.004];
-        let (g2, e2, w2, k2) = round_breakdown(&waited, 1).unwrap();
+        let (g2, e2, w2, k2) = round_breakdown(&nodes(&waited), 1).unwrap();
         assert_eq!((g2, e2, w2), (g, e, 0.004));
         assert!((k2 - (k - 0.004)).abs() < 1e-12);
         // Without per-iteration exposed times (older records): no breakdown.
@@ -2955,7 +3219,7 @@ mod tests {
                 .comm_exposed_s
                 .clear();
         }
-        assert_eq!(round_breakdown(&old, 0), None);
+        assert_eq!(round_breakdown(&nodes(&old), 0), None);
     }
 
     #[test]
@@ -3061,7 +3325,7 @@ mod tests {
             sample(Mode::Overlapped, "end", 1700, &[]),
             sample(Mode::Compute, "end", 1980, &["sw_thermal"]),
         ];
-        let t = throttled(&[r]);
+        let t = throttled(&nodes(&[r]));
         assert_eq!(t.len(), 2, "{t:?}");
         assert!(t
             .iter()

@@ -944,7 +944,6 @@ impl Variant {
 /// run.json files.
 pub fn vary_record(run_id: &str, vary: &[String], rows: &[VariantRow<'_>]) -> VaryRecord {
     use crate::config::Mode;
-    use crate::result::cluster_step_times;
     let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
     let steps: Vec<Option<Vec<f64>>> = rows
         .iter()
@@ -952,7 +951,7 @@ pub fn vary_record(run_id: &str, vary: &[String], rows: &[VariantRow<'_>]) -> Va
             VariantStatus::DoesNotFit { .. } => None,
             VariantStatus::Ran => Some(
                 r.record
-                    .map(|r| cluster_step_times(&r.ranks, Mode::Overlapped))
+                    .map(|r| r.cluster_step_times(Mode::Overlapped))
                     .unwrap_or_default(),
             ),
         })

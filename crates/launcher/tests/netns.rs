@@ -13,13 +13,8 @@ use std::time::Duration;
 #[test]
 fn three_hosts_in_network_namespaces() {
     let test = "three_hosts_in_network_namespaces";
-    if !is_root() {
-        return skip(test, "needs root (network namespaces)");
-    }
-    for p in ["ip", "nsenter", "unshare", "mpirun"] {
-        if find_program(p).is_none() {
-            return skip(test, &format!("{p} is not installed"));
-        }
+    if let Some(why) = netns_missing() {
+        return skip(test, &why);
     }
     require_worker();
     let _lock = TestLock::acquire();
@@ -115,13 +110,8 @@ fn three_hosts_in_network_namespaces() {
 #[test]
 fn host_slots_decide_the_rank_count() {
     let test = "host_slots_decide_the_rank_count";
-    if !is_root() {
-        return skip(test, "needs root (network namespaces)");
-    }
-    for p in ["ip", "nsenter", "unshare", "mpirun"] {
-        if find_program(p).is_none() {
-            return skip(test, &format!("{p} is not installed"));
-        }
+    if let Some(why) = netns_missing() {
+        return skip(test, &why);
     }
     require_worker();
     let _lock = TestLock::acquire();
@@ -161,4 +151,109 @@ fn host_slots_decide_the_rank_count() {
         per_host.into_iter().collect::<Vec<_>>(),
         [("hostA".to_string(), 2), ("hostB".to_string(), 3)]
     );
+}
+
+/// 32 ranks, 8 on each of 4 namespace hosts (oversubscribed on this
+/// machine's cores), take the per-node path of a run above
+/// `SHARD_ABOVE_RANKS`: each node's leader gathers its ranks, writes them to
+/// `ranks/<host>.json` and sends rank 0 one node record; run.json holds no
+/// rank record. The summary rank 0 computed from the node records must be
+/// the flat summary of the rank records read back from the shards, and the
+/// node records those of the shards' ranks.
+#[test]
+fn thirty_two_ranks_are_gathered_per_node_into_shards() {
+    let test = "thirty_two_ranks_are_gathered_per_node_into_shards";
+    if let Some(why) = netns_missing() {
+        return skip(test, &why);
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let _hosts = Netns::up(4);
+    let extra = Netns::mpirun_args();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Leaders write their shards (the folder is shared here), then, forced,
+    // send them to rank 0 instead.
+    for (id, through_rank0) in [("scale", false), ("via0", true)] {
+        check_sharded_run(tmp.path(), id, through_rank0, &extra);
+    }
+}
+
+fn check_sharded_run(out: &std::path::Path, id: &str, through_rank0: bool, extra: &[String]) {
+    let mut cmd = mfubench_cmd();
+    if through_rank0 {
+        cmd.env("MFUBENCH_SHARDS_THROUGH_RANK0", "1");
+    }
+    cmd.args([
+        "run",
+        test_config("quick.toml").to_str().expect("utf-8"),
+        "--hosts",
+        "hostA:8,hostB:8,hostC:8,hostD:8",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--run-id",
+        id,
+        "--timeout",
+        "5m",
+    ]);
+    if through_rank0 {
+        cmd.args(["--env", "MFUBENCH_SHARDS_THROUGH_RANK0"]);
+    }
+    cmd.arg("--").args(extra);
+    let f = run(&mut cmd, Duration::from_secs(360));
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert_eq!(
+        f.stderr
+            .contains("3 node(s) sent their shard of rank records to rank 0"),
+        through_rank0,
+        "{}",
+        f.stderr
+    );
+    let dir = out.join(id);
+    let j = read_json(&dir.join("run.json"));
+    assert_eq!(j["world_size"], 32, "{j:#}");
+    assert!(j.get("ranks").is_none(), "run.json holds rank records");
+    assert_eq!(j["summary"]["wrong"], 0);
+    let nodes = j["nodes"].as_array().expect("nodes");
+    let files = j["rank_shards"]["files"].as_array().expect("rank_shards");
+    assert_eq!(nodes.len(), 4);
+    assert_eq!(files.len(), 4);
+    for (host, f) in ["hostA", "hostB", "hostC", "hostD"].iter().zip(files) {
+        assert_eq!(f["host"], *host);
+        assert_eq!(f["path"], format!("ranks/{host}.json"));
+        let shard = read_json(&dir.join(format!("ranks/{host}.json")));
+        let ranks = shard["ranks"].as_array().expect("shard ranks");
+        assert_eq!(ranks.len(), 8, "{host}");
+        assert!(ranks.iter().all(|r| r["host"] == *host), "{host}");
+    }
+
+    // The flat computation over the same records.
+    let loaded = mfubench_report::read::read_run(&dir).expect("read the run and its shards");
+    let run_record = &loaded.record;
+    assert_eq!(run_record.ranks.len(), 32);
+    let inputs = run_record.summary_inputs(run_record.config.acceptance.straggler_tolerance);
+    let flat = mfubench_core::result::summarize(&run_record.ranks, inputs);
+    assert_eq!(
+        serde_json::to_value(&flat).expect("summary"),
+        j["summary"],
+        "the summary from the node records differs from the flat one"
+    );
+    let flat_nodes = mfubench_core::aggregate::nodes_of(&run_record.ranks, &run_record.plan);
+    assert_eq!(
+        serde_json::to_value(&flat_nodes).expect("nodes"),
+        j["nodes"]
+    );
+
+    // The report reads the shards and finds nothing to warn about in the
+    // stored summary.
+    let f = run(
+        mfubench_cmd().args(["report", dir.to_str().expect("utf-8")]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(f.code(), 0, "{f:?}");
+    assert!(
+        !f.stdout.contains("differs from the value recomputed"),
+        "{}",
+        f.stdout
+    );
+    assert!(f.stdout.contains("| hostD |"), "{}", f.stdout);
 }

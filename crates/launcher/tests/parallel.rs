@@ -110,13 +110,8 @@ fn run_job(cfg: &Path, out: &Path, id: &str, where_: &[&str], extra: &[&str]) ->
 #[test]
 fn fsdp_tp_and_hsdp_on_two_namespace_hosts() {
     let test = "fsdp_tp_and_hsdp_on_two_namespace_hosts";
-    if !is_root() {
-        return skip(test, "needs root (network namespaces)");
-    }
-    for p in ["ip", "nsenter", "unshare", "mpirun"] {
-        if find_program(p).is_none() {
-            return skip(test, &format!("{p} is not installed"));
-        }
+    if let Some(why) = netns_missing() {
+        return skip(test, &why);
     }
     require_worker();
     let _lock = TestLock::acquire();

@@ -115,12 +115,12 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "contention_gemm",
         name: "GEMM contention",
-        text: "per iteration and rank, GEMM busy time inside the overlapped step / inside the compute step; median over ranks per iteration, then over iterations (1 = no slowdown).",
+        text: "per iteration and rank, GEMM busy time inside the overlapped step / inside the compute step; per iteration the median over each node's ranks, then over nodes (on one node: over ranks), then over iterations (1 = no slowdown).",
     },
     Definition {
         key: "contention_allreduce",
         name: "all-reduce contention",
-        text: "per iteration and rank, all-reduce busy time inside the overlapped step / inside the comm step; median over ranks per iteration, then over iterations (1 = no slowdown).",
+        text: "per iteration and rank, all-reduce busy time inside the overlapped step / inside the comm step; per iteration the median over each node's ranks, then over nodes (on one node: over ranks), then over iterations (1 = no slowdown).",
     },
     Definition {
         key: "algbw",

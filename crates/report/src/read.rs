@@ -10,7 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use mfubench_core::result::{RunRecord, SCHEMA_VERSION};
+use mfubench_core::aggregate::{RankShards, ShardRecord};
+use mfubench_core::result::{RankRecord, RunRecord, SCHEMA_VERSION};
 use serde_json::error::Category;
 
 use crate::error::ReportError;
@@ -81,7 +82,7 @@ pub fn parse_run(bytes: &[u8], path: &Path) -> Result<RunRecord, ReportError> {
             message: "the file is empty".into(),
         });
     }
-    let record: RunRecord = match serde_json::from_slice(bytes) {
+    let mut record: RunRecord = match serde_json::from_slice(bytes) {
         Ok(r) => r,
         Err(e) => return Err(classify(bytes, path, &e)),
     };
@@ -98,11 +99,65 @@ pub fn parse_run(bytes: &[u8], path: &Path) -> Result<RunRecord, ReportError> {
             message: "schema_version = 0 is not a version mfubench ever wrote".into(),
         });
     }
+    if record.ranks.is_empty() {
+        if let Some(shards) = record.rank_shards.take() {
+            record.ranks = read_shards(&shards, path)?;
+            record.rank_shards = Some(shards);
+        }
+    }
     validate(&record).map_err(|message| ReportError::Inconsistent {
         path: path_buf(),
         message,
     })?;
     Ok(record)
+}
+
+/// The rank records of a sharded run (`rank_shards`: one file per node
+/// beside run.json), in rank order; each shard must hold the ranks the
+/// index names.
+fn read_shards(shards: &RankShards, run_json: &Path) -> Result<Vec<RankRecord>, ReportError> {
+    let dir = run_json.parent().unwrap_or(Path::new("."));
+    let mut ranks = Vec::new();
+    for f in &shards.files {
+        let file = dir.join(&f.path);
+        let bad = |message: String| ReportError::Inconsistent {
+            path: file.clone(),
+            message,
+        };
+        if Path::new(&f.path)
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(bad(format!(
+                "rank_shards names {:?}: a shard path must stay inside the run directory",
+                f.path
+            )));
+        }
+        let bytes = mfubench_fsio::read_capped(
+            &file,
+            max_run_json_bytes(),
+            "rank shard",
+            "set MFUBENCH_MAX_RUN_JSON_MB to read it anyway",
+        )
+        .map_err(ReportError::from)?;
+        let shard: ShardRecord = serde_json::from_slice(&bytes).map_err(|e| {
+            bad(format!(
+                "the shard of host {} is unreadable: {}",
+                f.host,
+                strip_position(&e.to_string())
+            ))
+        })?;
+        let held: Vec<u64> = shard.ranks.iter().map(|r| r.rank).collect();
+        if held != f.ranks {
+            return Err(bad(format!(
+                "the shard holds ranks {held:?} but run.json's rank_shards says {:?}",
+                f.ranks
+            )));
+        }
+        ranks.extend(shard.ranks);
+    }
+    ranks.sort_by_key(|r| r.rank);
+    Ok(ranks)
 }
 
 fn classify(bytes: &[u8], path: &Path, e: &serde_json::Error) -> ReportError {

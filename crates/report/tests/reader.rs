@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{build, Gen};
-use mfubench_report::read::parse_run;
+use mfubench_report::read::{parse_run, read_run};
 use mfubench_report::{report_loaded, Format, LoadedRun, ReportError, ReportOptions};
 use proptest::prelude::*;
 
@@ -73,14 +73,14 @@ fn malformed_file_says_where() {
 #[test]
 fn future_schema_is_refused_by_version() {
     let mut v: serde_json::Value = serde_json::from_slice(&small_json()).unwrap();
-    v["schema_version"] = 4.into();
+    v["schema_version"] = 5.into();
     let e = err(&serde_json::to_vec(&v).unwrap());
     assert!(
         matches!(
             e,
             ReportError::FutureSchema {
-                found: 4,
-                supported: 3,
+                found: 5,
+                supported: 4,
                 ..
             }
         ),
@@ -246,4 +246,90 @@ fn oversized_run_json_is_refused_before_reading() {
     let e = mfubench_report::read::read_run(&p).unwrap_err().to_string();
     std::env::remove_var("MFUBENCH_MAX_RUN_JSON_MB");
     assert!(e.contains("more than the 2 MiB"), "{e}");
+}
+
+/// A run whose rank records are in per-node shards reads back whole, and
+/// every way a shard can disagree with run.json's index is one clear error
+/// naming the shard file.
+#[test]
+fn sharded_runs_read_back_and_bad_shards_are_named() {
+    use mfubench_core::aggregate::{nodes_of, shard_path, RankShards, ShardFile, ShardRecord};
+    let g = Gen {
+        hosts: 3,
+        per_host: 2,
+        slow: vec![],
+        toml: common::FIXTURE_TOML.replace("iterations = 5", "iterations = 2"),
+        ..Gen::default()
+    };
+    let flat = build(&g);
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |run: &mfubench_core::result::RunRecord, shards: &[ShardRecord]| {
+        std::fs::create_dir_all(tmp.path().join("ranks")).unwrap();
+        for s in shards {
+            std::fs::write(
+                tmp.path().join(shard_path(&s.host)),
+                serde_json::to_vec(s).unwrap(),
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            tmp.path().join("run.json"),
+            serde_json::to_vec(run).unwrap(),
+        )
+        .unwrap();
+    };
+    let mut sharded = flat.clone();
+    sharded.nodes = nodes_of(&flat.ranks, &flat.plan);
+    let shards: Vec<ShardRecord> = flat
+        .hosts
+        .iter()
+        .map(|h| ShardRecord {
+            host: h.clone(),
+            ranks: flat
+                .ranks
+                .iter()
+                .filter(|r| &r.host == h)
+                .cloned()
+                .collect(),
+        })
+        .collect();
+    sharded.rank_shards = Some(RankShards {
+        files: shards
+            .iter()
+            .map(|s| ShardFile {
+                host: s.host.clone(),
+                path: shard_path(&s.host),
+                ranks: s.ranks.iter().map(|r| r.rank).collect(),
+            })
+            .collect(),
+    });
+    sharded.ranks.clear();
+    write(&sharded, &shards);
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("run.json")).unwrap()).unwrap();
+    assert!(v.get("ranks").is_none(), "run.json holds rank records");
+    let back = read_run(tmp.path()).expect("a sharded run reads");
+    assert_eq!(back.record.ranks, flat.ranks);
+
+    // A shard that holds other ranks than the index says.
+    let mut wrong = shards.clone();
+    wrong[1].ranks.pop();
+    write(&sharded, &wrong);
+    let e = read_run(tmp.path()).unwrap_err().to_string();
+    let second = shard_path(&shards[1].host);
+    assert!(
+        e.starts_with(&tmp.path().join(&second).display().to_string()),
+        "{e}"
+    );
+    assert!(e.contains("but run.json's rank_shards says"), "{e}");
+    // A missing shard.
+    std::fs::remove_file(tmp.path().join(&second)).unwrap();
+    let e = read_run(tmp.path()).unwrap_err().to_string();
+    assert!(e.contains(&second), "{e}");
+    // A shard path that leaves the run directory is refused unread.
+    let mut escape = sharded.clone();
+    escape.rank_shards.as_mut().unwrap().files[0].path = "../x.json".into();
+    write(&escape, &shards);
+    let e = read_run(tmp.path()).unwrap_err().to_string();
+    assert!(e.contains("must stay inside the run directory"), "{e}");
 }

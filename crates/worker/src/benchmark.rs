@@ -38,13 +38,16 @@ use mpi::collective::SystemOperation;
 use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::*;
 
+use mfubench_core::aggregate::{
+    shard_path, NodeRecord, RankShards, ShardFile, ShardRecord, SHARD_ABOVE_RANKS,
+};
 use mfubench_core::config::{Config, Mode};
 use mfubench_core::parallel::Group;
 use mfubench_core::plan::StepPlan;
-use mfubench_core::protocol::{Event, LAUNCH_ENV};
+use mfubench_core::protocol::{Event, LAUNCH_ENV, SHARDS_THROUGH_RANK0_ENV};
 use mfubench_core::result::{
-    HostLoad, LaunchInfo, ModeRecord, PeakChoice, PeakSource, RankRecord, RunMeta, RunRecord,
-    TelemetrySample,
+    keep_timeline_sample, HostLoad, LaunchInfo, ModeRecord, PeakChoice, PeakSource, PlanInfo,
+    RankRecord, RunMeta, RunRecord, TelemetrySample, TIMELINE_SAMPLE_ABOVE,
 };
 use mfubench_core::stats;
 
@@ -116,6 +119,48 @@ pub struct Benchmark<'r, B: Backend> {
     quiet: bool,
     /// The SDC checks since the last window closed.
     sdc: Vec<mfubench_core::soak::SdcSample>,
+    /// The node and node-leader communicators of a run large enough to
+    /// gather its records per node (see [`NodeComms`]).
+    node_comms: Option<NodeComms>,
+}
+
+/// The communicators of the per-node gather (runs of more than
+/// [`SHARD_ABOVE_RANKS`] ranks): this rank's node, and, on the node's
+/// leader (its lowest world rank), the leaders of every node, world rank 0
+/// first.
+struct NodeComms {
+    node: SimpleCommunicator,
+    leaders: Option<SimpleCommunicator>,
+}
+
+impl NodeComms {
+    /// Collective over the world.
+    fn new(rank: &Rank) -> NodeComms {
+        let node = rank.world.split_shared(rank.world.rank());
+        let colour = if node.rank() == 0 {
+            Color::with_value(0)
+        } else {
+            Color::undefined()
+        };
+        let leaders = rank.world.split_by_color_with_key(colour, rank.rank as i32);
+        NodeComms { node, leaders }
+    }
+}
+
+/// What world rank 0 tells the node leaders once it has the node records:
+/// the ranks whose timelines the shards keep beyond each node's own sample,
+/// and each node's shard path by its first rank (None: rank 0 could not
+/// build the run record, and no shard is written).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ShardOrders {
+    keep: Vec<u64>,
+    paths: BTreeMap<u64, String>,
+    /// Rank 0's run directory, absolute.
+    dir: PathBuf,
+    /// A file rank 0 wrote there: a leader that sees it shares rank 0's
+    /// file system and writes its shard itself; one that does not sends
+    /// the shard to rank 0, which writes it.
+    marker: PathBuf,
 }
 
 /// A communicator per kind of group the plan's collectives run in (this
@@ -163,8 +208,10 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             );
             let clock = rank.agree(crate::clock::align(rank).map_err(RunError))?;
             // The group splits are collectives too: under the same deadline.
-            (clock, group_comms(rank, &plan))
+            let nodes = (rank.size > SHARD_ABOVE_RANKS).then(|| NodeComms::new(rank));
+            (clock, (group_comms(rank, &plan), nodes))
         };
+        let (groups, node_comms) = groups;
         Ok(Benchmark {
             session,
             rank,
@@ -189,6 +236,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             groups,
             quiet: false,
             sdc: Vec::new(),
+            node_comms,
         })
     }
 
@@ -551,10 +599,16 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         };
         let bytes = serde_json::to_vec(&record)
             .unwrap_or_else(|e| r.abort(format!("cannot encode the rank record: {e}")));
-        let gathered = mpi_comm::gather_bytes(&r.world, &bytes).unwrap_or_else(|e| r.abort(e));
-        let written = match gathered {
-            Some(all) => self.write_run_json(all, complete),
-            None => Ok(()),
+        let written = match &self.node_comms {
+            Some(comms) => self.save_per_node(comms, &bytes, complete),
+            None => {
+                let gathered =
+                    mpi_comm::gather_bytes(&r.world, &bytes).unwrap_or_else(|e| r.abort(e));
+                match gathered {
+                    Some(all) => self.write_run_json(all, complete),
+                    None => Ok(()),
+                }
+            }
         };
         r.agree(written)?;
         if complete {
@@ -604,6 +658,236 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         last
     }
 
+    /// The hierarchical save of a large run, the alternative to one gather
+    /// on rank 0: each node's leader gathers its node's rank records,
+    /// reduces them to a [`NodeRecord`] and sends only that to rank 0, which
+    /// computes the summary; rank 0 tells the leaders which timelines to
+    /// keep and where; each leader writes its node's records to
+    /// `ranks/<host>.json`; once every shard is written, rank 0 writes
+    /// run.json with the summary, the node records and the shards' index.
+    /// Rank 0's memory and the bytes it receives grow with the nodes, not
+    /// the ranks. Collective; runs under the save's deadline.
+    fn save_per_node(
+        &self,
+        comms: &NodeComms,
+        bytes: &[u8],
+        complete: bool,
+    ) -> Result<(), RunError> {
+        let r = self.rank;
+        let gathered = mpi_comm::gather_bytes(&comms.node, bytes).unwrap_or_else(|e| r.abort(e));
+        let (Some(leaders), Some(all)) = (&comms.leaders, gathered) else {
+            return Ok(());
+        };
+        let plan_info = PlanInfo::of(&self.plan, &self.config);
+        let ranks: Result<Vec<RankRecord>, RunError> = all
+            .iter()
+            .map(|b| {
+                serde_json::from_slice::<RankRecord>(b).map_err(|e| {
+                    RunError(format!(
+                        "a rank record of node {} is unreadable: {e}",
+                        r.host
+                    ))
+                })
+            })
+            .collect();
+        // Every leader takes part in every collective below, whatever failed
+        // before it: errors are carried to the agreement at the end.
+        let node_bytes = match &ranks {
+            Ok(rs) => {
+                let refs: Vec<&RankRecord> = rs.iter().collect();
+                serde_json::to_vec(&NodeRecord::of(&r.host, &refs, &plan_info)).unwrap_or_default()
+            }
+            Err(_) => Vec::new(),
+        };
+        let nodes = mpi_comm::gather_bytes(leaders, &node_bytes).unwrap_or_else(|e| r.abort(e));
+        let run = nodes.map(|nodes| self.run_of_nodes(nodes, complete));
+        let orders = match &run {
+            Some(Ok((run, keep))) => self.shard_orders(run, keep),
+            _ => Vec::new(),
+        };
+        let orders = mpi_comm::broadcast_bytes(leaders, &orders);
+        let orders = serde_json::from_slice::<ShardOrders>(&orders).map_err(|_| {
+            RunError("rank 0 could not assemble the run record, so no shard was written".into())
+        });
+        let shard = match (ranks, &orders) {
+            (Ok(rs), Ok(o)) => self.shard_bytes(rs, o),
+            (Err(e), _) => Err(e),
+            (_, Err(e)) => Err(e.clone()),
+        };
+        let shard = self.place_shard(leaders, shard, orders.as_ref().ok());
+        let failed = u64::from(shard.is_err());
+        let mut any = 0u64;
+        leaders.all_reduce_into(&failed, &mut any, SystemOperation::max());
+        shard?;
+        match run {
+            Some(Ok((run, _))) if any == 0 => self.write_record(&run, complete),
+            Some(Ok(_)) => Err(RunError(
+                "a node leader could not write its shard of rank records; run.json was not updated"
+                    .into(),
+            )),
+            Some(Err(e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Rank 0: the run record from the node records, and the ranks whose
+    /// timelines the shards keep beyond each node's own sample.
+    fn run_of_nodes(
+        &self,
+        all: Vec<Vec<u8>>,
+        complete: bool,
+    ) -> Result<(RunRecord, Vec<u64>), RunError> {
+        let mut nodes = Vec::with_capacity(all.len());
+        for (i, b) in all.iter().enumerate() {
+            nodes.push(serde_json::from_slice::<NodeRecord>(b).map_err(|e| {
+                RunError(format!(
+                    "the node record of node leader {i} is unreadable (see its error line): {e}"
+                ))
+            })?);
+        }
+        let mut used = BTreeSet::new();
+        let files = nodes
+            .iter()
+            .map(|n| {
+                let mut path = shard_path(&n.host);
+                // Two nodes reporting one host name keep a file each.
+                let mut k = 1;
+                while !used.insert(path.clone()) {
+                    k += 1;
+                    path = shard_path(&format!("{}-{k}", n.host));
+                }
+                ShardFile {
+                    host: n.host.clone(),
+                    path,
+                    ranks: n.ranks.iter().map(|b| b.rank).collect(),
+                }
+            })
+            .collect();
+        let meta = self.run_meta(complete);
+        let run = RunRecord::of_nodes(
+            &self.config,
+            &self.plan,
+            self.peak,
+            meta,
+            nodes,
+            RankShards { files },
+        );
+        let stragglers: Vec<u64> = run.summary.stragglers.iter().map(|s| s.rank).collect();
+        let keep = RunRecord::timeline_keep_of_nodes(&run.nodes, &stragglers);
+        Ok((run, keep))
+    }
+
+    /// Rank 0: the leaders' orders, after creating `ranks/` and the
+    /// marker file that tells a leader whether it shares rank 0's files.
+    fn shard_orders(&self, run: &RunRecord, keep: &[u64]) -> Vec<u8> {
+        let dir = std::path::absolute(&self.session.run_dir)
+            .unwrap_or_else(|_| self.session.run_dir.clone());
+        let marker = dir.join(format!("ranks/.shared-{}", std::process::id()));
+        let made =
+            std::fs::create_dir_all(dir.join("ranks")).and_then(|_| std::fs::write(&marker, b""));
+        if let Err(e) = made {
+            crate::say!("mfubench-worker: cannot create {}: {e}", marker.display());
+            return Vec::new();
+        }
+        serde_json::to_vec(&ShardOrders {
+            keep: keep.to_vec(),
+            paths: run
+                .rank_shards
+                .iter()
+                .flat_map(|s| &s.files)
+                .filter_map(|f| Some((*f.ranks.first()?, f.path.clone())))
+                .collect(),
+            dir,
+            marker,
+        })
+        .unwrap_or_default()
+    }
+
+    /// A node leader: its node's shard (path and bytes), keeping the
+    /// timelines of a sample when the run is large (the node's slowest,
+    /// median and fastest rank and the ranks rank 0 named).
+    fn shard_bytes(
+        &self,
+        mut ranks: Vec<RankRecord>,
+        orders: &ShardOrders,
+    ) -> Result<(PathBuf, Vec<u8>), RunError> {
+        let r = self.rank;
+        let path = orders.paths.get(&r.rank).ok_or_else(|| {
+            RunError(format!(
+                "rank 0 named no shard for the node of rank {}",
+                r.rank
+            ))
+        })?;
+        if r.size as usize > TIMELINE_SAMPLE_ABOVE {
+            keep_timeline_sample(&mut ranks, &orders.keep, 0);
+        }
+        let shard = ShardRecord {
+            host: r.host.clone(),
+            ranks,
+        };
+        let bytes = serde_json::to_vec(&shard).map_err(|e| RunError(e.to_string()))?;
+        Ok((orders.dir.join(path), bytes))
+    }
+
+    /// Writes each leader's shard: the leader itself where it sees rank 0's
+    /// marker file (a shared file system), else rank 0, which receives it
+    /// from that leader, one node at a time. Collective over the leaders.
+    fn place_shard(
+        &self,
+        leaders: &SimpleCommunicator,
+        shard: Result<(PathBuf, Vec<u8>), RunError>,
+        orders: Option<&ShardOrders>,
+    ) -> Result<(), RunError> {
+        let write = |file: &std::path::Path, bytes: &[u8]| {
+            output::write_atomic(file, bytes).map_err(|e| RunError(e.to_string()))
+        };
+        // Rank 0 writes its own node's shard.
+        let shared = leaders.rank() == 0
+            || (orders.is_some_and(|o| o.marker.exists())
+                && std::env::var_os(SHARDS_THROUGH_RANK0_ENV).is_none());
+        let mut result = match &shard {
+            Ok((file, bytes)) if shared => write(file, bytes),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.clone()),
+        };
+        // Who sends its shard to rank 0: 1 = sends, 0 = wrote it or failed.
+        let sends = u8::from(!shared && shard.is_ok());
+        let root = leaders.process_at_rank(0);
+        if leaders.rank() == 0 {
+            let mut who = vec![0u8; leaders.size() as usize];
+            root.gather_into_root(&sends, &mut who[..]);
+            let sent = who.iter().filter(|s| **s == 1).count();
+            if sent > 0 {
+                crate::say!(
+                    "mfubench-worker: {sent} node(s) sent their shard of rank records to rank 0, which wrote it (their leader does not see rank 0's results folder{})",
+                    if std::env::var_os(SHARDS_THROUGH_RANK0_ENV).is_some() {
+                        ", or was told so by MFUBENCH_SHARDS_THROUGH_RANK0"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            for (i, _) in who.iter().enumerate().filter(|(_, s)| **s == 1) {
+                let (path, _) = leaders.process_at_rank(i as i32).receive_vec::<u8>();
+                let (bytes, _) = leaders.process_at_rank(i as i32).receive_vec::<u8>();
+                let file = PathBuf::from(String::from_utf8_lossy(&path).into_owned());
+                if let Err(e) = write(&file, &bytes) {
+                    result = result.and(Err(e));
+                }
+            }
+            if let Some(o) = orders {
+                let _ = std::fs::remove_file(&o.marker);
+            }
+        } else {
+            root.gather_into(&sends);
+            if let (1, Ok((file, bytes))) = (sends, &shard) {
+                root.send(file.to_string_lossy().as_bytes());
+                root.send(&bytes[..]);
+            }
+        }
+        result
+    }
+
     /// Rank 0: builds the run record from the gathered rank records and
     /// writes it.
     fn write_run_json(&self, all: Vec<Vec<u8>>, complete: bool) -> Result<(), RunError> {
@@ -614,6 +898,13 @@ impl<'r, B: Backend> Benchmark<'r, B> {
                     .map_err(|e| RunError(format!("the record of rank {i} is unreadable: {e}")))?,
             );
         }
+        let meta = self.run_meta(complete);
+        let run = RunRecord::new(&self.config, &self.plan, self.peak, meta, ranks);
+        self.write_record(&run, complete)
+    }
+
+    /// What the run record holds apart from the measurements.
+    fn run_meta(&self, complete: bool) -> RunMeta {
         let mut launch: LaunchInfo = std::env::var(LAUNCH_ENV)
             .ok()
             .and_then(|s| serde_json::from_str(&s).ok())
@@ -647,7 +938,7 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             "mfubench".to_string(),
             mfubench_core::TOOL_VERSION.to_string(),
         );
-        let meta = RunMeta {
+        RunMeta {
             run_id: self.session.run_id.clone(),
             started_at: self.started_at.clone(),
             finished_at: output::rfc3339_now(),
@@ -655,10 +946,13 @@ impl<'r, B: Backend> Benchmark<'r, B> {
             versions,
             env: output::captured_env(std::env::vars()),
             complete,
-        };
-        let run = RunRecord::new(&self.config, &self.plan, self.peak, meta, ranks);
+        }
+    }
+
+    /// Rank 0: writes run.json atomically and, at the end, says so.
+    fn write_record(&self, run: &RunRecord, complete: bool) -> Result<(), RunError> {
         let path = self.run_json_path();
-        let bytes = serde_json::to_vec(&run).map_err(|e| RunError(e.to_string()))?;
+        let bytes = serde_json::to_vec(run).map_err(|e| RunError(e.to_string()))?;
         output::write_atomic(&path, &bytes).map_err(|e| RunError(e.to_string()))?;
         if complete {
             let s = &run.summary;

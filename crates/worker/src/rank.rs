@@ -56,7 +56,7 @@ impl From<&UsageError> for Exit {
 }
 
 /// A run-class error message.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct RunError(pub String);
 

@@ -316,6 +316,8 @@ pub fn build(g: &Gen) -> RunRecord {
         }),
         complete: true,
         ranks,
+        nodes: Vec::new(),
+        rank_shards: None,
         summary,
     };
     // As the worker's RunRecord::new: a large run keeps a timeline sample.
