@@ -111,8 +111,9 @@ PY
 
 # The report at scale (issue 24): a generated run of 16,384 ranks (2,048
 # hosts × 8; targets < 2 s, < 1 GiB) and of 131,072 ranks (16,384 hosts ×
-# 8; targets < 10 s, < 2 GiB, report.html < 5 MB). MFUBENCH_BENCH_SCALE=0
-# leaves them out (the larger one needs several GiB to generate).
+# 8; targets < 10 s, < 2 GiB, report.html < 5 MB), written per node as the
+# worker writes a run above 16 ranks. MFUBENCH_BENCH_SCALE=0 leaves them out
+# (the larger one needs several GiB and 1.7 GB of disk to generate).
 if [ "${MFUBENCH_BENCH_SCALE:-1}" != 0 ]; then
   echo "== report of a generated 16,384-rank run"
   cargo bench -q -p mfubench-report --bench scale 2>&1 | grep -v '^$' || true

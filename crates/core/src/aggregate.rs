@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 
 use crate::config::Mode;
 use crate::metrics;
-use crate::result::{ModeRecord, OpStat, PlanInfo, RankRecord, StreamKind};
+use crate::result::{HostLoad, ModeRecord, OpStat, PlanInfo, RankRecord, StreamKind};
 use crate::stats;
 
 /// Runs above this many ranks write their rank records to one shard per
@@ -91,7 +91,8 @@ pub fn shard_path(host: &str) -> String {
     format!("ranks/{safe}.json")
 }
 
-/// One rank of a node, reduced to the scalars the summary needs.
+/// One rank of a node, reduced to the scalars the summary and the
+/// report's per-rank tables need.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RankBrief {
     /// World rank.
@@ -100,16 +101,42 @@ pub struct RankBrief {
     pub local_rank: u64,
     /// Device label.
     pub device: String,
-    /// Per mode the rank ran: its median step (None: no timed step).
-    pub step_median_s: BTreeMap<Mode, Option<f64>>,
-    /// Per mode where it recorded any: its median waiting for peers.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub wait_median_s: BTreeMap<Mode, f64>,
+    /// Per mode the rank ran.
+    pub modes: BTreeMap<Mode, ModeBrief>,
     /// Its warmup round times.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warmup_round_s: Vec<f64>,
     /// Wrong results it counted.
     pub wrong: u64,
+}
+
+/// One mode of one rank, in brief.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModeBrief {
+    /// Its step times' median, p95, min, max and count (None: no timed
+    /// step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<stats::Stats>,
+    /// Its median waiting for peers, where it recorded any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_median_s: Option<f64>,
+    /// Σ of its per-op medians on the compute stream, seconds.
+    pub gemm_time_s: f64,
+    /// Σ of its per-op medians on the comm stream, seconds.
+    pub allreduce_time_s: f64,
+    /// Wrong all-reduce elements in this mode.
+    #[serde(default)]
+    pub wrong: u64,
+    /// Whether its record keeps this mode's timeline.
+    #[serde(default)]
+    pub timeline: bool,
+}
+
+impl ModeBrief {
+    /// The median step (None: no timed step).
+    pub fn step_median_s(&self) -> Option<f64> {
+        self.steps.map(|s| s.median)
+    }
 }
 
 /// The rank whose step was the longest of a round on a node (ties: the
@@ -207,6 +234,24 @@ pub struct NodeRecord {
     /// Telemetry lines that show throttling, with their rank.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clocks_throttled: Vec<(u64, String)>,
+    /// What else shared the host at the start (its first rank's reading).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_load: Option<HostLoad>,
+    /// Comm and overlapped modes: per bucket, the median over the node's
+    /// ranks of each rank's median all-reduce time of that bucket (a
+    /// bucket all-reduced in pieces counts as their sum).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bucket_median_s: BTreeMap<Mode, Vec<Option<f64>>>,
+    /// Device models and how many of the node's ranks have each, in order
+    /// of first appearance ("" for unknown).
+    #[serde(default)]
+    pub device_names: Vec<(String, u64)>,
+    /// Whether any rank ran on a simulated GPU.
+    #[serde(default)]
+    pub simulated: bool,
+    /// Telemetry samples its ranks' records hold (in the shard).
+    #[serde(default)]
+    pub telemetry_samples: u64,
 }
 
 /// Per iteration the maximum of several series (as many iterations as the
@@ -341,20 +386,57 @@ impl RankBrief {
             rank: r.rank,
             local_rank: r.local_rank,
             device: r.device.clone(),
-            step_median_s: r
+            modes: r
                 .modes
                 .iter()
-                .map(|(m, x)| (*m, stats::median(&x.step_time_s)))
-                .collect(),
-            wait_median_s: r
-                .modes
-                .iter()
-                .filter_map(|(m, x)| Some((*m, stats::median(&x.wait_for_peers_s)?)))
+                .map(|(m, x)| {
+                    (
+                        *m,
+                        ModeBrief {
+                            steps: stats::Stats::of(&x.step_time_s),
+                            wait_median_s: stats::median(&x.wait_for_peers_s),
+                            gemm_time_s: x.stream_time_s(StreamKind::Compute),
+                            allreduce_time_s: x.stream_time_s(StreamKind::Comm),
+                            wrong: x.wrong,
+                            timeline: !x.timeline.is_empty(),
+                        },
+                    )
+                })
                 .collect(),
             warmup_round_s: r.warmup_round_s.clone(),
             wrong: r.wrong,
         }
     }
+
+    /// Its median step in `mode` (outer None: it did not run the mode).
+    pub fn step_median_s(&self, mode: Mode) -> Option<Option<f64>> {
+        self.modes.get(&mode).map(ModeBrief::step_median_s)
+    }
+}
+
+/// Per bucket, one rank's median all-reduce time in a mode (pieces summed).
+fn rank_buckets(m: &ModeRecord, buckets: usize) -> Vec<Option<f64>> {
+    let mut out: Vec<Option<f64>> = vec![None; buckets];
+    for op in m.ops.iter().filter(|o| o.stream == StreamKind::Comm) {
+        if let Some(slot) = op.bucket.and_then(|b| out.get_mut(b)) {
+            *slot = Some(slot.unwrap_or(0.0) + op.median_s);
+        }
+    }
+    out
+}
+
+/// Per bucket, the median over ranks of their times in a mode; None
+/// when no rank ran the mode.
+fn bucket_medians(ranks: &[&RankRecord], mode: Mode, buckets: usize) -> Option<Vec<Option<f64>>> {
+    let per_rank: Vec<Vec<Option<f64>>> = ranks
+        .iter()
+        .filter_map(|r| Some(rank_buckets(r.modes.get(&mode)?, buckets)))
+        .collect();
+    (!per_rank.is_empty()).then(|| {
+        (0..buckets)
+            .map(|b| stats::median(&per_rank.iter().filter_map(|v| v[b]).collect::<Vec<f64>>()))
+            .collect()
+    })
 }
 
 impl NodeMode {
@@ -440,6 +522,26 @@ impl NodeRecord {
             clocks_throttled: ranks
                 .iter()
                 .flat_map(|r| throttled(r).into_iter().map(|l| (r.rank, l)))
+                .collect(),
+            host_load: ranks.iter().find_map(|r| r.host_load.clone()),
+            device_names: {
+                let mut v: Vec<(String, u64)> = Vec::new();
+                for r in ranks {
+                    match v.iter_mut().find(|(n, _)| *n == r.device_name) {
+                        Some((_, c)) => *c += 1,
+                        None => v.push((r.device_name.clone(), 1)),
+                    }
+                }
+                v
+            },
+            simulated: ranks.iter().any(|r| {
+                r.device_info.get("simulated").is_some_and(|v| v == "true")
+                    || r.device_name.ends_with(crate::simgpu::NAME_MARK)
+            }),
+            telemetry_samples: ranks.iter().map(|r| r.telemetry.len() as u64).sum(),
+            bucket_median_s: [Mode::Comm, Mode::Overlapped]
+                .into_iter()
+                .filter_map(|m| Some((m, bucket_medians(ranks, m, plan.buckets.len())?)))
                 .collect(),
         }
     }

@@ -1062,6 +1062,20 @@ pub fn keep_timeline_sample(ranks: &mut [RankRecord], stragglers: &[u64], above:
     }
 }
 
+/// The hosts that were shared at the start (oversubscribed or busy), each
+/// with why, in node order (see [`RunRecord::shared_hosts`]).
+pub fn shared_hosts_of(nodes: &[NodeRecord]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for n in nodes {
+        if let Some(why) = n.host_load.as_ref().and_then(HostLoad::shared_reason) {
+            if !out.iter().any(|(h, _)| *h == n.host) {
+                out.push((n.host.clone(), why));
+            }
+        }
+    }
+    out
+}
+
 /// What a run record is made of, apart from the measurements.
 #[derive(Debug, Clone)]
 pub struct RunMeta {
@@ -1085,15 +1099,7 @@ impl RunRecord {
     /// The hosts that were shared at the start (oversubscribed or busy),
     /// each with why, in host order.
     pub fn shared_hosts(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::new();
-        for r in &self.ranks {
-            if let Some(why) = r.host_load.as_ref().and_then(HostLoad::shared_reason) {
-                if !out.iter().any(|(h, _)| *h == r.host) {
-                    out.push((r.host.clone(), why));
-                }
-            }
-        }
-        out
+        shared_hosts_of(&self.node_records())
     }
 
     /// Assembles a run record and computes its summary (pure: the caller
@@ -1180,6 +1186,16 @@ impl RunRecord {
         }
     }
 
+    /// The per-node aggregates: run.json's where the rank records are in
+    /// shards, else computed from the rank records.
+    pub fn node_records(&self) -> std::borrow::Cow<'_, [NodeRecord]> {
+        if self.ranks.is_empty() {
+            std::borrow::Cow::Borrowed(&self.nodes)
+        } else {
+            std::borrow::Cow::Owned(aggregate::nodes_of(&self.ranks, &self.plan))
+        }
+    }
+
     /// Cluster step times of a mode ([`cluster_step_times`]), from the rank
     /// records, or from the per-node aggregates where run.json left the
     /// rank records in shards.
@@ -1214,7 +1230,7 @@ impl RunRecord {
         if let Some(mode) = mode {
             let mut order: Vec<(u64, f64)> = briefs(nodes)
                 .iter()
-                .filter_map(|(_, b)| Some((b.rank, (*b.step_median_s.get(&mode)?)?)))
+                .filter_map(|(_, b)| Some((b.rank, b.step_median_s(mode)??)))
                 .collect();
             order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             if let (Some(s), Some(m)) = (order.last(), order.get(order.len().saturating_sub(1) / 2))
@@ -1540,7 +1556,7 @@ fn world_of(nodes: &[NodeRecord]) -> u64 {
 }
 
 /// Every rank's brief with its host, in rank order.
-fn briefs(nodes: &[NodeRecord]) -> Vec<(&str, &RankBrief)> {
+pub fn briefs(nodes: &[NodeRecord]) -> Vec<(&str, &RankBrief)> {
     let mut v: Vec<(&str, &RankBrief)> = nodes
         .iter()
         .flat_map(|n| n.ranks.iter().map(move |b| (n.host.as_str(), b)))
@@ -1633,7 +1649,7 @@ fn wait_for_peers(briefs: &[(&str, &RankBrief)]) -> BTreeMap<Mode, Vec<f64>> {
         .filter_map(|mode| {
             let per_rank: Vec<Option<f64>> = briefs
                 .iter()
-                .map(|(_, b)| b.wait_median_s.get(&mode).copied())
+                .map(|(_, b)| b.modes.get(&mode).and_then(|m| m.wait_median_s))
                 .collect();
             per_rank.iter().any(Option::is_some).then(|| {
                 (
@@ -2300,22 +2316,79 @@ pub fn find_stragglers(ranks: &[RankRecord], tolerance: f64) -> (Vec<Straggler>,
     stragglers_of(&with_host, tolerance)
 }
 
-/// [`find_stragglers`] over the ranks' briefs (in rank order), with the
-/// straggler mode of [`straggler_mode`].
-fn stragglers_of(briefs: &[(&str, &RankBrief)], tolerance: f64) -> (Vec<Straggler>, Vec<String>) {
-    let Some(mode) = [
-        Mode::Compute,
+/// [`find_stragglers`] over node records.
+pub fn find_stragglers_of_nodes(
+    nodes: &[NodeRecord],
+    tolerance: f64,
+) -> (Vec<Straggler>, Vec<String>) {
+    stragglers_of(&briefs(nodes), tolerance)
+}
+
+/// [`straggler_mode`] over node records.
+pub fn straggler_mode_of_nodes(nodes: &[NodeRecord]) -> Option<Mode> {
+    STRAGGLER_MODES
+        .into_iter()
+        .find(|m| nodes.iter().all(|n| n.all_ran(*m)))
+}
+
+/// The modes that can identify stragglers, in order of preference.
+const STRAGGLER_MODES: [Mode; 4] = [
+    Mode::Compute,
+    Mode::Overlapped,
+    Mode::Serialized,
+    Mode::Comm,
+];
+
+/// The two ranks whose timelines the report draws: the slowest and the
+/// median rank by their median step in the first mode any rank kept a
+/// timeline of (overlapped, serialized, compute, comm), each replaced by the
+/// nearest rank in that order that kept one; with that mode.
+pub fn timeline_ranks(nodes: &[NodeRecord]) -> Option<(Mode, u64, u64)> {
+    let mode = [
         Mode::Overlapped,
         Mode::Serialized,
+        Mode::Compute,
         Mode::Comm,
     ]
     .into_iter()
-    .find(|m| briefs.iter().all(|(_, b)| b.step_median_s.contains_key(m))) else {
+    .find(|m| {
+        nodes
+            .iter()
+            .any(|n| n.modes.get(m).is_some_and(|x| x.timelines > 0))
+    })?;
+    let mut order: Vec<(u64, f64, bool)> = briefs(nodes)
+        .iter()
+        .filter_map(|(_, b)| {
+            let m = b.modes.get(&mode)?;
+            Some((b.rank, m.step_median_s()?, m.timeline))
+        })
+        .collect();
+    order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let near = |pos: usize| -> Option<u64> {
+        (0..order.len())
+            .flat_map(|d| [pos.checked_sub(d), pos.checked_add(d)])
+            .flatten()
+            .filter_map(|p| order.get(p))
+            .find(|x| x.2)
+            .map(|x| x.0)
+    };
+    let slowest = near(order.len().saturating_sub(1))?;
+    let median = near(order.len().saturating_sub(1) / 2)?;
+    Some((mode, slowest, median))
+}
+
+/// [`find_stragglers`] over the ranks' briefs (in rank order), with the
+/// straggler mode of [`straggler_mode`].
+fn stragglers_of(briefs: &[(&str, &RankBrief)], tolerance: f64) -> (Vec<Straggler>, Vec<String>) {
+    let Some(mode) = STRAGGLER_MODES
+        .into_iter()
+        .find(|m| briefs.iter().all(|(_, b)| b.modes.contains_key(m)))
+    else {
         return (Vec::new(), Vec::new());
     };
     let per_rank: Vec<f64> = briefs
         .iter()
-        .map(|(_, b)| b.step_median_s[&mode].unwrap_or(f64::NAN))
+        .map(|(_, b)| b.modes[&mode].step_median_s().unwrap_or(f64::NAN))
         .collect();
     let Some(med) = stats::median(&per_rank) else {
         return (Vec::new(), Vec::new());

@@ -76,7 +76,7 @@ struct FitRun {
 }
 
 fn load(path: &Path) -> Result<FitRun> {
-    let loaded = mfubench_report::read::read_run(path).map_err(|e| usage(e.to_string()))?;
+    let loaded = mfubench_report::read::read_run_full(path).map_err(|e| usage(e.to_string()))?;
     let record = loaded.record;
     let shown = path.display().to_string();
     let nodes = record.hosts.len().max(1) as u64;

@@ -227,7 +227,7 @@ fn check_sharded_run(out: &std::path::Path, id: &str, through_rank0: bool, extra
     }
 
     // The flat computation over the same records.
-    let loaded = mfubench_report::read::read_run(&dir).expect("read the run and its shards");
+    let loaded = mfubench_report::read::read_run_full(&dir).expect("read the run and its shards");
     let run_record = &loaded.record;
     assert_eq!(run_record.ranks.len(), 32);
     let inputs = run_record.summary_inputs(run_record.config.acceptance.straggler_tolerance);

@@ -1,7 +1,10 @@
-//! Scale benchmark: a generated 16,384-rank run.json (2,048 hosts × 8, four
-//! modes with timelines) read, summarised, rendered in every format and
-//! plotted, as `mfubench report` does. Prints wall time per phase and the
-//! peak resident memory (VmHWM). Target: < 2 s and < 1 GiB in release.
+//! Scale benchmark: a generated 16,384-rank run (2,048 hosts × 8, four
+//! modes with timelines), written as the worker writes a run of more than
+//! 16 ranks (run.json with one record per node, the rank records in
+//! `ranks/<host>.json`), read, summarised, rendered in every format and
+//! plotted, as `mfubench report` does. Prints wall time per phase, the
+//! bytes read, and the peak resident memory (VmHWM). Target: < 2 s and
+//! < 1 GiB in release.
 //! `MFUBENCH_SCALE_HOSTS=16384` runs the 131,072-rank case of issue 24
 //! (targets < 10 s, < 2 GiB, report.html < 5 MB); ci/bench.sh runs both.
 //!
@@ -16,7 +19,7 @@ mod common;
 use std::path::Path;
 use std::time::Instant;
 
-use mfubench_report::{analyze, export, fsutil, plot, read_run, Format};
+use mfubench_report::{analyze_with, export, fsutil, plot, read_run, Format};
 
 const CHILD: &str = "MFUBENCH_SCALE_CHILD";
 
@@ -55,8 +58,9 @@ fn report_phase(path: &Path) {
     let loaded = read_run(path).expect("read");
     let t_read = t0.elapsed();
     let t1 = Instant::now();
-    let report = analyze(
+    let report = analyze_with(
         &loaded.record,
+        loaded.rank_records(),
         &path.display().to_string(),
         &loaded.record.config.acceptance,
     );
@@ -120,14 +124,23 @@ fn main() {
         let mut g = common::scale_gen();
         g.hosts = hosts();
         let run = common::build(&g);
-        common::write_run(&dir, &run)
+        common::write_sharded(&dir, &run)
     };
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let shards: u64 = std::fs::read_dir(dir.join("ranks"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
     println!(
-        "generated {} in {:.1} s: {:.1} MB (generator not timed)",
+        "generated {} in {:.1} s: run.json {:.1} MB, shards {:.1} MB (generator not timed)",
         path.display(),
         t.elapsed().as_secs_f64(),
-        size as f64 / 1e6
+        size as f64 / 1e6,
+        shards as f64 / 1e6
     );
     let exe = std::env::current_exe().expect("current exe");
     let status = std::process::Command::new(exe)

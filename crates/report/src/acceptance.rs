@@ -18,7 +18,7 @@ use mfubench_core::config::{Acceptance, Mode};
 use mfubench_core::result::{Flag, Summary};
 use mfubench_core::verdict::{judge, Bound};
 
-use crate::analysis::{measure, Report};
+use crate::analysis::{measure_with, Report};
 use crate::error::ReportError;
 
 /// A run's report with its verdict: [`measure`] (the figures), then
@@ -28,7 +28,19 @@ pub fn analyze(
     source: &str,
     acc: &mfubench_core::config::Acceptance,
 ) -> Report {
-    let (mut report, summary) = measure(run, source, acc);
+    analyze_with(run, &run.ranks, source, acc)
+}
+
+/// [`analyze`] with the rank records at hand (see [`measure_with`]): a
+/// sharded run read by [`crate::read::read_run`] has only those the report
+/// draws.
+pub fn analyze_with(
+    run: &mfubench_core::result::RunRecord,
+    loaded: &[mfubench_core::result::RankRecord],
+    source: &str,
+    acc: &mfubench_core::config::Acceptance,
+) -> Report {
+    let (mut report, summary) = measure_with(run, loaded, source, acc);
     report.verdict = evaluate(&report, &summary);
     report
 }

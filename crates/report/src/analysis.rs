@@ -8,12 +8,13 @@
 
 use std::collections::HashMap;
 
+use mfubench_core::aggregate::NodeRecord;
 use mfubench_core::config::{Acceptance, Mode};
 use mfubench_core::metrics;
 use mfubench_core::result::{
-    cluster_step_times, find_stragglers, summarize, AllreduceSummary, BucketInfo, Contention,
-    FlopsPerStep, PeakSource, RankRecord, RunRecord, Span, Straggler, StreamKind, Summary,
-    TelemetrySample,
+    briefs, find_stragglers_of_nodes, node_step_times, shared_hosts_of, straggler_mode_of_nodes,
+    summarize_nodes, timeline_ranks, AllreduceSummary, BucketInfo, Contention, FlopsPerStep,
+    PeakSource, RankRecord, RunRecord, Span, Straggler, Summary, TelemetrySample,
 };
 use mfubench_core::stats::{self, Stats};
 use serde::Serialize;
@@ -398,28 +399,50 @@ pub fn measure(
     source: &str,
     acc: &Acceptance,
 ) -> (Report, mfubench_core::result::Summary) {
-    let ranks = &run.ranks;
-    let world = ranks.len() as u64;
+    measure_with(run, &run.ranks, source, acc)
+}
+
+/// [`measure`] of a run whose rank records may be in shards: the figures
+/// come from the per-node aggregates ([`RunRecord::node_records`]), and
+/// the timelines and telemetry from `loaded`, the rank records at hand
+/// (all of them in a flat run; in a sharded one, those
+/// [`crate::read::read_run`] loaded: the two the report draws).
+pub fn measure_with(
+    run: &RunRecord,
+    loaded: &[RankRecord],
+    source: &str,
+    acc: &Acceptance,
+) -> (Report, mfubench_core::result::Summary) {
+    let nodes = run.node_records();
+    let nodes: &[NodeRecord] = &nodes;
+    let world: u64 = nodes.iter().map(|n| n.ranks.len() as u64).sum();
     let flops = run.plan.flops;
     // Recomputed from the records and the run's inputs only; the stored
     // summary is read just to verify it (compare_stored).
     let inputs = run.summary_inputs(acc.straggler_tolerance);
     let peak = inputs.peak_tflops;
-    let s = summarize(ranks, inputs);
+    let s = summarize_nodes(nodes, inputs);
     let mut warnings = compare_stored(&run.summary, &s);
     if !run.complete {
         warnings.insert(
             0,
             format!(
                 "partial run: the worker stopped (or is still running) before every configured mode ran; this file holds {} of {} mode(s)",
-                run.ranks.first().map(|r| r.modes.len()).unwrap_or(0),
+                nodes.first().map(|n| n.modes.len()).unwrap_or(0),
                 run.config.run.modes.len()
             ),
         );
     }
+    let telemetry_held: u64 = nodes.iter().map(|n| n.telemetry_samples).sum();
+    let telemetry_read: u64 = loaded.iter().map(|r| r.telemetry.len() as u64).sum();
+    if telemetry_read < telemetry_held {
+        warnings.push(format!(
+            "telemetry of {} rank(s) shown ({telemetry_read} of {telemetry_held} samples); the rest is in the shards under ranks/ (throttling is reported for every rank)",
+            loaded.len()
+        ));
+    }
 
-    let shared_hosts: Vec<String> = run
-        .shared_hosts()
+    let shared_hosts: Vec<String> = shared_hosts_of(nodes)
         .into_iter()
         .map(|(h, why)| format!("{h}: {why}"))
         .collect();
@@ -439,7 +462,7 @@ pub fn measure(
                 step_median_s: st.median,
                 step_p95_s: st.p95,
                 step_min_s: st.min,
-                step_total_s: cluster_step_times(ranks, m).iter().sum(),
+                step_total_s: node_step_times(nodes, m).iter().sum(),
                 tflops_per_device: s.tflops_per_device.get(m),
                 mfu: s.mfu.get(m),
                 mfu_sustained: s.mfu_sustained.get(m),
@@ -450,12 +473,12 @@ pub fn measure(
         })
         .collect();
 
-    let smode = straggler_mode(ranks);
-    let (rank_rows, rank_modes) = rank_tables(run, smode, &s.stragglers);
-    let nodes = node_table(&rank_rows);
+    let smode = straggler_mode_of_nodes(nodes);
+    let (rank_rows, rank_modes) = rank_tables(run, nodes, smode, &s.stragglers);
+    let node_rows = node_table(&rank_rows);
     // Buckets run on the gradient all-reduces' group (the replicas with tensor
     // parallelism), not the world.
-    let buckets = bucket_table(run, s.allreduce.group_size.unwrap_or(world));
+    let buckets = bucket_table(run, nodes, s.allreduce.group_size.unwrap_or(world));
 
     let mut modes: Vec<Mode> = run.config.run.modes.clone();
     modes.retain(|m| s.step_time_stats.get(*m).is_some());
@@ -481,18 +504,18 @@ pub fn measure(
             finished_at: run.finished_at.clone(),
             backend: run.backend.to_string(),
             world_size: run.world_size,
-            hosts: count_hosts(ranks),
+            hosts: count_hosts(nodes),
             model: run.config.model.name.clone(),
             config_hash: config_hash(&run.config),
             layers: run.plan.layers,
             tokens: run.plan.tokens,
             dtype: run.config.run.dtype.to_string(),
             grad_dtype: run.config.run.grad_dtype.to_string(),
-            devices: device_names(ranks),
+            devices: device_names(nodes),
             check: run.config.run.check,
             recompute: run.config.run.recompute,
             modes,
-            simulated: simulated(ranks),
+            simulated: nodes.iter().any(|n| n.simulated),
         },
         peak_tflops: peak,
         peak_source: s.peak_source,
@@ -524,14 +547,14 @@ pub fn measure(
         straggler_mode: smode,
         stragglers: s.stragglers.clone(),
         slow_hosts: s.slow_hosts.clone(),
-        nodes,
+        nodes: node_rows,
         ranks: rank_rows,
         buckets,
         rank_modes,
-        timelines: timelines(ranks),
+        timelines: timelines(nodes, loaded),
         plan_buckets: run.plan.buckets.clone(),
         plan_collective_ops: run.plan.collective_ops.clone(),
-        telemetry: ranks
+        telemetry: loaded
             .iter()
             .flat_map(|r| {
                 r.telemetry.iter().map(|t| TelemetryRow {
@@ -578,32 +601,20 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 /// in.
 ///
 /// [`timeline_sample`]: mfubench_core::result::timeline_sample
-fn timelines(ranks: &[RankRecord]) -> Vec<RankTimeline> {
-    let has_timeline =
-        |r: &RankRecord, m: Mode| r.modes.get(&m).is_some_and(|m| !m.timeline.is_empty());
-    let Some(chosen_by) = mfubench_core::result::timeline_mode(ranks) else {
+fn timelines(nodes: &[NodeRecord], ranks: &[RankRecord]) -> Vec<RankTimeline> {
+    let Some((chosen_by, slowest, median)) = timeline_ranks(nodes) else {
         return Vec::new();
     };
-    let order = mfubench_core::result::ranks_by_step(ranks, chosen_by);
-    // The rank at `pos` in the order, or the nearest one with a timeline.
-    let near = |pos: usize| -> Option<usize> {
-        (0..order.len())
-            .flat_map(|d| [pos.checked_sub(d), pos.checked_add(d)])
-            .flatten()
-            .filter_map(|p| order.get(p))
-            .map(|&(i, _)| i)
-            .find(|&i| has_timeline(&ranks[i], chosen_by))
-    };
-    let (Some(slowest), Some(median)) = (
-        near(order.len().saturating_sub(1)),
-        near(order.len().saturating_sub(1) / 2),
-    ) else {
+    let find = |rank: u64| ranks.iter().position(|r| r.rank == rank);
+    let (Some(slowest), Some(median)) = (find(slowest), find(median)) else {
         return Vec::new();
     };
-    let shown: &[Mode] = if ranks
-        .iter()
-        .any(|r| has_timeline(r, Mode::Serialized) || has_timeline(r, Mode::Overlapped))
-    {
+    let has_timelines = |m: Mode| {
+        nodes
+            .iter()
+            .any(|n| n.modes.get(&m).is_some_and(|x| x.timelines > 0))
+    };
+    let shown: &[Mode] = if has_timelines(Mode::Serialized) || has_timelines(Mode::Overlapped) {
         &[Mode::Serialized, Mode::Overlapped]
     } else {
         &[Mode::Compute, Mode::Comm]
@@ -645,29 +656,29 @@ fn timelines(ranks: &[RankRecord]) -> Vec<RankTimeline> {
     out
 }
 
-fn count_hosts(ranks: &[RankRecord]) -> usize {
-    let mut seen: HashMap<&str, ()> = HashMap::new();
-    for r in ranks {
-        seen.insert(&r.host, ());
-    }
-    seen.len()
+fn count_hosts(nodes: &[NodeRecord]) -> usize {
+    nodes
+        .iter()
+        .map(|n| n.host.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
 }
 
 /// Device models with their count, most common first (`H100 ×16`).
-fn device_names(ranks: &[RankRecord]) -> Vec<String> {
-    let mut counts: Vec<(&str, usize)> = Vec::new();
+fn device_names(nodes: &[NodeRecord]) -> Vec<String> {
+    let mut counts: Vec<(&str, u64)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
-    for r in ranks {
-        let name = if r.device_name.is_empty() {
+    for (name, n) in nodes.iter().flat_map(|n| &n.device_names) {
+        let name = if name.is_empty() {
             "unknown"
         } else {
-            r.device_name.as_str()
+            name.as_str()
         };
         match index.get(name) {
-            Some(&i) => counts[i].1 += 1,
+            Some(&i) => counts[i].1 += n,
             None => {
                 index.insert(name, counts.len());
-                counts.push((name, 1));
+                counts.push((name, *n));
             }
         }
     }
@@ -717,28 +728,29 @@ fn compare_stored(stored: &Summary, fresh: &Summary) -> Vec<String> {
 
 fn rank_tables(
     run: &RunRecord,
+    nodes: &[NodeRecord],
     smode: Option<Mode>,
     stragglers: &[Straggler],
 ) -> (Vec<RankRow>, Vec<RankModeRow>) {
     let flops = run.plan.flops.model;
     let peak = run.summary.peak_tflops;
-    let ranks = &run.ranks;
+    let ranks = briefs(nodes);
     let mut rank_modes = Vec::with_capacity(ranks.len() * 4);
     let mut rows = Vec::with_capacity(ranks.len());
     let mut smode_median: Vec<Option<f64>> = Vec::with_capacity(ranks.len());
     let mut smode_jitter: Vec<Option<f64>> = Vec::with_capacity(ranks.len());
-    for r in ranks {
+    for (host, r) in &ranks {
         let mut sm = None;
         let mut sj = None;
         for (&mode, m) in &r.modes {
-            let Some(st) = Stats::of(&m.step_time_s) else {
+            let Some(st) = m.steps else {
                 continue;
             };
             let jitter = st.p95 / st.median;
             let has_gemm = mode.has_compute();
             rank_modes.push(RankModeRow {
                 rank: r.rank,
-                host: r.host.clone(),
+                host: host.to_string(),
                 local_rank: r.local_rank,
                 device: r.device.clone(),
                 mode,
@@ -750,8 +762,8 @@ fn rank_tables(
                 jitter,
                 tflops: has_gemm.then(|| metrics::tflops(flops, st.median)),
                 mfu: has_gemm.then(|| metrics::mfu(flops, st.median, peak)),
-                gemm_time_s: m.stream_time_s(StreamKind::Compute),
-                allreduce_time_s: m.stream_time_s(StreamKind::Comm),
+                gemm_time_s: m.gemm_time_s,
+                allreduce_time_s: m.allreduce_time_s,
                 wrong: m.wrong,
             });
             if Some(mode) == smode {
@@ -769,7 +781,7 @@ fn rank_tables(
     for s in stragglers {
         reasons.insert(s.rank, &s.reason);
     }
-    for (i, r) in ranks.iter().enumerate() {
+    for (i, (host, r)) in ranks.iter().enumerate() {
         let step = smode_median[i];
         let mut flags = Vec::new();
         if let Some(reason) = reasons.get(&r.rank) {
@@ -779,7 +791,7 @@ fn rank_tables(
             flags.push(format!(
                 "rank {} ({}, {}): {} wrong all-reduce element{}",
                 r.rank,
-                r.host,
+                host,
                 r.device,
                 r.wrong,
                 if r.wrong == 1 { "" } else { "s" }
@@ -787,7 +799,7 @@ fn rank_tables(
         }
         rows.push(RankRow {
             rank: r.rank,
-            host: r.host.clone(),
+            host: host.to_string(),
             local_rank: r.local_rank,
             device: r.device.clone(),
             step_median_s: step,
@@ -856,38 +868,20 @@ fn node_table(rows: &[RankRow]) -> Vec<NodeRow> {
         .collect()
 }
 
-fn bucket_table(run: &RunRecord, group: u64) -> Vec<BucketRow> {
+fn bucket_table(run: &RunRecord, nodes: &[NodeRecord], group: u64) -> Vec<BucketRow> {
     let buckets = &run.plan.buckets;
-    let nb = buckets.len();
     let mut out = Vec::new();
     for mode in [Mode::Comm, Mode::Overlapped] {
-        if !run.ranks.iter().any(|r| r.modes.contains_key(&mode)) {
+        let per_node: Vec<&Vec<Option<f64>>> = nodes
+            .iter()
+            .filter_map(|n| n.bucket_median_s.get(&mode))
+            .collect();
+        if per_node.is_empty() {
             continue;
         }
-        let mut per_bucket: Vec<Vec<f64>> = vec![Vec::with_capacity(run.ranks.len()); nb];
-        let mut tmp: Vec<Option<f64>> = vec![None; nb];
-        for r in &run.ranks {
-            let Some(m) = r.modes.get(&mode) else {
-                continue;
-            };
-            tmp.iter_mut().for_each(|t| *t = None);
-            for op in &m.ops {
-                if op.stream != StreamKind::Comm {
-                    continue;
-                }
-                // A bucket all-reduced in several pieces counts as their sum.
-                if let Some(slot) = op.bucket.and_then(|b| tmp.get_mut(b)) {
-                    *slot = Some(slot.unwrap_or(0.0) + op.median_s);
-                }
-            }
-            for (b, t) in tmp.iter().enumerate() {
-                if let Some(t) = t {
-                    per_bucket[b].push(*t);
-                }
-            }
-        }
         for (b, info) in buckets.iter().enumerate() {
-            let time = stats::median(&per_bucket[b]);
+            let of_nodes: Vec<f64> = per_node.iter().filter_map(|v| *v.get(b)?).collect();
+            let time = stats::median(&of_nodes);
             let alg = time
                 .filter(|t| *t > 0.0)
                 .map(|t| metrics::algbw_gbps(info.bytes as f64, t));
@@ -909,7 +903,7 @@ fn bucket_table(run: &RunRecord, group: u64) -> Vec<BucketRow> {
 /// Straggler list at a given tolerance (core's test, re-exported for callers
 /// that want the list without a whole report).
 pub fn stragglers_at(run: &RunRecord, tolerance: f64) -> (Vec<Straggler>, Vec<String>) {
-    find_stragglers(&run.ranks, tolerance)
+    find_stragglers_of_nodes(&run.node_records(), tolerance)
 }
 
 #[cfg(test)]

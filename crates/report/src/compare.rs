@@ -33,7 +33,7 @@ use crate::error::ReportError;
 use crate::fmt as f;
 use crate::read::{read_run, LoadedRun};
 use mfubench_core::metrics;
-use mfubench_core::result::{round_series, RunRecord};
+use mfubench_core::result::{round_series_of_nodes, RunRecord};
 use mfubench_core::stats;
 
 /// Options of a comparison.
@@ -718,8 +718,8 @@ fn judge_with_intervals(
 ) -> usize {
     // Once per run: every row reads its figure from these.
     let (sa, sb) = (
-        round_series(&ra.ranks, &ra.plan),
-        round_series(&rb.ranks, &rb.plan),
+        round_series_of_nodes(&ra.node_records(), &ra.plan),
+        round_series_of_nodes(&rb.node_records(), &rb.plan),
     );
     let series: Vec<Option<(Vec<f64>, Vec<f64>)>> = rows
         .iter()

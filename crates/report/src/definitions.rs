@@ -140,7 +140,7 @@ pub const DEFINITIONS: &[Definition] = &[
     Definition {
         key: "bucket_time",
         name: "bucket time",
-        text: "a bucket's all-reduce time: the median over ranks of each rank's median over iterations.",
+        text: "a bucket's all-reduce time: each rank's median over iterations; the median of those over each node's ranks, then over nodes (on one node: over ranks).",
     },
     Definition {
         key: "ci95",

@@ -602,7 +602,7 @@ fn buckets(p: &mut Page, r: &Report) {
         p.close_section();
         return;
     }
-    p.note("median over ranks of each rank's median all-reduce time");
+    p.note("median over nodes of the median over each node's ranks of each rank's median all-reduce time");
     let t = table::buckets(r);
     p.declared(r, true, &t, &t.shown());
     p.close_section();

@@ -83,7 +83,7 @@ pub mod verdict;
 
 use std::path::{Path, PathBuf};
 
-pub use acceptance::analyze;
+pub use acceptance::{analyze, analyze_with};
 pub use acceptance::{AcceptanceOverrides, RuleResult, Status, Verdict};
 pub use analysis::Report;
 pub use compare::{
@@ -92,7 +92,7 @@ pub use compare::{
 pub use error::ReportError;
 pub use export::{Exporter, Format};
 pub use plot::SvgTarget;
-pub use read::{read_run, LoadedRun};
+pub use read::{read_run, read_run_full, LoadedRun};
 
 /// What [`report_run_dir`] should produce.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,7 +152,12 @@ pub fn report_loaded(
     opts: &ReportOptions,
 ) -> Result<ReportOutcome, ReportError> {
     let acc = opts.overrides.apply(&loaded.record.config.acceptance)?;
-    let report = analyze(&loaded.record, &loaded.path.display().to_string(), &acc);
+    let report = analyze_with(
+        &loaded.record,
+        loaded.rank_records(),
+        &loaded.path.display().to_string(),
+        &acc,
+    );
     let text = opts.format.exporter().render(&report)?;
     let mut files = Vec::new();
     if opts.write_files {

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mfubench_core::aggregate::{RankShards, ShardRecord};
+use mfubench_core::aggregate::{RankShards, ShardFile, ShardRecord};
 use mfubench_core::result::{RankRecord, RunRecord, SCHEMA_VERSION};
 use serde_json::error::Category;
 
@@ -21,8 +21,24 @@ use crate::error::ReportError;
 pub struct LoadedRun {
     /// The run.json path (a directory argument is resolved to its run.json).
     pub path: PathBuf,
-    /// Its content.
+    /// Its content. A sharded run read by [`read_run`] has no rank records
+    /// here (`ranks` is empty): its figures come from the node records.
     pub record: RunRecord,
+    /// A sharded run read by [`read_run`]: the rank records of the ranks
+    /// whose timelines the report draws, read from their shards.
+    pub sample: Vec<RankRecord>,
+}
+
+impl LoadedRun {
+    /// The rank records at hand: every one (a flat run, or one read with
+    /// [`read_run_full`]), else the sample.
+    pub fn rank_records(&self) -> &[RankRecord] {
+        if self.record.ranks.is_empty() {
+            &self.sample
+        } else {
+            &self.record.ranks
+        }
+    }
 }
 
 /// Resolves a run directory or a run.json path to the run.json file.
@@ -57,8 +73,56 @@ pub fn max_run_json_bytes() -> u64 {
         .unwrap_or(MAX_RUN_JSON_BYTES)
 }
 
-/// Reads and checks a run directory or run.json file.
+/// Reads and checks a run directory or run.json file. The rank records of
+/// a sharded run stay in their shards, except those of the two ranks whose
+/// timelines the report draws ([`LoadedRun::sample`]): reading grows with
+/// the nodes, not the ranks.
 pub fn read_run(path: &Path) -> Result<LoadedRun, ReportError> {
+    let (file, bytes) = read_file(path)?;
+    let record = parse_run_lazy(&bytes, &file)?;
+    let sample = match &record.rank_shards {
+        Some(shards) if record.ranks.is_empty() => {
+            // Every shard is there, though only two are read.
+            let dir = file.parent().unwrap_or(Path::new("."));
+            for f in &shards.files {
+                let p = shard_file(dir, f)?;
+                std::fs::metadata(&p).map_err(|source| ReportError::Read { path: p, source })?;
+            }
+            let want: Vec<u64> = mfubench_core::result::timeline_ranks(&record.nodes)
+                .map(|(_, a, b)| vec![a, b])
+                .unwrap_or_default();
+            let files: Vec<ShardFile> = shards
+                .files
+                .iter()
+                .filter(|f| f.ranks.iter().any(|r| want.contains(r)))
+                .cloned()
+                .collect();
+            let mut got = read_shards(&RankShards { files }, &file)?;
+            got.retain(|r| want.contains(&r.rank));
+            got
+        }
+        _ => Vec::new(),
+    };
+    Ok(LoadedRun {
+        path: file,
+        record,
+        sample,
+    })
+}
+
+/// [`read_run`] with every rank record, read from the shards of a sharded
+/// run (for what needs them all: `mfubench project`, tests).
+pub fn read_run_full(path: &Path) -> Result<LoadedRun, ReportError> {
+    let (file, bytes) = read_file(path)?;
+    let record = parse_run(&bytes, &file)?;
+    Ok(LoadedRun {
+        path: file,
+        record,
+        sample: Vec::new(),
+    })
+}
+
+fn read_file(path: &Path) -> Result<(PathBuf, Vec<u8>), ReportError> {
     let file = resolve_run_path(path)?;
     let bytes = mfubench_fsio::read_capped(
         &file,
@@ -67,12 +131,22 @@ pub fn read_run(path: &Path) -> Result<LoadedRun, ReportError> {
         "set MFUBENCH_MAX_RUN_JSON_MB to read it anyway",
     )
     .map_err(ReportError::from)?;
-    let record = parse_run(&bytes, &file)?;
-    Ok(LoadedRun { path: file, record })
+    Ok((file, bytes))
 }
 
-/// Parses and checks run.json bytes; `path` names the file in errors.
+/// Parses and checks run.json bytes, and reads a sharded run's rank
+/// records from the shards beside `path` (which names the file in errors).
 pub fn parse_run(bytes: &[u8], path: &Path) -> Result<RunRecord, ReportError> {
+    parse(bytes, path, true)
+}
+
+/// [`parse_run`] that leaves a sharded run's rank records in their shards
+/// (checking its node records instead).
+pub fn parse_run_lazy(bytes: &[u8], path: &Path) -> Result<RunRecord, ReportError> {
+    parse(bytes, path, false)
+}
+
+fn parse(bytes: &[u8], path: &Path, shards: bool) -> Result<RunRecord, ReportError> {
     let path_buf = || path.to_path_buf();
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ReportError::Syntax {
@@ -99,17 +173,42 @@ pub fn parse_run(bytes: &[u8], path: &Path) -> Result<RunRecord, ReportError> {
             message: "schema_version = 0 is not a version mfubench ever wrote".into(),
         });
     }
-    if record.ranks.is_empty() {
-        if let Some(shards) = record.rank_shards.take() {
-            record.ranks = read_shards(&shards, path)?;
-            record.rank_shards = Some(shards);
+    let lazy = record.ranks.is_empty() && record.rank_shards.is_some() && !shards;
+    if record.ranks.is_empty() && shards {
+        if let Some(s) = record.rank_shards.take() {
+            record.ranks = read_shards(&s, path)?;
+            record.rank_shards = Some(s);
         }
     }
-    validate(&record).map_err(|message| ReportError::Inconsistent {
+    let checked = if lazy {
+        validate_nodes(&record)
+    } else {
+        validate(&record)
+    };
+    checked.map_err(|message| ReportError::Inconsistent {
         path: path_buf(),
         message,
     })?;
     Ok(record)
+}
+
+/// A shard's path under the run directory `dir`; a path that would leave
+/// it is refused.
+fn shard_file(dir: &Path, f: &ShardFile) -> Result<PathBuf, ReportError> {
+    let file = dir.join(&f.path);
+    if Path::new(&f.path)
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(ReportError::Inconsistent {
+            path: file,
+            message: format!(
+                "rank_shards names {:?}: a shard path must stay inside the run directory",
+                f.path
+            ),
+        });
+    }
+    Ok(file)
 }
 
 /// The rank records of a sharded run (`rank_shards`: one file per node
@@ -119,20 +218,11 @@ fn read_shards(shards: &RankShards, run_json: &Path) -> Result<Vec<RankRecord>, 
     let dir = run_json.parent().unwrap_or(Path::new("."));
     let mut ranks = Vec::new();
     for f in &shards.files {
-        let file = dir.join(&f.path);
+        let file = shard_file(dir, f)?;
         let bad = |message: String| ReportError::Inconsistent {
             path: file.clone(),
             message,
         };
-        if Path::new(&f.path)
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-        {
-            return Err(bad(format!(
-                "rank_shards names {:?}: a shard path must stay inside the run directory",
-                f.path
-            )));
-        }
         let bytes = mfubench_fsio::read_capped(
             &file,
             max_run_json_bytes(),
@@ -204,6 +294,57 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
+/// [`validate`] for a run read without its shards: the node records hold
+/// every rank once, in ranks 0 to world_size − 1, and their step times are
+/// positive and no more than the configured iterations.
+fn validate_nodes(r: &RunRecord) -> Result<(), String> {
+    let briefs = mfubench_core::result::briefs(&r.nodes);
+    if briefs.is_empty() {
+        return Err("ranks and nodes are empty: the run recorded no rank".into());
+    }
+    if r.world_size != briefs.len() as u64 {
+        return Err(format!(
+            "world_size = {} but the node records hold {} ranks",
+            r.world_size,
+            briefs.len()
+        ));
+    }
+    if let Some((i, (host, b))) = briefs
+        .iter()
+        .enumerate()
+        .find(|(i, (_, b))| b.rank != *i as u64)
+    {
+        return Err(format!(
+            "node {host} holds rank {} where rank {i} was due: the node records must hold ranks 0 to {} once each",
+            b.rank,
+            briefs.len() - 1
+        ));
+    }
+    let iters = r.config.run.iterations as usize;
+    for n in &r.nodes {
+        for (mode, m) in &n.modes {
+            let steps = m
+                .step_time_s
+                .iter()
+                .chain(m.critical.iter().map(|c| &c.step_s));
+            if m.critical.len() > iters {
+                return Err(format!(
+                    "node {} {mode} has {} rounds but run.iterations = {iters}",
+                    n.host,
+                    m.critical.len()
+                ));
+            }
+            if let Some(t) = steps.clone().find(|t| !(t.is_finite() && **t > 0.0)) {
+                return Err(format!(
+                    "node {} {mode} has a step time of {t}: step times must be positive",
+                    n.host
+                ));
+            }
+        }
+    }
+    validate_plan(r)
+}
+
 /// Checks the relations the report relies on; the message says what is wrong.
 fn validate(r: &RunRecord) -> Result<(), String> {
     if r.ranks.is_empty() {
@@ -253,19 +394,7 @@ fn validate(r: &RunRecord) -> Result<(), String> {
             }
         }
     }
-    let f = r.plan.flops;
-    for (name, v) in [
-        ("plan.flops.model", f.model),
-        ("plan.flops.hardware", f.hardware),
-    ] {
-        if !v.is_finite() || v < 0.0 {
-            return Err(format!("{name} = {v} must be a non-negative number"));
-        }
-    }
-    let peak = r.summary.peak_tflops;
-    if !peak.is_finite() || peak <= 0.0 {
-        return Err(format!("summary.peak_tflops = {peak} must be positive"));
-    }
+    validate_plan(r)?;
     for rank in &r.ranks {
         for (mode, m) in &rank.modes {
             // A zero or negative step time would turn into an infinite or
@@ -292,6 +421,24 @@ fn validate(r: &RunRecord) -> Result<(), String> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// The plan's FLOPs and the peak are usable numbers.
+fn validate_plan(r: &RunRecord) -> Result<(), String> {
+    let f = r.plan.flops;
+    for (name, v) in [
+        ("plan.flops.model", f.model),
+        ("plan.flops.hardware", f.hardware),
+    ] {
+        if !v.is_finite() || v < 0.0 {
+            return Err(format!("{name} = {v} must be a non-negative number"));
+        }
+    }
+    let peak = r.summary.peak_tflops;
+    if !peak.is_finite() || peak <= 0.0 {
+        return Err(format!("summary.peak_tflops = {peak} must be positive"));
     }
     Ok(())
 }

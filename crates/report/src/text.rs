@@ -833,7 +833,7 @@ fn ranks(d: &mut Doc, r: &Report) {
 }
 
 fn buckets(d: &mut Doc, r: &Report) {
-    d.heading("Per bucket all-reduce (median over ranks of each rank's median)");
+    d.heading("Per bucket all-reduce (median over nodes of the median over each node's ranks of each rank's median)");
     if r.buckets.is_empty() {
         d.line("none: neither the comm nor the overlapped mode ran");
         return;

@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{build, Gen};
-use mfubench_report::read::{parse_run, read_run};
+use mfubench_report::read::{parse_run, read_run, read_run_full};
 use mfubench_report::{report_loaded, Format, LoadedRun, ReportError, ReportOptions};
 use proptest::prelude::*;
 
@@ -39,6 +39,7 @@ fn full_pipeline(bytes: &[u8], out: &Path) {
         let loaded = LoadedRun {
             path: path(),
             record,
+            sample: Vec::new(),
         };
         for format in Format::ALL {
             let o = ReportOptions {
@@ -308,28 +309,50 @@ fn sharded_runs_read_back_and_bad_shards_are_named() {
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tmp.path().join("run.json")).unwrap()).unwrap();
     assert!(v.get("ranks").is_none(), "run.json holds rank records");
-    let back = read_run(tmp.path()).expect("a sharded run reads");
+    let back = read_run_full(tmp.path()).expect("a sharded run reads");
     assert_eq!(back.record.ranks, flat.ranks);
+    // Read lazily (the node records and the two ranks the report draws),
+    // it gives the report of the flat run, figure for figure.
+    let lazy = read_run(tmp.path()).expect("a sharded run reads lazily");
+    assert!(lazy.record.ranks.is_empty());
+    assert_eq!(lazy.sample.len(), 2, "the slowest and the median rank");
+    let acc = &flat.config.acceptance;
+    let mut a = serde_json::to_value(mfubench_report::analyze_with(
+        &lazy.record,
+        lazy.rank_records(),
+        "run.json",
+        acc,
+    ))
+    .unwrap();
+    let mut b = serde_json::to_value(mfubench_report::analyze(&flat, "run.json", acc)).unwrap();
+    // Telemetry is shown for the ranks read, and a warning says so.
+    for v in [&mut a, &mut b] {
+        v["telemetry"] = serde_json::Value::Null;
+        v["warnings"] = serde_json::Value::Null;
+    }
+    assert_eq!(a, b);
 
     // A shard that holds other ranks than the index says.
     let mut wrong = shards.clone();
     wrong[1].ranks.pop();
     write(&sharded, &wrong);
-    let e = read_run(tmp.path()).unwrap_err().to_string();
+    let e = read_run_full(tmp.path()).unwrap_err().to_string();
     let second = shard_path(&shards[1].host);
     assert!(
         e.starts_with(&tmp.path().join(&second).display().to_string()),
         "{e}"
     );
     assert!(e.contains("but run.json's rank_shards says"), "{e}");
-    // A missing shard.
+    // A missing shard, read whole or lazily.
     std::fs::remove_file(tmp.path().join(&second)).unwrap();
+    let e = read_run_full(tmp.path()).unwrap_err().to_string();
+    assert!(e.contains(&second), "{e}");
     let e = read_run(tmp.path()).unwrap_err().to_string();
     assert!(e.contains(&second), "{e}");
     // A shard path that leaves the run directory is refused unread.
     let mut escape = sharded.clone();
     escape.rank_shards.as_mut().unwrap().files[0].path = "../x.json".into();
     write(&escape, &shards);
-    let e = read_run(tmp.path()).unwrap_err().to_string();
+    let e = read_run_full(tmp.path()).unwrap_err().to_string();
     assert!(e.contains("must stay inside the run directory"), "{e}");
 }

@@ -334,6 +334,46 @@ pub fn write_run(dir: &std::path::Path, run: &RunRecord) -> std::path::PathBuf {
     p
 }
 
+/// Writes a run record as the worker writes a run of more than
+/// `SHARD_ABOVE_RANKS` ranks: each host's rank records in
+/// `dir/ranks/<host>.json`, and `dir/run.json` with the node records and
+/// the shards' index instead of the rank records. Returns run.json's path.
+#[allow(dead_code)]
+pub fn write_sharded(dir: &std::path::Path, run: &RunRecord) -> std::path::PathBuf {
+    use mfubench_core::aggregate::{nodes_of, shard_path, RankShards, ShardFile, ShardRecord};
+    std::fs::create_dir_all(dir.join("ranks")).unwrap();
+    let mut by_host: BTreeMap<&str, Vec<&mfubench_core::result::RankRecord>> = BTreeMap::new();
+    for r in &run.ranks {
+        by_host.entry(r.host.as_str()).or_default().push(r);
+    }
+    let mut files = Vec::new();
+    for host in &run.hosts {
+        let ranks: Vec<_> = by_host[host.as_str()]
+            .iter()
+            .map(|r| (*r).clone())
+            .collect();
+        let path = shard_path(host);
+        files.push(ShardFile {
+            host: host.clone(),
+            path: path.clone(),
+            ranks: ranks.iter().map(|r| r.rank).collect(),
+        });
+        let shard = ShardRecord {
+            host: host.clone(),
+            ranks,
+        };
+        std::fs::write(dir.join(&path), serde_json::to_vec(&shard).unwrap()).unwrap();
+    }
+    let mut sharded = RunRecord {
+        ranks: Vec::new(),
+        nodes: nodes_of(&run.ranks, &run.plan),
+        rank_shards: Some(RankShards { files }),
+        ..run.clone()
+    };
+    sharded.summary = run.summary.clone();
+    write_run(dir, &sharded)
+}
+
 /// The 16,384-rank run of the scale test and benchmark (2,048 hosts × 8).
 pub fn scale_gen() -> Gen {
     Gen {
