@@ -368,35 +368,81 @@ pub fn broadcast_bytes(world: &SimpleCommunicator, bytes: &[u8]) -> Vec<u8> {
     buf
 }
 
-/// Gathers every rank's bytes on rank 0 (None on other ranks).
+/// Gathers every rank's bytes on rank 0 (None on other ranks). Up to 2 GiB
+/// in all, one `MPI_Gatherv` (its counts and displacements are C ints);
+/// beyond, each rank sends its bytes to rank 0 in messages of at most
+/// [`MAX_CHUNK`] bytes, one rank after the other.
 pub fn gather_bytes(
     world: &SimpleCommunicator,
     bytes: &[u8],
 ) -> Result<Option<Vec<Vec<u8>>>, String> {
+    gather_bytes_with(world, bytes, i32::MAX as u64, MAX_CHUNK)
+}
+
+/// [`gather_bytes`] with the largest total one gather may carry
+/// (`gatherv_max` bytes) and the largest message of the point-to-point path
+/// (`chunk` bytes): tests lower both to take the path that real runs take
+/// only beyond 2 GiB. Collective.
+pub fn gather_bytes_with(
+    world: &SimpleCommunicator,
+    bytes: &[u8],
+    gatherv_max: u64,
+    chunk: usize,
+) -> Result<Option<Vec<Vec<u8>>>, String> {
     let root = world.process_at_rank(0);
-    let len = i32::try_from(bytes.len()).map_err(|_| "a rank record exceeds 2 GiB".to_string())?;
+    let len = bytes.len() as u64;
+    let chunk = chunk.max(1);
+    // An empty slice's pointer is dangling (0x1), which Open MPI reads as
+    // MPI_IN_PLACE and refuses on a non-root rank: a real address instead.
+    let none = [0u8; 1];
+    let bytes = if bytes.is_empty() { &none[..0] } else { bytes };
     if world.rank() != 0 {
         root.gather_into(&len);
-        root.gather_varcount_into(bytes);
+        let mut big = 0u8;
+        root.broadcast_into(&mut big);
+        if big == 0 {
+            root.gather_varcount_into(bytes);
+        } else {
+            for piece in bytes.chunks(chunk) {
+                root.send(piece);
+            }
+        }
         return Ok(None);
     }
-    let mut lens = vec![0i32; world.size() as usize];
+    let mut lens = vec![0u64; world.size() as usize];
     root.gather_into_root(&len, &mut lens[..]);
-    let mut displs = Vec::with_capacity(lens.len());
-    let mut total: i64 = 0;
-    for l in &lens {
-        displs.push(
-            i32::try_from(total).map_err(|_| "the gathered records exceed 2 GiB".to_string())?,
-        );
-        total += *l as i64;
+    let total: u64 = lens.iter().sum();
+    let mut big = u8::from(total > gatherv_max.min(i32::MAX as u64));
+    root.broadcast_into(&mut big);
+    if big == 1 {
+        let mut all = Vec::with_capacity(lens.len());
+        all.push(bytes.to_vec());
+        for (r, l) in lens.iter().enumerate().skip(1) {
+            let mut buf = vec![0u8; *l as usize];
+            for piece in buf.chunks_mut(chunk) {
+                world.process_at_rank(r as i32).receive_into(piece);
+            }
+            all.push(buf);
+        }
+        return Ok(Some(all));
     }
-    let mut all = vec![0u8; total as usize];
+    // Within C int counts: checked above (total ≤ i32::MAX).
+    let counts: Vec<i32> = lens.iter().map(|l| *l as i32).collect();
+    let mut displs = Vec::with_capacity(counts.len());
+    let mut at: i32 = 0;
+    for c in &counts {
+        displs.push(at);
+        at += c;
+    }
+    // At least one byte, for the same reason as the empty send above.
+    let mut all = vec![0u8; (total as usize).max(1)];
     {
-        let mut part = PartitionMut::new(&mut all[..], &lens[..], &displs[..]);
+        let mut part = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
         root.gather_varcount_into_root(bytes, &mut part);
     }
     Ok(Some(
-        lens.iter()
+        counts
+            .iter()
             .zip(&displs)
             .map(|(l, d)| all[*d as usize..(*d + *l) as usize].to_vec())
             .collect(),

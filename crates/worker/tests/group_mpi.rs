@@ -258,6 +258,14 @@ fn rank() {
     if std::env::var(CHILD_VAR).is_err() {
         return;
     }
+    // A failed check ends the process at once, so that mpirun ends the
+    // job: unwinding would reach MPI_Finalize, which waits for the other
+    // ranks, themselves waiting in the next collective.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
     let universe = mpi::initialize().expect("MPI initialises");
     let world = universe.world();
     let g = MpiGroup::new(world.duplicate());
@@ -270,6 +278,23 @@ fn rank() {
     let sub = chunked.split(Some(0), 0).unwrap().unwrap();
     check_group(&sub, "chunked split");
     check_sweep(&world);
+    // The byte gather, in one MPI_Gatherv and, lowered limits standing in
+    // for 2 GiB, rank by rank in 3-byte messages: every rank's bytes
+    // (lengths 5, 0, 8, 4 bytes) arrive whole and in rank order.
+    let bytes_of = |r: usize| -> Vec<u8> {
+        let len = if r == 1 { 0 } else { (r * 7 + 5) % 11 };
+        (0..len).map(|i| (r * 31 + i) as u8).collect()
+    };
+    let mine = bytes_of(me);
+    for (max, chunk) in [(u64::MAX, 1 << 30), (8, 3)] {
+        let got = mfubench_worker::mpi_comm::gather_bytes_with(&world, &mine, max, chunk).unwrap();
+        if me == 0 {
+            let want: Vec<Vec<u8>> = (0..n).map(bytes_of).collect();
+            assert_eq!(got, Some(want), "gather_bytes_with({max}, {chunk})");
+        } else {
+            assert_eq!(got, None);
+        }
+    }
     // Split by parity, ordered by descending world rank; the last rank
     // joins no group.
     let color = (me + 1 < n || n == 1).then_some((me % 2) as u32);
