@@ -383,6 +383,46 @@ pub struct ReplaySpec {
     pub collective_s: BTreeMap<Mode, Vec<f64>>,
 }
 
+/// The compute stream's gap factor: the median over ranks of each rank's
+/// compute-mode median step over the sum of its GEMMs' medians (`(step,
+/// sum)` per rank; pairs with a sum or step that is not a positive number
+/// are left out), at least 1 (a step cannot be shorter than its GEMMs on
+/// one stream); 1 with no usable pair. Every GEMM's projected time is
+/// multiplied by it, so that compute mode replays at its measured time.
+pub fn gemm_gap_factor(per_rank: &[(f64, f64)]) -> f64 {
+    let ratios: Vec<f64> = per_rank
+        .iter()
+        .filter(|(step, sum)| step.is_finite() && *step > 0.0 && sum.is_finite() && *sum > 0.0)
+        .map(|(step, sum)| step / sum)
+        .collect();
+    crate::stats::median(&ratios).unwrap_or(1.0).max(1.0)
+}
+
+/// Each mode's GEMM and collective durations of one replay: the projected
+/// ones, and in overlapped mode each multiplied by its measured contention
+/// (a GEMM beside a collective runs `gemm_contention` times slower, a
+/// collective beside a GEMM `collective_contention` times); the other
+/// modes run each stream alone, unscaled.
+pub fn mode_durations(
+    gemm: &[f64],
+    collectives: &[f64],
+    gemm_contention: f64,
+    collective_contention: f64,
+) -> (BTreeMap<Mode, Vec<f64>>, BTreeMap<Mode, Vec<f64>>) {
+    let mut gemm_s = BTreeMap::new();
+    let mut collective_s = BTreeMap::new();
+    for mode in Mode::ALL {
+        let (gf, cf) = if mode == Mode::Overlapped {
+            (gemm_contention, collective_contention)
+        } else {
+            (1.0, 1.0)
+        };
+        gemm_s.insert(mode, gemm.iter().map(|x| x * gf).collect());
+        collective_s.insert(mode, collectives.iter().map(|x| x * cf).collect());
+    }
+    (gemm_s, collective_s)
+}
+
 /// A projected or measured figure with its interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Figure {
@@ -541,6 +581,36 @@ pub fn validate(projected: &[Figure], measured: &[(String, f64)]) -> Vec<Validat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gap_factor_known_answers() {
+        // Ratios 1.2, 1.1, 1.5: the median is 1.2. A zero sum and a NaN
+        // step are left out.
+        let per_rank = [
+            (12.0, 10.0),
+            (11.0, 10.0),
+            (15.0, 10.0),
+            (5.0, 0.0),
+            (f64::NAN, 1.0),
+        ];
+        assert!((gemm_gap_factor(&per_rank) - 1.2).abs() < 1e-12);
+        // Even count: the mean of the middle two (1.1 and 1.2).
+        assert!((gemm_gap_factor(&per_rank[..2]) - 1.15).abs() < 1e-12);
+        // Never below 1, and 1 without data.
+        assert_eq!(gemm_gap_factor(&[(9.0, 10.0)]), 1.0);
+        assert_eq!(gemm_gap_factor(&[]), 1.0);
+    }
+
+    #[test]
+    fn contention_scales_overlapped_mode_only() {
+        let (g, c) = mode_durations(&[1.0, 2.0], &[0.5], 1.25, 1.5);
+        assert_eq!(g[&Mode::Overlapped], [1.25, 2.5]);
+        assert_eq!(c[&Mode::Overlapped], [0.75]);
+        for m in [Mode::Compute, Mode::Comm, Mode::Serialized] {
+            assert_eq!(g[&m], [1.0, 2.0], "{m}");
+            assert_eq!(c[&m], [0.5], "{m}");
+        }
+    }
 
     fn sample(n: u64, bytes: u64, seconds: f64) -> Sample {
         Sample {

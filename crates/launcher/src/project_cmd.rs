@@ -25,8 +25,8 @@ use mfubench_core::config::Mode;
 use mfubench_core::parallel::Layout;
 use mfubench_core::plan::StepPlan;
 use mfubench_core::project::{
-    bounded, figures_of, validate, Bound, Figure, LinkClass, LinkFit, ProjectedPoint, Projection,
-    ReplaySpec, Sample, Validation, VALIDATION_TARGET_PCT,
+    bounded, figures_of, mode_durations, validate, Bound, Figure, LinkClass, LinkFit,
+    ProjectedPoint, Projection, ReplaySpec, Sample, Validation, VALIDATION_TARGET_PCT,
 };
 use mfubench_core::result::{RunRecord, StreamKind, Summary};
 
@@ -339,21 +339,23 @@ fn model(runs: &[FitRun], inter_link: Option<(f64, f64)>) -> Result<Model> {
         median_of(runs.iter().filter_map(|r| f(&r.record.summary))).unwrap_or(1.0)
     };
     // The compute stream's gaps: compute step / the sum of its GEMMs.
-    let gap = median_of(runs.iter().flat_map(|run| {
-        run.record.ranks.iter().filter_map(|r| {
-            let m = &r.modes[&Mode::Compute];
-            let step = mfubench_core::stats::median(&m.step_time_s)?;
-            let sum: f64 = m
-                .ops
-                .iter()
-                .filter(|o| o.stream == StreamKind::Compute)
-                .map(|o| o.median_s)
-                .sum();
-            (sum > 0.0).then(|| step / sum)
+    let per_rank: Vec<(f64, f64)> = runs
+        .iter()
+        .flat_map(|run| {
+            run.record.ranks.iter().filter_map(|r| {
+                let m = &r.modes[&Mode::Compute];
+                let step = mfubench_core::stats::median(&m.step_time_s)?;
+                let sum: f64 = m
+                    .ops
+                    .iter()
+                    .filter(|o| o.stream == StreamKind::Compute)
+                    .map(|o| o.median_s)
+                    .sum();
+                Some((step, sum))
+            })
         })
-    }))
-    .unwrap_or(1.0)
-    .max(1.0);
+        .collect();
+    let gap = mfubench_core::project::gemm_gap_factor(&per_rank);
     let gemm = gemm_times(runs, &plan)?
         .into_iter()
         .map(|(l, x, h)| (l * gap, x * gap, h * gap))
@@ -402,17 +404,8 @@ fn specs_for(first: &RunRecord, m: &Model, nodes: u64, rpn: u64) -> Result<Vec<R
         .map(|&b| {
             let g: Vec<f64> = m.gemm.iter().map(|&(l, x, h)| b.pick(l, x, h)).collect();
             let c: Vec<f64> = colls.iter().map(|&(l, x, h)| b.pick(l, x, h)).collect();
-            let mut gemm_s = BTreeMap::new();
-            let mut collective_s = BTreeMap::new();
-            for mode in Mode::ALL {
-                let (gf, cf) = if mode == Mode::Overlapped {
-                    (m.gemm_contention, m.collective_contention)
-                } else {
-                    (1.0, 1.0)
-                };
-                gemm_s.insert(mode, g.iter().map(|x| x * gf).collect());
-                collective_s.insert(mode, c.iter().map(|x| x * cf).collect());
-            }
+            let (gemm_s, collective_s) =
+                mode_durations(&g, &c, m.gemm_contention, m.collective_contention);
             ReplaySpec {
                 config: config.clone(),
                 ranks,
