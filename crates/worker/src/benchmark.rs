@@ -718,15 +718,15 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         let failed = u64::from(shard.is_err());
         let mut any = 0u64;
         leaders.all_reduce_into(&failed, &mut any, SystemOperation::max());
-        shard?;
         match run {
+            // Rank 0: its own error first (the cause of the others').
+            Some(Err(e)) => Err(e),
             Some(Ok((run, _))) if any == 0 => self.write_record(&run, complete),
-            Some(Ok(_)) => Err(RunError(
+            Some(Ok(_)) => shard.and(Err(RunError(
                 "a node leader could not write its shard of rank records; run.json was not updated"
                     .into(),
-            )),
-            Some(Err(e)) => Err(e),
-            None => Ok(()),
+            ))),
+            None => shard,
         }
     }
 
