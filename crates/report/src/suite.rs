@@ -84,6 +84,17 @@ fn gbps(x: f64) -> String {
     }
 }
 
+/// "82.1 % [80.3, 83.0]", or "-" without an expected value.
+fn percent(e: Option<&mfubench_core::accept::Expected>) -> String {
+    match e {
+        Some(e) => match e.percent_ci95 {
+            Some([lo, hi]) => format!("{:.1}% [{lo:.1}, {hi:.1}]", e.percent_of_expected),
+            None => format!("{:.1}%", e.percent_of_expected),
+        },
+        None => "-".into(),
+    }
+}
+
 fn size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{}G", b >> 30),
@@ -133,13 +144,20 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
         );
         let _ = writeln!(
             t,
-            "{:>5}  {:<16} {:>5}  {:<8} {:>10} {:>9} {:>8}  telemetry",
-            "rank", "host", "local", "device", "TFLOP/s", "vs median", "vs peak"
+            "{:>5}  {:<16} {:>5}  {:<8} {:>10} {:>9} {:>8} {:>22}  telemetry",
+            "rank",
+            "host",
+            "local",
+            "device",
+            "TFLOP/s",
+            "vs median",
+            "vs peak",
+            "vs expected [95 %]"
         );
         for x in &d.devices {
             let _ = writeln!(
                 t,
-                "{:>5}  {:<16} {:>5}  {:<8} {:>10.4} {:>8.1}% {:>8}  {}",
+                "{:>5}  {:<16} {:>5}  {:<8} {:>10.4} {:>8.1}% {:>8} {:>22}  {}",
                 x.rank,
                 x.host,
                 x.local_rank,
@@ -149,13 +167,21 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
                 x.peak_fraction()
                     .map(|f| format!("{:.1}%", f * 100.0))
                     .unwrap_or_else(|| "-".into()),
+                percent(x.expected.as_ref()),
                 x.reason()
             );
         }
         if d.devices.iter().all(|x| x.peak_tflops.is_none()) {
             let _ = writeln!(
                 t,
-                "vs peak: no datasheet peak for these devices (run.peak_tflops gives one)"
+                "vs peak, vs expected: no datasheet peak for these devices (run.peak_tflops gives one)"
+            );
+        } else if let Some(e) = d.devices.iter().find_map(|x| x.expected.as_ref()) {
+            let _ = writeln!(
+                t,
+                "vs expected: {} TFLOP/s, {}",
+                mfubench_core::accept::tflops_text(e.expected),
+                e.expected_source
             );
         }
     }
@@ -386,6 +412,7 @@ mod tests {
             peak_source: peak.map(|_| PeakSource::Spec),
             telemetry: CpuTelemetry::default(),
             gpu: None,
+            expected: None,
         };
         let mut rec = AcceptRecord {
             schema_version: ACCEPT_SCHEMA_VERSION,
@@ -420,6 +447,27 @@ mod tests {
         assert!(r.text.contains("  88.9%    40.0%"), "{}", r.text);
         assert!(r.text.contains(" 111.1%    50.0%"), "{}", r.text);
         assert!(!r.text.contains("no datasheet peak"), "{}", r.text);
+        // With the expected values filled (BF16: 1000 × 0.75 = 750 TFLOP/s):
+        // 400 is 53.3 % of it and 500 is 66.7 %; one step: no 95 % interval.
+        mfubench_core::accept::fill_expected(&mut rec, mfubench_core::config::Dtype::Bf16);
+        let r = render(&rec, None);
+        assert!(r.text.contains("vs expected [95 %]"), "{}", r.text);
+        assert!(
+            r.text.contains("   40.0%                  53.3%"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains("   50.0%                  66.7%"),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text
+                .contains("vs expected: 750.0 TFLOP/s, the datasheet's 1000.0 TFLOP/s × 0.75"),
+            "{}",
+            r.text
+        );
         // The slower device fails (0.889 < 0.92) and its line gives the
         // fraction of its peak.
         assert!(

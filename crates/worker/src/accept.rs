@@ -758,6 +758,7 @@ impl<'r, K: Platform> Suite<'r, K> {
     fn save(&mut self) -> Result<(), Exit> {
         let written = if self.rank.is_root() {
             self.record.written_at = output::rfc3339_now();
+            mfubench_core::accept::fill_expected(&mut self.record, self.config.run.dtype);
             self.record.findings = evaluate(&self.record, &self.record.settings);
             let path = self.session.run_dir.join("accept.json");
             serde_json::to_vec_pretty(&self.record)
@@ -844,6 +845,7 @@ impl<'r, K: Platform> Suite<'r, K> {
                 readings: gpu_reading.into_iter().collect(),
                 ..id.clone()
             }),
+            expected: None,
         };
         if let Some(devices) = gather_json(r, &self.config, &r.world, Some(&mine)) {
             self.record.device = Some(DeviceStage {

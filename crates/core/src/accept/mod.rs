@@ -17,14 +17,18 @@
 //!   INCONCLUSIVE / FAIL / INCOMPLETE), each naming the device, node or
 //!   link it is about, the suite's verdict ([`overall`]) and exit code
 //!   ([`exit_code`]);
-//! - the nccl-tests bus-bandwidth factors ([`busbw_factor`]).
+//! - the nccl-tests bus-bandwidth factors ([`busbw_factor`]);
+//! - the expected device rate with its source ([`fill_expected`]: the
+//!   device's peak × an achievable fraction per dtype).
 //!
 //! Files: `settings.rs` (the `[accept]` table, overrides, stages),
+//! `expected.rs` (expected values),
 //! `history.rs` (node history and the regression rule), `nodes.rs` (the
 //! report's table of nodes),
 //! `schedule.rs` (pair schedules), `record.rs` (the schema), `rules.rs`
 //! (evaluate and findings).
 
+mod expected;
 mod history;
 mod nodes;
 mod record;
@@ -33,6 +37,7 @@ mod schedule;
 mod settings;
 
 pub use crate::metrics::{busbw_factor, Collective};
+pub use expected::*;
 pub use history::*;
 pub use nodes::*;
 pub use record::*;

@@ -499,6 +499,10 @@ pub struct DeviceResult {
     /// the stage; None on CPUs and where NVML is missing.
     #[serde(default)]
     pub gpu: Option<GpuTelemetry>,
+    /// The rate expected of the device and the rate as % of it
+    /// ([`super::device_expected`]); None without a peak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<super::Expected>,
 }
 
 /// The peak a device's rate is set against and where it comes from:
@@ -939,6 +943,7 @@ mod tests {
             peak_source: Some(PeakSource::Spec),
             telemetry: CpuTelemetry::default(),
             gpu: None,
+            expected: None,
         };
         assert_eq!(d.peak_fraction(), Some(0.5));
         assert_eq!(d.peak_text(), "50.0 % of the datasheet's 989.0 TFLOP/s");

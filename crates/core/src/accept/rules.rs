@@ -1298,6 +1298,7 @@ mod tests {
                 load1: None,
                 cpu_share: None,
             },
+            expected: None,
         };
         let mut r = record();
         r.stages = vec![Stage::Device, Stage::Node];
@@ -1622,6 +1623,7 @@ mod tests {
                 xid,
                 ..Default::default()
             }),
+            expected: None,
         };
         assert_eq!(d.reason(), "GPU-1; sm clock 1410 MHz, XID 79 during device");
     }
