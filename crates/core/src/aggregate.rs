@@ -160,7 +160,7 @@ pub struct CriticalRank {
 
 impl CriticalRank {
     /// The later of two criticals: the longer step, ties the higher rank.
-    fn max(a: CriticalRank, b: CriticalRank) -> CriticalRank {
+    pub(crate) fn max(a: CriticalRank, b: CriticalRank) -> CriticalRank {
         match a.step_s.total_cmp(&b.step_s).then(a.rank.cmp(&b.rank)) {
             std::cmp::Ordering::Less => b,
             _ => a,

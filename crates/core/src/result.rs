@@ -989,14 +989,7 @@ pub const TIMELINE_SAMPLE_ABOVE: usize = 64;
 /// The mode whose timelines choose the ranks shown: the first of
 /// overlapped, serialized, compute, comm that any rank recorded one in.
 pub fn timeline_mode(ranks: &[RankRecord]) -> Option<Mode> {
-    [
-        Mode::Overlapped,
-        Mode::Serialized,
-        Mode::Compute,
-        Mode::Comm,
-    ]
-    .into_iter()
-    .find(|&m| {
+    TIMELINE_MODES.into_iter().find(|&m| {
         ranks
             .iter()
             .any(|r| r.modes.get(&m).is_some_and(|x| !x.timeline.is_empty()))
@@ -1215,24 +1208,8 @@ impl RunRecord {
     /// ranks), which together make the flat [`timeline_sample`].
     pub fn timeline_keep_of_nodes(nodes: &[NodeRecord], stragglers: &[u64]) -> Vec<u64> {
         let mut keep: Vec<u64> = stragglers.to_vec();
-        let mode = [
-            Mode::Overlapped,
-            Mode::Serialized,
-            Mode::Compute,
-            Mode::Comm,
-        ]
-        .into_iter()
-        .find(|m| {
-            nodes
-                .iter()
-                .any(|n| n.modes.get(m).is_some_and(|x| x.timelines > 0))
-        });
-        if let Some(mode) = mode {
-            let mut order: Vec<(u64, f64)> = briefs(nodes)
-                .iter()
-                .filter_map(|(_, b)| Some((b.rank, b.step_median_s(mode)??)))
-                .collect();
-            order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        if let Some(mode) = timeline_mode_of_nodes(nodes) {
+            let order = step_order(nodes, mode);
             if let (Some(s), Some(m)) = (order.last(), order.get(order.len().saturating_sub(1) / 2))
             {
                 keep.extend([s.0, m.0]);
@@ -1668,12 +1645,7 @@ fn critical(nodes: &[NodeRecord], mode: Mode, i: usize) -> Option<CriticalRank> 
     nodes
         .iter()
         .filter_map(|n| n.modes.get(&mode)?.critical.get(i).copied())
-        .reduce(
-            |a, b| match a.step_s.total_cmp(&b.step_s).then(a.rank.cmp(&b.rank)) {
-                std::cmp::Ordering::Less => b,
-                _ => a,
-            },
-        )
+        .reduce(CriticalRank::max)
 }
 
 /// Round `i`'s T_o − T_c split by cause ([`metrics::exposed_breakdown`]:
@@ -2339,23 +2311,28 @@ const STRAGGLER_MODES: [Mode; 4] = [
     Mode::Comm,
 ];
 
-/// The two ranks whose timelines the report draws: the slowest and the
-/// median rank by their median step in the first mode any rank kept a
-/// timeline of (overlapped, serialized, compute, comm), each replaced by the
-/// nearest rank in that order that kept one; with that mode.
-pub fn timeline_ranks(nodes: &[NodeRecord]) -> Option<(Mode, u64, u64)> {
-    let mode = [
-        Mode::Overlapped,
-        Mode::Serialized,
-        Mode::Compute,
-        Mode::Comm,
-    ]
-    .into_iter()
-    .find(|m| {
+/// The modes whose timelines choose the ranks shown, in order of
+/// preference.
+const TIMELINE_MODES: [Mode; 4] = [
+    Mode::Overlapped,
+    Mode::Serialized,
+    Mode::Compute,
+    Mode::Comm,
+];
+
+/// [`timeline_mode`] over node records.
+fn timeline_mode_of_nodes(nodes: &[NodeRecord]) -> Option<Mode> {
+    TIMELINE_MODES.into_iter().find(|m| {
         nodes
             .iter()
             .any(|n| n.modes.get(m).is_some_and(|x| x.timelines > 0))
-    })?;
+    })
+}
+
+/// The ranks that ran `mode`, by their median step in it, fastest first,
+/// ties by rank ([`ranks_by_step`] over node records): (rank, median step,
+/// whether it kept a timeline of the mode).
+fn step_order(nodes: &[NodeRecord], mode: Mode) -> Vec<(u64, f64, bool)> {
     let mut order: Vec<(u64, f64, bool)> = briefs(nodes)
         .iter()
         .filter_map(|(_, b)| {
@@ -2364,6 +2341,16 @@ pub fn timeline_ranks(nodes: &[NodeRecord]) -> Option<(Mode, u64, u64)> {
         })
         .collect();
     order.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    order
+}
+
+/// The two ranks whose timelines the report draws: the slowest and the
+/// median rank by their median step in the first mode any rank kept a
+/// timeline of (overlapped, serialized, compute, comm), each replaced by the
+/// nearest rank in that order that kept one; with that mode.
+pub fn timeline_ranks(nodes: &[NodeRecord]) -> Option<(Mode, u64, u64)> {
+    let mode = timeline_mode_of_nodes(nodes)?;
+    let order = step_order(nodes, mode);
     let near = |pos: usize| -> Option<u64> {
         (0..order.len())
             .flat_map(|d| [pos.checked_sub(d), pos.checked_add(d)])
