@@ -154,7 +154,8 @@ pub struct WorkerJob {
     pub soak: Option<SoakRun>,
     /// Test hook: this rank corrupts one reduced element once.
     pub inject_wrong_rank: Option<u64>,
-    /// Test hook: (rank, seconds): that rank starts every step this late.
+    /// Test hook: (rank, seconds): that rank starts every other step this
+    /// late.
     pub late_rank: Option<(u64, f64)>,
 }
 

@@ -19,8 +19,10 @@ pub struct Hooks {
     /// This rank corrupts one reduced element once, to show the check
     /// reports it.
     pub inject_wrong_rank: Option<u64>,
-    /// (rank, seconds): that rank starts every step this late, a straggler
-    /// the others wait for at the collectives.
+    /// (rank, seconds): that rank starts every other step (the odd ones,
+    /// counted from its first) this late, a straggler the others wait for
+    /// at the collectives; one run then holds late and on-time steps
+    /// interleaved, so a test compares them paired.
     pub late_rank: Option<(u64, f64)>,
 }
 
