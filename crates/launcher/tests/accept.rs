@@ -886,6 +886,109 @@ fn isolation_round_confirms_the_suspect_node() {
     );
 }
 
+/// The traffic between two namespace hosts only, both ways, limited to
+/// `rate`: on each side an `htb` qdisc whose one class, at `rate`, gets the
+/// packets to the other's address (hostA is 10.77.0.1, hostB .2, …); the
+/// rest leaves unshaped (htb's direct queue). The test kernel has no `prio`.
+fn rate_limit_pair(a: char, b: char, rate: &str) {
+    let ip = |h: char| format!("10.77.0.{}/32", h as u8 - b'A' + 1);
+    for (me, peer) in [(a, b), (b, a)] {
+        let ns = format!("host{me}");
+        for args in [
+            "qdisc add dev eth0 root handle 1: htb".to_string(),
+            format!("class add dev eth0 parent 1: classid 1:20 htb rate {rate}"),
+            format!(
+                "filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst {} flowid 1:20",
+                ip(peer)
+            ),
+        ] {
+            let tc = run(
+                Command::new("ip")
+                    .args(["netns", "exec", &ns, "tc"])
+                    .args(args.split(' ')),
+                Duration::from_secs(30),
+            );
+            assert_eq!(tc.code(), 0, "{ns}: tc {args}: {tc:?}");
+        }
+    }
+}
+
+/// Issue 22's case on 6 hosts. One pair's link slowed (a `tc` filter on
+/// that pair only): the tournament names exactly that link, no node, and
+/// bad_nodes.txt its two ends. One host's whole link slowed instead, with
+/// the sampled screen: that node alone is named, in fewer rounds than the
+/// tournament's 5 (ring 2, one matching, one isolation round).
+#[test]
+fn six_hosts_a_slow_pair_is_a_link_and_a_slow_host_a_node() {
+    let test = "six_hosts_a_slow_pair_is_a_link_and_a_slow_host_a_node";
+    let Some((_lock, _hosts)) = namespace_hosts(test, 6) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("results");
+    let cfg = accept_config(
+        tmp.path(),
+        "accept-six.toml",
+        &[
+            ("iterations", toml::Value::Integer(5)),
+            ("link_bytes", toml::Value::Integer(1 << 20)),
+            // Healthy pairs of 6 ranks on 2 cores measured 0.29 to 1 of
+            // the reference; the limited pair 0.002.
+            ("min_link_fraction", toml::Value::Float(0.1)),
+            ("sampled_rounds", toml::Value::Integer(1)),
+        ],
+    );
+    rate_limit_pair('B', 'E', "20mbit");
+    let mut cmd = accept_on_ns_hosts_cmd(6, "pair", &out, &cfg, "link", &[]);
+    let f = run(&mut cmd, LIMIT);
+    assert_eq!(f.code(), 1, "{f:?}");
+    let j = read_json(&out.join("pair/accept.json"));
+    assert_eq!(failed_components(&j), ["link hostB hostE"], "{}", f.stdout);
+    assert_eq!(j["link"]["schedule"], "tournament");
+    assert_eq!(j["link"]["rounds"].as_array().map(Vec::len), Some(5));
+    assert_eq!(j["link"]["isolation_rounds"], 0);
+    assert_eq!(
+        std::fs::read_to_string(out.join("pair/bad_nodes.txt")).unwrap(),
+        "hostB,hostE\n",
+        "{}",
+        f.stdout
+    );
+
+    // The pair's filters off, hostC's whole egress limited, the screen.
+    for h in ["hostB", "hostE"] {
+        let tc = run(
+            Command::new("ip").args([
+                "netns", "exec", h, "tc", "qdisc", "del", "dev", "eth0", "root",
+            ]),
+            Duration::from_secs(30),
+        );
+        assert_eq!(tc.code(), 0, "{tc:?}");
+    }
+    rate_limit_host_c();
+    let mut cmd = accept_on_ns_hosts_cmd(6, "node", &out, &cfg, "link", &["--links", "sampled"]);
+    let f = run(&mut cmd, LIMIT);
+    assert_eq!(f.code(), 1, "{f:?}");
+    let j = read_json(&out.join("node/accept.json"));
+    assert_eq!(j["link"]["schedule"], "sampled");
+    let rounds = j["link"]["rounds"].as_array().map(Vec::len).unwrap();
+    assert_eq!(j["link"]["isolation_rounds"], 1, "{:#}", j["link"]);
+    assert!(rounds < 5, "{rounds} rounds, the tournament's 5 or more");
+    let failed = failed_components(&j);
+    assert!(failed.contains(&"node hostC".to_string()), "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .all(|c| c == "node hostC" || c.contains("hostC")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("node/bad_nodes.txt")).unwrap(),
+        "hostC\n",
+        "{}",
+        f.stdout
+    );
+}
+
 /// `--min-device-fraction 90%` is 0.9 on `accept` as on `report` and `run`'s
 /// thresholds (core's one fraction parser): the ranks are given 0.9; a value
 /// above 1 or not a number is refused (exit 2) before anything starts,
