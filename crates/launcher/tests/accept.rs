@@ -939,7 +939,7 @@ fn six_hosts_a_slow_pair_is_a_link_and_a_slow_host_a_node() {
         ],
     );
     rate_limit_pair('B', 'E', "20mbit");
-    let mut cmd = accept_on_ns_hosts_cmd(6, "pair", &out, &cfg, "link", &[]);
+    let mut cmd = accept_on_ns_hosts_cmd(6, "pair", &out, &cfg, "config,link", &[]);
     let f = run(&mut cmd, LIMIT);
     assert_eq!(f.code(), 1, "{f:?}");
     let j = read_json(&out.join("pair/accept.json"));
@@ -947,6 +947,26 @@ fn six_hosts_a_slow_pair_is_a_link_and_a_slow_host_a_node() {
     assert_eq!(j["link"]["schedule"], "tournament");
     assert_eq!(j["link"]["rounds"].as_array().map(Vec::len), Some(5));
     assert_eq!(j["link"]["isolation_rounds"], 0);
+    // Each link against its NICs' line rate: a veth says 10000 Mb/s in its
+    // namespace, 1.25 GB/s each way.
+    assert_eq!(
+        j["config"]["nodes"][1]["facts"]["nic.eth0.speed_mbps"], "10000",
+        "{:#}",
+        j["config"]
+    );
+    for p in j["link"]["pairs"].as_array().unwrap() {
+        assert_eq!(p["expected"]["expected"], 1.25, "{p}");
+        let pct = p["expected"]["percent_of_expected"].as_f64().unwrap();
+        let gbps = p["gbps"].as_f64().unwrap();
+        assert!((pct - gbps / 1.25 * 100.0).abs() < 1e-9, "{p}");
+    }
+    assert!(
+        f.stdout.contains("vs expected: 15 of 15 links at ")
+            && f.stdout
+                .contains("expected 1.250 GB/s each way on 15 link(s)"),
+        "{}",
+        f.stdout
+    );
     assert_eq!(
         std::fs::read_to_string(out.join("pair/bad_nodes.txt")).unwrap(),
         "hostB,hostE\n",
@@ -973,6 +993,16 @@ fn six_hosts_a_slow_pair_is_a_link_and_a_slow_host_a_node() {
     let rounds = j["link"]["rounds"].as_array().map(Vec::len).unwrap();
     assert_eq!(j["link"]["isolation_rounds"], 1, "{:#}", j["link"]);
     assert!(rounds < 5, "{rounds} rounds, the tournament's 5 or more");
+    // The isolation path: hostC, slow on its screen links, with a
+    // known-good partner, slow again.
+    assert!(
+        f.stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("  round {rounds}: hostC ("))
+                && l.ends_with("slow again: hostC is the slow node")),
+        "{}",
+        f.stdout
+    );
     let failed = failed_components(&j);
     assert!(failed.contains(&"node hostC".to_string()), "{failed:?}");
     assert!(

@@ -104,6 +104,83 @@ fn size(bytes: u64) -> String {
     }
 }
 
+/// The links against their NICs' line rates: the range and median of
+/// their % of expected, and the expected rates with their source; or why
+/// there is none.
+fn link_expected_line(t: &mut String, l: &mfubench_core::accept::LinkStage) {
+    let links = l.links();
+    let known: Vec<&mfubench_core::accept::Expected> =
+        links.iter().filter_map(|p| p.expected.as_ref()).collect();
+    if known.is_empty() {
+        let _ = writeln!(
+            t,
+            "vs expected: no NIC line rate known on both ends of any link (the config stage reads them: nic.<name>.speed_mbps)"
+        );
+        return;
+    }
+    let pct: Vec<f64> = known.iter().map(|e| e.percent_of_expected).collect();
+    let lo = pct.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = pct.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let med = mfubench_core::stats::median(&pct).unwrap_or(f64::NAN);
+    // One entry per expected rate: how many links, and one source.
+    let mut rates: Vec<(f64, usize, &str)> = Vec::new();
+    for e in &known {
+        match rates.iter_mut().find(|r| r.0 == e.expected) {
+            Some(r) => r.1 += 1,
+            None => rates.push((e.expected, 1, &e.expected_source)),
+        }
+    }
+    rates.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let shown: Vec<String> = rates
+        .iter()
+        .take(3)
+        .map(|(x, n, src)| format!("{} GB/s each way on {n} link(s), e.g. {src}", gbps(*x)))
+        .collect();
+    let more = match rates.len() {
+        n if n > 3 => format!(" (and {} other rates)", n - 3),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        t,
+        "vs expected: {} of {} links at {lo:.1}–{hi:.1} % of their NIC line rate (median {med:.1} %); expected {}{more}",
+        known.len(),
+        links.len(),
+        shown.join("; ")
+    );
+}
+
+/// The isolation path: each pair of the isolation rounds, why it was made
+/// (the suspect's screen links were all slow) and what it showed, as the
+/// run judged it (its own thresholds).
+fn isolation_lines(t: &mut String, l: &mfubench_core::accept::LinkStage, s: &AcceptSettings) {
+    let path = mfubench_core::accept::isolation_path(l, s);
+    if path.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        t,
+        "Isolation: the screen (rounds 1–{}) left suspects, nodes all of whose measured links were slow; each was paired with a known-good node (measured links, none slow):",
+        l.rounds.len() - l.isolation_rounds
+    );
+    for step in path {
+        let (x, g) = (&l.hosts[step.suspect], &l.hosts[step.partner]);
+        let outcome = match step.gbps {
+            None => "not measured".to_string(),
+            Some(v) if step.slow => format!("{} GB/s, slow again: {x} is the slow node", gbps(v)),
+            Some(v) => format!(
+                "{} GB/s, fast: {x}'s slow links were its neighbours'",
+                gbps(v)
+            ),
+        };
+        let _ = writeln!(
+            t,
+            "  round {}: {x} ({} slow link(s) in the screen) with {g}: {outcome}",
+            step.round + 1,
+            step.screen_links
+        );
+    }
+}
+
 /// Renders a record; `settings` replaces the file's thresholds when given.
 pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteReport {
     let s = settings.unwrap_or(&rec.settings);
@@ -236,6 +313,8 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
             }
             let _ = writeln!(t, "{line}");
         }
+        link_expected_line(&mut t, l);
+        isolation_lines(&mut t, l, &rec.settings);
     }
     if let Some(w) = &rec.sweep {
         // One table per collective, as nccl-tests' binaries print them.
@@ -501,6 +580,7 @@ mod tests {
             time_s: 1.0 / g,
             best_time_s: 1.0 / g,
             gbps: g,
+            expected: None,
         };
         let rec = AcceptRecord {
             schema_version: ACCEPT_SCHEMA_VERSION,
@@ -613,5 +693,51 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(render(&rec, Some(&loose)).overall, Status::Pass);
+        // No config stage: no line rate, and the report says so.
+        assert!(
+            r.text
+                .contains("vs expected: no NIC line rate known on both ends"),
+            "{}",
+            r.text
+        );
+        // Line rates from the config stage: 10 Gb/s on hostA and hostB,
+        // 1 Gb/s on hostC. 2.0 GB/s of 1.25 is 160 %; 0.1 of 0.125 is 80 %.
+        let mut rec = rec;
+        rec.config = Some(mfubench_core::accept::ConfigStage {
+            nodes: [("hostA", "10000"), ("hostB", "10000"), ("hostC", "1000")]
+                .map(|(h, r)| mfubench_core::accept::NodeFacts {
+                    host: h.into(),
+                    facts: [("nic.eth0.speed_mbps".to_string(), r.to_string())].into(),
+                })
+                .to_vec(),
+        });
+        mfubench_core::accept::fill_expected(&mut rec, mfubench_core::config::Dtype::F32);
+        let r = render(&rec, None);
+        assert!(
+            r.text.contains("vs expected: 3 of 3 links at 80.0–160.0 % of their NIC line rate (median 80.0 %); expected 0.125 GB/s each way on 2 link(s), e.g. NIC line rate 1000 Mb/s: hostC eth0, the slower end's fastest NIC; 1.250 GB/s each way on 1 link(s), e.g. NIC line rate 10000 Mb/s: hostA eth0, the slower end's fastest NIC"),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("Isolation:"));
+        // An isolation round: hostC, slow on both screen links, paired again
+        // with hostA (a made-up round: 3 nodes never isolate), slow again.
+        let l = rec.link.as_mut().unwrap();
+        l.pairs[2].round = 1;
+        l.pairs[1].round = 2;
+        l.pairs.push(PairResult {
+            round: 3,
+            ..l.pairs[1].clone()
+        });
+        l.rounds = vec![vec![(0, 1)], vec![(1, 2)], vec![(0, 2)], vec![(0, 2)]];
+        l.pairs.retain(|p| (p.a, p.b) != (0, 2) || p.round == 3);
+        l.isolation_rounds = 2;
+        let r = render(&rec, None);
+        assert!(
+            r.text.contains("Isolation: the screen (rounds 1–2) left suspects")
+                && r.text.contains("  round 3: hostC (1 slow link(s) in the screen) with hostA: not measured")
+                && r.text.contains("  round 4: hostC (1 slow link(s) in the screen) with hostA: 0.100 GB/s, slow again: hostC is the slow node"),
+            "{}",
+            r.text
+        );
     }
 }

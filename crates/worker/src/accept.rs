@@ -1090,6 +1090,7 @@ impl<'r, K: Platform> Suite<'r, K> {
                     time_s: t,
                     best_time_s: tb,
                     gbps: metrics::algbw_gbps(bytes as f64, tb),
+                    expected: None,
                 });
             }
         }

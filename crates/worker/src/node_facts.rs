@@ -5,8 +5,9 @@
 //!
 //! Pure parsers of the files' text, with known answers in the tests, and
 //! one I/O function ([`collect`]). The NIC list comes from /proc/net/dev
-//! and each NIC's MTU from the `SIOCGIFMTU` ioctl on a socket of this
-//! process: both answer for the network namespace the rank runs in, where
+//! and each NIC's MTU and line rate from the `SIOCGIFMTU` and
+//! `SIOCETHTOOL` (`ETHTOOL_GSET`) ioctls on a socket of this process: they
+//! answer for the network namespace the rank runs in, where
 //! /sys/class/net may show another namespace's interfaces (a sysfs mount
 //! belongs to the namespace that mounted it). Facts that vary on a healthy
 //! node (clock, load, temperature) are left out: they would flag every
@@ -93,13 +94,81 @@ fn mtu(name: &str) -> Option<u32> {
     Some(unsafe { req.ifr_ifru.ifru_mtu } as u32)
 }
 
+/// `struct ethtool_cmd` of linux/ethtool.h (`ETHTOOL_GSET`'s answer; the
+/// legacy call, which every driver with link settings still answers).
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolCmd {
+    cmd: u32,
+    supported: u32,
+    advertising: u32,
+    speed: u16,
+    duplex: u8,
+    port: u8,
+    phy_address: u8,
+    transceiver: u8,
+    autoneg: u8,
+    mdio_support: u8,
+    maxtxpkt: u32,
+    maxrxpkt: u32,
+    speed_hi: u16,
+    eth_tp_mdix: u8,
+    eth_tp_mdix_ctrl: u8,
+    lp_advertising: u32,
+    reserved: [u32; 2],
+}
+
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+const ETHTOOL_GSET: u32 = 0x1;
+
+/// The line rate in Mb/s from `ethtool_cmd`'s two halves; None for the
+/// kernel's "unknown" (0, 0xFFFF, 0xFFFFFFFF: a link that is down, or a
+/// virtual device without a speed).
+pub fn link_speed_mbps(speed: u16, speed_hi: u16) -> Option<u32> {
+    let v = (speed_hi as u32) << 16 | speed as u32;
+    (v != 0 && v != 0xFFFF && v != u32::MAX).then_some(v)
+}
+
+/// The line rate of interface `name` in this process's network namespace,
+/// Mb/s; None where the driver gives none.
+fn speed_mbps(name: &str) -> Option<u32> {
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: a plain datagram socket, closed below; no memory is shared.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if fd < 0 {
+        return None;
+    }
+    let mut cmd = EthtoolCmd {
+        cmd: ETHTOOL_GSET,
+        ..Default::default()
+    };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_data = (&mut cmd as *mut EthtoolCmd).cast();
+    // SAFETY: SIOCETHTOOL reads ifr_name (NUL-terminated, as in `mtu`) and
+    // the command in `cmd`, which outlives the call and has the layout of
+    // the kernel's `struct ethtool_cmd`; ETHTOOL_GSET writes only into it.
+    let r = unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut req) };
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    if r != 0 {
+        return None;
+    }
+    link_speed_mbps(cmd.speed, cmd.speed_hi)
+}
+
 fn read(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 
 /// This node's facts: kernel, CPU model and count, frequency governor,
 /// memory, transparent and reserved huge pages, NUMA nodes, NICs with
-/// their MTUs, MPI library, mfubench version and ranks on the node.
+/// their MTUs and line rates (where the driver gives one), MPI library, mfubench version and ranks on the node.
 pub fn collect(ranks_on_host: u64) -> BTreeMap<String, String> {
     let mut f = BTreeMap::new();
     let mut put = |k: &str, v: Option<String>| {
@@ -161,6 +230,10 @@ pub fn collect(ranks_on_host: u64) -> BTreeMap<String, String> {
     put("nic.count", Some(nics.len().to_string()));
     for n in &nics {
         put(&format!("nic.{n}.mtu"), mtu(n).map(|m| m.to_string()));
+        put(
+            &format!("nic.{n}.speed_mbps"),
+            speed_mbps(n).map(|m| m.to_string()),
+        );
     }
     put(
         "mpi.library",
@@ -205,6 +278,13 @@ mod tests {
         assert_eq!(selected("none"), None);
         let dev = "Inter-|   Receive  |  Transmit\n face |bytes    packets\n    lo: 1 2 3\n  eth1: 4 5\n  eth0: 6 7\n";
         assert_eq!(net_devices(dev), ["eth0", "eth1"]);
+        // ethtool's halves: 400 Gb/s needs the high half; unknown is none.
+        assert_eq!(link_speed_mbps(10_000, 0), Some(10_000));
+        let (lo, hi) = ((400_000u32 & 0xFFFF) as u16, (400_000u32 >> 16) as u16);
+        assert_eq!(link_speed_mbps(lo, hi), Some(400_000));
+        assert_eq!(link_speed_mbps(0xFFFF, 0), None);
+        assert_eq!(link_speed_mbps(0xFFFF, 0xFFFF), None);
+        assert_eq!(link_speed_mbps(0, 0), None);
     }
 
     /// On this host: the facts every node has, the loopback left out, and

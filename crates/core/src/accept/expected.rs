@@ -9,18 +9,26 @@
 //! assumption the source text names. No peak (a CPU without
 //! `run.peak_tflops`): no expected value, said so, never a made-up one.
 //!
-//! Not built: expected values of links and collectives. An α-β fit of the
-//! sweep was tried and left out: on the CPU test bed an unweighted fit of
-//! every table (each collective with MPI's own algorithms) put the
+//! Built for **links** too: a pair's rate against the line rate of the NIC
+//! it can use, the slower end's fastest NIC (each node's NICs and their
+//! line rates are config-stage facts, `nic.<name>.speed_mbps`, read with
+//! the ethtool ioctl in the rank's own network namespace). One exchange
+//! between two nodes goes through one NIC on each (MPI's TCP path; on a
+//! multi-rail node each rail is its own NIC), so the faster NIC of the pair
+//! cannot be reached. No line rate on an end (a driver without one, or no
+//! config stage in the run): no expected value.
+//!
+//! Not built: expected values of the node stage and the sweep. An α-β fit
+//! of the sweep was tried and left out: on the CPU test bed an unweighted
+//! fit of every table (each collective with MPI's own algorithms) put the
 //! latency-bound sizes at 0.1 % of "expected" and the large ones at up to
-//! 230 %, which says nothing about the hardware. The NIC line rate needs
-//! the ethtool ioctl (veth pairs show no speed inside their namespace).
+//! 230 %, which says nothing about the hardware.
 //!
 //! Pure: the worker fills a record before each save ([`fill_expected`]).
 
 use serde::{Deserialize, Serialize};
 
-use super::{AcceptRecord, DeviceResult};
+use super::{AcceptRecord, DeviceResult, PairResult};
 use crate::config::Dtype;
 use crate::result::PeakSource;
 use crate::stats;
@@ -84,12 +92,64 @@ pub fn device_expected(d: &DeviceResult, dtype: Dtype) -> Option<Expected> {
     })
 }
 
-/// Fills the expected value of every device that ran (replacing any: the
-/// record is saved after every stage).
+/// A node's fastest NIC with a known line rate, from its config facts
+/// (`nic.<name>.speed_mbps`): (name, Mb/s); the first name on a tie.
+pub fn fastest_nic(facts: &std::collections::BTreeMap<String, String>) -> Option<(String, u64)> {
+    facts
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("nic.")?.strip_suffix(".speed_mbps")?;
+            Some((name.to_string(), v.parse::<u64>().ok().filter(|m| *m > 0)?))
+        })
+        .fold(None, |best: Option<(String, u64)>, nic| match best {
+            Some(b) if b.1 >= nic.1 => Some(b),
+            _ => Some(nic),
+        })
+}
+
+/// A link's expected rate, GB/s each way: the line rate of the slower
+/// end's fastest NIC (`nics`: each end's host and fastest NIC), Mb/s / 8000
+/// (full duplex: the line rate in each direction at once). No interval:
+/// the link's figure is its fastest exchange, not a median.
+pub fn link_expected(
+    p: &PairResult,
+    nics: [(&str, Option<&(String, u64)>); 2],
+) -> Option<Expected> {
+    let [(ha, na), (hb, nb)] = nics;
+    let (na, nb) = (na?, nb?);
+    let (host, (nic, mbps)) = if nb.1 < na.1 { (hb, nb) } else { (ha, na) };
+    let expected = *mbps as f64 / 8000.0;
+    Some(Expected {
+        expected,
+        expected_source: format!(
+            "NIC line rate {mbps} Mb/s: {host} {nic}, the slower end's fastest NIC"
+        ),
+        percent_of_expected: p.gbps / expected * 100.0,
+        percent_ci95: None,
+    })
+}
+
+/// Fills the expected value of every device that ran and of every measured
+/// link (replacing any: the record is saved after every stage).
 pub fn fill_expected(rec: &mut AcceptRecord, dtype: Dtype) {
     if let Some(d) = rec.device.as_mut() {
         for dev in &mut d.devices {
             dev.expected = device_expected(dev, dtype);
+        }
+    }
+    let nics: std::collections::BTreeMap<&str, (String, u64)> = rec
+        .config
+        .iter()
+        .flat_map(|c| &c.nodes)
+        .filter_map(|n| Some((n.host.as_str(), fastest_nic(&n.facts)?)))
+        .collect();
+    if let Some(l) = rec.link.as_mut() {
+        for p in &mut l.pairs {
+            let end = |i: usize| {
+                let h = l.hosts.get(i).map(String::as_str).unwrap_or("");
+                (h, nics.get(h))
+            };
+            p.expected = link_expected(p, [end(p.a), end(p.b)]);
         }
     }
 }
@@ -171,5 +231,48 @@ mod tests {
             device_expected(&device(1.0, &steps, None), Dtype::F32),
             None
         );
+    }
+
+    #[test]
+    fn a_link_is_expected_at_the_slower_ends_fastest_nic() {
+        let facts = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // The management NIC is slower; a NIC without a rate is skipped.
+        let a = facts(&[
+            ("nic.eno1.speed_mbps", "25000"),
+            ("nic.ib0.speed_mbps", "400000"),
+            ("nic.ib1.mtu", "4096"),
+            ("kernel", "6.1"),
+        ]);
+        assert_eq!(fastest_nic(&a), Some(("ib0".to_string(), 400_000)));
+        assert_eq!(fastest_nic(&facts(&[("nic.eth0.speed_mbps", "x")])), None);
+        let b = facts(&[("nic.eth0.speed_mbps", "10000")]);
+        let (na, nb) = (fastest_nic(&a), fastest_nic(&b));
+        // 1.0 GB/s each way through a 10 Gb/s NIC: 80 % of 1.25 GB/s.
+        let p = PairResult {
+            a: 0,
+            b: 1,
+            round: 0,
+            time_s: 1.0,
+            best_time_s: 1.0,
+            gbps: 1.0,
+            expected: None,
+        };
+        let e = link_expected(&p, [("n1", na.as_ref()), ("n2", nb.as_ref())]).unwrap();
+        assert!((e.expected - 1.25).abs() < 1e-12);
+        assert!((e.percent_of_expected - 80.0).abs() < 1e-9);
+        assert_eq!(
+            e.expected_source,
+            "NIC line rate 10000 Mb/s: n2 eth0, the slower end's fastest NIC"
+        );
+        assert_eq!(e.percent_ci95, None);
+        // 400 Gb/s on both ends: 50 GB/s each way.
+        let e = link_expected(&p, [("n1", na.as_ref()), ("n3", na.as_ref())]).unwrap();
+        assert!((e.expected - 50.0).abs() < 1e-12);
+        // One end unknown: no expectation.
+        assert_eq!(link_expected(&p, [("n1", na.as_ref()), ("n2", None)]), None);
     }
 }

@@ -94,6 +94,7 @@ pub(crate) mod test_support {
                     time_s: 1.0 / g,
                     best_time_s: 1.0 / g,
                     gbps: g,
+                    expected: None,
                 })
                 .collect(),
             stopped: None,

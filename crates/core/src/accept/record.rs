@@ -622,6 +622,11 @@ pub struct PairResult {
     /// host only slows exchanges down, so the fastest exchange is the
     /// robust estimate (the median is kept beside it).
     pub gbps: f64,
+    /// `gbps` against the line rate of the NIC it can use: the slower end's
+    /// fastest NIC, from the config stage ([`super::link_expected`]); None
+    /// without a known line rate on both ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<super::Expected>,
 }
 
 /// Link stage results.

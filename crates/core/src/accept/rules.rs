@@ -473,26 +473,10 @@ pub const MAX_ISOLATION_ROUNDS: usize = 4;
 /// among N this is one round, not the tournament's N − 1. No reference,
 /// no suspect or no good node: no round.
 pub fn isolation_rounds(l: &LinkStage, s: &AcceptSettings) -> Vec<Vec<Pair>> {
-    let Some(reference) = link_reference(l) else {
+    let Some((suspects, good)) = suspects_and_good(l, s) else {
         return Vec::new();
     };
     let m = l.matrix();
-    let limit = s.min_link_fraction * reference;
-    let links = |i: usize| -> Vec<f64> { m[i].iter().flatten().copied().collect() };
-    let nodes = 0..l.hosts.len();
-    let suspects: Vec<usize> = nodes
-        .clone()
-        .filter(|&i| {
-            let v = links(i);
-            !v.is_empty() && v.iter().all(|&g| g < limit)
-        })
-        .collect();
-    let good: Vec<usize> = nodes
-        .filter(|&i| {
-            let v = links(i);
-            !v.is_empty() && v.iter().all(|&g| g >= limit)
-        })
-        .collect();
     let mut rounds: Vec<Vec<Pair>> = Vec::new();
     let mut pending = suspects;
     while !pending.is_empty() && rounds.len() < MAX_ISOLATION_ROUNDS {
@@ -524,6 +508,86 @@ pub fn isolation_rounds(l: &LinkStage, s: &AcceptSettings) -> Vec<Vec<Pair>> {
         pending = left;
     }
     rounds
+}
+
+/// The suspects (nodes all of whose measured links are slow) and the
+/// known-good nodes (measured links, none slow) of a link stage's pairs;
+/// None without a reference.
+fn suspects_and_good(l: &LinkStage, s: &AcceptSettings) -> Option<(Vec<usize>, Vec<usize>)> {
+    let limit = s.min_link_fraction * link_reference(l)?;
+    let m = l.matrix();
+    let links = |i: usize| -> Vec<f64> { m[i].iter().flatten().copied().collect() };
+    let all = |slow: bool| -> Vec<usize> {
+        (0..l.hosts.len())
+            .filter(|&i| {
+                let v = links(i);
+                !v.is_empty() && v.iter().all(|&g| (g < limit) == slow)
+            })
+            .collect()
+    };
+    Some((all(true), all(false)))
+}
+
+/// One pair of an isolation round: why it was made and what it showed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IsolationStep {
+    /// The round, 0-based among all the stage's rounds.
+    pub round: usize,
+    /// The suspect (a node index): all its links in the screen were slow.
+    pub suspect: usize,
+    /// The known-good node it was paired with.
+    pub partner: usize,
+    /// How many links the suspect had in the screen.
+    pub screen_links: usize,
+    /// The pair's rate, GB/s (None: not measured, a stage cut short).
+    pub gbps: Option<f64>,
+    /// Whether that rate is below the rule's limit (the whole stage's
+    /// reference): slow again, the suspect is the bad node; fast, its slow
+    /// links were its neighbours' fault.
+    pub slow: bool,
+}
+
+/// The isolation path of a link stage, for the report: each pair of the
+/// isolation rounds (the last `isolation_rounds` of `rounds`), with the
+/// suspect the screen (the rounds before) named and the known-good
+/// partner it was given, as [`isolation_rounds`] chose them.
+pub fn isolation_path(l: &LinkStage, s: &AcceptSettings) -> Vec<IsolationStep> {
+    let first = l.rounds.len().saturating_sub(l.isolation_rounds);
+    let mut screen = l.clone();
+    screen.pairs.retain(|p| p.round < first);
+    let Some((suspects, _)) = suspects_and_good(&screen, s) else {
+        return Vec::new();
+    };
+    let limit = link_reference(l).map(|r| s.min_link_fraction * r);
+    let screen_links = screen.links();
+    let mut out = Vec::new();
+    for (round, pairs) in l.rounds.iter().enumerate().skip(first) {
+        for &(a, b) in pairs {
+            let (suspect, partner) = if suspects.contains(&a) {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            let gbps = l
+                .pairs
+                .iter()
+                .filter(|p| p.round == round && (p.a, p.b) == (a, b))
+                .map(|p| p.gbps)
+                .reduce(f64::max);
+            out.push(IsolationStep {
+                round,
+                suspect,
+                partner,
+                screen_links: screen_links
+                    .iter()
+                    .filter(|p| p.a == suspect || p.b == suspect)
+                    .count(),
+                gbps,
+                slow: gbps.zip(limit).is_some_and(|(g, lim)| g < lim),
+            });
+        }
+    }
+    out
 }
 
 fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
@@ -1111,6 +1175,63 @@ mod tests {
         assert_eq!(tournament(n).len(), 999);
     }
 
+    /// The isolation path of the 5-host case: the ring (2 rounds) and one
+    /// matching saw h2 slow on all 3 of its links; one isolation round paired
+    /// it with h0, the only node with no slow link, and it was slow again.
+    #[test]
+    fn the_isolation_path_names_the_suspect_its_partner_and_the_outcome() {
+        let mut pairs = vec![
+            (0, 1, 1.0),
+            (2, 3, 0.01),
+            (1, 2, 0.01),
+            (3, 4, 1.0),
+            (0, 4, 1.0),
+            (2, 4, 0.01),
+            (1, 3, 1.0),
+        ];
+        let rounds: Vec<Vec<Pair>> = vec![
+            vec![(0, 1), (2, 3)],
+            vec![(1, 2), (3, 4), (0, 4)],
+            vec![(1, 3), (2, 4)],
+        ];
+        let mut l = link(&pairs, 5);
+        let round_of =
+            |a: usize, b: usize| rounds.iter().position(|r| r.contains(&(a, b))).unwrap();
+        for p in &mut l.pairs {
+            p.round = round_of(p.a, p.b);
+        }
+        l.rounds = rounds.clone();
+        let settings = AcceptSettings::default();
+        assert_eq!(isolation_rounds(&l, &settings), vec![vec![(0, 2)]]);
+        pairs.push((0, 2, 0.01));
+        let mut done = link(&pairs, 5);
+        done.rounds = rounds.clone();
+        done.rounds.push(vec![(0, 2)]);
+        done.isolation_rounds = 1;
+        for p in &mut done.pairs {
+            p.round = if (p.a, p.b) == (0, 2) {
+                3
+            } else {
+                round_of(p.a, p.b)
+            };
+        }
+        assert_eq!(
+            isolation_path(&done, &settings),
+            vec![IsolationStep {
+                round: 3,
+                suspect: 2,
+                partner: 0,
+                screen_links: 3,
+                gbps: Some(0.01),
+                slow: true,
+            }]
+        );
+        // Fast with its good partner: not slow; no isolation rounds: none.
+        done.pairs.last_mut().unwrap().gbps = 1.0;
+        assert!(!isolation_path(&done, &settings)[0].slow);
+        assert_eq!(isolation_path(&l, &settings), vec![]);
+    }
+
     /// What the link stage finds with one fault among `n` nodes under the
     /// default settings: the schedule `link_schedule` picks, the isolation
     /// rounds after a sampled screen, the findings. Healthy links measure
@@ -1140,6 +1261,7 @@ mod tests {
                     time_s: 1.0 / gbps(a, b),
                     best_time_s: 1.0 / gbps(a, b),
                     gbps: gbps(a, b),
+                    expected: None,
                 });
             }
         };
