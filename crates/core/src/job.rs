@@ -71,6 +71,8 @@ pub mod flag {
     pub const MAX_PAIR_NODES: &str = "--max-pair-nodes";
     /// Accept: accept.keep_bad (a switch, no value).
     pub const KEEP_BAD: &str = "--keep-bad";
+    /// Accept: accept.rails, comma-separated interface names.
+    pub const RAILS: &str = "--rails";
     /// Soak: the duration, seconds (`mfubench soak --duration`).
     pub const SOAK_DURATION: &str = "--soak-duration";
     /// Soak: the window, seconds.
@@ -99,6 +101,7 @@ pub mod flag {
         SWEEP_END,
         SWEEP_FACTOR,
         MAX_PAIR_NODES,
+        RAILS,
         SOAK_DURATION,
         SOAK_WINDOW,
         SOAK_MODES,
@@ -269,6 +272,7 @@ impl WorkerJob {
                 flag::MAX_PAIR_NODES,
                 o.max_pair_nodes.map(|x| x.to_string()),
             );
+            put(flag::RAILS, o.rails.as_ref().map(|r| r.join(",")));
             if o.keep_bad == Some(true) {
                 a.push(flag::KEEP_BAD.to_string());
             }
@@ -359,6 +363,7 @@ impl WorkerJob {
                 flag::SWEEP_END => o.sweep_end = Some(bytes(&value)?),
                 flag::SWEEP_FACTOR => o.sweep_factor = Some(num(&value)?),
                 flag::MAX_PAIR_NODES => o.max_pair_nodes = Some(num(&value)?),
+                flag::RAILS => o.rails = Some(value.split(',').map(str::to_string).collect()),
                 flag::SOAK_DURATION | flag::SOAK_WINDOW => {
                     let s: f64 = value
                         .parse()
@@ -505,6 +510,7 @@ mod tests {
             sweep_factor: Some(2),
             max_pair_nodes: Some(2),
             keep_bad: Some(true),
+            rails: Some(vec!["eth0".into(), "eth1".into()]),
         });
         assert_eq!(
             WorkerJob::from_args(a.to_args()),
@@ -515,7 +521,7 @@ mod tests {
             a.to_args().join(" "),
             "--config /c/a.toml --out /r --accept --stages device,link --min-device-fraction 0.9 \
              --min-node-fraction 0.5 --min-link-fraction 0.25 --sweep-begin 1024 --sweep-end 1073741824 --sweep-factor 2 --max-pair-nodes 2 \
-             --keep-bad"
+             --rails eth0,eth1 --keep-bad"
         );
     }
 

@@ -71,6 +71,11 @@ pub struct AcceptArgs {
     /// one bad node or link cannot stretch the stages every rank runs).
     #[arg(long)]
     pub keep_bad: bool,
+    /// Link stage: network interfaces, one per rail, comma-separated
+    /// (`eth0,eth1`): the schedule runs again over TCP on each (NIC i with
+    /// NIC i), and a slow link names its rail (accept.rails).
+    #[arg(long, value_name = "IF,IF,...", value_delimiter = ',')]
+    pub rails: Option<Vec<String>>,
     /// The device, node and link thresholds.
     #[command(flatten)]
     pub fractions: AcceptFractionArgs,
@@ -107,6 +112,7 @@ pub fn run_accept(args: &AcceptArgs) -> Result<u8> {
         sweep_factor: args.sweep_factor,
         max_pair_nodes: args.links,
         keep_bad: args.keep_bad.then_some(true),
+        rails: args.rails.clone(),
         ..Default::default()
     });
     // Bad settings are found here, before any rank starts.

@@ -23,9 +23,13 @@ fn findings(j: &serde_json::Value) -> Vec<(String, String, String)> {
         .map(|f| {
             let who = match f["component"]["kind"].as_str() {
                 Some("link") => format!(
-                    "link {} {}",
+                    "link {} {}{}",
                     f["component"]["a"].as_str().unwrap_or(""),
-                    f["component"]["b"].as_str().unwrap_or("")
+                    f["component"]["b"].as_str().unwrap_or(""),
+                    f["component"]["rail"]
+                        .as_str()
+                        .map(|r| format!(" rail {r}"))
+                        .unwrap_or_default()
                 ),
                 Some("node") => format!("node {}", f["component"]["host"].as_str().unwrap_or("")),
                 Some("device") => format!("device {}", f["component"]["rank"]),
@@ -891,14 +895,21 @@ fn isolation_round_confirms_the_suspect_node() {
 /// packets to the other's address (hostA is 10.77.0.1, hostB .2, …); the
 /// rest leaves unshaped (htb's direct queue). The test kernel has no `prio`.
 fn rate_limit_pair(a: char, b: char, rate: &str) {
-    let ip = |h: char| format!("10.77.0.{}/32", h as u8 - b'A' + 1);
+    rate_limit_pair_on("eth0", a, b, rate);
+}
+
+/// As [`rate_limit_pair`], on NIC `dev` (eth0 on 10.77.0.0/24, eth1, the
+/// second rail, on 10.78.0.0/24).
+fn rate_limit_pair_on(dev: &str, a: char, b: char, rate: &str) {
+    let net = if dev == "eth1" { "10.78.0" } else { "10.77.0" };
+    let ip = |h: char| format!("{net}.{}/32", h as u8 - b'A' + 1);
     for (me, peer) in [(a, b), (b, a)] {
         let ns = format!("host{me}");
         for args in [
-            "qdisc add dev eth0 root handle 1: htb".to_string(),
-            format!("class add dev eth0 parent 1: classid 1:20 htb rate {rate}"),
+            format!("qdisc add dev {dev} root handle 1: htb"),
+            format!("class add dev {dev} parent 1: classid 1:20 htb rate {rate}"),
             format!(
-                "filter add dev eth0 parent 1: protocol ip prio 1 u32 match ip dst {} flowid 1:20",
+                "filter add dev {dev} parent 1: protocol ip prio 1 u32 match ip dst {} flowid 1:20",
                 ip(peer)
             ),
         ] {
@@ -1014,6 +1025,84 @@ fn six_hosts_a_slow_pair_is_a_link_and_a_slow_host_a_node() {
     assert_eq!(
         std::fs::read_to_string(out.join("node/bad_nodes.txt")).unwrap(),
         "hostC\n",
+        "{}",
+        f.stdout
+    );
+}
+
+/// Issue 22's rails: 4 namespace hosts with two NICs each (eth0 and eth1
+/// on separate bridges), the pair hostB–hostD slowed on eth1 only. With
+/// `--rails eth0,eth1` the link stage runs the schedule on each rail over
+/// TCP: the MPI path and rail eth0 pass, and rail eth1 names exactly that
+/// link, with its rail; bad_nodes.txt its two ends.
+#[test]
+fn a_link_slow_on_one_rail_is_named_with_its_rail() {
+    let test = "a_link_slow_on_one_rail_is_named_with_its_rail";
+    if !is_root() {
+        skip(test, "needs root (network namespaces)");
+        return;
+    }
+    if !have(test, &["ip", "tc", "nsenter", "unshare", "mpirun"]) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let _hosts = Netns::up_with_rails(4, 2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = tmp.path().join("results");
+    let cfg = accept_config(
+        tmp.path(),
+        "accept-rails.toml",
+        &[
+            ("iterations", toml::Value::Integer(5)),
+            ("link_bytes", toml::Value::Integer(1 << 20)),
+            ("min_link_fraction", toml::Value::Float(0.1)),
+        ],
+    );
+    rate_limit_pair_on("eth1", 'B', 'D', "20mbit");
+    let mut cmd = accept_on_ns_hosts_cmd(
+        4,
+        "rails",
+        &out,
+        &cfg,
+        "config,link",
+        &["--rails", "eth0,eth1"],
+    );
+    let f = run(&mut cmd, LIMIT);
+    assert_eq!(f.code(), 1, "{f:?}");
+    let j = read_json(&out.join("rails/accept.json"));
+    assert_eq!(
+        failed_components(&j),
+        ["link hostB hostD rail eth1"],
+        "{}",
+        f.stdout
+    );
+    let rails = j["link"]["rails"].as_array().expect("link.rails");
+    let names: Vec<&str> = rails.iter().map(|r| r["rail"].as_str().unwrap()).collect();
+    assert_eq!(names, ["eth0", "eth1"]);
+    assert_eq!(
+        rails[1]["addresses"],
+        serde_json::json!(["10.78.0.1", "10.78.0.2", "10.78.0.3", "10.78.0.4"])
+    );
+    for r in rails {
+        assert_eq!(r["pairs"].as_array().map(Vec::len), Some(6), "{r}");
+        for p in r["pairs"].as_array().unwrap() {
+            assert_eq!(p["expected"]["expected"], 1.25, "{p}");
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join("rails/bad_nodes.txt")).unwrap(),
+        "hostB,hostD\n",
+        "{}",
+        f.stdout
+    );
+    assert!(
+        f.stdout
+            .contains("Rail eth1: tournament schedule over TCP on eth1")
+            && f.stdout
+                .contains("FAIL         link   link_bandwidth  link hostB <-> hostD (rail eth1): ")
+            && f.stdout
+                .contains("rail eth0: 6 links (tournament schedule), every one ≥ 0.1"),
         "{}",
         f.stdout
     );

@@ -104,6 +104,24 @@ fn size(bytes: u64) -> String {
     }
 }
 
+/// The link matrix: GB/s each way of every measured pair, "-" elsewhere.
+fn link_matrix(t: &mut String, l: &mfubench_core::accept::LinkStage) {
+    let w = l.hosts.iter().map(|h| h.len()).max().unwrap_or(4).max(8);
+    let mut head = format!("{:<w$}", "");
+    for h in &l.hosts {
+        let _ = write!(head, " {h:>w$}");
+    }
+    let _ = writeln!(t, "{head}");
+    for (i, row) in l.matrix().iter().enumerate() {
+        let mut line = format!("{:<w$}", l.hosts[i]);
+        for v in row {
+            let cell = v.map(gbps).unwrap_or_else(|| "-".into());
+            let _ = write!(line, " {cell:>w$}");
+        }
+        let _ = writeln!(t, "{line}");
+    }
+}
+
 /// The links against their NICs' line rates: the range and median of
 /// their % of expected, and the expected rates with their source; or why
 /// there is none.
@@ -299,22 +317,38 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
             size(l.bytes),
             l.iterations
         );
-        let w = l.hosts.iter().map(|h| h.len()).max().unwrap_or(4).max(8);
-        let mut head = format!("{:<w$}", "");
-        for h in &l.hosts {
-            let _ = write!(head, " {h:>w$}");
-        }
-        let _ = writeln!(t, "{head}");
-        for (i, row) in l.matrix().iter().enumerate() {
-            let mut line = format!("{:<w$}", l.hosts[i]);
-            for v in row {
-                let cell = v.map(gbps).unwrap_or_else(|| "-".into());
-                let _ = write!(line, " {cell:>w$}");
-            }
-            let _ = writeln!(t, "{line}");
-        }
+        link_matrix(&mut t, l);
         link_expected_line(&mut t, l);
         isolation_lines(&mut t, l, &rec.settings);
+        for rail in &l.rails {
+            let _ = writeln!(
+                t,
+                "\nRail {}: {} schedule over TCP on {} (NIC i with NIC i), {} round(s), GB/s (fastest of {} exchanges)",
+                rail.rail,
+                l.schedule,
+                rail.rail,
+                rail.rounds.len(),
+                rail.iterations
+            );
+            let view = rail.as_link(l);
+            link_matrix(&mut t, &view);
+            let missing: Vec<&str> = rail
+                .addresses
+                .iter()
+                .zip(&l.hosts)
+                .filter(|(a, _)| a.is_none())
+                .map(|(_, h)| h.as_str())
+                .collect();
+            if !missing.is_empty() {
+                let _ = writeln!(
+                    t,
+                    "no IPv4 address on {}: {} (left out of this rail's pairs)",
+                    rail.rail,
+                    missing.join(", ")
+                );
+            }
+            link_expected_line(&mut t, &view);
+        }
     }
     if let Some(w) = &rec.sweep {
         // One table per collective, as nccl-tests' binaries print them.
@@ -606,6 +640,7 @@ mod tests {
                 iterations: 3,
                 pairs: vec![pair(0, 1, 2.0), pair(0, 2, 0.1), pair(1, 2, 0.1)],
                 stopped: None,
+                rails: Vec::new(),
             }),
             sweep: Some(SweepStage {
                 dtype: "float".into(),

@@ -21,7 +21,10 @@
 //!   untimed pass, so each pair's samples are spread over the stage; a
 //!   link's bandwidth is its fastest exchange (see
 //!   [`mfubench_core::accept::PairResult::gbps`]). Passes after the first
-//!   timed one run while they fit `accept.link_budget_s`.
+//!   timed one run while they fit `accept.link_budget_s`. With
+//!   `accept.rails`, the schedule then runs once per rail over TCP between
+//!   the leaders' addresses on that interface ([`crate::rail`]), each rail
+//!   under a budget of its own.
 //! - **the nodes left out**: before the first of the sweep and step
 //!   stages, rank 0 names the nodes found bad so far
 //!   ([`mfubench_core::accept::left_out`]); those stages run on the other
@@ -60,8 +63,8 @@ use mpi::traits::*;
 use mfubench_core::accept::{
     evaluate, isolation_rounds, left_out, link_schedule, AcceptRecord, AcceptSettings, Collective,
     ConfigStage, DeviceResult, DeviceStage, GpuTelemetry, LeftOut, LinkStage, NodeFacts,
-    NodeResult, NodeStage, Pair, PairResult, RankGpu, Stage, StepStage, SweepRow, SweepStage,
-    SweepTable, XidWatch, ACCEPT_SCHEMA_VERSION,
+    NodeResult, NodeStage, Pair, PairResult, RailStage, RankGpu, Stage, StepStage, SweepRow,
+    SweepStage, SweepTable, XidWatch, ACCEPT_SCHEMA_VERSION,
 };
 use mfubench_core::check;
 use mfubench_core::config::{BackendKind, Config, Mode};
@@ -460,9 +463,6 @@ fn gather_json<T: serde::Serialize + serde::de::DeserializeOwned>(
             .collect(),
     )
 }
-
-/// A buffer of platform `K`'s stage group.
-type GroupBuf<K> = <<K as Platform>::Group as GroupComm>::Buf;
 
 /// The suite on one rank, on backend `K`.
 pub struct Suite<'r, K: Platform> {
@@ -920,8 +920,11 @@ impl<'r, K: Platform> Suite<'r, K> {
         let mut recv = g.alloc(count)?;
         fill(g, &mut send, count, |i| (i % 251) as f64)?;
         let started = Instant::now();
-        let screen =
-            self.exchange_rounds(leaders, &rounds, 0, (&send, &mut recv), bytes, started)?;
+        let mut exchange = |peer: usize| -> Result<(), BackendError> {
+            g.send_recv(peer, &send, &mut recv, count)?;
+            g.synchronize()
+        };
+        let screen = self.exchange_rounds(leaders, &rounds, 0, &mut exchange, bytes, started)?;
         let (mut passes, mut stopped) = (screen.passes, screen.stopped.clone());
         let mine = screen.pairs;
         let stage = |rounds: Vec<Vec<Pair>>,
@@ -940,6 +943,7 @@ impl<'r, K: Platform> Suite<'r, K> {
                 iterations: passes,
                 pairs,
                 stopped,
+                rails: Vec::new(),
             }
         };
         let gathered = gather_json(self.rank, &self.config, &leaders.mpi, Some(&mine))
@@ -972,14 +976,8 @@ impl<'r, K: Platform> Suite<'r, K> {
                     extra.len()
                 );
             }
-            let isolation = self.exchange_rounds(
-                leaders,
-                &extra,
-                rounds.len(),
-                (&send, &mut recv),
-                bytes,
-                started,
-            )?;
+            let isolation =
+                self.exchange_rounds(leaders, &extra, rounds.len(), &mut exchange, bytes, started)?;
             passes = passes.min(isolation.passes);
             stopped = stopped.or(isolation.stopped);
             let mine = isolation.pairs;
@@ -996,7 +994,119 @@ impl<'r, K: Platform> Suite<'r, K> {
             let link = stage(rounds, isolation, pairs, passes, stopped);
             self.record.link = Some(link);
         }
+        // Then each rail on the screen's schedule (no isolation rounds).
+        let schedule = link_schedule(n, &s).1;
+        for rail in &s.rails {
+            let measured = self.rail(leaders, rail, &schedule, bytes)?;
+            if let (Some(link), Some(r)) = (self.record.link.as_mut(), measured) {
+                link.rails.push(r);
+            }
+        }
         Ok(())
+    }
+
+    /// The link schedule on one rail ([`crate::rail`]): TCP between the
+    /// leaders' addresses on interface `rail`, each pair `bytes` both ways
+    /// at once, in passes under a budget of its own
+    /// (`accept.link_budget_s`). A node without an address on it sits the
+    /// rail out and is named by the rules. The rail's record on rank 0.
+    /// Collective over the leaders.
+    fn rail(
+        &self,
+        leaders: &Team<K::Group>,
+        rail: &str,
+        schedule: &[Vec<Pair>],
+        bytes: u64,
+    ) -> Result<Option<RailStage>, BackendError> {
+        let me = leaders.group.rank();
+        let n = leaders.group.size();
+        let host = self.rank.host.clone();
+        let failed = |what: String| BackendError::Failed(format!("rail {rail} on {host}: {what}"));
+        let listener = match crate::rail::ipv4_of(rail) {
+            Some(ip) => Some(
+                crate::rail::listen(ip).map_err(|e| failed(format!("listening on {ip}: {e}")))?,
+            ),
+            None => None,
+        };
+        let mine = listener.as_ref().and_then(|l| match l.local_addr().ok()? {
+            std::net::SocketAddr::V4(a) => Some(a),
+            std::net::SocketAddr::V6(_) => None,
+        });
+        let mut all = vec![0u64; 2 * n];
+        {
+            let _deadline =
+                leaders.deadline(&format!("accept link stage: rail {rail}: the addresses"));
+            leaders
+                .mpi
+                .all_gather_into(&crate::rail::encode(mine)[..], &mut all[..]);
+        }
+        let addrs: Vec<Option<std::net::SocketAddrV4>> = all
+            .chunks(2)
+            .map(|c| crate::rail::decode([c[0], c[1]]))
+            .collect();
+        let rounds: Vec<Vec<Pair>> = schedule
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .copied()
+                    .filter(|(a, b)| addrs[*a].is_some() && addrs[*b].is_some())
+                    .collect()
+            })
+            .collect();
+        let mut partners: Vec<(usize, std::net::SocketAddrV4)> = rounds
+            .iter()
+            .flatten()
+            .filter(|(a, b)| *a == me || *b == me)
+            .filter_map(|&(a, b)| {
+                let peer = if a == me { b } else { a };
+                Some((peer, addrs[peer]?))
+            })
+            .collect();
+        partners.sort_by_key(|p| p.0);
+        partners.dedup_by_key(|p| p.0);
+        let op = Duration::from_secs_f64(self.config.run.op_timeout_s);
+        let mut peers = match &listener {
+            Some(l) => {
+                let _deadline =
+                    leaders.deadline(&format!("accept link stage: rail {rail}: connecting"));
+                Some(
+                    crate::rail::RailPeers::connect(me, l, &partners, Instant::now() + op)
+                        .map_err(failed)?,
+                )
+            }
+            None => None,
+        };
+        // Never all-zero data: a pattern, as the other stages send.
+        let send: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8 + 1).collect();
+        let mut recv = vec![0u8; send.len()];
+        let mut exchange = |peer: usize| -> Result<(), BackendError> {
+            peers
+                .as_mut()
+                .ok_or_else(|| failed("paired without an address".into()))?
+                .exchange(peer, &send, &mut recv)
+                .map_err(failed)
+        };
+        let done =
+            self.exchange_rounds(leaders, &rounds, 0, &mut exchange, bytes, Instant::now())?;
+        let gathered = gather_json(self.rank, &self.config, &leaders.mpi, Some(&done.pairs))
+            .map(|all| all.into_iter().flatten().collect::<Vec<PairResult>>());
+        Ok(gathered.map(|mut pairs| {
+            pairs.sort_by_key(|p| (p.a, p.b, p.round));
+            if let Some(why) = &done.stopped {
+                crate::say!("mfubench-worker: accept: link stage: rail {rail}: {why}");
+            }
+            RailStage {
+                rail: rail.to_string(),
+                addresses: addrs
+                    .iter()
+                    .map(|a| a.map(|a| a.ip().to_string()))
+                    .collect(),
+                rounds,
+                iterations: done.passes,
+                pairs,
+                stopped: done.stopped,
+            }
+        }))
     }
 
     /// Runs `rounds` of pair exchanges (numbered from `first`) on the node
@@ -1008,14 +1118,12 @@ impl<'r, K: Platform> Suite<'r, K> {
         leaders: &Team<K::Group>,
         rounds: &[Vec<Pair>],
         first: usize,
-        (send, recv): (&GroupBuf<K>, &mut GroupBuf<K>),
+        exchange: &mut dyn FnMut(usize) -> Result<(), BackendError>,
         bytes: u64,
         started: Instant,
     ) -> Result<Exchanged, BackendError> {
         let s = &self.record.settings;
-        let g = &leaders.group;
-        let me = g.rank();
-        let count = (bytes / 4) as usize;
+        let me = leaders.group.rank();
         // This node's partner in every round (None: a bye, or not paired).
         let partner: Vec<Option<(usize, usize)>> = rounds
             .iter()
@@ -1058,8 +1166,7 @@ impl<'r, K: Platform> Suite<'r, K> {
                 let Some((a, b)) = *p else { continue };
                 let peer = if a == me { b } else { a };
                 let t0 = Instant::now();
-                g.send_recv(peer, send, recv, count)?;
-                g.synchronize()?;
+                exchange(peer)?;
                 if pass > 0 {
                     times[ri].push(t0.elapsed().as_secs_f64());
                 }

@@ -42,6 +42,7 @@ pub mod node_facts;
 pub mod output;
 pub mod platform;
 pub mod progress;
+pub mod rail;
 pub mod rank;
 pub mod record;
 pub mod replay;

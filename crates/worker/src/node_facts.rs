@@ -66,9 +66,22 @@ pub fn net_devices(proc_net_dev: &str) -> Vec<String> {
     out
 }
 
-/// The MTU of interface `name` in this process's network namespace.
-fn mtu(name: &str) -> Option<u32> {
-    if name.len() >= libc::IFNAMSIZ {
+/// Runs interface ioctl `request` for interface `name` on a datagram socket
+/// of this process (so it answers for this process's network namespace):
+/// `prepare` fills the request beyond its name; the request as the kernel
+/// left it, or None where the name is too long or the call failed.
+///
+/// # Safety
+///
+/// `request` must be an interface ioctl that reads `ifr_name` and reads or
+/// writes only the `ifreq` (and whatever `prepare` points it at, which must
+/// outlive the call).
+pub(crate) unsafe fn interface_ioctl(
+    name: &str,
+    request: libc::c_ulong,
+    prepare: impl FnOnce(&mut libc::ifreq),
+) -> Option<libc::ifreq> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
         return None;
     }
     // SAFETY: a plain datagram socket, closed below; no memory is shared.
@@ -81,15 +94,20 @@ fn mtu(name: &str) -> Option<u32> {
     for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    // SAFETY: SIOCGIFMTU reads ifr_name (NUL-terminated: the name is
-    // shorter than IFNAMSIZ and the rest is zero) and writes ifru_mtu of
-    // the request we own, on the socket opened above.
-    let r = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU as _, &mut req) };
+    prepare(&mut req);
+    // SAFETY: ifr_name is NUL-terminated (the name is shorter than
+    // IFNAMSIZ and the rest is zero); the caller vouches for the request
+    // (this function's contract).
+    let r = unsafe { libc::ioctl(fd, request as _, &mut req) };
     // SAFETY: fd was opened above and is closed once.
     unsafe { libc::close(fd) };
-    if r != 0 {
-        return None;
-    }
+    (r == 0).then_some(req)
+}
+
+/// The MTU of interface `name` in this process's network namespace.
+fn mtu(name: &str) -> Option<u32> {
+    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifru_mtu of the request.
+    let req = unsafe { interface_ioctl(name, libc::SIOCGIFMTU as _, |_| {}) }?;
     // SAFETY: the ioctl succeeded, so the union holds the MTU.
     Some(unsafe { req.ifr_ifru.ifru_mtu } as u32)
 }
@@ -132,33 +150,19 @@ pub fn link_speed_mbps(speed: u16, speed_hi: u16) -> Option<u32> {
 /// The line rate of interface `name` in this process's network namespace,
 /// Mb/s; None where the driver gives none.
 fn speed_mbps(name: &str) -> Option<u32> {
-    if name.len() >= libc::IFNAMSIZ {
-        return None;
-    }
-    // SAFETY: a plain datagram socket, closed below; no memory is shared.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
-    if fd < 0 {
-        return None;
-    }
     let mut cmd = EthtoolCmd {
         cmd: ETHTOOL_GSET,
         ..Default::default()
     };
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    req.ifr_ifru.ifru_data = (&mut cmd as *mut EthtoolCmd).cast();
-    // SAFETY: SIOCETHTOOL reads ifr_name (NUL-terminated, as in `mtu`) and
-    // the command in `cmd`, which outlives the call and has the layout of
-    // the kernel's `struct ethtool_cmd`; ETHTOOL_GSET writes only into it.
-    let r = unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut req) };
-    // SAFETY: fd was opened above and is closed once.
-    unsafe { libc::close(fd) };
-    if r != 0 {
-        return None;
-    }
+    let data: *mut EthtoolCmd = &mut cmd;
+    // SAFETY: SIOCETHTOOL reads ifr_name and the command `ifru_data` points
+    // at, `cmd`, which outlives the call and has the layout of the kernel's
+    // `struct ethtool_cmd`; ETHTOOL_GSET writes only into it.
+    unsafe {
+        interface_ioctl(name, SIOCETHTOOL, |req| {
+            req.ifr_ifru.ifru_data = data.cast();
+        })
+    }?;
     link_speed_mbps(cmd.speed, cmd.speed_hi)
 }
 

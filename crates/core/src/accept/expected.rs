@@ -110,10 +110,12 @@ pub fn fastest_nic(facts: &std::collections::BTreeMap<String, String>) -> Option
 /// A link's expected rate, GB/s each way: the line rate of the slower
 /// end's fastest NIC (`nics`: each end's host and fastest NIC), Mb/s / 8000
 /// (full duplex: the line rate in each direction at once). No interval:
-/// the link's figure is its fastest exchange, not a median.
+/// the link's figure is its fastest exchange, not a median. On a rail
+/// (`rail`), each end's NIC is the rail's, not its fastest.
 pub fn link_expected(
     p: &PairResult,
     nics: [(&str, Option<&(String, u64)>); 2],
+    rail: bool,
 ) -> Option<Expected> {
     let [(ha, na), (hb, nb)] = nics;
     let (na, nb) = (na?, nb?);
@@ -122,7 +124,12 @@ pub fn link_expected(
     Some(Expected {
         expected,
         expected_source: format!(
-            "NIC line rate {mbps} Mb/s: {host} {nic}, the slower end's fastest NIC"
+            "NIC line rate {mbps} Mb/s: {host} {nic}, {}",
+            if rail {
+                "the rail's slower end"
+            } else {
+                "the slower end's fastest NIC"
+            }
         ),
         percent_of_expected: p.gbps / expected * 100.0,
         percent_ci95: None,
@@ -143,13 +150,34 @@ pub fn fill_expected(rec: &mut AcceptRecord, dtype: Dtype) {
         .flat_map(|c| &c.nodes)
         .filter_map(|n| Some((n.host.as_str(), fastest_nic(&n.facts)?)))
         .collect();
-    if let Some(l) = rec.link.as_mut() {
-        for p in &mut l.pairs {
+    let Some(l) = rec.link.as_mut() else {
+        return;
+    };
+    for p in &mut l.pairs {
+        let end = |i: usize| {
+            let h = l.hosts.get(i).map(String::as_str).unwrap_or("");
+            (h, nics.get(h))
+        };
+        p.expected = link_expected(p, [end(p.a), end(p.b)], false);
+    }
+    // A rail's links go through that rail's NIC on both ends.
+    for rail in &mut l.rails {
+        let key = format!("nic.{}.speed_mbps", rail.rail);
+        let rates: std::collections::BTreeMap<&str, (String, u64)> = rec
+            .config
+            .iter()
+            .flat_map(|c| &c.nodes)
+            .filter_map(|n| {
+                let m = n.facts.get(&key)?.parse::<u64>().ok().filter(|m| *m > 0)?;
+                Some((n.host.as_str(), (rail.rail.clone(), m)))
+            })
+            .collect();
+        for p in &mut rail.pairs {
             let end = |i: usize| {
                 let h = l.hosts.get(i).map(String::as_str).unwrap_or("");
-                (h, nics.get(h))
+                (h, rates.get(h))
             };
-            p.expected = link_expected(p, [end(p.a), end(p.b)]);
+            p.expected = link_expected(p, [end(p.a), end(p.b)], true);
         }
     }
 }
@@ -261,7 +289,7 @@ mod tests {
             gbps: 1.0,
             expected: None,
         };
-        let e = link_expected(&p, [("n1", na.as_ref()), ("n2", nb.as_ref())]).unwrap();
+        let e = link_expected(&p, [("n1", na.as_ref()), ("n2", nb.as_ref())], false).unwrap();
         assert!((e.expected - 1.25).abs() < 1e-12);
         assert!((e.percent_of_expected - 80.0).abs() < 1e-9);
         assert_eq!(
@@ -270,9 +298,16 @@ mod tests {
         );
         assert_eq!(e.percent_ci95, None);
         // 400 Gb/s on both ends: 50 GB/s each way.
-        let e = link_expected(&p, [("n1", na.as_ref()), ("n3", na.as_ref())]).unwrap();
+        let e = link_expected(&p, [("n1", na.as_ref()), ("n3", na.as_ref())], true).unwrap();
+        assert_eq!(
+            e.expected_source,
+            "NIC line rate 400000 Mb/s: n1 ib0, the rail's slower end"
+        );
         assert!((e.expected - 50.0).abs() < 1e-12);
         // One end unknown: no expectation.
-        assert_eq!(link_expected(&p, [("n1", na.as_ref()), ("n2", None)]), None);
+        assert_eq!(
+            link_expected(&p, [("n1", na.as_ref()), ("n2", None)], false),
+            None
+        );
     }
 }

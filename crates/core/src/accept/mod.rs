@@ -98,6 +98,7 @@ pub(crate) mod test_support {
                 })
                 .collect(),
             stopped: None,
+            rails: Vec::new(),
         }
     }
 }

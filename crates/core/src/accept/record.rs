@@ -41,6 +41,10 @@ pub enum Component {
         a: String,
         /// The other host.
         b: String,
+        /// The rail (network interface) it was measured on; None: the path
+        /// MPI or NCCL picks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rail: Option<String>,
     },
 }
 
@@ -53,7 +57,12 @@ impl fmt::Display for Component {
                 local_rank,
             } => write!(f, "device rank {rank} ({host}, local rank {local_rank})"),
             Component::Node { host } => write!(f, "node {host}"),
-            Component::Link { a, b } => write!(f, "link {a} <-> {b}"),
+            Component::Link { a, b, rail: None } => write!(f, "link {a} <-> {b}"),
+            Component::Link {
+                a,
+                b,
+                rail: Some(r),
+            } => write!(f, "link {a} <-> {b} (rail {r})"),
         }
     }
 }
@@ -655,6 +664,50 @@ pub struct LinkStage {
     /// pass ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// The same schedule run again on each rail of `accept.rails` (NIC i
+    /// with NIC i); empty without rails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rails: Vec<RailStage>,
+}
+
+/// The link schedule on one rail: TCP between the node leaders' IPv4
+/// addresses on one network interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RailStage {
+    /// The interface (`accept.rails` entry), e.g. `eth1`.
+    pub rail: String,
+    /// Each node's IPv4 address on it, in node order; None: the node has
+    /// none (it is left out of the rail's pairs and named).
+    pub addresses: Vec<Option<String>>,
+    /// Rounds run (the link stage's schedule without the isolation
+    /// rounds, less the pairs with a node that has no address).
+    pub rounds: Vec<Vec<Pair>>,
+    /// Timed exchanges per pair (fewer than `accept.iterations` where the
+    /// link stage's budget stopped it).
+    pub iterations: u32,
+    /// Every measured pair, as [`LinkStage::pairs`].
+    pub pairs: Vec<PairResult>,
+    /// Why fewer passes ran than asked, as [`LinkStage::stopped`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+impl RailStage {
+    /// The rail's pairs as a link stage of its own (for the link rules, the
+    /// matrix and the expected values): `of`'s hosts, bytes and schedule.
+    pub fn as_link(&self, of: &LinkStage) -> LinkStage {
+        LinkStage {
+            hosts: of.hosts.clone(),
+            schedule: of.schedule.clone(),
+            rounds: self.rounds.clone(),
+            isolation_rounds: 0,
+            bytes: of.bytes,
+            iterations: self.iterations,
+            pairs: self.pairs.clone(),
+            stopped: self.stopped.clone(),
+            rails: Vec::new(),
+        }
+    }
 }
 
 impl LinkStage {

@@ -61,7 +61,13 @@ pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
             Stage::Config => config_rule(r.config.as_ref().expect("present"), &mut out),
             Stage::Device => device_rule(r.device.as_ref().expect("present"), s, &mut out),
             Stage::Node => node_rule(r.node.as_ref().expect("present"), s, &r.gpus, &mut out),
-            Stage::Link => link_rules(r.link.as_ref().expect("present"), s, &mut out),
+            Stage::Link => {
+                let l = r.link.as_ref().expect("present");
+                link_rules(l, s, None, &mut out);
+                for rail in &l.rails {
+                    rail_rules(l, rail, s, &mut out);
+                }
+            }
             Stage::Sweep => sweep_rule(r.sweep.as_ref().expect("present"), &mut out),
             Stage::Step => {
                 let st = r.step.as_ref().expect("present");
@@ -590,8 +596,34 @@ pub fn isolation_path(l: &LinkStage, s: &AcceptSettings) -> Vec<IsolationStep> {
     out
 }
 
-fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
+/// The rules of one rail: a node without an address on it is named (its
+/// NIC is missing or down), then the link rules on the rail's own pairs
+/// against the rail's own reference.
+fn rail_rules(l: &LinkStage, rail: &RailStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
+    for (i, a) in rail.addresses.iter().enumerate() {
+        if a.is_none() {
+            out.push(Finding {
+                stage: Stage::Link,
+                rule: "rail_address".into(),
+                status: Status::Fail,
+                component: Some(Component::Node {
+                    host: l.hosts.get(i).cloned().unwrap_or_default(),
+                }),
+                message: format!(
+                    "rail {}: the node has no IPv4 address on {} (the NIC is missing, down or unaddressed), so none of its links on this rail ran",
+                    rail.rail, rail.rail
+                ),
+            });
+        }
+    }
+    link_rules(&rail.as_link(l), s, Some(&rail.rail), out);
+}
+
+/// The link rules on one set of pairs: the link stage's own, or one
+/// rail's (`rail`: its interface, named in every line and link).
+fn link_rules(l: &LinkStage, s: &AcceptSettings, rail: Option<&str>, out: &mut Vec<Finding>) {
     let n = l.hosts.len();
+    let on = rail.map(|r| format!("rail {r}: ")).unwrap_or_default();
     // Fewer passes than asked: every link's figure stands on fewer
     // exchanges, so the stage as a whole cannot pass (a link named slow is
     // still named: its passes were slow).
@@ -602,7 +634,7 @@ fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
             status: Status::Inconclusive,
             component: None,
             message: format!(
-                "PARTIAL: {} of {} timed passes; {why}",
+                "{on}PARTIAL: {} of {} timed passes; {why}",
                 l.iterations, s.iterations
             ),
         });
@@ -613,7 +645,7 @@ fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
             rule: "link_bandwidth".into(),
             status: Status::Skipped,
             component: None,
-            message: format!("{n} node(s): no pair of nodes to measure"),
+            message: format!("{on}{n} node(s): no pair of nodes to measure"),
         });
         return;
     };
@@ -624,7 +656,7 @@ fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
             status: Status::Inconclusive,
             component: None,
             message: format!(
-                "two nodes, one link ({}): no other link to compare it with",
+                "{on}two nodes, one link ({}): no other link to compare it with",
                 fmt_gbps(reference)
             ),
         });
@@ -647,6 +679,7 @@ fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
             component: Some(Component::Link {
                 a: l.hosts[p.a].clone(),
                 b: l.hosts[p.b].clone(),
+                rail: rail.map(str::to_string),
             }),
             message: format!(
                 "{} {} {} × reference {} (median over nodes of their fastest link)",
@@ -669,7 +702,7 @@ fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
                 status: Status::Fail,
                 component: Some(Component::Node { host: host.clone() }),
                 message: format!(
-                    "all {} of its links are slow (fastest {} < {} × reference {})",
+                    "{on}all {} of its links are slow (fastest {} < {} × reference {})",
                     mine.len(),
                     fmt_gbps(best),
                     s.min_link_fraction,
@@ -698,7 +731,7 @@ fn link_rules(l: &LinkStage, s: &AcceptSettings, out: &mut Vec<Finding>) {
             status: Status::Pass,
             component: None,
             message: format!(
-                "{} links ({} schedule), every one ≥ {} × reference {}{covered}",
+                "{on}{} links ({} schedule), every one ≥ {} × reference {}{covered}",
                 links.len(),
                 l.schedule,
                 s.min_link_fraction,
@@ -1000,7 +1033,7 @@ pub fn bad_nodes(findings: &[Finding]) -> Vec<BadNode> {
     for f in &failed {
         match &f.component {
             Some(Component::Device { host, .. } | Component::Node { host }) => add(host, f),
-            Some(Component::Link { a, b })
+            Some(Component::Link { a, b, .. })
                 if !named.contains(&a.as_str()) && !named.contains(&b.as_str()) =>
             {
                 add(a, f);
@@ -1232,6 +1265,72 @@ mod tests {
         assert_eq!(isolation_path(&l, &settings), vec![]);
     }
 
+    /// Rails: the main path passes; on rail eth1 the pair h1–h3 is slow
+    /// (named as that link on that rail, both ends in bad_nodes), and h4
+    /// has no address on eth1 (named, left out of the rail's pairs).
+    #[test]
+    fn a_rail_names_its_slow_link_and_its_unaddressed_node() {
+        let n = 5;
+        let all: Vec<(usize, usize, f64)> = (0..n)
+            .flat_map(|b| (0..b).map(move |a| (a, b, 1.0)))
+            .collect();
+        let mut l = link(&all, n);
+        let rail_pairs: Vec<(usize, usize, f64)> = all
+            .iter()
+            .filter(|(a, b, _)| *a != 4 && *b != 4)
+            .map(|&(a, b, g)| (a, b, if (a, b) == (1, 3) { 0.01 } else { g }))
+            .collect();
+        let rail = link(&rail_pairs, n);
+        l.rails = vec![RailStage {
+            rail: "eth1".into(),
+            addresses: (0..n)
+                .map(|i| (i != 4).then(|| format!("10.78.0.{}", i + 1)))
+                .collect(),
+            rounds: rail.rounds.clone(),
+            iterations: 1,
+            pairs: rail.pairs,
+            stopped: None,
+        }];
+        let mut r = record();
+        r.hosts = l.hosts.clone();
+        r.link = Some(l);
+        let f = evaluate(&r, &AcceptSettings::default());
+        assert_eq!(
+            bad_components(&f),
+            ["node h4", "link h1 <-> h3 (rail eth1)"],
+            "{f:#?}"
+        );
+        let addr = f.iter().find(|x| x.rule == "rail_address").unwrap();
+        assert!(addr
+            .message
+            .starts_with("rail eth1: the node has no IPv4 address on eth1"));
+        // The main path's PASS line and the rail's lines say which is which.
+        assert!(f
+            .iter()
+            .any(|x| x.status == Status::Pass
+                && x.message.starts_with("10 links (tournament schedule)")));
+        let hosts: Vec<String> = bad_nodes(&f).into_iter().map(|b| b.host).collect();
+        assert_eq!(hosts, ["h4", "h1", "h3"]);
+        // The component's JSON keeps the rail; a link without one has none.
+        let c = serde_json::to_value(
+            f.iter()
+                .find(|x| x.rule == "link_bandwidth" && x.status == Status::Fail)
+                .unwrap()
+                .component
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(c["rail"], "eth1");
+        let plain = serde_json::to_value(Component::Link {
+            a: "a".into(),
+            b: "b".into(),
+            rail: None,
+        })
+        .unwrap();
+        assert!(plain.get("rail").is_none(), "{plain}");
+    }
+
     /// What the link stage finds with one fault among `n` nodes under the
     /// default settings: the schedule `link_schedule` picks, the isolation
     /// rounds after a sampled screen, the findings. Healthy links measure
@@ -1387,6 +1486,7 @@ mod tests {
         let link = |a: &str, b: &str| Component::Link {
             a: a.into(),
             b: b.into(),
+            rail: None,
         };
         let node = |h: &str| Component::Node { host: h.into() };
         // h2 is slow: its links are explained by it.

@@ -132,6 +132,12 @@ pub struct AcceptSettings {
     /// duration fits ([`link_pass_fits`]). A link slow enough to overrun it
     /// is named from the passes that ran, and the stage says PARTIAL.
     pub link_budget_s: f64,
+    /// Link stage: network interfaces, one per rail (`["eth0", "eth1"]`,
+    /// `--rails`). For each, the node leaders run the link schedule again
+    /// over TCP between their IPv4 addresses on that interface (NIC i with
+    /// NIC i), so a finding names the rail. Empty (the default): the one
+    /// path MPI or NCCL picks.
+    pub rails: Vec<String>,
     /// Keep the nodes already found bad (by the config, device, node or
     /// link stage: [`super::bad_nodes`]) in the sweep and step stages
     /// (`--keep-bad`). By default they are left out, so that one bad node
@@ -158,6 +164,7 @@ impl Default for AcceptSettings {
             sweep_collectives: SWEEP_COLLECTIVES.to_vec(),
             sweep_budget_s: 120.0,
             link_budget_s: 60.0,
+            rails: Vec::new(),
             keep_bad: false,
         }
     }
@@ -229,6 +236,22 @@ impl AcceptSettings {
                     self.max_pair_nodes
                 ),
             ));
+        }
+        for (i, r) in self.rails.iter().enumerate() {
+            // An interface name: 1 to 15 bytes (IFNAMSIZ − 1), no '/',
+            // whitespace or ','; each once.
+            let bad = r.is_empty()
+                || r.len() > 15
+                || r.contains(|c: char| c == '/' || c == ',' || c.is_whitespace());
+            if bad || self.rails[..i].contains(r) {
+                return Err(err(
+                    "rails",
+                    format!(
+                        "accept.rails: {r:?} is {}; give network interface names, each once, e.g. [\"eth0\", \"eth1\"]",
+                        if bad { "not an interface name" } else { "listed twice" }
+                    ),
+                ));
+            }
         }
         if !(1..=1000).contains(&self.sampled_rounds) {
             return Err(err(
@@ -360,6 +383,8 @@ pub struct AcceptOverrides {
     pub max_pair_nodes: Option<u64>,
     /// `--keep-bad`: keep the bad nodes in the sweep and step stages.
     pub keep_bad: Option<bool>,
+    /// `--rails eth0,eth1`.
+    pub rails: Option<Vec<String>>,
 }
 
 impl AcceptOverrides {
@@ -393,6 +418,9 @@ impl AcceptOverrides {
         }
         if let Some(v) = self.keep_bad {
             s.keep_bad = v;
+        }
+        if let Some(v) = &self.rails {
+            s.rails = v.clone();
         }
         s.validate(file)?;
         Ok(s)
@@ -590,5 +618,35 @@ mod tests {
         .apply(&AcceptSettings::default(), "f")
         .unwrap();
         assert_eq!(crate::accept::link_schedule(3, &sampled).0, "sampled");
+    }
+
+    #[test]
+    fn rails_are_interface_names_each_once() {
+        let with = |r: &[&str]| {
+            AcceptOverrides {
+                rails: Some(r.iter().map(|x| x.to_string()).collect()),
+                ..Default::default()
+            }
+            .apply(&AcceptSettings::default(), "f.toml")
+        };
+        assert_eq!(with(&["eth0", "ib1"]).unwrap().rails, ["eth0", "ib1"]);
+        for (bad, why) in [
+            (&["eth0", "eth0"][..], "\"eth0\" is listed twice"),
+            (&[""][..], "\"\" is not an interface name"),
+            (&["eth 0"][..], "\"eth 0\" is not an interface name"),
+            (&["a-name-of-16-ch"][..], ""),
+            (&["a-name-of-16-chr"][..], "is not an interface name"),
+        ] {
+            match with(bad) {
+                Ok(_) => assert!(why.is_empty(), "{bad:?} was taken"),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(
+                        !why.is_empty() && e.contains(why) && e.contains("accept.rails"),
+                        "{bad:?}: {e}"
+                    );
+                }
+            }
+        }
     }
 }

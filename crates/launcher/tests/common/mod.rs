@@ -423,10 +423,18 @@ impl Netns {
     /// Sets up `hosts` namespaces (removing leftovers of an interrupted
     /// earlier run first, which would make netns-up fail).
     pub fn up(hosts: u32) -> Netns {
+        Netns::up_with_rails(hosts, 1)
+    }
+
+    /// As [`Netns::up`], each host with `rails` NICs (1 or 2: eth0 on
+    /// 10.77.0.0/24, eth1 on 10.78.0.0/24).
+    pub fn up_with_rails(hosts: u32, rails: u32) -> Netns {
         let _ = Command::new(root().join("ci/netns-down.sh")).status();
         let guard = Netns;
         let f = run(
-            Command::new(root().join("ci/netns-up.sh")).arg(hosts.to_string()),
+            Command::new(root().join("ci/netns-up.sh"))
+                .arg(hosts.to_string())
+                .arg(rails.to_string()),
             Duration::from_secs(60),
         );
         assert_eq!(f.code(), 0, "ci/netns-up.sh failed: {f:?}");
