@@ -673,6 +673,29 @@ fn link_stage_names_the_rate_limited_host() {
     let j = read_json(&out.join("healthy/accept.json"));
     assert_eq!(j["link"]["schedule"], "tournament");
     assert_eq!(j["link"]["pairs"].as_array().map(Vec::len), Some(3));
+    // Each sweep table: its α-β fit, and its largest size against the
+    // veth's 10 Gb/s (1.25 GB/s), the config stage's line rate.
+    for tb in j["sweep"]["tables"].as_array().expect("tables") {
+        let fit = &tb["fit"];
+        assert!(
+            fit["alpha_us"].as_f64().is_some_and(|a| a >= 0.0)
+                && fit["busbw_gbps"].as_f64().is_some_and(|b| b > 0.0),
+            "{tb:#}"
+        );
+        assert_eq!(tb["expected"]["expected"], 1.25, "{tb:#}");
+    }
+    assert_eq!(
+        f.stdout
+            .matches("# α-β fit (each size weighted by 1/t²)")
+            .count(),
+        3
+    );
+    assert_eq!(
+        f.stdout.matches("the slowest node's fastest NIC)").count(),
+        3,
+        "{}",
+        f.stdout
+    );
 
     // hostC's link rate-limited to 100 Mbit/s (egress of its eth0).
     rate_limit_host_c();

@@ -380,6 +380,27 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
                 );
             }
             let _ = writeln!(t, "# Avg bus bandwidth    : {:.3} GB/s", tb.avg_busbw_gbps);
+            if let Some(f) = &tb.fit {
+                let _ = writeln!(
+                    t,
+                    "# α-β fit (each size weighted by 1/t²): α {:.1} us, bandwidth term → busbw {:.3} GB/s; furthest from it: {} B, {:.1} %",
+                    f.alpha_us,
+                    f.busbw_gbps,
+                    f.max_deviation_at,
+                    f.max_deviation * 100.0
+                );
+            }
+            if let (Some(e), Some(last)) = (&tb.expected, tb.rows.last()) {
+                let _ = writeln!(
+                    t,
+                    "# vs expected: busbw {:.3} GB/s at {} B is {:.1} % of {:.3} GB/s ({})",
+                    last.busbw_gbps,
+                    last.size_bytes,
+                    e.percent_of_expected,
+                    e.expected,
+                    e.expected_source
+                );
+            }
         }
     }
     if !rec.gpus.is_empty() {

@@ -826,6 +826,15 @@ pub struct SweepTable {
     /// and the budget). Absent when every size ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// The α-β fit of the table's times ([`super::alpha_beta`]); None
+    /// below 3 rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit: Option<super::AlphaBeta>,
+    /// The largest size's busbw against the NIC line rate of the slowest
+    /// node's fastest NIC ([`super::fill_expected`]); None on one node or
+    /// without known line rates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<super::Expected>,
 }
 
 impl SweepTable {
@@ -846,6 +855,8 @@ impl SweepTable {
             rows,
             avg_busbw_gbps: avg,
             stopped: None,
+            fit: None,
+            expected: None,
         }
     }
 }
