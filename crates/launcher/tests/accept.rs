@@ -329,6 +329,72 @@ fn a_sweep_past_its_time_budget_stops_and_says_partial() {
     }
 }
 
+/// The node and step stages under budgets of a millisecond: the node stage
+/// runs one timed all-reduce per size, the step one timed round (of the
+/// config's 3), each recorded with why, and the suite is INCONCLUSIVE
+/// (exit 1), never PASS.
+#[test]
+fn node_and_step_stages_past_their_budgets_say_partial() {
+    let test = "node_and_step_stages_past_their_budgets_say_partial";
+    if !have_mpirun(test) {
+        return;
+    }
+    require_worker();
+    let _lock = TestLock::acquire();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = accept_config(
+        tmp.path(),
+        "budgets.toml",
+        &[
+            ("node_budget_s", toml::Value::Float(0.001)),
+            ("step_budget_s", toml::Value::Float(0.001)),
+        ],
+    );
+    let out = tmp.path().join("results");
+    let f = run(
+        mfubench_cmd().args([
+            "accept",
+            cfg.to_str().expect("utf-8"),
+            "--np",
+            "2",
+            "--stages",
+            "node,step",
+            "--out",
+            out.to_str().expect("utf-8"),
+            "--run-id",
+            "budgets",
+            "--timeout",
+            "240",
+        ]),
+        LIMIT,
+    );
+    assert_eq!(f.code(), 1, "{f:?}");
+    assert!(f.stdout.contains("accept: INCONCLUSIVE"), "{}", f.stdout);
+    let j = read_json(&out.join("budgets/accept.json"));
+    let node = &j["node"]["nodes"][0];
+    assert!(
+        node["stopped"].as_str().is_some_and(|w| w.starts_with("1 of 5 timed all-reduces of ")
+            && w.ends_with("the next would have overrun the node stage's 0.001 s budget (accept.node_budget_s)")),
+        "{node:#}"
+    );
+    assert_eq!(
+        j["step"]["stopped"],
+        "1 of 3 timed rounds: the rest would have overrun the step stage's 0.001 s budget (accept.step_budget_s)"
+    );
+    let run_json = read_json(&out.join("budgets/run.json"));
+    assert_eq!(run_json["config"]["run"]["iterations"], 1);
+    assert_eq!(run_json["complete"], true);
+    for line in ["node_budget", "step_budget"] {
+        assert!(
+            f.stdout.lines().any(|l| l.starts_with("INCONCLUSIVE")
+                && l.contains(line)
+                && l.contains("PARTIAL: 1 of ")),
+            "{line}: {}",
+            f.stdout
+        );
+    }
+}
+
 #[test]
 fn accept_killed_mid_stage_keeps_finished_stages() {
     let test = "accept_killed_mid_stage_keeps_finished_stages";

@@ -192,6 +192,21 @@ pub fn timed<G: GroupComm>(
     team: &Team<G>,
     iterations: u32,
     what: &str,
+    op: impl FnMut() -> Result<(), BackendError>,
+) -> Result<Vec<f64>, BackendError> {
+    timed_within(team, iterations, what, None, op)
+}
+
+/// [`timed`] under a stage budget (`budget`: when the stage started and its
+/// seconds): after the first timed call, another runs only if the team
+/// agrees (the largest elapsed time and last call over its ranks) that it
+/// fits ([`mfubench_core::accept::link_pass_fits`]'s rule); the caller
+/// sees fewer times than `iterations`. Collective over the team.
+pub fn timed_within<G: GroupComm>(
+    team: &Team<G>,
+    iterations: u32,
+    what: &str,
+    budget: Option<(Instant, f64)>,
     mut op: impl FnMut() -> Result<(), BackendError>,
 ) -> Result<Vec<f64>, BackendError> {
     {
@@ -199,8 +214,20 @@ pub fn timed<G: GroupComm>(
         op()?;
         team.group.synchronize()?;
     }
-    let mut local = Vec::with_capacity(iterations as usize);
-    for _ in 0..iterations {
+    let mut local: Vec<f64> = Vec::with_capacity(iterations as usize);
+    for i in 0..iterations {
+        if let (Some((started, budget_s)), Some(&last)) = (budget, local.last()) {
+            let mine = [started.elapsed().as_secs_f64(), last];
+            let mut most = [0.0f64; 2];
+            {
+                let _deadline = team.deadline(&format!("{what}: the time budget's agreement"));
+                team.mpi
+                    .all_reduce_into(&mine[..], &mut most[..], SystemOperation::max());
+            }
+            if i > 0 && !mfubench_core::accept::link_pass_fits(most[0], most[1], budget_s) {
+                break;
+            }
+        }
         // Armed and disarmed outside the timed span.
         let deadline = team.deadline(what);
         align(&team.mpi);
@@ -869,7 +896,9 @@ impl<'r, K: Platform> Suite<'r, K> {
             best_time_s: Vec::new(),
             algbw_gbps: Vec::new(),
             busbw_gbps: Vec::new(),
+            stopped: None,
         };
+        let started = Instant::now();
         if n >= 2 {
             let g = &team.group;
             let count = (*sizes.iter().max().unwrap_or(&4) / 4) as usize;
@@ -880,9 +909,18 @@ impl<'r, K: Platform> Suite<'r, K> {
                 position(Stage::Node, &format!("all_reduce {bytes} B"));
                 let c = (bytes / 4) as usize;
                 let what = format!("accept node stage: all_reduce of {bytes} B");
-                let t = timed(team, s.iterations, &what, || {
+                let budget = Some((started, s.node_budget_s));
+                let t = timed_within(team, s.iterations, &what, budget, || {
                     g.all_reduce_sum(&send, &mut recv, c)
                 })?;
+                if t.len() < s.iterations as usize && result.stopped.is_none() {
+                    result.stopped = Some(format!(
+                        "{} of {} timed all-reduces of {bytes} B: the next would have overrun the node stage's {} s budget (accept.node_budget_s)",
+                        t.len(),
+                        s.iterations,
+                        s.node_budget_s
+                    ));
+                }
                 let med = stats::median(&t).unwrap_or(f64::NAN);
                 let best = t.iter().copied().fold(f64::INFINITY, f64::min);
                 let alg = metrics::algbw_gbps(bytes as f64, best);
@@ -1288,6 +1326,7 @@ impl<'r, K: Platform> Suite<'r, K> {
     }
 
     fn step(&mut self) -> Result<Result<(), BackendError>, Exit> {
+        let budget = Some((Instant::now(), self.record.settings.step_budget_s));
         if self.leaves_out(Stage::Step) {
             // The kept ranks, numbered among themselves, run the benchmark
             // as a world of their own, planned for their number (the step
@@ -1316,12 +1355,18 @@ impl<'r, K: Platform> Suite<'r, K> {
                 rank: &kept,
                 ..self.session.clone()
             };
-            crate::executor::run_plain::<K::Backend>(&session, self.config.clone(), plan)?;
+            crate::executor::run_plain_within::<K::Backend>(
+                &session,
+                self.config.clone(),
+                plan,
+                budget,
+            )?;
         } else {
-            crate::executor::run_plain::<K::Backend>(
+            crate::executor::run_plain_within::<K::Backend>(
                 &self.session,
                 self.config.clone(),
                 self.plan.clone(),
+                budget,
             )?;
         }
         if self.rank.is_root() {
@@ -1333,6 +1378,16 @@ impl<'r, K: Platform> Suite<'r, K> {
                 run_json: "run.json".into(),
                 mfu_overlapped: run.as_ref().and_then(|r| r.summary.mfu.overlapped),
                 mfu_compute: run.as_ref().and_then(|r| r.summary.mfu.compute),
+                stopped: run
+                    .as_ref()
+                    .map(|r| (r.config.run.iterations, self.config.run.iterations))
+                    .filter(|(ran, asked)| ran < asked)
+                    .map(|(ran, asked)| {
+                        format!(
+                            "{ran} of {asked} timed rounds: the rest would have overrun the step stage's {} s budget (accept.step_budget_s)",
+                            self.record.settings.step_budget_s
+                        )
+                    }),
             });
         }
         Ok(Ok(()))

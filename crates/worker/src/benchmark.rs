@@ -422,6 +422,12 @@ impl<'r, B: Backend> Benchmark<'r, B> {
         t.step_s
     }
 
+    /// Cuts the timed steps per mode to `n` (a step stage under its time
+    /// budget); run.json records `n` as `run.iterations`.
+    pub fn set_iterations(&mut self, n: u32) {
+        self.config.run.iterations = n;
+    }
+
     /// This rank's warmup round times (every variant's steps of each
     /// round), recorded in run.json.
     pub fn set_warmup_rounds(&mut self, round_s: Vec<f64>) {

@@ -93,6 +93,9 @@ pub struct Executor<'s, 'r, B: Backend> {
     session: &'s Session<'r>,
     run: RunSettings,
     slots: Vec<Slot<'r, B>>,
+    /// A time budget (when it started, seconds): the timed rounds are cut
+    /// to what fits after the warmup (the acceptance suite's step stage).
+    budget: Option<(Instant, f64)>,
 }
 
 impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
@@ -104,7 +107,18 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
             session,
             run,
             slots,
+            budget: None,
         }
+    }
+
+    /// The same executor under a time budget: after the warmup, the timed
+    /// rounds are cut to those predicted to fit, at least one
+    /// ([`mfubench_core::accept::step_rounds_that_fit`], from the slowest
+    /// rank's last warmup round); run.json then records the rounds run as
+    /// its `run.iterations`.
+    pub fn with_budget(mut self, started: Instant, budget_s: f64) -> Self {
+        self.budget = Some((started, budget_s));
+        self
     }
 
     /// The slots, in variant order.
@@ -190,9 +204,10 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
                 peak_source: format!("{:?}", peak.source).to_lowercase(),
             });
         }
-        self.warmup(&cells);
+        let last_round_s = self.warmup(&cells);
+        let iterations = self.iterations_within_budget(last_round_s);
         self.running().for_each(|b| b.sample_telemetry("start"));
-        let order = timed_order(&cells, run.schedule, run.iterations);
+        let order = timed_order(&cells, run.schedule, iterations);
         let mut first: Option<Instant> = None;
         for (j, &(k, mode)) in order.iter().enumerate() {
             self.bench(k).timed_step(mode, &mut first);
@@ -209,7 +224,7 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
 
     /// The shared warmup of `cells` (see the notes above); every variant
     /// records the round times.
-    fn warmup(&mut self, cells: &[(usize, Mode)]) {
+    fn warmup(&mut self, cells: &[(usize, Mode)]) -> f64 {
         let rule = WarmupRule::of_run(&self.run);
         let mut rounds: Vec<f64> = Vec::new();
         let mut done = 0u32;
@@ -223,6 +238,42 @@ impl<'s, 'r, B: Backend> Executor<'s, 'r, B> {
         }
         self.running()
             .for_each(|b| b.set_warmup_rounds(rounds.clone()));
+        rounds.last().copied().unwrap_or(0.0)
+    }
+
+    /// The timed rounds to run: `run.iterations`, or under a budget those
+    /// predicted to fit from the slowest rank's last warmup round (every
+    /// variant then records that many). Collective under a budget.
+    fn iterations_within_budget(&mut self, last_round_s: f64) -> u32 {
+        let asked = self.run.iterations;
+        let Some((started, budget_s)) = self.budget else {
+            return asked;
+        };
+        let r = self.session.rank;
+        let mut slowest = 0.0f64;
+        {
+            let _deadline = crate::watchdog::Watchdog::arm(
+                format!("rank {} on {}: agreeing the step's rounds", r.rank, r.host),
+                std::time::Duration::from_secs_f64(self.run.op_timeout_s),
+                i32::from(mfubench_core::protocol::exit::RUN_FAILED),
+            );
+            use mpi::collective::SystemOperation;
+            use mpi::traits::*;
+            r.world
+                .all_reduce_into(&last_round_s, &mut slowest, SystemOperation::max());
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let n = mfubench_core::accept::step_rounds_that_fit(elapsed, slowest, budget_s, asked);
+        if n < asked {
+            if r.is_root() {
+                crate::say!(
+                    "mfubench-worker: step: {n} of {asked} timed rounds: a round takes about {slowest:.2} s and {elapsed:.1} s of the {budget_s} s budget are spent (accept.step_budget_s)"
+                );
+            }
+            self.run.iterations = n;
+            self.running().for_each(|b| b.set_iterations(n));
+        }
+        n
     }
 
     /// A soak (`mfubench soak`): the warmup, then rounds of every cell (the
@@ -402,6 +453,17 @@ pub fn run_plain<B: Backend>(
     config: mfubench_core::config::Config,
     plan: std::sync::Arc<mfubench_core::plan::StepPlan>,
 ) -> Result<(), Exit> {
+    run_plain_within::<B>(session, config, plan, None)
+}
+
+/// [`run_plain`] under a time budget (when it started, seconds; see
+/// [`Executor::with_budget`]). Collective.
+pub fn run_plain_within<B: Backend>(
+    session: &Session<'_>,
+    config: mfubench_core::config::Config,
+    plan: std::sync::Arc<mfubench_core::plan::StepPlan>,
+    budget: Option<(Instant, f64)>,
+) -> Result<(), Exit> {
     let own = Session {
         rank: session.rank,
         run_id: session.run_id.clone(),
@@ -411,6 +473,9 @@ pub fn run_plain<B: Backend>(
     let run = config.run.clone();
     let b = Benchmark::<B>::open(own, None, config, plan)?;
     let mut ex = Executor::new(session, run, vec![Slot::Runs(Box::new(b))]);
+    if let Some((started, budget_s)) = budget {
+        ex = ex.with_budget(started, budget_s);
+    }
     let peak = ex.share_peak()?;
     ex.run(peak, &mut |_, _| Ok(()))
 }

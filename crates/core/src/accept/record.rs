@@ -598,6 +598,11 @@ pub struct NodeResult {
     pub algbw_gbps: Vec<f64>,
     /// busbw per size (2(n−1)/n · algbw), GB/s.
     pub busbw_gbps: Vec<f64>,
+    /// Why the node ran fewer timed all-reduces than `iterations` at some
+    /// size: the next would have overrun `accept.node_budget_s`. None when
+    /// every one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// Node stage results.
@@ -903,6 +908,10 @@ pub struct StepStage {
     /// Compute-mode MFU, when measured.
     #[serde(default)]
     pub mfu_compute: Option<f64>,
+    /// Why the step ran fewer timed rounds than `run.iterations`: the rest
+    /// would have overrun `accept.step_budget_s`. None when every one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// `accept.json`: the acceptance suite's results, written after every stage.

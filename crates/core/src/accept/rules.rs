@@ -71,6 +71,15 @@ pub fn evaluate(r: &AcceptRecord, s: &AcceptSettings) -> Vec<Finding> {
             Stage::Sweep => sweep_rule(r.sweep.as_ref().expect("present"), &mut out),
             Stage::Step => {
                 let st = r.step.as_ref().expect("present");
+                if let Some(why) = &st.stopped {
+                    out.push(Finding {
+                        stage,
+                        rule: "step_budget".into(),
+                        status: Status::Inconclusive,
+                        component: None,
+                        message: format!("PARTIAL: {why}"),
+                    });
+                }
                 out.push(Finding {
                     stage,
                     rule: "step_ran".into(),
@@ -370,6 +379,22 @@ pub fn node_gpu_reason(gpus: &[RankGpu], host: &str, stage: Stage) -> Option<Str
 }
 
 fn node_rule(n: &NodeStage, s: &AcceptSettings, gpus: &[RankGpu], out: &mut Vec<Finding>) {
+    // Fewer all-reduces than asked: that node's figures stand on fewer
+    // samples, and the stage cannot pass as a whole (a node named slow is
+    // still named: its all-reduces were slow).
+    for x in &n.nodes {
+        if let Some(why) = &x.stopped {
+            out.push(Finding {
+                stage: Stage::Node,
+                rule: "node_budget".into(),
+                status: Status::Inconclusive,
+                component: Some(Component::Node {
+                    host: x.host.clone(),
+                }),
+                message: format!("PARTIAL: {why}"),
+            });
+        }
+    }
     let large = n.sizes_bytes.len().saturating_sub(1);
     let multi: Vec<&NodeResult> = n.nodes.iter().filter(|x| x.ranks >= 2).collect();
     for x in n.nodes.iter().filter(|x| x.ranks < 2) {
@@ -1698,6 +1723,7 @@ mod tests {
             best_time_s: vec![1.0, 1.0],
             algbw_gbps: vec![bw, bw],
             busbw_gbps: vec![0.001, bw],
+            stopped: None,
         };
         r.node = Some(NodeStage {
             sizes_bytes: vec![8, 1 << 20],

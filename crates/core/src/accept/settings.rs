@@ -132,6 +132,16 @@ pub struct AcceptSettings {
     /// duration fits ([`link_pass_fits`]). A link slow enough to overrun it
     /// is named from the passes that ran, and the stage says PARTIAL.
     pub link_budget_s: f64,
+    /// Node stage: its time budget, seconds, for both sizes on every node
+    /// (default 60). After each size's first timed all-reduce, another runs
+    /// only if it fits (as the link stage's passes); fewer than
+    /// `iterations` make the node stage PARTIAL.
+    pub node_budget_s: f64,
+    /// Step stage: its time budget, seconds (default 600). After the
+    /// warmup, the timed rounds (one step of every mode each) are cut to
+    /// what fits, at least one, predicted from the slowest rank's last
+    /// warmup round; fewer than `run.iterations` make the step PARTIAL.
+    pub step_budget_s: f64,
     /// Link stage: network interfaces, one per rail (`["eth0", "eth1"]`,
     /// `--rails`). For each, the node leaders run the link schedule again
     /// over TCP between their IPv4 addresses on that interface (NIC i with
@@ -164,6 +174,8 @@ impl Default for AcceptSettings {
             sweep_collectives: SWEEP_COLLECTIVES.to_vec(),
             sweep_budget_s: 120.0,
             link_budget_s: 60.0,
+            node_budget_s: 60.0,
+            step_budget_s: 600.0,
             rails: Vec::new(),
             keep_bad: false,
         }
@@ -175,6 +187,23 @@ impl Default for AcceptSettings {
 /// (`accept.link_budget_s`). Known answers in the tests.
 pub fn link_pass_fits(elapsed_s: f64, last_pass_s: f64, budget_s: f64) -> bool {
     elapsed_s + last_pass_s.max(0.0) <= budget_s
+}
+
+/// How many timed rounds of the step stage fit its budget: `elapsed_s`
+/// spent (open and warmup), a round (one step of every mode) predicted at
+/// `round_s` (the slowest rank's last warmup round), `budget_s`
+/// (`accept.step_budget_s`); at least 1 (the stage measures something), at
+/// most `iterations`. Known answers in the tests.
+pub fn step_rounds_that_fit(elapsed_s: f64, round_s: f64, budget_s: f64, iterations: u32) -> u32 {
+    if !(round_s.is_finite() && round_s > 0.0) {
+        return iterations;
+    }
+    let fit = ((budget_s - elapsed_s) / round_s).floor();
+    if fit >= iterations as f64 {
+        iterations
+    } else {
+        (fit.max(1.0) as u32).min(iterations)
+    }
 }
 
 /// The predicted seconds of the sweep's next size: `calls` calls (the
@@ -288,6 +317,8 @@ impl AcceptSettings {
         for (f, x) in [
             ("sweep_budget_s", self.sweep_budget_s),
             ("link_budget_s", self.link_budget_s),
+            ("node_budget_s", self.node_budget_s),
+            ("step_budget_s", self.step_budget_s),
         ] {
             if !(x.is_finite() && x > 0.0) {
                 return Err(err(
@@ -618,6 +649,19 @@ mod tests {
         .apply(&AcceptSettings::default(), "f")
         .unwrap();
         assert_eq!(crate::accept::link_schedule(3, &sampled).0, "sampled");
+    }
+
+    #[test]
+    fn step_rounds_that_fit_known_answers() {
+        // 600 s budget, 100 s spent, 30 s a round: 16 rounds of 20 asked.
+        assert_eq!(step_rounds_that_fit(100.0, 30.0, 600.0, 20), 16);
+        // Plenty of room: every round asked.
+        assert_eq!(step_rounds_that_fit(0.0, 1.0, 600.0, 20), 20);
+        // Already past the budget: one round still runs.
+        assert_eq!(step_rounds_that_fit(700.0, 30.0, 600.0, 20), 1);
+        // No round time known: every round.
+        assert_eq!(step_rounds_that_fit(0.0, 0.0, 600.0, 20), 20);
+        assert_eq!(step_rounds_that_fit(0.0, f64::NAN, 600.0, 20), 20);
     }
 
     #[test]
