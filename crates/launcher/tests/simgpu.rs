@@ -192,11 +192,29 @@ fn accept_on_simulated_gpus_names_the_faulty_gpu() {
     let f = sim_accept(
         &out,
         "slow",
-        "device",
+        "config,device",
         &["slow=0.2@*:1"],
         &["--min-device-fraction", "0.7"],
     );
     assert_eq!(f.code(), 1, "{f:?}");
+    let j = read_json(&out.join("slow/accept.json"));
+    // The config stage's GPU facts, from (simulated) NVML and NCCL.
+    let facts = &j["config"]["nodes"][0]["facts"];
+    for key in [
+        "gpu.driver",
+        "gpu.cuda",
+        "gpu.count",
+        "gpu.0.model",
+        "gpu.0.pcie_max_gen",
+        "gpu.0.pcie_width",
+        "nccl",
+    ] {
+        assert!(
+            facts[key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key}: {facts:#}"
+        );
+    }
+
     assert!(
         f.stdout.contains("accept: FAIL — bad: device rank 1"),
         "{}",

@@ -803,9 +803,15 @@ impl<'r, K: Platform> Suite<'r, K> {
     /// Every node's facts, from its first rank, gathered on rank 0.
     fn config_stage(&mut self) -> Result<(), BackendError> {
         let r = self.rank;
-        let mine = self.leaders.as_ref().map(|_| NodeFacts {
-            host: r.host.clone(),
-            facts: crate::node_facts::collect(r.ranks_on_host),
+        let mine = self.leaders.as_ref().map(|_| {
+            let mut facts = crate::node_facts::collect(r.ranks_on_host);
+            facts.extend(crate::cuda::telemetry::node_gpu_facts(
+                self.config.run.backend != BackendKind::Cpu,
+            ));
+            NodeFacts {
+                host: r.host.clone(),
+                facts,
+            }
         });
         if let Some(nodes) = gather_json(r, &self.config, &r.world, mine.as_ref()) {
             self.record.config = Some(ConfigStage { nodes });

@@ -25,6 +25,52 @@ use nvml_wrapper::error::{Bits, NvmlError};
 use nvml_wrapper::event::EventSet;
 use nvml_wrapper::Nvml;
 
+/// This node's GPU facts for the acceptance suite's config stage, from
+/// NVML (all of the node's GPUs, by NVML index): `gpu.driver`, `gpu.cuda`
+/// (the driver's CUDA version), `gpu.count`, and per GPU `gpu.<i>.model`,
+/// `gpu.<i>.pcie_max_gen` (the link generation the GPU and its slot
+/// support: the current one drops at idle, which would read as drift) and
+/// `gpu.<i>.pcie_width` (the current width: a link trained down to x8 is a
+/// real fault). With `nccl`, also `nccl` (the version of the NCCL the CUDA
+/// backend loads). Empty without NVML (a CPU node).
+pub fn node_gpu_facts(nccl: bool) -> std::collections::BTreeMap<String, String> {
+    let mut f = std::collections::BTreeMap::new();
+    let Ok(nvml) = Nvml::init() else {
+        return f;
+    };
+    if let Ok(v) = nvml.sys_driver_version() {
+        f.insert("gpu.driver".into(), v);
+    }
+    if let Ok(v) = nvml.sys_cuda_driver_version() {
+        f.insert("gpu.cuda".into(), super::probe::cuda_version_string(v));
+    }
+    if let Ok(n) = nvml.device_count() {
+        f.insert("gpu.count".into(), n.to_string());
+        for i in 0..n {
+            let Ok(d) = nvml.device_by_index(i) else {
+                continue;
+            };
+            if let Ok(v) = d.name() {
+                f.insert(format!("gpu.{i}.model"), v);
+            }
+            if let Ok(v) = d.max_pcie_link_gen() {
+                f.insert(format!("gpu.{i}.pcie_max_gen"), v.to_string());
+            }
+            if let Ok(v) = d.current_pcie_link_width() {
+                f.insert(format!("gpu.{i}.pcie_width"), v.to_string());
+            }
+        }
+    }
+    let version = nccl
+        .then(super::nccl::NcclLib::open)
+        .and_then(Result::ok)
+        .and_then(|l| l.version().ok());
+    if let Some(v) = version {
+        f.insert("nccl".into(), super::nccl::version_string(v));
+    }
+    f
+}
+
 /// NVML clock-event ("throttle") reason bits, from nvml.h.
 const THROTTLE_BITS: &[(u64, &str)] = &[
     (0x1, "gpu_idle"),
