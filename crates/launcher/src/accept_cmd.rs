@@ -221,8 +221,9 @@ fn judge_history(rec: &mut AcceptRecord, dir: &Path, file: &Path) -> Result<()> 
             }
         }
     }
-    rec.regressions = regressions(&current, &past);
-    if !rec.regressions.is_empty() {
+    rec.regressions = regressions(&current, &past, rec.settings.history_min_runs as usize);
+    rec.trends = mfubench_core::accept::trends(&current, &past);
+    if !rec.regressions.is_empty() || !rec.trends.is_empty() {
         rec.findings = mfubench_core::accept::evaluate(rec, &rec.settings);
         let bytes = serde_json::to_vec_pretty(rec).map_err(|e| run_failed(e.to_string()))?;
         mfubench_report::fsutil::write_atomic(file, &bytes)

@@ -521,6 +521,52 @@ fn device_stage_names_the_host_with_a_cpu_hog() {
     // machine (with one hog, hostB sat at 0.81 of hostA when the machine was
     // busy; with two, a CI run measured 0.89: a rank's GEMM rate does not
     // fall as fast as its share of the core).
+    // A first run without the hogs writes each node's history (one
+    // earlier run is enough here: accept.history_min_runs = 1).
+    let cfg = accept_config(
+        tmp.path(),
+        "hog.toml",
+        &[("history_min_runs", toml::Value::Integer(1))],
+    );
+    let history = tmp.path().join("history");
+    let out = tmp.path().join("results");
+    let f = run(
+        Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
+        Duration::from_secs(30),
+    );
+    let extra: Vec<String> = f.stdout.lines().map(str::to_string).collect();
+    let accept = |id: &str| {
+        let mut cmd = mfubench_cmd();
+        cmd.env("MFUBENCH_WORKER", &wrapper)
+            .args([
+                "accept",
+                cfg.to_str().expect("utf-8"),
+                "--stages",
+                "device",
+                "--min-device-fraction",
+                "0.8",
+                "--history",
+                history.to_str().expect("utf-8"),
+                "--np",
+                "2",
+                "--hosts",
+                "hostA:1,hostB:1",
+                "--out",
+                out.to_str().expect("utf-8"),
+                "--run-id",
+                id,
+                "--timeout",
+                "240",
+                "--",
+            ])
+            .args(&extra);
+        run(&mut cmd, LIMIT)
+    };
+    let before = accept("before");
+    assert!([0, 1].contains(&before.code()), "{before:?}");
+    let first_record = std::fs::read(out.join("before/accept.json")).expect("accept.json");
+    let first_line = std::fs::read_to_string(history.join("hostB.jsonl")).expect("hostB's history");
+    assert_eq!(first_line.lines().count(), 1, "{first_line}");
     let _hogs: Vec<Hog> = (0..3)
         .map(|_| {
             Hog(reap::die_with_parent(&mut Command::new("taskset"))
@@ -529,35 +575,7 @@ fn device_stage_names_the_host_with_a_cpu_hog() {
                 .expect("start the hog"))
         })
         .collect();
-    let f = run(
-        Command::new(root().join("ci/mpirun-ns.sh")).arg("--print-args"),
-        Duration::from_secs(30),
-    );
-    let extra: Vec<String> = f.stdout.lines().map(str::to_string).collect();
-    let out = tmp.path().join("results");
-    let mut cmd = mfubench_cmd();
-    cmd.env("MFUBENCH_WORKER", &wrapper)
-        .args([
-            "accept",
-            test_config("accept.toml").to_str().expect("utf-8"),
-            "--stages",
-            "device",
-            "--min-device-fraction",
-            "0.8",
-            "--np",
-            "2",
-            "--hosts",
-            "hostA:1,hostB:1",
-            "--out",
-            out.to_str().expect("utf-8"),
-            "--run-id",
-            "hog",
-            "--timeout",
-            "240",
-            "--",
-        ])
-        .args(&extra);
-    let f = run(&mut cmd, LIMIT);
+    let f = accept("hog");
     assert_eq!(f.code(), 1, "{f:?}");
     let j = read_json(&out.join("hog/accept.json"));
     let failed: Vec<String> = findings(&j)
@@ -565,7 +583,48 @@ fn device_stage_names_the_host_with_a_cpu_hog() {
         .filter(|(_, status, _)| status == "FAIL")
         .map(|(_, _, who)| who)
         .collect();
-    assert_eq!(failed, ["device 1"], "{}", f.stdout);
+    assert_eq!(
+        failed.first().map(String::as_str),
+        Some("device 1"),
+        "{}",
+        f.stdout
+    );
+    // Against its own past (the run before the hogs), hostB's device rate
+    // regressed: a finding with both numbers, BAD in bad_nodes.txt, and the
+    // node table's history column. (hostA is not asserted on: its rate
+    // moves with the machine's other load between the two runs.)
+    assert!(failed.contains(&"node hostB".to_string()), "{}", f.stdout);
+    let reg = j["regressions"]
+        .as_array()
+        .expect("regressions")
+        .iter()
+        .find(|r| r["host"] == "hostB")
+        .unwrap_or_else(|| panic!("no regression of hostB: {j:#}"));
+    assert_eq!(
+        (
+            reg["figure"].as_str(),
+            reg["against"].as_str(),
+            reg["n"].as_u64()
+        ),
+        (Some("device_tflops"), Some("past"), Some(1))
+    );
+    assert!(reg["value"].as_f64() < reg["median"].as_f64(), "{reg}");
+    assert!(
+        f.stdout
+            .lines()
+            .any(|l| l.starts_with("hostB ") && l.contains("(1) REGRESSED") && l.ends_with(" BAD")),
+        "{}",
+        f.stdout
+    );
+    // The first run's figures stay: its record untouched, its history line
+    // first in hostB's file, the hog run's appended after it.
+    assert_eq!(
+        std::fs::read(out.join("before/accept.json")).unwrap(),
+        first_record
+    );
+    let lines = std::fs::read_to_string(history.join("hostB.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    assert!(lines.starts_with(&first_line), "{lines}");
     let d = &j["device"]["devices"];
     assert_eq!(d[1]["host"], "hostB");
     let share = |i: usize| d[i]["telemetry"]["cpu_share"].as_f64().expect("cpu_share");

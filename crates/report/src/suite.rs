@@ -443,12 +443,13 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
         let w = rows.iter().map(|r| r.host.len()).max().unwrap_or(4).max(8);
         let _ = writeln!(
             t,
-            "\nNodes: each figure as % of the median node's (device TFLOP/s, node busbw, fastest link); drift: fields unlike the majority's; history: figures regressed"
+            "\nNodes: each figure as % of the median node's (device TFLOP/s, node busbw, fastest link), then of its expected value (device, link); drift: fields unlike the majority's; history: each figure against the median of the node's own earlier runs (how many), REGRESSED where the history rule fired"
         );
         let mut head = format!("{:<w$}", "host");
         for (_, name) in NODE_COLUMNS {
             let _ = write!(head, " {name:>10}");
         }
+        let _ = write!(head, " {:>10} {:>10}", "device exp", "link exp");
         let _ = writeln!(t, "{head}  {:<20} {:<20} named", "drift", "history");
         let list = |v: &[String]| {
             if v.is_empty() {
@@ -459,12 +460,38 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
         };
         for r in &rows {
             let mut line = format!("{:<w$}", r.host);
+            let pct = |v: &Option<f64>| {
+                v.map(|x| format!("{:.1}%", x * 100.0))
+                    .unwrap_or_else(|| "-".into())
+            };
             for v in &r.vs_median {
-                let cell = v
-                    .map(|x| format!("{:.1}%", x * 100.0))
-                    .unwrap_or_else(|| "-".into());
-                let _ = write!(line, " {cell:>10}");
+                let _ = write!(line, " {:>10}", pct(v));
             }
+            for (i, (name, _)) in NODE_COLUMNS.iter().enumerate() {
+                if *name != "node_busbw_gbps" {
+                    let _ = write!(line, " {:>10}", pct(&r.vs_expected[i]));
+                }
+            }
+            let mut history: Vec<String> = NODE_COLUMNS
+                .iter()
+                .zip(&r.trend)
+                .filter_map(|((name, col), t)| {
+                    let (change, runs) = (*t)?;
+                    let regressed = r
+                        .regressed
+                        .iter()
+                        .any(|x| x.starts_with(&format!("{name} ")));
+                    let flag = if regressed { " REGRESSED" } else { "" };
+                    Some(format!("{col} {:+.1}% ({runs}){flag}", change * 100.0))
+                })
+                .collect();
+            // A regression against the fleet has no trend of its own.
+            history.extend(
+                r.regressed
+                    .iter()
+                    .filter(|x| x.ends_with(" fleet"))
+                    .map(|x| format!("{x} REGRESSED")),
+            );
             let named = match (r.bad, r.left_out) {
                 (true, true) => "BAD, left out of the later stages",
                 (true, false) => "BAD",
@@ -475,7 +502,7 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
                 t,
                 "{line}  {:<20} {:<20} {named}",
                 list(&r.drift),
-                list(&r.regressed)
+                list(&history)
             );
         }
     }
@@ -574,6 +601,7 @@ mod tests {
             gpus: Vec::new(),
             findings: Vec::new(),
             regressions: Vec::new(),
+            trends: Vec::new(),
             device_info: Default::default(),
         };
         let r = render(&rec, None);
@@ -683,6 +711,7 @@ mod tests {
             gpus: Vec::new(),
             findings: Vec::new(),
             regressions: Vec::new(),
+            trends: Vec::new(),
             device_info: Default::default(),
         };
         let r = render(&rec, None);

@@ -596,6 +596,7 @@ impl<'r, K: Platform> Suite<'r, K> {
             gpus: Vec::new(),
             findings: Vec::new(),
             regressions: Vec::new(),
+            trends: Vec::new(),
             device_info: if config.run.backend != BackendKind::Cpu && crate::cuda::simulated() {
                 [("simulated".to_string(), "true".to_string())].into()
             } else {

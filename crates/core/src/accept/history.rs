@@ -20,7 +20,8 @@
 //! z = (x − median) / (1.4826 · MAD), the MAD floored at
 //! [`MAD_FLOOR`] of the median (a history of identical numbers must not
 //! make a 1 % dip infinite):
-//! - own past: at least [`MIN_PAST`] earlier runs of the same identity;
+//! - own past: at least `accept.history_min_runs` earlier runs of the
+//!   same identity ([`MIN_PAST`] by default);
 //!   regressed when z ≤ −[`Z_LIMIT`] and x is more than [`MIN_DROP`] below
 //!   the past median;
 //! - fleet: at least [`MIN_FLEET`] nodes with the figure in this run;
@@ -40,7 +41,10 @@ pub const Z_LIMIT: f64 = 3.5;
 pub const MIN_DROP: f64 = 0.05;
 /// Floor of the MAD, as a fraction of the median.
 pub const MAD_FLOOR: f64 = 0.02;
-/// Earlier runs of a node needed to judge it against its past.
+/// Earlier runs of a node needed by default to judge it against its past
+/// (`accept.history_min_runs`): with one, the MAD is its floor and any
+/// drop past about 10 % flags, which a noisy figure (a link on a shared
+/// machine) reaches by chance.
 pub const MIN_PAST: usize = 3;
 /// Nodes needed to judge a node against the fleet: with fewer, the other
 /// nodes' median and MAD are too rough (on 5 namespace hosts sharing 2
@@ -81,6 +85,56 @@ pub struct Regression {
     pub n: usize,
     /// The robust z-score.
     pub z: f64,
+}
+
+/// One node figure against the node's own past.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trend {
+    /// Host name.
+    pub host: String,
+    /// Figure name (`device_tflops`, `node_busbw_gbps`, `link_gbps`).
+    pub figure: String,
+    /// This run's value.
+    pub value: f64,
+    /// The median of the node's earlier runs (same GPU serials).
+    pub past_median: f64,
+    /// How many earlier runs.
+    pub past_runs: usize,
+}
+
+impl Trend {
+    /// This run against the past median: −0.12 is 12 % lower.
+    pub fn change(&self) -> f64 {
+        self.value / self.past_median - 1.0
+    }
+}
+
+/// Every figure of `current` that has at least one earlier value of its
+/// node (same serials, another run), against the median of those.
+pub fn trends(current: &[NodeFigures], past: &BTreeMap<String, Vec<NodeFigures>>) -> Vec<Trend> {
+    let mut out = Vec::new();
+    for node in current {
+        for (figure, &x) in &node.figures {
+            let own: Vec<f64> = past
+                .get(&node.host)
+                .into_iter()
+                .flatten()
+                .filter(|p| p.serials == node.serials && p.run_id != node.run_id)
+                .filter_map(|p| p.figures.get(figure).copied())
+                .filter(|v| v.is_finite())
+                .collect();
+            if let Some(m) = stats::median(&own).filter(|m| *m > 0.0) {
+                out.push(Trend {
+                    host: node.host.clone(),
+                    figure: figure.clone(),
+                    value: x,
+                    past_median: m,
+                    past_runs: own.len(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Every node's figures in `rec`, in host order.
@@ -159,6 +213,7 @@ fn regressed(x: f64, med: f64, z: f64) -> bool {
 pub fn regressions(
     current: &[NodeFigures],
     past: &BTreeMap<String, Vec<NodeFigures>>,
+    min_past: usize,
 ) -> Vec<Regression> {
     let mut out = Vec::new();
     for node in current {
@@ -189,7 +244,7 @@ pub fn regressions(
                 .filter(|o| o.host != node.host)
                 .filter_map(|o| o.figures.get(figure).copied())
                 .collect();
-            let (own_ok, fleet_ok) = (own.len() >= MIN_PAST, others.len() + 1 >= MIN_FLEET);
+            let (own_ok, fleet_ok) = (own.len() >= min_past.max(1), others.len() + 1 >= MIN_FLEET);
             out.extend(judge("past", own, own_ok).or_else(|| judge("fleet", others, fleet_ok)));
         }
     }
@@ -211,6 +266,27 @@ mod tests {
     }
 
     #[test]
+    fn a_trend_is_this_run_against_the_median_of_its_own_past() {
+        let past: BTreeMap<String, Vec<NodeFigures>> = [(
+            "n1".to_string(),
+            [100.0, 90.0, 110.0]
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| entry(&format!("r{i}"), "n1", v))
+                .collect(),
+        )]
+        .into();
+        let t = trends(&[entry("now", "n1", 88.0), entry("now", "n2", 50.0)], &past);
+        assert_eq!(t.len(), 1, "n2 has no past: no trend");
+        assert_eq!((t[0].past_median, t[0].past_runs), (100.0, 3));
+        assert!((t[0].change() + 0.12).abs() < 1e-12);
+        // New GPUs (other serials): a new history, no trend.
+        let mut other = entry("now", "n1", 88.0);
+        other.serials = vec!["S2".into()];
+        assert!(trends(&[other], &past).is_empty());
+    }
+
+    #[test]
     fn a_node_is_judged_against_its_own_past() {
         // Past 100, 101, 99, 100: MAD 0.5, floored at 2 (2 % of 100).
         let past: BTreeMap<String, Vec<NodeFigures>> = [(
@@ -223,20 +299,26 @@ mod tests {
         )]
         .into();
         // 88: z = (88 − 100) / (1.4826 · 2) = −4.05, 12 % below: regressed.
-        let r = regressions(&[entry("now", "n1", 88.0)], &past);
+        let r = regressions(&[entry("now", "n1", 88.0)], &past, MIN_PAST);
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].against.as_str(), r[0].n), ("past", 4));
         assert!((r[0].z + 12.0 / (1.4826 * 2.0)).abs() < 1e-12, "{r:?}");
         // 95: 5 % down, z = −1.7: within the node's noise.
-        assert!(regressions(&[entry("now", "n1", 95.0)], &past).is_empty());
+        assert!(regressions(&[entry("now", "n1", 95.0)], &past, MIN_PAST).is_empty());
         // Too little past: nothing said.
         let short: BTreeMap<String, Vec<NodeFigures>> =
             [("n1".to_string(), vec![entry("r0", "n1", 100.0)])].into();
-        assert!(regressions(&[entry("now", "n1", 50.0)], &short).is_empty());
+        assert!(regressions(&[entry("now", "n1", 50.0)], &short, MIN_PAST).is_empty());
+        // accept.history_min_runs = 1: one earlier run is enough; its MAD is
+        // the floor (2 of 100), so 88 is z = −4.05 as above, and 92 is
+        // within noise (z = −2.7).
+        let r = regressions(&[entry("now", "n1", 88.0)], &short, 1);
+        assert_eq!((r.len(), r[0].n), (1, 1), "{r:?}");
+        assert!(regressions(&[entry("now", "n1", 92.0)], &short, 1).is_empty());
         // Other GPUs (new serials): the past is another node's.
         let mut swapped = entry("now", "n1", 50.0);
         swapped.serials = vec!["S2".into()];
-        assert!(regressions(&[swapped], &past).is_empty());
+        assert!(regressions(&[swapped], &past, MIN_PAST).is_empty());
     }
 
     #[test]
@@ -245,11 +327,11 @@ mod tests {
             .map(|i| entry("now", &format!("n{i}"), 100.0 + i as f64))
             .collect();
         now[3] = entry("now", "n3", 80.0);
-        let r = regressions(&now, &BTreeMap::new());
+        let r = regressions(&now, &BTreeMap::new(), MIN_PAST);
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].host.as_str(), r[0].against.as_str()), ("n3", "fleet"));
         assert_eq!(r[0].n, 7);
         // Seven nodes: too few to call one an outlier.
-        assert!(regressions(&now[..7], &BTreeMap::new()).is_empty());
+        assert!(regressions(&now[..7], &BTreeMap::new(), MIN_PAST).is_empty());
     }
 }

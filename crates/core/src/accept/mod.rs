@@ -73,6 +73,7 @@ pub(crate) mod test_support {
             gpus: Vec::new(),
             findings: Vec::new(),
             regressions: Vec::new(),
+            trends: Vec::new(),
             device_info: Default::default(),
         }
     }

@@ -27,6 +27,14 @@ pub struct NodeRow {
     /// Configuration fields where the node differs from the majority
     /// (`config_drift` findings), in finding order.
     pub drift: Vec<String>,
+    /// Per [`NODE_COLUMNS`] entry: the node's figure as a fraction of its
+    /// expected value (device: the median over its devices; link: its
+    /// fastest link's; the node stage has none), None without one.
+    pub vs_expected: Vec<Option<f64>>,
+    /// Per [`NODE_COLUMNS`] entry with a past: this run against the median
+    /// of the node's own earlier runs, −0.12 for 12 % lower, and how many
+    /// runs that median is of.
+    pub trend: Vec<Option<(f64, usize)>>,
     /// History findings of the node: `figure against` (e.g. `link_gbps
     /// past`), in the record's order.
     pub regressed: Vec<String>,
@@ -67,6 +75,40 @@ pub fn node_rows(rec: &AcceptRecord, findings: &[Finding]) -> Vec<NodeRow> {
                 )
                 .filter_map(|x| x.message.split(" = ").next().map(str::to_string))
                 .collect();
+            let device_expected: Vec<f64> = rec
+                .device
+                .iter()
+                .flat_map(|d| &d.devices)
+                .filter(|d| d.host == f.host)
+                .filter_map(|d| Some(d.expected.as_ref()?.percent_of_expected / 100.0))
+                .collect();
+            let link_expected = rec.link.as_ref().and_then(|l| {
+                let i = l.hosts.iter().position(|h| *h == f.host)?;
+                l.links()
+                    .into_iter()
+                    .filter(|p| p.a == i || p.b == i)
+                    .max_by(|x, y| x.gbps.total_cmp(&y.gbps))?
+                    .expected
+                    .map(|e| e.percent_of_expected / 100.0)
+            });
+            let vs_expected = NODE_COLUMNS
+                .iter()
+                .map(|(name, _)| match *name {
+                    "device_tflops" => stats::median(&device_expected),
+                    "link_gbps" => link_expected,
+                    _ => None,
+                })
+                .collect();
+            let trend = NODE_COLUMNS
+                .iter()
+                .map(|(name, _)| {
+                    let t = rec
+                        .trends
+                        .iter()
+                        .find(|t| t.host == f.host && t.figure == *name)?;
+                    Some((t.change(), t.past_runs))
+                })
+                .collect();
             let regressed = rec
                 .regressions
                 .iter()
@@ -76,6 +118,8 @@ pub fn node_rows(rec: &AcceptRecord, findings: &[Finding]) -> Vec<NodeRow> {
             NodeRow {
                 host: f.host.clone(),
                 vs_median,
+                vs_expected,
+                trend,
                 drift,
                 regressed,
                 left_out: rec
@@ -134,5 +178,28 @@ mod tests {
         assert_eq!(h2.regressed, ["link_gbps past"]);
         assert!(h2.left_out && h2.bad);
         assert!(!rows[0].bad && !rows[0].left_out && rows[0].drift.is_empty());
+        // No expected values, no past: none shown.
+        assert_eq!(rows[0].vs_expected, [None, None, None]);
+        assert_eq!(rows[0].trend, [None, None, None]);
+        // Line rates (10 Gb/s: 1.25 GB/s each way) and a past for h2: its
+        // fastest link, 0.2 GB/s, is 16 % of expected and 90 % below the
+        // median of its 5 earlier runs.
+        for n in &mut r.config.as_mut().unwrap().nodes {
+            n.facts.insert("nic.eth0.speed_mbps".into(), "10000".into());
+        }
+        fill_expected(&mut r, crate::config::Dtype::F32);
+        r.trends = vec![Trend {
+            host: "h2".into(),
+            figure: "link_gbps".into(),
+            value: 0.2,
+            past_median: 2.0,
+            past_runs: 5,
+        }];
+        let rows = node_rows(&r, &f);
+        assert!((rows[2].vs_expected[2].unwrap() - 0.16).abs() < 1e-12);
+        assert!((rows[0].vs_expected[2].unwrap() - 1.6).abs() < 1e-12);
+        assert_eq!(rows[2].vs_expected[..2], [None, None]);
+        let (change, runs) = rows[2].trend[2].unwrap();
+        assert!((change + 0.9).abs() < 1e-12 && runs == 5);
     }
 }

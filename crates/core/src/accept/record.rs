@@ -975,6 +975,11 @@ pub struct AcceptRecord {
     /// directory; each is a `node_regressed` finding.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regressions: Vec<super::Regression>,
+    /// Each node figure against the node's own past (same GPU serials)
+    /// where it has one ([`super::trends`]), added by the launcher from the
+    /// history directory: the report's history column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trends: Vec<super::Trend>,
     /// About the devices as a whole: `simulated = "true"` for the simulated
     /// GPU of `--sim-gpu` (as in run.json's per-rank `device_info`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]

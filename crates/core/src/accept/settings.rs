@@ -142,6 +142,9 @@ pub struct AcceptSettings {
     /// what fits, at least one, predicted from the slowest rank's last
     /// warmup round; fewer than `run.iterations` make the step PARTIAL.
     pub step_budget_s: f64,
+    /// Earlier runs of a node (same GPU serials) needed to judge it
+    /// against its own past (default 3, [`super::MIN_PAST`]; at least 1).
+    pub history_min_runs: u64,
     /// Link stage: network interfaces, one per rail (`["eth0", "eth1"]`,
     /// `--rails`). For each, the node leaders run the link schedule again
     /// over TCP between their IPv4 addresses on that interface (NIC i with
@@ -176,6 +179,7 @@ impl Default for AcceptSettings {
             link_budget_s: 60.0,
             node_budget_s: 60.0,
             step_budget_s: 600.0,
+            history_min_runs: super::MIN_PAST as u64,
             rails: Vec::new(),
             keep_bad: false,
         }
@@ -281,6 +285,12 @@ impl AcceptSettings {
                     ),
                 ));
             }
+        }
+        if self.history_min_runs < 1 {
+            return Err(err(
+                "history_min_runs",
+                "accept.history_min_runs = 0 must be at least 1 (earlier runs of the node)".into(),
+            ));
         }
         if !(1..=1000).contains(&self.sampled_rounds) {
             return Err(err(
