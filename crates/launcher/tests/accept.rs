@@ -370,6 +370,11 @@ fn node_and_step_stages_past_their_budgets_say_partial() {
     );
     assert_eq!(f.code(), 1, "{f:?}");
     assert!(f.stdout.contains("accept: INCONCLUSIVE"), "{}", f.stdout);
+    assert!(
+        f.stdout.contains("(fastest of 5 iterations; fewer where the node stage's budget stopped them: see node_budget)"),
+        "{}",
+        f.stdout
+    );
     let j = read_json(&out.join("budgets/accept.json"));
     let node = &j["node"]["nodes"][0];
     assert!(
@@ -727,6 +732,11 @@ fn rate_limit_host_c_to(rate: &str) {
 /// The namespace test bed with `n` hosts, held for the test; None (the
 /// test skipped, visibly) without root or its tools.
 fn namespace_hosts(test: &str, n: u32) -> Option<(TestLock, Netns)> {
+    namespace_hosts_with_rails(test, n, 1)
+}
+
+/// As [`namespace_hosts`], each host with `rails` NICs (1 or 2).
+fn namespace_hosts_with_rails(test: &str, n: u32, rails: u32) -> Option<(TestLock, Netns)> {
     if !is_root() {
         skip(test, "needs root (network namespaces)");
         return None;
@@ -736,7 +746,7 @@ fn namespace_hosts(test: &str, n: u32) -> Option<(TestLock, Netns)> {
     }
     require_worker();
     let lock = TestLock::acquire();
-    Some((lock, Netns::up(n)))
+    Some((lock, Netns::up_with_rails(n, rails)))
 }
 
 #[test]
@@ -1186,16 +1196,9 @@ fn six_hosts_a_slow_pair_is_a_link_and_a_slow_host_a_node() {
 #[test]
 fn a_link_slow_on_one_rail_is_named_with_its_rail() {
     let test = "a_link_slow_on_one_rail_is_named_with_its_rail";
-    if !is_root() {
-        skip(test, "needs root (network namespaces)");
+    let Some((_lock, _hosts)) = namespace_hosts_with_rails(test, 4, 2) else {
         return;
-    }
-    if !have(test, &["ip", "tc", "nsenter", "unshare", "mpirun"]) {
-        return;
-    }
-    require_worker();
-    let _lock = TestLock::acquire();
-    let _hosts = Netns::up_with_rails(4, 2);
+    };
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("results");
     let cfg = accept_config(

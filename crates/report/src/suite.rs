@@ -283,8 +283,13 @@ pub fn render(rec: &AcceptRecord, settings: Option<&AcceptSettings>) -> SuiteRep
     if let Some(n) = &rec.node {
         let _ = writeln!(
             t,
-            "\nNode stage: all-reduce inside each node, busbw GB/s (fastest of {} iterations)",
-            n.iterations
+            "\nNode stage: all-reduce inside each node, busbw GB/s (fastest of {} iterations{})",
+            n.iterations,
+            if n.nodes.iter().any(|x| x.stopped.is_some()) {
+                "; fewer where the node stage's budget stopped them: see node_budget"
+            } else {
+                ""
+            }
         );
         let mut head = format!("{:<16} {:>5}", "host", "ranks");
         for b in &n.sizes_bytes {

@@ -109,20 +109,29 @@ impl Trend {
     }
 }
 
+/// `figure`'s earlier values of `node`: its history's runs with the same
+/// GPU serials, other than this run.
+fn own_past(
+    node: &NodeFigures,
+    figure: &str,
+    past: &BTreeMap<String, Vec<NodeFigures>>,
+) -> Vec<f64> {
+    past.get(&node.host)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.serials == node.serials && p.run_id != node.run_id)
+        .filter_map(|p| p.figures.get(figure).copied())
+        .filter(|v| v.is_finite())
+        .collect()
+}
+
 /// Every figure of `current` that has at least one earlier value of its
 /// node (same serials, another run), against the median of those.
 pub fn trends(current: &[NodeFigures], past: &BTreeMap<String, Vec<NodeFigures>>) -> Vec<Trend> {
     let mut out = Vec::new();
     for node in current {
         for (figure, &x) in &node.figures {
-            let own: Vec<f64> = past
-                .get(&node.host)
-                .into_iter()
-                .flatten()
-                .filter(|p| p.serials == node.serials && p.run_id != node.run_id)
-                .filter_map(|p| p.figures.get(figure).copied())
-                .filter(|v| v.is_finite())
-                .collect();
+            let own = own_past(node, figure, past);
             if let Some(m) = stats::median(&own).filter(|m| *m > 0.0) {
                 out.push(Trend {
                     host: node.host.clone(),
@@ -231,14 +240,7 @@ pub fn regressions(
                     z,
                 })
             };
-            let own: Vec<f64> = past
-                .get(&node.host)
-                .into_iter()
-                .flatten()
-                .filter(|p| p.serials == node.serials && p.run_id != node.run_id)
-                .filter_map(|p| p.figures.get(figure).copied())
-                .filter(|v| v.is_finite())
-                .collect();
+            let own = own_past(node, figure, past);
             let others: Vec<f64> = current
                 .iter()
                 .filter(|o| o.host != node.host)
